@@ -1,0 +1,34 @@
+"""User-facing errors.
+
+Every failure a person can cause or fix (bad file, missing model, no microphone,
+expired certificate, full disk, ...) is raised as an :class:`EdgeAgentError` whose
+message is one line saying what is wrong and what to do. The CLI prints it
+without a traceback; the daemon logs it and stays up.
+"""
+
+from __future__ import annotations
+
+
+class EdgeAgentError(Exception):
+    """An error with a one-line, actionable message for the user."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AudioInputError(EdgeAgentError):
+    """The audio file or device cannot be used."""
+
+
+class ModelError(EdgeAgentError):
+    """A model is missing, corrupt, or does not match models/MANIFEST."""
+
+
+class ConfigError(EdgeAgentError):
+    """A configuration key or value is invalid."""
