@@ -1,0 +1,1 @@
+"""Readers for the reference corpora used to build and evaluate models."""
