@@ -1,0 +1,1 @@
+"""Streaming speech recognition on faster-whisper / CTranslate2."""

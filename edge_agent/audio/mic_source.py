@@ -1,0 +1,169 @@
+"""Live microphone capture through PortAudio (sounddevice).
+
+The PortAudio callback copies each block into pool frames and hands them to the
+consumer through a bounded queue; it never blocks. If the consumer falls
+behind, frames are dropped and counted rather than buffered without bound.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.frames import AudioFrame
+from edge_agent.audio.framer import Framer
+from edge_agent.audio.pool import BufferPool
+from edge_agent.errors import AudioInputError
+
+def _sounddevice() -> Any:
+    try:
+        import sounddevice
+    except OSError:
+        raise AudioInputError(
+            "PortAudio library not found; install it with: apt-get install libportaudio2"
+        ) from None
+    return sounddevice
+
+
+def list_input_devices() -> list[str]:
+    sd = _sounddevice()
+    return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
+
+
+def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]:
+    """Find an input device by index, exact name or name substring."""
+    sd = _sounddevice()
+    try:
+        if device is None or device == "":
+            info = sd.query_devices(kind="input")
+        else:
+            key: str | int = int(device) if str(device).isdigit() else device
+            info = sd.query_devices(key, kind="input")
+    except (ValueError, sd.PortAudioError):
+        names = ", ".join(list_input_devices()) or "none"
+        wanted = "default input" if device in (None, "") else f"'{device}'"
+        raise AudioInputError(
+            f"microphone {wanted} not found; available input devices: {names}; set audio.device"
+        ) from None
+    return int(info["index"]), dict(info)
+
+
+class MicSource:
+    live = True
+
+    def __init__(
+        self,
+        device: str | int | None = None,
+        sample_rate: int = SAMPLE_RATE,
+        block_ms: int = 30,
+        queue_frames: int = 64,
+    ) -> None:
+        sd = _sounddevice()
+        self._sd = sd
+        self.device_index, info = resolve_input_device(device)
+        self.device_name = str(info["name"])
+        # Prefer 16 kHz straight from the device (ALSA's plug layer usually
+        # converts); otherwise capture at the device's own rate and resample.
+        self.input_rate = sample_rate
+        try:
+            sd.check_input_settings(self.device_index, channels=1, dtype="int16", samplerate=sample_rate)
+        except (ValueError, sd.PortAudioError):
+            self.input_rate = int(info["default_samplerate"])
+            try:
+                sd.check_input_settings(self.device_index, channels=1, dtype="int16", samplerate=self.input_rate)
+            except (ValueError, sd.PortAudioError) as exc:
+                raise AudioInputError(
+                    f"microphone '{self.device_name}' cannot deliver mono 16-bit audio at "
+                    f"{sample_rate} Hz or {self.input_rate} Hz ({exc}); choose another audio.device"
+                ) from None
+        self.block = max(1, self.input_rate * block_ms // 1000)
+        self.description = f"microphone '{self.device_name}' ({self.input_rate} Hz)"
+        self._queue: queue.Queue[AudioFrame] = queue.Queue(maxsize=queue_frames)
+        self._stream: Any = None
+        self._error: str | None = None
+        self._stopped = threading.Event()
+        self._finished = threading.Event()
+        self.dropped_frames = 0
+        self.overflows = 0
+
+    def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
+        framer = Framer(pool, self.input_rate, self.block * 4)
+        mono = np.zeros(self.block * 4, np.float32)
+
+        def callback(indata: np.ndarray, n: int, _time: Any, status: Any) -> None:
+            if status.input_overflow:
+                self.overflows += 1
+            np.multiply(indata[:n, 0], 1.0 / 32768.0, out=mono[:n])
+            for frame in framer.push(mono[:n], block=False):
+                try:
+                    self._queue.put_nowait(frame)
+                except queue.Full:
+                    frame.release()
+                    self.dropped_frames += 1
+            mono[:n] = 0
+
+        def finished() -> None:
+            if not self._stopped.is_set():
+                self._error = f"microphone '{self.device_name}' stopped delivering audio (unplugged?)"
+            self._finished.set()
+
+        try:
+            self._stream = self._sd.InputStream(
+                device=self.device_index,
+                samplerate=self.input_rate,
+                channels=1,
+                dtype="int16",
+                blocksize=self.block,
+                callback=callback,
+                finished_callback=finished,
+            )
+            self._stream.start()
+        except self._sd.PortAudioError as exc:
+            framer.close()
+            raise AudioInputError(f"cannot open microphone '{self.device_name}': {exc}") from None
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.2)
+                except queue.Empty:
+                    if self._finished.is_set() or self._stopped.is_set():
+                        break
+                    continue
+                yield item
+        finally:
+            self.close()
+            self._drain()
+            framer.close()
+            mono.fill(0)
+        self.dropped_frames += framer.dropped_frames
+        if self._error:
+            raise AudioInputError(self._error)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            item.release()
+
+    def stop(self) -> None:
+        """End capture cleanly (visit stop); the frames iterator then finishes."""
+        self._stopped.set()
+        if self._stream is not None:
+            self._stream.stop()
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except self._sd.PortAudioError:
+                pass
+            self._stream = None

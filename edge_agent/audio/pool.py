@@ -1,0 +1,79 @@
+"""Fixed, preallocated pools for raw audio.
+
+Raw audio lives only in these pools. They are allocated once, page-aligned,
+excluded from core dumps and (where permitted) locked in RAM. A slot is zeroed
+every time it is released, so the only audio in memory is audio still in use.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge_agent.hardening import page_aligned_zeros, protect_buffer
+
+
+@dataclass
+class PooledBuffer:
+    """One slot of a pool; ``data`` is a view into the pool's single allocation."""
+
+    pool: "BufferPool"
+    slot: int
+    data: np.ndarray
+
+    def release(self) -> None:
+        self.pool.release(self)
+
+
+class BufferPool:
+    def __init__(self, name: str, slots: int, slot_len: int, dtype: type) -> None:
+        if slots < 1 or slot_len < 1:
+            raise ValueError("pool needs at least one slot of one sample")
+        self.name = name
+        self.slot_len = slot_len
+        self._store = page_aligned_zeros((slots, slot_len), dtype)
+        self.protected = protect_buffer(self._store)
+        self._free: deque[int] = deque(range(slots))
+        self._lock = threading.Condition()
+        self.exhausted_count = 0  # acquisitions that found no free slot
+
+    @property
+    def slots(self) -> int:
+        return self._store.shape[0]
+
+    @property
+    def nbytes(self) -> int:
+        return self._store.nbytes
+
+    def acquire(self, block: bool = False, timeout: float | None = None) -> PooledBuffer | None:
+        """A free slot, or None when the pool is exhausted (counted)."""
+        with self._lock:
+            if not self._free and block:
+                self._lock.wait_for(lambda: bool(self._free), timeout=timeout)
+            if not self._free:
+                self.exhausted_count += 1
+                return None
+            slot = self._free.popleft()
+        return PooledBuffer(self, slot, self._store[slot])
+
+    def release(self, buf: PooledBuffer) -> None:
+        buf.data.fill(0)
+        with self._lock:
+            if buf.slot in self._free:
+                return  # double release is harmless: it is already zeroed
+            self._free.append(buf.slot)
+            self._lock.notify()
+
+    def in_use(self) -> int:
+        with self._lock:
+            return self.slots - len(self._free)
+
+    def all_zero(self) -> bool:
+        return not self._store.any()
+
+    def wipe(self) -> None:
+        """Zero every slot (used at shutdown whatever their state)."""
+        self._store.fill(0)

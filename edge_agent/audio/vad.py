@@ -1,0 +1,312 @@
+"""Voice-activity segmentation with webrtcvad.
+
+Frames are copied into a float32 segment buffer from a fixed pool as they
+arrive and released (zeroed) at once, so raw int16 frames live no longer than
+the pre-roll. Long speech is split at the quietest frame near the limit rather
+than cut mid-word.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import webrtcvad
+
+from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.frames import AudioFrame
+from edge_agent.audio.pool import BufferPool, PooledBuffer
+from edge_agent.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+_INT16_SCALE = np.float32(1.0 / 32768.0)
+
+
+@dataclass(frozen=True)
+class VadConfig:
+    aggressiveness: int = 2  # webrtcvad mode 0 (permissive) .. 3 (strict)
+    frame_ms: int = 30  # 10, 20 or 30
+    preroll_ms: int = 240  # audio kept before the detected onset
+    onset_ms: int = 150  # window in which most frames must be voiced to open a segment
+    hangover_ms: int = 450  # silence that closes a segment
+    tail_ms: int = 150  # audio kept after the last voiced frame
+    min_speech_ms: int = 200  # voiced time below which a segment is noise, not speech
+    max_segment_s: float = 15.0
+    split_search_s: float = 2.5  # how far back from the limit to look for a quiet split point
+    partial_interval_ms: int = 500
+
+    def __post_init__(self) -> None:
+        if self.frame_ms not in (10, 20, 30):
+            raise ConfigError(f"vad.frame_ms is {self.frame_ms}; allowed values: 10, 20, 30")
+        if self.aggressiveness not in (0, 1, 2, 3):
+            raise ConfigError(f"vad.aggressiveness is {self.aggressiveness}; allowed values: 0, 1, 2, 3")
+        if self.max_segment_s < 2 * self.split_search_s or self.max_segment_s > 28:
+            raise ConfigError(
+                f"vad.max_segment_s is {self.max_segment_s}; allowed: {2 * self.split_search_s}..28 seconds"
+            )
+        for name in ("preroll_ms", "onset_ms", "hangover_ms", "tail_ms", "min_speech_ms", "partial_interval_ms"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"vad.{name} must be zero or positive")
+        if self.tail_ms > self.hangover_ms:
+            raise ConfigError("vad.tail_ms must not exceed vad.hangover_ms")
+
+    @property
+    def frame_samples(self) -> int:
+        return SAMPLE_RATE * self.frame_ms // 1000
+
+    def frames_for(self, ms: float) -> int:
+        return max(1, int(round(ms / self.frame_ms)))
+
+    @property
+    def segment_capacity(self) -> int:
+        """Samples a segment buffer must hold: the limit plus one frame."""
+        return int(self.max_segment_s * SAMPLE_RATE) + self.frame_samples
+
+
+@dataclass
+class SpeechSegment:
+    """A stretch of speech held in one pool buffer, in memory only."""
+
+    id: int
+    buf: PooledBuffer
+    start_sample: int  # position of buf[0] since the source started
+    length: int = 0
+    last_arrival: float = 0.0  # monotonic time the newest sample arrived
+    received: int = 0  # samples appended, including hang-over later trimmed
+    onset_arrival: float | None = None  # monotonic time of the first voiced sample
+    frame_voiced: list[bool] = field(default_factory=list)
+    frame_energy: list[float] = field(default_factory=list)
+
+    @property
+    def audio(self) -> np.ndarray:
+        """A read-only view of the valid samples (no copy)."""
+        view = self.buf.data[: self.length]
+        view.flags.writeable = False
+        return view
+
+    @property
+    def t0(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def t1(self) -> float:
+        return (self.start_sample + self.length) / SAMPLE_RATE
+
+    def voiced_seconds(self, frame_ms: int) -> float:
+        return sum(self.frame_voiced) * frame_ms / 1000.0
+
+
+@dataclass(frozen=True)
+class SegmentUpdate:
+    """The open segment has grown; ``length`` samples are stable to decode."""
+
+    segment: SpeechSegment
+    length: int
+    final_candidate: bool  # the speech has (probably) ended at ``length``
+
+
+@dataclass(frozen=True)
+class SegmentClosed:
+    segment: SpeechSegment
+    is_speech: bool  # False: too little voiced audio, release without decoding
+    reason: str  # "silence" | "max_length" | "end_of_stream"
+
+
+SegmentEvent = SegmentUpdate | SegmentClosed
+
+
+class VadSegmenter:
+    def __init__(self, config: VadConfig, segment_pool: BufferPool, block_when_full: bool) -> None:
+        self.cfg = config
+        self.pool = segment_pool
+        self.block_when_full = block_when_full
+        self._vad = webrtcvad.Vad(config.aggressiveness)
+        self._preroll: deque[tuple[AudioFrame, bool]] = deque()
+        self._preroll_frames = config.frames_for(config.preroll_ms) if config.preroll_ms else 0
+        self._onset_frames = config.frames_for(config.onset_ms)
+        self._recent: deque[bool] = deque(maxlen=self._onset_frames)
+        self._hangover_frames = config.frames_for(config.hangover_ms)
+        self._tail = config.frames_for(config.tail_ms) * config.frame_samples if config.tail_ms else 0
+        self._partial_step = config.partial_interval_ms * SAMPLE_RATE // 1000
+        self._segment: SpeechSegment | None = None
+        self._silence_run = 0
+        self._last_voiced_end = 0
+        self._last_update_len = 0
+        self._candidate_sent = False
+        self._next_id = 0
+        self.dropped_segments = 0
+        self.frames_seen = 0
+
+    # -- public ---------------------------------------------------------------
+
+    def process(self, frame: AudioFrame) -> list[SegmentEvent]:
+        """Consume one frame (which this call releases) and return events."""
+        self.frames_seen += 1
+        samples = frame.samples
+        voiced = self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE)
+        if self._segment is None:
+            return self._idle(frame, voiced)
+        return self._speaking(frame, voiced)
+
+    def flush(self) -> list[SegmentEvent]:
+        """End of stream: close any open segment and release pre-roll frames."""
+        events: list[SegmentEvent] = []
+        while self._preroll:
+            self._preroll.popleft()[0].release()
+        if self._segment is not None:
+            events.extend(self._close("end_of_stream"))
+        return events
+
+    # -- states ---------------------------------------------------------------
+
+    def _idle(self, frame: AudioFrame, voiced: bool) -> list[SegmentEvent]:
+        self._recent.append(voiced)
+        self._preroll.append((frame, voiced))
+        onset = len(self._recent) == self._onset_frames and sum(self._recent) * 2 > self._onset_frames
+        if not onset:
+            keep = max(self._preroll_frames, self._onset_frames)
+            while len(self._preroll) > keep:
+                self._preroll.popleft()[0].release()
+            return []
+        buf = self.pool.acquire(block=self.block_when_full)
+        if buf is None:
+            self.dropped_segments += 1
+            log.warning("speech dropped: all %d segment buffers busy (ASR behind real time)", self.pool.slots)
+            while self._preroll:
+                self._preroll.popleft()[0].release()
+            self._recent.clear()
+            return []
+        # Keep the onset window plus the configured pre-roll before it.
+        keep = self._onset_frames + self._preroll_frames
+        while len(self._preroll) > keep:
+            self._preroll.popleft()[0].release()
+        first = self._preroll[0][0]
+        seg = SpeechSegment(self._next_id, buf, first.index * self.cfg.frame_samples)
+        self._next_id += 1
+        self._segment = seg
+        self._silence_run = 0
+        self._last_update_len = 0
+        self._candidate_sent = False
+        while self._preroll:
+            self._append(*self._preroll.popleft())
+        self._recent.clear()
+        return self._maybe_update()
+
+    def _speaking(self, frame: AudioFrame, voiced: bool) -> list[SegmentEvent]:
+        seg = self._segment
+        assert seg is not None
+        events: list[SegmentEvent] = []
+        if seg.length + self.cfg.frame_samples > self.pool.slot_len:
+            events.extend(self._split())
+            seg = self._segment
+            assert seg is not None
+        self._append(frame, voiced)
+        if self._silence_run >= self._hangover_frames:
+            events.extend(self._close("silence"))
+            return events
+        events.extend(self._maybe_update())
+        return events
+
+    # -- helpers --------------------------------------------------------------
+
+    def _append(self, frame: AudioFrame, voiced: bool) -> None:
+        seg = self._segment
+        assert seg is not None
+        fs = self.cfg.frame_samples
+        dst = seg.buf.data[seg.length : seg.length + fs]
+        np.multiply(frame.samples, _INT16_SCALE, out=dst, dtype=np.float32)
+        seg.length += fs
+        seg.received += fs
+        seg.last_arrival = frame.arrival
+        if voiced and seg.onset_arrival is None:
+            seg.onset_arrival = frame.arrival - self.cfg.frame_ms / 1000.0
+        seg.frame_voiced.append(voiced)
+        # RMS from the float copy: no temporary array of audio is made.
+        seg.frame_energy.append(float(np.sqrt(np.dot(dst, dst) / fs)))
+        frame.release()
+        if voiced:
+            self._silence_run = 0
+            self._last_voiced_end = seg.length
+            self._candidate_sent = False
+        else:
+            self._silence_run += 1
+
+    def _speech_end(self) -> int:
+        seg = self._segment
+        assert seg is not None
+        return min(seg.length, self._last_voiced_end + self._tail)
+
+    def _maybe_update(self) -> list[SegmentEvent]:
+        seg = self._segment
+        assert seg is not None
+        end = self._speech_end()
+        if self._silence_run > 0 and end == self._last_voiced_end + self._tail and not self._candidate_sent:
+            # The tail after the last voiced frame is complete: if no more speech
+            # comes, this is exactly the audio of the final, so decode it now.
+            self._candidate_sent = True
+            self._last_update_len = end
+            return [SegmentUpdate(seg, end, final_candidate=True)]
+        if self._silence_run == 0 and seg.length - self._last_update_len >= self._partial_step:
+            self._last_update_len = seg.length
+            return [SegmentUpdate(seg, seg.length, final_candidate=False)]
+        return []
+
+    def _close(self, reason: str) -> list[SegmentEvent]:
+        seg = self._segment
+        assert seg is not None
+        end = self._speech_end() if reason != "max_length" else seg.length
+        seg.buf.data[end : seg.length] = 0
+        seg.length = end
+        nframes = -(-end // self.cfg.frame_samples)
+        del seg.frame_voiced[nframes:], seg.frame_energy[nframes:]
+        self._segment = None
+        self._recent.clear()
+        is_speech = seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms
+        return [SegmentClosed(seg, is_speech, reason)]
+
+    def _split(self) -> list[SegmentEvent]:
+        """Close the full segment at its quietest recent frame; carry the rest on."""
+        seg = self._segment
+        assert seg is not None
+        fs = self.cfg.frame_samples
+        n = len(seg.frame_energy)
+        search = min(n - 1, int(self.cfg.split_search_s * 1000 / self.cfg.frame_ms))
+        window = seg.frame_energy[n - search :]
+        quietest = n - search + int(np.argmin(window))
+        split = (quietest + 1) * fs  # the quiet frame ends the first part
+        carry_len = seg.length - split
+        new_buf = self.pool.acquire(block=self.block_when_full)
+        if new_buf is None:
+            # No buffer for the continuation: keep everything in this segment,
+            # close it at the limit and count the loss of the remainder.
+            self.dropped_segments += 1
+            log.warning("speech dropped at max-length split: all segment buffers busy")
+            return self._close("max_length")
+        new_seg = SpeechSegment(self._next_id, new_buf, seg.start_sample + split)
+        self._next_id += 1
+        new_buf.data[:carry_len] = seg.buf.data[split : seg.length]
+        new_seg.length = carry_len
+        new_seg.received = carry_len
+        new_seg.last_arrival = seg.last_arrival
+        new_seg.onset_arrival = seg.last_arrival - carry_len / SAMPLE_RATE
+        new_seg.frame_voiced = seg.frame_voiced[quietest + 1 :]
+        new_seg.frame_energy = seg.frame_energy[quietest + 1 :]
+        seg.buf.data[split : seg.length] = 0
+        seg.received = seg.length
+        seg.length = split
+        del seg.frame_voiced[quietest + 1 :], seg.frame_energy[quietest + 1 :]
+        self._segment = None
+        closed = SegmentClosed(seg, seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms, "max_length")
+        self._segment = new_seg
+        self._last_voiced_end = max(0, self._last_voiced_end - split)
+        self._last_update_len = 0
+        self._candidate_sent = False
+        return [closed]
+
+
+def speech_end_arrival(seg: SpeechSegment) -> float:
+    """Wall time at which the segment's last kept sample arrived."""
+    return seg.last_arrival - (seg.received - seg.length) / SAMPLE_RATE

@@ -1,0 +1,259 @@
+"""Capture -> VAD -> streaming ASR, with raw audio confined to fixed pools.
+
+Two threads: the caller's thread reads the source and runs the (cheap) VAD; one
+worker thread runs Whisper. They share a bounded hand-off: closed segments wait
+in a queue bounded by the segment pool, and only the newest partial request is
+kept (older ones are counted as skipped). A live source never blocks: when no
+segment buffer is free, speech is dropped and counted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_agent.asr.agreement import LocalAgreement
+from edge_agent.asr.engine import AsrConfig, Decoded, WhisperEngine
+from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded
+from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.frames import AudioSource
+from edge_agent.audio.pool import BufferPool
+from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
+from edge_agent.transcript import Utterance, Word
+
+log = logging.getLogger(__name__)
+
+# Called with a read-only view of the segment's audio and its text, before the
+# buffer is zeroed; returns (speaker, confidence). Must not keep the audio.
+SpeakerHook = Callable[[np.ndarray, str], tuple[str, float]]
+EventSink = Callable[[PipelineEvent], None]
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    vad: VadConfig = field(default_factory=VadConfig)
+    asr: AsrConfig = field(default_factory=AsrConfig)
+    frame_pool_s: float = 3.0  # raw int16 frames in flight (capture -> VAD)
+    segment_buffers: int = 4  # float32 speech segments in flight (VAD -> ASR)
+    partials: bool = True
+
+
+@dataclass
+class RunStats:
+    segments: int = 0
+    finals: int = 0
+    discarded: int = 0
+    partial_decodes: int = 0
+    partials_skipped: int = 0
+    dropped_frames: int = 0
+    dropped_segments: int = 0
+    worker_errors: int = 0
+    residency_s: list[float] = field(default_factory=list)
+    final_latency_s: list[float] = field(default_factory=list)
+    first_partial_latency_s: list[float] = field(default_factory=list)
+    audio_seconds: float = 0.0
+
+    def residency_max(self) -> float:
+        return max(self.residency_s, default=0.0)
+
+    def residency_p95(self) -> float:
+        return float(np.percentile(self.residency_s, 95)) if self.residency_s else 0.0
+
+
+class AudioPools:
+    """The only memory that ever holds raw audio in this process."""
+
+    def __init__(self, cfg: PipelineConfig) -> None:
+        frames = max(8, int(cfg.frame_pool_s * 1000 / cfg.vad.frame_ms))
+        self.frames = BufferPool("frames", frames, cfg.vad.frame_samples, np.int16)
+        self.segments = BufferPool("segments", cfg.segment_buffers, cfg.vad.segment_capacity, np.float32)
+
+    def all_zero(self) -> bool:
+        return self.frames.all_zero() and self.segments.all_zero()
+
+    def in_use(self) -> int:
+        return self.frames.in_use() + self.segments.in_use()
+
+    def wipe(self) -> None:
+        self.frames.wipe()
+        self.segments.wipe()
+
+
+@dataclass
+class _SegmentState:
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    candidate: Decoded | None = None  # decode of exactly the audio a final would use
+    last_partial: str = ""
+    partials: int = 0
+
+
+class StreamingPipeline:
+    def __init__(
+        self,
+        cfg: PipelineConfig,
+        engine: WhisperEngine,
+        sink: EventSink,
+        speaker_hook: SpeakerHook | None = None,
+        pools: AudioPools | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.engine = engine
+        self.sink = sink
+        self.speaker_hook = speaker_hook
+        self.pools = pools or AudioPools(cfg)
+        self.stats = RunStats()
+        self._cond = threading.Condition()
+        self._finals: deque[SegmentClosed] = deque()
+        self._partial: SegmentUpdate | None = None
+        self._states: dict[int, _SegmentState] = {}
+        self._capture_done = False
+        self._stop = threading.Event()
+
+    # -- control ---------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the capture loop to end; pending segments are still finalised."""
+        self._stop.set()
+
+    def run(self, source: AudioSource) -> RunStats:
+        """Stream ``source`` to the end (or until stop()); blocks until done."""
+        vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live)
+        worker = threading.Thread(target=self._worker, name="asr-worker", daemon=True)
+        self._capture_done = False
+        worker.start()
+        frames_seen = 0
+        try:
+            for frame in source.frames(self.pools.frames):
+                frames_seen += 1
+                if self._stop.is_set():
+                    frame.release()
+                    break
+                for event in vad.process(frame):
+                    self._hand_off(event)
+        finally:
+            for event in vad.flush():
+                self._hand_off(event)
+            with self._cond:
+                self._capture_done = True
+                self._cond.notify_all()
+            worker.join()
+            stop_source = getattr(source, "stop", None)
+            if callable(stop_source):
+                stop_source()
+            source.close()
+            self.stats.dropped_segments += vad.dropped_segments
+            self.stats.dropped_frames += int(getattr(source, "dropped_frames", 0)) + self.pools.frames.exhausted_count
+            self.stats.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
+            self._states.clear()
+        return self.stats
+
+    def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
+        with self._cond:
+            if isinstance(event, SegmentClosed):
+                self._finals.append(event)
+                if self._partial is not None and self._partial.segment is event.segment:
+                    self._partial = None
+            elif self.cfg.partials or event.final_candidate:
+                if self._partial is not None:
+                    self.stats.partials_skipped += 1
+                self._partial = event
+            self._cond.notify()
+
+    # -- worker ----------------------------------------------------------------
+
+    def _worker(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._finals or self._partial is not None or self._capture_done)
+                if self._finals:
+                    job: SegmentClosed | SegmentUpdate = self._finals.popleft()
+                elif self._partial is not None:
+                    job = self._partial
+                    self._partial = None
+                else:
+                    return
+            try:
+                if isinstance(job, SegmentClosed):
+                    self._finalise(job)
+                else:
+                    self._partial_decode(job)
+            except Exception:  # a decode failure must never leave audio behind or stop the worker
+                self.stats.worker_errors += 1
+                log.exception("ASR worker error")
+                if isinstance(job, SegmentClosed):
+                    self._release(job.segment)
+
+    def _partial_decode(self, update: SegmentUpdate) -> None:
+        seg = update.segment
+        state = self._states.setdefault(seg.id, _SegmentState())
+        decoded = self.engine.decode(seg.buf.data[: update.length])
+        self.stats.partial_decodes += 1
+        if update.final_candidate:
+            state.candidate = decoded
+        if not self.cfg.partials or not decoded.text:
+            return
+        stable, unstable = state.agreement.update(decoded.text)
+        text = f"{stable} {unstable}".strip()
+        if text == state.last_partial:
+            return
+        state.last_partial = text
+        onset_latency = None
+        if state.partials == 0 and seg.onset_arrival is not None:
+            onset_latency = time.monotonic() - seg.onset_arrival
+            self.stats.first_partial_latency_s.append(onset_latency)
+        state.partials += 1
+        self.sink(PartialTranscript(seg.id, seg.t0, (seg.start_sample + update.length) / SAMPLE_RATE, stable, unstable, onset_latency))
+
+    def _finalise(self, closed: SegmentClosed) -> None:
+        seg = closed.segment
+        state = self._states.pop(seg.id, _SegmentState())
+        self.stats.segments += 1
+        if not closed.is_speech:
+            self._discard(seg, "too_little_speech")
+            return
+        decoded = state.candidate
+        if decoded is None or decoded.n_samples != seg.length:
+            decoded = self.engine.decode(seg.buf.data[: seg.length])
+        if not decoded.text:
+            self._discard(seg, decoded.rejected or "empty")
+            return
+        words = self.engine.align_words(decoded)
+        speaker, confidence = ("unknown", 0.0)
+        if self.speaker_hook is not None:
+            speaker, confidence = self.speaker_hook(seg.audio, decoded.text)
+        speech_end = speech_end_arrival(seg)
+        residency = self._release(seg)
+        offset = seg.t0
+        utterance = Utterance(
+            t0=offset + (words[0].start if words else 0.0),
+            t1=offset + (words[-1].end if words else seg.length / SAMPLE_RATE),
+            text=decoded.text,
+            words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in words),
+            speaker=speaker,
+            speaker_confidence=confidence,
+            segment_id=seg.id,
+        )
+        latency = time.monotonic() - speech_end
+        self.stats.finals += 1
+        self.stats.final_latency_s.append(latency)
+        self.sink(FinalTranscript(utterance, residency, latency))
+
+    def _discard(self, seg: SpeechSegment, reason: str) -> None:
+        t0, t1 = seg.t0, seg.t1
+        residency = self._release(seg)
+        self.stats.discarded += 1
+        self.sink(SegmentDiscarded(seg.id, t0, t1, reason, residency))
+
+    def _release(self, seg: SpeechSegment) -> float:
+        """Zero the segment's buffer; returns its raw-audio residency."""
+        seg.buf.release()
+        residency = time.monotonic() - seg.last_arrival
+        self.stats.residency_s.append(residency)
+        log.debug("segment %d zeroed, residency %.3f s", seg.id, residency)
+        return residency
