@@ -1,0 +1,70 @@
+"""`edge-agent transcribe` and `edge-agent demo`."""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+
+from rich.console import Console
+
+from edge_agent.audio.file_source import FileSource
+from edge_agent.audio.frames import AudioSource
+from edge_agent.errors import EdgeAgentError
+from edge_agent.pipeline import PipelineConfig, RunStats
+from edge_agent.render import JsonLinesSink, LiveTranscriptView
+from edge_agent.session import TranscriptionSession
+
+DEMO_FILE = "demo_conversation.flac"
+
+
+def demo_audio_path() -> Path:
+    path = Path(str(resources.files("edge_agent") / "data" / DEMO_FILE))
+    if not path.is_file():
+        raise EdgeAgentError(f"demo audio missing from the package ({path}); reinstall edge-agent")
+    return path
+
+
+def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: bool) -> AudioSource:
+    if mic:
+        from edge_agent.audio.mic_source import MicSource
+
+        return MicSource(mic_device)
+    assert file is not None
+    return FileSource(file, realtime=realtime)
+
+
+def summary_line(stats: RunStats, clean: bool) -> str:
+    return (
+        f"{stats.finals} utterances from {stats.audio_seconds:.1f} s of audio; "
+        f"raw-audio residency max {stats.residency_max():.2f} s; "
+        f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
+    )
+
+
+def run_transcribe(
+    config: PipelineConfig,
+    file: Path | None,
+    mic: bool,
+    mic_device: str | None,
+    realtime: bool,
+    jsonl: bool,
+    title: str = "transcribe",
+) -> int:
+    source = open_source(file, mic, mic_device, realtime)
+    err = Console(stderr=True)
+    if not jsonl:
+        err.print(f"[dim]{title}: loading model…[/dim]")
+    session = TranscriptionSession.load(config)
+    if jsonl:
+        sink = JsonLinesSink(sys.stdout)
+        stats, clean = session.run(source, sink)
+        sink.emit({"type": "summary", "utterances": stats.finals, "audio_s": round(stats.audio_seconds, 2),
+                   "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
+                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
+    else:
+        err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
+        with LiveTranscriptView() as view:
+            stats, clean = session.run(source, view)
+        err.print(f"[dim]{summary_line(stats, clean)}[/dim]")
+    return 0 if clean else 3

@@ -1,0 +1,71 @@
+"""Output for people (rich live view) and for programs (JSON lines)."""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from typing import IO, Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.text import Text
+
+from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded
+
+SPEAKER_STYLES = {"clinician": "bold cyan", "patient": "bold magenta", "other": "bold yellow", "unknown": "bold white"}
+
+
+def mmss(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+class JsonLinesSink:
+    def __init__(self, out: IO[str] | None = None, include_partials: bool = True) -> None:
+        self.out = out or sys.stdout
+        self.include_partials = include_partials
+        self._lock = threading.Lock()
+
+    def __call__(self, event: PipelineEvent) -> None:
+        if isinstance(event, PartialTranscript) and not self.include_partials:
+            return
+        self.emit(event.to_json())
+
+    def emit(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self.out.flush()
+
+
+class LiveTranscriptView:
+    """Finals scroll up; the current partial is shown dim beneath them."""
+
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(stderr=False)
+        self._live = Live(Text(""), console=self.console, refresh_per_second=12, transient=True)
+
+    def __enter__(self) -> "LiveTranscriptView":
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._live.update(Text(""))
+        self._live.__exit__(None, None, None)
+
+    def __call__(self, event: PipelineEvent) -> None:
+        if isinstance(event, PartialTranscript):
+            line = Text(f"[{mmss(event.t0)}] ", style="dim")
+            line.append(event.stable, style="white")
+            line.append(" " + event.unstable if event.unstable else "", style="dim italic")
+            self._live.update(line)
+        elif isinstance(event, FinalTranscript):
+            u = event.utterance
+            line = Text(f"[{mmss(u.t0)}] ", style="dim")
+            if u.speaker != "unknown":
+                line.append(f"{u.speaker:>9}: ", style=SPEAKER_STYLES.get(u.speaker, "bold"))
+            line.append(u.text)
+            self._live.update(Text(""))
+            self._live.console.print(line)
+        elif isinstance(event, SegmentDiscarded):
+            self._live.update(Text(""))
