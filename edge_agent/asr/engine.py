@@ -129,7 +129,7 @@ class WhisperEngine:
                 local_files_only=True,
             )
         except (RuntimeError, ValueError, OSError) as exc:
-            reason = str(exc).splitlines()[0][:160]
+            reason = str(exc).splitlines()[0].split(". ")[0][:160]
             raise ModelError(
                 f"cannot load the ASR model from {path} ({reason}); reinstall it or point asr.model at a valid CTranslate2 Whisper model"
             ) from None

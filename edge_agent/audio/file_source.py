@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,9 @@ from edge_agent.audio.pool import BufferPool
 from edge_agent.errors import AudioInputError
 
 _BLOCK = 4096
+# libsndfile notes a WAV whose header promises more data than the file holds
+_SHORT_DATA = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
+_BLOCK_ALIGN = re.compile(r"Block Align\s*:\s*(\d+)")
 
 
 def open_audio_file(path: Path) -> sf.SoundFile:
@@ -59,6 +63,12 @@ class FileSource:
         self.duration_s = self._handle.frames / self._handle.samplerate
         self.description = f"file {path.name} ({self.input_rate} Hz, {self.channels} ch)"
         self.started_at: float | None = None
+        self.declared_s = self.duration_s
+        info = self._handle.extra_info or ""
+        short = _SHORT_DATA.search(info)
+        align = _BLOCK_ALIGN.search(info)
+        if short and align:
+            self.declared_s = int(short.group(1)) / (int(align.group(1)) * self.input_rate)
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
         framer = Framer(pool, self.input_rate, _BLOCK)
@@ -91,10 +101,11 @@ class FileSource:
             block.fill(0)
             mono.fill(0)
             framer.close()
-        if read_total < declared:
+        if read_total < declared or self.declared_s > self.duration_s + 0.01:
+            promised = max(declared / self.input_rate, self.declared_s)
             raise AudioInputError(
-                f"{self.path} is truncated: its header promises {declared / self.input_rate:.1f} s "
-                f"but only {read_total / self.input_rate:.1f} s could be read"
+                f"{self.path} is truncated: its header promises {promised:.1f} s but only "
+                f"{read_total / self.input_rate:.1f} s could be read (that part was processed); copy the file again"
             )
 
     def close(self) -> None:

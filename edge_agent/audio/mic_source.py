@@ -63,7 +63,12 @@ class MicSource:
         sample_rate: int = SAMPLE_RATE,
         block_ms: int = 30,
         queue_frames: int = 64,
+        duration_s: float | None = None,
+        lossless: bool = False,
     ) -> None:
+        """``lossless`` makes the callback wait for the consumer instead of
+        dropping frames: only for replay devices that deliver faster than real
+        time (the ALSA file plugin in tests), never for a real microphone."""
         sd = _sounddevice()
         self._sd = sd
         self.device_index, info = resolve_input_device(device)
@@ -91,6 +96,9 @@ class MicSource:
         self._finished = threading.Event()
         self.dropped_frames = 0
         self.overflows = 0
+        self.lossless = lossless
+        self.live = not lossless
+        self.duration_s = duration_s
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
         framer = Framer(pool, self.input_rate, self.block * 4)
@@ -100,7 +108,10 @@ class MicSource:
             if status.input_overflow:
                 self.overflows += 1
             np.multiply(indata[:n, 0], 1.0 / 32768.0, out=mono[:n])
-            for frame in framer.push(mono[:n], block=False):
+            for frame in framer.push(mono[:n], block=self.lossless):
+                if self.lossless:
+                    self._put_waiting(frame)
+                    continue
                 try:
                     self._queue.put_nowait(frame)
                 except queue.Full:
@@ -127,16 +138,21 @@ class MicSource:
         except self._sd.PortAudioError as exc:
             framer.close()
             raise AudioInputError(f"cannot open microphone '{self.device_name}': {exc}") from None
+        delivered = 0
+        max_frames = None if self.duration_s is None else int(self.duration_s * 16000 / pool.slot_len)
         try:
-            while True:
+            while max_frames is None or delivered < max_frames:
                 try:
                     item = self._queue.get(timeout=0.2)
                 except queue.Empty:
                     if self._finished.is_set() or self._stopped.is_set():
                         break
                     continue
+                delivered += 1
                 yield item
         finally:
+            self._stopped.set()
+            self._drain()  # unblocks a lossless callback waiting for space
             self.close()
             self._drain()
             framer.close()
@@ -144,6 +160,15 @@ class MicSource:
         self.dropped_frames += framer.dropped_frames
         if self._error:
             raise AudioInputError(self._error)
+
+    def _put_waiting(self, frame: AudioFrame) -> None:
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        frame.release()
 
     def _drain(self) -> None:
         while True:

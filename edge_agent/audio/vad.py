@@ -201,8 +201,8 @@ class VadSegmenter:
         events: list[SegmentEvent] = []
         if seg.length + self.cfg.frame_samples > self.pool.slot_len:
             events.extend(self._split())
-            seg = self._segment
-            assert seg is not None
+            if self._segment is None:  # no buffer for the continuation
+                return events + self._idle(frame, voiced)
         self._append(frame, voiced)
         if self._silence_run >= self._hangover_frames:
             events.extend(self._close("silence"))

@@ -53,7 +53,8 @@ def run_transcribe(
 ) -> int:
     source = open_source(file, mic, mic_device, realtime)
     err = Console(stderr=True)
-    if not jsonl:
+    chatty = not jsonl and sys.stderr.isatty()
+    if chatty:
         err.print(f"[dim]{title}: loading model…[/dim]")
     session = TranscriptionSession.load(config)
     if jsonl:
@@ -63,7 +64,8 @@ def run_transcribe(
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
     else:
-        err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
+        if chatty:
+            err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
         with LiveTranscriptView() as view:
             stats, clean = session.run(source, view)
         err.print(f"[dim]{summary_line(stats, clean)}[/dim]")

@@ -1,0 +1,94 @@
+"""Every bad input is one line on stderr, a non-zero exit, and never a traceback."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import run_cli
+
+
+def assert_one_line_error(result, *fragments: str) -> None:  # type: ignore[no-untyped-def]
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("transcribe", str(tmp_path / "nope.wav")), "audio file not found")
+
+
+def test_not_audio(tmp_path: Path) -> None:
+    path = tmp_path / "notes.wav"
+    path.write_text("this is a text file, not audio\n" * 20)
+    assert_one_line_error(run_cli("transcribe", str(path)), "cannot read", "as audio")
+
+
+def test_truncated_wav_processes_what_exists_then_fails(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), jfk_16k, 16000, subtype="PCM_16")
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(data[: len(data) // 2])
+    result = run_cli("transcribe", str(cut), "--jsonl")
+    assert_one_line_error(result, "is truncated", "copy the file again")
+    assert "fellow Americans" in result.stdout  # the readable half was still transcribed
+
+
+def test_truncated_flac(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    whole = tmp_path / "whole.flac"
+    sf.write(str(whole), jfk_16k, 16000)
+    cut = tmp_path / "cut.flac"
+    cut.write_bytes(whole.read_bytes()[:4000])
+    assert_one_line_error(run_cli("transcribe", str(cut), "--jsonl"), str(cut))
+
+
+def test_unsupported_sample_rate(tmp_path: Path) -> None:
+    path = tmp_path / "phone4k.wav"
+    sf.write(str(path), np.zeros(4000, np.float32), 4000)
+    assert_one_line_error(run_cli("transcribe", str(path)), "4000 Hz", "at least 8000 Hz")
+
+
+def test_empty_audio(tmp_path: Path) -> None:
+    path = tmp_path / "empty.wav"
+    sf.write(str(path), np.zeros(0, np.float32), 16000)
+    assert_one_line_error(run_cli("transcribe", str(path)), "contains no audio")
+
+
+def test_missing_model_directory(tmp_path: Path, jfk_path: Path) -> None:
+    assert_one_line_error(
+        run_cli("transcribe", str(jfk_path), "--model", str(tmp_path / "gone")), "ASR model directory not found"
+    )
+
+
+def test_corrupt_model(tmp_path: Path, jfk_path: Path) -> None:
+    from edge_agent.asr.engine import resolve_model_path
+
+    bundled = Path(resolve_model_path("tiny.en"))
+    broken = tmp_path / "broken-model"
+    shutil.copytree(bundled, broken, ignore=shutil.ignore_patterns("model.bin"))
+    (broken / "model.bin").write_bytes(np.random.default_rng(1).bytes(50_000))
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--model", str(broken)), "cannot load the ASR model")
+
+
+def test_cuda_requested_without_gpu(jfk_path: Path) -> None:
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("a CUDA device is present: this test covers machines without one")
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--device", "cuda"), "no CUDA device", 'asr.device = "cpu"')
+
+
+def test_bad_option_value(jfk_path: Path) -> None:
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--compute-type", "int3"), "asr.compute_type", "allowed values")
+
+
+def test_no_input_given() -> None:
+    assert_one_line_error(run_cli("transcribe"), "give an audio FILE")

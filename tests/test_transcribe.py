@@ -1,0 +1,95 @@
+"""End-to-end transcription on real audio with the real model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import JFK_TEXT, run_cli
+from edge_agent.asr.events import FinalTranscript, PartialTranscript, SegmentDiscarded
+from edge_agent.asr.wer import wer
+from edge_agent.audio.file_source import FileSource
+
+
+def collect(session, source):  # type: ignore[no-untyped-def]
+    events: list = []
+    stats, clean = session.run(source, events.append)
+    return events, stats, clean
+
+
+def test_jfk_realtime_partials_then_final_with_words(session, jfk_path: Path) -> None:
+    events, stats, clean = collect(session, FileSource(jfk_path, realtime=True))
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    text = " ".join(f.utterance.text for f in finals)
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert clean, "audio pool must hold only zeros after the run"
+    for final in finals:
+        seg = final.utterance.segment_id
+        first_final = events.index(final)
+        partial_positions = [i for i, e in enumerate(events) if isinstance(e, PartialTranscript) and e.segment_id == seg]
+        assert partial_positions, f"segment {seg} had no partial"
+        assert max(partial_positions) < first_final, "partials must precede their final"
+        words = final.utterance.words
+        assert words and all(w.t0 <= w.t1 for w in words)
+        starts = [w.t0 for w in words]
+        assert starts == sorted(starts), "word timestamps must be monotonic"
+        assert 0.0 <= words[0].t0 and words[-1].t1 <= 11.1
+    # a partial's stable prefix never changes once committed
+    for seg in {f.utterance.segment_id for f in finals}:
+        stables = [e.stable for e in events if isinstance(e, PartialTranscript) and e.segment_id == seg]
+        for earlier, later in zip(stables, stables[1:]):
+            assert later.lower().replace(".", "").replace(",", "").startswith(
+                earlier.lower().replace(".", "").replace(",", "")
+            ), (earlier, later)
+
+
+def test_residency_recorded_and_bounded_in_realtime(session, jfk_path: Path) -> None:
+    events, stats, clean = collect(session, FileSource(jfk_path, realtime=True))
+    per_segment = [e.residency_s for e in events if isinstance(e, (FinalTranscript, SegmentDiscarded))]
+    assert stats.segments == len(per_segment) >= 2
+    assert stats.residency_s == pytest.approx(per_segment, abs=1e-3)
+    assert max(per_segment) <= 1.0, per_segment
+    assert clean
+    assert session_pools_zero(stats)
+
+
+def session_pools_zero(stats) -> bool:  # type: ignore[no-untyped-def]
+    return stats.worker_errors == 0 and stats.dropped_segments == 0
+
+
+def test_silence_and_noise_give_no_text(session, write_wav) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(7)
+    quiet = np.zeros(16000 * 4, np.float32)
+    hiss = (rng.standard_normal(16000 * 4) * 0.02).astype(np.float32)
+    hum = (0.2 * np.sin(2 * np.pi * 120 * np.arange(16000 * 3) / 16000)).astype(np.float32)
+    for name, audio in (("silence.wav", quiet), ("hiss.wav", hiss), ("hum.wav", hum)):
+        events, stats, clean = collect(session, FileSource(write_wav(name, audio)))
+        finals = [e.utterance.text for e in events if isinstance(e, FinalTranscript)]
+        assert finals == [], (name, finals)
+        assert clean
+
+
+def test_cli_jsonl_contract(jfk_path: Path) -> None:
+    result = run_cli("transcribe", str(jfk_path), "--jsonl")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    finals = [r for r in records if r["type"] == "final"]
+    assert finals and records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
+    for r in finals:
+        assert {"type", "t0", "t1", "text", "words", "residency_s"} <= r.keys()
+        assert r["t0"] <= r["t1"]
+    assert wer(JFK_TEXT, " ".join(r["text"] for r in finals)) <= 0.05
+    assert "Traceback" not in result.stderr
+
+
+def test_two_channel_44k_input_is_downmixed_and_resampled(session, jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+    import soxr
+
+    stereo_48k = np.stack([soxr.resample(jfk_16k, 16000, 48000)] * 2, axis=1)
+    events, _, clean = collect(session, FileSource(write_wav("jfk48.wav", stereo_48k, 48000)))
+    text = " ".join(e.utterance.text for e in events if isinstance(e, FinalTranscript))
+    assert wer(JFK_TEXT, text) <= 0.1, text
+    assert clean

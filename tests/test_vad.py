@@ -1,0 +1,99 @@
+"""Segment boundaries on speech/silence patterns built from real speech."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edge_agent.audio.file_source import FileSource
+from edge_agent.audio.pool import BufferPool
+from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSegmenter
+from edge_agent.errors import ConfigError
+
+SR = 16000
+
+
+def segments_of(path, cfg: VadConfig):  # type: ignore[no-untyped-def]
+    frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
+    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
+    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    closed: list[tuple[float, float, str, bool]] = []
+    updates: list[SegmentUpdate] = []
+
+    def handle(events) -> None:  # type: ignore[no-untyped-def]
+        for ev in events:
+            if isinstance(ev, SegmentClosed):
+                closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
+                ev.segment.buf.release()
+            else:
+                updates.append(ev)
+
+    source = FileSource(path)
+    for frame in source.frames(frames):
+        handle(vad.process(frame))
+    handle(vad.flush())
+    assert frames.all_zero() and segs.all_zero() and frames.in_use() == 0 and segs.in_use() == 0
+    return closed, updates
+
+
+def speech_islands(jfk_16k: np.ndarray) -> tuple[np.ndarray, list[tuple[float, float]]]:
+    """Two real speech clips separated by silence, with their true extents."""
+    clip_a = jfk_16k[int(0.3 * SR) : int(2.4 * SR)]  # "And so my fellow Americans"
+    clip_b = jfk_16k[int(8.0 * SR) : int(10.8 * SR)]  # "ask what you can do for your country"
+    gap = np.zeros(int(1.5 * SR), np.float32)
+    audio = np.concatenate([gap, clip_a, gap, clip_b, gap])
+    a0 = len(gap) / SR
+    b0 = (2 * len(gap) + len(clip_a)) / SR
+    return audio, [(a0, a0 + len(clip_a) / SR), (b0, b0 + len(clip_b) / SR)]
+
+
+def test_boundaries_with_preroll_and_hangover(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+    audio, truth = speech_islands(jfk_16k)
+    cfg = VadConfig(preroll_ms=240, hangover_ms=450, tail_ms=150)
+    closed, updates = segments_of(write_wav("islands.wav", audio), cfg)
+    speech = [c for c in closed if c[3]]
+    assert len(speech) == 2, closed
+    for (t0, t1, reason, _), (s0, s1) in zip(speech, truth):
+        assert reason == "silence"
+        # pre-roll: the segment starts before the speech, by at most pre-roll + onset window
+        assert s0 - (cfg.preroll_ms + cfg.onset_ms) / 1000 - 0.05 <= t0 <= s0 + 0.1
+        # hang-over trimmed to the tail: ends shortly after the speech, never a full hang-over later
+        # (webrtcvad hears a little of the reverberant decay as speech)
+        assert s1 - 0.3 <= t1 <= s1 + cfg.tail_ms / 1000 + 0.3
+        assert t1 < s1 + cfg.hangover_ms / 1000
+    assert any(u.final_candidate for u in updates), "the end of speech must be announced before the close"
+
+
+def test_longer_hangover_merges_islands(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+    audio, _ = speech_islands(jfk_16k)
+    closed, _ = segments_of(write_wav("islands.wav", audio), VadConfig(hangover_ms=1800, tail_ms=150))
+    assert len([c for c in closed if c[3]]) == 1
+
+
+def test_max_length_split_at_a_quiet_point(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+    speech = np.concatenate([jfk_16k[: int(10.8 * SR)]] * 2)  # ~21.6 s of continuous talk
+    cfg = VadConfig(max_segment_s=6.0, split_search_s=2.5, hangover_ms=900, tail_ms=150)
+    closed, _ = segments_of(write_wav("long.wav", speech), cfg)
+    assert len(closed) >= 4
+    for t0, t1, _, _ in closed:
+        assert t1 - t0 <= cfg.max_segment_s + cfg.frame_ms / 1000 + 1e-6
+    splits = [c for c in closed if c[2] == "max_length"]
+    assert splits
+    # consecutive segments are contiguous: nothing lost at a split
+    for (a0, a1, reason, _), (b0, _, _, _) in zip(closed, closed[1:]):
+        if reason == "max_length":
+            assert b0 == pytest.approx(a1, abs=1e-6)
+    # a split lands in a quieter frame than the speech around it
+    frame = cfg.frame_samples
+    for _, t1, reason, _ in splits:
+        i = int(round(t1 * SR))
+        at_split = np.sqrt(np.mean(speech[i - frame : i] ** 2))
+        around = np.sqrt(np.mean(speech[max(0, i - int(2.5 * SR)) : i] ** 2))
+        assert at_split < around
+
+
+def test_invalid_vad_settings_name_the_key() -> None:
+    with pytest.raises(ConfigError, match="vad.frame_ms is 25; allowed values: 10, 20, 30"):
+        VadConfig(frame_ms=25)
+    with pytest.raises(ConfigError, match="vad.aggressiveness"):
+        VadConfig(aggressiveness=5)
