@@ -43,7 +43,7 @@ def transcribe(
     model: ModelOpt = "tiny.en",
     device: DeviceOpt = "cpu",
     compute_type: ComputeOpt = "int8",
-    threads: ThreadsOpt = 2,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """Transcribe a file or a microphone, streaming partials and finals."""
     from edge_agent.commands.transcribe import run_transcribe
@@ -65,7 +65,7 @@ def demo(
     """Stream the bundled demo conversation and watch partials turn into finals."""
     from edge_agent.commands.transcribe import demo_audio_path, run_transcribe
 
-    config = _pipeline_config("tiny.en", "cpu", "int8", 2)
+    config = _pipeline_config("tiny.en", "cpu", "int8", 1)
     code = run_transcribe(config, file=demo_audio_path(), mic=False, mic_device=None, realtime=not fast, jsonl=jsonl, title="demo")
     raise typer.Exit(code)
 
@@ -78,7 +78,7 @@ app.add_typer(bench_app, name="bench")
 def bench_asr(
     audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: bench/data/bench_conversation.flac)")] = None,
     skip_realtime: Annotated[bool, typer.Option("--skip-realtime", help="skip the real-time paced pass")] = False,
-    threads: ThreadsOpt = 2,
+    threads: ThreadsOpt = 1,
 ) -> None:
     """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
     from edge_agent.bench.asr import run_asr_bench

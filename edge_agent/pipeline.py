@@ -51,6 +51,9 @@ class RunStats:
     discarded: int = 0
     partial_decodes: int = 0
     partials_skipped: int = 0
+    sentences_committed: int = 0
+    combined_finals: int = 0
+    candidate_reused: int = 0
     dropped_frames: int = 0
     dropped_segments: int = 0
     worker_errors: int = 0
@@ -87,8 +90,20 @@ class AudioPools:
 
 @dataclass
 class _SegmentState:
+    """Per-segment streaming state, dropped when the segment is finalised.
+
+    Once two consecutive decodes agree on a whole timestamped sentence that
+    ends well before the window does, the sentence is committed and the
+    window start moves past it: later partials re-decode only the rest, so
+    their cost stays flat however long the utterance runs.
+    """
+
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
-    candidate: Decoded | None = None  # decode of exactly the audio a final would use
+    window_start: int = 0  # samples of the segment already committed
+    committed_tokens: list[int] = field(default_factory=list)
+    committed_text: str = ""
+    previous_first: tuple[tuple[int, ...], float] | None = None
+    candidate: tuple[int, Decoded] | None = None  # (window_start, decode of the final's exact audio)
     last_partial: str = ""
     partials: int = 0
 
@@ -192,13 +207,18 @@ class StreamingPipeline:
     def _partial_decode(self, update: SegmentUpdate) -> None:
         seg = update.segment
         state = self._states.setdefault(seg.id, _SegmentState())
-        decoded = self.engine.decode(seg.buf.data[: update.length])
+        if update.length - state.window_start < SAMPLE_RATE // 4:
+            return
+        decoded = self.engine.decode(seg.buf.data[state.window_start : update.length])
         self.stats.partial_decodes += 1
         if update.final_candidate:
-            state.candidate = decoded
+            state.candidate = (state.window_start, decoded)
+        else:
+            self._maybe_commit_sentence(state, decoded)
         if not self.cfg.partials or not decoded.text:
             return
         stable, unstable = state.agreement.update(decoded.text)
+        stable = f"{state.committed_text} {stable}".strip()
         text = f"{stable} {unstable}".strip()
         if text == state.last_partial:
             return
@@ -210,6 +230,25 @@ class StreamingPipeline:
         state.partials += 1
         self.sink(PartialTranscript(seg.id, seg.t0, (seg.start_sample + update.length) / SAMPLE_RATE, stable, unstable, onset_latency))
 
+    def _maybe_commit_sentence(self, state: _SegmentState, decoded: Decoded) -> None:
+        first = decoded.sentences[0] if len(decoded.sentences) >= 2 and decoded.text else None
+        if first is None:
+            state.previous_first = None
+            return
+        key = (tuple(first.tokens), first.end)
+        previous = state.previous_first
+        state.previous_first = key
+        window_s = decoded.n_samples / SAMPLE_RATE
+        agreed = previous is not None and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.2
+        if not agreed or not 0.5 <= first.end <= window_s - 1.0:
+            return
+        state.committed_tokens.extend(first.tokens)
+        state.committed_text = self.engine.tokenizer.decode(state.committed_tokens).strip()
+        state.window_start += int(first.end * SAMPLE_RATE)
+        state.agreement = LocalAgreement()
+        state.previous_first = None
+        self.stats.sentences_committed += 1
+
     def _finalise(self, closed: SegmentClosed) -> None:
         seg = closed.segment
         state = self._states.pop(seg.id, _SegmentState())
@@ -217,9 +256,7 @@ class StreamingPipeline:
         if not closed.is_speech:
             self._discard(seg, "too_little_speech")
             return
-        decoded = state.candidate
-        if decoded is None or decoded.n_samples != seg.length:
-            decoded = self.engine.decode(seg.buf.data[: seg.length])
+        decoded = self._final_decode(seg, state)
         if not decoded.text:
             self._discard(seg, decoded.rejected or "empty")
             return
@@ -243,6 +280,22 @@ class StreamingPipeline:
         self.stats.finals += 1
         self.stats.final_latency_s.append(latency)
         self.sink(FinalTranscript(utterance, residency, latency))
+
+    def _final_decode(self, seg: SpeechSegment, state: _SegmentState) -> Decoded:
+        """The whole segment's text, reusing the candidate decode when it matches."""
+        start = state.window_start
+        tail = None
+        if state.candidate is not None:
+            candidate_start, candidate = state.candidate
+            if candidate_start == start and start + candidate.n_samples == seg.length:
+                tail = candidate
+                self.stats.candidate_reused += 1
+        if tail is None:
+            tail = self.engine.decode(seg.buf.data[start : seg.length])
+        if start == 0:
+            return tail
+        self.stats.combined_finals += 1
+        return self.engine.combine(state.committed_tokens, tail, seg.buf.data[: seg.length])
 
     def _discard(self, seg: SpeechSegment, reason: str) -> None:
         t0, t1 = seg.t0, seg.t1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import edge_agent  # noqa: F401  (first: it pins BLAS threads before numpy loads)
 import os
 import subprocess
 import sys

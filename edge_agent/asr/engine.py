@@ -38,7 +38,7 @@ class AsrConfig:
     model: str = BUNDLED_MODEL  # "tiny.en" (bundled) or a CTranslate2 Whisper model directory
     device: str = "cpu"  # "cpu" | "cuda" (Jetson) | "auto"
     compute_type: str = "int8"
-    cpu_threads: int = 2
+    cpu_threads: int = 1  # measured: a second thread adds CPU, not speed, for tiny.en windows
     beam_size: int = 1
     language: str = "en"
     pad_s: float = 3.0  # silence appended to each window
@@ -66,6 +66,15 @@ class DecodedWord:
 
 
 @dataclass
+class Sentence:
+    """A timestamped sub-segment of a decode (Whisper's own segmentation)."""
+
+    start: float  # seconds from window start
+    end: float
+    tokens: list[int]
+
+
+@dataclass
 class Decoded:
     """One decode of a window; ``encoder_output`` allows aligning words later."""
 
@@ -75,7 +84,7 @@ class Decoded:
     no_speech_prob: float
     n_samples: int
     encoder_output: Any = field(repr=False, default=None)
-    words: list[DecodedWord] = field(default_factory=list)
+    sentences: list[Sentence] = field(default_factory=list)
     rejected: str = ""  # why the text was suppressed, if it was
 
 
@@ -144,17 +153,21 @@ class WhisperEngine:
         self._eot = self.tokenizer.eot
         self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])
 
-    def decode(self, audio: np.ndarray, prefix: list[int] | None = None) -> Decoded:
-        """Decode one window of 16 kHz float32 audio (a view; not copied)."""
+    def encode(self, audio: np.ndarray) -> Any:
+        """Encoder output for a window of 16 kHz float32 audio (a view; not copied)."""
         import ctranslate2
 
-        n = len(audio)
         features = self.logmel(audio, self.pad_samples)
         frames = features.shape[-1] - features.shape[-1] % 2
         storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None, :, :frames]))
-        encoder_output = self.model.model.encode(storage, to_cpu=False)
+        return self.model.model.encode(storage, to_cpu=False)
+
+    def decode(self, audio: np.ndarray) -> Decoded:
+        """Decode one window of 16 kHz float32 audio."""
+        n = len(audio)
+        encoder_output = self.encode(audio)
         duration = n / SAMPLE_RATE
-        prompt = list(self.tokenizer.sot_sequence) + [self._ts_begin] + list(prefix or [])
+        prompt = list(self.tokenizer.sot_sequence) + [self._ts_begin]
         max_length = min(_MAX_TOKENS, len(prompt) + 12 + int(duration * 8))
         result = self.model.model.generate(
             encoder_output,
@@ -163,32 +176,56 @@ class WhisperEngine:
             max_length=max_length,
             return_scores=True,
             return_no_speech_prob=True,
-            suppress_blank=not prefix,
+            suppress_blank=True,
             suppress_tokens=self._suppress,
         )[0]
-        generated = list(prefix or []) + list(result.sequences_ids[0])
-        tokens = self._text_tokens_within(generated, duration)
-        tokens = truncate_repetition(tokens)
-        n_generated = max(1, len(result.sequences_ids[0]))
+        generated = list(result.sequences_ids[0])
+        sentences = self._sentences_within(generated, duration)
+        tokens = truncate_repetition([t for sentence in sentences for t in sentence.tokens])
+        n_generated = max(1, len(generated))
         avg_logprob = float(result.scores[0]) / n_generated if result.scores else 0.0
         text = self.tokenizer.decode(tokens).strip()
-        decoded = Decoded(text, tokens, avg_logprob, float(result.no_speech_prob), n, encoder_output)
+        decoded = Decoded(text, tokens, avg_logprob, float(result.no_speech_prob), n, encoder_output, sentences=sentences)
         self._apply_guards(decoded)
         return decoded
 
-    def _text_tokens_within(self, ids: list[int], duration: float) -> list[int]:
-        """Text tokens up to EOT, ignoring any segment that starts past the audio."""
-        out: list[int] = []
-        limit = duration + 0.3
+    def combine(self, committed: list[int], tail: Decoded, audio: np.ndarray) -> Decoded:
+        """One result for a whole segment from committed tokens plus a tail decode.
+
+        The encoder runs once over the whole segment so that word timings are
+        aligned against all of its audio.
+        """
+        tokens = truncate_repetition(committed + tail.tokens)
+        text = self.tokenizer.decode(tokens).strip()
+        combined = Decoded(text, tokens, tail.avg_logprob, tail.no_speech_prob, len(audio), self.encode(audio))
+        if compression_ratio(text) > self.cfg.compression_ratio_threshold:
+            combined.rejected, combined.text, combined.tokens = "repetition", "", []
+        return combined
+
+    def _sentences_within(self, ids: list[int], duration: float) -> list[Sentence]:
+        """Timestamped sub-segments up to EOT, dropping any that start past the audio."""
+        sentences: list[Sentence] = []
+        limit = duration - 0.1
+        start: float | None = 0.0
+        current: list[int] = []
         for tok in ids:
             if tok == self._eot:
                 break
-            if tok >= self._ts_begin:
-                if (tok - self._ts_begin) * 0.02 > limit:
-                    break
+            if tok < self._ts_begin:
+                current.append(tok)
                 continue
-            out.append(tok)
-        return out
+            stamp = (tok - self._ts_begin) * 0.02
+            if current:  # a timestamp closing the text since the previous one
+                sentences.append(Sentence(start or 0.0, min(stamp, duration), current))
+                current = []
+                start = None
+            elif stamp > limit:  # a sentence starting in the padding is invented
+                break
+            else:
+                start = stamp
+        if current:
+            sentences.append(Sentence(start or 0.0, duration, current))
+        return sentences
 
     def _apply_guards(self, decoded: Decoded) -> None:
         cfg = self.cfg
