@@ -1,0 +1,165 @@
+"""Numpy mel front-end of Resemblyzer's GE2E speaker encoder (no librosa at run time).
+
+Reproduces ``librosa.feature.melspectrogram`` as Resemblyzer calls it: 16 kHz,
+n_fft 400 (= window), hop 160, periodic Hann, ``center=True`` with constant
+(zero) padding (librosa >= 0.10), power 2, 40 Slaney-normalised mel bands over
+0–8000 Hz, no log. Checked against librosa to ~1e-7 by
+``scripts/build_speaker_model.py``, which stores a reference array that the
+tests compare with.
+
+Everything that holds audio-derived samples (padded wave, windowed frames,
+spectrum) lives in scratch buffers owned here and zeroed after each call, so a
+segment's audio is never left behind in memory we cannot account for.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import as_strided
+
+SAMPLE_RATE = 16000
+N_FFT = 400
+HOP = 160
+N_MELS = 40
+PARTIAL_FRAMES = 160  # 1.6 s partial windows
+TARGET_DBFS = -30.0
+_HALF = N_FFT // 2
+
+
+def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
+    """Slaney mel scale (librosa htk=False): linear below 1 kHz, log above."""
+    freq = np.asarray(freq, dtype=np.float64)
+    f_sp = 200.0 / 3
+    mels = freq / f_sp
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = freq >= min_log_hz
+    mels = np.where(log_t, min_log_mel + np.log(np.maximum(freq, 1e-10) / min_log_hz) / logstep, mels)
+    return mels
+
+
+def _mel_to_hz(mels: np.ndarray) -> np.ndarray:
+    mels = np.asarray(mels, dtype=np.float64)
+    f_sp = 200.0 / 3
+    freqs = f_sp * mels
+    min_log_hz = 1000.0
+    min_log_mel = min_log_hz / f_sp
+    logstep = np.log(6.4) / 27.0
+    log_t = mels >= min_log_mel
+    return np.where(log_t, min_log_hz * np.exp(logstep * (mels - min_log_mel)), freqs)
+
+
+def mel_filterbank(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = N_MELS) -> np.ndarray:
+    """(n_mels, 1 + n_fft // 2) Slaney-normalised triangular filters, as librosa.filters.mel."""
+    fmin, fmax = 0.0, sr / 2.0
+    fftfreqs = np.linspace(0, sr / 2.0, 1 + n_fft // 2)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = mel_f[:, None] - fftfreqs[None, :]
+    weights = np.zeros((n_mels, len(fftfreqs)), dtype=np.float64)
+    for i in range(n_mels):
+        lower = -ramps[i] / fdiff[i]
+        upper = ramps[i + 2] / fdiff[i + 1]
+        weights[i] = np.maximum(0, np.minimum(lower, upper))
+    enorm = 2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels])
+    weights *= enorm[:, None]
+    return weights.astype(np.float32)
+
+
+def volume_gain(audio: np.ndarray, target_dbfs: float = TARGET_DBFS) -> float:
+    """Gain that raises ``audio`` to ``target_dbfs`` RMS (increase only, as Resemblyzer).
+
+    Returned as a factor rather than applied, so the caller's buffer is never
+    modified or copied; the mel power scales by gain**2.
+    """
+    if len(audio) == 0:
+        return 1.0
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    if rms < 1e-7:  # digital silence: no meaningful level to normalise to
+        return 1.0
+    change_db = target_dbfs - 20.0 * np.log10(rms)
+    return float(10 ** (change_db / 20.0)) if change_db > 0 else 1.0
+
+
+class MelFrontend:
+    """Mel spectrogram frames (n_frames, 40) float32 from 16 kHz float32 audio.
+
+    ``n_frames = 1 + (len(audio) + pad_to) // HOP`` as librosa with
+    ``center=True``. Scratch buffers grow on demand and are zeroed after use.
+    """
+
+    def __init__(self, max_samples: int = 16 * SAMPLE_RATE) -> None:
+        self.filters = mel_filterbank()
+        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
+        self._alloc(max_samples)
+
+    def _alloc(self, max_samples: int) -> None:
+        self.max_samples = max_samples
+        max_frames = 1 + max_samples // HOP
+        self._wave = np.zeros(max_samples + 2 * _HALF, np.float32)
+        self._windowed = np.zeros((max_frames, N_FFT), np.float32)
+        self._spectrum = np.zeros((max_frames, N_FFT // 2 + 1), np.complex64)
+        self._power = np.zeros((max_frames, N_FFT // 2 + 1), np.float32)
+
+    def _grow(self, n: int) -> None:
+        self.wipe()  # the old buffers are dropped: leave nothing in them
+        self._alloc(max(n, 2 * self.max_samples))
+
+    def wipe(self) -> None:
+        self._wave.fill(0.0)
+        self._windowed.fill(0.0)
+        self._spectrum.fill(0.0)
+        self._power.fill(0.0)
+
+    def __call__(self, audio: np.ndarray, gain: float = 1.0, total_samples: int | None = None) -> np.ndarray:
+        """Mel frames of ``audio * gain`` zero-padded to ``total_samples`` (default: its length)."""
+        n = len(audio)
+        total = max(n, total_samples or 0)
+        if total > self.max_samples:
+            self._grow(total)
+        wave = self._wave
+        wave[_HALF : _HALF + n] = audio
+        wave[:_HALF] = 0.0
+        wave[_HALF + n : 2 * _HALF + total] = 0.0
+        n_frames = 1 + total // HOP
+        item = wave.itemsize
+        frames = as_strided(wave, shape=(n_frames, N_FFT), strides=(HOP * item, item), writeable=False)
+        windowed = self._windowed[:n_frames]
+        np.multiply(frames, self.window, out=windowed)
+        spectrum = self._spectrum[:n_frames]
+        np.fft.rfft(windowed, axis=-1, out=spectrum)
+        power = self._power[:n_frames]
+        np.abs(spectrum, out=power)
+        np.square(power, out=power)
+        mel = power @ self.filters.T  # (n_frames, 40): mel energies, not audio
+        if gain != 1.0:
+            mel *= np.float32(gain * gain)
+        wave[: 2 * _HALF + total] = 0.0
+        windowed.fill(0.0)
+        spectrum.fill(0.0)
+        power.fill(0.0)
+        return mel.astype(np.float32, copy=False)
+
+
+def partial_slices(n_samples: int, rate: float = 1.3, min_coverage: float = 0.75) -> tuple[list[slice], list[slice]]:
+    """Resemblyzer's partial windows (wave slices, mel slices) over ``n_samples``.
+
+    Windows are 160 frames (1.6 s), one every ``1/rate`` s; a last window is
+    kept if at least ``min_coverage`` of it has audio (the rest is zero-padded).
+    """
+    n_frames = int(np.ceil((n_samples + 1) / HOP))
+    frame_step = int(np.round((SAMPLE_RATE / rate) / HOP))
+    if not 0 < frame_step <= PARTIAL_FRAMES:
+        raise ValueError(f"partial rate {rate} out of range")
+    wav_slices, mel_slices = [], []
+    steps = max(1, n_frames - PARTIAL_FRAMES + frame_step + 1)
+    for i in range(0, steps, frame_step):
+        mel_slices.append(slice(i, i + PARTIAL_FRAMES))
+        wav_slices.append(slice(i * HOP, (i + PARTIAL_FRAMES) * HOP))
+    last = wav_slices[-1]
+    coverage = (n_samples - last.start) / (last.stop - last.start)
+    if coverage < min_coverage and len(mel_slices) > 1:
+        mel_slices.pop()
+        wav_slices.pop()
+    return wav_slices, mel_slices
