@@ -42,6 +42,12 @@ class PipelineConfig:
     frame_pool_s: float = 3.0  # raw int16 frames in flight (capture -> VAD)
     segment_buffers: int = 4  # float32 speech segments in flight (VAD -> ASR)
     partials: bool = True
+    # Share of one core that partial re-decodes may use, on average over the
+    # audio (the first partial of each utterance is always decoded). Partials
+    # only feed a live view: finals are what the coaching is built from, so on
+    # a 2-core room PC they get a small, fixed budget. Raise it on a Jetson.
+    partial_cpu_share: float = 0.02
+    partial_cpu_burst_s: float = 0.3
 
 
 @dataclass
@@ -51,6 +57,7 @@ class RunStats:
     discarded: int = 0
     partial_decodes: int = 0
     partials_skipped: int = 0
+    partials_over_budget: int = 0
     sentences_committed: int = 0
     combined_finals: int = 0
     candidate_reused: int = 0
@@ -67,6 +74,31 @@ class RunStats:
 
     def residency_p95(self) -> float:
         return float(np.percentile(self.residency_s, 95)) if self.residency_s else 0.0
+
+
+def process_cpu() -> float:
+    return time.process_time()
+
+
+class PartialBudget:
+    """Token bucket of CPU seconds for partial decodes, filled as audio arrives."""
+
+    def __init__(self, share: float, burst_s: float) -> None:
+        self.share = share
+        self.burst = burst_s
+        self._tokens = burst_s
+        self._audio_samples = 0
+
+    def audio_at(self, sample: int) -> None:
+        if sample > self._audio_samples:
+            self._tokens = min(self.burst, self._tokens + (sample - self._audio_samples) / SAMPLE_RATE * self.share)
+            self._audio_samples = sample
+
+    def allows(self) -> bool:
+        return self.share > 0 and self._tokens > 0
+
+    def spend(self, cpu_s: float) -> None:
+        self._tokens -= cpu_s
 
 
 class AudioPools:
@@ -129,6 +161,9 @@ class StreamingPipeline:
         self._states: dict[int, _SegmentState] = {}
         self._capture_done = False
         self._stop = threading.Event()
+        self._budget = PartialBudget(cfg.partial_cpu_share, cfg.partial_cpu_burst_s)
+        # tokens of the latest finals, in memory for this run only (cleared at the end)
+        self._context: deque[int] = deque(maxlen=max(1, cfg.asr.context_tokens))
 
     # -- control ---------------------------------------------------------------
 
@@ -166,6 +201,7 @@ class StreamingPipeline:
             self.stats.dropped_frames += int(getattr(source, "dropped_frames", 0)) + self.pools.frames.exhausted_count
             self.stats.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
             self._states.clear()
+            self._context.clear()
         return self.stats
 
     def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
@@ -175,6 +211,7 @@ class StreamingPipeline:
                 if self._partial is not None and self._partial.segment is event.segment:
                     self._partial = None
             elif self.cfg.partials or event.final_candidate:
+                self._budget.audio_at(event.segment.start_sample + event.length)
                 if self._partial is not None:
                     self.stats.partials_skipped += 1
                 self._partial = event
@@ -209,7 +246,16 @@ class StreamingPipeline:
         state = self._states.setdefault(seg.id, _SegmentState())
         if update.length - state.window_start < SAMPLE_RATE // 4:
             return
-        decoded = self.engine.decode(seg.buf.data[state.window_start : update.length])
+        window = seg.buf.data[state.window_start : update.length]
+        if update.final_candidate:
+            decoded = self.engine.decode(window, final=True, context=self._final_context(state))
+        else:
+            if state.partials > 0 and not self._budget.allows():
+                self.stats.partials_over_budget += 1
+                return
+            spent = process_cpu()
+            decoded = self.engine.decode(window)
+            self._budget.spend(process_cpu() - spent)
         self.stats.partial_decodes += 1
         if update.final_candidate:
             state.candidate = (state.window_start, decoded)
@@ -261,6 +307,8 @@ class StreamingPipeline:
             self._discard(seg, decoded.rejected or "empty")
             return
         words = self.engine.align_words(decoded)
+        if self.cfg.asr.context_tokens > 0:
+            self._context.extend(decoded.tokens)
         speaker, confidence = ("unknown", 0.0)
         if self.speaker_hook is not None:
             speaker, confidence = self.speaker_hook(seg.audio, decoded.text)
@@ -291,11 +339,19 @@ class StreamingPipeline:
                 tail = candidate
                 self.stats.candidate_reused += 1
         if tail is None:
-            tail = self.engine.decode(seg.buf.data[start : seg.length])
+            tail = self.engine.decode(seg.buf.data[start : seg.length], final=True, context=self._final_context(state))
         if start == 0:
             return tail
         self.stats.combined_finals += 1
         return self.engine.combine(state.committed_tokens, tail, seg.buf.data[: seg.length])
+
+    def _final_context(self, state: _SegmentState) -> list[int] | None:
+        """Recent finals' tokens (plus this segment's committed ones) as decoder context."""
+        limit = self.cfg.asr.context_tokens
+        if limit <= 0:
+            return None
+        tokens = list(self._context) + state.committed_tokens
+        return tokens[-limit:] or None
 
     def _discard(self, seg: SpeechSegment, reason: str) -> None:
         t0, t1 = seg.t0, seg.t1

@@ -5,13 +5,20 @@ from __future__ import annotations
 import re
 
 _PUNCT = re.compile(r"[^\w\s']")
-_NUMBER_WORDS = {"mm-hmm": "mhm", "mm-hm": "mhm", "okay": "ok", "ok": "ok"}
+# As Whisper's English normaliser does: hesitations are not scored, spellings unified.
+_FILLERS = {"um", "uh", "er", "ah", "hmm", "mm", "mmm", "mhm", "erm", "uhm"}
+_SPELLINGS = {"okay": "ok", "mm-hmm": "mhm", "mm-hm": "mhm"}
+_UNITS = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
+_TENS = {"twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90}
+_NUMBERS = {word: str(i) for i, word in enumerate(_UNITS)} | {word: str(v) for word, v in _TENS.items()}
 
 
 def normalise(text: str) -> list[str]:
-    text = text.lower().replace("-", " ")
-    words = _PUNCT.sub(" ", text).split()
-    return [_NUMBER_WORDS.get(w, w) for w in words]
+    text = text.lower()
+    for spelling, canonical in _SPELLINGS.items():
+        text = text.replace(spelling, canonical)
+    words = _PUNCT.sub(" ", text.replace("-", " ")).split()
+    return [_NUMBERS.get(w, w) for w in words if w not in _FILLERS]
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:

@@ -61,6 +61,9 @@ def streaming_pass(audio: Path, realtime: bool, threads: int) -> dict[str, Any]:
         "finals": stats.finals,
         "partial_decodes": stats.partial_decodes,
         "partials_skipped": stats.partials_skipped,
+        "partials_over_budget": stats.partials_over_budget,
+        "sentences_committed": stats.sentences_committed,
+        "candidate_reused": stats.candidate_reused,
         "final_latency_p50_s": percentile(stats.final_latency_s, 50),
         "final_latency_p95_s": percentile(stats.final_latency_s, 95),
         "first_partial_p50_s": percentile(stats.first_partial_latency_s, 50),
@@ -131,6 +134,8 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
         "dropped_frames": main["dropped_frames"],
         "dropped_segments": main["dropped_segments"],
         "partial_decodes": main["partial_decodes"],
+        "partials_over_budget": main["partials_over_budget"],
+        "candidate_reused": main["candidate_reused"],
         "realtime_paced": paced is not None,
     }
     result["wer_ratio_streaming_over_offline"] = round(result["wer_streaming"] / max(1e-6, result["wer_offline"]), 3)
