@@ -1,0 +1,1 @@
+"""Namespace mirroring the proto package path edge_agent.v1."""

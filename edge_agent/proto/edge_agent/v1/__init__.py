@@ -1,0 +1,1 @@
+"""Generated protobuf/gRPC code for edge_agent.v1 (see scripts/gen_proto.py)."""
