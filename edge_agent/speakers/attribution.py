@@ -35,6 +35,7 @@ history at visit stop.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -109,6 +110,7 @@ class SpeakerAttributor:
             # own copy: the caller's object may live on (it is the phone's), ours is wiped at stop
             self._voiceprint = np.array(voiceprint.embedding, np.float32, copy=True)
         self._history = _History()
+        self._centroids: np.ndarray | None = None  # the visit's two voices, once established
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -127,52 +129,73 @@ class SpeakerAttributor:
         embed = self.encoder.embed(view)
         return self._decide(embed, len(view) / SAMPLE_RATE, text)
 
-    def attribute_segment(self, audio: np.ndarray, text: str = "") -> list[Attribution]:
-        """Like :meth:`attribute`, but splits the segment at a speaker change first.
+    def attribute_segment(
+        self, audio: np.ndarray, text: str = "", words: Sequence[tuple[str, float]] | None = None
+    ) -> list[Attribution]:
+        """Like :meth:`attribute`, but splits the segment at speaker changes first.
 
-        Text cannot be split without word times, so each part gets the
-        segment's text only when there is one part.
+        ``words`` (word, seconds from the segment start) lets each part get its
+        own text; without them the whole text goes to a segment left in one piece.
         """
         view = _readonly(audio)
         points = self.split_points(view)
         bounds = [0, *points, len(view)]
         parts = []
         for a, b in zip(bounds, bounds[1:]):
-            speaker, conf = self.attribute(view[a:b], text if len(bounds) == 2 else "")
+            if words is not None:
+                part_text = " ".join(wd for wd, at in words if a <= at * SAMPLE_RATE < b)
+            else:
+                part_text = text if len(bounds) == 2 else ""
+            speaker, conf = self.attribute(view[a:b], part_text)
             parts.append(Attribution(a, b, speaker, conf))
         return parts
 
     def split_points(self, audio: np.ndarray) -> list[int]:
-        """Sample offsets where a second speaker takes over (empty when one voice)."""
+        """Sample offsets where another speaker takes over (empty when one voice).
+
+        1.6 s windows every ``split_step_s`` are embedded. Once the visit has two
+        established voices, each window is labelled by the nearer voice and the
+        segment is cut where the (smoothed) label changes; before that, at the
+        single point where the windows before and after disagree most, if they
+        disagree enough (cosine below ``split_cos``).
+        """
         cfg = self.config
         view = _readonly(audio)
         if len(view) < cfg.split_min_s * SAMPLE_RATE:
             return []
         wins = self.encoder.window_embeddings(view, step_s=cfg.split_step_s)
-        n = len(wins)
-        if n < 2:
+        if len(wins) < 3:
             return []
-        best_cos, best_at = 1.0, -1
-        # candidate boundary between window i-1 and i: left = windows ending by start of i's
-        # overlap-free zone; using cumulative sums keeps this O(n).
+        centres = (wins.starts + np.minimum(wins.stops, len(view))) // 2
+        if self._centroids is not None:
+            labels = np.argmax(wins.embeds @ self._centroids.T, axis=1)
+            # median of 3 removes single-window flips
+            smooth = labels.copy()
+            smooth[1:-1] = (labels[:-2] + labels[1:-1] + labels[2:]) >= 2
+            change = np.flatnonzero(smooth[1:] != smooth[:-1])
+            points = [int((centres[i] + centres[i + 1]) // 2) for i in change]
+            min_part = int(cfg.min_cluster_s * SAMPLE_RATE * 0.8)
+            kept: list[int] = []
+            for p in points:
+                if p - (kept[-1] if kept else 0) >= min_part and len(view) - p >= min_part:
+                    kept.append(p)
+            return kept
         cum = np.cumsum(wins.embeds, axis=0)
-        total = cum[-1]
-        win_len = int(wins.stops[0] - wins.starts[0])
-        for i in range(1, n):
-            point = int(wins.starts[i]) + win_len // 2 - int(cfg.split_step_s * SAMPLE_RATE) // 2
-            # windows entirely before / after the point
+        best_cos, best_at = 1.0, -1
+        for i in range(1, len(wins)):
+            point = int(centres[i - 1] + centres[i]) // 2
             left_n = int(np.searchsorted(wins.stops, point, side="right"))
             right_i = int(np.searchsorted(wins.starts, point, side="left"))
-            if left_n < 1 or right_i >= n:
+            if left_n < 1 or right_i >= len(wins):
                 continue
             left = cum[left_n - 1]
-            right = total - (cum[right_i - 1] if right_i > 0 else 0)
+            right = cum[-1] - (cum[right_i - 1] if right_i > 0 else 0)
             cos = float(left @ right / (np.linalg.norm(left) * np.linalg.norm(right) + 1e-9))
             if cos < best_cos:
                 best_cos, best_at = cos, point
         if best_at <= 0 or best_cos >= cfg.split_cos:
             return []
-        return [min(max(best_at, 0), len(view))]
+        return [best_at]
 
     def forget(self) -> None:
         """Visit stop: wipe the voiceprint and every trace of the visit's voices."""
@@ -180,6 +203,9 @@ class SpeakerAttributor:
             self._voiceprint.fill(0.0)
         self._voiceprint = None
         self._history.wipe()
+        if self._centroids is not None:
+            self._centroids.fill(0.0)
+        self._centroids = None
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
@@ -209,10 +235,11 @@ class SpeakerAttributor:
         w = np.asarray(h.seconds, np.float64)
         vp = self._voiceprint
 
-        labels, centroids = self._cluster(x, w, vp)
+        labels, centroids = self._cluster(x, w, None)
         own = int(labels[-1])
         cos_c = centroids @ embed
         two_voices = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos
+        self._centroids = centroids if two_voices else None
         if vp is not None:
             cos_vp = float(embed @ vp)
             if not two_voices:

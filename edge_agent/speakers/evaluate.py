@@ -94,7 +94,12 @@ def vad_segments(audio: np.ndarray, aggressiveness: int = 2, hangover_s: float =
 
 def reference_text(conv: EvalConversation, t0: float, t1: float) -> str:
     """Words of the reference turns whose (interpolated) time falls in [t0, t1)."""
-    out: list[str] = []
+    return " ".join(word for word, _ in reference_words(conv, t0, t1))
+
+
+def reference_words(conv: EvalConversation, t0: float, t1: float) -> list[tuple[str, float]]:
+    """(word, seconds after t0) of reference words whose interpolated time falls in [t0, t1)."""
+    out: list[tuple[str, float]] = []
     for turn in conv.turns:
         if turn.t1 <= t0 or turn.t0 >= t1 or not turn.text:
             continue
@@ -103,8 +108,9 @@ def reference_text(conv: EvalConversation, t0: float, t1: float) -> str:
         for k, word in enumerate(words):
             at = turn.t0 + span * (k + 0.5) / len(words)
             if t0 <= at < t1:
-                out.append(word)
-    return " ".join(out)
+                out.append((word, at - t0))
+    out.sort(key=lambda item: item[1])
+    return out
 
 
 def _reference_frames(conv: EvalConversation, n_frames: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,8 +141,9 @@ def attribute_conversation(
     attributor = SpeakerAttributor(encoder, roles, vp, config)
     try:
         for a, b in vad_segments(conv.audio):
-            text = text_for(conv, a / SAMPLE_RATE, b / SAMPLE_RATE)
-            for part in attributor.attribute_segment(conv.audio[a:b], text):
+            words = reference_words(conv, a / SAMPLE_RATE, b / SAMPLE_RATE) if text_for is reference_text else None
+            text = "" if words is not None else text_for(conv, a / SAMPLE_RATE, b / SAMPLE_RATE)
+            for part in attributor.attribute_segment(conv.audio[a:b], text, words):
                 f0 = int((a + part.start) / SAMPLE_RATE / FRAME_S)
                 f1 = int((a + part.stop) / SAMPLE_RATE / FRAME_S)
                 hyp[f0:f1] = index[part.speaker] if part.speaker in index else -1
