@@ -50,7 +50,7 @@ CLINICIAN, PATIENT, OTHER = "clinician", "patient", "other"
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    threshold: float = 0.80  # cosine to the voiceprint; see docs/speakers.md for the calibration
+    threshold: float = 0.89  # cosine to the voiceprint; calibrated, see docs/speakers.md
     anchor_seconds: float = 10.0  # weight of the voiceprint in the clustering
     same_voice_cos: float = 0.96  # two centroids closer than this are one voice
     other_cos: float = 0.55  # a segment below this to both centroids is a third voice
