@@ -1,0 +1,1 @@
+"""Keys, the site CA and certificates, and sealing of feedback to a clinician."""

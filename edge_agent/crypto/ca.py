@@ -1,0 +1,412 @@
+"""Site certificate authority: device, clinician and admin certificates, and a CRL.
+
+Choices (see docs/security.md):
+
+* ECDSA P-256 / SHA-256 everywhere: BoringSSL (inside grpcio) verifies it on
+  every platform, while Ed25519 certificate support in gRPC's TLS stack is
+  uneven.
+* Lifetimes: CA 10 years, device 1 year, clinician 1 year, admin 90 days.
+* The role is the subject's OU (``device`` | ``clinician`` | ``admin``), signed
+  by the CA so a client cannot claim another. A clinician's CN is a random
+  pseudonym (``c-`` + 16 base32 chars), never a name.
+* Revocation is an X.509 CRL signed by the CA; the server checks each caller's
+  serial against it (gRPC Python exposes no CRL hook in the handshake).
+* Every private key file is written 0600, atomically.
+
+CA directory layout::
+
+    ca.key.pem   CA private key (0600; keep offline)
+    ca.cert.pem  CA certificate (public; goes into every bundle)
+    issued.jsonl one line per certificate issued: serial, role, id, not_after
+    crl.pem      current revocation list (copy to devices)
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import json
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from edge_agent.crypto.errors import CertificateError
+from edge_agent.crypto.files import write_private, write_public
+
+ROLE_DEVICE = "device"
+ROLE_CLINICIAN = "clinician"
+ROLE_ADMIN = "admin"
+ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN)
+
+CA_DAYS = 3650
+DEVICE_DAYS = 365
+CLINICIAN_DAYS = 365
+ADMIN_DAYS = 90
+CRL_DAYS = 30
+
+# The name every device certificate carries; clients connect with this as the
+# TLS target name (room devices are reached by IP/mDNS, not by stable DNS).
+DEVICE_TLS_NAME = "edge-agent"
+
+CA_KEY = "ca.key.pem"
+CA_CERT = "ca.cert.pem"
+ISSUED = "issued.jsonl"
+CRL = "crl.pem"
+
+_ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+
+
+@dataclass(frozen=True)
+class Issued:
+    """What ``issue_*`` made: the bundle path and the certificate's facts."""
+
+    role: str
+    subject_id: str
+    serial: int
+    not_after: dt.datetime
+    fingerprint: str
+    bundle: Path
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A provisioning bundle: private key, its certificate and the site CA."""
+
+    key_pem: bytes
+    cert_pem: bytes
+    ca_pem: bytes
+    cert: x509.Certificate
+    ca_cert: x509.Certificate
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.cert)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a peer certificate says it is (only trusted after TLS verified the chain)."""
+
+    role: str
+    subject_id: str
+    serial: int
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def fingerprint(cert: x509.Certificate | bytes) -> str:
+    """SHA-256 of the DER certificate, lowercase hex (what mDNS ``fp`` carries)."""
+    if isinstance(cert, bytes):
+        cert = x509.load_pem_x509_certificate(cert)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+def new_pseudonym() -> str:
+    """A random clinician id: 80 bits, base32 (no name, no counter, no date)."""
+    return "c-" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+
+
+def _name(cn: str, role: str, site: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, site),
+            x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None = None) -> bytes:
+    enc: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, enc)
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+# ---- CA ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A loaded site CA (key + certificate) rooted at ``directory``."""
+
+    directory: Path
+    key: ec.EllipticCurvePrivateKey
+    cert: x509.Certificate
+
+    @property
+    def site(self) -> str:
+        attrs = self.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+        return str(attrs[0].value) if attrs else "edge-agent site"
+
+    @property
+    def cert_pem(self) -> bytes:
+        return _cert_pem(self.cert)
+
+
+def init_ca(directory: Path, site: str = "edge-agent site", days: int = CA_DAYS, passphrase: bytes | None = None) -> CertificateAuthority:
+    """Create a new site CA in ``directory`` (refuses to overwrite an existing one)."""
+    directory = Path(directory)
+    if (directory / CA_KEY).exists():
+        raise CertificateError(f"a CA already exists in {directory}; use another directory or remove it deliberately")
+    if not site or len(site) > 64:
+        raise CertificateError("site name must be 1-64 characters")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, site), x509.NameAttribute(NameOID.COMMON_NAME, f"{site} edge-agent CA")]
+    )
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )  # keyCertSign + cRLSign only
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    write_private(directory / CA_KEY, _key_pem(key, passphrase))
+    write_public(directory / CA_CERT, _cert_pem(cert))
+    ca = CertificateAuthority(directory, key, cert)
+    write_crl(ca)
+    return ca
+
+
+def load_ca(directory: Path, passphrase: bytes | None = None) -> CertificateAuthority:
+    directory = Path(directory)
+    try:
+        key_pem = (directory / CA_KEY).read_bytes()
+        cert = x509.load_pem_x509_certificate((directory / CA_CERT).read_bytes())
+    except FileNotFoundError:
+        raise CertificateError(f"no site CA in {directory}; run 'edge-agent ca init' first") from None
+    except ValueError:
+        raise CertificateError(f"{directory / CA_CERT} is not a PEM certificate; restore it from backup") from None
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=passphrase)
+    except (TypeError, ValueError):
+        raise CertificateError(f"cannot read the CA key in {directory}: wrong or missing passphrase") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise CertificateError(f"the CA key in {directory} is not a P-256 key")
+    return CertificateAuthority(directory, key, cert)
+
+
+def _issue(
+    ca: CertificateAuthority,
+    role: str,
+    cn: str,
+    out: Path,
+    days: int,
+    dns_names: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    valid_from: dt.datetime | None = None,
+) -> Issued:
+    key = ec.generate_private_key(ec.SECP256R1())
+    start = valid_from or (_now() - dt.timedelta(minutes=5))  # tolerate small clock skew
+    not_after = start + dt.timedelta(days=days)
+    if not_after > ca.cert.not_valid_after_utc:
+        not_after = ca.cert.not_valid_after_utc  # a leaf cannot outlive its CA
+    eku = ExtendedKeyUsageOID.SERVER_AUTH if role == ROLE_DEVICE else ExtendedKeyUsageOID.CLIENT_AUTH
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn, role, ca.site))
+        .issuer_name(ca.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(start)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
+    )
+    if role == ROLE_DEVICE:
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (DEVICE_TLS_NAME, *dns_names)]
+        for ip in ips:
+            try:
+                sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
+            except ValueError:
+                raise CertificateError(f"{ip!r} is not an IP address; give e.g. --ip 10.0.0.7") from None
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca.key, hashes.SHA256())
+    write_private(Path(out), _key_pem(key) + _cert_pem(cert) + ca.cert_pem)
+    _record(ca, role, cn, cert)
+    return Issued(role, cn, cert.serial_number, cert.not_valid_after_utc, fingerprint(cert), Path(out))
+
+
+def _record(ca: CertificateAuthority, role: str, cn: str, cert: x509.Certificate) -> None:
+    line = json.dumps(
+        {"serial": str(cert.serial_number), "role": role, "id": cn, "not_after": cert.not_valid_after_utc.isoformat()}
+    )
+    index = ca.directory / ISSUED
+    old = index.read_bytes() if index.exists() else b""
+    write_private(index, old + line.encode() + b"\n")
+
+
+def issue_device(
+    ca: CertificateAuthority,
+    room: str,
+    out: Path,
+    dns_names: tuple[str, ...] = (),
+    ips: tuple[str, ...] = (),
+    days: int = DEVICE_DAYS,
+    valid_from: dt.datetime | None = None,
+) -> Issued:
+    """A room device's server certificate, as a bundle file (key + cert + CA)."""
+    if not _ROOM_RE.match(room):
+        raise CertificateError("room label must be 1-40 letters, digits, space, '.', '_' or '-'")
+    device_id = "d-" + secrets.token_hex(6)  # the CN names the box, the room is a label IT can change
+    return _issue(ca, ROLE_DEVICE, device_id, out, days, dns_names, ips, valid_from)
+
+
+def issue_clinician(ca: CertificateAuthority, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
+    """A clinician phone's client certificate under a fresh random pseudonym."""
+    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from)
+
+
+def issue_admin(ca: CertificateAuthority, out: Path, days: int = ADMIN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
+    """An IT admin's client certificate (short-lived: 90 days)."""
+    return _issue(ca, ROLE_ADMIN, "a-" + secrets.token_hex(6), out, days, valid_from=valid_from)
+
+
+def issued(ca: CertificateAuthority) -> list[dict[str, str]]:
+    index = ca.directory / ISSUED
+    if not index.exists():
+        return []
+    return [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
+
+
+def _revoked_serials(ca: CertificateAuthority) -> dict[int, dt.datetime]:
+    path = ca.directory / CRL
+    if not path.exists():
+        return {}
+    crl = x509.load_pem_x509_crl(path.read_bytes())
+    return {r.serial_number: r.revocation_date_utc for r in crl}
+
+
+def write_crl(ca: CertificateAuthority, add: tuple[int, ...] = ()) -> Path:
+    """(Re)write ``crl.pem`` with every revoked serial plus ``add``."""
+    revoked = _revoked_serials(ca)
+    now = _now()
+    for serial in add:
+        revoked.setdefault(serial, now)
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.cert.subject)
+        .last_update(now)
+        .next_update(now + dt.timedelta(days=CRL_DAYS))
+    )
+    for serial, when in sorted(revoked.items()):
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(serial).revocation_date(when).build()
+        )
+    crl = builder.sign(ca.key, hashes.SHA256())
+    path = ca.directory / CRL
+    write_public(path, crl.public_bytes(serialization.Encoding.PEM))
+    return path
+
+
+def revoke(ca: CertificateAuthority, who: str) -> tuple[int, Path]:
+    """Revoke by serial (decimal or 0x-hex) or by subject id (pseudonym / device / admin id)."""
+    serial: int | None = None
+    for entry in issued(ca):
+        if entry["id"] == who or entry["serial"] == who:
+            serial = int(entry["serial"])
+    if serial is None:
+        try:
+            serial = int(who, 0)
+        except ValueError:
+            raise CertificateError(f"no certificate with id or serial {who!r} was issued by this CA; check 'issued.jsonl'") from None
+    return serial, write_crl(ca, (serial,))
+
+
+# ---- bundles, CRLs and peers -----------------------------------------------------------
+
+
+def load_bundle(path: Path) -> Bundle:
+    """Read a bundle file (one PEM key, the leaf certificate, the CA certificate)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"bundle {path} not found; issue one with 'edge-agent ca issue-...'") from None
+    except OSError as exc:
+        raise CertificateError(f"cannot read bundle {path}: {exc.strerror}") from None
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        raise CertificateError(f"bundle {path} is readable by others; run: chmod 600 {path}")
+    key_blocks = re.findall(rb"-----BEGIN PRIVATE KEY-----.+?-----END PRIVATE KEY-----\n?", data, re.S)
+    cert_blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", data, re.S)
+    if len(key_blocks) != 1 or len(cert_blocks) != 2:
+        raise CertificateError(f"{path} is not an edge-agent bundle (want 1 private key and 2 certificates)")
+    try:
+        certs = [x509.load_pem_x509_certificate(c) for c in cert_blocks]
+        key = serialization.load_pem_private_key(key_blocks[0], password=None)
+    except (TypeError, ValueError):
+        raise CertificateError(f"{path} holds an unreadable key or certificate; issue a new bundle") from None
+    cas = [c for c in certs if _is_ca(c)]
+    leaves = [c for c in certs if not _is_ca(c)]
+    if len(cas) != 1 or len(leaves) != 1:
+        raise CertificateError(f"{path} must hold one CA and one leaf certificate")
+    leaf, ca_cert = leaves[0], cas[0]
+    if leaf.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+        raise CertificateError(f"the key in {path} does not match its certificate; issue a new bundle")
+    try:
+        leaf.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, InvalidSignature):
+        raise CertificateError(f"the certificate in {path} was not issued by the CA in the same file") from None
+    return Bundle(key_blocks[0], _cert_pem(leaf), _cert_pem(ca_cert), leaf, ca_cert)
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def identity_of(cert: x509.Certificate) -> Identity:
+    """Role and id from a (chain-verified) certificate's subject."""
+    ous = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    role = str(ous[0].value) if len(ous) == 1 else ""
+    cn = str(cns[0].value) if len(cns) == 1 else ""
+    if role not in ROLES or not cn:
+        raise CertificateError("certificate has no edge-agent role; issue it with 'edge-agent ca issue-...'")
+    return Identity(role, cn, cert.serial_number)
+
+
+def load_crl(path: Path, ca_cert: x509.Certificate) -> frozenset[int]:
+    """Revoked serials from a CRL file, after checking the CA signed it."""
+    try:
+        crl = x509.load_pem_x509_crl(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise CertificateError(f"CRL {path} not found; copy crl.pem from the CA directory") from None
+    except ValueError:
+        raise CertificateError(f"{path} is not a PEM CRL; copy crl.pem from the CA directory") from None
+    if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+        raise CertificateError(f"CRL {path} is not signed by this site's CA; copy the right crl.pem")
+    return frozenset(r.serial_number for r in crl)

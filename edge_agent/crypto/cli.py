@@ -1,0 +1,73 @@
+"""Plain functions behind ``edge-agent ca init|issue-device|issue-clinician|issue-admin|revoke``.
+
+Each takes simple arguments and returns a JSON-able dict; :func:`describe`
+turns it into the line(s) a person reads. The typer app in ``edge_agent.cli``
+wires them up; nothing here prints a traceback for a user mistake (they raise
+:class:`~edge_agent.crypto.errors.CertificateError`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from edge_agent.crypto import ca as _ca
+
+
+def _passphrase() -> bytes | None:
+    # An optional CA key passphrase comes from the environment, never argv (ps shows argv).
+    value = os.environ.get("EDGE_AGENT_CA_PASSPHRASE")
+    return value.encode() if value else None
+
+
+def _issued_dict(item: _ca.Issued) -> dict[str, Any]:
+    return {
+        "role": item.role,
+        "id": item.subject_id,
+        "serial": str(item.serial),
+        "not_after": item.not_after.isoformat(),
+        "fingerprint": item.fingerprint,
+        "bundle": str(item.bundle),
+    }
+
+
+def ca_init(ca_dir: str | Path, site: str = "edge-agent site", days: int = _ca.CA_DAYS) -> dict[str, Any]:
+    authority = _ca.init_ca(Path(ca_dir), site=site, days=days, passphrase=_passphrase())
+    return {
+        "ca_dir": str(authority.directory),
+        "ca_cert": str(authority.directory / _ca.CA_CERT),
+        "crl": str(authority.directory / _ca.CRL),
+        "fingerprint": _ca.fingerprint(authority.cert),
+        "not_after": authority.cert.not_valid_after_utc.isoformat(),
+    }
+
+
+def ca_issue_device(
+    ca_dir: str | Path, room: str, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None, days: int = _ca.DEVICE_DAYS
+) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    result = _issued_dict(_ca.issue_device(authority, room, Path(out), tuple(dns or ()), tuple(ip or ()), days=days))
+    result["room"] = room
+    return result
+
+
+def ca_issue_clinician(ca_dir: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _issued_dict(_ca.issue_clinician(authority, Path(out), days=days))
+
+
+def ca_issue_admin(ca_dir: str | Path, out: str | Path, days: int = _ca.ADMIN_DAYS) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _issued_dict(_ca.issue_admin(authority, Path(out), days=days))
+
+
+def ca_revoke(ca_dir: str | Path, who: str) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    serial, crl = _ca.revoke(authority, who)
+    return {"revoked_serial": str(serial), "crl": str(crl), "next_step": "copy crl.pem to every room device (path in its config)"}
+
+
+def describe(result: dict[str, Any]) -> str:
+    """Readable lines for a person (the CLI prints JSON with --json instead)."""
+    return "\n".join(f"{key}: {value}" for key, value in result.items())
