@@ -35,11 +35,14 @@ def _pipeline_config(model: str, device: str, compute_type: str, threads: int): 
 
 @app.command()
 def transcribe(
-    file: Annotated[Optional[Path], typer.Argument(help="audio file (wav/flac/ogg, any rate or channels)")] = None,
-    mic: Annotated[bool, typer.Option("--mic", help="capture from a microphone instead of a file")] = False,
-    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device name or index (default: system default)")] = None,
+    file: Annotated[Optional[str], typer.Argument(help="audio file (wav/flac/ogg, any rate or channels); with --mic: the input device")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="capture from a microphone: `--mic [DEVICE]` (name, part of a name, or index)")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device, same as `--mic DEVICE`")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop microphone capture after this many seconds")] = None,
     realtime: Annotated[bool, typer.Option("--realtime", help="pace a file in real time, as a microphone would")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines for programs instead of the live view")] = False,
+    speakers: Annotated[bool, typer.Option("--speakers/--no-speakers", help="attribute each utterance to clinician/patient/other")] = True,
+    voiceprint: Annotated[Optional[Path], typer.Option("--voiceprint", help="clinician voiceprint JSON from `edge-agent enroll`")] = None,
     model: ModelOpt = "tiny.en",
     device: DeviceOpt = "cpu",
     compute_type: ComputeOpt = "int8",
@@ -49,11 +52,23 @@ def transcribe(
     from edge_agent.commands.transcribe import run_transcribe
 
     if mic and file is not None:
-        raise EdgeAgentError("give either an audio FILE or --mic, not both")
+        if mic_device is not None:
+            raise EdgeAgentError("give the microphone once: `--mic DEVICE` or `--mic --mic-device DEVICE`")
+        mic_device, file = file, None
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
     config = _pipeline_config(model, device, compute_type, threads)
-    code = run_transcribe(config, file=file, mic=mic, mic_device=mic_device, realtime=realtime, jsonl=jsonl)
+    code = run_transcribe(
+        config,
+        file=Path(file) if file else None,
+        mic=mic,
+        mic_device=mic_device,
+        realtime=realtime,
+        jsonl=jsonl,
+        seconds=seconds,
+        speakers=speakers,
+        voiceprint=voiceprint,
+    )
     raise typer.Exit(code)
 
 
@@ -66,8 +81,25 @@ def demo(
     from edge_agent.commands.transcribe import demo_audio_path, run_transcribe
 
     config = _pipeline_config("tiny.en", "cpu", "int8", 1)
-    code = run_transcribe(config, file=demo_audio_path(), mic=False, mic_device=None, realtime=not fast, jsonl=jsonl, title="demo")
+    code = run_transcribe(
+        config, file=demo_audio_path(), mic=False, mic_device=None, realtime=not fast, jsonl=jsonl, title="demo", speakers=True
+    )
     raise typer.Exit(code)
+
+
+@app.command()
+def enroll(
+    file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
+    seconds: Annotated[float, typer.Option("--seconds", help="how long to record with --mic")] = 20.0,
+) -> None:
+    """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
+    from edge_agent.commands.enroll import run_enroll
+
+    if mic == (file is not None):
+        raise EdgeAgentError("give either an audio FILE or --mic to enrol")
+    run_enroll(file, mic_device if mic else None, seconds)
 
 
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (targets in the issues).", no_args_is_help=True)
@@ -84,6 +116,19 @@ def bench_asr(
     from edge_agent.bench.asr import run_asr_bench
 
     run_asr_bench(audio, realtime=not skip_realtime, threads=threads)
+
+
+@bench_app.command("speakers")
+def bench_speakers_cmd(
+    conversations: Annotated[int, typer.Option("--conversations", help="held-out PriMock57 consultations to synthesise")] = 10,
+    seconds: Annotated[float, typer.Option("--seconds", help="audio per conversation")] = 180.0,
+) -> None:
+    """Attribution accuracy with and without enrolment, embedding cost, model load."""
+    import json
+
+    from edge_agent.speakers.cli import bench_speakers
+
+    print(json.dumps(bench_speakers(conversations, seconds)))
 
 
 def main() -> None:

@@ -13,13 +13,14 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
 from edge_agent.asr.agreement import LocalAgreement
-from edge_agent.asr.engine import AsrConfig, Decoded, WhisperEngine
+from edge_agent.asr.engine import AsrConfig, Decoded, DecodedWord, WhisperEngine
 from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
@@ -29,10 +30,22 @@ from edge_agent.transcript import Utterance, Word
 
 log = logging.getLogger(__name__)
 
-# Called with a read-only view of the segment's audio and its text, before the
-# buffer is zeroed; returns (speaker, confidence). Must not keep the audio.
-SpeakerHook = Callable[[np.ndarray, str], tuple[str, float]]
 EventSink = Callable[[PipelineEvent], None]
+
+
+class SpeakerSpan(Protocol):
+    start: int  # samples within the segment
+    stop: int
+    speaker: str
+    confidence: float
+
+
+class SpeakerStage(Protocol):
+    """Attributes a segment before its buffer is zeroed; must keep no audio."""
+
+    def attribute_segment(
+        self, audio: np.ndarray, text: str = "", words: Sequence[tuple[str, float]] | None = None
+    ) -> Sequence[SpeakerSpan]: ...
 
 
 @dataclass(frozen=True)
@@ -146,13 +159,13 @@ class StreamingPipeline:
         cfg: PipelineConfig,
         engine: WhisperEngine,
         sink: EventSink,
-        speaker_hook: SpeakerHook | None = None,
+        speakers: SpeakerStage | None = None,
         pools: AudioPools | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self.sink = sink
-        self.speaker_hook = speaker_hook
+        self.speakers = speakers
         self.pools = pools or AudioPools(cfg)
         self.stats = RunStats()
         self._cond = threading.Condition()
@@ -309,25 +322,58 @@ class StreamingPipeline:
         words = self.engine.align_words(decoded)
         if self.cfg.asr.context_tokens > 0:
             self._context.extend(decoded.tokens)
-        speaker, confidence = ("unknown", 0.0)
-        if self.speaker_hook is not None:
-            speaker, confidence = self.speaker_hook(seg.audio, decoded.text)
+        spans = self._attribute(seg, decoded.text, words)
         speech_end = speech_end_arrival(seg)
         residency = self._release(seg)
-        offset = seg.t0
-        utterance = Utterance(
-            t0=offset + (words[0].start if words else 0.0),
-            t1=offset + (words[-1].end if words else seg.length / SAMPLE_RATE),
-            text=decoded.text,
-            words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in words),
-            speaker=speaker,
-            speaker_confidence=confidence,
-            segment_id=seg.id,
-        )
         latency = time.monotonic() - speech_end
         self.stats.finals += 1
         self.stats.final_latency_s.append(latency)
-        self.sink(FinalTranscript(utterance, residency, latency))
+        for utterance in self._utterances(seg, decoded.text, words, spans):
+            self.sink(FinalTranscript(utterance, residency, latency))
+
+    def _attribute(self, seg: SpeechSegment, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:
+        """Speaker spans (seconds within the segment), computed before the buffer is zeroed."""
+        if self.speakers is None:
+            return [(0.0, seg.length / SAMPLE_RATE, "unknown", 0.0)]
+        spans = self.speakers.attribute_segment(seg.audio, text, [(w.text, w.start) for w in words])
+        return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence) for s in spans]
+
+    def _utterances(
+        self, seg: SpeechSegment, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float]]
+    ) -> list[Utterance]:
+        """One utterance per speaker span; a segment split at a change point gives several."""
+        offset = seg.t0
+        if len(spans) <= 1 or not words:
+            speaker, confidence = (spans[0][2], spans[0][3]) if spans else ("unknown", 0.0)
+            return [
+                Utterance(
+                    t0=offset + (words[0].start if words else 0.0),
+                    t1=offset + (words[-1].end if words else seg.length / SAMPLE_RATE),
+                    text=text,
+                    words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in words),
+                    speaker=speaker,
+                    speaker_confidence=confidence,
+                    segment_id=seg.id,
+                )
+            ]
+        utterances = []
+        for i, (start, stop, speaker, confidence) in enumerate(spans):
+            last = i == len(spans) - 1
+            part = [w for w in words if start <= w.start < stop or (last and w.start >= stop)]
+            if not part:
+                continue
+            utterances.append(
+                Utterance(
+                    t0=offset + part[0].start,
+                    t1=offset + part[-1].end,
+                    text=" ".join(w.text for w in part),
+                    words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in part),
+                    speaker=speaker,
+                    speaker_confidence=confidence,
+                    segment_id=seg.id,
+                )
+            )
+        return utterances
 
     def _final_decode(self, seg: SpeechSegment, state: _SegmentState) -> Decoded:
         """The whole segment's text, reusing the candidate decode when it matches."""

@@ -7,25 +7,53 @@ from dataclasses import dataclass
 from edge_agent.asr.engine import WhisperEngine
 from edge_agent.audio.frames import AudioSource
 from edge_agent.hardening import harden_process
-from edge_agent.pipeline import EventSink, PipelineConfig, RunStats, SpeakerHook, StreamingPipeline
+from edge_agent.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
+from edge_agent.speakers.attribution import SpeakerAttributor
+from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
+from edge_agent.speakers.enrol import Voiceprint
+from edge_agent.speakers.role import RoleClassifier
+
+
+@dataclass
+class SpeakerModels:
+    """Loaded once per process; a fresh attributor is made for every run."""
+
+    encoder: SpeakerEncoder
+    roles: RoleClassifier
+
+    @classmethod
+    def load(cls, threads: int = 1, provider: str = "cpu") -> "SpeakerModels":
+        return cls(SpeakerEncoder(EncoderConfig(threads=threads, provider=provider)), RoleClassifier(threads=threads))
+
+    def attributor(self, voiceprint: Voiceprint | None) -> SpeakerAttributor:
+        return SpeakerAttributor(self.encoder, self.roles, voiceprint)
 
 
 @dataclass
 class TranscriptionSession:
     config: PipelineConfig
     engine: WhisperEngine
+    speakers: SpeakerModels | None = None
 
     @classmethod
-    def load(cls, config: PipelineConfig) -> "TranscriptionSession":
+    def load(cls, config: PipelineConfig, speakers: bool = False) -> "TranscriptionSession":
         harden_process()
-        return cls(config, WhisperEngine(config.asr, config.vad.max_segment_s))
+        engine = WhisperEngine(config.asr, config.vad.max_segment_s)
+        return cls(config, engine, SpeakerModels.load() if speakers else None)
 
-    def run(self, source: AudioSource, sink: EventSink, speaker_hook: SpeakerHook | None = None) -> tuple[RunStats, bool]:
-        """Stream the source; returns stats and whether every pool slot ended zeroed."""
-        pipeline = StreamingPipeline(self.config, self.engine, sink, speaker_hook)
+    def run(self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None) -> tuple[RunStats, bool]:
+        """Stream the source; returns stats and whether every pool slot ended zeroed.
+
+        The attributor (and with it any voiceprint) lives for this run only and
+        is wiped when it ends, whatever happens.
+        """
+        attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
+        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor)
         try:
             stats = pipeline.run(source)
         finally:
             clean = pipeline.pools.all_zero()
             pipeline.pools.wipe()
+            if attributor is not None:
+                attributor.forget()
         return stats, clean

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from importlib import resources
 from pathlib import Path
@@ -14,6 +15,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.pipeline import PipelineConfig, RunStats
 from edge_agent.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.session import TranscriptionSession
+from edge_agent.speakers.enrol import Voiceprint
 
 DEMO_FILE = "demo_conversation.flac"
 
@@ -25,13 +27,25 @@ def demo_audio_path() -> Path:
     return path
 
 
-def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: bool) -> AudioSource:
+def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: bool, seconds: float | None = None) -> AudioSource:
     if mic:
         from edge_agent.audio.mic_source import MicSource
 
-        return MicSource(mic_device)
+        return MicSource(mic_device, duration_s=seconds)
     assert file is not None
     return FileSource(file, realtime=realtime)
+
+
+def load_voiceprint(path: Path) -> Voiceprint:
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise EdgeAgentError(f"cannot read voiceprint {path}: {exc.strerror}") from None
+    except json.JSONDecodeError:
+        raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
+    if not isinstance(data, dict):
+        raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")
+    return Voiceprint.from_list(data)
 
 
 def summary_line(stats: RunStats, clean: bool) -> str:
@@ -50,16 +64,20 @@ def run_transcribe(
     realtime: bool,
     jsonl: bool,
     title: str = "transcribe",
+    seconds: float | None = None,
+    speakers: bool = False,
+    voiceprint: Path | None = None,
 ) -> int:
-    source = open_source(file, mic, mic_device, realtime)
+    print_ = load_voiceprint(voiceprint) if voiceprint is not None else None
+    source = open_source(file, mic, mic_device, realtime, seconds)
     err = Console(stderr=True)
     chatty = not jsonl and sys.stderr.isatty()
     if chatty:
         err.print(f"[dim]{title}: loading model…[/dim]")
-    session = TranscriptionSession.load(config)
+    session = TranscriptionSession.load(config, speakers=speakers or print_ is not None)
     if jsonl:
         sink = JsonLinesSink(sys.stdout)
-        stats, clean = session.run(source, sink)
+        stats, clean = session.run(source, sink, print_)
         sink.emit({"type": "summary", "utterances": stats.finals, "audio_s": round(stats.audio_seconds, 2),
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
@@ -67,6 +85,6 @@ def run_transcribe(
         if chatty:
             err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
         with LiveTranscriptView() as view:
-            stats, clean = session.run(source, view)
+            stats, clean = session.run(source, view, print_)
         err.print(f"[dim]{summary_line(stats, clean)}[/dim]")
     return 0 if clean else 3

@@ -23,7 +23,8 @@ def _read_16k_mono(path: Path) -> np.ndarray:
         audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
         raise AudioInputError(f"cannot read audio file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
-    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0]
+    # a copy either way: the decoded block is zeroed right after
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0].copy()
     audio.fill(0.0)
     if rate != SAMPLE_RATE:
         out = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32)
