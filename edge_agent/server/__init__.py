@@ -1,0 +1,1 @@
+"""Room-device daemon side: gRPC services, visit lifecycle, outbox, zeroconf."""

@@ -1,0 +1,61 @@
+"""Delivery figures: outbox write latency (SQLite WAL+FULL vs atomic files+fsync).
+
+Called by ``edge-agent bench delivery`` (wired in the CLI); returns JSON-able dicts.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edge_agent.crypto import seal
+from edge_agent.crypto.files import write_private
+from edge_agent.server.outbox import Outbox
+
+
+def _summary(samples_s: list[float]) -> dict[str, float]:
+    ms = sorted(s * 1000 for s in samples_s)
+    return {
+        "p50_ms": round(statistics.median(ms), 3),
+        "p95_ms": round(ms[int(0.95 * (len(ms) - 1))], 3),
+        "max_ms": round(ms[-1], 3),
+    }
+
+
+def bench_outbox(directory: str | Path | None = None, n: int = 200, size: int = 4096) -> dict[str, Any]:
+    """Durable enqueue latency for ``n`` sealed reports of ``size`` bytes, both ways."""
+    _, pub = seal.generate_keypair()
+    envs = [seal.seal(os.urandom(size), pub, f"v{i}", 1) for i in range(n)]
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        box = Outbox(Path(tmp) / "outbox.db")
+        sqlite_times = []
+        for env in envs:
+            t0 = time.perf_counter()
+            box.put("c-bench", env)
+            sqlite_times.append(time.perf_counter() - t0)
+        box.close()
+        files_dir = Path(tmp) / "files"
+        files_times = []
+        for i, env in enumerate(envs):
+            t0 = time.perf_counter()
+            # The alternative design: one file per envelope, temp + fsync + rename + dir fsync.
+            write_private(files_dir / f"{i:012d}.env", env.sealed)
+            files_times.append(time.perf_counter() - t0)
+        return {
+            "n": n,
+            "envelope_bytes": len(envs[0].sealed),
+            "filesystem_dir": str(directory or tempfile.gettempdir()),
+            "sqlite_wal_full": _summary(sqlite_times),
+            "atomic_files_fsync": _summary(files_times),
+        }
+
+
+if __name__ == "__main__":  # pragma: no cover - manual measurement
+    import json
+    import sys
+
+    print(json.dumps(bench_outbox(sys.argv[1] if len(sys.argv) > 1 else None), indent=2))

@@ -1,0 +1,128 @@
+"""Outbox: ordered per recipient, monotonic cursor, ack, expiry, limits, disk full."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from edge_agent.crypto import seal
+from edge_agent.server.outbox import DAY_S, Outbox, OutboxConfig, OutboxDiskFullError, OutboxFullError
+
+_, PUB = seal.generate_keypair()
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(visit: str, seq: int = 1, size: int = 0) -> seal.Envelope:
+    return seal.seal(b"r" * size or b"report", PUB, visit, seq)
+
+
+def test_order_cursor_ack_and_isolation(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox.db")
+    assert stat.S_IMODE((tmp_path / "outbox.db").stat().st_mode) == 0o600
+    a1 = box.put("c-alice", _env("v1"))
+    b1 = box.put("c-bob", _env("v2"))
+    a2 = box.put("c-alice", _env("v3"))
+    assert a1 < b1 < a2
+    assert [i.id for i in box.fetch("c-alice")] == [a1, a2]
+    assert [i.id for i in box.fetch("c-alice", after=a1)] == [a2]
+    assert [i.envelope.visit_id for i in box.fetch("c-bob")] == ["v2"]
+    # Bob cannot delete Alice's items.
+    assert box.ack("c-bob", [a1, a2]) == 0
+    assert box.ack("c-alice", [a1, 999]) == 1
+    assert [i.id for i in box.fetch("c-alice")] == [a2]
+    # Ids are never reused after a delete.
+    box.ack("c-alice", [a2])
+    assert box.put("c-alice", _env("v4")) > a2
+    # Re-queuing the same (recipient, visit, seq) is idempotent.
+    again = box.put("c-alice", _env("v4"))
+    assert [i.id for i in box.fetch("c-alice")] == [again]
+    box.close()
+
+
+def test_persists_across_reopen_and_holds_no_plaintext(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    secret = b"At 0:14 you interrupted the patient"
+    env = seal.seal(secret, PUB, "v1", 1)
+    item_id = box.put("c-alice", env)
+    box.close()
+    box = Outbox(tmp_path / "o.db")
+    (item,) = box.fetch("c-alice")
+    assert item.id == item_id and item.envelope.sealed == env.sealed
+    box.close()
+    for f in tmp_path.iterdir():
+        assert b"interrupted" not in f.read_bytes()
+
+
+def test_expiry_after_retention(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(retention_s=14 * DAY_S))
+    box.put("c-alice", _env("v1"), now=1000.0)
+    assert len(box.fetch("c-alice", now=1000.0 + 13 * DAY_S)) == 1
+    assert box.fetch("c-alice", now=1000.0 + 14 * DAY_S + 1) == []
+    assert box.purge_expired(now=1000.0 + 14 * DAY_S + 1) == 1
+    assert box.stats(now=1000.0) == (0, 0)
+
+
+def test_limits_give_clear_error(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db", OutboxConfig(max_items=2, max_bytes=10_000, max_item_bytes=5000))
+    box.put("c-a", _env("v1"))
+    box.put("c-a", _env("v2"))
+    with pytest.raises(OutboxFullError, match="outbox full"):
+        box.put("c-a", _env("v3"))
+    with pytest.raises(OutboxFullError, match="item limit"):
+        box.put("c-a", _env("v4", size=6000))
+    assert len(box.fetch("c-a")) == 2
+
+
+def test_sqlite_full_loses_nothing(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "o.db")
+    box._db.execute("PRAGMA max_page_count = 12")  # a real SQLITE_FULL without filling the disk
+    queued = []
+    with pytest.raises(OutboxDiskFullError, match="disk full"):
+        for n in range(1000):
+            queued.append(box.put("c-a", _env(f"v{n}", size=2000)))
+    assert [i.id for i in box.fetch("c-a", limit=10_000)] == queued
+    box.close()
+
+
+def test_real_enospc_on_tiny_tmpfs(tmp_path: Path) -> None:
+    """Fill a 256 KiB tmpfs mounted in a private mount namespace; nothing queued is lost."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare not installed")
+    probe = subprocess.run(["unshare", "-rm", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"user/mount namespaces not permitted here: {probe.stderr.decode().strip()}")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.path.insert(0, {str(ROOT)!r})
+        from edge_agent.crypto import seal
+        from edge_agent.server.outbox import Outbox, OutboxDiskFullError, OutboxError
+        _, pub = seal.generate_keypair()
+        queued, error = [], ""
+        try:
+            box = Outbox({str(mnt / "o.db")!r})
+            for n in range(10000):
+                queued.append(box.put("c-a", seal.seal(b"x" * 3000, pub, f"v{{n}}", 1)))
+        except OutboxError as exc:
+            error = type(exc).__name__ + ": " + str(exc)
+        box.close()
+        again = Outbox({str(mnt / "o.db")!r})
+        got = [i.id for i in again.fetch("c-a", limit=100000)]
+        print(json.dumps({{"queued": len(queued), "same": got == queued, "error": error}}))
+        """
+    )
+    cmd = f"mount -t tmpfs -o size=256k tmpfs {mnt} && {sys.executable} -c \"$0\""
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", cmd, script], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["error"].startswith("OutboxDiskFullError"), out
+    assert out["queued"] > 5 and out["same"], out
