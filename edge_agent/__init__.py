@@ -9,4 +9,13 @@ import os as _os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
+# Nothing leaves or is recorded about this device by a library: onnxruntime
+# (1.2x+) otherwise creates a telemetry device id and event store under
+# ~/.cache/Microsoft (caught by tests/test_no_audio_on_disk.py), and the model
+# hub client must never be asked for anything. Forced, not defaulted.
+_os.environ["ORT_DISABLE_TELEMETRY"] = "1"
+_os.environ["HF_HUB_OFFLINE"] = "1"
+_os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+_os.environ["DO_NOT_TRACK"] = "1"
+
 __version__ = "0.1.0"
