@@ -1,0 +1,94 @@
+"""Sparse n-gram featuriser shared by training and the device.
+
+The ONNX model is a linear layer over these features; the featuriser is plain
+Python so the device needs no sklearn. Training (scripts/train_behaviours.py)
+builds the vocabulary with :func:`extract` and the runtime calls the very same
+function, so features match by construction (a parity check in the training
+script compares the ONNX output with sklearn's).
+
+Features of one sentence (all lower-cased):
+  w:<word>          word unigrams
+  b:<w1> <w2>       word bigrams
+  f:<w1>            first word, f2:<w1> <w2> first two words (questions are
+                    decided by how a sentence opens)
+  e:<last>          last token ("?" when the sentence is a question)
+  c:<ngram>         character 3..5-grams inside word boundaries (spelling
+                    variants, ASR slips, plurals)
+Weights: (1 + log tf) * idf, then L2-normalised.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+_TOKEN = re.compile(r"[a-z0-9][a-z0-9'&-]*|\?")
+# Disfluencies carry no behaviour; dropping them makes ASR and transcript text alike.
+_DISFLUENCY = frozenset({"um", "umm", "uh", "uhh", "er", "erm", "ah", "mm", "hmm"})
+CHAR_MIN, CHAR_MAX = 3, 5
+
+
+def tokens(text: str) -> list[str]:
+    return [t for t in _TOKEN.findall(text.lower()) if t not in _DISFLUENCY]
+
+
+def extract(text: str) -> Counter[str]:
+    toks = tokens(text)
+    feats: Counter[str] = Counter()
+    words = [t for t in toks if t != "?"]
+    for w in words:
+        feats["w:" + w] += 1
+    for a, b in zip(words, words[1:]):
+        feats["b:" + a + " " + b] += 1
+    if words:
+        feats["f:" + words[0]] += 1
+        feats["f2:" + " ".join(words[:2])] += 1
+    if toks:
+        feats["e:" + toks[-1]] += 1
+    for w in words:
+        padded = f" {w} "
+        for n in range(CHAR_MIN, CHAR_MAX + 1):
+            for i in range(len(padded) - n + 1):
+                feats["c:" + padded[i : i + n]] += 1
+    return feats
+
+
+@dataclass
+class Vocabulary:
+    index: dict[str, int]
+    idf: list[float]
+
+    @property
+    def size(self) -> int:
+        return len(self.idf)
+
+
+def weights(counts: Counter[str], vocab: Vocabulary) -> list[tuple[int, float]]:
+    """Indices and L2-normalised tf-idf weights of the features known to ``vocab``."""
+    pairs = []
+    for f, tf in counts.items():
+        j = vocab.index.get(f)
+        if j is not None:
+            pairs.append((j, (1.0 + math.log(tf)) * vocab.idf[j]))
+    norm = math.sqrt(sum(v * v for _, v in pairs)) or 1.0
+    return [(j, v / norm) for j, v in pairs]
+
+
+def batch_arrays(texts: list[str], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Padded (indices int64, values float32) arrays for the ONNX model.
+
+    Padding points at row ``vocab.size`` of the weight matrix, which is zero.
+    """
+    rows = [weights(extract(t), vocab) for t in texts]
+    width = max(1, max((len(r) for r in rows), default=1))
+    idx = np.full((len(rows), width), vocab.size, dtype=np.int64)
+    val = np.zeros((len(rows), width), dtype=np.float32)
+    for i, r in enumerate(rows):
+        if r:
+            idx[i, : len(r)] = [j for j, _ in r]
+            val[i, : len(r)] = [v for _, v in r]
+    return idx, val
