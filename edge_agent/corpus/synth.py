@@ -48,6 +48,9 @@ FIT_TOLERANCE = 1.08
 # Minimum silence between two turns of the same speaker: one person cannot
 # overlap themselves, and a VAD needs *some* gap to see two utterances.
 SAME_ROLE_GAP_S = 0.12
+# Gap kept before the other speaker's next line when the recording had no
+# overlap there (real floor handovers are often only 0.1-0.2 s).
+OTHER_ROLE_GAP_S = 0.05
 # Peak of the final mix (-1 dBFS): loud enough for a VAD, never clipping.
 MIX_PEAK = 0.89
 # Per-turn peak before mixing, so the two voices are equally loud and two
@@ -210,16 +213,23 @@ def choose_voices(seed: int | str = 0) -> dict[str, str]:
     return {"doctor": doctor, "patient": patient}
 
 
-def _fit(text: str, voice: str, slot_s: float, rate: int) -> tuple[np.ndarray, int]:
-    """Speak ``text``; if it overruns ``slot_s``, raise the rate (twice at most) to fit roughly."""
+def _fit(text: str, voice: str, slot_s: float, hard_s: float, rate: int) -> tuple[np.ndarray, int]:
+    """Speak ``text`` so it roughly fits ``slot_s`` and, if possible, ends before ``hard_s``.
+
+    ``slot_s`` is the recorded duration (overrun by FIT_TOLERANCE is fine);
+    ``hard_s`` is where a new overlap would start (the other speaker's next
+    line, or this speaker's own next line). The rate is raised at most twice.
+    """
     clip = speak(text, voice, rate)
+    allowed = min(slot_s * FIT_TOLERANCE, hard_s)
+    target = min(slot_s, hard_s)
     for _ in range(2):
         dur = len(clip) / SAMPLE_RATE
-        if slot_s <= 0 or dur <= slot_s * FIT_TOLERANCE or rate >= MAX_RATE:
+        if target <= 0 or dur <= allowed or rate >= MAX_RATE:
             break
         # espeak's duration is close to inversely proportional to -s, but pauses
         # scale less, so aim 3 % short and allow one correction pass.
-        rate = int(min(MAX_RATE, max(MIN_RATE, np.ceil(rate * dur / (slot_s * 0.97)))))
+        rate = int(min(MAX_RATE, max(MIN_RATE, np.ceil(rate * dur / (target * 0.97)))))
         clip = speak(text, voice, rate)
     return clip, rate
 
@@ -281,13 +291,21 @@ def synthesise(
     for i, turn in enumerate(turns):
         # The slot ends at the recorded end, or earlier if this role's next line
         # starts sooner (transcribers sometimes let a speaker's intervals touch).
-        nxt = next((u.start for u in turns[i + 1 :] if u.role == turn.role), None)
-        slot_end = turn.end if nxt is None else min(turn.end, nxt - SAME_ROLE_GAP_S)
+        later = turns[i + 1 :]
+        nxt_same = next((u.start for u in later if u.role == turn.role), None)
+        nxt_other = next((u.start for u in later if u.role != turn.role), None)
+        slot_end = turn.end if nxt_same is None else min(turn.end, nxt_same - SAME_ROLE_GAP_S)
+        # Hard limit: do not invent overlaps. If the recorded line ended before
+        # the other speaker's next line, the voiced one should too (a slow TTS
+        # line would otherwise look like an interruption in timing metrics).
+        hard_end = float("inf") if nxt_same is None else nxt_same - SAME_ROLE_GAP_S
+        if nxt_other is not None and turn.end <= nxt_other:
+            hard_end = min(hard_end, nxt_other - OTHER_ROLE_GAP_S)
         voice = role_voice[turn.role]
         text = tidy_text(turn.text)
         if not text.strip(".?!"):
             continue
-        clip, used_rate = _fit(text, voice, slot_end - turn.start, rate)
+        clip, used_rate = _fit(text, voice, slot_end - turn.start, hard_end - turn.start, rate)
         if not len(clip):
             continue
         recorded_at = int(round((turn.start - start_s) * SAMPLE_RATE))
