@@ -66,7 +66,8 @@ class PipelineConfig:
 @dataclass
 class RunStats:
     segments: int = 0
-    finals: int = 0
+    finals: int = 0  # segments that produced text
+    utterances: int = 0  # final utterances emitted (a segment split at a speaker change gives several)
     discarded: int = 0
     partial_decodes: int = 0
     partials_skipped: int = 0
@@ -329,6 +330,7 @@ class StreamingPipeline:
         self.stats.finals += 1
         self.stats.final_latency_s.append(latency)
         for utterance in self._utterances(seg, decoded.text, words, spans):
+            self.stats.utterances += 1
             self.sink(FinalTranscript(utterance, residency, latency))
 
     def _attribute(self, seg: SpeechSegment, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:

@@ -50,7 +50,7 @@ def load_voiceprint(path: Path) -> Voiceprint:
 
 def summary_line(stats: RunStats, clean: bool) -> str:
     return (
-        f"{stats.finals} utterances from {stats.audio_seconds:.1f} s of audio; "
+        f"{stats.utterances} utterances from {stats.audio_seconds:.1f} s of audio; "
         f"raw-audio residency max {stats.residency_max():.2f} s; "
         f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
     )
@@ -78,7 +78,7 @@ def run_transcribe(
     if jsonl:
         sink = JsonLinesSink(sys.stdout)
         stats, clean = session.run(source, sink, print_)
-        sink.emit({"type": "summary", "utterances": stats.finals, "audio_s": round(stats.audio_seconds, 2),
+        sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
     else:
