@@ -1,0 +1,52 @@
+"""``python -m edge_agent.server``: run the daemon with the reference runner (tests, debugging).
+
+The product entry point is ``edge-agent serve``; this one exists so tests can
+start a real server in a separate process (and kill -9 it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.server.app import ServerConfig, serve_forever
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edge_agent.server")
+    parser.add_argument("--bundle", type=Path, required=True)
+    parser.add_argument("--data-dir", type=Path, required=True)
+    parser.add_argument("--crl", type=Path)
+    parser.add_argument("--room", default="room")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--port-file", type=Path, help="write the bound port here once serving")
+    parser.add_argument("--advertise", action="store_true", help="announce by mDNS")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(bundle=args.bundle, data_dir=args.data_dir, room=args.room, crl=args.crl, host=args.host, port=args.port)
+
+    async def run() -> None:
+        ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        task = asyncio.create_task(serve_forever(config, ready=ready, advertise=args.advertise))
+        done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if ready in done and args.port_file:
+            tmp = args.port_file.with_suffix(".tmp")
+            tmp.write_text(str(ready.result()))
+            tmp.replace(args.port_file)
+        await task
+
+    try:
+        asyncio.run(run())
+    except EdgeAgentError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
