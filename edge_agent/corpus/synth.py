@@ -236,6 +236,7 @@ def _fit(text: str, voice: str, slot_s: float, hard_s: float, rate: int) -> tupl
 
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.?!;:])")
 _REPEATED_PUNCT = re.compile(r"([,.?!;:])(?:\s*[,.;:])+")
+_NO_SPACE_AFTER_PUNCT = re.compile(r"([,?!;:]|(?<![A-Z])\.)(?=[A-Za-z])")
 
 
 def tidy_text(text: str) -> str:
@@ -244,7 +245,9 @@ def tidy_text(text: str) -> str:
     The reference text is what espeak-ng says, so both use this form.
     """
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", " ".join(text.split()))
-    return _REPEATED_PUNCT.sub(r"\1", text).strip(" ,;:")
+    text = _REPEATED_PUNCT.sub(r"\1", text)
+    # "um...yeah" became "um.yeah": a WER normaliser would read one word there.
+    return _NO_SPACE_AFTER_PUNCT.sub(r"\1 ", text).strip(" ,;:")
 
 
 def _window_turns(consultation: Consultation, start_s: float, end_s: float | None) -> list[Turn]:
