@@ -1,0 +1,23 @@
+"""Communication behaviours: language labels (ONNX + jargon lexicon) and turn-taking timing.
+
+Heavy pieces (onnxruntime) load lazily, so importing the package is cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from edge_agent.behaviours.labels import LABELS
+
+if TYPE_CHECKING:
+    from edge_agent.behaviours.classifier import BehaviourClassifier, Classification
+
+__all__ = ["LABELS", "BehaviourClassifier", "Classification"]
+
+
+def __getattr__(name: str) -> object:
+    if name in ("BehaviourClassifier", "Classification"):
+        from edge_agent.behaviours import classifier
+
+        return getattr(classifier, name)
+    raise AttributeError(name)
