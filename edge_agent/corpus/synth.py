@@ -158,6 +158,8 @@ def speak(text: str, voice: str = "en-us+m3", rate: int = DEFAULT_RATE) -> np.nd
     if not line:
         return np.zeros(0, np.float32)
     rate = int(min(max(rate, 80), 450))  # espeak-ng's own accepted range
+    if not voice_exists(voice):
+        raise EdgeAgentError(f"espeak-ng has no voice {voice!r}; list voices with: espeak-ng --voices=en")
     try:
         proc = subprocess.run(
             [_espeak(), "--stdout", "-v", voice, "-s", str(rate)],
@@ -180,15 +182,37 @@ def speak(text: str, voice: str = "en-us+m3", rate: int = DEFAULT_RATE) -> np.nd
     return _trim(np.ascontiguousarray(mono, dtype=np.float32))
 
 
+def _voice_table(which: str) -> set[str]:
+    """Names espeak-ng accepts from ``espeak-ng --voices[=variant]``: language codes and file names."""
+    try:
+        out = subprocess.run([_espeak(), f"--voices{which}"], capture_output=True, text=True, timeout=30).stdout
+    except FileNotFoundError:
+        raise EdgeAgentError(_ESPEAK_MISSING) from None
+    names: set[str] = set()
+    for row in out.splitlines()[1:]:
+        cols = row.split()
+        if len(cols) >= 5 and not cols[4].startswith("mb/"):  # mbrola voices need the mbrola binary
+            names.update({cols[1].lower(), cols[4].lower(), cols[4].rsplit("/", 1)[-1].lower()})
+    return names
+
+
+@lru_cache(maxsize=1)
+def _known_voices() -> tuple[frozenset[str], frozenset[str]]:
+    return frozenset(_voice_table("")), frozenset(_voice_table("=variant"))
+
+
 @lru_cache(maxsize=None)
 def voice_exists(voice: str) -> bool:
-    """True when espeak-ng can speak with ``voice`` (base voice and variant both found)."""
-    try:
-        return len(speak("a", voice)) > 0
-    except EdgeAgentError as exc:
-        if str(exc) == _ESPEAK_MISSING:
-            raise
-        return False
+    """True when espeak-ng has ``voice`` ("base" or "base+variant").
+
+    Checked against espeak-ng's own voice lists, not by trying it: espeak-ng
+    1.51 silently falls back to another voice for many unknown names
+    ("en-zz", "en-us+zz", "no-such-voice" all speak), so a typo would
+    otherwise give a wrong but plausible conversation.
+    """
+    bases, variants = _known_voices()
+    base, _, variant = voice.lower().partition("+")
+    return base in bases and (not variant or variant in variants)
 
 
 def available_voices() -> list[str]:
