@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS items (
     UNIQUE (recipient, visit_id, seq)
 );
 CREATE INDEX IF NOT EXISTS items_by_recipient ON items (recipient, id);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -97,6 +99,10 @@ class Outbox:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA secure_delete=ON")  # acked rows are overwritten, not left in free pages
             self._db.executescript(_SCHEMA)
+            # A random id per database: if the outbox is ever recreated, ids restart, and
+            # phones must not resume from a cursor of the old one (they key cursors by it).
+            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (secrets.token_hex(8),))
+            self.outbox_id = str(self._db.execute("SELECT value FROM meta WHERE key='outbox_id'").fetchone()[0])
         except OSError as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc.strerror}; check the path and free space") from None
         except sqlite3.DatabaseError as exc:

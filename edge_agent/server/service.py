@@ -119,7 +119,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             caps.append("enrol")
         return agent_pb2.DeviceInfo(
             protocol_version=PROTOCOL_VERSION, room=self._room, capabilities=caps,
-            software_version=SOFTWARE_VERSION, visit_active=self._visits.active,
+            software_version=SOFTWARE_VERSION, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
         )
 
     # ---- visits ------------------------------------------------------------------

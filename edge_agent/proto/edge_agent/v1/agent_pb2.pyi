@@ -11,18 +11,20 @@ class GetDeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active")
+    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     VISIT_ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     room: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     software_version: str
     visit_active: bool
-    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ...) -> None: ...
+    outbox_id: str
+    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
     __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s")

@@ -1,0 +1,1 @@
+"""Reference clinician phone client: key file, discovery, visits, feedback."""

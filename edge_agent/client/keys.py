@@ -1,0 +1,94 @@
+"""The phone's key file: TLS bundle, sealing key pair, voiceprint and delivery cursor (0600 JSON).
+
+Everything that identifies or decrypts for the clinician lives only here, on
+the phone. The device sees the public sealing key and the voiceprint during a
+visit and forgets both at stop.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+from edge_agent.crypto import ca, seal
+from edge_agent.crypto.files import write_private
+from edge_agent.errors import EdgeAgentError
+
+KEY_FILE_VERSION = 1
+
+
+class ClientError(EdgeAgentError):
+    """The phone client cannot do what was asked (one line, what to do)."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code  # gRPC status name when the device refused, else ""
+
+
+@dataclass
+class ClinicianKeys:
+    path: Path
+    pseudonym: str
+    key_pem: str
+    cert_pem: str
+    ca_pem: str
+    sealing_private_b64: str
+    voiceprint: list[float] = field(default_factory=list)
+    cursors: dict[str, int] = field(default_factory=dict)  # 'device fingerprint/outbox id' -> last delivered id
+    current_visit: dict[str, str] = field(default_factory=dict)  # device fingerprint -> running visit id
+
+    @property
+    def sealing_private(self) -> X25519PrivateKey:
+        return seal.private_key_from_bytes(base64.b64decode(self.sealing_private_b64))
+
+    @property
+    def sealing_public(self) -> bytes:
+        return seal.public_key_bytes(self.sealing_private)
+
+    def save(self) -> None:
+        data = asdict(self)
+        data.pop("path")
+        data["version"] = KEY_FILE_VERSION
+        write_private(self.path, json.dumps(data, indent=1).encode())
+
+
+def init_key_file(bundle: str | Path, key_file: str | Path, overwrite: bool = False) -> ClinicianKeys:
+    """Create the phone's key file from a clinician bundle and a fresh X25519 key pair."""
+    key_file = Path(key_file)
+    if key_file.exists() and not overwrite:
+        raise ClientError(f"{key_file} already exists; it holds your keys — choose another path or pass overwrite")
+    b = ca.load_bundle(Path(bundle))
+    ident = ca.identity_of(b.cert)
+    if ident.role != ca.ROLE_CLINICIAN:
+        raise ClientError(f"{bundle} is a {ident.role} bundle; the phone needs a clinician bundle")
+    priv, _ = seal.generate_keypair()
+    keys = ClinicianKeys(
+        key_file, ident.subject_id, b.key_pem.decode(), b.cert_pem.decode(), b.ca_pem.decode(),
+        base64.b64encode(seal.private_key_bytes(priv)).decode(),
+    )
+    keys.save()
+    return keys
+
+
+def load_key_file(key_file: str | Path) -> ClinicianKeys:
+    key_file = Path(key_file)
+    try:
+        st = key_file.stat()
+        raw = key_file.read_text()
+    except FileNotFoundError:
+        raise ClientError(f"key file {key_file} not found; create it with 'edge-agent phone init BUNDLE'") from None
+    if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
+        raise ClientError(f"key file {key_file} is readable by others; run: chmod 600 {key_file}")
+    try:
+        data = json.loads(raw)
+        if data.pop("version", None) != KEY_FILE_VERSION:
+            raise ValueError("version")
+        return ClinicianKeys(path=key_file, **data)
+    except (ValueError, TypeError):
+        raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None

@@ -1,0 +1,182 @@
+"""Helpers for the delivery tests: a real site PKI in a temp dir and a real server on 127.0.0.1.
+
+Imported by tests/test_grpc_*.py, test_delivery_*.py and test_mdns*.py (no conftest on purpose).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from edge_agent.client import phone
+from edge_agent.client.keys import ClinicianKeys, init_key_file
+from edge_agent.crypto import ca
+from edge_agent.server.app import EdgeAgentServer, ServerConfig
+from edge_agent.server.runner import ScriptedVisitRunner, VisitContext
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Pki:
+    root: Path
+    authority: ca.CertificateAuthority
+    device: Path
+    clinician_a: Path
+    clinician_b: Path
+    admin: Path
+    keys_a: Path
+    keys_b: Path
+
+    @property
+    def crl(self) -> Path:
+        return self.root / "ca" / ca.CRL
+
+    @classmethod
+    def make(cls, root: Path) -> Pki:
+        authority = ca.init_ca(root / "ca", site="Test Clinic")
+        ca.issue_device(authority, "Room 4", root / "device.pem", ips=("127.0.0.1",))
+        ca.issue_clinician(authority, root / "clin_a.pem")
+        ca.issue_clinician(authority, root / "clin_b.pem")
+        ca.issue_admin(authority, root / "admin.pem")
+        init_key_file(root / "clin_a.pem", root / "phone_a.json")
+        init_key_file(root / "clin_b.pem", root / "phone_b.json")
+        return cls(root, authority, root / "device.pem", root / "clin_a.pem", root / "clin_b.pem", root / "admin.pem",
+                   root / "phone_a.json", root / "phone_b.json")
+
+    def issue_clinician_keys(self, name: str, valid_from: dt.datetime | None = None, days: int = 365) -> Path:
+        ca.issue_clinician(self.authority, self.root / f"{name}.pem", days=days, valid_from=valid_from)
+        init_key_file(self.root / f"{name}.pem", self.root / f"{name}.json")
+        return self.root / f"{name}.json"
+
+
+class RecordingRunner(ScriptedVisitRunner):
+    """The scripted runner, also keeping each visit context so tests can check the wipe."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.contexts: list[VisitContext] = []
+
+    def start(self, ctx: VisitContext) -> None:
+        super().start(ctx)
+        self.contexts.append(ctx)
+
+
+@dataclass
+class ServerThread:
+    """An EdgeAgentServer on its own event loop in a thread (the tests' clients are sync)."""
+
+    config: ServerConfig
+    runner: RecordingRunner = field(default_factory=RecordingRunner)
+    server: EdgeAgentServer | None = None
+    port: int = 0
+    loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+
+    def start(self) -> ServerThread:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self.loop = loop
+            asyncio.set_event_loop(loop)
+            try:
+                self.server = EdgeAgentServer(self.config, self.runner)
+                self.port = loop.run_until_complete(self.server.start())
+            except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.server.stop())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+        return self
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        assert self.loop is not None
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def stop(self) -> None:
+        if self.loop is not None and self._thread is not None:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(30)
+
+    @property
+    def target(self) -> phone.Target:
+        assert self.server is not None
+        return phone.Target("127.0.0.1", self.port, self.server.fingerprint)
+
+
+def server_config(pki: Pki, data_dir: Path, **kw: Any) -> ServerConfig:
+    return ServerConfig(bundle=pki.device, data_dir=data_dir, room="Room 4", crl=pki.crl, host="127.0.0.1", port=0, **kw)
+
+
+def raw_channel(bundle: Path | ClinicianKeys, port: int) -> grpc.Channel:
+    """A plain grpc channel authenticated with a bundle (for tests that bypass the phone client)."""
+    if isinstance(bundle, ClinicianKeys):
+        ca_pem, key_pem, cert_pem = bundle.ca_pem.encode(), bundle.key_pem.encode(), bundle.cert_pem.encode()
+    else:
+        b = ca.load_bundle(bundle)
+        ca_pem, key_pem, cert_pem = b.ca_pem, b.key_pem, b.cert_pem
+    creds = grpc.ssl_channel_credentials(ca_pem, key_pem, cert_pem)
+    return grpc.secure_channel(f"127.0.0.1:{port}", creds, options=phone.channel_options())
+
+
+class ServerProcess:
+    """``python -m edge_agent.server`` in a child process (for kill -9 tests)."""
+
+    def __init__(self, pki: Pki, data_dir: Path) -> None:
+        self.pki = pki
+        self.data_dir = data_dir
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.port = 0
+
+    def start(self, port: int = 0) -> ServerProcess:
+        port_file = self.data_dir / "port"
+        port_file.unlink(missing_ok=True)
+        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "edge_agent.server", "--bundle", str(self.pki.device), "--data-dir", str(self.data_dir),
+             "--crl", str(self.pki.crl), "--room", "Room 4", "--port", str(port), "--port-file", str(port_file)],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            if time.monotonic() > deadline:
+                raise TimeoutError("server did not start")
+            time.sleep(0.02)
+        self.port = int(port_file.read_text())
+        return self
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()  # SIGKILL: no cleanup, no flush beyond what was committed
+        self.proc.wait(10)
+
+    def terminate(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(15)
+
+    def target(self, fingerprint: str) -> phone.Target:
+        return phone.Target("127.0.0.1", self.port, fingerprint)
