@@ -4,7 +4,7 @@
 Real human speech from the faster-whisper test clips (jfk.flac, both channels of
 stereo_diarization.wav; MIT) is interleaved with PriMock57 consultation lines
 (CC BY 4.0) spoken by espeak-ng, one voice per role. Utterances never overlap
-and are separated by 0.4-2.0 s of silence, so a VAD should cut one segment per
+and are separated by 0.8-2.0 s of silence, so a VAD should cut one segment per
 utterance (jfk.flac has ~1 s pauses of its own and may split in three).
 
 Deterministic: fixed line selection, a seeded pause generator, espeak-ng's
@@ -40,7 +40,9 @@ RATE = 165
 TARGET_S = 255.0  # stop adding lines once the recording passes ~4 minutes
 MAX_LINE_S = 12.0  # longer lines would hit the VAD's max-segment split and blur per-utterance WER
 MIN_WORDS = 3  # "OK." / "Yeah." alone are too short for a stable VAD segment
-PAUSE_S = (0.4, 2.0)
+# Natural pauses, but above ~0.65 s: the project VAD closes a segment after
+# 450 ms of silence plus pre-roll, so 0.4-0.6 s gaps merged utterances when checked.
+PAUSE_S = (0.8, 2.0)
 SEED = 57
 PEAK = 0.7  # per-utterance peak (-3 dBFS): real and synthetic speech at similar level, no clipping
 
@@ -151,7 +153,7 @@ def build() -> tuple[np.ndarray, list[Utterance]]:
 def reference(audio: np.ndarray, utts: list[Utterance]) -> dict[str, object]:
     return {
         "description": "Real speech (faster-whisper test clips, MIT) interleaved with PriMock57 lines voiced by espeak-ng; "
-        "no overlaps, 0.4-2.0 s pauses. Roles: doctor/patient = PriMock57 roles, other = real recorded speakers.",
+        "no overlaps, 0.8-2.0 s pauses. Roles: doctor/patient = PriMock57 roles, other = real recorded speakers.",
         "sample_rate": SAMPLE_RATE,
         "duration_s": round(len(audio) / SAMPLE_RATE, 3),
         "voices": VOICES,
