@@ -22,11 +22,11 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
-from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from edge_agent.proto.edge_agent.v1 import agent_pb2
 from edge_agent.server.auth import PeerAuthorizer
 from edge_agent.server.outbox import Outbox, OutboxConfig
 from edge_agent.server.runner import ScriptedVisitRunner, SpectralVoiceEnroller, VisitRunner, VoiceEnroller
-from edge_agent.server.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits
+from edge_agent.server.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, register
 from edge_agent.server.visits import DEFAULT_MAX_DURATION_S, VisitManager
 
 log = logging.getLogger(__name__)
@@ -93,11 +93,12 @@ class EdgeAgentServer:
         self.outbox.purge_expired()
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s)
         server = grpc.aio.server(options=grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        agent_pb2_grpc.add_EdgeAgentServicer_to_server(
-            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits), server
-        )
         not_after = int(self.bundle.cert.not_valid_after_utc.timestamp())
-        agent_pb2_grpc.add_EdgeAgentAdminServicer_to_server(AdminService(cfg.room, self.auth, self.visits, self.outbox, not_after), server)
+        register(
+            server,
+            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits),
+            AdminService(cfg.room, self.auth, self.visits, self.outbox, not_after),
+        )
         self._health = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         creds = grpc.ssl_server_credentials(

@@ -66,12 +66,53 @@ class Limits:
 F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
+class Malformed:
+    """Stands in for a request whose bytes are not a valid message (answered INVALID_ARGUMENT)."""
+
+
+MALFORMED = Malformed()
+
+
+def _safe_parser(cls: Any) -> Callable[[bytes], Any]:
+    # gRPC answers a deserializer exception with INTERNAL; a client's garbage is INVALID_ARGUMENT.
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception:  # noqa: BLE001 - DecodeError and friends
+            return MALFORMED
+
+    return parse
+
+
+def register(server: grpc.aio.Server, agent: "EdgeAgentService", admin: "AdminService") -> None:
+    """Add both services with tolerant request parsers (instead of the generated add_*_to_server)."""
+    kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    for servicer, name in ((agent, "EdgeAgent"), (admin, "EdgeAgentAdmin")):
+        service = agent_pb2.DESCRIPTOR.services_by_name[name]
+        handlers = {}
+        for method in service.methods:
+            make = kinds[(method.client_streaming, method.server_streaming)]
+            handlers[method.name] = make(
+                getattr(servicer, method.name),
+                request_deserializer=_safe_parser(getattr(agent_pb2, method.input_type.name)),
+                response_serializer=getattr(agent_pb2, method.output_type.name).SerializeToString,
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
 def _guard(fn: F) -> F:
     """Map every failure of a unary/client-stream handler to a status; never crash."""
 
     @functools.wraps(fn)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
         try:
+            if request is MALFORMED:
+                raise Invalid("request is not a valid edge_agent.v1 message")
             return await fn(self, request, context)
         except AuthError as exc:
             await context.abort(exc.code, exc.message)
@@ -176,6 +217,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         try:
             rate = 0
             async for chunk in request_iterator:
+                if chunk is MALFORMED:
+                    raise Invalid("audio chunk is not a valid EnrollVoiceChunk message")
                 if not rate:
                     rate = chunk.sample_rate
                     if not 8000 <= rate <= 48000:
@@ -211,6 +254,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             ident = self._auth.require(context, ca.ROLE_CLINICIAN)
         except AuthError as exc:
             await context.abort(exc.code, exc.message)
+            return
+        if request is MALFORMED:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid StreamFeedbackRequest")
             return
         me = ident.subject_id
         if self._streams[me] >= self._limits.max_streams_per_clinician or sum(self._streams.values()) >= self._limits.max_streams_total:
