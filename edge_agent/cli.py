@@ -77,12 +77,20 @@ def demo(
     fast: Annotated[bool, typer.Option("--fast", help="run as fast as possible instead of in real time")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of the live view")] = False,
 ) -> None:
-    """Stream the bundled demo conversation and watch partials turn into finals."""
+    """Enrol the demo clinician, then stream the bundled consultation: partials turn into attributed finals."""
     from edge_agent.commands.transcribe import demo_audio_path, run_transcribe
 
     config = _pipeline_config("tiny.en", "cpu", "int8", 1)
     code = run_transcribe(
-        config, file=demo_audio_path(), mic=False, mic_device=None, realtime=not fast, jsonl=jsonl, title="demo", speakers=True
+        config,
+        file=demo_audio_path(),
+        mic=False,
+        mic_device=None,
+        realtime=not fast,
+        jsonl=jsonl,
+        title="demo",
+        speakers=True,
+        voiceprint=demo_audio_path("demo_enrol.flac"),
     )
     raise typer.Exit(code)
 

@@ -20,8 +20,8 @@ from edge_agent.speakers.enrol import Voiceprint
 DEMO_FILE = "demo_conversation.flac"
 
 
-def demo_audio_path() -> Path:
-    path = Path(str(resources.files("edge_agent") / "data" / DEMO_FILE))
+def demo_audio_path(name: str = DEMO_FILE) -> Path:
+    path = Path(str(resources.files("edge_agent") / "data" / name))
     if not path.is_file():
         raise EdgeAgentError(f"demo audio missing from the package ({path}); reinstall edge-agent")
     return path
@@ -37,6 +37,11 @@ def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: 
 
 
 def load_voiceprint(path: Path) -> Voiceprint:
+    """A voiceprint JSON from `edge-agent enroll`, or enrolment audio to compute one from."""
+    if path.suffix.lower() in (".wav", ".flac", ".ogg"):
+        from edge_agent.speakers.cli import enroll_command
+
+        return enroll_command(path=path)
     try:
         data = json.loads(path.read_text())
     except OSError as exc:
@@ -82,6 +87,8 @@ def run_transcribe(
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
     else:
+        if print_ is not None and chatty:
+            err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")
         if chatty:
             err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
         with LiveTranscriptView() as view:
