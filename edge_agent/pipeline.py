@@ -216,6 +216,13 @@ class StreamingPipeline:
             self.stats.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
             self._states.clear()
             self._context.clear()
+            st = self.stats
+            log.info(
+                "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f "
+                "dropped_frames=%d dropped_segments=%d partials_skipped=%d partials_over_budget=%d worker_errors=%d",
+                st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
+                st.dropped_segments, st.partials_skipped, st.partials_over_budget, st.worker_errors,
+            )
         return self.stats
 
     def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
