@@ -8,9 +8,12 @@ visit and forgets both at stop.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -92,3 +95,22 @@ def load_key_file(key_file: str | Path) -> ClinicianKeys:
         return ClinicianKeys(path=key_file, **data)
     except (ValueError, TypeError):
         raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None
+
+
+@contextmanager
+def update_key_file(key_file: str | Path) -> Iterator[ClinicianKeys]:
+    """Read-modify-write the key file under an exclusive lock.
+
+    A ``feedback --follow`` may run while ``start``/``stop`` are used: each change
+    (cursor, current visit, voiceprint) reloads the file under the lock so no
+    writer overwrites another's update with a stale copy.
+    """
+    key_file = Path(key_file)
+    lock = os.open(key_file.with_name(key_file.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        keys = load_key_file(key_file)
+        yield keys
+        keys.save()
+    finally:
+        os.close(lock)  # closing releases the flock

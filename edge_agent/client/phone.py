@@ -28,7 +28,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from edge_agent.client.keys import ClientError, ClinicianKeys, load_key_file
+from edge_agent.client.keys import ClientError, ClinicianKeys, load_key_file, update_key_file
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
@@ -147,8 +147,8 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
             reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
-    keys.current_visit[fp] = reply.visit_id
-    keys.save()
+    with update_key_file(key_file) as fresh:
+        fresh.current_visit[fp] = reply.visit_id
     return str(reply.visit_id)
 
 
@@ -162,8 +162,9 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
             reply = agent_pb2_grpc.EdgeAgentStub(channel).StopVisit(agent_pb2.StopVisitRequest(visit_id=vid), timeout=120)
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
-    keys.current_visit.pop(fp, None)
-    keys.save()
+    with update_key_file(key_file) as fresh:
+        if fresh.current_visit.get(fp) == reply.visit_id:
+            fresh.current_visit.pop(fp, None)
     return reply
 
 
@@ -195,9 +196,9 @@ def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: 
             reply = agent_pb2_grpc.EdgeAgentStub(channel).EnrollVoice(chunks(), timeout=120)
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
-    keys.voiceprint = list(reply.voiceprint_values)
-    keys.save()
-    return keys.voiceprint
+    with update_key_file(key_file) as fresh:
+        fresh.voiceprint = list(reply.voiceprint_values)
+    return list(reply.voiceprint_values)
 
 
 def feedback(
@@ -232,8 +233,8 @@ def feedback(
                 if on_report is not None:
                     on_report(report)
                 got.append(report)
-                keys.cursors[where] = item.id
-                keys.save()
+                with update_key_file(key_file) as fresh:
+                    fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
                 if ack:
                     stub.Ack(agent_pb2.AckRequest(ids=[item.id]), timeout=30)
                 if max_reports is not None and len(got) >= max_reports:

@@ -177,3 +177,19 @@ async def serve_forever(
         if advertiser is not None:
             await advertiser.stop()
         await server.stop()
+
+
+def run(
+    bundle: str | Path,
+    data_dir: str | Path,
+    room: str = "room",
+    crl: str | Path | None = None,
+    host: str = "0.0.0.0",
+    port: int = 50443,
+    advertise: bool = True,
+    runner: VisitRunner | None = None,
+    enroller: VoiceEnroller | None = None,
+) -> None:
+    """Blocking entry point for ``edge-agent serve`` (plain arguments; the CLI maps the config file onto them)."""
+    config = ServerConfig(bundle=Path(bundle), data_dir=Path(data_dir), room=room, crl=Path(crl) if crl else None, host=host, port=port)
+    asyncio.run(serve_forever(config, runner, enroller, advertise=advertise))

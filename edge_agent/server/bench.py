@@ -59,3 +59,52 @@ if __name__ == "__main__":  # pragma: no cover - manual measurement
     import sys
 
     print(json.dumps(bench_outbox(sys.argv[1] if len(sys.argv) > 1 else None), indent=2))
+
+
+def bench_delivery(visits: int = 20, directory: str | Path | None = None) -> dict[str, Any]:
+    """Stop -> report decrypted on the phone, over real mutual TLS on 127.0.0.1.
+
+    Uses the reference runner, so it measures the delivery path (seal, durable
+    queue, follow-stream wake-up, decrypt), not report building by the pipeline.
+    """
+    import asyncio
+    import threading
+
+    from edge_agent.client import phone
+    from edge_agent.client.keys import init_key_file
+    from edge_agent.crypto import ca
+    from edge_agent.server.app import EdgeAgentServer, ServerConfig
+
+    with tempfile.TemporaryDirectory(dir=directory) as tmp:
+        root = Path(tmp)
+        authority = ca.init_ca(root / "ca")
+        ca.issue_device(authority, "bench", root / "dev.pem")
+        ca.issue_clinician(authority, root / "clin.pem")
+        init_key_file(root / "clin.pem", root / "phone.json")
+        loop = asyncio.new_event_loop()
+        server = EdgeAgentServer(ServerConfig(bundle=root / "dev.pem", data_dir=root / "data", host="127.0.0.1", port=0))
+        port = loop.run_until_complete(server.start())
+        thread = threading.Thread(target=loop.run_forever, daemon=True)
+        thread.start()
+        target = phone.Target("127.0.0.1", port, server.fingerprint)
+        latencies = []
+        try:
+            for _ in range(visits):
+                got = threading.Event()
+                reader = threading.Thread(
+                    target=phone.feedback, args=(root / "phone.json", target),
+                    kwargs={"follow": True, "max_reports": 1, "on_report": lambda r: got.set()}, daemon=True,
+                )
+                reader.start()
+                phone.start(root / "phone.json", target)
+                time.sleep(0.05)
+                t0 = time.perf_counter()
+                phone.stop(root / "phone.json", target)
+                got.wait(30)
+                latencies.append(time.perf_counter() - t0)
+                reader.join(30)
+        finally:
+            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(10)
+        return {"visits": visits, "stop_to_report_on_phone": _summary(latencies), "outbox": bench_outbox(directory, n=100)}
