@@ -44,7 +44,7 @@ SEED = 20240613
 DATA = ROOT / "models" / "data" / "behaviours"
 MODELS = ROOT / "models"
 MIN_DF = 2
-C = 8.0
+C = 16.0
 HELD_OUT_FRACTION = 0.2
 
 
@@ -125,6 +125,7 @@ def tune_thresholds(rows: list[dict], folds: int = 5) -> list[float]:
     out = []
     for k in range(len(LABELS)):
         best, best_t = -1.0, 0.5
+        # Thresholds from grouped out-of-fold predictions of the training part only.
         for t in np.arange(0.2, 0.81, 0.05):
             p, r_, f1, _ = precision_recall_fscore_support(y[:, k], oof[:, k] >= t, average="binary", zero_division=0)
             if f1 > best + 1e-9:

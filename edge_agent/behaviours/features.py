@@ -12,6 +12,8 @@ Features of one sentence (all lower-cased):
   f:<w1>            first word, f2:<w1> <w2> first two words (questions are
                     decided by how a sentence opens)
   e:<last>          last token ("?" when the sentence is a question)
+  t:<w1 w2 w3>      word trigrams
+  g:, g2:, g3:      first 1-3 words after opening discourse markers
   c:<ngram>         character 3..5-grams inside word boundaries (spelling
                     variants, ASR slips, plurals)
 Weights: (1 + log tf) * idf, then L2-normalised.
@@ -30,6 +32,10 @@ _TOKEN = re.compile(r"[a-z0-9][a-z0-9'&-]*|\?")
 # Disfluencies carry no behaviour; dropping them makes ASR and transcript text alike.
 _DISFLUENCY = frozenset({"um", "umm", "uh", "uhh", "er", "erm", "ah", "mm", "hmm"})
 CHAR_MIN, CHAR_MAX = 3, 5
+# Discourse markers that open spoken sentences ("okay, so, and ..."); the words after
+# them decide the sentence type, so the opening is also featurised without them.
+_MARKERS = frozenset({"ok", "okay", "right", "alright", "all", "yeah", "yes", "no", "well", "and", "so", "but", "fine",
+                      "great", "good", "sure", "now", "then", "just", "also", "oh", "sorry", "perfect", "lovely"})
 
 
 def tokens(text: str) -> list[str]:
@@ -44,9 +50,17 @@ def extract(text: str) -> Counter[str]:
         feats["w:" + w] += 1
     for a, b in zip(words, words[1:]):
         feats["b:" + a + " " + b] += 1
+    for a, b, c in zip(words, words[1:], words[2:]):
+        feats["t:" + a + " " + b + " " + c] += 1
     if words:
         feats["f:" + words[0]] += 1
         feats["f2:" + " ".join(words[:2])] += 1
+        k = 0
+        while k < len(words) - 1 and words[k] in _MARKERS:
+            k += 1
+        feats["g:" + words[k]] += 1
+        feats["g2:" + " ".join(words[k : k + 2])] += 1
+        feats["g3:" + " ".join(words[k : k + 3])] += 1
     if toks:
         feats["e:" + toks[-1]] += 1
     for w in words:

@@ -37,13 +37,21 @@ class Feedback:
         timing.pop("events", None)  # event details serve the observations; the report carries the metrics
         return {
             "visit_duration_s": round(self.visit_duration_s, 2),
-            "timing": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in timing.items()},
+            "timing": {k: _rounded(v) for k, v in timing.items()},
             "label_counts": dict(self.label_counts),
             "observations": [o.to_dict() for o in self.observations],
         }
 
     def render(self) -> str:
         return render_text(self)
+
+
+def _rounded(v: object) -> object:
+    if isinstance(v, float):
+        return round(v, 3)
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def _sentence_times(u: Utterance, sentences: list[str]) -> list[float]:

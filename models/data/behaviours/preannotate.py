@@ -77,14 +77,17 @@ def is_question(text: str, c: str) -> bool:
         # "... we'll do that, OK?": a statement with a check tag, not a question,
         # unless the body itself is a question.
         body = _TAG_CHECK.sub("", stripped)
-        if re.search(r"\b(?:i'?ll|we'?ll|i'?m going|we'?re going|i'?m gonna|we'?re gonna|i will|we will|i'?d|we'?d|i would|we would|i think|they'?ll|they will|you'?ll need|you should|you need|make sure|please|i can|we can|you can|what (?:i|we))\b", body.lower()):
+        if re.search(r"\b(?:if|give (?:me|us) a (?:call|ring)|i'?ll|we'?ll|i'?m going|we'?re going|i'?m gonna|we'?re gonna|i will|we will|i'?d|we'?d|i would|we would|i think|they'?ll|they will|you'?ll need|you should|you need|make sure|please|i can|we can|you can|what (?:i|we))\b", body.lower()):
             return is_question(body + ".", core(body))
         return True  # "no temperature, yeah?": checks a fact with the patient
     if stripped.endswith("?"):
-        if re.match(r"^(?:what (?:i|we)\b|which (?:is|are|was|means)\b)", c):
+        if re.match(r"^(?:what (?:i|we)\b|which (?:is|are|was|means|i|we|you|can|will|should)\b|(?:could|might|may) (?:just |possibly |also |well )?be\b)", c):
             return False
         return True
-    if re.match(rf"^{_AUX}\b", c) and not re.match(r"^(?:just|anything|everything)\b", c):
+    if re.match(rf"^{_AUX}\b", c) and not re.match(r"^(?:just|anything|everything)\b", c) and (
+        re.match(r"^(?:any|anything|anyone|anybody)\b", c)
+        or re.match(r"^\w+(?:n't)? (?:you|i|we|it|he|she|they|there|that|this|these|those|your|the|any|anything|anyone|anybody|he|she|someone|anyone)\b", c)
+    ) and not re.match(r"^(?:could|might|may|would|will|should)(?: just| possibly| also| well| probably)? be\b", c):
         return True
     if re.match(rf"^(?:{_OPEN_WH}|{_CLOSED_WH})\b", c) and not re.match(r"^(?:what (?:i|we|you'?ll|you will|you need|you should|happens|this means|that means|it means)\b|which (?:is|are|was|means|can|will|would|could|should|may|might)\b|how (?:it|this|that) works)", c):
         return True
@@ -108,6 +111,12 @@ def question_type(text: str, c: str) -> str | None:
         c,
     ):
         return "open"
+    if not re.match(rf"^(?:{_AUX}|{_OPEN_WH}|{_CLOSED_WH})\b", c) and "," in c:
+        tail = core(c.rsplit(",", 1)[1])
+        if re.match(rf"^{_CLOSED_WH}\b", tail):
+            return "closed"
+        if re.match(rf"^{_OPEN_WH}\b", tail):
+            return "open"
     # "What else ..." , "how are you" style open wh-questions vs fact-seeking wh-questions.
     if re.match(rf"^{_CLOSED_WH}\b", c):
         return "closed"
@@ -132,7 +141,7 @@ EMPATHY = (
     r"(?:it'?s|that'?s) (?:completely |totally |perfectly )?(?:normal|natural|understandable) to (?:feel|be (?:worried|anxious|concerned|upset|scared))|i appreciate (?:it|that|this|how)|oh dear|oh no"
 )
 REASSURANCE = (
-    r"(?:don'?t|do not) think (?:this|it|that)(?:'s| is) (?:anything )?(?:dangerous|serious|worrying)|nothing alarming|no worry\b|mind at ease|over the worst|not going to do you any harm|(?:settle|clear) (?:down|up)? ?(?:in|within|over) (?:the next|a few)|(?:will|should|usually|normally|just) gets? better|(?:don'?t|do not|no need to|nothing to|not to) (?:be )?worr|(?:very|quite|really|extremely|incredibly|pretty) common|(?:usually|normally|generally|often|tends to|should) (?:settle|get better|go away|resolve|clear|improve|pass|recover|be fine|be ok)|"
+    r"(?:anything|a lot|much) to worry about|(?:don'?t|do not) need to worry|(?:don'?t|do not) think (?:this|it|that)(?:'s| is) (?:anything )?(?:dangerous|serious|worrying)|nothing alarming|no worry\b|mind at ease|over the worst|not going to do you any harm|(?:settle|clear) (?:down|up)? ?(?:in|within|over) (?:the next|a few)|(?:will|should|usually|normally|just) gets? better|(?:don'?t|do not|no need to|nothing to|not to) (?:be )?worr|(?:very|quite|really|extremely|incredibly|pretty) common|(?:usually|normally|generally|often|tends to|should) (?:settle|get better|go away|resolve|clear|improve|pass|recover|be fine|be ok)|"
     r"self[- ]limiting|nothing (?:serious|sinister|too serious|to be concerned)|not (?:anything )?(?:serious|sinister|dangerous|worrying|concerning)|reassur|you'?ll be (?:fine|ok|okay|alright|all right)|"
     r"(?:i'?m|i am) not (?:too |very |overly )?(?:worried|concerned)|good news|nothing (?:to worry|worrying)|(?:it'?s|that'?s) (?:nothing|not) (?:to worry|something to worry)|rest assured|"
     r"you'?re (?:in )?(?:good hands|doing (?:the right|all the right|really well|well))|(?:will|should) (?:be|feel) (?:fine|better|ok|okay)|(?:it'?s|that'?s|you did) (?:the )?right (?:thing|to)|(?:that'?s|it'?s) (?:a )?(?:good|great) (?:sign|thing)"
@@ -145,7 +154,7 @@ TEACH_BACK = (
     r"(?:tell|explain) (?:to )?(?:me )?(?:how|when|what) you(?:'ll| will| are going to|'re going to)|how would you explain"
 )
 PARTNERSHIP = (
-    r"what do you (?:think|feel|reckon)|how do you feel about|(?:how|what) would you (?:like|prefer|feel)|would you (?:like|prefer|be (?:happy|ok|okay|keen|willing|comfortable|interested|open))|"
+    r"(?:does )?(?:that|this) sound (?:all )?(?:ok|okay|alright|all right|reasonable|good|fair)|what do you (?:think|feel|reckon)|how do you feel about|(?:how|what) would you (?:like|prefer|feel)|would you (?:like|prefer|be (?:happy|ok|okay|keen|willing|comfortable|interested|open))|"
     r"are you (?:happy|ok|okay|keen|comfortable|willing|interested) (?:to|with|for|about|if)|does (?:that|this) (?:sound|seem) (?:ok|okay|good|alright|all right|reasonable|fair|like a (?:good |reasonable )?plan)|how does (?:that|this) sound|"
     r"(?:is|would) (?:that|this) (?:be )?(?:ok|okay|alright|all right|acceptable) (?:with|for) you|(?:we|us) (?:can|could) (?:decide|work out|choose|agree)|"
     r"(?:decide|work out|come up with|plan) (?:it |this |that |a plan )?together|let'?s (?:decide|agree|work out)|up to you|your (?:choice|call|decision|preference)|whichever (?:you|is your)|"
@@ -153,14 +162,15 @@ PARTNERSHIP = (
     r"^(?:is|does) (?:that|this) (?:sound )?(?:ok|okay|alright|all right)(?: with you| for you)?\W*$|do you agree|(?:is|does) that (?:work|suit) for you|which (?:one )?would you prefer"
 )
 AGENDA = (
-    r"(?:any|some)(?:thing|one)? (?:else|other (?:things?|concerns?|issues?|problems?|worries|questions or concerns)) (?:(?:that )?(?:you|i)|to|today|at all|on your mind|you(?:'d| would) like|bothering|worrying)|"
+    r"(?:anything|something) (?:in particular |particularly |specifically )?(?:that )?(?:you(?:'re| are| were) )?(?:particularly |specifically )?(?:worried|concerned) about\W*$|(?:anything|something) (?:in particular )?(?:you were |you're |that you're )?hoping (?:i|we) (?:could|can|might)|^anything else,? (?:sir|madam|doctor|then|for today)\W*$|(?:any|some)(?:thing|one)? (?:else|other (?:things?|concerns?|issues?|problems?|worries|questions or concerns)) (?:(?:that )?(?:you|i)|to|today|at all|on your mind|you(?:'d| would) like|bothering|worrying)|"
     r"anything else (?:i can|we can|you wanted|you want|you'?d like|you would like|that'?s? (?:worrying|bothering|concerning|on your mind)|today|that you)|something else (?:you|that|to|today|i)|"
     r"(?:any|other) (?:other )?(?:concerns?|worries|issues|problems) (?:you|that|today|at all|to)|what else (?:can i|would you|did you|do you|is|are you|you)|"
     r"^(?:is there )?(?:anything|something) else\W*$|^anything else(?: at all| for me| today)?\W*$|anything else (?:i should know|you think i should|that you think)|"
     r"(?:is|was) there (?:anything|something) (?:else|in particular|specific) (?:you|that|i|to|today|on|bothering|worrying)|(?:other|more) things? (?:you|to) (?:wanted|want|would like|'d like) to (?:discuss|talk|mention|bring|address)"
 )
 ADVICE = (
-    r"(?:not )?a good idea|worth (?:coming|trying|taking|doing|getting|keeping|having|booking|seeing|speaking|calling)|get in touch|you (?:would|'d) need to|best course of action|highly recommend|give (?:us|me) a (?:call|ring)|"
+    r"worth (?:using|buying|doing)|things (?:you can do|to do)|(?:i'?d|i would|i will|i'?ll) (?:probably |certainly |definitely |strongly |really )?(?:advise|recommend|suggest)|\brecommend(?:ed|ing)? (?:that|you|it|taking|using|doing|getting)|\badvisable\b|would be (?:beneficial|sensible|helpful|useful)|"
+    r"\bdrink plenty\b|\bplenty of (?:fluids|rest|water)\b|\bget (?:plenty of |some )?(?:good |nice )?rest\b|\b(?:well[- ])?hydrated\b|\btime off work\b|i'?d like (?:you )?to (?:come|see)|give (?:me|us) a (?:call|ring)|look out for|keep an eye|(?:not )?a good idea|worth (?:coming|trying|taking|doing|getting|keeping|having|booking|seeing|speaking|calling)|get in touch|you (?:would|'d) need to|best course of action|highly recommend|give (?:us|me) a (?:call|ring)|"
     r"i'?d (?:really )?like (?:to see you|a gp|a doctor|someone|them) |\btake (?:it|them|these|this|one|two) |^(?:either|increase|wait|up|use|reduce|carry on|go ahead and)\b|you can (?:up|increase|reduce|stop|continue|have)|make an appointment|go straight to|"
     r"\bif\b.{0,100}\b(?:need to (?:talk|see|speak)|a and e|a&e|urgently|seen|get in touch|give us)|(?:i'?d|i would|i'?m going to|i will|i'?ll|i) (?:(?:strongly|really|definitely) )?(?:like you to|recommend|suggest|advise|encourage|want you to|ask you to|urge)|"
     r"you (?:should|need to|must|have to|ought to|might want to|may want to|want to make sure|could try|can try|might (?:like|wish) to|can (?:take|use|buy|get|go|call|ring|book|contact|come|try|drink))|"
@@ -171,7 +181,7 @@ ADVICE = (
     r"\bif (?:it|things|this|that|the|your|you|symptoms|any|there)\b.{0,80}\b(?:come back|call|ring|contact|seek|go to|book|see (?:a|your|us))"
 )
 INFORMATION = (
-    r"(?:sounds|seems|looks) like|\b(?:could|might|may|would) (?:possibly |probably |well |also )?be (?:a|an|one|the|something|related|due|caused|linked|connected|from|because|what)\b|\bone of (?:two|a few|several) things|suspect|guidelines|first line|"
+    r"(?:may|might|will|would) need to (?:do|have|arrange|check|send|refer|take|get)|i wonder (?:whether|if)|(?:we|i) can (?:have|do|check|arrange|add|also add|give)|\brisk\b|\b(?:helps?|can help|will help)\b|(?:sounds|seems|looks) like|\b(?:could|might|may|would) (?:possibly |probably |well |also )?be (?:a|an|one|the|something|related|due|caused|linked|connected|from|because|what)\b|\bone of (?:two|a few|several) things|suspect|guidelines|first line|"
     r"\b(?:i'?ll|i will|we'?ll|we will|they'?ll|they will|we would|we'?d|i'?d|i would|i'?m going to|we'?re going to|i'?m gonna|we'?re gonna) (?:probably |also |just |then |usually |like to )?(?:be )?(?:send|do(?:ing)? (?:a|an|some|the|blood|tests)|check|prescrib|give you|arrang|refer|book|ask(?:ing)? for|request|organi[sz]|have a follow|try|start|sort)|"
     r"\b(?:referral|ultrasound|scan|x-?ray|blood tests?|bloods|examination|prescription|antibiotics?|steroids?|inhalers?|medications?|tablets?|treatment|dose|cream)\b|(?:should|will) (?:hopefully )?(?:control|treat|work|help)|lasts? (?:about|for|around)|(?:don'?t|doesn'?t|won'?t) help|suggestive of|(?:working |likely |the )?diagnosis is|i think (?:you(?:'ve| have)|it'?s|this is|that'?s|it could|it might|it may)|concerned about|rule out|(?:what|so what) (?:i|we) (?:can|could|will|'ll|'re going to|are going to|would|might) do is|"
     r"(?:we|i) (?:can|could|will|'ll) (?:do|arrange|organi[sz]e|book|send|refer|prescribe|give you|try|get|start|check|make you|see you)|(?:it |this |that )?(?:sounds|seems|looks) like (?:it(?:'s| is| could| might| may)|you(?:'ve| have| might| may|'re| are)|a |an |(?:a |an )?(?:infection|virus|viral|bug|condition|gastro))|"
@@ -204,7 +214,7 @@ def _overlap_reflection(c: str, prev_patient: str) -> bool:
 
 REFLECTION = (
     r"^(?:you(?:'ve| have|'re| are| were| had| noticed| felt| feel| get| don'?t| didn'?t| haven'?t| take| work| live| do| went)|your (?:\w+ )?(?:\w+ )?(?:is|are|has|have|was|were|hasn'?t|haven'?t)|there'?s no|no (?:\w+ ){1,3}(?:or|and|,) ?(?:no )?\w+)\b|^so (?:you(?:'ve| have|'re| are| were| had| said| mentioned| feel| get|'d| don'?t| didn'?t| can| can'?t| haven'?t)|it(?:'s| has| was|'s been| sounds)|the |your |that'?s |this |there|just to|to (?:summari|recap))|"
-    r"you (?:mentioned|said|told me|described|were saying|noticed that|explained|'ve mentioned|have mentioned|'ve said|have said|'ve told|mention)|(?:just )?to (?:summari[sz]e|recap|sum up)|if i(?:'ve| have)? (?:understood|got (?:this|that|it))|"
+    r"you (?:also |just |had )?(?:mentioned|said|told me|described|were saying|noticed that|explained|'ve mentioned|have mentioned|'ve said|have said|'ve told|mention)|(?:just )?to (?:summari[sz]e|recap|sum up)|if i(?:'ve| have)? (?:understood|got (?:this|that|it))|"
     r"(?:it )?sounds like (?:you(?:'ve| have|'re| are)|it(?:'s| has| is)|the|things|your)|what i'?m hearing|let me (?:just )?(?:check|make sure) i(?:'ve| have)? (?:got|understood)"
 )
 
@@ -241,7 +251,10 @@ def preannotate(text: str, prev_patient: str, jargon: JargonDetector, next_text:
             labels.add("reflection")
     else:
         # "You mentioned X, is that right?" restates and checks.
-        if _has(c, r"^(?:so )?you (?:mentioned|said|told me)|^so you(?:'ve| have|'re| are)\b.*\b(?:is that right|is that correct|right|yeah|correct)\W*$"):
+        # A declarative check of what the patient said ("So you've had a cough for a week?") restates it.
+        if _has(c, r"\byou (?:mentioned|said|told me|were saying)\b") or _has(
+            low, r"^(?:\W*(?:ok(?:ay)?|right|um+|uh+|and|yeah|alright|all right|fine)\W+)*so,? (?:you(?:'ve| have|'re| are| were| had| don'?t| didn'?t| haven'?t| get| feel)|your |it(?:'s| is| was| has)|the |there'?s no|no )"
+        ) or (not re.match(rf"^{_AUX}\b", c) and re.match(r"^(?:you(?:'ve| have|'re| are| were| had)|your )", c) and text.rstrip().endswith("?")):
             labels.add("reflection")
     if jargon.has_unexplained(text, next_text=next_text, prev_text=prev_text):
         labels.add("jargon")
