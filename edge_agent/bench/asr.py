@@ -30,7 +30,12 @@ def reference_text(audio: Path) -> str:
     if not ref.is_file():
         raise EdgeAgentError(f"reference transcript {ref} not found next to the benchmark audio")
     data = json.loads(ref.read_text())
-    turns = data.get("turns", data) if isinstance(data, dict) else data
+    if isinstance(data, dict):
+        turns = next((data[key] for key in ("utterances", "turns") if key in data), None)
+        if turns is None:
+            raise EdgeAgentError(f"{ref} has neither 'utterances' nor 'turns'")
+    else:
+        turns = data
     return " ".join(t if isinstance(t, str) else t["text"] for t in turns)
 
 
@@ -119,6 +124,7 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
         "offline_cpu_s": offline["cpu_s"],
         "cpu_ratio_streaming_over_offline": round(main["cpu_s"] / max(1e-6, offline["cpu_s"]), 3),
         "streaming_fast_cpu_s": fast["cpu_s"],
+        "cpu_ratio_unpaced_over_offline": round(fast["cpu_s"] / max(1e-6, offline["cpu_s"]), 3),
         "streaming_fast_wall_s": fast["wall_s"],
         "final_latency_p50_s": main["final_latency_p50_s"],
         "final_latency_p95_s": main["final_latency_p95_s"],
@@ -126,8 +132,11 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
         "first_partial_p95_s": main["first_partial_p95_s"],
         "peak_rss_mb_streaming": main["peak_rss_mb"],
         "peak_rss_mb_offline": offline["peak_rss_mb"],
-        "residency_max_s": max(fast["residency_max_s"], main["residency_max_s"]),
+        "residency_max_s": main["residency_max_s"],
         "residency_p95_s": main["residency_p95_s"],
+        # as fast as possible a file waits for the ASR instead of dropping speech,
+        # so its residency includes queueing: reported, not a real-time figure
+        "residency_max_s_unpaced": fast["residency_max_s"],
         "pool_zeroed": fast["pool_zeroed"] and main["pool_zeroed"],
         "wer_streaming": round(wer(reference, main["text"]), 4),
         "wer_offline": round(wer(reference, offline["text"]), 4),
