@@ -32,8 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        task = asyncio.create_task(serve_forever(config, ready=ready, advertise=args.advertise))
-        done, _ = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        task: asyncio.Future[object] = asyncio.ensure_future(serve_forever(config, ready=ready, advertise=args.advertise))
+        waiting: set[asyncio.Future[object]] = {task, ready}  # type: ignore[arg-type]
+        done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
         if ready in done and args.port_file:
             tmp = args.port_file.with_suffix(".tmp")
             tmp.write_text(str(ready.result()))
