@@ -123,3 +123,12 @@ def test_stream_limits_per_clinician(env: tuple[Pki, ServerThread, grpc.Channel]
 def test_server_still_healthy_after_fuzzing(env: tuple[Pki, ServerThread, grpc.Channel]) -> None:
     pki, srv, _ = env
     assert _healthy(pki, srv)
+
+
+@pytest.mark.slow
+def test_ten_thousand_raw_requests(env: tuple[Pki, ServerThread, grpc.Channel]) -> None:
+    """The issue's target: 10 000 fuzzed requests, 0 server crashes (opt-in: -m slow)."""
+    pki, srv, _ = env
+    heavy = settings(max_examples=10_000, deadline=None, suppress_health_check=list(HealthCheck))
+    heavy(test_raw_garbage_gets_a_clean_status.hypothesis.inner_test)(env)  # type: ignore[attr-defined]
+    assert _healthy(pki, srv)

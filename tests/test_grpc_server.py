@@ -245,3 +245,24 @@ def test_follow_stream_delivers_promptly(pki: Pki, srv: ServerThread) -> None:
     phone.stop(keys, srv.target)
     assert done.wait(10)
     assert arrived and arrived[0] - t0 < 2.0
+
+
+def test_outbox_full_at_stop_is_reported_and_retried(pki: Pki, tmp_path: Path) -> None:
+    from edge_agent.server.outbox import OutboxConfig
+
+    s = ServerThread(server_config(pki, tmp_path / "data", outbox=OutboxConfig(max_items=1))).start()
+    try:
+        keys = pki.issue_clinician_keys("full_outbox")
+        first = phone.start(keys, s.target)
+        phone.stop(keys, s.target)
+        second = phone.start(keys, s.target)
+        with pytest.raises(ClientError, match="outbox full") as exc:
+            phone.stop(keys, s.target, visit_id=second)
+        assert _code(exc) == "RESOURCE_EXHAUSTED"
+        assert not phone.device_info(keys, s.target).visit_active  # the room is free, state wiped
+        # Once the phone collects (and acks) the first report, the held sealed one is queued and delivered.
+        delivered = [r.visit_id for r in phone.feedback(keys, s.target)]
+        delivered += [r.visit_id for r in phone.feedback(keys, s.target)]
+        assert delivered == [first, second]
+    finally:
+        s.stop()

@@ -306,6 +306,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             raise Invalid("item ids start at 1")
         ids = [int(i) for i in dict.fromkeys(request.ids) if i < 2**63]  # SQLite integers are signed 64-bit
         deleted = await asyncio.to_thread(self._outbox.ack, ident.subject_id, ids)
+        if deleted and self._visits.unqueued:
+            await self._visits.retry_unqueued()  # space was freed: queue reports held after a full outbox
         return agent_pb2.AckResponse(deleted=deleted)
 
 
