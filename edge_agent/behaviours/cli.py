@@ -123,7 +123,8 @@ def _eval_f1() -> dict[str, float]:
         return out
     for line in doc.read_text(encoding="utf-8").splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[0] in ("open_question", "closed_question"):
+        # The first table is the full held-out split; later tables are subsets.
+        if len(cells) >= 4 and cells[0] in ("open_question", "closed_question") and f"{cells[0]}_f1" not in out:
             out[f"{cells[0]}_f1"] = float(cells[3])
         if line.startswith("**Macro-F1"):
             out["macro_f1"] = float(line.split("shipped =")[1].split(";")[0])
