@@ -1,0 +1,187 @@
+"""Plain CLI functions (wired by edge_agent/cli.py as ``edge-agent aggregator serve|report|...``).
+
+* ``aggregator_keygen``   - the aggregator's X25519 sealing key pair (private 0600, public for devices)
+* ``period_key_init``     - IT: the site's period key file (copied to every room device, never to the aggregator)
+* ``aggregator_serve``    - run the gRPC aggregator over mutual TLS until SIGTERM/SIGINT
+* ``aggregator_report``   - release a period's cells: readable table, CSV, JSON, and a PNG of trends
+
+The PNG needs matplotlib (optional dependency, rendered headless with Agg);
+without it the report still writes the table, CSV and JSON and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import datetime as dt
+import json
+import signal
+from collections import defaultdict
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from edge_agent.crypto import seal
+from edge_agent.crypto.files import write_private, write_public
+from edge_agent.errors import EdgeAgentError
+from edge_agent.population.aggregator import RELEASED, Aggregator, CellResult, Policy
+from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
+from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period
+from edge_agent.population.pseudonym import PeriodKeyRing
+from edge_agent.population.service import AggregatorServer, AggregatorServerConfig
+
+DEFAULT_DB = Path("/var/lib/edge-agent-aggregator/aggregator.db")
+DEFAULT_KEY = Path("/etc/edge-agent-aggregator/aggregator.key")
+
+
+def aggregator_keygen(private_out: Path, public_out: Path) -> str:
+    """Make the aggregator's sealing key pair; returns the public key id (hex)."""
+    if Path(private_out).exists():
+        raise EdgeAgentError(f"{private_out} already exists; the aggregator key is made once (rotate deliberately)")
+    priv, pub = seal.generate_keypair()
+    write_private(Path(private_out), seal.private_key_bytes(priv))
+    write_public(Path(public_out), pub)
+    return seal.key_id(pub).hex()
+
+
+def load_private_key(path: Path) -> seal.X25519PrivateKey:
+    try:
+        return seal.private_key_from_bytes(Path(path).read_bytes())
+    except FileNotFoundError:
+        raise EdgeAgentError(f"no aggregator key at {path}; make one with aggregator_keygen") from None
+
+
+def period_key_init(path: Path, granularity: str = DEFAULT_GRANULARITY, today: dt.date | None = None) -> str:
+    """IT: create the site's period key file; returns the current period label."""
+    return PeriodKeyRing.create(Path(path), granularity, today).period.label
+
+
+def aggregator_serve(db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY, bundle: Path = Path("/etc/edge-agent-aggregator/server.pem"),
+                     crl: Path | None = None, host: str = "0.0.0.0", port: int = 50453, policy: Policy | None = None) -> None:
+    """Run the aggregator until SIGTERM/SIGINT."""
+
+    async def run() -> None:
+        agg = Aggregator(Path(db), load_private_key(key), policy)
+        server = AggregatorServer(AggregatorServerConfig(Path(bundle), host, port, Path(crl) if crl else None), agg)
+        await server.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await server.stop()
+            agg.close()
+
+    asyncio.run(run())
+
+
+# ---- report -----------------------------------------------------------------------------
+
+
+def _fmt_value(c: CellResult) -> str:
+    if c.value is None:
+        return "-"
+    if c.unit in ("share", "share of visits"):
+        return f"{100 * c.value:.0f} % ± {100 * (c.ci95 or 0):.0f}"
+    return f"{c.value:.1f} ± {c.ci95 or 0:.1f} {c.unit}".rstrip()
+
+
+def render_table(cells: list[CellResult], policy: Policy, console: Console | None = None) -> None:
+    console = console or Console()
+    period = cells[0].period if cells else ""
+    table = Table(title=f"Population signal {period} (k={policy.k}, n={policy.n}, ε budget {policy.epsilon_budget:g}/period)")
+    for col in ("service line", "metric", "status", "value (± 95 % noise)", "ε charged", "noise scale", "note"):
+        table.add_column(col)
+    for c in cells:
+        scale = f"{c.sum_scale:.3g}/{c.count_scale:.3g}" if c.sum_scale is not None else "-"
+        note = c.reason or ("repeat of an earlier answer (no ε spent)" if c.repeated else "")
+        table.add_row(c.service_line, c.metric, c.status, _fmt_value(c), f"{c.epsilon:.3f}", scale, note)
+    console.print(table)
+    console.print("Values are noisy means over clinicians (each clinician weighs the same); a wide ± means "
+                  "the service line is too small for this budget to say much.")
+
+
+def write_outputs(cells: list[CellResult], out_dir: Path, stem: str) -> tuple[Path, Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [c.to_dict() for c in cells]
+    csv_path, json_path = out_dir / f"{stem}.csv", out_dir / f"{stem}.json"
+    with csv_path.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(CellResult.__dataclass_fields__))
+        writer.writeheader()
+        writer.writerows(rows)
+    json_path.write_text(json.dumps(rows, indent=2, sort_keys=True) + "\n")
+    return csv_path, json_path
+
+
+def plot_trends(released: list[dict[str, object]], out_png: Path, metrics: tuple[str, ...]) -> Path | None:
+    """PNG: per metric, each service line's released values across periods (± 95 % noise).
+
+    Uses only answers already released (post-processing: no privacy cost).
+    Returns None when matplotlib is not installed.
+    """
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series: dict[str, dict[str, dict[str, tuple[float, float]]]] = defaultdict(lambda: defaultdict(dict))
+    for r in released:
+        if r.get("status") == RELEASED and r.get("metric") in metrics and r.get("value") is not None:
+            series[str(r["metric"])][str(r["service_line"])][str(r["period"])] = (float(r["value"]), float(r["ci95"] or 0))  # type: ignore[arg-type]
+    shown = [m for m in metrics if m in series]
+    if not shown:
+        return None
+    cols = min(3, len(shown))
+    rows = (len(shown) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
+    for ax, metric in zip(axes.flat, shown):
+        lo, hi = METRICS[metric].bounds
+        for sl, points in sorted(series[metric].items()):
+            periods = sorted(points, key=lambda p: parse_period(p).index)
+            ys = [points[p][0] for p in periods]
+            errs = [points[p][1] for p in periods]
+            ax.errorbar(periods, ys, yerr=errs, marker="o", capsize=3, label=sl)
+        ax.set_ylim(lo, 1.0 if METRICS[metric].unit == "share" else hi)
+        ax.set_title(metric, fontsize=9)
+        ax.set_ylabel(METRICS[metric].release_unit or "count", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    fig.suptitle("Behaviour trends per service line (differentially private releases)", fontsize=10)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=110)
+    plt.close(fig)
+    return out_png
+
+
+def aggregator_report(period: str = "2026-Q4", out_dir: Path = Path("."), db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY,
+                      metrics: tuple[str, ...] = ALL_METRIC_NAMES, epsilon: float | None = None, policy: Policy | None = None,
+                      console: Console | None = None, now: float | None = None) -> list[CellResult]:
+    """Release (or re-read) every cell of ``period``; print a table; write CSV, JSON and a PNG."""
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise EdgeAgentError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRIC_NAMES)}")
+    agg = Aggregator(Path(db), load_private_key(key), policy)
+    try:
+        cells = agg.report(period, tuple(metrics), epsilon, now=now)
+        released = agg.store.released()
+    finally:
+        agg.close()
+    console = console or Console()
+    if not cells:
+        console.print(f"No service line has contributions for {period}.")
+    else:
+        render_table(cells, agg.policy, console)
+    out_dir = Path(out_dir)
+    csv_path, json_path = write_outputs(cells, out_dir, f"population-{period}")
+    png = plot_trends(released, out_dir / f"population-trends-{period}.png", tuple(metrics))
+    console.print(f"wrote {csv_path} and {json_path}" + (f" and {png}" if png else
+                  " (no PNG: install matplotlib, or nothing was released yet)"))
+    return cells
