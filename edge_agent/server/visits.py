@@ -91,7 +91,10 @@ class VisitManager:
 
             def request_stop(reason: str, _vid: str = visit_id) -> None:
                 # Any thread (pipeline: long silence) may ask; the stop runs on the event loop.
-                loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._auto_stop(_vid, reason)))
+                try:
+                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._auto_stop(_vid, reason)))
+                except RuntimeError:
+                    pass  # the daemon is shutting down; its shutdown path stops the visit
 
             ctx = VisitContext(visit_id, int(time.time()), limit, voiceprint, voiceprint_bytes, request_stop)
             try:
