@@ -95,6 +95,8 @@ def test_bundle_errors_are_one_line(tmp_path: Path) -> None:
         ca.load_bundle(tmp_path / "missing.pem")
     with pytest.raises(CertificateError, match="ca init"):
         ca.load_ca(tmp_path / "nowhere")
+    with pytest.raises(CertificateError, match="lifetime"):
+        ca.issue_admin(authority, tmp_path / "a.pem", days=0)
     with pytest.raises(CertificateError, match="room label"):
         ca.issue_device(authority, "room\n4", tmp_path / "d.pem")
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceListener, ServiceStateChange, Zeroconf
 
+from edge_agent.client.keys import ClientError
 from edge_agent.client.phone import Target
 from edge_agent.server.mdns import SERVICE_TYPE
 
@@ -38,7 +39,10 @@ def discover(
     want: int | None = None,
 ) -> list[DiscoveredDevice]:
     """Browse for ``timeout`` seconds (or until ``want`` devices answered); sorted by room."""
-    zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.All)
+    try:
+        zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.All)
+    except OSError as exc:
+        raise ClientError(f"cannot browse the local network ({exc.strerror}); give --device HOST:PORT instead") from None
     names: set[str] = set()
 
     class _Listener(ServiceListener):

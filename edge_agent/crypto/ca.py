@@ -165,6 +165,8 @@ def init_ca(directory: Path, site: str = "edge-agent site", days: int = CA_DAYS,
     directory = Path(directory)
     if (directory / CA_KEY).exists():
         raise CertificateError(f"a CA already exists in {directory}; use another directory or remove it deliberately")
+    if not 1 <= days <= 3 * CA_DAYS:
+        raise CertificateError(f"CA lifetime must be 1..{3 * CA_DAYS} days, got {days}")
     if not site or len(site) > 64:
         raise CertificateError("site name must be 1-64 characters")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -225,6 +227,8 @@ def _issue(
     ips: tuple[str, ...] = (),
     valid_from: dt.datetime | None = None,
 ) -> Issued:
+    if not 1 <= days <= CA_DAYS:
+        raise CertificateError(f"certificate lifetime must be 1..{CA_DAYS} days, got {days}")
     key = ec.generate_private_key(ec.SECP256R1())
     start = valid_from or (_now() - dt.timedelta(minutes=5))  # tolerate small clock skew
     not_after = start + dt.timedelta(days=days)
