@@ -1,0 +1,504 @@
+"""Device configuration: one TOML file, environment overrides, documented defaults.
+
+Precedence (later wins): field defaults < TOML file < ``EDGE_AGENT_<SECTION>__<KEY>``
+environment variables. The file is ``/etc/edge-agent/config.toml`` unless a path
+is given (``--config``) or ``EDGE_AGENT_CONFIG`` names one; a missing default
+file means "all defaults" (a developer laptop), a missing explicit file is an error.
+
+Sections reuse the stage dataclasses rather than mirroring them, so a default
+changed in ``VadConfig`` is the device default too:
+
+=========== ==============================================
+section      dataclass
+=========== ==============================================
+[audio]      :class:`AudioSettings` (here)
+[vad]        ``edge_agent.audio.vad.VadConfig``
+[asr]        ``edge_agent.asr.engine.AsrConfig``
+[pipeline]   scalar fields of ``edge_agent.pipeline.PipelineConfig``
+[speakers]   ``edge_agent.speakers.attribution.AttributionConfig``
+[server]     :class:`ServerSettings`
+[outbox]     :class:`OutboxSettings`
+[gpio]       :class:`GpioSettings`
+[logging]    :class:`LoggingSettings`
+[metrics]    :class:`MetricsSettings`
+=========== ==============================================
+
+Every key is documented: new dataclasses carry ``field(metadata={"doc": ...})``;
+keys of dataclasses owned by other modules are documented in :data:`EXTERNAL_DOCS`
+(a test fails when a field has no doc, so the table cannot silently fall behind).
+Metadata may also carry ``choices``, ``min``, ``max`` and ``live`` (the key can
+change on SIGHUP without a restart).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from edge_agent.asr.engine import AsrConfig
+from edge_agent.audio.vad import VadConfig
+from edge_agent.errors import ConfigError
+from edge_agent.pipeline import PipelineConfig
+from edge_agent.server.outbox import DAY_S, OutboxConfig
+from edge_agent.speakers.attribution import AttributionConfig
+
+DEFAULT_PATH = Path("/etc/edge-agent/config.toml")
+ENV_PREFIX = "EDGE_AGENT_"
+ENV_CONFIG_PATH = "EDGE_AGENT_CONFIG"
+GPIO_BACKENDS = ("none", "mock", "rpi", "jetson")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _doc(text: str, **extra: Any) -> dict[str, Any]:
+    return {"doc": text, **extra}
+
+
+# ---- new sections ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AudioSettings:
+    device: str = field(
+        default="",
+        metadata=_doc("microphone: PortAudio device name, part of a name, or index; empty = system default input"),
+    )
+    sample_rate: int = field(
+        default=16000,
+        metadata=_doc("rate the pipeline runs at; the device is opened at this rate or resampled to it", choices=(16000,)),
+    )
+    block_ms: int = field(default=30, metadata=_doc("PortAudio callback block length", min=10, max=200))
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = field(default="0.0.0.0", metadata=_doc("listen address of the mutual-TLS gRPC server"))
+    port: int = field(default=50443, metadata=_doc("listen port (0 = ephemeral, tests only)", min=0, max=65535))
+    room: str = field(default="room", metadata=_doc("room label shown to phones (mDNS TXT); 1-40 letters, digits, space . _ -"))
+    bundle: Path = field(
+        default=Path("/etc/edge-agent/tls/device.pem"),
+        metadata=_doc("device bundle: private key + device certificate + site CA certificate, mode 0600"),
+    )
+    crl: Path | None = field(
+        default=Path("/etc/edge-agent/tls/crl.pem"),
+        metadata=_doc("revocation list from the site CA (checked on every call, reloaded when it changes); empty = none", live=True),
+    )
+    max_visit_minutes: int = field(
+        default=60, metadata=_doc("a visit stops by itself after this long", min=1, max=240, live=True)
+    )
+    long_silence_stop_minutes: float = field(
+        default=10.0, metadata=_doc("a visit stops after this long without speech (0 = never)", min=0, max=240, live=True)
+    )
+    advertise: bool = field(default=True, metadata=_doc("announce the device by mDNS (_edge-agent._tcp)"))
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}", self.room):
+            raise ConfigError(f"server.room is {self.room!r}; allowed: 1-40 letters, digits, space, '.', '_' or '-'")
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    path: Path = field(
+        default=Path("/var/lib/edge-agent"),
+        metadata=_doc("directory holding outbox.db (sealed feedback only); the unit's StateDirectory"),
+    )
+    retention_days: float = field(
+        default=14.0, metadata=_doc("undelivered reports are deleted after this long", min=0.01, max=365, live=True)
+    )
+    max_mb: int = field(default=64, metadata=_doc("outbox size limit; new reports are refused beyond it", min=1, max=65536))
+
+    def outbox_config(self) -> OutboxConfig:
+        """The server's :class:`OutboxConfig` for these settings."""
+        return replace(OutboxConfig(), retention_s=self.retention_days * DAY_S, max_bytes=self.max_mb * 1024 * 1024)
+
+    @property
+    def db_path(self) -> Path:
+        return self.path / "outbox.db"
+
+
+@dataclass(frozen=True)
+class GpioSettings:
+    backend: str = field(
+        default="none",
+        metadata=_doc("pin driver: none (no button/LED), mock (tests), rpi (Raspberry Pi), jetson (Jetson.GPIO)", choices=GPIO_BACKENDS),
+    )
+    button_pin: int = field(default=17, metadata=_doc("BCM number of the start/stop push button (to ground)", min=0, max=63))
+    led_pin: int = field(default=27, metadata=_doc("BCM number of the capture LED (lit exactly while audio is read)", min=0, max=63))
+    red_led_pin: int | None = field(
+        default=22, metadata=_doc("BCM number of the red LED (refused press, microphone lost); empty = none", min=0, max=63)
+    )
+    claim_window_s: float = field(
+        default=300.0,
+        metadata=_doc("a button press starts a visit only for a phone that claimed the room this recently", min=5, max=3600, live=True),
+    )
+
+    def __post_init__(self) -> None:
+        pins = [p for p in (self.button_pin, self.led_pin, self.red_led_pin) if p is not None]
+        if len(set(pins)) != len(pins):
+            raise ConfigError(f"gpio pins must differ; button_pin, led_pin, red_led_pin are {pins}")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = field(default="info", metadata=_doc("log level", choices=LOG_LEVELS, live=True))
+    json: bool = field(default=False, metadata=_doc("JSON lines instead of journald-style plain lines", live=True))
+
+
+@dataclass(frozen=True)
+class MetricsSettings:
+    enabled: bool = field(default=False, metadata=_doc("serve Prometheus text metrics on 127.0.0.1 (counters only, never ids or text)"))
+    port: int = field(default=9464, metadata=_doc("loopback port of the metrics endpoint", min=1, max=65535))
+
+
+# ---- the whole configuration ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Everything a device reads from its config file. ``pipeline`` embeds [vad] and [asr]."""
+
+    audio: AudioSettings = field(default_factory=AudioSettings)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    speakers: AttributionConfig = field(default_factory=AttributionConfig)
+    server: ServerSettings = field(default_factory=ServerSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    gpio: GpioSettings = field(default_factory=GpioSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    source: Path | None = None  # the file that was read, if any
+
+    @property
+    def vad(self) -> VadConfig:
+        return self.pipeline.vad
+
+    @property
+    def asr(self) -> AsrConfig:
+        return self.pipeline.asr
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    cls: type
+    doc: str
+
+
+SECTIONS: tuple[Section, ...] = (
+    Section("audio", AudioSettings, "Microphone capture."),
+    Section("vad", VadConfig, "Voice-activity segmentation (webrtcvad)."),
+    Section("asr", AsrConfig, "Speech recognition (faster-whisper / CTranslate2)."),
+    Section("pipeline", PipelineConfig, "Buffers and CPU budget between capture and ASR."),
+    Section("speakers", AttributionConfig, "Clinician / patient attribution from voice embeddings."),
+    Section("server", ServerSettings, "The mutual-TLS gRPC server and visit limits."),
+    Section("outbox", OutboxSettings, "Sealed feedback waiting for the clinician's phone."),
+    Section("gpio", GpioSettings, "Room button and LEDs."),
+    Section("logging", LoggingSettings, "Log output (journald or JSON lines; never text or ids)."),
+    Section("metrics", MetricsSettings, "Prometheus text endpoint on loopback."),
+)
+SECTION_BY_NAME = {s.name: s for s in SECTIONS}
+
+# Docs and limits for keys of dataclasses owned by other modules (their files carry
+# plain comments; validation they lack is added here via min/max/choices).
+EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
+    "vad.aggressiveness": _doc("webrtcvad mode: 0 permissive .. 3 strict", choices=(0, 1, 2, 3), live=True),
+    "vad.frame_ms": _doc("VAD frame length in ms", choices=(10, 20, 30)),
+    "vad.preroll_ms": _doc("audio kept before the detected speech onset", live=True),
+    "vad.onset_ms": _doc("window in which most frames must be voiced to open a segment", live=True),
+    "vad.hangover_ms": _doc("silence that closes a segment", live=True),
+    "vad.tail_ms": _doc("audio kept after the last voiced frame (at most hangover_ms)", live=True),
+    "vad.min_speech_ms": _doc("voiced time below which a segment is noise, not speech", live=True),
+    "vad.max_segment_s": _doc("longest segment; longer speech is split at a quiet frame"),
+    "vad.split_search_s": _doc("how far back from the limit to look for a quiet split point"),
+    "vad.partial_interval_ms": _doc("how often a growing segment is re-decoded for a live partial", live=True),
+    "asr.model": _doc("Whisper model: 'tiny.en' (bundled) or a CTranslate2 Whisper model directory"),
+    "asr.device": _doc("compute device: cpu, cuda (Jetson) or auto", choices=("cpu", "cuda", "auto")),
+    "asr.compute_type": _doc("CTranslate2 compute type (int8 on CPU, float16 on CUDA)"),
+    "asr.cpu_threads": _doc("CPU threads for ASR (1 measured best for tiny.en on 2 cores)", min=1, max=64),
+    "asr.beam_size": _doc("beam size for partial decodes", min=1, max=10),
+    "asr.final_beam_size": _doc("beam size for final decodes", min=1, max=10),
+    "asr.context_tokens": _doc("tokens of previous finals given to a final as context", min=0, max=224),
+    "asr.language": _doc("language code of the speech"),
+    "asr.pad_s": _doc("silence appended to each decode window (stops short windows looping)", min=0, max=30),
+    "asr.no_speech_threshold": _doc("Whisper no-speech probability above which a window is silence", min=0, max=1),
+    "asr.logprob_threshold": _doc("average log-probability below which a decode is rejected", max=0),
+    "asr.compression_ratio_threshold": _doc("gzip compression ratio above which a decode is a repetition loop", min=1),
+    "pipeline.frame_pool_s": _doc("raw int16 audio in flight between capture and VAD (fixed pool)", min=0.5, max=30),
+    "pipeline.segment_buffers": _doc("speech segments in flight between VAD and ASR (fixed pool)", min=1, max=64),
+    "pipeline.partials": _doc("decode live partial transcripts (finals are always decoded)"),
+    "pipeline.partial_cpu_share": _doc("average share of one core partial re-decodes may use", min=0, max=4),
+    "pipeline.partial_cpu_burst_s": _doc("CPU seconds of partial decoding that may be spent at once", min=0, max=60),
+    "speakers.threshold": _doc("cosine to the clinician voiceprint above which a voice is the clinician", min=-1, max=1, live=True),
+    "speakers.anchor_seconds": _doc("weight of the voiceprint in the clustering, in seconds of speech", min=0, live=True),
+    "speakers.same_voice_cos": _doc("two cluster centroids closer than this are one voice", min=-1, max=1, live=True),
+    "speakers.other_cos": _doc("a segment below this to both centroids is a third voice", min=-1, max=1, live=True),
+    "speakers.other_min_segments": _doc("history needed before 'other' is considered", min=0, live=True),
+    "speakers.min_embed_s": _doc("shorter segments get no embedding", min=0, live=True),
+    "speakers.min_cluster_s": _doc("shorter segments are labelled by the clusters but do not shape them", min=0, live=True),
+    "speakers.max_restarts": _doc("k-means restarts per re-clustering", min=1, live=True),
+    "speakers.kmeans_iters": _doc("k-means iterations per restart", min=1, live=True),
+    "speakers.split_min_s": _doc("segments shorter than this are not split at speaker changes", min=0, live=True),
+    "speakers.split_cos": _doc("left/right window similarity below which a segment is split", min=-1, max=1, live=True),
+    "speakers.split_step_s": _doc("step of the change-point search", min=0.05, live=True),
+    "speakers.role_logit_clip": _doc("clip of the language role model's log-odds per segment", min=0, live=True),
+}
+
+
+# ---- field introspection ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One configurable key: where it lives, its type, default and documentation."""
+
+    section: str
+    name: str
+    type: Any
+    default: Any
+    doc: str
+    choices: tuple[Any, ...] | None = None
+    min: float | None = None
+    max: float | None = None
+    live: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def optional(self) -> bool:
+        return type(None) in typing.get_args(self.type)
+
+    @property
+    def base_type(self) -> type:
+        args = [a for a in typing.get_args(self.type) if a is not type(None)]
+        return args[0] if args else self.type
+
+
+def _scalar(tp: Any) -> bool:
+    base = [a for a in typing.get_args(tp) if a is not type(None)] or [tp]
+    return len(base) == 1 and base[0] in (bool, int, float, str, Path)
+
+
+def keys(section: str) -> list[KeySpec]:
+    """The keys of one section, in declaration order (non-scalar fields such as pipeline.vad excluded)."""
+    sec = SECTION_BY_NAME[section]
+    hints = typing.get_type_hints(sec.cls)
+    specs = []
+    for f in fields(sec.cls):
+        tp = hints[f.name]
+        if not _scalar(tp) or f.name.startswith("_"):
+            continue
+        meta = dict(f.metadata) or EXTERNAL_DOCS.get(f"{section}.{f.name}", {})
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        specs.append(
+            KeySpec(
+                section, f.name, tp, default, meta.get("doc", ""), meta.get("choices"), meta.get("min"), meta.get("max"),
+                bool(meta.get("live", False)),
+            )
+        )
+    return specs
+
+
+def all_keys() -> list[KeySpec]:
+    return [k for s in SECTIONS for k in keys(s.name)]
+
+
+# ---- value conversion -----------------------------------------------------------------------
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
+
+def _type_name(spec: KeySpec) -> str:
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", Path: "a file path"}
+    name = names[spec.base_type]
+    return name + (" (or empty for none)" if spec.optional else "")
+
+
+def _allowed(spec: KeySpec) -> str:
+    if spec.choices:
+        return "allowed values: " + ", ".join(str(c) for c in spec.choices)
+    lo = "" if spec.min is None else f"{spec.min:g}"
+    hi = "" if spec.max is None else f"{spec.max:g}"
+    rng = f" in {lo}..{hi}" if (lo or hi) else ""
+    return f"allowed: {_type_name(spec)}{rng}"
+
+
+def _bad(spec: KeySpec, value: Any, origin: str) -> ConfigError:
+    return ConfigError(f"{spec.key} is {value!r}{origin}; {_allowed(spec)}")
+
+
+def convert(spec: KeySpec, value: Any, origin: str = "") -> Any:
+    """Check and convert a TOML value (or an env string) to the key's type."""
+    from_env = isinstance(value, str) and bool(origin)
+    if spec.optional and value == "":
+        return None
+    base = spec.base_type
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                out: Any = value
+            elif from_env and value.strip().lower() in _TRUE + _FALSE:
+                out = value.strip().lower() in _TRUE
+            else:
+                raise ValueError
+        elif base is int:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int):
+                out = value
+            elif from_env:
+                out = int(value.strip(), 10)
+            else:
+                raise ValueError
+        elif base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            if isinstance(value, int | float):
+                out = float(value)
+            elif from_env:
+                out = float(value.strip())
+            else:
+                raise ValueError
+            if not math.isfinite(out):
+                raise ValueError
+        elif base is str:
+            if not isinstance(value, str):
+                raise ValueError
+            out = value
+        elif base is Path:
+            if not isinstance(value, str) or "\x00" in value:
+                raise ValueError
+            out = Path(value)
+        else:  # pragma: no cover - _scalar() admits only the types above
+            raise ValueError
+    except ValueError:
+        raise _bad(spec, value, origin) from None
+    if spec.choices is not None and out not in spec.choices:
+        raise _bad(spec, value, origin)
+    if isinstance(out, int | float) and not isinstance(out, bool):
+        if (spec.min is not None and out < spec.min) or (spec.max is not None and out > spec.max):
+            raise _bad(spec, value, origin)
+    return out
+
+
+# ---- loading ------------------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} not found; create it or omit --config to use the defaults") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by this user; fix its permissions") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path {path} is a directory; give the config.toml file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+
+
+def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``EDGE_AGENT_<SECTION>__<KEY>`` variables; other EDGE_AGENT_* names (no ``__``) are not config keys."""
+    out: dict[str, dict[str, str]] = {}
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        out.setdefault(section, {})[key] = value
+    return out
+
+
+def _check_names(raw: Mapping[str, Any], origin: str) -> None:
+    for section, table in raw.items():
+        if section not in SECTION_BY_NAME:
+            known = ", ".join(SECTION_BY_NAME)
+            raise ConfigError(f"unknown config section [{section}]{origin}; allowed sections: {known}")
+        if not isinstance(table, Mapping):
+            raise ConfigError(f"[{section}]{origin} must be a table of keys, not a single value")
+        names = {k.name for k in keys(section)}
+        for key in table:
+            if key not in names:
+                raise ConfigError(f"unknown config key {section}.{key}{origin}; allowed keys in [{section}]: {', '.join(sorted(names))}")
+
+
+def _build(cls: type, spec_values: dict[str, Any], base: Any) -> Any:
+    # the dataclass's own __post_init__ runs here and raises ConfigError for cross-field rules
+    return replace(base, **spec_values)
+
+
+def config_path(path: str | Path | None, env: Mapping[str, str]) -> tuple[Path, bool]:
+    """The file to read and whether it was asked for explicitly."""
+    if path is not None:
+        return Path(path), True
+    if env.get(ENV_CONFIG_PATH):
+        return Path(env[ENV_CONFIG_PATH]), True
+    return DEFAULT_PATH, False
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] = os.environ) -> EdgeConfig:
+    """Defaults < TOML file < environment. Raises :class:`ConfigError` naming the key and what is allowed."""
+    file, explicit = config_path(path, env)
+    raw: dict[str, Any] = {}
+    source: Path | None = None
+    if explicit or file.exists():
+        raw = _read_toml(file)
+        source = file
+    return parse_config(raw, env, source)
+
+
+def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Path | None = None) -> EdgeConfig:
+    """Build and validate a config from parsed TOML (``raw``) plus environment overrides."""
+    _check_names(raw, f" in {source}" if source else "")
+    overrides = _env_overrides(env)
+    _check_names(overrides, " (environment)")
+    values: dict[str, dict[str, Any]] = {}
+    for section in SECTIONS:
+        specs = {k.name: k for k in keys(section.name)}
+        vals: dict[str, Any] = {}
+        for key, value in raw.get(section.name, {}).items():
+            vals[key] = convert(specs[key], value)
+        for key, value in overrides.get(section.name, {}).items():
+            env_name = f"{ENV_PREFIX}{section.name.upper()}__{key.upper()}"
+            vals[key] = convert(specs[key], value, f" (from {env_name})")
+        values[section.name] = vals
+    vad = _build(VadConfig, values["vad"], VadConfig())
+    asr = _build(AsrConfig, values["asr"], AsrConfig())
+    pipeline = _build(PipelineConfig, {**values["pipeline"], "vad": vad, "asr": asr}, PipelineConfig())
+    return EdgeConfig(
+        audio=_build(AudioSettings, values["audio"], AudioSettings()),
+        pipeline=pipeline,
+        speakers=_build(AttributionConfig, values["speakers"], AttributionConfig()),
+        server=_build(ServerSettings, values["server"], ServerSettings()),
+        outbox=_build(OutboxSettings, values["outbox"], OutboxSettings()),
+        gpio=_build(GpioSettings, values["gpio"], GpioSettings()),
+        logging=_build(LoggingSettings, values["logging"], LoggingSettings()),
+        metrics=_build(MetricsSettings, values["metrics"], MetricsSettings()),
+        source=source,
+    )
+
+
+def section_values(cfg: EdgeConfig, section: str) -> dict[str, Any]:
+    """Current values of one section's keys (e.g. for a diff or for rendering)."""
+    obj: Any = cfg.pipeline if section == "pipeline" else getattr(cfg, section if section not in ("vad", "asr") else "pipeline")
+    if section in ("vad", "asr"):
+        obj = getattr(obj, section)
+    return {k.name: getattr(obj, k.name) for k in keys(section)}
+
+
+def changed_keys(old: EdgeConfig, new: EdgeConfig) -> list[KeySpec]:
+    """Keys whose value differs between two configurations (SIGHUP reload)."""
+    out = []
+    for section in SECTIONS:
+        a, b = section_values(old, section.name), section_values(new, section.name)
+        out.extend(k for k in keys(section.name) if a[k.name] != b[k.name])
+    return out
