@@ -16,7 +16,7 @@ from edge_agent.population.aggregator import RELEASED, SUPPRESSED, Aggregator, P
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.record import seal_record
-from population_fixtures import AFTER_CLOSE, DURING, Site
+from test_population_fixtures import AFTER_CLOSE, DURING, Site
 
 
 def test_four_clinicians_never_released(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from edge_agent.population.record import (
     AGGREGATOR_RECIPIENT, build_record, contribute_at_stop, parse_record, render_contribution, seal_record,
 )
 from edge_agent.server.outbox import Outbox
-from population_fixtures import visit_inputs
+from test_population_fixtures import visit_inputs
 
 TRANSCRIPT = "So the chest pain started on Tuesday after I walked the dog near Maple Street"
 
