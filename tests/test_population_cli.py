@@ -1,0 +1,48 @@
+"""aggregator_report: readable table, CSV + JSON, PNG (when matplotlib is installed); nothing un-noised."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+from rich.console import Console
+
+from edge_agent.crypto import seal
+from edge_agent.population.aggregator import Aggregator
+from edge_agent.population.cli import aggregator_keygen, aggregator_report, load_private_key
+from test_population_fixtures import AFTER_CLOSE, Site
+
+
+def test_report_outputs(tmp_path: Path) -> None:
+    kid = aggregator_keygen(tmp_path / "agg.key", tmp_path / "agg.pub")
+    assert kid == seal.key_id((tmp_path / "agg.pub").read_bytes()).hex()
+    site = Site.make(tmp_path / "site")
+    site.agg.close()
+    site.agg = Aggregator(tmp_path / "agg.db", load_private_key(tmp_path / "agg.key"))
+    site.public_key = (tmp_path / "agg.pub").read_bytes()
+    site.department("cardiology", clinicians=6, visits_each=4)
+    site.department("oncology", clinicians=3, visits_each=10)
+    site.agg.close()
+    buf = io.StringIO()
+    cells = aggregator_report("2026-Q4", tmp_path / "out", db=tmp_path / "agg.db", key=tmp_path / "agg.key",
+                              metrics=("talk_share", "agenda_solicitation"), console=Console(file=buf, width=160),
+                              now=AFTER_CLOSE)
+    text = buf.getvalue()
+    assert "cardiology" in text and "oncology" in text and "suppressed" in text and "released" in text
+    by = {(c.service_line, c.metric): c for c in cells}
+    assert by[("oncology", "talk_share")].value is None and by[("cardiology", "talk_share")].value is not None
+    rows = list(csv.DictReader((tmp_path / "out" / "population-2026-Q4.csv").open()))
+    assert len(rows) == 4 and {r["status"] for r in rows} == {"released", "suppressed"}
+    doc = json.loads((tmp_path / "out" / "population-2026-Q4.json").read_text())
+    assert all(d["value"] is None for d in doc if d["status"] == "suppressed")
+    assert all(d["sum_scale"] > 0 and "opendp" in d["mechanism"] for d in doc if d["status"] == "released")
+    png = tmp_path / "out" / "population-trends-2026-Q4.png"
+    if importlib.util.find_spec("matplotlib"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # a second report returns the recorded answers and spends nothing more
+    again = aggregator_report("2026-Q4", tmp_path / "out", db=tmp_path / "agg.db", key=tmp_path / "agg.key",
+                              metrics=("talk_share", "agenda_solicitation"), console=Console(file=io.StringIO()), now=AFTER_CLOSE)
+    assert [c.value for c in again] == [c.value for c in cells] and all(c.epsilon == 0 for c in again)
