@@ -74,6 +74,7 @@ class RunStats:
     partials_over_budget: int = 0
     sentences_committed: int = 0
     combined_finals: int = 0
+    candidate_decodes: int = 0
     candidate_reused: int = 0
     dropped_frames: int = 0
     dropped_segments: int = 0
@@ -269,6 +270,7 @@ class StreamingPipeline:
             return
         window = seg.buf.data[state.window_start : update.length]
         if update.final_candidate:
+            self.stats.candidate_decodes += 1
             decoded = self.engine.decode(window, final=True, context=self._final_context(state))
         else:
             if state.partials > 0 and not self._budget.allows():

@@ -33,6 +33,9 @@ class VadConfig:
     onset_ms: int = 150  # window in which most frames must be voiced to open a segment
     hangover_ms: int = 450  # silence that closes a segment
     tail_ms: int = 150  # audio kept after the last voiced frame
+    # silence after which the ASR decodes the final's audio in advance; a pause
+    # shorter than the hang-over wastes that decode, a later one costs latency
+    candidate_ms: int = 300
     min_speech_ms: int = 200  # voiced time below which a segment is noise, not speech
     max_segment_s: float = 15.0
     split_search_s: float = 2.5  # how far back from the limit to look for a quiet split point
@@ -52,6 +55,8 @@ class VadConfig:
                 raise ConfigError(f"vad.{name} must be zero or positive")
         if self.tail_ms > self.hangover_ms:
             raise ConfigError("vad.tail_ms must not exceed vad.hangover_ms")
+        if not self.tail_ms <= self.candidate_ms <= self.hangover_ms:
+            raise ConfigError("vad.candidate_ms must lie between vad.tail_ms and vad.hangover_ms")
 
     @property
     def frame_samples(self) -> int:
@@ -130,6 +135,7 @@ class VadSegmenter:
         self._recent: deque[bool] = deque(maxlen=self._onset_frames)
         self._hangover_frames = config.frames_for(config.hangover_ms)
         self._tail = config.frames_for(config.tail_ms) * config.frame_samples if config.tail_ms else 0
+        self._candidate_frames = config.frames_for(config.candidate_ms)
         self._partial_step = config.partial_interval_ms * SAMPLE_RATE // 1000
         self._segment: SpeechSegment | None = None
         self._silence_run = 0
@@ -243,7 +249,7 @@ class VadSegmenter:
         seg = self._segment
         assert seg is not None
         end = self._speech_end()
-        if self._silence_run > 0 and end == self._last_voiced_end + self._tail and not self._candidate_sent:
+        if self._silence_run >= self._candidate_frames and end == self._last_voiced_end + self._tail and not self._candidate_sent:
             # The tail after the last voiced frame is complete: if no more speech
             # comes, this is exactly the audio of the final, so decode it now.
             self._candidate_sent = True
