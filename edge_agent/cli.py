@@ -77,22 +77,10 @@ def demo(
     fast: Annotated[bool, typer.Option("--fast", help="run as fast as possible instead of in real time")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of the live view")] = False,
 ) -> None:
-    """Enrol the demo clinician, then stream the bundled consultation: partials turn into attributed finals."""
-    from edge_agent.commands.transcribe import demo_audio_path, run_transcribe
+    """The whole story on one machine: site CA, room device, phone, a visit, the sealed report."""
+    from edge_agent.commands.demo import run_demo
 
-    config = _pipeline_config("tiny.en", "cpu", "int8", 1)
-    code = run_transcribe(
-        config,
-        file=demo_audio_path(),
-        mic=False,
-        mic_device=None,
-        realtime=not fast,
-        jsonl=jsonl,
-        title="demo",
-        speakers=True,
-        voiceprint=demo_audio_path("demo_enrol.flac"),
-    )
-    raise typer.Exit(code)
+    raise typer.Exit(run_demo(fast, jsonl))
 
 
 @app.command()
@@ -109,6 +97,36 @@ def enroll(
         raise EdgeAgentError("give either an audio FILE or --mic to enrol")
     run_enroll(file, mic_device if mic else None, seconds)
 
+
+@app.command()
+def serve(
+    bundle: Annotated[Path, typer.Option(help="device bundle from `edge-agent ca issue-device`")],
+    data_dir: Annotated[Path, typer.Option(help="state folder (holds the ciphertext outbox only)")],
+    room: Annotated[str, typer.Option(help="room label advertised over mDNS")] = "room",
+    crl: Annotated[Optional[Path], typer.Option(help="crl.pem from the site CA")] = None,
+    host: Annotated[str, typer.Option(help="listen address")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="listen port (mutual TLS only)")] = 50443,
+    no_mdns: Annotated[bool, typer.Option("--no-mdns", help="do not advertise over mDNS")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device (default: system default)")] = None,
+    replay: Annotated[Optional[Path], typer.Option("--replay", help="use a recording as the room microphone (testing)")] = None,
+) -> None:
+    """Run the room-device daemon."""
+    from edge_agent.commands.serve import serve as run_serve
+
+    run_serve(bundle, data_dir, room, crl, host, port, not no_mdns, mic_device, replay)
+
+
+def _register_subcommands() -> None:
+    from edge_agent.commands import aggregator, behaviours, ca, phone
+
+    app.add_typer(aggregator.app, name="aggregator")
+    app.add_typer(ca.app, name="ca")
+    app.add_typer(phone.app, name="phone")
+    app.add_typer(behaviours.app, name="behaviours")
+    app.command("analyze")(behaviours.analyze)
+
+
+_register_subcommands()
 
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (targets in the issues).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
@@ -137,6 +155,26 @@ def bench_speakers_cmd(
     from edge_agent.speakers.cli import bench_speakers
 
     print(json.dumps(bench_speakers(conversations, seconds)))
+
+
+@bench_app.command("behaviours")
+def bench_behaviours_cmd() -> None:
+    """Label F1 on held-out consultations, model size, latency, throughput, timing agreement."""
+    import json
+
+    from edge_agent.behaviours.cli import bench_behaviours
+
+    print(json.dumps(bench_behaviours()))
+
+
+@bench_app.command("delivery")
+def bench_delivery_cmd(visits: Annotated[int, typer.Option(help="visits to run")] = 20) -> None:
+    """Stop -> report on the phone latency, outbox write cost."""
+    import json
+
+    from edge_agent.server.bench import bench_delivery, bench_outbox
+
+    print(json.dumps({"delivery": bench_delivery(visits), "outbox": bench_outbox()}))
 
 
 def main() -> None:

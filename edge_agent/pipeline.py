@@ -163,6 +163,7 @@ class StreamingPipeline:
         sink: EventSink,
         speakers: SpeakerStage | None = None,
         pools: AudioPools | None = None,
+        stop: threading.Event | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
@@ -175,7 +176,7 @@ class StreamingPipeline:
         self._partial: SegmentUpdate | None = None
         self._states: dict[int, _SegmentState] = {}
         self._capture_done = False
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()
         self._budget = PartialBudget(cfg.partial_cpu_share, cfg.partial_cpu_burst_s)
         # tokens of the latest finals, in memory for this run only (cleared at the end)
         self._context: deque[int] = deque(maxlen=max(1, cfg.asr.context_tokens))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from edge_agent.asr.engine import WhisperEngine
@@ -41,14 +42,16 @@ class TranscriptionSession:
         engine = WhisperEngine(config.asr, config.vad.max_segment_s)
         return cls(config, engine, SpeakerModels.load() if speakers else None)
 
-    def run(self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None) -> tuple[RunStats, bool]:
+    def run(
+        self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None, stop: threading.Event | None = None
+    ) -> tuple[RunStats, bool]:
         """Stream the source; returns stats and whether every pool slot ended zeroed.
 
         The attributor (and with it any voiceprint) lives for this run only and
         is wiped when it ends, whatever happens.
         """
         attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
-        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor)
+        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop)
         try:
             stats = pipeline.run(source)
         finally:

@@ -94,7 +94,7 @@ def test_render_report_is_readable() -> None:
     fb.observations.add(behaviour="interruptions", at_s=14, moment="you asked about fever before she finished describing the pain",
                         alternative="let the opening statement run; it usually takes under a minute")
     text = phone.render_report(fb)
-    assert "10:12 long" in text and "At 0:14 you asked about fever" in text
+    assert "10:12 long" in text and "At 0:14: you asked about fever" in text
     assert "Your share of talk: 62%" in text and "open question: 2" in text
     for word in ("score", "grade", "rank"):
         assert word not in text.lower()

@@ -14,15 +14,24 @@ from edge_agent.audio.file_source import FileSource
 from edge_agent.commands.transcribe import demo_audio_path
 
 
-def test_demo_streams_bundled_audio_with_attribution() -> None:
+def test_demo_runs_the_whole_story_over_mutual_tls() -> None:
+    """CA -> device on loopback -> phone enrols and starts -> real pipeline -> stop -> decrypted report."""
     result = run_cli("demo", "--fast", "--jsonl")
     assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     finals = [r for r in records if r["type"] == "final"]
     assert len(finals) >= 5
     assert {"clinician", "patient"} <= {r["speaker"] for r in finals}
     assert "how can I help you" in " ".join(r["text"] for r in finals)
-    assert records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
+    report = records[-1]
+    assert report["type"] == "report"
+    assert "Timing:" in report["text"] and "What you did" in report["text"]
+    clinician_words = " ".join(r["text"] for r in finals if r["speaker"] == "clinician")
+    for line in report["text"].splitlines():
+        if "You said:" in line:
+            quote = line.split('"')[1].rstrip(" …")
+            assert quote.split()[0] in clinician_words
 
 
 def test_enroll_prints_voiceprint_and_writes_nothing(tmp_path: Path) -> None:

@@ -285,11 +285,13 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):
-            lines.append(f"  {n}. At {_clock(ob.at_s)} {ob.moment}.")
+            lines.append(f"  {n}. At {_clock(ob.at_s)}: {ob.moment}")
             if ob.clinician_quote:
                 lines.append(f'     You said: "{ob.clinician_quote}"')
             if ob.alternative:
-                lines.append(f"     Try: {ob.alternative}.")
+                lines.append(f"     Try: {ob.alternative.rstrip('.')}.")
+            if ob.rationale:
+                lines.append(f"     Why: {ob.rationale}")
         lines.append("")
     if fb.timing:
         lines.append("Timing:")

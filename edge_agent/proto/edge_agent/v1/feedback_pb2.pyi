@@ -7,18 +7,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Observation(_message.Message):
-    __slots__ = ("behaviour", "at_s", "moment", "clinician_quote", "alternative")
+    __slots__ = ("behaviour", "at_s", "moment", "clinician_quote", "alternative", "rationale")
     BEHAVIOUR_FIELD_NUMBER: _ClassVar[int]
     AT_S_FIELD_NUMBER: _ClassVar[int]
     MOMENT_FIELD_NUMBER: _ClassVar[int]
     CLINICIAN_QUOTE_FIELD_NUMBER: _ClassVar[int]
     ALTERNATIVE_FIELD_NUMBER: _ClassVar[int]
+    RATIONALE_FIELD_NUMBER: _ClassVar[int]
     behaviour: str
     at_s: float
     moment: str
     clinician_quote: str
     alternative: str
-    def __init__(self, behaviour: _Optional[str] = ..., at_s: _Optional[float] = ..., moment: _Optional[str] = ..., clinician_quote: _Optional[str] = ..., alternative: _Optional[str] = ...) -> None: ...
+    rationale: str
+    def __init__(self, behaviour: _Optional[str] = ..., at_s: _Optional[float] = ..., moment: _Optional[str] = ..., clinician_quote: _Optional[str] = ..., alternative: _Optional[str] = ..., rationale: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
     __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s")

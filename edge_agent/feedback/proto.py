@@ -1,0 +1,33 @@
+"""The coaching report as the protobuf message that is sealed to the clinician."""
+
+from __future__ import annotations
+
+from edge_agent.feedback.report import Feedback
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+
+SCHEMA_VERSION = 1
+
+
+def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_pb2.Feedback:
+    message = feedback_pb2.Feedback(
+        schema_version=SCHEMA_VERSION,
+        duration_s=round(feedback.visit_duration_s, 2),
+        started_unix_s=started_unix_s,
+    )
+    for key, value in feedback.timing.to_dict().items():
+        # numbers only: event lists serve the observations, not the report
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            message.timing[key] = float(value)
+    for label, count in feedback.label_counts.items():
+        message.label_counts[label] = int(count)
+    for obs in feedback.observations:
+        message.observations.add(
+            behaviour=obs.behaviour,
+            at_s=round(obs.at_s, 1),
+            # the phone prints "At m:ss <moment>": name the behaviour there
+            moment=obs.behaviour.replace("_", " "),
+            clinician_quote=obs.clinician_quote,
+            alternative=obs.alternative,
+            rationale=obs.rationale,
+        )
+    return message
