@@ -27,6 +27,8 @@ def test_demo_runs_the_whole_story_over_mutual_tls() -> None:
     report = records[-1]
     assert report["type"] == "report"
     assert "Timing:" in report["text"] and "What you did" in report["text"]
+    # the clinician sees exactly what the visit added to the population signal
+    assert "population signal (de-identified)" in report["text"] and "service line : general-practice" in report["text"]
     clinician_words = " ".join(r["text"] for r in finals if r["speaker"] == "clinician")
     for line in report["text"].splitlines():
         if "You said:" in line:

@@ -306,4 +306,6 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
         lines.append("")
     if fb.summary:
         lines.extend([fb.summary, ""])
+    if fb.contribution:
+        lines.extend([fb.contribution, ""])
     return "\n".join(lines).rstrip() + "\n"

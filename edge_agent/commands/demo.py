@@ -28,6 +28,9 @@ def run_demo(fast: bool, jsonl: bool) -> int:
     from edge_agent.client import phone
     from edge_agent.client.keys import init_key_file
     from edge_agent.crypto import ca
+    from edge_agent.population.cli import aggregator_keygen
+    from edge_agent.population.device import PopulationContributor
+    from edge_agent.population.pseudonym import PeriodKeyRing
     from edge_agent.server.app import EdgeAgentServer, ServerConfig
     from edge_agent.server.background import BackgroundServer
 
@@ -41,6 +44,10 @@ def run_demo(fast: bool, jsonl: bool) -> int:
         ca.issue_clinician(authority, root / "clinician.pem")
         keys = root / "phone.json"
         init_key_file(root / "clinician.pem", keys)
+        say("IT: creating the population aggregator's key and the site's rotating period key")
+        aggregator_keygen(root / "aggregator.key", root / "aggregator.pub")
+        PeriodKeyRing.create(root / "period.key")
+        contributor = PopulationContributor.from_files(root / "period.key", root / "aggregator.pub", service_line="general-practice")
 
         say("device: loading the speech, speaker and behaviour models")
         sink = JsonLinesSink(sys.stdout) if jsonl else LiveTranscriptView()
@@ -50,6 +57,7 @@ def run_demo(fast: bool, jsonl: bool) -> int:
                 ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, host="127.0.0.1", port=0),
                 parts.runner,
                 parts.enroller,
+                contributor,
             )
         )
         port = server.start()

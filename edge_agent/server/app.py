@@ -27,7 +27,7 @@ from edge_agent.server.auth import PeerAuthorizer
 from edge_agent.server.outbox import Outbox, OutboxConfig
 from edge_agent.server.runner import ScriptedVisitRunner, SpectralVoiceEnroller, VisitRunner, VoiceEnroller
 from edge_agent.server.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, register
-from edge_agent.server.visits import DEFAULT_MAX_DURATION_S, VisitManager
+from edge_agent.server.visits import DEFAULT_MAX_DURATION_S, Contributor, VisitManager
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +71,15 @@ def grpc_options() -> list[tuple[str, int]]:
 
 
 class EdgeAgentServer:
-    def __init__(self, config: ServerConfig, runner: VisitRunner | None = None, enroller: VoiceEnroller | None = None) -> None:
+    def __init__(
+        self,
+        config: ServerConfig,
+        runner: VisitRunner | None = None,
+        enroller: VoiceEnroller | None = None,
+        contributor: Contributor | None = None,
+    ) -> None:
         self.config = config
+        self.contributor = contributor
         self.bundle = ca.load_bundle(config.bundle)
         if ca.identity_of(self.bundle.cert).role != ca.ROLE_DEVICE:
             raise ConfigError(f"{config.bundle} is not a device bundle; issue one with 'edge-agent ca issue-device'")
@@ -91,7 +98,7 @@ class EdgeAgentServer:
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
         self.outbox.purge_expired()
-        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s)
+        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor)
         server = grpc.aio.server(options=grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         not_after = int(self.bundle.cert.not_valid_after_utc.timestamp())
         register(

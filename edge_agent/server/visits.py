@@ -12,6 +12,7 @@ import logging
 import secrets
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,6 +38,11 @@ class VisitError(EdgeAgentError):
         self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "outbox"
 
 
+# Called at stop with the outbox, the clinician's pseudonymous id and the report;
+# queues the de-identified contribution record and returns its text for the phone.
+Contributor = Callable[[Outbox, str, feedback_pb2.Feedback], str]
+
+
 @dataclass
 class _Active:
     ctx: VisitContext
@@ -56,8 +62,15 @@ class StopResult:
 
 
 class VisitManager:
-    def __init__(self, runner: VisitRunner, outbox: Outbox, default_max_duration_s: int = DEFAULT_MAX_DURATION_S) -> None:
+    def __init__(
+        self,
+        runner: VisitRunner,
+        outbox: Outbox,
+        default_max_duration_s: int = DEFAULT_MAX_DURATION_S,
+        contributor: Contributor | None = None,
+    ) -> None:
         self._runner = runner
+        self._contributor = contributor
         self._outbox = outbox
         self._default_max = default_max_duration_s
         self._lock = asyncio.Lock()
@@ -145,6 +158,8 @@ class VisitManager:
                 fb.started_unix_s = ctx.started_unix_s
             if not fb.schema_version:
                 fb.schema_version = 1
+            if self._contributor is not None:
+                fb.contribution = await self._contribute(active.clinician, fb)
             plaintext = fb.SerializeToString()
             fb.Clear()
             env = seal.seal(plaintext, active.recipient, ctx.visit_id, 1)
@@ -157,6 +172,15 @@ class VisitManager:
         self.last_stop = result_
         log.info("visit stopped (%s) after %.0f s; report sealed and queued", reason, duration)
         return result_
+
+    async def _contribute(self, clinician: str, fb: feedback_pb2.Feedback) -> str:
+        """The de-identified population record for this visit; its text goes to the clinician."""
+        assert self._contributor is not None
+        try:
+            return await asyncio.to_thread(self._contributor, self._outbox, clinician, fb)
+        except Exception as exc:  # noqa: BLE001 - the clinician's own report must never be lost to this
+            log.warning("population contribution skipped (%s)", type(exc).__name__)
+            return ""
 
     async def _enqueue(self, clinician: str, env: seal.Envelope) -> int:
         await self.retry_unqueued()

@@ -23,7 +23,7 @@ class Observation(_message.Message):
     def __init__(self, behaviour: _Optional[str] = ..., at_s: _Optional[float] = ..., moment: _Optional[str] = ..., clinician_quote: _Optional[str] = ..., alternative: _Optional[str] = ..., rationale: _Optional[str] = ...) -> None: ...
 
 class Feedback(_message.Message):
-    __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s")
+    __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s", "contribution")
     class TimingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class Feedback(_message.Message):
     OBSERVATIONS_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     visit_id: str
     duration_s: float
@@ -54,4 +55,5 @@ class Feedback(_message.Message):
     observations: _containers.RepeatedCompositeFieldContainer[Observation]
     summary: str
     started_unix_s: int
-    def __init__(self, schema_version: _Optional[int] = ..., visit_id: _Optional[str] = ..., duration_s: _Optional[float] = ..., timing: _Optional[_Mapping[str, float]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., summary: _Optional[str] = ..., started_unix_s: _Optional[int] = ...) -> None: ...
+    contribution: str
+    def __init__(self, schema_version: _Optional[int] = ..., visit_id: _Optional[str] = ..., duration_s: _Optional[float] = ..., timing: _Optional[_Mapping[str, float]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., summary: _Optional[str] = ..., started_unix_s: _Optional[int] = ..., contribution: _Optional[str] = ...) -> None: ...
