@@ -5,12 +5,10 @@ Imported by tests/test_grpc_*.py, test_delivery_*.py and test_mdns*.py (no conft
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import os
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ from edge_agent.client import phone
 from edge_agent.client.keys import ClinicianKeys, init_key_file
 from edge_agent.crypto import ca
 from edge_agent.server.app import EdgeAgentServer, ServerConfig
+from edge_agent.server.background import BackgroundServer
 from edge_agent.server.runner import ScriptedVisitRunner, VisitContext
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,45 +78,25 @@ class ServerThread:
     config: ServerConfig
     runner: RecordingRunner = field(default_factory=RecordingRunner)
     server: EdgeAgentServer | None = None
-    port: int = 0
-    loop: asyncio.AbstractEventLoop | None = None
-    _thread: threading.Thread | None = None
+    _background: BackgroundServer | None = None
+
+    @property
+    def port(self) -> int:
+        return self._background.port if self._background is not None else 0
 
     def start(self) -> ServerThread:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self.loop = loop
-            asyncio.set_event_loop(loop)
-            try:
-                self.server = EdgeAgentServer(self.config, self.runner)
-                self.port = loop.run_until_complete(self.server.start())
-            except BaseException as exc:  # noqa: BLE001 - surfaced to the test below
-                errors.append(exc)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self.server.stop())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if errors:
-            raise errors[0]
+        self.server = EdgeAgentServer(self.config, self.runner)
+        self._background = BackgroundServer(self.server)
+        self._background.start()
         return self
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
-        assert self.loop is not None
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+        assert self._background is not None
+        return self._background.call(coro, timeout)
 
     def stop(self) -> None:
-        if self.loop is not None and self._thread is not None:
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(30)
+        if self._background is not None:
+            self._background.stop()
 
     @property
     def target(self) -> phone.Target:

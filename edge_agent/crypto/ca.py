@@ -226,7 +226,9 @@ def _issue(
     dns_names: tuple[str, ...] = (),
     ips: tuple[str, ...] = (),
     valid_from: dt.datetime | None = None,
+    client: bool | None = None,
 ) -> Issued:
+    """``client`` chooses the TLS purpose; by default devices serve and everyone else is a client."""
     if not 1 <= days <= CA_DAYS:
         raise CertificateError(f"certificate lifetime must be 1..{CA_DAYS} days, got {days}")
     key = ec.generate_private_key(ec.SECP256R1())
@@ -234,7 +236,9 @@ def _issue(
     not_after = start + dt.timedelta(days=days)
     if not_after > ca.cert.not_valid_after_utc:
         not_after = ca.cert.not_valid_after_utc  # a leaf cannot outlive its CA
-    eku = ExtendedKeyUsageOID.SERVER_AUTH if role == ROLE_DEVICE else ExtendedKeyUsageOID.CLIENT_AUTH
+    if client is None:
+        client = role != ROLE_DEVICE
+    eku = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn, role, ca.site))
@@ -248,7 +252,7 @@ def _issue(
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
-    if role == ROLE_DEVICE:
+    if role == ROLE_DEVICE and not client:
         sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (DEVICE_TLS_NAME, *dns_names)]
         for ip in ips:
             try:

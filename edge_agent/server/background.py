@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from edge_agent.server.app import EdgeAgentServer
 
@@ -40,6 +42,15 @@ class BackgroundServer:
         if errors:
             raise errors[0]
         return self.port
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._loop
+
+    def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 30.0) -> Any:
+        """Run a coroutine on the server's loop from another thread."""
+        assert self._loop is not None, "server not started"
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def stop(self, timeout: float = 30.0) -> None:
         if self._loop is not None and self._thread is not None:
