@@ -214,6 +214,7 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "vad.onset_ms": _doc("window in which most frames must be voiced to open a segment", live=True),
     "vad.hangover_ms": _doc("silence that closes a segment", live=True),
     "vad.tail_ms": _doc("audio kept after the last voiced frame (at most hangover_ms)", live=True),
+    "vad.candidate_ms": _doc("silence after which the final's audio is decoded ahead (between tail_ms and hangover_ms)", live=True),
     "vad.min_speech_ms": _doc("voiced time below which a segment is noise, not speech", live=True),
     "vad.max_segment_s": _doc("longest segment; longer speech is split at a quiet frame"),
     "vad.split_search_s": _doc("how far back from the limit to look for a quiet split point"),
@@ -247,6 +248,13 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "speakers.split_min_s": _doc("segments shorter than this are not split at speaker changes", min=0, live=True),
     "speakers.split_cos": _doc("left/right window similarity below which a segment is split", min=-1, max=1, live=True),
     "speakers.split_step_s": _doc("step of the change-point search", min=0.05, live=True),
+    "speakers.viterbi_scale": _doc("change-point search: window score (cosine difference) to log-likelihood ratio", min=0, live=True),
+    "speakers.switch_penalty": _doc("log-likelihood a speaker change must win by", min=0, live=True),
+    "speakers.window_threshold": _doc("enrolled, no patient voice yet: window cosine to the voiceprint for the clinician", min=-1, max=1, live=True),
+    "speakers.min_part_s": _doc("no part of a split segment shorter than this", min=0, live=True),
+    "speakers.snap_s": _doc("change points move to the quietest 20 ms within this reach", min=0, live=True),
+    "speakers.word_snap_s": _doc("then to the nearest word start within this reach", min=0, live=True),
+    "speakers.enrolled_bias": _doc("cos(clinician) - cos(patient) above this means clinician", min=-2, max=2, live=True),
     "speakers.role_logit_clip": _doc("clip of the language role model's log-odds per segment", min=0, live=True),
 }
 

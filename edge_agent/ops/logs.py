@@ -91,7 +91,8 @@ FIELD_KINDS: dict[str, str | frozenset[str]] = {
 # Shapes of identifiers: clinician pseudonyms (c-<base32>), device/admin ids,
 # hex tokens (visit ids, fingerprints, serials), base32/base64 runs, UUIDs.
 _ID_PATTERNS = re.compile(
-    r"\b[cda]-[a-z2-7]{8,}\b"
+    r"\b[cv]-[A-Za-z0-9_-]{8,}"
+    r"|\b[da]-[0-9a-f]{8,}\b"
     r"|\b[0-9a-fA-F]{12,}\b"
     r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
     r"|\b\d{12,}\b"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -22,7 +23,8 @@ from typing import Any
 
 from edge_agent.errors import ConfigError
 
-_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz_")
+_NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz_")  # label names and values: no digits (no ids, no room numbers)
+_METRIC_NAME = re.compile(r"edge_agent_[a-z][a-z0-9_]*")
 
 
 @dataclass(frozen=True)
@@ -33,8 +35,8 @@ class MetricDef:
     labels: Mapping[str, frozenset[str]] | None = None  # label -> allowed values
 
     def __post_init__(self) -> None:
-        if not self.name.startswith("edge_agent_") or not set(self.name) <= _NAME_OK:
-            raise ValueError(f"metric name {self.name!r} must be edge_agent_ + lowercase letters/underscores")
+        if not _METRIC_NAME.fullmatch(self.name):
+            raise ValueError(f"metric name {self.name!r} must be edge_agent_ + lowercase letters, digits, underscores")
         if self.kind not in ("counter", "gauge"):
             raise ValueError(f"metric kind {self.kind!r}")
         for label, values in (self.labels or {}).items():

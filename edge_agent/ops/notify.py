@@ -54,6 +54,8 @@ class SystemdNotifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # never block the daemon on a full receiver queue (a busy or hung systemd)
+                    self._sock.setblocking(False)
                 self._sock.sendto(payload, self._target())
                 return True
             except OSError as exc:

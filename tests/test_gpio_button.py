@@ -1,0 +1,162 @@
+"""Room button and LEDs on gpiozero's MockFactory: pins are driven, LED pin states are read back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from edge_agent.config import GpioSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
+
+SETTINGS = GpioSettings(backend="mock", button_pin=17, led_pin=27, red_led_pin=22, claim_window_s=60)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 500.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Visits:
+    """Stands in for the daemon's visit lifecycle; drives the indicator like the pipeline would."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.started_for: list[str] = []
+        self.refuse_next = False
+        self.panel: RoomPanel | None = None
+
+    def start_from_button(self, claim: Claim) -> bool:
+        if self.refuse_next:
+            raise EdgeAgentError("a visit is already running in this room")
+        self.active = True
+        self.started_for.append(claim.clinician_id)
+        assert self.panel is not None
+        self.panel.indicator.on_capture_started()  # first frame read
+        return True
+
+    def stop_from_button(self) -> None:
+        assert self.panel is not None
+        self.panel.indicator.on_capture_finishing()
+        self.active = False
+
+    def is_active(self) -> bool:
+        return self.active
+
+
+@pytest.fixture
+def rig() -> Iterator[tuple[MockFactory, Visits, RoomClaims, FakeClock, RoomPanel]]:
+    factory = MockFactory()
+    visits = Visits()
+    clock = FakeClock()
+    claims = RoomClaims(SETTINGS.claim_window_s, clock=clock)
+    outcomes: list[str] = []
+    panel = open_panel(SETTINGS, visits, claims, factory=factory, bounce_s=None, on_outcome=outcomes.append)
+    assert panel is not None
+    visits.panel = panel
+    yield factory, visits, claims, clock, panel
+    panel.close()
+
+
+def _press(factory: MockFactory) -> None:
+    pin = factory.pin(SETTINGS.button_pin)
+    pin.drive_low()  # pull-up button: pressed = low
+    time.sleep(0.02)
+    pin.drive_high()
+    time.sleep(0.02)
+
+
+def _blinked(factory: MockFactory, pin: int, within_s: float = 1.0) -> int:
+    """Number of on-transitions the LED pin made."""
+    deadline = time.monotonic() + within_s
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+    states = factory.pin(pin).states
+    return sum(1 for a, b in zip(states, states[1:]) if not a.state and b.state)
+
+
+def test_press_without_claim_is_refused_with_red_blink_and_no_capture(rig) -> None:  # type: ignore[no-untyped-def]
+    factory, visits, _claims, _clock, _panel = rig
+    _press(factory)
+    assert not visits.active and visits.started_for == []
+    assert _blinked(factory, SETTINGS.red_led_pin) == 3  # type: ignore[arg-type]
+    assert factory.pin(SETTINGS.led_pin).state is False  # capture LED never lit
+
+
+def test_press_after_claim_starts_for_that_clinician_and_toggles(rig) -> None:  # type: ignore[no-untyped-def]
+    factory, visits, claims, clock, panel = rig
+    claims.claim("c-first", b"k1")
+    clock.t += 10
+    claims.claim("c-second", b"k2")  # the phone that claimed last wins
+    clock.t += 30
+    _press(factory)
+    assert visits.active and visits.started_for == ["c-second"]
+    assert factory.pin(SETTINGS.led_pin).state is True  # lit while frames are read
+    assert claims.current() is None  # the claim was used up
+    _press(factory)
+    assert not visits.active
+    assert panel.indicator.state == "finishing"
+    assert _blinked(factory, SETTINGS.led_pin, 1.0) >= 2  # blinks while the report is finishing
+    panel.indicator.on_capture_stopped()
+    assert factory.pin(SETTINGS.led_pin).state is False
+    # the next press needs a fresh claim
+    _press(factory)
+    assert not visits.active and visits.started_for == ["c-second"]
+
+
+def test_stale_claim_is_refused(rig) -> None:  # type: ignore[no-untyped-def]
+    factory, visits, claims, clock, _panel = rig
+    claims.claim("c-x", b"k")
+    clock.t += SETTINGS.claim_window_s + 1
+    _press(factory)
+    assert not visits.active
+
+
+def test_runner_refusal_blinks_red(rig) -> None:  # type: ignore[no-untyped-def]
+    factory, visits, claims, _clock, panel = rig
+    claims.claim("c-x", b"k")
+    visits.refuse_next = True
+    assert panel.room_button.press() == "refused"
+    assert claims.current() is not None  # not used up by a refused start
+    assert _blinked(factory, SETTINGS.red_led_pin) == 3  # type: ignore[arg-type]
+
+
+def test_led_follows_capture_and_mic_loss(rig) -> None:  # type: ignore[no-untyped-def]
+    factory, _visits, _claims, _clock, panel = rig
+    led, red = factory.pin(SETTINGS.led_pin), factory.pin(SETTINGS.red_led_pin)  # type: ignore[arg-type]
+    ind = panel.indicator
+    ind.on_capture_started()
+    assert led.state is True and red.state is False
+    ind.on_mic_lost()  # no frames are read: capture LED off, red blinks
+    assert led.state is False
+    assert _blinked(factory, SETTINGS.red_led_pin, 1.2) >= 1  # type: ignore[arg-type]
+    ind.on_capture_started()  # microphone is back
+    assert led.state is True and red.state is False
+    ind.on_capture_stopped()
+    assert led.state is False
+
+
+def test_without_red_led_refusal_blinks_capture_led_only_when_idle() -> None:
+    factory = MockFactory()
+    visits = Visits()
+    settings = GpioSettings(backend="mock", red_led_pin=None)
+    panel = open_panel(settings, visits, RoomClaims(60), factory=factory, bounce_s=None)
+    assert panel is not None
+    visits.panel = panel
+    try:
+        assert panel.room_button.press() == "refused"
+        assert _blinked(factory, settings.led_pin) == 3
+    finally:
+        panel.close()
+
+
+def test_backends() -> None:
+    assert pin_factory("none") is None
+    assert open_panel(GpioSettings(), Visits(), RoomClaims(60)) is None  # backend none: nothing opened
+    assert isinstance(pin_factory("mock"), MockFactory)

@@ -1,0 +1,148 @@
+"""sd_notify and the heartbeat watchdog against a real Unix datagram socket the test binds."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+
+from edge_agent.ops.notify import Heartbeat, SystemdNotifier, Watchdog
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path):  # type: ignore[no-untyped-def]
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = tmp_path / "notify.sock"
+    sock.bind(str(path))
+    sock.settimeout(2.0)
+    yield str(path), sock
+    sock.close()
+
+
+def _recv(sock: socket.socket) -> list[str]:
+    return sock.recv(4096).decode().split("\n")
+
+
+def test_ready_status_watchdog_stopping_reach_the_socket(notify_socket) -> None:  # type: ignore[no-untyped-def]
+    path, sock = notify_socket
+    n = SystemdNotifier(env={"NOTIFY_SOCKET": path})
+    assert n.enabled
+    assert n.ready("listening on 50443")
+    assert _recv(sock) == ["READY=1", "STATUS=listening on 50443", f"MAINPID={os.getpid()}"]
+    assert n.watchdog() and _recv(sock) == ["WATCHDOG=1"]
+    assert n.status("visit running") and _recv(sock) == ["STATUS=visit running"]
+    assert n.reloading()
+    msg = _recv(sock)
+    assert msg[0] == "RELOADING=1" and msg[1].startswith("MONOTONIC_USEC=")
+    assert n.stopping() and _recv(sock) == ["STOPPING=1"]
+    with pytest.raises(ValueError):
+        n.notify("STATUS=two\nlines")
+    n.close()
+
+
+def test_abstract_socket_address() -> None:
+    name = f"edge-agent-test-{secrets.token_hex(4)}"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + name)
+    sock.settimeout(2.0)
+    try:
+        n = SystemdNotifier(env={"NOTIFY_SOCKET": "@" + name})
+        assert n.watchdog()
+        assert _recv(sock) == ["WATCHDOG=1"]
+    finally:
+        sock.close()
+
+
+def test_without_systemd_everything_is_a_no_op(tmp_path: Path) -> None:
+    n = SystemdNotifier(env={})
+    assert not n.enabled and not n.ready() and not n.watchdog()
+    assert n.watchdog_interval() is None
+    # a socket that went away is logged, not raised
+    gone = SystemdNotifier(env={"NOTIFY_SOCKET": str(tmp_path / "missing.sock")})
+    assert gone.watchdog() is False
+
+
+def test_watchdog_interval_from_environment() -> None:
+    env = {"NOTIFY_SOCKET": "/run/x", "WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}
+    assert SystemdNotifier(env=env).watchdog_interval() == 30.0
+    assert SystemdNotifier(env={**env, "WATCHDOG_PID": "1"}).watchdog_interval() is None  # meant for another process
+    assert Watchdog(SystemdNotifier(env=env), []).interval_s == 15.0  # pet at half the timeout
+
+
+def test_stuck_pipeline_stops_the_petting(notify_socket) -> None:  # type: ignore[no-untyped-def]
+    path, sock = notify_socket
+    clock = FakeClock()
+    pipeline = Heartbeat("pipeline", max_age_s=5.0, clock=clock)
+    stalls: list[str] = []
+    dog = Watchdog(SystemdNotifier(env={"NOTIFY_SOCKET": path}), [pipeline], interval_s=1.0, on_stall=lambda hb: stalls.append(hb.name))
+
+    assert dog.check_once() and _recv(sock) == ["WATCHDOG=1"]  # idle (no visit) is healthy
+    pipeline.tick()
+    clock.t += 4.0
+    assert dog.check_once() and _recv(sock) == ["WATCHDOG=1"]
+    clock.t += 2.0  # 6 s without a tick while a visit runs: stuck
+    assert not dog.check_once()
+    assert _recv(sock) == ["STATUS=pipeline stalled"]
+    assert not dog.check_once()  # still no WATCHDOG=1 (systemd will restart us)
+    sock.settimeout(0.2)
+    with pytest.raises(socket.timeout):
+        sock.recv(4096)
+    assert stalls == ["pipeline"] and dog.stalls == 1
+    pipeline.tick()  # recovered before the timeout: petting resumes
+    sock.settimeout(2.0)
+    assert dog.check_once() and _recv(sock) == ["WATCHDOG=1"]
+    pipeline.idle()
+    clock.t += 100.0
+    assert dog.check_once()
+
+
+def test_async_watchdog_loop_pets_while_fresh(notify_socket) -> None:  # type: ignore[no-untyped-def]
+    path, sock = notify_socket
+    hb = Heartbeat("pipeline", max_age_s=0.3)
+    dog = Watchdog(SystemdNotifier(env={"NOTIFY_SOCKET": path}), [hb], interval_s=0.05)
+    received: list[str] = []
+
+    def reader() -> None:  # systemd reads as messages arrive
+        sock.settimeout(1.5)
+        try:
+            while True:
+                received.append(sock.recv(4096).decode())
+        except (socket.timeout, OSError):
+            pass
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+
+    async def main() -> None:
+        task = asyncio.create_task(dog.run())
+        for _ in range(6):
+            hb.tick()
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.6)  # no ticks: stale
+        task.cancel()
+
+    asyncio.run(main())
+    thread.join(5)
+    assert received.count("WATCHDOG=1") >= 4
+    assert "STATUS=pipeline stalled" in received
+    assert received[-1] == "STATUS=pipeline stalled"  # nothing was petted after the stall
+
+
+def test_full_receiver_queue_never_blocks_the_daemon(notify_socket) -> None:  # type: ignore[no-untyped-def]
+    path, _sock = notify_socket  # bound but never read: its queue fills up
+    n = SystemdNotifier(env={"NOTIFY_SOCKET": path})
+    results = [n.watchdog() for _ in range(200)]
+    assert results[0] and not results[-1]
