@@ -42,7 +42,7 @@ import numpy as np
 
 from edge_agent.speakers.encoder import SpeakerEncoder, l2_normalise
 from edge_agent.speakers.enrol import Voiceprint
-from edge_agent.speakers.frontend import SAMPLE_RATE
+from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE
 from edge_agent.speakers.role import RoleClassifier
 
 CLINICIAN, PATIENT, OTHER = "clinician", "patient", "other"
@@ -60,9 +60,19 @@ class AttributionConfig:
     max_restarts: int = 12
     kmeans_iters: int = 12
     # change points
-    split_min_s: float = 3.2  # segments shorter than two 1.6 s windows are not split
-    split_cos: float = 0.80  # left/right window means less similar than this -> two speakers
-    split_step_s: float = 0.4
+    split_min_s: float = 3.2  # segments shorter than this are not split
+    split_cos: float = 0.80  # no reference voice yet: left/right window means less similar -> two speakers
+    split_step_s: float = 0.8  # 0.4 gains ~0.2-0.4 points at twice the encoder cost
+    viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
+    switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
+    window_threshold: float = 0.84  # enrolled, no patient voice yet: window cosine to the voiceprint
+    min_part_s: float = 0.8  # no part shorter than this
+    snap_s: float = 0.4  # change points move to the quietest 20 ms within this reach
+    word_snap_s: float = 0.3  # ... then to the nearest word start within this reach
+    anchored_init: str = "threshold+clusters"
+    enrolled_method: str = "anchored"
+    enrolled_bias: float = 0.0
+    text_weight: float = 0.0  # enrolled: weight of the role classifier's log-odds against the voice score  # cos(clinician) - cos(patient) above this -> clinician
     role_logit_clip: float = 4.0
 
 
@@ -136,57 +146,97 @@ class SpeakerAttributor:
 
         ``words`` (word, seconds from the segment start) lets each part get its
         own text; without them the whole text goes to a segment left in one piece.
+        Parts are embedded as the mean of the window embeddings that fall in
+        them (no second pass over the audio).
         """
+        cfg = self.config
         view = _readonly(audio)
-        points = self.split_points(view)
-        bounds = [0, *points, len(view)]
-        parts = []
-        for a, b in zip(bounds, bounds[1:]):
-            if words is not None:
-                part_text = " ".join(wd for wd, at in words if a <= at * SAMPLE_RATE < b)
-            else:
-                part_text = text if len(bounds) == 2 else ""
-            speaker, conf = self.attribute(view[a:b], part_text)
-            parts.append(Attribution(a, b, speaker, conf))
-        return parts
+        n = len(view)
+        if n < cfg.split_min_s * SAMPLE_RATE:
+            speaker, conf = self.attribute(view, text)
+            return [Attribution(0, n, speaker, conf)]
+        wins = self.encoder.window_embeddings(view, step_s=cfg.split_step_s)
+        try:
+            centres = (wins.starts + np.minimum(wins.stops, n)) // 2
+            points = self._change_points(view, wins.embeds, centres, words)
+            bounds = [0, *points, n]
+            parts = []
+            for a, b in zip(bounds, bounds[1:]):
+                if words is not None:
+                    part_text = " ".join(wd for wd, at in words if a <= at * SAMPLE_RATE < b)
+                else:
+                    part_text = text if len(bounds) == 2 else ""
+                inside = (centres >= a) & (centres < b)
+                if not inside.any():
+                    inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
+                embed = l2_normalise(wins.embeds[inside].mean(axis=0))
+                speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text)
+                parts.append(Attribution(a, b, speaker, conf))
+            return parts
+        finally:
+            wins.embeds.fill(0.0)
 
-    def split_points(self, audio: np.ndarray) -> list[int]:
-        """Sample offsets where another speaker takes over (empty when one voice).
-
-        1.6 s windows every ``split_step_s`` are embedded. Once the visit has two
-        established voices, each window is labelled by the nearer voice and the
-        segment is cut where the (smoothed) label changes; before that, at the
-        single point where the windows before and after disagree most, if they
-        disagree enough (cosine below ``split_cos``).
-        """
+    def split_points(self, audio: np.ndarray, words: Sequence[tuple[str, float]] | None = None) -> list[int]:
+        """Sample offsets where another speaker takes over (empty when one voice)."""
         cfg = self.config
         view = _readonly(audio)
         if len(view) < cfg.split_min_s * SAMPLE_RATE:
             return []
         wins = self.encoder.window_embeddings(view, step_s=cfg.split_step_s)
-        if len(wins) < 3:
+        try:
+            centres = (wins.starts + np.minimum(wins.stops, len(view))) // 2
+            return self._change_points(view, wins.embeds, centres, words)
+        finally:
+            wins.embeds.fill(0.0)
+
+    def _change_points(
+        self, view: np.ndarray, embeds: np.ndarray, centres: np.ndarray, words: Sequence[tuple[str, float]] | None
+    ) -> list[int]:
+        """Change points from 1.6 s window embeddings every ``split_step_s``.
+
+        With two known voices (the voiceprint and the visit's patient voice, or
+        the two clusters without enrolment) each window gets a score
+        ``cos(clinician side) - cos(other side)`` and a two-state Viterbi with a
+        switch penalty labels the windows; with the voiceprint but no second
+        voice yet, the score is the window's cosine to the voiceprint against a
+        window threshold. Without any reference, the single point where the
+        windows before and after disagree most is taken if they disagree enough.
+        Points are moved to the quietest 20 ms within ``snap_s`` (the pause
+        between two turns), then to the nearest word start if words are given.
+        """
+        cfg = self.config
+        n = len(view)
+        if len(embeds) < 3:
             return []
-        centres = (wins.starts + np.minimum(wins.stops, len(view))) // 2
-        if self._centroids is not None:
-            labels = np.argmax(wins.embeds @ self._centroids.T, axis=1)
-            # median of 3 removes single-window flips
-            smooth = labels.copy()
-            smooth[1:-1] = (labels[:-2] + labels[1:-1] + labels[2:]) >= 2
-            change = np.flatnonzero(smooth[1:] != smooth[:-1])
-            points = [int((centres[i] + centres[i + 1]) // 2) for i in change]
-            min_part = int(cfg.min_cluster_s * SAMPLE_RATE * 0.8)
-            kept: list[int] = []
-            for p in points:
-                if p - (kept[-1] if kept else 0) >= min_part and len(view) - p >= min_part:
-                    kept.append(p)
-            return kept
-        cum = np.cumsum(wins.embeds, axis=0)
+        models = self._models()
+        if models is not None:
+            a, b = models
+            llr = (embeds @ a - embeds @ b) * cfg.viterbi_scale
+        elif self._voiceprint is not None:
+            llr = (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+        else:
+            return self._single_change_point(view, embeds, centres)
+        labels = _viterbi(llr, cfg.switch_penalty)
+        change = np.flatnonzero(labels[1:] != labels[:-1])
+        points = [int((centres[i] + centres[i + 1]) // 2) for i in change]
+        points = [self._snap(view, p, words) for p in points]
+        min_part = int(cfg.min_part_s * SAMPLE_RATE)
+        kept: list[int] = []
+        for p in points:
+            if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
+                kept.append(p)
+        return kept
+
+    def _single_change_point(self, view: np.ndarray, embeds: np.ndarray, centres: np.ndarray) -> list[int]:
+        cfg = self.config
+        cum = np.cumsum(embeds, axis=0)
         best_cos, best_at = 1.0, -1
-        for i in range(1, len(wins)):
+        half = PARTIAL_FRAMES * HOP // 2
+        for i in range(1, len(embeds)):
             point = int(centres[i - 1] + centres[i]) // 2
-            left_n = int(np.searchsorted(wins.stops, point, side="right"))
-            right_i = int(np.searchsorted(wins.starts, point, side="left"))
-            if left_n < 1 or right_i >= len(wins):
+            left_n = int(np.searchsorted(centres + half, point, side="right"))
+            right_i = int(np.searchsorted(centres - half, point, side="left"))
+            if left_n < 1 or right_i >= len(embeds):
                 continue
             left = cum[left_n - 1]
             right = cum[-1] - (cum[right_i - 1] if right_i > 0 else 0)
@@ -195,7 +245,33 @@ class SpeakerAttributor:
                 best_cos, best_at = cos, point
         if best_at <= 0 or best_cos >= cfg.split_cos:
             return []
-        return [best_at]
+        return [self._snap(view, best_at, None)]
+
+    def _snap(self, view: np.ndarray, point: int, words: Sequence[tuple[str, float]] | None) -> int:
+        """Move a change point to the quietest 20 ms nearby, then to the closest word start."""
+        cfg = self.config
+        reach = int(cfg.snap_s * SAMPLE_RATE)
+        frame = SAMPLE_RATE // 50
+        lo, hi = max(0, point - reach), min(len(view), point + reach)
+        k = (hi - lo) // frame
+        if k >= 3:
+            block = view[lo : lo + k * frame].reshape(k, frame)
+            energy = np.einsum("ij,ij->i", block, block)
+            quiet = int(np.argmin(energy))
+            point = lo + quiet * frame + frame // 2
+        if words:
+            starts = np.array([at for _, at in words], np.float64) * SAMPLE_RATE
+            near = np.abs(starts - point) <= cfg.word_snap_s * SAMPLE_RATE
+            if near.any():
+                cand = starts[near]
+                point = int(cand[np.argmin(np.abs(cand - point))]) - int(0.02 * SAMPLE_RATE)
+        return max(0, min(len(view), point))
+
+    def _models(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The two reference voices for window scoring, or None while the visit has fewer."""
+        if self._centroids is None:
+            return None
+        return self._centroids[0], self._centroids[1]
 
     def forget(self) -> None:
         """Visit stop: wipe the voiceprint and every trace of the visit's voices."""
@@ -234,34 +310,94 @@ class SpeakerAttributor:
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         vp = self._voiceprint
+        if vp is not None:
+            return self._decide_enrolled(embed, x, w, vp)
 
         labels, centroids = self._cluster(x, w, None)
         own = int(labels[-1])
         cos_c = centroids @ embed
         two_voices = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos
         self._centroids = centroids if two_voices else None
-        if vp is not None:
-            cos_vp = float(embed @ vp)
-            if not two_voices:
-                is_clin = cos_vp >= cfg.threshold
-                return (CLINICIAN if is_clin else PATIENT), _sigmoid(abs(cos_vp - cfg.threshold) * 20) * 2 - 1
-            clin_cluster = int(np.argmax(centroids @ vp))
-        else:
-            evidence = np.array([sum(l for l, lab in zip(h.role_logit, labels) if lab == k) for k in (0, 1)])
-            if not two_voices:
-                ev = float(evidence[own])
-                if ev == 0.0:
-                    return CLINICIAN if len(h.embeds) == 1 else PATIENT, 0.0
-                return (CLINICIAN if ev > 0 else PATIENT), _sigmoid(ev) * 2 - 1 if ev > 0 else _sigmoid(-ev) * 2 - 1
-            clin_cluster = int(np.argmax(evidence))
-            role_conf = _sigmoid(abs(float(evidence[0] - evidence[1]))) * 2 - 1
+        evidence = np.array([sum(l for l, lab in zip(h.role_logit, labels) if lab == k) for k in (0, 1)])
+        if not two_voices:
+            ev = float(evidence[own])
+            if ev == 0.0:
+                return CLINICIAN if len(h.embeds) == 1 else PATIENT, 0.0
+            return (CLINICIAN if ev > 0 else PATIENT), _sigmoid(ev) * 2 - 1 if ev > 0 else _sigmoid(-ev) * 2 - 1
+        clin_cluster = int(np.argmax(evidence))
+        role_conf = _sigmoid(abs(float(evidence[0] - evidence[1]))) * 2 - 1
         if len(h.embeds) >= cfg.other_min_segments and float(cos_c.max()) < cfg.other_cos:
             return OTHER, 1.0 - float(cos_c.max()) / cfg.other_cos
         margin = abs(float(cos_c[0] - cos_c[1]))
-        conf = _sigmoid(margin * 30) * 2 - 1
-        if vp is None:
-            conf *= role_conf
+        conf = (_sigmoid(margin * 30) * 2 - 1) * role_conf
         return (CLINICIAN if own == clin_cluster else PATIENT), round(float(conf), 4)
+
+    def _decide_enrolled(self, embed: np.ndarray, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[str, float]:
+        """With a voiceprint: nearest of the clinician (voiceprint-anchored) and patient voices."""
+        cfg = self.config
+        if cfg.enrolled_method == "clusters":
+            labels, centroids = self._cluster(x, w, None)
+            two = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos
+            if two:
+                k = int(np.argmax(centroids @ vp))
+                clin, pat = centroids[k], centroids[1 - k]
+            else:
+                clin, pat = vp, None
+        else:
+            clin, pat = self._anchored(x, w, vp)
+        if pat is None:
+            self._centroids = None
+            z = (float(embed @ vp) - cfg.threshold) * 20 + cfg.text_weight * self._history.role_logit[-1]
+            return (CLINICIAN if z >= 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
+        self._centroids = np.stack([clin, pat])
+        cos_c = self._centroids @ embed
+        if len(self._history.embeds) >= cfg.other_min_segments and float(cos_c.max()) < cfg.other_cos:
+            return OTHER, 1.0 - float(cos_c.max()) / cfg.other_cos
+        z = (float(cos_c[0] - cos_c[1]) - cfg.enrolled_bias) * 30 + cfg.text_weight * self._history.role_logit[-1]
+        return (CLINICIAN if z > 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
+
+    def _anchored(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Two-means with the clinician's centroid anchored at the voiceprint (weight ``anchor_seconds``).
+
+        Started from (a) the calibrated threshold (below it: patient) and (b) the
+        unanchored two-voice clustering (the cluster nearer the voiceprint is the
+        clinician); the start with the better anchored objective wins. Returns
+        unit (clinician, patient) centroids, patient None while the visit has
+        no second voice.
+        """
+        cfg = self.config
+        starts: list[np.ndarray] = []
+        wl = np.where(w >= cfg.min_cluster_s, w, 0.0)
+        cos_vp = x @ vp
+        long_idx = np.flatnonzero(wl > 0)
+        if len(long_idx) and float(cos_vp[long_idx].min()) < cfg.threshold and "threshold" in cfg.anchored_init:
+            starts.append(cos_vp < cfg.threshold)
+        if "clusters" in cfg.anchored_init:
+            labels, centroids = self._cluster(x, w, None)
+            if labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos:
+                starts.append(labels != int(np.argmax(centroids @ vp)))
+        best: tuple[float, np.ndarray, np.ndarray] | None = None
+        for pat in starts:
+            clin_c, pat_c = vp, None
+            for _ in range(cfg.kmeans_iters):
+                mc = cfg.anchor_seconds * vp.astype(np.float64) + (wl[~pat, None] * x[~pat]).sum(axis=0)
+                mp = (wl[pat, None] * x[pat]).sum(axis=0)
+                if float(np.linalg.norm(mp)) == 0.0:
+                    pat_c = None
+                    break
+                clin_c, pat_c = l2_normalise(mc), l2_normalise(mp)
+                new = (x @ pat_c) > (x @ clin_c) + cfg.enrolled_bias
+                if np.array_equal(new, pat):
+                    break
+                pat = new
+            if pat_c is None:
+                continue
+            obj = float(wl @ np.maximum(x @ clin_c, x @ pat_c)) + cfg.anchor_seconds * float(vp @ clin_c)
+            if best is None or obj > best[0]:
+                best = (obj, clin_c, pat_c)
+        if best is None:
+            return vp, None
+        return best[1], best[2]
 
     def _cluster(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
         """Two-way duration-weighted spherical k-means; returns labels of x and unit centroids."""
@@ -305,6 +441,22 @@ class SpeakerAttributor:
         if vp is not None:
             labels = labels[:-1]
         return labels, cent
+
+
+def _viterbi(llr: np.ndarray, penalty: float) -> np.ndarray:
+    """Two-state labels (0 where ``llr`` favours the first voice) with a cost per switch."""
+    n = len(llr)
+    back = np.zeros((n, 2), np.int8)
+    score = np.array([llr[0] / 2, -llr[0] / 2])
+    for t in range(1, n):
+        stay, switch = score, score[::-1] - penalty
+        back[t] = np.where(stay >= switch, [0, 1], [1, 0])
+        score = np.maximum(stay, switch) + np.array([llr[t] / 2, -llr[t] / 2])
+    labels = np.zeros(n, np.int8)
+    labels[-1] = int(np.argmax(score))
+    for t in range(n - 1, 0, -1):
+        labels[t - 1] = back[t, labels[t]]
+    return labels
 
 
 def _readonly(audio: np.ndarray) -> np.ndarray:

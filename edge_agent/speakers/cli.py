@@ -50,7 +50,9 @@ def enroll_command(path: Path | None = None, audio: np.ndarray | None = None, th
             samples.fill(0.0)
 
 
-def bench_speakers(n_conversations: int = 10, seconds: float = 180.0, threads: int = 1) -> dict[str, object]:
+def bench_speakers(
+    n_conversations: int = 10, seconds: float = 180.0, threads: int = 1, pipeline_conversations: int = 0
+) -> dict[str, object]:
     """Attribution accuracy with/without enrolment on PriMock57 espeak conversations, plus cost.
 
     Uses the consultations held out from the role classifier's training, one
@@ -73,4 +75,12 @@ def bench_speakers(n_conversations: int = 10, seconds: float = 180.0, threads: i
         convs.append(EvalConversation(cid, conv.audio, [RefTurn(t.role, t.t0, t.t1, t.text) for t in conv.turns], vp))
     result = evaluate(convs, encoder, RoleClassifier())
     result["audio_per_conversation_s"] = seconds
+    if pipeline_conversations > 0:
+        # the live figure: the same conversations through VAD + Whisper + attribution, scored by word time
+        from edge_agent.speakers.evaluate import pipeline_accuracy
+
+        live = pipeline_accuracy(convs[:pipeline_conversations])
+        result["pipeline_with_enrolment"] = live.pop("with_enrolment")
+        result["pipeline_without_enrolment"] = live.pop("without_enrolment")
+        result["pipeline"] = live
     return result

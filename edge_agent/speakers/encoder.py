@@ -122,7 +122,9 @@ class SpeakerEncoder:
         wav_slices = [slice(s * HOP, (s + win) * HOP) for s in starts]
         mels = self._windows(audio, wav_slices, mel_slices)
         embeds = self._run(mels)
+        mels.fill(0.0)
         self.embed_seconds += time.perf_counter() - t0
+        self.audio_seconds += len(audio) / SAMPLE_RATE
         return Partials(
             embeds,
             np.array([s.start for s in wav_slices], np.int64),
