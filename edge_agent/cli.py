@@ -168,12 +168,20 @@ def bench_behaviours_cmd() -> None:
 
 
 @bench_app.command("delivery")
-def bench_delivery_cmd(visits: Annotated[int, typer.Option(help="visits to run")] = 20) -> None:
+def bench_delivery_cmd(
+    visits: Annotated[int, typer.Option(help="visits to run")] = 20,
+    pipeline: Annotated[bool, typer.Option("--pipeline", help="real 10-minute visits through the full pipeline (slow)")] = False,
+) -> None:
     """Stop -> report on the phone latency, outbox write cost."""
     import json
 
     from edge_agent.server.bench import bench_delivery, bench_outbox
 
+    if pipeline:
+        from edge_agent.bench.delivery import bench_pipeline_delivery
+
+        print(json.dumps({"delivery": bench_pipeline_delivery(min(visits, 3))}))
+        return
     print(json.dumps({"delivery": bench_delivery(visits), "outbox": bench_outbox()}))
 
 

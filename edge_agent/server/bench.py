@@ -9,12 +9,14 @@ import os
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_agent.crypto import seal
 from edge_agent.crypto.files import write_private
 from edge_agent.server.outbox import Outbox
+from edge_agent.server.runner import VisitRunner
 
 
 def _summary(samples_s: list[float]) -> dict[str, float]:
@@ -61,19 +63,26 @@ if __name__ == "__main__":  # pragma: no cover - manual measurement
     print(json.dumps(bench_outbox(sys.argv[1] if len(sys.argv) > 1 else None), indent=2))
 
 
-def bench_delivery(visits: int = 20, directory: str | Path | None = None) -> dict[str, Any]:
+def bench_delivery(
+    visits: int = 20,
+    directory: str | Path | None = None,
+    runner: VisitRunner | None = None,
+    before_stop: Callable[[], object] | None = None,
+) -> dict[str, Any]:
     """Stop -> report decrypted on the phone, over real mutual TLS on 127.0.0.1.
 
-    Uses the reference runner, so it measures the delivery path (seal, durable
-    queue, follow-stream wake-up, decrypt), not report building by the pipeline.
+    With the default reference runner this measures the delivery path (seal,
+    durable queue, follow-stream wake-up, decrypt); pass the pipeline's runner
+    (and ``before_stop`` to let its recording play out) to include building the
+    report from a real visit.
     """
-    import asyncio
     import threading
 
     from edge_agent.client import phone
     from edge_agent.client.keys import init_key_file
     from edge_agent.crypto import ca
     from edge_agent.server.app import EdgeAgentServer, ServerConfig
+    from edge_agent.server.background import BackgroundServer
 
     with tempfile.TemporaryDirectory(dir=directory) as tmp:
         root = Path(tmp)
@@ -81,11 +90,9 @@ def bench_delivery(visits: int = 20, directory: str | Path | None = None) -> dic
         ca.issue_device(authority, "bench", root / "dev.pem")
         ca.issue_clinician(authority, root / "clin.pem")
         init_key_file(root / "clin.pem", root / "phone.json")
-        loop = asyncio.new_event_loop()
-        server = EdgeAgentServer(ServerConfig(bundle=root / "dev.pem", data_dir=root / "data", host="127.0.0.1", port=0))
-        port = loop.run_until_complete(server.start())
-        thread = threading.Thread(target=loop.run_forever, daemon=True)
-        thread.start()
+        server = EdgeAgentServer(ServerConfig(bundle=root / "dev.pem", data_dir=root / "data", host="127.0.0.1", port=0), runner)
+        background = BackgroundServer(server)
+        port = background.start()
         target = phone.Target("127.0.0.1", port, server.fingerprint)
         latencies = []
         try:
@@ -98,13 +105,13 @@ def bench_delivery(visits: int = 20, directory: str | Path | None = None) -> dic
                 reader.start()
                 phone.start(root / "phone.json", target)
                 time.sleep(0.05)
+                if before_stop is not None:
+                    before_stop()
                 t0 = time.perf_counter()
                 phone.stop(root / "phone.json", target)
-                got.wait(30)
+                got.wait(60)
                 latencies.append(time.perf_counter() - t0)
                 reader.join(30)
         finally:
-            asyncio.run_coroutine_threadsafe(server.stop(), loop).result(30)
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(10)
+            background.stop()
         return {"visits": visits, "stop_to_report_on_phone": _summary(latencies), "outbox": bench_outbox(directory, n=100)}
