@@ -254,6 +254,9 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "speakers.min_part_s": _doc("no part of a split segment shorter than this", min=0, live=True),
     "speakers.snap_s": _doc("change points move to the quietest 20 ms within this reach", min=0, live=True),
     "speakers.word_snap_s": _doc("then to the nearest word start within this reach", min=0, live=True),
+    "speakers.anchored_init": _doc("how the voiceprint-anchored two-means starts", choices=("threshold+clusters", "threshold", "clusters"), live=True),
+    "speakers.enrolled_method": _doc("attribution with a voiceprint: anchored clustering or plain clusters", choices=("anchored", "clusters"), live=True),
+    "speakers.text_weight": _doc("enrolled: weight of the role classifier's log-odds against the voice score", min=0, live=True),
     "speakers.enrolled_bias": _doc("cos(clinician) - cos(patient) above this means clinician", min=-2, max=2, live=True),
     "speakers.role_logit_clip": _doc("clip of the language role model's log-odds per segment", min=0, live=True),
 }
@@ -305,7 +308,7 @@ def keys(section: str) -> list[KeySpec]:
         if not _scalar(tp) or f.name.startswith("_"):
             continue
         meta = dict(f.metadata) or EXTERNAL_DOCS.get(f"{section}.{f.name}", {})
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc,operator]
         specs.append(
             KeySpec(
                 section, f.name, tp, default, meta.get("doc", ""), meta.get("choices"), meta.get("min"), meta.get("max"),
@@ -497,15 +500,13 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Pa
 
 def section_values(cfg: EdgeConfig, section: str) -> dict[str, Any]:
     """Current values of one section's keys (e.g. for a diff or for rendering)."""
-    obj: Any = cfg.pipeline if section == "pipeline" else getattr(cfg, section if section not in ("vad", "asr") else "pipeline")
-    if section in ("vad", "asr"):
-        obj = getattr(obj, section)
+    obj: Any = getattr(cfg.pipeline, section) if section in ("vad", "asr") else getattr(cfg, section)
     return {k.name: getattr(obj, k.name) for k in keys(section)}
 
 
 def changed_keys(old: EdgeConfig, new: EdgeConfig) -> list[KeySpec]:
     """Keys whose value differs between two configurations (SIGHUP reload)."""
-    out = []
+    out: list[KeySpec] = []
     for section in SECTIONS:
         a, b = section_values(old, section.name), section_values(new, section.name)
         out.extend(k for k in keys(section.name) if a[k.name] != b[k.name])
