@@ -23,9 +23,13 @@ How a segment is attributed:
    segment is far from both clusters (cosine below ``other_cos``) once both
    are well established.
 
-Segments that hold two speakers (overlap, quick turn change) are split where
-the embeddings of the windows before and after a point disagree most
-(:meth:`SpeakerAttributor.split_points`).
+Segments that hold two speakers (overlap, quick turn change) are split first:
+1.6 s windows are scored against the two reference voices (the voiceprint
+alone at the start of an enrolled visit), a two-state Viterbi with a switch
+penalty labels them, and each change point is snapped to the quietest 20 ms
+nearby and to a word start (:meth:`SpeakerAttributor._change_points`). With
+a voiceprint, step 2 is a two-means anchored at the voiceprint
+(:meth:`SpeakerAttributor._anchored`). docs/speakers.md has the figures.
 
 Privacy: audio is read through a read-only view and never copied beyond the
 encoder's zeroed scratch. :meth:`forget` drops the voiceprint and the whole
