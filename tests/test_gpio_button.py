@@ -160,3 +160,111 @@ def test_backends() -> None:
     assert pin_factory("none") is None
     assert open_panel(GpioSettings(), Visits(), RoomClaims(60)) is None  # backend none: nothing opened
     assert isinstance(pin_factory("mock"), MockFactory)
+
+
+def test_button_drives_the_real_visit_manager(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """MockFactory button -> ManagerVisitControl -> VisitManager on its event loop -> sealed report in the outbox."""
+    import asyncio
+    import threading
+
+    from edge_agent.crypto import seal
+    from edge_agent.ops.button_control import ManagerVisitControl
+    from edge_agent.server.outbox import Outbox
+    from edge_agent.server.runner import ScriptedVisitRunner
+    from edge_agent.server.visits import VisitManager
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    outbox = Outbox(tmp_path / "outbox.db")
+    try:
+        manager = asyncio.run_coroutine_threadsafe(_make_manager(VisitManager, ScriptedVisitRunner(), outbox), loop).result(5)
+        control = ManagerVisitControl(manager, loop, max_duration_s=600)
+        factory = MockFactory()
+        claims = RoomClaims(60)
+        panel = open_panel(SETTINGS, control, claims, factory=factory, bounce_s=None)
+        assert panel is not None
+        try:
+            _press(factory)
+            assert not control.is_active()  # no claim: refused
+            _priv, pub = seal.generate_keypair()
+            claims.claim("c-aaaaaaaaaaaaaaaa", seal.load_public_key(pub))
+            assert panel.room_button.press() == "started" and control.is_active()
+            assert panel.room_button.press() == "stopped" and not control.is_active()
+            assert manager.last_stop.reason == "button"
+            assert outbox.stats()[0] == 1  # the report went to the claiming clinician
+            assert [i.recipient for i in outbox.fetch("c-aaaaaaaaaaaaaaaa")] == ["c-aaaaaaaaaaaaaaaa"]
+        finally:
+            panel.close()
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        outbox.close()
+
+
+async def _make_manager(cls, runner, outbox):  # type: ignore[no-untyped-def]
+    return cls(runner, outbox)  # built on the loop: it owns asyncio primitives
+
+
+class _UnpluggedMic:
+    """Delivers real frames from a file, then fails the way MicSource does when the device vanishes."""
+
+    live = True
+    description = "test mic"
+
+    def __init__(self, path, frames_before_loss: int) -> None:  # type: ignore[no-untyped-def]
+        from edge_agent.audio.file_source import FileSource
+
+        self._inner = FileSource(path)
+        self._n = frames_before_loss
+
+    def frames(self, pool):  # type: ignore[no-untyped-def]
+        from edge_agent.errors import AudioInputError
+
+        for i, frame in enumerate(self._inner.frames(pool)):
+            if i == self._n:
+                frame.release()
+                raise AudioInputError("microphone 'test' stopped delivering audio (unplugged?)")
+            yield frame
+
+    def close(self) -> None:
+        self._inner.close()
+
+
+def test_led_is_lit_exactly_while_frames_are_read(jfk_path) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    from edge_agent.audio.file_source import FileSource
+    from edge_agent.audio.pool import BufferPool
+    from edge_agent.errors import AudioInputError
+    from edge_agent.ops.notify import Heartbeat
+    from edge_agent.ops.observed_source import ObservedSource
+
+    factory = MockFactory()
+    panel = open_panel(SETTINGS, Visits(), RoomClaims(60), factory=factory, bounce_s=None)
+    assert panel is not None
+    led = factory.pin(SETTINGS.led_pin)
+    hb = Heartbeat("capture", max_age_s=5)
+    pool = BufferPool("t", 8, 480, np.int16)
+    try:
+        assert led.state is False
+        seen = 0
+        for frame in ObservedSource(FileSource(jfk_path), hb, panel.indicator).frames(pool):
+            assert led.state is True and hb.age() < 1.0
+            seen += 1
+            frame.release()
+        assert seen > 300 and led.state is False and hb.age() == 0.0  # idle after the source ends
+
+        lost = ObservedSource(_UnpluggedMic(jfk_path, 50), hb, panel.indicator)
+        with pytest.raises(AudioInputError):
+            for frame in lost.frames(pool):
+                frame.release()
+        assert led.state is False and panel.indicator.state == "mic_lost"
+        assert _blinked(factory, SETTINGS.red_led_pin, 1.2) >= 1  # type: ignore[arg-type]
+        # the microphone comes back: capture resumes, LED on again, red off
+        for frame in ObservedSource(FileSource(jfk_path), hb, panel.indicator).frames(pool):
+            assert led.state is True and factory.pin(SETTINGS.red_led_pin).state is False  # type: ignore[arg-type]
+            frame.release()
+            break
+    finally:
+        panel.close()
