@@ -100,20 +100,53 @@ def enroll(
 
 @app.command()
 def serve(
-    bundle: Annotated[Path, typer.Option(help="device bundle from `edge-agent ca issue-device`")],
-    data_dir: Annotated[Path, typer.Option(help="state folder (holds the ciphertext outbox only)")],
-    room: Annotated[str, typer.Option(help="room label advertised over mDNS")] = "room",
-    crl: Annotated[Optional[Path], typer.Option(help="crl.pem from the site CA")] = None,
-    host: Annotated[str, typer.Option(help="listen address")] = "0.0.0.0",
-    port: Annotated[int, typer.Option(help="listen port (mutual TLS only)")] = 50443,
-    no_mdns: Annotated[bool, typer.Option("--no-mdns", help="do not advertise over mDNS")] = False,
-    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device (default: system default)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config (default /etc/edge-agent/config.toml; EDGE_AGENT_* env overrides)")] = None,
     replay: Annotated[Optional[Path], typer.Option("--replay", help="use a recording as the room microphone (testing)")] = None,
 ) -> None:
-    """Run the room-device daemon."""
+    """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
     from edge_agent.commands.serve import serve as run_serve
 
-    run_serve(bundle, data_dir, room, crl, host, port, not no_mdns, mic_device, replay)
+    run_serve(config, replay)
+
+
+@app.command()
+def doctor(
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config to check against")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON for fleet tools")] = False,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="check to skip (repeatable), e.g. audio")] = None,
+) -> None:
+    """Check the device: audio, models, certificates, clock, outbox, port, mDNS, CPU. One line each."""
+    import os
+
+    from edge_agent.config import load_config
+    from edge_agent.ops.doctor import exit_code, render_json, render_text, run_doctor
+
+    checks = run_doctor(load_config(config, os.environ), skip=tuple(skip or ()))
+    print(render_json(checks) if json_out else render_text(checks))
+    raise typer.Exit(exit_code(checks))
+
+
+@app.command()
+def provision(
+    room: Annotated[str, typer.Option(help="room label set by IT")],
+    bundle: Annotated[Optional[Path], typer.Option(help="device bundle from `edge-agent ca issue-device`")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="site CA certificate (with --device-cert/--device-key)")] = None,
+    device_cert: Annotated[Optional[Path], typer.Option("--device-cert")] = None,
+    device_key: Annotated[Optional[Path], typer.Option("--device-key")] = None,
+    crl: Annotated[Optional[Path], typer.Option(help="crl.pem from the site CA")] = None,
+    root: Annotated[Path, typer.Option(help="install under this root (images, tests)")] = Path("/"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be done")] = False,
+    service_user: Annotated[str, typer.Option(help="owner of the installed secrets")] = "edge-agent",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Install config and certificates (0600) and verify the models; idempotent."""
+    import json
+
+    from edge_agent.ops.provision import provision as do_provision
+
+    result = do_provision(room, ca_bundle=ca_bundle, device_cert=device_cert, device_key=device_key, bundle=bundle, crl=crl,
+                          root=root, dry_run=dry_run, service_user=service_user)
+    print(json.dumps(result.to_dict()) if json_out else result.describe())
 
 
 def _register_subcommands() -> None:

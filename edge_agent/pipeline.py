@@ -221,7 +221,7 @@ class StreamingPipeline:
             st = self.stats
             log.info(
                 "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f "
-                "dropped_frames=%d dropped_segments=%d partials_skipped=%d partials_over_budget=%d worker_errors=%d",
+                "dropped_frames=%d dropped_segments=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
                 st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
                 st.dropped_segments, st.partials_skipped, st.partials_over_budget, st.worker_errors,
             )

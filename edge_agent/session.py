@@ -9,7 +9,7 @@ from edge_agent.asr.engine import WhisperEngine
 from edge_agent.audio.frames import AudioSource
 from edge_agent.hardening import harden_process
 from edge_agent.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
-from edge_agent.speakers.attribution import SpeakerAttributor
+from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
 from edge_agent.speakers.enrol import Voiceprint
 from edge_agent.speakers.role import RoleClassifier
@@ -26,8 +26,10 @@ class SpeakerModels:
     def load(cls, threads: int = 1, provider: str = "cpu") -> "SpeakerModels":
         return cls(SpeakerEncoder(EncoderConfig(threads=threads, provider=provider)), RoleClassifier(threads=threads))
 
+    config: AttributionConfig | None = None
+
     def attributor(self, voiceprint: Voiceprint | None) -> SpeakerAttributor:
-        return SpeakerAttributor(self.encoder, self.roles, voiceprint)
+        return SpeakerAttributor(self.encoder, self.roles, voiceprint, self.config)
 
 
 @dataclass
@@ -37,10 +39,13 @@ class TranscriptionSession:
     speakers: SpeakerModels | None = None
 
     @classmethod
-    def load(cls, config: PipelineConfig, speakers: bool = False) -> "TranscriptionSession":
+    def load(cls, config: PipelineConfig, speakers: bool = False, attribution: AttributionConfig | None = None) -> "TranscriptionSession":
         harden_process()
         engine = WhisperEngine(config.asr, config.vad.max_segment_s)
-        return cls(config, engine, SpeakerModels.load() if speakers else None)
+        models = SpeakerModels.load() if speakers else None
+        if models is not None:
+            models.config = attribution
+        return cls(config, engine, models)
 
     def run(
         self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None, stop: threading.Event | None = None

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -35,7 +35,8 @@ SourceFactory = Callable[[], AudioSource]
 
 @dataclass(frozen=True)
 class VisitPolicy:
-    long_silence_s: float = 300.0  # no speech for this long ends the visit
+    long_silence_s: float = 600.0  # no speech for this long ends the visit (0: never)
+    mic_retry_s: float = 2.0  # how often a lost microphone is looked for again
 
 
 class _VisitState:
@@ -123,30 +124,55 @@ class PipelineVisitRunner:
             state.thread.join()
         return state
 
-    def _capture(self, state: _VisitState, source: AudioSource, voiceprint: Voiceprint | None) -> None:
+    def _capture(self, state: _VisitState, source: AudioSource | None, voiceprint: Voiceprint | None) -> None:
+        """Run the pipeline until stop; if the microphone goes away, wait for it and carry on."""
+        watchdog = threading.Thread(target=self._silence_watch, args=(state,), daemon=True)
+        watchdog.start()
+        try:
+            while not state.stop_event.is_set():
+                if source is None:
+                    try:
+                        source = self.source_factory()
+                    except EdgeAgentError:
+                        state.stop_event.wait(self.policy.mic_retry_s)
+                        continue
+                    log.info("microphone back; capture resumed")
+                offset = time.monotonic() - state.started
+                try:
+                    self.session.run(source, self._sink(state, offset), voiceprint, stop=state.stop_event)
+                    return  # stop requested, or a replayed recording ended
+                except EdgeAgentError as exc:
+                    state.error = exc.message
+                    log.warning("microphone lost during a visit (%s); waiting for it to return", type(exc).__name__)
+                    source = None
+                    state.stop_event.wait(self.policy.mic_retry_s)
+        finally:
+            state.stop_event.set()
+
+    def _sink(self, state: _VisitState, offset_s: float) -> Callable[[PipelineEvent], None]:
+        """Collect finals on the visit's clock (a resumed capture starts its own clock at 0)."""
+
         def sink(event: PipelineEvent) -> None:
             if isinstance(event, FinalTranscript):
-                state.utterances.append(event.utterance)
+                state.utterances.append(_shifted(event.utterance, offset_s) if offset_s > 0.5 else event.utterance)
                 state.last_speech = time.monotonic()
             if self.on_event is not None:
                 self.on_event(event)
 
-        watchdog = threading.Thread(target=self._silence_watch, args=(state,), daemon=True)
-        watchdog.start()
-        try:
-            self.session.run(source, sink, voiceprint, stop=state.stop_event)
-        except EdgeAgentError as exc:
-            state.error = exc.message
-            log.warning("visit capture ended: %s", type(exc).__name__)
-            state.ctx.request_stop("capture_error")
-        finally:
-            state.stop_event.set()
+        return sink
 
     def _silence_watch(self, state: _VisitState) -> None:
+        if self.policy.long_silence_s <= 0:
+            return
         while not state.stop_event.wait(1.0):
             if time.monotonic() - state.last_speech > self.policy.long_silence_s:
                 state.ctx.request_stop("long_silence")
                 return
+
+
+def _shifted(u: Utterance, offset_s: float) -> Utterance:
+    words = tuple(replace(w, t0=w.t0 + offset_s, t1=w.t1 + offset_s) for w in u.words)
+    return replace(u, t0=u.t0 + offset_s, t1=u.t1 + offset_s, words=words)
 
 
 def _voiceprint_of(ctx: VisitContext) -> Voiceprint | None:

@@ -9,6 +9,7 @@ from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.pipeline import PipelineConfig
 from edge_agent.session import TranscriptionSession
+from edge_agent.speakers.attribution import AttributionConfig
 from edge_agent.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy
 
 
@@ -19,9 +20,9 @@ class DeviceParts:
 
 
 def build_device(source_factory: SourceFactory, config: PipelineConfig | None = None, policy: VisitPolicy = VisitPolicy(),
-                 on_event=None) -> DeviceParts:  # type: ignore[no-untyped-def]
+                 on_event=None, speakers: AttributionConfig | None = None) -> DeviceParts:  # type: ignore[no-untyped-def]
     """Load every model once (ASR, speaker, behaviours) and make the visit runner."""
-    session = TranscriptionSession.load(config or PipelineConfig(), speakers=True)
+    session = TranscriptionSession.load(config or PipelineConfig(), speakers=True, attribution=speakers)
     runner = PipelineVisitRunner(session, BehaviourClassifier(), source_factory, policy, on_event=on_event)
     return DeviceParts(runner, PipelineEnroller(session))
 
@@ -46,10 +47,13 @@ def file_factory(path: Path, realtime: bool = True) -> SourceFactory:
     return make
 
 
-def serve(bundle: Path, data_dir: Path, room: str, crl: Path | None, host: str, port: int, advertise: bool,
-          mic_device: str | None, replay: Path | None) -> None:
-    from edge_agent.server import app
+def serve(config_path: Path | None, replay: Path | None) -> None:
+    """Load the config (file < EDGE_AGENT_* environment) and run the daemon until SIGTERM."""
+    import asyncio
+    import os
 
-    factory = file_factory(replay) if replay is not None else mic_factory(mic_device)
-    parts = build_device(factory)
-    app.run(bundle, data_dir, room=room, crl=crl, host=host, port=port, advertise=advertise, runner=parts.runner, enroller=parts.enroller)
+    from edge_agent.config import load_config
+    from edge_agent.daemon import run_daemon
+
+    cfg = load_config(config_path, os.environ)
+    asyncio.run(run_daemon(cfg, replay))

@@ -1,0 +1,98 @@
+"""The daemon as systemd runs it: config file, READY=1 over a real notify socket,
+a visit through the real pipeline, SIGTERM finishing that visit, a restart that
+still delivers the sealed report, and logs that carry none of the visit's words."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from edge_agent.client import phone
+from edge_agent.client.keys import init_key_file
+from edge_agent.commands.transcribe import demo_audio_path
+from edge_agent.crypto import ca
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_daemon(config: Path, notify: Path, log: Path) -> subprocess.Popen[bytes]:
+    env = dict(os.environ, NOTIFY_SOCKET=str(notify))
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_agent.cli", "serve", "--config", str(config), "--replay", str(demo_audio_path())],
+        stdout=subprocess.DEVNULL, stderr=log.open("ab"), env=env,
+    )
+
+
+def wait_ready(sock: socket.socket, timeout: float = 120.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline:
+        sock.settimeout(max(0.1, deadline - time.monotonic()))
+        try:
+            seen.extend(sock.recv(4096).decode().splitlines())
+        except socket.timeout:
+            break
+        if "READY=1" in seen:
+            return seen
+    raise AssertionError(f"no READY=1 from the daemon; got {seen}")
+
+
+def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path) -> None:
+    authority = ca.init_ca(tmp_path / "ca", site="Test")
+    ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
+    ca.issue_clinician(authority, tmp_path / "clin.pem")
+    keys = tmp_path / "phone.json"
+    init_key_file(tmp_path / "clin.pem", keys)
+    port = free_port()
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nhost = "127.0.0.1"\nport = {port}\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\n'
+        f'crl = ""\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n\n[logging]\njson = true\n'
+    )
+    notify_path = tmp_path / "notify.sock"
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(str(notify_path))
+    log = tmp_path / "daemon.log"
+    daemon = start_daemon(config, notify_path, log)
+    try:
+        wait_ready(notify)
+        target = phone.Target("127.0.0.1", port, None)
+        visit_id = phone.start(keys, target)
+        time.sleep(20)  # the replayed consultation plays in real time through the pipeline
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(60) == 0, log.read_text()[-2000:]
+        notes = notify.recv(4096).decode()
+        assert "STOPPING=1" in notes
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    # a new daemon on the same state folder: the report sealed at SIGTERM is still there
+    daemon = start_daemon(config, notify_path, log)
+    try:
+        wait_ready(notify)
+        reports = phone.feedback(keys, phone.Target("127.0.0.1", port, None), follow=False)
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(60)
+        notify.close()
+    assert len(reports) == 1 and reports[0].visit_id == visit_id
+    text = reports[0].render()
+    assert "Timing:" in text
+    # nothing of the visit in the logs: no transcript words, no ids
+    log_text = log.read_text()
+    records = [json.loads(line) for line in log_text.splitlines() if line.startswith("{")]
+    assert any(r["msg"] == "device ready" for r in records)
+    assert visit_id not in log_text
+    spoken = json.loads(demo_audio_path("demo_conversation.json").read_text())["turns"]
+    words = {w.strip(".,?!").lower() for t in spoken for w in t["text"].split() if len(w) > 6}
+    assert words and not [w for w in words if w in log_text.lower()]
