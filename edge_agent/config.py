@@ -158,6 +158,40 @@ class MetricsSettings:
     port: int = field(default=9464, metadata=_doc("loopback port of the metrics endpoint", min=1, max=65535))
 
 
+@dataclass(frozen=True)
+class PopulationSettings:
+    enabled: bool = field(default=False, metadata=_doc("add a de-identified contribution record per visit (docs/privacy.md)"))
+    service_line: str = field(
+        default="general-practice", metadata=_doc("department the room belongs to: 2-32 lowercase letters, digits or '-'")
+    )
+    period_key: Path = field(
+        default=Path("/etc/edge-agent/population/period.key"),
+        metadata=_doc("the site's rotating period key (same file on every room device; never on the aggregator)"),
+    )
+    aggregator_public_key: Path = field(
+        default=Path("/etc/edge-agent/population/aggregator.pub"),
+        metadata=_doc("the aggregator's X25519 public key; records are sealed to it"),
+    )
+    aggregator_address: str = field(
+        default="", metadata=_doc("HOST:PORT of the aggregator; empty = records wait in the outbox")
+    )
+    client_bundle: Path = field(
+        default=Path("/etc/edge-agent/population/contributor.pem"),
+        metadata=_doc("client-only certificate bundle for delivering records to the aggregator"),
+    )
+    forward_interval_minutes: float = field(
+        default=1440.0, metadata=_doc("how often queued records are sent to the aggregator", min=1, max=10080)
+    )
+
+    def __post_init__(self) -> None:
+        import re
+
+        if not re.fullmatch(r"[a-z0-9-]{2,32}", self.service_line):
+            raise ConfigError(
+                f"population.service_line is {self.service_line!r}; allowed: 2-32 lowercase letters, digits or '-' (a department, never a person)"
+            )
+
+
 # ---- the whole configuration ------------------------------------------------------------
 
 
@@ -173,6 +207,7 @@ class EdgeConfig:
     gpio: GpioSettings = field(default_factory=GpioSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    population: PopulationSettings = field(default_factory=PopulationSettings)
     source: Path | None = None  # the file that was read, if any
 
     @property
@@ -202,6 +237,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("gpio", GpioSettings, "Room button and LEDs."),
     Section("logging", LoggingSettings, "Log output (journald or JSON lines; never text or ids)."),
     Section("metrics", MetricsSettings, "Prometheus text endpoint on loopback."),
+    Section("population", PopulationSettings, "De-identified contribution records for Quality & Safety."),
 )
 SECTION_BY_NAME = {s.name: s for s in SECTIONS}
 
@@ -494,6 +530,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Pa
         gpio=_build(GpioSettings, values["gpio"], GpioSettings()),
         logging=_build(LoggingSettings, values["logging"], LoggingSettings()),
         metrics=_build(MetricsSettings, values["metrics"], MetricsSettings()),
+        population=_build(PopulationSettings, values["population"], PopulationSettings()),
         source=source,
     )
 

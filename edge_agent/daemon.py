@@ -82,9 +82,11 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         ),
         parts.runner,
         parts.enroller,
+        _population_contributor(cfg),
     )
     port = await server.start()
     loop = asyncio.get_running_loop()
+    forwarder = asyncio.create_task(_forward_population(cfg, server)) if cfg.population.enabled else None
     advertiser = None
     if cfg.server.advertise:
         from edge_agent.server.mdns import Advertiser
@@ -119,6 +121,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         await handlers.stopped.wait()
     finally:
         watchdog_task.cancel()
+        if forwarder is not None:
+            forwarder.cancel()
         handlers.uninstall()
         if panel is not None:
             panel.close()
@@ -128,3 +132,31 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             await advertiser.stop()
         await server.stop()
         notifier.close()
+
+
+def _population_contributor(cfg: EdgeConfig):  # type: ignore[no-untyped-def]
+    if not cfg.population.enabled:
+        return None
+    from edge_agent.population.device import PopulationContributor
+
+    pop = cfg.population
+    return PopulationContributor.from_files(pop.period_key, pop.aggregator_public_key, pop.service_line)
+
+
+async def _forward_population(cfg: EdgeConfig, server) -> None:  # type: ignore[no-untyped-def]
+    """Send queued contribution records to the aggregator now and then; failures keep them queued."""
+    from edge_agent.errors import EdgeAgentError
+    from edge_agent.population.forwarder import aggregator_channel, forward_once
+
+    pop = cfg.population
+    while True:
+        if pop.aggregator_address and server.outbox is not None:
+            try:
+                async with aggregator_channel(pop.client_bundle, pop.aggregator_address) as channel:
+                    result = await forward_once(server.outbox, channel)
+                log.info("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)
+            except EdgeAgentError as exc:
+                log.warning("population delivery postponed: %s", exc)
+            except Exception as exc:  # noqa: BLE001 - never let housekeeping take the daemon down
+                log.warning("population delivery failed (%s); records stay queued", type(exc).__name__)
+        await asyncio.sleep(pop.forward_interval_minutes * 60)

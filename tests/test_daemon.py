@@ -96,3 +96,14 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     spoken = json.loads(demo_audio_path("demo_conversation.json").read_text())["turns"]
     words = {w.strip(".,?!").lower() for t in spoken for w in t["text"].split() if len(w) > 6}
     assert words and not [w for w in words if w in log_text.lower()]
+
+
+def test_population_settings_refuse_a_person_like_service_line() -> None:
+    from edge_agent.config import parse_config
+    from edge_agent.errors import ConfigError
+
+    import pytest
+
+    with pytest.raises(ConfigError, match="population.service_line"):
+        parse_config({"population": {"enabled": True, "service_line": "Dr Smith"}})
+    assert parse_config({"population": {"service_line": "cardiology"}}).population.service_line == "cardiology"
