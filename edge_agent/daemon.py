@@ -66,6 +66,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             base = MicSource(cfg.audio.device or None, sample_rate=cfg.audio.sample_rate, block_ms=cfg.audio.block_ms)
         return ObservedSource(base, capture_beat, indicator)  # type: ignore[return-value]
 
+    claims = RoomClaims(cfg.gpio.claim_window_s)
     notifier.status("loading models")
     policy = VisitPolicy(long_silence_s=cfg.server.long_silence_stop_minutes * 60)
     parts = await asyncio.to_thread(build_device, make_source, cfg.pipeline, policy, None, cfg.speakers)
@@ -83,6 +84,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         parts.runner,
         parts.enroller,
         _population_contributor(cfg),
+        claims if cfg.gpio.backend != "none" else None,
     )
     port = await server.start()
     loop = asyncio.get_running_loop()
@@ -94,7 +96,6 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
         await advertiser.start()
     assert server.visits is not None
-    claims = RoomClaims(cfg.gpio.claim_window_s)
     panel = open_panel(cfg.gpio, ManagerVisitControl(server.visits, loop, cfg.server.max_visit_minutes * 60), claims)
     if panel is not None:
         indicator.target = panel.indicator

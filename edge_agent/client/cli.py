@@ -70,3 +70,8 @@ def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint:
     if not reports and not follow:
         emit("No new feedback.")
     return len(reports)
+
+
+def phone_claim(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None) -> dict[str, Any]:
+    seconds = phone.claim_room(key_file, resolve(device, fingerprint, room))
+    return {"claimed": True, "press_the_room_button_within_s": seconds}

@@ -152,6 +152,19 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
     return str(reply.visit_id)
 
 
+def claim_room(key_file: str | Path, target: Target) -> int:
+    """Tell the room device "I am here": the room button may then start a visit for me. Returns the window in s."""
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, _fp):
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).ClaimRoom(
+                agent_pb2.ClaimRoomRequest(sealing_public_key=keys.sealing_public), timeout=30
+            )
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    return int(reply.valid_for_s)
+
+
 def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> agent_pb2.StopVisitResponse:
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, fp):

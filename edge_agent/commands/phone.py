@@ -68,3 +68,11 @@ def feedback(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = No
     from edge_agent.client.cli import phone_feedback
 
     phone_feedback(keys, device, fingerprint, room, follow=follow)
+
+
+@app.command("claim")
+def claim(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = None, room: Room = None, json_out: Json = False) -> None:
+    """Claim the room: a press of its button then starts a visit whose report comes to you."""
+    from edge_agent.client.cli import phone_claim
+
+    emit(phone_claim(keys, device, fingerprint, room), json_out)

@@ -26,7 +26,7 @@ from edge_agent.proto.edge_agent.v1 import agent_pb2
 from edge_agent.server.auth import PeerAuthorizer
 from edge_agent.server.outbox import Outbox, OutboxConfig
 from edge_agent.server.runner import ScriptedVisitRunner, SpectralVoiceEnroller, VisitRunner, VoiceEnroller
-from edge_agent.server.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, register
+from edge_agent.server.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike, register
 from edge_agent.server.visits import DEFAULT_MAX_DURATION_S, Contributor, VisitManager
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,11 @@ class EdgeAgentServer:
         runner: VisitRunner | None = None,
         enroller: VoiceEnroller | None = None,
         contributor: Contributor | None = None,
+        claims: RoomClaimsLike | None = None,
     ) -> None:
         self.config = config
         self.contributor = contributor
+        self.claims = claims
         self.bundle = ca.load_bundle(config.bundle)
         if ca.identity_of(self.bundle.cert).role != ca.ROLE_DEVICE:
             raise ConfigError(f"{config.bundle} is not a device bundle; issue one with 'edge-agent ca issue-device'")
@@ -103,7 +105,7 @@ class EdgeAgentServer:
         not_after = int(self.bundle.cert.not_valid_after_utc.timestamp())
         register(
             server,
-            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits),
+            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims),
             AdminService(cfg.room, self.auth, self.visits, self.outbox, not_after),
         )
         self._health = health.aio.HealthServicer()

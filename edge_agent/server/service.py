@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 import numpy as np
@@ -131,6 +131,14 @@ def _guard(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class RoomClaimsLike(Protocol):
+    """edge_agent.ops.gpio.RoomClaims (kept structural: the server does not import GPIO code)."""
+
+    window_s: float
+
+    def claim(self, clinician_id: str, public_key: Any) -> None: ...
+
+
 class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
     def __init__(
         self,
@@ -140,7 +148,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         outbox: Outbox,
         enroller: VoiceEnroller | None,
         limits: Limits = Limits(),
+        claims: RoomClaimsLike | None = None,
     ) -> None:
+        self._claims = claims
         self._room = room
         self._auth = auth
         self._visits = visits
@@ -164,6 +174,18 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         )
 
     # ---- visits ------------------------------------------------------------------
+
+    @_guard
+    async def ClaimRoom(self, request: agent_pb2.ClaimRoomRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ClaimRoomResponse:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if self._claims is None:
+            raise VisitError("runner", "this room has no start button; start the visit from the phone")
+        try:
+            recipient = seal.load_public_key(bytes(request.sealing_public_key))
+        except SealError as exc:
+            raise Invalid(str(exc)) from None
+        self._claims.claim(ident.subject_id, recipient)
+        return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s))
 
     @_guard
     async def StartVisit(self, request: agent_pb2.StartVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StartVisitResponse:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64ge_agent/v1/agent.proto\x12\redge_agent.v1\"\x16\n\x14GetDeviceInfoRequest\"\x8d\x01\n\nDeviceInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x14\n\x0cvisit_active\x18\x05 \x01(\x08\x12\x11\n\toutbox_id\x18\x06 \x01(\t\"\x87\x01\n\x11StartVisitRequest\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x08\x12\x1a\n\x12sealing_public_key\x18\x02 \x01(\x0c\x12\x12\n\nvoiceprint\x18\x03 \x01(\x0c\x12\x19\n\x11voiceprint_values\x18\x04 \x03(\x02\x12\x16\n\x0emax_duration_s\x18\x05 \x01(\r\"V\n\x12StartVisitResponse\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x16\n\x0estarted_unix_s\x18\x02 \x01(\x03\x12\x16\n\x0emax_duration_s\x18\x03 \x01(\r\"$\n\x10StopVisitRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\"I\n\x11StopVisitResponse\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x12\n\nduration_s\x18\x03 \x01(\x01\":\n\x10\x45nrollVoiceChunk\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x11\n\tpcm_s16le\x18\x02 \x01(\x0c\"A\n\x13\x45nrollVoiceResponse\x12\x19\n\x11voiceprint_values\x18\x01 \x03(\x02\x12\x0f\n\x07\x61udio_s\x18\x02 \x01(\x01\"z\n\x08\x45nvelope\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x18\n\x10recipient_key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06sealed\x18\x05 \x01(\x0c\x12\x16\n\x0e\x63reated_unix_s\x18\x06 \x01(\x03\"7\n\x15StreamFeedbackRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"E\n\x0c\x46\x65\x65\x64\x62\x61\x63kItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x17.edge_agent.v1.Envelope\"\x19\n\nAckRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"\x1e\n\x0b\x41\x63kResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\"\x12\n\x10GetStatusRequest\"\x87\x02\n\x0c\x44\x65viceStatus\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x14\n\x0cvisit_active\x18\x04 \x01(\x08\x12\x14\n\x0coutbox_items\x18\x05 \x01(\x04\x12\x14\n\x0coutbox_bytes\x18\x06 \x01(\x04\x12\x1d\n\x15outbox_capacity_items\x18\x07 \x01(\x04\x12\x1d\n\x15outbox_capacity_bytes\x18\x08 \x01(\x04\x12$\n\x1cserver_cert_not_after_unix_s\x18\t \x01(\x03\x12\x17\n\x0frevoked_serials\x18\n \x01(\r\"\x17\n\x15\x46orceStopVisitRequest\")\n\x16\x46orceStopVisitResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\"\x15\n\x13PurgeExpiredRequest\"&\n\x14PurgeExpiredResponse\x12\x0e\n\x06purged\x18\x01 \x01(\r2\xea\x03\n\tEdgeAgent\x12O\n\rGetDeviceInfo\x12#.edge_agent.v1.GetDeviceInfoRequest\x1a\x19.edge_agent.v1.DeviceInfo\x12Q\n\nStartVisit\x12 .edge_agent.v1.StartVisitRequest\x1a!.edge_agent.v1.StartVisitResponse\x12N\n\tStopVisit\x12\x1f.edge_agent.v1.StopVisitRequest\x1a .edge_agent.v1.StopVisitResponse\x12T\n\x0b\x45nrollVoice\x12\x1f.edge_agent.v1.EnrollVoiceChunk\x1a\".edge_agent.v1.EnrollVoiceResponse(\x01\x12U\n\x0eStreamFeedback\x12$.edge_agent.v1.StreamFeedbackRequest\x1a\x1b.edge_agent.v1.FeedbackItem0\x01\x12<\n\x03\x41\x63k\x12\x19.edge_agent.v1.AckRequest\x1a\x1a.edge_agent.v1.AckResponse2\x93\x02\n\x0e\x45\x64geAgentAdmin\x12I\n\tGetStatus\x12\x1f.edge_agent.v1.GetStatusRequest\x1a\x1b.edge_agent.v1.DeviceStatus\x12]\n\x0e\x46orceStopVisit\x12$.edge_agent.v1.ForceStopVisitRequest\x1a%.edge_agent.v1.ForceStopVisitResponse\x12W\n\x0cPurgeExpired\x12\".edge_agent.v1.PurgeExpiredRequest\x1a#.edge_agent.v1.PurgeExpiredResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x65\x64ge_agent/v1/agent.proto\x12\redge_agent.v1\"\x16\n\x14GetDeviceInfoRequest\"\x8d\x01\n\nDeviceInfo\x12\x18\n\x10protocol_version\x18\x01 \x01(\r\x12\x0c\n\x04room\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12\x18\n\x10software_version\x18\x04 \x01(\t\x12\x14\n\x0cvisit_active\x18\x05 \x01(\x08\x12\x11\n\toutbox_id\x18\x06 \x01(\t\"\x87\x01\n\x11StartVisitRequest\x12\x0f\n\x07\x63onsent\x18\x01 \x01(\x08\x12\x1a\n\x12sealing_public_key\x18\x02 \x01(\x0c\x12\x12\n\nvoiceprint\x18\x03 \x01(\x0c\x12\x19\n\x11voiceprint_values\x18\x04 \x03(\x02\x12\x16\n\x0emax_duration_s\x18\x05 \x01(\r\"V\n\x12StartVisitResponse\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x16\n\x0estarted_unix_s\x18\x02 \x01(\x03\x12\x16\n\x0emax_duration_s\x18\x03 \x01(\r\"$\n\x10StopVisitRequest\x12\x10\n\x08visit_id\x18\x01 \x01(\t\"I\n\x11StopVisitResponse\x12\x10\n\x08visit_id\x18\x01 \x01(\t\x12\x0e\n\x06\x63ursor\x18\x02 \x01(\x04\x12\x12\n\nduration_s\x18\x03 \x01(\x01\":\n\x10\x45nrollVoiceChunk\x12\x13\n\x0bsample_rate\x18\x01 \x01(\r\x12\x11\n\tpcm_s16le\x18\x02 \x01(\x0c\"A\n\x13\x45nrollVoiceResponse\x12\x19\n\x11voiceprint_values\x18\x01 \x03(\x02\x12\x0f\n\x07\x61udio_s\x18\x02 \x01(\x01\"z\n\x08\x45nvelope\x12\r\n\x05suite\x18\x01 \x01(\t\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\x18\n\x10recipient_key_id\x18\x04 \x01(\x0c\x12\x0e\n\x06sealed\x18\x05 \x01(\x0c\x12\x16\n\x0e\x63reated_unix_s\x18\x06 \x01(\x03\"7\n\x15StreamFeedbackRequest\x12\x0e\n\x06\x63ursor\x18\x01 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x02 \x01(\x08\"E\n\x0c\x46\x65\x65\x64\x62\x61\x63kItem\x12\n\n\x02id\x18\x01 \x01(\x04\x12)\n\x08\x65nvelope\x18\x02 \x01(\x0b\x32\x17.edge_agent.v1.Envelope\"\x19\n\nAckRequest\x12\x0b\n\x03ids\x18\x01 \x03(\x04\"\x1e\n\x0b\x41\x63kResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\r\".\n\x10\x43laimRoomRequest\x12\x1a\n\x12sealing_public_key\x18\x01 \x01(\x0c\"(\n\x11\x43laimRoomResponse\x12\x13\n\x0bvalid_for_s\x18\x01 \x01(\r\"\x12\n\x10GetStatusRequest\"\x87\x02\n\x0c\x44\x65viceStatus\x12\x0c\n\x04room\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12\x10\n\x08uptime_s\x18\x03 \x01(\x01\x12\x14\n\x0cvisit_active\x18\x04 \x01(\x08\x12\x14\n\x0coutbox_items\x18\x05 \x01(\x04\x12\x14\n\x0coutbox_bytes\x18\x06 \x01(\x04\x12\x1d\n\x15outbox_capacity_items\x18\x07 \x01(\x04\x12\x1d\n\x15outbox_capacity_bytes\x18\x08 \x01(\x04\x12$\n\x1cserver_cert_not_after_unix_s\x18\t \x01(\x03\x12\x17\n\x0frevoked_serials\x18\n \x01(\r\"\x17\n\x15\x46orceStopVisitRequest\")\n\x16\x46orceStopVisitResponse\x12\x0f\n\x07stopped\x18\x01 \x01(\x08\"\x15\n\x13PurgeExpiredRequest\"&\n\x14PurgeExpiredResponse\x12\x0e\n\x06purged\x18\x01 \x01(\r2\xba\x04\n\tEdgeAgent\x12O\n\rGetDeviceInfo\x12#.edge_agent.v1.GetDeviceInfoRequest\x1a\x19.edge_agent.v1.DeviceInfo\x12Q\n\nStartVisit\x12 .edge_agent.v1.StartVisitRequest\x1a!.edge_agent.v1.StartVisitResponse\x12N\n\tStopVisit\x12\x1f.edge_agent.v1.StopVisitRequest\x1a .edge_agent.v1.StopVisitResponse\x12T\n\x0b\x45nrollVoice\x12\x1f.edge_agent.v1.EnrollVoiceChunk\x1a\".edge_agent.v1.EnrollVoiceResponse(\x01\x12U\n\x0eStreamFeedback\x12$.edge_agent.v1.StreamFeedbackRequest\x1a\x1b.edge_agent.v1.FeedbackItem0\x01\x12<\n\x03\x41\x63k\x12\x19.edge_agent.v1.AckRequest\x1a\x1a.edge_agent.v1.AckResponse\x12N\n\tClaimRoom\x12\x1f.edge_agent.v1.ClaimRoomRequest\x1a .edge_agent.v1.ClaimRoomResponse2\x93\x02\n\x0e\x45\x64geAgentAdmin\x12I\n\tGetStatus\x12\x1f.edge_agent.v1.GetStatusRequest\x1a\x1b.edge_agent.v1.DeviceStatus\x12]\n\x0e\x46orceStopVisit\x12$.edge_agent.v1.ForceStopVisitRequest\x1a%.edge_agent.v1.ForceStopVisitResponse\x12W\n\x0cPurgeExpired\x12\".edge_agent.v1.PurgeExpiredRequest\x1a#.edge_agent.v1.PurgeExpiredResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -57,20 +57,24 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ACKREQUEST']._serialized_end=955
   _globals['_ACKRESPONSE']._serialized_start=957
   _globals['_ACKRESPONSE']._serialized_end=987
-  _globals['_GETSTATUSREQUEST']._serialized_start=989
-  _globals['_GETSTATUSREQUEST']._serialized_end=1007
-  _globals['_DEVICESTATUS']._serialized_start=1010
-  _globals['_DEVICESTATUS']._serialized_end=1273
-  _globals['_FORCESTOPVISITREQUEST']._serialized_start=1275
-  _globals['_FORCESTOPVISITREQUEST']._serialized_end=1298
-  _globals['_FORCESTOPVISITRESPONSE']._serialized_start=1300
-  _globals['_FORCESTOPVISITRESPONSE']._serialized_end=1341
-  _globals['_PURGEEXPIREDREQUEST']._serialized_start=1343
-  _globals['_PURGEEXPIREDREQUEST']._serialized_end=1364
-  _globals['_PURGEEXPIREDRESPONSE']._serialized_start=1366
-  _globals['_PURGEEXPIREDRESPONSE']._serialized_end=1404
-  _globals['_EDGEAGENT']._serialized_start=1407
-  _globals['_EDGEAGENT']._serialized_end=1897
-  _globals['_EDGEAGENTADMIN']._serialized_start=1900
-  _globals['_EDGEAGENTADMIN']._serialized_end=2175
+  _globals['_CLAIMROOMREQUEST']._serialized_start=989
+  _globals['_CLAIMROOMREQUEST']._serialized_end=1035
+  _globals['_CLAIMROOMRESPONSE']._serialized_start=1037
+  _globals['_CLAIMROOMRESPONSE']._serialized_end=1077
+  _globals['_GETSTATUSREQUEST']._serialized_start=1079
+  _globals['_GETSTATUSREQUEST']._serialized_end=1097
+  _globals['_DEVICESTATUS']._serialized_start=1100
+  _globals['_DEVICESTATUS']._serialized_end=1363
+  _globals['_FORCESTOPVISITREQUEST']._serialized_start=1365
+  _globals['_FORCESTOPVISITREQUEST']._serialized_end=1388
+  _globals['_FORCESTOPVISITRESPONSE']._serialized_start=1390
+  _globals['_FORCESTOPVISITRESPONSE']._serialized_end=1431
+  _globals['_PURGEEXPIREDREQUEST']._serialized_start=1433
+  _globals['_PURGEEXPIREDREQUEST']._serialized_end=1454
+  _globals['_PURGEEXPIREDRESPONSE']._serialized_start=1456
+  _globals['_PURGEEXPIREDRESPONSE']._serialized_end=1494
+  _globals['_EDGEAGENT']._serialized_start=1497
+  _globals['_EDGEAGENT']._serialized_end=2067
+  _globals['_EDGEAGENTADMIN']._serialized_start=2070
+  _globals['_EDGEAGENTADMIN']._serialized_end=2345
 # @@protoc_insertion_point(module_scope)

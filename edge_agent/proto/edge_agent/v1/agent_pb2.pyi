@@ -126,6 +126,18 @@ class AckResponse(_message.Message):
     deleted: int
     def __init__(self, deleted: _Optional[int] = ...) -> None: ...
 
+class ClaimRoomRequest(_message.Message):
+    __slots__ = ("sealing_public_key",)
+    SEALING_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    sealing_public_key: bytes
+    def __init__(self, sealing_public_key: _Optional[bytes] = ...) -> None: ...
+
+class ClaimRoomResponse(_message.Message):
+    __slots__ = ("valid_for_s",)
+    VALID_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    valid_for_s: int
+    def __init__(self, valid_for_s: _Optional[int] = ...) -> None: ...
+
 class GetStatusRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

@@ -64,6 +64,11 @@ class EdgeAgentStub:
                 request_serializer=edge__agent_dot_v1_dot_agent__pb2.AckRequest.SerializeToString,
                 response_deserializer=edge__agent_dot_v1_dot_agent__pb2.AckResponse.FromString,
                 _registered_method=True)
+        self.ClaimRoom = channel.unary_unary(
+                '/edge_agent.v1.EdgeAgent/ClaimRoom',
+                request_serializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.SerializeToString,
+                response_deserializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.FromString,
+                _registered_method=True)
 
 
 class EdgeAgentServicer:
@@ -105,6 +110,14 @@ class EdgeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClaimRoom(self, request, context):
+        """"I am in this room": a press of the room button within the claim window
+        starts a visit whose report is sealed to this clinician.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +150,11 @@ def add_EdgeAgentServicer_to_server(servicer, server):
                     servicer.Ack,
                     request_deserializer=edge__agent_dot_v1_dot_agent__pb2.AckRequest.FromString,
                     response_serializer=edge__agent_dot_v1_dot_agent__pb2.AckResponse.SerializeToString,
+            ),
+            'ClaimRoom': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClaimRoom,
+                    request_deserializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.FromString,
+                    response_serializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -301,6 +319,33 @@ class EdgeAgent:
             '/edge_agent.v1.EdgeAgent/Ack',
             edge__agent_dot_v1_dot_agent__pb2.AckRequest.SerializeToString,
             edge__agent_dot_v1_dot_agent__pb2.AckResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClaimRoom(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edge_agent.v1.EdgeAgent/ClaimRoom',
+            edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.SerializeToString,
+            edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.FromString,
             options,
             channel_credentials,
             insecure,
