@@ -49,6 +49,14 @@ def session():  # type: ignore[no-untyped-def]
     return TranscriptionSession.load(PipelineConfig())
 
 
+@pytest.fixture(scope="session")
+def session_with_speakers():  # type: ignore[no-untyped-def]
+    from edge_agent.pipeline import PipelineConfig
+    from edge_agent.session import TranscriptionSession
+
+    return TranscriptionSession.load(PipelineConfig(), speakers=True)
+
+
 @pytest.fixture
 def write_wav(tmp_path: Path) -> Callable[..., Path]:
     def _write(name: str, audio: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
