@@ -59,7 +59,7 @@ class PipelineConfig:
     # audio (the first partial of each utterance is always decoded). Partials
     # only feed a live view: finals are what the coaching is built from, so on
     # a 2-core room PC they get a small, fixed budget. Raise it on a Jetson.
-    partial_cpu_share: float = 0.006
+    partial_cpu_share: float = 0.003
     partial_cpu_burst_s: float = 0.3
 
 
