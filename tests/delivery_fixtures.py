@@ -10,11 +10,13 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import grpc
+import pytest
 
 from edge_agent.client import phone
 from edge_agent.client.keys import ClinicianKeys, init_key_file
@@ -102,6 +104,19 @@ class ServerThread:
     def target(self) -> phone.Target:
         assert self.server is not None
         return phone.Target("127.0.0.1", self.port, self.server.fingerprint)
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """One site PKI per test module (issuing certificates is the slow part)."""
+    return Pki.make(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def srv(pki: Pki, tmp_path: Path) -> Iterator[ServerThread]:
+    s = ServerThread(server_config(pki, tmp_path / "data")).start()
+    yield s
+    s.stop()
 
 
 def server_config(pki: Pki, data_dir: Path, **kw: Any) -> ServerConfig:

@@ -6,28 +6,17 @@ import json
 import stat
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from delivery_fixtures import Pki, ServerThread, server_config
+from delivery_fixtures import Pki, ServerThread, pki, server_config, srv  # noqa: F401 (pytest fixtures)
 from edge_agent.client import cli, phone
 from edge_agent.client.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 from edge_agent.server.bench import bench_delivery
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.make(tmp_path_factory.mktemp("pki_client"))
-
-
-@pytest.fixture
-def srv(pki: Pki, tmp_path: Path) -> Iterator[ServerThread]:
-    s = ServerThread(server_config(pki, tmp_path / "data")).start()
-    yield s
-    s.stop()
 
 
 def test_key_file_is_private_and_checked(pki: Pki, tmp_path: Path) -> None:

@@ -6,30 +6,19 @@ import datetime as dt
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from delivery_fixtures import Pki, ServerThread, raw_channel, server_config
+from delivery_fixtures import Pki, ServerThread, pki, raw_channel, server_config, srv  # noqa: F401 (pytest fixtures)
 from edge_agent.client import phone
 from edge_agent.client.keys import ClientError, load_key_file
 from edge_agent.crypto import ca
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 
 
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.make(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def srv(pki: Pki, tmp_path: Path) -> Iterator[ServerThread]:
-    s = ServerThread(server_config(pki, tmp_path / "data")).start()
-    yield s
-    s.stop()
 
 
 def _code(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
