@@ -111,12 +111,13 @@ def test_stuck_pipeline_stops_the_petting(notify_socket) -> None:  # type: ignor
 
 def test_async_watchdog_loop_pets_while_fresh(notify_socket) -> None:  # type: ignore[no-untyped-def]
     path, sock = notify_socket
-    hb = Heartbeat("pipeline", max_age_s=0.3)
+    # generous ages: a loaded CI machine may oversleep a 50 ms sleep several times over
+    hb = Heartbeat("pipeline", max_age_s=1.0)
     dog = Watchdog(SystemdNotifier(env={"NOTIFY_SOCKET": path}), [hb], interval_s=0.05)
     received: list[str] = []
 
     def reader() -> None:  # systemd reads as messages arrive
-        sock.settimeout(1.5)
+        sock.settimeout(3.0)
         try:
             while True:
                 received.append(sock.recv(4096).decode())
@@ -131,7 +132,7 @@ def test_async_watchdog_loop_pets_while_fresh(notify_socket) -> None:  # type: i
         for _ in range(6):
             hb.tick()
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.6)  # no ticks: stale
+        await asyncio.sleep(1.8)  # no ticks: stale
         task.cancel()
 
     asyncio.run(main())
