@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -90,6 +91,70 @@ def test_wrong_ca_is_refused_both_ways(pki: Pki, srv: ServerThread, tmp_path: Pa
     # A phone of this site refuses a device from another CA, and a device with the wrong fingerprint.
     with pytest.raises(ClientError, match="fingerprint"):
         phone.device_info(pki.keys_a, phone.Target("127.0.0.1", srv.port, "00" * 32))
+
+
+class _SwappingProxy:
+    """A TCP relay that sends its first connection to one port and every later one to another:
+    a device of the same site CA swapped in between the phone's certificate check and its gRPC call."""
+
+    def __init__(self, first_port: int, then_port: int) -> None:
+        import socket
+
+        self._ports = [first_port, then_port]
+        self.connections = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return
+            port = self._ports[min(self.connections, 1)]
+            self.connections += 1
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: object, dst: object) -> None:
+        try:
+            while data := src.recv(65536):  # type: ignore[attr-defined]
+                dst.sendall(data)  # type: ignore[attr-defined]
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(2)  # type: ignore[attr-defined]
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._listener.close()
+
+
+def test_channel_is_pinned_to_the_verified_device_certificate(pki: Pki, srv: ServerThread, tmp_path: Path) -> None:
+    ca.issue_device(pki.authority, "Room 5", tmp_path / "room5.pem", ips=("127.0.0.1",))
+    room5 = ServerThread(replace(server_config(pki, tmp_path / "data5"), bundle=tmp_path / "room5.pem", room="Room 5")).start()
+    try:
+        # Control: through a relay that does not swap, the phone works.
+        honest = _SwappingProxy(srv.port, srv.port)
+        assert phone.device_info(pki.keys_a, phone.Target("127.0.0.1", honest.port, srv.server.fingerprint)).room == "Room 4"
+        honest.close()
+        # Room 4 answers the certificate check, room 5 (same CA, valid name) the gRPC call: refused.
+        proxy = _SwappingProxy(srv.port, room5.port)
+        with pytest.raises(ClientError) as exc:
+            phone.device_info(pki.keys_a, phone.Target("127.0.0.1", proxy.port, srv.server.fingerprint))
+        assert _code(exc) == "UNAVAILABLE"
+        assert proxy.connections >= 2  # the check went to room 4, the refused call to room 5
+        proxy.close()
+    finally:
+        room5.stop()
 
 
 def test_expired_certificate_is_refused(pki: Pki, srv: ServerThread) -> None:

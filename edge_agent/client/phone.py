@@ -74,8 +74,16 @@ def _memfile(data: bytes) -> Iterator[str]:
         os.close(fd)
 
 
-def device_fingerprint(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> str:
-    """SHA-256 of the device certificate, after verifying it chains to the site CA."""
+@dataclass(frozen=True)
+class VerifiedDevice:
+    """The device certificate seen on a handshake that verified it against the site CA."""
+
+    fingerprint: str  # SHA-256 of the DER certificate, hex
+    certificate_pem: str  # the very certificate, to pin the gRPC channel to
+
+
+def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
+    """Fetch the device certificate over TLS, verify its chain to the site CA and its fingerprint."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=keys.ca_pem)
@@ -94,7 +102,12 @@ def device_fingerprint(keys: ClinicianKeys, target: Target, timeout: float = 5.0
     fp = hashlib.sha256(der).hexdigest()
     if target.fingerprint is not None and fp != target.fingerprint:
         raise ClientError(f"device certificate fingerprint {fp[:16]}... does not match the expected {target.fingerprint[:16]}...; do not use this device")
-    return fp
+    return VerifiedDevice(fp, ssl.DER_cert_to_PEM_cert(der))
+
+
+def device_fingerprint(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> str:
+    """SHA-256 of the device certificate, after verifying it chains to the site CA."""
+    return verify_device(keys, target, timeout).fingerprint
 
 
 def channel_options() -> list[tuple[str, object]]:
@@ -108,9 +121,17 @@ def channel_options() -> list[tuple[str, object]]:
 
 @contextmanager
 def connect(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel, str]]:
-    """A verified mutual-TLS channel and the device fingerprint."""
-    fp = device_fingerprint(keys, target)
-    creds = grpc.ssl_channel_credentials(keys.ca_pem.encode(), keys.key_pem.encode(), keys.cert_pem.encode())
+    """A verified mutual-TLS channel and the device fingerprint.
+
+    gRPC Python shows a client no peer certificate, so the chain and
+    fingerprint are checked on a plain TLS handshake first, and the gRPC
+    channel then trusts exactly that certificate (it is the channel's only
+    trust anchor): a different device, even one of the same site CA, that
+    answers the second connection fails the handshake.
+    """
+    device = verify_device(keys, target)
+    fp = device.fingerprint
+    creds = grpc.ssl_channel_credentials(device.certificate_pem.encode(), keys.key_pem.encode(), keys.cert_pem.encode())
     channel = grpc.secure_channel(f"{target.host}:{target.port}", creds, options=channel_options())
     try:
         yield channel, fp
@@ -121,6 +142,11 @@ def connect(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel,
 def _rpc_error(exc: grpc.RpcError) -> ClientError:
     code = exc.code()  # type: ignore[attr-defined]
     details = exc.details() or code.name  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # the certificate check just passed, so a failing handshake now means another machine answered
+        return ClientError(
+            f"lost the device or it changed since its certificate was checked ({details.splitlines()[0][:120]}); "
+            "retry, and if it persists tell IT", code=code.name)
     return ClientError(f"device refused: {details}", code=code.name)
 
 
