@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.client import phone
-from edge_agent.client.keys import ClientError, init_key_file
+from edge_agent.client.keys import ClientError, init_key_file, install_certificate, request_key_file
 
 
 def resolve(device: str | None, fingerprint: str | None = None, room: str | None = None, timeout: float = 3.0) -> phone.Target:
@@ -32,6 +32,16 @@ def resolve(device: str | None, fingerprint: str | None = None, room: str | None
 
 def phone_init(bundle: str | Path, key_file: str | Path, overwrite: bool = False) -> dict[str, Any]:
     keys = init_key_file(bundle, key_file, overwrite)
+    return {"key_file": str(keys.path), "pseudonym": keys.pseudonym, "sealing_public_key": keys.sealing_public.hex()}
+
+
+def phone_request(key_file: str | Path, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
+    keys = request_key_file(key_file, out, overwrite)
+    return {"key_file": str(keys.path), "request": str(out), "next": "give the request to IT: edge-agent ca sign-clinician"}
+
+
+def phone_install(key_file: str | Path, certificate: str | Path) -> dict[str, Any]:
+    keys = install_certificate(key_file, certificate)
     return {"key_file": str(keys.path), "pseudonym": keys.pseudonym, "sealing_public_key": keys.sealing_public.hex()}
 
 

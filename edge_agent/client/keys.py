@@ -17,6 +17,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from edge_agent.crypto import ca, seal
@@ -64,22 +67,64 @@ class ClinicianKeys:
 def init_key_file(bundle: str | Path, key_file: str | Path, overwrite: bool = False) -> ClinicianKeys:
     """Create the phone's key file from a clinician bundle and a fresh X25519 key pair."""
     key_file = Path(key_file)
-    if key_file.exists() and not overwrite:
-        raise ClientError(f"{key_file} already exists; it holds your keys — choose another path or pass overwrite")
-    b = ca.load_bundle(Path(bundle))
-    ident = ca.identity_of(b.cert)
-    if ident.role != ca.ROLE_CLINICIAN:
-        raise ClientError(f"{bundle} is a {ident.role} bundle; the phone needs a clinician bundle")
+    _refuse_existing(key_file, overwrite)
     priv, _ = seal.generate_keypair()
-    keys = ClinicianKeys(
-        key_file, ident.subject_id, b.key_pem.decode(), b.cert_pem.decode(), b.ca_pem.decode(),
-        base64.b64encode(seal.private_key_bytes(priv)).decode(),
-    )
+    keys = _certified(key_file, ca.load_bundle(Path(bundle)), base64.b64encode(seal.private_key_bytes(priv)).decode(), str(bundle))
     keys.save()
     return keys
 
 
-def load_key_file(key_file: str | Path) -> ClinicianKeys:
+def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: bool = False) -> ClinicianKeys:
+    """Make the phone's keys here and write a certificate request for the site CA.
+
+    The TLS and sealing private keys are born in the key file and never leave
+    it; IT signs the request (``edge-agent ca sign-clinician``) and the phone
+    installs the answer (:func:`install_certificate`).
+    """
+    key_file = Path(key_file)
+    _refuse_existing(key_file, overwrite)
+    tls_key = ec.generate_private_key(ec.SECP256R1())
+    # the CA ignores the subject and assigns a pseudonym; an empty one says nothing about the clinician
+    csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(tls_key, hashes.SHA256())
+    priv, _ = seal.generate_keypair()
+    key_pem = tls_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    keys = ClinicianKeys(key_file, "", key_pem.decode(), "", "", base64.b64encode(seal.private_key_bytes(priv)).decode())
+    keys.save()
+    write_private(Path(request_out), csr.public_bytes(serialization.Encoding.PEM))
+    return keys
+
+
+def install_certificate(key_file: str | Path, certificate: str | Path) -> ClinicianKeys:
+    """Install the CA's answer to :func:`request_key_file` (certificate + CA, no key) into the key file."""
+    key_file = Path(key_file)
+    keys = load_key_file(key_file, allow_uncertified=True)
+    if keys.cert_pem:
+        raise ClientError(f"{key_file} already holds a certificate; make a new key file with 'edge-agent phone request'")
+    try:
+        answer = Path(certificate).read_bytes()
+    except FileNotFoundError:
+        raise ClientError(f"certificate {certificate} not found; ask IT for the file 'ca sign-clinician' wrote") from None
+    bundle = ca.parse_bundle(keys.key_pem.encode() + answer, str(certificate))  # checks the key matches and the CA signed it
+    certified = _certified(key_file, bundle, keys.sealing_private_b64, str(certificate))
+    certified.save()
+    return certified
+
+
+def _refuse_existing(key_file: Path, overwrite: bool) -> None:
+    if key_file.exists() and not overwrite:
+        raise ClientError(f"{key_file} already exists; it holds your keys — choose another path or pass overwrite")
+
+
+def _certified(key_file: Path, bundle: ca.Bundle, sealing_private_b64: str, source: str) -> ClinicianKeys:
+    ident = ca.identity_of(bundle.cert)
+    if ident.role != ca.ROLE_CLINICIAN:
+        raise ClientError(f"{source} holds a {ident.role} certificate; the phone needs a clinician bundle or certificate")
+    return ClinicianKeys(
+        key_file, ident.subject_id, bundle.key_pem.decode(), bundle.cert_pem.decode(), bundle.ca_pem.decode(), sealing_private_b64
+    )
+
+
+def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> ClinicianKeys:
     key_file = Path(key_file)
     try:
         st = key_file.stat()
@@ -92,9 +137,12 @@ def load_key_file(key_file: str | Path) -> ClinicianKeys:
         data = json.loads(raw)
         if data.pop("version", None) != KEY_FILE_VERSION:
             raise ValueError("version")
-        return ClinicianKeys(path=key_file, **data)
+        keys = ClinicianKeys(path=key_file, **data)
     except (ValueError, TypeError):
         raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None
+    if not keys.cert_pem and not allow_uncertified:
+        raise ClientError(f"key file {key_file} has no certificate yet; install the one IT signed with 'edge-agent phone install'")
+    return keys
 
 
 @contextmanager

@@ -45,6 +45,19 @@ def issue_clinician(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="clini
     emit(ca_issue_clinician(ca_dir, out), json_out)
 
 
+@app.command("sign-clinician")
+def sign_clinician(
+    ca_dir: CaDir,
+    request: Annotated[Path, typer.Argument(help="request from `edge-agent phone request`")],
+    out: Annotated[Path, typer.Option(help="certificate file to give back to the phone (no key inside)")],
+    json_out: Json = False,
+) -> None:
+    """Certify a phone's own key under a fresh pseudonym (the CA never sees the private key)."""
+    from edge_agent.crypto.cli import ca_sign_clinician
+
+    emit(ca_sign_clinician(ca_dir, request, out), json_out)
+
+
 @app.command("issue-admin")
 def issue_admin(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="admin bundle for IT")], json_out: Json = False) -> None:
     """Issue an IT admin certificate (90 days)."""

@@ -26,7 +26,7 @@ ROOM = "Demo room"
 
 def run_demo(fast: bool, jsonl: bool) -> int:
     from edge_agent.client import phone
-    from edge_agent.client.keys import init_key_file
+    from edge_agent.client.keys import install_certificate, request_key_file
     from edge_agent.crypto import ca
     from edge_agent.population.cli import aggregator_keygen
     from edge_agent.population.device import PopulationContributor
@@ -38,12 +38,14 @@ def run_demo(fast: bool, jsonl: bool) -> int:
     say = (lambda msg: None) if jsonl else (lambda msg: console.print(f"[dim]{msg}[/dim]"))
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as tmp:
         root = Path(tmp)
-        say("IT: creating a throwaway site CA, a room-device certificate and a clinician certificate")
+        say("IT: creating a throwaway site CA and a room-device certificate")
         authority = ca.init_ca(root / "ca", site="Demo clinic")
         ca.issue_device(authority, ROOM, root / "device.pem", ips=("127.0.0.1",))
-        ca.issue_clinician(authority, root / "clinician.pem")
+        say("phone: making its own keys and a certificate request; IT signs it under a pseudonym")
         keys = root / "phone.json"
-        init_key_file(root / "clinician.pem", keys)
+        request_key_file(keys, root / "clinician.req")
+        ca.sign_clinician_request(authority, root / "clinician.req", root / "clinician.cert")
+        install_certificate(keys, root / "clinician.cert")
         say("IT: creating the population aggregator's key and the site's rotating period key")
         aggregator_keygen(root / "aggregator.key", root / "aggregator.pub")
         PeriodKeyRing.create(root / "period.key")

@@ -25,6 +25,24 @@ def init(bundle: Annotated[Path, typer.Option(help="clinician bundle from `ca is
     emit(phone_init(bundle, keys, overwrite), json_out)
 
 
+@app.command("request")
+def request(keys: KeyFile, out: Annotated[Path, typer.Option(help="certificate request to give IT (holds no secret)")],
+            overwrite: bool = False, json_out: Json = False) -> None:
+    """Make the phone's keys here and a certificate request for IT (the private keys never leave the phone)."""
+    from edge_agent.client.cli import phone_request
+
+    emit(phone_request(keys, out, overwrite), json_out)
+
+
+@app.command("install")
+def install(certificate: Annotated[Path, typer.Argument(help="the file IT made with `ca sign-clinician`")], keys: KeyFile,
+            json_out: Json = False) -> None:
+    """Install the certificate IT signed for this phone's request."""
+    from edge_agent.client.cli import phone_install
+
+    emit(phone_install(keys, certificate), json_out)
+
+
 @app.command("discover")
 def discover(timeout: float = 3.0, json_out: Json = False) -> None:
     """List edge-agent devices advertised on this network."""

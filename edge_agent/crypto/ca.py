@@ -179,7 +179,7 @@ def init_ca(directory: Path, site: str = "edge-agent site", days: int = CA_DAYS,
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.public_key())
+        .public_key(public_key if key is None else key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))
@@ -227,11 +227,17 @@ def _issue(
     ips: tuple[str, ...] = (),
     valid_from: dt.datetime | None = None,
     client: bool | None = None,
+    public_key: ec.EllipticCurvePublicKey | None = None,
 ) -> Issued:
-    """``client`` chooses the TLS purpose; by default devices serve and everyone else is a client."""
+    """``client`` chooses the TLS purpose; by default devices serve and everyone else is a client.
+
+    With ``public_key`` (from a certificate request) no key is made and the
+    file written holds only the certificate and the CA: the private key never
+    existed outside the requester.
+    """
     if not 1 <= days <= CA_DAYS:
         raise CertificateError(f"certificate lifetime must be 1..{CA_DAYS} days, got {days}")
-    key = ec.generate_private_key(ec.SECP256R1())
+    key = ec.generate_private_key(ec.SECP256R1()) if public_key is None else None
     start = valid_from or (_now() - dt.timedelta(minutes=5))  # tolerate small clock skew
     not_after = start + dt.timedelta(days=days)
     if not_after > ca.cert.not_valid_after_utc:
@@ -243,7 +249,7 @@ def _issue(
         x509.CertificateBuilder()
         .subject_name(_name(cn, role, ca.site))
         .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
+        .public_key(public_key if key is None else key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start)
         .not_valid_after(not_after)
@@ -261,7 +267,7 @@ def _issue(
                 raise CertificateError(f"{ip!r} is not an IP address; give e.g. --ip 10.0.0.7") from None
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca.key, hashes.SHA256())
-    write_private(Path(out), _key_pem(key) + _cert_pem(cert) + ca.cert_pem)
+    write_private(Path(out), (b"" if key is None else _key_pem(key)) + _cert_pem(cert) + ca.cert_pem)
     _record(ca, role, cn, cert)
     return Issued(role, cn, cert.serial_number, cert.not_valid_after_utc, fingerprint(cert), Path(out))
 
@@ -294,6 +300,28 @@ def issue_device(
 def issue_clinician(ca: CertificateAuthority, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
     """A clinician phone's client certificate under a fresh random pseudonym."""
     return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from)
+
+
+def sign_clinician_request(
+    ca: CertificateAuthority, request: Path, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None
+) -> Issued:
+    """Certify the key of a phone's request (``edge-agent phone request``) under a fresh pseudonym.
+
+    Only the request's public key is used: its subject and extensions are
+    ignored, so a request cannot ask for a name, a role or another lifetime.
+    """
+    try:
+        csr = x509.load_pem_x509_csr(Path(request).read_bytes())
+    except FileNotFoundError:
+        raise CertificateError(f"request {request} not found; make one on the phone with 'edge-agent phone request'") from None
+    except ValueError:
+        raise CertificateError(f"{request} is not a certificate request (PEM); make one with 'edge-agent phone request'") from None
+    if not csr.is_signature_valid:
+        raise CertificateError(f"the signature of {request} does not verify (altered or damaged); make a new request on the phone")
+    public_key = csr.public_key()
+    if not (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1)):
+        raise CertificateError(f"{request} must hold a P-256 key; make it with 'edge-agent phone request'")
+    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from, public_key=public_key)
 
 
 def issue_admin(ca: CertificateAuthority, out: Path, days: int = ADMIN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
@@ -366,6 +394,11 @@ def load_bundle(path: Path) -> Bundle:
         raise CertificateError(f"cannot read bundle {path}: {exc.strerror}") from None
     if os.name == "posix" and path.stat().st_mode & 0o077:
         raise CertificateError(f"bundle {path} is readable by others; run: chmod 600 {path}")
+    return parse_bundle(data, str(path))
+
+
+def parse_bundle(data: bytes, path: str) -> Bundle:
+    """Check a bundle's bytes: one key, its certificate, and the CA that issued it (``path`` names it in errors)."""
     key_blocks = re.findall(rb"-----BEGIN PRIVATE KEY-----.+?-----END PRIVATE KEY-----\n?", data, re.S)
     cert_blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", data, re.S)
     if len(key_blocks) != 1 or len(cert_blocks) != 2:

@@ -57,6 +57,11 @@ def ca_issue_clinician(ca_dir: str | Path, out: str | Path, days: int = _ca.CLIN
     return _issued_dict(_ca.issue_clinician(authority, Path(out), days=days))
 
 
+def ca_sign_clinician(ca_dir: str | Path, request: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _issued_dict(_ca.sign_clinician_request(authority, Path(request), Path(out), days=days))
+
+
 def ca_issue_admin(ca_dir: str | Path, out: str | Path, days: int = _ca.ADMIN_DAYS) -> dict[str, Any]:
     authority = _ca.load_ca(Path(ca_dir), _passphrase())
     return _issued_dict(_ca.issue_admin(authority, Path(out), days=days))
