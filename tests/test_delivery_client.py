@@ -89,6 +89,24 @@ def test_render_report_is_readable() -> None:
         assert word not in text.lower()
 
 
+def test_every_timing_metric_gets_a_readable_line() -> None:
+    from edge_agent.behaviours.timing import Utterance, compute_timing
+
+    said = [(0.0, 2.0, "How can I help you today?", "clinician"), (2.5, 9.0, "My knee hurts.", "patient"),
+            (9.5, 11.0, "Does it hurt at night?", "clinician"), (11.8, 12.5, "Yes.", "patient")]
+    utts = [Utterance(t0=a, t1=b, text=text, speaker=who) for a, b, text, who in said]
+    numbers = {k: float(v) for k, v in compute_timing(utts).to_dict().items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    fb = feedback_pb2.Feedback(visit_id="v", duration_s=13, timing=numbers)
+    fb.label_counts["closed_question"] = 1
+    fb.label_counts["empathy"] = 0
+    text = phone.render_report(fb)
+    timing_lines = text.split("Timing:\n")[1].split("\n\n")[0].splitlines()
+    assert len(timing_lines) == len(numbers) >= 6
+    assert not [line for line in timing_lines if "_" in line or line.strip().split(":")[0].endswith(" s")]
+    assert "closed question: 1" in text and "not heard this visit: empathy" in text and "empathy: 0" not in text
+
+
 def test_bench_delivery_meets_target() -> None:
     result = bench_delivery(visits=5)
     assert result["stop_to_report_on_phone"]["p95_ms"] < 2000

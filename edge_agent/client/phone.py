@@ -307,7 +307,8 @@ _TIMING_LABELS = {
     "interruptions": ("Interruptions", "{:.0f}"),
     "talk_share": ("Your share of talk", "{:.0%}"),
     "longest_monologue_s": ("Longest stretch of you talking", "{:.0f} s"),
-    "wait_after_question_s": ("Wait after a question", "{:.1f} s"),
+    "wait_after_question_s": ("Your pause after a question", "{:.1f} s"),
+    "wait_after_question_median_s": ("Your pause after a question (median)", "{:.1f} s"),
     "speech_rate_wpm": ("Speech rate", "{:.0f} words/min"),
 }
 
@@ -341,7 +342,11 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     if fb.label_counts:
         lines.append("What you did (count of your utterances):")
         for key, count in sorted(fb.label_counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {key.replace('_', ' ')}: {count}")
+            if count:
+                lines.append(f"  {key.replace('_', ' ')}: {count}")
+        unheard = sorted(key.replace("_", " ") for key, count in fb.label_counts.items() if not count)
+        if unheard:
+            lines.append(f"  not heard this visit: {', '.join(unheard)}")
         lines.append("")
     if fb.summary:
         lines.extend([fb.summary, ""])
