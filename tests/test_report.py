@@ -39,6 +39,7 @@ def _check(fb, utts):
         assert len(quote.split()) <= 20
         assert any(quote in c for c in clinician), quote
         assert o.alternative and o.rationale
+        assert o.happened.startswith("you ") and f"At {o.moment}: {o.happened}" in fb.render()
     text = fb.render()
     assert not EVALUATIVE.search(text), EVALUATIVE.search(text)
     blob = text + json.dumps(fb.to_dict())

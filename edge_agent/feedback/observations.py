@@ -31,6 +31,7 @@ class Observation:
     clinician_quote: str
     alternative: str
     rationale: str
+    happened: str = ""  # what was observed, plainly and without judgement ("you asked ... before ...")
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -75,9 +76,9 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
     """All observations that apply, most useful first."""
     out: list[Observation] = []
 
-    def add(behaviour: str, s: LabelledSentence, alternative: str, rationale: str, at: float | None = None) -> None:
+    def add(behaviour: str, s: LabelledSentence, happened: str, alternative: str, rationale: str, at: float | None = None) -> None:
         at_s = round(s.at_s if at is None else at, 2)
-        out.append(Observation(behaviour, at_s, moment(at_s), short_quote(s.text), alternative, rationale))
+        out.append(Observation(behaviour, at_s, moment(at_s), short_quote(s.text), alternative, rationale, happened))
 
     # 1. Opening statement taken over before the patient finished.
     ev = next((e for e in timing.events if e.kind == "opening_interrupted"), None)
@@ -88,6 +89,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "opening_statement",
                 s,
+                "you came in during the patient's opening statement",
                 f"The patient's opening statement ran {secs:.0f} s before you came in. Let it run to its natural end "
                 "(with nods or \"mm-hm\"), then ask \"What else?\" before focusing on one problem.",
                 "Uninterrupted opening statements usually take under a minute and bring out concerns that otherwise "
@@ -102,6 +104,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
         add(
             "jargon",
             s,
+            f"you said \"{term}\" without an explanation nearby",
             f"Say it in everyday words, or add a short gloss: \"{term}, which means {plain}\".",
             "Patients often do not understand medical terms that clinicians assume are familiar, and rarely say so "
             "(Castro et al. 2007).",
@@ -115,6 +118,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "agenda_solicitation",
                 s,
+                "you asked for further concerns with \"anything else\"",
                 "Ask \"Is there something else you'd like to address today?\" instead of \"anything else?\".",
                 "In a randomised study, \"something else\" reduced patients' unmet concerns, while \"anything else\" "
                 "invites a \"no\" (Heritage et al. 2007).",
@@ -129,6 +133,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "agenda_solicitation",
                 s,
+                "you moved to specific questions before asking what else the patient wanted to cover",
                 "Before narrowing in with specific questions, ask \"Is there something else you'd like to address "
                 "today?\" and list the concerns together.",
                 "Eliciting the full agenda early avoids \"by the way\" concerns at the door (Marvel et al. 1999; "
@@ -143,6 +148,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "teach_back",
                 s,
+                "you gave information or advice, and the patient was not asked to say the plan back",
                 "Close the loop: \"To make sure I explained it clearly, can you tell me how you'll take these and "
                 "when you'd get back in touch?\"",
                 "Asking patients to explain the plan back improves recall and outcomes, especially with limited "
@@ -157,6 +163,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "monologue",
                 s,
+                f"you spoke for {timing.longest_monologue_s:.0f} s without a patient turn",
                 f"You spoke for {timing.longest_monologue_s:.0f} s without a patient turn. Give information in "
                 "small chunks and check after each: \"What questions do you have so far?\"",
                 "Chunk-and-check keeps explanations at the patient's pace and shows what to explain next "
@@ -172,6 +179,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "interruptions",
                 s,
+                f"you started speaking while the patient was mid-sentence ({timing.interruptions} times)",
                 f"You started speaking {timing.interruptions} times while the patient was mid-sentence. Let each "
                 "answer finish and leave a short pause before the next question.",
                 "A pause of a few seconds after an answer brings out more and longer patient contributions "
@@ -187,6 +195,7 @@ def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: li
             add(
                 "open_questions",
                 s,
+                f"you asked {n_closed} closed questions and {n_open} open ones",
                 "Start each new topic with an open invitation, e.g. \"Tell me more about the pain\", and move to "
                 "specific questions after the patient's account.",
                 "The open-to-closed cone gathers the patient's story before the checklist (Silverman, Kurtz & "

@@ -24,8 +24,8 @@ def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_p
         message.observations.add(
             behaviour=obs.behaviour,
             at_s=round(obs.at_s, 1),
-            # the phone prints "At m:ss <moment>": name the behaviour there
-            moment=obs.behaviour.replace("_", " "),
+            # the phone prints "At m:ss: <moment>": say what was observed there
+            moment=obs.happened or obs.behaviour.replace("_", " "),
             clinician_quote=obs.clinician_quote,
             alternative=obs.alternative,
             rationale=obs.rationale,

@@ -133,7 +133,7 @@ def render_text(fb: Feedback) -> str:
         lines.append("  (nothing specific to suggest for this visit)")
     for n, o in enumerate(fb.observations, 1):
         lines += [
-            f"  {n}. At {o.moment}: {o.behaviour.replace('_', ' ')}",
+            f"  {n}. At {o.moment}: {o.happened or o.behaviour.replace('_', ' ')}",
             f"     You said: \"{o.clinician_quote}\"",
             f"     Try: {o.alternative}",
             f"     Why: {o.rationale}",
