@@ -96,6 +96,14 @@ class ServerSettings:
         default=10.0, metadata=_doc("a visit stops after this long without speech (0 = never)", min=0, max=240, live=True)
     )
     advertise: bool = field(default=True, metadata=_doc("announce the device by mDNS (_edge-agent._tcp)"))
+    model_stall_seconds: float = field(
+        default=120.0,
+        metadata=_doc(
+            "one speech-recognition or speaker-model call running longer than this is a hang: the systemd watchdog "
+            "is no longer fed and the service restarts (raise it for large models on slow hardware)",
+            min=5, max=3600,
+        ),
+    )
 
     def __post_init__(self) -> None:
         import re

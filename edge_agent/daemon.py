@@ -17,9 +17,10 @@ from edge_agent.audio.frames import AudioSource
 from edge_agent.commands.serve import build_device
 from edge_agent.config import EdgeConfig
 from edge_agent.ops.logs import configure_logging
-from edge_agent.ops.notify import Heartbeat, SystemdNotifier, Watchdog
+from edge_agent.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
 from edge_agent.ops.observed_source import Indicator, ObservedSource
 from edge_agent.ops.signals import ConfigReloader, SignalHandlers
+from edge_agent.ops.watched_calls import watch_model_calls
 from edge_agent.visit import VisitPolicy
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,9 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     notifier.status("loading models")
     policy = VisitPolicy(long_silence_s=cfg.server.long_silence_stop_minutes * 60)
     parts = await asyncio.to_thread(build_device, make_source, cfg.pipeline, policy, None, cfg.speakers)
+    # capture proves frames arrive; this proves the ASR worker's model calls come back
+    model_beat = BusyHeartbeat("asr", max_age_s=cfg.server.model_stall_seconds)
+    watch_model_calls(parts.runner.session, model_beat)
     server = EdgeAgentServer(
         ServerConfig(
             bundle=cfg.server.bundle,
@@ -114,7 +118,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
 
     handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, apply_live).reload, notifier=notifier)
     handlers.install()
-    watchdog = Watchdog(notifier, [capture_beat])
+    watchdog = Watchdog(notifier, [capture_beat, model_beat])
     watchdog_task = asyncio.create_task(watchdog.run())
     notifier.ready(f"listening on port {port}")
     log.info("device ready")

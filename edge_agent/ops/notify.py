@@ -128,6 +128,38 @@ class Heartbeat:
         return self.age() <= self.max_age_s
 
 
+class BusyHeartbeat(Heartbeat):
+    """Fresh unless one blocking call (a Whisper decode, a speaker-model run) has run too long.
+
+    Work that is waiting for input is not a fault, so between calls the beat is
+    idle; a call that never returns (a hung CTranslate2 or ONNX kernel, a GPU
+    that stopped answering) ages it until the watchdog stops petting systemd.
+    Calls may overlap (enrolment runs beside a visit): the age is that of the
+    longest-running call since work last completed.
+    """
+
+    def __init__(self, name: str, max_age_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__(name, max_age_s, clock)
+        self._active = 0
+        self._count_lock = threading.Lock()
+        self.calls = 0
+
+    def begin(self) -> None:
+        with self._count_lock:
+            self.calls += 1
+            self._active += 1
+            if self._active == 1:
+                self.tick()
+
+    def end(self) -> None:
+        with self._count_lock:
+            self._active = max(0, self._active - 1)
+            if self._active == 0:
+                self.idle()
+            else:
+                self.tick()  # one call finished: the work is moving
+
+
 class Watchdog:
     """Pets systemd every ``interval_s`` while all heartbeats are fresh.
 
