@@ -181,13 +181,15 @@ def bench_asr(
 def bench_speakers_cmd(
     conversations: Annotated[int, typer.Option("--conversations", help="held-out PriMock57 consultations to synthesise")] = 10,
     seconds: Annotated[float, typer.Option("--seconds", help="audio per conversation")] = 180.0,
+    pipeline: Annotated[int, typer.Option("--pipeline", help="of those, how many also go through VAD + Whisper + attribution")] = 2,
+    paced_seconds: Annotated[float, typer.Option("--paced-seconds", help="audio streamed in real time for the cost share (0: skip)")] = 120.0,
 ) -> None:
-    """Attribution accuracy with and without enrolment, embedding cost, model load."""
+    """Attribution accuracy with and without enrolment (segments and live pipeline), embedding cost share, model load."""
     import json
 
     from edge_agent.speakers.cli import bench_speakers
 
-    print(json.dumps(bench_speakers(conversations, seconds)))
+    print(json.dumps(bench_speakers(conversations, seconds, pipeline_conversations=pipeline, paced_seconds=paced_seconds)))
 
 
 @bench_app.command("behaviours")

@@ -15,7 +15,7 @@ import soundfile as sf
 from edge_agent.corpus.primock import consultation_ids, load_consultation
 from edge_agent.errors import EdgeAgentError
 from edge_agent.speakers import synth
-from edge_agent.speakers.attribution import SpeakerAttributor
+from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import SpeakerEncoder
 from edge_agent.speakers.enrol import EnrolmentError, Voiceprint, enrol, speech_mask
 from edge_agent.speakers.evaluate import EvalConversation, RefTurn, evaluate
@@ -155,6 +155,29 @@ def test_enrolled_change_point_and_no_false_split(encoder: SpeakerEncoder, stere
     assert abs(parts[1].start - len(left)) < 0.8 * 16000
     att.forget()
     assert att._centroids is None and not att._history.embeds
+
+
+def test_refined_windows_skip_one_voice_stretches_and_keep_every_window_near_a_change(
+    encoder: SpeakerEncoder, stereo: tuple[np.ndarray, np.ndarray]
+) -> None:
+    left, right = stereo
+    one_voice = np.tile(left, 3)  # ~14 s of one real speaker
+    full = encoder.window_embeddings(one_voice, step_s=0.8)
+    same = encoder.refined_window_embeddings(one_voice, 0.8, lambda c: np.ones(len(c) - 1, bool))
+    assert np.array_equal(same.starts, full.starts) and np.allclose(same.embeds, full.embeds, atol=1e-5)
+    vp = enrol(np.tile(left, 2), encoder, min_speech_s=3.0)
+    att = SpeakerAttributor(encoder, None, vp)
+    refined = encoder.refined_window_embeddings(one_voice, 0.8, att._fine_gaps)
+    assert len(refined) <= (len(full) + 2) // 2  # the clear single-voice stretch kept only its coarse windows
+    assert set(refined.starts) <= set(full.starts)
+    # across a change the gap around it is filled in: the same split as with every window
+    mixed = np.concatenate([one_voice, right])
+    parts = att.attribute_segment(mixed, "", None)
+    every = SpeakerAttributor(encoder, None, vp, AttributionConfig(coarse_every=1)).attribute_segment(mixed, "", None)
+    assert [p.speaker for p in parts] == ["clinician", "patient"]
+    assert [(p.start, p.speaker) for p in parts] == [(p.start, p.speaker) for p in every]
+    assert abs(parts[1].start - len(one_voice)) < 1.0 * 16000
+    att.forget()
 
 
 # -- espeak conversation from PriMock57 ----------------------------------------------------------------

@@ -67,6 +67,8 @@ class AttributionConfig:
     split_min_s: float = 3.2  # segments shorter than this are not split
     split_cos: float = 0.80  # no reference voice yet: left/right window means less similar -> two speakers
     split_step_s: float = 0.8  # 0.4 gains ~0.2-0.4 points at twice the encoder cost
+    coarse_every: int = 2  # first pass: every n-th window; the rest only where a change may be
+    refine_margin: float = 1.0  # coarse windows all beyond this log-likelihood ratio: one voice, no fine windows
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.84  # enrolled, no patient voice yet: window cosine to the voiceprint
@@ -159,7 +161,7 @@ class SpeakerAttributor:
         if n < cfg.split_min_s * SAMPLE_RATE:
             speaker, conf = self.attribute(view, text)
             return [Attribution(0, n, speaker, conf)]
-        wins = self.encoder.window_embeddings(view, step_s=cfg.split_step_s)
+        wins = self.encoder.refined_window_embeddings(view, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
             points = self._change_points(view, wins.embeds, centres, words)
@@ -212,13 +214,8 @@ class SpeakerAttributor:
         n = len(view)
         if len(embeds) < 3:
             return []
-        models = self._models()
-        if models is not None:
-            a, b = models
-            llr = (embeds @ a - embeds @ b) * cfg.viterbi_scale
-        elif self._voiceprint is not None:
-            llr = (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
-        else:
+        llr = self._window_llr(embeds)
+        if llr is None:
             return self._single_change_point(view, embeds, centres)
         labels = _viterbi(llr, cfg.switch_penalty)
         change = np.flatnonzero(labels[1:] != labels[:-1])
@@ -230,6 +227,32 @@ class SpeakerAttributor:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
         return kept
+
+    def _window_llr(self, embeds: np.ndarray) -> np.ndarray | None:
+        """Per-window evidence for the clinician side (None without any reference voice)."""
+        cfg = self.config
+        models = self._models()
+        if models is not None:
+            a, b = models
+            return (embeds @ a - embeds @ b) * cfg.viterbi_scale
+        if self._voiceprint is not None:
+            return (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+        return None
+
+    def _fine_gaps(self, coarse: np.ndarray) -> np.ndarray:
+        """Between which coarse windows the speaker may change (there all windows are embedded).
+
+        A gap is skipped only when the windows on both sides side clearly with
+        the same voice: a turn long enough to be split (``min_part_s``)
+        overlaps a coarse window and pulls its score towards zero.
+        """
+        gaps = max(0, len(coarse) - 1)
+        llr = self._window_llr(coarse)
+        if llr is None or len(coarse) < 2:
+            return np.ones(gaps, bool)
+        clear = np.abs(llr) > self.config.refine_margin
+        same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
+        return ~(clear[:-1] & clear[1:] & same_side)
 
     def _single_change_point(self, view: np.ndarray, embeds: np.ndarray, centres: np.ndarray) -> list[int]:
         cfg = self.config

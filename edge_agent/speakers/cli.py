@@ -51,7 +51,7 @@ def enroll_command(path: Path | None = None, audio: np.ndarray | None = None, th
 
 
 def bench_speakers(
-    n_conversations: int = 10, seconds: float = 180.0, threads: int = 1, pipeline_conversations: int = 0
+    n_conversations: int = 10, seconds: float = 180.0, threads: int = 1, pipeline_conversations: int = 0, paced_seconds: float = 0.0
 ) -> dict[str, object]:
     """Attribution accuracy with/without enrolment on PriMock57 espeak conversations, plus cost.
 
@@ -83,4 +83,15 @@ def bench_speakers(
         result["pipeline_with_enrolment"] = live.pop("with_enrolment")
         result["pipeline_without_enrolment"] = live.pop("without_enrolment")
         result["pipeline"] = live
+    if paced_seconds > 0 and convs:
+        # the cost figure: the first conversation through the pipeline paced like a microphone
+        from edge_agent.speakers.evaluate import first_seconds, pipeline_accuracy
+
+        paced = pipeline_accuracy([first_seconds(convs[0], paced_seconds)], modes=(True,), realtime=True)
+        result["paced"] = {
+            "audio_s": paced_seconds,
+            "with_enrolment": paced["with_enrolment"],
+            "pipeline_cpu_s_per_audio_s": paced["pipeline_cpu_s_per_audio_s"],
+            "speaker_share_of_pipeline_cpu": paced["speaker_share_of_pipeline_cpu"],
+        }
     return result
