@@ -22,7 +22,7 @@ def test_logmel_matches_faster_whisper_and_leaves_no_audio(jfk_16k: np.ndarray) 
     got = ours(clip, 16000 * 3)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4
-    for scratch in (ours._wave, ours._windowed, ours._spectrum, ours._power):
+    for scratch in ours.scratch_buffers():
         assert not scratch.any(), "feature scratch buffers must be zeroed after use"
 
 

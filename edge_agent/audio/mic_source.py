@@ -60,7 +60,7 @@ class MicSource:
         self,
         device: str | int | None = None,
         sample_rate: int = SAMPLE_RATE,
-        block_ms: int = 30,
+        block_ms: int = 100,
         queue_frames: int = 64,
         duration_s: float | None = None,
         lossless: bool = False,

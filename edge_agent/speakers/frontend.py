@@ -15,15 +15,13 @@ segment's audio is never left behind in memory we cannot account for.
 from __future__ import annotations
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
+
+from edge_agent.audio.stft import HOP, N_FFT, ScratchPowerSpectrum
 
 SAMPLE_RATE = 16000
-N_FFT = 400
-HOP = 160
 N_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s partial windows
 TARGET_DBFS = -30.0
-_HALF = N_FFT // 2
 
 
 def _hz_to_mel(freq: np.ndarray) -> np.ndarray:
@@ -91,54 +89,23 @@ class MelFrontend:
 
     def __init__(self, max_samples: int = 16 * SAMPLE_RATE) -> None:
         self.filters = mel_filterbank()
-        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
-        self._alloc(max_samples)
+        self._stft = ScratchPowerSpectrum(max_samples, grow=True)
 
-    def _alloc(self, max_samples: int) -> None:
-        self.max_samples = max_samples
-        max_frames = 1 + max_samples // HOP
-        self._wave = np.zeros(max_samples + 2 * _HALF, np.float32)
-        self._windowed = np.zeros((max_frames, N_FFT), np.float32)
-        self._spectrum = np.zeros((max_frames, N_FFT // 2 + 1), np.complex64)
-        self._power = np.zeros((max_frames, N_FFT // 2 + 1), np.float32)
-
-    def _grow(self, n: int) -> None:
-        self.wipe()  # the old buffers are dropped: leave nothing in them
-        self._alloc(max(n, 2 * self.max_samples))
+    def scratch_buffers(self) -> tuple[np.ndarray, ...]:
+        return self._stft.scratch_buffers()
 
     def wipe(self) -> None:
-        self._wave.fill(0.0)
-        self._windowed.fill(0.0)
-        self._spectrum.fill(0.0)
-        self._power.fill(0.0)
+        self._stft.wipe()
 
     def __call__(self, audio: np.ndarray, gain: float = 1.0, total_samples: int | None = None) -> np.ndarray:
         """Mel frames of ``audio * gain`` zero-padded to ``total_samples`` (default: its length)."""
-        n = len(audio)
-        total = max(n, total_samples or 0)
-        if total > self.max_samples:
-            self._grow(total)
-        wave = self._wave
-        wave[_HALF : _HALF + n] = audio
-        wave[:_HALF] = 0.0
-        wave[_HALF + n : 2 * _HALF + total] = 0.0
-        n_frames = 1 + total // HOP
-        item = wave.itemsize
-        frames = as_strided(wave, shape=(n_frames, N_FFT), strides=(HOP * item, item), writeable=False)
-        windowed = self._windowed[:n_frames]
-        np.multiply(frames, self.window, out=windowed)
-        spectrum = self._spectrum[:n_frames]
-        np.fft.rfft(windowed, axis=-1, out=spectrum)
-        power = self._power[:n_frames]
-        np.abs(spectrum, out=power)
-        np.square(power, out=power)
-        mel = power @ self.filters.T  # (n_frames, 40): mel energies, not audio
+        power = self._stft.power(audio, total_samples or 0, reflect_start=False)
+        try:
+            mel = power @ self.filters.T  # (n_frames, 40): mel energies, not audio
+        finally:
+            self._stft.clear()
         if gain != 1.0:
             mel *= np.float32(gain * gain)
-        wave[: 2 * _HALF + total] = 0.0
-        windowed.fill(0.0)
-        spectrum.fill(0.0)
-        power.fill(0.0)
         return mel.astype(np.float32, copy=False)
 
 
