@@ -68,7 +68,7 @@ class AttributionConfig:
     split_cos: float = 0.80  # no reference voice yet: left/right window means less similar -> two speakers
     split_step_s: float = 0.8  # 0.4 gains ~0.2-0.4 points at twice the encoder cost
     coarse_every: int = 2  # first pass: every n-th window; the rest only where a change may be
-    refine_margin: float = 1.0  # coarse windows all beyond this log-likelihood ratio: one voice, no fine windows
+    refine_margin: float = 0.5  # both coarse neighbours beyond this log-likelihood ratio, same side: no fine windows between
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.84  # enrolled, no patient voice yet: window cosine to the voiceprint
