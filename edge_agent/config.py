@@ -14,7 +14,7 @@ section      dataclass
 [audio]      :class:`AudioSettings` (here)
 [vad]        ``edge_agent.audio.vad.VadConfig``
 [asr]        ``edge_agent.asr.engine.AsrConfig``
-[pipeline]   scalar fields of ``edge_agent.pipeline.PipelineConfig``
+[pipeline]   scalar fields of ``edge_agent.device.pipeline.PipelineConfig``
 [speakers]   ``edge_agent.speakers.attribution.AttributionConfig``
 [server]     :class:`ServerSettings`
 [outbox]     :class:`OutboxSettings`
@@ -44,9 +44,9 @@ from typing import Any
 
 from edge_agent.asr.engine import AsrConfig
 from edge_agent.audio.vad import VadConfig
+from edge_agent.device.outbox import DAY_S, OutboxConfig
+from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.errors import ConfigError
-from edge_agent.pipeline import PipelineConfig
-from edge_agent.server.outbox import DAY_S, OutboxConfig
 from edge_agent.speakers.attribution import AttributionConfig
 
 DEFAULT_PATH = Path("/etc/edge-agent/config.toml")

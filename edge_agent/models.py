@@ -10,7 +10,7 @@
       "sha256": "...", "size": 5730000,
       "source": {"package": "Resemblyzer", "version": "0.1.4"},
       "licence": "Apache-2.0",
-      "build": "python scripts/build_speaker_model.py",
+      "build": "python -m tools.training.build_speaker_model",
       "description": "..."
     }
   }
@@ -69,11 +69,13 @@ class ManifestEntry:
 
 
 def models_dir() -> Path:
-    """The folder holding the artefacts: ``$EDGE_AGENT_MODELS_DIR`` or the repo's ``models/``."""
+    """The folder holding the artefacts: the package's own ``model_files`` (the
+    repository's ``models/``, shipped in the wheel), or ``$EDGE_AGENT_MODELS_DIR``
+    where a test or a maintainer points it elsewhere."""
     env = os.environ.get(ENV_MODELS_DIR)
     if env:
         return Path(env)
-    return Path(edge_agent.__file__).resolve().parents[1] / "models"
+    return Path(edge_agent.__file__).resolve().parent / "model_files"
 
 
 def manifest_path(root: Path | None = None) -> Path:
@@ -92,7 +94,7 @@ def load_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
     """All entries of the MANIFEST, keyed by file name."""
     path = manifest_path(root)
     if not path.is_file():
-        raise ModelError(f"model manifest not found at {path}; set {ENV_MODELS_DIR} to the folder holding the models")
+        raise ModelError(f"model manifest not found at {path}; reinstall edge-agent (or set {ENV_MODELS_DIR} to the folder holding the models)")
     try:
         raw = json.loads(path.read_text(encoding="utf-8"))
         if raw.get("format") != MANIFEST_FORMAT:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import edge_agent  # noqa: F401  (first: it pins BLAS threads before numpy loads)
 import os
 import subprocess
 import sys
@@ -13,7 +12,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_agent.corpus.primock import shared_dir
+import edge_agent  # noqa: F401  (first: it pins BLAS threads before numpy loads)
+from tools.corpus.primock import shared_dir
 
 JFK_TEXT = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
 
@@ -43,16 +43,16 @@ def jfk_16k(jfk_path: Path) -> np.ndarray:
 @pytest.fixture(scope="session")
 def session():  # type: ignore[no-untyped-def]
     """One loaded Whisper engine for the whole test run (loading is the slow part)."""
-    from edge_agent.pipeline import PipelineConfig
-    from edge_agent.session import TranscriptionSession
+    from edge_agent.device.pipeline import PipelineConfig
+    from edge_agent.device.session import TranscriptionSession
 
     return TranscriptionSession.load(PipelineConfig())
 
 
 @pytest.fixture(scope="session")
 def session_with_speakers():  # type: ignore[no-untyped-def]
-    from edge_agent.pipeline import PipelineConfig
-    from edge_agent.session import TranscriptionSession
+    from edge_agent.device.pipeline import PipelineConfig
+    from edge_agent.device.session import TranscriptionSession
 
     return TranscriptionSession.load(PipelineConfig(), speakers=True)
 

@@ -18,12 +18,13 @@ from typing import Any
 import grpc
 import pytest
 
-from edge_agent.client import phone
-from edge_agent.client.keys import ClinicianKeys, init_key_file
 from edge_agent.crypto import ca
-from edge_agent.server.app import EdgeAgentServer, ServerConfig
-from edge_agent.server.background import BackgroundServer
-from edge_agent.server.runner import ScriptedVisitRunner, VisitContext
+from edge_agent.device.grpc.background import BackgroundServer
+from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
+from edge_agent.device.lifecycle import VisitContext
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import ClinicianKeys, init_key_file
+from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +88,7 @@ class ServerThread:
         return self._background.port if self._background is not None else 0
 
     def start(self) -> ServerThread:
-        self.server = EdgeAgentServer(self.config, self.runner)
+        self.server = EdgeAgentServer(self.config, self.runner, SpectralVoiceEnroller())
         self._background = BackgroundServer(self.server)
         self._background.start()
         return self
@@ -135,7 +136,7 @@ def raw_channel(bundle: Path | ClinicianKeys, port: int) -> grpc.Channel:
 
 
 class ServerProcess:
-    """``python -m edge_agent.server`` in a child process (for kill -9 tests)."""
+    """``python -m tests.doubles.scripted_server`` in a child process (for kill -9 tests)."""
 
     def __init__(self, pki: Pki, data_dir: Path) -> None:
         self.pki = pki
@@ -148,7 +149,7 @@ class ServerProcess:
         port_file.unlink(missing_ok=True)
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.server", "--bundle", str(self.pki.device), "--data-dir", str(self.data_dir),
+            [sys.executable, "-m", "tests.doubles.scripted_server", "--bundle", str(self.pki.device), "--data-dir", str(self.data_dir),
              "--crl", str(self.pki.crl), "--room", "Room 4", "--port", str(port), "--port-file", str(port_file)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )

@@ -8,8 +8,8 @@ import pytest
 from edge_agent.asr.agreement import LocalAgreement
 from edge_agent.asr.features import LogMel
 from edge_agent.asr.guards import compression_ratio, is_silence_hallucination, truncate_repetition
-from edge_agent.asr.wer import wer
 from edge_agent.audio.pool import BufferPool
+from tools.bench.wer import wer
 
 
 def test_logmel_matches_faster_whisper_and_leaves_no_audio(jfk_16k: np.ndarray) -> None:

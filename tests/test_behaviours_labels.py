@@ -10,7 +10,7 @@ import pytest
 from edge_agent.behaviours import LABELS
 from edge_agent.behaviours.features import tokens
 
-DATA = Path(__file__).resolve().parents[1] / "models" / "data" / "behaviours"
+DATA = Path(__file__).resolve().parents[1] / "tools" / "training" / "data" / "behaviours"
 
 KNOWN: dict[str, list[str]] = {
     "open_question": [

@@ -12,8 +12,9 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from edge_agent.crypto import ca, cli
+from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
+from edge_agent.site import ca_admin as cli
 
 
 def _mode(path: Path) -> int:

@@ -6,22 +6,23 @@ import time
 from pathlib import Path
 
 import pytest
+from delivery_fixtures import Pki, ServerThread, server_config
 from gpiozero.pins.mock import MockFactory
 
-from delivery_fixtures import Pki, ServerThread, server_config
-from edge_agent.client import phone
-from edge_agent.client.keys import ClientError
 from edge_agent.config import GpioSettings
-from edge_agent.ops.button_control import ManagerVisitControl
-from edge_agent.ops.gpio import RoomClaims, open_panel
-from edge_agent.server.app import EdgeAgentServer
-from edge_agent.server.background import BackgroundServer
+from edge_agent.device.grpc.background import BackgroundServer
+from edge_agent.device.grpc.server import EdgeAgentServer
+from edge_agent.device.ops.button_control import ManagerVisitControl
+from edge_agent.device.ops.gpio import RoomClaims, open_panel
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import ClientError
+from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 
 
 def test_claim_then_button_press_delivers_to_the_claimer(tmp_path: Path) -> None:
     pki = Pki.make(tmp_path)
     claims = RoomClaims(window_s=60)
-    server = EdgeAgentServer(server_config(pki, tmp_path / "state"), claims=claims)
+    server = EdgeAgentServer(server_config(pki, tmp_path / "state"), ScriptedVisitRunner(), SpectralVoiceEnroller(), claims=claims)
     background = BackgroundServer(server)
     port = background.start()
     target = phone.Target("127.0.0.1", port, server.fingerprint)

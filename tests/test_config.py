@@ -17,9 +17,9 @@ from edge_agent.config import (
     keys,
     load_config,
 )
+from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.ops.config_file import render_docs, render_toml
-from edge_agent.pipeline import PipelineConfig
+from edge_agent.site.config_file import render_docs, render_toml
 from edge_agent.speakers.attribution import AttributionConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,7 +114,7 @@ def test_every_key_has_documentation_and_external_docs_are_not_stale() -> None:
 
 def test_docs_config_md_is_generated_from_the_code() -> None:
     committed = (ROOT / "docs" / "config.md").read_text()
-    assert committed == render_docs(), "docs/config.md is stale: python -m edge_agent.ops.config_file docs > docs/config.md"
+    assert committed == render_docs(), "docs/config.md is stale: python -m edge_agent.site.config_file docs > docs/config.md"
     for spec in all_keys():
         assert f"| `{spec.name}` |" in committed
 

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from edge_agent.client import phone
-from edge_agent.client.keys import init_key_file
-from edge_agent.commands.transcribe import demo_audio_path
 from edge_agent.crypto import ca
+from edge_agent.data import bundled as demo_audio_path
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import init_key_file
 
 
 def free_port() -> int:
@@ -99,10 +99,10 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
 
 
 def test_population_settings_refuse_a_person_like_service_line() -> None:
+    import pytest
+
     from edge_agent.config import parse_config
     from edge_agent.errors import ConfigError
-
-    import pytest
 
     with pytest.raises(ConfigError, match="population.service_line"):
         parse_config({"population": {"enabled": True, "service_line": "Dr Smith"}})

@@ -9,14 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-
 from delivery_fixtures import Pki, ServerThread, pki, server_config, srv  # noqa: F401 (pytest fixtures)
-from edge_agent.client import cli, phone
-from edge_agent.client.keys import ClientError, load_key_file
+
+from edge_agent.phone import client as phone
+from edge_agent.phone import commands as cli
+from edge_agent.phone.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
-from edge_agent.server.bench import bench_delivery
-
-
+from tools.bench.outbox_write import bench_delivery
 
 
 def test_key_file_is_private_and_checked(pki: Pki, tmp_path: Path) -> None:

@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from delivery_fixtures import Pki, ServerProcess
-from edge_agent.client import phone
-from edge_agent.client.keys import ClientError
+
 from edge_agent.crypto import ca
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import ClientError
 
 
 @pytest.fixture(scope="module")

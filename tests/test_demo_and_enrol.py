@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-
 from conftest import run_cli
+
 from edge_agent.asr.events import FinalTranscript
 from edge_agent.audio.file_source import FileSource
-from edge_agent.commands.transcribe import demo_audio_path
+from edge_agent.data import bundled as demo_audio_path
 
 
 def test_demo_runs_the_whole_story_over_mutual_tls() -> None:
@@ -57,9 +57,9 @@ def test_enroll_too_short_is_one_line(shared: Path, tmp_path: Path) -> None:
 
 
 def test_pipeline_holds_no_voiceprint_after_the_run() -> None:
-    from edge_agent.pipeline import PipelineConfig
-    from edge_agent.session import TranscriptionSession
-    from edge_agent.speakers.cli import enroll_command
+    from edge_agent.device.pipeline import PipelineConfig
+    from edge_agent.device.session import TranscriptionSession
+    from edge_agent.speakers.commands import enroll_command
 
     voiceprint = enroll_command(path=demo_audio_path("demo_enrol.flac"))
     fingerprint = voiceprint.embedding.copy()

@@ -19,7 +19,7 @@ import pytest
 from edge_agent.config import parse_config
 from edge_agent.crypto import ca
 from edge_agent.models import models_dir
-from edge_agent.ops import doctor
+from edge_agent.site import doctor
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_clock(site: dict[str, Path]) -> None:
 
 def test_outbox_writable_and_missing(tmp_path: Path) -> None:
     from edge_agent.crypto import seal
-    from edge_agent.server.outbox import Outbox
+    from edge_agent.device.outbox import Outbox
 
     box = Outbox(tmp_path / "outbox.db")
     _priv, pub = seal.generate_keypair()
@@ -108,7 +108,7 @@ FULL_SCRIPT = textwrap.dedent(
     import json, sys
     sys.path.insert(0, sys.argv[1])
     from pathlib import Path
-    from edge_agent.ops.doctor import check_outbox
+    from edge_agent.site.doctor import check_outbox
     small, full = Path(sys.argv[2]), Path(sys.argv[3])
     (full / "filler").write_bytes(bytes(1024 * 1024))  # tmpfs of 1 MiB: now full
     print(json.dumps([check_outbox(small, 64).__dict__, check_outbox(full, 1).__dict__]))
@@ -143,7 +143,7 @@ def running_server(site: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     data = tmp_path_factory.mktemp("doctor-server")
     port_file = data / "port"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "edge_agent.server", "--bundle", str(site["base"] / "device.pem"), "--data-dir", str(data),
+        [sys.executable, "-m", "tests.doubles.scripted_server", "--bundle", str(site["base"] / "device.pem"), "--data-dir", str(data),
          "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
@@ -216,8 +216,8 @@ MDNS_SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     sys.path.insert(0, sys.argv[1])
-    from edge_agent.ops.doctor import check_mdns
-    from edge_agent.server.mdns import Advertiser
+    from edge_agent.site.doctor import check_mdns
+    from edge_agent.device.mdns import Advertiser
 
     async def main():
         out = {"before": check_mdns("ab" * 32, 1.5, ["127.0.0.1"]).__dict__}
@@ -254,7 +254,7 @@ def test_mdns_in_netns() -> None:
 
 
 def test_cpu_keeps_up_and_fails_over_budget() -> None:
-    from edge_agent.session import TranscriptionSession
+    from edge_agent.device.session import TranscriptionSession
 
     cfg = parse_config({})
     session = TranscriptionSession.load(cfg.pipeline, speakers=True)

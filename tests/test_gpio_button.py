@@ -9,8 +9,8 @@ import pytest
 from gpiozero.pins.mock import MockFactory
 
 from edge_agent.config import GpioSettings
+from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
 from edge_agent.errors import EdgeAgentError
-from edge_agent.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
 
 SETTINGS = GpioSettings(backend="mock", button_pin=17, led_pin=27, red_led_pin=22, claim_window_s=60)
 
@@ -168,10 +168,10 @@ def test_button_drives_the_real_visit_manager(tmp_path) -> None:  # type: ignore
     import threading
 
     from edge_agent.crypto import seal
-    from edge_agent.ops.button_control import ManagerVisitControl
-    from edge_agent.server.outbox import Outbox
-    from edge_agent.server.runner import ScriptedVisitRunner
-    from edge_agent.server.visits import VisitManager
+    from edge_agent.device.lifecycle import VisitManager
+    from edge_agent.device.ops.button_control import ManagerVisitControl
+    from edge_agent.device.outbox import Outbox
+    from tests.doubles.scripted_runner import ScriptedVisitRunner
 
     loop = asyncio.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, daemon=True)
@@ -236,9 +236,9 @@ def test_led_is_lit_exactly_while_frames_are_read(jfk_path) -> None:  # type: ig
 
     from edge_agent.audio.file_source import FileSource
     from edge_agent.audio.pool import BufferPool
+    from edge_agent.device.ops.notify import Heartbeat
+    from edge_agent.device.ops.observed_source import ObservedSource
     from edge_agent.errors import AudioInputError
-    from edge_agent.ops.notify import Heartbeat
-    from edge_agent.ops.observed_source import ObservedSource
 
     factory = MockFactory()
     panel = open_panel(SETTINGS, Visits(), RoomClaims(60), factory=factory, bounce_s=None)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import grpc
 import pytest
+from delivery_fixtures import Pki, ServerThread, raw_channel, server_config
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from delivery_fixtures import Pki, ServerThread, raw_channel, server_config
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 
 ALLOWED = {

@@ -11,15 +11,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from delivery_fixtures import Pki, ServerThread, pki, raw_channel, server_config, srv  # noqa: F401 (pytest fixtures)
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from delivery_fixtures import Pki, ServerThread, pki, raw_channel, server_config, srv  # noqa: F401 (pytest fixtures)
-from edge_agent.client import phone
-from edge_agent.client.keys import ClientError, load_key_file
 from edge_agent.crypto import ca
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
-
-
 
 
 def _code(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
@@ -302,7 +300,7 @@ def test_follow_stream_delivers_promptly(pki: Pki, srv: ServerThread) -> None:
 
 
 def test_outbox_full_at_stop_is_reported_and_retried(pki: Pki, tmp_path: Path) -> None:
-    from edge_agent.server.outbox import OutboxConfig
+    from edge_agent.device.outbox import OutboxConfig
 
     s = ServerThread(server_config(pki, tmp_path / "data", outbox=OutboxConfig(max_items=1))).start()
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.device import mdns
 from edge_agent.errors import ConfigError
-from edge_agent.server import mdns
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,8 +21,8 @@ SCRIPT = textwrap.dedent(
     import asyncio, json, subprocess, sys, threading, time
     sys.path.insert(0, sys.argv[1])
     from zeroconf import ServiceBrowser, ServiceListener, Zeroconf
-    from edge_agent.client.discover import discover
-    from edge_agent.server.mdns import SERVICE_TYPE, Advertiser
+    from edge_agent.phone.discover import discover
+    from edge_agent.device.mdns import SERVICE_TYPE, Advertiser
 
     FP = "ab" * 32
     out = {}

@@ -47,7 +47,7 @@ def test_corrupt_model_same_size_is_refused(models_copy: Path) -> None:
     with pytest.raises(ModelError) as err:
         verify_model("speaker_ge2e.onnx")
     msg = _one_line(err.value)
-    assert "does not match its MANIFEST sha256" in msg and "build_speaker_model.py" in msg
+    assert "does not match its MANIFEST sha256" in msg and "tools.training.build_speaker_model" in msg
 
 
 def test_truncated_model_is_refused_by_the_encoder(models_copy: Path) -> None:
@@ -64,7 +64,7 @@ def test_missing_model_and_unknown_name(models_copy: Path) -> None:
     (models_copy / "role_classifier.onnx").unlink()
     with pytest.raises(ModelError) as err:
         verify_model("role_classifier.onnx")
-    assert "is missing" in _one_line(err.value) and "train_role_classifier.py" in str(err.value)
+    assert "is missing" in _one_line(err.value) and "tools.training.train_role_classifier" in str(err.value)
     with pytest.raises(ModelError) as err:
         verify_model("no_such_model")
     assert "not listed" in _one_line(err.value)

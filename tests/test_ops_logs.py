@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.device.ops.logs import REDACTED, Safe, configure_logging, fields, scrub_ids
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.errors import EdgeAgentError
-from edge_agent.ops.logs import REDACTED, Safe, configure_logging, fields, scrub_ids
-from edge_agent.ops.metrics import Registry
 
 ROOT = Path(__file__).resolve().parents[1]
 PSEUDONYM = "c-mfrggzdfmztwq2lk"  # shape of a real clinician id (c- + 16 base32)
@@ -131,10 +131,10 @@ def test_full_visit_logs_and_metrics_hold_no_words_or_ids(session, jfk_path, tmp
     from edge_agent.asr.events import FinalTranscript
     from edge_agent.audio.file_source import FileSource
     from edge_agent.crypto import seal
-    from edge_agent.ops.metrics import MetricsServer
-    from edge_agent.server.outbox import Outbox
-    from edge_agent.server.runner import ScriptedVisitRunner
-    from edge_agent.server.visits import VisitManager
+    from edge_agent.device.lifecycle import VisitManager
+    from edge_agent.device.ops.metrics import MetricsServer
+    from edge_agent.device.outbox import Outbox
+    from tests.doubles.scripted_runner import ScriptedVisitRunner
 
     registry = Registry()
     events: list = []

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from edge_agent.device.ops.metrics import METRICS, MetricDef, MetricsServer, Registry
+from edge_agent.device.pipeline import RunStats
 from edge_agent.errors import ConfigError
-from edge_agent.ops.metrics import METRICS, MetricDef, MetricsServer, Registry
-from edge_agent.pipeline import RunStats
 
 
 def test_render_is_prometheus_text() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from edge_agent.asr.events import FinalTranscript
 from edge_agent.audio.file_source import FileSource
-from edge_agent.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
-from edge_agent.ops.watched_calls import WatchedCalls, watch_model_calls
+from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
+from edge_agent.device.ops.watched_calls import WatchedCalls, watch_model_calls
 
 
 class FakeClock:
@@ -210,8 +210,8 @@ def test_overlapping_calls_age_from_the_last_progress() -> None:
 
 
 def test_real_session_runs_through_the_watched_models(jfk_path: Path) -> None:
-    from edge_agent.pipeline import PipelineConfig
-    from edge_agent.session import TranscriptionSession
+    from edge_agent.device.pipeline import PipelineConfig
+    from edge_agent.device.session import TranscriptionSession
 
     session = TranscriptionSession.load(PipelineConfig(), speakers=True)
     beat = BusyHeartbeat("asr", max_age_s=120.0)

@@ -16,7 +16,7 @@ import pytest
 from edge_agent.config import load_config
 from edge_agent.crypto import ca
 from edge_agent.models import models_dir
-from edge_agent.ops.provision import ProvisionError, provision
+from edge_agent.site.provision import ProvisionError, provision
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import socket
 from pathlib import Path
 
 from edge_agent.config import EdgeConfig, KeySpec, load_config
-from edge_agent.ops.notify import SystemdNotifier
-from edge_agent.ops.signals import ConfigReloader, SignalHandlers
+from edge_agent.device.ops.notify import SystemdNotifier
+from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 
 
 def test_sigterm_finishes_the_visit_then_stops(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.crypto import seal
-from edge_agent.server.outbox import DAY_S, Outbox, OutboxConfig, OutboxDiskFullError, OutboxFullError
+from edge_agent.device.outbox import DAY_S, Outbox, OutboxConfig, OutboxDiskFullError, OutboxFullError
 
 _, PUB = seal.generate_keypair()
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,7 +105,7 @@ def test_real_enospc_on_tiny_tmpfs(tmp_path: Path) -> None:
         import json, sys
         sys.path.insert(0, {str(ROOT)!r})
         from edge_agent.crypto import seal
-        from edge_agent.server.outbox import Outbox, OutboxDiskFullError, OutboxError
+        from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
         _, pub = seal.generate_keypair()
         queued, error = [], ""
         try:

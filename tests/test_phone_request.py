@@ -7,16 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-
-from conftest import run_cli
 from delivery_fixtures import Pki, ServerThread, pki, srv  # noqa: F401 (pytest fixtures)
-from edge_agent.client import phone
-from edge_agent.client.keys import ClientError, install_certificate, load_key_file, request_key_file
+
 from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
+from edge_agent.phone import client as phone
+from edge_agent.phone.keys import ClientError, install_certificate, load_key_file, request_key_file
 
 
 def test_request_sign_install_then_the_phone_works(pki: Pki, srv: ServerThread, tmp_path: Path) -> None:

@@ -10,13 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from test_population_fixtures import AFTER_CLOSE, DURING, Site
 
 from edge_agent.population import dp
 from edge_agent.population.aggregator import RELEASED, SUPPRESSED, Aggregator, Policy
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.record import seal_record
-from test_population_fixtures import AFTER_CLOSE, DURING, Site
 
 
 def test_four_clinicians_never_released(tmp_path: Path) -> None:
@@ -112,7 +112,7 @@ def test_differencing_one_clinician(tmp_path: Path) -> None:
     """Queries that differ by one clinician: suppression at the k edge, budget refusal otherwise."""
     # (a) 5 clinicians with X, 4 without: the "without" answer never exists.
     with_x = Site.make(tmp_path / "with", seed=5)
-    ids = with_x.department("cardiology", clinicians=4, visits_each=6)
+    with_x.department("cardiology", clinicians=4, visits_each=6)
     with_x.contribute("c-target", "cardiology", 6, talk_share=0.95)
     without_x = Site.make(tmp_path / "without", seed=5)
     without_x.department("cardiology", clinicians=4, visits_each=6)

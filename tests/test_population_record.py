@@ -9,17 +9,22 @@ import random
 from pathlib import Path
 
 import pytest
+from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
+from edge_agent.device.outbox import Outbox
 from edge_agent.population.errors import PeriodKeyGoneError, PopulationError
 from edge_agent.population.metrics import LABEL_NAMES, METRICS, TIMING_NAMES
 from edge_agent.population.periods import parse_period, period_of
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import (
-    AGGREGATOR_RECIPIENT, build_record, contribute_at_stop, parse_record, render_contribution, seal_record,
+    AGGREGATOR_RECIPIENT,
+    build_record,
+    contribute_at_stop,
+    parse_record,
+    render_contribution,
+    seal_record,
 )
-from edge_agent.server.outbox import Outbox
-from test_population_fixtures import visit_inputs
 
 TRANSCRIPT = "So the chest pain started on Tuesday after I walked the dog near Maple Street"
 

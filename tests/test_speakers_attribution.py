@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import subprocess
 import sys
 import weakref
@@ -12,14 +13,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_agent.corpus.primock import consultation_ids, load_consultation
 from edge_agent.errors import EdgeAgentError
-from edge_agent.speakers import synth
 from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import SpeakerEncoder
 from edge_agent.speakers.enrol import EnrolmentError, Voiceprint, enrol, speech_mask
-from edge_agent.speakers.evaluate import EvalConversation, RefTurn, evaluate
 from edge_agent.speakers.role import RoleClassifier, held_out
+from tools.bench.speakers_eval import EvalConversation, RefTurn, evaluate
+from tools.corpus import speaker_synth as synth
+from tools.corpus.primock import consultation_ids, load_consultation
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_enrolment_writes_no_file(tmp_path: Path) -> None:
         "import numpy as np\n"
         "from edge_agent.speakers.encoder import SpeakerEncoder\n"
         "from edge_agent.speakers.enrol import enrol\n"
-        "from edge_agent.speakers.synth import speak_lines\n"
+        "from tools.corpus.speaker_synth import speak_lines\n"
         "enc = SpeakerEncoder()\n"
         "audio = speak_lines(['Good morning, I am the doctor today.', 'Tell me what brings you in.',"
         " 'How long has the pain been there?', 'Does anything make it better or worse?'], 'en-us+m3')\n"
@@ -99,7 +100,7 @@ def test_enrolment_writes_no_file(tmp_path: Path) -> None:
     trace = tmp_path / "trace.txt"
     proc = subprocess.run(
         ["strace", "-f", "-qq", "-e", "trace=openat,write", "-o", str(trace), sys.executable, str(script)],
-        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+        capture_output=True, text=True, timeout=120, cwd=tmp_path, env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1])),
     )
     if proc.returncode != 0 and "ptrace" in proc.stderr:
         pytest.skip("ptrace not permitted here")

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from edge_agent.corpus.primock import load_consultation
-from edge_agent.corpus.synth import (
+from edge_agent.errors import EdgeAgentError
+from tools.corpus.primock import load_consultation
+from tools.corpus.synth import (
     MIX_PEAK,
     SAMPLE_RATE,
     SynthConversation,
@@ -25,11 +26,10 @@ from edge_agent.corpus.synth import (
     synthesise,
     tidy_text,
 )
-from edge_agent.errors import EdgeAgentError
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "edge_agent" / "data" / "demo_conversation"
-BENCH = REPO / "bench" / "data" / "bench_conversation"
+BENCH = REPO / "tools" / "bench" / "data" / "bench_conversation"
 
 CID = "day2_consultation03"
 START, LENGTH = 27.0, 25.0  # "are you in a private place" .. into the patient's opening statement

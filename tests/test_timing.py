@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from reference_timing import reference_metrics
 
 from edge_agent.behaviours.timing import compute_timing, is_minimal
 from edge_agent.transcript import Utterance, Word
-from reference_timing import reference_metrics
 
 
 def U(speaker: str, t0: float, t1: float, text: str) -> Utterance:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from reference_timing import reference_metrics
 
 from edge_agent.behaviours.sources import utterances_from_consultation
 from edge_agent.behaviours.timing import compute_timing
-from edge_agent.corpus.primock import iter_consultations, primock_dir
-from reference_timing import reference_metrics
+from tools.corpus.primock import iter_consultations, primock_dir
 
 pytestmark = pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
 

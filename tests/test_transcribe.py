@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import JFK_TEXT, run_cli
+
 from edge_agent.asr.events import FinalTranscript, PartialTranscript, SegmentDiscarded
-from edge_agent.asr.wer import wer
 from edge_agent.audio.file_source import FileSource
+from tools.bench.wer import wer
 
 
 def collect(session, source):  # type: ignore[no-untyped-def]

@@ -9,11 +9,11 @@ import numpy as np
 import soundfile as sf
 
 from edge_agent.asr.events import FinalTranscript
-from edge_agent.asr.wer import wer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
-from edge_agent.server.runner import VisitContext
-from edge_agent.visit import PipelineVisitRunner, VisitPolicy
+from edge_agent.device.lifecycle import VisitContext
+from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
+from tools.bench.wer import wer
 
 
 def test_lost_capture_resumes_within_the_visit(session_with_speakers, jfk_16k: np.ndarray, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -40,7 +40,7 @@ class AsrConfig:
     compute_type: str = "int8"
     cpu_threads: int = 1  # measured: a second thread adds CPU, not speed, for tiny.en windows
     beam_size: int = 1  # partials
-    # measured on bench/data (docs/architecture.md): greedy finals with 64 context
+    # measured on tools/bench/data (docs/architecture.md): greedy finals with 64 context
     # tokens cost 6.8 CPU-s and 11.9 % WER against offline faster-whisper's
     # 7.8 s and 8.8 %; a beam of 2 gives 9.3 % for 7.9 s, a beam of 3 8.9 % for 9.0 s
     final_beam_size: int = 2

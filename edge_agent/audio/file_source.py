@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.framer import Framer
+from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
 from edge_agent.errors import AudioInputError
 

@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.framer import Framer
+from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
 from edge_agent.errors import AudioInputError
+
 
 def _sounddevice() -> Any:
     try:

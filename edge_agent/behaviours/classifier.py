@@ -42,7 +42,7 @@ def _resolve(name: str, models_dir: Path | None) -> Path:
         base = models_dir or Path(__file__).resolve().parents[2] / "models"
         path = base / name
         if not path.is_file():
-            raise ModelError(f"model file {path} is missing; run: python scripts/train_behaviours.py") from None
+            raise ModelError(f"model file {path} is missing; run: python -m tools.training.train_behaviours") from None
         return path
     return verify_model(name, models_dir)
 
@@ -58,9 +58,9 @@ class BehaviourClassifier:
         try:
             meta = json.loads(feat_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise ModelError(f"{feat_path} is unreadable ({exc}); run: python scripts/train_behaviours.py") from None
+            raise ModelError(f"{feat_path} is unreadable ({exc}); run: python -m tools.training.train_behaviours") from None
         if tuple(meta.get("labels", ())) != LABELS:
-            raise ModelError(f"{feat_path} was built for other labels; run: python scripts/train_behaviours.py")
+            raise ModelError(f"{feat_path} was built for other labels; run: python -m tools.training.train_behaviours")
         self.vocab = Vocabulary({f: i for i, f in enumerate(meta["vocab"])}, meta["idf"])
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
         opts = ort.SessionOptions()

@@ -1,7 +1,7 @@
 """Sparse n-gram featuriser shared by training and the device.
 
 The ONNX model is a linear layer over these features; the featuriser is plain
-Python so the device needs no sklearn. Training (scripts/train_behaviours.py)
+Python so the device needs no sklearn. Training (tools/training/train_behaviours.py)
 builds the vocabulary with :func:`extract` and the runtime calls the very same
 function, so features match by construction (a parity check in the training
 script compares the ONNX output with sklearn's).

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.corpus.primock import Consultation, clean_text
-from edge_agent.corpus.textgrid import read_textgrid
+from edge_agent.behaviours.textgrid import read_textgrid
 from edge_agent.transcript import Utterance
+from tools.corpus.primock import Consultation, clean_text
 
 ROLE_TO_SPEAKER = {"doctor": "clinician", "patient": "patient"}
 

@@ -179,7 +179,7 @@ def init_ca(directory: Path, site: str = "edge-agent site", days: int = CA_DAYS,
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(public_key if key is None else key.public_key())
+        .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=days))

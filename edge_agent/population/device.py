@@ -12,11 +12,11 @@ import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge_agent.device.outbox import Outbox
 from edge_agent.population.metrics import TIMING_NAMES
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import contribute_at_stop, render_contribution
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
-from edge_agent.server.outbox import Outbox
 
 
 @dataclass

@@ -17,11 +17,11 @@ from pathlib import Path
 import grpc
 
 from edge_agent.crypto import ca
+from edge_agent.device.outbox import Outbox
 from edge_agent.errors import EdgeAgentError
 from edge_agent.population.record import AGGREGATOR_RECIPIENT
 from edge_agent.population.service import MAX_ITEMS_PER_SUBMIT
 from edge_agent.proto.edge_agent.v1 import population_pb2, population_pb2_grpc
-from edge_agent.server.outbox import Outbox
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from edge_agent.population.periods import parse_period
 from edge_agent.population.pseudonym import PSEUDONYM_HEX_LEN, PeriodKeyRing
 
 if TYPE_CHECKING:
-    from edge_agent.server.outbox import Outbox
+    from edge_agent.device.outbox import Outbox
 
 RECORD_VERSION = 1
 AGGREGATOR_RECIPIENT = "population-aggregator"  # outbox routing key; clinician ids start with "c-"

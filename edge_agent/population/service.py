@@ -21,14 +21,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.crypto import ca
+from edge_agent.device.grpc.auth import AuthError, PeerAuthorizer
+from edge_agent.device.grpc.server import grpc_options
+from edge_agent.device.grpc.service import MALFORMED, _safe_parser
 from edge_agent.errors import ConfigError
 from edge_agent.population.aggregator import Aggregator, CellResult
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES
 from edge_agent.proto.edge_agent.v1 import population_pb2
-from edge_agent.server.app import grpc_options
-from edge_agent.server.auth import AuthError, PeerAuthorizer
-from edge_agent.server.service import MALFORMED, _safe_parser
 
 log = logging.getLogger(__name__)
 

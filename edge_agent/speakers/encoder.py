@@ -75,7 +75,7 @@ class SpeakerEncoder:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
         except Exception as exc:  # onnxruntime raises its own types for a damaged file
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"speaker model {path} cannot be loaded ({first}); rebuild it with scripts/build_speaker_model.py") from None
+            raise ModelError(f"speaker model {path} cannot be loaded ({first}); rebuild it with tools/training/build_speaker_model.py") from None
         self.frontend = MelFrontend()
         self.load_seconds = time.perf_counter() - t0
         # CPU time of the calling thread spent embedding (with one intra-op thread, the ONNX work

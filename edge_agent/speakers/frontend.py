@@ -4,7 +4,7 @@ Reproduces ``librosa.feature.melspectrogram`` as Resemblyzer calls it: 16 kHz,
 n_fft 400 (= window), hop 160, periodic Hann, ``center=True`` with constant
 (zero) padding (librosa >= 0.10), power 2, 40 Slaney-normalised mel bands over
 0–8000 Hz, no log. Checked against librosa to ~1e-7 by
-``scripts/build_speaker_model.py``, which stores a reference array that the
+``tools/training/build_speaker_model.py``, which stores a reference array that the
 tests compare with.
 
 Everything that holds audio-derived samples (padded wave, windowed frames,

@@ -2,7 +2,7 @@
 
 Features are hashed word uni- and bigrams (plus a question-mark token) computed
 here in plain Python/numpy; the same function builds the training matrix in
-``scripts/train_role_classifier.py``, so training and run time agree exactly.
+``tools/training/train_role_classifier.py``, so training and run time agree exactly.
 The classifier itself is a logistic regression exported to ONNX
 (``models/role_classifier.onnx``): the device needs onnxruntime only.
 """
@@ -69,7 +69,7 @@ class RoleClassifier:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:
             first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"role model {path} cannot be loaded ({first}); rebuild it with scripts/train_role_classifier.py") from None
+            raise ModelError(f"role model {path} cannot be loaded ({first}); rebuild it with tools/training/train_role_classifier.py") from None
         self._input = self.session.get_inputs()[0].name
         self._proba = self.session.get_outputs()[1].name
 

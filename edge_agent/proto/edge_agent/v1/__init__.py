@@ -1,1 +1,1 @@
-"""Generated protobuf/gRPC code for edge_agent.v1 (see scripts/gen_proto.py)."""
+"""Generated protobuf/gRPC code for edge_agent.v1 (see tools/gen_proto.py)."""

@@ -1,1 +1,0 @@
-"""Benchmarks behind `edge-agent bench`."""

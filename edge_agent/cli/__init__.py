@@ -1,0 +1,249 @@
+"""The one console script: ``edge-agent <verb>``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from edge_agent.errors import EdgeAgentError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="edge-agent: private, on-device communication coaching for clinical exam rooms.",
+)
+
+ModelOpt = Annotated[str, typer.Option("--model", help="ASR model: 'tiny.en' (bundled) or a CTranslate2 Whisper folder")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="ASR device: cpu | cuda | auto")]
+ComputeOpt = Annotated[str, typer.Option("--compute-type", help="CTranslate2 compute type, e.g. int8, float16")]
+ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR")]
+
+
+def _pipeline_config(model: str, device: str, compute_type: str, threads: int):  # type: ignore[no-untyped-def]
+    from edge_agent.asr.engine import AsrConfig
+    from edge_agent.device.pipeline import PipelineConfig
+
+    return replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+
+
+@app.command()
+def transcribe(
+    file: Annotated[Optional[str], typer.Argument(help="audio file (wav/flac/ogg, any rate or channels); with --mic: the input device")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="capture from a microphone: `--mic [DEVICE]` (name, part of a name, or index)")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device, same as `--mic DEVICE`")] = None,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="stop microphone capture after this many seconds")] = None,
+    realtime: Annotated[bool, typer.Option("--realtime", help="pace a file in real time, as a microphone would")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines for programs instead of the live view")] = False,
+    speakers: Annotated[bool, typer.Option("--speakers/--no-speakers", help="attribute each utterance to clinician/patient/other")] = True,
+    voiceprint: Annotated[Optional[Path], typer.Option("--voiceprint", help="clinician voiceprint JSON from `edge-agent enroll`")] = None,
+    model: ModelOpt = "tiny.en",
+    device: DeviceOpt = "cpu",
+    compute_type: ComputeOpt = "int8",
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Transcribe a file or a microphone, streaming partials and finals."""
+    from edge_agent.cli.transcribe import run_transcribe
+
+    if mic and file is not None:
+        if mic_device is not None:
+            raise EdgeAgentError("give the microphone once: `--mic DEVICE` or `--mic --mic-device DEVICE`")
+        mic_device, file = file, None
+    if not mic and file is None:
+        raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
+    config = _pipeline_config(model, device, compute_type, threads)
+    code = run_transcribe(
+        config,
+        file=Path(file) if file else None,
+        mic=mic,
+        mic_device=mic_device,
+        realtime=realtime,
+        jsonl=jsonl,
+        seconds=seconds,
+        speakers=speakers,
+        voiceprint=voiceprint,
+    )
+    raise typer.Exit(code)
+
+
+@app.command()
+def demo(
+    fast: Annotated[bool, typer.Option("--fast", help="run as fast as possible instead of in real time")] = False,
+    jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of the live view")] = False,
+) -> None:
+    """The whole story on one machine: site CA, room device, phone, a visit, the sealed report."""
+    from edge_agent.cli.demo import run_demo
+
+    raise typer.Exit(run_demo(fast, jsonl))
+
+
+@app.command()
+def enroll(
+    file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
+    seconds: Annotated[float, typer.Option("--seconds", help="how long to record with --mic")] = 20.0,
+) -> None:
+    """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
+    from edge_agent.cli.enroll import run_enroll
+
+    if mic == (file is not None):
+        raise EdgeAgentError("give either an audio FILE or --mic to enrol")
+    run_enroll(file, mic_device if mic else None, seconds)
+
+
+@app.command()
+def serve(
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config (default /etc/edge-agent/config.toml; EDGE_AGENT_* env overrides)")] = None,
+    replay: Annotated[Optional[Path], typer.Option("--replay", help="use a recording as the room microphone (testing)")] = None,
+) -> None:
+    """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
+    from edge_agent.device.assembly import serve as run_serve
+
+    run_serve(config, replay)
+
+
+@app.command()
+def doctor(
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML config to check against")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON for fleet tools")] = False,
+    skip: Annotated[Optional[list[str]], typer.Option("--skip", help="check to skip (repeatable), e.g. audio")] = None,
+) -> None:
+    """Check the device: audio, models, certificates, clock, outbox, port, mDNS, CPU. One line each."""
+    import os
+
+    from edge_agent.config import load_config
+    from edge_agent.site.doctor import exit_code, render_json, render_text, run_doctor
+
+    checks = run_doctor(load_config(config, os.environ), skip=tuple(skip or ()))
+    print(render_json(checks) if json_out else render_text(checks))
+    raise typer.Exit(exit_code(checks))
+
+
+@app.command()
+def provision(
+    room: Annotated[str, typer.Option(help="room label set by IT")],
+    bundle: Annotated[Optional[Path], typer.Option(help="device bundle from `edge-agent ca issue-device`")] = None,
+    ca_bundle: Annotated[Optional[Path], typer.Option("--ca-bundle", help="site CA certificate (with --device-cert/--device-key)")] = None,
+    device_cert: Annotated[Optional[Path], typer.Option("--device-cert")] = None,
+    device_key: Annotated[Optional[Path], typer.Option("--device-key")] = None,
+    crl: Annotated[Optional[Path], typer.Option(help="crl.pem from the site CA")] = None,
+    root: Annotated[Path, typer.Option(help="install under this root (images, tests)")] = Path("/"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="show what would be done")] = False,
+    service_user: Annotated[str, typer.Option(help="owner of the installed secrets")] = "edge-agent",
+    json_out: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Install config and certificates (0600) and verify the models; idempotent."""
+    import json
+
+    from edge_agent.site.provision import provision as do_provision
+
+    result = do_provision(room, ca_bundle=ca_bundle, device_cert=device_cert, device_key=device_key, bundle=bundle, crl=crl,
+                          root=root, dry_run=dry_run, service_user=service_user)
+    print(json.dumps(result.to_dict()) if json_out else result.describe())
+
+
+def _register_subcommands() -> None:
+    from edge_agent.cli import aggregator, behaviours, ca, phone
+
+    app.add_typer(aggregator.app, name="aggregator")
+    app.add_typer(ca.app, name="ca")
+    app.add_typer(phone.app, name="phone")
+    app.add_typer(behaviours.app, name="behaviours")
+    app.command("analyze")(behaviours.analyze)
+
+
+_register_subcommands()
+
+bench_app = typer.Typer(help="Benchmarks that print JSON figures (targets in the issues).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+
+
+@bench_app.command("asr")
+def bench_asr(
+    audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: tools/bench/data/bench_conversation.flac)")] = None,
+    skip_realtime: Annotated[bool, typer.Option("--skip-realtime", help="skip the real-time paced pass")] = False,
+    threads: ThreadsOpt = 1,
+) -> None:
+    """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
+    from tools.bench.asr import run_asr_bench
+
+    run_asr_bench(audio, realtime=not skip_realtime, threads=threads)
+
+
+@bench_app.command("speakers")
+def bench_speakers_cmd(
+    conversations: Annotated[int, typer.Option("--conversations", help="held-out PriMock57 consultations to synthesise")] = 10,
+    seconds: Annotated[float, typer.Option("--seconds", help="audio per conversation")] = 180.0,
+    pipeline: Annotated[int, typer.Option("--pipeline", help="of those, how many also go through VAD + Whisper + attribution")] = 2,
+    paced_seconds: Annotated[float, typer.Option("--paced-seconds", help="audio streamed in real time for the cost share (0: skip)")] = 120.0,
+) -> None:
+    """Attribution accuracy with and without enrolment (segments and live pipeline), embedding cost share, model load."""
+    import json
+
+    from edge_agent.speakers.commands import bench_speakers
+
+    print(json.dumps(bench_speakers(conversations, seconds, pipeline_conversations=pipeline, paced_seconds=paced_seconds)))
+
+
+@bench_app.command("behaviours")
+def bench_behaviours_cmd() -> None:
+    """Label F1 on held-out consultations, model size, latency, throughput, timing agreement."""
+    import json
+
+    from edge_agent.cli.behaviours_commands import bench_behaviours
+
+    print(json.dumps(bench_behaviours()))
+
+
+@bench_app.command("delivery")
+def bench_delivery_cmd(
+    visits: Annotated[int, typer.Option(help="visits to run")] = 20,
+    pipeline: Annotated[bool, typer.Option("--pipeline", help="real 10-minute visits through the full pipeline (slow)")] = False,
+) -> None:
+    """Stop -> report on the phone latency, outbox write cost."""
+    import json
+
+    from tools.bench.outbox_write import bench_delivery, bench_outbox
+
+    if pipeline:
+        from tools.bench.delivery import bench_pipeline_delivery
+
+        print(json.dumps({"delivery": bench_pipeline_delivery(min(visits, 3))}))
+        return
+    print(json.dumps({"delivery": bench_delivery(visits), "outbox": bench_outbox()}))
+
+
+def main() -> None:
+    debug = bool(os.environ.get("EDGE_AGENT_DEBUG"))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        app()
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc.message}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("edge-agent: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # a traceback is a bug: say so in one line
+        if debug:
+            raise
+        print(
+            f"edge-agent: internal error ({type(exc).__name__}: {str(exc)[:200]}); rerun with EDGE_AGENT_DEBUG=1 and report it",
+            file=sys.stderr,
+        )
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""`edge-agent ca ...`: the site CA that IT keeps (on one CA host, not a room device)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from edge_agent.cli.output import emit
+
+app = typer.Typer(help="Site certificate authority: init, issue device/clinician/admin certificates, revoke.", no_args_is_help=True)
+CaDir = Annotated[Path, typer.Option("--ca-dir", help="folder holding the site CA (keep it offline, 0700)")]
+Json = Annotated[bool, typer.Option("--json", help="JSON output for scripts")]
+
+
+@app.command("init")
+def init(ca_dir: CaDir, site: Annotated[str, typer.Option(help="site name in the CA certificate")] = "edge-agent site", json_out: Json = False) -> None:
+    """Create the site CA (key 0600)."""
+    from edge_agent.site.ca_admin import ca_init
+
+    emit(ca_init(ca_dir, site=site), json_out)
+
+
+@app.command("issue-device")
+def issue_device(
+    ca_dir: CaDir,
+    room: Annotated[str, typer.Option(help="room label, e.g. 'Clinic B room 4'")],
+    out: Annotated[Path, typer.Option(help="device bundle to write (key + cert + CA)")],
+    dns: Annotated[list[str], typer.Option("--dns", help="DNS name the device answers on (repeatable)")] = [],
+    ip: Annotated[list[str], typer.Option("--ip", help="IP address the device answers on (repeatable)")] = [],
+    json_out: Json = False,
+) -> None:
+    """Issue a room device's server certificate as one bundle file."""
+    from edge_agent.site.ca_admin import ca_issue_device
+
+    emit(ca_issue_device(ca_dir, room=room, out=out, dns=dns or None, ip=ip or None), json_out)
+
+
+@app.command("issue-clinician")
+def issue_clinician(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="clinician bundle for the phone")], json_out: Json = False) -> None:
+    """Issue a clinician phone certificate (pseudonymous id, never a name)."""
+    from edge_agent.site.ca_admin import ca_issue_clinician
+
+    emit(ca_issue_clinician(ca_dir, out), json_out)
+
+
+@app.command("sign-clinician")
+def sign_clinician(
+    ca_dir: CaDir,
+    request: Annotated[Path, typer.Argument(help="request from `edge-agent phone request`")],
+    out: Annotated[Path, typer.Option(help="certificate file to give back to the phone (no key inside)")],
+    json_out: Json = False,
+) -> None:
+    """Certify a phone's own key under a fresh pseudonym (the CA never sees the private key)."""
+    from edge_agent.site.ca_admin import ca_sign_clinician
+
+    emit(ca_sign_clinician(ca_dir, request, out), json_out)
+
+
+@app.command("issue-admin")
+def issue_admin(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="admin bundle for IT")], json_out: Json = False) -> None:
+    """Issue an IT admin certificate (90 days)."""
+    from edge_agent.site.ca_admin import ca_issue_admin
+
+    emit(ca_issue_admin(ca_dir, out), json_out)
+
+
+@app.command("revoke")
+def revoke(ca_dir: CaDir, who: Annotated[str, typer.Argument(help="certificate serial, pseudonym or bundle path")], json_out: Json = False) -> None:
+    """Revoke a certificate and re-sign crl.pem."""
+    from edge_agent.site.ca_admin import ca_revoke
+
+    emit(ca_revoke(ca_dir, who), json_out)

@@ -1,0 +1,87 @@
+"""`edge-agent transcribe` and `edge-agent demo`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from edge_agent.audio.file_source import FileSource
+from edge_agent.audio.frames import AudioSource
+from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
+from edge_agent.device.pipeline import PipelineConfig, RunStats
+from edge_agent.device.session import TranscriptionSession
+from edge_agent.errors import EdgeAgentError
+from edge_agent.speakers.enrol import Voiceprint
+
+
+def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: bool, seconds: float | None = None) -> AudioSource:
+    if mic:
+        from edge_agent.audio.mic_source import MicSource
+
+        return MicSource(mic_device, duration_s=seconds)
+    assert file is not None
+    return FileSource(file, realtime=realtime)
+
+
+def load_voiceprint(path: Path) -> Voiceprint:
+    """A voiceprint JSON from `edge-agent enroll`, or enrolment audio to compute one from."""
+    if path.suffix.lower() in (".wav", ".flac", ".ogg"):
+        from edge_agent.speakers.commands import enroll_command
+
+        return enroll_command(path=path)
+    try:
+        data = json.loads(path.read_text())
+    except OSError as exc:
+        raise EdgeAgentError(f"cannot read voiceprint {path}: {exc.strerror}") from None
+    except json.JSONDecodeError:
+        raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
+    if not isinstance(data, dict):
+        raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")
+    return Voiceprint.from_list(data)
+
+
+def summary_line(stats: RunStats, clean: bool) -> str:
+    return (
+        f"{stats.utterances} utterances from {stats.audio_seconds:.1f} s of audio; "
+        f"raw-audio residency max {stats.residency_max():.2f} s; "
+        f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
+    )
+
+
+def run_transcribe(
+    config: PipelineConfig,
+    file: Path | None,
+    mic: bool,
+    mic_device: str | None,
+    realtime: bool,
+    jsonl: bool,
+    title: str = "transcribe",
+    seconds: float | None = None,
+    speakers: bool = False,
+    voiceprint: Path | None = None,
+) -> int:
+    print_ = load_voiceprint(voiceprint) if voiceprint is not None else None
+    source = open_source(file, mic, mic_device, realtime, seconds)
+    err = Console(stderr=True)
+    chatty = not jsonl and sys.stderr.isatty()
+    if chatty:
+        err.print(f"[dim]{title}: loading model…[/dim]")
+    session = TranscriptionSession.load(config, speakers=speakers or print_ is not None)
+    if jsonl:
+        sink = JsonLinesSink(sys.stdout)
+        stats, clean = session.run(source, sink, print_)
+        sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
+                   "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
+                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
+    else:
+        if print_ is not None and chatty:
+            err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")
+        if chatty:
+            err.print(f"[dim]{title}: streaming {source.description}{' in real time' if realtime or mic else ''} (Ctrl-C stops)[/dim]")
+        with LiveTranscriptView() as view:
+            stats, clean = session.run(source, view, print_)
+        err.print(f"[dim]{summary_line(stats, clean)}[/dim]")
+    return 0 if clean else 3

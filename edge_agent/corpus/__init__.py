@@ -1,1 +1,0 @@
-"""Readers for the reference corpora used to build and evaluate models."""

@@ -1,0 +1,1 @@
+"""The device's gRPC face: mutual-TLS server, handlers, caller identity."""

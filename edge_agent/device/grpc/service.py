@@ -1,0 +1,368 @@
+"""gRPC handlers: authorise from the peer certificate, validate every field, map errors to status codes.
+
+No handler lets an exception escape as a traceback to the caller or the loop:
+known failures become a status with a one-line message; anything unexpected is
+logged by type only (never request content) and answered INTERNAL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+import grpc
+import numpy as np
+
+from edge_agent.crypto import ca, seal
+from edge_agent.crypto.errors import SealError
+from edge_agent.device.grpc.auth import AuthError, PeerAuthorizer
+from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
+from edge_agent.device.outbox import Outbox, OutboxError
+from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = 1
+SOFTWARE_VERSION = "0.1.0"
+
+MAX_VOICEPRINT_BYTES = 16 * 1024
+MAX_VOICEPRINT_VALUES = 4096
+MAX_ACK_IDS = 1000
+MAX_ENROLL_CHUNK = 64 * 1024
+MAX_ENROLL_SECONDS = 30
+MIN_ENROLL_SECONDS = 1
+FETCH_BATCH = 16
+FOLLOW_POLL_S = 5.0  # followers re-check (revocation, expiry) at least this often
+_VISIT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+_VISIT_CODES = {
+    "busy": grpc.StatusCode.FAILED_PRECONDITION,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "not_owner": grpc.StatusCode.PERMISSION_DENIED,
+    "runner": grpc.StatusCode.FAILED_PRECONDITION,
+    "outbox": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
+class Invalid(Exception):
+    """A request field is invalid (INVALID_ARGUMENT)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_streams_per_clinician: int = 4
+    max_streams_total: int = 64
+    max_concurrent_enrolments: int = 1
+
+
+F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+
+
+class Malformed:
+    """Stands in for a request whose bytes are not a valid message (answered INVALID_ARGUMENT)."""
+
+
+MALFORMED = Malformed()
+
+
+def _safe_parser(cls: Any) -> Callable[[bytes], Any]:
+    # gRPC answers a deserializer exception with INTERNAL; a client's garbage is INVALID_ARGUMENT.
+    def parse(data: bytes) -> Any:
+        try:
+            return cls.FromString(data)
+        except Exception:  # noqa: BLE001 - DecodeError and friends
+            return MALFORMED
+
+    return parse
+
+
+def register(server: grpc.aio.Server, agent: "EdgeAgentService", admin: "AdminService") -> None:
+    """Add both services with tolerant request parsers (instead of the generated add_*_to_server)."""
+    kinds = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }
+    for servicer, name in ((agent, "EdgeAgent"), (admin, "EdgeAgentAdmin")):
+        service = agent_pb2.DESCRIPTOR.services_by_name[name]
+        handlers = {}
+        for method in service.methods:
+            make = kinds[(method.client_streaming, method.server_streaming)]
+            handlers[method.name] = make(
+                getattr(servicer, method.name),
+                request_deserializer=_safe_parser(getattr(agent_pb2, method.input_type.name)),
+                response_serializer=getattr(agent_pb2, method.output_type.name).SerializeToString,
+            )
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
+
+
+def _guard(fn: F) -> F:
+    """Map every failure of a unary/client-stream handler to a status; never crash."""
+
+    @functools.wraps(fn)
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        try:
+            if request is MALFORMED:
+                raise Invalid("request is not a valid edge_agent.v1 message")
+            return await fn(self, request, context)
+        except AuthError as exc:
+            await context.abort(exc.code, exc.message)
+        except Invalid as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        except VisitError as exc:
+            await context.abort(_VISIT_CODES[exc.kind], exc.message)
+        except OutboxError as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - last line of defence; type only, no content
+            log.error("%s failed unexpectedly: %s", fn.__name__, type(exc).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the device logged it")
+
+    return wrapper  # type: ignore[return-value]
+
+
+class RoomClaimsLike(Protocol):
+    """edge_agent.device.ops.gpio.RoomClaims (kept structural: the server does not import GPIO code)."""
+
+    window_s: float
+
+    def claim(self, clinician_id: str, public_key: Any) -> None: ...
+
+
+class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
+    def __init__(
+        self,
+        room: str,
+        auth: PeerAuthorizer,
+        visits: VisitManager,
+        outbox: Outbox,
+        enroller: VoiceEnroller | None,
+        limits: Limits = Limits(),
+        claims: RoomClaimsLike | None = None,
+    ) -> None:
+        self._claims = claims
+        self._room = room
+        self._auth = auth
+        self._visits = visits
+        self._outbox = outbox
+        self._enroller = enroller
+        self._limits = limits
+        self._streams: Counter[str] = Counter()
+        self._enrolling = 0
+
+    # ---- device info -----------------------------------------------------------
+
+    @_guard
+    async def GetDeviceInfo(self, request: agent_pb2.GetDeviceInfoRequest, context: grpc.aio.ServicerContext) -> agent_pb2.DeviceInfo:
+        self._auth.identify(context)
+        caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor"]
+        if self._enroller is not None:
+            caps.append("enrol")
+        return agent_pb2.DeviceInfo(
+            protocol_version=PROTOCOL_VERSION, room=self._room, capabilities=caps,
+            software_version=SOFTWARE_VERSION, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
+        )
+
+    # ---- visits ------------------------------------------------------------------
+
+    @_guard
+    async def ClaimRoom(self, request: agent_pb2.ClaimRoomRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ClaimRoomResponse:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if self._claims is None:
+            raise VisitError("runner", "this room has no start button; start the visit from the phone")
+        try:
+            recipient = seal.load_public_key(bytes(request.sealing_public_key))
+        except SealError as exc:
+            raise Invalid(str(exc)) from None
+        self._claims.claim(ident.subject_id, recipient)
+        return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s))
+
+    @_guard
+    async def StartVisit(self, request: agent_pb2.StartVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StartVisitResponse:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if not request.consent:
+            raise Invalid("consent must be true: tell the patient capture is on, then start the visit")
+        try:
+            recipient = seal.load_public_key(bytes(request.sealing_public_key))
+        except SealError as exc:
+            raise Invalid(str(exc)) from None
+        if request.voiceprint and request.voiceprint_values:
+            raise Invalid("send the voiceprint either as bytes or as values, not both")
+        if len(request.voiceprint) > MAX_VOICEPRINT_BYTES:
+            raise Invalid(f"voiceprint bytes exceed {MAX_VOICEPRINT_BYTES}")
+        if len(request.voiceprint_values) > MAX_VOICEPRINT_VALUES:
+            raise Invalid(f"voiceprint has more than {MAX_VOICEPRINT_VALUES} values")
+        vp: np.ndarray | None = None
+        if request.voiceprint_values:
+            vp = np.asarray(request.voiceprint_values, dtype=np.float32)
+            if not np.all(np.isfinite(vp)):
+                vp.fill(0)
+                raise Invalid("voiceprint values must be finite numbers")
+        vp_bytes = bytearray(request.voiceprint) if request.voiceprint else None
+        limit = int(request.max_duration_s)
+        if limit and not MIN_DURATION_S <= limit <= MAX_DURATION_S:
+            raise Invalid(f"max_duration_s must be 0 (device default) or {MIN_DURATION_S}..{MAX_DURATION_S}")
+        ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes)
+        return agent_pb2.StartVisitResponse(visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s)
+
+    @_guard
+    async def StopVisit(self, request: agent_pb2.StopVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StopVisitResponse:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if not _VISIT_ID_RE.match(request.visit_id):
+            raise Invalid("visit_id must be the 1-64 character id StartVisit returned")
+        result = await self._visits.stop(request.visit_id, ident.subject_id)
+        return agent_pb2.StopVisitResponse(visit_id=result.visit_id, cursor=result.cursor, duration_s=result.duration_s)
+
+    # ---- enrolment ------------------------------------------------------------------
+
+    @_guard
+    async def EnrollVoice(
+        self, request_iterator: AsyncIterator[agent_pb2.EnrollVoiceChunk], context: grpc.aio.ServicerContext
+    ) -> agent_pb2.EnrollVoiceResponse:
+        self._auth.require(context, ca.ROLE_CLINICIAN)
+        if self._enroller is None:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "this device has no voice enrolment")
+        if self._enrolling >= self._limits.max_concurrent_enrolments:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "another enrolment is running; try again in a minute")
+        self._enrolling += 1
+        audio = bytearray()
+        try:
+            rate = 0
+            async for chunk in request_iterator:
+                if chunk is MALFORMED:
+                    raise Invalid("audio chunk is not a valid EnrollVoiceChunk message")
+                if not rate:
+                    rate = chunk.sample_rate
+                    if not 8000 <= rate <= 48000:
+                        raise Invalid("first chunk must set sample_rate between 8000 and 48000")
+                elif chunk.sample_rate and chunk.sample_rate != rate:
+                    raise Invalid("sample_rate changed mid-stream")
+                if len(chunk.pcm_s16le) > MAX_ENROLL_CHUNK:
+                    raise Invalid(f"audio chunk over {MAX_ENROLL_CHUNK} bytes; send smaller chunks")
+                if len(audio) + len(chunk.pcm_s16le) > MAX_ENROLL_SECONDS * rate * 2:
+                    raise Invalid(f"enrolment audio longer than {MAX_ENROLL_SECONDS} s")
+                audio += chunk.pcm_s16le
+            if not rate:
+                raise Invalid("no audio received")
+            if len(audio) % 2:
+                raise Invalid("PCM s16le audio must have an even number of bytes")
+            if len(audio) < MIN_ENROLL_SECONDS * rate * 2:
+                raise Invalid(f"need at least {MIN_ENROLL_SECONDS} s of speech to enrol")
+            pcm = np.frombuffer(audio, dtype=np.int16)  # a view: zeroing `audio` zeroes it
+            assert self._enroller is not None
+            values = await asyncio.to_thread(self._enroller.enroll, pcm, rate)
+            del pcm
+            return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=len(audio) / 2 / rate)
+        finally:
+            audio[:] = bytes(len(audio))  # the clinician's voice is not kept
+            self._enrolling -= 1
+
+    # ---- feedback -----------------------------------------------------------------
+
+    async def StreamFeedback(
+        self, request: agent_pb2.StreamFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.FeedbackItem]:
+        try:
+            ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        except AuthError as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        if request is MALFORMED:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid StreamFeedbackRequest")
+            return
+        me = ident.subject_id
+        if self._streams[me] >= self._limits.max_streams_per_clinician or sum(self._streams.values()) >= self._limits.max_streams_total:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "too many open feedback streams; close one and retry")
+            return
+        self._streams[me] += 1
+        cursor = int(request.cursor)
+        try:
+            while True:
+                await self._visits.retry_unqueued()
+                items = await asyncio.to_thread(self._outbox.fetch, me, cursor, FETCH_BATCH)
+                for item in items:
+                    yield agent_pb2.FeedbackItem(id=item.id, envelope=seal.to_proto(item.envelope))
+                    cursor = item.id
+                if items:
+                    continue
+                if not request.follow:
+                    return
+                async with self._visits.queued:
+                    try:
+                        await asyncio.wait_for(self._visits.queued.wait(), FOLLOW_POLL_S)
+                    except TimeoutError:
+                        pass
+                try:
+                    self._auth.require(context, ca.ROLE_CLINICIAN)  # revoked mid-stream: end it
+                except AuthError as exc:
+                    await context.abort(exc.code, exc.message)
+                    return
+        except (asyncio.CancelledError, grpc.aio.AbortError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.error("StreamFeedback failed unexpectedly: %s", type(exc).__name__)
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the device logged it")
+        finally:
+            self._streams[me] -= 1
+            if self._streams[me] <= 0:
+                del self._streams[me]
+
+    @_guard
+    async def Ack(self, request: agent_pb2.AckRequest, context: grpc.aio.ServicerContext) -> agent_pb2.AckResponse:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if not request.ids:
+            raise Invalid("ids must list at least one delivered item id")
+        if len(request.ids) > MAX_ACK_IDS:
+            raise Invalid(f"at most {MAX_ACK_IDS} ids per Ack")
+        if any(i == 0 for i in request.ids):
+            raise Invalid("item ids start at 1")
+        ids = [int(i) for i in dict.fromkeys(request.ids) if i < 2**63]  # SQLite integers are signed 64-bit
+        deleted = await asyncio.to_thread(self._outbox.ack, ident.subject_id, ids)
+        if deleted and self._visits.unqueued:
+            await self._visits.retry_unqueued()  # space was freed: queue reports held after a full outbox
+        return agent_pb2.AckResponse(deleted=deleted)
+
+
+class AdminService(agent_pb2_grpc.EdgeAgentAdminServicer):
+    def __init__(self, room: str, auth: PeerAuthorizer, visits: VisitManager, outbox: Outbox, server_cert_not_after: int) -> None:
+        self._room = room
+        self._auth = auth
+        self._visits = visits
+        self._outbox = outbox
+        self._not_after = server_cert_not_after
+        self._started = time.monotonic()
+
+    @_guard
+    async def GetStatus(self, request: agent_pb2.GetStatusRequest, context: grpc.aio.ServicerContext) -> agent_pb2.DeviceStatus:
+        self._auth.require(context, ca.ROLE_ADMIN)
+        items, size = await asyncio.to_thread(self._outbox.stats)
+        cfg = self._outbox.config
+        return agent_pb2.DeviceStatus(
+            room=self._room, software_version=SOFTWARE_VERSION, uptime_s=time.monotonic() - self._started,
+            visit_active=self._visits.active, outbox_items=items, outbox_bytes=size,
+            outbox_capacity_items=cfg.max_items, outbox_capacity_bytes=cfg.max_bytes,
+            server_cert_not_after_unix_s=self._not_after, revoked_serials=self._auth.revoked_count,
+        )
+
+    @_guard
+    async def ForceStopVisit(self, request: agent_pb2.ForceStopVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ForceStopVisitResponse:
+        self._auth.require(context, ca.ROLE_ADMIN)
+        if not self._visits.active:
+            return agent_pb2.ForceStopVisitResponse(stopped=False)
+        await self._visits.stop(None, None, "admin")
+        return agent_pb2.ForceStopVisitResponse(stopped=True)
+
+    @_guard
+    async def PurgeExpired(self, request: agent_pb2.PurgeExpiredRequest, context: grpc.aio.ServicerContext) -> agent_pb2.PurgeExpiredResponse:
+        self._auth.require(context, ca.ROLE_ADMIN)
+        return agent_pb2.PurgeExpiredResponse(purged=await asyncio.to_thread(self._outbox.purge_expired))
+

@@ -1,0 +1,276 @@
+"""Visit lifecycle: one visit at a time; at stop build → seal → queue → wipe.
+
+A :class:`VisitRunner` (the pipeline's visit, ``device/visit.py``) does what
+happens during the visit; this module decides when it runs and where its
+report goes. Contract for a runner:
+
+* ``start(ctx)`` is called in a worker thread once the visit is accepted; it
+  turns capture on and returns promptly (do the work in your own threads).
+  Raising :class:`~edge_agent.errors.EdgeAgentError` refuses the start (the
+  phone sees FAILED_PRECONDITION with your message).
+* ``stop()`` is called in a worker thread (at StopVisit, the max duration, an
+  admin stop, or after ``ctx.request_stop``); it stops capture, builds the
+  report and returns it as ``feedback_pb2.Feedback`` (or its serialised bytes),
+  and wipes the transcript and all per-visit state before returning. The server
+  overwrites ``visit_id`` and then seals it; it never logs it.
+* ``abort()`` wipes everything without a report (used if sealing cannot happen).
+* ``ctx.request_stop(reason)`` may be called from any thread (e.g. on long
+  silence); the server then runs the normal stop path.
+* ``ctx.voiceprint`` (float32 array) / ``ctx.voiceprint_bytes`` are the
+  clinician's, sent with the start; the server zeroes both after ``stop``.
+
+State lives in memory only. The clinician's pseudonym and sealing public key
+are held for the visit so the report can be sealed and routed, and are dropped
+at stop with the rest (the outbox keeps the pseudonym as the routing key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from edge_agent.crypto import seal
+from edge_agent.device.outbox import Outbox, OutboxError
+from edge_agent.errors import EdgeAgentError
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+
+log = logging.getLogger(__name__)
+
+FEEDBACK_SCHEMA_VERSION = 1
+
+DEFAULT_MAX_DURATION_S = 3600
+MIN_DURATION_S = 10
+MAX_DURATION_S = 4 * 3600
+
+
+@dataclass
+class VisitContext:
+    """What a runner knows about the visit. No clinician identifier on purpose."""
+
+    visit_id: str
+    started_unix_s: int
+    max_duration_s: int
+    voiceprint: np.ndarray | None = None  # float32, the clinician's embedding
+    voiceprint_bytes: bytearray | None = None  # opaque voiceprint, if the phone sent bytes
+    request_stop: Callable[[str], None] = field(default=lambda reason: None, repr=False)
+
+    def wipe(self) -> None:
+        """Zero the voiceprint in place and drop references (privacy: voiceprints belong to the clinician)."""
+        if self.voiceprint is not None:
+            self.voiceprint.fill(0)
+            self.voiceprint = None
+        if self.voiceprint_bytes is not None:
+            self.voiceprint_bytes[:] = bytes(len(self.voiceprint_bytes))
+            self.voiceprint_bytes = None
+
+
+@runtime_checkable
+class VisitRunner(Protocol):
+    def start(self, ctx: VisitContext) -> None: ...
+
+    def stop(self) -> feedback_pb2.Feedback | bytes: ...
+
+    def abort(self) -> None: ...
+
+
+@runtime_checkable
+class VoiceEnroller(Protocol):
+    def enroll(self, pcm: np.ndarray, sample_rate: int) -> Sequence[float]:
+        """Voiceprint from int16 mono ``pcm`` (a view the server zeroes afterwards; do not keep it)."""
+        ...
+
+
+class VisitError(EdgeAgentError):
+    """A lifecycle rule refused the request; ``kind`` maps to a gRPC status."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "outbox"
+
+
+# Called at stop with the outbox, the clinician's pseudonymous id and the report;
+# queues the de-identified contribution record and returns its text for the phone.
+Contributor = Callable[[Outbox, str, feedback_pb2.Feedback], str]
+
+
+@dataclass
+class _Active:
+    ctx: VisitContext
+    clinician: str
+    recipient: seal.X25519PublicKey
+    started_monotonic: float
+    timer: asyncio.TimerHandle | None = None
+    stopping: bool = False
+
+
+@dataclass(frozen=True)
+class StopResult:
+    visit_id: str
+    cursor: int
+    duration_s: float
+    reason: str
+
+
+class VisitManager:
+    def __init__(
+        self,
+        runner: VisitRunner,
+        outbox: Outbox,
+        default_max_duration_s: int = DEFAULT_MAX_DURATION_S,
+        contributor: Contributor | None = None,
+    ) -> None:
+        self._runner = runner
+        self._contributor = contributor
+        self._outbox = outbox
+        self._default_max = default_max_duration_s
+        self._lock = asyncio.Lock()
+        self._active: _Active | None = None
+        self._unqueued: deque[tuple[str, seal.Envelope]] = deque(maxlen=16)  # sealed, outbox refused: retried
+        self.queued = asyncio.Condition()  # notified whenever an envelope lands in the outbox
+        self.last_stop: StopResult | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._active is not None
+
+    @property
+    def unqueued(self) -> int:
+        return len(self._unqueued)
+
+    async def start(
+        self,
+        clinician: str,
+        recipient: seal.X25519PublicKey,
+        max_duration_s: int,
+        voiceprint: np.ndarray | None,
+        voiceprint_bytes: bytearray | None,
+    ) -> VisitContext:
+        loop = asyncio.get_running_loop()
+        async with self._lock:
+            if self._active is not None:
+                raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
+            visit_id = "v-" + secrets.token_urlsafe(12)
+            limit = max_duration_s or self._default_max
+
+            def request_stop(reason: str, _vid: str = visit_id) -> None:
+                # Any thread (pipeline: long silence) may ask; the stop runs on the event loop.
+                try:
+                    loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._auto_stop(_vid, reason)))
+                except RuntimeError:
+                    pass  # the daemon is shutting down; its shutdown path stops the visit
+
+            ctx = VisitContext(visit_id, int(time.time()), limit, voiceprint, voiceprint_bytes, request_stop)
+            try:
+                await asyncio.to_thread(self._runner.start, ctx)
+            except EdgeAgentError as exc:
+                ctx.wipe()
+                raise VisitError("runner", f"capture could not start: {exc}") from None
+            active = _Active(ctx, clinician, recipient, time.monotonic())
+            active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
+            self._active = active
+            log.info("visit started (max %d s)", limit)  # no ids: logs carry no clinician or visit identifiers
+            return ctx
+
+    async def stop(self, visit_id: str | None, clinician: str | None, reason: str = "stop") -> StopResult:
+        """Stop the running visit. ``clinician=None`` is a system/admin stop (no owner check)."""
+        async with self._lock:
+            active = self._active
+            if active is None or (visit_id is not None and active.ctx.visit_id != visit_id):
+                raise VisitError("not_found", "no such visit is running in this room")
+            if clinician is not None and active.clinician != clinician:
+                raise VisitError("not_owner", "this visit was started by another clinician")
+            return await self._stop_locked(active, reason)
+
+    async def _auto_stop(self, visit_id: str, reason: str) -> None:
+        try:
+            await self.stop(visit_id, None, reason)
+        except VisitError as exc:
+            if exc.kind != "not_found":  # already stopped by hand: nothing to do
+                log.warning("automatic stop failed: %s", exc)
+
+    async def _stop_locked(self, active: _Active, reason: str) -> StopResult:
+        if active.timer is not None:
+            active.timer.cancel()
+        ctx = active.ctx
+        duration = time.monotonic() - active.started_monotonic
+        try:
+            try:
+                result = await asyncio.to_thread(self._runner.stop)
+            except Exception as exc:  # noqa: BLE001 - a pipeline fault must not keep the room busy or crash the server
+                log.error("runner failed at stop (%s); visit state wiped, no report", type(exc).__name__)
+                await asyncio.to_thread(self._runner.abort)
+                raise VisitError("runner", "the report could not be built; the visit was ended and wiped") from None
+            fb = feedback_pb2.Feedback.FromString(result) if isinstance(result, bytes | bytearray) else result
+            fb.visit_id = ctx.visit_id
+            if not fb.duration_s:
+                fb.duration_s = duration
+            if not fb.started_unix_s:
+                fb.started_unix_s = ctx.started_unix_s
+            if not fb.schema_version:
+                fb.schema_version = 1
+            if self._contributor is not None:
+                fb.contribution = await self._contribute(active.clinician, fb)
+            plaintext = fb.SerializeToString()
+            fb.Clear()
+            env = seal.seal(plaintext, active.recipient, ctx.visit_id, 1)
+            del plaintext  # Python bytes cannot be zeroed; drop the only reference at once
+            cursor = await self._enqueue(active.clinician, env)
+        finally:
+            ctx.wipe()
+            self._active = None
+        result_ = StopResult(ctx.visit_id, cursor, duration, reason)
+        self.last_stop = result_
+        log.info("visit stopped (%s) after %.0f s; report sealed and queued", reason, duration)
+        return result_
+
+    async def _contribute(self, clinician: str, fb: feedback_pb2.Feedback) -> str:
+        """The de-identified population record for this visit; its text goes to the clinician."""
+        assert self._contributor is not None
+        try:
+            return await asyncio.to_thread(self._contributor, self._outbox, clinician, fb)
+        except Exception as exc:  # noqa: BLE001 - the clinician's own report must never be lost to this
+            log.warning("population contribution skipped (%s)", type(exc).__name__)
+            return ""
+
+    async def _enqueue(self, clinician: str, env: seal.Envelope) -> int:
+        await self.retry_unqueued()
+        try:
+            cursor = await asyncio.to_thread(self._outbox.put, clinician, env)
+        except OutboxError as exc:
+            # Keep the *sealed* envelope in memory and retry later; nothing readable is held.
+            self._unqueued.append((clinician, env))
+            raise VisitError("outbox", f"{exc} (the sealed report is held in memory and retried)") from None
+        async with self.queued:
+            self.queued.notify_all()
+        return cursor
+
+    async def retry_unqueued(self) -> int:
+        done = 0
+        while self._unqueued:
+            clinician, env = self._unqueued[0]
+            try:
+                await asyncio.to_thread(self._outbox.put, clinician, env)
+            except OutboxError:
+                break
+            self._unqueued.popleft()
+            done += 1
+        if done:
+            async with self.queued:
+                self.queued.notify_all()
+        return done
+
+    async def shutdown(self) -> None:
+        """On daemon stop, a running visit is stopped normally so its report is not lost."""
+        if self._active is not None:
+            try:
+                await self.stop(None, None, "shutdown")
+            except VisitError as exc:
+                log.warning("stop at shutdown failed: %s", exc)

@@ -1,0 +1,46 @@
+"""`VisitControl` for the room button over the server's asyncio `VisitManager`.
+
+gpiozero calls the button handler in its own thread; the visit lifecycle lives
+on the daemon's event loop. This adapter hops onto the loop and waits for the
+result, so the press handler sees a plain bool / exception.
+
+    control = ManagerVisitControl(server.visits, loop, max_duration_s=cfg.server.max_visit_minutes * 60)
+    panel = open_panel(cfg.gpio, control, claims)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from edge_agent.device.ops.gpio import Claim
+from edge_agent.errors import EdgeAgentError
+
+TIMEOUT_S = 30.0
+
+
+class ManagerVisitControl:
+    def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, max_duration_s: int, timeout_s: float = TIMEOUT_S) -> None:
+        self.manager = manager  # edge_agent.device.lifecycle.VisitManager
+        self.loop = loop
+        self.max_duration_s = max_duration_s
+        self.timeout_s = timeout_s
+
+    def _run(self, coro: Any) -> Any:
+        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        try:
+            return future.result(self.timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise EdgeAgentError("the visit did not respond to the button in time") from None
+
+    def start_from_button(self, claim: Claim) -> bool:
+        # No voiceprint: a button start carries none, attribution then works without enrolment.
+        self._run(self.manager.start(claim.clinician_id, claim.public_key, self.max_duration_s, None, None))
+        return True
+
+    def stop_from_button(self) -> None:
+        self._run(self.manager.stop(None, None, "button"))
+
+    def is_active(self) -> bool:
+        return bool(self.manager.active)

@@ -1,0 +1,157 @@
+"""SIGTERM finishes the visit then exits; SIGHUP reloads the config.
+
+:class:`SignalHandlers` installs handlers on the daemon's asyncio loop (so
+the callbacks run on the loop, not inside a signal frame):
+
+* SIGTERM / SIGINT -> ``on_terminate()`` (await it: stop the running visit,
+  seal and queue its report), then ``stopped`` is set so ``serve`` returns. A
+  second SIGTERM while finishing is logged and ignored: systemd's
+  ``TimeoutStopSec`` then SIGKILL is the backstop, and a killed visit loses
+  only plaintext that must never be persisted anyway.
+* SIGHUP -> :class:`ConfigReloader`: re-read the TOML (+ environment). A bad
+  file is logged and the running config kept. Changed ``live`` keys are handed
+  to ``apply_live``; the others are logged as needing a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from edge_agent.config import EdgeConfig, KeySpec, changed_keys, load_config
+from edge_agent.device.ops.logs import Safe
+from edge_agent.device.ops.notify import SystemdNotifier
+from edge_agent.errors import EdgeAgentError
+
+log = logging.getLogger(__name__)
+
+
+class ConfigReloader:
+    """Holds the running config; :meth:`reload` swaps in what may change live."""
+
+    def __init__(
+        self,
+        current: EdgeConfig,
+        apply_live: Callable[[EdgeConfig, list[KeySpec]], None],
+        path: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.current = current
+        self.apply_live = apply_live
+        self.path = path if path is not None else current.source
+        self.env = env
+        self.pending_restart: list[str] = []
+
+    def reload(self) -> tuple[list[str], list[str]]:
+        """Returns (keys applied live, keys that need a restart). Never raises for a bad file."""
+        try:
+            new = load_config(self.path, os.environ if self.env is None else self.env)
+        except EdgeAgentError as exc:
+            log.error("config reload refused, keeping the running config: %s", exc)
+            return [], []
+        changed = changed_keys(self.current, new)
+        live = [k for k in changed if k.live]
+        restart = [k.key for k in changed if not k.live]
+        if live:
+            self.apply_live(new, live)
+        # the running config takes the live values only; restart-only keys keep their running value
+        self.current = _merge_live(self.current, new, live)
+        self.pending_restart = restart
+        for key in (k.key for k in live):
+            log.info("config reload: %s applied", Safe(key))
+        for key in restart:
+            log.warning("config reload: %s changed; it takes effect after 'systemctl restart edge-agent'", Safe(key))
+        if not changed:
+            log.info("config reload: nothing changed")
+        return [k.key for k in live], restart
+
+
+def _merge_live(old: EdgeConfig, new: EdgeConfig, live: list[KeySpec]) -> EdgeConfig:
+    from dataclasses import replace
+
+    merged = old
+    for spec in live:
+        value = getattr(_section_obj(new, spec.section), spec.name)
+        if spec.section in ("vad", "asr"):
+            inner = replace(getattr(merged.pipeline, spec.section), **{spec.name: value})
+            merged = replace(merged, pipeline=replace(merged.pipeline, **{spec.section: inner}))
+        else:
+            obj = replace(getattr(merged, spec.section), **{spec.name: value})
+            merged = replace(merged, **{spec.section: obj})
+    return merged
+
+
+def _section_obj(cfg: EdgeConfig, section: str) -> object:
+    if section in ("vad", "asr"):
+        return getattr(cfg.pipeline, section)
+    return getattr(cfg, section)
+
+
+Callback = Callable[[], Awaitable[None] | None]
+
+
+class SignalHandlers:
+    def __init__(
+        self,
+        on_terminate: Callback,
+        on_reload: Callable[[], object] | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.on_terminate = on_terminate
+        self.on_reload = on_reload
+        self.notifier = notifier or SystemdNotifier(address="")
+        self.stopped = asyncio.Event()
+        self._terminating = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def install(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self._loop = loop or asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._loop.add_signal_handler(sig, self._spawn, self._terminate)
+        if self.on_reload is not None:
+            self._loop.add_signal_handler(signal.SIGHUP, self._spawn, self._reload)
+
+    def uninstall(self) -> None:
+        if self._loop is None:
+            return
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            self._loop.remove_signal_handler(sig)
+
+    def _spawn(self, fn: Callable[[], Awaitable[None]]) -> None:
+        task = asyncio.ensure_future(fn())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _terminate(self) -> None:
+        if self._terminating:
+            log.warning("already finishing the visit before exit; wait (systemd kills after TimeoutStopSec)")
+            return
+        self._terminating = True
+        self.notifier.stopping("finishing the current visit")
+        log.info("stop requested: finishing the current visit before exit")
+        try:
+            result = self.on_terminate()
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - exit anyway; the outbox keeps what was queued
+            log.error("finishing the visit at stop failed: %s", exc)
+        finally:
+            self.stopped.set()
+
+    async def _reload(self) -> None:
+        assert self.on_reload is not None
+        self.notifier.reloading()
+        try:
+            result = self.on_reload()  # on the loop: apply_live may touch loop-owned objects
+            if inspect.isawaitable(result):
+                await result
+        except Exception as exc:  # noqa: BLE001 - a failed reload must never stop the daemon
+            log.error("config reload failed: %s", exc)
+        finally:
+            self.notifier.notify("READY=1")

@@ -1,0 +1,67 @@
+"""Builds the streaming pipeline from settings and runs it over one source."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from edge_agent.asr.engine import WhisperEngine
+from edge_agent.audio.frames import AudioSource
+from edge_agent.device.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
+from edge_agent.hardening import harden_process
+from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
+from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
+from edge_agent.speakers.enrol import Voiceprint
+from edge_agent.speakers.role import RoleClassifier
+
+
+@dataclass
+class SpeakerModels:
+    """Loaded once per process; a fresh attributor is made for every run."""
+
+    encoder: SpeakerEncoder
+    roles: RoleClassifier
+
+    @classmethod
+    def load(cls, threads: int = 1, provider: str = "cpu") -> "SpeakerModels":
+        return cls(SpeakerEncoder(EncoderConfig(threads=threads, provider=provider)), RoleClassifier(threads=threads))
+
+    config: AttributionConfig | None = None
+
+    def attributor(self, voiceprint: Voiceprint | None) -> SpeakerAttributor:
+        return SpeakerAttributor(self.encoder, self.roles, voiceprint, self.config)
+
+
+@dataclass
+class TranscriptionSession:
+    config: PipelineConfig
+    engine: WhisperEngine
+    speakers: SpeakerModels | None = None
+
+    @classmethod
+    def load(cls, config: PipelineConfig, speakers: bool = False, attribution: AttributionConfig | None = None) -> "TranscriptionSession":
+        harden_process()
+        engine = WhisperEngine(config.asr, config.vad.max_segment_s)
+        models = SpeakerModels.load() if speakers else None
+        if models is not None:
+            models.config = attribution
+        return cls(config, engine, models)
+
+    def run(
+        self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None, stop: threading.Event | None = None
+    ) -> tuple[RunStats, bool]:
+        """Stream the source; returns stats and whether every pool slot ended zeroed.
+
+        The attributor (and with it any voiceprint) lives for this run only and
+        is wiped when it ends, whatever happens.
+        """
+        attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
+        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop)
+        try:
+            stats = pipeline.run(source)
+        finally:
+            clean = pipeline.pools.all_zero()
+            pipeline.pools.wipe()
+            if attributor is not None:
+                attributor.forget()
+        return stats, clean

@@ -1,0 +1,205 @@
+"""A visit on the device: microphone -> pipeline -> behaviours -> coaching report.
+
+Implements the server's VisitRunner/VoiceEnroller seam
+(:mod:`edge_agent.device.lifecycle`). Everything a visit produces lives in this
+object's memory until ``stop``: the report is built, every utterance and the
+voiceprint are dropped, and only the report leaves (to be sealed).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge_agent.asr.events import FinalTranscript, PipelineEvent
+from edge_agent.audio.frames import AudioSource
+from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.device.lifecycle import VisitContext
+from edge_agent.device.session import TranscriptionSession
+from edge_agent.errors import EdgeAgentError
+from edge_agent.feedback.proto import feedback_to_proto
+from edge_agent.feedback.report import build_feedback
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from edge_agent.speakers.enrol import Voiceprint, enrol
+from edge_agent.transcript import Utterance
+
+log = logging.getLogger(__name__)
+
+SourceFactory = Callable[[], AudioSource]
+
+
+@dataclass(frozen=True)
+class VisitPolicy:
+    long_silence_s: float = 600.0  # no speech for this long ends the visit (0: never)
+    mic_retry_s: float = 2.0  # how often a lost microphone is looked for again
+
+
+class _VisitState:
+    """In-memory state of the one running visit."""
+
+    def __init__(self, ctx: VisitContext) -> None:
+        self.ctx = ctx
+        self.utterances: list[Utterance] = []
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.error: str | None = None
+        self.last_speech = time.monotonic()
+        self.started = time.monotonic()
+
+    def wipe(self) -> None:
+        self.utterances.clear()
+
+
+class PipelineVisitRunner:
+    def __init__(
+        self,
+        session: TranscriptionSession,
+        classifier: BehaviourClassifier,
+        source_factory: SourceFactory,
+        policy: VisitPolicy = VisitPolicy(),
+        on_event: Callable[[PipelineEvent], None] | None = None,
+    ) -> None:
+        if session.speakers is None:
+            raise ValueError("a visit needs speaker attribution: load the session with speakers=True")
+        self.session = session
+        self.classifier = classifier
+        self.source_factory = source_factory
+        self.policy = policy
+        self.on_event = on_event  # e.g. the demo's live view; never logs text
+        self._state: _VisitState | None = None
+        self._lock = threading.Lock()
+
+    # -- VisitRunner -------------------------------------------------------------
+
+    def start(self, ctx: VisitContext) -> None:
+        with self._lock:
+            if self._state is not None:
+                raise EdgeAgentError("a visit is already running on this device")
+            source = self.source_factory()  # raises a clear error if the microphone is missing
+            state = _VisitState(ctx)
+            voiceprint = _voiceprint_of(ctx)
+            state.thread = threading.Thread(target=self._capture, args=(state, source, voiceprint), name="visit-capture", daemon=True)
+            self._state = state
+            state.thread.start()
+
+    def stop(self) -> feedback_pb2.Feedback:
+        state = self._finish()
+        try:
+            if state.error and not state.utterances:
+                raise EdgeAgentError(state.error)
+            duration = time.monotonic() - state.started
+            utterances = list(state.utterances)
+            if utterances:
+                duration = max(duration, max(u.t1 for u in utterances))
+            feedback = build_feedback(utterances, self.classifier) if utterances else None
+            message = feedback_to_proto(feedback, state.ctx.started_unix_s) if feedback else feedback_pb2.Feedback(schema_version=1)
+            message.duration_s = round(duration, 2)
+            return message
+        finally:
+            state.wipe()
+
+    def wait_capture_end(self, timeout: float | None = None) -> bool:
+        """Block until the running visit's audio source ends (a replayed file); True if it did."""
+        state = self._state
+        return state is None or state.stop_event.wait(timeout)
+
+    def abort(self) -> None:
+        state = self._finish()
+        state.wipe()
+
+    # -- internals ---------------------------------------------------------------
+
+    def _finish(self) -> _VisitState:
+        with self._lock:
+            state, self._state = self._state, None
+        if state is None:
+            raise EdgeAgentError("no visit is running")
+        state.stop_event.set()
+        if state.thread is not None:
+            state.thread.join()
+        return state
+
+    def _capture(self, state: _VisitState, source: AudioSource | None, voiceprint: Voiceprint | None) -> None:
+        """Run the pipeline until stop; if the microphone goes away, wait for it and carry on."""
+        watchdog = threading.Thread(target=self._silence_watch, args=(state,), daemon=True)
+        watchdog.start()
+        try:
+            while not state.stop_event.is_set():
+                if source is None:
+                    try:
+                        source = self.source_factory()
+                    except EdgeAgentError:
+                        state.stop_event.wait(self.policy.mic_retry_s)
+                        continue
+                    log.info("microphone back; capture resumed")
+                offset = time.monotonic() - state.started
+                try:
+                    self.session.run(source, self._sink(state, offset), voiceprint, stop=state.stop_event)
+                    return  # stop requested, or a replayed recording ended
+                except EdgeAgentError as exc:
+                    state.error = exc.message
+                    log.warning("microphone lost during a visit (%s); waiting for it to return", type(exc).__name__)
+                    source = None
+                    state.stop_event.wait(self.policy.mic_retry_s)
+        finally:
+            state.stop_event.set()
+
+    def _sink(self, state: _VisitState, offset_s: float) -> Callable[[PipelineEvent], None]:
+        """Collect finals on the visit's clock (a resumed capture starts its own clock at 0)."""
+
+        def sink(event: PipelineEvent) -> None:
+            if isinstance(event, FinalTranscript):
+                state.utterances.append(_shifted(event.utterance, offset_s) if offset_s > 0.5 else event.utterance)
+                state.last_speech = time.monotonic()
+            if self.on_event is not None:
+                self.on_event(event)
+
+        return sink
+
+    def _silence_watch(self, state: _VisitState) -> None:
+        if self.policy.long_silence_s <= 0:
+            return
+        while not state.stop_event.wait(1.0):
+            if time.monotonic() - state.last_speech > self.policy.long_silence_s:
+                state.ctx.request_stop("long_silence")
+                return
+
+
+def _shifted(u: Utterance, offset_s: float) -> Utterance:
+    words = tuple(replace(w, t0=w.t0 + offset_s, t1=w.t1 + offset_s) for w in u.words)
+    return replace(u, t0=u.t0 + offset_s, t1=u.t1 + offset_s, words=words)
+
+
+def _voiceprint_of(ctx: VisitContext) -> Voiceprint | None:
+    if ctx.voiceprint_bytes:
+        return Voiceprint.from_bytes(bytes(ctx.voiceprint_bytes))
+    if ctx.voiceprint is not None and len(ctx.voiceprint):
+        return Voiceprint._checked(np.asarray(ctx.voiceprint, np.float32), 0.0, 0.0, 0)
+    return None
+
+
+class PipelineEnroller:
+    """EnrollVoice over gRPC: the voiceprint goes back to the phone, nothing is kept."""
+
+    def __init__(self, session: TranscriptionSession) -> None:
+        if session.speakers is None:
+            raise ValueError("enrolment needs the speaker models: load the session with speakers=True")
+        self.encoder = session.speakers.encoder
+
+    def enroll(self, pcm: np.ndarray, sample_rate: int) -> Sequence[float]:
+        import soxr
+
+        audio = np.multiply(pcm, np.float32(1 / 32768), dtype=np.float32)
+        try:
+            if sample_rate != 16000:
+                resampled = soxr.resample(audio, sample_rate, 16000).astype(np.float32)
+                audio.fill(0)
+                audio = resampled
+            return [float(v) for v in enrol(audio, self.encoder).embedding]
+        finally:
+            audio.fill(0)

@@ -1,0 +1,355 @@
+"""Reference clinician phone client: discover | start | stop | enroll | feedback [--follow].
+
+Plain functions (the typer app wires ``edge-agent phone ...`` to them). Every
+connection is mutual TLS with the clinician bundle; the device must chain to
+the site CA *and* (when known, e.g. from mDNS) match the expected certificate
+fingerprint, so a phone in room 4 does not talk to the box in room 5.
+
+Fingerprint check: gRPC Python exposes no peer certificate on the client side,
+so we complete one TLS handshake with :mod:`ssl` (same CA, same client cert)
+to read the device certificate, compare its SHA-256, then open the gRPC
+channel. Between the two connections only another certificate from the same
+site CA could be substituted (see docs/security.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import ssl
+import time
+import wave
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from edge_agent.crypto import ca, seal
+from edge_agent.crypto.errors import SealError
+from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, update_key_file
+from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
+
+ENROLL_CHUNK_BYTES = 32 * 1024
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    port: int
+    fingerprint: str | None = None  # expected SHA-256 of the device certificate (hex)
+
+    @classmethod
+    def parse(cls, address: str, fingerprint: str | None = None) -> Target:
+        host, sep, port = address.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ClientError(f"device address {address!r} must be HOST:PORT (or use discover)")
+        return cls(host.strip("[]"), int(port), fingerprint.lower() if fingerprint else None)
+
+
+@dataclass(frozen=True)
+class Report:
+    item_id: int
+    visit_id: str
+    feedback: feedback_pb2.Feedback
+
+    def render(self) -> str:
+        return render_report(self.feedback)
+
+
+# ---- connection ---------------------------------------------------------------------
+
+
+@contextmanager
+def _memfile(data: bytes) -> Iterator[str]:
+    # ssl.load_cert_chain wants a path; an anonymous memory file keeps the key off disk.
+    fd = os.memfd_create("edge-agent-key", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class VerifiedDevice:
+    """The device certificate seen on a handshake that verified it against the site CA."""
+
+    fingerprint: str  # SHA-256 of the DER certificate, hex
+    certificate_pem: str  # the very certificate, to pin the gRPC channel to
+
+
+def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
+    """Fetch the device certificate over TLS, verify its chain to the site CA and its fingerprint."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=keys.ca_pem)
+    with _memfile((keys.cert_pem + keys.key_pem).encode()) as path:
+        ctx.load_cert_chain(path)
+    try:
+        with socket.create_connection((target.host, target.port), timeout=timeout) as sock:
+            with ctx.wrap_socket(sock, server_hostname=ca.DEVICE_TLS_NAME) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except ssl.SSLCertVerificationError as exc:
+        raise ClientError(f"device at {target.host}:{target.port} is not from this site's CA ({exc.verify_message}); do not use it") from None
+    except (OSError, ssl.SSLError) as exc:
+        raise ClientError(f"cannot reach the device at {target.host}:{target.port} ({exc.__class__.__name__}); check Wi-Fi and the address") from None
+    if der is None:
+        raise ClientError("device sent no certificate")
+    fp = hashlib.sha256(der).hexdigest()
+    if target.fingerprint is not None and fp != target.fingerprint:
+        raise ClientError(f"device certificate fingerprint {fp[:16]}... does not match the expected {target.fingerprint[:16]}...; do not use this device")
+    return VerifiedDevice(fp, ssl.DER_cert_to_PEM_cert(der))
+
+
+def device_fingerprint(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> str:
+    """SHA-256 of the device certificate, after verifying it chains to the site CA."""
+    return verify_device(keys, target, timeout).fingerprint
+
+
+def channel_options() -> list[tuple[str, object]]:
+    return [
+        ("grpc.ssl_target_name_override", ca.DEVICE_TLS_NAME),
+        ("grpc.keepalive_time_ms", 20_000),  # >= server min_ping_interval (10 s)
+        ("grpc.keepalive_timeout_ms", 10_000),
+        ("grpc.max_receive_message_length", 2 * 1024 * 1024),
+    ]
+
+
+@contextmanager
+def connect(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel, str]]:
+    """A verified mutual-TLS channel and the device fingerprint.
+
+    gRPC Python shows a client no peer certificate, so the chain and
+    fingerprint are checked on a plain TLS handshake first, and the gRPC
+    channel then trusts exactly that certificate (it is the channel's only
+    trust anchor): a different device, even one of the same site CA, that
+    answers the second connection fails the handshake.
+    """
+    device = verify_device(keys, target)
+    fp = device.fingerprint
+    creds = grpc.ssl_channel_credentials(device.certificate_pem.encode(), keys.key_pem.encode(), keys.cert_pem.encode())
+    channel = grpc.secure_channel(f"{target.host}:{target.port}", creds, options=channel_options())
+    try:
+        yield channel, fp
+    finally:
+        channel.close()
+
+
+def _rpc_error(exc: grpc.RpcError) -> ClientError:
+    code = exc.code()  # type: ignore[attr-defined]
+    details = exc.details() or code.name  # type: ignore[attr-defined]
+    if code == grpc.StatusCode.UNAVAILABLE:
+        # the certificate check just passed, so a failing handshake now means another machine answered
+        return ClientError(
+            f"lost the device or it changed since its certificate was checked ({details.splitlines()[0][:120]}); "
+            "retry, and if it persists tell IT", code=code.name)
+    return ClientError(f"device refused: {details}", code=code.name)
+
+
+# ---- verbs ------------------------------------------------------------------------------
+
+
+def device_info(key_file: str | Path, target: Target) -> agent_pb2.DeviceInfo:
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, _):
+        try:
+            return agent_pb2_grpc.EdgeAgentStub(channel).GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+
+
+def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True) -> str:
+    """Start a visit (the clinician confirms the patient knows capture is on)."""
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, fp):
+        request = agent_pb2.StartVisitRequest(
+            consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=keys.voiceprint, max_duration_s=max_duration_s
+        )
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    with update_key_file(key_file) as fresh:
+        fresh.current_visit[fp] = reply.visit_id
+    return str(reply.visit_id)
+
+
+def claim_room(key_file: str | Path, target: Target) -> int:
+    """Tell the room device "I am here": the room button may then start a visit for me. Returns the window in s."""
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, _fp):
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).ClaimRoom(
+                agent_pb2.ClaimRoomRequest(sealing_public_key=keys.sealing_public), timeout=30
+            )
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    return int(reply.valid_for_s)
+
+
+def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> agent_pb2.StopVisitResponse:
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, fp):
+        vid = visit_id or keys.current_visit.get(fp)
+        if not vid:
+            raise ClientError("no visit started from this phone on that device; give the visit id")
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).StopVisit(agent_pb2.StopVisitRequest(visit_id=vid), timeout=120)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    with update_key_file(key_file) as fresh:
+        if fresh.current_visit.get(fp) == reply.visit_id:
+            fresh.current_visit.pop(fp, None)
+    return reply
+
+
+def read_wav_pcm(path: str | Path) -> tuple[bytes, int]:
+    try:
+        with wave.open(str(path), "rb") as w:
+            if w.getsampwidth() != 2:
+                raise ClientError(f"{path} must be 16-bit PCM WAV")
+            frames = w.readframes(w.getnframes())
+            rate, channels = w.getframerate(), w.getnchannels()
+    except (wave.Error, EOFError, FileNotFoundError) as exc:
+        raise ClientError(f"cannot read {path} as a WAV file ({exc}); record 16-bit PCM WAV") from None
+    if channels > 1:
+        pcm = np.frombuffer(frames, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16)
+        frames = pcm.tobytes()
+    return frames, rate
+
+
+def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: int) -> list[float]:
+    """Send the clinician's own recording; the voiceprint comes back and is kept in the key file."""
+    keys = load_key_file(key_file)
+
+    def chunks() -> Iterator[agent_pb2.EnrollVoiceChunk]:
+        for i in range(0, len(pcm_s16le), ENROLL_CHUNK_BYTES):
+            yield agent_pb2.EnrollVoiceChunk(sample_rate=sample_rate if i == 0 else 0, pcm_s16le=pcm_s16le[i : i + ENROLL_CHUNK_BYTES])
+
+    with connect(keys, target) as (channel, _):
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).EnrollVoice(chunks(), timeout=120)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    with update_key_file(key_file) as fresh:
+        fresh.voiceprint = list(reply.voiceprint_values)
+    return list(reply.voiceprint_values)
+
+
+def feedback(
+    key_file: str | Path,
+    target: Target,
+    follow: bool = False,
+    on_report: Callable[[Report], None] | None = None,
+    max_reports: int | None = None,
+    ack: bool = True,
+    timeout: float | None = None,
+) -> list[Report]:
+    """Receive, decrypt and acknowledge reports, resuming from the saved cursor.
+
+    Exactly-once: the cursor is saved after each report is decrypted (and handed
+    to ``on_report``), before it is acknowledged; a dropped stream resumes after
+    the last saved id, so nothing is shown twice and nothing is skipped.
+    """
+    keys = load_key_file(key_file)
+    got: list[Report] = []
+    with connect(keys, target) as (channel, fp):
+        stub = agent_pb2_grpc.EdgeAgentStub(channel)
+        try:
+            outbox_id = stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10).outbox_id
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+        where = f"{fp}/{outbox_id}"  # ids are only meaningful within one outbox database
+        cursor = keys.cursors.get(where, 0)
+        stream = stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=cursor, follow=follow), timeout=timeout)
+        try:
+            for item in stream:
+                report = open_item(keys, item)
+                if on_report is not None:
+                    on_report(report)
+                got.append(report)
+                with update_key_file(key_file) as fresh:
+                    fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
+                if ack:
+                    stub.Ack(agent_pb2.AckRequest(ids=[item.id]), timeout=30)
+                if max_reports is not None and len(got) >= max_reports:
+                    stream.cancel()
+                    break
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.CANCELLED and max_reports is not None and len(got) >= max_reports:  # type: ignore[attr-defined]
+                return got
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and follow:  # type: ignore[attr-defined]
+                return got
+            raise _rpc_error(exc) from None
+    return got
+
+
+def open_item(keys: ClinicianKeys, item: agent_pb2.FeedbackItem) -> Report:
+    env = seal.from_proto(item.envelope)
+    try:
+        plaintext = seal.open_envelope(env, keys.sealing_private)
+    except SealError as exc:
+        raise ClientError(f"report {item.id} cannot be opened: {exc}") from None
+    fb = feedback_pb2.Feedback.FromString(plaintext)
+    if fb.visit_id != env.visit_id:
+        raise ClientError(f"report {item.id} names another visit than its envelope; ignoring it")
+    return Report(item.id, env.visit_id, fb)
+
+
+# ---- rendering -----------------------------------------------------------------------------
+
+_TIMING_LABELS = {
+    "opening_uninterrupted_s": ("Patient's opening statement ran", "{:.0f} s before you took the floor"),
+    "interruptions": ("Interruptions", "{:.0f}"),
+    "talk_share": ("Your share of talk", "{:.0%}"),
+    "longest_monologue_s": ("Longest stretch of you talking", "{:.0f} s"),
+    "wait_after_question_s": ("Your pause after a question", "{:.1f} s"),
+    "wait_after_question_median_s": ("Your pause after a question (median)", "{:.1f} s"),
+    "speech_rate_wpm": ("Speech rate", "{:.0f} words/min"),
+}
+
+
+def _clock(seconds: float) -> str:
+    s = max(0, int(round(seconds)))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def render_report(fb: feedback_pb2.Feedback) -> str:
+    """A readable report for the clinician (coaching, not a score)."""
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fb.started_unix_s)) if fb.started_unix_s else "unknown time"
+    lines = [f"Visit of {when} ({_clock(fb.duration_s)} long)", ""]
+    if fb.observations:
+        lines.append("What to try next time:")
+        for n, ob in enumerate(fb.observations, 1):
+            lines.append(f"  {n}. At {_clock(ob.at_s)}: {ob.moment}")
+            if ob.clinician_quote:
+                lines.append(f'     You said: "{ob.clinician_quote}"')
+            if ob.alternative:
+                lines.append(f"     Try: {ob.alternative.rstrip('.')}.")
+            if ob.rationale:
+                lines.append(f"     Why: {ob.rationale}")
+        lines.append("")
+    if fb.timing:
+        lines.append("Timing:")
+        for key in sorted(fb.timing):
+            label, fmt = _TIMING_LABELS.get(key, (key.replace("_", " "), "{:g}"))
+            lines.append(f"  {label}: {fmt.format(fb.timing[key])}")
+        lines.append("")
+    if fb.label_counts:
+        lines.append("What you did (count of your utterances):")
+        for key, count in sorted(fb.label_counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            if count:
+                lines.append(f"  {key.replace('_', ' ')}: {count}")
+        unheard = sorted(key.replace("_", " ") for key, count in fb.label_counts.items() if not count)
+        if unheard:
+            lines.append(f"  not heard this visit: {', '.join(unheard)}")
+        lines.append("")
+    if fb.summary:
+        lines.extend([fb.summary, ""])
+    if fb.contribution:
+        lines.extend([fb.contribution, ""])
+    return "\n".join(lines).rstrip() + "\n"

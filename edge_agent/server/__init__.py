@@ -1,1 +1,0 @@
-"""Room-device daemon side: gRPC services, visit lifecycle, outbox, zeroconf."""

@@ -1,0 +1,1 @@
+"""What hospital IT runs: the site CA commands, device provisioning, ``doctor``."""

@@ -1,0 +1,464 @@
+"""``edge-agent doctor``: one line per check, each failure with its fix.
+
+Plain functions returning :class:`Check`; :func:`run_doctor` runs them all from
+an :class:`~edge_agent.config.EdgeConfig`. Nothing here writes audio anywhere:
+the microphone and CPU checks hold samples in pool buffers that are zeroed on
+release, exactly like a visit.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import sqlite3
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from edge_agent.config import EdgeConfig
+from edge_agent.data import DEMO_CONVERSATION, bundled
+from edge_agent.errors import EdgeAgentError
+
+CERT_WARN_DAYS = 30
+# Clocks earlier than this are wrong (this code did not exist before): TLS and retention would misbehave.
+CLOCK_FLOOR = dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc)
+CPU_AUDIO_S = 5.0
+CPU_MAX_RTF = 0.8  # processing time / audio time; leaves headroom for the live process
+OUTBOX_PROBE_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    message: str
+    fix: str = ""
+
+    def line(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.name:12} {self.message}" + (f" — fix: {self.fix}" if self.fix and not self.ok else "")
+
+
+def _fail(name: str, message: str, fix: str) -> Check:
+    return Check(name, False, message, fix)
+
+
+# ---- audio -----------------------------------------------------------------------------------
+
+
+class CaptureHooks:
+    """Optional LED hooks (the doctor reads the microphone: the LED must say so)."""
+
+    def on_capture_started(self) -> None: ...
+
+    def on_capture_stopped(self) -> None: ...
+
+
+def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks | None = None) -> Check:
+    """The microphone exists, opens, and delivers ~``duration_s`` of 16 kHz audio that is not all zeros."""
+    import numpy as np
+
+    from edge_agent.audio.mic_source import MicSource
+    from edge_agent.audio.pool import BufferPool
+
+    try:
+        source = MicSource(device or None, duration_s=duration_s)
+    except EdgeAgentError as exc:
+        return _fail("audio", str(exc), "plug the microphone in or set audio.device (see `arecord -l`)")
+    pool = BufferPool("doctor-mic", 64, 480, np.int16)
+    expected = int(duration_s * 16000)
+    samples = 0
+    peak = 0
+    error = ""
+    timer = threading.Timer(duration_s * 3 + 2.0, source.stop)  # a device that delivers nothing must not hang us
+    timer.start()
+    started = time.monotonic()
+    if hooks:
+        hooks.on_capture_started()
+    try:
+        for frame in source.frames(pool):
+            data = frame.samples
+            samples += len(data)
+            peak = max(peak, int(np.abs(data, dtype=np.int32).max()) if len(data) else 0)
+            frame.release()
+    except EdgeAgentError as exc:
+        error = str(exc)
+    finally:
+        timer.cancel()
+        source.close()
+        pool.wipe()
+        if hooks:
+            hooks.on_capture_stopped()
+    elapsed = time.monotonic() - started
+    rate = f"{source.input_rate} Hz" + (" resampled to 16 kHz" if source.input_rate != 16000 else "")
+    name = source.device_name
+    if error:
+        return _fail("audio", error, "check the cable / USB connection and `arecord -l`")
+    if samples < 0.9 * expected:
+        return _fail(
+            "audio",
+            f"microphone '{name}' delivered {samples / 16000:.2f} s of audio in {elapsed:.1f} s (expected {duration_s:.1f} s)",
+            "the device stalls; try another USB port or set audio.device to another input",
+        )
+    if peak == 0:
+        return _fail("audio", f"microphone '{name}' delivers only digital silence", "unmute the capture channel (alsamixer, F4) or pick another input")
+    return Check("audio", True, f"microphone '{name}' ({rate}) delivered {samples / 16000:.1f} s, peak {peak / 327.68:.0f}% of full scale")
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+
+def check_models(models_root: Path | None = None, asr_model: str = "tiny.en") -> Check:
+    from edge_agent.asr.engine import resolve_model_path
+    from edge_agent.models import load_manifest, models_dir, verify_model
+
+    root = models_root or models_dir()
+    try:
+        names = sorted(load_manifest(root))
+        for name in names:
+            verify_model(name, root)
+        asr_path = resolve_model_path(asr_model)
+    except EdgeAgentError as exc:
+        return _fail("models", str(exc), "reinstall edge-agent or restore the models folder, then run `edge-agent provision` again")
+    return Check("models", True, f"{len(names)} artefacts match {root / 'MANIFEST'}; ASR model {asr_model} at {asr_path}")
+
+
+# ---- certificates and clock ---------------------------------------------------------------------
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime | None = None) -> Check:
+    from edge_agent.crypto import ca
+
+    now = now or _utcnow()
+    fix_issue = "issue a new bundle on the CA host (`edge-agent ca issue-device`) and run `edge-agent provision`"
+    try:
+        loaded = ca.load_bundle(bundle)
+    except EdgeAgentError as exc:
+        return _fail("certificates", str(exc), fix_issue)
+    leaf, root = loaded.cert, loaded.ca_cert
+    for what, cert in (("device certificate", leaf), ("site CA certificate", root)):
+        if now < cert.not_valid_before_utc:
+            return _fail("certificates", f"{what} is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC", "check the clock (timedatectl) or reissue")
+        if now >= cert.not_valid_after_utc:
+            return _fail("certificates", f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d}", fix_issue)
+    days = (leaf.not_valid_after_utc - now).days
+    ca_days = (root.not_valid_after_utc - now).days
+    crl_text = "no CRL configured"
+    if crl is not None and str(crl):
+        try:
+            revoked = ca.load_crl(crl, root)
+            parsed = ca.x509.load_pem_x509_crl(Path(crl).read_bytes())
+        except EdgeAgentError as exc:
+            return _fail("certificates", str(exc), "copy crl.pem from the CA host to the path in server.crl")
+        if leaf.serial_number in revoked:
+            return _fail("certificates", "this device's certificate is revoked by the CRL", fix_issue)
+        nxt = parsed.next_update_utc
+        if nxt is not None and now > nxt:
+            return _fail("certificates", f"CRL is stale (next update was {nxt:%Y-%m-%d})", "copy a fresh crl.pem from the CA host (`edge-agent ca revoke` rewrites it)")
+        crl_text = f"CRL ok ({len(revoked)} revoked)"
+    soon = f"; renew within {days} days" if days < CERT_WARN_DAYS else ""
+    return Check("certificates", True, f"device certificate valid for {days} more days (CA {ca_days}), {crl_text}{soon}")
+
+
+def _ntp_synchronised() -> bool | None:
+    """Kernel clock status via adjtimex (no privilege needed to read); None if unknown."""
+
+    class _Timex(ctypes.Structure):
+        _fields_ = [("modes", ctypes.c_uint), ("_rest", ctypes.c_byte * 204)]
+
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return None
+    try:
+        libc = ctypes.CDLL(libc_name, use_errno=True)
+        buf = _Timex()
+        state = libc.adjtimex(ctypes.byref(buf))
+    except (OSError, AttributeError):
+        return None
+    if state < 0:
+        return None
+    return state != 5  # TIME_ERROR: the kernel clock is not synchronised
+
+
+def check_clock(now: dt.datetime | None = None, bundle: Path | None = None, synced: Callable[[], bool | None] = _ntp_synchronised) -> Check:
+    now = now or _utcnow()
+    fix = "enable time sync (timedatectl set-ntp true) and check the RTC battery"
+    if now < CLOCK_FLOOR:
+        return _fail("clock", f"system time {now:%Y-%m-%d %H:%M} UTC is before {CLOCK_FLOOR:%Y-%m-%d}", fix)
+    if bundle is not None:
+        try:
+            from edge_agent.crypto import ca
+
+            not_before = ca.load_bundle(bundle).cert.not_valid_before_utc
+            if now < not_before:
+                return _fail("clock", f"system time {now:%Y-%m-%d %H:%M} UTC is before the device certificate was issued", fix)
+        except EdgeAgentError:
+            pass  # reported by the certificates check
+    state = synced()
+    sync = {True: "NTP synchronised", False: "not NTP synchronised (time may drift)", None: "sync state unknown"}[state]
+    return Check("clock", True, f"{now:%Y-%m-%d %H:%M:%S} UTC, {sync}")
+
+
+# ---- outbox -------------------------------------------------------------------------------------
+
+
+def _outbox_items(db: Path) -> int | None:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2.0)
+        try:
+            return int(con.execute("SELECT count(*) FROM items").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return None
+
+
+def check_outbox(directory: Path, max_mb: int) -> Check:
+    """The outbox directory exists, takes a write+fsync, and has room for the configured maximum."""
+    fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
+    if not directory.is_dir():
+        return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
+    files = [directory / n for n in ("outbox.db", "outbox.db-wal", "outbox.db-shm")]
+    used = sum(f.stat().st_size for f in files if f.exists())
+    probe = directory / f".doctor-probe-{os.getpid()}"
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            block = bytes(OUTBOX_PROBE_BYTES)
+            view = memoryview(block)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        if exc.errno in (28, 122, 27):  # ENOSPC, EDQUOT, EFBIG
+            return _fail("outbox", f"outbox directory {directory} is full ({exc.strerror}); new reports would be refused", fix_space)
+        return _fail("outbox", f"outbox directory {directory} is not writable ({exc.strerror})", "chown it to the service user (systemd does this for StateDirectory=)")
+    finally:
+        try:
+            probe.unlink()
+        except FileNotFoundError:
+            pass
+    st = os.statvfs(directory)
+    free = st.f_bavail * st.f_frsize
+    need = max(0, max_mb * 1024 * 1024 - used)
+    items = _outbox_items(files[0]) if files[0].exists() else 0
+    items_text = "unknown items" if items is None else f"{items} queued"
+    size = f"{used / 1e6:.1f} MB used, {items_text}, {free / 1e6:.0f} MB free"
+    if free < need:
+        return _fail("outbox", f"outbox {directory}: {size}, but outbox.max_mb={max_mb} needs {need / 1e6:.0f} MB more", fix_space)
+    return Check("outbox", True, f"outbox {directory} writable: {size}")
+
+
+# ---- network --------------------------------------------------------------------------------------
+
+
+def _loopback_for(host: str) -> str:
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def check_port(host: str, port: int, bundle: Path | None = None, timeout: float = 3.0) -> Check:
+    """Something accepts TCP on the port; with the bundle, its TLS certificate is this device's."""
+    target = _loopback_for(host)
+    try:
+        sock = socket.create_connection((target, port), timeout=timeout)
+    except OSError as exc:
+        return _fail("port", f"nothing accepts connections on {target}:{port} ({exc.strerror or type(exc).__name__})", "start the service (systemctl status edge-agent) or check server.port")
+    if bundle is None:
+        sock.close()
+        return Check("port", True, f"{target}:{port} accepts TCP (TLS not checked: no bundle)")
+    from edge_agent.crypto import ca
+
+    try:
+        loaded = ca.load_bundle(bundle)
+    except EdgeAgentError:
+        sock.close()
+        return Check("port", True, f"{target}:{port} accepts TCP (TLS not checked: bundle unreadable)")
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_verify_locations(cadata=loaded.ca_pem.decode())
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with ctx.wrap_socket(sock, server_hostname=ca.DEVICE_TLS_NAME) as tls:
+            der = tls.getpeercert(binary_form=True) or b""
+            version = tls.version()
+    except (ssl.SSLError, OSError) as exc:
+        return _fail("port", f"{target}:{port} accepts TCP but the TLS handshake failed ({type(exc).__name__}: {getattr(exc, 'reason', '') or exc})", "another program holds the port, or the bundle was replaced without a restart")
+    fp = hashlib.sha256(der).hexdigest()
+    if fp != loaded.fingerprint:
+        return _fail("port", f"{target}:{port} serves a different certificate (fp {fp[:12]}…)", "restart edge-agent after provisioning, or free the port")
+    return Check("port", True, f"{target}:{port} completes {version} with this device's certificate (fp {fp[:12]}…)")
+
+
+def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequence[str] | None = None) -> Check:
+    """Browse ``_edge-agent._tcp.local.`` for this device's instance."""
+    try:
+        from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceListener, Zeroconf
+
+        from edge_agent.device.mdns import SERVICE_TYPE, instance_name
+    except ImportError as exc:
+        return Check("mdns", True, f"not checked: mDNS support unavailable ({exc.name})")
+    if not fingerprint:
+        return Check("mdns", True, "not checked: no device certificate to identify this device")
+    wanted = instance_name(fingerprint)
+    seen = threading.Event()
+    others: list[str] = []
+
+    class _Listener(ServiceListener):
+        def add_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            (seen.set() if name == wanted else others.append(name))
+
+        def update_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            self.add_service(zc, type_, name)
+
+        def remove_service(self, zc: Zeroconf, type_: str, name: str) -> None:
+            pass
+
+    try:
+        zc = Zeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All, ip_version=IPVersion.V4Only)
+    except OSError as exc:
+        return _fail("mdns", f"cannot open an mDNS socket ({exc.strerror})", "check that UDP port 5353 and multicast are available")
+    try:
+        browser = ServiceBrowser(zc, SERVICE_TYPE, listener=_Listener())
+        found = seen.wait(timeout)
+        browser.cancel()
+    finally:
+        zc.close()
+    if not found:
+        extra = f" ({len(others)} other edge-agent device(s) seen)" if others else ""
+        return _fail("mdns", f"this device is not advertising {SERVICE_TYPE} within {timeout:.0f} s{extra}", "set server.advertise = true, start the service, and allow multicast UDP 5353 on the room network")
+    return Check("mdns", True, f"advertising as {wanted.split('.')[0]}")
+
+
+# ---- CPU ----------------------------------------------------------------------------------------------
+
+
+class ArraySource:
+    """16 kHz mono float32 samples in memory, framed like a file (not live: never drops)."""
+
+    live = False
+
+    def __init__(self, audio: Any, description: str = "bundled speech") -> None:
+        self._audio = audio
+        self.description = description
+
+    def frames(self, pool: Any) -> Iterator[Any]:
+        from edge_agent.audio.framer import Framer
+
+        block = 4096
+        framer = Framer(pool, 16000, block)
+        try:
+            n = len(self._audio)
+            for start in range(0, n, block):
+                yield from framer.push(self._audio[start : start + block], last=start + block >= n, block=True)
+        finally:
+            framer.close()
+
+    def close(self) -> None:
+        pass
+
+
+
+
+def _bundled_speech(seconds: float) -> Any:
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    path = bundled(DEMO_CONVERSATION)
+    with sf.SoundFile(str(path)) as fh:
+        audio = fh.read(int(seconds * fh.samplerate), dtype="float32", always_2d=True).mean(axis=1)
+        rate = fh.samplerate
+    if rate != 16000:
+        audio = soxr.resample(audio, rate, 16000)
+    return np.ascontiguousarray(audio, dtype=np.float32)
+
+
+def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CPU_MAX_RTF, session: Any = None) -> Check:
+    """Run the real pipeline (ASR + speaker attribution) on ``seconds`` of bundled speech."""
+    try:
+        from edge_agent.device.session import TranscriptionSession
+
+        session = session or TranscriptionSession.load(cfg.pipeline, speakers=True)
+        audio = _bundled_speech(seconds)
+    except EdgeAgentError as exc:
+        return _fail("cpu", f"cannot load the pipeline: {exc}", "fix the models check first")
+    audio_s = len(audio) / 16000
+    events: list[Any] = []
+    started = time.perf_counter()
+    try:
+        session.run(ArraySource(audio), events.append)
+    finally:
+        audio.fill(0)
+    wall = time.perf_counter() - started
+    events.clear()  # transcripts of the test clip: not kept
+    rtf = wall / audio_s
+    text = f"{audio_s:.1f} s of speech processed in {wall:.2f} s (real-time factor {rtf:.2f}, limit {max_rtf:.2f}) on {os.cpu_count()} CPU(s)"
+    if rtf > max_rtf:
+        return _fail("cpu", text, "stop other load on this box, lower asr.cpu_threads contention, or use a faster device / smaller asr.model")
+    return Check("cpu", True, text)
+
+
+# ---- all ------------------------------------------------------------------------------------------------
+
+CHECK_NAMES = ("audio", "models", "certificates", "clock", "outbox", "port", "mdns", "cpu")
+
+
+def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 3.0, hooks: CaptureHooks | None = None) -> list[Check]:
+    """Every check in :data:`CHECK_NAMES` not in ``skip``, in that order."""
+    unknown = set(skip) - set(CHECK_NAMES)
+    if unknown:
+        raise EdgeAgentError(f"unknown doctor check(s) {', '.join(sorted(unknown))}; known: {', '.join(CHECK_NAMES)}")
+    server = cfg.server
+    fingerprint = None
+    try:
+        from edge_agent.crypto import ca
+
+        fingerprint = ca.load_bundle(server.bundle).fingerprint
+    except EdgeAgentError:
+        pass
+    runners: dict[str, Callable[[], Check]] = {
+        "audio": lambda: check_audio(cfg.audio.device, hooks=hooks),
+        "models": lambda: check_models(asr_model=cfg.asr.model),
+        "certificates": lambda: check_certificates(server.bundle, server.crl if server.crl and server.crl.exists() else None),
+        "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
+        "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb),
+        "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
+        "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
+        "cpu": lambda: check_cpu(cfg),
+    }
+    out = []
+    for name in CHECK_NAMES:
+        if name in skip:
+            continue
+        try:
+            out.append(runners[name]())
+        except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
+            out.append(_fail(name, f"check crashed ({type(exc).__name__})", "report this as a bug with `edge-agent doctor --json`"))
+    return out
+
+
+def exit_code(checks: Sequence[Check]) -> int:
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def render_text(checks: Sequence[Check]) -> str:
+    return "\n".join(c.line() for c in checks)
+
+
+def render_json(checks: Sequence[Check]) -> str:
+    return json.dumps({"ok": exit_code(checks) == 0, "checks": [asdict(c) for c in checks]}, ensure_ascii=False)

@@ -1,0 +1,1 @@
+"""Developer tools, not installed: benchmarks, corpora and synthesis, model training, code generation."""

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``edge-agent bench`` (run from a source checkout)."""

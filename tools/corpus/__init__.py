@@ -1,0 +1,1 @@
+"""Readers for the reference corpora and the synthesiser of test conversations."""

@@ -1,0 +1,1 @@
+"""Scripts that rebuild the bundled models from packages and the labelled data here."""
