@@ -1,0 +1,160 @@
+"""tools/gold/agreement.py: kappa arithmetic, the adjudication file, event matching."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from tools.gold import agreement as ag
+
+
+def test_kappa_textbook_value():
+    # 2x2 table: both yes 20, A yes/B no 5, A no/B yes 10, both no 15 (n = 50)
+    # p_o = 35/50 = 0.7; p_e = 0.5*0.6 + 0.5*0.4 = 0.5; kappa = 0.2/0.5 = 0.4
+    a = [1] * 20 + [1] * 5 + [0] * 10 + [0] * 15
+    b = [1] * 20 + [0] * 5 + [1] * 10 + [0] * 15
+    assert ag.cohen_kappa(a, b) == pytest.approx(0.4)
+
+
+def test_kappa_numpy_formula_matches(monkeypatch):
+    # force the numpy path even where scikit-learn is installed
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_sklearn(name, *args, **kwargs):
+        if name.startswith("sklearn"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_sklearn)
+    a = ["x", "x", "y", "z", "z", "y", "x", "z"]
+    b = ["x", "y", "y", "z", "x", "y", "x", "z"]
+    # p_o = 6/8; p_e = (3/8*3/8) + (2/8*3/8) + (3/8*2/8) = 21/64
+    expected = (6 / 8 - 21 / 64) / (1 - 21 / 64)
+    assert ag.cohen_kappa(a, b) == pytest.approx(expected)
+    assert ag.cohen_kappa([1, 1, 0, 0], [1, 1, 0, 0]) == pytest.approx(1.0)
+    assert math.isnan(ag.cohen_kappa([0, 0, 0], [0, 0, 0]))
+
+
+def _write(path, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+
+
+def test_label_report_and_adjudication_rows(tmp_path):
+    packet = tmp_path / "packet.jsonl"
+    items = [{"id": f"c:t{i:03d}:s00", "text": f"sentence {i}", "context": [], "next": None} for i in range(10)]
+    _write(packet, items)
+    # empathy: A yes on 0-3, B yes on 0-2 and 4 -> both 3, A only 1, B only 1, neither 5
+    # p_o = 0.8, p_e = 0.4*0.4 + 0.6*0.6 = 0.52, kappa = 0.28/0.48
+    a_rows, b_rows = [], []
+    for i, it in enumerate(items):
+        la = ["empathy"] if i in (0, 1, 2, 3) else []
+        lb = ["empathy"] if i in (0, 1, 2, 4) else []
+        if i == 7:
+            la, lb = ["closed_question"], ["open_question"]
+        a_rows.append({"id": it["id"], "labels": la})
+        b_rows.append({"id": it["id"], "labels": lb, "note": "unsure" if i == 4 else ""})
+    _write(tmp_path / "ann" / "anna" / "labels_primock57.jsonl", a_rows)
+    _write(tmp_path / "ann" / "ben" / "labels_primock57.jsonl", b_rows)
+    out_dir = tmp_path / "adj"
+    import io
+
+    buf = io.StringIO()
+    stats = ag.labels_report(str(tmp_path / "ann" / "anna"), str(tmp_path / "ann" / "ben"), packet_path=packet,
+                             sampling_path=tmp_path / "none.jsonl", out_dir=out_dir, stream=buf)
+    emp = next(s for s in stats if s.label == "empathy")
+    assert (emp.both, emp.a_only, emp.b_only, emp.neither) == (3, 1, 1, 5)
+    assert emp.kappa == pytest.approx(0.28 / 0.48)
+    assert emp.observed == pytest.approx(0.8)
+    assert emp.prevalence == pytest.approx(0.4)
+    rows = [json.loads(x) for x in (out_dir / "labels_todo.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == ["c:t003:s00", "c:t004:s00", "c:t007:s00"]
+    r4 = rows[1]
+    assert r4["anna"]["labels"] == [] and r4["ben"] == {"labels": ["empathy"], "note": "unsure"}
+    assert r4["differs"] == ["empathy"] and r4["item"]["text"] == "sentence 4" and r4["final"] is None
+    assert rows[2]["differs"] == ["open_question", "closed_question"]
+    assert "empathy" in buf.getvalue()
+
+
+def test_label_file_rejects_unknown_label_and_duplicates(tmp_path):
+    f = tmp_path / "x.jsonl"
+    _write(f, [{"id": "a", "labels": ["empathy"]}, {"id": "b", "labels": ["kindness"]}])
+    with pytest.raises(ag.AnnotationError, match="unknown label"):
+        ag.load_label_file(f)
+    _write(f, [{"id": "a", "labels": []}, {"id": "a", "labels": []}])
+    with pytest.raises(ag.AnnotationError, match="duplicate"):
+        ag.load_label_file(f)
+
+
+def test_rule_warnings():
+    w = ag.rule_warnings({"i": {"labels": {"complex_reflection", "teach_back"}, "note": ""}})
+    assert "i: complex_reflection without reflection" in w
+    assert "i: teach_back on a non-question" in w
+
+
+def _visit(cid, who, interruptions=(), redirected=False, monologue=None, ice_turns=(), emergency=False):
+    return {
+        "schema": "edge-agent/gold-events/1",
+        "consultation": cid,
+        "annotator": who,
+        "opening_question": {"turn": 2, "start": 5.0, "end": 8.5, "text": "How can I help?", "notes_led": False},
+        "opening_statement": {"start_turn": 3, "start": 10.0, "outcome": "redirected" if redirected else "finished",
+                              "end": 30.0, "end_turn": 3, "redirect_turn": 4 if redirected else None,
+                              "overlap": True if redirected else None},
+        "overlaps": [{"turn": 10 + k, "time": t, "patient_turn": 9 + k, "kind": "interruption", "overlap": True}
+                     for k, t in enumerate(interruptions)],
+        "monologues": [] if monologue is None else [{"start_turn": 50, "end_turn": 55, "start": monologue[0],
+                                                     "end": monologue[1], "duration": monologue[1] - monologue[0],
+                                                     "ended_by_turn": 56}],
+        "ice_questions": [{"turn": t, "time": 1.0, "text": "Any ideas?", "components": ["idea"]} for t in ice_turns],
+        "teach_back_requests": [],
+        "safety_netting": [],
+        "agenda_questions": [],
+        "stacked_questions": [],
+        "emergency_escalation": {"value": emergency, "turn": None, "time": None, "text": None},
+        "plan_said_back": {"value": False, "turns": [], "time": None, "prompted_by_teach_back": None},
+        "notes": "",
+    }
+
+
+def test_event_agreement(tmp_path):
+    V1, V2 = "day1_consultation01", "day1_consultation02"
+    a = {V1: _visit(V1, "a", interruptions=(60.0, 120.0), monologue=(300.0, 380.0), ice_turns=(20,)),
+         V2: _visit(V2, "a", redirected=True, emergency=True)}
+    b = {V1: _visit(V1, "b", interruptions=(60.8, 121.5), monologue=(310.0, 380.0), ice_turns=(21, 40)),
+         V2: _visit(V2, "b", redirected=False)}
+    for d in (a, b):
+        for doc in d.values():
+            ag.validate_event_file(doc, doc["consultation"])
+    res, todo = ag.compare_events(a, b, ("a", "b"))
+    assert res["interruptions"] == {"matched": 1, "a_only": 1, "b_only": 1, "f1": pytest.approx(0.5)}
+    assert res["monologue_iou"] == pytest.approx(70 / 80)
+    assert res["ice_questions"]["matched"] == 1 and res["ice_questions"]["b_only"] == 1
+    assert res["redirected_agreement"] == pytest.approx(0.5)
+    assert res["emergency_escalation"]["agreement"] == pytest.approx(0.5)
+    aspects = sorted((r["consultation"], r["aspect"]) for r in todo)
+    assert (V2, "opening_statement") in aspects and (V2, "emergency_escalation") in aspects
+    assert sum(1 for r in todo if r["aspect"] == "interruption") == 2
+
+
+def test_event_schema_checks():
+    doc = _visit("day1_consultation01", "a", interruptions=(5.0,), monologue=(0.0, 61.0))
+    ag.validate_event_file(doc, "ok")
+    doc["overlaps"][0]["kind"] = "rude"
+    with pytest.raises(ag.AnnotationError, match="overlaps/0/kind"):
+        ag.validate_event_file(doc, "bad kind")
+    doc = _visit("day1_consultation01", "a", monologue=(0.0, 50.0))
+    with pytest.raises(ag.AnnotationError, match="duration"):
+        ag.validate_event_file(doc, "short monologue")
+    doc = _visit("day1_consultation01", "a")
+    del doc["notes"]
+    doc["opening_question"]["turn"] = "t002"
+    with pytest.raises(ag.AnnotationError, match=r"missing 'notes'.*opening_question/turn: expected integer"):
+        ag.validate_event_file(doc, "two errors")
+    doc = _visit("v1", "a")
+    with pytest.raises(ag.AnnotationError, match="consultation"):
+        ag.validate_event_file(doc, "bad id")
