@@ -9,7 +9,7 @@ import pytest
 from delivery_fixtures import Pki, ServerThread, server_config
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.config import GpioSettings
+from edge_agent.device.config import GpioSettings
 from edge_agent.device.grpc.background import BackgroundServer
 from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.ops.button_control import ManagerVisitControl
@@ -29,7 +29,7 @@ def test_claim_then_button_press_delivers_to_the_claimer(tmp_path: Path) -> None
     factory = MockFactory()
     settings = GpioSettings(backend="mock", button_pin=17, led_pin=27, red_led_pin=22)
     assert background.loop is not None and server.visits is not None
-    panel = open_panel(settings, ManagerVisitControl(server.visits, background.loop, 600), claims, factory=factory, bounce_s=None)
+    panel = open_panel(settings, ManagerVisitControl(server.visits, background.loop), claims, factory=factory, bounce_s=None)
     assert panel is not None
     button = factory.pin(17)
     try:

@@ -8,7 +8,7 @@ import pytest
 
 from edge_agent.asr.engine import AsrConfig
 from edge_agent.audio.vad import VadConfig
-from edge_agent.config import (
+from edge_agent.device.config import (
     EXTERNAL_DOCS,
     SECTIONS,
     EdgeConfig,

@@ -101,7 +101,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
 def test_population_settings_refuse_a_person_like_service_line() -> None:
     import pytest
 
-    from edge_agent.config import parse_config
+    from edge_agent.device.config import parse_config
     from edge_agent.errors import ConfigError
 
     with pytest.raises(ConfigError, match="population.service_line"):

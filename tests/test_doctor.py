@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.config import parse_config
 from edge_agent.crypto import ca
+from edge_agent.device.config import parse_config
 from edge_agent.models import models_dir
 from edge_agent.site import doctor
 

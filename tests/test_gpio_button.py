@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from edge_agent.config import GpioSettings
+from edge_agent.device.config import GpioSettings
 from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
 from edge_agent.errors import EdgeAgentError
 
@@ -179,7 +179,7 @@ def test_button_drives_the_real_visit_manager(tmp_path) -> None:  # type: ignore
     outbox = Outbox(tmp_path / "outbox.db")
     try:
         manager = asyncio.run_coroutine_threadsafe(_make_manager(VisitManager, ScriptedVisitRunner(), outbox), loop).result(5)
-        control = ManagerVisitControl(manager, loop, max_duration_s=600)
+        control = ManagerVisitControl(manager, loop)
         factory = MockFactory()
         claims = RoomClaims(60)
         panel = open_panel(SETTINGS, control, claims, factory=factory, bounce_s=None)

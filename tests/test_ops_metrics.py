@@ -22,17 +22,32 @@ def test_render_is_prometheus_text() -> None:
     reg.set("edge_agent_queue_depth", 2)
     text = reg.render()
     assert "# TYPE edge_agent_visits_total counter" in text
-    assert 'edge_agent_visits_total{trigger="button"} 2' in text
-    assert "edge_agent_queue_depth 2" in text
+    assert 'edge_agent_visits_total{trigger="button"} 2.0' in text
+    assert "edge_agent_queue_depth 2.0" in text
     assert reg.snapshot()['edge_agent_visits_total{trigger="button"}'] == 2
 
 
-def test_run_stats_feed_counts_and_residency() -> None:
+def test_run_stats_feed_drops_by_cause_once() -> None:
     reg = Registry()
-    stats = RunStats(segments=5, utterances=6, dropped_frames=1, residency_s=[0.1, 0.2, 0.9])
+    stats = RunStats(dropped_frames_by_cause={"capture_queue": 2, "frame_pool": 1}, dropped_segments=3)
     reg.record_run(stats)
-    assert reg.get("edge_agent_segments_total") == 5 and reg.get("edge_agent_dropped_frames_total") == 1
-    assert 0.2 < reg.get("edge_agent_residency_p95_seconds") <= 0.9
+    assert reg.get("edge_agent_dropped_frames_total", cause="capture_queue") == 2
+    assert reg.get("edge_agent_dropped_frames_total", cause="frame_pool") == 1
+    assert reg.get("edge_agent_dropped_segments_total") == 3
+    assert stats.dropped_frames == 3
+
+
+def test_histograms_render_cumulative_buckets() -> None:
+    reg = Registry()
+    for value in (0.1, 0.2, 0.9, 3.0):
+        reg.observe("edge_agent_residency_seconds", value)
+    text = reg.render()
+    assert 'edge_agent_residency_seconds_bucket{le="0.25"} 2.0' in text
+    assert 'edge_agent_residency_seconds_bucket{le="1"} 3.0' in text
+    assert 'edge_agent_residency_seconds_bucket{le="+Inf"} 4.0' in text
+    assert "edge_agent_residency_seconds_count 4.0" in text
+    with pytest.raises(ValueError):
+        reg.inc("edge_agent_residency_seconds")
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -79,7 +94,7 @@ def test_endpoint_serves_on_loopback_only() -> None:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
             assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            assert b"edge_agent_outbox_items 0" in resp.read()
+            assert b"edge_agent_outbox_items 0.0" in resp.read()
         with pytest.raises(urllib.error.HTTPError):
             urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5)
         # bound to 127.0.0.1, not to every address

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import load_config
 from edge_agent.crypto import ca
+from edge_agent.device.config import load_config
 from edge_agent.models import models_dir
 from edge_agent.site.provision import ProvisionError, provision
 

@@ -8,7 +8,7 @@ import signal
 import socket
 from pathlib import Path
 
-from edge_agent.config import EdgeConfig, KeySpec, load_config
+from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.ops.notify import SystemdNotifier
 from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 

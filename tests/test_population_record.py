@@ -13,6 +13,7 @@ from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
 from edge_agent.device.outbox import Outbox
+from edge_agent.device.population import contribute_at_stop
 from edge_agent.population.errors import PeriodKeyGoneError, PopulationError
 from edge_agent.population.metrics import LABEL_NAMES, METRICS, TIMING_NAMES
 from edge_agent.population.periods import parse_period, period_of
@@ -20,7 +21,6 @@ from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import (
     AGGREGATOR_RECIPIENT,
     build_record,
-    contribute_at_stop,
     parse_record,
     render_contribution,
     seal_record,

@@ -13,11 +13,11 @@ from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
 from edge_agent.device.outbox import Outbox
+from edge_agent.device.population import aggregator_channel, contribute_at_stop, forward_once
 from edge_agent.population.aggregator import Aggregator, Policy
 from edge_agent.population.certs import issue_contributor
-from edge_agent.population.forwarder import aggregator_channel, forward_once
 from edge_agent.population.pseudonym import PeriodKeyRing
-from edge_agent.population.record import AGGREGATOR_RECIPIENT, contribute_at_stop
+from edge_agent.population.record import AGGREGATOR_RECIPIENT
 from edge_agent.population.service import AggregatorServer, AggregatorServerConfig
 from edge_agent.proto.edge_agent.v1 import population_pb2, population_pb2_grpc
 

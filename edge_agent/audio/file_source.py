@@ -48,8 +48,8 @@ def open_audio_file(path: Path) -> sf.SoundFile:
 class FileSource:
     """Streams a file through the same framing as a microphone.
 
-    Any sample rate and channel count is accepted: channels are averaged to
-    mono and the rate converted to 16 kHz with soxr.
+    Any sample rate and channel count is accepted: samples are read as int16,
+    channels averaged to mono and the rate converted to 16 kHz with soxr.
     """
 
     live = False
@@ -75,21 +75,28 @@ class FileSource:
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
         framer = Framer(pool, self.input_rate, _BLOCK)
-        block = np.zeros((_BLOCK, self.channels), np.float32)
-        mono = np.zeros(_BLOCK, np.float32)
+        block = np.zeros((_BLOCK, self.channels), np.int16)
+        mixed = np.zeros(_BLOCK, np.int32) if self.channels > 1 else None
+        mono = np.zeros(_BLOCK, np.int16)
         declared = self._handle.frames
         read_total = 0
         self.started_at = time.monotonic()
         try:
             while True:
                 try:
-                    n = self._handle.read(_BLOCK, dtype="float32", always_2d=True, out=block)
+                    n = self._handle.read(_BLOCK, dtype="int16", always_2d=True, out=block)
                 except (sf.LibsndfileError, RuntimeError) as exc:
                     raise AudioInputError(f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({exc})") from None
                 n = len(n)
                 read_total += n
                 last = n < _BLOCK
-                np.mean(block[:n], axis=1, out=mono[:n])
+                if mixed is None:
+                    mono[:n] = block[:n, 0]
+                else:  # average the channels in int32 so the sum cannot wrap
+                    np.sum(block[:n], axis=1, dtype=np.int32, out=mixed[:n])
+                    np.floor_divide(mixed[:n], self.channels, out=mixed[:n])
+                    mono[:n] = mixed[:n]
+                    mixed[:n] = 0
                 for frame in framer.push(mono[:n], last=last, block=True):
                     if self.realtime:
                         block_frames = max(1, self.block_ms * 16 // pool.slot_len)
@@ -105,6 +112,8 @@ class FileSource:
         finally:
             block.fill(0)
             mono.fill(0)
+            if mixed is not None:
+                mixed.fill(0)
             framer.close()
         if read_total < declared or self.declared_s > self.duration_s + 0.01:
             promised = max(declared / self.input_rate, self.declared_s)

@@ -1,6 +1,8 @@
-"""Turns float blocks of any rate/channel count into fixed int16 pool frames.
+"""Turns int16 mono blocks of any rate into fixed 16 kHz int16 pool frames.
 
-Shared by the file and microphone sources. All scratch space is allocated once
+Shared by the file and microphone sources. Audio stays int16 from the device
+to the pool frame (no float round trip); it becomes float only once, when the
+VAD copies a frame into a speech segment. All scratch space is allocated once
 and zeroed when the framer closes; resampler outputs are zeroed right after use.
 """
 
@@ -22,19 +24,21 @@ class Framer:
         self.pool = pool
         self.frame_samples = pool.slot_len
         self._resampler = (
-            soxr.ResampleStream(input_rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+            soxr.ResampleStream(input_rate, SAMPLE_RATE, 1, dtype="int16", quality="HQ")
             if input_rate != SAMPLE_RATE
             else None
         )
         ratio = SAMPLE_RATE / input_rate
-        self._carry = np.zeros(self.frame_samples + int(max_block * ratio) * 2 + 4096, np.float32)
+        self._carry = np.zeros(self.frame_samples + int(max_block * ratio) * 2 + 4096, np.int16)
         self._carried = 0
-        self._scratch = np.zeros(self.frame_samples, np.float32)
         self._next_index = 0
-        self.dropped_frames = 0
 
     def push(self, mono: np.ndarray, last: bool = False, block: bool = True) -> Iterator[AudioFrame]:
-        """Add a mono float32 block in [-1, 1]; yield every complete frame."""
+        """Add a mono int16 block (any stride); yield every complete frame.
+
+        A frame that finds no free pool slot is lost; the pool counts it
+        (``BufferPool.exhausted_count``), so it is counted once.
+        """
         if self._resampler is not None:
             resampled = self._resampler.resample_chunk(mono, last=last)
             self._append(resampled)
@@ -57,16 +61,12 @@ class Framer:
 
     def _emit(self, block: bool) -> Iterator[AudioFrame]:
         fs = self.frame_samples
-        np.multiply(self._carry[:fs], 32767.0, out=self._scratch)
-        np.clip(self._scratch, -32768.0, 32767.0, out=self._scratch)
         remaining = self._carried - fs
         buf = self.pool.acquire(block=block, timeout=None if block else 0)
         index = self._next_index
         self._next_index += 1
-        if buf is None:
-            self.dropped_frames += 1
-        else:
-            buf.data[...] = self._scratch
+        if buf is not None:
+            buf.data[...] = self._carry[:fs]
         # Shift the remainder down one frame-sized chunk at a time: source and
         # destination never overlap, so numpy makes no hidden temporary copy.
         for off in range(0, remaining, fs):
@@ -79,5 +79,4 @@ class Framer:
 
     def close(self) -> None:
         self._carry.fill(0)
-        self._scratch.fill(0)
         self._carried = 0

@@ -94,7 +94,7 @@ class MicSource:
         self._error: str | None = None
         self._stopped = threading.Event()
         self._finished = threading.Event()
-        self.dropped_frames = 0
+        self.dropped_frames = 0  # frames lost on a full capture queue (the pipeline fell behind)
         self.overflows = 0
         self.lossless = lossless
         self.live = not lossless
@@ -102,13 +102,12 @@ class MicSource:
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
         framer = Framer(pool, self.input_rate, self.block * 4)
-        mono = np.zeros(self.block * 4, np.float32)
 
         def callback(indata: np.ndarray, n: int, _time: Any, status: Any) -> None:
             if status.input_overflow:
                 self.overflows += 1
-            np.multiply(indata[:n, 0], 1.0 / 32768.0, out=mono[:n])
-            for frame in framer.push(mono[:n], block=self.lossless):
+            # int16 from PortAudio straight into the framer (it copies into its own buffer)
+            for frame in framer.push(indata[:n, 0], block=self.lossless):
                 if self.lossless:
                     self._put_waiting(frame)
                     continue
@@ -117,7 +116,6 @@ class MicSource:
                 except queue.Full:
                     frame.release()
                     self.dropped_frames += 1
-            mono[:n] = 0
 
         def finished() -> None:
             if not self._stopped.is_set():
@@ -156,8 +154,6 @@ class MicSource:
             self.close()
             self._drain()
             framer.close()
-            mono.fill(0)
-        self.dropped_frames += framer.dropped_frames
         if self._error:
             raise AudioInputError(self._error)
 

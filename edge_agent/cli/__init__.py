@@ -104,7 +104,7 @@ def serve(
     replay: Annotated[Optional[Path], typer.Option("--replay", help="use a recording as the room microphone (testing)")] = None,
 ) -> None:
     """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
-    from edge_agent.device.assembly import serve as run_serve
+    from edge_agent.device.main import serve as run_serve
 
     run_serve(config, replay)
 
@@ -118,7 +118,7 @@ def doctor(
     """Check the device: audio, models, certificates, clock, outbox, port, mDNS, CPU. One line each."""
     import os
 
-    from edge_agent.config import load_config
+    from edge_agent.device.config import load_config
     from edge_agent.site.doctor import exit_code, render_json, render_text, run_doctor
 
     checks = run_doctor(load_config(config, os.environ), skip=tuple(skip or ()))

@@ -19,7 +19,8 @@ from rich.rule import Rule
 
 from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.data import bundled as demo_audio_path
-from edge_agent.device.assembly import build_device, file_factory
+from edge_agent.device.main import load_device
+from edge_agent.device.visit import file_factory
 
 ROOM = "Demo room"
 
@@ -28,10 +29,10 @@ def run_demo(fast: bool, jsonl: bool) -> int:
     from edge_agent.crypto import ca
     from edge_agent.device.grpc.background import BackgroundServer
     from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
+    from edge_agent.device.population import PopulationContributor
     from edge_agent.phone import client as phone
     from edge_agent.phone.keys import install_certificate, request_key_file
     from edge_agent.population.commands import aggregator_keygen
-    from edge_agent.population.device import PopulationContributor
     from edge_agent.population.pseudonym import PeriodKeyRing
 
     console = Console(stderr=True)
@@ -53,7 +54,7 @@ def run_demo(fast: bool, jsonl: bool) -> int:
 
         say("device: loading the speech, speaker and behaviour models")
         sink = JsonLinesSink(sys.stdout) if jsonl else LiveTranscriptView()
-        parts = build_device(file_factory(demo_audio_path(), realtime=not fast), on_event=sink)
+        parts = load_device(file_factory(demo_audio_path(), realtime=not fast), on_event=sink)
         server = BackgroundServer(
             EdgeAgentServer(
                 ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, host="127.0.0.1", port=0),

@@ -38,13 +38,14 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edge_agent.crypto import seal
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.errors import EdgeAgentError
+from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 log = logging.getLogger(__name__)
 
-FEEDBACK_SCHEMA_VERSION = 1
 
 DEFAULT_MAX_DURATION_S = 3600
 MIN_DURATION_S = 10
@@ -88,6 +89,11 @@ class VoiceEnroller(Protocol):
         ...
 
 
+# stop reasons as the metrics name them (a closed set)
+_STOP_REASON = {"max duration": "max_duration", "long_silence": "long_silence", "stop": "stop", "button": "button",
+                "admin": "admin", "shutdown": "shutdown"}
+
+
 class VisitError(EdgeAgentError):
     """A lifecycle rule refused the request; ``kind`` maps to a gRPC status."""
 
@@ -126,11 +132,13 @@ class VisitManager:
         outbox: Outbox,
         default_max_duration_s: int = DEFAULT_MAX_DURATION_S,
         contributor: Contributor | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self._runner = runner
         self._contributor = contributor
         self._outbox = outbox
-        self._default_max = default_max_duration_s
+        self.default_max_duration_s = default_max_duration_s  # live: SIGHUP may change it for later visits
+        self._metrics = metrics
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
         self._unqueued: deque[tuple[str, seal.Envelope]] = deque(maxlen=16)  # sealed, outbox refused: retried
@@ -152,13 +160,14 @@ class VisitManager:
         max_duration_s: int,
         voiceprint: np.ndarray | None,
         voiceprint_bytes: bytearray | None,
+        trigger: str = "phone",
     ) -> VisitContext:
         loop = asyncio.get_running_loop()
         async with self._lock:
             if self._active is not None:
                 raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
             visit_id = "v-" + secrets.token_urlsafe(12)
-            limit = max_duration_s or self._default_max
+            limit = max_duration_s or self.default_max_duration_s
 
             def request_stop(reason: str, _vid: str = visit_id) -> None:
                 # Any thread (pipeline: long silence) may ask; the stop runs on the event loop.
@@ -176,6 +185,9 @@ class VisitManager:
             active = _Active(ctx, clinician, recipient, time.monotonic())
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active
+            if self._metrics is not None:
+                self._metrics.inc("edge_agent_visits_total", trigger=trigger)
+                self._metrics.set("edge_agent_visit_active", 1)
             log.info("visit started (max %d s)", limit)  # no ids: logs carry no clinician or visit identifiers
             return ctx
 
@@ -210,12 +222,10 @@ class VisitManager:
                 raise VisitError("runner", "the report could not be built; the visit was ended and wiped") from None
             fb = feedback_pb2.Feedback.FromString(result) if isinstance(result, bytes | bytearray) else result
             fb.visit_id = ctx.visit_id
-            if not fb.duration_s:
-                fb.duration_s = duration
-            if not fb.started_unix_s:
-                fb.started_unix_s = ctx.started_unix_s
-            if not fb.schema_version:
-                fb.schema_version = 1
+            # the lifecycle owns the visit's clock; the report may only extend it (speech timed past it)
+            fb.duration_s = round(max(fb.duration_s, duration), 2)
+            fb.started_unix_s = ctx.started_unix_s
+            fb.schema_version = fb.schema_version or SCHEMA_VERSION
             if self._contributor is not None:
                 fb.contribution = await self._contribute(active.clinician, fb)
             plaintext = fb.SerializeToString()
@@ -223,13 +233,32 @@ class VisitManager:
             env = seal.seal(plaintext, active.recipient, ctx.visit_id, 1)
             del plaintext  # Python bytes cannot be zeroed; drop the only reference at once
             cursor = await self._enqueue(active.clinician, env)
+        except BaseException:
+            self._record_stop("error")
+            raise
         finally:
             ctx.wipe()
             self._active = None
         result_ = StopResult(ctx.visit_id, cursor, duration, reason)
         self.last_stop = result_
+        self._record_stop(reason)
         log.info("visit stopped (%s) after %.0f s; report sealed and queued", reason, duration)
         return result_
+
+    def _record_stop(self, reason: str) -> None:
+        if self._metrics is None:
+            return
+        self._metrics.inc("edge_agent_visits_stopped_total", reason=_STOP_REASON.get(reason, "error"))
+        self._metrics.set("edge_agent_visit_active", 0)
+        self.record_outbox()
+
+    def record_outbox(self) -> None:
+        """Outbox depth and reports held in memory, for the metrics (called after every change)."""
+        if self._metrics is None:
+            return
+        items, size = self._outbox.stats()
+        self._metrics.record_outbox(items, size)
+        self._metrics.set("edge_agent_reports_held", len(self._unqueued))
 
     async def _contribute(self, clinician: str, fb: feedback_pb2.Feedback) -> str:
         """The de-identified population record for this visit; its text goes to the clinician."""
@@ -247,6 +276,7 @@ class VisitManager:
         except OutboxError as exc:
             # Keep the *sealed* envelope in memory and retry later; nothing readable is held.
             self._unqueued.append((clinician, env))
+            self.record_outbox()
             raise VisitError("outbox", f"{exc} (the sealed report is held in memory and retried)") from None
         async with self.queued:
             self.queued.notify_all()
@@ -263,6 +293,7 @@ class VisitManager:
             self._unqueued.popleft()
             done += 1
         if done:
+            self.record_outbox()
             async with self.queued:
                 self.queued.notify_all()
         return done

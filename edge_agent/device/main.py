@@ -1,29 +1,108 @@
-"""The room-device daemon: config, logging, models, mutual-TLS server, mDNS,
-button/LED, metrics, systemd notify/watchdog, and signals, wired together.
+"""The room device, built and run in one place.
 
-``edge-agent serve`` runs :func:`run_daemon`. Order matters: READY=1 is sent
-only once every model is loaded and the server listens; SIGTERM finishes the
-running visit (its report is sealed and queued) before the process exits.
+:func:`load_device` loads every model once (Whisper, speaker encoder, role
+and behaviour classifiers) and makes the visit runner and the voice enroller;
+the demo and the benchmarks use it too. :func:`run_daemon` is ``edge-agent
+serve``: config -> logging -> models -> mutual-TLS server -> mDNS -> button/LED
+-> metrics -> watchdog -> signals. Order matters: READY=1 is sent only once
+every model is loaded and the server listens; SIGTERM finishes the running
+visit (its report is sealed and queued) before the process exits; SIGHUP
+applies every key the config marks ``live`` through :class:`LiveTargets` and
+names the others as needing a restart.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from edge_agent.asr.events import PipelineEvent
 from edge_agent.audio.frames import AudioSource
-from edge_agent.config import EdgeConfig
-from edge_agent.device.assembly import build_device
+from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.device.config import EdgeConfig, KeySpec, load_config
+from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
+from edge_agent.device.lifecycle import VisitManager
+from edge_agent.device.ops.button_control import ManagerVisitControl
+from edge_agent.device.ops.gpio import RoomClaims, open_panel
 from edge_agent.device.ops.logs import configure_logging
+from edge_agent.device.ops.metrics import MetricsServer, Registry
 from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
 from edge_agent.device.ops.observed_source import Indicator, ObservedSource
 from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 from edge_agent.device.ops.watched_calls import watch_model_calls
-from edge_agent.device.visit import VisitPolicy
+from edge_agent.device.outbox import Outbox
+from edge_agent.device.pipeline import PipelineConfig
+from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
+from edge_agent.mtls.auth import PeerAuthorizer
+from edge_agent.speakers.attribution import AttributionConfig
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Device:
+    """What a device loads once: the models (inside the runner's session), the runner, the enroller."""
+
+    runner: PipelineVisitRunner
+    enroller: PipelineEnroller
+
+    @property
+    def session(self) -> TranscriptionSession:
+        return self.runner.session
+
+
+def load_device(
+    source_factory: SourceFactory,
+    pipeline: PipelineConfig | None = None,
+    policy: VisitPolicy = VisitPolicy(),
+    speakers: AttributionConfig | None = None,
+    on_event: Callable[[PipelineEvent], None] | None = None,
+    metrics: Registry | None = None,
+) -> Device:
+    """Load every model once (ASR, speaker, behaviours) and make the visit runner and enroller."""
+    session = TranscriptionSession.load(pipeline or PipelineConfig(), speakers=True, attribution=speakers)
+    runner = PipelineVisitRunner(session, BehaviourClassifier(), source_factory, policy, on_event=on_event, metrics=metrics)
+    return Device(runner, PipelineEnroller(session))
+
+
+@dataclass
+class LiveTargets:
+    """The running objects a SIGHUP may change; each ``live`` config key has exactly one home here.
+
+    Keys that size memory or open sockets (``vad.max_segment_s``, ports, model
+    paths, ...) are not ``live``: they are reported as needing a restart and
+    keep their running value, so nothing is ever half-applied.
+    """
+
+    runner: PipelineVisitRunner
+    visits: VisitManager
+    outbox: Outbox
+    auth: PeerAuthorizer
+    claims: RoomClaims
+
+    def apply(self, cfg: EdgeConfig, keys: list[KeySpec]) -> None:
+        """``cfg`` is the running config with the changed live keys merged in (restart-only keys unchanged)."""
+        sections = {k.section for k in keys}
+        if "logging" in sections:
+            configure_logging(cfg.logging.level, cfg.logging.json)
+        if "vad" in sections:
+            # takes effect at the next visit; the running one keeps the segmenter it started with
+            self.runner.session.config = replace(self.runner.session.config, vad=cfg.pipeline.vad)
+        if "speakers" in sections and self.runner.session.speakers is not None:
+            self.runner.session.speakers.config = cfg.speakers
+        if "server" in sections:
+            self.auth.use_crl(cfg.server.crl)
+            self.visits.default_max_duration_s = cfg.server.max_visit_minutes * 60
+            self.runner.policy = replace(self.runner.policy, long_silence_s=cfg.server.long_silence_stop_minutes * 60)
+        if "outbox" in sections:
+            self.outbox.config = cfg.outbox.outbox_config()
+        if "gpio" in sections:
+            self.claims.window_s = cfg.gpio.claim_window_s
 
 
 class _LateIndicator:
@@ -45,80 +124,79 @@ class _LateIndicator:
             self.target.on_mic_lost()
 
 
-async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
-    from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
-    from edge_agent.device.ops.button_control import ManagerVisitControl
-    from edge_agent.device.ops.gpio import RoomClaims, open_panel
-    from edge_agent.device.ops.metrics import MetricsServer, Registry
+def _microphone_factory(cfg: EdgeConfig, replay: Path | None, beat: Heartbeat, indicator: Indicator) -> SourceFactory:
+    replayed = file_factory(replay, realtime=True) if replay is not None else None
 
-    configure_logging(cfg.logging.level, cfg.logging.json)
-    notifier = SystemdNotifier()
-    capture_beat = Heartbeat("capture", max_age_s=10.0)
-    indicator = _LateIndicator()
-
-    def make_source() -> AudioSource:
-        if replay is not None:
-            from edge_agent.audio.file_source import FileSource
-
-            base: AudioSource = FileSource(replay, realtime=True)
+    def make() -> AudioSource:
+        if replayed is not None:
+            base = replayed()
         else:
             from edge_agent.audio.mic_source import MicSource
 
             base = MicSource(cfg.audio.device or None, sample_rate=cfg.audio.sample_rate, block_ms=cfg.audio.block_ms)
-        return ObservedSource(base, capture_beat, indicator)  # type: ignore[return-value]
+        return ObservedSource(base, beat, indicator)  # type: ignore[return-value]
 
+    return make
+
+
+def _server_config(cfg: EdgeConfig) -> ServerConfig:
+    return ServerConfig(
+        bundle=cfg.server.bundle,
+        data_dir=cfg.outbox.path,
+        room=cfg.server.room,
+        crl=cfg.server.crl,
+        host=cfg.server.host,
+        port=cfg.server.port,
+        outbox=cfg.outbox.outbox_config(),
+        default_max_duration_s=cfg.server.max_visit_minutes * 60,
+    )
+
+
+async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
+    configure_logging(cfg.logging.level, cfg.logging.json)
+    notifier = SystemdNotifier()
+    registry = Registry()
+    capture_beat = Heartbeat("capture", max_age_s=10.0)
+    indicator = _LateIndicator()
     claims = RoomClaims(cfg.gpio.claim_window_s)
     notifier.status("loading models")
     policy = VisitPolicy(long_silence_s=cfg.server.long_silence_stop_minutes * 60)
-    parts = await asyncio.to_thread(build_device, make_source, cfg.pipeline, policy, None, cfg.speakers)
+    make_source = _microphone_factory(cfg, replay, capture_beat, indicator)
+    device = await asyncio.to_thread(load_device, make_source, cfg.pipeline, policy, cfg.speakers, None, registry)
     # capture proves frames arrive; this proves the ASR worker's model calls come back
     model_beat = BusyHeartbeat("asr", max_age_s=cfg.server.model_stall_seconds)
-    watch_model_calls(parts.runner.session, model_beat)
+    watch_model_calls(device.session, model_beat)
+    contributor = None
+    if cfg.population.enabled:
+        from edge_agent.device.population import PopulationContributor
+
+        pop = cfg.population
+        contributor = PopulationContributor.from_files(pop.period_key, pop.aggregator_public_key, pop.service_line)
     server = EdgeAgentServer(
-        ServerConfig(
-            bundle=cfg.server.bundle,
-            data_dir=cfg.outbox.path,
-            room=cfg.server.room,
-            crl=cfg.server.crl,
-            host=cfg.server.host,
-            port=cfg.server.port,
-            outbox=cfg.outbox.outbox_config(),
-            default_max_duration_s=cfg.server.max_visit_minutes * 60,
-        ),
-        parts.runner,
-        parts.enroller,
-        _population_contributor(cfg),
-        claims if cfg.gpio.backend != "none" else None,
+        _server_config(cfg), device.runner, device.enroller, contributor, claims if cfg.gpio.backend != "none" else None, registry
     )
     port = await server.start()
-    loop = asyncio.get_running_loop()
-    forwarder = asyncio.create_task(_forward_population(cfg, server)) if cfg.population.enabled else None
+    assert server.visits is not None and server.outbox is not None
+    forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
     advertiser = None
     if cfg.server.advertise:
         from edge_agent.device.mdns import Advertiser
 
         advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
         await advertiser.start()
-    assert server.visits is not None
-    panel = open_panel(cfg.gpio, ManagerVisitControl(server.visits, loop, cfg.server.max_visit_minutes * 60), claims)
+    panel = open_panel(
+        cfg.gpio, ManagerVisitControl(server.visits, asyncio.get_running_loop()), claims,
+        on_outcome=lambda outcome: registry.inc("edge_agent_button_presses_total", outcome=outcome),
+    )
     if panel is not None:
         indicator.target = panel.indicator
-    registry = Registry()
     metrics = MetricsServer(registry, cfg.metrics.port) if cfg.metrics.enabled else None
     if metrics is not None:
         metrics.start()
-
-    running = {"cfg": cfg}
-
-    def apply_live(new: EdgeConfig, keys: list) -> None:  # type: ignore[type-arg]
-        configure_logging(new.logging.level, new.logging.json)
-        claims.window_s = new.gpio.claim_window_s
-        parts.runner.session.config = replace(parts.runner.session.config, vad=new.pipeline.vad)
-        running["cfg"] = new
-
-    handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, apply_live).reload, notifier=notifier)
+    live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims)
+    handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
     handlers.install()
-    watchdog = Watchdog(notifier, [capture_beat, model_beat])
+    watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
     watchdog_task = asyncio.create_task(watchdog.run())
     notifier.ready(f"listening on port {port}")
     log.info("device ready")
@@ -139,29 +217,25 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         notifier.close()
 
 
-def _population_contributor(cfg: EdgeConfig):  # type: ignore[no-untyped-def]
-    if not cfg.population.enabled:
-        return None
-    from edge_agent.population.device import PopulationContributor
-
-    pop = cfg.population
-    return PopulationContributor.from_files(pop.period_key, pop.aggregator_public_key, pop.service_line)
-
-
-async def _forward_population(cfg: EdgeConfig, server) -> None:  # type: ignore[no-untyped-def]
+async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
     """Send queued contribution records to the aggregator now and then; failures keep them queued."""
+    from edge_agent.device.population import aggregator_channel, forward_once
     from edge_agent.errors import EdgeAgentError
-    from edge_agent.population.forwarder import aggregator_channel, forward_once
 
     pop = cfg.population
     while True:
-        if pop.aggregator_address and server.outbox is not None:
+        if pop.aggregator_address:
             try:
                 async with aggregator_channel(pop.client_bundle, pop.aggregator_address) as channel:
-                    result = await forward_once(server.outbox, channel)
+                    result = await forward_once(outbox, channel)
                 log.info("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)
             except EdgeAgentError as exc:
                 log.warning("population delivery postponed: %s", exc)
             except Exception as exc:  # noqa: BLE001 - never let housekeeping take the daemon down
                 log.warning("population delivery failed (%s); records stay queued", type(exc).__name__)
         await asyncio.sleep(pop.forward_interval_minutes * 60)
+
+
+def serve(config_path: Path | None, replay: Path | None) -> None:
+    """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM."""
+    asyncio.run(run_daemon(load_config(config_path, os.environ), replay))

@@ -26,6 +26,7 @@ from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.transcript import Utterance, Word
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,18 @@ class RunStats:
     combined_finals: int = 0
     candidate_decodes: int = 0
     candidate_reused: int = 0
-    dropped_frames: int = 0
+    # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
+    dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
     dropped_segments: int = 0
     worker_errors: int = 0
     residency_s: list[float] = field(default_factory=list)
     final_latency_s: list[float] = field(default_factory=list)
     first_partial_latency_s: list[float] = field(default_factory=list)
     audio_seconds: float = 0.0
+
+    @property
+    def dropped_frames(self) -> int:
+        return sum(self.dropped_frames_by_cause.values())
 
     def residency_max(self) -> float:
         return max(self.residency_s, default=0.0)
@@ -164,12 +170,14 @@ class StreamingPipeline:
         speakers: SpeakerStage | None = None,
         pools: AudioPools | None = None,
         stop: threading.Event | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self.cfg = cfg
         self.engine = engine
         self.sink = sink
         self.speakers = speakers
         self.pools = pools or AudioPools(cfg)
+        self.metrics = metrics
         self.stats = RunStats()
         self._cond = threading.Condition()
         self._finals: deque[SegmentClosed] = deque()
@@ -214,7 +222,10 @@ class StreamingPipeline:
                 stop_source()
             source.close()
             self.stats.dropped_segments += vad.dropped_segments
-            self.stats.dropped_frames += int(getattr(source, "dropped_frames", 0)) + self.pools.frames.exhausted_count
+            self.stats.dropped_frames_by_cause = {
+                "capture_queue": int(getattr(source, "dropped_frames", 0)),
+                "frame_pool": self.pools.frames.exhausted_count,
+            }
             self.stats.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
             self._states.clear()
             self._context.clear()
@@ -231,6 +242,7 @@ class StreamingPipeline:
         with self._cond:
             if isinstance(event, SegmentClosed):
                 self._finals.append(event)
+                self._gauge_queue()
                 if self._partial is not None and self._partial.segment is event.segment:
                     self._partial = None
             elif self.cfg.partials or event.final_candidate:
@@ -248,6 +260,7 @@ class StreamingPipeline:
                 self._cond.wait_for(lambda: self._finals or self._partial is not None or self._capture_done)
                 if self._finals:
                     job: SegmentClosed | SegmentUpdate = self._finals.popleft()
+                    self._gauge_queue()
                 elif self._partial is not None:
                     job = self._partial
                     self._partial = None
@@ -258,11 +271,13 @@ class StreamingPipeline:
                     self._finalise(job)
                 else:
                     self._partial_decode(job)
-            except Exception:  # a decode failure must never leave audio behind or stop the worker
+            except Exception as exc:  # a decode failure must never leave audio behind or stop the worker
                 self.stats.worker_errors += 1
-                log.exception("ASR worker error")
+                log.error("ASR worker error: %s", type(exc).__name__)
+                if self.metrics is not None:
+                    self.metrics.inc("edge_agent_worker_errors_total")
                 if isinstance(job, SegmentClosed):
-                    self._release(job.segment)
+                    self._discard(job.segment, "decode_failed")
 
     def _partial_decode(self, update: SegmentUpdate) -> None:
         seg = update.segment
@@ -323,6 +338,8 @@ class StreamingPipeline:
         seg = closed.segment
         state = self._states.pop(seg.id, _SegmentState())
         self.stats.segments += 1
+        if self.metrics is not None:
+            self.metrics.inc("edge_agent_segments_total")
         if not closed.is_speech:
             self._discard(seg, "too_little_speech")
             return
@@ -339,8 +356,12 @@ class StreamingPipeline:
         latency = time.monotonic() - speech_end
         self.stats.finals += 1
         self.stats.final_latency_s.append(latency)
+        if self.metrics is not None:
+            self.metrics.observe("edge_agent_final_latency_seconds", latency)
         for utterance in self._utterances(seg, decoded.text, words, spans):
             self.stats.utterances += 1
+            if self.metrics is not None:
+                self.metrics.inc("edge_agent_utterances_total")
             self.sink(FinalTranscript(utterance, residency, latency))
 
     def _attribute(self, seg: SpeechSegment, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:
@@ -411,10 +432,16 @@ class StreamingPipeline:
         tokens = list(self._context) + state.committed_tokens
         return tokens[-limit:] or None
 
+    def _gauge_queue(self) -> None:
+        if self.metrics is not None:
+            self.metrics.set("edge_agent_queue_depth", len(self._finals))
+
     def _discard(self, seg: SpeechSegment, reason: str) -> None:
         t0, t1 = seg.t0, seg.t1
         residency = self._release(seg)
         self.stats.discarded += 1
+        if self.metrics is not None:
+            self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
         self.sink(SegmentDiscarded(seg.id, t0, t1, reason, residency))
 
     def _release(self, seg: SpeechSegment) -> float:
@@ -422,5 +449,7 @@ class StreamingPipeline:
         seg.buf.release()
         residency = time.monotonic() - seg.last_arrival
         self.stats.residency_s.append(residency)
+        if self.metrics is not None:
+            self.metrics.observe("edge_agent_residency_seconds", residency)
         log.debug("segment %d zeroed, residency %.3f s", seg.id, residency)
         return residency

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from edge_agent.asr.engine import WhisperEngine
 from edge_agent.audio.frames import AudioSource
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
+from edge_agent.errors import AudioInputError
 from edge_agent.hardening import harden_process
 from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
@@ -48,20 +50,41 @@ class TranscriptionSession:
         return cls(config, engine, models)
 
     def run(
-        self, source: AudioSource, sink: EventSink, voiceprint: Voiceprint | None = None, stop: threading.Event | None = None
+        self,
+        source: AudioSource,
+        sink: EventSink,
+        voiceprint: Voiceprint | None = None,
+        stop: threading.Event | None = None,
+        metrics: Registry | None = None,
     ) -> tuple[RunStats, bool]:
         """Stream the source; returns stats and whether every pool slot ended zeroed.
 
         The attributor (and with it any voiceprint) lives for this run only and
-        is wiped when it ends, whatever happens.
+        is wiped when it ends, whatever happens. A microphone that goes away
+        mid-run raises :class:`CaptureLost`, which still carries the run's
+        stats and pool check.
         """
         attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
-        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop)
+        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop, metrics=metrics)
+        lost: AudioInputError | None = None
         try:
             stats = pipeline.run(source)
+        except AudioInputError as exc:
+            lost, stats = exc, pipeline.stats
         finally:
             clean = pipeline.pools.all_zero()
             pipeline.pools.wipe()
             if attributor is not None:
                 attributor.forget()
+        if lost is not None:
+            raise CaptureLost(lost.message, stats, clean) from None
         return stats, clean
+
+
+class CaptureLost(AudioInputError):
+    """The audio source failed mid-run (microphone unplugged); what the run did is kept."""
+
+    def __init__(self, message: str, stats: RunStats, pools_clean: bool) -> None:
+        super().__init__(message)
+        self.stats = stats
+        self.pools_clean = pools_clean

@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -20,9 +21,11 @@ from edge_agent.asr.events import FinalTranscript, PipelineEvent
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.lifecycle import VisitContext
-from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.ops.metrics import Registry
+from edge_agent.device.pipeline import RunStats
+from edge_agent.device.session import CaptureLost, TranscriptionSession
 from edge_agent.errors import EdgeAgentError
-from edge_agent.feedback.proto import feedback_to_proto
+from edge_agent.feedback.proto import SCHEMA_VERSION, feedback_to_proto
 from edge_agent.feedback.report import build_feedback
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 from edge_agent.speakers.enrol import Voiceprint, enrol
@@ -39,6 +42,26 @@ class VisitPolicy:
     mic_retry_s: float = 2.0  # how often a lost microphone is looked for again
 
 
+def mic_factory(device: str | None) -> SourceFactory:
+    def make() -> AudioSource:
+        from edge_agent.audio.mic_source import MicSource
+
+        return MicSource(device)
+
+    return make
+
+
+def file_factory(path: Path, realtime: bool = True) -> SourceFactory:
+    """Replays a recording as the room microphone (demo, tests, soak runs)."""
+
+    def make() -> AudioSource:
+        from edge_agent.audio.file_source import FileSource
+
+        return FileSource(path, realtime=realtime)
+
+    return make
+
+
 class _VisitState:
     """In-memory state of the one running visit."""
 
@@ -50,6 +73,8 @@ class _VisitState:
         self.error: str | None = None
         self.last_speech = time.monotonic()
         self.started = time.monotonic()
+        self.runs: list[RunStats] = []  # one per capture run (a lost microphone starts another)
+        self.pools_clean = True
 
     def wipe(self) -> None:
         self.utterances.clear()
@@ -63,6 +88,7 @@ class PipelineVisitRunner:
         source_factory: SourceFactory,
         policy: VisitPolicy = VisitPolicy(),
         on_event: Callable[[PipelineEvent], None] | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         if session.speakers is None:
             raise ValueError("a visit needs speaker attribution: load the session with speakers=True")
@@ -71,6 +97,7 @@ class PipelineVisitRunner:
         self.source_factory = source_factory
         self.policy = policy
         self.on_event = on_event  # e.g. the demo's live view; never logs text
+        self.metrics = metrics
         self._state: _VisitState | None = None
         self._lock = threading.Lock()
 
@@ -92,14 +119,10 @@ class PipelineVisitRunner:
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
-            duration = time.monotonic() - state.started
             utterances = list(state.utterances)
-            if utterances:
-                duration = max(duration, max(u.t1 for u in utterances))
             feedback = build_feedback(utterances, self.classifier) if utterances else None
-            message = feedback_to_proto(feedback, state.ctx.started_unix_s) if feedback else feedback_pb2.Feedback(schema_version=1)
-            message.duration_s = round(duration, 2)
-            return message
+            # the lifecycle stamps the visit's own duration and start time on it
+            return feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
         finally:
             state.wipe()
 
@@ -139,15 +162,36 @@ class PipelineVisitRunner:
                     log.info("microphone back; capture resumed")
                 offset = time.monotonic() - state.started
                 try:
-                    self.session.run(source, self._sink(state, offset), voiceprint, stop=state.stop_event)
+                    stats, clean = self.session.run(source, self._sink(state, offset), voiceprint, stop=state.stop_event,
+                                                    metrics=self.metrics)
+                    self._checked(state, stats, clean)
                     return  # stop requested, or a replayed recording ended
-                except EdgeAgentError as exc:
-                    state.error = exc.message
-                    log.warning("microphone lost during a visit (%s); waiting for it to return", type(exc).__name__)
+                except CaptureLost as lost:
+                    self._checked(state, lost.stats, lost.pools_clean)
+                    state.error = lost.message
+                    log.warning("microphone lost during a visit; waiting for it to return")
+                    if self.metrics is not None:
+                        self.metrics.inc("edge_agent_mic_lost_total")
                     source = None
                     state.stop_event.wait(self.policy.mic_retry_s)
+        except Exception as exc:  # noqa: BLE001 - a bug: recorded, alarmed, and the visit's stop reports it
+            state.error = f"capture stopped by an internal error ({type(exc).__name__}); the report covers the audio before it"
+            log.error("ALARM: visit capture failed: %s", type(exc).__name__)
+            if self.metrics is not None:
+                self.metrics.inc("edge_agent_worker_errors_total")
         finally:
             state.stop_event.set()
+
+    def _checked(self, state: _VisitState, stats: RunStats, clean: bool) -> None:
+        """Every run's audio pools must end all zero; anything else is an alarm, never silence."""
+        state.runs.append(stats)
+        if self.metrics is not None:
+            self.metrics.record_run(stats)
+        if not clean:
+            state.pools_clean = False
+            log.error("ALARM: an audio buffer still held data after the capture run ended; it was wiped now. Report this bug.")
+            if self.metrics is not None:
+                self.metrics.inc("edge_agent_pools_not_zeroed_total")
 
     def _sink(self, state: _VisitState, offset_s: float) -> Callable[[PipelineEvent], None]:
         """Collect finals on the visit's clock (a resumed capture starts its own clock at 0)."""

@@ -30,16 +30,12 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING
 
 from edge_agent.crypto import seal
 from edge_agent.population.errors import PopulationError
 from edge_agent.population.metrics import LABEL_NAMES, METRICS, TIMING_NAMES
 from edge_agent.population.periods import parse_period
 from edge_agent.population.pseudonym import PSEUDONYM_HEX_LEN, PeriodKeyRing
-
-if TYPE_CHECKING:
-    from edge_agent.device.outbox import Outbox
 
 RECORD_VERSION = 1
 AGGREGATOR_RECIPIENT = "population-aggregator"  # outbox routing key; clinician ids start with "c-"
@@ -171,27 +167,6 @@ def is_record_id(value: str) -> bool:
 def seal_record(record: ContributionRecord, aggregator_public_key: bytes) -> seal.Envelope:
     """HPKE-seal the record to the aggregator: visit id = random record id, seq = 0."""
     return seal.seal(record.to_bytes(), aggregator_public_key, new_record_id(), 0)
-
-
-def queue_record(outbox: Outbox, record: ContributionRecord, aggregator_public_key: bytes) -> int:
-    """Seal and queue durably in the device outbox under the aggregator's routing key."""
-    return outbox.put(AGGREGATOR_RECIPIENT, seal_record(record, aggregator_public_key))
-
-
-def contribute_at_stop(
-    outbox: Outbox,
-    keyring: PeriodKeyRing,
-    aggregator_public_key: bytes,
-    timing: Mapping[str, float | None],
-    label_counts: Mapping[str, int],
-    service_line: str,
-    visit_date: dt.date,
-    clinician_cert_id: str,
-) -> ContributionRecord:
-    """What the device calls at visit stop: build, seal, queue; returns the record for the phone."""
-    record = build_record(timing, label_counts, service_line, visit_date, clinician_cert_id, keyring)
-    queue_record(outbox, record, aggregator_public_key)
-    return record
 
 
 # ---- showing the clinician what was contributed ---------------------------------------------

@@ -1,5 +1,5 @@
-"""gRPC aggregator service over mutual TLS with the site CA (reusing the device server's TLS,
-limits and peer-certificate authorisation).
+"""gRPC aggregator service over mutual TLS with the site CA (the same server,
+limits and peer-certificate authorisation as the room device: ``edge_agent.mtls``).
 
 * ``SubmitContributions``: device certificates only. The peer identity is used
   to authorise and is then forgotten: nothing about the sender (device, room,
@@ -10,21 +10,16 @@ limits and peer-certificate authorisation).
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from edge_agent.crypto import ca
-from edge_agent.device.grpc.auth import AuthError, PeerAuthorizer
-from edge_agent.device.grpc.server import grpc_options
-from edge_agent.device.grpc.service import MALFORMED, _safe_parser
-from edge_agent.errors import ConfigError
+from edge_agent.mtls.auth import PeerAuthorizer
+from edge_agent.mtls.server import MutualTlsServer, TlsEndpoint, guarded, register
 from edge_agent.population.aggregator import Aggregator, CellResult
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES
@@ -32,34 +27,19 @@ from edge_agent.proto.edge_agent.v1 import population_pb2
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = population_pb2.DESCRIPTOR.services_by_name["PopulationAggregator"].full_name
 MAX_ITEMS_PER_SUBMIT = 256
 MAX_SEALED_BYTES = 8192
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 
-def _guard(fn: F) -> F:
-    @functools.wraps(fn)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            if request is MALFORMED:
-                raise PopulationError("request is not a valid edge_agent.v1 message")
-            return await fn(self, request, context)
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-        except BudgetExhaustedError as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
-        except PeriodOpenError as exc:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, exc.message)
-        except PopulationError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, exc.message)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - type only, never content
-            log.error("%s failed unexpectedly: %s", fn.__name__, type(exc).__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the aggregator logged it")
+def _status_of(exc: Exception) -> grpc.StatusCode | None:
+    if isinstance(exc, BudgetExhaustedError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, PeriodOpenError):
+        return grpc.StatusCode.FAILED_PRECONDITION
+    return None
 
-    return wrapper  # type: ignore[return-value]
+
+_guard = guarded(_status_of, invalid=PopulationError, who="the aggregator")
 
 
 def cell_to_proto(c: CellResult) -> population_pb2.CellRelease:
@@ -114,19 +94,6 @@ class PopulationService:
                                              epsilon_budget=self.agg.policy.epsilon_budget)
 
 
-def register(server: grpc.aio.Server, servicer: PopulationService) -> None:
-    service = population_pb2.DESCRIPTOR.services_by_name["PopulationAggregator"]
-    handlers = {
-        m.name: grpc.unary_unary_rpc_method_handler(
-            getattr(servicer, m.name),
-            request_deserializer=_safe_parser(getattr(population_pb2, m.input_type.name)),
-            response_serializer=getattr(population_pb2, m.output_type.name).SerializeToString,
-        )
-        for m in service.methods
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-
-
 @dataclass(frozen=True)
 class AggregatorServerConfig:
     bundle: Path  # server bundle issued by the site CA (`edge-agent ca issue-device --room aggregator`)
@@ -140,45 +107,22 @@ class AggregatorServerConfig:
 class AggregatorServer:
     def __init__(self, config: AggregatorServerConfig, aggregator: Aggregator) -> None:
         self.config = config
-        self.bundle = ca.load_bundle(config.bundle)
-        if ca.identity_of(self.bundle.cert).role != ca.ROLE_DEVICE:
-            raise ConfigError(f"{config.bundle} is not a server bundle; issue one with 'edge-agent ca issue-device'")
-        self.fingerprint = self.bundle.fingerprint
+        self.tls = MutualTlsServer(
+            TlsEndpoint(config.bundle, config.host, config.port, config.crl, config.max_concurrent_rpcs, config.grace_s), "aggregator"
+        )
+        self.fingerprint = self.tls.fingerprint
         self.aggregator = aggregator
-        self.auth = PeerAuthorizer(self.bundle.ca_cert, config.crl)
-        self._server: grpc.aio.Server | None = None
-        self._health: health.aio.HealthServicer | None = None
+        self.auth = self.tls.auth
         self.port = 0
 
     async def start(self) -> int:
-        cfg = self.config
-        server = grpc.aio.server(options=grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        register(server, PopulationService(self.aggregator, self.auth))
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        creds = grpc.ssl_server_credentials(
-            [(self.bundle.key_pem, self.bundle.cert_pem)], root_certificates=self.bundle.ca_pem, require_client_auth=True
-        )
-        try:
-            self.port = server.add_secure_port(f"{cfg.host}:{cfg.port}", creds)
-        except RuntimeError:
-            self.port = 0
-        if not self.port:
-            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}; is another aggregator running? pick another port")
-        await server.start()
-        self._server = server
-        for name in ("", SERVICE_NAME):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        log.info("aggregator listening on %s:%d (mutual TLS)", cfg.host, self.port)
+        service = PopulationService(self.aggregator, self.auth)
+        self.port = await self.tls.start(lambda server: register(server, population_pb2, {"PopulationAggregator": service}))
+        log.info("aggregator listening on %s:%d (mutual TLS)", self.config.host, self.port)
         return self.port
 
     async def stop(self) -> None:
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
-        if self._server is not None:
-            await self._server.stop(self.config.grace_s)
-            self._server = None
+        await self.tls.stop()
 
     async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
+        await self.tls.wait()

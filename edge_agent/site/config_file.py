@@ -1,6 +1,6 @@
 """Writing config: a complete, commented ``config.toml`` and the generated ``docs/config.md``.
 
-Both come from :mod:`edge_agent.config` (field metadata and ``EXTERNAL_DOCS``),
+Both come from :mod:`edge_agent.device.config` (field metadata and ``EXTERNAL_DOCS``),
 so what the docs say and what the loader accepts cannot drift apart.
 
     python -m edge_agent.site.config_file docs > docs/config.md
@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import DEFAULT_PATH, ENV_CONFIG_PATH, ENV_PREFIX, SECTIONS, KeySpec, keys
+from edge_agent.device.config import DEFAULT_PATH, ENV_CONFIG_PATH, ENV_PREFIX, SECTIONS, KeySpec, keys
 
 
 def toml_value(value: Any) -> str:

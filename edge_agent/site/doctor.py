@@ -1,7 +1,7 @@
 """``edge-agent doctor``: one line per check, each failure with its fix.
 
 Plain functions returning :class:`Check`; :func:`run_doctor` runs them all from
-an :class:`~edge_agent.config.EdgeConfig`. Nothing here writes audio anywhere:
+an :class:`~edge_agent.device.config.EdgeConfig`. Nothing here writes audio anywhere:
 the microphone and CPU checks hold samples in pool buffers that are zeroed on
 release, exactly like a visit.
 """
@@ -24,8 +24,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import EdgeConfig
 from edge_agent.data import DEMO_CONVERSATION, bundled
+from edge_agent.device.config import EdgeConfig
 from edge_agent.errors import EdgeAgentError
 
 CERT_WARN_DAYS = 30
@@ -348,7 +348,7 @@ def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequen
 
 
 class ArraySource:
-    """16 kHz mono float32 samples in memory, framed like a file (not live: never drops)."""
+    """16 kHz mono int16 samples in memory, framed like a file (not live: never drops)."""
 
     live = False
 
@@ -377,15 +377,12 @@ class ArraySource:
 def _bundled_speech(seconds: float) -> Any:
     import numpy as np
     import soundfile as sf
-    import soxr
 
-    path = bundled(DEMO_CONVERSATION)
-    with sf.SoundFile(str(path)) as fh:
-        audio = fh.read(int(seconds * fh.samplerate), dtype="float32", always_2d=True).mean(axis=1)
-        rate = fh.samplerate
-    if rate != 16000:
-        audio = soxr.resample(audio, rate, 16000)
-    return np.ascontiguousarray(audio, dtype=np.float32)
+    with sf.SoundFile(str(bundled(DEMO_CONVERSATION))) as fh:
+        if fh.samplerate != 16000 or fh.channels != 1:
+            raise EdgeAgentError("the bundled demo recording is not 16 kHz mono; reinstall edge-agent")
+        audio = fh.read(int(seconds * fh.samplerate), dtype="int16")
+    return np.ascontiguousarray(audio, dtype=np.int16)
 
 
 def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CPU_MAX_RTF, session: Any = None) -> Check:

@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import DEFAULT_PATH, parse_config
 from edge_agent.crypto import ca
 from edge_agent.crypto.files import write_private
+from edge_agent.device.config import DEFAULT_PATH, parse_config
 from edge_agent.errors import ConfigError, EdgeAgentError, ModelError
 from edge_agent.models import load_manifest, models_dir, verify_model
 from edge_agent.site.config_file import render_toml

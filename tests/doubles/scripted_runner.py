@@ -7,17 +7,14 @@ from __future__ import annotations
 
 import re
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from edge_agent.device.lifecycle import VisitContext
+from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
-
-FEEDBACK_SCHEMA_VERSION = 1
-
 
 
 @dataclass(frozen=True)
@@ -66,8 +63,6 @@ class ScriptedVisitRunner:
         fb = build_feedback(lines)
         if ctx is not None:
             fb.visit_id = ctx.visit_id
-            fb.started_unix_s = ctx.started_unix_s
-            fb.duration_s = max(fb.duration_s, time.time() - ctx.started_unix_s)
         lines.clear()
         return fb
 
@@ -78,7 +73,7 @@ class ScriptedVisitRunner:
 
 
 def build_feedback(lines: Sequence[ScriptLine]) -> feedback_pb2.Feedback:
-    fb = feedback_pb2.Feedback(schema_version=FEEDBACK_SCHEMA_VERSION)
+    fb = feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
     clin = [ln for ln in lines if ln.speaker == "clinician"]
     pat = [ln for ln in lines if ln.speaker == "patient"]
     talk_c = sum(ln.t1 - ln.t0 for ln in clin)

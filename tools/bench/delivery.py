@@ -16,7 +16,8 @@ import soundfile as sf
 
 
 def bench_pipeline_delivery(visits: int = 3, minutes: float = 10.0) -> dict[str, Any]:
-    from edge_agent.device.assembly import build_device, file_factory
+    from edge_agent.device.main import load_device as build_device
+    from edge_agent.device.visit import file_factory
     from tools.bench.outbox_write import bench_delivery
     from tools.corpus.synth import synthesise
 

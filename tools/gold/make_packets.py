@@ -39,7 +39,7 @@ from pathlib import Path
 # The corpus readers (to move to tools/corpus/); the sentence splitter and filler
 # test are the ones that made the ids of models/data/behaviours/primock57.jsonl.
 from edge_agent.behaviours.text import is_filler, split_sentences, words
-from edge_agent.corpus.primock import Consultation, iter_consultations, primock_dir
+from tools.corpus.primock import Consultation, iter_consultations, primock_dir
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]

@@ -1,4 +1,4 @@
-"""The room-device gRPC server: mutual TLS only, limits, health, visit services.
+"""The room-device gRPC server: the visit and admin services on one mutual-TLS server.
 
     server = EdgeAgentServer(ServerConfig(bundle=..., data_dir=..., room="Room 4"), runner, enroller)
     port = await server.start()
@@ -16,25 +16,14 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
-from edge_agent.crypto import ca
-from edge_agent.device.grpc.auth import PeerAuthorizer
-from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike, register
+from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
 from edge_agent.device.lifecycle import DEFAULT_MAX_DURATION_S, Contributor, VisitManager, VisitRunner, VoiceEnroller
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxConfig
-from edge_agent.errors import ConfigError
+from edge_agent.mtls.server import MutualTlsServer, TlsEndpoint, register
 from edge_agent.proto.edge_agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
-
-SERVICE_NAMES = (
-    agent_pb2.DESCRIPTOR.services_by_name["EdgeAgent"].full_name,
-    agent_pb2.DESCRIPTOR.services_by_name["EdgeAgentAdmin"].full_name,
-)
-MAX_RECEIVE_BYTES = 128 * 1024  # biggest legal request: one 64 KiB enrolment chunk
-MAX_SEND_BYTES = 2 * 1024 * 1024  # one outbox item is at most 1 MiB
 
 
 @dataclass(frozen=True)
@@ -51,21 +40,8 @@ class ServerConfig:
     max_concurrent_rpcs: int = 64
     grace_s: float = 5.0
 
-
-def grpc_options() -> list[tuple[str, int]]:
-    return [
-        ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-        ("grpc.max_send_message_length", MAX_SEND_BYTES),
-        ("grpc.max_concurrent_streams", 16),  # per connection
-        ("grpc.max_metadata_size", 16 * 1024),
-        ("grpc.keepalive_time_ms", 30_000),  # server pings idle long streams (phones on Wi-Fi)
-        ("grpc.keepalive_timeout_ms", 10_000),
-        ("grpc.keepalive_permit_without_calls", 1),
-        ("grpc.http2.min_ping_interval_without_data_ms", 10_000),  # clients may ping every 10 s, not faster
-        ("grpc.http2.max_ping_strikes", 3),
-        ("grpc.max_connection_idle_ms", 10 * 60_000),
-        ("grpc.so_reuseport", 0),  # a second daemon on the same port must fail, not share it
-    ]
+    def endpoint(self) -> TlsEndpoint:
+        return TlsEndpoint(self.bundle, self.host, self.port, self.crl, self.max_concurrent_rpcs, self.grace_s)
 
 
 class EdgeAgentServer:
@@ -76,21 +52,19 @@ class EdgeAgentServer:
         enroller: VoiceEnroller,
         contributor: Contributor | None = None,
         claims: RoomClaimsLike | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics
         self.contributor = contributor
         self.claims = claims
-        self.bundle = ca.load_bundle(config.bundle)
-        if ca.identity_of(self.bundle.cert).role != ca.ROLE_DEVICE:
-            raise ConfigError(f"{config.bundle} is not a device bundle; issue one with 'edge-agent ca issue-device'")
-        self.fingerprint = self.bundle.fingerprint
+        self.tls = MutualTlsServer(config.endpoint(), "edge-agent")
+        self.fingerprint = self.tls.fingerprint
+        self.auth = self.tls.auth
         self.runner = runner
         self.enroller = enroller
-        self.auth = PeerAuthorizer(self.bundle.ca_cert, config.crl)
         self.outbox: Outbox | None = None
         self.visits: VisitManager | None = None
-        self._server: grpc.aio.Server | None = None
-        self._health: health.aio.HealthServicer | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -98,31 +72,10 @@ class EdgeAgentServer:
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
         self.outbox.purge_expired()
-        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor)
-        server = grpc.aio.server(options=grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
-        not_after = int(self.bundle.cert.not_valid_after_utc.timestamp())
-        register(
-            server,
-            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims),
-            AdminService(cfg.room, self.auth, self.visits, self.outbox, not_after),
-        )
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
-        creds = grpc.ssl_server_credentials(
-            [(self.bundle.key_pem, self.bundle.cert_pem)],
-            root_certificates=self.bundle.ca_pem,
-            require_client_auth=True,  # mutual TLS; there is no insecure port at all
-        )
-        try:
-            self.port = server.add_secure_port(f"{cfg.host}:{cfg.port}", creds)
-        except RuntimeError:
-            self.port = 0
-        if not self.port:
-            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port}; is another edge-agent running? pick another port")
-        await server.start()
-        self._server = server
-        for name in ("", *SERVICE_NAMES):
-            await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics)
+        agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims)
+        admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
+        self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}))
         self._purge_task = asyncio.create_task(self._purge_loop())
         log.info("listening on %s:%d (mutual TLS, protocol v%d)", cfg.host, self.port, PROTOCOL_VERSION)
         return self.port
@@ -138,19 +91,15 @@ class EdgeAgentServer:
                 log.warning("outbox housekeeping failed: %s", exc)
 
     async def stop(self) -> None:
-        if self._health is not None:
-            await self._health.enter_graceful_shutdown()
+        await self.tls.enter_graceful_shutdown()
         if self.visits is not None:
             await self.visits.shutdown()
         if self._purge_task is not None:
             self._purge_task.cancel()
-        if self._server is not None:
-            await self._server.stop(self.config.grace_s)
-            self._server = None
+        await self.tls.stop()
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None
 
     async def wait(self) -> None:
-        if self._server is not None:
-            await self._server.wait_for_termination()
+        await self.tls.wait()

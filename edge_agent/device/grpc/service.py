@@ -8,23 +8,23 @@ logged by type only (never request content) and answered INTERNAL.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import re
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
-from edge_agent.device.grpc.auth import AuthError, PeerAuthorizer
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
 from edge_agent.device.outbox import Outbox, OutboxError
+from edge_agent.mtls.auth import AuthError, PeerAuthorizer
+from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = logging.getLogger(__name__)
@@ -51,10 +51,6 @@ _VISIT_CODES = {
 }
 
 
-class Invalid(Exception):
-    """A request field is invalid (INVALID_ARGUMENT)."""
-
-
 @dataclass(frozen=True)
 class Limits:
     max_streams_per_clinician: int = 4
@@ -62,72 +58,15 @@ class Limits:
     max_concurrent_enrolments: int = 1
 
 
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+def _status_of(exc: Exception) -> grpc.StatusCode | None:
+    if isinstance(exc, VisitError):
+        return _VISIT_CODES[exc.kind]
+    if isinstance(exc, OutboxError):
+        return grpc.StatusCode.RESOURCE_EXHAUSTED
+    return None
 
 
-class Malformed:
-    """Stands in for a request whose bytes are not a valid message (answered INVALID_ARGUMENT)."""
-
-
-MALFORMED = Malformed()
-
-
-def _safe_parser(cls: Any) -> Callable[[bytes], Any]:
-    # gRPC answers a deserializer exception with INTERNAL; a client's garbage is INVALID_ARGUMENT.
-    def parse(data: bytes) -> Any:
-        try:
-            return cls.FromString(data)
-        except Exception:  # noqa: BLE001 - DecodeError and friends
-            return MALFORMED
-
-    return parse
-
-
-def register(server: grpc.aio.Server, agent: "EdgeAgentService", admin: "AdminService") -> None:
-    """Add both services with tolerant request parsers (instead of the generated add_*_to_server)."""
-    kinds = {
-        (False, False): grpc.unary_unary_rpc_method_handler,
-        (False, True): grpc.unary_stream_rpc_method_handler,
-        (True, False): grpc.stream_unary_rpc_method_handler,
-        (True, True): grpc.stream_stream_rpc_method_handler,
-    }
-    for servicer, name in ((agent, "EdgeAgent"), (admin, "EdgeAgentAdmin")):
-        service = agent_pb2.DESCRIPTOR.services_by_name[name]
-        handlers = {}
-        for method in service.methods:
-            make = kinds[(method.client_streaming, method.server_streaming)]
-            handlers[method.name] = make(
-                getattr(servicer, method.name),
-                request_deserializer=_safe_parser(getattr(agent_pb2, method.input_type.name)),
-                response_serializer=getattr(agent_pb2, method.output_type.name).SerializeToString,
-            )
-        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service.full_name, handlers),))
-
-
-def _guard(fn: F) -> F:
-    """Map every failure of a unary/client-stream handler to a status; never crash."""
-
-    @functools.wraps(fn)
-    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        try:
-            if request is MALFORMED:
-                raise Invalid("request is not a valid edge_agent.v1 message")
-            return await fn(self, request, context)
-        except AuthError as exc:
-            await context.abort(exc.code, exc.message)
-        except Invalid as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        except VisitError as exc:
-            await context.abort(_VISIT_CODES[exc.kind], exc.message)
-        except OutboxError as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, exc.message)
-        except (asyncio.CancelledError, grpc.aio.AbortError):
-            raise
-        except Exception as exc:  # noqa: BLE001 - last line of defence; type only, no content
-            log.error("%s failed unexpectedly: %s", fn.__name__, type(exc).__name__)
-            await context.abort(grpc.StatusCode.INTERNAL, "internal error; the device logged it")
-
-    return wrapper  # type: ignore[return-value]
+_guard = guarded(_status_of)
 
 
 class RoomClaimsLike(Protocol):
@@ -329,6 +268,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         deleted = await asyncio.to_thread(self._outbox.ack, ident.subject_id, ids)
         if deleted and self._visits.unqueued:
             await self._visits.retry_unqueued()  # space was freed: queue reports held after a full outbox
+        if deleted:
+            await asyncio.to_thread(self._visits.record_outbox)
         return agent_pb2.AckResponse(deleted=deleted)
 
 

@@ -4,7 +4,7 @@ gpiozero calls the button handler in its own thread; the visit lifecycle lives
 on the daemon's event loop. This adapter hops onto the loop and waits for the
 result, so the press handler sees a plain bool / exception.
 
-    control = ManagerVisitControl(server.visits, loop, max_duration_s=cfg.server.max_visit_minutes * 60)
+    control = ManagerVisitControl(server.visits, loop)
     panel = open_panel(cfg.gpio, control, claims)
 """
 
@@ -20,10 +20,9 @@ TIMEOUT_S = 30.0
 
 
 class ManagerVisitControl:
-    def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, max_duration_s: int, timeout_s: float = TIMEOUT_S) -> None:
+    def __init__(self, manager: Any, loop: asyncio.AbstractEventLoop, timeout_s: float = TIMEOUT_S) -> None:
         self.manager = manager  # edge_agent.device.lifecycle.VisitManager
         self.loop = loop
-        self.max_duration_s = max_duration_s
         self.timeout_s = timeout_s
 
     def _run(self, coro: Any) -> Any:
@@ -36,7 +35,8 @@ class ManagerVisitControl:
 
     def start_from_button(self, claim: Claim) -> bool:
         # No voiceprint: a button start carries none, attribution then works without enrolment.
-        self._run(self.manager.start(claim.clinician_id, claim.public_key, self.max_duration_s, None, None))
+        # Duration 0: the lifecycle's own (live) default applies.
+        self._run(self.manager.start(claim.clinician_id, claim.public_key, 0, None, None, trigger="button"))
         return True
 
     def stop_from_button(self) -> None:

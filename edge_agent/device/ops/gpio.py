@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from edge_agent.config import GpioSettings
+from edge_agent.device.config import GpioSettings
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,10 @@ the callbacks run on the loop, not inside a signal frame):
   ``TimeoutStopSec`` then SIGKILL is the backstop, and a killed visit loses
   only plaintext that must never be persisted anyway.
 * SIGHUP -> :class:`ConfigReloader`: re-read the TOML (+ environment). A bad
-  file is logged and the running config kept. Changed ``live`` keys are handed
-  to ``apply_live``; the others are logged as needing a restart.
+  file is logged and the running config kept. Changed ``live`` keys are merged
+  into the running config and that is handed to ``apply_live``
+  (``device.main.LiveTargets.apply``); the others keep their running value and
+  are logged as needing a restart.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from edge_agent.config import EdgeConfig, KeySpec, changed_keys, load_config
+from edge_agent.device.config import EdgeConfig, KeySpec, changed_keys, load_config
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.notify import SystemdNotifier
 from edge_agent.errors import EdgeAgentError
@@ -57,10 +59,12 @@ class ConfigReloader:
         changed = changed_keys(self.current, new)
         live = [k for k in changed if k.live]
         restart = [k.key for k in changed if not k.live]
+        # the running config takes the live values only; restart-only keys keep their running value,
+        # and that merged config is what is applied (a restart-only key is never half-applied)
+        merged = _merge_live(self.current, new, live)
         if live:
-            self.apply_live(new, live)
-        # the running config takes the live values only; restart-only keys keep their running value
-        self.current = _merge_live(self.current, new, live)
+            self.apply_live(merged, live)
+        self.current = merged
         self.pending_restart = restart
         for key in (k.key for k in live):
             log.info("config reload: %s applied", Safe(key))

@@ -47,6 +47,27 @@ class PeerAuthorizer:
             self._revoked = ca.load_crl(self._crl_path, ca_cert)
             self._crl_mtime = self._crl_path.stat().st_mtime
 
+    def use_crl(self, crl_path: Path | None) -> None:
+        """Switch to another CRL file (config reload); a bad new file keeps the current list."""
+        new = Path(crl_path) if crl_path else None
+        if new == self._crl_path:
+            return
+        if new is None:
+            log.warning("config reload: no CRL configured any more; revocations stay as last loaded")
+            return
+        try:
+            revoked = ca.load_crl(new, self._ca_cert)
+        except CertificateError as exc:
+            log.error("config reload: CRL %s refused (%s); keeping the current one", new, exc)
+            return
+        with self._lock:
+            self._crl_path, self._revoked, self._crl_mtime = new, revoked, new.stat().st_mtime
+        log.info("CRL switched: %d revoked certificates", len(revoked))
+
+    @property
+    def crl_path(self) -> Path | None:
+        return self._crl_path
+
     @property
     def revoked_count(self) -> int:
         self._refresh()
