@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from edge_agent.cli.behaviours_commands import analyze_textgrid, classify_stream
+from edge_agent.cli.behaviours import analyze_textgrid, classify_stream
 from edge_agent.errors import EdgeAgentError
 from tools.corpus.primock import primock_dir
 
@@ -94,7 +94,7 @@ def test_analyze_missing_file(tmp_path, classifier):
 
 @pytest.mark.slow
 def test_bench_meets_runtime_targets():
-    from edge_agent.cli.behaviours_commands import bench_behaviours
+    from tools.bench.behaviours import bench_behaviours
 
     r = bench_behaviours(n_batch=4000, n_single=300)
     assert r["model_mb"] <= 30

@@ -59,9 +59,9 @@ def test_enroll_too_short_is_one_line(shared: Path, tmp_path: Path) -> None:
 def test_pipeline_holds_no_voiceprint_after_the_run() -> None:
     from edge_agent.device.pipeline import PipelineConfig
     from edge_agent.device.session import TranscriptionSession
-    from edge_agent.speakers.commands import enroll_command
+    from edge_agent.speakers.enrol import voiceprint_from
 
-    voiceprint = enroll_command(path=demo_audio_path("demo_enrol.flac"))
+    voiceprint = voiceprint_from(path=demo_audio_path("demo_enrol.flac"))
     fingerprint = voiceprint.embedding.copy()
     session = TranscriptionSession.load(PipelineConfig(), speakers=True)
     events: list = []

@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from edge_agent.behaviours.sources import utterances_from_consultation
 from edge_agent.feedback.observations import moment, short_quote
 from edge_agent.feedback.report import build_feedback
 from edge_agent.transcript import Utterance
-from tools.corpus.primock import consultation_ids, load_consultation, primock_dir
+from tools.corpus.primock import consultation_ids, load_consultation, primock_dir, utterances_from_consultation
 
 needs_primock = pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
 EVALUATIVE = re.compile(

@@ -19,7 +19,7 @@ from edge_agent.speakers.encoder import SpeakerEncoder
 from edge_agent.speakers.enrol import EnrolmentError, Voiceprint, enrol, speech_mask
 from edge_agent.speakers.role import RoleClassifier, held_out
 from tools.bench.speakers_eval import EvalConversation, RefTurn, evaluate
-from tools.corpus import speaker_synth as synth
+from tools.corpus import synth
 from tools.corpus.primock import consultation_ids, load_consultation
 
 
@@ -89,7 +89,7 @@ def test_enrolment_writes_no_file(tmp_path: Path) -> None:
         "import numpy as np\n"
         "from edge_agent.speakers.encoder import SpeakerEncoder\n"
         "from edge_agent.speakers.enrol import enrol\n"
-        "from tools.corpus.speaker_synth import speak_lines\n"
+        "from tools.corpus.synth import speak_lines\n"
         "enc = SpeakerEncoder()\n"
         "audio = speak_lines(['Good morning, I am the doctor today.', 'Tell me what brings you in.',"
         " 'How long has the pain been there?', 'Does anything make it better or worse?'], 'en-us+m3')\n"
@@ -187,7 +187,7 @@ def conversation(encoder: SpeakerEncoder) -> EvalConversation:
     cid = held_out(consultation_ids())[3]  # never seen by the role classifier
     cons = load_consultation(cid)
     voices = synth.VOICE_PAIRS[0]
-    conv = synth.synthesise(cons, voices, max_seconds=60)
+    conv = synth.opening(cons, 60, voices)
     later = [t.text for t in cons.turns if t.role == "doctor" and t.start > 90][:8]
     vp = enrol(synth.speak_lines(later, voices[0]), encoder)
     return EvalConversation(cid, conv.audio, [RefTurn(t.role, t.t0, t.t1, t.text) for t in conv.turns], vp)

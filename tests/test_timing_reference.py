@@ -5,9 +5,8 @@ from __future__ import annotations
 import pytest
 from reference_timing import reference_metrics
 
-from edge_agent.behaviours.sources import utterances_from_consultation
 from edge_agent.behaviours.timing import compute_timing
-from tools.corpus.primock import iter_consultations, primock_dir
+from tools.corpus.primock import iter_consultations, primock_dir, utterances_from_consultation
 
 pytestmark = pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
 

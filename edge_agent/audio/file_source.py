@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.framer import Framer
 from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
@@ -40,7 +41,7 @@ def open_audio_file(path: Path) -> sf.SoundFile:
     if handle.samplerate < 8000:
         handle.close()
         raise AudioInputError(
-            f"{path} is sampled at {handle.samplerate} Hz; speech needs at least 8000 Hz (16000 preferred)"
+            f"{path} is sampled at {handle.samplerate} Hz; speech needs at least 8000 Hz ({SAMPLE_RATE} preferred)"
         )
     return handle
 
@@ -101,7 +102,7 @@ class FileSource:
                     if self.realtime:
                         block_frames = max(1, self.block_ms * 16 // pool.slot_len)
                         ready = (frame.index // block_frames + 1) * block_frames
-                        due = self.started_at + ready * pool.slot_len / 16000
+                        due = self.started_at + ready * pool.slot_len / SAMPLE_RATE
                         delay = due - time.monotonic()
                         if delay > 0:
                             time.sleep(delay)

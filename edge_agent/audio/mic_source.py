@@ -137,7 +137,7 @@ class MicSource:
             framer.close()
             raise AudioInputError(f"cannot open microphone '{self.device_name}': {exc}") from None
         delivered = 0
-        max_frames = None if self.duration_s is None else int(self.duration_s * 16000 / pool.slot_len)
+        max_frames = None if self.duration_s is None else int(self.duration_s * SAMPLE_RATE / pool.slot_len)
         try:
             while max_frames is None or delivered < max_frames:
                 try:

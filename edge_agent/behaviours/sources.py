@@ -8,18 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_agent.behaviours.textgrid import read_textgrid
+from edge_agent.behaviours.textgrid import clean_text, read_textgrid
 from edge_agent.transcript import Utterance
-from tools.corpus.primock import Consultation, clean_text
 
 ROLE_TO_SPEAKER = {"doctor": "clinician", "patient": "patient"}
-
-
-def utterances_from_consultation(cons: Consultation) -> list[Utterance]:
-    return [
-        Utterance(t0=t.start, t1=t.end, text=t.text, speaker=ROLE_TO_SPEAKER[t.role], speaker_confidence=1.0, segment_id=i)
-        for i, t in enumerate(cons.turns)
-    ]
 
 
 def utterances_from_textgrids(doctor_path: Path, patient_path: Path) -> list[Utterance]:

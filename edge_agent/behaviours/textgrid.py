@@ -40,3 +40,12 @@ def read_textgrid(path: Path) -> list[Interval]:
             intervals.append(Interval(float(match.group(1)), float(match.group(2)), text))
     intervals.sort(key=lambda iv: iv.start)
     return intervals
+
+
+_TAG = re.compile(r"</?UNSURE>|<UNIN/>|<[^>]{1,20}>")
+_SPACES = re.compile(r"\s+")
+
+
+def clean_text(text: str) -> str:
+    """Drop transcriber tags (<UNSURE>, <UNIN/>) and squeeze whitespace."""
+    return _SPACES.sub(" ", _TAG.sub(" ", text)).strip()

@@ -165,6 +165,16 @@ bench_app = typer.Typer(help="Benchmarks that print JSON figures (targets in the
 app.add_typer(bench_app, name="bench")
 
 
+@bench_app.callback()
+def _bench_tools() -> None:
+    """Benchmarks live in the checkout's tools/ (not installed with the package): make them importable or say so."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "tools" / "bench" / "__init__.py").is_file():
+        raise EdgeAgentError("edge-agent bench runs from a source checkout (its tools/ folder is not installed); run it in a clone")
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
 @bench_app.command("asr")
 def bench_asr(
     audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: tools/bench/data/bench_conversation.flac)")] = None,
@@ -187,7 +197,7 @@ def bench_speakers_cmd(
     """Attribution accuracy with and without enrolment (segments and live pipeline), embedding cost share, model load."""
     import json
 
-    from edge_agent.speakers.commands import bench_speakers
+    from tools.bench.speakers import bench_speakers
 
     print(json.dumps(bench_speakers(conversations, seconds, pipeline_conversations=pipeline, paced_seconds=paced_seconds)))
 
@@ -197,7 +207,7 @@ def bench_behaviours_cmd() -> None:
     """Label F1 on held-out consultations, model size, latency, throughput, timing agreement."""
     import json
 
-    from edge_agent.cli.behaviours_commands import bench_behaviours
+    from tools.bench.behaviours import bench_behaviours
 
     print(json.dumps(bench_behaviours()))
 

@@ -1,10 +1,12 @@
-"""`edge-agent behaviours classify` and `edge-agent analyze`."""
+"""`edge-agent behaviours classify` and `edge-agent analyze`: the commands and their bodies."""
+
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import IO, Annotated, Any, Optional
 
 import typer
 
@@ -16,8 +18,6 @@ app = typer.Typer(help="Communication-behaviour detection.", no_args_is_help=Tru
 @app.command("classify")
 def classify(batch_size: Annotated[int, typer.Option(help="utterances per ONNX batch")] = 256) -> None:
     """Read JSON lines {"text": ...} on stdin; write {"text","labels","scores"} per line, in order."""
-    from edge_agent.cli.behaviours_commands import classify_stream
-
     raise typer.Exit(classify_stream(sys.stdin, sys.stdout, sys.stderr, batch_size=batch_size))
 
 
@@ -30,8 +30,6 @@ def analyze(
 ) -> None:
     """Coaching report for a visit: from audio (full pipeline) or from PriMock57 TextGrids."""
     if textgrid:
-        from edge_agent.cli.behaviours_commands import analyze_textgrid
-
         if len(textgrid) != 2 or file is not None:
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")
         raise typer.Exit(analyze_textgrid(textgrid[0], textgrid[1], jsonl or json_out, sys.stdout))
@@ -40,3 +38,92 @@ def analyze(
     from edge_agent.cli.analyze import analyze_audio
 
     analyze_audio(file, voiceprint, as_json=json_out or jsonl)
+
+
+DEFAULT_BATCH = 256
+MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a sentence
+
+
+def _parse_line(line: str) -> str:
+    """The text of one JSON line, or ValueError with a reason a person can act on."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
+    if not isinstance(obj, dict):
+        raise ValueError('expected a JSON object like {"text": "..."}')
+    if "text" not in obj:
+        raise ValueError('missing "text" field')
+    text = obj["text"]
+    if not isinstance(text, str):
+        raise ValueError(f'"text" must be a string, got {type(text).__name__}')
+    if len(text) > MAX_TEXT_CHARS:
+        raise ValueError(f'"text" is longer than {MAX_TEXT_CHARS} characters')
+    return text
+
+
+def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size: int = DEFAULT_BATCH, classifier: Any = None) -> int:
+    """JSON lines in -> one JSON line per valid input line, in order.
+
+    A malformed line gets one error line on stderr (line number and reason) and
+    no output line; the rest of the stream is still processed. Returns 0 when
+    every line was classified, 1 when some were rejected.
+    """
+    if batch_size < 1:
+        raise EdgeAgentError("--batch-size must be at least 1")
+    if classifier is None:
+        from edge_agent.behaviours.classifier import BehaviourClassifier
+
+        classifier = BehaviourClassifier(threads=2)
+    pending: list[str] = []
+    bad = 0
+
+    def flush() -> None:
+        for res in classifier.classify(pending):
+            stdout.write(json.dumps(res.to_dict(), ensure_ascii=False) + "\n")
+        pending.clear()
+
+    for n, line in enumerate(stdin, 1):
+        if not line.strip():
+            continue
+        try:
+            pending.append(_parse_line(line))
+        except ValueError as exc:
+            # Keep order: everything before the bad line is written first.
+            flush()
+            bad += 1
+            stderr.write(f"line {n}: {exc}; skipped\n")
+            stderr.flush()
+            continue
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    stdout.flush()
+    return 1 if bad else 0
+
+
+def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
+    """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
+    from edge_agent.behaviours.sources import utterances_from_textgrids
+    from edge_agent.feedback.report import build_feedback, label_clinician_sentences
+
+    for p in (doctor_path, patient_path):
+        if not Path(p).is_file():
+            raise EdgeAgentError(f"TextGrid {p} not found; give the doctor and the patient TextGrid of one consultation")
+    utts = utterances_from_textgrids(Path(doctor_path), Path(patient_path))
+    if not utts:
+        raise EdgeAgentError(f"no utterances in {doctor_path} or {patient_path}")
+    if classifier is None:
+        from edge_agent.behaviours.classifier import BehaviourClassifier
+
+        classifier = BehaviourClassifier(threads=2)
+    fb = build_feedback(utts, classifier)
+    if not jsonl:
+        out.write(fb.render())
+        return 0
+    d = fb.to_dict()
+    out.write(json.dumps({"type": "metrics", "visit_duration_s": d["visit_duration_s"], **d["timing"]}) + "\n")
+    for s in label_clinician_sentences(utts, classifier):
+        out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text, "labels": list(s.labels)}, ensure_ascii=False) + "\n")
+    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"]}, ensure_ascii=False) + "\n")
+    return 0

@@ -17,6 +17,7 @@ import soundfile as sf
 from rich.console import Console
 from rich.rule import Rule
 
+from edge_agent.audio import SAMPLE_RATE
 from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.data import bundled as demo_audio_path
 from edge_agent.device.main import load_device
@@ -68,7 +69,7 @@ def run_demo(fast: bool, jsonl: bool) -> int:
         try:
             say(f"device: listening on 127.0.0.1:{port}, mutual TLS only")
             pcm = _pcm16(demo_audio_path("demo_enrol.flac"))
-            phone.enroll(keys, target, pcm, 16000)
+            phone.enroll(keys, target, pcm, SAMPLE_RATE)
             say("phone: enrolled the clinician's voice; the voiceprint is kept on the phone, not the device")
             phone.start(keys, target)
             say("phone: visit started (consent confirmed) — the room microphone is the bundled recording")
@@ -95,5 +96,5 @@ def _pcm16(path: Path) -> bytes:
     """Int16 PCM of a recording, as the phone's microphone would deliver it."""
     audio, rate = sf.read(str(path), dtype="int16", always_2d=True)
     mono = audio[:, 0] if audio.shape[1] == 1 else audio.mean(axis=1).astype(np.int16)
-    assert rate == 16000
+    assert rate == SAMPLE_RATE
     return mono.tobytes()

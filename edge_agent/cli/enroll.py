@@ -10,7 +10,7 @@ import numpy as np
 
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.pool import BufferPool
-from edge_agent.speakers.commands import enroll_command
+from edge_agent.speakers.enrol import voiceprint_from
 
 
 def record_mic(device: str | None, seconds: float) -> np.ndarray:
@@ -32,11 +32,11 @@ def record_mic(device: str | None, seconds: float) -> np.ndarray:
 
 def run_enroll(file: Path | None, mic_device: str | None, seconds: float) -> None:
     if file is not None:
-        voiceprint = enroll_command(path=file)
+        voiceprint = voiceprint_from(path=file)
     else:
         audio = record_mic(mic_device, seconds)
         try:
-            voiceprint = enroll_command(audio=audio)
+            voiceprint = voiceprint_from(audio=audio)
         finally:
             audio.fill(0.0)
     sys.stdout.write(json.dumps(voiceprint.to_list()) + "\n")

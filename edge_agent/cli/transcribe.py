@@ -29,9 +29,9 @@ def open_source(file: Path | None, mic: bool, mic_device: str | None, realtime: 
 def load_voiceprint(path: Path) -> Voiceprint:
     """A voiceprint JSON from `edge-agent enroll`, or enrolment audio to compute one from."""
     if path.suffix.lower() in (".wav", ".flac", ".ogg"):
-        from edge_agent.speakers.commands import enroll_command
+        from edge_agent.speakers.enrol import voiceprint_from
 
-        return enroll_command(path=path)
+        return voiceprint_from(path=path)
     try:
         data = json.loads(path.read_text())
     except OSError as exc:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.asr.engine import AsrConfig
+from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.vad import VadConfig
 from edge_agent.device.outbox import DAY_S, OutboxConfig
 from edge_agent.device.pipeline import PipelineConfig
@@ -70,8 +71,8 @@ class AudioSettings:
         metadata=_doc("microphone: PortAudio device name, part of a name, or index; empty = system default input"),
     )
     sample_rate: int = field(
-        default=16000,
-        metadata=_doc("rate the pipeline runs at; the device is opened at this rate or resampled to it", choices=(16000,)),
+        default=SAMPLE_RATE,
+        metadata=_doc("rate the pipeline runs at; the device is opened at this rate or resampled to it", choices=(SAMPLE_RATE,)),
     )
     block_ms: int = field(
         default=100,

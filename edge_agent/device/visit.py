@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.asr.events import FinalTranscript, PipelineEvent
+from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.lifecycle import VisitContext
@@ -240,8 +241,8 @@ class PipelineEnroller:
 
         audio = np.multiply(pcm, np.float32(1 / 32768), dtype=np.float32)
         try:
-            if sample_rate != 16000:
-                resampled = soxr.resample(audio, sample_rate, 16000).astype(np.float32)
+            if sample_rate != SAMPLE_RATE:
+                resampled = soxr.resample(audio, sample_rate, SAMPLE_RATE).astype(np.float32)
                 audio.fill(0)
                 audio = resampled
             return [float(v) for v in enrol(audio, self.encoder).embedding]

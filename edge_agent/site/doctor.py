@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edge_agent.audio import SAMPLE_RATE
 from edge_agent.data import DEMO_CONVERSATION, bundled
 from edge_agent.device.config import EdgeConfig
 from edge_agent.errors import EdgeAgentError
@@ -75,7 +76,7 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
     except EdgeAgentError as exc:
         return _fail("audio", str(exc), "plug the microphone in or set audio.device (see `arecord -l`)")
     pool = BufferPool("doctor-mic", 64, 480, np.int16)
-    expected = int(duration_s * 16000)
+    expected = int(duration_s * SAMPLE_RATE)
     samples = 0
     peak = 0
     error = ""
@@ -99,19 +100,19 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
         if hooks:
             hooks.on_capture_stopped()
     elapsed = time.monotonic() - started
-    rate = f"{source.input_rate} Hz" + (" resampled to 16 kHz" if source.input_rate != 16000 else "")
+    rate = f"{source.input_rate} Hz" + (" resampled to 16 kHz" if source.input_rate != SAMPLE_RATE else "")
     name = source.device_name
     if error:
         return _fail("audio", error, "check the cable / USB connection and `arecord -l`")
     if samples < 0.9 * expected:
         return _fail(
             "audio",
-            f"microphone '{name}' delivered {samples / 16000:.2f} s of audio in {elapsed:.1f} s (expected {duration_s:.1f} s)",
+            f"microphone '{name}' delivered {samples / SAMPLE_RATE:.2f} s of audio in {elapsed:.1f} s (expected {duration_s:.1f} s)",
             "the device stalls; try another USB port or set audio.device to another input",
         )
     if peak == 0:
         return _fail("audio", f"microphone '{name}' delivers only digital silence", "unmute the capture channel (alsamixer, F4) or pick another input")
-    return Check("audio", True, f"microphone '{name}' ({rate}) delivered {samples / 16000:.1f} s, peak {peak / 327.68:.0f}% of full scale")
+    return Check("audio", True, f"microphone '{name}' ({rate}) delivered {samples / SAMPLE_RATE:.1f} s, peak {peak / 327.68:.0f}% of full scale")
 
 
 # ---- models -----------------------------------------------------------------------------------
@@ -360,7 +361,7 @@ class ArraySource:
         from edge_agent.audio.framer import Framer
 
         block = 4096
-        framer = Framer(pool, 16000, block)
+        framer = Framer(pool, SAMPLE_RATE, block)
         try:
             n = len(self._audio)
             for start in range(0, n, block):
@@ -379,7 +380,7 @@ def _bundled_speech(seconds: float) -> Any:
     import soundfile as sf
 
     with sf.SoundFile(str(bundled(DEMO_CONVERSATION))) as fh:
-        if fh.samplerate != 16000 or fh.channels != 1:
+        if fh.samplerate != SAMPLE_RATE or fh.channels != 1:
             raise EdgeAgentError("the bundled demo recording is not 16 kHz mono; reinstall edge-agent")
         audio = fh.read(int(seconds * fh.samplerate), dtype="int16")
     return np.ascontiguousarray(audio, dtype=np.int16)
@@ -394,7 +395,7 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
         audio = _bundled_speech(seconds)
     except EdgeAgentError as exc:
         return _fail("cpu", f"cannot load the pipeline: {exc}", "fix the models check first")
-    audio_s = len(audio) / 16000
+    audio_s = len(audio) / SAMPLE_RATE
     events: list[Any] = []
     started = time.perf_counter()
     try:

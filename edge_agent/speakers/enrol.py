@@ -11,12 +11,15 @@ from __future__ import annotations
 import math
 import struct
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import soundfile as sf
+import soxr
 import webrtcvad
 
-from edge_agent.errors import EdgeAgentError
-from edge_agent.speakers.encoder import EMBED_DIM, SpeakerEncoder, l2_normalise
+from edge_agent.errors import AudioInputError, EdgeAgentError
+from edge_agent.speakers.encoder import EMBED_DIM, EncoderConfig, SpeakerEncoder, l2_normalise
 from edge_agent.speakers.frontend import SAMPLE_RATE
 
 MIN_SPEECH_S = 8.0  # below this the mean embedding is not stable enough (consistency drops)
@@ -142,3 +145,35 @@ def enrol(
     if not math.isfinite(consistency):
         raise EnrolmentError("enrolment audio gave no usable embedding; record 10–30 s of the clinician speaking")
     return Voiceprint(mean, min(speech_s, MAX_SPEECH_S), consistency, len(partials))
+
+
+def _read_16k_mono(path: Path) -> np.ndarray:
+    try:
+        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
+        raise AudioInputError(f"cannot read audio file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    # a copy either way: the decoded block is zeroed right after
+    mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0].copy()
+    audio.fill(0.0)
+    if rate != SAMPLE_RATE:
+        out = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32)
+        mono.fill(0.0)
+        return out
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def voiceprint_from(path: Path | None = None, audio: np.ndarray | None = None, threads: int = 1) -> Voiceprint:
+    """Voiceprint from a file (``path``) or from 16 kHz float32 ``audio`` (e.g. recorded from the mic).
+
+    The caller prints ``voiceprint.to_list()`` (JSON) or sends ``to_bytes()``;
+    the audio buffers are zeroed before returning.
+    """
+    if (path is None) == (audio is None):
+        raise AudioInputError("give either an audio file or recorded audio to enrol")
+    samples = _read_16k_mono(path) if path is not None else audio
+    assert samples is not None
+    try:
+        return enrol(samples, SpeakerEncoder(EncoderConfig(threads=threads)))
+    finally:
+        if path is not None:
+            samples.fill(0.0)

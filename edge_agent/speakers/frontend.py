@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_agent.audio import SAMPLE_RATE  # the GE2E front-end runs at the pipeline's rate
 from edge_agent.audio.stft import HOP, N_FFT, ScratchPowerSpectrum
 
-SAMPLE_RATE = 16000
 N_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s partial windows
 TARGET_DBFS = -30.0

@@ -7,13 +7,14 @@ real overlaps. Transcriber tags are stripped by :func:`clean_text`.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.behaviours.textgrid import read_textgrid
+from edge_agent.behaviours.sources import ROLE_TO_SPEAKER
+from edge_agent.behaviours.textgrid import clean_text, read_textgrid
 from edge_agent.errors import EdgeAgentError
+from edge_agent.transcript import Utterance
 
 ROLES = ("doctor", "patient")
 
@@ -33,15 +34,6 @@ class Consultation:
 
     def of(self, role: str) -> list[Turn]:
         return [t for t in self.turns if t.role == role]
-
-
-_TAG = re.compile(r"</?UNSURE>|<UNIN/>|<[^>]{1,20}>")
-_SPACES = re.compile(r"\s+")
-
-
-def clean_text(text: str) -> str:
-    """Drop transcriber tags (<UNSURE>, <UNIN/>) and squeeze whitespace."""
-    return _SPACES.sub(" ", _TAG.sub(" ", text)).strip()
 
 
 def shared_dir() -> Path:
@@ -78,3 +70,10 @@ def load_consultation(cid: str, root: Path | None = None) -> Consultation:
 def iter_consultations(root: Path | None = None) -> Iterator[Consultation]:
     for cid in consultation_ids(root):
         yield load_consultation(cid, root)
+
+
+def utterances_from_consultation(cons: Consultation) -> list[Utterance]:
+    return [
+        Utterance(t0=t.start, t1=t.end, text=t.text, speaker=ROLE_TO_SPEAKER[t.role], speaker_confidence=1.0, segment_id=i)
+        for i, t in enumerate(cons.turns)
+    ]

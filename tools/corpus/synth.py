@@ -79,6 +79,15 @@ FEMALE_VOICES: tuple[str, ...] = (
     "en-gb-x-rp+f5",
 )
 VOICES: tuple[str, ...] = MALE_VOICES + FEMALE_VOICES
+# (doctor, patient) pairs for the speaker benchmark: a different pair per conversation,
+# cycled in this order so its figures are comparable between runs.
+VOICE_PAIRS: tuple[tuple[str, str], ...] = (
+    ("en-us+m3", "en-gb+f3"),
+    ("en-gb+f2", "en-us+m1"),
+    ("en-gb-x-rp+m2", "en-us+f4"),
+    ("en-us+f1", "en-gb-scotland+m4"),
+    ("en-029+m5", "en-gb+f5"),
+)
 
 _ESPEAK_MISSING = "espeak-ng not found; install it with: apt-get install espeak-ng"
 
@@ -378,3 +387,16 @@ def synthesise(
         consultation_id=cons.id,
         start_s=start_s,
     )
+
+
+def speak_lines(lines: list[str], voice: str, gap_s: float = 0.3) -> np.ndarray:
+    """Several lines by one voice, joined with short pauses (enrolment audio)."""
+    gap = np.zeros(int(gap_s * SAMPLE_RATE), np.float32)
+    parts = [part for line in lines for part in (speak(line, voice), gap)]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def opening(consultation: Consultation, seconds: float, voices: tuple[str, str]) -> SynthConversation:
+    """The first ``seconds`` of a consultation (from just before its first line), one voice per role."""
+    start = max(0.0, consultation.turns[0].start - 0.5) if consultation.turns else 0.0
+    return synthesise(consultation, start_s=start, max_duration_s=seconds, voices=voices)

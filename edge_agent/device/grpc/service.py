@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import grpc
 import numpy as np
 
+from edge_agent import __version__
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
@@ -30,7 +31,6 @@ from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
-SOFTWARE_VERSION = "0.1.0"
 
 MAX_VOICEPRINT_BYTES = 16 * 1024
 MAX_VOICEPRINT_VALUES = 4096
@@ -108,7 +108,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             caps.append("enrol")
         return agent_pb2.DeviceInfo(
             protocol_version=PROTOCOL_VERSION, room=self._room, capabilities=caps,
-            software_version=SOFTWARE_VERSION, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
+            software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
         )
 
     # ---- visits ------------------------------------------------------------------
@@ -288,7 +288,7 @@ class AdminService(agent_pb2_grpc.EdgeAgentAdminServicer):
         items, size = await asyncio.to_thread(self._outbox.stats)
         cfg = self._outbox.config
         return agent_pb2.DeviceStatus(
-            room=self._room, software_version=SOFTWARE_VERSION, uptime_s=time.monotonic() - self._started,
+            room=self._room, software_version=__version__, uptime_s=time.monotonic() - self._started,
             visit_active=self._visits.active, outbox_items=items, outbox_bytes=size,
             outbox_capacity_items=cfg.max_items, outbox_capacity_bytes=cfg.max_bytes,
             server_cert_not_after_unix_s=self._not_after, revoked_serials=self._auth.revoked_count,

@@ -1,107 +1,12 @@
-"""CLI bodies for `behaviours classify`, `analyze --textgrid` and `bench behaviours`.
-
-Free of typer so the console script can wire them as it likes; they take
-streams and return exit codes / dicts.
-"""
+"""``edge-agent bench behaviours``: label F1 (as recorded by training), model size, latency, throughput,
+timing agreement with the independent reference implementation in tests/reference_timing.py."""
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from pathlib import Path
 from typing import IO, Any
-
-from edge_agent.errors import EdgeAgentError
-
-DEFAULT_BATCH = 256
-MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a sentence
-
-
-def _parse_line(line: str) -> str:
-    """The text of one JSON line, or ValueError with a reason a person can act on."""
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise ValueError('expected a JSON object like {"text": "..."}')
-    if "text" not in obj:
-        raise ValueError('missing "text" field')
-    text = obj["text"]
-    if not isinstance(text, str):
-        raise ValueError(f'"text" must be a string, got {type(text).__name__}')
-    if len(text) > MAX_TEXT_CHARS:
-        raise ValueError(f'"text" is longer than {MAX_TEXT_CHARS} characters')
-    return text
-
-
-def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size: int = DEFAULT_BATCH, classifier: Any = None) -> int:
-    """JSON lines in -> one JSON line per valid input line, in order.
-
-    A malformed line gets one error line on stderr (line number and reason) and
-    no output line; the rest of the stream is still processed. Returns 0 when
-    every line was classified, 1 when some were rejected.
-    """
-    if batch_size < 1:
-        raise EdgeAgentError("--batch-size must be at least 1")
-    if classifier is None:
-        from edge_agent.behaviours.classifier import BehaviourClassifier
-
-        classifier = BehaviourClassifier(threads=2)
-    pending: list[str] = []
-    bad = 0
-
-    def flush() -> None:
-        for res in classifier.classify(pending):
-            stdout.write(json.dumps(res.to_dict(), ensure_ascii=False) + "\n")
-        pending.clear()
-
-    for n, line in enumerate(stdin, 1):
-        if not line.strip():
-            continue
-        try:
-            pending.append(_parse_line(line))
-        except ValueError as exc:
-            # Keep order: everything before the bad line is written first.
-            flush()
-            bad += 1
-            stderr.write(f"line {n}: {exc}; skipped\n")
-            stderr.flush()
-            continue
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    stdout.flush()
-    return 1 if bad else 0
-
-
-def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
-    """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
-    from edge_agent.behaviours.sources import utterances_from_textgrids
-    from edge_agent.feedback.report import build_feedback, label_clinician_sentences
-
-    for p in (doctor_path, patient_path):
-        if not Path(p).is_file():
-            raise EdgeAgentError(f"TextGrid {p} not found; give the doctor and the patient TextGrid of one consultation")
-    utts = utterances_from_textgrids(Path(doctor_path), Path(patient_path))
-    if not utts:
-        raise EdgeAgentError(f"no utterances in {doctor_path} or {patient_path}")
-    if classifier is None:
-        from edge_agent.behaviours.classifier import BehaviourClassifier
-
-        classifier = BehaviourClassifier(threads=2)
-    fb = build_feedback(utts, classifier)
-    if not jsonl:
-        out.write(fb.render())
-        return 0
-    d = fb.to_dict()
-    out.write(json.dumps({"type": "metrics", "visit_duration_s": d["visit_duration_s"], **d["timing"]}) + "\n")
-    for s in label_clinician_sentences(utts, classifier):
-        out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text, "labels": list(s.labels)}, ensure_ascii=False) + "\n")
-    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"]}, ensure_ascii=False) + "\n")
-    return 0
-
 
 TARGETS = {
     "macro_f1": 0.80,
@@ -115,9 +20,7 @@ TARGETS = {
 
 def _eval_f1() -> dict[str, float]:
     """Held-out F1 as recorded by the training script in docs/behaviours-eval.md."""
-    from edge_agent.models import models_dir
-
-    doc = models_dir().parent / "docs" / "behaviours-eval.md"
+    doc = Path(__file__).resolve().parents[2] / "docs" / "behaviours-eval.md"
     out: dict[str, float] = {}
     if not doc.is_file():
         return out
@@ -136,11 +39,10 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
     import numpy as np
 
     from edge_agent.behaviours.classifier import MODEL_NAME, BehaviourClassifier
-    from edge_agent.behaviours.sources import utterances_from_consultation
     from edge_agent.behaviours.text import is_filler, split_sentences
     from edge_agent.behaviours.timing import compute_timing
     from edge_agent.models import verify_model
-    from tools.corpus.primock import iter_consultations
+    from tools.corpus.primock import iter_consultations, utterances_from_consultation
 
     clf = BehaviourClassifier(threads=2)
     model_mb = (verify_model(MODEL_NAME).stat().st_size + verify_model("behaviours_features.json").stat().st_size) / 1e6
