@@ -158,3 +158,70 @@ def test_event_schema_checks():
     doc = _visit("v1", "a")
     with pytest.raises(ag.AnnotationError, match="consultation"):
         ag.validate_event_file(doc, "bad id")
+
+
+# --------------------------------------------------------------------------- adjudicated gold
+
+from tools.gold import build_gold as bg  # noqa: E402
+
+
+def _gold_rows():
+    text = bg.GOLD.read_text(encoding="utf-8")
+    return [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
+def test_gold_covers_every_packet_id_once_in_packet_order():
+    packet_ids = [it["id"] for it in bg.load_packet()]
+    gold = _gold_rows()
+    assert [r["id"] for r in gold] == packet_ids
+    assert len({r["id"] for r in gold}) == len(gold) == len(packet_ids)
+    for r in gold:
+        assert set(r) == {"id", "text", "labels", "source"}
+        assert r["source"] in ("agreed", "adjudicated")
+        assert all(x in ag.LABELS for x in r["labels"])
+
+
+def test_gold_equals_annotators_where_they_agreed_and_decisions_elsewhere():
+    a, b = (ag.load_label_file(ag.ANNOTATIONS / n / "labels_primock57.jsonl") for n in bg.ANNOTATORS)
+    decisions = bg.load_decisions()
+    gold = {r["id"]: r for r in _gold_rows()}
+    n_agreed = 0
+    for i, r in gold.items():
+        if a[i]["labels"] == b[i]["labels"]:
+            n_agreed += 1
+            assert r["source"] == "agreed" and set(r["labels"]) == a[i]["labels"], i
+            assert i not in decisions, i
+        else:
+            assert r["source"] == "adjudicated", i
+            assert r["labels"] == [x for x in ag.LABELS if x in decisions[i]["final"]], i
+            # adjudication decides only what differed: labels both gave are kept
+            assert a[i]["labels"] & b[i]["labels"] <= set(r["labels"]), i
+    assert set(decisions) == {i for i in gold if gold[i]["source"] == "adjudicated"}
+    assert n_agreed == len(gold) - len(decisions)
+    assert not ag.rule_warnings({i: {"labels": set(r["labels"]), "note": ""} for i, r in gold.items()})
+
+
+def test_every_decision_names_a_rule():
+    for row in bg.load_decisions().values():
+        assert row["adjudication_note"].startswith("§"), row["id"]
+
+
+def test_gold_file_is_a_deterministic_rebuild(capsys):
+    assert bg.main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_build_refuses_missing_or_stray_decisions():
+    packet = [{"id": "x", "text": "t1"}, {"id": "y", "text": "t2"}]
+    a = {"x": {"labels": {"empathy"}, "note": ""}, "y": {"labels": set(), "note": ""}}
+    b = {"x": {"labels": set(), "note": ""}, "y": {"labels": set(), "note": ""}}
+    with pytest.raises(ag.AnnotationError, match="no decision"):
+        bg.build(packet, a, b, {})
+    ok = {"x": {"id": "x", "final": [], "differs": ["empathy"], "agreed": []}}
+    rows = bg.build(packet, a, b, ok)
+    assert rows == [{"id": "x", "text": "t1", "labels": [], "source": "adjudicated"},
+                    {"id": "y", "text": "t2", "labels": [], "source": "agreed"}]
+    with pytest.raises(ag.AnnotationError, match="agree but a decision"):
+        bg.build(packet, a, b, {**ok, "y": {"id": "y", "final": [], "differs": [], "agreed": []}})
+    with pytest.raises(ag.AnnotationError, match="§6"):
+        bg.build(packet, a, b, {"x": {**ok["x"], "final": ["summary"]}})
