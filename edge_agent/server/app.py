@@ -92,6 +92,7 @@ class EdgeAgentServer:
         self.outbox: Outbox | None = None
         self.visits: VisitManager | None = None
         self._server: grpc.aio.Server | None = None
+        self.agent_service: EdgeAgentService | None = None  # also served to browsers (edge_agent.device.web)
         self._health: health.aio.HealthServicer | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self.port = 0
@@ -103,9 +104,10 @@ class EdgeAgentServer:
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor)
         server = grpc.aio.server(options=grpc_options(), maximum_concurrent_rpcs=cfg.max_concurrent_rpcs)
         not_after = int(self.bundle.cert.not_valid_after_utc.timestamp())
+        self.agent_service = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims)
         register(
             server,
-            EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims),
+            self.agent_service,
             AdminService(cfg.room, self.auth, self.visits, self.outbox, not_after),
         )
         self._health = health.aio.HealthServicer()

@@ -1,0 +1,1 @@
+"""The room device (the lead is moving server/ here; new device-side code starts here)."""
