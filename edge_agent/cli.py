@@ -157,6 +157,10 @@ def _register_subcommands() -> None:
     app.add_typer(phone.app, name="phone")
     app.add_typer(behaviours.app, name="behaviours")
     app.command("analyze")(behaviours.analyze)
+    from edge_agent.commands import phone_web
+
+    app.add_typer(phone_web.app, name="phone-web")
+    app.add_typer(phone_web.device_app, name="device")
 
 
 _register_subcommands()

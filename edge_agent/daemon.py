@@ -91,6 +91,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         claims if cfg.gpio.backend != "none" else None,
     )
     port = await server.start()
+    web = await _start_web(cfg, server)
     loop = asyncio.get_running_loop()
     forwarder = asyncio.create_task(_forward_population(cfg, server)) if cfg.population.enabled else None
     advertiser = None
@@ -135,8 +136,23 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             metrics.stop()
         if advertiser is not None:
             await advertiser.stop()
+        if web is not None:
+            await web.stop()
         await server.stop()
         notifier.close()
+
+
+async def _start_web(cfg: EdgeConfig, server):  # type: ignore[no-untyped-def]
+    """The phone web app's browser endpoint (docs/phone.md), on the same loop and servicer as gRPC."""
+    if not cfg.web.enabled:
+        return None
+    from edge_agent.device.web.endpoint import DeviceWebEndpoint, WebEndpointConfig
+    from edge_agent.device.web.sessions import SessionPolicy
+
+    web = DeviceWebEndpoint(server, WebEndpointConfig((cfg.web.allowed_origin,) if cfg.web.allowed_origin else (), cfg.server.host,
+                                                      cfg.web.port, SessionPolicy(session_s=cfg.web.session_minutes * 60)))
+    await web.start()
+    return web
 
 
 def _population_contributor(cfg: EdgeConfig):  # type: ignore[no-untyped-def]
