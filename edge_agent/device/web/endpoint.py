@@ -145,7 +145,8 @@ class DeviceWebEndpoint:
         with _memfile(b.key_pem + b.cert_pem) as path:
             config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", access_log=False,
                                     server_header=False, date_header=False, http="h11", ws="none",
-                                    limit_concurrency=64, timeout_keep_alive=30)
+                                    limit_concurrency=64, timeout_keep_alive=30,
+                                    timeout_graceful_shutdown=1)  # open feedback streams would hold shutdown forever
             config.load()  # reads the key now, while the memory file exists
         self._uvicorn = _Uvicorn(config)
         self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))

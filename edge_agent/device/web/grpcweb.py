@@ -209,19 +209,16 @@ class GrpcWebApp:
         await send({"type": "http.response.start", "status": 200, "headers": _grpc_headers(cors, None)})
         gone = asyncio.ensure_future(_disconnected(receive))
         code, details = grpc.StatusCode.OK, ""
+        nxt: asyncio.Future[Any] | None = None
         try:
             while True:
                 nxt = asyncio.ensure_future(agen.__anext__())
                 done, _ = await asyncio.wait({nxt, gone}, return_when=asyncio.FIRST_COMPLETED)
-                if nxt not in done:  # the phone went away: end the servicer's loop (its finally frees the slot)
-                    nxt.cancel()
-                    try:
-                        await nxt
-                    except BaseException:  # noqa: BLE001 - CancelledError or whatever the cancelled step raised
-                        pass
-                    return
+                if nxt not in done:
+                    return  # the phone went away: the finally below ends the servicer's loop (its finally frees the slot)
+                step, nxt = nxt, None
                 try:
-                    msg = nxt.result()
+                    msg = step.result()
                 except StopAsyncIteration:
                     break
                 except grpc.aio.AbortError:
@@ -234,8 +231,20 @@ class GrpcWebApp:
                 await send({"type": "http.response.body", "body": frame(method.serialize(msg)), "more_body": True})
             await send({"type": "http.response.body", "body": trailers(code, details), "more_body": False})
         finally:
+            # also on server shutdown (uvicorn cancels this task): stop the pending step, then close the generator
             gone.cancel()
-            await agen.aclose()
+            if nxt is not None and not nxt.done():
+                nxt.cancel()
+            for pending in (nxt, gone):
+                if pending is not None:
+                    try:
+                        await pending
+                    except BaseException:  # noqa: BLE001 - CancelledError or what the cancelled step raised
+                        pass
+            try:
+                await agen.aclose()
+            except BaseException:  # noqa: BLE001 - an already finished or cancelled generator
+                pass
 
 
 async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:

@@ -132,7 +132,8 @@ class SiteServer:
         self.port = self._sock.getsockname()[1]
         with _memfile(self.bundle.key_pem + self.bundle.cert_pem) as path:
             config = uvicorn.Config(SiteApp(load_assets()), ssl_certfile=path, lifespan="off", log_level="warning",
-                                    access_log=False, server_header=False, date_header=False, http="h11", ws="none")
+                                    access_log=False, server_header=False, date_header=False, http="h11", ws="none",
+                                    timeout_graceful_shutdown=1)
             config.load()
         self._server = uvicorn.Server(config)
 
