@@ -76,8 +76,13 @@ def transcribe(
 def demo(
     fast: Annotated[bool, typer.Option("--fast", help="run as fast as possible instead of in real time")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of the live view")] = False,
+    phone: Annotated[bool, typer.Option("--phone", help="the clinician's side in the phone web app, in a browser on this machine")] = False,
 ) -> None:
     """The whole story on one machine: site CA, room device, phone, a visit, the sealed report."""
+    if phone:
+        from edge_agent.commands.demo_phone import run_demo_phone
+
+        raise typer.Exit(run_demo_phone(fast))
     from edge_agent.commands.demo import run_demo
 
     raise typer.Exit(run_demo(fast, jsonl))

@@ -227,8 +227,15 @@ class Browser:
                   what="app ready")
 
     def screenshot(self, path: Path) -> None:
+        """The whole page at phone width (not just the first screenful)."""
+        import base64
+
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.driver.save_screenshot(str(path))
+        height = int(self.driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)"))
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": 360, "height": max(740, height), "scale": 1}})
+        path.write_bytes(base64.b64decode(shot["data"]))
         self.shots.append(path)
 
 
