@@ -566,6 +566,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Pa
         logging=_build(LoggingSettings, values["logging"], LoggingSettings()),
         metrics=_build(MetricsSettings, values["metrics"], MetricsSettings()),
         population=_build(PopulationSettings, values["population"], PopulationSettings()),
+        web=_build(WebSettings, values["web"], WebSettings()),
         source=source,
     )
 

@@ -278,3 +278,38 @@ def test_feedback_timeline_has_speakers_and_times_only() -> None:
         (feedback_pb2.SPEAKER_CLINICIAN, 6.0, 7.5), (feedback_pb2.SPEAKER_OTHER, 13.0, 14.0)]
     assert any(m.kind == "interruption" and m.at_s == 6.0 for m in msg.marks)
     assert b"fever" not in b"".join(t.SerializeToString() for t in msg.timeline)
+
+
+def test_daemon_config_starts_the_browser_endpoint(pki: Pki, tmp_path: Path) -> None:
+    """[web] in config.toml: the daemon's wiring brings the endpoint up on server.host, same servicer."""
+    import socket
+
+    from conftest import run_cli
+    from edge_agent.config import load_config
+    from edge_agent.daemon import _start_web
+    from edge_agent.server.app import EdgeAgentServer
+    from edge_agent.server.background import BackgroundServer
+    from delivery_fixtures import server_config
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    toml = tmp_path / "config.toml"
+    toml.write_text(f'[server]\nhost = "127.0.0.1"\n[web]\nenabled = true\nport = {free}\nallowed_origin = "{ORIGIN}"\nsession_minutes = 5\n')
+    cfg = load_config(toml, env={})
+    server = EdgeAgentServer(server_config(pki, tmp_path / "data"))
+    bg = BackgroundServer(server)
+    bg.start()
+    try:
+        web = bg.call(_start_web(cfg, server))
+        client = WebClient(pki, free)
+        assert client.login(*_keys(pki.clinician_a)) == (0, "")
+        bg.call(web.stop())
+    finally:
+        bg.stop()
+    res = run_cli("device", "qr", "--site", ORIGIN, "--address", f"https://127.0.0.1:{free}", "--room", "Room 4",
+                  "--bundle", str(pki.device), "--json")
+    assert res.returncode == 0, res.stderr
+    assert f"fp={ca.load_bundle(pki.device).fingerprint}" in res.stdout
+    res = run_cli("device", "qr", "--site", "http://x", "--address", "https://h:1", "--room", "R", "--fingerprint", "ab" * 32)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1 and "must be https://" in res.stderr
