@@ -162,6 +162,17 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         browser.go(site.origin + "/#/settings")
         assert pseudonym in browser.text()
         _shot(browser, "6-settings")
+        # export my data: a JSON file with the decrypted reports, made on the phone
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        browser.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        browser.click("#export")
+        exported = browser.wait(lambda: list(downloads.glob("edge-agent-my-data.json")), 10, "export file")[0]
+        import json
+
+        data = json.loads(exported.read_text())
+        assert data["pseudonym"] == pseudonym and len(data["reports"]) == 2 and data["voiceprint"]
+        assert all(r["timeline"] for r in data["reports"])
 
         # installable: Chromium's own installability check, manifest, service worker in control
         browser.go(site.origin + "/#/visits")
