@@ -76,8 +76,13 @@ def transcribe(
 def demo(
     fast: Annotated[bool, typer.Option("--fast", help="run as fast as possible instead of in real time")] = False,
     jsonl: Annotated[bool, typer.Option("--jsonl", help="JSON lines instead of the live view")] = False,
+    phone: Annotated[bool, typer.Option("--phone", help="the clinician's side in the phone web app, in a browser on this machine")] = False,
 ) -> None:
     """The whole story on one machine: site CA, room device, phone, a visit, the sealed report."""
+    if phone:
+        from edge_agent.cli.demo_phone import run_demo_phone
+
+        raise typer.Exit(run_demo_phone(fast))
     from edge_agent.cli.demo import run_demo
 
     raise typer.Exit(run_demo(fast, jsonl))
@@ -157,6 +162,10 @@ def _register_subcommands() -> None:
     app.add_typer(phone.app, name="phone")
     app.add_typer(behaviours.app, name="behaviours")
     app.command("analyze")(behaviours.analyze)
+    from edge_agent.cli import phone_web
+
+    app.add_typer(phone_web.app, name="phone-web")
+    app.add_typer(phone_web.device_app, name="device")
 
 
 _register_subcommands()

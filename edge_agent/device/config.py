@@ -208,6 +208,16 @@ class PopulationSettings:
             )
 
 
+@dataclass(frozen=True)
+class WebSettings:
+    enabled: bool = field(default=False, metadata=_doc("serve the phone web app's browser endpoint: gRPC-Web over HTTPS on a second port (docs/phone.md)"))
+    port: int = field(default=50444, metadata=_doc("port of the browser endpoint (listens on server.host)", min=1, max=65535))
+    allowed_origin: str = field(
+        default="", metadata=_doc("the phone web app's https origin, exactly (e.g. https://phones.clinic.example:8443): the only page allowed to call the device")
+    )
+    session_minutes: float = field(default=10.0, metadata=_doc("a browser sign-in lasts this long; the app signs in again by itself", min=1, max=60))
+
+
 # ---- the whole configuration ------------------------------------------------------------
 
 
@@ -224,6 +234,7 @@ class EdgeConfig:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     population: PopulationSettings = field(default_factory=PopulationSettings)
+    web: WebSettings = field(default_factory=WebSettings)
     source: Path | None = None  # the file that was read, if any
 
     @property
@@ -254,6 +265,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("logging", LoggingSettings, "Log output (journald or JSON lines; never text or ids)."),
     Section("metrics", MetricsSettings, "Prometheus text endpoint on loopback."),
     Section("population", PopulationSettings, "De-identified contribution records for Quality & Safety."),
+    Section("web", WebSettings, "The browser endpoint for the phone web app (gRPC-Web, session sign-in)."),
 )
 SECTION_BY_NAME = {s.name: s for s in SECTIONS}
 
@@ -555,6 +567,7 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Pa
         logging=_build(LoggingSettings, values["logging"], LoggingSettings()),
         metrics=_build(MetricsSettings, values["metrics"], MetricsSettings()),
         population=_build(PopulationSettings, values["population"], PopulationSettings()),
+        web=_build(WebSettings, values["web"], WebSettings()),
         source=source,
     )
 

@@ -176,6 +176,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         _server_config(cfg), device.runner, device.enroller, contributor, claims if cfg.gpio.backend != "none" else None, registry
     )
     port = await server.start()
+    web = await _start_web(cfg, server)
     assert server.visits is not None and server.outbox is not None
     forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
     advertiser = None
@@ -213,8 +214,23 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             metrics.stop()
         if advertiser is not None:
             await advertiser.stop()
+        if web is not None:
+            await web.stop()
         await server.stop()
         notifier.close()
+
+
+async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[no-untyped-def]
+    """The phone web app's browser endpoint (docs/phone.md), on the same loop and servicer as gRPC."""
+    if not cfg.web.enabled:
+        return None
+    from edge_agent.device.web.endpoint import DeviceWebEndpoint, WebEndpointConfig
+    from edge_agent.device.web.sessions import SessionPolicy
+
+    origins = (cfg.web.allowed_origin,) if cfg.web.allowed_origin else ()
+    web = DeviceWebEndpoint(server, WebEndpointConfig(origins, cfg.server.host, cfg.web.port, SessionPolicy(session_s=cfg.web.session_minutes * 60)))
+    await web.start()
+    return web
 
 
 async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:

@@ -6,6 +6,9 @@ from edge_agent.feedback.report import Feedback
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 SCHEMA_VERSION = 1
+_SPEAKERS = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
+# timing event kinds worth a mark on the phone's timeline (a fixed vocabulary, never text)
+_MARK_KINDS = ("interruption", "opening_interrupted", "opening_yielded", "longest_monologue", "longest_wait")
 
 
 def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_pb2.Feedback:
@@ -30,4 +33,10 @@ def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_p
             alternative=obs.alternative,
             rationale=obs.rationale,
         )
+    # the picture of the visit: who spoke when (speaker and times only; words never enter it)
+    for speaker, t0, t1 in feedback.turns:
+        message.timeline.add(speaker=_SPEAKERS.get(speaker, feedback_pb2.SPEAKER_OTHER), start_s=round(t0, 2), end_s=round(t1, 2))
+    for event in feedback.timing.events:
+        if event.kind in _MARK_KINDS:
+            message.marks.add(kind=event.kind, at_s=round(event.at_s, 1))
     return message

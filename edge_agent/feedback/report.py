@@ -31,6 +31,8 @@ class Feedback:
     timing: TimingMetrics
     label_counts: dict[str, int]
     observations: list[Observation] = field(default_factory=list)
+    # (speaker, start_s, end_s) per utterance, time order: the phone's picture of the visit (no words)
+    turns: list[tuple[str, float, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         timing = self.timing.to_dict()
@@ -102,7 +104,8 @@ def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon:
     counts = Counter(lab for s in sentences for lab in s.labels)
     observations = select(candidates(utts, timing, sentences))
     duration = (max(u.t1 for u in utts) - min(0.0, min(u.t0 for u in utts))) if utts else 0.0
-    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in LABELS}, observations)
+    turns = [(u.speaker, u.t0, u.t1) for u in utts]
+    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in LABELS}, observations, turns)
 
 
 _LABEL_NAMES = {

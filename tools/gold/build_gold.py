@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make ``tools.gold`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tools.gold.agreement import (  # noqa: E402
-    ANNOTATIONS,
     ADJUDICATION,
+    ANNOTATIONS,
     LABELS,
     PACKET,
     AnnotationError,

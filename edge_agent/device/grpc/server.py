@@ -65,6 +65,7 @@ class EdgeAgentServer:
         self.enroller = enroller
         self.outbox: Outbox | None = None
         self.visits: VisitManager | None = None
+        self.agent_service: EdgeAgentService | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self.port = 0
 
@@ -74,6 +75,7 @@ class EdgeAgentServer:
         self.outbox.purge_expired()
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics)
         agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims)
+        self.agent_service = agent  # also served to browsers (edge_agent.device.web), same authorisation
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
         self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}))
         self._purge_task = asyncio.create_task(self._purge_loop())

@@ -1,0 +1,48 @@
+"""`edge-agent phone-web serve` (the site's phone web app) and `edge-agent device qr` (a room's join code)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(help="The clinician phone web app, served once per site over HTTPS (docs/phone.md).", no_args_is_help=True)
+device_app = typer.Typer(help="Room device helpers for IT.", no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(
+    bundle: Annotated[Path, typer.Option(help="TLS bundle for the site's web name, from the site CA (e.g. `ca issue-device 'phone web' --dns phones.example`)")],
+    host: Annotated[str, typer.Option(help="listen address")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="listen port")] = 8443,
+) -> None:
+    """Serve the phone web app (static files, strict CSP) over HTTPS until Ctrl-C."""
+    from edge_agent.phone.web.site import serve_forever
+
+    serve_forever(bundle, host, port)
+
+
+@device_app.command("qr")
+def qr(
+    site: Annotated[str, typer.Option(help="https origin of the phone web app, e.g. https://phones.clinic.example:8443")],
+    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config [web] port)")],
+    room: Annotated[str, typer.Option(help="room label (as in the device config)")],
+    bundle: Annotated[Optional[Path], typer.Option(help="device bundle (to read its certificate fingerprint)")] = None,
+    fingerprint: Annotated[Optional[str], typer.Option(help="device certificate SHA-256, if the bundle is not at hand")] = None,
+    png: Annotated[Optional[Path], typer.Option(help="also write a printable PNG of the QR code here")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON instead of the QR code")] = False,
+) -> None:
+    """Print the room's join link and QR code (address + certificate fingerprint + room) for phones."""
+    from edge_agent.device.web.qr import join_code, qr_png, qr_text
+
+    code = join_code(site, address, room, bundle, fingerprint)
+    if png is not None:
+        qr_png(code.link, png)
+    if json_out:
+        print(json.dumps({"link": code.link, "device": code.device, "fingerprint": code.fingerprint, "room": code.room}))
+        return
+    print(qr_text(code.link))
+    print(f"{code.room}: scan with the phone camera, or paste this link into the Coaching app:")
+    print(code.link)

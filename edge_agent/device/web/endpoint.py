@@ -1,0 +1,189 @@
+"""The device's browser endpoint: gRPC-Web over HTTPS on a second port, same servicer.
+
+    endpoint = DeviceWebEndpoint(server, WebEndpointConfig(allowed_origins=("https://phones.example:8443",)))
+    await endpoint.start()   # after server.start(), on the same event loop
+
+It runs uvicorn inside the gRPC server's asyncio loop, so visits, the outbox
+and the feedback notifications are the very objects the gRPC port uses. TLS
+uses the device bundle (the certificate phones pin by its fingerprint). Only
+the ``EdgeAgent`` service and the sign-in handshake are served; admin RPCs stay
+on the mutual-TLS port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import uvicorn
+
+from edge_agent.device.grpc.server import EdgeAgentServer
+from edge_agent.device.grpc.service import MAX_ENROLL_SECONDS
+from edge_agent.device.web.grpcweb import GrpcWebApp, Method, WebContext
+from edge_agent.device.web.sessions import SessionPolicy, WebSessions
+from edge_agent.errors import ConfigError
+from edge_agent.mtls.auth import AuthError
+from edge_agent.mtls.server import MALFORMED, Invalid
+from edge_agent.mtls.server import safe_parser as _safe_parser
+from edge_agent.proto.edge_agent.v1 import agent_pb2, web_pb2
+
+log = logging.getLogger(__name__)
+
+# the body of one EnrollVoice POST: up to 30 s at 48 kHz s16 plus 5 bytes of framing per chunk
+ENROLL_MAX_BODY = MAX_ENROLL_SECONDS * 48000 * 2 + 5 * (MAX_ENROLL_SECONDS * 48000 * 2 // 1024 + 1)
+
+
+@dataclass(frozen=True)
+class WebEndpointConfig:
+    allowed_origins: tuple[str, ...]  # the phone web app's site origin(s), exact, e.g. "https://phones.clinic.example:8443"
+    host: str = "0.0.0.0"
+    port: int = 50444  # 0 = ephemeral (tests)
+    session: SessionPolicy = field(default_factory=SessionPolicy)
+
+    def __post_init__(self) -> None:
+        for origin in self.allowed_origins:
+            if not origin.startswith("https://") or origin.count("/") != 2:
+                raise ConfigError(f"web allowed origin {origin!r} must be exactly https://HOST[:PORT] (no path)")
+
+
+class WebAuthService:
+    """Challenge and Login; errors become statuses with one-line messages, as on the gRPC port."""
+
+    def __init__(self, sessions: WebSessions) -> None:
+        self._sessions = sessions
+
+    async def Challenge(self, request: Any, context: WebContext) -> web_pb2.WebChallengeResponse:
+        return await _answer(context, lambda: self._sessions.challenge(bytes(request.phone_nonce)), request)
+
+    async def Login(self, request: Any, context: WebContext) -> web_pb2.WebLoginResponse:
+        return await _answer(context, lambda: self._sessions.login(request), request)
+
+
+async def _answer(context: WebContext, make: Callable[[], Any], request: Any) -> Any:
+    if request is MALFORMED:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid edge_agent.v1 message")
+    try:
+        return await asyncio.to_thread(make)  # ECDSA and X.509 parsing off the loop
+    except AuthError as exc:
+        await context.abort(exc.code, exc.message)
+    except Invalid as exc:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+
+
+def method_table(server: EdgeAgentServer, sessions: WebSessions) -> dict[str, Method]:
+    """Every EdgeAgent RPC, bound to the gRPC server's own servicer, plus the sign-in handshake."""
+    agent = server.agent_service
+    assert agent is not None, "start the gRPC server first"
+    table: dict[str, Method] = {}
+    service = agent_pb2.DESCRIPTOR.services_by_name["EdgeAgent"]
+    for m in service.methods:
+        table[f"/{service.full_name}/{m.name}"] = Method(
+            handler=getattr(agent, m.name),
+            parse=_safe_parser(getattr(agent_pb2, m.input_type.name)),
+            serialize=getattr(agent_pb2, m.output_type.name).SerializeToString,
+            client_streaming=m.client_streaming,
+            server_streaming=m.server_streaming,
+            max_body=ENROLL_MAX_BODY if m.client_streaming else 128 * 1024,
+        )
+    auth = WebAuthService(sessions)
+    web = web_pb2.DESCRIPTOR.services_by_name["EdgeAgentWebAuth"]
+    for m in web.methods:
+        table[f"/{web.full_name}/{m.name}"] = Method(
+            handler=getattr(auth, m.name), parse=_safe_parser(getattr(web_pb2, m.input_type.name)),
+            serialize=getattr(web_pb2, m.output_type.name).SerializeToString, max_body=16 * 1024, authenticated=False,
+        )
+    return table
+
+
+@contextlib.contextmanager
+def _memfile(data: bytes) -> Iterator[str]:
+    # ssl wants a path; an anonymous memory file keeps the device key off any new file
+    fd = os.memfd_create("edge-agent-web-tls", os.MFD_CLOEXEC)
+    try:
+        os.write(fd, data)
+        yield f"/proc/self/fd/{fd}"
+    finally:
+        os.close(fd)
+
+
+class _Uvicorn(uvicorn.Server):
+    # the daemon owns SIGTERM/SIGINT (a running visit is sealed first); uvicorn must not take them
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+class DeviceWebEndpoint:
+    def __init__(self, server: EdgeAgentServer, config: WebEndpointConfig) -> None:
+        if not config.allowed_origins:
+            raise ConfigError("the browser endpoint needs web.allowed_origin (the phone web app's https origin)")
+        self.config = config
+        self.server = server
+        self.port = 0
+        self._uvicorn: _Uvicorn | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> int:
+        cfg = self.config
+        sessions = WebSessions(self.server.tls.bundle, self.server.config.room, self.server.auth, cfg.session)
+        app = GrpcWebApp(method_table(self.server, sessions), cfg.allowed_origins, sessions.peer_for)
+        sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.bind((cfg.host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port} for phones' browsers ({exc.strerror}); pick another web.port") from None
+        sock.listen(64)
+        sock.setblocking(False)
+        self.port = sock.getsockname()[1]
+        b = self.server.tls.bundle
+        with _memfile(b.key_pem + b.cert_pem) as path:
+            config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", access_log=False,
+                                    server_header=False, date_header=False, http="h11", ws="none",
+                                    limit_concurrency=64, timeout_keep_alive=30,
+                                    timeout_graceful_shutdown=1)  # open feedback streams would hold shutdown forever
+            config.load()  # reads the key now, while the memory file exists
+        self._uvicorn = _Uvicorn(config)
+        self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
+        while not self._uvicorn.started:
+            if self._task.done():
+                self._task.result()
+                raise ConfigError("browser endpoint did not start")
+            await asyncio.sleep(0.01)
+        log.info("browser endpoint (gRPC-Web, HTTPS) on %s:%d", cfg.host, self.port)
+        return self.port
+
+    async def stop(self) -> None:
+        if self._uvicorn is not None and self._task is not None:
+            self._uvicorn.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._task, 10)
+            self._uvicorn = None
+
+
+class DeviceWithWeb:
+    """A gRPC server and its browser endpoint as one start/stop pair (for BackgroundServer, demo and tests)."""
+
+    def __init__(self, server: EdgeAgentServer, web: WebEndpointConfig) -> None:
+        self.server = server
+        self.web = DeviceWebEndpoint(server, web)
+
+    @property
+    def fingerprint(self) -> str:
+        return self.server.fingerprint
+
+    async def start(self) -> int:
+        port = await self.server.start()
+        await self.web.start()
+        return port
+
+    async def stop(self) -> None:
+        await self.web.stop()
+        await self.server.stop()

@@ -1,0 +1,19 @@
+// Service worker: the app shell is cached so stored reports open offline. Calls to room
+// devices (cross-origin POST) are never touched or cached.
+const VERSION = "edge-agent-4273fb908dc56190";
+const SHELL = ["./", "./index.html", "./app.js", "./app.css", "./manifest.webmanifest", "./icon-192.png", "./icon-512.png"];
+
+self.addEventListener("install", (ev) => {
+  ev.waitUntil(caches.open(VERSION).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+});
+
+self.addEventListener("activate", (ev) => {
+  ev.waitUntil(caches.keys().then((keys) => Promise.all(keys.filter((k) => k !== VERSION).map((k) => caches.delete(k))))
+    .then(() => self.clients.claim()));
+});
+
+self.addEventListener("fetch", (ev) => {
+  const url = new URL(ev.request.url);
+  if (ev.request.method !== "GET" || url.origin !== self.location.origin) return;
+  ev.respondWith(caches.match(ev.request, { ignoreSearch: true }).then((hit) => hit || fetch(ev.request)));
+});

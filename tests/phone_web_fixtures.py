@@ -1,0 +1,262 @@
+"""Helpers for the phone web app tests: a site PKI, a room device with its browser endpoint,
+the site service, and headless Chromium trusting the site CA through a real NSS database.
+
+No browser is downloaded: Debian's chromium + chromium-driver (tools/apt-packages.txt).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from delivery_fixtures import Pki, RecordingRunner, server_config
+
+from edge_agent.crypto import ca
+from edge_agent.device.grpc.background import BackgroundServer
+from edge_agent.device.grpc.server import EdgeAgentServer
+from edge_agent.device.web.endpoint import DeviceWithWeb, WebEndpointConfig
+from edge_agent.phone.web.site import SiteServer
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from tests.doubles.scripted_runner import SpectralVoiceEnroller
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def browser_available() -> str | None:
+    for path in (CHROMIUM, CHROMEDRIVER):
+        if not Path(path).exists():
+            return f"{path} missing (apt-get install chromium chromium-driver)"
+    if shutil.which("certutil") is None:
+        return "certutil missing (apt-get install libnss3-tools)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium missing (pip install -e '.[dev]')"
+    return None
+
+
+class TimelineRunner(RecordingRunner):
+    """The scripted runner whose report also carries the turn timeline and a mark (fast tests)."""
+
+    def stop(self) -> feedback_pb2.Feedback:
+        lines = list(self._script_source)
+        fb = super().stop()
+        speakers = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
+        for ln in lines:
+            fb.timeline.add(speaker=speakers.get(ln.speaker, feedback_pb2.SPEAKER_OTHER), start_s=ln.t0, end_s=ln.t1)
+        fb.marks.add(kind="interruption", at_s=9.0)
+        return fb
+
+
+@dataclass
+class Site:
+    """The site service (the one origin of the phone web app) on a thread of its own."""
+
+    server: SiteServer
+    thread: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, bundle: Path) -> Site:
+        server = SiteServer(bundle, "127.0.0.1", 0)
+        site = cls(server)
+        site.thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True, name="site")
+        site.thread.start()
+        time.sleep(0.2)
+        return site
+
+    @property
+    def origin(self) -> str:
+        return self.server.origin
+
+    def stop(self) -> None:
+        self.server.stop()
+        if self.thread is not None:
+            self.thread.join(10)
+
+
+@dataclass
+class Device:
+    """A room device on loopback: mutual-TLS gRPC plus the browser endpoint, real TLS on both."""
+
+    both: DeviceWithWeb
+    background: BackgroundServer
+    room: str
+
+    @classmethod
+    def start(cls, pki: Pki, data_dir: Path, allowed_origin: str, runner: Any = None, enroller: Any = None,
+              bundle: Path | None = None, room: str = "Room 4") -> Device:
+        cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device)
+        server = EdgeAgentServer(cfg, runner if runner is not None else TimelineRunner(), enroller if enroller is not None else SpectralVoiceEnroller())
+        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0))
+        bg = BackgroundServer(both)
+        bg.start()
+        return cls(both, bg, room)
+
+    @property
+    def server(self) -> EdgeAgentServer:
+        return self.both.server
+
+    @property
+    def web_url(self) -> str:
+        return f"https://127.0.0.1:{self.both.web.port}"
+
+    @property
+    def grpc_port(self) -> int:
+        return self.background.port
+
+    def join_link(self, site: str, fingerprint: str | None = None, room: str | None = None, url: str | None = None) -> str:
+        return (f"{site}/#join?d={quote(url or self.web_url, safe='')}&fp={fingerprint or self.server.fingerprint}"
+                f"&room={quote(room or self.room, safe='')}")
+
+    def call(self, coro: Any, timeout: float = 30) -> Any:
+        return self.background.call(coro, timeout)
+
+    def stop(self) -> None:
+        self.background.stop()
+
+
+def nss_home(root: Path, ca_pem: Path) -> Path:
+    """A HOME whose NSS database trusts the site CA for TLS servers: Chromium's real trust path on Linux."""
+    home = root / "home"
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-d", f"sql:{db}", "-N", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-d", f"sql:{db}", "-A", "-t", "C,,", "-n", "edge-agent site CA", "-i", str(ca_pem)],
+                   check=True, capture_output=True)
+    return home
+
+
+@dataclass
+class Browser:
+    driver: Any
+    profile: Path
+    home: Path
+    shots: list[Path] = field(default_factory=list)
+
+    @classmethod
+    def launch(cls, root: Path, ca_pem: Path, fake_audio: Path | None = None) -> Browser:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        home = nss_home(root, ca_pem)
+        profile = root / "chromium-profile"
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                     "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                     f"--user-data-dir={profile}", "--hide-scrollbars",
+                     "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                     "--autoplay-policy=no-user-gesture-required", "--lang=en-GB"):
+            opts.add_argument(flag)
+        # a phone-sized viewport (headless windows cannot be narrower than 500 px, emulation can)
+        opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 360, "height": 740, "pixelRatio": 1.5}})
+        if fake_audio is not None:
+            opts.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
+        env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_GB.UTF-8"}
+        service = Service(CHROMEDRIVER, env=env, log_output=str(root / "chromedriver.log"))
+        driver = webdriver.Chrome(service=service, options=opts)
+        driver.set_page_load_timeout(30)
+        driver.set_script_timeout(60)
+        return cls(driver, profile, home)
+
+    def quit(self) -> None:
+        try:
+            self.driver.quit()
+        except Exception:  # noqa: BLE001 - a crashed browser is already gone
+            pass
+
+    # ---- small waits on what the clinician sees -------------------------------------
+
+    def wait(self, predicate: Callable[[], Any], timeout: float = 20, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            try:
+                last = predicate()
+                if last:
+                    return last
+            except Exception as exc:  # noqa: BLE001 - element not there yet
+                last = exc
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; status line: {self.status()!r}; last: {last!r}")
+
+    def status(self) -> str:
+        try:
+            return self.driver.execute_script("return document.getElementById('status')?.textContent || ''")
+        except Exception:  # noqa: BLE001
+            return ""
+
+    def wait_status(self, text: str, timeout: float = 20) -> str:
+        return self.wait(lambda: text in self.status() and self.status(), timeout, f"status containing {text!r}")
+
+    def click(self, css: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        el = self.wait(lambda: self.driver.find_element(By.CSS_SELECTOR, css), what=css)
+        self.wait(lambda: el.is_enabled(), what=f"{css} enabled")
+        self.driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+        el.click()
+
+    def text(self, css: str = "main") -> str:
+        from selenium.webdriver.common.by import By
+
+        return self.driver.find_element(By.CSS_SELECTOR, css).text
+
+    def fill(self, css: str, value: str) -> None:
+        from selenium.webdriver.common.by import By
+
+        el = self.wait(lambda: self.driver.find_element(By.CSS_SELECTOR, css), what=css)
+        # set the value directly: send_keys types a 1 kB PEM a key at a time
+        self.driver.execute_script("arguments[0].value = arguments[1]", el, value)
+
+    def go(self, url: str) -> None:
+        self.driver.get(url)
+        self.wait(lambda: self.driver.execute_script("return document.body && document.body.dataset.ready === '1'"),
+                  what="app ready")
+
+    def screenshot(self, path: Path) -> None:
+        """The whole page at phone width (not just the first screenful)."""
+        import base64
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        height = int(self.driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)"))
+        shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
+            "format": "png", "captureBeyondViewport": True,
+            "clip": {"x": 0, "y": 0, "width": 360, "height": max(740, height), "scale": 1}})
+        path.write_bytes(base64.b64decode(shot["data"]))
+        self.shots.append(path)
+
+
+def enrol_phone(browser: Browser, site: str, authority: ca.CertificateAuthority, work: Path, **sign_kw: Any) -> str:
+    """Keys made in the browser, the request signed by the project's CA code, the answer installed. Returns the pseudonym."""
+    browser.go(site + "/#/setup")
+    browser.click("#make-keys")
+    request = browser.wait(lambda: browser.driver.execute_script("return document.getElementById('request')?.value"),
+                           what="certificate request")
+    req_path = work / "browser.req"
+    req_path.write_text(request)
+    issued = ca.sign_clinician_request(authority, req_path, work / "browser.cert", **sign_kw)
+    browser.fill("#cert-text", (work / "browser.cert").read_text())
+    browser.click("#install")
+    browser.wait_status("Certificate installed")
+    return issued.subject_id
+
+
+def make_tmp() -> Path:
+    return Path(tempfile.mkdtemp(prefix="edge-agent-pwa-"))
+
+
+skip_without_browser = pytest.mark.skipif(browser_available() is not None, reason=str(browser_available()))

@@ -1,0 +1,358 @@
+// The clinician's phone app: screens, and the flow between keys, room and reports.
+import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
+import { RpcError, Status } from "./grpcweb.js";
+import { certificateRequestPem, checkCertificateAnswer, haveKeys, makeKeys, sealingKeys, sealingPublic, renewSigningKey } from "./keys.js";
+import { hasField } from "./pb.js";
+import { reportView, trendsView } from "./report.js";
+import { openReport } from "./seal.js";
+import { b64, Vault, wipeAll } from "./store.js";
+import { clock, h, when } from "./ui.js";
+
+const main = document.getElementById("main");
+const status = document.getElementById("status");
+const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0 };
+
+function say(text, kind = "info") {
+  status.textContent = text;
+  status.className = `status ${kind}`;
+}
+
+function screen(title, ...kids) {
+  main.replaceChildren(h("h2", { class: "screen-title", tabindex: "-1" }, title), ...kids);
+  for (const a of document.querySelectorAll("nav a")) a.toggleAttribute("aria-current", location.hash.startsWith(a.getAttribute("href")));
+}
+
+function download(name, text, type) {
+  const url = URL.createObjectURL(new Blob([text], { type }));
+  const a = h("a", { href: url, download: name });
+  document.body.append(a); a.click(); a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
+
+// ---- setup: keys, request, certificate --------------------------------------------
+
+async function setupScreen() {
+  if (!(await haveKeys())) {
+    screen("Set up this phone",
+      h("p", {}, "Your keys are made here and never leave this phone. IT signs a request that holds only the public half."),
+      h("button", { type: "button", id: "make-keys", onclick: async () => {
+        try { say("Making keys…"); await makeKeys(); say("Keys made on this phone.", "ok"); route(); } catch (e) { say(friendly(e), "error"); }
+      } }, "Make my keys"));
+    return;
+  }
+  const req = await certificateRequestPem();
+  const paste = h("textarea", { id: "cert-text", rows: "4", "aria-label": "Signed certificate (paste)", placeholder: "-----BEGIN CERTIFICATE-----" });
+  const file = h("input", { type: "file", id: "cert-file", accept: ".pem,.crt,.cert,text/plain", "aria-label": "Signed certificate file" });
+  screen("Set up this phone",
+    h("ol", { class: "steps" },
+      h("li", {}, h("p", {}, "Send this certificate request to IT (they run ", h("code", {}, "edge-agent ca sign-clinician"), ")."),
+        h("textarea", { id: "request", rows: "5", readonly: true, "aria-label": "Certificate request" }, req),
+        h("button", { type: "button", onclick: () => download("clinician-request.pem", req, "application/x-pem-file") }, "Download request")),
+      h("li", {}, h("p", {}, "Install the certificate IT sends back."), file, paste,
+        h("button", { type: "button", id: "install", onclick: async () => {
+          try {
+            const text = file.files[0] ? await file.files[0].text() : paste.value;
+            const profile = await checkCertificateAnswer(text);
+            await app.vault.put("profile", profile);
+            app.profile = profile;
+            say("Certificate installed. Next: join a room with its QR code.", "ok");
+            location.hash = "#/room";
+          } catch (e) { say(friendly(e), "error"); }
+        } }, "Install certificate"))));
+}
+
+// ---- room: join, sign in, start/stop, enrol --------------------------------------
+
+async function joinRoom(text) {
+  const room = parseJoin(text);
+  await app.vault.put("room", room);
+  app.room = room;
+  stopFollowing();
+  app.session = null;
+  return room;
+}
+
+async function ensureSession() {
+  if (!app.room) throw new UserError("Join a room first: scan the QR code the room device shows.");
+  if (!app.session) app.session = new DeviceSession(app.room, app.profile);
+  if (!app.session.token) {
+    say(`Checking the device of ${app.room.room}…`);
+    await app.session.signIn();
+    startFollowing();
+  }
+  return app.session;
+}
+
+async function roomScreen() {
+  const code = h("textarea", { id: "join-text", rows: "2", "aria-label": "Room code", placeholder: "https://…#join?d=…" });
+  const join = h("form", { class: "card", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try { await joinRoom(code.value); await ensureSession(); say(`Joined ${app.room.room}; the device is verified.`, "ok"); roomScreen(); } catch (e) { say(friendly(e, app.room), "error"); }
+  } }, h("label", { for: "join-text" }, "Room code: scan the QR code on the room device with the camera, or paste its link"), code,
+  h("button", { type: "submit", id: "join" }, "Join room"));
+  if (!app.room) { screen("Room", join); return; }
+  const visit = await app.vault.get(`visit:${app.room.fp}`);
+  const consent = h("input", { type: "checkbox", id: "consent" });
+  const roomCode = h("input", { type: "text", id: "room-code", inputmode: "numeric", autocomplete: "off", maxlength: "12" });
+  const progress = h("div", { id: "progress", class: "progress", hidden: true }, h("progress", {}), h("p", {}, "Visit stopped. Preparing your report…"));
+  const start = h("button", { type: "button", id: "start", onclick: () => act(async () => {
+    if (!consent.checked) throw new UserError("Confirm that the patient knows capture is on, then start.");
+    const s = await ensureSession();
+    const vp = await app.vault.get("voiceprint");
+    const req = { consent: true, sealing_public_key: await sealingPublic(), voiceprint_values: vp || [] };
+    if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
+    const r = await s.call("StartVisit", req);
+    await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
+    say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.`, "ok");
+    roomScreen();
+  }) }, "Start visit");
+  const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
+    const s = await ensureSession();
+    progress.hidden = false;
+    say("Stopping the visit…");
+    const r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
+    app.stoppedAt = performance.now();
+    app.awaitingVisit = r.visit_id;
+    await app.vault.delete(`visit:${app.room.fp}`);
+    say(`Visit stopped after ${clock(r.duration_s)}. Preparing your report…`);
+    if (await app.vault.get(`report:${r.visit_id}`)) showArrived(r.visit_id);
+  }, () => { progress.hidden = true; }) }, "Stop visit");
+  const claim = h("button", { type: "button", id: "claim", class: "secondary", onclick: () => act(async () => {
+    const s = await ensureSession();
+    const r = await s.call("ClaimRoom", { sealing_public_key: await sealingPublic() });
+    say(`Room claimed: press the room button within ${r.valid_for_s} s to start.`, "ok");
+  }) }, "Claim room (button start)");
+  screen(`Room: ${app.room.room}`,
+    h("p", { class: "muted", id: "device-line" }, app.session?.token ? `Verified device ${app.room.fp.slice(0, 12)}…` : "Not signed in yet"),
+    visit
+      ? h("div", { class: "card" }, h("p", {}, `Visit running since ${new Date(visit.started * 1000).toLocaleTimeString()}.`), stop, progress)
+      : h("div", { class: "card" },
+        h("p", { class: "check" }, consent, h("label", { for: "consent" }, " The patient knows capture is on")),
+        h("label", { for: "room-code" }, "Room code (if the device shows one)"), roomCode, start, claim),
+    enrolCard(),
+    h("details", {}, h("summary", {}, "Join another room"), join));
+}
+
+async function act(fn, onError) {
+  try { await fn(); } catch (e) { if (onError) onError(); say(friendly(e, app.room), "error"); }
+}
+
+function enrolCard() {
+  const secs = h("output", { id: "rec-secs" }, "");
+  let stopRec = null;
+  const stopBtn = h("button", { type: "button", id: "enrol-stop", class: "secondary", hidden: true, onclick: () => stopRec && stopRec() }, "Stop and enrol");
+  const rec = h("button", { type: "button", id: "enrol", class: "secondary", onclick: () => act(async () => {
+    const s = await ensureSession();
+    rec.disabled = true; stopBtn.hidden = false;
+    const { pcm, rate } = await recordVoice(20, (t) => { secs.textContent = `${t} s`; }, (fn) => { stopRec = fn; });
+    stopBtn.hidden = true;
+    say("Computing your voiceprint on the room device…");
+    const bytes = new Uint8Array(pcm.buffer);
+    const chunks = [];
+    for (let i = 0; i < bytes.length; i += 32768) chunks.push({ sample_rate: i ? 0 : rate, pcm_s16le: bytes.subarray(i, i + 32768) });
+    const r = await s.call("EnrollVoice", null, { stream: chunks, timeoutMs: 120000 });
+    bytes.fill(0);
+    await app.vault.put("voiceprint", r.voiceprint_values);
+    say(`Voice enrolled from ${r.audio_s.toFixed(0)} s of speech; the voiceprint stays on this phone.`, "ok");
+    rec.disabled = false;
+  }, () => { rec.disabled = false; stopBtn.hidden = true; }) }, "Enrol my voice");
+  return h("div", { class: "card" }, h("p", {}, "Your voiceprint helps the device tell you from the patient. Speak alone for 10–20 s."),
+    rec, stopBtn, secs);
+}
+
+async function recordVoice(maxSeconds, onTick, setStopper) {
+  let stream;
+  try {
+    stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: false, noiseSuppression: false, autoGainControl: false } });
+  } catch {
+    throw new UserError("No microphone: allow microphone access for this app and try again.");
+  }
+  const ctx = new AudioContext();
+  await ctx.resume();
+  const src = ctx.createMediaStreamSource(stream);
+  const proc = ctx.createScriptProcessor(4096, 1, 1);
+  const chunks = [];
+  proc.onaudioprocess = (e) => chunks.push(Int16Array.from(e.inputBuffer.getChannelData(0), (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32767)))));
+  src.connect(proc); proc.connect(ctx.destination);
+  const t0 = performance.now();
+  await new Promise((resolve) => {
+    const tick = setInterval(() => {
+      const t = Math.floor((performance.now() - t0) / 1000);
+      onTick(t);
+      if (t >= maxSeconds) { clearInterval(tick); resolve(); }
+    }, 250);
+    setStopper(() => { clearInterval(tick); resolve(); });
+  });
+  proc.disconnect(); src.disconnect();
+  for (const t of stream.getTracks()) t.stop();
+  const rate = ctx.sampleRate;
+  await ctx.close();
+  const n = chunks.reduce((a, c) => a + c.length, 0);
+  if (n < rate) throw new UserError("Recording too short: speak for at least a few seconds.");
+  const pcm = new Int16Array(Math.min(n, rate * 30));
+  let o = 0;
+  for (const c of chunks) { pcm.set(c.subarray(0, pcm.length - o), o); o += Math.min(c.length, pcm.length - o); c.fill(0); }
+  return { pcm, rate };
+}
+
+// ---- feedback: follow the device, open, store encrypted, ack -----------------------
+
+function stopFollowing() {
+  if (app.follow) app.follow.abort();
+  app.follow = null;
+}
+
+function startFollowing() {
+  if (app.follow) return;
+  const ctl = new AbortController();
+  app.follow = ctl;
+  (async () => {
+    while (!ctl.signal.aborted) {
+      try {
+        const s = await ensureSession();
+        const where = `cursor:${app.room.fp}/${s.deviceInfo.outbox_id}`;
+        let cursor = (await app.vault.get(where)) || 0;
+        await s.stream("StreamFeedback", { cursor, follow: true }, async (item) => {
+          await receive(s, item);
+          cursor = Math.max(cursor, item.id);
+          await app.vault.put(where, cursor);
+        }, ctl.signal);
+      } catch (e) {
+        if (ctl.signal.aborted) return;
+        if (e instanceof RpcError && e.code === Status.UNAUTHENTICATED && /session|signed in/.test(e.message)) {
+          app.session.token = null;
+          continue;
+        }
+        say(friendly(e, app.room), "error");
+        if (e instanceof UserError || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
+      }
+      await new Promise((r) => setTimeout(r, 3000));
+    }
+  })();
+}
+
+async function receive(session, item) {
+  let fb;
+  try {
+    fb = await openReport(item.envelope, await sealingKeys(), await sealingPublic());
+  } catch (e) {
+    // not ours or tampered: shown, never stored, not acknowledged (the device keeps its copy until it expires)
+    say(`A report from ${app.room.room} could not be opened: ${e.message}.`, "error");
+    return;
+  }
+  await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: app.room.room, received: Date.now(), feedback: fb });
+  if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
+  else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${app.room.room}.`, "ok");
+  // stored (encrypted) before the ack: a report is never lost between the device and this phone
+  await session.call("Ack", { ids: [item.id] });
+}
+
+function showArrived(visitId) {
+  app.awaitingVisit = null;
+  const ms = Math.round(performance.now() - app.stoppedAt);
+  document.body.dataset.reportLatencyMs = String(ms);
+  say("Your report is ready.", "ok");
+  location.hash = `#/report/${visitId}`;
+}
+
+// ---- visits, report, trends, settings ---------------------------------------------
+
+async function reports() { return app.vault.list("report:"); }
+
+async function visitsScreen() {
+  const rows = (await reports()).sort((a, b) => b.feedback.started_unix_s - a.feedback.started_unix_s);
+  screen("Your visits",
+    rows.length ? h("ul", { class: "visits" }, rows.map((r) => h("li", {}, h("a", { href: `#/report/${r.visit_id}` },
+      h("strong", {}, when(r.feedback.started_unix_s)),
+      h("span", { class: "muted" }, ` · ${clock(r.feedback.duration_s)} · ${r.feedback.observations.length} suggestion${r.feedback.observations.length === 1 ? "" : "s"}`)))))
+      : h("p", {}, "No reports yet. Start a visit from the Room screen; the report appears here when you stop it."));
+}
+
+async function reportScreen(id) {
+  const rec = await app.vault.get(`report:${id}`);
+  if (!rec) { screen("Report", h("p", {}, "This report is not on this phone.")); return; }
+  screen("Report", reportView(rec, { onDelete: async () => {
+    if (!confirm("Delete this visit's report from this phone?")) return;
+    await app.vault.delete(`report:${id}`);
+    say("Visit deleted.", "ok");
+    location.hash = "#/visits";
+  } }));
+}
+
+async function trendsScreen() {
+  screen("Your trends", h("p", { class: "muted" }, "Only your own visits, only on this phone. Never compared with colleagues."), trendsView(await reports()));
+}
+
+async function settingsScreen() {
+  const p = app.profile;
+  screen("Settings",
+    h("dl", { class: "kv" }, h("dt", {}, "Your pseudonym"), h("dd", {}, p.pseudonym), h("dt", {}, "Certificate valid until"),
+      h("dd", { id: "cert-until" }, new Date(p.notAfter).toLocaleDateString()), h("dt", {}, "Room"), h("dd", {}, app.room ? app.room.room : "none")),
+    h("button", { type: "button", id: "export", class: "secondary", onclick: async () => {
+      const data = { exported_at: new Date().toISOString(), pseudonym: p.pseudonym, voiceprint: await app.vault.get("voiceprint"),
+        reports: (await reports()).map((r) => r.feedback) };
+      download("edge-agent-my-data.json", JSON.stringify(data, (_k, v) => (v instanceof Uint8Array ? b64(v) : v), 1), "application/json");
+      say("Your data was exported to a file.", "ok");
+    } }, "Export my data"),
+    h("button", { type: "button", id: "renew", class: "secondary", onclick: async () => {
+      if (!confirm("Make a new certificate request? You will need IT to sign it.")) return;
+      await renewSigningKey(); await app.vault.delete("profile"); app.profile = null; app.session = null; stopFollowing();
+      location.hash = "#/setup";
+    } }, "New certificate request"),
+    h("button", { type: "button", id: "delete-visits", class: "danger", onclick: async () => {
+      if (!confirm("Delete all visit reports from this phone?")) return;
+      for (const r of await reports()) await app.vault.delete(`report:${r.visit_id}`);
+      say("All visits deleted.", "ok");
+    } }, "Delete all visits"),
+    h("button", { type: "button", id: "delete-all", class: "danger", onclick: async () => {
+      if (!confirm("Delete everything, including your keys? Reports not yet received can then never be opened.")) return;
+      stopFollowing(); await wipeAll(); location.hash = "#/setup"; location.reload();
+    } }, "Delete everything"));
+}
+
+// ---- routing ---------------------------------------------------------------------
+
+async function route() {
+  try {
+    const hash = location.hash || "#/visits";
+    if (hash.startsWith("#join?")) {
+      if (!app.profile) { sessionStorage.setItem("pending-join", hash); location.hash = "#/setup"; return; }
+      await joinRoom(hash);
+      history.replaceState(null, "", "#/room");
+      await roomScreen();
+      await ensureSession();
+      say(`Joined ${app.room.room}; the device is verified.`, "ok");
+      await roomScreen();
+      return;
+    }
+    if (!app.profile && hash !== "#/setup") { location.hash = "#/setup"; return; }
+    if (hash === "#/setup") return setupScreen();
+    if (hash === "#/room") return roomScreen();
+    if (hash.startsWith("#/report/")) return reportScreen(decodeURIComponent(hash.slice(9)));
+    if (hash === "#/trends") return trendsScreen();
+    if (hash === "#/settings") return settingsScreen();
+    return visitsScreen();
+  } catch (e) {
+    say(friendly(e, app.room), "error");
+  }
+}
+
+async function boot() {
+  try {
+    app.vault = await Vault.open();
+    app.profile = await app.vault.get("profile");
+    app.room = await app.vault.get("room");
+  } catch (e) {
+    say(friendly(e), "error");
+    return;
+  }
+  const pending = sessionStorage.getItem("pending-join");
+  if (pending && app.profile) { sessionStorage.removeItem("pending-join"); location.hash = pending; }
+  window.addEventListener("hashchange", route);
+  await route();
+  if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register("./sw.js").catch(() => {});
+  document.body.dataset.ready = "1";
+}
+
+boot();

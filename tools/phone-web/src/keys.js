@@ -1,0 +1,82 @@
+// The clinician's keys, made here and never exported: an ECDSA P-256 key that signs
+// the certificate request and each sign-in, and an X25519 key that opens reports.
+import { certificationRequest, derSigToRaw, parseCertificate, pem, pemBlocks } from "./der.js";
+import { getKey, putKey } from "./store.js";
+
+const ECDSA = { name: "ECDSA", namedCurve: "P-256" };
+const SHA256 = { name: "ECDSA", hash: "SHA-256" };
+
+export async function haveKeys() {
+  return Boolean(await getKey("sign")) && Boolean(await getKey("seal"));
+}
+
+export async function makeKeys() {
+  const sign = await crypto.subtle.generateKey(ECDSA, false, ["sign", "verify"]);
+  let seal;
+  try {
+    seal = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+  } catch {
+    throw new Error("this browser has no X25519 in WebCrypto; update it (Chrome 133+, Safari 17+)");
+  }
+  await putKey("sign", sign);
+  await putKey("seal", seal);
+}
+
+export async function signingKeys() { return getKey("sign"); }
+export async function sealingKeys() { return getKey("seal"); }
+
+export async function sealingPublic() {
+  return new Uint8Array(await crypto.subtle.exportKey("raw", (await sealingKeys()).publicKey));
+}
+
+export async function sign(data) {
+  return new Uint8Array(await crypto.subtle.sign(SHA256, (await signingKeys()).privateKey, data));
+}
+
+// Same format as `edge-agent phone request`: PEM PKCS#10, empty subject, P-256 key.
+export async function certificateRequestPem() {
+  const pair = await signingKeys();
+  const spki = new Uint8Array(await crypto.subtle.exportKey("spki", pair.publicKey));
+  return pem("CERTIFICATE REQUEST", await certificationRequest(spki, (info) => crypto.subtle.sign(SHA256, pair.privateKey, info)));
+}
+
+export async function verifySignedBy(cert, issuer) {
+  if (!equal(cert.issuerRaw, issuer.subjectRaw)) return false;
+  const key = await crypto.subtle.importKey("spki", issuer.spki, ECDSA, false, ["verify"]);
+  try {
+    return await crypto.subtle.verify(SHA256, key, derSigToRaw(cert.signature), cert.tbs);
+  } catch {
+    return false;
+  }
+}
+
+// The answer of `edge-agent ca sign-clinician`: our certificate and the site CA (PEM, no key).
+export async function checkCertificateAnswer(text) {
+  const ders = pemBlocks(text, "CERTIFICATE");
+  if (ders.length !== 2) throw new Error("that is not the file IT signed (want the certificate and the site CA, PEM)");
+  let certs;
+  try { certs = ders.map(parseCertificate); } catch { throw new Error("the certificate file is damaged; ask IT for it again"); }
+  const leaf = certs.find((c) => c.ou === "clinician");
+  const caCert = certs.find((c) => c !== leaf);
+  if (!leaf || !caCert) throw new Error("the file holds no clinician certificate; ask IT to use 'edge-agent ca sign-clinician'");
+  const ours = new Uint8Array(await crypto.subtle.exportKey("spki", (await signingKeys()).publicKey));
+  if (!equal(leaf.spki, ours)) throw new Error("this certificate is for another phone's key; send IT this phone's request");
+  if (!(await verifySignedBy(leaf, caCert))) throw new Error("the certificate was not signed by the CA in the same file");
+  if (Date.now() > leaf.notAfter) throw new Error("this certificate has already expired; make a new request");
+  return { cert: leaf.der, ca: caCert.der, pseudonym: leaf.cn, notAfter: leaf.notAfter };
+}
+
+export function equal(a, b) {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+export function hex(bytes) { return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(""); }
+
+export async function sha256(bytes) { return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)); }
+
+// A new signing key for a new certificate request (the sealing key stays: pending reports still open).
+export async function renewSigningKey() {
+  await putKey("sign", await crypto.subtle.generateKey(ECDSA, false, ["sign", "verify"]));
+}

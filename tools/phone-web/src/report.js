@@ -1,0 +1,111 @@
+// The report screen: observations, the picture of the visit, timing, what you did.
+import { clock, h, s, when } from "./ui.js";
+
+const TIMING = {
+  opening_uninterrupted_s: ["Patient's opening statement ran", (v) => `${Math.round(v)} s before you took the floor`],
+  interruptions: ["Interruptions", (v) => `${Math.round(v)}`],
+  talk_share: ["Your share of talk", (v) => `${Math.round(v * 100)} %`],
+  longest_monologue_s: ["Longest stretch of you talking", (v) => `${Math.round(v)} s`],
+  wait_after_question_median_s: ["Your pause after a question (median)", (v) => `${v.toFixed(1)} s`],
+  speech_rate_wpm: ["Speech rate", (v) => `${Math.round(v)} words/min`],
+};
+
+const MARK_TEXT = {
+  interruption: "interruption", opening_interrupted: "opening interrupted", opening_yielded: "patient finished opening",
+  longest_monologue: "longest stretch of you talking", longest_wait: "longest wait",
+};
+
+export function reportView(rec, { onDelete }) {
+  const fb = rec.feedback;
+  const obs = fb.observations.map((o, i) => h("li", { class: "obs" },
+    h("p", { class: "obs-at" }, h("span", { class: "badge" }, String(i + 1)), ` At ${clock(o.at_s)}: ${o.moment}`),
+    o.clinician_quote ? h("p", { class: "quote" }, `You said: “${o.clinician_quote}”`) : null,
+    o.alternative ? h("p", {}, h("strong", {}, "Try: "), o.alternative.replace(/\.$/, "") + ".") : null,
+    o.rationale ? h("p", { class: "why" }, h("strong", {}, "Why: "), o.rationale) : null));
+  const timingRows = Object.keys(TIMING).filter((k) => k in fb.timing).map((k) =>
+    h("tr", {}, h("th", { scope: "row" }, TIMING[k][0]), h("td", {}, TIMING[k][1](fb.timing[k]))));
+  const did = Object.entries(fb.label_counts).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]);
+  const unheard = Object.entries(fb.label_counts).filter(([, n]) => !n).map(([k]) => k.replaceAll("_", " "));
+  return h("article", { class: "report", "aria-labelledby": "report-title" },
+    h("h2", { id: "report-title" }, `Visit of ${when(fb.started_unix_s)}`),
+    h("p", { class: "muted" }, `${clock(fb.duration_s)} long · private to this phone`),
+    obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
+      : h("p", {}, "No specific suggestions for this visit."),
+    h("section", {}, h("h3", {}, "The visit at a glance"), timeline(fb)),
+    timingRows.length ? h("section", {}, h("h3", {}, "Timing"), h("table", { class: "kv" }, h("tbody", {}, timingRows))) : null,
+    did.length ? h("section", {}, h("h3", {}, "What you did"),
+      h("ul", { class: "counts" }, did.map(([k, n]) => h("li", {}, `${k.replaceAll("_", " ")}: ${n}`))),
+      unheard.length ? h("p", { class: "muted" }, `Not heard this visit: ${unheard.join(", ")}`) : null) : null,
+    fb.summary ? h("p", {}, fb.summary) : null,
+    fb.contribution ? h("details", {}, h("summary", {}, "What this visit added to the de-identified signal"), h("p", {}, fb.contribution)) : null,
+    h("button", { class: "danger", type: "button", onclick: onDelete }, "Delete this visit"));
+}
+
+// Who spoke when: one lane per speaker, the moments the observations point to, and the
+// timing marks. Speaker and times only; the device never sends words for this.
+export function timeline(fb) {
+  const dur = Math.max(1, fb.duration_s, ...fb.timeline.map((t) => t.end_s));
+  const W = 340, left = 64, right = 8, lane = 26, top = 22;
+  const x = (t) => left + ((W - left - right) * t) / dur;
+  const lanes = [[1, "You", "you"], [2, "Patient", "patient"], [3, "Other", "other"]]
+    .filter(([sp], i) => i < 2 || fb.timeline.some((t) => t.speaker === sp));
+  const H = top + lanes.length * lane + 22;
+  const kids = [];
+  lanes.forEach(([sp, label, cls], i) => {
+    const y = top + i * lane;
+    kids.push(s("text", { x: 0, y: y + 16, class: "lane-label" }, label));
+    kids.push(s("line", { x1: left, x2: W - right, y1: y + lane / 2, y2: y + lane / 2, class: "lane-axis" }));
+    for (const t of fb.timeline.filter((u) => u.speaker === sp)) {
+      kids.push(s("rect", { x: x(t.start_s), y: y + 4, width: Math.max(1.5, x(t.end_s) - x(t.start_s)), height: lane - 8, class: `turn ${cls}` }));
+    }
+  });
+  const yEnd = top + lanes.length * lane;
+  for (const m of fb.marks) {
+    if (m.kind === "interruption" || m.kind === "opening_interrupted") {
+      kids.push(s("path", { d: `M${x(m.at_s)} ${top - 2} l-4 -7 h8 z`, class: "mark-interrupt" }, s("title", {}, `${MARK_TEXT[m.kind]} at ${clock(m.at_s)}`)));
+    }
+  }
+  fb.observations.forEach((o, i) => {
+    kids.push(s("line", { x1: x(o.at_s), x2: x(o.at_s), y1: top - 4, y2: yEnd, class: "obs-line" }));
+    kids.push(s("text", { x: x(o.at_s) + 2, y: 10, class: "obs-num" }, String(i + 1)));
+  });
+  const step = dur > 600 ? 300 : dur > 120 ? 60 : 15;
+  for (let t = 0; t <= dur; t += step) kids.push(s("text", { x: x(t), y: H - 4, class: "tick" }, clock(t)));
+  const you = fb.timeline.filter((t) => t.speaker === 1).reduce((a, t) => a + t.end_s - t.start_s, 0);
+  const all = fb.timeline.reduce((a, t) => a + t.end_s - t.start_s, 0) || 1;
+  const ints = fb.marks.filter((m) => m.kind === "interruption").map((m) => clock(m.at_s));
+  const label = `Timeline: you spoke ${Math.round((100 * you) / all)} % of the speaking time` +
+    (ints.length ? `; interruptions at ${ints.join(", ")}` : "; no interruptions marked") +
+    (fb.observations.length ? `; numbered lines mark the ${fb.observations.length} moments above` : "");
+  const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, class: "timeline" }, s("title", {}, label), ...kids);
+  const legend = h("p", { class: "legend muted" },
+    h("span", { class: "key you" }), " you ", h("span", { class: "key patient" }), " patient ",
+    h("span", { class: "key mark" }), " interruption ", h("span", { class: "key obs" }), " moment noted above");
+  return h("figure", { class: "timeline-fig" }, svg, legend, fb.timeline.length ? null : h("p", { class: "muted" }, "No turn timing in this report."));
+}
+
+const TRENDS = [
+  ["talk_share", "Your share of talk", (v) => `${Math.round(v * 100)} %`],
+  ["opening_uninterrupted_s", "Patient's opening statement", (v) => `${Math.round(v)} s`],
+  ["interruptions", "Interruptions", (v) => `${Math.round(v)}`],
+  ["longest_monologue_s", "Longest stretch of you talking", (v) => `${Math.round(v)} s`],
+  ["wait_after_question_median_s", "Pause after a question", (v) => `${v.toFixed(1)} s`],
+];
+
+// Your own figures over your visits; never anyone else's.
+export function trendsView(records) {
+  const rows = records.slice().sort((a, b) => a.feedback.started_unix_s - b.feedback.started_unix_s);
+  if (rows.length < 2) return h("p", {}, "Trends appear after two visits.");
+  return h("div", {}, TRENDS.map(([key, label, fmt]) => {
+    const pts = rows.map((r) => r.feedback.timing[key]).filter((v) => typeof v === "number");
+    if (pts.length < 2) return null;
+    const lo = Math.min(...pts), hi = Math.max(...pts), span = hi - lo || 1;
+    const W = 300, H = 48;
+    const d = pts.map((v, i) => `${i ? "L" : "M"}${(i * W) / (pts.length - 1)} ${H - 4 - ((v - lo) / span) * (H - 8)}`).join(" ");
+    const first = pts[0], last = pts[pts.length - 1];
+    return h("section", { class: "trend" }, h("h3", {}, label),
+      s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": `${label}: from ${fmt(first)} to ${fmt(last)} over ${pts.length} visits`, class: "spark" },
+        s("path", { d, class: "spark-line" })),
+      h("p", { class: "muted" }, `Latest ${fmt(last)} · first ${fmt(first)} · ${pts.length} visits`));
+  }));
+}
