@@ -68,7 +68,7 @@ def test_missing_model_directory(tmp_path: Path, jfk_path: Path) -> None:
 
 
 def test_corrupt_model(tmp_path: Path, jfk_path: Path) -> None:
-    from edge_agent.asr.engine import resolve_model_path
+    from edge_agent.asr.whisper_ct2 import resolve_model_path
 
     bundled = Path(resolve_model_path("tiny.en"))
     broken = tmp_path / "broken-model"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.asr.engine import AsrConfig
+from edge_agent.asr.backend import AsrConfig
 from edge_agent.audio.vad import VadConfig
 from edge_agent.device.config import (
     EXTERNAL_DOCS,

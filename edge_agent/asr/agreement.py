@@ -29,8 +29,10 @@ class LocalAgreement:
             if _norm(a) != _norm(b):
                 break
             agree += 1
-        if agree >= len(self.committed):
-            # take the newest spelling/punctuation of the agreed words
+        consistent = [_norm(w) for w in words[: len(self.committed)]] == [_norm(w) for w in self.committed]
+        if agree >= len(self.committed) and consistent:
+            # take the newest spelling/punctuation of the agreed words; a hypothesis that rewrites
+            # words already committed never changes them (the stable prefix only grows)
             self.committed = words[:agree]
         self._previous = words
         tail = words[len(self.committed) :]

@@ -23,6 +23,7 @@ from edge_agent.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _INT16_SCALE = np.float32(1.0 / 32768.0)
+LIVE_WAIT_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -144,6 +145,7 @@ class VadSegmenter:
         self._candidate_sent = False
         self._next_id = 0
         self.dropped_segments = 0
+        self.dropped_samples = 0  # speech lost with them
         self.frames_seen = 0
 
     # -- public ---------------------------------------------------------------
@@ -177,10 +179,11 @@ class VadSegmenter:
             while len(self._preroll) > keep:
                 self._preroll.popleft()[0].release()
             return []
-        buf = self.pool.acquire(block=self.block_when_full)
+        buf = self._acquire()
         if buf is None:
             self.dropped_segments += 1
-            log.warning("speech dropped: all %d segment buffers busy (ASR behind real time)", self.pool.slots)
+            self.dropped_samples += len(self._preroll) * self.cfg.frame_samples
+            log.warning("speech dropped: all %d segment buffers busy", self.pool.slots)
             while self._preroll:
                 self._preroll.popleft()[0].release()
             self._recent.clear()
@@ -240,6 +243,11 @@ class VadSegmenter:
         else:
             self._silence_run += 1
 
+    def _acquire(self) -> PooledBuffer | None:
+        # A live source may wait a moment: the segment closer frees a buffer within tens of
+        # milliseconds, and the microphone's queue holds two seconds meanwhile.
+        return self.pool.acquire(block=True, timeout=None if self.block_when_full else LIVE_WAIT_S)
+
     def _speech_end(self) -> int:
         seg = self._segment
         assert seg is not None
@@ -284,11 +292,12 @@ class VadSegmenter:
         quietest = n - search + int(np.argmin(window))
         split = (quietest + 1) * fs  # the quiet frame ends the first part
         carry_len = seg.length - split
-        new_buf = self.pool.acquire(block=self.block_when_full)
+        new_buf = self._acquire()
         if new_buf is None:
             # No buffer for the continuation: keep everything in this segment,
             # close it at the limit and count the loss of the remainder.
             self.dropped_segments += 1
+            self.dropped_samples += self.cfg.frame_samples
             log.warning("speech dropped at max-length split: all segment buffers busy")
             return self._close("max_length")
         new_seg = SpeechSegment(self._next_id, new_buf, seg.start_sample + split)

@@ -27,7 +27,7 @@ ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR"
 
 
 def _pipeline_config(model: str, device: str, compute_type: str, threads: int):  # type: ignore[no-untyped-def]
-    from edge_agent.asr.engine import AsrConfig
+    from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
 
     return replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))

@@ -13,7 +13,7 @@ section      dataclass
 =========== ==============================================
 [audio]      :class:`AudioSettings` (here)
 [vad]        ``edge_agent.audio.vad.VadConfig``
-[asr]        ``edge_agent.asr.engine.AsrConfig``
+[asr]        ``edge_agent.asr.backend.AsrConfig``
 [pipeline]   scalar fields of ``edge_agent.device.pipeline.PipelineConfig``
 [speakers]   ``edge_agent.speakers.attribution.AttributionConfig``
 [server]     :class:`ServerSettings`
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from edge_agent.asr.engine import AsrConfig
+from edge_agent.asr.backend import AsrConfig
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.vad import VadConfig
 from edge_agent.device.outbox import DAY_S, OutboxConfig
@@ -296,10 +296,16 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "asr.logprob_threshold": _doc("average log-probability below which a decode is rejected", max=0),
     "asr.compression_ratio_threshold": _doc("gzip compression ratio above which a decode is a repetition loop", min=1),
     "pipeline.frame_pool_s": _doc("raw int16 audio in flight between capture and VAD (fixed pool)", min=0.5, max=30),
-    "pipeline.segment_buffers": _doc("speech segments in flight between VAD and ASR (fixed pool)", min=1, max=64),
+    "pipeline.segment_buffers": _doc(
+        "speech segments in flight between VAD and the segment closer (fixed pool; as many feature buffers again for the "
+        "decoder); two at least, so a long turn split at max_segment_s always has a buffer for its continuation",
+        min=2, max=64,
+    ),
     "pipeline.partials": _doc("decode live partial transcripts (finals are always decoded)"),
-    "pipeline.partial_cpu_share": _doc("average share of one core partial re-decodes may use", min=0, max=4),
-    "pipeline.partial_cpu_burst_s": _doc("CPU seconds of partial decoding that may be spent at once", min=0, max=60),
+    "pipeline.partial_max_gap_s": _doc("a live partial at least this often (seconds of new speech), whatever the CPU budget", min=0.5, max=10),
+    "pipeline.partial_min_step_s": _doc("extra partials at most this often (seconds of new speech), within the CPU budget", min=0.25, max=10),
+    "pipeline.partial_cpu_share": _doc("average share of one core the extra partial re-decodes may use", min=0, max=4),
+    "pipeline.partial_cpu_burst_s": _doc("CPU seconds of extra partial decoding that may be spent at once", min=0, max=60),
     "speakers.threshold": _doc("cosine to the clinician voiceprint above which a voice is the clinician", min=-1, max=1, live=True),
     "speakers.anchor_seconds": _doc("weight of the voiceprint in the clustering, in seconds of speech", min=0, live=True),
     "speakers.same_voice_cos": _doc("two cluster centroids closer than this are one voice", min=-1, max=1, live=True),

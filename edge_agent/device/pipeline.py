@@ -1,32 +1,53 @@
-"""Capture -> VAD -> streaming ASR, with raw audio confined to fixed pools.
+"""Capture -> VAD -> streaming ASR -> speakers, with raw audio confined to fixed pools.
 
-Two threads: the caller's thread reads the source and runs the (cheap) VAD; one
-worker thread runs Whisper. They share a bounded hand-off: closed segments wait
-in a queue bounded by the segment pool, and only the newest partial request is
-kept (older ones are counted as skipped). A live source never blocks: when no
-segment buffer is free, speech is dropped and counted.
+Three threads, each with one job:
+
+* the **caller's thread** reads the source and runs the (cheap) VAD;
+* the **closer** takes each segment the VAD closes, turns it into the features
+  the decoder and the speaker model need (Whisper log-mel, GE2E mel, a 10 ms
+  energy envelope) and zeroes its raw audio at once. Raw-audio residency is
+  therefore the closer's few tens of milliseconds, not the decoder's latency:
+  a slow or loaded machine delays text, never the wipe;
+* the **ASR worker** runs :class:`~edge_agent.asr.decoder.SegmentDecoder`:
+  partials and committed sentences while a segment is open (reading its audio
+  under the segment's lock, so the closer never zeroes a window mid-read),
+  the final from the features once it closed, then speaker attribution.
+
+Hand-offs are bounded: closed segments wait in a queue no longer than the
+segment pool, features in a pool of their own, and only the newest partial
+request per run is kept (older ones are counted as skipped). A live source
+never blocks: with no free segment or feature buffer, speech is dropped and
+counted (``dropped_segments``, metrics, the visit report's quality section).
+A decode that fails is retried on halves; failing again, the segment is
+reported as a ``discarded`` event with reason ``decode_failed``. An
+unexpected error anywhere in a worker is counted (``worker_errors``) and ends
+the run with :class:`PipelineFault` after the audio is wiped: never a log line
+the run survives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import queue
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
-from edge_agent.asr.agreement import LocalAgreement
-from edge_agent.asr.engine import AsrConfig, Decoded, DecodedWord, WhisperEngine
-from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded
+from edge_agent.asr.backend import AsrConfig, DecodedWord, Recognizer
+from edge_agent.asr.decoder import Committed, DecoderConfig, SegmentDecoder, SegmentGoneError
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
-from edge_agent.audio.pool import BufferPool
+from edge_agent.audio.pool import BufferPool, PooledBuffer
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
 from edge_agent.device.ops.metrics import Registry
+from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.speakers.frontend import SpeakerFeatures
 from edge_agent.transcript import Utterance, Word
 
 log = logging.getLogger(__name__)
@@ -42,10 +63,12 @@ class SpeakerSpan(Protocol):
 
 
 class SpeakerStage(Protocol):
-    """Attributes a segment before its buffer is zeroed; must keep no audio."""
+    """Attributes a stretch of speech from its features; keeps no audio."""
+
+    def features(self, audio: np.ndarray) -> SpeakerFeatures: ...
 
     def attribute_segment(
-        self, audio: np.ndarray, text: str = "", words: Sequence[tuple[str, float]] | None = None
+        self, source: SpeakerFeatures, text: str = "", words: Sequence[tuple[str, float]] | None = None
     ) -> Sequence[SpeakerSpan]: ...
 
 
@@ -54,14 +77,27 @@ class PipelineConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     frame_pool_s: float = 3.0  # raw int16 frames in flight (capture -> VAD)
-    segment_buffers: int = 4  # float32 speech segments in flight (VAD -> ASR)
+    segment_buffers: int = 4  # float32 speech segments in flight (VAD -> closer); features get as many again
     partials: bool = True
-    # Share of one core that partial re-decodes may use, on average over the
-    # audio (the first partial of each utterance is always decoded). Partials
-    # only feed a live view: finals are what the coaching is built from, so on
-    # a 2-core room PC they get a small, fixed budget. Raise it on a Jetson.
-    partial_cpu_share: float = 0.003
-    partial_cpu_burst_s: float = 0.3
+    # live view: a partial at least every partial_max_gap_s of new speech (a stated cadence), more
+    # often while partial_cpu_share of a core allows (docs/architecture.md has the measured cost)
+    partial_max_gap_s: float = 1.5
+    partial_min_step_s: float = 0.5
+    partial_cpu_share: float = 0.05
+    partial_cpu_burst_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.segment_buffers < 2:
+            raise ConfigError(
+                f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (a split long turn needs a second buffer)"
+            )
+
+    def decoder_config(self) -> DecoderConfig:
+        return DecoderConfig(
+            partials=self.partials, partial_max_gap_s=self.partial_max_gap_s, partial_min_step_s=self.partial_min_step_s,
+            partial_cpu_share=self.partial_cpu_share, partial_cpu_burst_s=self.partial_cpu_burst_s,
+            context_tokens=self.asr.context_tokens,
+        )
 
 
 @dataclass
@@ -70,21 +106,24 @@ class RunStats:
     finals: int = 0  # segments that produced text
     utterances: int = 0  # final utterances emitted (a segment split at a speaker change gives several)
     discarded: int = 0
+    discarded_by_reason: dict[str, int] = field(default_factory=dict)
     partial_decodes: int = 0
     partials_skipped: int = 0
     partials_over_budget: int = 0
     sentences_committed: int = 0
-    combined_finals: int = 0
     candidate_decodes: int = 0
     candidate_reused: int = 0
+    decode_retries: int = 0
+    failed_open_decodes: int = 0
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
     dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
-    dropped_segments: int = 0
+    dropped_segments: int = 0  # speech lost: no free segment or feature buffer
     worker_errors: int = 0
     residency_s: list[float] = field(default_factory=list)
     final_latency_s: list[float] = field(default_factory=list)
     first_partial_latency_s: list[float] = field(default_factory=list)
     audio_seconds: float = 0.0
+    speech_seconds_lost: float = 0.0  # audio of dropped or failed segments
 
     @property
     def dropped_frames(self) -> int:
@@ -97,359 +136,459 @@ class RunStats:
         return float(np.percentile(self.residency_s, 95)) if self.residency_s else 0.0
 
 
-def process_cpu() -> float:
-    return time.process_time()
-
-
-class PartialBudget:
-    """Token bucket of CPU seconds for partial decodes, filled as audio arrives."""
-
-    def __init__(self, share: float, burst_s: float) -> None:
-        self.share = share
-        self.burst = burst_s
-        self._tokens = burst_s
-        self._audio_samples = 0
-
-    def audio_at(self, sample: int) -> None:
-        if sample > self._audio_samples:
-            self._tokens = min(self.burst, self._tokens + (sample - self._audio_samples) / SAMPLE_RATE * self.share)
-            self._audio_samples = sample
-
-    def allows(self) -> bool:
-        return self.share > 0 and self._tokens > 0
-
-    def spend(self, cpu_s: float) -> None:
-        self._tokens -= cpu_s
+class PipelineFault(EdgeAgentError):
+    """A worker failed unexpectedly: the run ended (audio wiped); a bug, reported, never swallowed."""
 
 
 class AudioPools:
-    """The only memory that ever holds raw audio in this process."""
+    """The only memory that ever holds raw audio in this process, and the features made from it."""
 
-    def __init__(self, cfg: PipelineConfig) -> None:
+    def __init__(self, cfg: PipelineConfig, feature_shape: tuple[int, int]) -> None:
         frames = max(8, int(cfg.frame_pool_s * 1000 / cfg.vad.frame_ms))
         self.frames = BufferPool("frames", frames, cfg.vad.frame_samples, np.int16)
         self.segments = BufferPool("segments", cfg.segment_buffers, cfg.vad.segment_capacity, np.float32)
+        self.feature_shape = feature_shape
+        self.features = BufferPool("features", cfg.segment_buffers + 2, feature_shape[0] * feature_shape[1], np.float32)
 
     def all_zero(self) -> bool:
-        return self.frames.all_zero() and self.segments.all_zero()
+        return self.frames.all_zero() and self.segments.all_zero() and self.features.all_zero()
 
     def in_use(self) -> int:
-        return self.frames.in_use() + self.segments.in_use()
+        return self.frames.in_use() + self.segments.in_use() + self.features.in_use()
 
     def wipe(self) -> None:
         self.frames.wipe()
         self.segments.wipe()
+        self.features.wipe()
+
+
+class _SegmentAccess:
+    """Reads of an open segment's audio, excluded from the closer's zeroing by one lock per segment."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, threading.Lock] = {}
+        self._closed: set[int] = set()
+        self._guard = threading.Lock()
+
+    def lock_of(self, seg_id: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(seg_id, threading.Lock())
+
+    @contextlib.contextmanager
+    def window(self, seg: SpeechSegment, start: int, stop: int) -> Iterator[np.ndarray]:
+        with self.lock_of(seg.id):
+            if seg.id in self._closed:
+                raise SegmentGoneError
+            view = seg.buf.data[start:stop]
+            view.flags.writeable = False
+            try:
+                yield view
+            finally:
+                view.flags.writeable = True
+
+    @contextlib.contextmanager
+    def closing(self, seg_id: int) -> Iterator[None]:
+        with self.lock_of(seg_id):
+            self._closed.add(seg_id)
+            yield
+        with self._guard:
+            self._locks.pop(seg_id, None)
 
 
 @dataclass
-class _SegmentState:
-    """Per-segment streaming state, dropped when the segment is finalised.
+class _Closed:
+    """A closed segment after the closer: raw audio already zeroed."""
 
-    Once two consecutive decodes agree on a whole timestamped sentence that
-    ends well before the window does, the sentence is committed and the
-    window start moves past it: later partials re-decode only the rest, so
-    their cost stays flat however long the utterance runs.
-    """
+    seg_id: int
+    start_sample: int
+    n_samples: int
+    residency_s: float
+    speech_end: float
+    is_speech: bool
+    features: PooledBuffer | None = None
+    n_frames: int = 0  # feature frames used in ``features``
+    speaker: SpeakerFeatures | None = None
+    reason: str = ""  # why it gives no text, when it cannot ("too_little_speech", "no_buffer")
 
-    agreement: LocalAgreement = field(default_factory=LocalAgreement)
-    window_start: int = 0  # samples of the segment already committed
-    committed_tokens: list[int] = field(default_factory=list)
-    committed_text: str = ""
-    previous_first: tuple[tuple[int, ...], float] | None = None
-    candidate: tuple[int, Decoded] | None = None  # (window_start, decode of the final's exact audio)
-    last_partial: str = ""
-    partials: int = 0
+    @property
+    def t0(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def t1(self) -> float:
+        return (self.start_sample + self.n_samples) / SAMPLE_RATE
+
+    def release(self) -> None:
+        if self.features is not None:
+            self.features.release()
+            self.features = None
+        if self.speaker is not None:
+            self.speaker.wipe()
+            self.speaker = None
 
 
 class StreamingPipeline:
     def __init__(
         self,
         cfg: PipelineConfig,
-        engine: WhisperEngine,
+        recognizer: Recognizer,
         sink: EventSink,
         speakers: SpeakerStage | None = None,
         pools: AudioPools | None = None,
         stop: threading.Event | None = None,
         metrics: Registry | None = None,
+        max_segment_samples: int | None = None,
     ) -> None:
+        limit = max_segment_samples if max_segment_samples is not None else cfg.vad.segment_capacity
+        if cfg.vad.segment_capacity > limit:
+            raise ConfigError(
+                f"vad.max_segment_s {cfg.vad.max_segment_s} s is longer than the recogniser was sized for at start-up; "
+                "it changes only with a restart (systemctl restart edge-agent)"
+            )
         self.cfg = cfg
-        self.engine = engine
+        self.asr = recognizer
         self.sink = sink
         self.speakers = speakers
-        self.pools = pools or AudioPools(cfg)
+        self.pools = pools or AudioPools(cfg, recognizer.feature_shape(cfg.vad.segment_capacity))
         self.metrics = metrics
         self.stats = RunStats()
+        self.decoder = SegmentDecoder(recognizer, cfg.decoder_config())
+        self._access = _SegmentAccess()
         self._cond = threading.Condition()
-        self._finals: deque[SegmentClosed] = deque()
-        self._partial: SegmentUpdate | None = None
-        self._states: dict[int, _SegmentState] = {}
+        self._closed: queue.Queue[SegmentClosed | None] = queue.Queue()
+        self._finals: list[_Closed] = []
+        self._update: SegmentUpdate | None = None
         self._capture_done = False
+        self._closer_done = False
         self._stop = stop or threading.Event()
-        self._budget = PartialBudget(cfg.partial_cpu_share, cfg.partial_cpu_burst_s)
-        # tokens of the latest finals, in memory for this run only (cleared at the end)
-        self._context: deque[int] = deque(maxlen=max(1, cfg.asr.context_tokens))
+        self._fault: BaseException | None = None
+        self._waiting_commits: dict[int, list[Committed]] = {}
+        self._live = True
 
-    # -- control ---------------------------------------------------------------
+    # -- control ---------------------------------------------------------------------------------------
 
     def stop(self) -> None:
         """Ask the capture loop to end; pending segments are still finalised."""
         self._stop.set()
 
     def run(self, source: AudioSource) -> RunStats:
-        """Stream ``source`` to the end (or until stop()); blocks until done."""
+        """Stream ``source`` to the end (or until stop()); blocks until done.
+
+        Raises :class:`PipelineFault` if a worker failed (after every buffer was zeroed).
+        """
         vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live)
-        worker = threading.Thread(target=self._worker, name="asr-worker", daemon=True)
-        self._capture_done = False
+        self._live = source.live
+        closer = threading.Thread(target=self._guarded, args=(self._close_loop,), name="segment-closer", daemon=True)
+        worker = threading.Thread(target=self._guarded, args=(self._work_loop,), name="asr-worker", daemon=True)
+        closer.start()
         worker.start()
         frames_seen = 0
         try:
             for frame in source.frames(self.pools.frames):
                 frames_seen += 1
-                if self._stop.is_set():
+                if self._stop.is_set() or self._fault is not None:
                     frame.release()
                     break
                 for event in vad.process(frame):
                     self._hand_off(event)
         finally:
-            for event in vad.flush():
-                self._hand_off(event)
-            with self._cond:
-                self._capture_done = True
-                self._cond.notify_all()
-            worker.join()
-            stop_source = getattr(source, "stop", None)
-            if callable(stop_source):
-                stop_source()
-            source.close()
-            self.stats.dropped_segments += vad.dropped_segments
-            self.stats.dropped_frames_by_cause = {
-                "capture_queue": int(getattr(source, "dropped_frames", 0)),
-                "frame_pool": self.pools.frames.exhausted_count,
-            }
-            self.stats.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
-            self._states.clear()
-            self._context.clear()
-            st = self.stats
-            log.info(
-                "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f "
-                "dropped_frames=%d dropped_segments=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
-                st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
-                st.dropped_segments, st.partials_skipped, st.partials_over_budget, st.worker_errors,
-            )
+            try:
+                for event in vad.flush():
+                    self._hand_off(event)
+            finally:
+                self._closed.put(None)
+                closer.join()
+                with self._cond:
+                    self._capture_done = True
+                    self._cond.notify_all()
+                worker.join()
+                stop_source = getattr(source, "stop", None)
+                if callable(stop_source):
+                    stop_source()
+                source.close()
+                self._finish_stats(source, vad, frames_seen)
+        if self._fault is not None:
+            raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
 
-    def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
+    def _finish_stats(self, source: AudioSource, vad: VadSegmenter, frames_seen: int) -> None:
+        st = self.stats
+        st.dropped_segments += vad.dropped_segments
+        st.speech_seconds_lost += vad.dropped_samples / SAMPLE_RATE
+        st.dropped_frames_by_cause = {
+            "capture_queue": int(getattr(source, "dropped_frames", 0)),
+            "frame_pool": self.pools.frames.exhausted_count,
+        }
+        st.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0
+        ds = self.decoder.stats
+        st.partial_decodes, st.partials_over_budget = ds.partial_decodes, ds.partials_over_budget
+        st.sentences_committed, st.candidate_decodes, st.candidate_reused = ds.sentences_committed, ds.candidate_decodes, ds.candidate_reused
+        st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
+        self.decoder.forget()
+        self._waiting_commits.clear()
+        log.info(
+            "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
+            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
+            st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
+            st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.worker_errors,
+        )
+
+    def _guarded(self, loop: Callable[[], None]) -> None:
+        try:
+            loop()
+        except BaseException as exc:  # noqa: BLE001 - recorded, counted and re-raised by run() as PipelineFault
+            self.stats.worker_errors += 1
+            if self.metrics is not None:
+                self.metrics.inc("edge_agent_worker_errors_total")
+            log.error("speech pipeline worker failed: %s", type(exc).__name__)
+            self._fault = exc
+            self._stop.set()
+            with self._cond:
+                self._capture_done = True
+                self._closer_done = True
+                self._cond.notify_all()
+            self._drain_after_fault()
+
+    def _drain_after_fault(self) -> None:
+        """Zero everything still held so a fault never leaves audio behind."""
         with self._cond:
-            if isinstance(event, SegmentClosed):
-                self._finals.append(event)
-                self._gauge_queue()
-                if self._partial is not None and self._partial.segment is event.segment:
-                    self._partial = None
-            elif self.cfg.partials or event.final_candidate:
-                self._budget.audio_at(event.segment.start_sample + event.length)
-                if self._partial is not None:
-                    self.stats.partials_skipped += 1
-                self._partial = event
+            pending, self._finals = self._finals, []
+        for job in pending:
+            job.release()
+
+    # -- capture thread ---------------------------------------------------------------------------------
+
+    def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
+        if isinstance(event, SegmentClosed):
+            self._closed.put(event)
+            self._gauge_queue()
+            return
+        if not self.decoder.wants_update(event.segment.id, event.length, event.final_candidate):
+            return
+        with self._cond:
+            if self._update is not None:
+                self.stats.partials_skipped += 1
+            self._update = event
             self._cond.notify()
 
-    # -- worker ----------------------------------------------------------------
+    # -- closer thread ----------------------------------------------------------------------------------
 
-    def _worker(self) -> None:
+    def _close_loop(self) -> None:
+        while True:
+            event = self._closed.get()
+            if event is None:
+                break
+            job = self._close(event)
+            with self._cond:
+                self._finals.append(job)
+                if self._update is not None and self._update.segment.id == job.seg_id:
+                    self._update = None  # the final covers it
+                self._cond.notify_all()
+        with self._cond:
+            self._closer_done = True
+            self._cond.notify_all()
+
+    def _close(self, event: SegmentClosed) -> _Closed:
+        """Features out, raw audio zeroed: everything a closed segment needs, in tens of milliseconds."""
+        seg = event.segment
+        with self._access.closing(seg.id):
+            job = _Closed(seg.id, seg.start_sample, seg.length, 0.0, speech_end_arrival(seg), event.is_speech)
+            try:
+                if not event.is_speech:
+                    job.reason = "too_little_speech"
+                    return job
+                # A recording waits for the decoder; a microphone cannot: with every feature buffer
+                # still queued for the decoder, this speech is lost and counted (never held unbounded)
+                slot = self.pools.features.acquire(block=not self._live)
+                if slot is None:
+                    job.reason = "no_buffer"
+                    return job
+                job.features = slot
+                bins, frames = self.pools.feature_shape
+                audio = seg.audio
+                job.n_frames = self.asr.features(audio, slot.data.reshape(bins, frames)).shape[1]
+                if self.speakers is not None:
+                    job.speaker = self.speakers.features(audio)
+                return job
+            finally:
+                seg.buf.release()  # raw audio ends here
+                job.residency_s = time.monotonic() - seg.last_arrival
+                self.stats.residency_s.append(job.residency_s)
+                if self.metrics is not None:
+                    self.metrics.observe("edge_agent_residency_seconds", job.residency_s)
+
+    # -- worker thread -----------------------------------------------------------------------------------
+
+    def _work_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._finals or self._partial is not None or self._capture_done)
+                self._cond.wait_for(lambda: self._finals or self._update is not None or (self._capture_done and self._closer_done))
                 if self._finals:
-                    job: SegmentClosed | SegmentUpdate = self._finals.popleft()
+                    job: _Closed | SegmentUpdate = self._finals.pop(0)
                     self._gauge_queue()
-                elif self._partial is not None:
-                    job = self._partial
-                    self._partial = None
+                elif self._update is not None:
+                    job, self._update = self._update, None
                 else:
                     return
-            try:
-                if isinstance(job, SegmentClosed):
+            if isinstance(job, _Closed):
+                try:
                     self._finalise(job)
-                else:
-                    self._partial_decode(job)
-            except Exception as exc:  # a decode failure must never leave audio behind or stop the worker
-                self.stats.worker_errors += 1
-                log.error("ASR worker error: %s", type(exc).__name__)
-                if self.metrics is not None:
-                    self.metrics.inc("edge_agent_worker_errors_total")
-                if isinstance(job, SegmentClosed):
-                    self._discard(job.segment, "decode_failed")
+                finally:
+                    job.release()
+            else:
+                self._decode_open(job)
 
-    def _partial_decode(self, update: SegmentUpdate) -> None:
+    def _decode_open(self, update: SegmentUpdate) -> None:
         seg = update.segment
-        state = self._states.setdefault(seg.id, _SegmentState())
-        if update.length - state.window_start < SAMPLE_RATE // 4:
+
+        @contextlib.contextmanager
+        def window(start: int, stop: int) -> Iterator[np.ndarray]:
+            with self._access.window(seg, start, stop) as view:
+                yield view
+
+        try:
+            committed, partial = self.decoder.on_update(
+                seg.id, seg.t0, update.length, update.final_candidate, window,
+                seg.start_sample + update.length, seg.onset_arrival,
+            )
+        except SegmentGoneError:
             return
-        window = seg.buf.data[state.window_start : update.length]
-        if update.final_candidate:
-            self.stats.candidate_decodes += 1
-            decoded = self.engine.decode(window, final=True, context=self._final_context(state))
-        else:
-            if state.partials > 0 and not self._budget.allows():
-                self.stats.partials_over_budget += 1
+        for piece in committed:
+            self._emit_committed(seg, piece)
+        if partial is not None:
+            if partial.onset_latency_s is not None:
+                self.stats.first_partial_latency_s.append(partial.onset_latency_s)
+            self.sink(partial)
+
+    def _emit_committed(self, seg: SpeechSegment, piece: Committed) -> None:
+        """A sentence finalised inside an open segment: attribute it from its own audio now, if still there."""
+        speaker = None
+        if self.speakers is not None:
+            try:
+                with self._access.window(seg, piece.start, piece.stop) as view:
+                    speaker = self.speakers.features(view)
+            except SegmentGoneError:
+                self._waiting_commits.setdefault(seg.id, []).append(piece)  # attributed from the closed segment's features
                 return
-            spent = process_cpu()
-            decoded = self.engine.decode(window)
-            self._budget.spend(process_cpu() - spent)
-        self.stats.partial_decodes += 1
-        if update.final_candidate:
-            state.candidate = (state.window_start, decoded)
-        else:
-            self._maybe_commit_sentence(state, decoded)
-        if not self.cfg.partials or not decoded.text:
-            return
-        stable, unstable = state.agreement.update(decoded.text)
-        stable = f"{state.committed_text} {stable}".strip()
-        text = f"{stable} {unstable}".strip()
-        if text == state.last_partial:
-            return
-        state.last_partial = text
-        onset_latency = None
-        if state.partials == 0 and seg.onset_arrival is not None:
-            onset_latency = time.monotonic() - seg.onset_arrival
-            self.stats.first_partial_latency_s.append(onset_latency)
-        state.partials += 1
-        self.sink(PartialTranscript(seg.id, seg.t0, (seg.start_sample + update.length) / SAMPLE_RATE, stable, unstable, onset_latency))
+        try:
+            latency = time.monotonic() - (seg.last_arrival - (seg.received - piece.stop) / SAMPLE_RATE)
+            self._emit(seg.id, seg.start_sample + piece.start, piece.decoded.text, piece.words, speaker, 0.0, latency)
+        finally:
+            if speaker is not None:
+                speaker.wipe()
 
-    def _maybe_commit_sentence(self, state: _SegmentState, decoded: Decoded) -> None:
-        first = decoded.sentences[0] if len(decoded.sentences) >= 2 and decoded.text else None
-        if first is None:
-            state.previous_first = None
-            return
-        key = (tuple(first.tokens), first.end)
-        previous = state.previous_first
-        state.previous_first = key
-        window_s = decoded.n_samples / SAMPLE_RATE
-        agreed = previous is not None and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.2
-        if not agreed or not 0.5 <= first.end <= window_s - 1.0:
-            return
-        state.committed_tokens.extend(first.tokens)
-        state.committed_text = self.engine.tokenizer.decode(state.committed_tokens).strip()
-        state.window_start += int(first.end * SAMPLE_RATE)
-        state.agreement = LocalAgreement()
-        state.previous_first = None
-        self.stats.sentences_committed += 1
-
-    def _finalise(self, closed: SegmentClosed) -> None:
-        seg = closed.segment
-        state = self._states.pop(seg.id, _SegmentState())
+    def _finalise(self, job: _Closed) -> None:
         self.stats.segments += 1
         if self.metrics is not None:
             self.metrics.inc("edge_agent_segments_total")
-        if not closed.is_speech:
-            self._discard(seg, "too_little_speech")
+        waiting = self._waiting_commits.pop(job.seg_id, [])
+        for piece in waiting:
+            part = _slice_speaker(job.speaker, piece.start, piece.stop)
+            self._emit(job.seg_id, job.start_sample + piece.start, piece.decoded.text, piece.words, part, job.residency_s,
+                       time.monotonic() - job.speech_end)
+        if job.reason:
+            if job.reason == "no_buffer":
+                self.stats.dropped_segments += 1
+                self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
+                log.warning("speech dropped: no feature buffer free (ASR behind real time)")
+            self._discard(job, "too_little_speech" if job.reason == "too_little_speech" else "decode_failed")
+            self.decoder.on_closed_without_text(job.seg_id)
             return
-        decoded = self._final_decode(seg, state)
-        if not decoded.text:
-            self._discard(seg, decoded.rejected or "empty")
+        assert job.features is not None
+        bins, frames = self.pools.feature_shape
+        feats = job.features.data.reshape(bins, frames)[:, : job.n_frames]
+        try:
+            final = self.decoder.on_closed(job.seg_id, feats, job.n_samples)
+        except Exception as exc:  # noqa: BLE001 - the retry on halves failed too: visible, counted, never silent
+            log.error("final decode failed twice (%s); segment reported as discarded", type(exc).__name__)
+            self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
+            self._discard(job, "decode_failed")
             return
-        words = self.engine.align_words(decoded)
-        if self.cfg.asr.context_tokens > 0:
-            self._context.extend(decoded.tokens)
-        spans = self._attribute(seg, decoded.text, words)
-        speech_end = speech_end_arrival(seg)
-        residency = self._release(seg)
-        latency = time.monotonic() - speech_end
+        if not final.decoded.text:
+            self._discard(job, final.decoded.rejected or "empty")
+            return
+        part = _slice_speaker(job.speaker, final.start, job.n_samples) if final.start else job.speaker
+        self._emit(job.seg_id, job.start_sample + final.start, final.decoded.text, final.words, part, job.residency_s,
+                   time.monotonic() - job.speech_end)
+        if part is not job.speaker and part is not None:
+            part.wipe()
+
+    def _emit(
+        self, seg_id: int, start_sample: int, text: str, words: list[DecodedWord], speaker: SpeakerFeatures | None,
+        residency: float, latency: float,
+    ) -> None:
+        spans = self._attribute(speaker, text, words)
         self.stats.finals += 1
         self.stats.final_latency_s.append(latency)
         if self.metrics is not None:
             self.metrics.observe("edge_agent_final_latency_seconds", latency)
-        for utterance in self._utterances(seg, decoded.text, words, spans):
+        for utterance in _utterances(seg_id, start_sample / SAMPLE_RATE, text, words, spans):
             self.stats.utterances += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_utterances_total")
             self.sink(FinalTranscript(utterance, residency, latency))
 
-    def _attribute(self, seg: SpeechSegment, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:
-        """Speaker spans (seconds within the segment), computed before the buffer is zeroed."""
-        if self.speakers is None:
-            return [(0.0, seg.length / SAMPLE_RATE, "unknown", 0.0)]
-        spans = self.speakers.attribute_segment(seg.audio, text, [(w.text, w.start) for w in words])
+    def _attribute(self, speaker: SpeakerFeatures | None, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:
+        """Speaker spans (seconds within the piece)."""
+        if self.speakers is None or speaker is None:
+            end = words[-1].end if words else 0.0
+            return [(0.0, end, "unknown", 0.0)]
+        spans = self.speakers.attribute_segment(speaker, text, [(w.text, w.start) for w in words])
         return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence) for s in spans]
-
-    def _utterances(
-        self, seg: SpeechSegment, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float]]
-    ) -> list[Utterance]:
-        """One utterance per speaker span; a segment split at a change point gives several."""
-        offset = seg.t0
-        if len(spans) <= 1 or not words:
-            speaker, confidence = (spans[0][2], spans[0][3]) if spans else ("unknown", 0.0)
-            return [
-                Utterance(
-                    t0=offset + (words[0].start if words else 0.0),
-                    t1=offset + (words[-1].end if words else seg.length / SAMPLE_RATE),
-                    text=text,
-                    words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in words),
-                    speaker=speaker,
-                    speaker_confidence=confidence,
-                    segment_id=seg.id,
-                )
-            ]
-        utterances = []
-        for i, (start, stop, speaker, confidence) in enumerate(spans):
-            last = i == len(spans) - 1
-            part = [w for w in words if start <= w.start < stop or (last and w.start >= stop)]
-            if not part:
-                continue
-            utterances.append(
-                Utterance(
-                    t0=offset + part[0].start,
-                    t1=offset + part[-1].end,
-                    text=" ".join(w.text for w in part),
-                    words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in part),
-                    speaker=speaker,
-                    speaker_confidence=confidence,
-                    segment_id=seg.id,
-                )
-            )
-        return utterances
-
-    def _final_decode(self, seg: SpeechSegment, state: _SegmentState) -> Decoded:
-        """The whole segment's text, reusing the candidate decode when it matches."""
-        start = state.window_start
-        tail = None
-        if state.candidate is not None:
-            candidate_start, candidate = state.candidate
-            if candidate_start == start and start + candidate.n_samples == seg.length:
-                tail = candidate
-                self.stats.candidate_reused += 1
-        if tail is None:
-            tail = self.engine.decode(seg.buf.data[start : seg.length], final=True, context=self._final_context(state))
-        if start == 0:
-            return tail
-        self.stats.combined_finals += 1
-        return self.engine.combine(state.committed_tokens, tail, seg.buf.data[: seg.length])
-
-    def _final_context(self, state: _SegmentState) -> list[int] | None:
-        """Recent finals' tokens (plus this segment's committed ones) as decoder context."""
-        limit = self.cfg.asr.context_tokens
-        if limit <= 0:
-            return None
-        tokens = list(self._context) + state.committed_tokens
-        return tokens[-limit:] or None
 
     def _gauge_queue(self) -> None:
         if self.metrics is not None:
-            self.metrics.set("edge_agent_queue_depth", len(self._finals))
+            self.metrics.set("edge_agent_queue_depth", self._closed.qsize() + len(self._finals))
 
-    def _discard(self, seg: SpeechSegment, reason: str) -> None:
-        t0, t1 = seg.t0, seg.t1
-        residency = self._release(seg)
+    def _discard(self, job: _Closed, reason: str) -> None:
         self.stats.discarded += 1
+        self.stats.discarded_by_reason[reason] = self.stats.discarded_by_reason.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
-        self.sink(SegmentDiscarded(seg.id, t0, t1, reason, residency))
+        self.sink(SegmentDiscarded(job.seg_id, job.t0, job.t1, reason, job.residency_s))
 
-    def _release(self, seg: SpeechSegment) -> float:
-        """Zero the segment's buffer; returns its raw-audio residency."""
-        seg.buf.release()
-        residency = time.monotonic() - seg.last_arrival
-        self.stats.residency_s.append(residency)
-        if self.metrics is not None:
-            self.metrics.observe("edge_agent_residency_seconds", residency)
-        log.debug("segment %d zeroed, residency %.3f s", seg.id, residency)
-        return residency
+
+def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> SpeakerFeatures | None:
+    """The features of part of a closed segment (views; windows past ``stop`` see the audio after it)."""
+    if feats is None:
+        return None
+    from edge_agent.speakers.frontend import ENERGY_HOP, HOP
+
+    return SpeakerFeatures(feats.mel[start // HOP :], feats.energy[start // ENERGY_HOP : stop // ENERGY_HOP], stop - start)
+
+
+def _utterances(
+    seg_id: int, offset: float, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float]]
+) -> list[Utterance]:
+    """One utterance per speaker span; a piece split at a change point gives several."""
+    if len(spans) <= 1 or not words:
+        speaker, confidence = (spans[0][2], spans[0][3]) if spans else ("unknown", 0.0)
+        return [
+            Utterance(
+                t0=offset + (words[0].start if words else 0.0),
+                t1=offset + (words[-1].end if words else 0.0),
+                text=text,
+                words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in words),
+                speaker=speaker,
+                speaker_confidence=confidence,
+                segment_id=seg_id,
+            )
+        ]
+    utterances = []
+    for i, (start, stop, speaker, confidence) in enumerate(spans):
+        last = i == len(spans) - 1
+        part = [w for w in words if start <= w.start < stop or (last and w.start >= stop)]
+        if not part:
+            continue
+        utterances.append(
+            Utterance(
+                t0=offset + part[0].start,
+                t1=offset + part[-1].end,
+                text=" ".join(w.text for w in part),
+                words=tuple(Word(w.text, offset + w.start, offset + w.end, w.probability) for w in part),
+                speaker=speaker,
+                speaker_confidence=confidence,
+                segment_id=seg_id,
+            )
+        )
+    return utterances

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from edge_agent.asr.engine import WhisperEngine
+from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio.frames import AudioSource
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
@@ -37,13 +37,14 @@ class SpeakerModels:
 @dataclass
 class TranscriptionSession:
     config: PipelineConfig
-    engine: WhisperEngine
+    engine: WhisperCT2
     speakers: SpeakerModels | None = None
 
     @classmethod
     def load(cls, config: PipelineConfig, speakers: bool = False, attribution: AttributionConfig | None = None) -> "TranscriptionSession":
         harden_process()
-        engine = WhisperEngine(config.asr, config.vad.max_segment_s)
+        # buffers are sized from the segment capacity the VAD can really fill (limit + one frame)
+        engine = WhisperCT2(config.asr, config.vad.segment_capacity)
         models = SpeakerModels.load() if speakers else None
         if models is not None:
             models.config = attribution
@@ -65,7 +66,8 @@ class TranscriptionSession:
         stats and pool check.
         """
         attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
-        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop, metrics=metrics)
+        pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop, metrics=metrics,
+                                     max_segment_samples=self.engine.max_samples)
         lost: AudioInputError | None = None
         try:
             stats = pipeline.run(source)

@@ -123,7 +123,9 @@ class PipelineVisitRunner:
             utterances = list(state.utterances)
             feedback = build_feedback(utterances, self.classifier) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
-            return feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
+            message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
+            message.quality.CopyFrom(audio_quality(state.runs))
+            return message
         finally:
             state.wipe()
 
@@ -213,6 +215,18 @@ class PipelineVisitRunner:
             if time.monotonic() - state.last_speech > self.policy.long_silence_s:
                 state.ctx.request_stop("long_silence")
                 return
+
+
+def audio_quality(runs: Sequence[RunStats]) -> feedback_pb2.AudioQuality:
+    """What the visit's capture runs lost, for the report (a lost microphone starts a new run)."""
+    return feedback_pb2.AudioQuality(
+        audio_s=round(sum(r.audio_seconds for r in runs), 1),
+        speech_lost_s=round(sum(r.speech_seconds_lost for r in runs), 1),
+        dropped_segments=sum(r.dropped_segments for r in runs),
+        failed_segments=sum(r.discarded_by_reason.get("decode_failed", 0) for r in runs),
+        dropped_frames=sum(r.dropped_frames for r in runs),
+        capture_interruptions=max(0, len(runs) - 1),
+    )
 
 
 def _shifted(u: Utterance, offset_s: float) -> Utterance:

@@ -318,10 +318,25 @@ def _clock(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def audio_gap(q: feedback_pb2.AudioQuality) -> str:
+    """One line when the report rests on partial audio (empty when nothing was lost)."""
+    parts = []
+    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
+        parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
+    if q.capture_interruptions:
+        parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
+    if not parts:
+        return ""
+    return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
+
+
 def render_report(fb: feedback_pb2.Feedback) -> str:
     """A readable report for the clinician (coaching, not a score)."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fb.started_unix_s)) if fb.started_unix_s else "unknown time"
     lines = [f"Visit of {when} ({_clock(fb.duration_s)} long)", ""]
+    gap = audio_gap(fb.quality)
+    if gap:
+        lines.extend([gap, ""])
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):

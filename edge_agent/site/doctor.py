@@ -119,7 +119,7 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 
 
 def check_models(models_root: Path | None = None, asr_model: str = "tiny.en") -> Check:
-    from edge_agent.asr.engine import resolve_model_path
+    from edge_agent.asr.whisper_ct2 import resolve_model_path
     from edge_agent.models import load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()

@@ -31,8 +31,10 @@ nearby and to a word start (:meth:`SpeakerAttributor._change_points`). With
 a voiceprint, step 2 is a two-means anchored at the voiceprint
 (:meth:`SpeakerAttributor._anchored`). docs/speakers.md has the figures.
 
-Privacy: audio is read through a read-only view and never copied beyond the
-encoder's zeroed scratch. :meth:`forget` drops the voiceprint and the whole
+Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
+10 ms energy envelope, computed when the segment closed and its audio was
+zeroed); callers that still hold audio pass a read-only view, turned into
+features here and wiped after. :meth:`forget` drops the voiceprint and the whole
 history at visit stop.
 """
 
@@ -46,7 +48,7 @@ import numpy as np
 
 from edge_agent.speakers.encoder import SpeakerEncoder, l2_normalise
 from edge_agent.speakers.enrol import Voiceprint
-from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE
+from edge_agent.speakers.frontend import ENERGY_HOP, HOP, PARTIAL_FRAMES, SAMPLE_RATE, SpeakerFeatures
 from edge_agent.speakers.role import RoleClassifier
 
 CLINICIAN, PATIENT, OTHER = "clinician", "patient", "other"
@@ -133,20 +135,24 @@ class SpeakerAttributor:
     def has_voiceprint(self) -> bool:
         return self._voiceprint is not None
 
-    def __call__(self, audio: np.ndarray, text: str) -> tuple[str, float]:
-        """The pipeline's SpeakerHook: same as :meth:`attribute`."""
-        return self.attribute(audio, text)
+    def features(self, audio: np.ndarray) -> SpeakerFeatures:
+        """Everything attribution needs from a stretch of audio, so the audio can be zeroed (caller wipes)."""
+        return self.encoder.features(_readonly(audio))
 
-    def attribute(self, audio: np.ndarray, text: str) -> tuple[str, float]:
-        """Speaker and confidence (0–1) of one speech segment (16 kHz float32, not kept)."""
-        view = _readonly(audio)
-        if len(view) < self.config.min_embed_s * SAMPLE_RATE:
+    def __call__(self, source: Source, text: str) -> tuple[str, float]:
+        """The pipeline's SpeakerHook: same as :meth:`attribute`."""
+        return self.attribute(source, text)
+
+    def attribute(self, source: Source, text: str) -> tuple[str, float]:
+        """Speaker and confidence (0–1) of one speech segment (its features, or 16 kHz float32 audio, not kept)."""
+        n = _length(source)
+        if n < self.config.min_embed_s * SAMPLE_RATE:
             return self._by_text_only(text)
-        embed = self.encoder.embed(view)
-        return self._decide(embed, len(view) / SAMPLE_RATE, text)
+        embed = self.encoder.embed(_checked(source))
+        return self._decide(embed, n / SAMPLE_RATE, text)
 
     def attribute_segment(
-        self, audio: np.ndarray, text: str = "", words: Sequence[tuple[str, float]] | None = None
+        self, source: Source, text: str = "", words: Sequence[tuple[str, float]] | None = None
     ) -> list[Attribution]:
         """Like :meth:`attribute`, but splits the segment at speaker changes first.
 
@@ -155,16 +161,23 @@ class SpeakerAttributor:
         Parts are embedded as the mean of the window embeddings that fall in
         them (no second pass over the audio).
         """
+        feats, owned = self._features(source)
+        try:
+            return self._attribute_features(feats, text, words)
+        finally:
+            if owned:
+                feats.wipe()
+
+    def _attribute_features(self, feats: SpeakerFeatures, text: str, words: Sequence[tuple[str, float]] | None) -> list[Attribution]:
         cfg = self.config
-        view = _readonly(audio)
-        n = len(view)
+        n = feats.n_samples
         if n < cfg.split_min_s * SAMPLE_RATE:
-            speaker, conf = self.attribute(view, text)
+            speaker, conf = self.attribute(feats, text)
             return [Attribution(0, n, speaker, conf)]
-        wins = self.encoder.refined_window_embeddings(view, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
+        wins = self.encoder.refined_window_embeddings(feats, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
-            points = self._change_points(view, wins.embeds, centres, words)
+            points = self._change_points(feats, wins.embeds, centres, words)
             bounds = [0, *points, n]
             parts = []
             for a, b in zip(bounds, bounds[1:]):
@@ -182,21 +195,28 @@ class SpeakerAttributor:
         finally:
             wins.embeds.fill(0.0)
 
-    def split_points(self, audio: np.ndarray, words: Sequence[tuple[str, float]] | None = None) -> list[int]:
+    def split_points(self, source: Source, words: Sequence[tuple[str, float]] | None = None) -> list[int]:
         """Sample offsets where another speaker takes over (empty when one voice)."""
         cfg = self.config
-        view = _readonly(audio)
-        if len(view) < cfg.split_min_s * SAMPLE_RATE:
+        if _length(source) < cfg.split_min_s * SAMPLE_RATE:
             return []
-        wins = self.encoder.window_embeddings(view, step_s=cfg.split_step_s)
+        feats, owned = self._features(source)
+        wins = self.encoder.window_embeddings(feats, step_s=cfg.split_step_s)
         try:
-            centres = (wins.starts + np.minimum(wins.stops, len(view))) // 2
-            return self._change_points(view, wins.embeds, centres, words)
+            centres = (wins.starts + np.minimum(wins.stops, feats.n_samples)) // 2
+            return self._change_points(feats, wins.embeds, centres, words)
         finally:
             wins.embeds.fill(0.0)
+            if owned:
+                feats.wipe()
+
+    def _features(self, source: Source) -> tuple[SpeakerFeatures, bool]:
+        if isinstance(source, SpeakerFeatures):
+            return source, False
+        return self.encoder.features(_readonly(source)), True
 
     def _change_points(
-        self, view: np.ndarray, embeds: np.ndarray, centres: np.ndarray, words: Sequence[tuple[str, float]] | None
+        self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, words: Sequence[tuple[str, float]] | None
     ) -> list[int]:
         """Change points from 1.6 s window embeddings every ``split_step_s``.
 
@@ -211,16 +231,16 @@ class SpeakerAttributor:
         between two turns), then to the nearest word start if words are given.
         """
         cfg = self.config
-        n = len(view)
+        n = feats.n_samples
         if len(embeds) < 3:
             return []
         llr = self._window_llr(embeds)
         if llr is None:
-            return self._single_change_point(view, embeds, centres)
+            return self._single_change_point(feats, embeds, centres)
         labels = _viterbi(llr, cfg.switch_penalty)
         change = np.flatnonzero(labels[1:] != labels[:-1])
         points = [int((centres[i] + centres[i + 1]) // 2) for i in change]
-        points = [self._snap(view, p, words) for p in points]
+        points = [self._snap(feats, p, words) for p in points]
         min_part = int(cfg.min_part_s * SAMPLE_RATE)
         kept: list[int] = []
         for p in points:
@@ -254,7 +274,7 @@ class SpeakerAttributor:
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
         return ~(clear[:-1] & clear[1:] & same_side)
 
-    def _single_change_point(self, view: np.ndarray, embeds: np.ndarray, centres: np.ndarray) -> list[int]:
+    def _single_change_point(self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray) -> list[int]:
         cfg = self.config
         cum = np.cumsum(embeds, axis=0)
         best_cos, best_at = 1.0, -1
@@ -272,27 +292,25 @@ class SpeakerAttributor:
                 best_cos, best_at = cos, point
         if best_at <= 0 or best_cos >= cfg.split_cos:
             return []
-        return [self._snap(view, best_at, None)]
+        return [self._snap(feats, best_at, None)]
 
-    def _snap(self, view: np.ndarray, point: int, words: Sequence[tuple[str, float]] | None) -> int:
+    def _snap(self, feats: SpeakerFeatures, point: int, words: Sequence[tuple[str, float]] | None) -> int:
         """Move a change point to the quietest 20 ms nearby, then to the closest word start."""
         cfg = self.config
         reach = int(cfg.snap_s * SAMPLE_RATE)
-        frame = SAMPLE_RATE // 50
-        lo, hi = max(0, point - reach), min(len(view), point + reach)
-        k = (hi - lo) // frame
-        if k >= 3:
-            block = view[lo : lo + k * frame].reshape(k, frame)
-            energy = np.einsum("ij,ij->i", block, block)
-            quiet = int(np.argmin(energy))
-            point = lo + quiet * frame + frame // 2
+        lo = max(0, point - reach) // ENERGY_HOP
+        hi = min(len(feats.energy), (point + reach) // ENERGY_HOP)
+        if hi - lo >= 6:
+            pairs = feats.energy[lo : hi - 1] + feats.energy[lo + 1 : hi]  # 20 ms windows on a 10 ms grid
+            quiet = int(np.argmin(pairs))
+            point = (lo + quiet + 1) * ENERGY_HOP
         if words:
             starts = np.array([at for _, at in words], np.float64) * SAMPLE_RATE
             near = np.abs(starts - point) <= cfg.word_snap_s * SAMPLE_RATE
             if near.any():
                 cand = starts[near]
                 point = int(cand[np.argmin(np.abs(cand - point))]) - int(0.02 * SAMPLE_RATE)
-        return max(0, min(len(view), point))
+        return max(0, min(feats.n_samples, point))
 
     def _models(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The two reference voices for window scoring, or None while the visit has fewer."""
@@ -484,6 +502,17 @@ def _viterbi(llr: np.ndarray, penalty: float) -> np.ndarray:
     for t in range(n - 1, 0, -1):
         labels[t - 1] = back[t, labels[t]]
     return labels
+
+
+Source = SpeakerFeatures | np.ndarray  # features of a closed segment, or audio the caller still holds
+
+
+def _length(source: Source) -> int:
+    return source.n_samples if isinstance(source, SpeakerFeatures) else len(source)
+
+
+def _checked(source: Source) -> Source:
+    return source if isinstance(source, SpeakerFeatures) else _readonly(source)
 
 
 def _readonly(audio: np.ndarray) -> np.ndarray:

@@ -1,8 +1,10 @@
 """GE2E speaker embeddings with onnxruntime (the numpy front-end feeds the ONNX model).
 
-Audio is taken as a (read-only) float32 view at 16 kHz; nothing of it is kept:
-the front-end's scratch is zeroed after each call and only embeddings (which
-cannot be turned back into audio) leave this module.
+Every entry point takes :class:`SpeakerFeatures` (the mel frames a closed
+segment left behind when its audio was zeroed) or, for callers that still hold
+audio (enrolment, tests), a read-only float32 view at 16 kHz, turned into
+features here and wiped after. Only embeddings (which cannot be turned back
+into audio) leave this module.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import onnxruntime as ort
 
 from edge_agent.errors import ModelError
 from edge_agent.models import verify_model
-from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, partial_slices, volume_gain
+from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, SpeakerFeatures, partial_slices
 
 MODEL_NAME = "speaker_ge2e.onnx"
 EMBED_DIM = 256
@@ -90,47 +92,52 @@ class SpeakerEncoder:
             out.append(self.session.run(None, {"mels": mels[i : i + self.config.batch]})[0])
         return np.concatenate(out).astype(np.float32, copy=False)
 
-    def _windows(self, audio: np.ndarray, wav_slices: list[slice], mel_slices: list[slice]) -> np.ndarray:
-        total = max(len(audio), wav_slices[-1].stop)
-        mel = self.frontend(audio, gain=volume_gain(audio), total_samples=total)
-        try:
-            return np.stack([mel[s] for s in mel_slices])
-        finally:
-            mel.fill(0.0)  # a mel spectrogram is a rough picture of the speech: leave none behind
+    def features(self, audio: np.ndarray) -> SpeakerFeatures:
+        """Features of a stretch of audio (the caller wipes them when done)."""
+        return SpeakerFeatures.of(_as_f32(audio), self.frontend)
 
-    def partials(self, audio: np.ndarray, rate: float = 1.3, min_coverage: float = 0.75) -> Partials:
+    def _with_features(self, source: SpeakerFeatures | np.ndarray) -> tuple[SpeakerFeatures, bool]:
+        if isinstance(source, SpeakerFeatures):
+            return source, False
+        return self.features(source), True
+
+    def partials(self, source: SpeakerFeatures | np.ndarray, rate: float = 1.3, min_coverage: float = 0.75) -> Partials:
         """Embeddings of Resemblyzer's 1.6 s windows, ``rate`` windows per second."""
         t0 = time.thread_time()
-        audio = _as_f32(audio)
-        wav_slices, mel_slices = partial_slices(len(audio), rate, min_coverage)
-        windows = self._windows(audio, wav_slices, mel_slices)
+        feats, owned = self._with_features(source)
         try:
-            embeds = self._run(windows)
+            wav_slices, mel_slices = partial_slices(feats.n_samples, rate, min_coverage)
+            windows = np.stack([feats.mel[s] for s in mel_slices])
+            try:
+                embeds = self._run(windows)
+            finally:
+                windows.fill(0.0)
         finally:
-            windows.fill(0.0)
+            if owned:
+                feats.wipe()
         self.embed_seconds += time.thread_time() - t0
-        self.audio_seconds += len(audio) / SAMPLE_RATE
+        self.audio_seconds += feats.n_samples / SAMPLE_RATE
         return Partials(
             embeds,
             np.array([s.start for s in wav_slices], np.int64),
             np.array([s.stop for s in wav_slices], np.int64),
         )
 
-    def embed(self, audio: np.ndarray) -> np.ndarray:
+    def embed(self, source: SpeakerFeatures | np.ndarray) -> np.ndarray:
         """One L2-normalised 256-d embedding: the mean of the partial-window embeddings."""
-        return l2_normalise(self.partials(audio).embeds.mean(axis=0))
+        return l2_normalise(self.partials(source).embeds.mean(axis=0))
 
-    def window_embeddings(self, audio: np.ndarray, window_s: float = 1.6, step_s: float = 0.4) -> Partials:
+    def window_embeddings(self, source: SpeakerFeatures | np.ndarray, window_s: float = 1.6, step_s: float = 0.4) -> Partials:
         """Embeddings of windows of ``window_s`` every ``step_s`` (for change-point search).
 
         Windows shorter than the 1.6 s the encoder was trained on are noisier,
         so the default keeps 1.6 s and steps finely instead.
         """
-        return self.refined_window_embeddings(audio, step_s, _every_gap, coarse_every=1, window_s=window_s)
+        return self.refined_window_embeddings(source, step_s, _every_gap, coarse_every=1, window_s=window_s)
 
     def refined_window_embeddings(
         self,
-        audio: np.ndarray,
+        source: SpeakerFeatures | np.ndarray,
         step_s: float,
         fine_gaps: Callable[[np.ndarray], np.ndarray],
         coarse_every: int = 2,
@@ -142,22 +149,21 @@ class SpeakerEncoder:
         consecutive coarse windows: True where the speaker may change there.
         Stretches that clearly hold one voice keep only the coarse windows;
         around a possible change the windows are exactly those of
-        :meth:`window_embeddings`. The mel spectrogram is computed once and
-        zeroed after.
+        :meth:`window_embeddings`.
         """
         t0 = time.thread_time()
-        audio = _as_f32(audio)
+        feats, owned = self._with_features(source)
+        n = feats.n_samples
+        mel = feats.mel
         win = int(round(window_s * SAMPLE_RATE / HOP))
         step = max(1, int(round(step_s * SAMPLE_RATE / HOP)))
-        n_frames = 1 + len(audio) // HOP
+        n_frames = 1 + n // HOP
         starts = np.arange(0, max(1, n_frames - win + 1), step)
         coarse = np.zeros(len(starts), bool)
         coarse[::coarse_every] = True
         coarse[-1] = True  # keep the tail covered
         if len(starts) < MIN_WINDOWS_TO_REFINE:
             coarse[:] = True  # one batch: a second small ONNX run would cost more than it saves
-        total = max(len(audio), int(starts[-1] + win) * HOP)
-        mel = self.frontend(audio, gain=volume_gain(audio), total_samples=total)
         try:
             embeds = np.zeros((len(starts), EMBED_DIM), np.float32)
             embeds[coarse] = self._embed_at(mel, starts[coarse], win)
@@ -171,9 +177,10 @@ class SpeakerEncoder:
                     embeds[fine] = self._embed_at(mel, starts[fine], win)
                     chosen |= fine
         finally:
-            mel.fill(0.0)
+            if owned:
+                feats.wipe()
         self.embed_seconds += time.thread_time() - t0
-        self.audio_seconds += len(audio) / SAMPLE_RATE
+        self.audio_seconds += n / SAMPLE_RATE
         kept = starts[chosen]
         result = Partials(embeds[chosen], kept * HOP, (kept + win) * HOP)
         embeds.fill(0.0)

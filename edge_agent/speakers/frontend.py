@@ -14,6 +14,8 @@ segment's audio is never left behind in memory we cannot account for.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from edge_agent.audio import SAMPLE_RATE  # the GE2E front-end runs at the pipeline's rate
@@ -130,3 +132,36 @@ def partial_slices(n_samples: int, rate: float = 1.3, min_coverage: float = 0.75
         mel_slices.pop()
         wav_slices.pop()
     return wav_slices, mel_slices
+
+
+ENERGY_HOP = HOP  # 10 ms energies: two neighbours make any 20 ms window on a 10 ms grid
+
+
+@dataclass
+class SpeakerFeatures:
+    """What speaker attribution needs from a stretch of speech, computed once so the
+    raw audio can be zeroed at once: GE2E mel frames of the gain-normalised audio
+    (zero-padded one partial window past the end, as the encoder's windows need)
+    and the energy of every 10 ms (to snap change points into pauses).
+
+    Neither is audio: a 40-band mel spectrogram and an energy envelope. They are
+    still a picture of someone's speech, so :meth:`wipe` zeroes them after use.
+    """
+
+    mel: np.ndarray  # (frames, 40) float32
+    energy: np.ndarray  # (n_samples // ENERGY_HOP,) float32
+    n_samples: int
+
+    @classmethod
+    def of(cls, audio: np.ndarray, frontend: MelFrontend) -> SpeakerFeatures:
+        if audio.ndim != 1:
+            raise ValueError("speaker features need mono audio (1-D)")
+        n = len(audio)
+        mel = frontend(audio, gain=volume_gain(audio), total_samples=n + PARTIAL_FRAMES * HOP)
+        k = n // ENERGY_HOP
+        energy = np.einsum("ij,ij->i", audio[: k * ENERGY_HOP].reshape(k, ENERGY_HOP), audio[: k * ENERGY_HOP].reshape(k, ENERGY_HOP))
+        return cls(mel, energy.astype(np.float32, copy=False), n)
+
+    def wipe(self) -> None:
+        self.mel.fill(0.0)
+        self.energy.fill(0.0)

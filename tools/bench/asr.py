@@ -42,7 +42,7 @@ def reference_text(audio: Path) -> str:
 def streaming_pass(audio: Path, realtime: bool, threads: int) -> dict[str, Any]:
     from dataclasses import replace
 
-    from edge_agent.asr.engine import AsrConfig
+    from edge_agent.asr.backend import AsrConfig
     from edge_agent.asr.events import FinalTranscript
     from edge_agent.audio.file_source import FileSource
     from edge_agent.device.pipeline import PipelineConfig
@@ -87,7 +87,7 @@ def offline_pass(audio: Path, threads: int) -> dict[str, Any]:
     import soxr
     from faster_whisper import WhisperModel
 
-    from edge_agent.asr.engine import resolve_model_path
+    from edge_agent.asr.whisper_ct2 import resolve_model_path
 
     model = WhisperModel(resolve_model_path("tiny.en"), device="cpu", compute_type="int8", cpu_threads=threads)
     samples, rate = sf.read(str(audio), dtype="float32", always_2d=True)

@@ -52,8 +52,24 @@ class TimelineMark(_message.Message):
     at_s: float
     def __init__(self, kind: _Optional[str] = ..., at_s: _Optional[float] = ...) -> None: ...
 
+class AudioQuality(_message.Message):
+    __slots__ = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions")
+    AUDIO_S_FIELD_NUMBER: _ClassVar[int]
+    SPEECH_LOST_S_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    CAPTURE_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    audio_s: float
+    speech_lost_s: float
+    dropped_segments: int
+    failed_segments: int
+    dropped_frames: int
+    capture_interruptions: int
+    def __init__(self, audio_s: _Optional[float] = ..., speech_lost_s: _Optional[float] = ..., dropped_segments: _Optional[int] = ..., failed_segments: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., capture_interruptions: _Optional[int] = ...) -> None: ...
+
 class Feedback(_message.Message):
-    __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s", "contribution", "timeline", "marks")
+    __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s", "contribution", "timeline", "marks", "quality")
     class TimingEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -79,6 +95,7 @@ class Feedback(_message.Message):
     CONTRIBUTION_FIELD_NUMBER: _ClassVar[int]
     TIMELINE_FIELD_NUMBER: _ClassVar[int]
     MARKS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     schema_version: int
     visit_id: str
     duration_s: float
@@ -90,4 +107,5 @@ class Feedback(_message.Message):
     contribution: str
     timeline: _containers.RepeatedCompositeFieldContainer[Turn]
     marks: _containers.RepeatedCompositeFieldContainer[TimelineMark]
-    def __init__(self, schema_version: _Optional[int] = ..., visit_id: _Optional[str] = ..., duration_s: _Optional[float] = ..., timing: _Optional[_Mapping[str, float]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., summary: _Optional[str] = ..., started_unix_s: _Optional[int] = ..., contribution: _Optional[str] = ..., timeline: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., marks: _Optional[_Iterable[_Union[TimelineMark, _Mapping]]] = ...) -> None: ...
+    quality: AudioQuality
+    def __init__(self, schema_version: _Optional[int] = ..., visit_id: _Optional[str] = ..., duration_s: _Optional[float] = ..., timing: _Optional[_Mapping[str, float]] = ..., label_counts: _Optional[_Mapping[str, int]] = ..., observations: _Optional[_Iterable[_Union[Observation, _Mapping]]] = ..., summary: _Optional[str] = ..., started_unix_s: _Optional[int] = ..., contribution: _Optional[str] = ..., timeline: _Optional[_Iterable[_Union[Turn, _Mapping]]] = ..., marks: _Optional[_Iterable[_Union[TimelineMark, _Mapping]]] = ..., quality: _Optional[_Union[AudioQuality, _Mapping]] = ...) -> None: ...

@@ -1,0 +1,341 @@
+"""The streaming decoding rules for speech segments, free of threads.
+
+:class:`SegmentDecoder` turns what the VAD says about a segment into text:
+
+* **Partials** while a segment is open (``on_update``): the window from the
+  last committed sentence to the newest audio is re-decoded greedily. A
+  partial is guaranteed at least every ``partial_max_gap_s`` of new speech;
+  between those, extra partials are spent from a CPU budget. Local agreement
+  (two consecutive hypotheses) marks the stable prefix.
+* **Sentences committed inside long segments**: when two consecutive decodes
+  agree on a whole timestamped sentence that ends well before the window
+  does, that sentence's audio is decoded as a final (wider beam, context) and
+  handed out as a :class:`Committed` piece at once; the window moves past it.
+  Long turns therefore give finals sentence by sentence instead of waiting for
+  a pause (LocalAgreement-2 with buffer trimming at sentence ends, as in
+  whisper_streaming).
+* **The final** when the segment closes (``on_closed``): the rest after the
+  last committed sentence, from features computed when the segment closed
+  (its raw audio is already zeroed). A decode that fails is retried on two
+  halves; only if that fails too is the segment reported as failed.
+
+The caller (``edge_agent.device.pipeline``) owns threads, buffers and zeroing;
+this class owns no audio and keeps, between segments, only the last finals'
+tokens as context (cleared by :meth:`forget`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from edge_agent.asr.agreement import LocalAgreement
+from edge_agent.asr.backend import Decoded, DecodedWord, Recognizer
+from edge_agent.asr.events import PartialTranscript
+
+log = logging.getLogger(__name__)
+
+COMMIT_LOOKAHEAD_S = 0.6  # audio past an agreed sentence end given to its final decode
+
+
+@dataclass(frozen=True)
+class DecoderConfig:
+    partials: bool = True  # live partial transcripts (finals are always decoded)
+    # a partial at least this often (seconds of new speech) once a segment has speech...
+    partial_max_gap_s: float = 1.5
+    # ...and more often (down to partial_min_step_s) while the CPU budget allows
+    partial_min_step_s: float = 0.5
+    partial_cpu_share: float = 0.05  # share of one core the extra partials may use on average
+    partial_cpu_burst_s: float = 0.5
+    context_tokens: int = 64  # tokens of recent finals given to a final as context
+    commit_min_s: float = 0.5  # a committed sentence is at least this long ...
+    commit_margin_s: float = 1.0  # ... and ends at least this far before the window does
+
+
+class CpuBudget:
+    """Token bucket of CPU seconds for optional decodes, filled as audio arrives."""
+
+    def __init__(self, share: float, burst_s: float) -> None:
+        self.share = share
+        self.burst = burst_s
+        self._tokens = burst_s
+        self._audio_samples = 0
+
+    def audio_at(self, sample: int, rate: int) -> None:
+        if sample > self._audio_samples:
+            self._tokens = min(self.burst, self._tokens + (sample - self._audio_samples) / rate * self.share)
+            self._audio_samples = sample
+
+    def allows(self) -> bool:
+        return self.share > 0 and self._tokens > 0
+
+    def spend(self, cpu_s: float) -> None:
+        self._tokens -= cpu_s
+
+
+@dataclass
+class DecodeStats:
+    partial_decodes: int = 0
+    partials_over_budget: int = 0
+    candidate_decodes: int = 0
+    candidate_reused: int = 0
+    sentences_committed: int = 0
+    retried: int = 0  # finals decoded again on halves after a failure
+    failed_open_decodes: int = 0  # partial/look-ahead decodes that failed (the final still covers their audio)
+
+
+@dataclass(frozen=True)
+class Committed:
+    """A sentence finalised inside a still-open segment (samples relative to the segment)."""
+
+    segment_id: int
+    start: int
+    stop: int
+    decoded: Decoded
+    words: list[DecodedWord]  # seconds from ``start``
+
+
+@dataclass(frozen=True)
+class Final:
+    """The text of a closed segment after its last committed sentence."""
+
+    decoded: Decoded
+    words: list[DecodedWord]  # seconds from ``start``
+    start: int  # samples into the segment where the decoded audio begins
+
+
+@dataclass
+class _Open:
+    """Per-segment state, dropped when the segment is finalised."""
+
+    agreement: LocalAgreement = field(default_factory=LocalAgreement)
+    window_start: int = 0  # samples of the segment already committed
+    committed_text: str = ""
+    previous_first: tuple[tuple[int, ...], float] | None = None
+    candidate: tuple[int, Decoded] | None = None  # (window_start, decode of the final's exact audio)
+    last_partial: str = ""
+    last_partial_end: int = 0  # segment sample the last partial decode reached
+    partials: int = 0
+
+
+# (start, stop) samples of the open segment -> a context holding a read-only view; the caller's lock keeps
+# the segment from being zeroed meanwhile, so it is held only while features are taken, not while decoding
+AudioWindow = Callable[[int, int], AbstractContextManager[np.ndarray]]
+
+
+class SegmentGoneError(Exception):
+    """Raised by an :data:`AudioWindow` whose segment closed (and was zeroed) before the read."""
+
+
+class SegmentDecoder:
+    def __init__(self, recognizer: Recognizer, config: DecoderConfig, cpu_clock: Callable[[], float] = time.thread_time) -> None:
+        self.asr = recognizer
+        self.cfg = config
+        self.stats = DecodeStats()
+        self._open: dict[int, _Open] = {}
+        self._budget = CpuBudget(config.partial_cpu_share, config.partial_cpu_burst_s)
+        self._context: deque[int] = deque(maxlen=max(1, config.context_tokens))
+        self._cpu = cpu_clock
+
+    def forget(self) -> None:
+        """End of a run: drop every segment's state and the context (transcript tokens)."""
+        self._open.clear()
+        self._context.clear()
+
+    # -- open segments -------------------------------------------------------------------------------
+
+    def wants_update(self, segment_id: int, length: int, final_candidate: bool) -> bool:
+        """Whether an update is worth a decode (lets the caller skip copying/locking for nothing)."""
+        if final_candidate:
+            return True
+        if not self.cfg.partials:
+            return False
+        state = self._open.get(segment_id)
+        done = state.last_partial_end if state else 0
+        new = (length - done) / self.asr.sample_rate
+        return new >= self.cfg.partial_min_step_s
+
+    def on_update(
+        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: AudioWindow,
+        absolute_end_sample: int, onset_arrival: float | None,
+    ) -> tuple[list[Committed], PartialTranscript | None]:
+        """A segment grew to ``length`` samples: maybe commit sentences, maybe give a partial.
+
+        A decode that fails here costs only this partial or look-ahead (counted): the
+        segment's final, decoded from its features at close, still covers the audio.
+        """
+        try:
+            return self._on_update(segment_id, t0, length, final_candidate, audio, absolute_end_sample, onset_arrival)
+        except SegmentGoneError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - counted; the final is retried and reported if it fails too
+            self.stats.failed_open_decodes += 1
+            log.warning("decode of an open segment failed (%s); its final will cover the audio", type(exc).__name__)
+            return [], None
+
+    def _on_update(
+        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: AudioWindow,
+        absolute_end_sample: int, onset_arrival: float | None,
+    ) -> tuple[list[Committed], PartialTranscript | None]:
+        rate = self.asr.sample_rate
+        state = self._open.setdefault(segment_id, _Open())
+        self._budget.audio_at(absolute_end_sample, rate)
+        if length - state.window_start < rate // 4:
+            return [], None
+        committed: list[Committed] = []
+        if final_candidate:
+            self.stats.candidate_decodes += 1
+            decoded = self._decode_window(audio, state.window_start, length, final=True)
+            state.candidate = (state.window_start, decoded)
+        else:
+            gap = (length - state.last_partial_end) / rate
+            if state.partials > 0 and gap < self.cfg.partial_max_gap_s and not self._budget.allows():
+                self.stats.partials_over_budget += 1
+                return [], None
+            spent = self._cpu()
+            decoded = self._decode_window(audio, state.window_start, length, final=False)
+            self._budget.spend(self._cpu() - spent)
+            state.last_partial_end = length
+            piece = self._maybe_commit(segment_id, state, decoded, audio)
+            if piece is not None:
+                committed.append(piece)
+                decoded = None  # type: ignore[assignment]  # the window moved: the old hypothesis no longer applies
+        self.stats.partial_decodes += 1
+        if not self.cfg.partials or decoded is None or not decoded.text:
+            return committed, None
+        stable, unstable = state.agreement.update(decoded.text)
+        stable = f"{state.committed_text} {stable}".strip()
+        text = f"{stable} {unstable}".strip()
+        if text == state.last_partial:
+            return committed, None
+        state.last_partial = text
+        onset_latency = None
+        if state.partials == 0 and onset_arrival is not None:
+            onset_latency = time.monotonic() - onset_arrival
+        state.partials += 1
+        return committed, PartialTranscript(segment_id, t0, t0 + length / rate, stable, unstable, onset_latency)
+
+    def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow) -> Committed | None:
+        """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it."""
+        rate = self.asr.sample_rate
+        first = decoded.sentences[0] if len(decoded.sentences) >= 2 and decoded.text else None
+        if first is None:
+            state.previous_first = None
+            return None
+        key = (tuple(first.tokens), first.end)
+        previous = state.previous_first
+        state.previous_first = key
+        window_s = decoded.n_samples / rate
+        agreed = previous is not None and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.2
+        if not agreed or not self.cfg.commit_min_s <= first.end <= window_s - self.cfg.commit_margin_s:
+            return None
+        start = state.window_start
+        # Decode the sentence as a final (beam, context) from a window a little longer than it,
+        # and keep the sentences that end where the agreed one did: Whisper's timestamps are
+        # coarse, and cutting the audio exactly at one can clip the last word.
+        stop = start + min(decoded.n_samples, int((first.end + COMMIT_LOOKAHEAD_S) * rate))
+        final = self._decode_window(audio, start, stop, final=True)
+        kept = [sent for sent in final.sentences if sent.end <= first.end + 0.3]
+        tokens = [t for sent in kept for t in sent.tokens]
+        if not final.text or not kept or not tokens:
+            state.previous_first = None
+            return None  # no clean sentence end in the final decode: try again on a later partial
+        cut = start + self._quiet_point(audio, start, int(kept[-1].end * rate))
+        piece = Decoded(self.asr.text_of(tokens), tokens, final.avg_logprob, final.no_speech_prob, cut - start,
+                        final.encoder_output, sentences=kept)
+        state.window_start = cut
+        state.agreement = LocalAgreement()
+        state.previous_first = None
+        state.candidate = None
+        state.committed_text = f"{state.committed_text} {piece.text}".strip()
+        self._remember(piece)
+        self.stats.sentences_committed += 1
+        return Committed(segment_id, start, cut, piece, self.asr.align_words(piece))
+
+    def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
+        """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
+        rate = self.asr.sample_rate
+        frame, reach = rate // 50, int(0.15 * rate)
+        lo = max(0, offset - reach)
+        with audio(start + lo, start + offset + reach) as view:
+            k = len(view) // frame
+            if k < 3:
+                return offset
+            block = view[: k * frame].reshape(k, frame)
+            quiet = int(np.argmin(np.einsum("ij,ij->i", block, block)))
+        return lo + quiet * frame + frame // 2
+
+    def _decode_window(self, audio: AudioWindow, start: int, stop: int, final: bool) -> Decoded:
+        with audio(start, stop) as view:
+            features = self.asr.window_features(view)
+        try:
+            return self.asr.decode_features(features, stop - start, final=final, context=self._final_context() if final else None)
+        finally:
+            features.fill(0.0)
+
+    # -- closed segments -----------------------------------------------------------------------------
+
+    def on_closed_without_text(self, segment_id: int) -> None:
+        """A closed segment that will not be decoded (noise, or no buffer): drop its state."""
+        self._open.pop(segment_id, None)
+
+    def on_closed(self, segment_id: int, features: np.ndarray, n_samples: int) -> Final:
+        """The rest of a closed segment, from its features (frames at ``hop`` samples).
+
+        Raises the last error if the decode and the retry on halves both fail.
+        """
+        state = self._open.pop(segment_id, _Open())
+        start = state.window_start
+        hop = self.asr.hop
+        if state.candidate is not None:
+            candidate_start, candidate = state.candidate
+            if candidate_start == start and start + candidate.n_samples == n_samples:
+                self.stats.candidate_reused += 1
+                self._remember(candidate)
+                return Final(candidate, self.asr.align_words(candidate) if candidate.text else [], start)
+        tail = features[:, start // hop :]
+        try:
+            decoded = self.asr.decode_features(tail, n_samples - start, final=True, context=self._final_context())
+            words = self.asr.align_words(decoded) if decoded.text else []
+        except Exception as exc:  # noqa: BLE001 - retried below; the caller reports a second failure
+            log.warning("final decode failed (%s); retrying on two halves", type(exc).__name__)
+            self.stats.retried += 1
+            decoded, words = self._decode_halves(tail, n_samples - start)
+        self._remember(decoded)
+        return Final(decoded, words, start)
+
+    def _decode_halves(self, features: np.ndarray, n_samples: int) -> tuple[Decoded, list[DecodedWord]]:
+        hop, rate = self.asr.hop, self.asr.sample_rate
+        mid_frame = features.shape[1] // 2
+        mid = min(n_samples, mid_frame * hop)
+        parts = ((features[:, :mid_frame], mid, 0.0), (features[:, mid_frame:], n_samples - mid, mid / rate))
+        tokens: list[int] = []
+        words: list[DecodedWord] = []
+        last: Decoded | None = None
+        for feats, samples, offset in parts:
+            if samples <= 0:
+                continue
+            last = self.asr.decode_features(feats, samples, final=True, context=self._final_context())
+            tokens += last.tokens
+            words += [DecodedWord(w.text, w.start + offset, w.end + offset, w.probability) for w in self.asr.align_words(last)] if last.text else []
+        assert last is not None
+        text = self.asr.text_of(tokens)
+        return Decoded(text, tokens, last.avg_logprob, last.no_speech_prob, n_samples, None, rejected="" if text else "empty"), words
+
+    # -- context ---------------------------------------------------------------------------------------
+
+    def _remember(self, decoded: Decoded) -> None:
+        if self.cfg.context_tokens > 0 and decoded.tokens:
+            self._context.extend(decoded.tokens)
+
+    def _final_context(self) -> list[int] | None:
+        if self.cfg.context_tokens <= 0:
+            return None
+        tokens = list(self._context)[-self.cfg.context_tokens :]
+        return tokens or None

