@@ -9,6 +9,12 @@ import os as _os
 for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_var, "1")
 
+# CTranslate2's oneDNN keeps one cached primitive per distinct input shape, and a
+# streaming decoder sees many (windows grow, token counts vary): RSS grew from
+# 210 MB to ~520 MB over a 30-minute visit. Without the cache the same visit
+# stayed at ~220 MB with identical text and time (measured, docs/architecture.md).
+_os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
+
 # Nothing leaves or is recorded about this device by a library: onnxruntime
 # (1.2x+) otherwise creates a telemetry device id and event store under
 # ~/.cache/Microsoft (caught by tests/test_no_audio_on_disk.py), and the model

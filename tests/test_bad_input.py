@@ -68,13 +68,40 @@ def test_missing_model_directory(tmp_path: Path, jfk_path: Path) -> None:
 
 
 def test_corrupt_model(tmp_path: Path, jfk_path: Path) -> None:
+    import hashlib
+
     from edge_agent.asr.whisper_ct2 import resolve_model_path
 
     bundled = Path(resolve_model_path("tiny.en"))
     broken = tmp_path / "broken-model"
     shutil.copytree(bundled, broken, ignore=shutil.ignore_patterns("model.bin"))
+    original = hashlib.sha256((bundled / "model.bin").read_bytes()).hexdigest()
     (broken / "model.bin").write_bytes(np.random.default_rng(1).bytes(50_000))
+    # a folder with no checksums is refused before anything is loaded
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--model", str(broken)), "has no SHA256SUMS", "sha256sum")
+    # checksums of the good model: the changed bytes are caught, never transcribed
+    (broken / "SHA256SUMS").write_text(f"{original}  model.bin\n")
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--model", str(broken)), "is corrupt", "sha256")
+    # checksums that match garbage (someone re-summed a broken file): CTranslate2 refuses it, one line
+    garbage = hashlib.sha256((broken / "model.bin").read_bytes()).hexdigest()
+    (broken / "SHA256SUMS").write_text(f"{garbage}  model.bin\n")
     assert_one_line_error(run_cli("transcribe", str(jfk_path), "--model", str(broken)), "cannot load the ASR model")
+
+
+def test_bundled_whisper_weights_are_checked_against_the_package_record(tmp_path: Path) -> None:
+    """Random bytes in model.bin used to load and transcribe jfk as "Hercules": now a one-line error."""
+    from edge_agent.asr.whisper_ct2 import _verify_against_package, resolve_model_path
+    from edge_agent.errors import ModelError
+
+    bundled = Path(resolve_model_path("tiny.en"))
+    copy = tmp_path / bundled.name  # the same folder name, so the package record applies
+    shutil.copytree(bundled, copy)
+    _verify_against_package(copy)  # intact: accepted
+    with (copy / "model.bin").open("r+b") as fh:
+        fh.seek(1_000_000)
+        fh.write(np.random.default_rng(2).bytes(4096))
+    with pytest.raises(ModelError, match="corrupt"):
+        _verify_against_package(copy)
 
 
 def test_cuda_requested_without_gpu(jfk_path: Path) -> None:

@@ -221,6 +221,19 @@ def bench_behaviours_cmd() -> None:
     print(json.dumps(bench_behaviours()))
 
 
+@bench_app.command("soak")
+def bench_soak_cmd(
+    minutes: Annotated[float, typer.Option("--minutes", help="length of the visit (paced in real time)")] = 60.0,
+    every: Annotated[float, typer.Option("--every", help="seconds between RSS samples")] = 30.0,
+) -> None:
+    """One long visit through the real device path: RSS over time, growth, residency p100 (JSON lines)."""
+    import json
+
+    from tools.bench.soak import run_soak
+
+    print(json.dumps(run_soak(minutes, every, sys.stdout)))
+
+
 @bench_app.command("delivery")
 def bench_delivery_cmd(
     visits: Annotated[int, typer.Option(help="visits to run")] = 20,

@@ -99,6 +99,9 @@ class PipelineVisitRunner:
         self.policy = policy
         self.on_event = on_event  # e.g. the demo's live view; never logs text
         self.metrics = metrics
+        # what the last visit's capture runs counted (numbers only: for benchmarks and doctor-style checks)
+        self.last_runs: list[RunStats] = []
+        self.last_pools_clean = True
         self._state: _VisitState | None = None
         self._lock = threading.Lock()
 
@@ -125,6 +128,7 @@ class PipelineVisitRunner:
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
             message.quality.CopyFrom(audio_quality(state.runs))
+            self.last_runs, self.last_pools_clean = list(state.runs), state.pools_clean
             return message
         finally:
             state.wipe()

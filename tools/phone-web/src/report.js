@@ -15,6 +15,17 @@ const MARK_TEXT = {
   longest_monologue: "longest stretch of you talking", longest_wait: "longest wait",
 };
 
+// One line when the report rests on partial audio (the same rule as the Python client's audio_gap).
+export function audioGap(q) {
+  if (!q) return "";
+  const parts = [];
+  if ((q.speech_lost_s || 0) >= 0.5 || q.dropped_segments || q.failed_segments) {
+    parts.push(`about ${Math.round(q.speech_lost_s || 0)} s of speech could not be transcribed`);
+  }
+  if (q.capture_interruptions) parts.push(`the microphone dropped out ${q.capture_interruptions} time(s)`);
+  return parts.length ? `Note: ${parts.join(" and ")}; observations about those moments may be missing.` : "";
+}
+
 export function reportView(rec, { onDelete }) {
   const fb = rec.feedback;
   const obs = fb.observations.map((o, i) => h("li", { class: "obs" },
@@ -29,6 +40,7 @@ export function reportView(rec, { onDelete }) {
   return h("article", { class: "report", "aria-labelledby": "report-title" },
     h("h2", { id: "report-title" }, `Visit of ${when(fb.started_unix_s)}`),
     h("p", { class: "muted" }, `${clock(fb.duration_s)} long · private to this phone`),
+    audioGap(fb.quality) ? h("p", { class: "note", role: "note" }, audioGap(fb.quality)) : null,
     obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
       : h("p", {}, "No specific suggestions for this visit."),
     h("section", {}, h("h3", {}, "The visit at a glance"), timeline(fb)),

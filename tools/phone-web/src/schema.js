@@ -16,6 +16,38 @@ export default {
    "t": 13
   }
  ],
+ "edge_agent.v1.AudioQuality": [
+  {
+   "n": 1,
+   "name": "audio_s",
+   "t": 1
+  },
+  {
+   "n": 2,
+   "name": "speech_lost_s",
+   "t": 1
+  },
+  {
+   "n": 3,
+   "name": "dropped_segments",
+   "t": 13
+  },
+  {
+   "n": 4,
+   "name": "failed_segments",
+   "t": 13
+  },
+  {
+   "n": 5,
+   "name": "dropped_frames",
+   "t": 13
+  },
+  {
+   "n": 6,
+   "name": "capture_interruptions",
+   "t": 13
+  }
+ ],
  "edge_agent.v1.ClaimRoomRequest": [
   {
    "n": 1,
@@ -236,6 +268,12 @@ export default {
    "n": 11,
    "name": "marks",
    "r": 1,
+   "t": 11
+  },
+  {
+   "m": "edge_agent.v1.AudioQuality",
+   "n": 12,
+   "name": "quality",
    "t": 11
   }
  ],
