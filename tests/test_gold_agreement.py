@@ -225,3 +225,94 @@ def test_build_refuses_missing_or_stray_decisions():
         bg.build(packet, a, b, {**ok, "y": {"id": "y", "final": [], "differs": [], "agreed": []}})
     with pytest.raises(ag.AnnotationError, match="§6"):
         bg.build(packet, a, b, {"x": {**ok["x"], "final": ["summary"]}})
+
+
+# --------------------------------------------------------------------------- adjudicated event gold
+
+from tools.gold import build_event_gold as beg  # noqa: E402
+
+EVENT_PACKETS = ag.HERE / "packets" / "events_primock57"
+
+
+def _event_gold() -> dict[str, dict]:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(beg.GOLD_DIR.glob("*.json"))}
+
+
+def test_event_gold_has_all_57_visits_and_validates():
+    visits = sorted(p.stem for p in EVENT_PACKETS.glob("*.txt"))
+    assert len(visits) == 57
+    gold = _event_gold()
+    assert sorted(gold) == visits
+    for cid, doc in gold.items():
+        ag.validate_event_file(doc, cid)  # raises on any schema problem
+        assert doc["consultation"] == cid and doc["annotator"] == "gold"
+
+
+def test_event_gold_contains_every_agreed_event():
+    a, b = beg.load_annotations()
+    gold = _event_gold()
+    n = 0
+    for cid in sorted(a):
+        x, y, g = a[cid], b[cid], gold[cid]
+        qa, qb, qg = x["opening_question"], y["opening_question"], g["opening_question"]
+        if qa is None and qb is None:
+            assert qg is None, cid
+        elif qa and qb and abs(qa["end"] - qb["end"]) <= 2.0:
+            assert qg and abs(qg["end"] - qa["end"]) <= 2.0 and abs(qg["end"] - qb["end"]) <= 2.0, cid
+            n += 1
+        sa, sb, sg = x["opening_statement"], y["opening_statement"], g["opening_statement"]
+        if sa and sb and abs(sa["end"] - sb["end"]) <= 2.0 and sa["outcome"] == sb["outcome"]:
+            assert sg and sg["outcome"] == sa["outcome"], cid
+            assert abs(sg["end"] - sa["end"]) <= 2.0 and abs(sg["end"] - sb["end"]) <= 2.0, cid
+            n += 1
+        # overlaps both recorded with the same kind (interruptions matched within 1 s included)
+        gov = {(o["turn"], o["time"], o["kind"]) for o in g["overlaps"]}
+        ox, oy = x["overlaps"], y["overlaps"]
+        for i, j in ag.match_times([o["time"] for o in ox], [o["time"] for o in oy], 1.0):
+            if ox[i]["kind"] == oy[j]["kind"]:
+                assert (ox[i]["turn"], ox[i]["time"], ox[i]["kind"]) in gov, (cid, ox[i])
+                n += 1
+        if x["monologues"] == y["monologues"]:
+            assert g["monologues"] == x["monologues"], cid
+            n += len(x["monologues"])
+        for key in ag.UTTERANCE_LISTS:
+            la, lb, lg = x[key], y[key], g[key]
+            for i, j in ag.match_turns([e["turn"] for e in la], [e["turn"] for e in lb]):
+                assert any(abs(e["turn"] - la[i]["turn"]) <= 1 and abs(e["turn"] - lb[j]["turn"]) <= 1 for e in lg), \
+                    (cid, key, la[i]["turn"])
+                n += 1
+        for key in ("emergency_escalation", "plan_said_back"):
+            if bool(x[key]["value"]) == bool(y[key]["value"]):
+                assert bool(g[key]["value"]) == bool(x[key]["value"]), (cid, key)
+                n += 1
+    assert n > 1500  # 57 visits: ~1500 agreed overlaps plus utterances and flags
+
+
+def test_event_decisions_cover_the_todo_rows_and_name_a_rule():
+    todo = [json.loads(x) for x in (ag.ADJUDICATION / "events_todo.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    final = [json.loads(x) for x in beg.DECISIONS.read_text(encoding="utf-8").splitlines() if x]
+    assert len(final) == len(todo) == 62
+    assert sorted(beg._key(r) for r in final) == sorted(beg._key(r) for r in todo)
+    unrouted = [json.loads(x) for x in beg.UNROUTED.read_text(encoding="utf-8").splitlines() if x]
+    for r in final + unrouted:
+        assert "final" in r and r["adjudication_note"].startswith("§"), (r["consultation"], r["aspect"])
+        assert isinstance(r["guide_gap"], bool)
+
+
+def test_event_gold_is_a_deterministic_rebuild(capsys):
+    assert beg.main(["--check"]) == 0
+    assert "up to date" in capsys.readouterr().out
+
+
+def test_event_build_refuses_missing_or_stray_decisions():
+    a, b = beg.load_annotations()
+    final = beg.load_decisions(beg.DECISIONS)
+    unrouted = beg.load_decisions(beg.UNROUTED)
+    with pytest.raises(ag.AnnotationError, match="no decision"):
+        beg.build(a, b, {}, unrouted)
+    stray = dict(final)
+    row = {"consultation": "day1_consultation01", "aspect": "interruption", "annotator-a": None,
+           "annotator-b": {"turn": 1, "time": 1.0}, "final": None, "adjudication_note": "§x"}
+    stray[beg._key(row)] = row
+    with pytest.raises(ag.AnnotationError, match="matches no current"):
+        beg.build(a, b, stray, unrouted)
