@@ -48,7 +48,15 @@ def test_jfk_realtime_partials_then_final_with_words(session, jfk_path: Path) ->
 
 def test_residency_recorded_and_bounded_in_realtime(session, jfk_path: Path) -> None:
     events, stats, clean = collect(session, FileSource(jfk_path, realtime=True))
-    per_segment = [e.residency_s for e in events if isinstance(e, (FinalTranscript, SegmentDiscarded))]
+    # a segment's last final (or its discard) carries its residency; sentences finalised while it
+    # was still open carry 0 (its audio was still being spoken)
+    by_segment: dict[int, float] = {}
+    for e in events:
+        if isinstance(e, FinalTranscript):
+            by_segment[e.utterance.segment_id] = e.residency_s
+        elif isinstance(e, SegmentDiscarded):
+            by_segment[e.segment_id] = e.residency_s
+    per_segment = [by_segment[k] for k in sorted(by_segment)]
     assert stats.segments == len(per_segment) >= 2
     assert stats.residency_s == pytest.approx(per_segment, abs=1e-3)
     assert max(per_segment) <= 1.0, per_segment

@@ -38,7 +38,7 @@ class VadConfig:
     # shorter than the hang-over wastes that decode, a later one costs latency
     candidate_ms: int = 300
     min_speech_ms: int = 200  # voiced time below which a segment is noise, not speech
-    max_segment_s: float = 15.0
+    max_segment_s: float = 10.0  # continuous speech is split here (real voices: a 15 s limit held finals back, docs/realvoice.md 5.5)
     split_search_s: float = 2.5  # how far back from the limit to look for a quiet split point
     partial_interval_ms: int = 500
 
