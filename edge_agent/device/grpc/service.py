@@ -226,7 +226,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         cursor = int(request.cursor)
         try:
             while True:
-                await self._visits.retry_unqueued()
+                # no retry of held reports here: fetches must never take the space an ack needs
                 items = await asyncio.to_thread(self._outbox.fetch, me, cursor, FETCH_BATCH)
                 for item in items:
                     yield agent_pb2.FeedbackItem(id=item.id, envelope=seal.to_proto(item.envelope))
@@ -265,10 +265,10 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         if any(i == 0 for i in request.ids):
             raise Invalid("item ids start at 1")
         ids = [int(i) for i in dict.fromkeys(request.ids) if i < 2**63]  # SQLite integers are signed 64-bit
+        # idempotent: ids already deleted (an ack retried after a lost answer) count 0, never an error
         deleted = await asyncio.to_thread(self._outbox.ack, ident.subject_id, ids)
-        if deleted and self._visits.unqueued:
-            await self._visits.retry_unqueued()  # space was freed: queue reports held after a full outbox
         if deleted:
+            self._visits.space_freed()  # held reports are retried after acks go quiet, never ahead of them
             await asyncio.to_thread(self._visits.record_outbox)
         return agent_pb2.AckResponse(deleted=deleted)
 
