@@ -333,6 +333,7 @@ class VisitManager:
         if self._held:
             self._held.soon(ACK_QUIET_S, self._last_ack)
             self._wake.set()
+            self._ensure_retry_task()  # (re)start the loop if it ended on an unexpected error
 
     async def _retry_loop(self) -> None:
         try:
