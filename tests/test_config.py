@@ -141,3 +141,19 @@ def test_changed_keys_marks_live_and_restart(tmp_path: Path) -> None:
 def test_config_error_is_an_edge_agent_error() -> None:
     assert issubclass(ConfigError, EdgeAgentError)
     assert isinstance(EdgeConfig().vad, VadConfig)
+
+
+def test_non_utf8_config_is_one_line_exit_2(tmp_path: Path) -> None:
+    """Latin-1 or binary junk in config.toml: the one-line error and exit 2, not 'internal error' (70)."""
+    import subprocess
+    import sys
+
+    bad = tmp_path / "config.toml"
+    bad.write_bytes(b'[server]\nroom = "Salle \xe9"\n')
+    with pytest.raises(ConfigError, match=r"not UTF-8 text \(byte 0xe9 at line 2\)"):
+        load_config(bad, env={})
+    result = subprocess.run([sys.executable, "-m", "edge_agent.cli", "serve", "--config", str(bad)],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not UTF-8" in lines[0] and "Traceback" not in result.stderr

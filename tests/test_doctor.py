@@ -286,3 +286,54 @@ def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) ->
     assert len(lines) == len(checks) and lines[4].startswith("FAIL port") and "fix:" in lines[4]
     with pytest.raises(Exception, match="unknown doctor check"):
         doctor.run_doctor(cfg, skip=("dns",))
+
+
+def test_outbox_quarantine_is_logged_counted_and_shown_by_doctor(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged outbox at start: the server starts on a fresh one, logs and counts it, and doctor fails until IT removes the file."""
+    from edge_agent.device.grpc.background import BackgroundServer
+    from edge_agent.device.grpc.server import EdgeAgentServer
+    from edge_agent.device.ops.metrics import Registry
+    from tests.delivery_fixtures import Pki, RecordingRunner, server_config
+    from tests.doubles.scripted_runner import SpectralVoiceEnroller
+
+    pki = Pki.make(tmp_path / "pki")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "outbox.db").write_bytes(b"\x00garbage" * 4096)
+    registry = Registry()
+    server = EdgeAgentServer(server_config(pki, data), RecordingRunner(), SpectralVoiceEnroller(), metrics=registry)
+    bg = BackgroundServer(server)
+    with caplog.at_level("ERROR", logger="edge_agent"):
+        bg.start()
+    try:
+        assert registry.get("edge_agent_outbox_quarantined_total", reason="damaged") == 1
+        assert any("moved aside as" in r.getMessage() and "fresh outbox started" in r.getMessage() for r in caplog.records)
+    finally:
+        bg.stop()
+    check = doctor.check_outbox(data, max_mb=1)
+    assert not check.ok and "outbox.db.corrupt-1" in check.message and "shred -u" in check.fix
+    for f in data.glob("outbox.db.corrupt-1*"):
+        f.unlink()
+    assert doctor.check_outbox(data, max_mb=1).ok
+
+
+def test_outbox_check_reads_held_reports_from_the_daemon_metrics(tmp_path: Path) -> None:
+    from edge_agent.device.ops.metrics import MetricsServer, Registry
+
+    registry = Registry()
+    server = MetricsServer(registry, 0)
+    port = server.start()
+    try:
+        assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok
+        registry.set("edge_agent_reports_held", 3)
+        registry.set("edge_agent_reports_held_bytes", 12000)
+        held = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
+        assert not held.ok and "3 sealed reports (12 kB) are held" in held.message and "free space" in held.fix
+        registry.set("edge_agent_reports_held", 0)
+        registry.inc("edge_agent_reports_dropped_total", 2, reason="exit")
+        lost = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
+        assert not lost.ok and "2 sealed reports were lost" in lost.message
+    finally:
+        server.stop()
+    # daemon not running: the check still runs on the files alone
+    assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok

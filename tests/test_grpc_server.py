@@ -312,8 +312,12 @@ def test_outbox_full_at_stop_is_reported_and_retried(pki: Pki, tmp_path: Path) -
             phone.stop(keys, s.target, visit_id=second)
         assert _code(exc) == "RESOURCE_EXHAUSTED"
         assert not phone.device_info(keys, s.target).visit_active  # the room is free, state wiped
-        # Once the phone collects (and acks) the first report, the held sealed one is queued and delivered.
+        # Once the phone collects (and acks) the first report, the held sealed one is queued (after
+        # acks have gone quiet for a moment: acks first) and delivered.
         delivered = [r.visit_id for r in phone.feedback(keys, s.target)]
+        deadline = time.monotonic() + 10
+        while s.server is not None and s.server.visits is not None and s.server.visits.unqueued and time.monotonic() < deadline:
+            time.sleep(0.1)
         delivered += [r.visit_id for r in phone.feedback(keys, s.target)]
         assert delivered == [first, second]
     finally:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.crypto import seal
-from edge_agent.device.outbox import DAY_S, Outbox, OutboxConfig, OutboxDiskFullError, OutboxFullError
+from edge_agent.device.outbox import DAY_S, Outbox, OutboxConfig, OutboxDiskFullError, OutboxError, OutboxFullError
 
 _, PUB = seal.generate_keypair()
 ROOT = Path(__file__).resolve().parent.parent
@@ -126,3 +126,74 @@ def test_real_enospc_on_tiny_tmpfs(tmp_path: Path) -> None:
     out = json.loads(result.stdout.strip().splitlines()[-1])
     assert out["error"].startswith("OutboxDiskFullError"), out
     assert out["queued"] > 5 and out["same"], out
+
+
+# ---- self-healing: a damaged or empty outbox never keeps the room down -------------------------
+
+
+@pytest.mark.parametrize(
+    "damage, reason",
+    [
+        (lambda p: p.write_bytes(b"this is not a database, it was overwritten" * 100), "not a database"),
+        (lambda p: p.write_bytes(b""), "empty file"),
+        (lambda p: _flip_page(p, 2), "integrity check failed|malformed database"),
+    ],
+    ids=["garbage", "zero-bytes", "corrupt-page"],
+)
+def test_damaged_outbox_is_quarantined_and_a_fresh_one_started(tmp_path: Path, damage, reason: str) -> None:  # type: ignore[no-untyped-def]
+    from edge_agent.device.outbox import quarantined_files
+
+    path = tmp_path / "outbox.db"
+    box = Outbox(path)
+    for n in range(40):
+        box.put("c-a", _env(f"v{n}", size=3000))
+    old_id = box.outbox_id
+    box.close()
+    for side in ("-wal", "-shm"):
+        Path(str(path) + side).unlink(missing_ok=True)
+    damage(path)
+    original = path.read_bytes()
+
+    healed = Outbox(path)
+    assert healed.quarantined is not None and healed.quarantined.reason in reason.split("|")
+    moved = healed.quarantined.moved_to
+    assert moved == tmp_path / "outbox.db.corrupt-1" and moved.read_bytes() == original
+    assert moved.stat().st_mode & 0o777 == 0o600
+    assert healed.outbox_id != old_id  # phones key cursors by it: none skips an item of the new outbox
+    assert healed.stats() == (0, 0)
+    healed.put("c-a", _env("v-new"))
+    healed.close()
+    # the next start is clean and never touches the quarantined file again
+    again = Outbox(path)
+    assert again.quarantined is None and again.stats()[0] == 1
+    again.close()
+    assert quarantined_files(path) == [moved] and moved.read_bytes() == original
+    # a second damage gets the next number
+    path.write_bytes(b"x" * 5000)
+    third = Outbox(path)
+    assert third.quarantined is not None and third.quarantined.moved_to.name == "outbox.db.corrupt-2"
+    third.close()
+
+
+def test_without_heal_a_damaged_outbox_is_a_one_line_error(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    path.write_bytes(b"garbage" * 1000)
+    with pytest.raises(OutboxError, match="damaged .*move it aside"):
+        Outbox(path, heal=False)
+    assert path.read_bytes() == b"garbage" * 1000
+
+
+def test_fresh_outbox_reopens_without_quarantine(tmp_path: Path) -> None:
+    Outbox(tmp_path / "outbox.db").close()
+    box = Outbox(tmp_path / "outbox.db")
+    assert box.quarantined is None
+    box.close()
+
+
+def _flip_page(path: Path, page: int) -> None:
+    """Overwrite one b-tree page in the middle of the file (a real torn/bit-rotted page)."""
+    data = bytearray(path.read_bytes())
+    size = int.from_bytes(data[16:18], "big") or 65536
+    start = size * (page - 1)
+    data[start : start + size] = bytes([0xA5]) * size
+    path.write_bytes(bytes(data))

@@ -1,8 +1,11 @@
 """Fixed, preallocated pools for raw audio.
 
-Raw audio lives only in these pools. They are allocated once, page-aligned,
-excluded from core dumps and (where permitted) locked in RAM. A slot is zeroed
-every time it is released, so the only audio in memory is audio still in use.
+Raw audio lives only in these pools. Each pool is one anonymous ``mmap`` region
+(outside the malloc heap), page-aligned, excluded from core dumps and (where
+permitted) locked in RAM. A slot is zeroed every time it is released, so the
+only audio in memory is audio still in use. When a pool is closed (or dropped)
+its region is zeroed and handed to the next pool of the same size
+(:data:`edge_agent.hardening.REGIONS`): visits reuse the same locked pages.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_agent.hardening import page_aligned_zeros, protect_buffer
+from edge_agent.hardening import pool_region
 
 
 @dataclass
@@ -34,8 +37,9 @@ class BufferPool:
             raise ValueError("pool needs at least one slot of one sample")
         self.name = name
         self.slot_len = slot_len
-        self._store = page_aligned_zeros((slots, slot_len), dtype)
-        self.protected = protect_buffer(self._store)
+        self._region, self._give_back = pool_region(self, slots * slot_len * np.dtype(dtype).itemsize)
+        self._store = self._region.array((slots, slot_len), dtype)
+        self.protected = self._region.dontdump
         self._free: deque[int] = deque(range(slots))
         self._lock = threading.Condition()
         self.exhausted_count = 0  # acquisitions that found no free slot
@@ -77,3 +81,16 @@ class BufferPool:
     def wipe(self) -> None:
         """Zero every slot (used at shutdown whatever their state)."""
         self._store.fill(0)
+
+    def close(self) -> None:
+        """Zero everything and hand the region to the next pool of this size (idempotent).
+
+        The pool must not be used afterwards. Dropping the pool without ``close`` does the same.
+        """
+        if not self._give_back.alive:
+            return
+        self._store.fill(0)
+        with self._lock:
+            self._free.clear()
+        self._store = self._store[:0]  # no slot of a region another pool may get next
+        self._give_back()

@@ -494,6 +494,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config path {path} is a directory; give the config.toml file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML ({exc})") from None
+    except UnicodeDecodeError as exc:
+        # TOML is UTF-8; a file saved in Latin-1 (or with binary junk) must not be an "internal error"
+        line = data.count(b"\n", 0, exc.start) + 1 if (data := _raw(path)) is not None else 0
+        where = f" at line {line}" if line else ""
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x}{where}); "
+                          "save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror}); check the disk and the path") from None
+
+
+def _raw(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _env_overrides(env: Mapping[str, str]) -> dict[str, dict[str, str]]:

@@ -30,7 +30,6 @@ import asyncio
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
@@ -38,8 +37,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edge_agent.crypto import seal
+from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, HeldReports
 from edge_agent.device.ops.metrics import Registry
-from edge_agent.device.outbox import Outbox, OutboxError
+from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
@@ -47,6 +47,7 @@ from edge_agent.proto.edge_agent.v1 import feedback_pb2
 log = logging.getLogger(__name__)
 
 
+ACK_QUIET_S = 1.0  # held reports are retried only after acks have been quiet this long (acks first)
 DEFAULT_MAX_DURATION_S = 3600
 MIN_DURATION_S = 10
 MAX_DURATION_S = 4 * 3600
@@ -133,6 +134,7 @@ class VisitManager:
         default_max_duration_s: int = DEFAULT_MAX_DURATION_S,
         contributor: Contributor | None = None,
         metrics: Registry | None = None,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ) -> None:
         self._runner = runner
         self._contributor = contributor
@@ -141,7 +143,10 @@ class VisitManager:
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
-        self._unqueued: deque[tuple[str, seal.Envelope]] = deque(maxlen=16)  # sealed, outbox refused: retried
+        self._held = HeldReports(max_held_bytes)  # sealed, outbox refused: kept in memory and retried
+        self._retry_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._last_ack = 0.0
         self.queued = asyncio.Condition()  # notified whenever an envelope lands in the outbox
         self.last_stop: StopResult | None = None
 
@@ -151,7 +156,12 @@ class VisitManager:
 
     @property
     def unqueued(self) -> int:
-        return len(self._unqueued)
+        """Sealed reports held in memory because the outbox refused them."""
+        return len(self._held)
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held.nbytes
 
     async def start(
         self,
@@ -166,6 +176,13 @@ class VisitManager:
         async with self._lock:
             if self._active is not None:
                 raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
+            if self._held.full:
+                # a new report could not be kept either: capture nothing rather than lose it
+                log.warning("visit refused: %d sealed reports are held in memory and the outbox still refuses them", len(self._held))
+                raise VisitError(
+                    "outbox", f"this room's storage is full and {len(self._held)} reports are waiting in memory; "
+                    "tell IT to free space on the device, then start the visit",
+                )
             visit_id = "v-" + secrets.token_urlsafe(12)
             limit = max_duration_s or self.default_max_duration_s
 
@@ -258,7 +275,12 @@ class VisitManager:
             return
         items, size = self._outbox.stats()
         self._metrics.record_outbox(items, size)
-        self._metrics.set("edge_agent_reports_held", len(self._unqueued))
+        self._record_held()
+
+    def _record_held(self) -> None:
+        if self._metrics is not None:
+            self._metrics.set("edge_agent_reports_held", len(self._held))
+            self._metrics.set("edge_agent_reports_held_bytes", self._held.nbytes)
 
     async def _contribute(self, clinician: str, fb: feedback_pb2.Feedback) -> str:
         """The de-identified population record for this visit; its text goes to the clinician."""
@@ -270,33 +292,104 @@ class VisitManager:
             return ""
 
     async def _enqueue(self, clinician: str, env: seal.Envelope) -> int:
-        await self.retry_unqueued()
-        try:
-            cursor = await asyncio.to_thread(self._outbox.put, clinician, env)
-        except OutboxError as exc:
-            # Keep the *sealed* envelope in memory and retry later; nothing readable is held.
-            self._unqueued.append((clinician, env))
-            self.record_outbox()
-            raise VisitError("outbox", f"{exc} (the sealed report is held in memory and retried)") from None
-        async with self.queued:
-            self.queued.notify_all()
-        return cursor
-
-    async def retry_unqueued(self) -> int:
-        done = 0
-        while self._unqueued:
-            clinician, env = self._unqueued[0]
+        """Write the sealed report to the outbox, or hold it in memory (and say so) if the outbox refuses it."""
+        if not self._held:
             try:
-                await asyncio.to_thread(self._outbox.put, clinician, env)
+                cursor = await asyncio.to_thread(self._outbox.put, clinician, env)
+            except OutboxError as exc:
+                why = str(exc)
+                disk = isinstance(exc, OutboxDiskFullError)
+            else:
+                async with self.queued:
+                    self.queued.notify_all()
+                return cursor
+        else:
+            why, disk = "earlier reports are still waiting for space in the outbox", True
+        held = self._held.add(clinician, env)
+        if held is None:
+            # Over the memory bound as well: the one place a report can be lost. Counted and logged.
+            if self._metrics is not None:
+                self._metrics.inc("edge_agent_reports_dropped_total", reason="held_full")
+            log.error("a sealed report was dropped: the outbox refused it and %d reports (%d bytes) are already held in memory",
+                      len(self._held), self._held.nbytes)
+            raise VisitError("outbox", f"{why}; the device's memory for waiting reports is full too, so this report "
+                                       "could not be kept; tell IT to free space on the device") from None
+        if len(self._held) == 1:
+            log.warning("outbox refused a sealed report (%s): holding it in memory and retrying with back-off; "
+                        "free space on %s", "disk full" if disk else "outbox full", self._outbox.path.parent)
+        else:
+            log.debug("another sealed report held in memory (%d held)", len(self._held))
+        self._record_held()
+        self._ensure_retry_task()
+        raise VisitError("outbox", f"{why} (the sealed report is held in memory and retried)") from None
+
+    def _ensure_retry_task(self) -> None:
+        if self._retry_task is None or self._retry_task.done():
+            self._retry_task = asyncio.get_running_loop().create_task(self._retry_loop())
+
+    def space_freed(self) -> None:
+        """An ack deleted items: held reports may fit now, but acks go first (retry after a quiet moment)."""
+        self._last_ack = time.monotonic()
+        if self._held:
+            self._held.soon(ACK_QUIET_S, self._last_ack)
+            self._wake.set()
+            self._ensure_retry_task()  # (re)start the loop if it ended on an unexpected error
+
+    async def _retry_loop(self) -> None:
+        try:
+            while self._held:
+                now = time.monotonic()
+                wait = max(self._held.next_try - now, self._last_ack + ACK_QUIET_S - now, 0.0)
+                if wait > 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), wait)
+                    except TimeoutError:
+                        pass
+                    continue
+                await self.retry_held()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the loop must not die silently: say so, it restarts at the next hold
+            log.error("retry of held reports failed unexpectedly (%s)", type(exc).__name__)
+
+    async def retry_held(self, reserve: int | None = None) -> int:
+        """Write held reports to the outbox in order until it refuses one; returns how many went in."""
+        done = 0
+        while (held := self._held.first()) is not None:
+            try:
+                await asyncio.to_thread(self._outbox.put, held.clinician, held.envelope, None, reserve)
             except OutboxError:
+                self._held.failed()
                 break
-            self._unqueued.popleft()
+            self._held.pop_written(held)
             done += 1
         if done:
             self.record_outbox()
             async with self.queued:
                 self.queued.notify_all()
+        lasted = self._held.cleared()
+        if lasted is not None:
+            log.info("all held reports are now in the outbox (the outbox refused writes for %.0f s)", lasted)
         return done
+
+    async def close(self) -> None:
+        """At exit: a last try to persist held reports (no ack can come now: no reserve), then count and zero the rest."""
+        if self._retry_task is not None:
+            self._retry_task.cancel()
+            try:
+                await self._retry_task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        if self._held:
+            await self.retry_held(reserve=0)
+        count, size = self._held.drop_all()
+        if count:
+            if self._metrics is not None:
+                self._metrics.inc("edge_agent_reports_dropped_total", count, reason="exit")
+            log.error("%d sealed reports (%d bytes) could not be written to the outbox before exit and are lost; "
+                      "free space on %s", count, size, self._outbox.path.parent)
+        self._record_held()
 
     async def shutdown(self) -> None:
         """On daemon stop, a running visit is stopped normally so its report is not lost."""

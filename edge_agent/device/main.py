@@ -199,6 +199,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     handlers.install()
     watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
     watchdog_task = asyncio.create_task(watchdog.run())
+    _install_fault_hooks()
     notifier.ready(f"listening on port {port}")
     log.info("device ready")
     try:
@@ -218,6 +219,30 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             await web.stop()
         await server.stop()
         notifier.close()
+
+
+FAULT_ENV = "EDGE_AGENT_FAULT_INJECTION"
+
+
+def _install_fault_hooks() -> None:
+    """Test-only fault injection, off unless ``EDGE_AGENT_FAULT_INJECTION=hang-on-sigusr2`` is set
+    (the live-systemd test sets it in a drop-in; the shipped unit never does).
+
+    SIGUSR2 then blocks the event loop for good, as a deadlocked daemon would: nothing pets the
+    watchdog any more, and systemd must kill and restart the service.
+    """
+    if os.environ.get(FAULT_ENV) != "hang-on-sigusr2":
+        return
+    import signal
+    import time
+
+    def hang() -> None:
+        log.error("fault injection: event loop hung on purpose (test only)")
+        while True:
+            time.sleep(3600)
+
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, hang)
+    log.warning("fault injection enabled (test only): SIGUSR2 hangs the daemon")
 
 
 async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[no-untyped-def]

@@ -12,6 +12,18 @@ plaintext report; the device has no key that opens one.
 Ordering: ``id`` is an AUTOINCREMENT key, so it only grows and is never reused
 (even after deletes); it is the resume cursor. Items are fetched per recipient
 in ``id`` order.
+
+Self-healing: a damaged ``outbox.db`` (not a database, fails ``quick_check``)
+or a 0-byte one is never left to keep the room down. It is renamed, with its
+``-wal``/``-shm``, to ``outbox.db.corrupt-<n>`` (0600; the device never opens it
+again), a fresh outbox (new ``outbox_id``) is started, and the move is reported
+in :attr:`Outbox.quarantined` for the logs, the metrics and ``doctor``.
+
+Space for acknowledgements: every write first checks that the filesystem
+(plus the database's own free pages) keeps :data:`ACK_RESERVE_BYTES` free
+after it, and the WAL is checkpointed after each commit so it is reused from
+its start instead of growing. An ack (a delete) needs no reserve: on a full
+disk, acknowledgements still go through and free space, and new reports wait.
 """
 
 from __future__ import annotations
@@ -30,6 +42,10 @@ from edge_agent.errors import EdgeAgentError
 
 DAY_S = 86400.0
 SQLITE_FULL = 13
+# Kept free for acknowledgements (WAL frames of deletes, secure_delete overwrites): a
+# report that would eat into it is refused as "disk full" and held in memory instead.
+ACK_RESERVE_BYTES = 64 * 1024
+QUARANTINE_PREFIX = "corrupt-"
 
 
 class OutboxError(EdgeAgentError):
@@ -82,39 +98,146 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
 
 
-class Outbox:
-    """Thread-safe: one connection guarded by a lock (the server calls it from worker threads)."""
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
-    def __init__(self, path: Path, config: OutboxConfig | None = None) -> None:
+
+class _Damaged(Exception):
+    """The file at the outbox path is not a usable outbox (carries a short reason, no content)."""
+
+
+def quarantined_files(path: Path) -> list[Path]:
+    """Damaged outboxes moved aside next to ``path`` (``outbox.db.corrupt-<n>``, not their -wal/-shm)."""
+    path = Path(path)
+    prefix = path.name + "." + QUARANTINE_PREFIX
+    try:
+        names = [p for p in path.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix):].isdigit()]
+    except OSError:
+        return []
+    return sorted(names, key=lambda p: int(p.name[len(prefix):]))
+
+
+def _quarantine(path: Path) -> Path:
+    """Rename ``path`` (and its -wal/-shm) to the next free ``<name>.corrupt-<n>``, 0600."""
+    existing = quarantined_files(path)
+    n = int(existing[-1].name.rsplit("-", 1)[1]) + 1 if existing else 1
+    target = path.with_name(f"{path.name}.{QUARANTINE_PREFIX}{n}")
+    for suffix in ("", "-wal", "-shm"):
+        src = Path(str(path) + suffix)
+        if not src.exists():
+            continue
+        dst = Path(str(target) + suffix)
+        os.chmod(src, 0o600)
+        os.replace(src, dst)
+    _fsync_dir(path.parent)
+    return target
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A damaged outbox file moved aside at open (no content, no identifiers: a reason and a file name)."""
+
+    reason: str  # "empty file" | "not a database" | "integrity check failed" | ...
+    moved_to: Path
+
+
+class Outbox:
+    """Thread-safe: one connection guarded by a lock (the server calls it from worker threads).
+
+    ``heal=True`` (the device): a damaged or 0-byte file is quarantined and a fresh outbox
+    started (see :attr:`quarantined`). ``heal=False`` raises :class:`OutboxError` instead.
+    """
+
+    def __init__(self, path: Path, config: OutboxConfig | None = None, heal: bool = True,
+                 reserve_bytes: int = ACK_RESERVE_BYTES) -> None:
         self.path = Path(path)
         self.config = config or OutboxConfig()
+        self.reserve_bytes = reserve_bytes
+        self.quarantined: Quarantined | None = None
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            # Only the daemon's user may read even the ciphertext (metadata is still metadata).
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA secure_delete=ON")  # acked rows are overwritten, not left in free pages
-            self._db.executescript(_SCHEMA)
-            # A random id per database: if the outbox is ever recreated, ids restart, and
-            # phones must not resume from a cursor of the old one (they key cursors by it).
-            self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (secrets.token_hex(8),))
-            self.outbox_id = str(self._db.execute("SELECT value FROM meta WHERE key='outbox_id'").fetchone()[0])
+            try:
+                self._db = self._open()
+            except _Damaged as damaged:
+                if not heal:
+                    raise OutboxError(f"outbox {self.path} is damaged ({damaged}); move it aside and restart") from None
+                moved = _quarantine(self.path)
+                self.quarantined = Quarantined(str(damaged), moved)
+                try:
+                    self._db = self._open()
+                except _Damaged as again:
+                    raise OutboxError(f"a fresh outbox at {self.path} could not be created ({again}); check the disk") from None
         except OSError as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc.strerror}; check the path and free space") from None
         except sqlite3.DatabaseError as exc:
             if _is_full(exc):
                 raise OutboxDiskFullError(f"disk full opening outbox {self.path}; free space on {self.path.parent}") from None
-            raise OutboxError(f"outbox {self.path} is damaged ({exc}); move it aside and restart") from None
+            raise OutboxError(f"outbox {self.path} cannot be opened ({exc}); check the disk") from None
+
+    def _open(self) -> sqlite3.Connection:
+        """Open (or create) the database; raise :class:`_Damaged` if the file is not a sound outbox."""
+        try:
+            size = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = None
+        if size == 0:
+            # SQLite would silently turn a 0-byte file into a new database: say so instead
+            # (the old file may have been truncated: its reports are gone, the phones keep their cursors).
+            raise _Damaged("empty file")
+        # Only the daemon's user may read even the ciphertext (metadata is still metadata).
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA secure_delete=ON")  # acked rows are overwritten, not left in free pages
+            if size is not None:
+                result = db.execute("PRAGMA quick_check").fetchone()
+                if not result or result[0] != "ok":
+                    raise _Damaged("integrity check failed")
+                tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+                if tables and not {"items", "meta"} <= tables:
+                    raise _Damaged("not an outbox database")
+            db.executescript(_SCHEMA)
+            # A random id per database: if the outbox is ever recreated, ids restart, and
+            # phones must not resume from a cursor of the old one (they key cursors by it).
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (secrets.token_hex(8),))
+            self.outbox_id = str(db.execute("SELECT value FROM meta WHERE key='outbox_id'").fetchone()[0])
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return db
+        except _Damaged:
+            db.close()
+            raise
+        except sqlite3.DatabaseError as exc:
+            db.close()
+            if _is_full(exc):
+                raise
+            code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
+            if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in str(exc) or "malformed" in str(exc):
+                raise _Damaged("not a database" if "NOTADB" in code or "not a database" in str(exc) else "malformed database") from None
+            raise
 
     # ---- writes ------------------------------------------------------------------------
 
-    def put(self, recipient: str, env: Envelope, now: float | None = None) -> int:
-        """Queue one envelope durably; returns its id (the cursor after it)."""
+    def put(self, recipient: str, env: Envelope, now: float | None = None, reserve: int | None = None) -> int:
+        """Queue one envelope durably; returns its id (the cursor after it).
+
+        Refused with :class:`OutboxDiskFullError` if, after it, less than ``reserve`` bytes
+        (default :attr:`reserve_bytes`; 0 at exit, when no ack can come any more) would be free.
+        """
         now = time.time() if now is None else now
+        reserve = self.reserve_bytes if reserve is None else reserve
         size = len(env.sealed)
         if size > self.config.max_item_bytes:
             raise OutboxFullError(f"sealed report of {size} bytes exceeds the {self.config.max_item_bytes}-byte item limit")
@@ -136,13 +259,19 @@ class Outbox:
                             f"outbox full ({count} items, {total} bytes); phones must collect their feedback, "
                             "or raise the outbox limits in the config"
                         )
+                    if reserve and self._free_bytes() < 2 * size + 4 * self._page_size + reserve:
+                        raise OutboxDiskFullError(
+                            f"disk almost full under outbox {self.path}; the last {reserve // 1024} KiB are kept for "
+                            f"acknowledgements; free space on {self.path.parent} (queued reports are intact)"
+                        )
                     cur = self._db.execute(
                         "INSERT INTO items (recipient, visit_id, seq, suite, key_id, sealed, created, expires) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (recipient, env.visit_id, env.seq, env.suite, env.recipient_key_id, env.sealed, now,
+                        (recipient, env.visit_id, env.seq, env.suite, env.recipient_key_id, bytes(env.sealed), now,
                          now + self.config.retention_s),
                     )
                     self._db.execute("COMMIT")
+                    self._checkpoint()
                     return int(cur.lastrowid or 0)
                 except BaseException:
                     self._rollback()
@@ -166,6 +295,7 @@ class Outbox:
                     for item_id in ids:
                         deleted += self._db.execute("DELETE FROM items WHERE id=? AND recipient=?", (item_id, recipient)).rowcount
                     self._db.execute("COMMIT")
+                    self._checkpoint()
                     return deleted
                 except BaseException:
                     self._rollback()
@@ -209,6 +339,32 @@ class Outbox:
             self._db.close()
 
     # ---- internals -----------------------------------------------------------------------
+
+    @property
+    def _page_size(self) -> int:
+        return int(self._db.execute("PRAGMA page_size").fetchone()[0])
+
+    def _free_bytes(self) -> int:
+        """Free space a write can use: the filesystem's plus the database's own free pages."""
+        try:
+            st = os.statvfs(self.path.parent)
+            fs_free = st.f_bavail * st.f_frsize
+        except OSError:
+            return 1 << 62  # cannot tell: let SQLite find out
+        freelist = int(self._db.execute("PRAGMA freelist_count").fetchone()[0])
+        return fs_free + freelist * self._page_size
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database so the next write reuses the WAL from its start.
+
+        Without it a small, busy outbox's WAL only grows (auto-checkpoint waits for 1000
+        pages) and on a full disk even a delete has nowhere to write. Failure is harmless:
+        the WAL stays valid and is checkpointed later.
+        """
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.DatabaseError:
+            pass
 
     def _rollback(self) -> None:
         try:

@@ -20,7 +20,7 @@ import socket
 import ssl
 import time
 import wave
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,6 +240,42 @@ def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: 
     return list(reply.voiceprint_values)
 
 
+# Ack retries: a lost ack would leave a delivered report on the device for its 14-day retention.
+ACK_RETRY_DELAYS_S: tuple[float, ...] = (0.2, 0.5, 1.0, 2.0, 4.0)
+_ACK_RETRYABLE = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "INTERNAL", "ABORTED", "UNKNOWN", "CANCELLED"})
+
+
+def _send_acks(
+    stub: agent_pb2_grpc.EdgeAgentStub, key_file: str | Path, where: str, ids: list[int],
+    delays: Sequence[float] = ACK_RETRY_DELAYS_S,
+) -> bool:
+    """Ack ``ids``, retrying with back-off; True once the device confirmed.
+
+    The ids stay in the key file's ``pending_acks`` until then, so a phone that gives up
+    (device gone) sends them first the next time it collects. The device's Ack is
+    idempotent (already-deleted ids count 0), so a retry after a lost *answer* is harmless.
+    """
+    for attempt in range(len(delays) + 1):
+        try:
+            stub.Ack(agent_pb2.AckRequest(ids=ids), timeout=10)
+        except grpc.RpcError as exc:
+            code = exc.code().name if exc.code() is not None else "UNKNOWN"  # type: ignore[attr-defined]
+            if code in _ACK_RETRYABLE and attempt < len(delays):
+                time.sleep(delays[attempt])
+                continue
+            if code in _ACK_RETRYABLE:
+                return False  # kept pending: sent again at the next collection
+            # refused for good (e.g. not this clinician's ids any more): nothing a retry can change
+        with update_key_file(key_file) as fresh:
+            left = [i for i in fresh.pending_acks.get(where, []) if i not in set(ids)]
+            if left:
+                fresh.pending_acks[where] = left
+            else:
+                fresh.pending_acks.pop(where, None)
+        return True
+    return False
+
+
 def feedback(
     key_file: str | Path,
     target: Target,
@@ -248,12 +284,15 @@ def feedback(
     max_reports: int | None = None,
     ack: bool = True,
     timeout: float | None = None,
+    ack_retry_delays: Sequence[float] = ACK_RETRY_DELAYS_S,
 ) -> list[Report]:
     """Receive, decrypt and acknowledge reports, resuming from the saved cursor.
 
     Exactly-once: the cursor is saved after each report is decrypted (and handed
     to ``on_report``), before it is acknowledged; a dropped stream resumes after
-    the last saved id, so nothing is shown twice and nothing is skipped.
+    the last saved id, so nothing is shown twice and nothing is skipped. Acks are
+    retried with back-off, and ones that never got through are kept in the key
+    file and sent first the next time.
     """
     keys = load_key_file(key_file)
     got: list[Report] = []
@@ -265,6 +304,8 @@ def feedback(
             raise _rpc_error(exc) from None
         where = f"{fp}/{outbox_id}"  # ids are only meaningful within one outbox database
         cursor = keys.cursors.get(where, 0)
+        if ack and keys.pending_acks.get(where):
+            _send_acks(stub, key_file, where, list(keys.pending_acks[where]), ack_retry_delays)
         stream = stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=cursor, follow=follow), timeout=timeout)
         try:
             for item in stream:
@@ -274,8 +315,10 @@ def feedback(
                 got.append(report)
                 with update_key_file(key_file) as fresh:
                     fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
+                    if ack:
+                        fresh.pending_acks.setdefault(where, []).append(item.id)
                 if ack:
-                    stub.Ack(agent_pb2.AckRequest(ids=[item.id]), timeout=30)
+                    _send_acks(stub, key_file, where, [item.id], ack_retry_delays)
                 if max_reports is not None and len(got) >= max_reports:
                     stream.cancel()
                     break

@@ -48,6 +48,7 @@ class ClinicianKeys:
     voiceprint: list[float] = field(default_factory=list)
     cursors: dict[str, int] = field(default_factory=dict)  # 'device fingerprint/outbox id' -> last delivered id
     current_visit: dict[str, str] = field(default_factory=dict)  # device fingerprint -> running visit id
+    pending_acks: dict[str, list[int]] = field(default_factory=dict)  # 'fingerprint/outbox id' -> ids shown, ack not yet confirmed
 
     @property
     def sealing_private(self) -> X25519PrivateKey:

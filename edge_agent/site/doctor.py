@@ -227,11 +227,62 @@ def _outbox_items(db: Path) -> int | None:
         return None
 
 
-def check_outbox(directory: Path, max_mb: int) -> Check:
-    """The outbox directory exists, takes a write+fsync, and has room for the configured maximum."""
+def daemon_metrics(port: int, timeout: float = 2.0) -> dict[str, float] | None:
+    """The running daemon's numbers from its loopback metrics endpoint (None if it does not answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=timeout) as reply:  # noqa: S310 - loopback only
+            text = reply.read(1 << 20).decode("utf-8", "replace")
+    except OSError:
+        return None
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("edge_agent_") and " " in line:
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+    return out
+
+
+def _held_problem(directory: Path, metrics: dict[str, float]) -> Check | None:
+    held = int(metrics.get("edge_agent_reports_held", 0))
+    dropped = int(sum(v for k, v in metrics.items() if k.startswith("edge_agent_reports_dropped_total")))
+    fix = f"free space on the filesystem of {directory}; held reports are written within a minute of it"
+    if held:
+        size = metrics.get("edge_agent_reports_held_bytes", 0) / 1e3
+        return _fail("outbox", f"{held} sealed reports ({size:.0f} kB) are held in the daemon's memory: the outbox refuses writes "
+                     "(disk or outbox full); a restart now would lose them", fix)
+    if dropped:
+        return _fail("outbox", f"{dropped} sealed reports were lost since the daemon started (disk full and memory hold full)",
+                     fix + "; then restart the service to clear this count")
+    return None
+
+
+def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
+    """The outbox directory exists, takes a write+fsync, and has room for the configured maximum.
+
+    Also fails while a quarantined (damaged) outbox lies next to it, and, when the daemon's
+    metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
+    """
     fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
+    from edge_agent.device.outbox import quarantined_files
+
+    moved = quarantined_files(directory / "outbox.db")
+    if moved:
+        when = dt.datetime.fromtimestamp(max(m.stat().st_mtime for m in moved), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+        names = ", ".join(m.name for m in moved)
+        return _fail("outbox", f"a damaged outbox was moved aside ({names}, last {when}) and a fresh one started; "
+                     "reports queued in it were not delivered",
+                     f"note the date for the clinicians, then delete it: shred -u {' '.join(str(m) + '*' for m in moved)}")
+    if metrics_port:
+        numbers = daemon_metrics(metrics_port)
+        if numbers is not None and (problem := _held_problem(directory, numbers)) is not None:
+            return problem
     files = [directory / n for n in ("outbox.db", "outbox.db-wal", "outbox.db-shm")]
     used = sum(f.stat().st_size for f in files if f.exists())
     probe = directory / f".doctor-probe-{os.getpid()}"
@@ -434,7 +485,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "models": lambda: check_models(asr_model=cfg.asr.model),
         "certificates": lambda: check_certificates(server.bundle, server.crl if server.crl and server.crl.exists() else None),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
-        "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb),
+        "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
         "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
         "cpu": lambda: check_cpu(cfg),

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
+from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES
 from edge_agent.device.lifecycle import DEFAULT_MAX_DURATION_S, Contributor, VisitManager, VisitRunner, VoiceEnroller
+from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxConfig
 from edge_agent.mtls.server import MutualTlsServer, TlsEndpoint, register
@@ -39,6 +41,7 @@ class ServerConfig:
     limits: Limits = field(default_factory=Limits)
     max_concurrent_rpcs: int = 64
     grace_s: float = 5.0
+    max_held_bytes: int = DEFAULT_MAX_HELD_BYTES  # sealed reports kept in memory while the outbox refuses them
 
     def endpoint(self) -> TlsEndpoint:
         return TlsEndpoint(self.bundle, self.host, self.port, self.crl, self.max_concurrent_rpcs, self.grace_s)
@@ -72,8 +75,10 @@ class EdgeAgentServer:
     async def start(self) -> int:
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
+        self._report_quarantine(self.outbox)
         self.outbox.purge_expired()
-        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics)
+        self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics,
+                                   cfg.max_held_bytes)
         agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims)
         self.agent_service = agent  # also served to browsers (edge_agent.device.web), same authorisation
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
@@ -82,13 +87,23 @@ class EdgeAgentServer:
         log.info("listening on %s:%d (mutual TLS, protocol v%d)", cfg.host, self.port, PROTOCOL_VERSION)
         return self.port
 
+    def _report_quarantine(self, outbox: Outbox) -> None:
+        q = outbox.quarantined
+        if q is None:
+            return
+        log.error("the outbox was unusable (%s): moved aside as %s (0600, never read again) and a fresh outbox started; "
+                  "reports queued in it will not be delivered; `edge-agent doctor` shows this until IT removes the file",
+                  Safe(q.reason), q.moved_to)
+        if self.metrics is not None:
+            self.metrics.inc("edge_agent_outbox_quarantined_total", reason="empty" if q.reason == "empty file" else "damaged")
+
     async def _purge_loop(self) -> None:
         while True:
             await asyncio.sleep(3600)
             try:
                 assert self.outbox is not None and self.visits is not None
                 await asyncio.to_thread(self.outbox.purge_expired)
-                await self.visits.retry_unqueued()
+                self.visits.space_freed()
             except Exception as exc:  # noqa: BLE001 - housekeeping must never take the daemon down
                 log.warning("outbox housekeeping failed: %s", exc)
 
@@ -99,6 +114,8 @@ class EdgeAgentServer:
         if self._purge_task is not None:
             self._purge_task.cancel()
         await self.tls.stop()
+        if self.visits is not None:
+            await self.visits.close()  # held reports: a last write, the rest counted and logged
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None

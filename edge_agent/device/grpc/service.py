@@ -24,6 +24,7 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
 from edge_agent.device.outbox import Outbox, OutboxError
+from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
@@ -173,9 +174,16 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         if self._enrolling >= self._limits.max_concurrent_enrolments:
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "another enrolment is running; try again in a minute")
         self._enrolling += 1
-        audio = bytearray()
+        # The clinician's voice goes into one zeroable, locked, page-aligned region outside the heap
+        # (sized from the first chunk's rate, reused across enrolments) instead of a growing bytearray,
+        # whose reallocations left unzeroed copies behind. What Python cannot zero: the gRPC receive
+        # buffer and each protobuf message's own copy of its chunk (<= 64 KiB; freed as soon as the
+        # next chunk arrives), and the one `bytes` protobuf hands out per chunk, dropped at once.
+        region: LockedRegion | None = None
+        filled = 0
         try:
             rate = 0
+            buf: np.ndarray | None = None
             async for chunk in request_iterator:
                 if chunk is MALFORMED:
                     raise Invalid("audio chunk is not a valid EnrollVoiceChunk message")
@@ -185,24 +193,32 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
                         raise Invalid("first chunk must set sample_rate between 8000 and 48000")
                 elif chunk.sample_rate and chunk.sample_rate != rate:
                     raise Invalid("sample_rate changed mid-stream")
-                if len(chunk.pcm_s16le) > MAX_ENROLL_CHUNK:
+                data = chunk.pcm_s16le  # the one copy out of the message
+                size = len(data)
+                if size > MAX_ENROLL_CHUNK:
                     raise Invalid(f"audio chunk over {MAX_ENROLL_CHUNK} bytes; send smaller chunks")
-                if len(audio) + len(chunk.pcm_s16le) > MAX_ENROLL_SECONDS * rate * 2:
+                if buf is None:
+                    region = REGIONS.take(MAX_ENROLL_SECONDS * rate * 2)
+                    buf = region.array((region.nbytes,), np.uint8)
+                if filled + size > buf.size:
                     raise Invalid(f"enrolment audio longer than {MAX_ENROLL_SECONDS} s")
-                audio += chunk.pcm_s16le
-            if not rate:
+                buf[filled : filled + size] = np.frombuffer(data, dtype=np.uint8)
+                filled += size
+                del data
+            if not rate or buf is None:
                 raise Invalid("no audio received")
-            if len(audio) % 2:
+            if filled % 2:
                 raise Invalid("PCM s16le audio must have an even number of bytes")
-            if len(audio) < MIN_ENROLL_SECONDS * rate * 2:
+            if filled < MIN_ENROLL_SECONDS * rate * 2:
                 raise Invalid(f"need at least {MIN_ENROLL_SECONDS} s of speech to enrol")
-            pcm = np.frombuffer(audio, dtype=np.int16)  # a view: zeroing `audio` zeroes it
+            pcm = buf[:filled].view(np.int16)  # a view: zeroing the region zeroes it
             assert self._enroller is not None
             values = await asyncio.to_thread(self._enroller.enroll, pcm, rate)
             del pcm
-            return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=len(audio) / 2 / rate)
+            return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=filled / 2 / rate)
         finally:
-            audio[:] = bytes(len(audio))  # the clinician's voice is not kept
+            if region is not None:
+                REGIONS.give(region)  # zeroed, then reused by the next enrolment (the clinician's voice is not kept)
             self._enrolling -= 1
 
     # ---- feedback -----------------------------------------------------------------
@@ -226,7 +242,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         cursor = int(request.cursor)
         try:
             while True:
-                await self._visits.retry_unqueued()
+                # no retry of held reports here: fetches must never take the space an ack needs
                 items = await asyncio.to_thread(self._outbox.fetch, me, cursor, FETCH_BATCH)
                 for item in items:
                     yield agent_pb2.FeedbackItem(id=item.id, envelope=seal.to_proto(item.envelope))
@@ -265,10 +281,10 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         if any(i == 0 for i in request.ids):
             raise Invalid("item ids start at 1")
         ids = [int(i) for i in dict.fromkeys(request.ids) if i < 2**63]  # SQLite integers are signed 64-bit
+        # idempotent: ids already deleted (an ack retried after a lost answer) count 0, never an error
         deleted = await asyncio.to_thread(self._outbox.ack, ident.subject_id, ids)
-        if deleted and self._visits.unqueued:
-            await self._visits.retry_unqueued()  # space was freed: queue reports held after a full outbox
         if deleted:
+            self._visits.space_freed()  # held reports are retried after acks go quiet, never ahead of them
             await asyncio.to_thread(self._visits.record_outbox)
         return agent_pb2.AckResponse(deleted=deleted)
 

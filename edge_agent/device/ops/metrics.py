@@ -89,6 +89,13 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_outbox_items", "gauge", "Sealed reports waiting for delivery."),
     MetricDef("edge_agent_outbox_bytes", "gauge", "Size of the sealed reports waiting for delivery."),
     MetricDef("edge_agent_reports_held", "gauge", "Sealed reports the outbox refused, held in memory and retried."),
+    MetricDef("edge_agent_reports_held_bytes", "gauge", "Size of the sealed reports held in memory."),
+    MetricDef("edge_agent_reports_dropped_total", "counter",
+              "Sealed reports lost: memory hold full while the outbox refused writes, or still held at exit.",
+              {"reason": frozenset({"held_full", "exit"})}),
+    MetricDef("edge_agent_outbox_quarantined_total", "counter",
+              "Damaged or empty outbox files moved aside at start (a fresh outbox was started).",
+              {"reason": frozenset({"empty", "damaged"})}),
     MetricDef("edge_agent_mic_lost_total", "counter", "Times the microphone disappeared during a visit."),
     MetricDef("edge_agent_watchdog_stalls_total", "counter", "Heartbeat stalls that withheld the systemd watchdog."),
 )
