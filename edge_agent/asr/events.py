@@ -74,4 +74,34 @@ class SegmentDiscarded:
         }
 
 
-PipelineEvent = PartialTranscript | FinalTranscript | SegmentDiscarded
+@dataclass(frozen=True)
+class SpeakerRelabel:
+    """At the end of a run: an earlier final's speaker, decided again with the whole visit's evidence.
+
+    Live finals carry a provisional speaker (decided when their segment closed);
+    whatever builds a report applies these first, so no identity swaps mid-visit.
+    """
+
+    segment_id: int
+    t0: float  # the final's t0, as it was emitted
+    speaker: str
+    confidence: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": "relabel", "segment": self.segment_id, "t0": round(self.t0, 3), "speaker": self.speaker,
+                "speaker_confidence": round(self.confidence, 3)}
+
+
+PipelineEvent = PartialTranscript | FinalTranscript | SegmentDiscarded | SpeakerRelabel
+
+
+def apply_relabels(utterances: list[Utterance], relabels: list[SpeakerRelabel]) -> list[Utterance]:
+    """The utterances with their final speakers (matched by segment and start time)."""
+    from dataclasses import replace
+
+    final = {(r.segment_id, round(r.t0, 3)): r for r in relabels}
+    out = []
+    for u in utterances:
+        r = final.get((u.segment_id, round(u.t0, 3)))
+        out.append(replace(u, speaker=r.speaker, speaker_confidence=r.confidence) if r else u)
+    return out

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from edge_agent.asr.events import FinalTranscript, PipelineEvent
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel, apply_relabels
 from edge_agent.audio.file_source import FileSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.pipeline import PipelineConfig
@@ -25,10 +25,13 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
     source = FileSource(path)
     session = session or TranscriptionSession.load(PipelineConfig(), speakers=True)
     utterances: list[Utterance] = []
+    relabels: list[SpeakerRelabel] = []
 
     def collect(event: PipelineEvent) -> None:
         if isinstance(event, FinalTranscript):
             utterances.append(event.utterance)
+        elif isinstance(event, SpeakerRelabel):
+            relabels.append(event)
 
     console = Console(stderr=True)
     with console.status(f"analysing {path.name}…") if sys.stderr.isatty() else _null():
@@ -36,7 +39,7 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
     try:
         if not utterances:
             raise EdgeAgentError(f"no speech was recognised in {path}; nothing to report")
-        return build_feedback(utterances, BehaviourClassifier())
+        return build_feedback(apply_relabels(utterances, relabels), BehaviourClassifier())
     finally:
         utterances.clear()  # the transcript ends with the report
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded
+from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded, SpeakerRelabel
 
 SPEAKER_STYLES = {"clinician": "bold cyan", "patient": "bold magenta", "other": "bold yellow", "unknown": "bold white"}
 
@@ -66,6 +66,10 @@ class LiveTranscriptView:
                 line.append(f"{u.speaker:>9}: ", style=SPEAKER_STYLES.get(u.speaker, "bold"))
             line.append(u.text)
             self._live.update(Text(""))
+            self._live.console.print(line)
+        elif isinstance(event, SpeakerRelabel):
+            line = Text(f"[{mmss(event.t0)}] ", style="dim")
+            line.append(f"speaker for this line: {event.speaker}", style="dim italic")
             self._live.console.print(line)
         elif isinstance(event, SegmentDiscarded):
             self._live.update(Text(""))

@@ -40,7 +40,7 @@ import numpy as np
 
 from edge_agent.asr.backend import AsrConfig, DecodedWord, Recognizer
 from edge_agent.asr.decoder import Committed, DecoderConfig, SegmentDecoder, SegmentGoneError
-from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded, SpeakerRelabel
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
@@ -60,6 +60,7 @@ class SpeakerSpan(Protocol):
     stop: int
     speaker: str
     confidence: float
+    entry: int  # the voice this span added to the visit's history (-1: none)
 
 
 class SpeakerStage(Protocol):
@@ -68,8 +69,10 @@ class SpeakerStage(Protocol):
     def features(self, audio: np.ndarray) -> SpeakerFeatures: ...
 
     def attribute_segment(
-        self, source: SpeakerFeatures, text: str = "", words: Sequence[tuple[str, float]] | None = None
+        self, source: SpeakerFeatures, text: str = "", words: Sequence[tuple[str, float, float]] | None = None
     ) -> Sequence[SpeakerSpan]: ...
+
+    def final_labels(self) -> list[tuple[str, float]]: ...
 
 
 @dataclass(frozen=True)
@@ -264,6 +267,8 @@ class StreamingPipeline:
         self._fault: BaseException | None = None
         self._waiting_commits: dict[int, list[Committed]] = {}
         self._live = True
+        # which emitted utterances each speaker-history entry labelled (ids and times only, no text)
+        self._emitted: list[tuple[int, int, float, str]] = []  # (entry, segment id, t0, speaker)
 
     # -- control ---------------------------------------------------------------------------------------
 
@@ -302,6 +307,8 @@ class StreamingPipeline:
                     self._capture_done = True
                     self._cond.notify_all()
                 worker.join()
+                if self._fault is None:
+                    self._relabel()
                 stop_source = getattr(source, "stop", None)
                 if callable(stop_source):
                     stop_source()
@@ -310,6 +317,16 @@ class StreamingPipeline:
         if self._fault is not None:
             raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
+
+    def _relabel(self) -> None:
+        """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""
+        if self.speakers is None or not self._emitted:
+            return
+        final = self.speakers.final_labels()
+        for entry, seg_id, t0, speaker in self._emitted:
+            if 0 <= entry < len(final) and final[entry][0] != speaker:
+                self.sink(SpeakerRelabel(seg_id, t0, final[entry][0], final[entry][1]))
+        self._emitted.clear()
 
     def _finish_stats(self, source: AudioSource, vad: VadSegmenter, frames_seen: int) -> None:
         st = self.stats
@@ -522,19 +539,20 @@ class StreamingPipeline:
         self.stats.final_latency_s.append(latency)
         if self.metrics is not None:
             self.metrics.observe("edge_agent_final_latency_seconds", latency)
-        for utterance in _utterances(seg_id, start_sample / SAMPLE_RATE, text, words, spans):
+        for utterance, entry in _utterances(seg_id, start_sample / SAMPLE_RATE, text, words, spans):
+            self._emitted.append((entry, seg_id, round(utterance.t0, 3), utterance.speaker))
             self.stats.utterances += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_utterances_total")
             self.sink(FinalTranscript(utterance, residency, latency))
 
-    def _attribute(self, speaker: SpeakerFeatures | None, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float]]:
-        """Speaker spans (seconds within the piece)."""
+    def _attribute(self, speaker: SpeakerFeatures | None, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float, int]]:
+        """Speaker spans (seconds within the piece) with their history entry."""
         if self.speakers is None or speaker is None:
             end = words[-1].end if words else 0.0
-            return [(0.0, end, "unknown", 0.0)]
-        spans = self.speakers.attribute_segment(speaker, text, [(w.text, w.start) for w in words])
-        return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence) for s in spans]
+            return [(0.0, end, "unknown", 0.0, -1)]
+        spans = self.speakers.attribute_segment(speaker, text, [(w.text, w.start, w.end) for w in words])
+        return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence, s.entry) for s in spans]
 
     def _gauge_queue(self) -> None:
         if self.metrics is not None:
@@ -558,12 +576,13 @@ def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> Spea
 
 
 def _utterances(
-    seg_id: int, offset: float, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float]]
-) -> list[Utterance]:
-    """One utterance per speaker span; a piece split at a change point gives several."""
+    seg_id: int, offset: float, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float, int]]
+) -> list[tuple[Utterance, int]]:
+    """One utterance per speaker span, with the span's history entry; a word belongs to the span
+    holding its middle (a word's start is often early at a change of speaker)."""
     if len(spans) <= 1 or not words:
-        speaker, confidence = (spans[0][2], spans[0][3]) if spans else ("unknown", 0.0)
-        return [
+        speaker, confidence, entry = (spans[0][2], spans[0][3], spans[0][4]) if spans else ("unknown", 0.0, -1)
+        return [(
             Utterance(
                 t0=offset + (words[0].start if words else 0.0),
                 t1=offset + (words[-1].end if words else 0.0),
@@ -572,15 +591,16 @@ def _utterances(
                 speaker=speaker,
                 speaker_confidence=confidence,
                 segment_id=seg_id,
-            )
-        ]
-    utterances = []
-    for i, (start, stop, speaker, confidence) in enumerate(spans):
+            ),
+            entry,
+        )]
+    out = []
+    for i, (start, stop, speaker, confidence, entry) in enumerate(spans):
         last = i == len(spans) - 1
-        part = [w for w in words if start <= w.start < stop or (last and w.start >= stop)]
+        part = [w for w in words if start <= (w.start + w.end) / 2 < stop or (last and (w.start + w.end) / 2 >= stop) or (i == 0 and (w.start + w.end) / 2 < start)]
         if not part:
             continue
-        utterances.append(
+        out.append((
             Utterance(
                 t0=offset + part[0].start,
                 t1=offset + part[-1].end,
@@ -589,6 +609,7 @@ def _utterances(
                 speaker=speaker,
                 speaker_confidence=confidence,
                 segment_id=seg_id,
-            )
-        )
-    return utterances
+            ),
+            entry,
+        ))
+    return out

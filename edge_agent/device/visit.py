@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.asr.events import FinalTranscript, PipelineEvent
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel, apply_relabels
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
@@ -75,10 +75,12 @@ class _VisitState:
         self.last_speech = time.monotonic()
         self.started = time.monotonic()
         self.runs: list[RunStats] = []  # one per capture run (a lost microphone starts another)
+        self.relabels: list[SpeakerRelabel] = []
         self.pools_clean = True
 
     def wipe(self) -> None:
         self.utterances.clear()
+        self.relabels.clear()
 
 
 class PipelineVisitRunner:
@@ -123,7 +125,8 @@ class PipelineVisitRunner:
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
-            utterances = list(state.utterances)
+            # the report is built on each voice's final label, never on a provisional one
+            utterances = apply_relabels(list(state.utterances), state.relabels)
             feedback = build_feedback(utterances, self.classifier) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
@@ -207,6 +210,8 @@ class PipelineVisitRunner:
             if isinstance(event, FinalTranscript):
                 state.utterances.append(_shifted(event.utterance, offset_s) if offset_s > 0.5 else event.utterance)
                 state.last_speech = time.monotonic()
+            elif isinstance(event, SpeakerRelabel):  # the run's final speaker for an earlier utterance
+                state.relabels.append(replace(event, t0=event.t0 + offset_s) if offset_s > 0.5 else event)
             if self.on_event is not None:
                 self.on_event(event)
 

@@ -307,7 +307,7 @@ def pipeline_accuracy(
 
     import soundfile as sf
 
-    from edge_agent.asr.events import FinalTranscript
+    from edge_agent.asr.events import FinalTranscript, SpeakerRelabel, apply_relabels
     from edge_agent.audio.file_source import FileSource
     from edge_agent.device.pipeline import PipelineConfig
     from edge_agent.device.session import TranscriptionSession
@@ -326,10 +326,11 @@ def pipeline_accuracy(
             for use_vp in modes:
                 if use_vp and conv.voiceprint is None:
                     continue
-                finals: list[object] = []
-                session.run(FileSource(path, realtime=realtime),
-                            lambda ev: finals.append(ev.utterance) if isinstance(ev, FinalTranscript) else None,
-                            conv.voiceprint if use_vp else None)
+                events: list[object] = []
+                session.run(FileSource(path, realtime=realtime), events.append, conv.voiceprint if use_vp else None)
+                # scored on each voice's final label, as the report uses them
+                finals = apply_relabels([e.utterance for e in events if isinstance(e, FinalTranscript)],
+                                        [e for e in events if isinstance(e, SpeakerRelabel)])
                 res = score_words(conv, finals)
                 totals[use_vp][0] += res["correct_s"]
                 totals[use_vp][1] += res["scored_s"]
