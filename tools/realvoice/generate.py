@@ -685,10 +685,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--first", type=int, default=0, help="index of the first visit")
     parser.add_argument("--duration", type=float, default=150.0, help="approximate visit length in seconds")
     parser.add_argument("--opening", type=float, nargs=2, default=(30.0, 90.0), metavar=("MIN", "MAX"))
+    parser.add_argument("--enrol", type=float, nargs=2, default=(15.0, 30.0), metavar=("MIN", "MAX"), help="enrolment seconds")
     parser.add_argument("--conditions", default="close,far")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    settings = PlanSettings(duration_s=args.duration, opening_s=tuple(args.opening))
+    settings = PlanSettings(duration_s=args.duration, opening_s=tuple(args.opening), enrol_s=tuple(args.enrol))
     conditions = tuple(c for c in args.conditions.split(",") if c)
     for index in range(args.first, args.first + args.visits):
         for path in generate_visit(args.out, args.seed, index, settings, conditions):
