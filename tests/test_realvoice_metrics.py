@@ -183,6 +183,7 @@ def test_alignment_coverage_and_wer():
     assert result.coverage == pytest.approx(5 / 7, abs=1e-4)
     assert result.wer == pytest.approx(2 / 7, abs=1e-4)
     assert result.lost == [3, 6]
+    assert result.deleted == [6] and result.deletion_rate == pytest.approx(1 / 7, abs=1e-4)
 
 
 def test_alignment_insertions_and_empty():
@@ -197,6 +198,7 @@ def test_alignment_lost_block_in_the_middle():
     result = align(ref, hyp)
     assert result.coverage == 0.4
     assert result.lost == list(range(20, 80))
+    assert result.deleted == list(range(20, 80)) and result.deletion_rate == 0.6
 
 
 def test_bag_coverage():

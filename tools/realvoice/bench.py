@@ -215,8 +215,11 @@ def score(cond: Condition, run: ChildRun, offline: dict[str, Any], offline_cpu: 
         "coverage": alignment.coverage,
         "coverage_bag": M.bag_coverage(off_words, M.normalise(stream_text)),
         "wer_stream_vs_offline": alignment.wer,
+        "deletion_rate": alignment.deletion_rate,  # offline words with nothing in their place
+        "insertion_rate": round(alignment.insertions / max(1, len(off_words)), 4),
         "offline_words": len(off_words),
         "lost_words": lost_word_places(offline, alignment.lost, events),
+        "deleted_words": lost_word_places(offline, alignment.deleted, events),
         "wer_stream_vs_clean": wer_stream,
         "wer_offline_vs_clean": wer_offline,
         "wer_ratio": round(wer_stream / wer_offline, 3) if wer_stream is not None and wer_offline else None,
@@ -292,18 +295,41 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only: str | None) -> list[dict[str, Any]]:
+def save_run(path: Path, run: ChildRun) -> None:
+    """Raw JSON lines (wall offset, line), stderr and rusage, so results can be re-scored later."""
+    path.with_suffix(".jsonl").write_text("".join(f"{wall - run.started:.4f}\t{line}" for wall, line in run.lines))
+    path.with_suffix(".stderr").write_text(run.stderr)
+    meta = {"returncode": run.returncode, "cpu_s": run.cpu_s, "wall_s": run.wall_s, "maxrss_mb": run.maxrss_mb}
+    path.with_suffix(".meta.json").write_text(json.dumps(meta))
+
+
+def load_run(path: Path) -> ChildRun:
+    meta = json.loads(path.with_suffix(".meta.json").read_text())
+    lines = []
+    for raw in path.with_suffix(".jsonl").read_text().splitlines(keepends=True):
+        offset, line = raw.split("\t", 1)
+        lines.append((float(offset), line))
+    return ChildRun(lines, path.with_suffix(".stderr").read_text(), meta["returncode"], meta["cpu_s"], meta["wall_s"], meta["maxrss_mb"], 0.0)
+
+
+def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only: str | None, rescore: bool = False) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
     refs = [r for r in discover(data) if only is None or only in r.stem]
-    # startup cost (imports + model loads) of each kind of process, subtracted for the CPU ratio
-    silence = silence_file(out)
-    s_run = run_child(cli("transcribe", str(silence), "--jsonl"))
-    o_run = run_child(offline_cmd("--audio", str(silence), threads=threads))
-    startup = {"stream": s_run.cpu_s, "offline": o_run.cpu_s}
+    startup_path = out / "startup.json"
+    if rescore:
+        startup = json.loads(startup_path.read_text())
+    else:
+        # startup cost (imports + model loads) of each kind of process, subtracted for the CPU ratio
+        silence = silence_file(out)
+        startup = {"stream": run_child(cli("transcribe", str(silence), "--jsonl")).cpu_s,
+                   "offline": run_child(offline_cmd("--audio", str(silence), threads=threads)).cpu_s}
+        startup_path.write_text(json.dumps(startup))
     log(f"startup CPU: streaming {startup['stream']:.2f} s, offline {startup['offline']:.2f} s")
     offline: dict[str, tuple[dict[str, Any], float]] = {}
     pseudo: dict[str, dict[str, Any]] = {}
     voiceprints: dict[str, Path] = {}
+    for d in ("offline", "stream", "pseudo", "voiceprints"):
+        (out / d).mkdir(exist_ok=True)
     for ref_path in refs:
         ref = json.loads(ref_path.read_text())
         visit = ref["visit"]
@@ -313,32 +339,41 @@ def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only:
         if visit not in voiceprints:
             vp = out / "voiceprints" / f"{visit}.json"
             if not vp.exists():
-                vp.parent.mkdir(parents=True, exist_ok=True)
                 enrol = run_child(cli("enroll", str(ref_path.parent / ref["enrolment"]["file"])))
                 vp.write_text(json.dumps(last_json(enrol, "enroll")))
             voiceprints[visit] = vp
+        off_path = out / "offline" / f"{ref_path.stem}.json"
+        if rescore:
+            off = json.loads(off_path.read_text())
+            offline[ref_path.stem] = (off, off["child_cpu_s"])
+            continue
         log(f"offline pass {ref_path.stem}")
         run = run_child(offline_cmd("--audio", str(ref_path.parent / ref["audio"]), threads=threads))
-        offline[ref_path.stem] = (last_json(run, "offline"), run.cpu_s)
-        (out / "offline").mkdir(exist_ok=True)
-        (out / "offline" / f"{ref_path.stem}.json").write_text(json.dumps(offline[ref_path.stem][0]))
+        off = last_json(run, "offline") | {"child_cpu_s": run.cpu_s}
+        offline[ref_path.stem] = (off, run.cpu_s)
+        off_path.write_text(json.dumps(off))
     conditions = [Condition(r, e) for r in refs for e in (False, True)]
 
     def stream(cond: Condition) -> dict[str, Any]:
         ref = cond.ref
-        args = ["transcribe", str(cond.audio), "--jsonl"]
-        if paced:
-            args.append("--realtime")
-        if cond.enrolled:
-            args += ["--voiceprint", str(voiceprints[ref["visit"]])]
-        log(f"streaming {cond.name}")
-        run = run_child(cli(*args))
-        raw = out / "stream"
-        raw.mkdir(exist_ok=True)
-        (raw / f"{cond.name}.jsonl").write_text("".join(f"{wall - run.started:.4f}\t{line}" for wall, line in run.lines))
-        (raw / f"{cond.name}.stderr").write_text(run.stderr)
+        raw = out / "stream" / cond.name
+        if rescore:
+            run = load_run(raw)
+            run_paced = json.loads(raw.with_suffix(".meta.json").read_text()).get("paced", paced)
+        else:
+            args = ["transcribe", str(cond.audio), "--jsonl"]
+            if paced:
+                args.append("--realtime")
+            if cond.enrolled:
+                args += ["--voiceprint", str(voiceprints[ref["visit"]])]
+            log(f"streaming {cond.name}")
+            run = run_child(cli(*args))
+            save_run(raw, run)
+            meta = json.loads(raw.with_suffix(".meta.json").read_text()) | {"paced": paced}
+            raw.with_suffix(".meta.json").write_text(json.dumps(meta))
+            run_paced = paced
         off, off_cpu = offline[cond.ref_path.stem]
-        return score(cond, run, off, off_cpu, pseudo[ref["visit"]], startup, paced)
+        return score(cond, run, off, off_cpu, pseudo[ref["visit"]], startup, run_paced)
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         results = list(pool.map(stream, conditions))
@@ -381,6 +416,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="streaming runs at once (paced runs mostly wait)")
     parser.add_argument("--threads", type=int, default=1, help="offline CTranslate2 threads (the pipeline uses 1)")
     parser.add_argument("--only", default=None, help="only references whose name contains this")
+    parser.add_argument("--rescore", action="store_true", help="score the raw outputs already in OUT again (no runs)")
     args = parser.parse_args(argv)
     data = args.data or TEST_SET
     if args.full:
@@ -389,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         data = args.out / "data"
         if not any(data.glob("*.json")):
             generate(["--out", str(data), "--visits", "6", "--duration", "150"])
-    run_bench(data, args.out, paced=not args.fast, jobs=args.jobs, threads=args.threads, only=args.only)
+    run_bench(data, args.out, paced=not args.fast, jobs=args.jobs, threads=args.threads, only=args.only, rescore=args.rescore)
 
 
 if __name__ == "__main__":

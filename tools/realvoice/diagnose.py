@@ -69,7 +69,7 @@ class GatedVad(VadSegmenter):
                 samples = np.frombuffer(buf, np.int16).astype(np.float32) / 32768.0
                 db = 10 * np.log10(float(np.mean(samples * samples)) + 1e-10)
                 outer.floor_db = db if db < outer.floor_db else outer.floor_db + 0.05
-                return orig(buf, rate) and db > outer.floor_db + outer.margin_db
+                return bool(orig(buf, rate)) and bool(db > outer.floor_db + outer.margin_db)
 
         self._vad = _Gate()  # type: ignore[assignment]
 
@@ -219,7 +219,7 @@ def cmd_asr(args: argparse.Namespace) -> None:
                     continue
                 r = run(segs)
                 hyp = M.normalise(r.text)
-                row = {"audio": path.stem, "vad": vad_name, "policy": name, "segments": sum(s.is_speech for s in segs),
+                row = {"audio": path.stem, "vad": vad_name, "policy": name, "segments": int(sum(bool(s.is_speech) for s in segs)),
                        "coverage": M.align(off_words, hyp).coverage, "wer_vs_offline": M.align(off_words, hyp).wer,
                        "wer_vs_clean": M.align(clean, hyp).wer, "offline_wer_vs_clean": M.align(clean, off_words).wer,
                        "cpu_s": r.cpu_s, "offline_cpu_s": offline["transcribe_cpu_s"], "early_ends": r.early_ends,
@@ -366,6 +366,46 @@ def sticky_attributor_class() -> type:
     return StickyAttributor
 
 
+def voiceprint_named_class() -> type:
+    """Unsupervised clusters with sticky names, the voiceprint only says which one is the clinician.
+
+    The voiceprint is enrolled close-talk on the phone; in a reverberant room
+    the clinician's own segments score below the calibrated 0.89 against it,
+    so the stock anchored two-means (and its threshold start) pulls the
+    clinician into the patient's cluster. Here the voiceprint never takes
+    part in clustering or thresholds: it names the clusters when two voices
+    are first established (the nearer centroid is the clinician), and
+    the names then follow the clusters by continuity.
+    """
+    sticky = sticky_attributor_class()
+
+    class VoiceprintNamed(sticky):  # type: ignore[misc, valid-type]
+        def __init__(self, encoder: Any, roles: Any, voiceprint: Any, config: Any = None) -> None:
+            super().__init__(encoder, roles, None, config)
+            self.vp = np.array(voiceprint.embedding, np.float32, copy=True)
+
+        def _decide(self, embed: np.ndarray, seconds: float, text: str) -> tuple[str, float]:
+            first = self.named is None
+            speaker, conf = super()._decide(embed, seconds, text)
+            if self._centroids is None:
+                # one voice so far: the voiceprint decides, relative to nothing else: call it the clinician
+                # when it is at least as close as the calibrated threshold minus the room's loss
+                return ("clinician" if float(embed @ self.vp) >= 0.75 else "patient"), conf
+            if first and self.named is not None and speaker != "other":
+                cents = self._centroids
+                clin = int(np.argmax(cents @ self.vp))
+                self.named = np.stack([cents[clin], cents[1 - clin]])
+                own = int(np.argmax(cents @ embed))
+                return ("clinician" if own == clin else "patient"), conf
+            return speaker, conf
+
+        def forget(self) -> None:
+            self.vp.fill(0.0)
+            super().forget()
+
+    return VoiceprintNamed
+
+
 def run_pipeline(audio: Path, attributor: Any) -> list[M.HypWord]:
     from edge_agent.asr.events import FinalTranscript
     from edge_agent.pipeline import PipelineConfig, StreamingPipeline
@@ -388,22 +428,70 @@ _engine_cache: dict[str, WhisperEngine] = {}
 
 
 def cmd_swaps(args: argparse.Namespace) -> None:
-    from edge_agent.speakers.attribution import SpeakerAttributor
+    """Attribution variants through the real pipeline (unpaced): names, enrolment use, thresholds."""
+    from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
     from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
+    from edge_agent.speakers.enrol import Voiceprint
     from edge_agent.speakers.role import RoleClassifier
 
     encoder, roles = SpeakerEncoder(EncoderConfig(threads=1)), RoleClassifier(threads=1)
-    variants = {"stock": SpeakerAttributor, "sticky names": sticky_attributor_class()}
+    sticky = sticky_attributor_class()
+    variants: dict[str, tuple[type, AttributionConfig | None, bool]] = {
+        "no enrolment, stock": (SpeakerAttributor, None, False),
+        "no enrolment, sticky names": (sticky, None, False),
+        "enrolment, stock (anchored, threshold 0.89)": (SpeakerAttributor, None, True),
+        "enrolment, voiceprint names the clusters": (SpeakerAttributor, AttributionConfig(enrolled_method="clusters"), True),
+        "enrolment, voiceprint names sticky clusters": (voiceprint_named_class(), None, True),
+    }
+    wanted = [v for v in variants if args.variant is None or args.variant in v]
     for path, ref in load_refs(args.data, args.only):
         intervals = intervals_of(ref)
-        for name, cls in variants.items():
-            words = run_pipeline(path.parent / ref["audio"], cls(encoder, roles, None))
+        vp_path = args.bench / "voiceprints" / f"{ref['visit']}.json"
+        vp = Voiceprint.from_list(json.loads(vp_path.read_text()))
+        for name in wanted:
+            cls, cfg, enrolled = variants[name]
+            words = run_pipeline(path.parent / ref["audio"], cls(encoder, roles, vp if enrolled else None, cfg))
             scored = M.score_words(words, intervals)
             attr = M.attribution(scored)
             swaps = M.identity_swaps(scored)
-            print(json.dumps({"audio": path.stem, "attributor": name, "attribution_mapped": attr.mapped,
-                              "swaps": swaps.swaps, "windows": [",".join(f"{k[0]}>{v[0]}" for k, v in sorted(m.items())) for m in swaps.windows],
-                              "per_speaker": attr.per_speaker_mapped}), flush=True)
+            bounds = M.turn_boundaries(M.reference_changes(intervals), M.hypothesis_changes(words))
+            edges = M.turn_edge_errors(scored, intervals, attr.mapping if not enrolled else {"clinician": "clinician", "patient": "patient"})
+            print(json.dumps({"audio": path.stem, "attributor": name,
+                              "attribution": attr.labelled if enrolled else attr.mapped,
+                              "attribution_mapped": attr.mapped, "swaps": swaps.swaps,
+                              "windows": [",".join(f"{k[0]}>{v[0]}" for k, v in sorted(m.items())) for m in swaps.windows],
+                              "per_speaker": attr.per_speaker_mapped, "boundary_p90_s": bounds.p90, **edges}), flush=True)
+
+
+def cmd_cosines(args: argparse.Namespace) -> None:
+    """Cosine of each reference turn's GE2E embedding to the close-talk voiceprint, by speaker and mic."""
+    import soundfile as sf
+
+    from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
+    from edge_agent.speakers.enrol import Voiceprint
+
+    encoder = SpeakerEncoder(EncoderConfig(threads=1))
+    for path, ref in load_refs(args.data, args.only):
+        vp = np.array(Voiceprint.from_list(json.loads((args.bench / "voiceprints" / f"{ref['visit']}.json").read_text())).embedding, np.float32)
+        audio, _ = sf.read(str(path.parent / ref["audio"]), dtype="float32")
+        overlaps = [(o["start_s"], o["stop_s"]) for o in ref["overlaps"]]
+        cos: dict[str, list[float]] = {"clinician": [], "patient": []}
+        turn_embeds: dict[str, list[np.ndarray]] = {"clinician": [], "patient": []}
+        for t in ref["turns"]:
+            lo, hi = t["start_s"], t["stop_s"]
+            for a, b in overlaps:  # keep the turn's part outside overlaps (its longest clean stretch)
+                if a <= lo < b:
+                    lo = b
+                if a < hi <= b:
+                    hi = a
+            if hi - lo < 1.6:
+                continue
+            e = encoder.embed(np.ascontiguousarray(audio[int(lo * SAMPLE_RATE) : int(hi * SAMPLE_RATE)]))
+            cos[t["speaker"]].append(round(float(e @ vp), 3))
+            turn_embeds[t["speaker"]].append(e)
+        centroid = {k: v and np.mean(v, axis=0) for k, v in turn_embeds.items()}
+        between = float(centroid["clinician"] @ centroid["patient"] / (np.linalg.norm(centroid["clinician"]) * np.linalg.norm(centroid["patient"]))) if all(len(v) for v in turn_embeds.values()) else None
+        print(json.dumps({"audio": path.stem, "cos_to_voiceprint": cos, "clinician_vs_patient_centroids": between and round(between, 3)}), flush=True)
 
 
 # ------------------------------------------------------------------ main
@@ -411,12 +499,13 @@ def cmd_swaps(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("asr", "vad", "edges", "swaps"))
+    parser.add_argument("what", choices=("asr", "vad", "edges", "swaps", "cosines"))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
+    parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this")
     args = parser.parse_args(argv)
-    {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps}[args.what](args)
+    {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines}[args.what](args)
 
 
 if __name__ == "__main__":

@@ -309,10 +309,16 @@ class Alignment:
     insertions: int  # streaming words not in offline
     ref_len: int
     lost: list[int]  # indices of offline words not matched (deleted or substituted)
+    deleted: list[int] = field(default_factory=list)  # indices of offline words with no counterpart at all
 
     @property
     def coverage(self) -> float | None:
         return round(self.matched / self.ref_len, 4) if self.ref_len else None
+
+    @property
+    def deletion_rate(self) -> float | None:
+        """Offline words with nothing in their place: lost, not merely recognised differently."""
+        return round(self.deletions / self.ref_len, 4) if self.ref_len else None
 
     @property
     def wer(self) -> float | None:
@@ -338,6 +344,7 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> Alignment:
     i, j = n, m
     matched = subs = dels = ins = 0
     lost: list[int] = []
+    deleted: list[int] = []
     while i > 0 or j > 0:
         if i > 0 and j > 0 and cost[i, j] == cost[i - 1, j - 1] + (ref[i - 1] != hyp[j - 1]):
             if ref[i - 1] == hyp[j - 1]:
@@ -349,11 +356,12 @@ def align(ref: Sequence[str], hyp: Sequence[str]) -> Alignment:
         elif i > 0 and cost[i, j] == cost[i - 1, j] + 1:
             dels += 1
             lost.append(i - 1)
+            deleted.append(i - 1)
             i -= 1
         else:
             ins += 1
             j -= 1
-    return Alignment(matched, subs, dels, ins, n, sorted(lost))
+    return Alignment(matched, subs, dels, ins, n, sorted(lost), sorted(deleted))
 
 
 def bag_coverage(ref: Sequence[str], hyp: Sequence[str]) -> float | None:
