@@ -30,7 +30,7 @@ from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
-from edge_agent.audio.vad import SegmentClosed, VadConfig, VadSegmenter
+from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSegmenter
 from tools.realvoice import metrics as M
 
 # ------------------------------------------------------------------ segments
@@ -74,6 +74,9 @@ class GatedVad(VadSegmenter):
         self._vad = _Gate()  # type: ignore[assignment]
 
 
+overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
+
+
 def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None) -> list[Seg]:
     pool = BufferPool("segments", 8, cfg.segment_capacity, np.float32)
     frames = BufferPool("frames", 256, cfg.frame_samples, np.int16)
@@ -83,6 +86,8 @@ def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None)
 
     def take(events: list[Any]) -> None:
         for ev in events:
+            if isinstance(ev, SegmentUpdate) and ev.length > cfg.segment_capacity - cfg.frame_samples:
+                overflowing_updates.append(ev.length)  # a partial decode of this window raises
             if isinstance(ev, SegmentClosed):
                 seg = ev.segment
                 out.append(Seg(seg.t0, seg.buf.data[: seg.length].copy(), ev.reason, ev.is_speech, position[0]))

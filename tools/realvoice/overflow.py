@@ -8,9 +8,10 @@ buffer closes at the limit) needs 288 480 and raises ``ValueError`` inside
 the ASR worker, which logs it and zeroes the segment: its words are lost and
 ``dropped_segments`` stays 0.
 
-This script shifts a real long turn in time (leading silence 0..2.5 s in
-30 ms steps) so that the buffer fills at every phase of the speech, runs the
-pipeline's own VadSegmenter, and counts the splits closed at full capacity.
+This script starts a real long turn at 84 different points (its first
+0..2.5 s cut off in 30 ms steps, plus a sub-frame offset) so that the buffer
+fills at every phase of the speech, runs the pipeline's own VadSegmenter, and
+counts the splits closed at full capacity.
 
     python -m tools.realvoice.overflow --ref tests/data/realvoice/visit01_same_1998_3331_close.json [--write-crash DIR]
 """
@@ -28,6 +29,7 @@ import numpy as np
 import soundfile as sf
 
 from edge_agent.audio.vad import VadConfig
+from tools.realvoice import diagnose
 from tools.realvoice.diagnose import vad_segments
 
 
@@ -48,22 +50,24 @@ def main() -> None:
     splits = full = 0
     crashing: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
+        lead = np.zeros(8000, np.int16)
         for k in range(0, 84):
-            lead = np.zeros(k * cfg.frame_samples + 8000, np.int16)
+            cut = k * cfg.frame_samples + (k * 7) % cfg.frame_samples
             path = Path(tmp) / "shifted.flac"
-            sf.write(str(path), np.concatenate([lead, speech, np.zeros(16000, np.int16)]), 16000, subtype="PCM_16")
+            clip = np.concatenate([lead, speech[cut:], np.zeros(16000, np.int16)])
+            sf.write(str(path), clip, 16000, subtype="PCM_16")
             segs = vad_segments(path, cfg)
             s = [x for x in segs if x.reason == "max_length"]
             f = [x for x in s if len(x.audio) == cfg.segment_capacity]
             splits += len(s)
             full += len(f)
             if f:
-                crashing.append(round(len(lead) / 16000, 3))
+                crashing.append(round(cut / 16000, 3))
                 if args.write_crash is not None and len(crashing) == 1:
                     args.write_crash.mkdir(parents=True, exist_ok=True)
-                    sf.write(str(args.write_crash / "overflow.flac"), np.concatenate([lead, speech, np.zeros(16000, np.int16)]), 16000, subtype="PCM_16")
+                    sf.write(str(args.write_crash / "overflow.flac"), clip, 16000, subtype="PCM_16")
     print(json.dumps({"turn_s": round(len(speech) / 16000, 2), "shifts": 84, "max_length_splits": splits,
-                      "closed_at_full_capacity": full, "share": round(full / max(1, splits), 4), "crashing_leads_s": crashing}))
+                      "closed_at_full_capacity": full, "partial_windows_overflowing": len(diagnose.overflowing_updates), "share": round(full / max(1, splits), 4), "crashing_cuts_s": crashing}))
 
 
 if __name__ == "__main__":
