@@ -263,6 +263,7 @@ def score(cond: Condition, run: ChildRun, offline: dict[str, Any], offline_cpu: 
             finals_lat, missing = M.final_latencies(events, turns, start)
             onsets = M.onset_latencies(events, turns, start)
             result.update({
+                "final_latencies_s": finals_lat, "onset_latencies_s": onsets,
                 "final_p50_s": M.percentile(finals_lat, 50), "final_p95_s": M.percentile(finals_lat, 95),
                 "final_max_s": max(finals_lat) if finals_lat else None, "turn_ends_without_final": missing,
                 "onset_p50_s": M.percentile(onsets, 50), "onset_p95_s": M.percentile(onsets, 95),
@@ -382,6 +383,8 @@ def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only:
             fh.write(json.dumps(r) + "\n")
             print(json.dumps(r))
     print(table(results))
+    print()
+    print(grouped_table(results))
     return results
 
 
@@ -402,6 +405,33 @@ def table(results: list[dict[str, Any]]) -> str:
             fmt(r["swaps"]), fmt(r["boundary_p90_s"]), fmt(r["turn_end_to_next_speaker"]),
             fmt(r.get("final_p95_s")), fmt(r.get("onset_p95_s")), fmt(r["cpu_ratio"]),
             fmt(r["segments_over_14s"]), fmt(r["worker_errors"]), fmt(r["dropped_segments"]),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
+
+
+def grouped_table(results: list[dict[str, Any]]) -> str:
+    """Per condition (pair type x mic x enrolment) over visits: means, worst visit, pooled percentiles."""
+    groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["pair"], r["mic"], r["enrolled"]), []).append(r)
+    head = ("pair/mic/enrol", "visits", "cov mean(min)", "del", "werR", "attr mean(min)", "swaps", "bnd p90", "fin p95", "ons p95", "cpuR")
+    rows = [head]
+    for (pair, mic, enrolled), rs in sorted(groups.items()):
+        def vals(key: str) -> list[float]:
+            return [r[key] for r in rs if r.get(key) is not None]
+        pooled = lambda key: [x for r in rs for x in r.get(key, [])]  # noqa: E731
+        rows.append((
+            f"{pair}/{mic}/{'enrol' if enrolled else 'none'}", str(len(rs)),
+            f"{np.mean(vals('coverage')):.2f} ({min(vals('coverage')):.2f})",
+            f"{np.mean(vals('deletion_rate')):.3f}",
+            f"{np.mean(vals('wer_ratio')):.2f}" if vals("wer_ratio") else "-",
+            f"{np.mean(vals('attribution')):.2f} ({min(vals('attribution')):.2f})",
+            str(sum(vals("swaps"))),
+            fmt(M.percentile(pooled("boundary_errors_s"), 90)),
+            fmt(M.percentile(pooled("final_latencies_s"), 95)),
+            fmt(M.percentile(pooled("onset_latencies_s"), 95)),
+            f"{np.mean(vals('cpu_ratio')):.2f}",
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)

@@ -222,6 +222,10 @@ def cmd_asr(args: argparse.Namespace) -> None:
             for name, run in policies.items():
                 if vad_name != "webrtc2" and name not in ("beam2 (current)", "beam2+seek"):
                     continue
+                if args.variant and not any(name.startswith(v) for v in args.variant.split(",")):
+                    continue
+                if args.variant and vad_name != "webrtc2" and "gate" not in args.variant:
+                    continue
                 r = run(segs)
                 hyp = M.normalise(r.text)
                 row = {"audio": path.stem, "vad": vad_name, "policy": name, "segments": int(sum(bool(s.is_speech) for s in segs)),
@@ -508,7 +512,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
-    parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this")
+    parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this; asr: comma list of policy name prefixes")
     args = parser.parse_args(argv)
     {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines}[args.what](args)
 
