@@ -451,8 +451,10 @@ def cmd_swaps(args: argparse.Namespace) -> None:
         "enrolment, stock (anchored, threshold 0.89)": (SpeakerAttributor, None, True),
         "enrolment, voiceprint names the clusters": (SpeakerAttributor, AttributionConfig(enrolled_method="clusters"), True),
         "enrolment, voiceprint names sticky clusters": (voiceprint_named_class(), None, True),
+        # real voices: clinician turns score 0.83-0.97 against a close-talk voiceprint, patients 0.46-0.66
+        "enrolment, real-voice thresholds 0.75/0.70": (SpeakerAttributor, AttributionConfig(threshold=0.75, window_threshold=0.70), True),
     }
-    wanted = [v for v in variants if args.variant is None or args.variant in v]
+    wanted = [v for v in variants if args.variant is None or any(w in v for w in args.variant.split(","))]
     for path, ref in load_refs(args.data, args.only):
         intervals = intervals_of(ref)
         vp_path = args.bench / "voiceprints" / f"{ref['visit']}.json"
