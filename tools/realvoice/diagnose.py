@@ -3,7 +3,9 @@
     python -m tools.realvoice.diagnose asr   --data DIR --bench OUT   # final-decode policies x VAD variants
     python -m tools.realvoice.diagnose vad   --data DIR               # segment lengths and how long turn ends stay open
     python -m tools.realvoice.diagnose edges --data DIR --bench OUT   # where turn-end words go wrong
-    python -m tools.realvoice.diagnose swaps --data DIR --bench OUT   # cluster naming over time, sticky naming
+    python -m tools.realvoice.diagnose swaps --data DIR --bench OUT   # attribution variants through the real pipeline
+    python -m tools.realvoice.diagnose attr  --data DIR --bench OUT   # the same variants replayed on one ASR pass per audio
+    python -m tools.realvoice.diagnose cosines --data DIR --bench OUT # turn embeddings against the voiceprint
 
 ``--bench OUT`` is a folder written by ``tools.realvoice.bench`` (its offline
 and pseudo-reference transcripts and its streaming JSON lines are reused).
@@ -474,6 +476,68 @@ def cmd_swaps(args: argparse.Namespace) -> None:
                               "per_speaker": attr.per_speaker_mapped, "boundary_p90_s": bounds.p90, **edges}), flush=True)
 
 
+def asr_cache(audio: Path, engine: WhisperEngine) -> list[tuple[Seg, str, list[Any]]]:
+    """The pipeline's VAD segments with their final text and word timings, decoded once."""
+    out = []
+    context: list[int] = []
+    for seg in vad_segments(audio, VadConfig()):
+        if not seg.is_speech:
+            continue
+        d = engine.decode(seg.audio, final=True, context=context[-64:] or None)
+        if not d.text:
+            continue
+        context.extend(d.tokens)
+        out.append((seg, d.text, engine.align_words(d)))
+    return out
+
+
+def replay(cache: list[tuple[Seg, str, list[Any]]], attributor: Any) -> list[M.HypWord]:
+    """Attribute cached segments as pipeline.py does (spans, words by start time); no ASR."""
+    words: list[M.HypWord] = []
+    for k, (seg, text, decoded_words) in enumerate(cache):
+        spans = attributor.attribute_segment(seg.audio, text, [(w.text, w.start) for w in decoded_words])
+        spans = [(sp.start / SAMPLE_RATE, sp.stop / SAMPLE_RATE, sp.speaker) for sp in spans]
+        for i, (a, b, speaker) in enumerate(spans):
+            last = i == len(spans) - 1
+            for w in decoded_words:
+                if len(spans) == 1 or a <= w.start < b or (last and w.start >= b):
+                    words.append(M.HypWord(w.text, seg.start + w.start, seg.start + w.end, speaker, k))
+    attributor.forget()
+    return words
+
+
+def cmd_attr(args: argparse.Namespace) -> None:
+    """Like ``swaps`` but decodes each audio once and replays every attribution variant on it."""
+    from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
+    from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
+    from edge_agent.speakers.enrol import Voiceprint
+    from edge_agent.speakers.role import RoleClassifier
+
+    encoder, roles = SpeakerEncoder(EncoderConfig(threads=1)), RoleClassifier(threads=1)
+    engine = WhisperEngine(AsrConfig(), 15.1)
+    variants: dict[str, tuple[type, AttributionConfig | None, bool]] = {
+        "no enrolment, stock": (SpeakerAttributor, None, False),
+        "no enrolment, sticky names": (sticky_attributor_class(), None, False),
+        "enrolment, stock": (SpeakerAttributor, None, True),
+        "enrolment, voiceprint names sticky clusters": (voiceprint_named_class(), None, True),
+        "enrolment, real-voice thresholds 0.75/0.70": (SpeakerAttributor, AttributionConfig(threshold=0.75, window_threshold=0.70), True),
+    }
+    for path, ref in load_refs(args.data, args.only):
+        intervals = intervals_of(ref)
+        vp = Voiceprint.from_list(json.loads((args.bench / "voiceprints" / f"{ref['visit']}.json").read_text()))
+        cache = asr_cache(path.parent / ref["audio"], engine)
+        for name, (cls, cfg, enrolled) in variants.items():
+            words = replay(cache, cls(encoder, roles, vp if enrolled else None, cfg))
+            scored = M.score_words(words, intervals)
+            attr = M.attribution(scored)
+            swaps = M.identity_swaps(scored)
+            bounds = M.turn_boundaries(M.reference_changes(intervals), M.hypothesis_changes(words))
+            edges = M.turn_edge_errors(scored, intervals, attr.mapping if not enrolled else {"clinician": "clinician", "patient": "patient"})
+            print(json.dumps({"audio": path.stem, "attributor": name, "attribution": attr.labelled if enrolled else attr.mapped,
+                              "swaps": swaps.swaps, "per_speaker": attr.per_speaker_mapped,
+                              "boundary_errors_s": bounds.errors, **edges}), flush=True)
+
+
 def cmd_cosines(args: argparse.Namespace) -> None:
     """Cosine of each reference turn's GE2E embedding to the close-talk voiceprint, by speaker and mic."""
     import soundfile as sf
@@ -510,13 +574,13 @@ def cmd_cosines(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=("asr", "vad", "edges", "swaps", "cosines"))
+    parser.add_argument("what", choices=("asr", "vad", "edges", "swaps", "cosines", "attr"))
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
     parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this; asr: comma list of policy name prefixes")
     args = parser.parse_args(argv)
-    {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines}[args.what](args)
+    {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines, "attr": cmd_attr}[args.what](args)
 
 
 if __name__ == "__main__":
