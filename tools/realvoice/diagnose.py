@@ -142,12 +142,16 @@ def sentence_end(decoded: Decoded) -> float:
     return decoded.sentences[-1].end if decoded.sentences and decoded.text else 0.0
 
 
-def decode_segments(engine: WhisperEngine, segs: list[Seg], beam: int, seek: bool, context_tokens: int = 64) -> PolicyResult:
+def decode_segments(engine: WhisperEngine, segs: list[Seg], beam: int, seek: bool | str, context_tokens: int = 64) -> PolicyResult:
     """The pipeline's final decode per segment (window = segment, 3 s pad, previous finals as context).
 
     ``seek``: when the decode's last timestamp ends more than 1 s before the
     audio, decode again from there (what Whisper's own transcribe loop does
     with its ``seek`` pointer) until the segment is covered (at most 3 times).
+    ``seek="words"``: the same, but judged by the end of the last *aligned
+    word* (the pipeline aligns words for every final anyway): catches
+    decodes whose closing timestamp jumps to the window's end over speech
+    they never transcribed.
     """
     engine.cfg = replace(engine.cfg, final_beam_size=beam)
     context: list[int] = []
@@ -165,12 +169,15 @@ def decode_segments(engine: WhisperEngine, segs: list[Seg], beam: int, seek: boo
             if len(window) < SAMPLE_RATE // 2:
                 break
             t = time.process_time()
-            d = engine.decode(window, final=True, context=context[-context_tokens:] or None)
+            d = engine.decode(window, final=True, context=(context[-context_tokens:] or None) if context_tokens else None)
+            end = sentence_end(d)
+            if seek == "words" and d.text:
+                aligned = engine.align_words(d)
+                end = aligned[-1].end if aligned else end
             cpu += time.process_time() - t
             if d.text:
                 texts.append(d.text)
                 context.extend(d.tokens)
-            end = sentence_end(d)
             dur = len(window) / SAMPLE_RATE
             if dur - end <= 1.0:
                 break
@@ -212,6 +219,8 @@ def cmd_asr(args: argparse.Namespace) -> None:
         "beam5": lambda s: decode_segments(engine, s, 5, False),
         "beam2+seek": lambda s: decode_segments(engine, s, 2, True),
         "beam5+seek": lambda s: decode_segments(engine, s, 5, True),
+        "beam2+wordseek": lambda s: decode_segments(engine, s, 2, "words"),
+        "beam2 no context": lambda s: decode_segments(engine, s, 2, False, context_tokens=0),
         "fw.transcribe per segment": lambda s: fw_per_segment(fw, s),
     }
     for path, ref in load_refs(args.data, args.only):
