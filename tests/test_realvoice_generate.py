@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def test_same_seed_same_bytes(tmp_path):
     a, b = digest(tmp_path / "a"), digest(tmp_path / "b")
     assert a == b and len(a) == 5  # close, far, enrolment FLAC + two JSON references
     G.main(["--out", str(tmp_path / "c"), "--seed", "13", "--conditions", "close", *args])
-    close = [n for n in a if "close" in n and n.endswith(".flac")][0]
+    close = next(n for n in a if "close" in n and n.endswith(".flac"))
     assert digest(tmp_path / "c")[close] != a[close]
 
 
@@ -60,7 +61,7 @@ def test_committed_references_are_consistent(ref_path):
     assert (DATA / ref["enrolment"]["file"]).is_file()
     turns = ref["turns"]
     assert all(a["start_s"] < a["stop_s"] for a in turns)
-    assert len(ref["turn_changes"]) == sum(1 for a, b in zip(turns, turns[1:]) if a["speaker"] != b["speaker"])
+    assert len(ref["turn_changes"]) == sum(1 for a, b in itertools.pairwise(turns) if a["speaker"] != b["speaker"])
     for o in ref["overlaps"]:
         assert o["start_s"] < o["stop_s"] and len(set(o["speakers"])) == 2
     if ref["condition"] == "far":

@@ -176,8 +176,8 @@ def test_normalise():
 
 
 def test_alignment_coverage_and_wer():
-    ref = "the cat sat on the mat today".split()
-    hyp = "the cat sat in the mat".split()  # one substitution, one deletion
+    ref = ["the", "cat", "sat", "on", "the", "mat", "today"]
+    hyp = ["the", "cat", "sat", "in", "the", "mat"]  # one substitution, one deletion
     result = align(ref, hyp)
     assert (result.matched, result.substitutions, result.deletions, result.insertions) == (5, 1, 1, 0)
     assert result.coverage == pytest.approx(5 / 7, abs=1e-4)
@@ -187,9 +187,9 @@ def test_alignment_coverage_and_wer():
 
 
 def test_alignment_insertions_and_empty():
-    assert align("a b".split(), "x a y b z".split()).insertions == 3
-    assert align("a b".split(), []).coverage == 0.0
-    assert align([], "a".split()).coverage is None
+    assert align(["a", "b"], ["x", "a", "y", "b", "z"]).insertions == 3
+    assert align(["a", "b"], []).coverage == 0.0
+    assert align([], ["a"]).coverage is None
 
 
 def test_alignment_lost_block_in_the_middle():
@@ -202,7 +202,7 @@ def test_alignment_lost_block_in_the_middle():
 
 
 def test_bag_coverage():
-    assert bag_coverage("a a b c".split(), "a b b".split()) == 0.5
+    assert bag_coverage(["a", "a", "b", "c"], ["a", "b", "b"]) == 0.5
 
 
 def test_stream_start_and_latencies():

@@ -349,7 +349,7 @@ def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only:
         visit = ref["visit"]
         if visit not in pseudo:
             pseudo[visit] = cached_json(out / "pseudo" / f"{visit}.json",
-                                        lambda: last_json(run_child(offline_cmd("--turns", str(ref_path), threads=threads)), "pseudo-reference"))
+                                        lambda ref_path=ref_path: last_json(run_child(offline_cmd("--turns", str(ref_path), threads=threads)), "pseudo-reference"))
         if visit not in voiceprints:
             vp = out / "voiceprints" / f"{visit}.json"
             if not vp.exists():
@@ -423,6 +423,14 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows)
 
 
+def _values_of(rs: list[dict[str, Any]]) -> Any:
+    return lambda key: [r[key] for r in rs if r.get(key) is not None]
+
+
+def _pooled_of(rs: list[dict[str, Any]]) -> Any:
+    return lambda key: [x for r in rs for x in r.get(key, [])]
+
+
 def grouped_table(results: list[dict[str, Any]]) -> str:
     """Per condition (pair type x mic x enrolment) over visits: means, worst visit, pooled percentiles."""
     groups: dict[tuple[str, str, bool], list[dict[str, Any]]] = {}
@@ -431,9 +439,8 @@ def grouped_table(results: list[dict[str, Any]]) -> str:
     head = ("pair/mic/enrol", "visits", "cov mean(min)", "del", "werR", "attr mean(min)", "swaps", "bnd p90", "fin p95", "ons p95", "cpuR")
     rows = [head]
     for (pair, mic, enrolled), rs in sorted(groups.items()):
-        def vals(key: str) -> list[float]:
-            return [r[key] for r in rs if r.get(key) is not None]
-        pooled = lambda key: [x for r in rs for x in r.get(key, [])]  # noqa: E731
+        vals = _values_of(rs)
+        pooled = _pooled_of(rs)
         rows.append((
             f"{pair}/{mic}/{'enrol' if enrolled else 'none'}", str(len(rs)),
             f"{np.mean(vals('coverage')):.2f} ({min(vals('coverage')):.2f})",

@@ -15,18 +15,18 @@ come from these commands.
 
 from __future__ import annotations
 
-import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy loads, as the CLI does)
-
 import argparse
+import itertools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy loads, as the CLI does)
 from edge_agent.asr.engine import AsrConfig, Decoded, WhisperEngine
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.file_source import FileSource
@@ -332,7 +332,7 @@ def cmd_edges(args: argparse.Namespace) -> None:
                 parts[f["segment"]] = parts.get(f["segment"], 0) + 1
             turns = sorted((t for t in intervals if t.kind == "turn"), key=lambda t: t.start)
             kinds: dict[str, int] = {}
-            for prev, nxt in zip(turns, turns[1:]):
+            for prev, nxt in itertools.pairwise(turns):
                 if prev.speaker == nxt.speaker:
                     continue
                 for s in scored:

@@ -29,7 +29,7 @@ import argparse
 import json
 import os
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class Reader:
     sex: str
 
 
-@lru_cache(maxsize=None)
+@cache
 def speakers_table() -> dict[str, Reader]:
     table: dict[str, Reader] = {}
     for line in (voices_dir() / "SPEAKERS.TXT").read_text().splitlines():
@@ -97,7 +97,7 @@ def utterance_path(stem: str) -> Path:
     return test if test.is_file() else voices_dir() / "train-clean-100" / f"{stem}.flac"
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_utterance(stem: str) -> np.ndarray:
     """Float32 audio normalised to TARGET_DBFS over its active frames (read-only)."""
     audio, rate = sf.read(str(utterance_path(stem)), dtype="float32")
@@ -131,7 +131,7 @@ def active_frames(audio: np.ndarray) -> np.ndarray:
     return (db > floor + 15.0) & (db > db.max() - 40.0)
 
 
-@lru_cache(maxsize=None)
+@cache
 def pieces_of(stem: str, min_pause_s: float = 0.18, min_piece_s: float = 1.0) -> tuple[Piece, ...]:
     """Split an utterance at internal pauses; pieces shorter than min_piece_s merge with the next."""
     active = active_frames(load_utterance(stem))

@@ -230,7 +230,7 @@ def reference_changes(turns: Sequence[Interval]) -> list[Change]:
     """Speaker changes between consecutive turns: the gap, or the overlap, between them."""
     ordered = sorted((t for t in turns if t.kind == "turn"), key=lambda t: t.start)
     out = []
-    for prev, nxt in zip(ordered, ordered[1:]):
+    for prev, nxt in itertools.pairwise(ordered):
         if prev.speaker != nxt.speaker:
             out.append(Change(min(prev.stop, nxt.start), max(prev.stop, nxt.start)))
     return out
@@ -238,7 +238,7 @@ def reference_changes(turns: Sequence[Interval]) -> list[Change]:
 
 def hypothesis_changes(words: Sequence[HypWord]) -> list[Change]:
     ordered = sorted(words, key=lambda w: (w.t0, w.t1))
-    return [Change(min(a.t1, b.t0), max(a.t1, b.t0)) for a, b in zip(ordered, ordered[1:]) if a.speaker != b.speaker]
+    return [Change(min(a.t1, b.t0), max(a.t1, b.t0)) for a, b in itertools.pairwise(ordered) if a.speaker != b.speaker]
 
 
 def interval_distance(a: Change, b: Change) -> float:
@@ -268,7 +268,7 @@ def turn_edge_errors(scored: Sequence[ScoredWord], turns: Sequence[Interval], ma
     """
     ordered = sorted((t for t in turns if t.kind == "turn"), key=lambda t: t.start)
     end_total = end_wrong = start_total = start_wrong = 0
-    for prev, nxt in zip(ordered, ordered[1:]):
+    for prev, nxt in itertools.pairwise(ordered):
         if prev.speaker == nxt.speaker:
             continue
         for s in scored:

@@ -18,8 +18,6 @@ counts the splits closed at full capacity.
 
 from __future__ import annotations
 
-import edge_agent  # noqa: F401  (pins BLAS before numpy)
-
 import argparse
 import json
 import tempfile
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+import edge_agent  # noqa: F401  (pins BLAS before numpy)
 from edge_agent.audio.vad import VadConfig
 from tools.realvoice import diagnose
 from tools.realvoice.diagnose import vad_segments
@@ -51,7 +50,7 @@ def main() -> None:
     crashing: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         lead = np.zeros(8000, np.int16)
-        for k in range(0, 84):
+        for k in range(84):
             cut = k * cfg.frame_samples + (k * 7) % cfg.frame_samples
             path = Path(tmp) / "shifted.flac"
             clip = np.concatenate([lead, speech[cut:], np.zeros(16000, np.int16)])
