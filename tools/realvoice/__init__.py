@@ -1,0 +1,1 @@
+"""Real-voice conversations, metrics and benchmark for the audio path (issue 12)."""
