@@ -63,7 +63,7 @@ def _mid(word: Sequence[object]) -> float:
 
 @dataclass(frozen=True)
 class AttributionConfig:
-    threshold: float = 0.89  # cosine to the voiceprint; calibrated, see docs/speakers.md
+    threshold: float = 0.75  # cosine to the voiceprint; real voices, close-talk: clinician 0.83-0.97, patient 0.46-0.66 (docs/realvoice.md 5.3)
     anchor_seconds: float = 10.0  # weight of the voiceprint in the clustering
     same_voice_cos: float = 0.96  # two centroids closer than this are one voice
     other_cos: float = 0.55  # a segment below this to both centroids is a third voice
@@ -80,7 +80,7 @@ class AttributionConfig:
     refine_margin: float = 0.5  # both coarse neighbours beyond this log-likelihood ratio, same side: no fine windows between
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
-    window_threshold: float = 0.84  # enrolled, no patient voice yet: window cosine to the voiceprint
+    window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
     min_part_s: float = 0.8  # no part shorter than this ...
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates

@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy loads, as the CLI does)
-from edge_agent.asr.engine import AsrConfig, Decoded, WhisperEngine
+from edge_agent.asr.backend import AsrConfig, Decoded
+from edge_agent.asr.whisper_ct2 import WhisperCT2 as WhisperEngine
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.frames import AudioFrame
@@ -169,7 +170,7 @@ def decode_segments(engine: WhisperEngine, segs: list[Seg], beam: int, seek: boo
             if len(window) < SAMPLE_RATE // 2:
                 break
             t = time.process_time()
-            d = engine.decode(window, final=True, context=(context[-context_tokens:] or None) if context_tokens else None)
+            d = engine.decode_audio(window, final=True, context=(context[-context_tokens:] or None) if context_tokens else None)
             end = sentence_end(d)
             if seek == "words" and d.text:
                 aligned = engine.align_words(d)
@@ -207,7 +208,7 @@ def fw_per_segment(model: Any, segs: list[Seg]) -> PolicyResult:
 
 
 def cmd_asr(args: argparse.Namespace) -> None:
-    engine = WhisperEngine(AsrConfig(), 28.0)  # scratch big enough for any segment: measure, don't crash
+    engine = WhisperEngine(AsrConfig(), int(28.0 * SAMPLE_RATE) + 480)  # scratch big enough for any segment: measure, don't crash
     fw = engine.model
     vads: dict[str, tuple[VadConfig, float | None]] = {
         "webrtc2": (VadConfig(), None),
@@ -427,11 +428,12 @@ def voiceprint_named_class() -> type:
 
 
 def run_pipeline(audio: Path, attributor: Any) -> list[M.HypWord]:
-    from edge_agent.asr.events import FinalTranscript
     from edge_agent.pipeline import PipelineConfig, StreamingPipeline
 
+    from edge_agent.asr.events import FinalTranscript
+
     cfg = PipelineConfig()
-    engine = _engine_cache.setdefault("e", WhisperEngine(cfg.asr, cfg.vad.max_segment_s))
+    engine = _engine_cache.setdefault("e", WhisperEngine(cfg.asr, int(cfg.vad.max_segment_s * SAMPLE_RATE) + 480))
     words: list[M.HypWord] = []
 
     def sink(event: Any) -> None:
@@ -492,7 +494,7 @@ def asr_cache(audio: Path, engine: WhisperEngine) -> list[tuple[Seg, str, list[A
     for seg in vad_segments(audio, VadConfig()):
         if not seg.is_speech:
             continue
-        d = engine.decode(seg.audio, final=True, context=context[-64:] or None)
+        d = engine.decode_audio(seg.audio, final=True, context=context[-64:] or None)
         if not d.text:
             continue
         context.extend(d.tokens)
@@ -523,7 +525,7 @@ def cmd_attr(args: argparse.Namespace) -> None:
     from edge_agent.speakers.role import RoleClassifier
 
     encoder, roles = SpeakerEncoder(EncoderConfig(threads=1)), RoleClassifier(threads=1)
-    engine = WhisperEngine(AsrConfig(), 15.1)
+    engine = WhisperEngine(AsrConfig(), int(15.1 * SAMPLE_RATE) + 480)
     variants: dict[str, tuple[type, AttributionConfig | None, bool]] = {
         "no enrolment, stock": (SpeakerAttributor, None, False),
         "no enrolment, sticky names": (sticky_attributor_class(), None, False),
