@@ -75,7 +75,10 @@ def run_transcribe(
         stats, clean = session.run(source, sink, print_)
         sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
-                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments})
+                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
+                   "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
+                   "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
+                   "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries})
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

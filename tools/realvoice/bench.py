@@ -147,6 +147,8 @@ def intervals_of(ref: dict[str, Any]) -> list[M.Interval]:
 def parse_events(run: ChildRun) -> tuple[list[M.Event], dict[str, Any]]:
     events: list[M.Event] = []
     summary: dict[str, Any] = {}
+    records = []
+    relabel: dict[tuple[int, float], str] = {}
     for wall, line in run.lines:
         try:
             rec = json.loads(line)
@@ -155,9 +157,14 @@ def parse_events(run: ChildRun) -> tuple[list[M.Event], dict[str, Any]]:
         kind = rec.get("type")
         if kind == "summary":
             summary = rec
+        elif kind == "relabel":  # the pipeline's final speaker for an earlier final: what a report uses
+            relabel[(rec["segment"], round(rec["t0"], 3))] = rec["speaker"]
         elif kind in ("partial", "final", "discarded"):
-            words = tuple(M.HypWord(w["w"], w["t0"], w["t1"], rec.get("speaker", "unknown"), rec["segment"]) for w in rec.get("words", []))
-            events.append(M.Event(kind, rec["t0"], rec["t1"], wall, rec.get("text", rec.get("reason", "")), rec["segment"], words))
+            records.append((wall, kind, rec))
+    for wall, kind, rec in records:
+        speaker = relabel.get((rec["segment"], round(rec["t0"], 3)), rec.get("speaker", "unknown")) if kind == "final" else "unknown"
+        words = tuple(M.HypWord(w["w"], w["t0"], w["t1"], speaker, rec["segment"]) for w in rec.get("words", []))
+        events.append(M.Event(kind, rec["t0"], rec["t1"], wall, rec.get("text", rec.get("reason", "")), rec["segment"], words))
     return events, summary
 
 
