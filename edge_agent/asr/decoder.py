@@ -134,7 +134,8 @@ class SegmentGoneError(Exception):
 
 
 class SegmentDecoder:
-    def __init__(self, recognizer: Recognizer, config: DecoderConfig, cpu_clock: Callable[[], float] = time.thread_time) -> None:
+    # the process clock, not the thread's: CTranslate2 decodes on its own threads
+    def __init__(self, recognizer: Recognizer, config: DecoderConfig, cpu_clock: Callable[[], float] = time.process_time) -> None:
         self.asr = recognizer
         self.cfg = config
         self.stats = DecodeStats()

@@ -137,6 +137,11 @@ def check_device(device: str) -> None:
         raise ModelError("asr.device is 'cuda' but no CUDA device is available on this machine; set asr.device = \"cpu\"")
 
 
+def whisper_feature_shape(max_samples: int, pad_s: float) -> tuple[int, int]:
+    """(bins, frames) of the log-mel of ``max_samples`` of audio plus ``pad_s`` of silence."""
+    return N_MELS, (max_samples + int(pad_s * SAMPLE_RATE)) // HOP + 1
+
+
 def bucket_frames(frames: int) -> int:
     return -(-frames // BUCKET_FRAMES) * BUCKET_FRAMES
 
@@ -193,7 +198,7 @@ class WhisperCT2:
     # -- features -------------------------------------------------------------------------------------
 
     def feature_shape(self, max_samples: int) -> tuple[int, int]:
-        return N_MELS, (max_samples + self.pad_samples) // HOP + 1
+        return whisper_feature_shape(max_samples, self.cfg.pad_s)
 
     def features(self, audio: np.ndarray, out: np.ndarray) -> np.ndarray:
         """Log-mel of ``audio`` plus ``pad_s`` of silence, written into ``out`` (bins, frames)."""

@@ -41,6 +41,7 @@ import numpy as np
 from edge_agent.asr.backend import AsrConfig, DecodedWord, Recognizer
 from edge_agent.asr.decoder import Committed, DecoderConfig, SegmentDecoder, SegmentGoneError
 from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded, SpeakerRelabel
+from edge_agent.asr.whisper_ct2 import whisper_feature_shape
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
@@ -146,7 +147,8 @@ class PipelineFault(EdgeAgentError):
 class AudioPools:
     """The only memory that ever holds raw audio in this process, and the features made from it."""
 
-    def __init__(self, cfg: PipelineConfig, feature_shape: tuple[int, int]) -> None:
+    def __init__(self, cfg: PipelineConfig, feature_shape: tuple[int, int] | None = None) -> None:
+        feature_shape = feature_shape or whisper_feature_shape(cfg.vad.segment_capacity, cfg.asr.pad_s)
         frames = max(8, int(cfg.frame_pool_s * 1000 / cfg.vad.frame_ms))
         self.frames = BufferPool("frames", frames, cfg.vad.frame_samples, np.int16)
         self.segments = BufferPool("segments", cfg.segment_buffers, cfg.vad.segment_capacity, np.float32)
