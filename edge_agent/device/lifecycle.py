@@ -116,6 +116,7 @@ class _Active:
     started_monotonic: float
     timer: asyncio.TimerHandle | None = None
     stopping: bool = False
+    person: str = ""  # the clinician's stable subject id (population unit); the routing pseudonym otherwise
 
 
 @dataclass(frozen=True)
@@ -163,6 +164,7 @@ class VisitManager:
         voiceprint: np.ndarray | None,
         voiceprint_bytes: bytearray | None,
         trigger: str = "phone",
+        person: str = "",
     ) -> VisitContext:
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -184,7 +186,7 @@ class VisitManager:
             except EdgeAgentError as exc:
                 ctx.wipe()
                 raise VisitError("runner", f"capture could not start: {exc}") from None
-            active = _Active(ctx, clinician, recipient, time.monotonic())
+            active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active
             if self._metrics is not None:
@@ -231,7 +233,7 @@ class VisitManager:
             fb.schema_version = fb.schema_version or SCHEMA_VERSION
             enforce_quote_policy(fb, self.quotes)  # the site's quote policy holds whatever built the report
             if self._contributor is not None:
-                fb.contribution = await self._contribute(active.clinician, fb)
+                fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()
             fb.Clear()
             env = seal.seal(plaintext, active.recipient, ctx.visit_id, 1)

@@ -201,6 +201,11 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     web = await _start_web(cfg, server)
     assert server.visits is not None and server.outbox is not None
     forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
+    rotation = None
+    if contributor is not None:
+        from edge_agent.device.population import rotate_period_key
+
+        rotation = asyncio.create_task(rotate_period_key(contributor))  # a finished period's key goes within the hour
     advertiser = None
     if cfg.server.advertise:
         from edge_agent.device.mdns import Advertiser
@@ -229,6 +234,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         watchdog_task.cancel()
         if forwarder is not None:
             forwarder.cancel()
+        if rotation is not None:
+            rotation.cancel()
         handlers.uninstall()
         if panel is not None:
             panel.close()

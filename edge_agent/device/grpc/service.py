@@ -94,7 +94,7 @@ class RoomClaimsLike(Protocol):
 
     window_s: float
 
-    def claim(self, clinician_id: str, public_key: Any) -> Any: ...
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Any: ...
 
     def status(self, claim_id: str, clinician_id: str) -> Any: ...
 
@@ -153,7 +153,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             recipient = seal.load_public_key(bytes(request.sealing_public_key))
         except SealError as exc:
             raise Invalid(str(exc)) from None
-        claim = self._claims.claim(ident.subject_id, recipient)
+        claim = self._claims.claim(ident.subject_id, recipient, person=ident.person)
         return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s), claim_id=claim.claim_id,
                                            contested=claim.state == "contested")
 
@@ -207,7 +207,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             if vp_bytes is not None:
                 vp_bytes[:] = bytes(len(vp_bytes))
             raise
-        ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes)
+        ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes, person=ident.person)
         return agent_pb2.StartVisitResponse(visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s)
 
     @_guard

@@ -36,7 +36,8 @@ class ManagerVisitControl:
     def start_from_button(self, claim: Claim) -> str:
         # No voiceprint: a button start carries none, attribution then works without enrolment.
         # Duration 0: the lifecycle's own (live) default applies.
-        ctx = self._run(self.manager.start(claim.clinician_id, claim.public_key, 0, None, None, trigger="button"))
+        ctx = self._run(self.manager.start(claim.clinician_id, claim.public_key, 0, None, None, trigger="button",
+                                           person=claim.person))
         return str(ctx.visit_id)
 
     def stop_from_button(self) -> None:

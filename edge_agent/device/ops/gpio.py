@@ -59,6 +59,7 @@ class Claim:
     claim_id: str = field(default_factory=lambda: "k-" + secrets.token_urlsafe(12))
     state: str = PENDING
     visit_id: str = ""
+    person: str = ""  # stable subject id of the clinician (population unit)
 
 
 class RoomClaims:
@@ -85,7 +86,7 @@ class RoomClaims:
         while len(self._claims) > MAX_CLAIMS:
             self._claims.popitem(last=False)
 
-    def claim(self, clinician_id: str, public_key: Any, now: float | None = None) -> Claim:
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Claim:
         """Record a claim; it (and any other clinician's live claim) is CONTESTED if another clinician claimed too."""
         now = self._clock() if now is None else now
         with self._lock:
@@ -93,7 +94,7 @@ class RoomClaims:
             for c in self._claims.values():
                 if c.clinician_id == clinician_id and c.state == PENDING:
                     c.state = EXPIRED  # replaced by this newer claim of the same clinician
-            mine = Claim(clinician_id, public_key, now)
+            mine = Claim(clinician_id, public_key, now, person=person)
             rivals = [c for c in self._claims.values() if c.state in (PENDING, CONTESTED) and c.clinician_id != clinician_id]
             if rivals:
                 mine.state = CONTESTED
