@@ -166,6 +166,8 @@ class Outbox:
                     for item_id in ids:
                         deleted += self._db.execute("DELETE FROM items WHERE id=? AND recipient=?", (item_id, recipient)).rowcount
                     self._db.execute("COMMIT")
+                    if deleted:
+                        self._forget_wal()
                     return deleted
                 except BaseException:
                     self._rollback()
@@ -177,9 +179,12 @@ class Outbox:
         now = time.time() if now is None else now
         with self._lock:
             try:
-                return self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
+                purged = self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
             except sqlite3.DatabaseError as exc:
                 raise self._write_error(exc) from None
+            if purged:
+                self._forget_wal()
+            return purged
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -209,6 +214,14 @@ class Outbox:
             self._db.close()
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _forget_wal(self) -> None:
+        """Copy the WAL into the (secure-deleted) database and empty it: the WAL still held the acked
+        rows' routing metadata (pseudonym, visit id) in earlier frames, which a checkpoint alone leaves on disk."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # a reader holds the WAL: the next ack or purge truncates it
 
     def _rollback(self) -> None:
         try:
