@@ -21,10 +21,10 @@ from edge_agent.device.config import EdgeConfig, KeySpec, all_keys, load_config
 from edge_agent.device.lifecycle import VisitManager
 from edge_agent.device.main import LiveTargets
 from edge_agent.device.ops.gpio import RoomClaims
-from edge_agent.device.presence import Presence
 from edge_agent.device.ops.logs import JsonFormatter
 from edge_agent.device.ops.signals import ConfigReloader
 from edge_agent.device.outbox import DAY_S, Outbox
+from edge_agent.device.presence import Presence
 from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig

@@ -38,8 +38,8 @@ from edge_agent.device.outbox import Outbox
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, load_allow_list
 from edge_agent.device.session import TranscriptionSession
-from edge_agent.errors import ConfigError
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
+from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
 

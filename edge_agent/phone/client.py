@@ -31,7 +31,6 @@ from pathlib import Path
 
 import grpc
 import numpy as np
-
 from cryptography import x509
 
 from edge_agent.crypto import ca, seal

@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edge_agent.crypto import seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.population import dp
-from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError, QuotaExceeded
+from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period
 from edge_agent.population.record import ContributionRecord, is_pseudonym, is_record_id, parse_record, validate_service_line

@@ -17,12 +17,12 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.crypto import ca
 from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
 from edge_agent.device.lifecycle import DEFAULT_MAX_DURATION_S, Contributor, VisitManager, VisitRunner, VoiceEnroller
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxConfig
 from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
-from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.server import MutualTlsServer, ServerLimits, TlsEndpoint, register
 from edge_agent.proto.edge_agent.v1 import agent_pb2
