@@ -24,4 +24,9 @@ _os.environ["HF_HUB_OFFLINE"] = "1"
 _os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 _os.environ["DO_NOT_TRACK"] = "1"
 
+# gRPC's core logs one INFO line per failed TLS handshake: anyone on the network
+# could fill the journal, and the lines would time-stamp every phone's attempts
+# (a room schedule). Errors still show. Defaulted: set GRPC_VERBOSITY to debug.
+_os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+
 __version__ = "0.1.0"

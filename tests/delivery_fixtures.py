@@ -22,11 +22,13 @@ from edge_agent.crypto import ca
 from edge_agent.device.grpc.background import BackgroundServer
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitContext
+from edge_agent.device.presence import RoomCodes, make_secret
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClinicianKeys, init_key_file
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 
 ROOT = Path(__file__).resolve().parent.parent
+ROOM_CODE_STEP_S = 28 * 86400
 
 
 @dataclass
@@ -43,6 +45,17 @@ class Pki:
     @property
     def crl(self) -> Path:
         return self.root / "ca" / ca.CRL
+
+    @property
+    def room_code_secret(self) -> Path:
+        """The room device's presence secret (made once per PKI, like a provisioned device's)."""
+        path = self.root / "room-code.key"
+        make_secret(path)
+        return path
+
+    def room_code(self, step_s: int = ROOM_CODE_STEP_S) -> str:
+        """The code a clinician standing in Room 4 reads off the device."""
+        return RoomCodes.load(self.room_code_secret, step_s).window().code
 
     @classmethod
     def make(cls, root: Path) -> Pki:
@@ -106,6 +119,11 @@ class ServerThread:
         assert self.server is not None
         return phone.Target("127.0.0.1", self.port, self.server.fingerprint)
 
+    def room_code(self) -> str:
+        """What a clinician in the room reads off the device (the presence proof a phone start needs)."""
+        assert self.config.room_code_secret is not None
+        return RoomCodes.load(self.config.room_code_secret, self.config.room_code_step_s).window().code
+
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
@@ -121,6 +139,7 @@ def srv(pki: Pki, tmp_path: Path) -> Iterator[ServerThread]:
 
 
 def server_config(pki: Pki, data_dir: Path, **kw: Any) -> ServerConfig:
+    kw.setdefault("room_code_secret", pki.room_code_secret)
     return ServerConfig(bundle=pki.device, data_dir=data_dir, room="Room 4", crl=pki.crl, host="127.0.0.1", port=0, **kw)
 
 
@@ -150,7 +169,8 @@ class ServerProcess:
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.doubles.scripted_server", "--bundle", str(self.pki.device), "--data-dir", str(self.data_dir),
-             "--crl", str(self.pki.crl), "--room", "Room 4", "--port", str(port), "--port-file", str(port_file)],
+             "--crl", str(self.pki.crl), "--room", "Room 4", "--port", str(port), "--port-file", str(port_file),
+             "--room-code-secret", str(self.pki.room_code_secret)],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 30

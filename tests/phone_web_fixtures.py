@@ -97,8 +97,8 @@ class Device:
 
     @classmethod
     def start(cls, pki: Pki, data_dir: Path, allowed_origin: str, runner: Any = None, enroller: Any = None,
-              bundle: Path | None = None, room: str = "Room 4") -> Device:
-        cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device)
+              bundle: Path | None = None, room: str = "Room 4", quotes: bool = False) -> Device:
+        cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device, quotes=quotes)
         server = EdgeAgentServer(cfg, runner if runner is not None else TimelineRunner(), enroller if enroller is not None else SpectralVoiceEnroller())
         both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0))
         bg = BackgroundServer(both)

@@ -40,9 +40,10 @@ def test_init_issue_and_lifetimes(tmp_path: Path) -> None:
     ident = ca.identity_of(bundle.cert)
     assert ident.role == ca.ROLE_CLINICIAN and ident.subject_id == clin.subject_id
     assert clin.subject_id.startswith("c-") and len(clin.subject_id) == 18
-    # The clinician subject carries only site, role and pseudonym.
+    # The clinician subject carries only site, role, pseudonym and the random stable subject id (never a name).
     oids = {a.oid for a in bundle.cert.subject}
-    assert oids == {NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME}
+    assert oids == {NameOID.ORGANIZATION_NAME, NameOID.ORGANIZATIONAL_UNIT_NAME, NameOID.COMMON_NAME, NameOID.USER_ID}
+    assert ident.stable_id.startswith("s-") and len(ident.stable_id) == 18
     assert ca.identity_of(ca.load_bundle(adm.bundle).cert).role == ca.ROLE_ADMIN
     dev_cert = ca.load_bundle(dev.bundle).cert
     sans = dev_cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value

@@ -16,6 +16,7 @@ from edge_agent.device.ops.button_control import ManagerVisitControl
 from edge_agent.device.ops.gpio import RoomClaims, open_panel
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError
+from edge_agent.proto.edge_agent.v1 import agent_pb2
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 
 
@@ -38,11 +39,15 @@ def test_claim_then_button_press_delivers_to_the_claimer(tmp_path: Path) -> None
         button.drive_high()
         time.sleep(0.3)
         assert not server.visits.active, "a press without a claim must never start capture"
-        assert phone.claim_room(pki.keys_a, target) == 60
+        claim = phone.claim_room(pki.keys_a, target)
+        assert claim.valid_for_s == 60 and not claim.contested
+        assert phone.claim_status(pki.keys_a, target, claim.claim_id).state == agent_pb2.CLAIM_PENDING
         button.drive_low()  # press: start for clinician A
         button.drive_high()
         time.sleep(0.5)
         assert server.visits.active
+        status = phone.claim_status(pki.keys_a, target, claim.claim_id)  # the claimer's phone confirms the start
+        assert status.state == agent_pb2.CLAIM_STARTED and status.visit_id.startswith("v-")
         button.drive_low()  # press again: stop, report sealed to A
         button.drive_high()
         time.sleep(0.5)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from edge_agent.crypto import ca
 from edge_agent.data import bundled as demo_audio_path
+from edge_agent.device.presence import RoomCodes, make_secret
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import init_key_file
 
@@ -55,9 +56,12 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     init_key_file(tmp_path / "clin.pem", keys)
     port = free_port()
     config = tmp_path / "config.toml"
+    make_secret(tmp_path / "room-code.key")
+    code = RoomCodes.load(tmp_path / "room-code.key", 86400).window().code
     config.write_text(
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\n'
-        f'crl = ""\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n\n[logging]\njson = true\n'
+        f'crl = "{tmp_path / "ca" / ca.CRL}"\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n\n[logging]\njson = true\n'
+        f'\n[presence]\ncode_secret = "{tmp_path / "room-code.key"}"\ncode_step_s = 86400\n'
     )
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -67,7 +71,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     try:
         wait_ready(notify)
         target = phone.Target("127.0.0.1", port, None)
-        visit_id = phone.start(keys, target)
+        visit_id = phone.start(keys, target, room_code=code)
         time.sleep(20)  # the replayed consultation plays in real time through the pipeline
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, log.read_text()[-2000:]

@@ -44,7 +44,11 @@ def test_cli_functions_full_story(pki: Pki, srv: ServerThread, tmp_path: Path) -
     cli.phone_init(pki.clinician_b, key_file)
     device = f"127.0.0.1:{srv.port}"
     fp = srv.target.fingerprint
-    started = cli.phone_start(key_file, device, fp)
+    with pytest.raises(ClientError, match="--room"):
+        cli.phone_start(key_file, device, fp, room_code=srv.room_code())  # a start names the room the clinician is in
+    with pytest.raises(ClientError, match="certified for 'Room 4', not 'Room 5'"):
+        cli.phone_start(key_file, device, fp, room="Room 5", room_code=srv.room_code())
+    started = cli.phone_start(key_file, device, fp, room="Room 4", room_code=srv.room_code())
     stopped = cli.phone_stop(key_file, device, fp)
     assert stopped["visit_id"] == started["visit_id"]
     shown: list[str] = []
@@ -53,9 +57,9 @@ def test_cli_functions_full_story(pki: Pki, srv: ServerThread, tmp_path: Path) -
     assert cli.phone_feedback(key_file, device, fp, emit=shown.append) == 0 and shown[-1] == "No new feedback."
     json.dumps([started, stopped])
     with pytest.raises(ClientError, match="HOST:PORT"):
-        cli.phone_start(key_file, "localhost", None)
+        cli.phone_start(key_file, "localhost", None, room="Room 4")
     with pytest.raises(ClientError, match="cannot reach"):
-        cli.phone_start(key_file, "127.0.0.1:1", None)
+        cli.phone_start(key_file, "127.0.0.1:1", None, room="Room 4")
 
 
 def test_follow_while_starting_and_stopping_keeps_key_file_consistent(pki: Pki, srv: ServerThread) -> None:
@@ -68,7 +72,7 @@ def test_follow_while_starting_and_stopping_keeps_key_file_consistent(pki: Pki, 
     th.start()
     visits = []
     for _ in range(3):
-        visits.append(phone.start(keys, srv.target))  # saves current visit while the follower saves cursors
+        visits.append(phone.start(keys, srv.target, room_code=srv.room_code()))  # saves current visit while the follower saves cursors
         time.sleep(0.05)
         phone.stop(keys, srv.target)
     th.join(20)

@@ -31,7 +31,7 @@ def test_kill9_after_queueing_loses_nothing_and_resumes_exactly_once(pki: Pki, t
         target = srv.target(_fp(pki))
         visits = []
         for _ in range(3):
-            visits.append(phone.start(keys, target))
+            visits.append(phone.start(keys, target, room_code=pki.room_code()))
             phone.stop(keys, target)
         # Receive one report but do not ack, then the device dies hard.
         first = phone.feedback(keys, target, max_reports=1, ack=False)
@@ -54,7 +54,7 @@ def test_sigterm_during_a_visit_still_queues_its_report(pki: Pki, tmp_path: Path
     keys = pki.issue_clinician_keys("sigterm")
     srv = ServerProcess(pki, tmp_path / "data").start()
     try:
-        visit = phone.start(keys, srv.target(_fp(pki)))
+        visit = phone.start(keys, srv.target(_fp(pki)), room_code=pki.room_code())
         srv.terminate()  # graceful: the running visit is stopped, sealed and queued first
         srv.start()
         reports = phone.feedback(keys, srv.target(_fp(pki)))
@@ -81,7 +81,7 @@ def kill9_trials(pki: Pki, data: Path, trials: int, seed: int = 7) -> tuple[int,
             def churn() -> None:
                 while not stop_flag.is_set():
                     try:
-                        vid = phone.start(keys, target)
+                        vid = phone.start(keys, target, room_code=pki.room_code())
                         phone.stop(keys, target, visit_id=vid)
                         confirmed.append(vid)
                     except ClientError:

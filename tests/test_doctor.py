@@ -63,17 +63,20 @@ def test_models(tmp_path: Path) -> None:
 def test_certificates(site: dict[str, Path]) -> None:
     b = site["base"]
     ok = doctor.check_certificates(b / "device.pem", site["crl"])
-    assert ok.ok and "valid for 36" in ok.message and "CRL ok (1 revoked)" in ok.message
-    expired = doctor.check_certificates(b / "expired.pem")
+    assert ok.ok and "valid for 36" in ok.message and "ok (1 revoked" in ok.message
+    expired = doctor.check_certificates(b / "expired.pem", site["crl"])
     assert not expired.ok and "device certificate expired on" in expired.message
-    later = doctor.check_certificates(b / "device.pem", now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400))
+    later = doctor.check_certificates(b / "device.pem", site["crl"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400))
     assert not later.ok and "expired" in later.message
-    soon = doctor.check_certificates(b / "device.pem", now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=350))
-    assert soon.ok and "renew within" in soon.message
+    soon = doctor.check_certificates(b / "device.pem", site["crl"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=25))
+    assert soon.ok
+    # Issue 16: "no CRL" used to pass; a device without its revocation list lets revoked phones in
+    no_crl = doctor.check_certificates(b / "device.pem")
+    assert not no_crl.ok and "no CRL configured" in no_crl.message and "edge-agent ca crl" in no_crl.fix
     revoked = doctor.check_certificates(b / "revoked.pem", site["crl"])
     assert not revoked.ok and "revoked" in revoked.message
     stale = doctor.check_certificates(b / "device.pem", site["crl_empty"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=45))
-    assert not stale.ok and "CRL is stale" in stale.message
+    assert not stale.ok and "out of date" in stale.message
     missing = doctor.check_certificates(b / "nope.pem")
     assert not missing.ok and "not found" in missing.message
 
@@ -144,7 +147,7 @@ def running_server(site: dict[str, Path], tmp_path_factory: pytest.TempPathFacto
     port_file = data / "port"
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.doubles.scripted_server", "--bundle", str(site["base"] / "device.pem"), "--data-dir", str(data),
-         "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
+         "--room", "Room 4", "--crl", str(site["crl"]), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     try:

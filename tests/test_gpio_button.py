@@ -32,14 +32,14 @@ class Visits:
         self.refuse_next = False
         self.panel: RoomPanel | None = None
 
-    def start_from_button(self, claim: Claim) -> bool:
+    def start_from_button(self, claim: Claim) -> str:
         if self.refuse_next:
             raise EdgeAgentError("a visit is already running in this room")
         self.active = True
         self.started_for.append(claim.clinician_id)
         assert self.panel is not None
         self.panel.indicator.on_capture_started()  # first frame read
-        return True
+        return f"v-{len(self.started_for)}"
 
     def stop_from_button(self) -> None:
         assert self.panel is not None
@@ -91,14 +91,17 @@ def test_press_without_claim_is_refused_with_red_blink_and_no_capture(rig) -> No
 
 def test_press_after_claim_starts_for_that_clinician_and_toggles(rig) -> None:  # type: ignore[no-untyped-def]
     factory, visits, claims, clock, panel = rig
-    claims.claim("c-first", b"k1")
+    claims.claim("c-second", b"k1")
     clock.t += 10
-    claims.claim("c-second", b"k2")  # the phone that claimed last wins
+    mine = claims.claim("c-second", b"k2")  # the same clinician again: the newer claim replaces the older
     clock.t += 30
     _press(factory)
     assert visits.active and visits.started_for == ["c-second"]
     assert factory.pin(SETTINGS.led_pin).state is True  # lit while frames are read
     assert claims.current() is None  # the claim was used up
+    status = claims.status(mine.claim_id, "c-second")
+    assert status is not None and status.state == "started" and status.visit_id == "v-1"  # the claimer's phone confirms
+    assert status.public_key == b"k2"
     _press(factory)
     assert not visits.active
     assert panel.indicator.state == "finishing"
@@ -108,6 +111,31 @@ def test_press_after_claim_starts_for_that_clinician_and_toggles(rig) -> None:  
     # the next press needs a fresh claim
     _press(factory)
     assert not visits.active and visits.started_for == ["c-second"]
+
+
+def test_two_claimers_contest_the_press_issue16(rig) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, room-claim hijack: A claims, B claims, A presses -> B used to receive A's visit."""
+    factory, visits, claims, clock, panel = rig
+    a = claims.claim("c-aaaa", b"ka")
+    clock.t += 5
+    b = claims.claim("c-bbbb", b"kb")
+    assert b.state == "contested"
+    clock.t += 5
+    assert panel.room_button.press() == "contested"
+    assert not visits.active and visits.started_for == []
+    assert _blinked(factory, SETTINGS.red_led_pin) == 8  # type: ignore[arg-type]  # not the 3 of "no claim"
+    # both phones are told
+    assert claims.status(a.claim_id, "c-aaaa").state == "contested"  # type: ignore[union-attr]
+    assert claims.status(b.claim_id, "c-bbbb").state == "contested"  # type: ignore[union-attr]
+    assert claims.status(a.claim_id, "c-bbbb") is None  # nobody reads another clinician's claim
+    # re-claiming does not win the contest; it ends only when the claims expire
+    claims.claim("c-aaaa", b"ka2")
+    assert panel.room_button.press() == "contested"
+    clock.t += SETTINGS.claim_window_s + 1
+    assert claims.status(a.claim_id, "c-aaaa").state == "expired"  # type: ignore[union-attr]
+    fresh = claims.claim("c-aaaa", b"ka3")
+    assert fresh.state == "pending"
+    assert panel.room_button.press() == "started" and visits.started_for == ["c-aaaa"]
 
 
 def test_stale_claim_is_refused(rig) -> None:  # type: ignore[no-untyped-def]

@@ -37,7 +37,7 @@ def test_full_visit_phone_decrypts_and_outbox_is_ciphertext(pki: Pki, srv: Serve
     keys.save()
     info = phone.device_info(pki.keys_a, srv.target)
     assert info.room == "Room 4" and not info.visit_active
-    visit = phone.start(pki.keys_a, srv.target)
+    visit = phone.start(pki.keys_a, srv.target, room_code=srv.room_code())
     assert phone.device_info(pki.keys_a, srv.target).visit_active
     ctx = srv.runner.contexts[-1]
     assert ctx.voiceprint is not None and abs(float(ctx.voiceprint[0]) - 0.25) < 1e-6
@@ -53,22 +53,23 @@ def test_full_visit_phone_decrypts_and_outbox_is_ciphertext(pki: Pki, srv: Serve
     reports = phone.feedback(pki.keys_a, srv.target)
     assert len(reports) == 1 and reports[0].visit_id == visit
     text = reports[0].render()
-    assert "Any fever?" in text and "Interruptions: 1" in text and "Try:" in text
+    assert "Interruptions: 1" in text and "Try:" in text
+    assert "Any fever?" not in text and "You said" not in text  # feedback.quotes is off by default: no verbatim words
     # Acknowledged: deleted from the device.
     assert phone.feedback(pki.keys_a, srv.target) == []
     assert srv.server is not None and srv.server.outbox is not None and srv.server.outbox.stats() == (0, 0)
 
 
 def test_second_start_is_refused_with_reason(pki: Pki, srv: ServerThread) -> None:
-    phone.start(pki.keys_a, srv.target)
+    phone.start(pki.keys_a, srv.target, room_code=srv.room_code())
     with pytest.raises(ClientError, match="already running") as exc:
-        phone.start(pki.keys_b, srv.target)
+        phone.start(pki.keys_b, srv.target, room_code=srv.room_code())
     assert _code(exc) == "FAILED_PRECONDITION"
     phone.stop(pki.keys_a, srv.target)
 
 
 def test_clinician_isolation(pki: Pki, srv: ServerThread) -> None:
-    visit = phone.start(pki.keys_a, srv.target)
+    visit = phone.start(pki.keys_a, srv.target, room_code=srv.room_code())
     with pytest.raises(ClientError) as exc:
         phone.stop(pki.keys_b, srv.target, visit_id=visit)
     assert _code(exc) == "PERMISSION_DENIED"
@@ -183,7 +184,7 @@ def test_admin_operations_need_admin_certificate(pki: Pki, srv: ServerThread) ->
     with pytest.raises(grpc.RpcError) as exc:
         _stub(pki.admin, srv.port).StartVisit(agent_pb2.StartVisitRequest(consent=True, sealing_public_key=os.urandom(32)))
     assert _code(exc) == "PERMISSION_DENIED"
-    phone.start(pki.keys_a, srv.target)
+    phone.start(pki.keys_a, srv.target, room_code=srv.room_code())
     status = admin.GetStatus(agent_pb2.GetStatusRequest())
     assert status.visit_active and status.room == "Room 4"
     pseudonym = load_key_file(pki.keys_a).pseudonym
@@ -252,12 +253,12 @@ def test_enrolment_returns_voiceprint_and_validates(pki: Pki, srv: ServerThread)
 def test_automatic_stops_queue_the_report(pki: Pki, tmp_path: Path) -> None:
     s = ServerThread(server_config(pki, tmp_path / "data", default_max_duration_s=1)).start()
     try:
-        phone.start(pki.keys_a, s.target)  # 0 = device default (1 s here)
+        phone.start(pki.keys_a, s.target, room_code=s.room_code())  # 0 = device default (1 s here)
         time.sleep(1.6)
         assert not phone.device_info(pki.keys_a, s.target).visit_active
         assert s.server is not None and s.server.visits is not None and s.server.visits.last_stop is not None
         assert s.server.visits.last_stop.reason == "max duration"
-        phone.start(pki.keys_b, s.target)
+        phone.start(pki.keys_b, s.target, room_code=s.room_code())
         s.runner.contexts[-1].request_stop("long silence")  # as the pipeline would, from its thread
         time.sleep(0.5)
         assert s.server.visits.last_stop.reason == "long silence"
@@ -271,7 +272,7 @@ def test_resume_from_cursor_exactly_once(pki: Pki, srv: ServerThread, tmp_path: 
     keys = pki.issue_clinician_keys("resumer")
     visits = []
     for _ in range(5):
-        visits.append(phone.start(keys, srv.target))
+        visits.append(phone.start(keys, srv.target, room_code=srv.room_code()))
         phone.stop(keys, srv.target)
     first = phone.feedback(keys, srv.target, max_reports=2, ack=False)  # stream dropped after 2
     rest = phone.feedback(keys, srv.target, ack=False)
@@ -291,7 +292,7 @@ def test_follow_stream_delivers_promptly(pki: Pki, srv: ServerThread) -> None:
 
     th = threading.Thread(target=follow, daemon=True)
     th.start()
-    phone.start(keys, srv.target)
+    phone.start(keys, srv.target, room_code=srv.room_code())
     time.sleep(0.3)
     t0 = time.monotonic()
     phone.stop(keys, srv.target)
@@ -305,9 +306,9 @@ def test_outbox_full_at_stop_is_reported_and_retried(pki: Pki, tmp_path: Path) -
     s = ServerThread(server_config(pki, tmp_path / "data", outbox=OutboxConfig(max_items=1))).start()
     try:
         keys = pki.issue_clinician_keys("full_outbox")
-        first = phone.start(keys, s.target)
+        first = phone.start(keys, s.target, room_code=s.room_code())
         phone.stop(keys, s.target)
-        second = phone.start(keys, s.target)
+        second = phone.start(keys, s.target, room_code=s.room_code())
         with pytest.raises(ClientError, match="outbox full") as exc:
             phone.stop(keys, s.target, visit_id=second)
         assert _code(exc) == "RESOURCE_EXHAUSTED"

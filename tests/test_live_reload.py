@@ -24,6 +24,7 @@ from edge_agent.device.ops.gpio import RoomClaims
 from edge_agent.device.ops.logs import JsonFormatter
 from edge_agent.device.ops.signals import ConfigReloader
 from edge_agent.device.outbox import DAY_S, Outbox
+from edge_agent.device.presence import Presence
 from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
@@ -33,6 +34,10 @@ LIVE = [k for k in all_keys() if k.live]
 
 def _other_value(spec: KeySpec, current: Any, spare_crl: Path) -> Any:
     """A valid value for ``spec`` that differs from ``current``."""
+    if spec.key == "presence.allowed_clinicians":
+        allow = spare_crl.with_name("room.allow")
+        allow.write_text("s-aaaaaaaaaaaaaaaa\n")
+        return allow
     if spec.choices:
         return next(c for c in spec.choices if c != current)
     base = spec.base_type
@@ -81,7 +86,15 @@ def _read_back(targets: LiveTargets) -> dict[str, Callable[[str], Any]]:
         "server": server_value,
         "outbox": lambda name: {"retention_days": targets.outbox.config.retention_s / DAY_S}[name],
         "gpio": lambda name: {"claim_window_s": targets.claims.window_s}[name],
+        # the component holds the parsed list; compare with what the file says
+        "presence": lambda name: {"allowed_clinicians": spare_allow(targets)}[name],
+        "feedback": lambda name: {"quotes": targets.visits.quotes}[name],
     }
+
+
+def spare_allow(targets: LiveTargets) -> Any:
+    assert targets.presence is not None
+    return targets.presence.allowed
 
 
 @pytest.fixture
@@ -93,7 +106,7 @@ def device(session_with_speakers, tmp_path: Path):  # type: ignore[no-untyped-de
     runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: None, VisitPolicy())  # type: ignore[arg-type,return-value]
     outbox = Outbox(tmp_path / "outbox.db", cfg.outbox.outbox_config())
     auth = PeerAuthorizer(pki.authority.cert, pki.crl)
-    targets = LiveTargets(runner, VisitManager(runner, outbox), outbox, auth, RoomClaims(cfg.gpio.claim_window_s))
+    targets = LiveTargets(runner, VisitManager(runner, outbox), outbox, auth, RoomClaims(cfg.gpio.claim_window_s), Presence(None))
     saved = session_with_speakers.config, session_with_speakers.speakers.config
     yield targets, pki
     session_with_speakers.config, session_with_speakers.speakers.config = saved  # the session is shared
@@ -125,7 +138,7 @@ def test_every_live_key_reaches_its_component(device, tmp_path: Path) -> None:  
             pytest.fail(f"{spec.key} = {value!r}: {exc}")
         assert spec.key in applied, f"{spec.key} changed but was not applied ({applied}, restart {restart})"
         got = read_back[spec.section](spec.name)
-        expected = value
+        expected = value if spec.key != "presence.allowed_clinicians" else frozenset({"s-aaaaaaaaaaaaaaaa"})
         assert got == pytest.approx(expected) if isinstance(expected, float) else got == expected, (
             f"{spec.key}: reloaded {expected!r} but the component uses {got!r}"
         )

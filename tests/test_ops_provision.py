@@ -64,17 +64,18 @@ def test_install_then_idempotent_with_owner_and_modes(site: dict[str, Path], tmp
 
 def test_separate_files_equal_the_bundle(site: dict[str, Path], tmp_path: Path) -> None:
     b = site["base"]
-    r1 = provision("Room 4", bundle=b / "room4.pem", root=tmp_path / "a")
-    r2 = provision("Room 4", ca_bundle=b / "ca.crt", device_cert=b / "device.crt", device_key=b / "device.key", root=tmp_path / "b")
+    r1 = provision("Room 4", bundle=b / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "a")
+    r2 = provision("Room 4", ca_bundle=b / "ca.crt", device_cert=b / "device.crt", device_key=b / "device.key", crl=site["ca"] / "crl.pem",
+                   root=tmp_path / "b")
     assert r1.fingerprint == r2.fingerprint
     a = (tmp_path / "a/etc/edge-agent/tls/device.pem").read_bytes()
     assert a == (tmp_path / "b/etc/edge-agent/tls/device.pem").read_bytes()
-    assert load_config(tmp_path / "b/etc/edge-agent/config.toml", env={}).server.crl is None
+    assert load_config(tmp_path / "b/etc/edge-agent/config.toml", env={}).server.crl == Path("/etc/edge-agent/tls/crl.pem")
 
 
 def test_dry_run_lists_actions_and_writes_nothing(site: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "root"
-    result = provision("Room 4", bundle=site["base"] / "room4.pem", root=root, dry_run=True)
+    result = provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=root, dry_run=True)
     assert not root.exists()
     paths = {a.path for a in result.actions if a.what == "write"}
     assert {"/etc/edge-agent/tls/device.pem", "/etc/edge-agent/config.toml"} <= paths
@@ -84,7 +85,7 @@ def test_dry_run_lists_actions_and_writes_nothing(site: dict[str, Path], tmp_pat
 
 def test_reprovision_changes_room_and_keeps_local_settings(site: dict[str, Path], tmp_path: Path) -> None:
     root = tmp_path / "root"
-    provision("Room 4", bundle=site["base"] / "room4.pem", root=root)
+    provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=root)
     cfg_path = root / "etc/edge-agent/config.toml"
     text = cfg_path.read_text().replace("# aggressiveness = 2", "aggressiveness = 3")
     cfg_path.write_text(text)  # an edit by IT ...
@@ -107,7 +108,7 @@ def test_reprovision_changes_room_and_keeps_local_settings(site: dict[str, Path]
 def test_bad_inputs_are_one_line_errors(site: dict[str, Path], tmp_path: Path, kwargs: dict[str, str], message: str) -> None:
     args = {k: site["base"] / v for k, v in kwargs.items()}
     with pytest.raises(Exception) as err:
-        provision("Room 4", root=tmp_path, **args)  # type: ignore[arg-type]
+        provision("Room 4", root=tmp_path, crl=site["ca"] / "crl.pem", **args)  # type: ignore[arg-type]
     assert message in str(err.value) and "\n" not in str(err.value)
     assert not (tmp_path / "etc").exists()
 
@@ -118,7 +119,24 @@ def test_key_that_does_not_match_is_refused(site: dict[str, Path], tmp_path: Pat
     (tmp_path / "wrong.key").write_bytes(key)
     b = site["base"]
     with pytest.raises(Exception, match="does not match"):
-        provision("Room 4", ca_bundle=b / "ca.crt", device_cert=b / "device.crt", device_key=tmp_path / "wrong.key", root=tmp_path / "r")
+        provision("Room 4", ca_bundle=b / "ca.crt", device_cert=b / "device.crt", device_key=tmp_path / "wrong.key", crl=site["ca"] / "crl.pem",
+                  root=tmp_path / "r")
+
+
+def test_crl_is_required_and_room_must_be_the_certificates_issue16(site: dict[str, Path], tmp_path: Path) -> None:
+    """Issue 16: the CRL was optional; the room was a label IT could change without a new certificate."""
+    with pytest.raises(ProvisionError, match="revocation list"):
+        provision("Room 4", bundle=site["base"] / "room4.pem", root=tmp_path / "r")
+    with pytest.raises(ProvisionError, match="issued for room 'Room 4', not 'Room 5'"):
+        provision("Room 5", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+    result = provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "r")
+    secret = tmp_path / "r/etc/edge-agent/tls/room-code.key"
+    assert _mode(secret) == 0o600 and len(bytes.fromhex(secret.read_text().strip())) == 32
+    first = secret.read_bytes()
+    assert any(a.path.endswith("room-code.key") and a.what == "write" for a in result.actions)
+    again = provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "r")
+    assert secret.read_bytes() == first and not again.changed  # printed labels stay valid
 
 
 def test_bad_room_label_and_foreign_crl(site: dict[str, Path], tmp_path: Path) -> None:
@@ -136,5 +154,5 @@ def test_corrupt_model_refuses_provisioning(site: dict[str, Path], tmp_path: Pat
         fh.seek(100)
         fh.write(b"\x00\x01\x02")
     with pytest.raises(ProvisionError, match="role_classifier.onnx does not match its MANIFEST"):
-        provision("Room 4", bundle=site["base"] / "room4.pem", root=tmp_path / "r", models_root=models)
+        provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "r", models_root=models)
     assert not (tmp_path / "r").exists()

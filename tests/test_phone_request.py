@@ -20,7 +20,7 @@ from edge_agent.phone.keys import ClientError, install_certificate, load_key_fil
 
 
 def test_request_sign_install_then_the_phone_works(pki: Pki, srv: ServerThread, tmp_path: Path) -> None:
-    pending = request_key_file(tmp_path / "phone.json", tmp_path / "req.pem")
+    pending = request_key_file(tmp_path / "phone.json", tmp_path / "req.pem", site_ca=pki.root / "ca" / ca.CA_CERT)  # pinned
     with pytest.raises(ClientError, match="no certificate yet"):
         load_key_file(tmp_path / "phone.json")
     issued = ca.sign_clinician_request(pki.authority, tmp_path / "req.pem", tmp_path / "signed.pem")

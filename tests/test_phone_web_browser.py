@@ -96,9 +96,10 @@ def _join(browser: Browser, link: str) -> None:
     browser.go(link)
 
 
-def _start_stop(browser: Browser) -> float:
+def _start_stop(browser: Browser, room_code: str) -> float:
     browser.go(browser.driver.current_url.split("#")[0] + "#/room")
     browser.click("#consent")
+    browser.fill("#room-code", room_code)  # read off the device in the room (issue 16: presence before capture)
     browser.click("#start")
     browser.wait_status("Visit started")
     t0 = time.monotonic()
@@ -110,7 +111,7 @@ def _start_stop(browser: Browser) -> float:
 def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_path: Path) -> None:
     """Keys in the browser, request signed by the project's CA, QR join, enrol, two visits, every screen."""
     _root, pki, site, _wav = env
-    device = Device.start(pki, tmp_path / "data", site.origin)
+    device = Device.start(pki, tmp_path / "data", site.origin, quotes=True)  # this site allows quotes (feedback.quotes)
     try:
         browser.go(site.origin + "/#/setup")
         browser.click("#make-keys")
@@ -140,7 +141,7 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         browser.click("#enrol-stop")
         browser.wait_status("Voice enrolled", 30)
 
-        stop_to_screen = _start_stop(browser)
+        stop_to_screen = _start_stop(browser, pki.room_code())
         latency_ms = int(browser.driver.execute_script("return document.body.dataset.reportLatencyMs"))
         assert latency_ms <= 3000, latency_ms
         assert stop_to_screen < 10
@@ -151,7 +152,7 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         assert "interruptions at 0:09" in browser.driver.execute_script("return document.querySelector('svg.timeline').getAttribute('aria-label')")
         _shot(browser, "4-report")
 
-        _start_stop(browser)
+        _start_stop(browser, pki.room_code())
         browser.go(site.origin + "/#/visits")
         assert browser.text().count("suggestion") == 2
         _shot(browser, "3-visits")
@@ -239,7 +240,7 @@ def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_pat
         _shot(browser, "7-wrong-device")
         # the right device, but the QR code names another room
         browser.go(device.join_link(site.origin, room="Room 5"))
-        assert 'says it is "Room 4" but the QR code says "Room 5"' in browser.wait_status("Wrong device")
+        assert browser.wait_status('but the QR code says "Room 5"').startswith('Wrong device: it says it is "Room 4"')
         # nothing listening
         browser.go(device.join_link(site.origin, url="https://127.0.0.1:9"))
         assert browser.wait_status("Device unreachable").startswith("Device unreachable:")
@@ -248,8 +249,9 @@ def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_pat
         browser.wait_status("the device is verified")
 
         # room busy: another clinician's visit, started over mutual-TLS gRPC by the reference client
-        cli_phone.start(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint))
+        cli_phone.start(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint), room_code=pki.room_code())
         browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
         browser.click("#start")
         assert browser.wait_status("Room busy").startswith("Room busy: a visit is already running")
         cli_phone.stop(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint))
@@ -321,6 +323,7 @@ def test_real_pipeline_report_on_the_phone(env, browser: Browser, tmp_path: Path
         browser.click("#enrol-stop")
         browser.wait_status("Voice enrolled", 60)
         browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
         browser.click("#start")
         browser.wait_status("Visit started", 30)
         parts.runner.wait_capture_end()

@@ -39,6 +39,7 @@ def test_demo_phone_flow(tmp_path: Path) -> None:
     try:
         site = wait_for(r"The phone web app: (https://127\.0\.0\.1:\d+)/").group(1)
         link = wait_for(r"(https://127\.0\.0\.1:\d+/#join\?\S+)").group(1)
+        room_code = wait_for(r"type the room code (\d{4} \d{4})").group(1)
         ca_cert = Path(wait_for(r"after trusting the demo CA (\S+) ").group(1))
         browser = Browser.launch(tmp_path, ca_cert)
         browser.go(site + "/#/setup")
@@ -53,6 +54,7 @@ def test_demo_phone_flow(tmp_path: Path) -> None:
         browser.go(link)
         browser.wait_status("the device is verified", 30)
         browser.click("#consent")
+        browser.fill("#room-code", room_code)
         browser.click("#start")
         browser.wait_status("Visit started", 30)
         time.sleep(45)  # the bundled visit replays through the real pipeline (--fast)

@@ -180,7 +180,8 @@ def test_authorisation_is_the_grpc_services(pki: Pki, device: Device) -> None:
     a.login(*_keys(pki.clinician_a))
     b.login(*_keys(pki.clinician_b))
     priv, pub = seal.generate_keypair()
-    code, _, started = a.call("EdgeAgent", "StartVisit", agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub), agent_pb2.StartVisitResponse)
+    code, _, started = a.call("EdgeAgent", "StartVisit", agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, room_code=pki.room_code()),
+                              agent_pb2.StartVisitResponse)
     assert code == 0
     code, msg, _ = b.call("EdgeAgent", "StopVisit", agent_pb2.StopVisitRequest(visit_id=started.visit_id))
     assert code == 7 and "another clinician" in msg

@@ -161,7 +161,9 @@ def test_pseudonyms_unlinkable_across_periods_and_no_key_at_aggregator(tmp_path:
     assert len(by_period["2026-Q4"]) == 1 and len(by_period["2027-Q1"]) == 1
     assert by_period["2026-Q4"] != by_period["2027-Q1"]
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert tables == {"contributions", "ledger", "releases", "closed", "sqlite_sequence"}
+    # roster: pseudonyms only; quota: per-period counts under a salted tag, never linked to a record; meta: that salt
+    assert tables == {"contributions", "ledger", "releases", "closed", "sqlite_sequence", "roster", "quota", "meta"}
+    assert {c[1] for c in db.execute("PRAGMA table_info(contributions)")} == {"rid", "period", "service_line", "pseudonym", "body"}
     db.close()
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("agg.db*"))
     key_state = json.loads((tmp_path / "period.key").read_text())["state"]

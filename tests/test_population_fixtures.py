@@ -45,7 +45,9 @@ class Site:
         timing, labels = visit_inputs(self.rng)
         if talk_share is not None:
             timing["talk_share"] = talk_share
-        return build_record(timing, labels, service_line, day, clinician, self.ring)
+        rec = build_record(timing, labels, service_line, day, clinician, self.ring)
+        self.agg.load_roster(rec.period, [rec.pseudonym])  # a real clinician of the site (IT's roster)
+        return rec
 
     def contribute(self, clinician: str, service_line: str, visits: int, day: dt.date = VISIT_DAY, now: float = DURING,
                    talk_share: float | None = None) -> None:

@@ -29,9 +29,10 @@ def _stub(bundle: Path, port: int) -> tuple[grpc.aio.Channel, population_pb2_grp
 
 def test_delivery_and_queries_over_mtls(tmp_path: Path) -> None:
     authority = ca.init_ca(tmp_path / "ca", site="Test Clinic")
-    ca.issue_device(authority, "aggregator", tmp_path / "server.pem", ips=("127.0.0.1",))
-    issue_contributor(authority, tmp_path / "device-client.pem")
+    ca.issue_aggregator(authority, tmp_path / "server.pem", ips=("127.0.0.1",))
+    issue_contributor(authority, tmp_path / "device-client.pem", "cardiology")
     ca.issue_admin(authority, tmp_path / "admin.pem")
+    ca.issue_quality(authority, tmp_path / "quality.pem")
     ca.issue_clinician(authority, tmp_path / "clin.pem")
     priv, pub = seal.generate_keypair()
     today = dt.date.today()
@@ -44,6 +45,7 @@ def test_delivery_and_queries_over_mtls(tmp_path: Path) -> None:
             timing, labels = visit_inputs(rng)
             contribute_at_stop(outbox, ring, pub, timing, labels, "cardiology", today, f"c-clin{c}")
     agg = Aggregator(tmp_path / "agg.db", priv, Policy(require_closed=False, epsilon_budget=1.0))
+    agg.load_roster(period, [ring.pseudonym(f"c-clin{c}", today)[1] for c in range(6)])  # IT's roster of real clinicians
 
     async def scenario() -> None:
         server = AggregatorServer(AggregatorServerConfig(tmp_path / "server.pem", host="127.0.0.1", port=0), agg)
@@ -59,7 +61,13 @@ def test_delivery_and_queries_over_mtls(tmp_path: Path) -> None:
             assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
             await ch.close()
 
-            ch, admin = _stub(tmp_path / "admin.pem", port)
+            ch, it_admin = _stub(tmp_path / "admin.pem", port)
+            with pytest.raises(grpc.aio.AioRpcError) as exc:  # IT's admin certificate runs devices, not Q&S queries
+                await it_admin.QueryCell(population_pb2.QueryCellRequest(period=period, service_line="cardiology", metric="talk_share"))
+            assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            await ch.close()
+
+            ch, admin = _stub(tmp_path / "quality.pem", port)
             cell = await admin.QueryCell(population_pb2.QueryCellRequest(period=period, service_line="cardiology",
                                                                           metric="talk_share", epsilon=0.6))
             assert cell.status == "released" and cell.has_value and cell.sum_scale > 0 and cell.epsilon > 0
@@ -72,7 +80,7 @@ def test_delivery_and_queries_over_mtls(tmp_path: Path) -> None:
             assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             small = await admin.QueryCell(population_pb2.QueryCellRequest(period=period, service_line="oncology", metric="talk_share"))
             assert small.status == "suppressed" and not small.has_value
-            with pytest.raises(grpc.aio.AioRpcError) as exc:  # an admin cannot inject contributions
+            with pytest.raises(grpc.aio.AioRpcError) as exc:  # Q&S cannot inject contributions
                 await admin.SubmitContributions(population_pb2.SubmitContributionsRequest())
             assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
             await ch.close()

@@ -31,6 +31,37 @@ def period_key_init(path: Annotated[Path, typer.Argument(help="site period key f
     print(f"period key created; current period {init(path, granularity)}")
 
 
+@app.command("roster")
+def roster(ca_dir: Annotated[Path, typer.Option("--ca-dir", help="the site CA folder (issued.jsonl, crl.pem)")],
+           period_key: Annotated[Path, typer.Option("--period-key", help="the site period key file (IT's copy)")],
+           out: Annotated[Path, typer.Option("--out", help="roster file to copy to the aggregator")]) -> None:
+    """IT: the current period's pseudonyms of the site's clinicians (run at each period start and after enrolling)."""
+    from edge_agent.population.commands import roster_for_period
+
+    result = roster_for_period(ca_dir, period_key, out)
+    print(f"roster for {result['period']}: {result['clinicians']} clinicians -> {result['roster']}")
+
+
+@app.command("roster-load")
+def roster_load(roster_file: Annotated[Path, typer.Argument(help="file from `aggregator roster`")], db: Db = DEFAULT_DB, key: Key = DEFAULT_KEY) -> None:
+    """On the aggregator: count only these pseudonyms (a device cannot meet k with invented clinicians)."""
+    from edge_agent.population.commands import aggregator_roster_load
+
+    result = aggregator_roster_load(roster_file, db, key)
+    print(f"roster {result['period']}: {result['added']} new of {result['in_file']}")
+
+
+@app.command("issue-contributor")
+def issue_contributor(ca_dir: Annotated[Path, typer.Option("--ca-dir")],
+                      service_line: Annotated[str, typer.Option("--service-line", help="the room's service line (population.service_line)")],
+                      out: Annotated[Path, typer.Option("--out", help="client bundle for the device (population.client_bundle)")]) -> None:
+    """A room device's client certificate for deliveries, bound to its service line."""
+    from edge_agent.site.ca_admin import ca_issue_contributor
+
+    result = ca_issue_contributor(ca_dir, service_line, out)
+    print(f"contributor certificate for {service_line}: {result['bundle']}")
+
+
 @app.command("serve")
 def serve(db: Db = DEFAULT_DB, key: Key = DEFAULT_KEY,
           bundle: Annotated[Path, typer.Option("--bundle", help="aggregator server bundle from the site CA")] = Path("/etc/edge-agent-aggregator/server.pem"),

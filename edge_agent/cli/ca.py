@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -37,12 +37,16 @@ def issue_device(
     emit(ca_issue_device(ca_dir, room=room, out=out, dns=dns or None, ip=ip or None), json_out)
 
 
+Renew = Annotated[Optional[str], typer.Option("--renew", help="the clinician's earlier pseudonym, serial or subject id: keep the same person")]
+
+
 @app.command("issue-clinician")
-def issue_clinician(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="clinician bundle for the phone")], json_out: Json = False) -> None:
+def issue_clinician(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="clinician bundle for the phone")], renew: Renew = None,
+                    json_out: Json = False) -> None:
     """Issue a clinician phone certificate (pseudonymous id, never a name)."""
     from edge_agent.site.ca_admin import ca_issue_clinician
 
-    emit(ca_issue_clinician(ca_dir, out), json_out)
+    emit(ca_issue_clinician(ca_dir, out, renew=renew), json_out)
 
 
 @app.command("sign-clinician")
@@ -50,12 +54,43 @@ def sign_clinician(
     ca_dir: CaDir,
     request: Annotated[Path, typer.Argument(help="request from `edge-agent phone request`")],
     out: Annotated[Path, typer.Option(help="certificate file to give back to the phone (no key inside)")],
+    renew: Renew = None,
     json_out: Json = False,
 ) -> None:
     """Certify a phone's own key under a fresh pseudonym (the CA never sees the private key)."""
     from edge_agent.site.ca_admin import ca_sign_clinician
 
-    emit(ca_sign_clinician(ca_dir, request, out), json_out)
+    emit(ca_sign_clinician(ca_dir, request, out, renew=renew), json_out)
+
+
+@app.command("issue-quality")
+def issue_quality(ca_dir: CaDir, out: Annotated[Path, typer.Option(help="bundle for the Quality & Safety analyst")], json_out: Json = False) -> None:
+    """Issue a Quality & Safety certificate: population queries only (90 days)."""
+    from edge_agent.site.ca_admin import ca_issue_quality
+
+    emit(ca_issue_quality(ca_dir, out), json_out)
+
+
+@app.command("issue-aggregator")
+def issue_aggregator(
+    ca_dir: CaDir,
+    out: Annotated[Path, typer.Option(help="server bundle for the aggregator host")],
+    dns: Annotated[list[str], typer.Option("--dns", help="DNS name of the aggregator (repeatable)")] = [],
+    ip: Annotated[list[str], typer.Option("--ip", help="IP address of the aggregator (repeatable)")] = [],
+    json_out: Json = False,
+) -> None:
+    """Issue the population aggregator's server certificate (TLS name edge-agent-aggregator)."""
+    from edge_agent.site.ca_admin import ca_issue_aggregator
+
+    emit(ca_issue_aggregator(ca_dir, out, dns or None, ip or None), json_out)
+
+
+@app.command("crl")
+def crl(ca_dir: CaDir, days: Annotated[int, typer.Option(help="days until the next update")] = 30, json_out: Json = False) -> None:
+    """Re-sign crl.pem with a new number and next-update (devices refuse an out-of-date CRL): run weekly."""
+    from edge_agent.site.ca_admin import ca_crl
+
+    emit(ca_crl(ca_dir, days), json_out)
 
 
 @app.command("issue-admin")

@@ -31,6 +31,7 @@ def run_demo(fast: bool, jsonl: bool) -> int:
     from edge_agent.device.grpc.background import BackgroundServer
     from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
     from edge_agent.device.population import PopulationContributor
+    from edge_agent.device.presence import RoomCodes, make_secret
     from edge_agent.phone import client as phone
     from edge_agent.phone.keys import install_certificate, request_key_file
     from edge_agent.population.commands import aggregator_keygen
@@ -45,7 +46,7 @@ def run_demo(fast: bool, jsonl: bool) -> int:
         ca.issue_device(authority, ROOM, root / "device.pem", ips=("127.0.0.1",))
         say("phone: making its own keys and a certificate request; IT signs it under a pseudonym")
         keys = root / "phone.json"
-        request_key_file(keys, root / "clinician.req")
+        request_key_file(keys, root / "clinician.req", site_ca=root / "ca" / ca.CA_CERT)  # the phone pins the site CA
         ca.sign_clinician_request(authority, root / "clinician.req", root / "clinician.cert")
         install_certificate(keys, root / "clinician.cert")
         say("IT: creating the population aggregator's key and the site's rotating period key")
@@ -56,23 +57,28 @@ def run_demo(fast: bool, jsonl: bool) -> int:
         say("device: loading the speech, speaker and behaviour models")
         sink = JsonLinesSink(sys.stdout) if jsonl else LiveTranscriptView()
         parts = load_device(file_factory(demo_audio_path(), realtime=not fast), on_event=sink)
+        make_secret(root / "room-code.key")
+        config = ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, crl=root / "ca" / ca.CRL,
+                              host="127.0.0.1", port=0, room_code_secret=root / "room-code.key")
         server = BackgroundServer(
             EdgeAgentServer(
-                ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, host="127.0.0.1", port=0),
+                config,
                 parts.runner,
                 parts.enroller,
                 contributor,
             )
         )
         port = server.start()
-        target = phone.Target("127.0.0.1", port, server.server.fingerprint)
+        target = phone.Target("127.0.0.1", port, server.server.fingerprint, ROOM)
         try:
             say(f"device: listening on 127.0.0.1:{port}, mutual TLS only")
             pcm = _pcm16(demo_audio_path("demo_enrol.flac"))
             phone.enroll(keys, target, pcm, SAMPLE_RATE)
             say("phone: enrolled the clinician's voice; the voiceprint is kept on the phone, not the device")
-            phone.start(keys, target)
-            say("phone: visit started (consent confirmed) — the room microphone is the bundled recording")
+            code = RoomCodes.load(root / "room-code.key", config.room_code_step_s).window().code
+            phone.start(keys, target, room_code=code)
+            say(f"phone: visit started with the room code {code[:4]} {code[4:]} read off the device (consent confirmed) "
+                "— the room microphone is the bundled recording")
             if isinstance(sink, LiveTranscriptView):
                 with sink:
                     parts.runner.wait_capture_end()

@@ -65,6 +65,7 @@ def run_demo_phone(fast: bool) -> int:
     from edge_agent.device.grpc.background import BackgroundServer
     from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
     from edge_agent.device.main import load_device as build_device
+    from edge_agent.device.presence import RoomCodes, make_secret
     from edge_agent.device.visit import file_factory
     from edge_agent.device.web.endpoint import DeviceWithWeb, WebEndpointConfig
     from edge_agent.device.web.qr import join_code
@@ -80,9 +81,12 @@ def run_demo_phone(fast: bool) -> int:
         site_thread.start()
         print("device: loading the speech, speaker and behaviour models…", file=sys.stderr)
         parts = build_device(file_factory(demo_audio_path(), realtime=not fast))
+        make_secret(root / "room-code.key")
+        config = ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, crl=root / "ca" / ca.CRL,
+                              host="127.0.0.1", port=0, room_code_secret=root / "room-code.key")
+        room_code = RoomCodes.load(root / "room-code.key", config.room_code_step_s).window().code
         device = DeviceWithWeb(
-            EdgeAgentServer(ServerConfig(bundle=root / "device.pem", data_dir=root / "state", room=ROOM, host="127.0.0.1", port=0),
-                            parts.runner, parts.enroller),
+            EdgeAgentServer(config, parts.runner, parts.enroller),
             WebEndpointConfig((site.origin,), host="127.0.0.1", port=0),
         )
         background = BackgroundServer(device)
@@ -99,7 +103,8 @@ The phone web app: {site.origin}/
 2. Paste the signed answer this terminal prints into the app and install it.
 3. Join the room with this link (what the room's QR code holds):
    {code.link}
-4. Enrol your voice if you like, tick consent, Start visit. The room microphone is the bundled recording
+4. Enrol your voice if you like, tick consent, type the room code {room_code[:4]} {room_code[4:]} (a real room shows it on the
+   device or its label), Start visit. The room microphone is the bundled recording
    ({'as fast as possible' if fast else 'in real time, about a minute'}); Stop visit when it has played, and the report opens.
 Ctrl-C ends the demo and deletes everything it made.
 """, flush=True)

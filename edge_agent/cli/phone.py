@@ -25,22 +25,44 @@ def init(bundle: Annotated[Path, typer.Option(help="clinician bundle from `ca is
     emit(phone_init(bundle, keys, overwrite), json_out)
 
 
+CaFingerprint = Annotated[Optional[str], typer.Option("--ca-fingerprint", help="SHA-256 of the site CA certificate, as IT published it")]
+
+
 @app.command("request")
 def request(keys: KeyFile, out: Annotated[Path, typer.Option(help="certificate request to give IT (holds no secret)")],
-            overwrite: bool = False, json_out: Json = False) -> None:
+            ca: Annotated[Optional[Path], typer.Option("--ca", help="the site CA certificate from IT (ca.cert.pem): pinned now")] = None,
+            ca_fingerprint: CaFingerprint = None, overwrite: bool = False, json_out: Json = False) -> None:
     """Make the phone's keys here and a certificate request for IT (the private keys never leave the phone)."""
     from edge_agent.phone.commands import phone_request
 
-    emit(phone_request(keys, out, overwrite), json_out)
+    emit(phone_request(keys, out, overwrite, ca, ca_fingerprint), json_out)
 
 
 @app.command("install")
 def install(certificate: Annotated[Path, typer.Argument(help="the file IT made with `ca sign-clinician`")], keys: KeyFile,
-            json_out: Json = False) -> None:
-    """Install the certificate IT signed for this phone's request."""
+            ca_fingerprint: CaFingerprint = None, json_out: Json = False) -> None:
+    """Install the certificate IT signed for this phone's request (its CA must be the site CA)."""
     from edge_agent.phone.commands import phone_install
 
-    emit(phone_install(keys, certificate), json_out)
+    emit(phone_install(keys, certificate, ca_fingerprint), json_out)
+
+
+@app.command("pin")
+def pin(keys: KeyFile, room: Annotated[str, typer.Option("--room", help="room label")],
+        fingerprint: Annotated[str, typer.Option("--fingerprint", help="the room device's certificate fingerprint from IT")],
+        json_out: Json = False) -> None:
+    """Pin a room's device fingerprint from provisioning (mDNS is never trusted for it)."""
+    from edge_agent.phone.commands import phone_pin
+
+    emit(phone_pin(keys, room, fingerprint), json_out)
+
+
+@app.command("crl")
+def crl(keys: KeyFile, crl_file: Annotated[Path, typer.Argument(help="crl.pem from IT")], json_out: Json = False) -> None:
+    """Install the site's revocation list (devices also hand newer ones to the phone)."""
+    from edge_agent.phone.commands import phone_crl
+
+    emit(phone_crl(keys, crl_file), json_out)
 
 
 @app.command("discover")
@@ -53,12 +75,13 @@ def discover(timeout: float = 3.0, json_out: Json = False) -> None:
 
 @app.command("start")
 def start(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = None, room: Room = None,
+          room_code: Annotated[str, typer.Option("--room-code", help="the code shown on (or printed on) the device in the room")] = "",
           max_minutes: Annotated[int, typer.Option(help="stop automatically after this many minutes (0: device default)")] = 0,
           json_out: Json = False) -> None:
-    """Start a visit (you confirm the patient has agreed: consent=true is sent)."""
+    """Start a visit in the room you are in (you confirm the patient has agreed: consent=true is sent)."""
     from edge_agent.phone.commands import phone_start
 
-    emit(phone_start(keys, device, fingerprint, room, max_duration_s=max_minutes * 60), json_out)
+    emit(phone_start(keys, device, fingerprint, room, max_duration_s=max_minutes * 60, room_code=room_code), json_out)
 
 
 @app.command("stop")
@@ -89,8 +112,10 @@ def feedback(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = No
 
 
 @app.command("claim")
-def claim(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = None, room: Room = None, json_out: Json = False) -> None:
+def claim(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = None, room: Room = None,
+          wait: Annotated[bool, typer.Option("--wait/--no-wait", help="wait for the press and confirm the start")] = True,
+          json_out: Json = False) -> None:
     """Claim the room: a press of its button then starts a visit whose report comes to you."""
     from edge_agent.phone.commands import phone_claim
 
-    emit(phone_claim(keys, device, fingerprint, room), json_out)
+    emit(phone_claim(keys, device, fingerprint, room, wait=wait, emit=lambda line: typer.echo(line, err=True)), json_out)

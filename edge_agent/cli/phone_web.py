@@ -46,3 +46,28 @@ def qr(
     print(qr_text(code.link))
     print(f"{code.room}: scan with the phone camera, or paste this link into the Coaching app:")
     print(code.link)
+
+
+@device_app.command("room-code")
+def room_code(
+    secret: Annotated[Path, typer.Option(help="the room-code secret (config presence.code_secret)")] = Path("/etc/edge-agent/tls/room-code.key"),
+    step_s: Annotated[int, typer.Option("--step-s", help="seconds each code is valid (config presence.code_step_s)")] = 28 * 86400,
+    json_out: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
+) -> None:
+    """Print this room's current and next room code (for the device's display or its printed label)."""
+    import datetime as dt
+
+    from edge_agent.device.presence import RoomCodes
+
+    codes = RoomCodes.load(secret, step_s)
+    now, nxt = codes.window(0), codes.window(1)
+
+    def when(t: float) -> str:
+        return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+    if json_out:
+        print(json.dumps({"code": now.code, "valid_until": when(now.valid_until), "next_code": nxt.code,
+                          "next_valid_until": when(nxt.valid_until)}))
+        return
+    print(f"room code {now.code[:4]} {now.code[4:]}  (valid until {when(now.valid_until)}, and one step after as the previous code)")
+    print(f"next code {nxt.code[:4]} {nxt.code[4:]}  (from {when(nxt.valid_from)}): print the next label before then")

@@ -6,11 +6,18 @@ Choices (see docs/security.md):
   every platform, while Ed25519 certificate support in gRPC's TLS stack is
   uneven.
 * Lifetimes: CA 10 years, device 1 year, clinician 1 year, admin 90 days.
-* The role is the subject's OU (``device`` | ``clinician`` | ``admin``), signed
-  by the CA so a client cannot claim another. A clinician's CN is a random
-  pseudonym (``c-`` + 16 base32 chars), never a name.
-* Revocation is an X.509 CRL signed by the CA; the server checks each caller's
-  serial against it (gRPC Python exposes no CRL hook in the handshake).
+* The role is the subject's OU (``device`` | ``clinician`` | ``admin`` |
+  ``quality`` | ``aggregator`` | ``contributor``), signed by the CA so a client
+  cannot claim another. A clinician's CN is a random pseudonym (``c-`` + 16
+  base32 chars), never a name; a new one per certificate.
+* Facts the CA attests in the subject, next to the role: a device's room
+  (``L``, localityName), a clinician's stable subject id (``UID``, ``s-`` +
+  random, kept when the certificate is re-issued: the population signal counts
+  people, not certificates), a contributor's service line (``businessCategory``).
+* Revocation is an X.509 CRL signed by the CA with a CRL number that only goes
+  up and a next-update date; the server checks each caller's serial against it
+  (gRPC Python exposes no CRL hook in the handshake) and refuses a CRL that is
+  out of date or older than the one it holds.
 * Every private key file is written 0600, atomically.
 
 CA directory layout::
@@ -43,20 +50,27 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from edge_agent.crypto.errors import CertificateError
 from edge_agent.crypto.files import write_private, write_public
 
-ROLE_DEVICE = "device"
-ROLE_CLINICIAN = "clinician"
-ROLE_ADMIN = "admin"
-ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN)
+ROLE_DEVICE = "device"  # a room device (TLS server for phones)
+ROLE_CLINICIAN = "clinician"  # a clinician's phone
+ROLE_ADMIN = "admin"  # IT: runs room devices (status, force stop); cannot read the population signal
+ROLE_QUALITY = "quality"  # Quality & Safety: queries the population aggregator, nothing else
+ROLE_AGGREGATOR = "aggregator"  # the population aggregator's own server identity
+ROLE_CONTRIBUTOR = "contributor"  # a room device's client identity for delivering population records
+ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN, ROLE_QUALITY, ROLE_AGGREGATOR, ROLE_CONTRIBUTOR)
 
 CA_DAYS = 3650
 DEVICE_DAYS = 365
 CLINICIAN_DAYS = 365
 ADMIN_DAYS = 90
+QUALITY_DAYS = 90
 CRL_DAYS = 30
 
 # The name every device certificate carries; clients connect with this as the
 # TLS target name (room devices are reached by IP/mDNS, not by stable DNS).
 DEVICE_TLS_NAME = "edge-agent"
+# The aggregator's name: a room device's certificate does not carry it, so no room
+# device can pose as the aggregator to the forwarders (and vice versa).
+AGGREGATOR_TLS_NAME = "edge-agent-aggregator"
 
 CA_KEY = "ca.key.pem"
 CA_CERT = "ca.cert.pem"
@@ -64,6 +78,8 @@ ISSUED = "issued.jsonl"
 CRL = "crl.pem"
 
 _ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+_SERVICE_LINE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+_STABLE_ID_RE = re.compile(r"^s-[a-z2-7]{16}$")
 
 
 @dataclass(frozen=True)
@@ -98,8 +114,32 @@ class Identity:
     """Who a peer certificate says it is (only trusted after TLS verified the chain)."""
 
     role: str
-    subject_id: str
+    subject_id: str  # the CN: per certificate (a clinician's routing pseudonym)
     serial: int
+    not_before: dt.datetime | None = None
+    not_after: dt.datetime | None = None
+    room: str = ""  # devices: the room the CA certified (L)
+    stable_id: str = ""  # clinicians: the person's subject id across re-issued certificates (UID); else the CN
+    service_line: str = ""  # contributors: the service line the CA bound the certificate to
+
+    @property
+    def person(self) -> str:
+        """The id that stays the same across a clinician's certificates (population unit, allow-lists)."""
+        return self.stable_id or self.subject_id
+
+
+@dataclass(frozen=True)
+class Crl:
+    """A CA-signed revocation list that was checked: signature, number and dates."""
+
+    number: int
+    last_update: dt.datetime
+    next_update: dt.datetime
+    revoked: frozenset[int]
+    pem: bytes
+
+    def current(self, now: dt.datetime | None = None) -> bool:
+        return (now or _now()) < self.next_update
 
 
 def _now() -> dt.datetime:
@@ -118,11 +158,17 @@ def new_pseudonym() -> str:
     return "c-" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
 
 
-def _name(cn: str, role: str, site: str) -> x509.Name:
+def new_stable_id() -> str:
+    """A clinician's stable subject id: 80 random bits, kept across re-issued certificates."""
+    return "s-" + base64.b32encode(secrets.token_bytes(10)).decode().lower()
+
+
+def _name(cn: str, role: str, site: str, extra: tuple[x509.NameAttribute, ...] = ()) -> x509.Name:
     return x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, site),
             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role),
+            *extra,
             x509.NameAttribute(NameOID.COMMON_NAME, cn),
         ]
     )
@@ -228,6 +274,8 @@ def _issue(
     valid_from: dt.datetime | None = None,
     client: bool | None = None,
     public_key: ec.EllipticCurvePublicKey | None = None,
+    extra: tuple[x509.NameAttribute, ...] = (),
+    tls_name: str = DEVICE_TLS_NAME,
 ) -> Issued:
     """``client`` chooses the TLS purpose; by default devices serve and everyone else is a client.
 
@@ -243,11 +291,11 @@ def _issue(
     if not_after > ca.cert.not_valid_after_utc:
         not_after = ca.cert.not_valid_after_utc  # a leaf cannot outlive its CA
     if client is None:
-        client = role != ROLE_DEVICE
+        client = role not in (ROLE_DEVICE, ROLE_AGGREGATOR)
     eku = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     builder = (
         x509.CertificateBuilder()
-        .subject_name(_name(cn, role, ca.site))
+        .subject_name(_name(cn, role, ca.site, extra))
         .issuer_name(ca.cert.subject)
         .public_key(public_key if key is None else key.public_key())
         .serial_number(x509.random_serial_number())
@@ -258,8 +306,8 @@ def _issue(
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
-    if role == ROLE_DEVICE and not client:
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (DEVICE_TLS_NAME, *dns_names)]
+    if role in (ROLE_DEVICE, ROLE_AGGREGATOR) and not client:
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (tls_name, *dns_names)]
         for ip in ips:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
@@ -268,14 +316,15 @@ def _issue(
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     cert = builder.sign(ca.key, hashes.SHA256())
     write_private(Path(out), (b"" if key is None else _key_pem(key)) + _cert_pem(cert) + ca.cert_pem)
-    _record(ca, role, cn, cert)
+    _record(ca, role, cn, cert, identity_of(cert).stable_id)
     return Issued(role, cn, cert.serial_number, cert.not_valid_after_utc, fingerprint(cert), Path(out))
 
 
-def _record(ca: CertificateAuthority, role: str, cn: str, cert: x509.Certificate) -> None:
-    line = json.dumps(
-        {"serial": str(cert.serial_number), "role": role, "id": cn, "not_after": cert.not_valid_after_utc.isoformat()}
-    )
+def _record(ca: CertificateAuthority, role: str, cn: str, cert: x509.Certificate, stable_id: str = "") -> None:
+    entry = {"serial": str(cert.serial_number), "role": role, "id": cn, "not_after": cert.not_valid_after_utc.isoformat()}
+    if stable_id:
+        entry["subject"] = stable_id
+    line = json.dumps(entry)
     index = ca.directory / ISSUED
     old = index.read_bytes() if index.exists() else b""
     write_private(index, old + line.encode() + b"\n")
@@ -293,22 +342,75 @@ def issue_device(
     """A room device's server certificate, as a bundle file (key + cert + CA)."""
     if not _ROOM_RE.match(room):
         raise CertificateError("room label must be 1-40 letters, digits, space, '.', '_' or '-'")
-    device_id = "d-" + secrets.token_hex(6)  # the CN names the box, the room is a label IT can change
-    return _issue(ca, ROLE_DEVICE, device_id, out, days, dns_names, ips, valid_from)
+    device_id = "d-" + secrets.token_hex(6)  # the CN names the box; the room is attested in L (re-issue to move it)
+    return _issue(ca, ROLE_DEVICE, device_id, out, days, dns_names, ips, valid_from,
+                  extra=(x509.NameAttribute(NameOID.LOCALITY_NAME, room),))
 
 
-def issue_clinician(ca: CertificateAuthority, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
-    """A clinician phone's client certificate under a fresh random pseudonym."""
-    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from)
+def issue_aggregator(
+    ca: CertificateAuthority, out: Path, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = (), days: int = DEVICE_DAYS,
+    valid_from: dt.datetime | None = None,
+) -> Issued:
+    """The population aggregator's server certificate (name ``edge-agent-aggregator``, not a room device's)."""
+    return _issue(ca, ROLE_AGGREGATOR, "g-" + secrets.token_hex(6), out, days, dns_names, ips, valid_from,
+                  tls_name=AGGREGATOR_TLS_NAME)
+
+
+def issue_quality(ca: CertificateAuthority, out: Path, days: int = QUALITY_DAYS, valid_from: dt.datetime | None = None) -> Issued:
+    """A Quality & Safety analyst's client certificate: population queries only (90 days)."""
+    return _issue(ca, ROLE_QUALITY, "q-" + secrets.token_hex(6), out, days, valid_from=valid_from)
+
+
+def issue_contributor(
+    ca: CertificateAuthority, service_line: str, out: Path, days: int = DEVICE_DAYS, valid_from: dt.datetime | None = None
+) -> Issued:
+    """A room device's client certificate for population deliveries, bound to its service line."""
+    if not _SERVICE_LINE_RE.match(service_line):
+        raise CertificateError(f"service line {service_line!r} must be 2-32 lowercase letters, digits or '-'")
+    return _issue(ca, ROLE_CONTRIBUTOR, "d-" + secrets.token_hex(6), out, days, valid_from=valid_from,
+                  extra=(x509.NameAttribute(NameOID.BUSINESS_CATEGORY, service_line),))
+
+
+def stable_id_of(ca: CertificateAuthority, who: str) -> str:
+    """The stable subject id of an earlier clinician certificate (by pseudonym, serial or the id itself)."""
+    if _STABLE_ID_RE.match(who):
+        if any(e.get("subject") == who for e in issued(ca)):
+            return who
+        raise CertificateError(f"no clinician with subject id {who!r} was issued by this CA; check 'issued.jsonl'")
+    for entry in issued(ca):
+        if entry.get("role") == ROLE_CLINICIAN and who in (entry["id"], entry["serial"]):
+            if not entry.get("subject"):
+                raise CertificateError(f"{who} predates stable subject ids; issue without --renew (it becomes a new clinician)")
+            return str(entry["subject"])
+    raise CertificateError(f"no clinician certificate {who!r} was issued by this CA; give the old pseudonym (c-...) or serial")
+
+
+def _clinician_attrs(ca: CertificateAuthority, renew: str | None) -> tuple[x509.NameAttribute, ...]:
+    stable = stable_id_of(ca, renew) if renew else new_stable_id()
+    return (x509.NameAttribute(NameOID.USER_ID, stable),)
+
+
+def issue_clinician(
+    ca: CertificateAuthority, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None, renew: str | None = None
+) -> Issued:
+    """A clinician phone's client certificate under a fresh random pseudonym.
+
+    ``renew`` (an earlier certificate's pseudonym, serial or subject id) keeps
+    that clinician's stable subject id: a re-issued or second phone is the same
+    person to the population signal and to room allow-lists.
+    """
+    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from, extra=_clinician_attrs(ca, renew))
 
 
 def sign_clinician_request(
-    ca: CertificateAuthority, request: Path, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None
+    ca: CertificateAuthority, request: Path, out: Path, days: int = CLINICIAN_DAYS, valid_from: dt.datetime | None = None,
+    renew: str | None = None,
 ) -> Issued:
     """Certify the key of a phone's request (``edge-agent phone request``) under a fresh pseudonym.
 
     Only the request's public key is used: its subject and extensions are
     ignored, so a request cannot ask for a name, a role or another lifetime.
+    ``renew`` keeps an earlier certificate's stable subject id (see :func:`issue_clinician`).
     """
     try:
         csr = x509.load_pem_x509_csr(Path(request).read_bytes())
@@ -321,7 +423,8 @@ def sign_clinician_request(
     public_key = csr.public_key()
     if not (isinstance(public_key, ec.EllipticCurvePublicKey) and isinstance(public_key.curve, ec.SECP256R1)):
         raise CertificateError(f"{request} must hold a P-256 key; make it with 'edge-agent phone request'")
-    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from, public_key=public_key)
+    return _issue(ca, ROLE_CLINICIAN, new_pseudonym(), out, days, valid_from=valid_from, public_key=public_key,
+                  extra=_clinician_attrs(ca, renew))
 
 
 def issue_admin(ca: CertificateAuthority, out: Path, days: int = ADMIN_DAYS, valid_from: dt.datetime | None = None) -> Issued:
@@ -336,25 +439,41 @@ def issued(ca: CertificateAuthority) -> list[dict[str, str]]:
     return [json.loads(line) for line in index.read_text().splitlines() if line.strip()]
 
 
-def _revoked_serials(ca: CertificateAuthority) -> dict[int, dt.datetime]:
+def _current_crl(ca: CertificateAuthority) -> tuple[dict[int, dt.datetime], int]:
+    """Revoked serials and the CRL number of the CA's current ``crl.pem`` (empty, 0 if none)."""
     path = ca.directory / CRL
     if not path.exists():
-        return {}
+        return {}, 0
     crl = x509.load_pem_x509_crl(path.read_bytes())
-    return {r.serial_number: r.revocation_date_utc for r in crl}
+    return {r.serial_number: r.revocation_date_utc for r in crl}, _crl_number(crl) or 0
 
 
-def write_crl(ca: CertificateAuthority, add: tuple[int, ...] = ()) -> Path:
-    """(Re)write ``crl.pem`` with every revoked serial plus ``add``."""
-    revoked = _revoked_serials(ca)
-    now = _now()
+def _crl_number(crl: x509.CertificateRevocationList) -> int | None:
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return None
+
+
+def write_crl(ca: CertificateAuthority, add: tuple[int, ...] = (), days: int = CRL_DAYS, now: dt.datetime | None = None) -> Path:
+    """(Re)write ``crl.pem`` with every revoked serial plus ``add``, the next CRL number and a fresh next-update.
+
+    Devices refuse a CRL past its next update and one numbered below the CRL they
+    hold, so re-sign it before it runs out (``edge-agent ca crl``, e.g. weekly from cron).
+    """
+    if not 1 <= days <= 366:
+        raise CertificateError(f"CRL lifetime must be 1..366 days, got {days}")
+    revoked, number = _current_crl(ca)
+    now = now or _now()
     for serial in add:
         revoked.setdefault(serial, now)
     builder = (
         x509.CertificateRevocationListBuilder()
         .issuer_name(ca.cert.subject)
-        .last_update(now)
-        .next_update(now + dt.timedelta(days=CRL_DAYS))
+        .last_update(now - dt.timedelta(minutes=5))  # tolerate small clock skew on devices
+        .next_update(now + dt.timedelta(days=days))
+        .add_extension(x509.CRLNumber(number + 1), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
     for serial, when in sorted(revoked.items()):
         builder = builder.add_revoked_certificate(
@@ -367,17 +486,15 @@ def write_crl(ca: CertificateAuthority, add: tuple[int, ...] = ()) -> Path:
 
 
 def revoke(ca: CertificateAuthority, who: str) -> tuple[int, Path]:
-    """Revoke by serial (decimal or 0x-hex) or by subject id (pseudonym / device / admin id)."""
-    serial: int | None = None
-    for entry in issued(ca):
-        if entry["id"] == who or entry["serial"] == who:
-            serial = int(entry["serial"])
-    if serial is None:
+    """Revoke by serial (decimal or 0x-hex), by certificate id (pseudonym / device / admin id), or every
+    certificate of a clinician by stable subject id (``s-...``). Returns the (last) serial and the CRL path."""
+    serials = [int(e["serial"]) for e in issued(ca) if who in (e["id"], e["serial"], e.get("subject"))]
+    if not serials:
         try:
-            serial = int(who, 0)
+            serials = [int(who, 0)]
         except ValueError:
             raise CertificateError(f"no certificate with id or serial {who!r} was issued by this CA; check 'issued.jsonl'") from None
-    return serial, write_crl(ca, (serial,))
+    return serials[-1], write_crl(ca, tuple(serials))
 
 
 # ---- bundles, CRLs and peers -----------------------------------------------------------
@@ -429,25 +546,65 @@ def _is_ca(cert: x509.Certificate) -> bool:
         return False
 
 
+def _attr(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:
+    values = cert.subject.get_attributes_for_oid(oid)
+    return str(values[0].value) if len(values) == 1 else ""
+
+
 def identity_of(cert: x509.Certificate) -> Identity:
-    """Role and id from a (chain-verified) certificate's subject."""
+    """Role, id and the attested facts from a (chain-verified) certificate's subject."""
     ous = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     role = str(ous[0].value) if len(ous) == 1 else ""
     cn = str(cns[0].value) if len(cns) == 1 else ""
     if role not in ROLES or not cn:
         raise CertificateError("certificate has no edge-agent role; issue it with 'edge-agent ca issue-...'")
-    return Identity(role, cn, cert.serial_number)
+    return Identity(
+        role, cn, cert.serial_number, cert.not_valid_before_utc, cert.not_valid_after_utc,
+        room=_attr(cert, NameOID.LOCALITY_NAME) if role == ROLE_DEVICE else "",
+        stable_id=_attr(cert, NameOID.USER_ID) if role == ROLE_CLINICIAN else "",
+        service_line=_attr(cert, NameOID.BUSINESS_CATEGORY) if role == ROLE_CONTRIBUTOR else "",
+    )
+
+
+def room_of(cert: x509.Certificate) -> str:
+    """The room a device certificate was issued for ("" for certificates from before rooms were attested)."""
+    return _attr(cert, NameOID.LOCALITY_NAME)
+
+
+def parse_crl(data: bytes, ca_cert: x509.Certificate, source: str = "CRL", now: dt.datetime | None = None) -> Crl:
+    """Check a CRL: PEM, signed by this site's CA, numbered, and not past its next update."""
+    try:
+        crl = x509.load_pem_x509_crl(data)
+    except ValueError:
+        raise CertificateError(f"{source} is not a PEM CRL; copy crl.pem from the CA directory") from None
+    if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
+        raise CertificateError(f"{source} is not signed by this site's CA; copy the right crl.pem")
+    number = _crl_number(crl)
+    if number is None:
+        raise CertificateError(f"{source} has no CRL number; re-sign it on the CA host with 'edge-agent ca crl'")
+    nxt = crl.next_update_utc
+    if nxt is None:
+        raise CertificateError(f"{source} has no next-update date; re-sign it on the CA host with 'edge-agent ca crl'")
+    if (now or _now()) >= nxt:
+        raise CertificateError(
+            f"{source} is out of date (next update was {nxt:%Y-%m-%d %H:%M} UTC); re-sign it on the CA host with "
+            "'edge-agent ca crl' and copy it to the devices"
+        )
+    return Crl(number, crl.last_update_utc, nxt, frozenset(r.serial_number for r in crl), data)
+
+
+def read_crl(path: Path, ca_cert: x509.Certificate, now: dt.datetime | None = None) -> Crl:
+    """:func:`parse_crl` of a file."""
+    try:
+        data = Path(path).read_bytes()
+    except FileNotFoundError:
+        raise CertificateError(f"CRL {path} not found; copy crl.pem from the CA directory") from None
+    except OSError as exc:
+        raise CertificateError(f"cannot read CRL {path}: {exc.strerror}") from None
+    return parse_crl(data, ca_cert, f"CRL {path}", now)
 
 
 def load_crl(path: Path, ca_cert: x509.Certificate) -> frozenset[int]:
-    """Revoked serials from a CRL file, after checking the CA signed it."""
-    try:
-        crl = x509.load_pem_x509_crl(Path(path).read_bytes())
-    except FileNotFoundError:
-        raise CertificateError(f"CRL {path} not found; copy crl.pem from the CA directory") from None
-    except ValueError:
-        raise CertificateError(f"{path} is not a PEM CRL; copy crl.pem from the CA directory") from None
-    if crl.issuer != ca_cert.subject or not crl.is_signature_valid(ca_cert.public_key()):  # type: ignore[arg-type]
-        raise CertificateError(f"CRL {path} is not signed by this site's CA; copy the right crl.pem")
-    return frozenset(r.serial_number for r in crl)
+    """Revoked serials from a CRL file, after every check of :func:`read_crl`."""
+    return read_crl(path, ca_cert).revoked

@@ -19,6 +19,8 @@ section      dataclass
 [server]     :class:`ServerSettings`
 [outbox]     :class:`OutboxSettings`
 [gpio]       :class:`GpioSettings`
+[presence]   :class:`PresenceSettings`
+[feedback]   :class:`FeedbackSettings`
 [logging]    :class:`LoggingSettings`
 [metrics]    :class:`MetricsSettings`
 =========== ==============================================
@@ -88,14 +90,21 @@ class AudioSettings:
 class ServerSettings:
     host: str = field(default="0.0.0.0", metadata=_doc("listen address of the mutual-TLS gRPC server"))
     port: int = field(default=50443, metadata=_doc("listen port (0 = ephemeral, tests only)", min=0, max=65535))
-    room: str = field(default="room", metadata=_doc("room label shown to phones (mDNS TXT); 1-40 letters, digits, space . _ -"))
+    room: str = field(
+        default="room",
+        metadata=_doc("room label shown to phones (mDNS TXT); 1-40 letters, digits, space . _ -; must be the room in the device certificate"),
+    )
     bundle: Path = field(
         default=Path("/etc/edge-agent/tls/device.pem"),
         metadata=_doc("device bundle: private key + device certificate + site CA certificate, mode 0600"),
     )
     crl: Path | None = field(
         default=Path("/etc/edge-agent/tls/crl.pem"),
-        metadata=_doc("revocation list from the site CA (checked on every call, reloaded when it changes); empty = none", live=True),
+        metadata=_doc(
+            "revocation list from the site CA (checked on every call, reloaded when it changes; must be current and never older "
+            "than the one in use); required: the daemon refuses to start without it",
+            live=True,
+        ),
     )
     max_visit_minutes: int = field(
         default=60, metadata=_doc("a visit stops by itself after this long", min=1, max=240, live=True)
@@ -160,6 +169,37 @@ class GpioSettings:
         pins = [p for p in (self.button_pin, self.led_pin, self.red_led_pin) if p is not None]
         if len(set(pins)) != len(pins):
             raise ConfigError(f"gpio pins must differ; button_pin, led_pin, red_led_pin are {pins}")
+
+
+@dataclass(frozen=True)
+class PresenceSettings:
+    code_secret: Path | None = field(
+        default=Path("/etc/edge-agent/tls/room-code.key"),
+        metadata=_doc(
+            "secret of the room code a phone must send to start a visit (made by 'edge-agent provision', 0600); "
+            "empty = no room code: visits start only by claim + room button"
+        ),
+    )
+    code_step_s: int = field(
+        default=28 * 86400,
+        metadata=_doc(
+            "seconds each room code is valid: 60 for a device display, days for a printed label "
+            "('edge-agent device room-code' prints the current and next code)",
+            min=30, max=90 * 86400,
+        ),
+    )
+    allowed_clinicians: Path | None = field(
+        default=None,
+        metadata=_doc("allow-list file: clinician ids (s-... or c-...), one a line, who may start or claim visits here; empty = every clinician", live=True),
+    )
+
+
+@dataclass(frozen=True)
+class FeedbackSettings:
+    quotes: bool = field(
+        default=False,
+        metadata=_doc("reports may quote the clinician's words; off = the moment is paraphrased and no verbatim words leave the device", live=True),
+    )
 
 
 @dataclass(frozen=True)
@@ -231,6 +271,8 @@ class EdgeConfig:
     server: ServerSettings = field(default_factory=ServerSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     gpio: GpioSettings = field(default_factory=GpioSettings)
+    presence: PresenceSettings = field(default_factory=PresenceSettings)
+    feedback: FeedbackSettings = field(default_factory=FeedbackSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     population: PopulationSettings = field(default_factory=PopulationSettings)
@@ -262,6 +304,8 @@ SECTIONS: tuple[Section, ...] = (
     Section("server", ServerSettings, "The mutual-TLS gRPC server and visit limits."),
     Section("outbox", OutboxSettings, "Sealed feedback waiting for the clinician's phone."),
     Section("gpio", GpioSettings, "Room button and LEDs."),
+    Section("presence", PresenceSettings, "Proof the clinician is in the room before capture starts (docs/security.md)."),
+    Section("feedback", FeedbackSettings, "What the sealed report may contain."),
     Section("logging", LoggingSettings, "Log output (journald or JSON lines; never text or ids)."),
     Section("metrics", MetricsSettings, "Prometheus text endpoint on loopback."),
     Section("population", PopulationSettings, "De-identified contribution records for Quality & Safety."),
@@ -585,6 +629,8 @@ def parse_config(raw: Mapping[str, Any], env: Mapping[str, str] = {}, source: Pa
         server=_build(ServerSettings, values["server"], ServerSettings()),
         outbox=_build(OutboxSettings, values["outbox"], OutboxSettings()),
         gpio=_build(GpioSettings, values["gpio"], GpioSettings()),
+        presence=_build(PresenceSettings, values["presence"], PresenceSettings()),
+        feedback=_build(FeedbackSettings, values["feedback"], FeedbackSettings()),
         logging=_build(LoggingSettings, values["logging"], LoggingSettings()),
         metrics=_build(MetricsSettings, values["metrics"], MetricsSettings()),
         population=_build(PopulationSettings, values["population"], PopulationSettings()),

@@ -42,6 +42,7 @@ from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION
+from edge_agent.feedback.quotes import enforce_quote_policy
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 log = logging.getLogger(__name__)
@@ -116,6 +117,7 @@ class _Active:
     started_monotonic: float
     timer: asyncio.TimerHandle | None = None
     stopping: bool = False
+    person: str = ""  # the clinician's stable subject id (population unit); the routing pseudonym otherwise
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,7 @@ class VisitManager:
         self._contributor = contributor
         self._outbox = outbox
         self.default_max_duration_s = default_max_duration_s  # live: SIGHUP may change it for later visits
+        self.quotes = False  # feedback.quotes (live): verbatim words in reports; off = paraphrase only
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
@@ -171,6 +174,7 @@ class VisitManager:
         voiceprint: np.ndarray | None,
         voiceprint_bytes: bytearray | None,
         trigger: str = "phone",
+        person: str = "",
     ) -> VisitContext:
         loop = asyncio.get_running_loop()
         async with self._lock:
@@ -199,13 +203,14 @@ class VisitManager:
             except EdgeAgentError as exc:
                 ctx.wipe()
                 raise VisitError("runner", f"capture could not start: {exc}") from None
-            active = _Active(ctx, clinician, recipient, time.monotonic())
+            active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active
             if self._metrics is not None:
                 self._metrics.inc("edge_agent_visits_total", trigger=trigger)
                 self._metrics.set("edge_agent_visit_active", 1)
-            log.info("visit started (max %d s)", limit)  # no ids: logs carry no clinician or visit identifiers
+            # debug only: timestamped start/stop lines in the journal would be a room schedule
+            log.debug("visit started (max %d s)", limit)
             return ctx
 
     async def stop(self, visit_id: str | None, clinician: str | None, reason: str = "stop") -> StopResult:
@@ -243,8 +248,9 @@ class VisitManager:
             fb.duration_s = round(max(fb.duration_s, duration), 2)
             fb.started_unix_s = ctx.started_unix_s
             fb.schema_version = fb.schema_version or SCHEMA_VERSION
+            enforce_quote_policy(fb, self.quotes)  # the site's quote policy holds whatever built the report
             if self._contributor is not None:
-                fb.contribution = await self._contribute(active.clinician, fb)
+                fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()
             fb.Clear()
             env = seal.seal(plaintext, active.recipient, ctx.visit_id, 1)
@@ -259,7 +265,7 @@ class VisitManager:
         result_ = StopResult(ctx.visit_id, cursor, duration, reason)
         self.last_stop = result_
         self._record_stop(reason)
-        log.info("visit stopped (%s) after %.0f s; report sealed and queued", reason, duration)
+        log.debug("visit stopped (%s); report sealed and queued", reason)
         return result_
 
     def _record_stop(self, reason: str) -> None:

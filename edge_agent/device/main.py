@@ -36,8 +36,10 @@ from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 from edge_agent.device.ops.watched_calls import watch_model_calls
 from edge_agent.device.outbox import Outbox
 from edge_agent.device.pipeline import PipelineConfig
+from edge_agent.device.presence import Presence, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
+from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
 
@@ -84,6 +86,7 @@ class LiveTargets:
     outbox: Outbox
     auth: PeerAuthorizer
     claims: RoomClaims
+    presence: Presence | None = None
 
     def apply(self, cfg: EdgeConfig, keys: list[KeySpec]) -> None:
         """``cfg`` is the running config with the changed live keys merged in (restart-only keys unchanged)."""
@@ -103,6 +106,10 @@ class LiveTargets:
             self.outbox.config = cfg.outbox.outbox_config()
         if "gpio" in sections:
             self.claims.window_s = cfg.gpio.claim_window_s
+        if "presence" in sections and self.presence is not None:
+            self.presence.allowed = load_allow_list(cfg.presence.allowed_clinicians)  # a bad file: ConfigError, nothing applied
+        if "feedback" in sections:
+            self.visits.quotes = cfg.feedback.quotes
 
 
 class _LateIndicator:
@@ -149,11 +156,26 @@ def _server_config(cfg: EdgeConfig) -> ServerConfig:
         port=cfg.server.port,
         outbox=cfg.outbox.outbox_config(),
         default_max_duration_s=cfg.server.max_visit_minutes * 60,
+        room_code_secret=cfg.presence.code_secret,
+        room_code_step_s=cfg.presence.code_step_s,
+        allowed_clinicians=cfg.presence.allowed_clinicians,
+        quotes=cfg.feedback.quotes,
     )
+
+
+def check_production(cfg: EdgeConfig) -> None:
+    """What a serving device must have, beyond a config that parses (one-line ConfigError otherwise)."""
+    if cfg.server.crl is None or not str(cfg.server.crl):
+        raise ConfigError("server.crl is not set: a device needs the site's revocation list; copy crl.pem and run 'edge-agent provision --crl'")
+    if not cfg.server.crl.exists():
+        raise ConfigError(f"CRL {cfg.server.crl} not found; copy crl.pem from the CA host and run 'edge-agent provision --crl'")
+    if cfg.presence.code_secret is None and cfg.gpio.backend == "none":
+        raise ConfigError("no way to prove presence: set presence.code_secret (room code) or a gpio.backend with a room button")
 
 
 async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     configure_logging(cfg.logging.level, cfg.logging.json)
+    check_production(cfg)
     notifier = SystemdNotifier()
     registry = Registry()
     capture_beat = Heartbeat("capture", max_age_s=10.0)
@@ -179,6 +201,11 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     web = await _start_web(cfg, server)
     assert server.visits is not None and server.outbox is not None
     forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
+    rotation = None
+    if contributor is not None:
+        from edge_agent.device.population import rotate_period_key
+
+        rotation = asyncio.create_task(rotate_period_key(contributor))  # a finished period's key goes within the hour
     advertiser = None
     if cfg.server.advertise:
         from edge_agent.device.mdns import Advertiser
@@ -194,7 +221,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     metrics = MetricsServer(registry, cfg.metrics.port) if cfg.metrics.enabled else None
     if metrics is not None:
         metrics.start()
-    live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims)
+    live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
     handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
     handlers.install()
     watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
@@ -208,6 +235,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         watchdog_task.cancel()
         if forwarder is not None:
             forwarder.cancel()
+        if rotation is not None:
+            rotation.cancel()
         handlers.uninstall()
         if panel is not None:
             panel.close()

@@ -295,7 +295,10 @@ class Outbox:
                     for item_id in ids:
                         deleted += self._db.execute("DELETE FROM items WHERE id=? AND recipient=?", (item_id, recipient)).rowcount
                     self._db.execute("COMMIT")
-                    self._checkpoint()
+                    if deleted:
+                        self._forget_wal()  # also empties the WAL, as a checkpoint would
+                    else:
+                        self._checkpoint()
                     return deleted
                 except BaseException:
                     self._rollback()
@@ -307,9 +310,12 @@ class Outbox:
         now = time.time() if now is None else now
         with self._lock:
             try:
-                return self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
+                purged = self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
             except sqlite3.DatabaseError as exc:
                 raise self._write_error(exc) from None
+            if purged:
+                self._forget_wal()
+            return purged
 
     # ---- reads -------------------------------------------------------------------------
 
@@ -365,6 +371,14 @@ class Outbox:
             self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.DatabaseError:
             pass
+
+    def _forget_wal(self) -> None:
+        """Copy the WAL into the (secure-deleted) database and empty it: the WAL still held the acked
+        rows' routing metadata (pseudonym, visit id) in earlier frames, which a checkpoint alone leaves on disk."""
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error:
+            pass  # a reader holds the WAL: the next ack or purge truncates it
 
     def _rollback(self) -> None:
         try:

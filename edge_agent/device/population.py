@@ -2,22 +2,27 @@
 sealed in the outbox, and delivered to the aggregator now and then.
 
 At stop the visit lifecycle calls :class:`PopulationContributor` with the
-clinician's pseudonymous certificate id and the coaching report; the sealed
+clinician's stable subject id (the CA keeps it across re-issued certificates,
+so a second phone is the same clinician, counted once with one budget) and the
+coaching report; the sealed
 record waits in the same ciphertext outbox under ``AGGREGATOR_RECIPIENT`` and
 its readable text travels inside the clinician's own sealed report (so they see
 exactly what their visit contributed). :func:`forward_once` sends queued records
-in a shuffled batch - only record id, key id, suite and ciphertext, not the
-outbox's creation time - and acks those the aggregator accepted or permanently
+in shuffled batches - only record id, key id, suite and ciphertext, not the
+outbox's creation time - each below the aggregator's message limit, until the
+backlog is drained, and acks those the aggregator accepted or permanently
 rejected. It runs on a timer well away from visit stops, so arrival times say
-little about visit times.
+little about visit times. :func:`rotate_period_key` advances the period key
+every hour, so a finished period's key is erased even on a day without visits.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +73,10 @@ class PopulationContributor:
         ring.advance(dt.date.today())
         return cls(ring, Path(aggregator_public_key).read_bytes(), service_line)
 
+    def tick(self, today: dt.date | None = None) -> None:
+        """Advance the period key to today's period (erasing a finished period's key), visit or no visit."""
+        self.keyring.advance(today or dt.date.today())
+
     def __call__(self, outbox: Outbox, clinician_cert_id: str, feedback: feedback_pb2.Feedback) -> str:
         today = dt.date.today()
         self.keyring.advance(today)  # a finished period's key is erased before anything else
@@ -100,29 +109,66 @@ class ForwardResult:
 
 
 def aggregator_channel(bundle_path: Path, address: str) -> grpc.aio.Channel:
-    """Mutual-TLS channel to the aggregator with this device's bundle (site CA)."""
+    """Mutual-TLS channel to the aggregator with this device's contributor bundle (site CA).
+
+    The server must present the aggregator's TLS name, which no room device's
+    certificate carries: another site device cannot pose as the aggregator.
+    """
     bundle = ca.load_bundle(bundle_path)
     creds = grpc.ssl_channel_credentials(bundle.ca_pem, bundle.key_pem, bundle.cert_pem)
-    return grpc.aio.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", ca.DEVICE_TLS_NAME)])
+    return grpc.aio.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", ca.AGGREGATOR_TLS_NAME)])
+
+
+BATCH_BYTES = 96 * 1024  # below the aggregator's 128 KiB receive limit, with room for framing
+MAX_CALLS_PER_RUN = 256  # one run drains up to ~10^4 records; the rest wait for the next run
 
 
 async def forward_once(outbox: Outbox, channel: grpc.aio.Channel, limit: int = MAX_ITEMS_PER_SUBMIT,
-                       timeout_s: float = 30.0) -> ForwardResult:
-    items = outbox.fetch(AGGREGATOR_RECIPIENT, after=0, limit=limit)
-    if not items:
-        return ForwardResult(0, 0, 0)
-    random.SystemRandom().shuffle(items)  # order says nothing about which room or visit came first
-    by_rid = {it.envelope.visit_id: it.id for it in items}
-    req = population_pb2.SubmitContributionsRequest(
-        items=[population_pb2.SealedContribution(record_id=it.envelope.visit_id, recipient_key_id=it.envelope.recipient_key_id,
-                                                 sealed=it.envelope.sealed, suite=it.envelope.suite) for it in items]
-    )
+                       timeout_s: float = 30.0, batch_bytes: int = BATCH_BYTES, max_calls: int = MAX_CALLS_PER_RUN) -> ForwardResult:
+    """Deliver the queued records in batches of at most ``limit`` items and ``batch_bytes`` bytes.
+
+    Items the aggregator keeps refusing transiently stay queued but do not
+    block the ones behind them: each call moves past the items it sent.
+    """
     stub = population_pb2_grpc.PopulationAggregatorStub(channel)
-    try:
-        resp = await stub.SubmitContributions(req, timeout=timeout_s)
-    except grpc.aio.AioRpcError as exc:
-        raise EdgeAgentError(f"aggregator refused delivery ({exc.code().name}: {exc.details()}); records stay queued") from None
-    done = [by_rid[r] for r in resp.accepted if r in by_rid]
-    dropped = [by_rid[r.record_id] for r in resp.rejected if r.permanent and r.record_id in by_rid]
-    outbox.ack(AGGREGATOR_RECIPIENT, done + dropped)
-    return ForwardResult(len(done), len(dropped), len(items) - len(done) - len(dropped))
+    accepted = dropped = kept = 0
+    after = 0
+    for _ in range(max_calls):
+        items = outbox.fetch(AGGREGATOR_RECIPIENT, after=after, limit=limit)
+        if not items:
+            break
+        batch: list[population_pb2.SealedContribution] = []
+        size = 0
+        by_rid: dict[str, int] = {}
+        for it in items:
+            entry = population_pb2.SealedContribution(record_id=it.envelope.visit_id, recipient_key_id=it.envelope.recipient_key_id,
+                                                      sealed=it.envelope.sealed, suite=it.envelope.suite)
+            grows = entry.ByteSize() + 8  # field tag and length prefix
+            if batch and size + grows > batch_bytes:
+                break
+            batch.append(entry)
+            size += grows
+            by_rid[it.envelope.visit_id] = it.id
+            after = it.id
+        random.SystemRandom().shuffle(batch)  # order says nothing about which room or visit came first
+        try:
+            resp = await stub.SubmitContributions(population_pb2.SubmitContributionsRequest(items=batch), timeout=timeout_s)
+        except grpc.aio.AioRpcError as exc:
+            raise EdgeAgentError(f"aggregator refused delivery ({exc.code().name}: {exc.details()}); records stay queued") from None
+        done = [by_rid[r] for r in resp.accepted if r in by_rid]
+        gone = [by_rid[r.record_id] for r in resp.rejected if r.permanent and r.record_id in by_rid]
+        outbox.ack(AGGREGATOR_RECIPIENT, done + gone)
+        accepted, dropped = accepted + len(done), dropped + len(gone)
+        kept += len(batch) - len(done) - len(gone)
+    return ForwardResult(accepted, dropped, kept)
+
+
+async def rotate_period_key(contributor: PopulationContributor, interval_s: float = 3600.0,
+                            today: Callable[[], dt.date] = dt.date.today) -> None:
+    """Advance the period key every ``interval_s`` (a finished period's key is gone within that, visits or not)."""
+    while True:
+        try:
+            await asyncio.to_thread(contributor.tick, today())
+        except EdgeAgentError as exc:
+            log.warning("period key not advanced: %s", exc)
+        await asyncio.sleep(interval_s)

@@ -1,18 +1,28 @@
-"""Who is calling: the peer certificate from the mutual-TLS handshake, checked against the CRL.
+"""Who is calling: the peer certificate from the mutual-TLS handshake, rechecked on every call.
 
-TLS (BoringSSL) has already verified the chain to the site CA and the validity
-period before any handler runs; here we read the role and id the CA put in the
-subject, and refuse revoked serials. gRPC Python has no CRL hook in the
-handshake, so revocation is enforced per call (UNAUTHENTICATED).
+TLS (BoringSSL) verified the chain to the site CA and the validity period when
+the connection was made. A connection can outlive both, so every call checks
+again here: the certificate's validity window against the clock, the CRL (gRPC
+Python has no CRL hook in the handshake), and the role. Refusals are
+UNAUTHENTICATED / PERMISSION_DENIED with one line saying what to do.
+
+CRL rules (docs/security.md): a CRL must be signed by the site CA, carry a CRL
+number, and be current (next update in the future). A CRL numbered below the one
+already held is refused (an old list swapped in must not un-revoke anyone); with
+``state_dir`` the highest number seen survives restarts. When the held CRL runs
+past its next update and no newer one arrives, every call is refused
+(FAILED_PRECONDITION): revocation status is unknown, so nothing is trusted.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -20,8 +30,11 @@ from cryptography import x509
 
 from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
+from edge_agent.crypto.files import write_private
 
 log = logging.getLogger(__name__)
+
+CRL_NUMBER_FILE = "crl-number"
 
 
 class AuthError(Exception):
@@ -31,24 +44,73 @@ class AuthError(Exception):
         self.message = message
 
 
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
 class PeerAuthorizer:
     CRL_CHECK_INTERVAL_S = 1.0
 
-    def __init__(self, ca_cert: x509.Certificate, crl_path: Path | None) -> None:
+    def __init__(
+        self,
+        ca_cert: x509.Certificate,
+        crl_path: Path | None,
+        state_dir: Path | None = None,
+        clock: Callable[[], dt.datetime] = _utcnow,
+    ) -> None:
         self._ca_cert = ca_cert
         self._crl_path = Path(crl_path) if crl_path else None
-        self._revoked: frozenset[int] = frozenset()
+        self._clock = clock
+        self._crl: ca.Crl | None = None
         self._crl_mtime: float | None = None
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, ca.Identity] = OrderedDict()  # pem -> identity (parsing is the cost)
+        self._number_file = Path(state_dir) / CRL_NUMBER_FILE if state_dir else None
+        self._floor = self._read_floor()
         if self._crl_path is not None:
-            # At start a missing or foreign CRL is a configuration error: refuse to run.
-            self._revoked = ca.load_crl(self._crl_path, ca_cert)
-            self._crl_mtime = self._crl_path.stat().st_mtime
+            # At start a missing, foreign, stale or rolled-back CRL is a configuration error: refuse to run.
+            crl = ca.read_crl(self._crl_path, ca_cert, self._clock())
+            if crl.number < self._floor:
+                raise CertificateError(
+                    f"CRL {self._crl_path} is number {crl.number}, older than number {self._floor} this server already used; "
+                    "copy the current crl.pem from the CA host"
+                )
+            self._accept(crl, self._crl_path.stat().st_mtime)
+
+    # ---- the CRL ------------------------------------------------------------------------
+
+    def _read_floor(self) -> int:
+        if self._number_file is None:
+            return 0
+        try:
+            return int(self._number_file.read_text().strip() or 0)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError):
+            log.warning("CRL number record unreadable; it is rewritten with the next CRL")
+            return 0
+
+    def _accept(self, crl: ca.Crl, mtime: float) -> None:
+        self._crl, self._crl_mtime = crl, mtime
+        if crl.number > self._floor and self._number_file is not None:
+            try:
+                self._number_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                write_private(self._number_file, f"{crl.number}\n".encode())
+            except OSError as exc:
+                log.warning("cannot record the CRL number (%s); a restart would accept an older CRL", exc.strerror)
+        self._floor = max(self._floor, crl.number)
+
+    def _judge(self, path: Path) -> ca.Crl:
+        """A candidate CRL file, checked (signature, number, dates) and not older than the held one."""
+        crl = ca.read_crl(path, self._ca_cert, self._clock())
+        floor = max(self._floor, self._crl.number if self._crl else 0)
+        if crl.number < floor:
+            raise CertificateError(f"CRL {path} is number {crl.number}, older than number {floor} already in use")
+        return crl
 
     def use_crl(self, crl_path: Path | None) -> None:
-        """Switch to another CRL file (config reload); a bad new file keeps the current list."""
+        """Switch to another CRL file (config reload); a bad or older new file keeps the current list."""
         new = Path(crl_path) if crl_path else None
         if new == self._crl_path:
             return
@@ -56,22 +118,29 @@ class PeerAuthorizer:
             log.warning("config reload: no CRL configured any more; revocations stay as last loaded")
             return
         try:
-            revoked = ca.load_crl(new, self._ca_cert)
+            crl = self._judge(new)
         except CertificateError as exc:
             log.error("config reload: CRL %s refused (%s); keeping the current one", new, exc)
             return
         with self._lock:
-            self._crl_path, self._revoked, self._crl_mtime = new, revoked, new.stat().st_mtime
-        log.info("CRL switched: %d revoked certificates", len(revoked))
+            self._crl_path = new
+            self._accept(crl, new.stat().st_mtime)
+        log.info("CRL switched: %d revoked certificates", len(crl.revoked))
 
     @property
     def crl_path(self) -> Path | None:
         return self._crl_path
 
     @property
+    def crl(self) -> ca.Crl | None:
+        """The CRL in force (after a reload check); phones get a copy in DeviceInfo."""
+        self._refresh()
+        return self._crl
+
+    @property
     def revoked_count(self) -> int:
         self._refresh()
-        return len(self._revoked)
+        return len(self._crl.revoked) if self._crl else 0
 
     def _refresh(self) -> None:
         if self._crl_path is None:
@@ -89,12 +158,16 @@ class PeerAuthorizer:
             if mtime == self._crl_mtime:
                 return
             try:
-                self._revoked = ca.load_crl(self._crl_path, self._ca_cert)
-                self._crl_mtime = mtime
-                log.info("CRL reloaded: %d revoked certificates", len(self._revoked))
+                crl = self._judge(self._crl_path)
             except CertificateError as exc:
                 # Keep the previous (stricter-or-equal) list rather than dropping revocations.
+                self._crl_mtime = mtime  # judged once; a later change is judged again
                 log.warning("new CRL rejected (%s); keeping the last good one", exc)
+                return
+            self._accept(crl, mtime)
+            log.info("CRL reloaded: %d revoked certificates", len(crl.revoked))
+
+    # ---- callers ----------------------------------------------------------------------
 
     def identify(self, context: grpc.aio.ServicerContext) -> ca.Identity:
         auth = context.auth_context()
@@ -112,9 +185,23 @@ class PeerAuthorizer:
                 self._cache[pem] = ident
                 while len(self._cache) > 256:
                     self._cache.popitem(last=False)
+        now = self._clock()
+        # The handshake checked validity once; a long-lived connection must not outlive the certificate.
+        if ident.not_after is not None and now >= ident.not_after:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED,
+                            f"client certificate expired on {ident.not_after:%Y-%m-%d %H:%M} UTC; ask IT for a new one")
+        if ident.not_before is not None and now < ident.not_before:
+            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "client certificate is not valid yet; check the phone's clock")
         self._refresh()
-        if ident.serial in self._revoked:
-            raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked; ask IT for a new one")
+        crl = self._crl
+        if crl is not None:
+            if not crl.current(now):
+                raise AuthError(
+                    grpc.StatusCode.FAILED_PRECONDITION,
+                    f"this server's revocation list expired on {crl.next_update:%Y-%m-%d}; IT must copy a fresh crl.pem to it",
+                )
+            if ident.serial in crl.revoked:
+                raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "client certificate has been revoked; ask IT for a new one")
         return ident
 
     def require(self, context: grpc.aio.ServicerContext, *roles: str) -> ca.Identity:

@@ -2,8 +2,12 @@
 
 Plain functions (the typer app wires ``edge-agent phone ...`` to them). Every
 connection is mutual TLS with the clinician bundle; the device must chain to
-the site CA *and* (when known, e.g. from mDNS) match the expected certificate
-fingerprint, so a phone in room 4 does not talk to the box in room 5.
+the site CA, carry a device certificate whose CA-attested room is the room the
+clinician chose, match the fingerprint pinned at provisioning (``phone pin``;
+never one learned from mDNS, which anyone on the network can answer), and not
+be revoked by the newest site CRL the phone holds. The phone learns newer CRLs
+from every device it talks to (``DeviceInfo.crl``, CA-signed, only ever
+replaced by a higher CRL number) and refuses to work without a current one.
 
 Fingerprint check: gRPC Python exposes no peer certificate on the client side,
 so we complete one TLS handshake with :mod:`ssl` (same CA, same client cert)
@@ -27,27 +31,30 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from cryptography import x509
 
 from edge_agent.crypto import ca, seal
-from edge_agent.crypto.errors import SealError
-from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, update_key_file
+from edge_agent.crypto.errors import CertificateError, SealError
+from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
 
 ENROLL_CHUNK_BYTES = 32 * 1024
+REPORT_SEQ = 1  # the sequence number a visit's coaching report is sealed under (population records use 0)
 
 
 @dataclass(frozen=True)
 class Target:
     host: str
     port: int
-    fingerprint: str | None = None  # expected SHA-256 of the device certificate (hex)
+    fingerprint: str | None = None  # expected SHA-256 of the device certificate (hex), from provisioning
+    room: str | None = None  # the room the clinician chose: the device certificate must name it
 
     @classmethod
-    def parse(cls, address: str, fingerprint: str | None = None) -> Target:
+    def parse(cls, address: str, fingerprint: str | None = None, room: str | None = None) -> Target:
         host, sep, port = address.rpartition(":")
         if not sep or not port.isdigit():
             raise ClientError(f"device address {address!r} must be HOST:PORT (or use discover)")
-        return cls(host.strip("[]"), int(port), fingerprint.lower() if fingerprint else None)
+        return cls(host.strip("[]"), int(port), fingerprint.lower() if fingerprint else None, room)
 
 
 @dataclass(frozen=True)
@@ -80,10 +87,49 @@ class VerifiedDevice:
 
     fingerprint: str  # SHA-256 of the DER certificate, hex
     certificate_pem: str  # the very certificate, to pin the gRPC channel to
+    room: str = ""  # the room the CA certified for this device
+    serial: int = 0
+
+
+def held_crl(keys: ClinicianKeys) -> ca.Crl | None:
+    """The phone's CRL if it still verifies under the site CA (None if none or stale)."""
+    if not keys.crl_pem:
+        return None
+    try:
+        return ca.parse_crl(keys.crl_pem.encode(), x509.load_pem_x509_certificate(keys.ca_pem.encode()), "the phone's CRL")
+    except CertificateError:
+        return None
+
+
+def _crl_number(keys: ClinicianKeys) -> int:
+    if not keys.crl_pem:
+        return 0
+    try:
+        crl = x509.load_pem_x509_crl(keys.crl_pem.encode())
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except (ValueError, x509.ExtensionNotFound):
+        return 0
+
+
+def learn_crl(keys: ClinicianKeys, pem: bytes) -> bool:
+    """Keep ``pem`` if it is a current site CRL numbered above the one held; True if it was taken."""
+    if not pem:
+        return False
+    try:
+        crl = ca.parse_crl(bytes(pem), x509.load_pem_x509_certificate(keys.ca_pem.encode()), "the device's CRL")
+    except CertificateError:
+        return False  # stale, foreign or damaged: the phone keeps what it has
+    if crl.number <= _crl_number(keys):
+        return False
+    with update_key_file(keys.path) as fresh:
+        if crl.number > _crl_number(fresh):
+            fresh.crl_pem = crl.pem.decode()
+    keys.crl_pem = crl.pem.decode()
+    return True
 
 
 def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
-    """Fetch the device certificate over TLS, verify its chain to the site CA and its fingerprint."""
+    """Fetch the device certificate over TLS; check chain, room, pinned fingerprint and the phone's CRL."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=keys.ca_pem)
@@ -100,9 +146,23 @@ def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> 
     if der is None:
         raise ClientError("device sent no certificate")
     fp = hashlib.sha256(der).hexdigest()
-    if target.fingerprint is not None and fp != target.fingerprint:
-        raise ClientError(f"device certificate fingerprint {fp[:16]}... does not match the expected {target.fingerprint[:16]}...; do not use this device")
-    return VerifiedDevice(fp, ssl.DER_cert_to_PEM_cert(der))
+    pinned = target.fingerprint or (keys.pins.get(target.room) if target.room else None)
+    if pinned is not None and fp != pinned:
+        raise ClientError(f"device certificate fingerprint {fp[:16]}... does not match the expected {pinned[:16]}...; do not use this device")
+    try:
+        ident = ca.identity_of(x509.load_der_x509_certificate(der))
+    except (ValueError, CertificateError):
+        raise ClientError(f"device at {target.host}:{target.port} has no edge-agent device certificate; do not use it") from None
+    if ident.role != ca.ROLE_DEVICE:
+        raise ClientError(f"{target.host}:{target.port} is not a room device (its certificate is a {ident.role}'s); do not use it")
+    if not ident.room:
+        raise ClientError("the device certificate names no room (issued before rooms were attested); IT must re-issue it")
+    if target.room is not None and ident.room != target.room:
+        raise ClientError(f"this device is certified for {ident.room!r}, not {target.room!r}; do not use it in this room")
+    crl = held_crl(keys)
+    if crl is not None and ident.serial in crl.revoked:
+        raise ClientError("this device's certificate has been revoked by the site; do not use it, tell IT")
+    return VerifiedDevice(fp, ssl.DER_cert_to_PEM_cert(der), ident.room, ident.serial)
 
 
 def device_fingerprint(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> str:
@@ -134,9 +194,27 @@ def connect(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel,
     creds = grpc.ssl_channel_credentials(device.certificate_pem.encode(), keys.key_pem.encode(), keys.cert_pem.encode())
     channel = grpc.secure_channel(f"{target.host}:{target.port}", creds, options=channel_options())
     try:
+        _check_over_mtls(keys, channel, device)
         yield channel, fp
     finally:
         channel.close()
+
+
+def _check_over_mtls(keys: ClinicianKeys, channel: grpc.Channel, device: VerifiedDevice) -> None:
+    """Over the pinned channel: the device's room, a current CRL (learning a newer one), and its serial against it."""
+    try:
+        info = agent_pb2_grpc.EdgeAgentStub(channel).GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10)
+    except grpc.RpcError as exc:
+        raise _rpc_error(exc) from None
+    if info.room != device.room:
+        raise ClientError(f"the device says it is {info.room!r} but its certificate says {device.room!r}; do not use it, tell IT")
+    learn_crl(keys, info.crl)
+    crl = held_crl(keys)
+    if crl is None:
+        raise ClientError("this phone has no current revocation list and the device offered none; "
+                          "connect to another room device or ask IT (edge-agent phone crl)")
+    if device.serial in crl.revoked:
+        raise ClientError("this device's certificate has been revoked by the site; do not use it, tell IT")
 
 
 def _rpc_error(exc: grpc.RpcError) -> ClientError:
@@ -162,12 +240,13 @@ def device_info(key_file: str | Path, target: Target) -> agent_pb2.DeviceInfo:
             raise _rpc_error(exc) from None
 
 
-def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True) -> str:
-    """Start a visit (the clinician confirms the patient knows capture is on)."""
+def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True, room_code: str = "") -> str:
+    """Start a visit (the clinician confirms the patient knows capture is on, and types the room's code)."""
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, fp):
         request = agent_pb2.StartVisitRequest(
-            consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=keys.voiceprint, max_duration_s=max_duration_s
+            consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=keys.voiceprint, max_duration_s=max_duration_s,
+            room_code=room_code,
         )
         try:
             reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
@@ -175,11 +254,19 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
             raise _rpc_error(exc) from None
     with update_key_file(key_file) as fresh:
         fresh.current_visit[fp] = reply.visit_id
+        remember(fresh.visits, reply.visit_id)
     return str(reply.visit_id)
 
 
-def claim_room(key_file: str | Path, target: Target) -> int:
-    """Tell the room device "I am here": the room button may then start a visit for me. Returns the window in s."""
+@dataclass(frozen=True)
+class ClaimResult:
+    claim_id: str
+    valid_for_s: int
+    contested: bool
+
+
+def claim_room(key_file: str | Path, target: Target) -> ClaimResult:
+    """Tell the room device "I am here": a press of its button within the window starts my visit."""
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, _fp):
         try:
@@ -188,7 +275,28 @@ def claim_room(key_file: str | Path, target: Target) -> int:
             )
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
-    return int(reply.valid_for_s)
+    return ClaimResult(reply.claim_id, int(reply.valid_for_s), bool(reply.contested))
+
+
+CLAIM_STATE_NAMES = {
+    agent_pb2.CLAIM_PENDING: "pending", agent_pb2.CLAIM_STARTED: "started",
+    agent_pb2.CLAIM_CONTESTED: "contested", agent_pb2.CLAIM_EXPIRED: "expired",
+}
+
+
+def claim_status(key_file: str | Path, target: Target, claim_id: str) -> agent_pb2.ClaimStatus:
+    """Where my claim stands; a started visit is remembered as mine (its report will open)."""
+    keys = load_key_file(key_file)
+    with connect(keys, target) as (channel, fp):
+        try:
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).GetClaim(agent_pb2.GetClaimRequest(claim_id=claim_id), timeout=30)
+        except grpc.RpcError as exc:
+            raise _rpc_error(exc) from None
+    if reply.state == agent_pb2.CLAIM_STARTED and reply.visit_id:
+        with update_key_file(key_file) as fresh:
+            remember(fresh.visits, reply.visit_id)
+            fresh.current_visit[fp] = reply.visit_id
+    return reply
 
 
 def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> agent_pb2.StopVisitResponse:
@@ -317,6 +425,8 @@ def feedback(
                     fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
                     if ack:
                         fresh.pending_acks.setdefault(where, []).append(item.id)
+                    remember(fresh.opened, f"{report.visit_id}/{REPORT_SEQ}")
+                keys.opened = fresh.opened
                 if ack:
                     _send_acks(stub, key_file, where, [item.id], ack_retry_delays)
                 if max_reports is not None and len(got) >= max_reports:
@@ -332,7 +442,16 @@ def feedback(
 
 
 def open_item(keys: ClinicianKeys, item: agent_pb2.FeedbackItem) -> Report:
+    """Open one report: sealed to me, for a visit this phone started or claimed, sequence 1, not opened before."""
     env = seal.from_proto(item.envelope)
+    if env.seq != REPORT_SEQ:
+        raise ClientError(f"report {item.id} has sequence number {env.seq}, not a visit report's; ignoring it")
+    if env.visit_id not in keys.visits:
+        keys.visits = load_key_file(keys.path).visits  # started since this key file was read (e.g. while following)
+    if env.visit_id not in keys.visits:
+        raise ClientError(f"report {item.id} is for a visit this phone did not start or claim; ignoring it")
+    if f"{env.visit_id}/{env.seq}" in keys.opened:
+        raise ClientError(f"report {item.id} repeats a report already opened (replayed); ignoring it")
     try:
         plaintext = seal.open_envelope(env, keys.sealing_private)
     except SealError as exc:

@@ -8,17 +8,20 @@ on the network by mDNS (``room`` picks one when several answer).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from edge_agent.phone import client as phone
-from edge_agent.phone.keys import ClientError, init_key_file, install_certificate, request_key_file
+from edge_agent.phone.keys import ClientError, init_key_file, install_certificate, load_key_file, request_key_file, update_key_file
 
 
 def resolve(device: str | None, fingerprint: str | None = None, room: str | None = None, timeout: float = 3.0) -> phone.Target:
+    """Where to connect, and what the device must prove: ``room`` (checked against its certificate) and
+    ``fingerprint`` (given, or pinned for the room with ``phone pin``). mDNS only supplies addresses."""
     if device:
-        return phone.Target.parse(device, fingerprint)
+        return phone.Target.parse(device, fingerprint, room)
     from edge_agent.phone.discover import discover
 
     found = [d for d in discover(timeout) if room is None or d.room == room]
@@ -27,7 +30,12 @@ def resolve(device: str | None, fingerprint: str | None = None, room: str | None
     if len(found) > 1:
         rooms = ", ".join(sorted(d.room for d in found))
         raise ClientError(f"several devices answered ({rooms}); pick one with --room")
-    return found[0].target()
+    return found[0].target(room=room, fingerprint=fingerprint)
+
+
+def _room_needed(room: str | None, what: str) -> None:
+    if not room:
+        raise ClientError(f"say which room you are in (--room): {what} only in the room whose device you reach")
 
 
 def phone_init(bundle: str | Path, key_file: str | Path, overwrite: bool = False) -> dict[str, Any]:
@@ -35,13 +43,15 @@ def phone_init(bundle: str | Path, key_file: str | Path, overwrite: bool = False
     return {"key_file": str(keys.path), "pseudonym": keys.pseudonym, "sealing_public_key": keys.sealing_public.hex()}
 
 
-def phone_request(key_file: str | Path, out: str | Path, overwrite: bool = False) -> dict[str, Any]:
-    keys = request_key_file(key_file, out, overwrite)
-    return {"key_file": str(keys.path), "request": str(out), "next": "give the request to IT: edge-agent ca sign-clinician"}
+def phone_request(key_file: str | Path, out: str | Path, overwrite: bool = False, site_ca: str | Path | None = None,
+                  ca_fingerprint: str | None = None) -> dict[str, Any]:
+    keys = request_key_file(key_file, out, overwrite, site_ca, ca_fingerprint)
+    return {"key_file": str(keys.path), "request": str(out), "site_ca_pinned": bool(keys.ca_pem),
+            "next": "give the request to IT: edge-agent ca sign-clinician"}
 
 
-def phone_install(key_file: str | Path, certificate: str | Path) -> dict[str, Any]:
-    keys = install_certificate(key_file, certificate)
+def phone_install(key_file: str | Path, certificate: str | Path, ca_fingerprint: str | None = None) -> dict[str, Any]:
+    keys = install_certificate(key_file, certificate, ca_fingerprint)
     return {"key_file": str(keys.path), "pseudonym": keys.pseudonym, "sealing_public_key": keys.sealing_public.hex()}
 
 
@@ -55,9 +65,11 @@ def phone_discover(timeout: float = 3.0) -> list[dict[str, Any]]:
 
 
 def phone_start(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
-                max_duration_s: int = 0) -> dict[str, Any]:
+                max_duration_s: int = 0, room_code: str = "") -> dict[str, Any]:
+    _room_needed(room, "a visit starts")
     target = resolve(device, fingerprint, room)
-    return {"visit_id": phone.start(key_file, target, max_duration_s=max_duration_s), "device": f"{target.host}:{target.port}"}
+    visit = phone.start(key_file, target, max_duration_s=max_duration_s, room_code=room_code)
+    return {"visit_id": visit, "room": room, "device": f"{target.host}:{target.port}"}
 
 
 def phone_stop(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
@@ -76,12 +88,70 @@ def phone_enroll(key_file: str | Path, wav: str | Path, device: str | None = Non
 def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
                    follow: bool = False, emit: Callable[[str], None] = print) -> int:
     """Print each decrypted report readably as it arrives; returns how many were shown."""
-    reports = phone.feedback(key_file, resolve(device, fingerprint, room), follow=follow, on_report=lambda r: emit(r.render()))
-    if not reports and not follow:
+    target = resolve(device, fingerprint, room)
+    reports = phone.feedback(key_file, target, follow=follow, on_report=lambda r: emit(r.render()))
+    while follow:  # the device ends a followed stream after its server-side deadline: open it again
+        reports += phone.feedback(key_file, target, follow=True, on_report=lambda r: emit(r.render()))
+    if not reports:
         emit("No new feedback.")
     return len(reports)
 
 
-def phone_claim(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None) -> dict[str, Any]:
-    seconds = phone.claim_room(key_file, resolve(device, fingerprint, room))
-    return {"claimed": True, "press_the_room_button_within_s": seconds}
+def phone_claim(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
+                wait: bool = True, poll_s: float = 1.0, emit: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+    """Claim the room, then (``wait``) follow the claim until a press starts the visit, it is contested, or it expires."""
+    _room_needed(room, "the room is claimed")
+    target = resolve(device, fingerprint, room)
+    claim = phone.claim_room(key_file, target)
+    out: dict[str, Any] = {"claim_id": claim.claim_id, "press_the_room_button_within_s": claim.valid_for_s,
+                           "state": "contested" if claim.contested else "pending"}
+    if claim.contested:
+        out["note"] = "another clinician claimed this room too: the button will refuse; use the room code instead"
+    if not wait or claim.contested:
+        return out
+    emit(f"Press the button on the device in {room} within {claim.valid_for_s} s.")
+    deadline = time.monotonic() + claim.valid_for_s + 2
+    while time.monotonic() < deadline:
+        time.sleep(poll_s)
+        status = phone.claim_status(key_file, target, claim.claim_id)
+        state = phone.CLAIM_STATE_NAMES.get(status.state, "expired")
+        if state != "pending":
+            out["state"] = state
+            if status.visit_id:
+                out["visit_id"] = status.visit_id
+            if state == "contested":
+                out["note"] = "another clinician claimed this room too: the button refused; use the room code instead"
+            return out
+    out["state"] = "expired"
+    return out
+
+
+def phone_pin(key_file: str | Path, room: str, fingerprint: str) -> dict[str, Any]:
+    """Pin the device certificate fingerprint IT provisioned for a room (never learned from the network)."""
+    fp = fingerprint.lower().replace(":", "")
+    if len(fp) != 64 or any(c not in "0123456789abcdef" for c in fp):
+        raise ClientError("fingerprint must be the 64 hex digits of SHA-256 IT gave for the room's device")
+    with update_key_file(key_file) as keys:
+        keys.pins[room] = fp
+    return {"room": room, "fingerprint": fp}
+
+
+def phone_crl(key_file: str | Path, crl: str | Path) -> dict[str, Any]:
+    """Install a site CRL file from IT (it must verify under the site CA and be newer than the one held)."""
+    keys = load_key_file(key_file)
+    try:
+        data = Path(crl).read_bytes()
+    except FileNotFoundError:
+        raise ClientError(f"CRL {crl} not found; IT publishes crl.pem") from None
+    from cryptography import x509
+
+    from edge_agent.crypto import ca
+    from edge_agent.crypto.errors import CertificateError
+
+    try:
+        parsed = ca.parse_crl(data, x509.load_pem_x509_certificate(keys.ca_pem.encode()), f"CRL {crl}")
+    except CertificateError as exc:
+        raise ClientError(str(exc)) from None
+    taken = phone.learn_crl(keys, data)
+    return {"crl_number": parsed.number, "installed": taken, "revoked": len(parsed.revoked),
+            "next_update": parsed.next_update.isoformat()}

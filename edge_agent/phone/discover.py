@@ -22,10 +22,13 @@ class DiscoveredDevice:
     port: int
     addresses: tuple[str, ...]
 
-    def target(self) -> Target:
+    def target(self, room: str | None = None, fingerprint: str | None = None) -> Target:
+        """Where to connect. The advertised ``room`` and ``fp`` are unauthenticated (anyone on the network
+        can answer mDNS): they pick a device, they never vouch for it. The device must then prove the
+        room the clinician chose (``room``) with its certificate, and match a fingerprint from provisioning."""
         if not self.addresses:
             raise ValueError("device advertised no address")
-        return Target(self.addresses[0], self.port, self.fingerprint)
+        return Target(self.addresses[0], self.port, fingerprint, room)
 
 
 def _decode(props: dict[bytes, bytes | None], key: str) -> str:

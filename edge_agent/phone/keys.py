@@ -49,6 +49,10 @@ class ClinicianKeys:
     cursors: dict[str, int] = field(default_factory=dict)  # 'device fingerprint/outbox id' -> last delivered id
     current_visit: dict[str, str] = field(default_factory=dict)  # device fingerprint -> running visit id
     pending_acks: dict[str, list[int]] = field(default_factory=dict)  # 'fingerprint/outbox id' -> ids shown, ack not yet confirmed
+    crl_pem: str = ""  # the newest site CRL seen (from IT or any device; CA-signed, only ever replaced by a newer one)
+    pins: dict[str, str] = field(default_factory=dict)  # room -> device certificate fingerprint, from provisioning
+    visits: list[str] = field(default_factory=list)  # visit ids this phone started or claimed (newest last, bounded)
+    opened: list[str] = field(default_factory=list)  # 'visit id/seq' of reports already opened (bounded)
 
     @property
     def sealing_private(self) -> X25519PrivateKey:
@@ -75,28 +79,62 @@ def init_key_file(bundle: str | Path, key_file: str | Path, overwrite: bool = Fa
     return keys
 
 
-def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: bool = False) -> ClinicianKeys:
+MAX_REMEMBERED = 1000  # visit ids and opened reports the key file keeps
+
+
+def remember(items: list[str], item: str, limit: int = MAX_REMEMBERED) -> None:
+    if item not in items:
+        items.append(item)
+    del items[: max(0, len(items) - limit)]
+
+
+def _site_ca(site_ca: str | Path | None, ca_fingerprint: str | None) -> str:
+    """The site CA certificate IT gave the phone (PEM), checked against a published fingerprint if given."""
+    if site_ca is None:
+        return ""
+    try:
+        pem = Path(site_ca).read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+    except FileNotFoundError:
+        raise ClientError(f"site CA certificate {site_ca} not found; IT publishes ca.cert.pem") from None
+    except ValueError:
+        raise ClientError(f"{site_ca} is not a PEM certificate; IT publishes the site CA as ca.cert.pem") from None
+    if ca_fingerprint and ca.fingerprint(cert) != ca_fingerprint.lower().replace(":", ""):
+        raise ClientError(f"{site_ca} does not match the site CA fingerprint you were given; do not use it")
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: bool = False,
+                     site_ca: str | Path | None = None, ca_fingerprint: str | None = None) -> ClinicianKeys:
     """Make the phone's keys here and write a certificate request for the site CA.
 
     The TLS and sealing private keys are born in the key file and never leave
     it; IT signs the request (``edge-agent ca sign-clinician``) and the phone
-    installs the answer (:func:`install_certificate`).
+    installs the answer (:func:`install_certificate`). ``site_ca`` (the CA
+    certificate from IT, optionally checked against ``ca_fingerprint``) is
+    pinned now, so the answer must chain to exactly that CA.
     """
     key_file = Path(key_file)
     _refuse_existing(key_file, overwrite)
+    pinned_ca = _site_ca(site_ca, ca_fingerprint)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     # the CA ignores the subject and assigns a pseudonym; an empty one says nothing about the clinician
     csr = x509.CertificateSigningRequestBuilder().subject_name(x509.Name([])).sign(tls_key, hashes.SHA256())
     priv, _ = seal.generate_keypair()
     key_pem = tls_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    keys = ClinicianKeys(key_file, "", key_pem.decode(), "", "", base64.b64encode(seal.private_key_bytes(priv)).decode())
+    keys = ClinicianKeys(key_file, "", key_pem.decode(), "", pinned_ca, base64.b64encode(seal.private_key_bytes(priv)).decode())
     keys.save()
     write_private(Path(request_out), csr.public_bytes(serialization.Encoding.PEM))
     return keys
 
 
-def install_certificate(key_file: str | Path, certificate: str | Path) -> ClinicianKeys:
-    """Install the CA's answer to :func:`request_key_file` (certificate + CA, no key) into the key file."""
+def install_certificate(key_file: str | Path, certificate: str | Path, ca_fingerprint: str | None = None) -> ClinicianKeys:
+    """Install the CA's answer to :func:`request_key_file` (certificate + CA, no key) into the key file.
+
+    The CA in the answer must be the site CA pinned at request time, or match
+    ``ca_fingerprint`` (published by IT): a file carrying another CA is refused,
+    whatever it signed.
+    """
     key_file = Path(key_file)
     keys = load_key_file(key_file, allow_uncertified=True)
     if keys.cert_pem:
@@ -106,6 +144,14 @@ def install_certificate(key_file: str | Path, certificate: str | Path) -> Clinic
     except FileNotFoundError:
         raise ClientError(f"certificate {certificate} not found; ask IT for the file 'ca sign-clinician' wrote") from None
     bundle = ca.parse_bundle(keys.key_pem.encode() + answer, str(certificate))  # checks the key matches and the CA signed it
+    got = ca.fingerprint(bundle.ca_cert)
+    if keys.ca_pem:
+        if got != ca.fingerprint(keys.ca_pem.encode()):
+            raise ClientError(f"{certificate} was signed by another CA than the site CA this phone was set up with; do not install it")
+    elif not ca_fingerprint:
+        raise ClientError("this phone does not know the site CA yet; give the site CA fingerprint IT published (--ca-fingerprint)")
+    if ca_fingerprint and got != ca_fingerprint.lower().replace(":", ""):
+        raise ClientError(f"{certificate} was signed by a CA whose fingerprint is not the site's ({got[:16]}...); do not install it")
     certified = _certified(key_file, bundle, keys.sealing_private_b64, str(certificate))
     certified.save()
     return certified

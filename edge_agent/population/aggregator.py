@@ -6,7 +6,9 @@ two queries can differ by one chosen clinician. A cell is released only when
 1. the period is closed (default: ``grace_days`` after it ended, so the data
    are frozen and a release cannot be "re-taken" after one more clinician's
    records arrive), unless ``require_closed=False``;
-2. at least ``k`` distinct pseudonyms and ``n`` visits contribute to it;
+2. at least ``k`` distinct pseudonyms and ``n`` visits contribute to it,
+   counting only pseudonyms on the period's roster (``require_roster``): the
+   site's real clinicians, so records for invented clinicians never count;
 3. the period's privacy budget has room for the query's epsilon.
 
 The answer is an OpenDP release (dp.py) of the mean of per-clinician values.
@@ -24,12 +26,19 @@ Budget accounting (unit of privacy = one clinician in one period):
   can still move, so spending is charged to the whole period (part ``*``).
 A clinician's total loss in a period is at most ``spent['*'] + spent[their line]``,
 which every query keeps <= ``epsilon_budget``.
+
+Intake integrity (the service passes the submitting certificate's identity):
+a contributor certificate may only submit records of the service line the CA
+bound it to, and at most ``contributor_records_per_day`` x days-in-period new
+records per period (a compromised device can neither spread into other service
+lines nor flood one).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import time
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass
@@ -43,7 +52,7 @@ from edge_agent.population import dp
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period
-from edge_agent.population.record import ContributionRecord, is_record_id, parse_record, validate_service_line
+from edge_agent.population.record import ContributionRecord, is_pseudonym, is_record_id, parse_record, validate_service_line
 from edge_agent.population.store import WHOLE_PERIOD, Store
 
 EPS_SLACK = 1e-6  # OpenDP's privacy maps round up by ~1e-8; never more than this over the budget
@@ -60,6 +69,8 @@ class Policy:
     grace_days: int = 14  # late deliveries accepted this long after a period ends (= outbox retention)
     require_closed: bool = True
     service_lines: tuple[str, ...] | None = None  # allowed lines (None: any well-formed name)
+    require_roster: bool = True  # count only pseudonyms on the period's roster of real clinicians
+    contributor_records_per_day: int = 60  # per contributor certificate: quota = this x days in the period
 
     def __post_init__(self) -> None:
         if self.k < 2 or self.n < self.k:
@@ -70,6 +81,14 @@ class Policy:
     @property
     def default_epsilon(self) -> float:
         return self.epsilon_per_query or self.epsilon_budget / len(ALL_METRIC_NAMES)
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """The submitting certificate, as the service saw it (used for the checks, never stored)."""
+
+    serial: int
+    service_line: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +119,7 @@ class Aggregator:
         self.store = Store(db_path)
         self._key = private_key
         self.key_id = seal.key_id(private_key)
+        self._salt: bytes | None = None
 
     def close(self) -> None:
         self.store.close()
@@ -125,15 +145,44 @@ class Aggregator:
         return record
 
     def ingest(self, record_id: str, recipient_key_id: bytes, sealed: bytes, suite: str = seal.SUITE_NAME,
-               now: float | None = None) -> bool:
-        """Open, validate and store one sealed record; True if new, False if a re-delivery."""
+               now: float | None = None, contributor: Contributor | None = None) -> bool:
+        """Open, validate and store one sealed record; True if new, False if a re-delivery.
+
+        ``contributor`` is the submitting certificate (serial, bound service line):
+        its service line must match and its quota for the period must have room.
+        """
         record = self.open_contribution(record_id, recipient_key_id, sealed, suite)
         if self._closed_by_time(record.period, now):
             raise ContributionRejected(f"period {record.period} is closed; late contribution dropped")
+        sender = quota = None
+        if contributor is not None:
+            if record.service_line != contributor.service_line:
+                raise ContributionRejected(
+                    f"this contributor certificate is bound to service line {contributor.service_line!r}, "
+                    f"not {record.service_line!r}; record dropped")
+            sender = hmac.new(self._sender_salt(), f"{contributor.serial}/{record.period}".encode(), hashlib.sha256).hexdigest()[:32]
+            p = parse_period(record.period)
+            quota = self.policy.contributor_records_per_day * (p.end - p.start).days
         try:
-            return self.store.add(record_id, record.period, record.service_line, record.pseudonym, record.to_bytes().decode())
+            return self.store.add(record_id, record.period, record.service_line, record.pseudonym, record.to_bytes().decode(),
+                                  sender, quota)
         except PopulationError as exc:
             raise ContributionRejected(str(exc)) from None
+
+    def _sender_salt(self) -> bytes:
+        if self._salt is None:
+            self._salt = self.store.secret("sender-salt")
+        return self._salt
+
+    # ---- roster -------------------------------------------------------------------------
+
+    def load_roster(self, period: str, pseudonyms: list[str]) -> int:
+        """Add pseudonyms of real clinicians for ``period`` (from ``roster_for_period`` on IT's host); returns how many were new."""
+        self._check_period(period)
+        bad = [p for p in pseudonyms if not is_pseudonym(p)]
+        if bad:
+            raise PopulationError(f"roster has {len(bad)} malformed pseudonym(s); make it again with 'edge-agent aggregator roster'")
+        return self.store.add_roster(period, list(pseudonyms))
 
     def ingest_envelope(self, env: seal.Envelope, now: float | None = None) -> bool:
         return self.ingest(env.visit_id, env.recipient_key_id, env.sealed, env.suite, now)
@@ -183,16 +232,23 @@ class Aggregator:
                     f"period {period} is still open; releases start on {p.end + dt.timedelta(days=self.policy.grace_days)} "
                     "(after late deliveries), or close it with close_period"
                 )
-            values, visits, version = self._cell_values(self.store.rows(db, period), service_line, metric)
+            rows = self.store.rows(db, period)
+            no_roster = False
+            if self.policy.require_roster:
+                roster = self.store.roster(db, period)
+                no_roster = not roster
+                rows = [r for r in rows if r[2] in roster]  # invented pseudonyms never count towards k, n or values
+            values, visits, version = self._cell_values(rows, service_line, metric)
             hit = self.store.cached(db, period, service_line, metric, eps, version)
             if hit is not None:
                 hit.update(epsilon=0.0, repeated=True)
                 return CellResult(**hit)  # type: ignore[arg-type]
             m = METRICS[metric]
             if len(values) < self.policy.k or visits < self.policy.n:
+                reason = (f"no roster of the site's clinicians for {period}; IT loads one ('edge-agent aggregator roster')"
+                          if no_roster else f"fewer than k={self.policy.k} clinicians or n={self.policy.n} visits")
                 result = CellResult(
-                    period, service_line, metric, SUPPRESSED, epsilon_requested=eps, unit=m.release_unit,
-                    reason=f"fewer than k={self.policy.k} clinicians or n={self.policy.n} visits",
+                    period, service_line, metric, SUPPRESSED, epsilon_requested=eps, unit=m.release_unit, reason=reason,
                 )
                 self.store.record_release(db, period, service_line, metric, eps, version, SUPPRESSED, result.to_dict())
                 return result

@@ -4,6 +4,8 @@
 * ``period_key_init``     - IT: the site's period key file (copied to every room device, never to the aggregator)
 * ``aggregator_serve``    - run the gRPC aggregator over mutual TLS until SIGTERM/SIGINT
 * ``aggregator_report``   - release a period's cells: readable table, CSV, JSON, and a PNG of trends
+* ``roster_for_period``   - IT: the current period's pseudonyms of the site's real clinicians (CA + period key)
+* ``aggregator_roster_load`` - the aggregator counts only rostered pseudonyms (k cannot be met by invented ones)
 
 The PNG needs matplotlib (optional dependency, rendered headless with Agg);
 without it the report still writes the table, CSV and JSON and says so.
@@ -15,6 +17,7 @@ import asyncio
 import csv
 import datetime as dt
 import json
+import os
 import signal
 from collections import defaultdict
 from pathlib import Path
@@ -57,13 +60,65 @@ def period_key_init(path: Path, granularity: str = DEFAULT_GRANULARITY, today: d
     return PeriodKeyRing.create(Path(path), granularity, today).period.label
 
 
+def roster_for_period(ca_dir: Path, period_key: Path, out: Path, today: dt.date | None = None) -> dict[str, object]:
+    """IT, on the CA host, at the start of each period (and after enrolling clinicians): the roster file.
+
+    One pseudonym per clinician (stable subject id, so re-issued phones count
+    once) with a certificate valid in the period and not revoked. Holds no id
+    and no mapping: only the period's pseudonyms. Copy it to the aggregator.
+    """
+    from edge_agent.crypto import ca
+
+    passphrase = os.environ.get("EDGE_AGENT_CA_PASSPHRASE", "")
+    authority = ca.load_ca(Path(ca_dir), passphrase.encode() if passphrase else None)
+    ring = PeriodKeyRing.load(Path(period_key))
+    ring.advance(today or dt.date.today())
+    period = ring.period
+    try:
+        revoked = ca.read_crl(authority.directory / ca.CRL, authority.cert).revoked
+    except EdgeAgentError:
+        revoked = frozenset()
+    people: set[str] = set()
+    for entry in ca.issued(authority):
+        if entry.get("role") != ca.ROLE_CLINICIAN or int(entry["serial"]) in revoked:
+            continue
+        if dt.datetime.fromisoformat(entry["not_after"]).date() < period.start:
+            continue
+        people.add(entry.get("subject") or entry["id"])
+    pseudonyms = sorted({ring.pseudonym(person, period.start)[1] for person in people})
+    write_private(Path(out), json.dumps({"kind": "edge-agent population roster", "v": 1, "period": period.label,
+                                         "pseudonyms": pseudonyms}, sort_keys=True).encode() + b"\n")
+    return {"period": period.label, "clinicians": len(pseudonyms), "roster": str(out)}
+
+
+def aggregator_roster_load(roster: Path, db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY, policy: Policy | None = None) -> dict[str, object]:
+    """On the aggregator host: add a roster file (from :func:`roster_for_period`) to the database."""
+    try:
+        doc = json.loads(Path(roster).read_text())
+        if doc.get("kind") != "edge-agent population roster" or doc.get("v") != 1:
+            raise ValueError("kind")
+        period, pseudonyms = str(doc["period"]), list(doc["pseudonyms"])
+    except FileNotFoundError:
+        raise EdgeAgentError(f"roster {roster} not found; make it on the CA host with 'edge-agent aggregator roster'") from None
+    except (ValueError, KeyError, TypeError):
+        raise EdgeAgentError(f"{roster} is not a roster file; make it with 'edge-agent aggregator roster'") from None
+    agg = Aggregator(Path(db), load_private_key(key), policy)
+    try:
+        added = agg.load_roster(period, pseudonyms)
+    finally:
+        agg.close()
+    return {"period": period, "added": added, "in_file": len(pseudonyms)}
+
+
 def aggregator_serve(db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY, bundle: Path = Path("/etc/edge-agent-aggregator/server.pem"),
                      crl: Path | None = None, host: str = "0.0.0.0", port: int = 50453, policy: Policy | None = None) -> None:
-    """Run the aggregator until SIGTERM/SIGINT."""
+    """Run the aggregator until SIGTERM/SIGINT (the site CRL is required)."""
+    if crl is None or not Path(crl).exists():
+        raise EdgeAgentError("the aggregator needs the site CRL (--crl crl.pem from the CA host); it refuses to run without one")
 
     async def run() -> None:
         agg = Aggregator(Path(db), load_private_key(key), policy)
-        server = AggregatorServer(AggregatorServerConfig(Path(bundle), host, port, Path(crl) if crl else None), agg)
+        server = AggregatorServer(AggregatorServerConfig(Path(bundle), host, port, Path(crl), state_dir=Path(db).parent), agg)
         await server.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

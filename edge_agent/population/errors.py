@@ -27,3 +27,7 @@ class BudgetExhaustedError(PopulationError):
 
 class PeriodOpenError(PopulationError):
     """A period is still collecting contributions; releases wait until it is closed."""
+
+
+class QuotaExceeded(PopulationError):
+    """A contributor certificate sent more records in a period than the policy allows."""

@@ -164,6 +164,10 @@ def is_record_id(value: str) -> bool:
     return bool(_RECORD_ID_RE.match(value))
 
 
+def is_pseudonym(value: str) -> bool:
+    return isinstance(value, str) and bool(_PSEUDONYM_RE.match(value))
+
+
 def seal_record(record: ContributionRecord, aggregator_public_key: bytes) -> seal.Envelope:
     """HPKE-seal the record to the aggregator: visit id = random record id, seq = 0."""
     return seal.seal(record.to_bytes(), aggregator_public_key, new_record_id(), 0)

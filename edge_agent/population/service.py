@@ -1,17 +1,22 @@
 """gRPC aggregator service over mutual TLS with the site CA (the same server,
 limits and peer-certificate authorisation as the room device: ``edge_agent.mtls``).
 
-* ``SubmitContributions``: device certificates only. The peer identity is used
-  to authorise and is then forgotten: nothing about the sender (device, room,
-  address, arrival time) is stored or logged.
-* ``QueryCell`` / ``Report``: admin certificates only (quality & safety).
+* ``SubmitContributions``: contributor certificates only (a room device's
+  client identity, bound by the CA to one service line). The peer identity
+  authorises, checks the service line and counts against the certificate's
+  quota; nothing else about the sender (device, room, address, arrival time)
+  is stored or logged, and no record is linked to it.
+* ``QueryCell`` / ``Report``: quality certificates only (Quality & Safety).
+  IT's admin certificates, which run room devices, cannot spend the budget.
+* The aggregator's own certificate has the role ``aggregator`` and the TLS name
+  ``edge-agent-aggregator``, which no room device carries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +24,8 @@ import grpc
 
 from edge_agent.crypto import ca
 from edge_agent.mtls.auth import PeerAuthorizer
-from edge_agent.mtls.server import MutualTlsServer, TlsEndpoint, guarded, register
-from edge_agent.population.aggregator import Aggregator, CellResult
+from edge_agent.mtls.server import MutualTlsServer, ServerLimits, TlsEndpoint, guarded, register
+from edge_agent.population.aggregator import Aggregator, CellResult, Contributor
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES
 from edge_agent.proto.edge_agent.v1 import population_pb2
@@ -59,7 +64,10 @@ class PopulationService:
 
     @_guard
     async def SubmitContributions(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.auth.require(context, ca.ROLE_DEVICE)
+        ident = self.auth.require(context, ca.ROLE_CONTRIBUTOR)
+        if not ident.service_line:
+            raise PopulationError("this contributor certificate names no service line; issue a new one with 'edge-agent aggregator issue-contributor'")
+        sender = Contributor(ident.serial, ident.service_line)
         if len(request.items) > MAX_ITEMS_PER_SUBMIT:
             raise PopulationError(f"at most {MAX_ITEMS_PER_SUBMIT} contributions per call")
         resp = population_pb2.SubmitContributionsResponse()
@@ -69,7 +77,7 @@ class PopulationService:
                 continue
             try:
                 await asyncio.to_thread(self.agg.ingest, item.record_id, bytes(item.recipient_key_id), bytes(item.sealed),
-                                        item.suite)
+                                        item.suite, None, sender)
                 resp.accepted.append(item.record_id)
             except ContributionRejected as exc:
                 resp.rejected.add(record_id=item.record_id[:40], reason=exc.message, permanent=exc.permanent)
@@ -77,14 +85,14 @@ class PopulationService:
 
     @_guard
     async def QueryCell(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.auth.require(context, ca.ROLE_ADMIN)
+        self.auth.require(context, ca.ROLE_QUALITY)
         eps = request.epsilon or None
         result = await asyncio.to_thread(self.agg.query, request.period, request.service_line, request.metric, eps)
         return cell_to_proto(result)
 
     @_guard
     async def Report(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        self.auth.require(context, ca.ROLE_ADMIN)
+        self.auth.require(context, ca.ROLE_QUALITY)
         metrics = tuple(request.metrics) or ALL_METRIC_NAMES
         unknown = [m for m in metrics if m not in ALL_METRIC_NAMES]
         if unknown:
@@ -96,19 +104,23 @@ class PopulationService:
 
 @dataclass(frozen=True)
 class AggregatorServerConfig:
-    bundle: Path  # server bundle issued by the site CA (`edge-agent ca issue-device --room aggregator`)
+    bundle: Path  # server bundle issued by the site CA (`edge-agent ca issue-aggregator`)
     host: str = "0.0.0.0"
     port: int = 50453  # 0 = ephemeral (tests)
     crl: Path | None = None
     max_concurrent_rpcs: int = 32
     grace_s: float = 5.0
+    limits: ServerLimits = field(default_factory=ServerLimits)
+    state_dir: Path | None = None  # remembers the highest CRL number seen
 
 
 class AggregatorServer:
     def __init__(self, config: AggregatorServerConfig, aggregator: Aggregator) -> None:
         self.config = config
         self.tls = MutualTlsServer(
-            TlsEndpoint(config.bundle, config.host, config.port, config.crl, config.max_concurrent_rpcs, config.grace_s), "aggregator"
+            TlsEndpoint(config.bundle, config.host, config.port, config.crl, config.max_concurrent_rpcs, config.grace_s,
+                        config.limits, config.state_dir),
+            "aggregator", roles=(ca.ROLE_AGGREGATOR,),
         )
         self.fingerprint = self.tls.fingerprint
         self.aggregator = aggregator
@@ -117,7 +129,7 @@ class AggregatorServer:
 
     async def start(self) -> int:
         service = PopulationService(self.aggregator, self.auth)
-        self.port = await self.tls.start(lambda server: register(server, population_pb2, {"PopulationAggregator": service}))
+        self.port = await self.tls.start(lambda server: register(server, population_pb2, {"PopulationAggregator": service}, self.tls.streams))
         log.info("aggregator listening on %s:%d (mutual TLS)", self.config.host, self.port)
         return self.port
 

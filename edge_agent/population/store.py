@@ -10,6 +10,13 @@ Tables:
   epsilon, data version and result, so repeated queries return the same
   answer at no extra cost and suppressions are on record.
 * ``closed``: periods frozen for release (no contribution accepted after).
+* ``roster``: per period, the pseudonyms of the site's real clinicians (made
+  by IT from the CA's stable subject ids and the period key; no mapping to
+  anyone). Only rostered pseudonyms count towards k, n and a cell's values, so
+  a device cannot meet k with invented clinicians.
+* ``quota``: records accepted per (period, contributor tag); the tag is an
+  HMAC of the contributor certificate's serial and the period under a salt kept
+  in ``meta`` - a count per period, never attached to a record.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from edge_agent.population.errors import PopulationError
+from edge_agent.population.errors import PopulationError, QuotaExceeded
 
 WHOLE_PERIOD = "*"
 
@@ -53,6 +60,9 @@ CREATE TABLE IF NOT EXISTS releases (
     UNIQUE (period, service_line, metric, epsilon, data_version)
 );
 CREATE TABLE IF NOT EXISTS closed (period TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS roster (period TEXT NOT NULL, pseudonym TEXT NOT NULL, PRIMARY KEY (period, pseudonym));
+CREATE TABLE IF NOT EXISTS quota (period TEXT NOT NULL, sender TEXT NOT NULL, count INTEGER NOT NULL, PRIMARY KEY (period, sender));
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -89,16 +99,50 @@ class Store:
 
     # ---- contributions ---------------------------------------------------------------------
 
-    def add(self, rid: str, period: str, service_line: str, pseudonym: str, body: str) -> bool:
-        """Insert one record; False if this record id was already stored (re-delivery)."""
+    def add(self, rid: str, period: str, service_line: str, pseudonym: str, body: str,
+            sender: str | None = None, quota: int | None = None) -> bool:
+        """Insert one record; False if this record id was already stored (re-delivery).
+
+        With ``sender`` and ``quota`` a new record counts against that sender's
+        quota for the period (raises :class:`QuotaExceeded` when it is used up).
+        """
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM closed WHERE period=?", (period,)).fetchone():
                 raise PopulationError(f"period {period} is closed; late contribution dropped")
-            cur = db.execute(
-                "INSERT OR IGNORE INTO contributions (rid, period, service_line, pseudonym, body) VALUES (?, ?, ?, ?, ?)",
+            if db.execute("SELECT 1 FROM contributions WHERE rid=?", (rid,)).fetchone():
+                return False
+            if sender is not None and quota is not None:
+                row = db.execute("SELECT count FROM quota WHERE period=? AND sender=?", (period, sender)).fetchone()
+                if row is not None and int(row[0]) >= quota:
+                    raise QuotaExceeded(f"this contributor certificate sent its quota of {quota} records for {period}; record dropped")
+                db.execute("INSERT INTO quota (period, sender, count) VALUES (?, ?, 1) "
+                           "ON CONFLICT (period, sender) DO UPDATE SET count = count + 1", (period, sender))
+            db.execute(
+                "INSERT INTO contributions (rid, period, service_line, pseudonym, body) VALUES (?, ?, ?, ?, ?)",
                 (rid, period, service_line, pseudonym, body),
             )
-            return cur.rowcount == 1
+            return True
+
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte value kept in the database (made on first use)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key=?", (name,)).fetchone()
+            if row is None:
+                value = os.urandom(32).hex()
+                db.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (name, value))
+                return bytes.fromhex(value)
+            return bytes.fromhex(row[0])
+
+    # ---- roster -----------------------------------------------------------------------------
+
+    def add_roster(self, period: str, pseudonyms: list[str]) -> int:
+        with self.transaction() as db:
+            before = db.total_changes
+            db.executemany("INSERT OR IGNORE INTO roster (period, pseudonym) VALUES (?, ?)", [(period, p) for p in pseudonyms])
+            return db.total_changes - before
+
+    def roster(self, db: sqlite3.Connection, period: str) -> frozenset[str]:
+        return frozenset(r[0] for r in db.execute("SELECT pseudonym FROM roster WHERE period=?", (period,)))
 
     def rows(self, db: sqlite3.Connection, period: str) -> list[tuple[str, str, str, dict[str, object]]]:
         out = db.execute("SELECT rid, service_line, pseudonym, body FROM contributions WHERE period=? ORDER BY rid", (period,))

@@ -52,14 +52,28 @@ def ca_issue_device(
     return result
 
 
-def ca_issue_clinician(ca_dir: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
-    return _issued_dict(_ca.issue_clinician(authority, Path(out), days=days))
+def _with_subject(item: _ca.Issued) -> dict[str, Any]:
+    out = _issued_dict(item)
+    out["subject"] = _ca.identity_of(_ca.x509.load_pem_x509_certificate(_cert_of(item.bundle))).stable_id
+    return out
 
 
-def ca_sign_clinician(ca_dir: str | Path, request: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS) -> dict[str, Any]:
+def _cert_of(bundle: Path) -> bytes:
+    import re
+
+    data = Path(bundle).read_bytes()
+    return re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", data, re.S)[0]
+
+
+def ca_issue_clinician(ca_dir: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS, renew: str | None = None) -> dict[str, Any]:
     authority = _ca.load_ca(Path(ca_dir), _passphrase())
-    return _issued_dict(_ca.sign_clinician_request(authority, Path(request), Path(out), days=days))
+    return _with_subject(_ca.issue_clinician(authority, Path(out), days=days, renew=renew))
+
+
+def ca_sign_clinician(ca_dir: str | Path, request: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS,
+                      renew: str | None = None) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _with_subject(_ca.sign_clinician_request(authority, Path(request), Path(out), days=days, renew=renew))
 
 
 def ca_issue_admin(ca_dir: str | Path, out: str | Path, days: int = _ca.ADMIN_DAYS) -> dict[str, Any]:
@@ -67,10 +81,36 @@ def ca_issue_admin(ca_dir: str | Path, out: str | Path, days: int = _ca.ADMIN_DA
     return _issued_dict(_ca.issue_admin(authority, Path(out), days=days))
 
 
+def ca_issue_quality(ca_dir: str | Path, out: str | Path, days: int = _ca.QUALITY_DAYS) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _issued_dict(_ca.issue_quality(authority, Path(out), days=days))
+
+
+def ca_issue_aggregator(ca_dir: str | Path, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    return _issued_dict(_ca.issue_aggregator(authority, Path(out), tuple(dns or ()), tuple(ip or ())))
+
+
+def ca_issue_contributor(ca_dir: str | Path, service_line: str, out: str | Path) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    result = _issued_dict(_ca.issue_contributor(authority, service_line, Path(out)))
+    result["service_line"] = service_line
+    return result
+
+
 def ca_revoke(ca_dir: str | Path, who: str) -> dict[str, Any]:
     authority = _ca.load_ca(Path(ca_dir), _passphrase())
     serial, crl = _ca.revoke(authority, who)
     return {"revoked_serial": str(serial), "crl": str(crl), "next_step": "copy crl.pem to every room device (path in its config)"}
+
+
+def ca_crl(ca_dir: str | Path, days: int = _ca.CRL_DAYS) -> dict[str, Any]:
+    """Re-sign crl.pem (same revocations, next CRL number, fresh next-update): run it weekly, copy it to devices."""
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    path = _ca.write_crl(authority, days=days)
+    crl = _ca.read_crl(path, authority.cert)
+    return {"crl": str(path), "number": crl.number, "next_update": crl.next_update.isoformat(), "revoked": len(crl.revoked),
+            "next_step": "copy crl.pem to every room device and the aggregator before the next update"}
 
 
 def describe(result: dict[str, Any]) -> str:

@@ -157,19 +157,21 @@ def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime |
             return _fail("certificates", f"{what} expired on {cert.not_valid_after_utc:%Y-%m-%d}", fix_issue)
     days = (leaf.not_valid_after_utc - now).days
     ca_days = (root.not_valid_after_utc - now).days
-    crl_text = "no CRL configured"
-    if crl is not None and str(crl):
-        try:
-            revoked = ca.load_crl(crl, root)
-            parsed = ca.x509.load_pem_x509_crl(Path(crl).read_bytes())
-        except EdgeAgentError as exc:
-            return _fail("certificates", str(exc), "copy crl.pem from the CA host to the path in server.crl")
-        if leaf.serial_number in revoked:
-            return _fail("certificates", "this device's certificate is revoked by the CRL", fix_issue)
-        nxt = parsed.next_update_utc
-        if nxt is not None and now > nxt:
-            return _fail("certificates", f"CRL is stale (next update was {nxt:%Y-%m-%d})", "copy a fresh crl.pem from the CA host (`edge-agent ca revoke` rewrites it)")
-        crl_text = f"CRL ok ({len(revoked)} revoked)"
+    fix_crl = "copy crl.pem from the CA host (re-signed weekly with `edge-agent ca crl`) and run `edge-agent provision --crl`"
+    if crl is None or not str(crl):
+        return _fail("certificates", "no CRL configured (server.crl): revoked phones would be let in", fix_crl)
+    if not Path(crl).exists():
+        return _fail("certificates", f"CRL {crl} not found", fix_crl)
+    try:
+        parsed = ca.read_crl(Path(crl), root, now)
+    except EdgeAgentError as exc:
+        return _fail("certificates", str(exc), fix_crl)
+    if leaf.serial_number in parsed.revoked:
+        return _fail("certificates", "this device's certificate is revoked by the CRL", fix_issue)
+    crl_days = (parsed.next_update - now).days
+    crl_text = f"CRL #{parsed.number} ok ({len(parsed.revoked)} revoked, next update in {crl_days} days)"
+    if not ca.room_of(leaf):
+        return _fail("certificates", "the device certificate names no room (issued before rooms were attested): phones refuse it", fix_issue)
     soon = f"; renew within {days} days" if days < CERT_WARN_DAYS else ""
     return Check("certificates", True, f"device certificate valid for {days} more days (CA {ca_days}), {crl_text}{soon}")
 
@@ -483,7 +485,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
     runners: dict[str, Callable[[], Check]] = {
         "audio": lambda: check_audio(cfg.audio.device, hooks=hooks),
         "models": lambda: check_models(asr_model=cfg.asr.model),
-        "certificates": lambda: check_certificates(server.bundle, server.crl if server.crl and server.crl.exists() else None),
+        "certificates": lambda: check_certificates(server.bundle, server.crl),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),

@@ -10,7 +10,11 @@ Installs under ``root`` (``/`` on a device; a temp dir in tests):
   owned by the service user when it exists and we are root. Separate key /
   certificate / CA files are joined into that format, after checking the key
   matches the certificate and the CA issued it.
-* ``etc/edge-agent/tls/crl.pem`` (if given), same mode and owner.
+* ``etc/edge-agent/tls/crl.pem``, same mode and owner: required (given now,
+  or already installed by an earlier run); a device without the site's CRL
+  would let revoked phones in.
+* ``etc/edge-agent/tls/room-code.key``: the room-code secret (presence), made
+  once with 32 random bytes and kept on re-provisioning (0600, service user).
 * ``etc/edge-agent/config.toml``: every key documented; ``[server] room``,
   ``bundle`` and ``crl`` set; any other value already in the file is kept.
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import pwd
+import secrets
 import shutil
 import stat
 import tempfile
@@ -43,6 +48,7 @@ DEVICE_ETC = Path("/etc/edge-agent")
 TLS_DIR = DEVICE_ETC / "tls"
 BUNDLE_PATH = TLS_DIR / "device.pem"
 CRL_PATH = TLS_DIR / "crl.pem"
+ROOM_CODE_PATH = TLS_DIR / "room-code.key"
 CONFIG_HEADER = (
     "edge-agent configuration (written by 'edge-agent provision'; values you set are kept on re-provisioning).\n"
     "Every key shows its default; uncomment to change. Reference: docs/config.md"
@@ -240,7 +246,14 @@ def provision(
     except ConfigError as exc:
         raise ProvisionError(str(exc).replace("server.room", "room label")) from None
     data, loaded = _device_bundle(bundle, ca_bundle, device_cert, device_key)
+    certified = ca.room_of(loaded.cert)
+    if not certified:
+        raise ProvisionError("the device certificate names no room (issued before rooms were attested); issue a new one with 'edge-agent ca issue-device --room'")
+    if certified != room:
+        raise ProvisionError(f"the device certificate was issued for room {certified!r}, not {room!r}; give the right bundle or issue one for {room!r}")
     crl_data = _check_crl(crl, loaded) if crl is not None else None
+    if crl_data is None and not _under(root, CRL_PATH).is_file():
+        raise ProvisionError("give the site's revocation list (--crl crl.pem from the CA host); a device without it would let revoked phones in")
     try:
         model_names = check_models(models_root)
     except ModelError as exc:
@@ -257,6 +270,12 @@ def provision(
     inst.file(BUNDLE_PATH, data, 0o600, owned=True, detail="device key + certificate + site CA")
     if crl_data is not None:
         inst.file(CRL_PATH, crl_data, 0o600, owned=True, detail="revocation list")
+    code_file = _under(root, ROOM_CODE_PATH)
+    if code_file.is_file():
+        inst.actions.append(Action("unchanged", str(ROOM_CODE_PATH), "room-code secret (kept: printed labels stay valid)"))
+    else:
+        inst.file(ROOM_CODE_PATH, secrets.token_hex(32).encode() + b"\n", 0o600, owned=True,
+                  detail="room-code secret; print the label with 'edge-agent device room-code'")
     config_file = _under(root, DEFAULT_PATH)
     inst.file(DEFAULT_PATH, _config_text(config_file, room, crl_data is not None or _under(root, CRL_PATH).is_file()).encode(), 0o644, owned=False, detail=f"room {room!r}")
     return ProvisionResult(room, dry_run, loaded.fingerprint, loaded.cert.not_valid_after_utc.isoformat(), inst.actions)

@@ -56,9 +56,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--port-file", type=Path, help="write the bound port here once serving")
     parser.add_argument("--advertise", action="store_true", help="announce by mDNS")
+    parser.add_argument("--room-code-secret", type=Path, help="presence: the room-code secret")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = ServerConfig(bundle=args.bundle, data_dir=args.data_dir, room=args.room, crl=args.crl, host=args.host, port=args.port)
+    config = ServerConfig(bundle=args.bundle, data_dir=args.data_dir, room=args.room, crl=args.crl, host=args.host, port=args.port,
+                          room_code_secret=args.room_code_secret)
 
     async def run() -> None:
         ready: asyncio.Future[int] = asyncio.get_running_loop().create_future()

@@ -82,6 +82,7 @@ def bench_delivery(
     from edge_agent.crypto import ca
     from edge_agent.device.grpc.background import BackgroundServer
     from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
+    from edge_agent.device.presence import RoomCodes, make_secret
     from edge_agent.phone import client as phone
     from edge_agent.phone.keys import init_key_file
     from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
@@ -92,7 +93,11 @@ def bench_delivery(
         ca.issue_device(authority, "bench", root / "dev.pem")
         ca.issue_clinician(authority, root / "clin.pem")
         init_key_file(root / "clin.pem", root / "phone.json")
-        server = EdgeAgentServer(ServerConfig(bundle=root / "dev.pem", data_dir=root / "data", host="127.0.0.1", port=0), runner or ScriptedVisitRunner(), enroller or SpectralVoiceEnroller())
+        make_secret(root / "room-code.key")
+        config = ServerConfig(bundle=root / "dev.pem", data_dir=root / "data", room="bench", crl=root / "ca" / ca.CRL,
+                              host="127.0.0.1", port=0, room_code_secret=root / "room-code.key")
+        code = RoomCodes.load(root / "room-code.key", config.room_code_step_s).window().code
+        server = EdgeAgentServer(config, runner or ScriptedVisitRunner(), enroller or SpectralVoiceEnroller())
         background = BackgroundServer(server)
         port = background.start()
         target = phone.Target("127.0.0.1", port, server.fingerprint)
@@ -105,7 +110,7 @@ def bench_delivery(
                     kwargs={"follow": True, "max_reports": 1, "on_report": lambda r: got.set()}, daemon=True,
                 )
                 reader.start()
-                phone.start(root / "phone.json", target)
+                phone.start(root / "phone.json", target, room_code=code)
                 time.sleep(0.05)
                 if before_stop is not None:
                     before_stop()

@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from edge_agent.crypto import ca
 from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
 from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES
 from edge_agent.device.lifecycle import DEFAULT_MAX_DURATION_S, Contributor, VisitManager, VisitRunner, VoiceEnroller
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxConfig
-from edge_agent.mtls.server import MutualTlsServer, TlsEndpoint, register
+from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
+from edge_agent.errors import ConfigError
+from edge_agent.mtls.server import MutualTlsServer, ServerLimits, TlsEndpoint, register
 from edge_agent.proto.edge_agent.v1 import agent_pb2
 
 log = logging.getLogger(__name__)
@@ -42,9 +46,24 @@ class ServerConfig:
     max_concurrent_rpcs: int = 64
     grace_s: float = 5.0
     max_held_bytes: int = DEFAULT_MAX_HELD_BYTES  # sealed reports kept in memory while the outbox refuses them
+    tls_limits: ServerLimits = field(default_factory=ServerLimits)
+    # presence (docs/security.md): without a room-code secret phones start visits only by claim + button
+    room_code_secret: Path | None = None
+    room_code_step_s: int = 28 * 86400
+    allowed_clinicians: Path | None = None  # allow-list file; None = every clinician of the site
+    quotes: bool = False  # feedback.quotes: verbatim words in reports (default off: paraphrase only)
 
     def endpoint(self) -> TlsEndpoint:
-        return TlsEndpoint(self.bundle, self.host, self.port, self.crl, self.max_concurrent_rpcs, self.grace_s)
+        return TlsEndpoint(self.bundle, self.host, self.port, self.crl, self.max_concurrent_rpcs, self.grace_s,
+                           self.tls_limits, state_dir=Path(self.data_dir))
+
+
+def make_data_dir(path: Path) -> None:
+    """The outbox directory, private to the service user (0700) even outside systemd's StateDirectory."""
+    path = Path(path)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        os.chmod(path, 0o700)
 
 
 class EdgeAgentServer:
@@ -61,7 +80,18 @@ class EdgeAgentServer:
         self.metrics = metrics
         self.contributor = contributor
         self.claims = claims
+        make_data_dir(config.data_dir)  # before anything (the CRL number record) is written there
         self.tls = MutualTlsServer(config.endpoint(), "edge-agent")
+        certified = ca.room_of(self.tls.bundle.cert)
+        if certified and certified != config.room:
+            raise ConfigError(
+                f"server.room is {config.room!r} but the device certificate was issued for {certified!r}; "
+                "set server.room to match or issue a certificate for this room"
+            )
+        if not certified:
+            log.warning("the device certificate names no room (issued before rooms were attested); phones will refuse it: re-issue it")
+        codes = RoomCodes.load(config.room_code_secret, config.room_code_step_s) if config.room_code_secret else None
+        self.presence = Presence(codes, load_allow_list(config.allowed_clinicians))
         self.fingerprint = self.tls.fingerprint
         self.auth = self.tls.auth
         self.runner = runner
@@ -79,10 +109,11 @@ class EdgeAgentServer:
         self.outbox.purge_expired()
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics,
                                    cfg.max_held_bytes)
-        agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims)
+        self.visits.quotes = cfg.quotes
+        agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims, self.presence)
         self.agent_service = agent  # also served to browsers (edge_agent.device.web), same authorisation
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
-        self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}))
+        self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}, self.tls.streams))
         self._purge_task = asyncio.create_task(self._purge_loop())
         log.info("listening on %s:%d (mutual TLS, protocol v%d)", cfg.host, self.port, PROTOCOL_VERSION)
         return self.port

@@ -25,6 +25,7 @@ from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
 from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.hardening import REGIONS, LockedRegion
+from edge_agent.device.presence import Presence, PresenceError
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
@@ -42,6 +43,8 @@ MIN_ENROLL_SECONDS = 1
 FETCH_BATCH = 16
 FOLLOW_POLL_S = 5.0  # followers re-check (revocation, expiry) at least this often
 _VISIT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_CLAIM_ID_RE = re.compile(r"^k-[A-Za-z0-9_-]{1,40}$")
+MAX_CURSOR = 2**63 - 1  # outbox ids are SQLite signed 64-bit integers
 
 _VISIT_CODES = {
     "busy": grpc.StatusCode.FAILED_PRECONDITION,
@@ -59,9 +62,26 @@ class Limits:
     max_concurrent_enrolments: int = 1
 
 
+_PRESENCE_CODES = {
+    "missing": grpc.StatusCode.FAILED_PRECONDITION,
+    "no_code": grpc.StatusCode.FAILED_PRECONDITION,
+    "wrong": grpc.StatusCode.PERMISSION_DENIED,
+    "not_allowed": grpc.StatusCode.PERMISSION_DENIED,
+    "locked": grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+_CLAIM_STATES = {
+    "pending": agent_pb2.CLAIM_PENDING,
+    "started": agent_pb2.CLAIM_STARTED,
+    "contested": agent_pb2.CLAIM_CONTESTED,
+    "expired": agent_pb2.CLAIM_EXPIRED,
+}
+
+
 def _status_of(exc: Exception) -> grpc.StatusCode | None:
     if isinstance(exc, VisitError):
         return _VISIT_CODES[exc.kind]
+    if isinstance(exc, PresenceError):
+        return _PRESENCE_CODES[exc.kind]
     if isinstance(exc, OutboxError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
     return None
@@ -75,7 +95,9 @@ class RoomClaimsLike(Protocol):
 
     window_s: float
 
-    def claim(self, clinician_id: str, public_key: Any) -> None: ...
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Any: ...
+
+    def status(self, claim_id: str, clinician_id: str) -> Any: ...
 
 
 class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
@@ -88,8 +110,10 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         enroller: VoiceEnroller | None,
         limits: Limits = Limits(),
         claims: RoomClaimsLike | None = None,
+        presence: Presence | None = None,
     ) -> None:
         self._claims = claims
+        self.presence = presence or Presence(None)  # no room code: phones start only by claim + button
         self._room = room
         self._auth = auth
         self._visits = visits
@@ -107,9 +131,15 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor"]
         if self._enroller is not None:
             caps.append("enrol")
+        if self.presence.codes is not None:
+            caps.append("room-code")
+        if self._claims is not None:
+            caps.append("button")
+        crl = self._auth.crl
         return agent_pb2.DeviceInfo(
             protocol_version=PROTOCOL_VERSION, room=self._room, capabilities=caps,
             software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
+            crl=crl.pem if crl is not None else b"",
         )
 
     # ---- visits ------------------------------------------------------------------
@@ -119,18 +149,37 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         ident = self._auth.require(context, ca.ROLE_CLINICIAN)
         if self._claims is None:
             raise VisitError("runner", "this room has no start button; start the visit from the phone")
+        self.presence.allow(ident)
         try:
             recipient = seal.load_public_key(bytes(request.sealing_public_key))
         except SealError as exc:
             raise Invalid(str(exc)) from None
-        self._claims.claim(ident.subject_id, recipient)
-        return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s))
+        claim = self._claims.claim(ident.subject_id, recipient, person=ident.person)
+        return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s), claim_id=claim.claim_id,
+                                           contested=claim.state == "contested")
+
+    @_guard
+    async def GetClaim(self, request: agent_pb2.GetClaimRequest, context: grpc.aio.ServicerContext) -> agent_pb2.ClaimStatus:
+        ident = self._auth.require(context, ca.ROLE_CLINICIAN)
+        if self._claims is None:
+            raise VisitError("runner", "this room has no start button; start the visit from the phone")
+        if not _CLAIM_ID_RE.match(request.claim_id):
+            raise Invalid("claim_id must be the id ClaimRoom returned")
+        claim = self._claims.status(request.claim_id, ident.subject_id)
+        if claim is None:
+            raise VisitError("not_found", "no such claim of yours in this room (claims are kept for a few minutes)")
+        left = 0
+        if claim.state == "pending":
+            left = max(0, int(self._claims.window_s - (time.monotonic() - claim.at)))
+        return agent_pb2.ClaimStatus(state=_CLAIM_STATES[claim.state], visit_id=claim.visit_id, valid_for_s=left)
 
     @_guard
     async def StartVisit(self, request: agent_pb2.StartVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StartVisitResponse:
         ident = self._auth.require(context, ca.ROLE_CLINICIAN)
         if not request.consent:
             raise Invalid("consent must be true: tell the patient capture is on, then start the visit")
+        if len(request.room_code) > 32:
+            raise Invalid("room_code is at most 32 characters")
         try:
             recipient = seal.load_public_key(bytes(request.sealing_public_key))
         except SealError as exc:
@@ -151,7 +200,15 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         limit = int(request.max_duration_s)
         if limit and not MIN_DURATION_S <= limit <= MAX_DURATION_S:
             raise Invalid(f"max_duration_s must be 0 (device default) or {MIN_DURATION_S}..{MAX_DURATION_S}")
-        ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes)
+        try:
+            self.presence.check_code(ident, request.room_code)  # proof the clinician is in this room (or refused)
+        except PresenceError:
+            if vp is not None:
+                vp.fill(0)
+            if vp_bytes is not None:
+                vp_bytes[:] = bytes(len(vp_bytes))
+            raise
+        ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes, person=ident.person)
         return agent_pb2.StartVisitResponse(visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s)
 
     @_guard
@@ -233,6 +290,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             return
         if request is MALFORMED:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid StreamFeedbackRequest")
+            return
+        if request.cursor > MAX_CURSOR:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "cursor is beyond any item id; use 0 or the last id you received")
             return
         me = ident.subject_id
         if self._streams[me] >= self._limits.max_streams_per_clinician or sum(self._streams.values()) >= self._limits.max_streams_total:

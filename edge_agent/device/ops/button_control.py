@@ -33,11 +33,12 @@ class ManagerVisitControl:
             future.cancel()
             raise EdgeAgentError("the visit did not respond to the button in time") from None
 
-    def start_from_button(self, claim: Claim) -> bool:
+    def start_from_button(self, claim: Claim) -> str:
         # No voiceprint: a button start carries none, attribution then works without enrolment.
         # Duration 0: the lifecycle's own (live) default applies.
-        self._run(self.manager.start(claim.clinician_id, claim.public_key, 0, None, None, trigger="button"))
-        return True
+        ctx = self._run(self.manager.start(claim.clinician_id, claim.public_key, 0, None, None, trigger="button",
+                                           person=claim.person))
+        return str(ctx.visit_id)
 
     def stop_from_button(self) -> None:
         self._run(self.manager.stop(None, None, "button"))

@@ -6,7 +6,11 @@
   the report must have a recipient, so without a claim the press is refused
   with a red blink and nothing is captured. A claim is used up by the visit it
   starts, so a later press cannot send the next patient's visit to a clinician
-  who has left.
+  who has left. The press is the presence proof (someone in the room); the claim
+  names whose visit it is. If two clinicians claimed within the window, a press
+  cannot know whose visit it is: it is refused with a distinct fast red blink,
+  and both phones learn it (``GetClaim`` answers CONTESTED) until the claims
+  expire; the claimer whose visit did start reads STARTED and its visit id.
 * :class:`CaptureIndicator` drives the capture LED from the pipeline's hooks:
   lit exactly while frames are read, blinking while the report is finishing,
   off otherwise; the red LED blinks while the microphone is lost.
@@ -20,10 +24,12 @@ RPi.GPIO factory on top of Jetson.GPIO, which provides the ``RPi.GPIO`` API),
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from edge_agent.device.config import GpioSettings
@@ -33,61 +39,112 @@ log = logging.getLogger(__name__)
 
 REFUSE_BLINKS = 3
 REFUSE_BLINK_S = 0.15
+CONTESTED_BLINKS = 8  # two clinicians claimed: eight fast blinks, unlike the three of "no claim"
+CONTESTED_BLINK_S = 0.06
 FINISH_BLINK_S = 0.4
 MIC_LOST_BLINK_S = 1.0
 
 
-@dataclass(frozen=True)
+PENDING, STARTED, CONTESTED, EXPIRED = "pending", "started", "contested", "expired"
+MAX_CLAIMS = 64  # claims remembered (bounded memory; the oldest are forgotten)
+
+
+@dataclass
 class Claim:
     """A phone said "I am in this room". Held in memory only."""
 
     clinician_id: str
     public_key: Any  # the sealing key VisitManager.start expects (edge_agent.crypto.seal.X25519PublicKey)
     at: float  # monotonic seconds
+    claim_id: str = field(default_factory=lambda: "k-" + secrets.token_urlsafe(12))
+    state: str = PENDING
+    visit_id: str = ""
+    person: str = ""  # stable subject id of the clinician (population unit)
 
 
 class RoomClaims:
-    """The latest claim of the room, valid for ``window_s``; older claims are forgotten."""
+    """Recent claims of the room, each valid for ``window_s``.
+
+    One pending claim from one clinician: a press starts that clinician's visit.
+    Claims from two or more clinicians inside the window: contested; a press is
+    refused and every one of those claims reads CONTESTED until it expires.
+    """
 
     def __init__(self, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.window_s = window_s
         self._clock = clock
-        self._claim: Claim | None = None
+        self._claims: OrderedDict[str, Claim] = OrderedDict()
         self._lock = threading.Lock()
 
-    def claim(self, clinician_id: str, public_key: Any, now: float | None = None) -> None:
+    def _live(self, c: Claim, now: float) -> bool:
+        return 0 <= now - c.at <= self.window_s
+
+    def _expire(self, now: float) -> None:
+        for c in self._claims.values():
+            if c.state in (PENDING, CONTESTED) and not self._live(c, now):
+                c.state = EXPIRED
+        while len(self._claims) > MAX_CLAIMS:
+            self._claims.popitem(last=False)
+
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Claim:
+        """Record a claim; it (and any other clinician's live claim) is CONTESTED if another clinician claimed too."""
+        now = self._clock() if now is None else now
         with self._lock:
-            self._claim = Claim(clinician_id, public_key, self._clock() if now is None else now)
+            self._expire(now)
+            for c in self._claims.values():
+                if c.clinician_id == clinician_id and c.state == PENDING:
+                    c.state = EXPIRED  # replaced by this newer claim of the same clinician
+            mine = Claim(clinician_id, public_key, now, person=person)
+            rivals = [c for c in self._claims.values() if c.state in (PENDING, CONTESTED) and c.clinician_id != clinician_id]
+            if rivals:
+                mine.state = CONTESTED
+                for c in rivals:
+                    c.state = CONTESTED
+            elif any(c.state == CONTESTED and c.clinician_id == clinician_id for c in self._claims.values()):
+                mine.state = CONTESTED  # re-claiming does not end a contest; it ends when the claims expire
+            self._claims[mine.claim_id] = mine
+            return mine
+
+    def status(self, claim_id: str, clinician_id: str, now: float | None = None) -> Claim | None:
+        """The caller's own claim (None for an unknown id or another clinician's)."""
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._expire(now)
+            c = self._claims.get(claim_id)
+            return c if c is not None and c.clinician_id == clinician_id else None
+
+    def contested(self, now: float | None = None) -> bool:
+        now = self._clock() if now is None else now
+        with self._lock:
+            self._expire(now)
+            return any(c.state == CONTESTED for c in self._claims.values())
 
     def current(self, now: float | None = None) -> Claim | None:
-        """The claim if it is recent enough, else None (and an expired claim is dropped)."""
+        """The one pending claim a press would start, else None (none, or contested)."""
         now = self._clock() if now is None else now
         with self._lock:
-            c = self._claim
-            if c is not None and not (0 <= now - c.at <= self.window_s):
-                self._claim = c = None
-            return c
+            self._expire(now)
+            if any(c.state == CONTESTED for c in self._claims.values()):
+                return None
+            pending = [c for c in self._claims.values() if c.state == PENDING]
+            return pending[-1] if len(pending) == 1 else None
 
-    def take(self, now: float | None = None) -> Claim | None:
-        """Use the claim up (a button visit was started with it)."""
-        now = self._clock() if now is None else now
+    def take(self, claim: Claim, visit_id: str) -> None:
+        """The claim started visit ``visit_id`` (used up; its phone reads STARTED and the id)."""
         with self._lock:
-            c = self._claim
-            self._claim = None
-        if c is not None and 0 <= now - c.at <= self.window_s:
-            return c
-        return None
+            claim.state = STARTED
+            claim.visit_id = visit_id
 
     def clear(self) -> None:
         with self._lock:
-            self._claim = None
+            self._claims.clear()
 
 
 class VisitControl(Protocol):
     """What the button needs from the daemon's visit lifecycle (called from gpiozero's thread)."""
 
-    def start_from_button(self, claim: Claim) -> bool:
-        """Start a visit delivering to ``claim``; False (or an EdgeAgentError) refuses it."""
+    def start_from_button(self, claim: Claim) -> str:
+        """Start a visit delivering to ``claim``; returns its visit id ("" or an EdgeAgentError refuses it)."""
 
     def stop_from_button(self) -> None: ...
 
@@ -165,15 +222,18 @@ class CaptureIndicator:
             self.led.off()
             self.red.blink(on_time=MIC_LOST_BLINK_S, off_time=MIC_LOST_BLINK_S, background=True)
 
-    def refuse(self) -> None:
-        """A press that cannot start a visit: a short red blink, capture LED untouched."""
+    def refuse(self, contested: bool = False) -> None:
+        """A press that cannot start a visit: a short red blink (fast and long if contested), capture LED untouched."""
         target = self.red if not isinstance(self.red, NullOutput) else None
         if target is None:
             # no red LED fitted: blink the capture LED quickly, but only if it is not showing capture
             if self.state != "idle":
                 return
             target = self.led
-        target.blink(on_time=REFUSE_BLINK_S, off_time=REFUSE_BLINK_S, n=REFUSE_BLINKS, background=True)
+        if contested:
+            target.blink(on_time=CONTESTED_BLINK_S, off_time=CONTESTED_BLINK_S, n=CONTESTED_BLINKS, background=True)
+        else:
+            target.blink(on_time=REFUSE_BLINK_S, off_time=REFUSE_BLINK_S, n=REFUSE_BLINKS, background=True)
 
     def close(self) -> None:
         self.led.close()
@@ -193,7 +253,7 @@ class RoomButton:
         self.control = control
         self.claims = claims
         self.indicator = indicator
-        self.on_outcome = on_outcome  # e.g. metrics: "started" | "stopped" | "refused"
+        self.on_outcome = on_outcome  # e.g. metrics: "started" | "stopped" | "refused" | "contested"
         self._lock = threading.Lock()  # presses are handled one at a time
 
     def press(self) -> str:
@@ -214,20 +274,24 @@ class RoomButton:
                 self.indicator.refuse()
                 return "refused"
             return "stopped"
+        if self.claims.contested():
+            log.debug("button press refused: two clinicians claimed this room")
+            self.indicator.refuse(contested=True)
+            return "contested"
         claim = self.claims.current()
         if claim is None:
-            log.info("button press refused: no phone claimed this room recently")
+            log.debug("button press refused: no phone claimed this room recently")
             self.indicator.refuse()
             return "refused"
         try:
-            started = self.control.start_from_button(claim)
+            visit_id = self.control.start_from_button(claim)
         except EdgeAgentError as exc:
             log.warning("button start refused: %s", exc)
-            started = False
-        if not started:
+            visit_id = ""
+        if not visit_id:
             self.indicator.refuse()
             return "refused"
-        self.claims.take()  # used up: the next visit needs a fresh claim
+        self.claims.take(claim, visit_id)  # used up: the next visit needs a fresh claim
         return "started"
 
 

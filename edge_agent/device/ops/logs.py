@@ -249,12 +249,31 @@ def make_handler(json_lines: bool = False, stream: IO[str] | None = None) -> log
     return handler
 
 
+# Lines written once per visit at its start or end: their journal timestamps would be the room's
+# schedule. Shown only at debug level (a person debugging a device on purpose).
+PER_VISIT_LINES: tuple[tuple[str, str], ...] = (
+    ("edge_agent.device.pipeline", "audio run ended"),
+    ("edge_agent.device.lifecycle", "visit st"),
+)
+
+
+class NoScheduleFilter(logging.Filter):
+    """Drops per-visit lines (:data:`PER_VISIT_LINES`) unless the root logger is at debug."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if logging.getLogger().level <= logging.DEBUG:
+            return True
+        msg = record.msg if isinstance(record.msg, str) else ""
+        return not any(record.name == name and msg.startswith(prefix) for name, prefix in PER_VISIT_LINES)
+
+
 def configure_logging(level: str = "info", json_lines: bool = False, stream: IO[str] | None = None) -> logging.Handler:
     """Replace the root handlers with one redacting handler; returns it. Call again on reload."""
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     handler = make_handler(json_lines, stream)
+    handler.addFilter(NoScheduleFilter())
     root.addHandler(handler)
     root.setLevel(level.upper())
     # chatty libraries: their INFO lines describe internals, not the device

@@ -73,7 +73,7 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_visits_stopped_total", "counter", "Visits stopped, by reason.", {"reason": _STOP_REASONS}),
     MetricDef("edge_agent_visit_active", "gauge", "1 while a visit is capturing audio."),
     MetricDef("edge_agent_button_presses_total", "counter", "Room button presses, by outcome.",
-              {"outcome": frozenset({"started", "stopped", "refused"})}),
+              {"outcome": frozenset({"started", "stopped", "refused", "contested"})}),
     MetricDef("edge_agent_segments_total", "counter", "Speech segments processed."),
     MetricDef("edge_agent_utterances_total", "counter", "Final utterances produced."),
     MetricDef("edge_agent_discarded_segments_total", "counter", "Segments that gave no text, by reason.", {"reason": DISCARD_REASONS}),

@@ -120,7 +120,9 @@ async function roomScreen() {
   const claim = h("button", { type: "button", id: "claim", class: "secondary", onclick: () => act(async () => {
     const s = await ensureSession();
     const r = await s.call("ClaimRoom", { sealing_public_key: await sealingPublic() });
+    if (r.contested) throw new UserError("Another clinician claimed this room too: the button will refuse. Start with the room code instead.");
     say(`Room claimed: press the room button within ${r.valid_for_s} s to start.`, "ok");
+    if (r.claim_id) watchClaim(r.claim_id, r.valid_for_s);
   }) }, "Claim room (button start)");
   screen(`Room: ${app.room.room}`,
     h("p", { class: "muted", id: "device-line" }, app.session?.token ? `Verified device ${app.room.fp.slice(0, 12)}…` : "Not signed in yet"),
@@ -128,9 +130,29 @@ async function roomScreen() {
       ? h("div", { class: "card" }, h("p", {}, `Visit running since ${new Date(visit.started * 1000).toLocaleTimeString()}.`), stop, progress)
       : h("div", { class: "card" },
         h("p", { class: "check" }, consent, h("label", { for: "consent" }, " The patient knows capture is on")),
-        h("label", { for: "room-code" }, "Room code (if the device shows one)"), roomCode, start, claim),
+        h("label", { for: "room-code" }, "Room code shown on the device (to start from the phone)"), roomCode, start, claim),
     enrolCard(),
     h("details", {}, h("summary", {}, "Join another room"), join));
+}
+
+// Issue 16: follow the claim until a press starts the visit (the phone confirms it), or it is contested or expires.
+const CLAIM_STARTED = 2, CLAIM_CONTESTED = 3, CLAIM_EXPIRED = 4;
+async function watchClaim(claimId, seconds) {
+  const room = app.room;
+  const until = Date.now() + (seconds + 2) * 1000;
+  while (Date.now() < until && app.room === room) {
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+    let st;
+    try { st = await (await ensureSession()).call("GetClaim", { claim_id: claimId }); } catch (e) { say(friendly(e, room), "error"); return; }
+    if (st.state === CLAIM_STARTED) {
+      await app.vault.put(`visit:${room.fp}`, { visit_id: st.visit_id, started: Math.floor(Date.now() / 1000) });
+      say("The room button started your visit; capture is on.", "ok");
+      roomScreen();
+      return;
+    }
+    if (st.state === CLAIM_CONTESTED) { say("Another clinician claimed this room too: the button refused. Start with the room code instead.", "error"); return; }
+    if (st.state === CLAIM_EXPIRED) { say("The claim expired before the button was pressed.", "error"); return; }
+  }
 }
 
 async function act(fn, onError) {

@@ -120,4 +120,5 @@ const METHODS = {
   "EdgeAgent/StreamFeedback": ["StreamFeedbackRequest", "FeedbackItem"],
   "EdgeAgent/Ack": ["AckRequest", "AckResponse"],
   "EdgeAgent/ClaimRoom": ["ClaimRoomRequest", "ClaimRoomResponse"],
+  "EdgeAgent/GetClaim": ["GetClaimRequest", "ClaimStatus"],
 };

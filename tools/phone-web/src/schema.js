@@ -60,6 +60,33 @@ export default {
    "n": 1,
    "name": "valid_for_s",
    "t": 13
+  },
+  {
+   "n": 2,
+   "name": "claim_id",
+   "t": 9
+  },
+  {
+   "n": 3,
+   "name": "contested",
+   "t": 8
+  }
+ ],
+ "edge_agent.v1.ClaimStatus": [
+  {
+   "n": 1,
+   "name": "state",
+   "t": 14
+  },
+  {
+   "n": 2,
+   "name": "visit_id",
+   "t": 9
+  },
+  {
+   "n": 3,
+   "name": "valid_for_s",
+   "t": 13
   }
  ],
  "edge_agent.v1.DeviceInfo": [
@@ -93,6 +120,11 @@ export default {
    "n": 6,
    "name": "outbox_id",
    "t": 9
+  },
+  {
+   "n": 7,
+   "name": "crl",
+   "t": 12
   }
  ],
  "edge_agent.v1.DeviceStatus": [
@@ -298,6 +330,13 @@ export default {
    "t": 8
   }
  ],
+ "edge_agent.v1.GetClaimRequest": [
+  {
+   "n": 1,
+   "name": "claim_id",
+   "t": 9
+  }
+ ],
  "edge_agent.v1.GetDeviceInfoRequest": [],
  "edge_agent.v1.GetStatusRequest": [],
  "edge_agent.v1.Observation": [
@@ -366,6 +405,11 @@ export default {
    "n": 5,
    "name": "max_duration_s",
    "t": 13
+  },
+  {
+   "n": 6,
+   "name": "room_code",
+   "t": 9
   }
  ],
  "edge_agent.v1.StartVisitResponse": [

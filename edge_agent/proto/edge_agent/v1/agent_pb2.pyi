@@ -1,4 +1,5 @@
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
@@ -6,39 +7,56 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ClaimState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    CLAIM_STATE_UNSPECIFIED: _ClassVar[ClaimState]
+    CLAIM_PENDING: _ClassVar[ClaimState]
+    CLAIM_STARTED: _ClassVar[ClaimState]
+    CLAIM_CONTESTED: _ClassVar[ClaimState]
+    CLAIM_EXPIRED: _ClassVar[ClaimState]
+CLAIM_STATE_UNSPECIFIED: ClaimState
+CLAIM_PENDING: ClaimState
+CLAIM_STARTED: ClaimState
+CLAIM_CONTESTED: ClaimState
+CLAIM_EXPIRED: ClaimState
+
 class GetDeviceInfoRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id")
+    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_VERSION_FIELD_NUMBER: _ClassVar[int]
     VISIT_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
+    CRL_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     room: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     software_version: str
     visit_active: bool
     outbox_id: str
-    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ...) -> None: ...
+    crl: bytes
+    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
-    __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s")
+    __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code")
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     SEALING_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     VOICEPRINT_FIELD_NUMBER: _ClassVar[int]
     VOICEPRINT_VALUES_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    ROOM_CODE_FIELD_NUMBER: _ClassVar[int]
     consent: bool
     sealing_public_key: bytes
     voiceprint: bytes
     voiceprint_values: _containers.RepeatedScalarFieldContainer[float]
     max_duration_s: int
-    def __init__(self, consent: _Optional[bool] = ..., sealing_public_key: _Optional[bytes] = ..., voiceprint: _Optional[bytes] = ..., voiceprint_values: _Optional[_Iterable[float]] = ..., max_duration_s: _Optional[int] = ...) -> None: ...
+    room_code: str
+    def __init__(self, consent: _Optional[bool] = ..., sealing_public_key: _Optional[bytes] = ..., voiceprint: _Optional[bytes] = ..., voiceprint_values: _Optional[_Iterable[float]] = ..., max_duration_s: _Optional[int] = ..., room_code: _Optional[str] = ...) -> None: ...
 
 class StartVisitResponse(_message.Message):
     __slots__ = ("visit_id", "started_unix_s", "max_duration_s")
@@ -133,10 +151,30 @@ class ClaimRoomRequest(_message.Message):
     def __init__(self, sealing_public_key: _Optional[bytes] = ...) -> None: ...
 
 class ClaimRoomResponse(_message.Message):
-    __slots__ = ("valid_for_s",)
+    __slots__ = ("valid_for_s", "claim_id", "contested")
     VALID_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTESTED_FIELD_NUMBER: _ClassVar[int]
     valid_for_s: int
-    def __init__(self, valid_for_s: _Optional[int] = ...) -> None: ...
+    claim_id: str
+    contested: bool
+    def __init__(self, valid_for_s: _Optional[int] = ..., claim_id: _Optional[str] = ..., contested: _Optional[bool] = ...) -> None: ...
+
+class GetClaimRequest(_message.Message):
+    __slots__ = ("claim_id",)
+    CLAIM_ID_FIELD_NUMBER: _ClassVar[int]
+    claim_id: str
+    def __init__(self, claim_id: _Optional[str] = ...) -> None: ...
+
+class ClaimStatus(_message.Message):
+    __slots__ = ("state", "visit_id", "valid_for_s")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    VALID_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    state: ClaimState
+    visit_id: str
+    valid_for_s: int
+    def __init__(self, state: _Optional[_Union[ClaimState, str]] = ..., visit_id: _Optional[str] = ..., valid_for_s: _Optional[int] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

@@ -69,6 +69,11 @@ class EdgeAgentStub:
                 request_serializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.SerializeToString,
                 response_deserializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.FromString,
                 _registered_method=True)
+        self.GetClaim = channel.unary_unary(
+                '/edge_agent.v1.EdgeAgent/GetClaim',
+                request_serializer=edge__agent_dot_v1_dot_agent__pb2.GetClaimRequest.SerializeToString,
+                response_deserializer=edge__agent_dot_v1_dot_agent__pb2.ClaimStatus.FromString,
+                _registered_method=True)
 
 
 class EdgeAgentServicer:
@@ -118,6 +123,13 @@ class EdgeAgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetClaim(self, request, context):
+        """The caller's own claim: did a press start it (and which visit), or was it contested?
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_EdgeAgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -155,6 +167,11 @@ def add_EdgeAgentServicer_to_server(servicer, server):
                     servicer.ClaimRoom,
                     request_deserializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.FromString,
                     response_serializer=edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.SerializeToString,
+            ),
+            'GetClaim': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetClaim,
+                    request_deserializer=edge__agent_dot_v1_dot_agent__pb2.GetClaimRequest.FromString,
+                    response_serializer=edge__agent_dot_v1_dot_agent__pb2.ClaimStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -346,6 +363,33 @@ class EdgeAgent:
             '/edge_agent.v1.EdgeAgent/ClaimRoom',
             edge__agent_dot_v1_dot_agent__pb2.ClaimRoomRequest.SerializeToString,
             edge__agent_dot_v1_dot_agent__pb2.ClaimRoomResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetClaim(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/edge_agent.v1.EdgeAgent/GetClaim',
+            edge__agent_dot_v1_dot_agent__pb2.GetClaimRequest.SerializeToString,
+            edge__agent_dot_v1_dot_agent__pb2.ClaimStatus.FromString,
             options,
             channel_credentials,
             insecure,
