@@ -399,18 +399,53 @@ def _last_clinician_sentence_before(turns: Sequence[Turn], at: float, upto: int)
 
 
 def _answers(turns: Sequence[Turn], p: Turn) -> bool:
-    """Does the patient's minimal turn answer the clinician's question or check?"""
+    """Does the patient's minimal turn answer the clinician's question or check?
+
+    The clinician's last sentence before it is a question (not a ritual tag on a plan
+    statement, labelling §4.1) or a short declarative check, and the clinician has not
+    already moved on when the patient speaks.
+    """
     s = _last_clinician_sentence_before(turns, p.t0, p.index)
-    return s is not None and s.text.rstrip().endswith("?")
+    if s is None:
+        return False
+    owner = turns[s.turn]
+    moved_on = any(x.t0 > s.t1 - 0.05 and x.t0 < p.t0 - 0.5 for t in turns[: p.index] if t.clinician for x in t.sentences)
+    if moved_on:
+        return False
+    text = s.text.rstrip()
+    if text.endswith("?"):
+        return not _RITUAL_TAG.search(text.lower()) or len(tokens(text)) <= 2
+    # a short check said as a statement ("socially with work.") answered at once
+    return owner.act in ("substantive", "fragment") and len(tokens(text)) <= 5 and 0 <= p.t0 - s.t1 <= 1.5 and s.index == len(owner.sentences) - 1
+
+
+_ACCEPT_WORDS = frozenset({"that's", "that'd", "thats", "fine", "good", "great", "be", "sounds", "sound", "makes", "sense", "o", "oh", "ohh",
+                           "right", "i", "see", "interesting", "brilliant", "thank", "thanks", "you", "lovely", "perfect", "excellent",
+                           "wonderful", "yeah", "yes", "ok", "okay", "sure", "alright", "mm", "mm-hmm", "cool", "great", "really", "very",
+                           "much", "would", "will", "do", "got", "it", "understood", "understand", "k", "no", "problem"})
+
+
+def _inside_clinician_turn(turns: Sequence[Turn], p: Turn) -> bool:
+    return any(t.clinician and t.t0 < p.t0 and t.t1 > p.t1 for t in turns[max(0, p.index - 6) : p.index])
 
 
 def ends_stretch(turns: Sequence[Turn], p: Turn) -> bool:
-    """A patient turn ends a clinician stretch unless it is a back-channel that answers nothing."""
-    if p.act == "content" or p.act == "repair":
+    """A patient turn ends a clinician stretch unless it is a back-channel that answers nothing.
+
+    docs/gold-events.md §2(d) and protocol gap 9: any answer, even "No." or "Yeah.",
+    ends it; so do a question, content, a repair, and thanks or an evaluation said as a
+    turn of its own; "Mm-hm", "OK", "oh right", "that's fine" said over the clinician's
+    continuing speech do not.
+    """
+    ws = tokens(p.text)
+    minimal = p.act == "backchannel" or (len(ws) <= 6 and all(w in _ACCEPT_WORDS for w in ws))
+    if not minimal:
         return True
-    if _answers(turns, p):
+    if p.act == "repair" or _answers(turns, p):
         return True
-    low = " ".join(tokens(p.text))
+    if _inside_clinician_turn(turns, p):
+        return False
+    low = " ".join(ws)
     return bool(_EVALUATION.search(low)) and low not in ("right", "oh right", "ohh right", "ok right", "okay right")
 
 
@@ -596,11 +631,13 @@ _PLAN = re.compile(
 _RESTATE = re.compile(
     r"\bso (?:i|we) (?:should|need|will|'ll|can|have to|just|don'?t|do|must|shall|am|'m|would)\b|\bi'?ll (?:\w+ )?(?:take|go|call|ring|book|"
     r"try|rest|keep|use|get|pick|do|make|see|phone|speak|contact|stay|drink|avoid|stop|wait|come|buy|apply|look|check|put)\b|"
-    r"\bi will (?:\w+ )?(?:take|go|call|ring|book|try|rest|keep|use|get|pick|do|make|see|phone|speak|contact|stay|drink|avoid|stop|wait|come|"
-    r"buy|apply|look|check)\b|\bi'?m going to (?:\w+ )?(?:take|go|call|book|try|rest|keep|use|get|do|see|stay|avoid|stop|wait)\b|"
+    r"\bi will (?:\w+ )?(?:take|go|call|ring|book|try|rest|keep|use|get|pick|make|see|phone|speak|contact|stay|drink|avoid|stop|wait|come|"
+    r"buy|apply|look|check)\b|\bi'?m going to (?:\w+ )?(?:take|go|call|book|try|rest|keep|use|get|do|see|stay|avoid|stop|wait)\b|\bi should\b|"
+    r"\bi can (?:just )?(?:come|go|get|take|do|call|book|pick|make|use|buy|try|carry on|still)\b|\bso,? (?:then )?(?:we|you) (?:would|will|'ll|can)\b|"
+    r"\b(?:when|where|how) (?:can|do|should|shall|would) i (?:come|go|get|book|call|take|use|pick|collect)\b|\bbook me\b|"
     r"\b(?:can|should|do|shall|could) i (?:\w+ )?(?:get|take|use|buy|go|call|still|carry on|stop|keep|have|pick|continue|drink|eat|apply)\b|"
     r"\bhow (?:do|should|would|will|can) i (?:\w+ )?(?:call|take|use|get|book|report|contact|apply|know)\b|\bso (?:you'?re|you are|you'?ll|you will) "
-    r"(?:going to |gonna )?(?:send|refer|prescribe|call|book|give|arrange|get)\b|\bso (?:it'?s|that'?s) (?:\w+ ){0,3}(?:times|tablets?|days?|"
+    r"(?:going to |gonna )?(?:send|refer|prescribe|call|book|give|arrange|get|do)\b|\bso (?:it'?s|that'?s) (?:\w+ ){0,3}(?:times|tablets?|days?|"
     r"a day|puffs?)\b|\b(?:i (?:need|have|should) to|i don'?t need)\b|\bso (?:basically|just) (?:i|take|keep|use|rest|drink)\b"
 )
 _CUE = re.compile(
@@ -615,6 +652,14 @@ _CUE = re.compile(
 )
 _ACK = re.compile(r"\b(?:worr|concern|anxious|anxiety|scar|frighten|stress|difficult|hard for you|tough|sorry to hear|must be|"
                   r"understand(?:able)?|imagine|upsetting|nerv)\w*")
+
+
+_PLAN_STRONG = re.compile(
+    r"\b(?:i'?ll|i will|i'?m going to|i'?m gonna|we'?ll|we will|we'?re going to|we'?re gonna|i'?d like to|let me) (?:\w+ )?(?:prescribe|refer|send|"
+    r"arrange|book|give you|write|organi[sz]e|request|get you|put you|start you|order)\b|\b(?:i'?d|i would|we'?d|we would) (?:like you to|advise|"
+    r"suggest|recommend)\b|\bwhat (?:i|we)(?:'d| would) (?:suggest|recommend|advise)\b|\bi (?:think|suggest) (?:you|we) (?:should|need to|take|try|"
+    r"start|use|go)\b|\bthe plan\b"
+)
 
 
 def _plan_sentences(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> list[Utterance_]:
@@ -640,7 +685,7 @@ def detect_emergency(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> F
             low = " ".join(tokens(s.text))
             if re.search(r"\b(?:if|should|in case|unless)\b", prev) and re.match(r"(?:(?:um|uh|so|and|then)\s)*(?:either|or|then|just|do|go|call)\b", low):
                 continue  # "if anything deteriorates. Either …, or go straight to A and E." continues a contingency
-            if re.search(r"\b(?:in that case|otherwise|if so)\b", low):
+            if re.search(r"\b(?:in (?:that|this|which|those) (?:case|instance|situation)s?|otherwise|if so|if that happens)\b", low):
                 continue
             return Flag(True, t.index, s.t0, s.text)
     return Flag(False)
@@ -654,19 +699,22 @@ def _content_words(text: str) -> set[str]:
 
 def detect_plan_said_back(turns: Sequence[Turn], plan: list[Utterance_], teach_back: list[Utterance_]) -> PlanSaidBack:
     """The patient restates an element of the plan (docs/gold-events.md §2(f)); judged liberally."""
-    if not plan:
+    if not turns:
         return PlanSaidBack(False)
-    first = plan[0].turn
+    t_end = max(t.t1 for t in turns)
+    strong = [u.turn for u in plan if _PLAN_STRONG.search(" ".join(tokens(u.text)))]
+    late = [u.turn for u in plan if u.time >= 0.4 * t_end]
+    if not strong and not late:
+        return PlanSaidBack(False)
+    first = min(strong[:1] + late[:1])
     hits: list[Turn] = []
     for p in turns[first + 1 :]:
         if not p.patient or p.act != "content":
             continue
-        low = " ".join(tokens(p.text))
-        if not _RESTATE.search(low):
+        low = re.sub(r"\b([\w']+)(?: \1\b)+", r"\1", " ".join(tokens(p.text)))  # "i'll, i'll try" -> "i'll try"
+        if not _RESTATE.search(low) or re.search(r"\bi(?:'ll| will) do (?:it|that|so)?\W*$|\bi'?ll see how (?:i|it)", low):
             continue
-        said = {w for u in plan if u.turn < p.index for w in _content_words(u.text)}
-        if _content_words(p.text) & said or re.search(r"\bso (?:i|we|you)\b", low):
-            hits.append(p)
+        hits.append(p)
     if not hits:
         return PlanSaidBack(False)
     tb_turns = {u.turn for u in teach_back}

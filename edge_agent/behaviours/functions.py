@@ -114,9 +114,9 @@ def is_teach_back(sentence: str) -> bool:
 
 _CONDITION = re.compile(
     r"\b(?:if|should|in case|as soon as|whenever|once|when|unless)\b[^.?!]{0,120}?"
-    r"\b(?:worse|worsen|not (?:getting |feeling )?(?:any )?better|n'?t (?:get(?:ting)? |feel(?:ing)? )?(?:any )?better|not improv|"
-    r"n'?t improv|(?:still|persist|carr(?:y|ies) on|continu|last(?:s|ing)? (?:more|longer|over|beyond)|go(?:es)? on (?:for )?longer)|"
-    r"doesn'?t settle|don'?t settle|not settl|n'?t (?:go(?:ne)? away|clear|resolve|stop)|develop|notice|start(?:s|ed)? to|becom|new|"
+    r"\b(?:worse|worsen|not (?:getting |feeling )?(?:any )?better|\w*n'?t (?:get(?:ting)? |feel(?:ing)? )?(?:any )?better|not improv|"
+    r"\w*n'?t improv|(?:still|persist|carr(?:y|ies) on|continu|last(?:s|ing)? (?:more|longer|over|beyond)|go(?:es)? on (?:for )?longer)|"
+    r"doesn'?t settle|don'?t settle|not settl|\w*n'?t (?:go(?:ne)? away|clear|resolve|stop|settle)|develop|weakness|headache|sick|numb|notice|start(?:s|ed)? to|becom|new|"
     r"change|any (?:of (?:those|these|them)|concerns?|problems?|symptoms?)|high (?:fever|temperature)|short(?:ness)? of breath|"
     r"(?:chest )?pain|bleed|blood|vomit|rash|swell|breath|fever|temperature|unwell|poorly|faint|dizz|confus|drowsy|spread|"
     r"back|recur|return|more than|longer than|beyond|over (?:the next|a|two|three)|(?:in|after) (?:a|two|three|four|five|\d+) "
@@ -141,7 +141,7 @@ def is_safety_netting(sentence: str) -> bool:
     s = _n(sentence)
     if _WATCH.search(s):
         return True
-    if re.match(r"(?:um |uh |and )*or\b", s) and re.search(r"\bthen (?:we|you|i)\b", s):
+    if re.match(r"(?:(?:um|uh|and|so|but)\s)*(?:or\b|any of (?:those|these|them)\b)", s) and re.search(r"\bthen\b|\ba (?:and|&) e\b|\b999\b", s):
         return True  # the next item of a contingency list ("..., or you're not keeping fluids down, then we should see you")
     m = _CONDITION.search(s)
     if not m:
