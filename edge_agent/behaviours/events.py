@@ -484,6 +484,9 @@ def clinical_question(t: Turn, s: Sentence) -> bool:
     low = s.text.lower().strip()
     if _RITUAL_TAG.search(low):
         return False
+    if re.fullmatch(r"(?:(?:um|uh|so|and|ok|okay|right)[ ,]*)*(?:do you,? )?(?:can|could|may) i (?:just )?ask(?: you)?(?: (?:a|some|a few|a couple(?: of)?) "
+                    r"(?:\w+ )?questions?)?(?: (?:about|on) [^?]*)?\?", " ".join(tokens(low)) + "?"):
+        return False  # a preface asking permission to ask is signposting (labelling §4.1)
     from edge_agent.behaviours.conversation import sentence_act
 
     return sentence_act(s.text) not in ("admin", "repair", "social", "backchannel", "empathy")

@@ -129,11 +129,13 @@ _ACTION = re.compile(
     r"straight away|immediately|right away|don'?t wait|make (?:an|another) appointment|review|get (?:help|checked|seen|medical)|"
     r"medical (?:attention|advice|help)|another look|worry|concern|look at (?:it|that|you)|reassess|examine|we (?:may|might|would|will|can) "
     r"(?:need|look|consider|give|try|start|do|refer)|give you|start you|get back to|feel free|(?:need|want) to (?:speak|talk) to you|"
-    r"should see you|attend|take (?:you|your)|lower threshold|have a chat|speak to (?:us|you) again)\b"
+    r"should see you|attend|take (?:you|your)|lower threshold|have a chat|speak to (?:us|you) again|follow-?up|x-?ray|scan|"
+    r"(?:blood )?tests?|refer|antibiotics?)\b"
 )
 _WATCH = re.compile(r"\b(?:things to (?:look|watch) out for|look out for|watch (?:out )?for|warning signs?|red flags?|keep an eye (?:on|out))\b"
                     r"|\bwhen we (?:start|would) (?:worry|worrying|be worried)\b|\bdon'?t wait\b")
 _NOT_NET = re.compile(r"\bif you(?:'re| are)? (?:happy|ok|okay|want|wish|like|prefer|don'?t mind|have any (?:other )?questions)\b|"
+                      r"\binconvenient\b|\bif you(?:'d| would) rather\b|\bif you can'?t (?:make|come|get)\b|"
                       r"\bif you (?:don'?t|do not) (?:get|hear|receive) (?:a )?(?:call|text|letter|message|appointment)\b")
 
 
@@ -141,12 +143,11 @@ def is_safety_netting(sentence: str) -> bool:
     s = _n(sentence)
     if _WATCH.search(s):
         return True
+    if _NOT_NET.search(s) and not re.search(r"\b(?:worse|better|improv|settle)\b", s):
+        return False  # "if you're happy to…", "if it's inconvenient…": not a contingency about the illness
     if re.match(r"(?:(?:um|uh|and|so|but)\s)*(?:or\b|any of (?:those|these|them)\b)", s) and re.search(r"\bthen\b|\ba (?:and|&) e\b|\b999\b", s):
         return True  # the next item of a contingency list ("..., or you're not keeping fluids down, then we should see you")
-    m = _CONDITION.search(s)
-    if not m:
-        return False
-    if _NOT_NET.search(s) and not re.search(r"\b(?:worse|better|improv|settle)\b", s):
+    if not _CONDITION.search(s):
         return False
     return bool(_ACTION.search(s)) or bool(re.search(r"\b(?:worse|not (?:getting )?better|n'?t (?:get(?:ting)? )?better)\b", s))
 

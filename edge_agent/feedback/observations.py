@@ -30,6 +30,7 @@ MAX_QUOTE_WORDS = 20
 MAX_OBSERVATIONS = 3
 MIN_INTERRUPTIONS = 2  # one floor-taking interruption in a visit is ordinary conversation
 MIN_STACKS = 2
+REPORT_MONOLOGUE_S = 70.0  # observations name stretches well over the 60 s event threshold
 OPENING_TOL_S = 2.0
 INTERRUPTION_TOL_S = 1.0
 MONOLOGUE_IOU = 0.5
@@ -229,6 +230,14 @@ def _the(word: str) -> str:
     return "the " + w.lower()
 
 
+_PLAIN_TRAILERS = ("and", "but", "or", "like", "because", "cause", "so")
+
+
+def _trailing(text: str) -> str:
+    ws = [w for w in tokens(text) if w not in ("um", "uh", "er", "erm")]
+    return ws[-1] if ws else ""
+
+
 def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True) -> list[Observation]:
     """Every observation the events support (each meets its own truth condition), strongest first."""
     ev = events
@@ -273,8 +282,10 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
 
     # Floor-taking interruptions after the opening (Mulder-Vos et al. 2023; Rowe 1986).
     later = [o for o in ev.interruptions if stmt is None or stmt.redirect_turn != o.turn]
-    if len(later) >= MIN_INTERRUPTIONS:
-        cited = later[:2]
+    if len(later) >= MIN_INTERRUPTIONS and any(_trailing(turns[o.patient_turn].text) in _PLAIN_TRAILERS for o in later):
+        # cite the moments with the plainest evidence: the patient stopped on "and / but / like / because"
+        strong = [o for o in later if _trailing(turns[o.patient_turn].text) in _PLAIN_TRAILERS]
+        cited = strong[:2]
         t = turns[cited[0].turn]
         s = _best_sentence(t, prefer_question=True)
         when = " and ".join(moment(o.time) for o in cited)
@@ -287,7 +298,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             30.0 + 12.0 * len(later), times=[o.time for o in cited])
 
     # Monologue: the longest stretch over a minute (Silverman, Kurtz & Draper 2013, chunk and check).
-    if ev.monologues:
+    if ev.monologues and max(x.duration for x in ev.monologues) >= REPORT_MONOLOGUE_S:
         m = max(ev.monologues, key=lambda x: x.duration)
         inside = [u for u in ev.plan_sentences if m.start_turn <= u.turn <= m.end_turn]
         t = turns[m.start_turn]
@@ -483,8 +494,9 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
     if some is not None:
         add("strength_agenda", some.time, turns[some.turn].sentences[some.sentence], "you asked whether there was \"something else\" to deal with",
             "\"Something else?\" brings out concerns that \"anything else?\" does not (Heritage et al. 2007).", turn=some.turn)
-    if ev.safety_netting and not ev.emergency_escalation.value:
-        u = max(ev.safety_netting, key=lambda x: len(x.text))
+    plain = [x for x in ev.safety_netting if re.search(r"\b(?:worse|better|look out|watch|warning|a (?:and|&) e|999|settle|improv)\w*", x.text.lower())]
+    if plain and not ev.emergency_escalation.value:
+        u = max(plain, key=lambda x: len(x.text))
         add("strength_safety_net", u.time, turns[u.turn].sentences[u.sentence], "you told the patient what to watch for and what to do if it happened",
             "A concrete safety-net keeps a plan made under uncertainty safe (Almond et al. 2009).", turn=u.turn)
     stmt = ev.opening_statement
