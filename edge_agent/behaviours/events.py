@@ -158,6 +158,7 @@ class Cue:
     time: float
     response_turn: int | None
     response: str  # explored | acknowledged | biomedical_question | other
+    feeling: str = "worry"  # worry | stress | fear | low mood | coping | serious illness (a category, never the patient's words)
 
 
 @dataclass
@@ -700,16 +701,23 @@ def _content_words(text: str) -> set[str]:
     return {w[:6] for w in tokens(text) if len(w) > 3 and w not in stop}
 
 
-def detect_plan_said_back(turns: Sequence[Turn], plan: list[Utterance_], teach_back: list[Utterance_]) -> PlanSaidBack:
-    """The patient restates an element of the plan (docs/gold-events.md §2(f)); judged liberally."""
-    if not turns:
-        return PlanSaidBack(False)
+def plan_start(turns: Sequence[Turn], plan: list[Utterance_]) -> int | None:
+    """The turn where the clinician starts giving the plan: the first plain plan statement ("I'll prescribe…",
+    "I'd like you to…"), or the first advice or plan word in the later part of the visit (not a medicine named while
+    taking the history)."""
+    if not turns or not plan:
+        return None
     t_end = max(t.t1 for t in turns)
     strong = [u.turn for u in plan if _PLAN_STRONG.search(" ".join(tokens(u.text)))]
-    late = [u.turn for u in plan if u.time >= 0.4 * t_end]
-    if not strong and not late:
+    late = [u.turn for u in plan if u.time >= 0.5 * t_end and len(tokens(u.text)) >= 6]
+    return min(strong[:1] + late[:1]) if strong or late else None
+
+
+def detect_plan_said_back(turns: Sequence[Turn], plan: list[Utterance_], teach_back: list[Utterance_]) -> PlanSaidBack:
+    """The patient restates an element of the plan (docs/gold-events.md §2(f)); judged liberally."""
+    first = plan_start(turns, plan)
+    if first is None:
         return PlanSaidBack(False)
-    first = min(strong[:1] + late[:1])
     hits: list[Turn] = []
     for p in turns[first + 1 :]:
         if not p.patient or p.act != "content":
@@ -725,16 +733,30 @@ def detect_plan_said_back(turns: Sequence[Turn], plan: list[Utterance_], teach_b
     return PlanSaidBack(True, [h.index for h in hits], hits[0].t0, prompted)
 
 
+_FEELINGS = (
+    ("fear", re.compile(r"\b(?:scared|frightened|afraid|terrified|freaked|paranoid)\b")),
+    ("serious illness", re.compile(r"\b(?:serious|cancer|stroke|heart attack|dangerous|dying)\b")),
+    ("stress", re.compile(r"\b(?:anxious|stressed|nervous|panick\w*|overwhelmed)\b")),
+    ("low mood", re.compile(r"\b(?:low|down|depressed|upset)\b")),
+    ("coping", re.compile(r"\b(?:don'?t know what to do|struggling|cope|difficult for me)\b")),
+)
+
+
+def _feeling(text: str) -> str:
+    return next((name for name, rx in _FEELINGS if rx.search(text)), "worry")
+
+
 def detect_cues(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> list[Cue]:
     out = []
     for p in turns:
         if not p.patient or p.act != "content":
             continue
-        if not _CUE.search(" ".join(tokens(p.text))):
+        low = " ".join(tokens(p.text))
+        if not _CUE.search(low):
             continue
         resp = next((t for t in turns[p.index + 1 :] if t.clinician and t.t0 >= p.t1 - 1.5 and t.act not in ("backchannel", "fragment")), None)
         if resp is None:
-            out.append(Cue(p.index, p.t0, None, "other"))
+            out.append(Cue(p.index, p.t0, None, "other", _feeling(low)))
             continue
         labs = set().union(*(labels.get(s.id, set()) for s in resp.sentences)) if resp.sentences else set()
         text = resp.text.lower()
@@ -746,7 +768,7 @@ def detect_cues(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> list[C
             how = "biomedical_question"
         else:
             how = "other"
-        out.append(Cue(p.index, p.t0, resp.index, how))
+        out.append(Cue(p.index, p.t0, resp.index, how, _feeling(low)))
     return out
 
 
@@ -825,9 +847,11 @@ def detect_events(
                 seen.add(u.turn)
                 kept.append(u)
         setattr(ev, name, kept)
-    ev.plan_sentences = _plan_sentences(turns, labels)
+    candidates_ = _plan_sentences(turns, labels)
+    start = plan_start(turns, candidates_)
+    ev.plan_sentences = [u for u in candidates_ if start is not None and u.turn >= start]
     ev.emergency_escalation = detect_emergency(turns, labels)
-    ev.plan_said_back = detect_plan_said_back(turns, ev.plan_sentences, ev.teach_back_requests)
+    ev.plan_said_back = detect_plan_said_back(turns, candidates_, ev.teach_back_requests)
     ev.cues = detect_cues(turns, labels)
     if jargon is not None:
         ev.jargon = detect_jargon(turns, jargon)

@@ -100,9 +100,26 @@ def clean_quote(text: str) -> str:
     return t.strip()
 
 
+_NOT_NAMES = frozenset(
+    """i i'm i'll i've i'd ok okay gp gps nhs a e ecg tia uti covid right so now well yes yeah no good great sure fine alright
+    perfect lovely excellent brilliant um uh and but or also then because sorry hello hi thanks thank please sir madam
+    monday tuesday wednesday thursday friday saturday sunday january february march may june july august september october
+    november december english doctor""".split()
+)
+_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Doctor|Mister)\.? ([A-Z][a-z'-]+)")
+_VOCATIVE = re.compile(r"(?:(?<=, )|(?<=^))([A-Z][a-z'-]+)(?=\s*[,.?!]|$)")
+
+
+def redact_names(text: str) -> str:
+    """Names said to or about someone ("…, Lou.", "April, how…", "Doctor Jacob") become "…": a quote carries
+    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto)."""
+    out = _TITLE.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "…", text)
+    return _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or _DRUG.fullmatch(m.group(1)) else "…", out)
+
+
 def short_quote(text: str, max_words: int = MAX_QUOTE_WORDS) -> str:
-    """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut)."""
-    words = clean_quote(text).split()
+    """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut); names left out."""
+    words = redact_names(clean_quote(text)).split()
     if len(words) <= max_words:
         return " ".join(words)
     return " ".join(words[:max_words]).rstrip(",;:") + " …"
@@ -233,6 +250,10 @@ def _the(word: str) -> str:
 _PLAIN_TRAILERS = ("and", "but", "or", "like", "because", "cause", "so")
 
 
+_FEELING_WORDS = {"worry": "a worry", "fear": "being frightened", "serious illness": "a fear of something serious",
+                  "stress": "feeling stressed", "low mood": "feeling low", "coping": "not knowing what to do"}
+
+
 def _trailing(text: str) -> str:
     ws = [w for w in tokens(text) if w not in ("um", "uh", "er", "erm")]
     return ws[-1] if ws else ""
@@ -327,19 +348,30 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             c = missed[0]
             t = turns[c.response_turn]  # type: ignore[index]
             s = _best_sentence(t, prefer_question=True)
+            pick = {
+                "worry": "\"You said you're worried about it — what worries you most?\"",
+                "fear": "\"That sounds frightening — what is it you're afraid it might be?\"",
+                "serious illness": "\"You wondered whether it could be something serious — what were you thinking of?\"",
+                "stress": "\"You mentioned feeling stressed by it — how has that been for you?\"",
+                "low mood": "\"You said it's been getting you down — tell me a bit more about that.\"",
+                "coping": "\"It sounds hard to know what to do — what were you hoping we could do today?\"",
+            }[c.feeling]
             add("cue_not_explored", t.t0, s,
-                "you went on with a symptom question just after the patient put a worry into words",
-                "Pick the worry up before the checklist: \"You mentioned you're worried — what is it that worries you most?\"; "
-                "then come back to your questions.",
+                f"you went on with a symptom question just after the patient mentioned {_FEELING_WORDS[c.feeling]}",
+                f"Pick the cue up before the checklist — {pick} — then come back to your questions.",
                 "Patients voice concerns indirectly; when a cue is answered with a biomedical question it rarely comes back, "
                 "and the visit ends with the worry unaddressed (Levinson et al. 2000; Silverman, Kurtz & Draper 2013).",
                 85.0, cue_turn=c.patient_turn, response_turn=c.response_turn, turn=c.response_turn)
         if reassure:
             r = reassure[0]
             s = turns[r.turn].sentences[r.sentence]
+            earlier = [c for c in ev.cues if c.patient_turn < r.turn]
+            alt = (f"The patient had mentioned {_FEELING_WORDS[earlier[0].feeling]}: ask what exactly worried them (\"What were you "
+                   "afraid it might be?\") and aim the reassurance at that." if earlier else
+                   "Ask first — \"Was there anything you were worried this might be?\" — then reassure about that worry in particular.")
             add("premature_reassurance", r.time, s,
                 "you reassured the patient before asking what they had been worried it might be",
-                "Ask first — \"What were you worried this might be?\" — then aim the reassurance at that worry.",
+                alt,
                 "Reassurance before the patient's concern is known often misses it and does not stick (Silverman, Kurtz & "
                 "Draper 2013).",
                 70.0, turn=r.turn, sentence=f"t{r.turn:03d}:s{r.sentence:02d}")
@@ -347,12 +379,20 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             u = ev.plan_sentences[0]
             s = turns[u.turn].sentences[u.sentence]
             kind, word = _plan_kind(ev)
-            hook = {"medicine": f"before suggesting {_the(word)}", "referral": "before explaining the referral",
-                    "test": f"before arranging {_the(word)}"}.get(kind, "before explaining the plan")
+            alt = {
+                "medicine": f"Before suggesting {_the(word)}, ask what they were hoping for (\"Was there anything you were hoping "
+                            "we'd do today?\") — some hope for a medicine, some fear one — and what they thought was going on.",
+                "referral": "Before explaining the referral, ask \"What were you thinking it might be?\": a referral frightens or "
+                            "reassures depending on the answer, and you can speak to it.",
+                "test": f"Before arranging {_the(word)}, ask what they were worried it might show (\"Was there anything in "
+                        "particular you were worried about?\"), and say what the test will and won't tell.",
+                "self-care": "Before the advice, ask \"What were you thinking was going on?\" and \"Was there anything you were "
+                             "hoping we'd do today?\", then show how the advice answers that.",
+            }.get(kind, "Before explaining the plan, ask \"What were you thinking it might be?\" and \"Was there anything you "
+                        "were hoping for today?\", and link the plan to the answers.")
             add("ice_not_elicited", u.time, s,
                 "you did not ask what the patient thought was going on, what worried them or what they hoped for",
-                f"{hook[0].upper() + hook[1:]}, ask \"What were you thinking it might be?\" and \"Was there anything you were "
-                "hoping we'd do today?\", and link the plan to the answers.",
+                alt,
                 "Plans built on the patient's own ideas, concerns and expectations are understood and followed more often "
                 "(Silverman, Kurtz & Draper 2013).",
                 60.0, turn=u.turn)
@@ -362,10 +402,21 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         if not ev.agenda_questions and stmt is not None:
             first_q = next((s for t in turns[stmt.end_turn + 1 :] if t.clinician for s in t.sentences if clinical_question(t, s)), None)
             if first_q is not None:
+                if oq is not None and oq.notes_led:
+                    alt = ("You started from the booking note; before the first specific question, ask \"Is there something else "
+                           "you'd like to deal with today?\": a note rarely holds the whole agenda.")
+                elif stmt.duration < 15:
+                    alt = (f"The opening statement was short ({stmt.duration:.0f} s); before going into specifics, ask \"Is there "
+                           "something else you'd like to deal with today?\" and agree the list together.")
+                elif stmt.duration >= 30:
+                    alt = ("After the opening statement, sum it up in one sentence and ask \"Is there something else you'd like "
+                           "to deal with today?\" before your first specific question.")
+                else:
+                    alt = ("Before your first specific question, ask \"Is there something else you'd like to deal with today?\" "
+                           "and agree with the patient what to cover first.")
                 add("agenda_not_set", first_q.t0, first_q,
                     "you did not ask whether there was something else the patient wanted to deal with today",
-                    "After the opening statement, before your first specific question, ask \"Is there something else you'd "
-                    "like to deal with today?\" and agree the list.",
+                    alt,
                     "Asking \"something else?\" early reduces concerns left unmet at the end of the visit (Heritage et al. 2007; "
                     "Marvel et al. 1999).",
                     50.0, turn=first_q.turn)
@@ -386,6 +437,9 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         kind, word = _plan_kind(ev)
         last = strong_plan[-1]
         s = turns[last.turn].sentences[last.sentence]
+        firm = [u for u in strong_plan if re.search(r"\b(?:i'?ll|i will|we'?ll|i'?d like you|you (?:should|need|can)|take|use|"
+                                                      r"come back|call|book|refer|prescri)\w*", u.text.lower())]
+        quote_s = turns[firm[-1].turn].sentences[firm[-1].sentence] if firm else s
         if not ev.teach_back_requests and not ev.plan_said_back.value:
             ask = {
                 "medicine": f"\"So I know I've explained it well, how are you going to take {_the(word)}?\"",
@@ -395,7 +449,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             }.get(kind, "\"So I know I've explained it well, can you tell me in your own words what we've agreed?\"")
             if ev.safety_netting:
                 ask = ask[:-1] + " And what would make you call us back?\""
-            add("teach_back", last.time, s,
+            add("teach_back", last.time, quote_s,
                 "you gave the plan and the patient did not say any of it back in their own words",
                 f"Close the loop with a teach-back: {ask}",
                 "Asking patients to say the plan back, and correcting what they miss, improves recall and outcomes, "
