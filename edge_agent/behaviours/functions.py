@@ -114,7 +114,7 @@ def is_teach_back(sentence: str) -> bool:
 
 _CONDITION = re.compile(
     r"\b(?:if|should|in case|as soon as|whenever|once|when|unless)\b[^.?!]{0,120}?"
-    r"\b(?:worse|worsen|not (?:getting |feeling )?(?:any )?better|\w*n'?t (?:get(?:ting)? |feel(?:ing)? )?(?:any )?better|not improv|"
+    r"\b(?:worse|worsen|not (?:getting |feeling )?(?:any )?better|\w*n'?t (?:get(?:ting)? |got(?:ten)? |feel(?:ing)? )?(?:any )?better|not improv|"
     r"\w*n'?t improv|(?:still|persist|carr(?:y|ies) on|continu|last(?:s|ing)? (?:more|longer|over|beyond)|go(?:es)? on (?:for )?longer)|"
     r"doesn'?t settle|don'?t settle|not settl|\w*n'?t (?:go(?:ne)? away|clear|resolve|stop|settle)|develop|weakness|headache|sick|numb|notice|start(?:s|ed)? to|becom|new|"
     r"change|any (?:of (?:those|these|them)|concerns?|problems?|symptoms?)|high (?:fever|temperature)|short(?:ness)? of breath|"
@@ -124,7 +124,7 @@ _CONDITION = re.compile(
     r"return|recur|persist|progress|again|hold(?:ing)? (?:any )?(?:fluids|food|water) down)"
 )
 _ACTION = re.compile(
-    r"\b(?:come back|call|ring|phone|get in touch|contact|seek|go (?:to|and see|straight)|see (?:us|me|a doctor|your gp|the gp|someone)|"
+    r"\b(?:come back|come (?:and|to) see|call|ring|phone|get in touch|contact|seek|go (?:to|and see|straight)|see (?:us|me|you|a doctor|your gp|the gp|someone)|"
     r"let (?:us|me) know|book|speak to|a ?(?:&|and) ?e|999|nine nine nine|111|one one one|emergency|hospital|urgent|"
     r"straight away|immediately|right away|don'?t wait|make (?:an|another) appointment|review|get (?:help|checked|seen|medical)|"
     r"medical (?:attention|advice|help)|another look|worry|concern|look at (?:it|that|you)|reassess|examine|we (?:may|might|would|will|can) "
