@@ -250,6 +250,7 @@ def _the(word: str) -> str:
 _PLAIN_TRAILERS = ("and", "but", "or", "like", "because", "cause", "so")
 
 
+_OPENISH = re.compile(r"\b(?:tell me|talk me through|describe|explain|how (?:has|have|is|are|was|were|do you feel)|what (?:happened|was it like))\b")
 _FEELING_WORDS = {"worry": "a worry", "fear": "being frightened", "serious illness": "a fear of something serious",
                   "stress": "feeling stressed", "low mood": "feeling low", "coping": "not knowing what to do"}
 
@@ -473,9 +474,19 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         s = next((x for x in t.sentences if x.text == st.questions[0]), None)
         quote_text = " ".join(st.questions[:3])
         obs_s = Sentence(s.turn, s.index, quote_text, s.t0, s.t1, True) if s is not None else None
+        first_open = bool(_OPENISH.search(" ".join(tokens(st.questions[0]))))
+        if first_open:
+            alt = ("Let the open invitation stand on its own and wait: the narrower question that followed it can come after "
+                   "the patient's story, and often gets answered in it.")
+        elif len(st.questions) >= 3:
+            alt = (f"With {len(st.questions)} questions at once the patient can only answer one; ask the one that matters most "
+                   "first and let the answer lead to the next.")
+        else:
+            alt = (f"This happened {len(stacks)} times: ask one question, pause until the answer is complete, then ask the next "
+                   "— the checklist goes no slower.")
         add("stacked_questions", st.time, obs_s,
             f"you asked {len(st.questions)} questions in a row before the patient could answer ({len(stacks)} times in the visit)",
-            "Ask one question, then wait for the answer; the next question usually follows from it.",
+            alt,
             "Several questions at once leave the patient to choose which to answer, and the others go unanswered "
             "(Silverman, Kurtz & Draper 2013).",
             20.0 + 5.0 * min(len(stacks), 6), turn=st.turn)
