@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 # A clinician turn that starts this soon after a patient turn ending on an open trailer
 # takes a floor the patient still held (a "silent" interruption; protocol gap 3).
 SILENT_FLOOR_S = 1.7
+# An interruption takes the floor: the patient stops "within about one second" (docs/gold-events.md §2(c) rule 4);
+# 2 s allows for the silence a transcribed segment keeps at its end.
+PATIENT_STOPS_S = 2.0
 MONOLOGUE_REPORT_S = 60.0
 STACK_SILENCE_S = 1.0  # consecutive clinician turns closer than this are one stretch of speech
 STACK_BREAK_S = 0.5  # a patient turn starting this soon after the next question answered the first
@@ -190,6 +193,7 @@ class VisitEvents:
     agenda_questions: list[Utterance_] = field(default_factory=list)
     reassurance: list[Utterance_] = field(default_factory=list)
     plan_sentences: list[Utterance_] = field(default_factory=list)
+    plan_start_turn: int | None = None  # where the clinician starts giving the plan
     stacked_questions: list[StackedQuestion] = field(default_factory=list)
     waits: list[Wait] = field(default_factory=list)
     pauses: list[Pause] = field(default_factory=list)
@@ -363,8 +367,8 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
         return "turn_end_overlap", p, overlapped
     if not ends_open(p.text):
         return "turn_end_overlap", p, overlapped
-    if overlapped and c.t1 < p.t1:
-        return "attempted_interruption", p, overlapped  # the clinician stopped, the patient went on
+    if overlapped and (c.t1 < p.t1 or p.t1 - c.t0 > PATIENT_STOPS_S):
+        return "attempted_interruption", p, overlapped  # the clinician stopped, or the patient went on well past the onset
     resumed = next((t for t in turns[c.index + 1 :] if t.patient and t.t0 > p.t1), None)
     if resumed is not None and resumed.act == "content" and resumed.t0 <= c.t0 + 1.0 and resumed.t0 < c.t1:
         return "attempted_interruption", p, overlapped  # the patient took the floor back at once
@@ -746,6 +750,31 @@ def _feeling(text: str) -> str:
     return next((name for name, rx in _FEELINGS if rx.search(text)), "worry")
 
 
+_ACCEPTANCE = frozenset({"ok", "okay", "yeah", "yes", "yep", "right", "alright", "sure", "fine", "great", "good", "perfect", "lovely",
+                         "thank", "thanks", "you", "very", "much", "so", "that", "that's", "sounds", "makes", "sense", "brilliant",
+                         "cool", "excellent", "i", "see", "understand", "oh", "ohh", "mm", "mm-hmm", "um", "uh", "no", "problem",
+                         "will", "do", "bye", "cheers", "wonderful", "appreciate", "it", "that'd", "be", "too", "a", "lot", "all",
+                         "got", "for", "your", "help", "time", "doctor", "great", "really", "helpful", "and", "take", "care"})
+
+
+def maybe_plan_said_back(turns: Sequence[Turn], start_turn: int | None) -> bool:
+    """Could the patient have said part of the plan back? Any patient turn after the plan starts that is more than
+    acceptance and thanks might be (used before claiming that nobody did)."""
+    if start_turn is None:
+        return False
+    for p in turns[start_turn + 1 :]:
+        if p.patient and p.act == "content":
+            low = " ".join(tokens(p.text))
+            if _MAYBE_RESTATE.search(low) or _RESTATE.search(low):
+                return True
+    return False
+
+
+_MAYBE_RESTATE = re.compile(r"\b(?:i'?ll|i will|i'?m going|i'?m gonna|i can|i could|i should|i need|i have to|i'?ve got to|i don'?t need|"
+                            r"i won'?t|so i|so you|so it|so we|should i|can i|could i|do i|will i|would i|shall i|how (?:do|often|long|many|much) |"
+                            r"when (?:can|do|should|will) i|where (?:can|do|should) i|what (?:do|should) i)\b|^(?:ok |okay |right |yeah )*so\b")
+
+
 def detect_cues(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> list[Cue]:
     out = []
     for p in turns:
@@ -850,6 +879,7 @@ def detect_events(
     candidates_ = _plan_sentences(turns, labels)
     start = plan_start(turns, candidates_)
     ev.plan_sentences = [u for u in candidates_ if start is not None and u.turn >= start]
+    ev.plan_start_turn = start
     ev.emergency_escalation = detect_emergency(turns, labels)
     ev.plan_said_back = detect_plan_said_back(turns, candidates_, ev.teach_back_requests)
     ev.cues = detect_cues(turns, labels)

@@ -273,3 +273,44 @@ class SentenceFunctions:
         if label == "reassurance":
             return is_reassurance(text)
         return False
+
+
+# ---- liberal detectors for claims of absence ----------------------------------------------
+#
+# A report that says "you did not ask about X" is false whenever X happened in words the
+# precise rule does not know. So before a claim of absence is made, a deliberately liberal
+# version of the rule must also come up empty: anything that *might* be X blocks the claim.
+# (Claims of presence use the precise rules above.)
+
+_MAYBE_ICE = re.compile(r"\b(?:worr\w*|concern\w*|scar\w*|frighten\w*|afraid|think|thought|thoughts|ideas?|expect\w*|hop(?:e|ed|ing)|"
+                        r"understanding|make of|feel about|looking for|wanting from|want from)\b")
+_MAYBE_AGENDA = re.compile(r"\b(?:anything|something|what) else\b|\bany other (?:concerns?|questions?|issues?|things?|problems?|worries)\b|"
+                           r"\banything (?:you (?:want|wanted|would like|'?d like)|further|more)\b|\bis that (?:all|everything|it)\b|"
+                           r"\bbefore we (?:go|finish|wrap|end)\b")
+_MAYBE_NET = re.compile(r"\bif\b[^.?!]*\b(?:worse|better|change|symptom|problem|concern|worr|any|still|happen|develop|notice|not)\w*|"
+                        r"\b(?:come back|call us|ring us|contact us|get in touch|a (?:and|&) e|999|look out|watch (?:out )?for|"
+                        r"warning|in the meantime|don'?t wait)\b")
+_MAYBE_EMERGENCY = re.compile(r"\b(?:ambulance|999|nine nine nine|paramedics?|a (?:and|&) e|accident and emergency|emergency department|"
+                              r"(?:go|going|get|head|come) (?:\w+ )?(?:straight |directly )?(?:to|into) (?:the )?hospital)\b")
+
+
+def maybe_ice(sentence: str) -> bool:
+    """Could this clinician question be asking the patient's ideas, concerns or expectations?"""
+    return bool(_MAYBE_ICE.search(_n(sentence))) and (sentence.rstrip().endswith("?") or bool(ice_components(sentence)))
+
+
+def maybe_agenda(sentence: str) -> bool:
+    """Any "anything / something else", "any other concerns", "before we finish" not plainly about a history checklist."""
+    s = _n(sentence)
+    if not _MAYBE_AGENDA.search(s):
+        return False
+    return not (_NOT_AGENDA.search(s) and not re.search(r"\b(?:worr|concern|talk|discuss|wanted|today)\w*", s))
+
+
+def maybe_safety_net(sentence: str) -> bool:
+    return bool(_MAYBE_NET.search(_n(sentence)))
+
+
+def maybe_emergency(sentence: str) -> bool:
+    s = _n(sentence)
+    return bool(_MAYBE_EMERGENCY.search(s)) and not re.match(r"(?:\w+ ){0,3}if\b", s)

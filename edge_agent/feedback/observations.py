@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_agent.behaviours.conversation import Sentence, Turn, sentence_act, tokens
-from edge_agent.behaviours.events import VisitEvents, clinical_question
+from edge_agent.behaviours.events import VisitEvents, clinical_question, ends_stretch, maybe_plan_said_back
+from edge_agent.behaviours.functions import maybe_agenda, maybe_emergency, maybe_ice, maybe_safety_net
 
 MAX_QUOTE_WORDS = 20
 MAX_OBSERVATIONS = 3
@@ -260,6 +261,36 @@ def _trailing(text: str) -> str:
     return ws[-1] if ws else ""
 
 
+def _clinician_sentences(ev: VisitEvents, upto: int | None = None, since: int | None = None) -> list[Sentence]:
+    return [s for t in ev.turns if t.clinician and (upto is None or t.index <= upto) and (since is None or t.index >= since)
+            for s in t.sentences]
+
+
+def might_be_emergency(ev: VisitEvents) -> bool:
+    """The strict escalation flag, or any unconditional mention of an ambulance, 999, A&E or going to hospital."""
+    return ev.emergency_escalation.value or any(maybe_emergency(s.text) for s in _clinician_sentences(ev))
+
+
+def _no_ice_before(ev: VisitEvents, upto: int | None = None) -> bool:
+    """No ICE question up to turn ``upto`` (all visit: None), by the precise rule or the liberal one."""
+    if any(upto is None or u.turn <= upto for u in ev.ice_questions):
+        return False
+    return not any(s.text.rstrip().endswith("?") and maybe_ice(s.text) for s in _clinician_sentences(ev, upto))
+
+
+def _robust_monologue(ev: VisitEvents, start: float, end: float) -> bool:
+    """The stretch stays over a minute even if every patient token after a "?" or outside the clinician's speech ends it."""
+    cuts = [p.t0 for p in ev.turns if p.patient and start < p.t0 < end and (ends_stretch(ev.turns, p) or _after_question(ev, p))]
+    bounds = [start, *sorted(cuts), end]
+    return max(b - a for a, b in zip(bounds, bounds[1:])) > 60.0
+
+
+def _after_question(ev: VisitEvents, p: Turn) -> bool:
+    prev = [s for t in ev.turns[: p.index] if t.clinician for s in t.sentences if s.t1 <= p.t0 + 0.3]
+    last = max(prev, key=lambda s: s.t1, default=None)
+    return last is not None and last.text.rstrip().endswith("?")
+
+
 def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True) -> list[Observation]:
     """Every observation the events support (each meets its own truth condition), strongest first."""
     ev = events
@@ -273,12 +304,13 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         if truth_condition(obs, gold_like, labels) is not False:  # only what the evidence supports
             out.append(obs)
 
-    emergency = ev.emergency_escalation.value
+    emergency = might_be_emergency(ev)
     stmt = ev.opening_statement
     oq = ev.opening_question
 
     # Opening statement redirected (Beckman & Frankel 1984; Marvel et al. 1999; Langewitz et al. 2002).
-    if stmt is not None and stmt.outcome == "redirected" and stmt.redirect_turn is not None:
+    plain_redirect = stmt is not None and stmt.outcome == "redirected" and _trailing(turns[stmt.end_turn].text) in _PLAIN_TRAILERS
+    if stmt is not None and stmt.outcome == "redirected" and stmt.redirect_turn is not None and plain_redirect:
         t = turns[stmt.redirect_turn]
         s = _best_sentence(t, prefer_question=True)
         what = "asked" if s is not None and s.question else "came in"
@@ -320,8 +352,9 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             30.0 + 12.0 * len(later), times=[o.time for o in cited])
 
     # Monologue: the longest stretch over a minute (Silverman, Kurtz & Draper 2013, chunk and check).
-    if ev.monologues and max(x.duration for x in ev.monologues) >= REPORT_MONOLOGUE_S:
-        m = max(ev.monologues, key=lambda x: x.duration)
+    robust = [x for x in ev.monologues if x.duration >= REPORT_MONOLOGUE_S and _robust_monologue(ev, x.start, x.end)]
+    if robust:
+        m = max(robust, key=lambda x: x.duration)
         inside = [u for u in ev.plan_sentences if m.start_turn <= u.turn <= m.end_turn]
         t = turns[m.start_turn]
         s = next((turns[u.turn].sentences[u.sentence] for u in inside if _quotable(turns[u.turn].sentences[u.sentence])), None) or _best_sentence(t)
@@ -343,8 +376,10 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
 
     # Ideas, concerns and expectations (Silverman, Kurtz & Draper 2013; Levinson et al. 2000).
     if not ev.ice_questions and not emergency:
-        missed = [c for c in ev.cues if c.response == "biomedical_question" and c.response_turn is not None]
-        reassure = [r for r in ev.reassurance if stmt is None or r.turn > stmt.end_turn]
+        missed = [c for c in ev.cues if c.response == "biomedical_question" and c.response_turn is not None
+                  and _no_ice_before(ev, c.response_turn + 3)]
+        reassure = [r for r in ev.reassurance if (stmt is None or r.turn > stmt.end_turn) and _STRICT_REASSURE.search(r.text.lower())
+                    and _no_ice_before(ev, r.turn)]
         if missed:
             c = missed[0]
             t = turns[c.response_turn]  # type: ignore[index]
@@ -376,7 +411,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
                 "Reassurance before the patient's concern is known often misses it and does not stick (Silverman, Kurtz & "
                 "Draper 2013).",
                 70.0, turn=r.turn, sentence=f"t{r.turn:03d}:s{r.sentence:02d}")
-        if ev.plan_sentences:
+        if ev.plan_sentences and _no_ice_before(ev):
             u = ev.plan_sentences[0]
             s = turns[u.turn].sentences[u.sentence]
             kind, word = _plan_kind(ev)
@@ -400,7 +435,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
 
     # Agenda (Heritage et al. 2007; Marvel et al. 1999).
     if not emergency:
-        if not ev.agenda_questions and stmt is not None:
+        if not ev.agenda_questions and stmt is not None and not any(maybe_agenda(x.text) for x in _clinician_sentences(ev)):
             first_q = next((s for t in turns[stmt.end_turn + 1 :] if t.clinician for s in t.sentences if clinical_question(t, s)), None)
             if first_q is not None:
                 if oq is not None and oq.notes_led:
@@ -441,7 +476,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         firm = [u for u in strong_plan if re.search(r"\b(?:i'?ll|i will|we'?ll|i'?d like you|you (?:should|need|can)|take|use|"
                                                       r"come back|call|book|refer|prescri)\w*", u.text.lower())]
         quote_s = turns[firm[-1].turn].sentences[firm[-1].sentence] if firm else s
-        if not ev.teach_back_requests and not ev.plan_said_back.value:
+        if not ev.teach_back_requests and not ev.plan_said_back.value and not maybe_plan_said_back(turns, ev.plan_start_turn):
             ask = {
                 "medicine": f"\"So I know I've explained it well, how are you going to take {_the(word)}?\"",
                 "referral": "\"So I know I've been clear, what happens next with the referral, and what would you do if you hadn't heard?\"",
@@ -456,7 +491,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
                 "Asking patients to say the plan back, and correcting what they miss, improves recall and outcomes, "
                 "especially with limited health literacy (Schillinger et al. 2003).",
                 55.0 + (10.0 if len(strong_plan) >= 4 else 0.0), turn=last.turn)
-        if not ev.safety_netting:
+        if not ev.safety_netting and not any(maybe_safety_net(x.text) for x in _clinician_sentences(ev, since=ev.plan_start_turn)):
             what = {"medicine": f"if it isn't better a few days after starting {_the(word)}", "referral": "while waiting for the referral",
                     "test": "before the result is back"}.get(kind, "if things don't settle")
             add("safety_net_missing", last.time, s,
@@ -505,9 +540,14 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
     return out
 
 
+_STRICT_REASSURE = re.compile(r"\b(?:nothing (?:too |really |much )?(?:to worry|serious|sinister|dangerous)|(?:don'?t|no need to) worry|"
+                              r"(?:not|isn'?t|nothing) (?:anything )?(?:serious|sinister|dangerous|worrying)|very common|nothing to be "
+                              r"(?:worried|concerned))\b")
+
+
 def select(cands: list[Observation], events: VisitEvents | None = None, limit: int = MAX_OBSERVATIONS) -> list[Observation]:
     """The strongest ``limit`` candidates that fit the visit, one per lesson, shown in time order."""
-    emergency = events is not None and events.emergency_escalation.value
+    emergency = events is not None and might_be_emergency(events)
     plan_back = events is not None and events.plan_said_back.value
     chosen: list[Observation] = []
     groups: set[str] = set()
