@@ -23,6 +23,7 @@ from edge_agent.behaviours.text import FILLER_WORDS, split_sentences
 from edge_agent.transcript import Utterance, Word
 
 CLINICIAN, PATIENT = "clinician", "patient"
+WINDOW = 40  # turns looked back for what is still running (keeps long visits linear)
 
 _WORD = re.compile(r"[a-z0-9][a-z0-9'-]*")
 
@@ -392,7 +393,7 @@ def asks_question(text: str) -> bool:
 def overlapping_patient_turn(turns: list[Turn], c: Turn) -> Turn | None:
     """The patient turn running when clinician turn ``c`` starts (the latest-starting one)."""
     best = None
-    for t in turns[: c.index]:
+    for t in turns[max(0, c.index - WINDOW) : c.index]:
         if t.patient and t.t0 <= c.t0 <= t.t1 and (best is None or t.t0 >= best.t0):
             best = t
     if best is None:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 from edge_agent.behaviours.conversation import (
     CLINICIAN,
     PATIENT,
+    WINDOW,
     Sentence,
     Turn,
     asks_question,
@@ -351,7 +352,7 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
     p = overlapping_patient_turn(list(turns), c)
     overlapped = True
     if p is None:
-        prev = next((t for t in reversed(turns[: c.index]) if t.patient), None)
+        prev = next((t for t in reversed(turns[max(0, c.index - WINDOW) : c.index]) if t.patient), None)
         if prev is None or prev.act != "content" or c.act != "substantive":
             return None, None, False
         between = [t for t in turns[prev.index + 1 : c.index] if t.clinician and t.act not in _NON_FLOOR_ACTS and t.t0 >= prev.t1]
@@ -394,7 +395,7 @@ _EVALUATION = re.compile(r"\b(?:thank|thanks|cheers|sounds? (?:good|great|fine)|
 
 def _last_clinician_sentence_before(turns: Sequence[Turn], at: float, upto: int) -> Sentence | None:
     best: Sentence | None = None
-    for t in turns[:upto]:
+    for t in turns[max(0, upto - WINDOW) : upto]:
         if not t.clinician or t.t0 >= at:
             continue
         for s in t.sentences:
@@ -414,7 +415,8 @@ def _answers(turns: Sequence[Turn], p: Turn) -> bool:
     if s is None:
         return False
     owner = turns[s.turn]
-    moved_on = any(x.t0 > s.t1 - 0.05 and x.t0 < p.t0 - 0.5 for t in turns[: p.index] if t.clinician for x in t.sentences)
+    moved_on = any(x.t0 > s.t1 - 0.05 and x.t0 < p.t0 - 0.5 for t in turns[max(0, p.index - WINDOW) : p.index] if t.clinician
+                   for x in t.sentences)
     if moved_on:
         return False
     text = s.text.rstrip()
@@ -617,7 +619,8 @@ def _patient_between(turns: Sequence[Turn], a: Turn, b: Turn) -> bool:
 
 def _patient_breaks(turns: Sequence[Turn], q1: Sentence, q2: Sentence) -> bool:
     """A patient turn running at the boundary of the two questions, or starting just after the second begins."""
-    for x in turns:
+    lo = max(0, min(q1.turn, q2.turn) - WINDOW)
+    for x in turns[lo : max(q1.turn, q2.turn) + WINDOW]:
         if not x.patient or x.t0 > q2.t0 + STACK_BREAK_S:
             continue
         if x.t1 >= q1.t1 - 0.05 and x.t0 <= q2.t0 + STACK_BREAK_S and x.t1 > q1.t1 and x.t0 >= q1.t0 - 0.01:

@@ -286,7 +286,7 @@ def _robust_monologue(ev: VisitEvents, start: float, end: float) -> bool:
 
 
 def _after_question(ev: VisitEvents, p: Turn) -> bool:
-    prev = [s for t in ev.turns[: p.index] if t.clinician for s in t.sentences if s.t1 <= p.t0 + 0.3]
+    prev = [s for t in ev.turns[max(0, p.index - 40) : p.index] if t.clinician for s in t.sentences if s.t1 <= p.t0 + 0.3]
     last = max(prev, key=lambda s: s.t1, default=None)
     return last is not None and last.text.rstrip().endswith("?")
 
