@@ -310,6 +310,8 @@ def sentence_act(text: str, other: Turn | None = None) -> str:
 
 def clinician_act(t: Turn, prev_patient: Turn | None) -> str:
     """What a clinician turn does, for turn-taking: the strongest act of its sentences."""
+    if not tokens(t.text):
+        return "backchannel"  # nothing but a gap marker or a sound
     acts = [sentence_act(s.text, prev_patient) for s in t.sentences]
     if "substantive" in acts:
         if len(tokens(t.text)) <= 3 and _is_fragment(t.text) and not any(s.question for s in t.sentences):
@@ -322,6 +324,8 @@ def clinician_act(t: Turn, prev_patient: Turn | None) -> str:
 
 
 def patient_act(t: Turn) -> str:
+    if not tokens(t.text):
+        return "backchannel"
     if is_repair(t.text) and len(tokens(t.text)) <= 10:
         return "repair"
     if is_backchannel_text(t.text):
