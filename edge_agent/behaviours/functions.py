@@ -253,7 +253,7 @@ class SentenceFunctions:
                 out[s.id] = got
         return out
 
-    def _rule_set(self, text: str) -> set[str]:
+    def rule_labels(self, text: str) -> set[str]:
         """The rules' labels for one sentence on its own (no context): for measuring the rules."""
         q = text.rstrip().endswith("?")
         return {lab for lab in FUNCTION_LABELS if self._rule(lab, text, q)}

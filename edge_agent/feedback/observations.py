@@ -97,7 +97,7 @@ def clean_quote(text: str) -> str:
     t = re.sub(r"\s{2,}", " ", t)
     trimmed = _LEAD.sub("", t).lstrip(" ,.")
     if len(trimmed.split()) >= 3:
-        t = trimmed[0].upper() + trimmed[1:]
+        t = trimmed  # the words as said, case included
     return t.strip()
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -280,12 +280,15 @@ def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: l
         if rows:
             texts = [r["text"] for r in rows]
             preds = [set(c.labels) for c in classifier.classify(texts)]
-            model_labels = tuple(getattr(classifier, "labels", None) or __import__("edge_agent.behaviours.labels", fromlist=["LABELS"]).LABELS)
+            from edge_agent.behaviours.labels import LABELS
+
+            model_labels = tuple(getattr(classifier, "labels", None) or LABELS)
             result[half]["label_f1"] = {k: {"f1": v.f1, "precision": v.precision, "recall": v.recall, "support": v.tp + v.fn}
                                         for k, v in label_f1(rows, preds, model_labels).items()}
             from edge_agent.behaviours.functions import SentenceFunctions
 
-            rule_preds = [SentenceFunctions(frozenset())._rule_set(r["text"]) for r in rows]
+            rules = SentenceFunctions(frozenset())
+            rule_preds = [rules.rule_labels(r["text"]) for r in rows]
             result[half]["rule_f1"] = {k: {"f1": v.f1, "precision": v.precision, "recall": v.recall, "support": v.tp + v.fn}
                                        for k, v in label_f1(rows, rule_preds, ("ice_question", "teach_back", "safety_netting", "agenda_solicitation", "reassurance")).items()}
     result["loso"] = _loso_figures()
