@@ -272,12 +272,13 @@ def test_feedback_timeline_has_speakers_and_times_only() -> None:
             return [SimpleNamespace(labels=[]) for _ in texts]
 
     utts = [Utterance(0.0, 2.0, "What brings you in today?", speaker="clinician"),
-            Utterance(2.5, 12.0, "I have had this pain in my side for a week and it keeps me up at night", speaker="patient"),
+            # the patient trails "and" and stops: the clinician took the floor (a back-channel would not mark)
+            Utterance(2.5, 7.0, "I have had this pain in my side for a week and it keeps me up at night and", speaker="patient"),
             Utterance(6.0, 7.5, "Any fever at all?", speaker="clinician"),
             Utterance(13.0, 14.0, "Right.", speaker="other")]
     msg = feedback_to_proto(build_feedback(utts, NoLabels()))
     assert [(t.speaker, t.start_s, t.end_s) for t in msg.timeline] == [
-        (feedback_pb2.SPEAKER_CLINICIAN, 0.0, 2.0), (feedback_pb2.SPEAKER_PATIENT, 2.5, 12.0),
+        (feedback_pb2.SPEAKER_CLINICIAN, 0.0, 2.0), (feedback_pb2.SPEAKER_PATIENT, 2.5, 7.0),
         (feedback_pb2.SPEAKER_CLINICIAN, 6.0, 7.5), (feedback_pb2.SPEAKER_OTHER, 13.0, 14.0)]
     assert any(m.kind == "interruption" and m.at_s == 6.0 for m in msg.marks)
     assert b"fever" not in b"".join(t.SerializeToString() for t in msg.timeline)

@@ -1,4 +1,9 @@
-"""Timing metrics on the 57 PriMock57 visits equal the independent reference."""
+"""The mechanical timing metrics on the 57 PriMock57 visits equal the independent reference.
+
+The conversation-aware metrics (opening, interruptions, monologues, wait times, stacks) are
+checked against the adjudicated event gold instead: tests/test_events_gold.py and
+``edge-agent bench coaching`` (see tests/reference_timing.py for why).
+"""
 
 from __future__ import annotations
 
@@ -23,14 +28,8 @@ def test_57_visits_match_reference():
         utts = utterances_from_consultation(cons)
         m = compute_timing(utts)
         r = reference_metrics(utts)
-        assert m.interruptions == r["interruptions"], cons.id
-        assert m.opening_interrupted == r["opening_interrupted"], cons.id
-        assert _agree(m.opening_uninterrupted_s, r["opening_uninterrupted_s"], 1e-6), cons.id
         # The reference rasters speaking time at 1 ms.
         assert _agree(m.talk_share, r["talk_share"], 2e-3), cons.id
         assert _agree(m.speech_rate_wpm, r["speech_rate_wpm"], 0.5), cons.id
-        assert _agree(m.longest_monologue_s, r["longest_monologue_s"], 1e-6), cons.id
-        assert len(m.wait_after_question_s) == len(r["wait_after_question_s"]), cons.id
-        assert all(abs(x - y) < 1e-6 for x, y in zip(m.wait_after_question_s, r["wait_after_question_s"])), cons.id
         n += 1
     assert n == 57

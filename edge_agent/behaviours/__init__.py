@@ -1,4 +1,7 @@
-"""Communication behaviours: language labels (ONNX + jargon lexicon) and turn-taking timing.
+"""Communication behaviours: language labels (ONNX + jargon lexicon), the visit as a conversation
+(``conversation``: turns, sentences, what each turn does), the events judged with the surrounding turns
+(``events``; rules for the functions the classifier does not give yet in ``functions``) and the timing
+metrics read off them (``timing``). Definitions: docs/coaching.md.
 
 Heavy pieces (onnxruntime) load lazily, so importing the package is cheap.
 """

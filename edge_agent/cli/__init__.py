@@ -221,6 +221,21 @@ def bench_behaviours_cmd() -> None:
     print(json.dumps(bench_behaviours()))
 
 
+@bench_app.command("coaching")
+def bench_coaching_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="the figures as one JSON object instead of the table")] = False,
+) -> None:
+    """Events and observations against the adjudicated gold: development vs held-out visits, label F1."""
+    import json
+
+    from tools.bench.coaching import bench_coaching
+
+    if json_out:
+        print(json.dumps(bench_coaching()))
+    else:
+        bench_coaching(sys.stdout)
+
+
 @bench_app.command("soak")
 def bench_soak_cmd(
     minutes: Annotated[float, typer.Option("--minutes", help="length of the visit (paced in real time)")] = 60.0,

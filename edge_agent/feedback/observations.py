@@ -1,40 +1,67 @@
-"""Pick 1–3 specific, timestamped coaching observations for one visit.
+"""Pick 1–3 coaching observations for one visit, and one strength, from the visit's events.
 
-Each observation quotes only the clinician's own words (never the patient's),
-names the moment, and offers a concrete alternative grounded in the
-literature listed in docs/coaching.md. There is no score: candidates are
-ordered by a fixed list of what tends to matter most to patients, not by any
-comparison with other clinicians.
+Every observation kind has a **truth condition** stated on the visit's events in the
+shape of the event gold (docs/gold-events.md §4; the conditions are listed in
+docs/coaching.md, "Truth conditions"). :func:`truth_condition` is that condition as
+code: the report emits an observation only when its own evidence (the detected events)
+meets it, and ``edge-agent bench coaching`` applies the very same function to the
+adjudicated gold to measure how often what the clinician reads is true.
+
+Candidates are ranked by their impact on the patient (a two-minute monologue or a
+worry nobody asked about before one jargon term), advice that does not fit the moment
+is suppressed (an emergency with the ambulance called; a plan the patient already said
+back), and each alternative is phrased from what happened (the medicine, the referral,
+the questions asked). Only the clinician's own words are quoted, never the patient's,
+never an identity/audio/privacy check; quotes can be switched off. There is no score:
+the impact order is internal and never shown.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
-from edge_agent.behaviours.timing import TimingMetrics
-from edge_agent.transcript import Utterance
+from edge_agent.behaviours.conversation import Sentence, Turn, sentence_act, tokens
+from edge_agent.behaviours.events import VisitEvents, clinical_question, ends_stretch, maybe_plan_said_back
+from edge_agent.behaviours.functions import maybe_agenda, maybe_emergency, maybe_ice, maybe_safety_net
 
 MAX_QUOTE_WORDS = 20
 MAX_OBSERVATIONS = 3
-LONG_MONOLOGUE_S = 60.0
-MANY_INTERRUPTIONS = 3
-CLOSED_PER_OPEN = 8.0
+MIN_INTERRUPTIONS = 2  # one floor-taking interruption in a visit is ordinary conversation
+MIN_STACKS = 2
+REPORT_MONOLOGUE_S = 70.0  # observations name stretches well over the 60 s event threshold
+OPENING_TOL_S = 2.0
+INTERRUPTION_TOL_S = 1.0
+MONOLOGUE_IOU = 0.5
+
+# Observations that give the same lesson from different evidence: at most one per group.
+GROUPS = {
+    "ice_not_elicited": "ice", "cue_not_explored": "ice", "premature_reassurance": "ice",
+    "agenda_not_set": "agenda", "agenda_anything": "agenda", "opening_redirected": "opening", "notes_led_opening": "opening",
+}
+# Advice that does not fit a visit where emergency care was arranged.
+NOT_IN_EMERGENCY = frozenset({"agenda_not_set", "agenda_anything", "ice_not_elicited", "cue_not_explored", "premature_reassurance",
+                              "teach_back", "safety_net_missing", "notes_led_opening", "stacked_questions"})
 
 
 @dataclass(frozen=True)
 class Observation:
-    behaviour: str
+    behaviour: str  # the observation kind (docs/coaching.md)
     at_s: float
     moment: str  # "m:ss" from the start of the visit
-    clinician_quote: str
+    clinician_quote: str  # the clinician's own words, or "" (quotes off / nothing quotable)
     alternative: str
     rationale: str
     happened: str = ""  # what was observed, plainly and without judgement ("you asked ... before ...")
+    # What the truth condition is checked with (turns, times); stays on the device, never rendered or sent.
+    evidence: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    impact: float = field(default=0.0, compare=False, repr=False)  # internal ranking only; never shown
 
     def to_dict(self) -> dict[str, object]:
-        return asdict(self)
+        return {"behaviour": self.behaviour, "at_s": self.at_s, "moment": self.moment, "clinician_quote": self.clinician_quote,
+                "alternative": self.alternative, "rationale": self.rationale, "happened": self.happened}
 
 
 @dataclass(frozen=True)
@@ -46,6 +73,7 @@ class LabelledSentence:
     text: str
     labels: tuple[str, ...]
     jargon_terms: tuple[tuple[str, str], ...] = ()  # (term as said, plain wording)
+    sentence_index: int = 0
 
 
 def moment(seconds: float) -> str:
@@ -53,163 +81,534 @@ def moment(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
+def duration(seconds: float) -> str:
+    s = int(round(seconds))
+    return f"{s} s" if s < 90 else f"{s // 60} min {s % 60:02d} s"
+
+
+_LEAD = re.compile(r"^(?:(?:um|uh|erm|er|ok|okay|right|alright|all right|so|and|yeah|yes|mm|fine|great|sure|good|well)\b[ ,.]*)+", re.IGNORECASE)
+
+
+def clean_quote(text: str) -> str:
+    """Tidy transcript gaps (" , ", "?," from untranscribed words) and leading acknowledgements; the words stay the clinician's."""
+    t = re.sub(r"\s+([,.?!])", r"\1", text.strip())
+    t = re.sub(r"([,.?!])(?:\s*,)+", r"\1", t)
+    t = re.sub(r"([.?!])(?=[A-Z])", r"\1 ", t)
+    t = re.sub(r"\s{2,}", " ", t)
+    trimmed = _LEAD.sub("", t).lstrip(" ,.")
+    if len(trimmed.split()) >= 3:
+        t = trimmed  # the words as said, case included
+    return t.strip()
+
+
+_NOT_NAMES = frozenset(
+    """i i'm i'll i've i'd ok okay gp gps nhs a e ecg tia uti covid right so now well yes yeah no good great sure fine alright
+    perfect lovely excellent brilliant um uh and but or also then because sorry hello hi thanks thank please sir madam
+    monday tuesday wednesday thursday friday saturday sunday january february march may june july august september october
+    november december english doctor""".split()
+)
+_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Doctor|Mister)\.? ([A-Z][a-z'-]+)")
+_VOCATIVE = re.compile(r"(?:(?<=, )|(?<=^))([A-Z][a-z'-]+)(?=\s*[,.?!]|$)")
+
+
+def redact_names(text: str) -> str:
+    """Names said to or about someone ("…, Lou.", "April, how…", "Doctor Jacob") become "…": a quote carries
+    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto)."""
+    out = _TITLE.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "…", text)
+    return _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or _DRUG.fullmatch(m.group(1)) else "…", out)
+
+
 def short_quote(text: str, max_words: int = MAX_QUOTE_WORDS) -> str:
-    """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut)."""
-    words = text.split()
+    """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut); names left out."""
+    words = redact_names(clean_quote(text)).split()
     if len(words) <= max_words:
-        return text.strip()
+        return " ".join(words)
     return " ".join(words[:max_words]).rstrip(",;:") + " …"
 
 
-def _first(sentences: list[LabelledSentence], pred: Callable[[LabelledSentence], bool]) -> LabelledSentence | None:
-    return next((s for s in sentences if pred(s)), None)
+# ---- truth conditions ----------------------------------------------------------------------
 
 
-def _sentence_at(sentences: list[LabelledSentence], utterance_index: int) -> LabelledSentence | None:
-    return _first(sentences, lambda s: s.utterance_index == utterance_index)
+def _near(turn: int, items: Sequence[Mapping[str, Any]], tol: int = 1) -> list[Mapping[str, Any]]:
+    return [x for x in items if abs(int(x["turn"]) - int(turn)) <= tol]
 
 
-_ANYTHING_ELSE = re.compile(r"\banything else\b", re.IGNORECASE)
+def _iou(a: tuple[float, float], b: tuple[float, float]) -> float:
+    inter = max(0.0, min(a[1], b[1]) - max(a[0], b[0]))
+    union = max(a[1], b[1]) - min(a[0], b[0])
+    return inter / union if union > 0 else 0.0
 
 
-def candidates(utterances: list[Utterance], timing: TimingMetrics, sentences: list[LabelledSentence]) -> list[Observation]:
-    """All observations that apply, most useful first."""
+def truth_condition(obs: Observation, gold: Mapping[str, Any], labels: Mapping[str, Sequence[str]] | None = None,
+                    consultation: str = "") -> bool | None:
+    """Is ``obs`` true against ``gold`` (events in the gold file's shape)? None: the gold cannot say.
+
+    ``labels``: sentence labels by id ``<consultation>:tNNN:sNN`` (the label gold), used
+    only by the kinds that rest on a sentence's label (jargon, reassurance).
+    """
+    e = obs.evidence
+    k = obs.behaviour
+    emergency = bool((gold.get("emergency_escalation") or {}).get("value"))
+    os_ = gold.get("opening_statement")
+    oq = gold.get("opening_question")
+    if k == "opening_redirected":
+        return bool(os_) and os_["outcome"] == "redirected" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
+    if k == "strength_opening":
+        return bool(os_) and os_["outcome"] == "finished" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
+    if k == "notes_led_opening":
+        return bool(oq) and bool(oq.get("notes_led")) and abs(int(oq["turn"]) - int(e["turn"])) <= 1 and not emergency
+    if k == "interruptions":
+        g = [float(o["time"]) for o in gold.get("overlaps", []) if o["kind"] == "interruption"]
+        return all(any(abs(t - x) <= INTERRUPTION_TOL_S for x in g) for t in e["times"])
+    if k == "monologue":
+        return any(_iou((float(e["start"]), float(e["end"])), (float(m["start"]), float(m["end"]))) >= MONOLOGUE_IOU
+                   for m in gold.get("monologues", []))
+    if k == "agenda_not_set":
+        return not gold.get("agenda_questions") and not emergency
+    if k == "agenda_anything":
+        return any(x.get("wording") == "any" for x in _near(e["turn"], gold.get("agenda_questions", []))) and not emergency
+    if k == "strength_agenda":
+        return any(x.get("wording") == "some" for x in _near(e["turn"], gold.get("agenda_questions", [])))
+    if k == "ice_not_elicited":
+        return not gold.get("ice_questions") and not emergency
+    if k == "cue_not_explored":
+        lo, hi = int(e["cue_turn"]), int(e["response_turn"]) + 3
+        return not any(lo <= int(x["turn"]) <= hi for x in gold.get("ice_questions", [])) and not emergency
+    if k == "premature_reassurance":
+        if any(int(x["turn"]) <= int(e["turn"]) for x in gold.get("ice_questions", [])) or emergency:
+            return False
+        sid = f"{consultation}:{e['sentence']}"
+        if labels is not None and sid in labels:
+            return "reassurance" in labels[sid]
+        return True
+    if k == "strength_ice":
+        return bool(_near(e["turn"], gold.get("ice_questions", [])))
+    if k == "teach_back":
+        return not gold.get("teach_back_requests") and not (gold.get("plan_said_back") or {}).get("value") and not emergency
+    if k == "strength_teach_back":
+        return bool(_near(e["turn"], gold.get("teach_back_requests", [])))
+    if k == "safety_net_missing":
+        return not gold.get("safety_netting") and not emergency
+    if k == "strength_safety_net":
+        return bool(_near(e["turn"], gold.get("safety_netting", [])))
+    if k == "stacked_questions":
+        return any(any(abs(int(t) - int(e["turn"])) <= 1 for t in x.get("turns", [x["turn"]])) for x in gold.get("stacked_questions", []))
+    if k == "jargon":
+        sid = f"{consultation}:{e['sentence']}"
+        if labels is not None and sid in labels:
+            return "jargon" in labels[sid]
+        return None
+    return None
+
+
+# ---- building the candidates --------------------------------------------------------------
+
+
+def _quotable(s: Sentence | None) -> bool:
+    return s is not None and sentence_act(s.text) not in ("admin", "social", "backchannel", "repair", "fragment")
+
+
+def _best_sentence(t: Turn, prefer_question: bool = False) -> Sentence | None:
+    sents = [s for s in t.sentences if _quotable(s)]
+    if prefer_question:
+        qs = [s for s in sents if s.question]
+        if qs:
+            return qs[0]
+    return max(sents, key=lambda s: len(s.text.split()), default=None) if sents else None
+
+
+_DRUG = re.compile(
+    r"\b(?:[a-z]{3,}(?:cillin|mycin|cycline|floxacin|prazole|tidine|olol|pril|sartan|statin|profen|etamol|xetine|triptan|lukast|"
+    r"phylline|tadine|amine)|codeine|morphine|salbutamol|inhalers?|antibiotics?|antihistamines?|steroids?|steroid cream|cream|"
+    r"ointment|emollients?|nasal spray|spray|eye drops|drops|tablets?|capsules?|painkillers?|rehydration salts|dioralyte|gaviscon|"
+    r"senna|laxatives?|paracetamol|ibuprofen|naproxen|epipen|adrenaline|night nurse|day nurse|medication|medicine)\b",
+    re.IGNORECASE,
+)
+_REFERRAL = re.compile(r"\b(?:refer(?:ral|ring|red)?|specialist|clinic|hospital team|letter (?:to|for) your gp)\b", re.IGNORECASE)
+_TEST = re.compile(r"\b(?:blood tests?|bloods|x-?ray|scan|swab|sample|urine test|ecg|echo|tests?)\b", re.IGNORECASE)
+_SELFCARE = re.compile(r"\b(?:fluids|rest|time off|days off|sleep|hydrat|diet|exercise|steam|warm|cold compress|avoid)\w*", re.IGNORECASE)
+
+
+def _plan_kind(ev: VisitEvents) -> tuple[str, str]:
+    """What the plan was about ("medicine", "referral", "test", "self-care", "plan") and the clinician's own word for it."""
+    text = " ".join(u.text for u in ev.plan_sentences)
+    for kind, rx in (("medicine", _DRUG), ("referral", _REFERRAL), ("test", _TEST), ("self-care", _SELFCARE)):
+        m = rx.search(text)
+        if m:
+            return kind, m.group(0)
+    return "plan", ""
+
+
+def _the(word: str) -> str:
+    w = word.strip()
+    if not w:
+        return "it"
+    if w[0].isupper() and not w.isupper():
+        return w  # a brand or drug name
+    return "the " + w.lower()
+
+
+_PLAIN_TRAILERS = ("and", "but", "or", "like", "because", "cause", "so")
+
+
+_OPENISH = re.compile(r"\b(?:tell me|talk me through|describe|explain|how (?:has|have|is|are|was|were|do you feel)|what (?:happened|was it like))\b")
+_FEELING_WORDS = {"worry": "a worry", "fear": "being frightened", "serious illness": "a fear of something serious",
+                  "stress": "feeling stressed", "low mood": "feeling low", "coping": "not knowing what to do"}
+
+
+def _trailing(text: str) -> str:
+    ws = [w for w in tokens(text) if w not in ("um", "uh", "er", "erm")]
+    return ws[-1] if ws else ""
+
+
+def _clinician_sentences(ev: VisitEvents, upto: int | None = None, since: int | None = None) -> list[Sentence]:
+    return [s for t in ev.turns if t.clinician and (upto is None or t.index <= upto) and (since is None or t.index >= since)
+            for s in t.sentences]
+
+
+def might_be_emergency(ev: VisitEvents) -> bool:
+    """The strict escalation flag, or any unconditional mention of an ambulance, 999, A&E or going to hospital."""
+    return ev.emergency_escalation.value or any(maybe_emergency(s.text) for s in _clinician_sentences(ev))
+
+
+def _no_ice_before(ev: VisitEvents, upto: int | None = None) -> bool:
+    """No ICE question up to turn ``upto`` (all visit: None), by the precise rule or the liberal one."""
+    if any(upto is None or u.turn <= upto for u in ev.ice_questions):
+        return False
+    return not any(s.text.rstrip().endswith("?") and maybe_ice(s.text) for s in _clinician_sentences(ev, upto))
+
+
+def _robust_monologue(ev: VisitEvents, start: float, end: float) -> bool:
+    """The stretch stays over a minute even if every patient token after a "?" or outside the clinician's speech ends it."""
+    cuts = [p.t0 for p in ev.turns if p.patient and start < p.t0 < end and (ends_stretch(ev.turns, p) or _after_question(ev, p))]
+    bounds = [start, *sorted(cuts), end]
+    return max(b - a for a, b in zip(bounds, bounds[1:])) > 60.0
+
+
+def _after_question(ev: VisitEvents, p: Turn) -> bool:
+    prev = [s for t in ev.turns[max(0, p.index - 40) : p.index] if t.clinician for s in t.sentences if s.t1 <= p.t0 + 0.3]
+    last = max(prev, key=lambda s: s.t1, default=None)
+    return last is not None and last.text.rstrip().endswith("?")
+
+
+def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True) -> list[Observation]:
+    """Every observation the events support (each meets its own truth condition), strongest first."""
+    ev = events
+    turns = ev.turns
+    gold_like = ev.to_gold()
     out: list[Observation] = []
 
-    def add(behaviour: str, s: LabelledSentence, happened: str, alternative: str, rationale: str, at: float | None = None) -> None:
-        at_s = round(s.at_s if at is None else at, 2)
-        out.append(Observation(behaviour, at_s, moment(at_s), short_quote(s.text), alternative, rationale, happened))
+    def add(kind: str, at: float, s: Sentence | None, happened: str, alternative: str, rationale: str, impact: float, **evidence: Any) -> None:
+        quote = short_quote(s.text) if (quotes and _quotable(s)) and s is not None else ""
+        obs = Observation(kind, round(at, 2), moment(at), quote, alternative, rationale, happened, dict(evidence), impact)
+        if truth_condition(obs, gold_like, labels) is not False:  # only what the evidence supports
+            out.append(obs)
 
-    # 1. Opening statement taken over before the patient finished.
-    ev = next((e for e in timing.events if e.kind == "opening_interrupted"), None)
-    if ev is not None:
-        s = _sentence_at(sentences, ev.utterance_index)
-        if s is not None:
-            secs = timing.opening_uninterrupted_s or 0.0
-            add(
-                "opening_statement",
-                s,
-                "you came in during the patient's opening statement",
-                f"The patient's opening statement ran {secs:.0f} s before you came in. Let it run to its natural end "
-                "(with nods or \"mm-hm\"), then ask \"What else?\" before focusing on one problem.",
-                "Uninterrupted opening statements usually take under a minute and bring out concerns that otherwise "
-                "surface late in the visit (Beckman & Frankel 1984; Marvel et al. 1999; Langewitz et al. 2002).",
-                at=ev.at_s,
-            )
+    emergency = might_be_emergency(ev)
+    stmt = ev.opening_statement
+    oq = ev.opening_question
 
-    # 2. Unexplained jargon.
-    s = _first(sentences, lambda x: "jargon" in x.labels and bool(x.jargon_terms))
-    if s is not None:
-        term, plain = s.jargon_terms[0]
-        add(
-            "jargon",
-            s,
-            f"you said \"{term}\" without an explanation nearby",
-            f"Say it in everyday words, or add a short gloss: \"{term}, which means {plain}\".",
+    # Opening statement redirected (Beckman & Frankel 1984; Marvel et al. 1999; Langewitz et al. 2002).
+    plain_redirect = stmt is not None and stmt.outcome == "redirected" and _trailing(turns[stmt.end_turn].text) in _PLAIN_TRAILERS
+    if stmt is not None and stmt.outcome == "redirected" and stmt.redirect_turn is not None and plain_redirect:
+        t = turns[stmt.redirect_turn]
+        s = _best_sentence(t, prefer_question=True)
+        what = "asked" if s is not None and s.question else "came in"
+        add("opening_redirected", stmt.end, s,
+            f"you {what} {stmt.duration:.0f} s into the patient's opening statement, before they had finished",
+            "Let the opening statement run to its end with a nod or \"mm-hm\" (most patients finish within a minute), then ask "
+            "\"Is there something else?\" before narrowing down.",
+            "Redirected after a median of about 20 s, patients rarely return to the rest of their agenda, while letting them "
+            "finish takes only seconds longer (Beckman & Frankel 1984; Marvel et al. 1999; Langewitz et al. 2002).",
+            95.0, end=stmt.end, turn=stmt.redirect_turn)
+    elif oq is not None and oq.notes_led and stmt is not None:
+        t = turns[oq.turn]
+        s = next((x for x in t.sentences if x.text == oq.text), None) or _best_sentence(t)
+        short = stmt.duration < 20
+        add("notes_led_opening", oq.start, s,
+            "you opened with the problem from the booking notes" + (f"; the patient confirmed it and spoke for {stmt.duration:.0f} s" if short else ""),
+            "Start with an open invitation before the notes: \"Before I look at what you wrote, what would you like to talk about "
+            "today?\"; then check the note against what they say.",
+            "An opening built on the booking note narrows the agenda to one problem before the patient has spoken; an open "
+            "opening question brings out the concerns that otherwise surface at the door (Silverman, Kurtz & Draper 2013; "
+            "Marvel et al. 1999).",
+            55.0 if short else 35.0, turn=oq.turn)
+
+    # Floor-taking interruptions after the opening (Mulder-Vos et al. 2023; Rowe 1986).
+    later = [o for o in ev.interruptions if stmt is None or stmt.redirect_turn != o.turn]
+    if len(later) >= MIN_INTERRUPTIONS and any(_trailing(turns[o.patient_turn].text) in _PLAIN_TRAILERS for o in later):
+        # cite the moments with the plainest evidence: the patient stopped on "and / but / like / because"
+        strong = [o for o in later if _trailing(turns[o.patient_turn].text) in _PLAIN_TRAILERS]
+        cited = strong[:2]
+        t = turns[cited[0].turn]
+        s = _best_sentence(t, prefer_question=True)
+        when = " and ".join(moment(o.time) for o in cited)
+        add("interruptions", cited[0].time, s,
+            f"you took the floor while the patient was mid-sentence {len(later)} times (e.g. at {when}), and the patient stopped",
+            "When the patient trails off (\"and…\", \"but…\"), wait a second or two; if you need to steer, acknowledge first "
+            "(\"Sorry, go on — you were saying…\").",
+            "Most overlaps in consultations are encouraging back-channels; the ones that take the floor cut the patient's "
+            "account short (Mulder-Vos et al. 2023; Rowe 1986).",
+            30.0 + 12.0 * len(later), times=[o.time for o in cited])
+
+    # Monologue: the longest stretch over a minute (Silverman, Kurtz & Draper 2013, chunk and check).
+    robust = [x for x in ev.monologues if x.duration >= REPORT_MONOLOGUE_S and _robust_monologue(ev, x.start, x.end)]
+    if robust:
+        m = max(robust, key=lambda x: x.duration)
+        inside = [u for u in ev.plan_sentences if m.start_turn <= u.turn <= m.end_turn]
+        t = turns[m.start_turn]
+        s = next((turns[u.turn].sentences[u.sentence] for u in inside if _quotable(turns[u.turn].sentences[u.sentence])), None) or _best_sentence(t)
+        more = f" ({len(ev.monologues)} stretches over a minute)" if len(ev.monologues) > 1 else ""
+        if inside:
+            kind, word = _plan_kind(ev)
+            piece = {"medicine": f"after explaining {_the(word)}", "referral": "after explaining the referral",
+                     "test": f"after explaining {_the(word)}", "self-care": "after each thing to do at home"}.get(kind, "after each part of the plan")
+            alt = (f"Give the plan in chunks and check after each: stop {piece} and ask \"What questions do you have about that so "
+                   "far?\" before going on.")
+        else:
+            alt = "Break the explanation into two or three chunks and check after each: \"Does that fit with how it's been for you?\""
+        add("monologue", m.start, s,
+            f"you spoke for {duration(m.duration)} without a patient turn{more}",
+            alt,
+            "Chunk-and-check keeps information at the patient's pace and shows what to explain next; long uninterrupted "
+            "explanations are poorly recalled (Silverman, Kurtz & Draper 2013).",
+            20.0 + 0.4 * m.duration, start=m.start, end=m.end, turn=m.start_turn)
+
+    # Ideas, concerns and expectations (Silverman, Kurtz & Draper 2013; Levinson et al. 2000).
+    if not ev.ice_questions and not emergency:
+        missed = [c for c in ev.cues if c.response == "biomedical_question" and c.response_turn is not None
+                  and _no_ice_before(ev, c.response_turn + 3)]
+        reassure = [r for r in ev.reassurance if (stmt is None or r.turn > stmt.end_turn) and _STRICT_REASSURE.search(r.text.lower())
+                    and _no_ice_before(ev, r.turn)]
+        if missed:
+            c = missed[0]
+            t = turns[c.response_turn]  # type: ignore[index]
+            s = _best_sentence(t, prefer_question=True)
+            pick = {
+                "worry": "\"You said you're worried about it — what worries you most?\"",
+                "fear": "\"That sounds frightening — what is it you're afraid it might be?\"",
+                "serious illness": "\"You wondered whether it could be something serious — what were you thinking of?\"",
+                "stress": "\"You mentioned feeling stressed by it — how has that been for you?\"",
+                "low mood": "\"You said it's been getting you down — tell me a bit more about that.\"",
+                "coping": "\"It sounds hard to know what to do — what were you hoping we could do today?\"",
+            }[c.feeling]
+            add("cue_not_explored", t.t0, s,
+                f"you went on with a symptom question just after the patient mentioned {_FEELING_WORDS[c.feeling]}",
+                f"Pick the cue up before the checklist — {pick} — then come back to your questions.",
+                "Patients voice concerns indirectly; when a cue is answered with a biomedical question it rarely comes back, "
+                "and the visit ends with the worry unaddressed (Levinson et al. 2000; Silverman, Kurtz & Draper 2013).",
+                85.0, cue_turn=c.patient_turn, response_turn=c.response_turn, turn=c.response_turn)
+        if reassure:
+            r = reassure[0]
+            s = turns[r.turn].sentences[r.sentence]
+            earlier = [c for c in ev.cues if c.patient_turn < r.turn]
+            alt = (f"The patient had mentioned {_FEELING_WORDS[earlier[0].feeling]}: ask what exactly worried them (\"What were you "
+                   "afraid it might be?\") and aim the reassurance at that." if earlier else
+                   "Ask first — \"Was there anything you were worried this might be?\" — then reassure about that worry in particular.")
+            add("premature_reassurance", r.time, s,
+                "you reassured the patient before asking what they had been worried it might be",
+                alt,
+                "Reassurance before the patient's concern is known often misses it and does not stick (Silverman, Kurtz & "
+                "Draper 2013).",
+                70.0, turn=r.turn, sentence=f"t{r.turn:03d}:s{r.sentence:02d}")
+        if ev.plan_sentences and _no_ice_before(ev):
+            u = ev.plan_sentences[0]
+            s = turns[u.turn].sentences[u.sentence]
+            kind, word = _plan_kind(ev)
+            alt = {
+                "medicine": f"Before suggesting {_the(word)}, ask what they were hoping for (\"Was there anything you were hoping "
+                            "we'd do today?\") — some hope for a medicine, some fear one — and what they thought was going on.",
+                "referral": "Before explaining the referral, ask \"What were you thinking it might be?\": a referral frightens or "
+                            "reassures depending on the answer, and you can speak to it.",
+                "test": f"Before arranging {_the(word)}, ask what they were worried it might show (\"Was there anything in "
+                        "particular you were worried about?\"), and say what the test will and won't tell.",
+                "self-care": "Before the advice, ask \"What were you thinking was going on?\" and \"Was there anything you were "
+                             "hoping we'd do today?\", then show how the advice answers that.",
+            }.get(kind, "Before explaining the plan, ask \"What were you thinking it might be?\" and \"Was there anything you "
+                        "were hoping for today?\", and link the plan to the answers.")
+            add("ice_not_elicited", u.time, s,
+                "you did not ask what the patient thought was going on, what worried them or what they hoped for",
+                alt,
+                "Plans built on the patient's own ideas, concerns and expectations are understood and followed more often "
+                "(Silverman, Kurtz & Draper 2013).",
+                60.0, turn=u.turn)
+
+    # Agenda (Heritage et al. 2007; Marvel et al. 1999).
+    if not emergency:
+        if not ev.agenda_questions and stmt is not None and not any(maybe_agenda(x.text) for x in _clinician_sentences(ev)):
+            first_q = next((s for t in turns[stmt.end_turn + 1 :] if t.clinician for s in t.sentences if clinical_question(t, s)), None)
+            if first_q is not None:
+                if oq is not None and oq.notes_led:
+                    alt = ("You started from the booking note; before the first specific question, ask \"Is there something else "
+                           "you'd like to deal with today?\": a note rarely holds the whole agenda.")
+                elif stmt.duration < 15:
+                    alt = (f"The opening statement was short ({stmt.duration:.0f} s); before going into specifics, ask \"Is there "
+                           "something else you'd like to deal with today?\" and agree the list together.")
+                elif stmt.duration >= 30:
+                    alt = ("After the opening statement, sum it up in one sentence and ask \"Is there something else you'd like "
+                           "to deal with today?\" before your first specific question.")
+                else:
+                    alt = ("Before your first specific question, ask \"Is there something else you'd like to deal with today?\" "
+                           "and agree with the patient what to cover first.")
+                add("agenda_not_set", first_q.t0, first_q,
+                    "you did not ask whether there was something else the patient wanted to deal with today",
+                    alt,
+                    "Asking \"something else?\" early reduces concerns left unmet at the end of the visit (Heritage et al. 2007; "
+                    "Marvel et al. 1999).",
+                    50.0, turn=first_q.turn)
+        any_q = next((u for u in ev.agenda_questions if u.wording == "any"), None)
+        if any_q is not None:
+            s = turns[any_q.turn].sentences[any_q.sentence]
+            add("agenda_anything", any_q.time, s,
+                "you asked for further concerns with \"anything\"",
+                "Ask \"Is there something else you'd like to address today?\": \"something\" expects a yes, \"anything\" "
+                "invites a no.",
+                "In a randomised study, \"something else\" reduced patients' unmet concerns while \"anything else\" did not "
+                "(Heritage et al. 2007).",
+                35.0, turn=any_q.turn)
+
+    # Closing the loop: teach-back and safety-netting (Schillinger et al. 2003; Almond et al. 2009).
+    strong_plan = [u for u in ev.plan_sentences if u.turn > (stmt.end_turn if stmt else -1)]
+    if strong_plan and not emergency:
+        kind, word = _plan_kind(ev)
+        last = strong_plan[-1]
+        s = turns[last.turn].sentences[last.sentence]
+        firm = [u for u in strong_plan if re.search(r"\b(?:i'?ll|i will|we'?ll|i'?d like you|you (?:should|need|can)|take|use|"
+                                                      r"come back|call|book|refer|prescri)\w*", u.text.lower())]
+        quote_s = turns[firm[-1].turn].sentences[firm[-1].sentence] if firm else s
+        if not ev.teach_back_requests and not ev.plan_said_back.value and not maybe_plan_said_back(turns, ev.plan_start_turn):
+            ask = {
+                "medicine": f"\"So I know I've explained it well, how are you going to take {_the(word)}?\"",
+                "referral": "\"So I know I've been clear, what happens next with the referral, and what would you do if you hadn't heard?\"",
+                "test": f"\"So I know I've been clear, can you tell me what {_the(word)} is for and how you'll get the result?\"",
+                "self-care": "\"So I know I've been clear, what are you going to do over the next few days?\"",
+            }.get(kind, "\"So I know I've explained it well, can you tell me in your own words what we've agreed?\"")
+            if ev.safety_netting:
+                ask = ask[:-1] + " And what would make you call us back?\""
+            add("teach_back", last.time, quote_s,
+                "you gave the plan and the patient did not say any of it back in their own words",
+                f"Close the loop with a teach-back: {ask}",
+                "Asking patients to say the plan back, and correcting what they miss, improves recall and outcomes, "
+                "especially with limited health literacy (Schillinger et al. 2003).",
+                55.0 + (10.0 if len(strong_plan) >= 4 else 0.0), turn=last.turn)
+        if not ev.safety_netting and not any(maybe_safety_net(x.text) for x in _clinician_sentences(ev, since=ev.plan_start_turn)):
+            what = {"medicine": f"if it isn't better a few days after starting {_the(word)}", "referral": "while waiting for the referral",
+                    "test": "before the result is back"}.get(kind, "if things don't settle")
+            add("safety_net_missing", last.time, s,
+                "you gave the plan without saying what to watch for or when to come back",
+                f"Add a safety-net: name two or three warning signs, and what to do {what} (\"If …, call us; if …, go to A&E\").",
+                "A clear contingency plan is how a diagnosis made under uncertainty is kept safe (Almond et al. 2009; "
+                "Silverman, Kurtz & Draper 2013).",
+                60.0, turn=last.turn)
+
+    # Stacked questions (Silverman, Kurtz & Draper 2013: one question at a time).
+    stacks = [x for x in ev.stacked_questions if x.kind == "different" or len(x.questions) >= 3]
+    if len(stacks) >= MIN_STACKS and not emergency:
+        st = max(stacks, key=lambda x: (len(x.questions), -x.time))
+        t = turns[st.turn]
+        s = next((x for x in t.sentences if x.text == st.questions[0]), None)
+        quote_text = " ".join(st.questions[:3])
+        obs_s = Sentence(s.turn, s.index, quote_text, s.t0, s.t1, True) if s is not None else None
+        first_open = bool(_OPENISH.search(" ".join(tokens(st.questions[0]))))
+        if first_open:
+            alt = ("Let the open invitation stand on its own and wait: the narrower question that followed it can come after "
+                   "the patient's story, and often gets answered in it.")
+        elif len(st.questions) >= 3:
+            alt = (f"With {len(st.questions)} questions at once the patient can only answer one; ask the one that matters most "
+                   "first and let the answer lead to the next.")
+        else:
+            alt = (f"This happened {len(stacks)} times: ask one question, pause until the answer is complete, then ask the next "
+                   "— the checklist goes no slower.")
+        add("stacked_questions", st.time, obs_s,
+            f"you asked {len(st.questions)} questions in a row before the patient could answer ({len(stacks)} times in the visit)",
+            alt,
+            "Several questions at once leave the patient to choose which to answer, and the others go unanswered "
+            "(Silverman, Kurtz & Draper 2013).",
+            20.0 + 5.0 * min(len(stacks), 6), turn=st.turn)
+
+    # Jargon (Castro et al. 2007).
+    j = next((x for x in ev.jargon if x.unexplained), None)
+    if j is not None:
+        s = turns[j.turn].sentences[j.sentence]
+        add("jargon", j.time, s,
+            f"you said \"{j.term}\" without explaining it nearby",
+            f"Say it in everyday words, or add a short gloss: \"{j.term}, which means {j.plain}\".",
             "Patients often do not understand medical terms that clinicians assume are familiar, and rarely say so "
             "(Castro et al. 2007).",
-        )
-
-    # 3. Agenda: never asked for further concerns, or asked "anything else?".
-    agenda = [x for x in sentences if "agenda_solicitation" in x.labels]
-    if agenda:
-        s = _first(agenda, lambda x: bool(_ANYTHING_ELSE.search(x.text)))
-        if s is not None:
-            add(
-                "agenda_solicitation",
-                s,
-                "you asked for further concerns with \"anything else\"",
-                "Ask \"Is there something else you'd like to address today?\" instead of \"anything else?\".",
-                "In a randomised study, \"something else\" reduced patients' unmet concerns, while \"anything else\" "
-                "invites a \"no\" (Heritage et al. 2007).",
-            )
-    else:
-        after_open = (timing.opening_uninterrupted_s or 0.0) + next((e.at_s for e in timing.events if e.kind == "opening_start"), 0.0)
-        # A quotable question: the first specific (4+ word) closed question after the opening.
-        s = _first(sentences, lambda x: "closed_question" in x.labels and x.at_s >= after_open and len(x.text.split()) >= 4) or _first(
-            sentences, lambda x: "closed_question" in x.labels
-        )
-        if s is not None:
-            add(
-                "agenda_solicitation",
-                s,
-                "you moved to specific questions before asking what else the patient wanted to cover",
-                "Before narrowing in with specific questions, ask \"Is there something else you'd like to address "
-                "today?\" and list the concerns together.",
-                "Eliciting the full agenda early avoids \"by the way\" concerns at the door (Marvel et al. 1999; "
-                "Heritage et al. 2007).",
-            )
-
-    # 4. Information or advice without a teach-back.
-    if not any("teach_back" in x.labels for x in sentences):
-        given = [x for x in sentences if {"advice", "information"} & set(x.labels)]
-        if given:
-            s = given[-1]
-            add(
-                "teach_back",
-                s,
-                "you gave information or advice, and the patient was not asked to say the plan back",
-                "Close the loop: \"To make sure I explained it clearly, can you tell me how you'll take these and "
-                "when you'd get back in touch?\"",
-                "Asking patients to explain the plan back improves recall and outcomes, especially with limited "
-                "health literacy (Schillinger et al. 2003).",
-            )
-
-    # 5. Long monologue.
-    if timing.longest_monologue_s >= LONG_MONOLOGUE_S:
-        ev = next((e for e in timing.events if e.kind == "longest_monologue"), None)
-        s = _sentence_at(sentences, ev.utterance_index) if ev is not None else None
-        if s is not None and ev is not None:
-            add(
-                "monologue",
-                s,
-                f"you spoke for {timing.longest_monologue_s:.0f} s without a patient turn",
-                f"You spoke for {timing.longest_monologue_s:.0f} s without a patient turn. Give information in "
-                "small chunks and check after each: \"What questions do you have so far?\"",
-                "Chunk-and-check keeps explanations at the patient's pace and shows what to explain next "
-                "(Silverman, Kurtz & Draper 2013).",
-                at=ev.at_s,
-            )
-
-    # 6. Repeated interruptions later in the visit.
-    if timing.interruptions >= MANY_INTERRUPTIONS:
-        evs = [e for e in timing.events if e.kind == "interruption"]
-        s = next((x for e in evs if (x := _sentence_at(sentences, e.utterance_index)) is not None), None)
-        if s is not None:
-            add(
-                "interruptions",
-                s,
-                f"you started speaking while the patient was mid-sentence ({timing.interruptions} times)",
-                f"You started speaking {timing.interruptions} times while the patient was mid-sentence. Let each "
-                "answer finish and leave a short pause before the next question.",
-                "A pause of a few seconds after an answer brings out more and longer patient contributions "
-                "(Rowe 1986; Beckman & Frankel 1984).",
-            )
-
-    # 7. Mostly closed questions.
-    n_open = sum("open_question" in x.labels for x in sentences)
-    n_closed = sum("closed_question" in x.labels for x in sentences)
-    if n_closed >= 10 and n_closed > CLOSED_PER_OPEN * max(1, n_open):
-        s = _first(sentences, lambda x: "closed_question" in x.labels)
-        if s is not None:
-            add(
-                "open_questions",
-                s,
-                f"you asked {n_closed} closed questions and {n_open} open ones",
-                "Start each new topic with an open invitation, e.g. \"Tell me more about the pain\", and move to "
-                "specific questions after the patient's account.",
-                "The open-to-closed cone gathers the patient's story before the checklist (Silverman, Kurtz & "
-                "Draper 2013).",
-            )
+            28.0, turn=j.turn, sentence=f"t{j.turn:03d}:s{j.sentence:02d}")
+    out.sort(key=lambda o: -o.impact)
     return out
 
 
-def select(cands: list[Observation], limit: int = MAX_OBSERVATIONS) -> list[Observation]:
-    """The first ``limit`` candidates with distinct behaviours, shown in time order."""
+_STRICT_REASSURE = re.compile(r"\b(?:nothing (?:too |really |much )?(?:to worry|serious|sinister|dangerous)|(?:don'?t|no need to) worry|"
+                              r"(?:not|isn'?t|nothing) (?:anything )?(?:serious|sinister|dangerous|worrying)|very common|nothing to be "
+                              r"(?:worried|concerned))\b")
+
+
+def select(cands: list[Observation], events: VisitEvents | None = None, limit: int = MAX_OBSERVATIONS) -> list[Observation]:
+    """The strongest ``limit`` candidates that fit the visit, one per lesson, shown in time order."""
+    emergency = events is not None and might_be_emergency(events)
+    plan_back = events is not None and events.plan_said_back.value
     chosen: list[Observation] = []
-    for c in cands:
-        if c.behaviour not in {x.behaviour for x in chosen}:
-            chosen.append(c)
+    groups: set[str] = set()
+    for c in sorted(cands, key=lambda o: -o.impact):
+        if emergency and c.behaviour in NOT_IN_EMERGENCY:
+            continue
+        if plan_back and c.behaviour == "teach_back":
+            continue
+        g = GROUPS.get(c.behaviour, c.behaviour)
+        if g in groups:
+            continue
+        groups.add(g)
+        chosen.append(c)
         if len(chosen) == limit:
             break
     return sorted(chosen, key=lambda o: o.at_s)
+
+
+def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True,
+             avoid: Sequence[Observation] = ()) -> Observation | None:
+    """One specific thing that went well, phrased from what happened (None if nothing stands out)."""
+    ev = events
+    turns = ev.turns
+    gold_like = ev.to_gold()
+    cands: list[Observation] = []
+
+    def add(kind: str, at: float, s: Sentence | None, happened: str, why: str, **evidence: Any) -> None:
+        quote = short_quote(s.text) if quotes and s is not None and _quotable(s) else ""
+        o = Observation(kind, round(at, 2), moment(at), quote, "", why, happened, dict(evidence))
+        if truth_condition(o, gold_like, labels) is not False:
+            cands.append(o)
+
+    if ev.ice_questions:
+        u = ev.ice_questions[0]
+        s = turns[u.turn].sentences[u.sentence]
+        what = {"idea": "what they thought was going on", "concern": "what was worrying them",
+                "expectation": "what they hoped for from the visit"}[u.components[0] if u.components else "concern"]
+        later = [p for p in ev.plan_sentences if p.turn > u.turn and re.search(r"\b(?:worr|concern|you mentioned|you said|you thought|"
+                                                                                r"you were thinking|hoping|expect)\w*", p.text.lower())]
+        tail = f", and came back to it at {moment(later[0].time)} when you explained the plan" if later else ""
+        add("strength_ice", u.time, s, f"you asked the patient {what}{tail}",
+            "Eliciting ideas, concerns and expectations is what lets the plan fit the patient (Silverman, Kurtz & Draper 2013).",
+            turn=u.turn)
+    if ev.teach_back_requests:
+        u = ev.teach_back_requests[0]
+        add("strength_teach_back", u.time, turns[u.turn].sentences[u.sentence], "you asked the patient to say the plan back in their own words",
+            "Teach-back closes the loop on understanding (Schillinger et al. 2003).", turn=u.turn)
+    some = next((u for u in ev.agenda_questions if u.wording == "some"), None)
+    if some is not None:
+        add("strength_agenda", some.time, turns[some.turn].sentences[some.sentence], "you asked whether there was \"something else\" to deal with",
+            "\"Something else?\" brings out concerns that \"anything else?\" does not (Heritage et al. 2007).", turn=some.turn)
+    plain = [x for x in ev.safety_netting if re.search(r"\b(?:worse|better|look out|watch|warning|a (?:and|&) e|999|settle|improv)\w*", x.text.lower())]
+    if plain and not ev.emergency_escalation.value:
+        u = max(plain, key=lambda x: len(x.text))
+        add("strength_safety_net", u.time, turns[u.turn].sentences[u.sentence], "you told the patient what to watch for and what to do if it happened",
+            "A concrete safety-net keeps a plan made under uncertainty safe (Almond et al. 2009).", turn=u.turn)
+    stmt = ev.opening_statement
+    if stmt is not None and stmt.outcome == "finished" and stmt.duration >= 20:
+        add("strength_opening", stmt.end, None, f"you let the patient's opening statement run to its end ({stmt.duration:.0f} s) before your first question",
+            "An opening statement heard to its end brings out the patient's agenda early (Beckman & Frankel 1984).",
+            end=stmt.end)
+    cited = {o.evidence.get("turn") for o in avoid} - {None}
+    cands = [c for c in cands if c.evidence.get("turn") not in cited] or []
+    return cands[0] if cands else None

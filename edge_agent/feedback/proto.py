@@ -7,8 +7,10 @@ from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 SCHEMA_VERSION = 1
 _SPEAKERS = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
-# timing event kinds worth a mark on the phone's timeline (a fixed vocabulary, never text)
-_MARK_KINDS = ("interruption", "opening_interrupted", "opening_yielded", "longest_monologue", "longest_wait")
+# timing event kinds worth a mark on the phone's timeline (a fixed vocabulary, never text;
+# tools/phone-web/src/report.js MARK_TEXT names each)
+_MARK_KINDS = ("interruption", "opening_redirected", "opening_finished", "monologue", "longest_monologue", "longest_wait",
+               "stacked_questions")
 
 
 def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_pb2.Feedback:
@@ -16,6 +18,7 @@ def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_p
         schema_version=SCHEMA_VERSION,
         duration_s=round(feedback.visit_duration_s, 2),
         started_unix_s=started_unix_s,
+        summary=feedback.summary,  # the one strength, if there is one ("What went well: ...")
     )
     for key, value in feedback.timing.to_dict().items():
         # numbers only: event lists serve the observations, not the report

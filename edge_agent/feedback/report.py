@@ -13,11 +13,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from edge_agent.behaviours.conversation import Turn, build_turns
+from edge_agent.behaviours.events import VisitEvents, detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
-from edge_agent.behaviours.text import is_filler, split_sentences
+from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
-from edge_agent.feedback.observations import LabelledSentence, Observation, candidates, moment, select
+from edge_agent.feedback.observations import LabelledSentence, Observation, candidates, moment, select, strength
 from edge_agent.transcript import Utterance
 
 
@@ -33,6 +35,8 @@ class Feedback:
     observations: list[Observation] = field(default_factory=list)
     # (speaker, start_s, end_s) per utterance, time order: the phone's picture of the visit (no words)
     turns: list[tuple[str, float, float]] = field(default_factory=list)
+    strength: Observation | None = None  # one specific thing that went well (shown apart from the suggestions)
+    events: VisitEvents | None = field(default=None, repr=False)  # stays on the device: serves the observations and the bench
 
     def to_dict(self) -> dict[str, object]:
         timing = self.timing.to_dict()
@@ -42,10 +46,20 @@ class Feedback:
             "timing": {k: _rounded(v) for k, v in timing.items()},
             "label_counts": dict(self.label_counts),
             "observations": [o.to_dict() for o in self.observations],
+            "strength": self.strength.to_dict() if self.strength else None,
         }
 
     def render(self) -> str:
         return render_text(self)
+
+    @property
+    def summary(self) -> str:
+        """The strength as one line (the proto's ``summary``, shown by the phone under the observations)."""
+        st = self.strength
+        if st is None:
+            return ""
+        quote = f" (\"{st.clinician_quote}\")" if st.clinician_quote else ""
+        return f"What went well: at {st.moment} {st.happened}{quote}. {st.rationale}"
 
 
 def _rounded(v: object) -> object:
@@ -56,56 +70,63 @@ def _rounded(v: object) -> object:
     return v
 
 
-def _sentence_times(u: Utterance, sentences: list[str]) -> list[float]:
-    """Start time of each sentence: from word times when present, else by character position."""
-    times = []
-    if u.words:
-        k = 0
-        for s in sentences:
-            times.append(u.words[min(k, len(u.words) - 1)].t0)
-            k += len(s.split())
-        return times
-    pos, n = 0, max(1, len(u.text))
-    for s in sentences:
-        at = u.text.find(s, pos)
-        at = pos if at < 0 else at
-        times.append(u.t0 + (u.t1 - u.t0) * at / n)
-        pos = at + len(s)
-    return times
+def _classify_turns(turns: list[Turn], classifier: _Classifier) -> dict[str, tuple[str, ...]]:
+    """The classifier's labels for every non-filler clinician sentence, by sentence id (``tNNN:sNN``)."""
+    items = [s for t in turns if t.speaker == CLINICIAN for s in t.sentences if not is_filler(s.text)]
+    results = classifier.classify([s.text for s in items]) if items else []
+    return {s.id: tuple(r.labels) for s, r in zip(items, results)}
 
 
-def label_clinician_sentences(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None) -> list[LabelledSentence]:
+def _final_labels(events: VisitEvents, sid: str) -> tuple[str, ...]:
+    """A sentence's labels as the report counts them: the classifier's, with the conversation-aware
+    decisions for agenda, teach-back and jargon (in context)."""
+    labs = set(events.labels.get(sid, set()))
+    labs.discard("jargon")
+    a, b = sid.split(":")
+    turn, sent = int(a[1:]), int(b[1:])
+    if any(j.turn == turn and j.sentence == sent and j.unexplained for j in events.jargon):
+        labs.add("jargon")
+    return tuple(lab for lab in LABELS if lab in labs)
+
+
+def label_clinician_sentences(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None,
+                              events: VisitEvents | None = None) -> list[LabelledSentence]:
     """Every non-filler clinician sentence with its labels, in time order."""
-    items: list[tuple[int, float, str]] = []
-    for i, u in enumerate(utterances):
-        if u.speaker != CLINICIAN:
-            continue
-        sents = split_sentences(u.text)
-        for s, at in zip(sents, _sentence_times(u, sents)):
-            if not is_filler(s):
-                items.append((i, at, s))
-    results = classifier.classify([t for _, _, t in items]) if items else []
+    if events is None:
+        turns = build_turns(list(utterances))
+        if jargon is None:
+            jargon = getattr(classifier, "jargon", None)
+        events = detect_events(turns=turns, classifier_labels=_classify_turns(turns, classifier), jargon=jargon)
     out = []
-    for (i, at, s), res in zip(items, results):
-        terms: tuple[tuple[str, str], ...] = ()
-        if jargon is not None and "jargon" in res.labels:
-            terms = tuple((h.term, h.entry.plain) for h in jargon.find(s) if not h.explained)
-        out.append(LabelledSentence(i, at, s, tuple(res.labels), terms))
+    for t in events.turns:
+        if t.speaker != CLINICIAN:
+            continue
+        for s in t.sentences:
+            if is_filler(s.text) or s.id not in events.labels:
+                continue
+            labs = _final_labels(events, s.id)
+            terms = tuple((j.term, j.plain) for j in events.jargon if j.turn == t.index and j.sentence == s.index and j.unexplained)
+            out.append(LabelledSentence(t.index, s.t0, s.text, labs, terms, s.index))
     out.sort(key=lambda x: x.at_s)
     return out
 
 
-def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None) -> Feedback:
+def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None,
+                   quotes: bool = True) -> Feedback:
+    """The coaching report for one visit. ``quotes=False``: no verbatim clinician words in it."""
     utts = sorted(utterances, key=lambda u: (u.t0, u.t1))
-    timing = compute_timing(utts)
+    turns = build_turns(utts)
     if jargon is None:
         jargon = getattr(classifier, "jargon", None)
-    sentences = label_clinician_sentences(utts, classifier, jargon)
+    events = detect_events(turns=turns, classifier_labels=_classify_turns(turns, classifier), jargon=jargon)
+    timing = compute_timing(utts, events)
+    sentences = label_clinician_sentences(utts, classifier, jargon, events)
     counts = Counter(lab for s in sentences for lab in s.labels)
-    observations = select(candidates(utts, timing, sentences))
+    observations = select(candidates(events, quotes=quotes), events)
+    best = strength(events, quotes=quotes, avoid=observations)
     duration = (max(u.t1 for u in utts) - min(0.0, min(u.t0 for u in utts))) if utts else 0.0
-    turns = [(u.speaker, u.t0, u.t1) for u in utts]
-    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in LABELS}, observations, turns)
+    spans = [(u.speaker, u.t0, u.t1) for u in utts]
+    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in LABELS}, observations, spans, best, events)
 
 
 _LABEL_NAMES = {
@@ -135,23 +156,29 @@ def render_text(fb: Feedback) -> str:
     if not fb.observations:
         lines.append("  (nothing specific to suggest for this visit)")
     for n, o in enumerate(fb.observations, 1):
-        lines += [
-            f"  {n}. At {o.moment}: {o.happened or o.behaviour.replace('_', ' ')}",
-            f"     You said: \"{o.clinician_quote}\"",
-            f"     Try: {o.alternative}",
-            f"     Why: {o.rationale}",
-        ]
+        lines.append(f"  {n}. At {o.moment}: {o.happened or o.behaviour.replace('_', ' ')}")
+        if o.clinician_quote:
+            lines.append(f"     You said: \"{o.clinician_quote}\"")
+        lines += [f"     Try: {o.alternative}", f"     Why: {o.rationale}"]
+    if fb.strength is not None:
+        st = fb.strength
+        lines += ["", "What went well", f"  At {st.moment}: {st.happened}"]
+        if st.clinician_quote:
+            lines.append(f"     You said: \"{st.clinician_quote}\"")
+        lines.append(f"     Why it helps: {st.rationale}")
     lines += ["", "Turn-taking"]
     if t.opening_uninterrupted_s is None:
-        lines.append("  Opening statement: the patient did not take the floor")
+        lines.append("  Opening statement: the patient did not give one")
     else:
-        how = "until you came in" if t.opening_interrupted else "until the patient finished"
+        how = "until you redirected" if t.opening_redirected else "until the patient finished"
         lines.append(f"  Opening statement: {t.opening_uninterrupted_s:.0f} s {how}")
-    lines.append(f"  Times you started while the patient was mid-sentence: {t.interruptions}")
+    lines.append(f"  Times you took the floor while the patient was mid-sentence: {t.interruptions}")
     if t.talk_share is not None:
         lines.append(f"  Your share of the talking time: {t.talk_share * 100:.0f} %")
     lines.append(f"  Longest stretch of your talking without a patient turn: {moment(t.longest_monologue_s)}")
-    lines.append(f"  Pause after your questions (median): {_fmt_s(t.wait_after_question_median_s)}")
+    lines.append(f"  Patient's pause before answering your questions (median; 0 when you went on): {_fmt_s(t.wait_after_question_median_s)}")
+    lines.append(f"  Your pause after the patient's answers (median): {_fmt_s(t.pause_after_answer_median_s)}")
+    lines.append(f"  Times you asked two or more questions before the patient could answer: {t.stacked_questions}")
     if t.speech_rate_wpm is not None:
         lines.append(f"  Your speaking pace: {t.speech_rate_wpm:.0f} words per minute")
     lines += ["", "What you did (sentences)"]

@@ -465,12 +465,14 @@ def open_item(keys: ClinicianKeys, item: agent_pb2.FeedbackItem) -> Report:
 # ---- rendering -----------------------------------------------------------------------------
 
 _TIMING_LABELS = {
-    "opening_uninterrupted_s": ("Patient's opening statement ran", "{:.0f} s before you took the floor"),
+    "opening_uninterrupted_s": ("Patient's opening statement ran", "{:.0f} s"),
     "interruptions": ("Interruptions", "{:.0f}"),
     "talk_share": ("Your share of talk", "{:.0%}"),
     "longest_monologue_s": ("Longest stretch of you talking", "{:.0f} s"),
-    "wait_after_question_s": ("Your pause after a question", "{:.1f} s"),
-    "wait_after_question_median_s": ("Your pause after a question (median)", "{:.1f} s"),
+    "wait_after_question_s": ("Patient's pause before answering", "{:.1f} s"),
+    "wait_after_question_median_s": ("Patient's pause before answering (median; 0 when you went on)", "{:.1f} s"),
+    "pause_after_answer_median_s": ("Your pause after the patient's answer (median)", "{:.1f} s"),
+    "stacked_questions": ("Two or more questions before an answer", "{:.0f}"),
     "speech_rate_wpm": ("Speech rate", "{:.0f} words/min"),
 }
 

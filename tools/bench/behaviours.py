@@ -1,5 +1,7 @@
 """``edge-agent bench behaviours``: label F1 (as recorded by training), model size, latency, throughput,
-timing agreement with the independent reference implementation in tests/reference_timing.py."""
+agreement of the mechanical timing metrics (talk share, speech rate) with the independent reference in
+tests/reference_timing.py. The conversation-aware timing events are measured against the adjudicated gold by
+``edge-agent bench coaching``."""
 
 from __future__ import annotations
 
@@ -75,13 +77,8 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
                 utts = utterances_from_consultation(c)
                 m, r = compute_timing(utts), reference_metrics(utts)
                 same = (
-                    m.interruptions == r["interruptions"]
-                    and m.opening_interrupted == r["opening_interrupted"]
-                    and (m.opening_uninterrupted_s is None) == (r["opening_uninterrupted_s"] is None)
-                    and abs((m.opening_uninterrupted_s or 0) - (r["opening_uninterrupted_s"] or 0)) < 1e-6
-                    and abs(m.longest_monologue_s - r["longest_monologue_s"]) < 1e-6
-                    and abs((m.talk_share or 0) - (r["talk_share"] or 0)) < 2e-3
-                    and len(m.wait_after_question_s) == len(r["wait_after_question_s"])
+                    abs((m.talk_share or 0) - (r["talk_share"] or 0)) < 2e-3
+                    and abs((m.speech_rate_wpm or 0) - (r["speech_rate_wpm"] or 0)) < 0.5
                 )
                 ok += same
             agree = f"{ok}/{len(consultations)}"
@@ -110,5 +107,5 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
         row("model size (MB)", result["model_mb"], "<= 30", model_mb <= 30)
         row("p95 latency per utterance (ms)", result["p95_ms_per_utterance"], "<= 5", p95 <= 5)
         row("batched throughput (utt/s)", result["batched_utterances_per_s"], ">= 2000", throughput >= 2000)
-        row("timing == reference (visits)", agree, "57/57", None if agree is None else agree == "57/57")
+        row("talk share, rate == reference", agree, "57/57", None if agree is None else agree == "57/57")
     return result

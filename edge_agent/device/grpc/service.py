@@ -24,8 +24,8 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
 from edge_agent.device.outbox import Outbox, OutboxError
-from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.device.presence import Presence, PresenceError
+from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc

@@ -2,17 +2,23 @@
 import { clock, h, s, when } from "./ui.js";
 
 const TIMING = {
-  opening_uninterrupted_s: ["Patient's opening statement ran", (v) => `${Math.round(v)} s before you took the floor`],
+  opening_uninterrupted_s: ["Patient's opening statement ran", (v) => `${Math.round(v)} s`],
   interruptions: ["Interruptions", (v) => `${Math.round(v)}`],
   talk_share: ["Your share of talk", (v) => `${Math.round(v * 100)} %`],
   longest_monologue_s: ["Longest stretch of you talking", (v) => `${Math.round(v)} s`],
-  wait_after_question_median_s: ["Your pause after a question (median)", (v) => `${v.toFixed(1)} s`],
+  wait_after_question_median_s: ["Patient's pause before answering (median; 0 when you went on)", (v) => `${v.toFixed(1)} s`],
+  pause_after_answer_median_s: ["Your pause after the patient's answer (median)", (v) => `${v.toFixed(1)} s`],
+  stacked_questions: ["Two or more questions before an answer", (v) => `${Math.round(v)}`],
   speech_rate_wpm: ["Speech rate", (v) => `${Math.round(v)} words/min`],
 };
 
+// Timing mark kinds (edge_agent/feedback/proto.py _MARK_KINDS); the two opening_* names before issue 13 stay
+// readable for reports already on the phone.
 const MARK_TEXT = {
-  interruption: "interruption", opening_interrupted: "opening interrupted", opening_yielded: "patient finished opening",
-  longest_monologue: "longest stretch of you talking", longest_wait: "longest wait",
+  interruption: "you took the floor mid-sentence", opening_redirected: "opening statement redirected",
+  opening_finished: "patient finished opening", monologue: "over a minute of you talking",
+  longest_monologue: "longest stretch of you talking", longest_wait: "longest wait for an answer",
+  stacked_questions: "questions stacked", opening_interrupted: "opening interrupted", opening_yielded: "patient finished opening",
 };
 
 // One line when the report rests on partial audio (the same rule as the Python client's audio_gap).

@@ -1,6 +1,6 @@
 // Service worker: the app shell is cached so stored reports open offline. Calls to room
 // devices (cross-origin POST) are never touched or cached.
-const VERSION = "edge-agent-15c6251c58e31bd8";
+const VERSION = "edge-agent-223c19b623d40b9c";
 const SHELL = ["./", "./index.html", "./app.js", "./app.css", "./manifest.webmanifest", "./icon-192.png", "./icon-512.png"];
 
 self.addEventListener("install", (ev) => {
