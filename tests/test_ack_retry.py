@@ -38,7 +38,7 @@ def test_ack_is_retried_until_the_device_confirms(pki: Pki, tmp_path: Path) -> N
     srv = ServerThread(server_config(pki, tmp_path / "data")).start()
     try:
         keys = pki.issue_clinician_keys("retry")
-        vid = phone.start(keys, srv.target)
+        vid = phone.start(keys, srv.target, room_code=srv.room_code())
         phone.stop(keys, srv.target, visit_id=vid)
         calls = _failing_acks(srv, failures=2)
         got = phone.feedback(keys, srv.target, ack_retry_delays=FAST)
@@ -54,7 +54,7 @@ def test_unconfirmed_ack_is_kept_and_sent_first_next_time(pki: Pki, tmp_path: Pa
     srv = ServerThread(server_config(pki, tmp_path / "data")).start()
     try:
         keys = pki.issue_clinician_keys("pending")
-        vid = phone.start(keys, srv.target)
+        vid = phone.start(keys, srv.target, room_code=srv.room_code())
         phone.stop(keys, srv.target, visit_id=vid)
         calls = _failing_acks(srv, failures=100)
         assert [r.visit_id for r in phone.feedback(keys, srv.target, ack_retry_delays=FAST)] == [vid]
@@ -80,7 +80,7 @@ def test_device_ack_is_idempotent(pki: Pki, tmp_path: Path) -> None:  # noqa: F8
     srv = ServerThread(server_config(pki, tmp_path / "data")).start()
     try:
         keys_path = pki.issue_clinician_keys("idem")
-        vid = phone.start(keys_path, srv.target)
+        vid = phone.start(keys_path, srv.target, room_code=srv.room_code())
         cursor = phone.stop(keys_path, srv.target, visit_id=vid).cursor
         from edge_agent.phone.keys import load_key_file
 
@@ -100,7 +100,7 @@ def test_device_gone_during_ack_keeps_it_pending(pki: Pki, tmp_path: Path) -> No
     data = tmp_path / "data"
     srv = ServerThread(server_config(pki, data)).start()
     keys = pki.issue_clinician_keys("gone")
-    vid = phone.start(keys, srv.target)
+    vid = phone.start(keys, srv.target, room_code=srv.room_code())
     phone.stop(keys, srv.target, visit_id=vid)
     shown: list[str] = []
 

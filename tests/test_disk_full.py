@@ -96,7 +96,7 @@ def collect():
     out["delivered"] += [r.visit_id for r in got]
 
 for n in range(VISITS):
-    vid = phone.start(keys, target)
+    vid = phone.start(keys, target, room_code=pki.room_code())
     try:
         phone.stop(keys, target, visit_id=vid)
         out["ok"] += 1
@@ -128,7 +128,7 @@ fill(ballast)
 for _ in range(40):
     if server.visits.unqueued >= 12:
         break
-    vid = phone.start(keys, target)
+    vid = phone.start(keys, target, room_code=pki.room_code())
     try:
         phone.stop(keys, target, visit_id=vid)
     except ClientError:
@@ -215,8 +215,8 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
     # room for the 64 KiB "one more report" margin only: a 70 KiB report does not fit
     bg, target = serve(64 * 1024 + 16, LongReports())
     try:
-        phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target))  # fills the 1-item outbox
-        vid = phone.start(pki.keys_a, target)
+        phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target, room_code=pki.room_code()))  # fills the 1-item outbox
+        vid = phone.start(pki.keys_a, target, room_code=pki.room_code())
         with pytest.raises(ClientError, match="could not be kept") as exc:
             phone.stop(pki.keys_a, target, visit_id=vid)
         assert exc.value.code == "RESOURCE_EXHAUSTED"
@@ -227,11 +227,11 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
     # a hold with room for one small report: once it holds one, new visits are refused before capture starts
     bg, target = serve(64 * 1024 + 200, RecordingRunner())
     try:
-        phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target))
+        phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target, room_code=pki.room_code()))
         with pytest.raises(ClientError, match="held in memory"):
-            phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target))
+            phone.stop(pki.keys_a, target, visit_id=phone.start(pki.keys_a, target, room_code=pki.room_code()))
         with pytest.raises(ClientError, match="storage is full") as exc:
-            phone.start(pki.keys_a, target)
+            phone.start(pki.keys_a, target, room_code=pki.room_code())
         assert exc.value.code == "RESOURCE_EXHAUSTED"
         assert not phone.device_info(pki.keys_a, target).visit_active
     finally:

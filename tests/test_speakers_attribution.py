@@ -198,8 +198,9 @@ def test_espeak_conversation_with_and_without_enrolment(conversation: EvalConver
     # one short (60 s) visit: the first turns are decided before the visit has two voices, so
     # these floors sit below the 10-conversation benchmark (95 / 91 %, docs/speakers.md)
     # measured 94.9 / 91.8 (was 73.4 / 73.4 before window scoring against the voiceprint)
-    assert res["with_enrolment"] >= 90.0, res
+    assert res["with_enrolment"] >= 90.0, res  # final labels, what the report is built on (measured 95.7 / 95.7)
     assert res["without_enrolment"] >= 85.0, res
+    assert res["with_enrolment_live"] >= 80.0 and res["without_enrolment_live"] >= 80.0, res  # provisional (85.4 / 85.4)
     assert res["embed_cpu_share_1core"] < 0.05
 
 

@@ -118,7 +118,7 @@ class SegmentUpdate:
 class SegmentClosed:
     segment: SpeechSegment
     is_speech: bool  # False: too little voiced audio, release without decoding
-    reason: str  # "silence" | "max_length" | "end_of_stream"
+    reason: str  # "silence" | "max_length" | "speaker_change" | "end_of_stream"
 
 
 SegmentEvent = SegmentUpdate | SegmentClosed
@@ -139,6 +139,7 @@ class VadSegmenter:
         self._candidate_frames = config.frames_for(config.candidate_ms)
         self._partial_step = config.partial_interval_ms * SAMPLE_RATE // 1000
         self._segment: SpeechSegment | None = None
+        self._split_request: tuple[int, int] | None = None  # (segment id, sample) from the ASR worker
         self._silence_run = 0
         self._last_voiced_end = 0
         self._last_update_len = 0
@@ -150,9 +151,25 @@ class VadSegmenter:
 
     # -- public ---------------------------------------------------------------
 
+    def request_split(self, segment_id: int, at_sample: int) -> None:
+        """Ask for the open segment to be closed at ``at_sample`` (another speaker takes over there).
+
+        Called from the ASR worker; honoured by the capture thread at its next frame,
+        if that segment is still open (a request for a closed segment is ignored).
+        """
+        self._split_request = (segment_id, at_sample)
+
     def process(self, frame: AudioFrame) -> list[SegmentEvent]:
         """Consume one frame (which this call releases) and return events."""
         self.frames_seen += 1
+        pending, self._split_request = self._split_request, None
+        if pending is not None and self._segment is not None and self._segment.id == pending[0]:
+            events = self._split_at(pending[1], "speaker_change")
+            samples = frame.samples
+            voiced = self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE)
+            if self._segment is None:
+                return events + self._idle(frame, voiced)
+            return events + self._speaking(frame, voiced)
         samples = frame.samples
         voiced = self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE)
         if self._segment is None:
@@ -285,20 +302,29 @@ class VadSegmenter:
         """Close the full segment at its quietest recent frame; carry the rest on."""
         seg = self._segment
         assert seg is not None
-        fs = self.cfg.frame_samples
         n = len(seg.frame_energy)
         search = min(n - 1, int(self.cfg.split_search_s * 1000 / self.cfg.frame_ms))
         window = seg.frame_energy[n - search :]
         quietest = n - search + int(np.argmin(window))
-        split = (quietest + 1) * fs  # the quiet frame ends the first part
+        return self._split_at((quietest + 1) * self.cfg.frame_samples, "max_length")
+
+    def _split_at(self, split: int, reason: str) -> list[SegmentEvent]:
+        """Close the open segment at sample ``split`` (rounded to a frame); carry the rest on."""
+        seg = self._segment
+        assert seg is not None
+        fs = self.cfg.frame_samples
+        split = max(fs, min(seg.length - fs, split // fs * fs)) if seg.length > 2 * fs else seg.length
+        if split >= seg.length:
+            return self._close(reason if reason != "speaker_change" else "max_length")
+        last_frame = split // fs - 1  # the frame that ends the first part
         carry_len = seg.length - split
         new_buf = self._acquire()
         if new_buf is None:
             # No buffer for the continuation: keep everything in this segment,
             # close it at the limit and count the loss of the remainder.
             self.dropped_segments += 1
-            self.dropped_samples += self.cfg.frame_samples
-            log.warning("speech dropped at max-length split: all segment buffers busy")
+            self.dropped_samples += fs
+            log.warning("speech dropped at a split: all segment buffers busy")
             return self._close("max_length")
         new_seg = SpeechSegment(self._next_id, new_buf, seg.start_sample + split)
         self._next_id += 1
@@ -307,14 +333,14 @@ class VadSegmenter:
         new_seg.received = carry_len
         new_seg.last_arrival = seg.last_arrival
         new_seg.onset_arrival = seg.last_arrival - carry_len / SAMPLE_RATE
-        new_seg.frame_voiced = seg.frame_voiced[quietest + 1 :]
-        new_seg.frame_energy = seg.frame_energy[quietest + 1 :]
+        new_seg.frame_voiced = seg.frame_voiced[last_frame + 1 :]
+        new_seg.frame_energy = seg.frame_energy[last_frame + 1 :]
         seg.buf.data[split : seg.length] = 0
         seg.received = seg.length
         seg.length = split
-        del seg.frame_voiced[quietest + 1 :], seg.frame_energy[quietest + 1 :]
+        del seg.frame_voiced[last_frame + 1 :], seg.frame_energy[last_frame + 1 :]
         self._segment = None
-        closed = SegmentClosed(seg, seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms, "max_length")
+        closed = SegmentClosed(seg, seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms, reason)
         self._segment = new_seg
         self._last_voiced_end = max(0, self._last_voiced_end - split)
         self._last_update_len = 0

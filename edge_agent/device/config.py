@@ -374,6 +374,17 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "speakers.switch_penalty": _doc("log-likelihood a speaker change must win by", min=0, live=True),
     "speakers.window_threshold": _doc("enrolled, no patient voice yet: window cosine to the voiceprint for the clinician", min=-1, max=1, live=True),
     "speakers.min_part_s": _doc("no part of a split segment shorter than this", min=0, live=True),
+    "speakers.min_word_part_s": _doc("no part shorter than this where word times place the change (one short word)", min=0, live=True),
+    "speakers.word_reach_s": _doc("word boundaries this close to a change between windows are candidates for it", min=0, live=True),
+    "speakers.word_distance_cost": _doc("log-likelihood per second a candidate word boundary lies from the window change", min=0, live=True),
+    "speakers.rename_margin": _doc(
+        "without enrolment: live speaker names change only when the words' evidence against them exceeds this "
+        "(log-odds; the report's names are decided once with the whole visit)", min=0, live=True,
+    ),
+    "speakers.open_change_windows": _doc(
+        "close a still-open segment where another voice takes over once this many consecutive 1.6 s windows side "
+        "clearly with it (0: never; finals then wait for a pause)", min=0, max=10, live=True,
+    ),
     "speakers.snap_s": _doc("change points move to the quietest 20 ms within this reach", min=0, live=True),
     "speakers.word_snap_s": _doc("then to the nearest word start within this reach", min=0, live=True),
     "speakers.anchored_init": _doc("how the voiceprint-anchored two-means starts", choices=("threshold+clusters", "threshold", "clusters"), live=True),

@@ -75,6 +75,16 @@ class SpeakerStage(Protocol):
 
     def final_labels(self) -> list[tuple[str, float]]: ...
 
+    def open_watcher(self) -> ChangeWatcher: ...
+
+
+class ChangeWatcher(Protocol):
+    """Finds where another voice takes over in an open segment (sample offset), from its audio."""
+
+    def feed(self, segment_id: int, length: int, window: Callable[[int, int], contextlib.AbstractContextManager[np.ndarray]]) -> int | None: ...
+
+    def forget(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -269,6 +279,8 @@ class StreamingPipeline:
         self._fault: BaseException | None = None
         self._waiting_commits: dict[int, list[Committed]] = {}
         self._live = True
+        self._vad: VadSegmenter | None = None
+        self._watcher: ChangeWatcher | None = None
         # which emitted utterances each speaker-history entry labelled (ids and times only, no text)
         self._emitted: list[tuple[int, int, float, str]] = []  # (entry, segment id, t0, speaker)
 
@@ -284,6 +296,8 @@ class StreamingPipeline:
         Raises :class:`PipelineFault` if a worker failed (after every buffer was zeroed).
         """
         vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live)
+        self._vad = vad
+        self._watcher = self.speakers.open_watcher() if self.speakers is not None else None
         self._live = source.live
         closer = threading.Thread(target=self._guarded, args=(self._close_loop,), name="segment-closer", daemon=True)
         worker = threading.Thread(target=self._guarded, args=(self._work_loop,), name="asr-worker", daemon=True)
@@ -345,6 +359,8 @@ class StreamingPipeline:
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
         self.decoder.forget()
         self._waiting_commits.clear()
+        if self._watcher is not None:
+            self._watcher.forget()
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
             "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
@@ -474,10 +490,22 @@ class StreamingPipeline:
             return
         for piece in committed:
             self._emit_committed(seg, piece)
+        self._watch_speakers(seg, update.length, window)
         if partial is not None:
             if partial.onset_latency_s is not None:
                 self.stats.first_partial_latency_s.append(partial.onset_latency_s)
             self.sink(partial)
+
+    def _watch_speakers(self, seg: SpeechSegment, length: int, window: Callable[[int, int], contextlib.AbstractContextManager[np.ndarray]]) -> None:
+        """Close the open segment where another voice takes over, so its final need not wait for a pause."""
+        if self._watcher is None or self._vad is None:
+            return
+        try:
+            point = self._watcher.feed(seg.id, length, window)
+        except SegmentGoneError:
+            return
+        if point is not None:
+            self._vad.request_split(seg.id, point)
 
     def _emit_committed(self, seg: SpeechSegment, piece: Committed) -> None:
         """A sentence finalised inside an open segment: attribute it from its own audio now, if still there."""
