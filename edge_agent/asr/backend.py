@@ -35,7 +35,8 @@ class AsrConfig:
     final_beam_size: int = 2
     context_tokens: int = 64
     language: str = "en"
-    pad_s: float = 3.0  # silence appended to each window
+    pad_s: float = 3.0  # silence appended to each final's window (less makes short windows loop)
+    partial_pad_s: float = 1.0  # ... and to each partial's (a partial only feeds the live view: ~15 % less CPU each)
     no_speech_threshold: float = 0.6
     logprob_threshold: float = -1.0
     compression_ratio_threshold: float = 2.4
@@ -90,9 +91,9 @@ class Recognizer(Protocol):
     sample_rate: int
     hop: int  # samples per feature frame
 
-    def window_features(self, audio: np.ndarray) -> np.ndarray:
-        """Features of a raw window (float32, 16 kHz) of an open segment, plus trailing silence;
-        a new array the caller zeroes after decoding."""
+    def window_features(self, audio: np.ndarray, final: bool = True) -> np.ndarray:
+        """Features of a raw window (float32, 16 kHz) of an open segment, plus trailing silence
+        (less of it for a partial); a new array the caller zeroes after decoding."""
         ...
 
     def features(self, audio: np.ndarray, out: np.ndarray) -> np.ndarray:

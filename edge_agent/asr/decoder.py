@@ -41,7 +41,6 @@ from edge_agent.asr.events import PartialTranscript
 
 log = logging.getLogger(__name__)
 
-COMMIT_LOOKAHEAD_S = 0.6  # audio past an agreed sentence end given to its final decode
 
 
 @dataclass(frozen=True)
@@ -56,6 +55,7 @@ class DecoderConfig:
     context_tokens: int = 64  # tokens of recent finals given to a final as context
     commit_min_s: float = 0.5  # a committed sentence is at least this long ...
     commit_margin_s: float = 1.0  # ... and ends at least this far before the window does
+    commit_after_s: float = 5.0  # a window this long commits its first sentence even before two decodes agree
 
 
 class CpuBudget:
@@ -117,7 +117,7 @@ class _Open:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     window_start: int = 0  # samples of the segment already committed
     committed_text: str = ""
-    previous_first: tuple[tuple[int, ...], float] | None = None
+    previous_first: tuple[tuple[str, ...], float] | None = None
     candidate: tuple[int, Decoded] | None = None  # (window_start, decode of the final's exact audio)
     last_partial: str = ""
     last_partial_end: int = 0  # segment sample the last partial decode reached
@@ -229,35 +229,34 @@ class SegmentDecoder:
         if first is None:
             state.previous_first = None
             return None
-        key = (tuple(first.tokens), first.end)
+        # agreement on the words (case and punctuation aside) and on where the sentence ends:
+        # exact token identity almost never held on real speech, so nothing was ever committed
+        key = (tuple(_words_of(self.asr.text_of(first.tokens))), first.end)
         previous = state.previous_first
         state.previous_first = key
         window_s = decoded.n_samples / rate
-        agreed = previous is not None and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.2
-        if not agreed or not self.cfg.commit_min_s <= first.end <= window_s - self.cfg.commit_margin_s:
+        agreed = previous is not None and bool(key[0]) and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.3
+        # a long window commits its first sentence without waiting for agreement: partials then
+        # stay short (their cost grows with the window) and the sentence's final comes sooner
+        long_window = window_s >= self.cfg.commit_after_s
+        if not (agreed or long_window) or not self.cfg.commit_min_s <= first.end <= window_s - self.cfg.commit_margin_s:
             return None
         start = state.window_start
-        # Decode the sentence as a final (beam, context) from a window a little longer than it,
-        # and keep the sentences that end where the agreed one did: Whisper's timestamps are
-        # coarse, and cutting the audio exactly at one can clip the last word.
-        stop = start + min(decoded.n_samples, int((first.end + COMMIT_LOOKAHEAD_S) * rate))
-        final = self._decode_window(audio, start, stop, final=True)
-        kept = [sent for sent in final.sentences if sent.end <= first.end + 0.3]
-        tokens = [t for sent in kept for t in sent.tokens]
-        if not final.text or not kept or not tokens:
+        # Cut in the pause nearest the agreed end (Whisper's timestamps are coarse; cutting
+        # exactly at one could clip the last word) and decode that audio as a final.
+        cut = start + self._quiet_point(audio, start, int(first.end * rate))
+        final = self._decode_window(audio, start, cut, final=True)
+        if not final.text:
             state.previous_first = None
-            return None  # no clean sentence end in the final decode: try again on a later partial
-        cut = start + self._quiet_point(audio, start, int(kept[-1].end * rate))
-        piece = Decoded(self.asr.text_of(tokens), tokens, final.avg_logprob, final.no_speech_prob, cut - start,
-                        final.encoder_output, sentences=kept)
+            return None  # the guards found no speech in it: try again on a later partial
         state.window_start = cut
         state.agreement = LocalAgreement()
         state.previous_first = None
         state.candidate = None
-        state.committed_text = f"{state.committed_text} {piece.text}".strip()
-        self._remember(piece)
+        state.committed_text = f"{state.committed_text} {final.text}".strip()
+        self._remember(final)
         self.stats.sentences_committed += 1
-        return Committed(segment_id, start, cut, piece, self.asr.align_words(piece))
+        return Committed(segment_id, start, cut, final, self.asr.align_words(final))
 
     def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
         """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
@@ -274,7 +273,7 @@ class SegmentDecoder:
 
     def _decode_window(self, audio: AudioWindow, start: int, stop: int, final: bool) -> Decoded:
         with audio(start, stop) as view:
-            features = self.asr.window_features(view)
+            features = self.asr.window_features(view, final)
         try:
             return self.asr.decode_features(features, stop - start, final=final, context=self._final_context() if final else None)
         finally:
@@ -340,3 +339,7 @@ class SegmentDecoder:
             return None
         tokens = list(self._context)[-self.cfg.context_tokens :]
         return tokens or None
+
+
+def _words_of(text: str) -> list[str]:
+    return [w for w in (word.strip(".,!?;:\"'").lower() for word in text.split()) if w]

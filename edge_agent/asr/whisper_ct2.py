@@ -229,12 +229,12 @@ class WhisperCT2:
 
     # -- decoding -------------------------------------------------------------------------------------
 
-    def window_features(self, audio: np.ndarray) -> np.ndarray:
-        return self._live_mel(audio, self.pad_samples)
+    def window_features(self, audio: np.ndarray, final: bool = True) -> np.ndarray:
+        return self._live_mel(audio, self.pad_samples if final else int(self.cfg.partial_pad_s * SAMPLE_RATE))
 
     def decode_audio(self, audio: np.ndarray, final: bool = False, context: list[int] | None = None) -> Decoded:
         """Decode raw audio in one go (benchmarks, tests)."""
-        mel = self.window_features(audio)
+        mel = self.window_features(audio, final)
         try:
             return self.decode_features(mel, len(audio), final, context)
         finally:

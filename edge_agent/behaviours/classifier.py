@@ -48,7 +48,7 @@ def _resolve(name: str, models_dir: Path | None) -> Path:
 
 
 class BehaviourClassifier:
-    """Multi-label classifier of clinician sentences into the DESIGN.md §5 labels."""
+    """Multi-label classifier of clinician sentences into the docs/design.md §5 labels."""
 
     def __init__(self, threads: int = 1, models_dir: Path | None = None, lexicon_path: Path | None = None) -> None:
         import onnxruntime as ort

@@ -1,4 +1,4 @@
-"""The behaviour catalogue's language labels (DESIGN.md §5): part of the interface."""
+"""The behaviour catalogue's language labels (docs/design.md §5): part of the interface."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Turn-taking behaviours of one visit, from attributed utterances (DESIGN.md §5).
+"""Turn-taking behaviours of one visit, from attributed utterances (docs/design.md §5).
 
 Works on live pipeline output and on PriMock57 TextGrids alike: the input is a list of
 :class:`edge_agent.transcript.Utterance` with speaker "clinician", "patient" or "other".

@@ -1,6 +1,6 @@
 """Zeroconf advertisement: ``_edge-agent._tcp.local.`` with TXT exactly {v, room, fp}.
 
-Nothing about clinicians or visits is advertised (DESIGN §3.5). The instance
+Nothing about clinicians or visits is advertised (docs/design.md §3.5). The instance
 name is derived from the certificate fingerprint, so it is stable per device
 and says nothing the TXT does not. Addresses are polled; when they change
 (DHCP renew, Wi-Fi roam) the record is re-announced; ``stop`` withdraws it

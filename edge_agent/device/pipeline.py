@@ -97,7 +97,7 @@ class PipelineConfig:
     # often while partial_cpu_share of a core allows (docs/architecture.md has the measured cost)
     partial_max_gap_s: float = 1.5
     partial_min_step_s: float = 0.5
-    partial_cpu_share: float = 0.05
+    partial_cpu_share: float = 0.0
     partial_cpu_burst_s: float = 0.5
 
     def __post_init__(self) -> None:

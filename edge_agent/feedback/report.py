@@ -1,4 +1,4 @@
-"""The clinician's coaching report for one visit (DESIGN.md §5).
+"""The clinician's coaching report for one visit (docs/design.md §5).
 
 ``build_feedback`` turns attributed utterances into a :class:`Feedback`:
 visit duration, timing metrics, label counts and 1–3 observations. It is

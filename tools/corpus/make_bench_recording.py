@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 OUT_DIR = REPO / "tools" / "bench" / "data"
 
 CONSULTATION = "day1_consultation01"  # not the demo's consultation, so the two test sets differ
-VOICES = {"doctor": "en-us+m3", "patient": "en-gb+f3"}  # the pair whose tiny.en WER NOTES.md records
+VOICES = {"doctor": "en-us+m3", "patient": "en-gb+f3"}  # the pair whose tiny.en WER docs/architecture.md records
 RATE = 165
 TARGET_S = 255.0  # stop adding lines once the recording passes ~4 minutes
 MAX_LINE_S = 12.0  # longer lines would hit the VAD's max-segment split and blur per-utterance WER
