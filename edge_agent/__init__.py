@@ -17,7 +17,7 @@ _os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "0")
 
 # Nothing leaves or is recorded about this device by a library: onnxruntime
 # (1.2x+) otherwise creates a telemetry device id and event store under
-# ~/.cache/Microsoft (caught by tests/test_no_audio_on_disk.py), and the model
+# ~/.cache/Microsoft (caught by tests/system/test_no_audio_on_disk.py), and the model
 # hub client must never be asked for anything. Forced, not defaulted.
 _os.environ["ORT_DISABLE_TELEMETRY"] = "1"
 _os.environ["HF_HUB_OFFLINE"] = "1"

@@ -26,8 +26,9 @@ from edge_agent.device.presence import RoomCodes, make_secret
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClinicianKeys, init_key_file
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
+from tests.paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 ROOM_CODE_STEP_S = 28 * 86400
 
 

@@ -20,7 +20,6 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from delivery_fixtures import Pki, RecordingRunner, server_config
 
 from edge_agent.crypto import ca
 from edge_agent.device.grpc.background import BackgroundServer
@@ -28,11 +27,13 @@ from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.web.endpoint import DeviceWithWeb, WebEndpointConfig
 from edge_agent.phone.web.site import SiteServer
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from tests.delivery_fixtures import Pki, RecordingRunner, server_config
 from tests.doubles.scripted_runner import SpectralVoiceEnroller
+from tests.paths import REPO_ROOT
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = REPO_ROOT
 
 
 def browser_available() -> str | None:

@@ -7,7 +7,7 @@ features in buffers it can zero. So this module uses, from faster-whisper:
 ``WhisperModel`` (loading), ``model.model.encode/generate`` (CTranslate2),
 ``model.find_alignment`` (word times), ``Tokenizer``, ``get_suppressed_tokens``,
 ``merge_punctuations`` and ``feature_extractor.mel_filters``.
-``tests/test_whisper_internals.py`` breaks if any of them changes shape.
+``tests/unit/asr/test_whisper_internals.py`` breaks if any of them changes shape.
 
 Measured on the 2-core build machine (docs/architecture.md): encoder input
 sized to the audio (+ ~3 s of silence, which keeps short windows from looping)

@@ -63,27 +63,20 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
         lat.append((time.perf_counter() - t1) * 1000)
     p95 = float(np.percentile(lat, 95))
 
-    import sys
 
-    tests_dir = Path(__file__).resolve().parents[2] / "tests"
-    agree = None
-    if (tests_dir / "reference_timing.py").is_file():
-        sys.path.insert(0, str(tests_dir))
-        try:
-            from reference_timing import reference_metrics  # type: ignore[import-not-found]
+    # the checkout's independent re-implementation (bench runs from a checkout, like the tests)
+    from tests.reference_timing import reference_metrics
 
-            ok = 0
-            for c in consultations:
-                utts = utterances_from_consultation(c)
-                m, r = compute_timing(utts), reference_metrics(utts)
-                same = (
-                    abs((m.talk_share or 0) - (r["talk_share"] or 0)) < 2e-3
-                    and abs((m.speech_rate_wpm or 0) - (r["speech_rate_wpm"] or 0)) < 0.5
-                )
-                ok += same
-            agree = f"{ok}/{len(consultations)}"
-        finally:
-            sys.path.remove(str(tests_dir))
+    ok = 0
+    for c in consultations:
+        utts = utterances_from_consultation(c)
+        m, r = compute_timing(utts), reference_metrics(utts)
+        same = (
+            abs((m.talk_share or 0) - (r["talk_share"] or 0)) < 2e-3
+            and abs((m.speech_rate_wpm or 0) - (r["speech_rate_wpm"] or 0)) < 0.5
+        )
+        ok += same
+    agree = f"{ok}/{len(consultations)}"
 
     f1 = _eval_f1()
     result: dict[str, Any] = {

@@ -1,0 +1,345 @@
+"""The phone web app in a real browser (headless Debian Chromium, 360x740) against real room
+devices on loopback with real TLS; the site CA is trusted through an NSS database in the
+test's HOME, as a managed phone trusts its site CA.
+
+Fast paths use the scripted runner; one flow runs the real pipeline on the bundled visit.
+Screenshots of each screen go to a temp dir, or to docs/phone/ with EDGE_AGENT_SCREENSHOTS=docs (to refresh docs/phone.md).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from edge_agent.crypto import ca, seal
+from edge_agent.phone import client as cli_phone
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from tests.delivery_fixtures import Pki
+from tests.phone_web_fixtures import ROOT, Browser, Device, Site, enrol_phone, skip_without_browser
+
+pytestmark = skip_without_browser
+SHOTS = ROOT / "docs" / "phone"
+
+
+def _shot(browser: Browser, name: str) -> None:
+    where = SHOTS if os.environ.get("EDGE_AGENT_SCREENSHOTS") == "docs" else browser.profile.parent / "screenshots"
+    browser.screenshot(where / f"{name}.png")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    root = tmp_path_factory.mktemp("pwa")
+    pki = Pki.make(root / "pki")
+    ca.issue_device(pki.authority, "phone web", root / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(root / "site.pem")
+    wav = root / "voice.wav"
+    audio, rate = sf.read(str(ROOT / "edge_agent" / "data" / "demo_enrol.flac"), dtype="int16", always_2d=True)
+    sf.write(str(wav), audio[:, 0], rate, subtype="PCM_16")
+    yield root, pki, site, wav
+    site.stop()
+
+
+@pytest.fixture
+def browser(env, tmp_path: Path):  # type: ignore[no-untyped-def]
+    _root, pki, _site, wav = env
+    b = Browser.launch(tmp_path, pki.root / "ca" / "ca.cert.pem", fake_audio=wav)
+    yield b
+    b.quit()
+
+
+EXPORT_ALL_KEYS = """
+const done = arguments[arguments.length - 1];
+const req = indexedDB.open('edge-agent-keys');
+req.onsuccess = async () => {
+  const db = req.result;
+  const get = (id) => new Promise((r) => { db.transaction('keys').objectStore('keys').get(id).onsuccess = (e) => r(e.target.result.key); });
+  const out = {};
+  const keys = { sign: (await get('sign')).privateKey, seal: (await get('seal')).privateKey, storage: await get('storage') };
+  for (const [name, key] of Object.entries(keys)) {
+    out[name] = { extractable: key.extractable, errors: [] };
+    for (const fmt of ['pkcs8', 'jwk', 'raw']) {
+      try { await crypto.subtle.exportKey(fmt, key); out[name].errors.push('EXPORTED ' + fmt); }
+      catch (e) { out[name].errors.push(e.name); }
+    }
+  }
+  done(out);
+};
+"""
+
+CONTRAST = """
+function rgb(s) { const m = s.match(/[\\d.]+/g).map(Number); return { r: m[0], g: m[1], b: m[2], a: m.length > 3 ? m[3] : 1 }; }
+function lum(c) { const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; };
+  return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); }
+function bg(el) { for (let e = el; e; e = e.parentElement) { const c = rgb(getComputedStyle(e).backgroundColor); if (c.a > 0.5) return c; }
+  return { r: 255, g: 255, b: 255, a: 1 }; }
+let worst = { ratio: 99, text: '' };
+for (const el of document.querySelectorAll('body *')) {
+  if (!el.offsetParent && el.tagName !== 'BODY') continue;
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own || el.closest('svg')) continue;
+  const st = getComputedStyle(el);
+  if (st.visibility === 'hidden' || st.display === 'none') continue;
+  const a = lum(rgb(st.color)), b = lum(bg(el));
+  const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+  if (ratio < worst.ratio) worst = { ratio, text: el.textContent.trim().slice(0, 40), tag: el.tagName };
+}
+return worst;
+"""
+
+
+def _join(browser: Browser, link: str) -> None:
+    browser.go(link)
+
+
+def _start_stop(browser: Browser, room_code: str) -> float:
+    browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+    browser.click("#consent")
+    browser.fill("#room-code", room_code)  # read off the device in the room (issue 16: presence before capture)
+    browser.click("#start")
+    browser.wait_status("Visit started")
+    t0 = time.monotonic()
+    browser.click("#stop")
+    browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report on screen")
+    return time.monotonic() - t0
+
+
+def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_path: Path) -> None:
+    """Keys in the browser, request signed by the project's CA, QR join, enrol, two visits, every screen."""
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "data", site.origin, quotes=True)  # this site allows quotes (feedback.quotes)
+    try:
+        browser.go(site.origin + "/#/setup")
+        browser.click("#make-keys")
+        browser.wait(lambda: browser.driver.execute_script("return document.getElementById('request')?.value"), what="request")
+        _shot(browser, "1-setup")
+        request = browser.driver.execute_script("return document.getElementById('request').value")
+        assert request.startswith("-----BEGIN CERTIFICATE REQUEST-----")
+        (tmp_path / "r.req").write_text(request)
+        issued = ca.sign_clinician_request(pki.authority, tmp_path / "r.req", tmp_path / "r.cert")
+        pseudonym = issued.subject_id
+        browser.fill("#cert-text", (tmp_path / "r.cert").read_text())
+        browser.click("#install")
+        browser.wait_status("Certificate installed")
+
+        # no private key can leave the browser: WebCrypto refuses to export any of them
+        keys = browser.driver.execute_async_script(EXPORT_ALL_KEYS)
+        for name, info in keys.items():
+            assert info["extractable"] is False, name
+            assert not any(e.startswith("EXPORTED") for e in info["errors"]), (name, info)
+
+        _join(browser, device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+        _shot(browser, "2-room")
+
+        browser.click("#enrol")
+        time.sleep(3.5)
+        browser.click("#enrol-stop")
+        browser.wait_status("Voice enrolled", 30)
+
+        stop_to_screen = _start_stop(browser, pki.room_code())
+        latency_ms = int(browser.driver.execute_script("return document.body.dataset.reportLatencyMs"))
+        # the 3 s target is a measured figure (docs/phone.md), not a timed assertion: here it must be recorded
+        assert latency_ms >= 0 and stop_to_screen > 0
+        print(f"\nsealed -> on screen {latency_ms} ms; stop -> on screen {stop_to_screen:.2f} s")
+        report = browser.text()
+        assert "At 0:09" in report and "Try:" in report and "You said" in report
+        turns = browser.driver.execute_script("return document.querySelectorAll('svg.timeline rect.turn').length")
+        assert turns >= 6
+        assert "interruptions at 0:09" in browser.driver.execute_script("return document.querySelector('svg.timeline').getAttribute('aria-label')")
+        _shot(browser, "4-report")
+
+        _start_stop(browser, pki.room_code())
+        browser.go(site.origin + "/#/visits")
+        assert browser.text().count("suggestion") == 2
+        _shot(browser, "3-visits")
+        browser.go(site.origin + "/#/trends")
+        assert browser.driver.execute_script("return document.querySelectorAll('svg.spark').length") >= 2
+        assert "Never compared with colleagues" in browser.text()
+        _shot(browser, "5-trends")
+        browser.go(site.origin + "/#/settings")
+        assert pseudonym in browser.text()
+        _shot(browser, "6-settings")
+        # export my data: a JSON file with the decrypted reports, made on the phone
+        downloads = tmp_path / "downloads"
+        downloads.mkdir()
+        browser.driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+        browser.click("#export")
+        exported = browser.wait(lambda: list(downloads.glob("edge-agent-my-data.json")), 10, "export file")[0]
+        import json
+
+        data = json.loads(exported.read_text())
+        assert data["pseudonym"] == pseudonym and len(data["reports"]) == 2 and data["voiceprint"]
+        assert all(r["timeline"] for r in data["reports"])
+
+        # installable: Chromium's own installability check, manifest, service worker in control
+        browser.go(site.origin + "/#/visits")
+        browser.wait(lambda: browser.driver.execute_script("return !!navigator.serviceWorker.controller")
+                     or browser.driver.refresh() or False, 20, "service worker control")
+        errors = browser.driver.execute_cdp_cmd("Page.getInstallabilityErrors", {})
+        assert errors.get("installabilityErrors") == [], errors
+        manifest = browser.driver.execute_script("return fetch('manifest.webmanifest').then(r => r.json())")
+        assert manifest["display"] == "standalone" and {i["sizes"] for i in manifest["icons"]} >= {"192x192", "512x512"}
+        viewport = browser.driver.execute_script("return document.querySelector('meta[name=viewport]')?.content")
+        assert "width=device-width" in viewport
+        assert browser.driver.execute_script("return window.innerWidth") == 360
+
+        # body text contrast >= 4.5:1 on every screen, from computed styles
+        for screen in ("#/visits", "#/room", "#/trends", "#/settings"):
+            browser.go(site.origin + "/" + screen)
+            worst = browser.driver.execute_script(CONTRAST)
+            assert worst["ratio"] >= 4.5, (screen, worst)
+
+        # offline: the shell comes from the service worker, the reports from the encrypted store
+        browser.go(site.origin + "/#/visits")
+        link = browser.driver.execute_script("return document.querySelector('.visits a').getAttribute('href')")
+        browser.driver.execute_cdp_cmd("Network.enable", {})
+        browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                                       {"offline": True, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+        try:
+            browser.go(site.origin + "/" + link)
+            browser.wait(lambda: "What to try" in browser.text(), 10, "report offline")
+        finally:
+            browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions",
+                                           {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1})
+
+        # at rest: the profile on disk holds no report text (IndexedDB records are AES-GCM ciphertext)
+        browser.go(site.origin + "/#/settings")
+        time.sleep(0.5)
+        needle = b"let the patient finish"
+        hits = [p for p in browser.profile.rglob("*") if p.is_file() and needle in p.read_bytes()]
+        assert not hits, hits
+
+        # delete one visit, then everything
+        browser.go(site.origin + "/" + link)
+        browser.click("button.danger")
+        browser.driver.switch_to.alert.accept()
+        browser.wait(lambda: browser.text().count("suggestion") == 1, 10, "one visit left")
+        browser.go(site.origin + "/#/settings")
+        browser.click("#delete-all")
+        browser.driver.switch_to.alert.accept()
+        browser.wait(lambda: "Make my keys" in browser.text(), 10, "back to setup")
+    finally:
+        device.stop()
+
+
+def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_path: Path) -> None:
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "a", site.origin)
+    ca.issue_device(pki.authority, "Room 4", tmp_path / "other.pem", ips=("127.0.0.1",))
+    other = Device.start(pki, tmp_path / "b", site.origin, bundle=tmp_path / "other.pem")
+    try:
+        pseudonym = enrol_phone(browser, site.origin, pki.authority, tmp_path)
+
+        # a device whose certificate does not match the QR code's fingerprint
+        browser.go(device.join_link(site.origin, url=other.web_url))
+        assert browser.wait_status("Wrong device").startswith("Wrong device: its certificate")
+        _shot(browser, "7-wrong-device")
+        # the right device, but the QR code names another room
+        browser.go(device.join_link(site.origin, room="Room 5"))
+        assert browser.wait_status('but the QR code says "Room 5"').startswith('Wrong device: it says it is "Room 4"')
+        # nothing listening
+        browser.go(device.join_link(site.origin, url="https://127.0.0.1:9"))
+        assert browser.wait_status("Device unreachable").startswith("Device unreachable:")
+
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+
+        # room busy: another clinician's visit, started over mutual-TLS gRPC by the reference client
+        cli_phone.start(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint), room_code=pki.room_code())
+        browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
+        browser.click("#start")
+        assert browser.wait_status("Room busy").startswith("Room busy: a visit is already running")
+        cli_phone.stop(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint))
+
+        # a tampered envelope and one sealed to another clinician's key, both queued to this phone
+        public = bytes(browser.driver.execute_async_script("""
+            const done = arguments[0];
+            indexedDB.open('edge-agent-keys').onsuccess = (e) => e.target.result.transaction('keys').objectStore('keys')
+              .get('seal').onsuccess = async (r) => done([...new Uint8Array(await crypto.subtle.exportKey('raw', r.target.result.key.publicKey))]);
+        """))
+        fb = feedback_pb2.Feedback(visit_id="v-tampered", duration_s=60)
+        env_t = seal.seal(fb.SerializeToString(), public, "v-tampered", 1)
+        sealed = bytearray(env_t.sealed)
+        sealed[40] ^= 0x01
+        bad = seal.Envelope(env_t.suite, env_t.visit_id, env_t.seq, env_t.recipient_key_id, bytes(sealed), env_t.created_unix_s)
+        _, other_pub = seal.generate_keypair()
+        fb2 = feedback_pb2.Feedback(visit_id="v-not-mine", duration_s=60)
+        not_mine = seal.seal(fb2.SerializeToString(), other_pub, "v-not-mine", 1)
+
+        async def queue(envelope: seal.Envelope) -> None:
+            visits = device.server.visits
+            device.server.outbox.put(pseudonym, envelope)
+            async with visits.queued:
+                visits.queued.notify_all()
+
+        device.call(queue(bad))
+        assert "does not open: tampered with" in browser.wait_status("could not be opened")
+        _shot(browser, "8-tampered")
+        device.call(queue(not_mine))
+        assert "sealed to another clinician's key, not yours" in browser.wait_status("sealed to another", 15)
+        browser.go(site.origin + "/#/visits")
+        assert "No reports yet" in browser.text()
+
+        # an expired certificate: a new request, signed to expire seconds after it is installed
+        browser.go(site.origin + "/#/settings")
+        browser.click("#renew")
+        browser.driver.switch_to.alert.accept()
+        browser.wait(lambda: browser.driver.execute_script("return document.getElementById('request')?.value"), what="new request")
+        (tmp_path / "short.req").write_text(browser.driver.execute_script("return document.getElementById('request').value"))
+        start = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1) + dt.timedelta(seconds=4)
+        ca.sign_clinician_request(pki.authority, tmp_path / "short.req", tmp_path / "short.cert", days=1, valid_from=start)
+        browser.fill("#cert-text", (tmp_path / "short.cert").read_text())
+        browser.click("#install")
+        browser.wait_status("Certificate installed")
+        time.sleep(max(0.0, (start + dt.timedelta(days=1) - dt.datetime.now(dt.timezone.utc)).total_seconds()) + 0.5)
+        browser.go(device.join_link(site.origin))
+        assert browser.wait_status("Certificate expired").startswith("Certificate expired: make a new request")
+        _shot(browser, "9-expired")
+    finally:
+        other.stop()
+        device.stop()
+
+
+def test_real_pipeline_report_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
+    """The bundled 61 s visit through the real pipeline; the report is decrypted and shown in the browser."""
+    from edge_agent.data import bundled as demo_audio_path
+    from edge_agent.device.main import load_device as build_device
+    from edge_agent.device.visit import file_factory
+
+    _root, pki, site, _wav = env
+    parts = build_device(file_factory(demo_audio_path(), realtime=False))
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+        browser.click("#enrol")
+        time.sleep(12)
+        browser.click("#enrol-stop")
+        browser.wait_status("Voice enrolled", 60)
+        browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
+        browser.click("#start")
+        browser.wait_status("Visit started", 30)
+        parts.runner.wait_capture_end()
+        t0 = time.monotonic()
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 120, "report")
+        click_to_screen = time.monotonic() - t0
+        latency_ms = int(browser.driver.execute_script("return document.body.dataset.reportLatencyMs"))
+        print(f"\nreal pipeline: stop click -> report on screen {click_to_screen:.2f} s; sealed -> on screen {latency_ms} ms")
+        assert latency_ms >= 0  # measured figure, printed (docs/phone.md); the screen itself is asserted below
+        text = browser.text()
+        assert "At " in text and "Try:" in text
+        lanes = browser.driver.execute_script(
+            "return [...new Set([...document.querySelectorAll('svg.timeline rect.turn')].map(r => r.getAttribute('class')))]")
+        assert {"turn you", "turn patient"} <= set(lanes), lanes
+        _shot(browser, "4-report-real")
+    finally:
+        device.stop()

@@ -1,0 +1,64 @@
+"""The unit file: required directives, and `systemd-analyze security` exposure <= 1.5 when available."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
+UNITS = sorted((ROOT / "systemd").glob("*.service"))
+MAX_EXPOSURE = 1.5
+
+
+def _directives(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith(("#", "[")) and "=" in line:
+            key, _, value = line.partition("=")
+            out.setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def test_main_unit_has_the_required_hardening() -> None:
+    d = _directives(ROOT / "systemd" / "edge-agent.service")
+    expect = {
+        "Type": "notify",
+        "ProtectSystem": "strict",
+        "PrivateTmp": "yes",
+        "NoNewPrivileges": "yes",
+        "LimitCORE": "0",
+        "MemorySwapMax": "0",
+        "StateDirectory": "edge-agent",
+        "DevicePolicy": "closed",
+    }
+    for key, value in expect.items():
+        assert d.get(key) == [value], key
+    assert int(d["WatchdogSec"][0]) > 0
+    assert d["User"] == ["edge-agent"] or d.get("DynamicUser") == ["yes"]
+    assert set(d["RestrictAddressFamilies"][0].split()) <= {"AF_UNIX", "AF_INET", "AF_INET6", "AF_NETLINK"}
+    assert "@system-service" in d["SystemCallFilter"]
+    assert sorted(d["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw"]
+    assert "ORT_DISABLE_TELEMETRY=1" in d["Environment"][0].split()
+    assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
+    # CTranslate2 needs W+X pages (oneDNN JIT): the choice is explicit and documented
+    assert d["MemoryDenyWriteExecute"] == ["no"]
+    assert "MemoryDenyWriteExecute" in (ROOT / "docs" / "operations.md").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+@pytest.mark.parametrize("unit", UNITS, ids=[u.name for u in UNITS])
+def test_exposure_score(unit: Path) -> None:
+    result = subprocess.run(
+        ["systemd-analyze", "security", "--offline=true", "--no-pager", str(unit)],
+        capture_output=True, text=True, timeout=60,
+    )
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout

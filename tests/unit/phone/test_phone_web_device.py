@@ -1,0 +1,320 @@
+"""The device's browser endpoint and the site service, without a browser: sign-in rules,
+CORS, authorisation parity with the gRPC port, framing, limits, the join code, the feedback
+timeline, and the committed web app (schema freshness, size, headers)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import http.client
+import os
+import ssl
+import struct
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from edge_agent.crypto import ca, seal
+from edge_agent.device.web.grpcweb import SESSION_HEADER, frame
+from edge_agent.device.web.qr import join_code
+from edge_agent.device.web.sessions import DEVICE_PROOF_LABEL, PHONE_LOGIN_LABEL, der_to_p1363
+from edge_agent.phone.web.site import load_assets, static_dir
+from edge_agent.proto.edge_agent.v1 import agent_pb2, feedback_pb2, web_pb2
+from tests.delivery_fixtures import Pki
+from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
+from tests.phone_web_fixtures import ROOT, Device, Site
+
+ORIGIN = "https://phones.test:8443"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki.make(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture
+def device(pki: Pki, tmp_path: Path):  # type: ignore[no-untyped-def]
+    d = Device.start(pki, tmp_path / "data", ORIGIN)
+    yield d
+    d.stop()
+
+
+class WebClient:
+    """A minimal gRPC-Web client in Python, speaking exactly what the app sends."""
+
+    def __init__(self, pki: Pki, port: int, origin: str | None = ORIGIN) -> None:
+        self.ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
+        self.ctx.check_hostname = False
+        self.port, self.origin, self.token = port, origin, ""
+
+    def post(self, path: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST") -> tuple[int, dict[str, str], list[tuple[int, bytes]]]:
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        h = {"content-type": "application/grpc-web+proto"}
+        if self.origin:
+            h["origin"] = self.origin
+        if self.token:
+            h[SESSION_HEADER] = self.token
+        h.update(headers or {})
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read()
+        frames, i = [], 0
+        while i + 5 <= len(data) and r.status == 200:
+            f, n = struct.unpack_from(">BI", data, i)
+            frames.append((f, data[i + 5 : i + 5 + n]))
+            i += 5 + n
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, frames
+
+    def call(self, service: str, method: str, msg: Any, reply: Any = None, stream: list[Any] | None = None) -> tuple[int, str, Any]:
+        body = b"".join(frame(m.SerializeToString()) for m in (stream or [msg]))
+        _, _, frames = self.post(f"/edge_agent.v1.{service}/{method}", body)
+        trailer = dict(line.split(": ", 1) for line in frames[-1][1].decode().strip().split("\r\n"))
+        code = int(trailer["grpc-status"])
+        from urllib.parse import unquote
+
+        out = reply.FromString(frames[0][1]) if reply is not None and code == 0 else None
+        return code, unquote(trailer.get("grpc-message", "")), out
+
+    def challenge(self) -> tuple[bytes, web_pb2.WebChallengeResponse]:
+        nonce = os.urandom(32)
+        code, msg, ch = self.call("EdgeAgentWebAuth", "Challenge", web_pb2.WebChallengeRequest(phone_nonce=nonce), web_pb2.WebChallengeResponse)
+        assert code == 0, msg
+        return nonce, ch
+
+    def login(self, key: ec.EllipticCurvePrivateKey, cert_der: bytes, fp: bytes | None = None) -> tuple[int, str]:
+        _, ch = self.challenge()
+        fp = fp if fp is not None else hashlib.sha256(ch.device_certificate).digest()
+        sig = der_to_p1363(key.sign(PHONE_LOGIN_LABEL + ch.challenge + fp, ec.ECDSA(hashes.SHA256())))
+        code, msg, reply = self.call("EdgeAgentWebAuth", "Login", web_pb2.WebLoginRequest(challenge=ch.challenge, certificate=cert_der, signature=sig),
+                                     web_pb2.WebLoginResponse)
+        if code == 0:
+            self.token = reply.token
+            assert 0 < reply.valid_for_s <= 600
+        return code, msg
+
+
+def _keys(bundle_path: Path) -> tuple[ec.EllipticCurvePrivateKey, bytes]:
+    b = ca.load_bundle(bundle_path)
+    key = serialization.load_pem_private_key(b.key_pem, None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return key, b.cert.public_bytes(serialization.Encoding.DER)
+
+
+def test_device_proves_its_key_and_a_clinician_signs_in(pki: Pki, device: Device) -> None:
+    web = WebClient(pki, device.both.web.port)
+    nonce, ch = web.challenge()
+    assert hashlib.sha256(ch.device_certificate).hexdigest() == device.server.fingerprint and ch.room == "Room 4"
+    from cryptography import x509
+
+    from edge_agent.device.web.sessions import p1363_to_der
+
+    cert = x509.load_der_x509_certificate(ch.device_certificate)
+    cert.public_key().verify(p1363_to_der(ch.device_signature), DEVICE_PROOF_LABEL + nonce + ch.challenge + b"Room 4", ec.ECDSA(hashes.SHA256()))
+    assert web.login(*_keys(pki.clinician_a)) == (0, "")
+    code, _, info = web.call("EdgeAgent", "GetDeviceInfo", agent_pb2.GetDeviceInfoRequest(), agent_pb2.DeviceInfo)
+    assert code == 0 and info.room == "Room 4"
+
+
+def test_sign_in_refusals(pki: Pki, device: Device, tmp_path: Path) -> None:
+    web = WebClient(pki, device.both.web.port)
+    key, der = _keys(pki.clinician_a)
+    # a signature made for another device (relayed login) does not verify here
+    assert web.login(key, der, fp=b"\x00" * 32)[0] == 16
+    # a challenge is single use
+    _, ch = web.challenge()
+    sig = der_to_p1363(key.sign(PHONE_LOGIN_LABEL + ch.challenge + hashlib.sha256(ch.device_certificate).digest(), ec.ECDSA(hashes.SHA256())))
+    req = web_pb2.WebLoginRequest(challenge=ch.challenge, certificate=der, signature=sig)
+    assert web.call("EdgeAgentWebAuth", "Login", req)[0] == 0
+    code, msg, _ = web.call("EdgeAgentWebAuth", "Login", req)
+    assert code == 16 and "challenge" in msg
+    # another site's CA
+    other = ca.init_ca(tmp_path / "other-ca", site="Elsewhere")
+    ca.issue_clinician(other, tmp_path / "foreign.pem")
+    code, msg = web.login(*_keys(tmp_path / "foreign.pem"))
+    assert code == 16 and "not from this site's CA" in msg
+    # expired
+    ca.issue_clinician(pki.authority, tmp_path / "old.pem", days=1, valid_from=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=3))
+    code, msg = web.login(*_keys(tmp_path / "old.pem"))
+    assert code == 16 and msg.startswith("certificate expired")
+    # an admin certificate is not a clinician's
+    code, msg = web.login(*_keys(pki.admin))
+    assert code == 7 and "clinician" in msg
+    # revoked (the device's CRL, reloaded within a second)
+    issued = ca.issue_clinician(pki.authority, tmp_path / "gone.pem")
+    ca.revoke(pki.authority, issued.subject_id)
+    import time
+
+    time.sleep(1.2)
+    code, msg = web.login(*_keys(tmp_path / "gone.pem"))
+    assert code == 16 and "revoked" in msg
+
+
+def test_token_only_in_the_header_and_origin_is_exact(pki: Pki, device: Device) -> None:
+    web = WebClient(pki, device.both.web.port)
+    web.login(*_keys(pki.clinician_a))
+    body = frame(agent_pb2.GetDeviceInfoRequest().SerializeToString())
+    token, web.token = web.token, ""
+    _, _, frames = web.post(f"/edge_agent.v1.EdgeAgent/GetDeviceInfo?{SESSION_HEADER}={token}", body)
+    assert b"grpc-status: 16" in frames[-1][1]
+    web.token = token
+    status, headers, _ = web.post("/edge_agent.v1.EdgeAgent/GetDeviceInfo", body)
+    assert status == 200 and headers["access-control-allow-origin"] == ORIGIN
+    evil = WebClient(pki, device.both.web.port, origin="https://evil.example")
+    evil.token = token
+    status, headers, _ = evil.post("/edge_agent.v1.EdgeAgent/GetDeviceInfo", body)
+    assert status == 403 and "access-control-allow-origin" not in headers
+    status, headers, _ = web.post("/edge_agent.v1.EdgeAgent/StartVisit", b"", {"access-control-request-method": "POST"}, method="OPTIONS")
+    assert status == 204 and headers["access-control-allow-origin"] == ORIGIN and SESSION_HEADER in headers["access-control-allow-headers"]
+    # admin RPCs are not served to browsers at all
+    status, _, _ = web.post("/edge_agent.v1.EdgeAgentAdmin/GetStatus", body)
+    assert status == 404
+
+
+def test_authorisation_is_the_grpc_services(pki: Pki, device: Device) -> None:
+    a, b = WebClient(pki, device.both.web.port), WebClient(pki, device.both.web.port)
+    a.login(*_keys(pki.clinician_a))
+    b.login(*_keys(pki.clinician_b))
+    priv, pub = seal.generate_keypair()
+    code, _, started = a.call("EdgeAgent", "StartVisit", agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, room_code=pki.room_code()),
+                              agent_pb2.StartVisitResponse)
+    assert code == 0
+    code, msg, _ = b.call("EdgeAgent", "StopVisit", agent_pb2.StopVisitRequest(visit_id=started.visit_id))
+    assert code == 7 and "another clinician" in msg
+    assert a.call("EdgeAgent", "StartVisit", agent_pb2.StartVisitRequest(consent=False, sealing_public_key=pub))[0] == 3
+    assert a.call("EdgeAgent", "StopVisit", agent_pb2.StopVisitRequest(visit_id=started.visit_id))[0] == 0
+    _, _, frames = b.post("/edge_agent.v1.EdgeAgent/StreamFeedback", frame(agent_pb2.StreamFeedbackRequest(cursor=0).SerializeToString()))
+    assert len(frames) == 1  # B sees nothing of A's
+    _, _, frames = a.post("/edge_agent.v1.EdgeAgent/StreamFeedback", frame(agent_pb2.StreamFeedbackRequest(cursor=0).SerializeToString()))
+    item = agent_pb2.FeedbackItem.FromString(frames[0][1])
+    fb = feedback_pb2.Feedback.FromString(seal.open_envelope(seal.from_proto(item.envelope), priv))
+    assert fb.visit_id == started.visit_id  # the Python CLI opens what a browser-started visit produced
+
+
+def test_enrolment_is_one_post_of_chunks_with_the_grpc_limits(pki: Pki, device: Device) -> None:
+    web = WebClient(pki, device.both.web.port)
+    web.login(*_keys(pki.clinician_a))
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    pcm = (rng.standard_normal(16000 * 3) * 3000).astype("<i2").tobytes()
+    chunks = [agent_pb2.EnrollVoiceChunk(sample_rate=16000 if i == 0 else 0, pcm_s16le=pcm[i : i + 32768]) for i in range(0, len(pcm), 32768)]
+    code, msg, reply = web.call("EdgeAgent", "EnrollVoice", None, agent_pb2.EnrollVoiceResponse, stream=chunks)
+    assert code == 0, msg
+    assert abs(reply.audio_s - 3.0) < 0.01 and len(reply.voiceprint_values) > 0
+    too_long = [agent_pb2.EnrollVoiceChunk(sample_rate=8000 if i == 0 else 0, pcm_s16le=b"\x01\x00" * 30000) for i in range(9)]
+    code, msg, _ = web.call("EdgeAgent", "EnrollVoice", None, stream=too_long)
+    assert code == 3 and "longer than 30 s" in msg
+    status, _, frames = web.post("/edge_agent.v1.EdgeAgent/StartVisit", b"\x00" * (200 * 1024))
+    assert b"grpc-status: 8" in frames[-1][1]
+    _, _, frames = web.post("/edge_agent.v1.EdgeAgent/StartVisit", b"\x00\x00\x00\x00\x09garbage!!")
+    assert b"grpc-status: 3" in frames[-1][1]
+
+
+def test_site_serves_the_app_with_a_strict_policy(pki: Pki, tmp_path: Path) -> None:
+    ca.issue_device(pki.authority, "phone web", tmp_path / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(tmp_path / "site.pem")
+    try:
+        ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
+        ctx.check_hostname = False
+        total = 0
+        for path in ("/", "/app.js", "/app.css", "/manifest.webmanifest", "/sw.js", "/icon-192.png"):
+            c = http.client.HTTPSConnection("127.0.0.1", site.server.port, context=ctx, timeout=10)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read()
+            assert r.status == 200, path
+            csp = r.getheader("content-security-policy")
+            assert "script-src 'self'" in csp and "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+            total += len(body)
+        assert total <= 300 * 1024, total  # first load over the LAN
+        for bad in ("/../pyproject.toml", "/static/app.js", "/%2e%2e/x"):
+            c = http.client.HTTPSConnection("127.0.0.1", site.server.port, context=ctx, timeout=10)
+            c.request("GET", bad)
+            assert c.getresponse().status == 404
+    finally:
+        site.stop()
+
+
+def test_committed_app_is_built_from_the_sources() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "phone-web" / "gen_schema.py"), "--check"],
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    html = (static_dir() / "index.html").read_text()
+    assert "<script>" not in html and 'type="module" src="app.js"' in html
+    assert set(load_assets()) >= {"/", "/app.js", "/sw.js", "/manifest.webmanifest", "/icon-512.png"}
+    assert "edge-agent-" in (static_dir() / "sw.js").read_text()  # the cache name carries the build hash
+
+
+def test_join_code_carries_address_fingerprint_and_room(pki: Pki) -> None:
+    code = join_code("https://phones.test:8443/", "https://10.0.0.7:50444", "Room 4", bundle=pki.device)
+    assert code.link == (f"https://phones.test:8443/#join?d=https%3A%2F%2F10.0.0.7%3A50444&fp={ca.load_bundle(pki.device).fingerprint}"
+                         "&room=Room%204")
+    from edge_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="https"):
+        join_code("http://phones.test", "https://10.0.0.7:50444", "Room 4", fingerprint="ab" * 32)
+
+
+def test_feedback_timeline_has_speakers_and_times_only() -> None:
+    from edge_agent.feedback.proto import feedback_to_proto
+    from edge_agent.feedback.report import build_feedback
+    from edge_agent.transcript import Utterance
+
+    class NoLabels:
+        def classify(self, texts: list[str]) -> list[Any]:
+            from types import SimpleNamespace
+
+            return [SimpleNamespace(labels=[]) for _ in texts]
+
+    utts = [Utterance(0.0, 2.0, "What brings you in today?", speaker="clinician"),
+            # the patient trails "and" and stops: the clinician took the floor (a back-channel would not mark)
+            Utterance(2.5, 7.0, "I have had this pain in my side for a week and it keeps me up at night and", speaker="patient"),
+            Utterance(6.0, 7.5, "Any fever at all?", speaker="clinician"),
+            Utterance(13.0, 14.0, "Right.", speaker="other")]
+    msg = feedback_to_proto(build_feedback(utts, NoLabels()))
+    assert [(t.speaker, t.start_s, t.end_s) for t in msg.timeline] == [
+        (feedback_pb2.SPEAKER_CLINICIAN, 0.0, 2.0), (feedback_pb2.SPEAKER_PATIENT, 2.5, 7.0),
+        (feedback_pb2.SPEAKER_CLINICIAN, 6.0, 7.5), (feedback_pb2.SPEAKER_OTHER, 13.0, 14.0)]
+    assert any(m.kind == "interruption" and m.at_s == 6.0 for m in msg.marks)
+    assert b"fever" not in b"".join(t.SerializeToString() for t in msg.timeline)
+
+
+def test_daemon_config_starts_the_browser_endpoint(pki: Pki, tmp_path: Path) -> None:
+    """[web] in config.toml: the daemon's wiring brings the endpoint up on server.host, same servicer."""
+    import socket
+
+    from conftest import run_cli
+    from delivery_fixtures import server_config
+
+    from edge_agent.device.config import load_config
+    from edge_agent.device.grpc.background import BackgroundServer
+    from edge_agent.device.grpc.server import EdgeAgentServer
+    from edge_agent.device.main import _start_web
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    toml = tmp_path / "config.toml"
+    toml.write_text(f'[server]\nhost = "127.0.0.1"\n[web]\nenabled = true\nport = {free}\nallowed_origin = "{ORIGIN}"\nsession_minutes = 5\n')
+    cfg = load_config(toml, env={})
+    server = EdgeAgentServer(server_config(pki, tmp_path / "data"), ScriptedVisitRunner(), SpectralVoiceEnroller())
+    bg = BackgroundServer(server)
+    bg.start()
+    try:
+        web = bg.call(_start_web(cfg, server))
+        client = WebClient(pki, free)
+        assert client.login(*_keys(pki.clinician_a)) == (0, "")
+        bg.call(web.stop())
+    finally:
+        bg.stop()
+    res = run_cli("device", "qr", "--site", ORIGIN, "--address", f"https://127.0.0.1:{free}", "--room", "Room 4",
+                  "--bundle", str(pki.device), "--json")
+    assert res.returncode == 0, res.stderr
+    assert f"fp={ca.load_bundle(pki.device).fingerprint}" in res.stdout
+    res = run_cli("device", "qr", "--site", "http://x", "--address", "https://h:1", "--room", "R", "--fingerprint", "ab" * 32)
+    assert res.returncode != 0 and res.stderr.count("\n") == 1 and "must be https://" in res.stderr

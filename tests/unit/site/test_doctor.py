@@ -1,0 +1,343 @@
+"""Every doctor check passes on a healthy setup and fails with its message when its condition is broken."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.crypto import ca
+from edge_agent.device.config import parse_config
+from edge_agent.models import models_dir
+from edge_agent.site import doctor
+from tests.paths import REPO_ROOT
+
+ROOT = REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    base = tmp_path_factory.mktemp("doctor-site")
+    authority = ca.init_ca(base / "ca")
+    ca.issue_device(authority, "Room 4", base / "device.pem")
+    ca.issue_device(authority, "Room 5", base / "other.pem")
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=30)
+    ca.issue_device(authority, "Room 6", base / "expired.pem", days=2, valid_from=past)
+    revoked = ca.issue_device(authority, "Room 7", base / "revoked.pem")
+    (base / "crl-empty.pem").write_bytes((base / "ca" / "crl.pem").read_bytes())
+    ca.write_crl(authority, (revoked.serial,))
+    return {"base": base, "crl": base / "ca" / "crl.pem", "crl_empty": base / "crl-empty.pem"}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# ---- models ----------------------------------------------------------------------------------
+
+
+def test_models(tmp_path: Path) -> None:
+    assert doctor.check_models().ok
+    models = tmp_path / "models"
+    shutil.copytree(models_dir(), models, ignore=shutil.ignore_patterns("data"))
+    (models / "speaker_ge2e.onnx").unlink()
+    check = doctor.check_models(models)
+    assert not check.ok and "speaker_ge2e.onnx is missing" in check.message and check.fix
+    assert doctor.check_models(asr_model=str(tmp_path / "no-such-whisper")).message.startswith("ASR model directory not found")
+
+
+# ---- certificates and clock --------------------------------------------------------------------
+
+
+def test_certificates(site: dict[str, Path]) -> None:
+    b = site["base"]
+    ok = doctor.check_certificates(b / "device.pem", site["crl"])
+    assert ok.ok and "valid for 36" in ok.message and "ok (1 revoked" in ok.message
+    expired = doctor.check_certificates(b / "expired.pem", site["crl"])
+    assert not expired.ok and "device certificate expired on" in expired.message
+    later = doctor.check_certificates(b / "device.pem", site["crl"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=400))
+    assert not later.ok and "expired" in later.message
+    soon = doctor.check_certificates(b / "device.pem", site["crl"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=25))
+    assert soon.ok
+    # Issue 16: "no CRL" used to pass; a device without its revocation list lets revoked phones in
+    no_crl = doctor.check_certificates(b / "device.pem")
+    assert not no_crl.ok and "no CRL configured" in no_crl.message and "edge-agent ca crl" in no_crl.fix
+    revoked = doctor.check_certificates(b / "revoked.pem", site["crl"])
+    assert not revoked.ok and "revoked" in revoked.message
+    stale = doctor.check_certificates(b / "device.pem", site["crl_empty"], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=45))
+    assert not stale.ok and "out of date" in stale.message
+    missing = doctor.check_certificates(b / "nope.pem")
+    assert not missing.ok and "not found" in missing.message
+
+
+def test_clock(site: dict[str, Path]) -> None:
+    assert doctor.check_clock(bundle=site["base"] / "device.pem").ok
+    wrong = doctor.check_clock(now=dt.datetime(2001, 1, 1, tzinfo=dt.timezone.utc))
+    assert not wrong.ok and "before 2025-01-01" in wrong.message and "timedatectl" in wrong.fix
+    before_cert = doctor.check_clock(now=dt.datetime(2025, 2, 1, tzinfo=dt.timezone.utc), bundle=site["base"] / "device.pem")
+    assert not before_cert.ok and "before the device certificate was issued" in before_cert.message
+
+
+# ---- outbox ---------------------------------------------------------------------------------------
+
+
+def test_outbox_writable_and_missing(tmp_path: Path) -> None:
+    from edge_agent.crypto import seal
+    from edge_agent.device.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.db")
+    _priv, pub = seal.generate_keypair()
+    box.put("c-aaaaaaaaaaaaaaaa", seal.seal(b"report", pub, "v-1", 1))
+    box.close()
+    ok = doctor.check_outbox(tmp_path, max_mb=1)
+    assert ok.ok and "1 queued" in ok.message and not list(tmp_path.glob(".doctor-probe*"))
+    missing = doctor.check_outbox(tmp_path / "absent", 64)
+    assert not missing.ok and "does not exist" in missing.message
+
+
+FULL_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from pathlib import Path
+    from edge_agent.site.doctor import check_outbox
+    small, full = Path(sys.argv[2]), Path(sys.argv[3])
+    (full / "filler").write_bytes(bytes(1024 * 1024))  # tmpfs of 1 MiB: now full
+    print(json.dumps([check_outbox(small, 64).__dict__, check_outbox(full, 1).__dict__]))
+    """
+)
+
+
+def test_outbox_full_and_too_small_tmpfs(tmp_path: Path) -> None:
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux)")
+    small, full = tmp_path / "small", tmp_path / "full"
+    small.mkdir()
+    full.mkdir()
+    mounts = f"mount -t tmpfs -o size=4m tmpfs {small} && mount -t tmpfs -o size=1m tmpfs {full}"
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'{mounts} && exec "$0" -c "$1" "$2" "$3" "$4"', sys.executable, FULL_SCRIPT, str(ROOT), str(small), str(full)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0 and "mount" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    too_small, filled = json.loads(result.stdout)
+    assert not too_small["ok"] and "outbox.max_mb=64 needs" in too_small["message"]
+    assert not filled["ok"] and "is full" in filled["message"] and "free space" in filled["fix"]
+
+
+# ---- port --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def running_server(site: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    data = tmp_path_factory.mktemp("doctor-server")
+    port_file = data / "port"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.doubles.scripted_server", "--bundle", str(site["base"] / "device.pem"), "--data-dir", str(data),
+         "--room", "Room 4", "--crl", str(site["crl"]), "--host", "127.0.0.1", "--port", "0", "--port-file", str(port_file)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not port_file.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(0.05)
+        yield int(port_file.read_text())
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_port(site: dict[str, Path], running_server: int) -> None:
+    ok = doctor.check_port("0.0.0.0", running_server, site["base"] / "device.pem")
+    assert ok.ok and "with this device's certificate" in ok.message
+    other = doctor.check_port("127.0.0.1", running_server, site["base"] / "other.pem")
+    assert not other.ok and "serves a different certificate" in other.message
+    closed = doctor.check_port("0.0.0.0", _free_port(), site["base"] / "device.pem")
+    assert not closed.ok and "nothing accepts connections on 127.0.0.1" in closed.message and "systemctl" in closed.fix
+
+
+# ---- audio (real PortAudio through ALSA's file plugin) ------------------------------------------------
+
+
+def _reinit_portaudio() -> None:
+    import sounddevice as sd
+
+    sd._terminate()
+    sd._initialize()
+
+
+def test_audio(jfk_16k: np.ndarray, alsa_file_mic, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HOME", str(alsa_file_mic(jfk_16k[: 3 * 16000])))
+    _reinit_portaudio()
+    try:
+        ok = doctor.check_audio("micin", duration_s=1.0)
+    finally:
+        _reinit_portaudio()
+    assert ok.ok and "microphone 'micin' (16000 Hz) delivered 1.0 s" in ok.message
+
+
+def test_audio_silent_device(alsa_file_mic, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setenv("HOME", str(alsa_file_mic(np.zeros(3 * 16000, np.float32))))
+    _reinit_portaudio()
+    try:
+        silent = doctor.check_audio("micin", duration_s=1.0)
+    finally:
+        _reinit_portaudio()
+    assert not silent.ok and "digital silence" in silent.message
+
+
+def test_audio_device_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # an .asoundrc that defines a different device: "micin" is unplugged
+    (tmp_path / ".asoundrc").write_text('pcm.othermic {\n type null\n}\n')
+    monkeypatch.setenv("HOME", str(tmp_path))
+    _reinit_portaudio()
+    try:
+        missing = doctor.check_audio("micin", duration_s=1.0)
+    finally:
+        _reinit_portaudio()
+    assert not missing.ok and "microphone 'micin' not found" in missing.message and "audio.device" in missing.fix
+
+
+# ---- mDNS (inside a private network namespace) -----------------------------------------------------------
+
+MDNS_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    sys.path.insert(0, sys.argv[1])
+    from edge_agent.site.doctor import check_mdns
+    from edge_agent.device.mdns import Advertiser
+
+    async def main():
+        out = {"before": check_mdns("ab" * 32, 1.5, ["127.0.0.1"]).__dict__}
+        adv = Advertiser(room="Room 4", port=50443, fingerprint="ab" * 32, interfaces=["127.0.0.1"])
+        await adv.start()
+        out["ours"] = (await asyncio.to_thread(check_mdns, "ab" * 32, 3.0, ["127.0.0.1"])).__dict__
+        out["other"] = (await asyncio.to_thread(check_mdns, "cd" * 32, 1.5, ["127.0.0.1"])).__dict__
+        await adv.stop()
+        print(json.dumps(out))
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_mdns_in_netns() -> None:
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip")
+    setup = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
+    result = subprocess.run(
+        ["unshare", "-rn", "sh", "-c", f'{setup} && exec "$0" -c "$1" "$2"', sys.executable, MDNS_SCRIPT, str(ROOT)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0 and "unshare" in result.stderr:
+        pytest.skip(f"cannot create a network namespace here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert not out["before"]["ok"] and "not advertising _edge-agent._tcp.local." in out["before"]["message"]
+    assert out["ours"]["ok"] and "edge-agent-abababababab" in out["ours"]["message"]
+    assert not out["other"]["ok"] and "1 other edge-agent device(s) seen" in out["other"]["message"]
+
+
+# ---- CPU ---------------------------------------------------------------------------------------------------
+
+
+def test_cpu_keeps_up_and_fails_over_budget() -> None:
+    from edge_agent.device.session import TranscriptionSession
+
+    cfg = parse_config({})
+    session = TranscriptionSession.load(cfg.pipeline, speakers=True)
+    ok = doctor.check_cpu(cfg, session=session)
+    assert ok.ok and ok.message.startswith("5.0 s of speech processed in")
+    slow = doctor.check_cpu(cfg, session=session, max_rtf=0.001)
+    assert not slow.ok and "real-time factor" in slow.message and slow.fix
+
+
+# ---- all together -------------------------------------------------------------------------------------------
+
+
+def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) -> None:
+    cfg = parse_config(
+        {
+            "server": {"bundle": str(site["base"] / "device.pem"), "crl": str(site["crl"]), "port": _free_port(), "advertise": False},
+            "outbox": {"path": str(tmp_path), "max_mb": 1},
+        }
+    )
+    checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
+    by_name = {c.name: c for c in checks}
+    assert list(by_name) == ["models", "certificates", "clock", "outbox", "port", "mdns"]
+    assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok
+    assert not by_name["port"].ok
+    assert doctor.exit_code(checks) == 1
+    data = json.loads(doctor.render_json(checks))
+    assert data["ok"] is False and {c["name"] for c in data["checks"]} == set(by_name)
+    lines = doctor.render_text(checks).splitlines()
+    assert len(lines) == len(checks) and lines[4].startswith("FAIL port") and "fix:" in lines[4]
+    with pytest.raises(Exception, match="unknown doctor check"):
+        doctor.run_doctor(cfg, skip=("dns",))
+
+
+def test_outbox_quarantine_is_logged_counted_and_shown_by_doctor(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged outbox at start: the server starts on a fresh one, logs and counts it, and doctor fails until IT removes the file."""
+    from edge_agent.device.grpc.background import BackgroundServer
+    from edge_agent.device.grpc.server import EdgeAgentServer
+    from edge_agent.device.ops.metrics import Registry
+    from tests.delivery_fixtures import Pki, RecordingRunner, server_config
+    from tests.doubles.scripted_runner import SpectralVoiceEnroller
+
+    pki = Pki.make(tmp_path / "pki")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "outbox.db").write_bytes(b"\x00garbage" * 4096)
+    registry = Registry()
+    server = EdgeAgentServer(server_config(pki, data), RecordingRunner(), SpectralVoiceEnroller(), metrics=registry)
+    bg = BackgroundServer(server)
+    with caplog.at_level("ERROR", logger="edge_agent"):
+        bg.start()
+    try:
+        assert registry.get("edge_agent_outbox_quarantined_total", reason="damaged") == 1
+        assert any("moved aside as" in r.getMessage() and "fresh outbox started" in r.getMessage() for r in caplog.records)
+    finally:
+        bg.stop()
+    check = doctor.check_outbox(data, max_mb=1)
+    assert not check.ok and "outbox.db.corrupt-1" in check.message and "shred -u" in check.fix
+    for f in data.glob("outbox.db.corrupt-1*"):
+        f.unlink()
+    assert doctor.check_outbox(data, max_mb=1).ok
+
+
+def test_outbox_check_reads_held_reports_from_the_daemon_metrics(tmp_path: Path) -> None:
+    from edge_agent.device.ops.metrics import MetricsServer, Registry
+
+    registry = Registry()
+    server = MetricsServer(registry, 0)
+    port = server.start()
+    try:
+        assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok
+        registry.set("edge_agent_reports_held", 3)
+        registry.set("edge_agent_reports_held_bytes", 12000)
+        held = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
+        assert not held.ok and "3 sealed reports (12 kB) are held" in held.message and "free space" in held.fix
+        registry.set("edge_agent_reports_held", 0)
+        registry.inc("edge_agent_reports_dropped_total", 2, reason="exit")
+        lost = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
+        assert not lost.ok and "2 sealed reports were lost" in lost.message
+    finally:
+        server.stop()
+    # daemon not running: the check still runs on the files alone
+    assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok
