@@ -35,8 +35,8 @@ def _shot(browser: Browser, name: str) -> None:
 def env(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     root = tmp_path_factory.mktemp("pwa")
     pki = Pki.make(root / "pki")
-    ca.issue_device(pki.authority, "phone web", root / "site.pem", ips=("127.0.0.1",))
-    site = Site.start(root / "site.pem")
+    ca.issue_web(pki.authority, root / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(root / "site.pem", pki.crl)
     wav = root / "voice.wav"
     audio, rate = sf.read(str(ROOT / "edge_agent" / "data" / "demo_enrol.flac"), dtype="int16", always_2d=True)
     sf.write(str(wav), audio[:, 0], rate, subtype="PCM_16")
