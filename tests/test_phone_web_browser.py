@@ -240,7 +240,7 @@ def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_pat
         _shot(browser, "7-wrong-device")
         # the right device, but the QR code names another room
         browser.go(device.join_link(site.origin, room="Room 5"))
-        assert browser.wait_status('but the QR code says "Room 5"').startswith('Wrong device: it says it is "Room 4"')
+        assert browser.wait_status('but the QR code says "Room 5"').startswith('Wrong device: it is certified for "Room 4"')
         # nothing listening
         browser.go(device.join_link(site.origin, url="https://127.0.0.1:9"))
         assert browser.wait_status("Device unreachable").startswith("Device unreachable:")
