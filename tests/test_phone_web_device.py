@@ -522,3 +522,55 @@ def test_site_policy_lists_the_room_devices_when_it_knows_them(pki: Pki, tmp_pat
     for bad in ("http://10.0.0.7:50444", "https://10.0.0.7:50444/x", "https://a b", "https://h; script-src *", "*"):
         with pytest.raises(ConfigError, match="must be exactly https://HOST"):
             SiteServer(tmp_path / "site.pem", pki.crl, "127.0.0.1", 0, device_origins=(bad,))
+
+
+# ---- the app's DER reader and CRL checks, run by Node on real certificates and CRLs of the project's CA --------
+
+
+def test_app_der_reader_and_crl_checks_in_node(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+    import shutil
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    authority = ca.init_ca(tmp_path / "ca", site="Test Clinic")
+    older = (authority.directory / ca.CRL).read_text()
+    ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
+    ca.issue_web(authority, tmp_path / "web.pem", ips=("127.0.0.1",))
+    device = ca.load_bundle(tmp_path / "device.pem").cert
+    ca.revoke(authority, str(device.serial_number))
+    revoked = (authority.directory / ca.CRL).read_bytes()
+    other = ca.init_ca(tmp_path / "other", site="Elsewhere")
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def crl(next_update: dt.datetime, number: int | None = 99, extra: x509.ExtensionType | None = None) -> str:
+        b = x509.CertificateRevocationListBuilder().issuer_name(authority.cert.subject).last_update(now - dt.timedelta(days=2)).next_update(next_update)
+        if number is not None:
+            b = b.add_extension(x509.CRLNumber(number), critical=False)
+        if extra is not None:
+            b = b.add_extension(extra, critical=True)
+        return b.sign(authority.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+    forged = bytearray(x509.load_pem_x509_crl(revoked).public_bytes(serialization.Encoding.DER))
+    forged[-1] ^= 0x01  # the last byte of the signature's s
+    fixtures = {
+        "ca": authority.cert_pem.decode(), "device": device.public_bytes(serialization.Encoding.PEM).decode(),
+        "device_serial": format(device.serial_number, "x"), "web": ca.load_bundle(tmp_path / "web.pem").cert_pem.decode(),
+        "crl_revoked": revoked.decode(), "revoked_number": ca.parse_crl(revoked, authority.cert).number, "crl_older": older,
+        "crl_foreign": (other.directory / ca.CRL).read_text(),
+        "crl_stale": crl(now - dt.timedelta(minutes=1)),
+        "crl_no_number": crl(now + dt.timedelta(days=1), number=None),
+        "crl_critical_unknown": crl(now + dt.timedelta(days=1), extra=x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")),
+        "crl_forged": x509.load_der_x509_crl(bytes(forged)).public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    (tmp_path / "fixtures.json").write_text(json.dumps(fixtures))
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "der_crl.test.mjs")],
+                         env={**os.environ, "EDGE_AGENT_DER_FIXTURES": str(tmp_path / "fixtures.json")},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "# fail 0" in res.stdout and "# pass 11" in res.stdout, res.stdout[-1500:]

@@ -88,6 +88,7 @@ async function ensureSession() {
   if (!app.session.token) {
     say(`Checking the device of ${app.room.room}…`);
     await app.session.signIn();
+    document.body.dataset.crlNumber = (await app.session.revocations.number()) ?? ""; // which site CRL is in force (not secret)
     startFollowing();
   }
   return app.session;
