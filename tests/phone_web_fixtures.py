@@ -241,6 +241,8 @@ class Browser:
         import base64
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.driver.execute_script("window.scrollTo(0, 0)")  # a click may have scrolled the page: shoot from the top
+        time.sleep(0.1)
         height = int(self.driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)"))
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,

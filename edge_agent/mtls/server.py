@@ -9,7 +9,9 @@ Exhaustion limits (docs/security.md, "Denial of service bounds"), all here so
 both servers have them:
 
 * :class:`ConnectionGate` owns the public TCP port. gRPC listens only on a
-  unix socket in a private directory; the gate accepts a connection only while
+  unix socket in a private directory (so does the device's browser endpoint,
+  ``device/web/endpoint.py``, behind a gate of its own with the same limits);
+  the gate accepts a connection only while
   the peer address has fewer than ``max_connections_per_peer`` open and the
   server fewer than ``max_connections``, closes one that sends nothing within
   ``first_byte_timeout_s``, and relays bytes unchanged (TLS stays end to end:

@@ -5,7 +5,9 @@
 
 It runs uvicorn inside the gRPC server's asyncio loop, so visits, the outbox
 and the feedback notifications are the very objects the gRPC port uses. TLS
-uses the device bundle (the certificate phones pin by its fingerprint). Only
+uses the device bundle (the certificate phones pin by its fingerprint). The TCP
+port belongs to a :class:`~edge_agent.mtls.server.ConnectionGate` with the gRPC
+port's limits; uvicorn listens on a private unix socket behind it. Only
 the ``EdgeAgent`` service and the sign-in handshake are served; admin RPCs stay
 on the mutual-TLS port.
 """

@@ -73,12 +73,23 @@ async function setupScreen() {
 
 // ---- room: join, sign in, start/stop, enrol --------------------------------------
 
-async function joinRoom(text) {
-  const room = parseJoin(text);
-  await app.vault.put("room", room);
-  app.room = room;
+// A room is joined only once its device passed every check and signed this phone in: a device that fails
+// (wrong, revoked, unreachable, …) leaves the room joined before, if any, in place.
+async function joinRoom(room) {
+  const before = { room: app.room, session: app.session };
   stopFollowing();
+  app.room = room;
   app.session = null;
+  try {
+    await ensureSession();
+  } catch (e) {
+    stopFollowing();
+    app.room = before.room;
+    app.session = before.session;
+    if (app.session && app.session.token) startFollowing();
+    throw e;
+  }
+  await app.vault.put("room", room);
   return room;
 }
 
@@ -98,7 +109,8 @@ async function roomScreen() {
   const code = h("textarea", { id: "join-text", rows: "2", "aria-label": "Room link", placeholder: "https://…#join?d=…" });
   const join = h("form", { class: "card", onsubmit: async (ev) => {
     ev.preventDefault();
-    try { await joinRoom(code.value); await ensureSession(); say(`Joined ${app.room.room}; the device is verified.`, "ok"); roomScreen(); } catch (e) { say(friendly(e, app.room), "error"); }
+    let room = null;
+    try { room = parseJoin(code.value); await joinRoom(room); say(`Joined ${room.room}; the device is verified.`, "ok"); roomScreen(); } catch (e) { say(friendly(e, room), "error"); }
   } }, h("label", { for: "join-text" }, "Room link: scan the QR code on the room device with the camera, or paste its link"), code,
   h("button", { type: "submit", id: "join" }, "Join room"));
   if (!app.room) { screen("Room", join); return; }
@@ -365,11 +377,17 @@ async function route() {
     const hash = location.hash || "#/visits";
     if (hash.startsWith("#join?")) {
       if (!app.profile) { sessionStorage.setItem("pending-join", hash); location.hash = "#/setup"; return; }
-      await joinRoom(hash);
       history.replaceState(null, "", "#/room");
-      await roomScreen();
-      await ensureSession();
-      say(`Joined ${app.room.room}; the device is verified.`, "ok");
+      let room = null;
+      try {
+        room = parseJoin(hash);
+        await joinRoom(room);
+      } catch (e) {
+        await roomScreen();
+        say(friendly(e, room), "error");
+        return;
+      }
+      say(`Joined ${room.room}; the device is verified.`, "ok");
       await roomScreen();
       return;
     }
