@@ -425,10 +425,9 @@ def test_default_challenge_limit_fits_phones() -> None:
 
 
 def test_web_certificate_is_its_own_role(pki: Pki, tmp_path: Path) -> None:
+    from conftest import run_cli
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
-
-    from conftest import run_cli
     from delivery_fixtures import server_config
 
     from edge_agent.device.grpc.server import EdgeAgentServer
