@@ -432,22 +432,38 @@ def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, 
         device.stop()
 
 
-def test_site_lists_its_room_devices(env, browser: Browser, tmp_path: Path) -> None:
-    """With --device-origin the site's CSP lets the app reach only those devices; another is named, not 'unreachable'."""
+def test_site_lists_its_room_devices_and_devices_carry_newer_crls(env, browser: Browser, tmp_path: Path) -> None:
+    """With --device-origin the site's CSP lets the app reach only those devices; another is named, not 'unreachable'.
+    A site serving an older (still current) CRL: the phone takes the newer one a device carries (DeviceInfo.crl),
+    as the Python phone does, and refuses a device it revokes before signing in."""
+    import shutil
+
     root, pki, _site, _wav = env
-    site = Site.bind(root / "site.pem", pki.crl)
+    site_crl = tmp_path / "site-crl.pem"
+    shutil.copy(pki.crl, site_crl)
+    site = Site.bind(root / "site.pem", site_crl)
     listed = Device.start(pki, tmp_path / "l", site.origin)
     unlisted = Device.start(pki, tmp_path / "u", site.origin)
+    ca.issue_device(pki.authority, "Room 4", tmp_path / "gone.pem", ips=("127.0.0.1",))
+    gone = Device.start(pki, tmp_path / "g", site.origin, bundle=tmp_path / "gone.pem")
     try:
-        site.server.set_device_origins((listed.web_url,))
+        site.server.set_device_origins((listed.web_url, gone.web_url))
         site.run()
+        served = ca.read_crl(site_crl, pki.authority.cert).number
+        ca.revoke(pki.authority, str(ca.load_bundle(tmp_path / "gone.pem").cert.serial_number))  # the devices' CRL, not the site's copy
+        time.sleep(1.3)
         enrol_phone(browser, site.origin, pki.authority, tmp_path)
         browser.go(listed.join_link(site.origin))
         browser.wait_status("the device is verified")
+        assert browser.driver.execute_script("return document.body.dataset.crlNumber") == str(served + 1)  # learned from the device
+        browser.go(gone.join_link(site.origin))
+        assert browser.wait_status("Device revoked").startswith("Device revoked:")
+        assert gone.both.web.sessions is not None and not gone.both.web.sessions._sessions
         browser.go(unlisted.join_link(site.origin))
         assert browser.wait_status("Device not listed").startswith(f"Device not listed: this site does not let the app reach {unlisted.web_url};")
         _shot(browser, "12-not-listed")
     finally:
+        gone.stop()
         unlisted.stop()
         listed.stop()
         site.stop()
