@@ -1,6 +1,6 @@
 """Helpers for the delivery tests: a real site PKI in a temp dir and a real server on 127.0.0.1.
 
-Imported by tests/test_grpc_*.py, test_delivery_*.py and test_mdns*.py (no conftest on purpose).
+Imported by the gRPC, delivery and mDNS tests (tests/unit/device, tests/system) (no conftest on purpose).
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ from edge_agent.crypto import ca
 from edge_agent.device.grpc.background import BackgroundServer
 from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.web.endpoint import DeviceWithWeb, WebEndpointConfig
+from edge_agent.device.web.sessions import SessionPolicy
 from edge_agent.phone.web.site import SiteServer
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 from tests.delivery_fixtures import Pki, RecordingRunner, server_config
@@ -70,9 +71,16 @@ class Site:
     thread: threading.Thread | None = None
 
     @classmethod
-    def start(cls, bundle: Path) -> Site:
-        server = SiteServer(bundle, "127.0.0.1", 0)
-        site = cls(server)
+    def start(cls, bundle: Path, crl: Path, device_origins: tuple[str, ...] = ()) -> Site:
+        return cls.bind(bundle, crl, device_origins).run()
+
+    @classmethod
+    def bind(cls, bundle: Path, crl: Path, device_origins: tuple[str, ...] = ()) -> Site:
+        """Listening (the origin is known) but not serving yet: devices can be told the origin first."""
+        return cls(SiteServer(bundle, crl, "127.0.0.1", 0, device_origins))
+
+    def run(self) -> Site:
+        server, site = self.server, self
         site.thread = threading.Thread(target=lambda: asyncio.run(server.serve()), daemon=True, name="site")
         site.thread.start()
         time.sleep(0.2)
@@ -98,10 +106,11 @@ class Device:
 
     @classmethod
     def start(cls, pki: Pki, data_dir: Path, allowed_origin: str, runner: Any = None, enroller: Any = None,
-              bundle: Path | None = None, room: str = "Room 4", quotes: bool = False) -> Device:
+              bundle: Path | None = None, room: str = "Room 4", quotes: bool = False,
+              session: SessionPolicy | None = None) -> Device:
         cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device, quotes=quotes)
         server = EdgeAgentServer(cfg, runner if runner is not None else TimelineRunner(), enroller if enroller is not None else SpectralVoiceEnroller())
-        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0))
+        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0, session=session or SessionPolicy()))
         bg = BackgroundServer(both)
         bg.start()
         return cls(both, bg, room)
@@ -233,6 +242,8 @@ class Browser:
         import base64
 
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.driver.execute_script("window.scrollTo(0, 0)")  # a click may have scrolled the page: shoot from the top
+        time.sleep(0.1)
         height = int(self.driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)"))
         shot = self.driver.execute_cdp_cmd("Page.captureScreenshot", {
             "format": "png", "captureBeyondViewport": True,

@@ -9,7 +9,7 @@ whether an overlap takes the floor, whether a patient "Yeah." answers a question
 a question was followed by another, all depend on the surrounding turns and on the event
 protocol the gold was annotated with. A second rule set written from the same page would
 not be an independent check of them; the adjudicated event gold is, and
-``edge-agent bench coaching`` measures the detectors against it (tests/test_events_gold.py
+``edge-agent bench coaching`` measures the detectors against it (tests/unit/behaviours/test_events_gold.py
 keeps the development-half figures from regressing).
 
 What is still purely mechanical is cross-checked here with a different method: talk

@@ -1,4 +1,4 @@
-"""Runs INSIDE the container booted by tests/test_systemd_live.py, as a oneshot unit after boot.
+"""Runs INSIDE the container booted by tests/system/test_systemd_live.py, as a oneshot unit after boot.
 
 Installs the wheel into /opt/edge-agent/venv as docs/operations.md says, provisions the
 device with `edge-agent provision`, installs systemd/edge-agent.service, then drives the live

@@ -85,6 +85,20 @@ def issue_aggregator(
     emit(ca_issue_aggregator(ca_dir, out, dns or None, ip or None), json_out)
 
 
+@app.command("issue-web")
+def issue_web(
+    ca_dir: CaDir,
+    out: Annotated[Path, typer.Option(help="server bundle for the site's phone web app (edge-agent phone-web serve)")],
+    dns: Annotated[list[str], typer.Option("--dns", help="the site host phones open, e.g. phones.clinic.example (repeatable)")] = [],
+    ip: Annotated[list[str], typer.Option("--ip", help="IP address of the site host (repeatable)")] = [],
+    json_out: Json = False,
+) -> None:
+    """Issue the site web server's certificate (OU=web, serverAuth, the site host only): not a room device's."""
+    from edge_agent.site.ca_admin import ca_issue_web
+
+    emit(ca_issue_web(ca_dir, out, dns or None, ip or None), json_out)
+
+
 @app.command("crl")
 def crl(ca_dir: CaDir, days: Annotated[int, typer.Option(help="days until the next update")] = 30, json_out: Json = False) -> None:
     """Re-sign crl.pem with a new number and next-update (devices refuse an out-of-date CRL): run weekly."""

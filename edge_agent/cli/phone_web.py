@@ -14,14 +14,18 @@ device_app = typer.Typer(help="Room device helpers for IT.", no_args_is_help=Tru
 
 @app.command("serve")
 def serve(
-    bundle: Annotated[Path, typer.Option(help="TLS bundle for the site's web name, from the site CA (e.g. `ca issue-device 'phone web' --dns phones.example`)")],
+    bundle: Annotated[Path, typer.Option(help="TLS bundle for the site's web name, from the site CA (`ca issue-web --dns phones.example`)")],
+    crl: Annotated[Path, typer.Option(help="the site CRL (crl.pem from the CA directory, re-signed weekly): served to the app at /crl.pem")],
     host: Annotated[str, typer.Option(help="listen address")] = "0.0.0.0",
     port: Annotated[int, typer.Option(help="listen port")] = 8443,
+    device_origin: Annotated[list[str], typer.Option("--device-origin", help="a room device's browser endpoint, https://HOST:PORT "
+                                                     "(repeatable): the app may connect only to these; none = any https origin")] = [],
+    state_dir: Annotated[Optional[Path], typer.Option(help="remembers the highest CRL number served (a restart never serves an older CRL)")] = None,
 ) -> None:
-    """Serve the phone web app (static files, strict CSP) over HTTPS until Ctrl-C."""
+    """Serve the phone web app (static files, strict CSP), the site CA and the CRL over HTTPS until Ctrl-C."""
     from edge_agent.phone.web.site import serve_forever
 
-    serve_forever(bundle, host, port)
+    serve_forever(bundle, crl, host, port, tuple(device_origin), state_dir)
 
 
 @device_app.command("qr")

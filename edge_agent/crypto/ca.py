@@ -56,13 +56,15 @@ ROLE_ADMIN = "admin"  # IT: runs room devices (status, force stop); cannot read 
 ROLE_QUALITY = "quality"  # Quality & Safety: queries the population aggregator, nothing else
 ROLE_AGGREGATOR = "aggregator"  # the population aggregator's own server identity
 ROLE_CONTRIBUTOR = "contributor"  # a room device's client identity for delivering population records
-ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN, ROLE_QUALITY, ROLE_AGGREGATOR, ROLE_CONTRIBUTOR)
+ROLE_WEB = "web"  # the site's phone web app server (edge-agent phone-web serve): a TLS server, never a device
+ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN, ROLE_QUALITY, ROLE_AGGREGATOR, ROLE_CONTRIBUTOR, ROLE_WEB)
 
 CA_DAYS = 3650
 DEVICE_DAYS = 365
 CLINICIAN_DAYS = 365
 ADMIN_DAYS = 90
 QUALITY_DAYS = 90
+WEB_DAYS = 365
 CRL_DAYS = 30
 
 # The name every device certificate carries; clients connect with this as the
@@ -291,7 +293,7 @@ def _issue(
     if not_after > ca.cert.not_valid_after_utc:
         not_after = ca.cert.not_valid_after_utc  # a leaf cannot outlive its CA
     if client is None:
-        client = role not in (ROLE_DEVICE, ROLE_AGGREGATOR)
+        client = role not in (ROLE_DEVICE, ROLE_AGGREGATOR, ROLE_WEB)
     eku = ExtendedKeyUsageOID.CLIENT_AUTH if client else ExtendedKeyUsageOID.SERVER_AUTH
     builder = (
         x509.CertificateBuilder()
@@ -306,8 +308,9 @@ def _issue(
         .add_extension(x509.ExtendedKeyUsage([eku]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
-    if role in (ROLE_DEVICE, ROLE_AGGREGATOR) and not client:
-        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in (tls_name, *dns_names)]
+    if role in (ROLE_DEVICE, ROLE_AGGREGATOR, ROLE_WEB) and not client:
+        # the web server answers only on the site's own names: never on `edge-agent`, the room devices' TLS name
+        sans: list[x509.GeneralName] = [x509.DNSName(n) for n in ((tls_name,) if tls_name else ()) + tuple(dns_names)]
         for ip in ips:
             try:
                 sans.append(x509.IPAddress(ipaddress.ip_address(ip)))
@@ -354,6 +357,21 @@ def issue_aggregator(
     """The population aggregator's server certificate (name ``edge-agent-aggregator``, not a room device's)."""
     return _issue(ca, ROLE_AGGREGATOR, "g-" + secrets.token_hex(6), out, days, dns_names, ips, valid_from,
                   tls_name=AGGREGATOR_TLS_NAME)
+
+
+def issue_web(
+    ca: CertificateAuthority, out: Path, dns_names: tuple[str, ...] = (), ips: tuple[str, ...] = (), days: int = WEB_DAYS,
+    valid_from: dt.datetime | None = None,
+) -> Issued:
+    """The site web server's certificate (``edge-agent phone-web serve``): OU=web, serverAuth, SAN = the site host only.
+
+    Not a room device's: no room, no ``edge-agent`` name, so a phone (the app or
+    the Python client) refuses it as a device, and the device refuses it as a
+    clinician; the site service in turn refuses a device bundle.
+    """
+    if not dns_names and not ips:
+        raise CertificateError("the site web certificate needs the name phones use: give --dns phones.clinic.example (or --ip)")
+    return _issue(ca, ROLE_WEB, "w-" + secrets.token_hex(6), out, days, dns_names, ips, valid_from, tls_name="")
 
 
 def issue_quality(ca: CertificateAuthority, out: Path, days: int = QUALITY_DAYS, valid_from: dt.datetime | None = None) -> Issued:

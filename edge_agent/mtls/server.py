@@ -9,7 +9,9 @@ Exhaustion limits (docs/security.md, "Denial of service bounds"), all here so
 both servers have them:
 
 * :class:`ConnectionGate` owns the public TCP port. gRPC listens only on a
-  unix socket in a private directory; the gate accepts a connection only while
+  unix socket in a private directory (so does the device's browser endpoint,
+  ``device/web/endpoint.py``, behind a gate of its own with the same limits);
+  the gate accepts a connection only while
   the peer address has fewer than ``max_connections_per_peer`` open and the
   server fewer than ``max_connections``, closes one that sends nothing within
   ``first_byte_timeout_s``, and relays bytes unchanged (TLS stays end to end:
@@ -30,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import secrets
 import shutil
 import socket
 import tempfile
@@ -297,11 +300,15 @@ class ConnectionGate:
     and gRPC, so the gate sees only ciphertext.
     """
 
-    def __init__(self, host: str, port: int, upstream: str, limits: ServerLimits) -> None:
+    def __init__(self, host: str, port: int, upstream: str, limits: ServerLimits, label_peers: bool = False) -> None:
         self.host = host
         self.port = port
-        self.upstream = upstream  # path of gRPC's unix socket
+        self.upstream = upstream  # path of the server's unix socket (gRPC's, or the browser endpoint's)
         self.limits = limits
+        # label_peers: each upstream connection comes from a unix socket bound to a random abstract name, so the
+        # server behind the gate can ask peer_of(name) for the client's real address (per-address rate limits)
+        self.label_peers = label_peers
+        self._peer_names: dict[bytes, str] = {}
         self.per_peer: Counter[str] = Counter()
         self.total = 0
         self.refused = 0  # connections closed at once by a cap (for tests and metrics)
@@ -337,6 +344,7 @@ class ConnectionGate:
         self.total += 1
         self.per_peer[addr] += 1
         up_writer: asyncio.StreamWriter | None = None
+        name: bytes | None = None
         try:
             try:
                 first = await asyncio.wait_for(reader.read(65536), self.limits.first_byte_timeout_s)
@@ -345,7 +353,7 @@ class ConnectionGate:
             if not first:
                 return
             try:
-                up_reader, up_writer = await asyncio.open_unix_connection(self.upstream)
+                up_reader, up_writer, name = await self._open_upstream(addr)
             except OSError:
                 return
             up_writer.write(first)
@@ -353,6 +361,8 @@ class ConnectionGate:
         except asyncio.CancelledError:
             pass
         finally:
+            if name is not None:
+                self._peer_names.pop(name, None)
             self.total -= 1
             self.per_peer[addr] -= 1
             if self.per_peer[addr] <= 0:
@@ -362,6 +372,29 @@ class ConnectionGate:
                     w.close()
             if task is not None:
                 self._tasks.discard(task)
+
+
+    async def _open_upstream(self, addr: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes | None]:
+        if not self.label_peers:
+            reader, writer = await asyncio.open_unix_connection(self.upstream)
+            return reader, writer, None
+        name = b"\0edge-agent-gate-" + secrets.token_hex(12).encode()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.bind(name)
+            sock.setblocking(False)
+            self._peer_names[name] = addr  # known before the server can accept the connection
+            await asyncio.get_running_loop().sock_connect(sock, self.upstream)
+            reader, writer = await asyncio.open_unix_connection(sock=sock)
+        except BaseException:
+            self._peer_names.pop(name, None)
+            sock.close()
+            raise
+        return reader, writer, name
+
+    def peer_of(self, name: object) -> str | None:
+        """The client address behind an upstream connection (``getpeername()`` on the server side), if labelled."""
+        return self._peer_names.get(name) if isinstance(name, bytes) else None
 
 
 def _abort(writer: asyncio.StreamWriter) -> None:

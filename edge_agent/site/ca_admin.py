@@ -91,6 +91,13 @@ def ca_issue_aggregator(ca_dir: str | Path, out: str | Path, dns: list[str] | No
     return _issued_dict(_ca.issue_aggregator(authority, Path(out), tuple(dns or ()), tuple(ip or ())))
 
 
+def ca_issue_web(ca_dir: str | Path, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None) -> dict[str, Any]:
+    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    result = _issued_dict(_ca.issue_web(authority, Path(out), tuple(dns or ()), tuple(ip or ())))
+    result["next_step"] = f"edge-agent phone-web serve --bundle {out} --crl crl.pem (copy crl.pem from the CA directory, weekly)"
+    return result
+
+
 def ca_issue_contributor(ca_dir: str | Path, service_line: str, out: str | Path) -> dict[str, Any]:
     authority = _ca.load_ca(Path(ca_dir), _passphrase())
     result = _issued_dict(_ca.issue_contributor(authority, service_line, Path(out)))

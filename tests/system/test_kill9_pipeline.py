@@ -18,11 +18,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from tests.system.test_daemon import free_port, start_daemon, wait_ready
 
 from edge_agent.crypto import ca
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError, init_key_file
+from tests.system.test_daemon import free_port, start_daemon, wait_ready
 
 pytestmark = pytest.mark.slow
 

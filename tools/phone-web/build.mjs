@@ -11,6 +11,8 @@ mkdirSync(OUT, { recursive: true });
 await build({ entryPoints: ["src/app.js"], bundle: true, minify: true, format: "esm", target: "es2022",
   outfile: OUT + "app.js", legalComments: "eof", logLevel: "warning" });
 await build({ entryPoints: ["src/app.css"], bundle: true, minify: true, outfile: OUT + "app.css", logLevel: "warning" });
+// the enrolment AudioWorklet runs on the audio thread from a file of its own (same origin, script-src 'self')
+await build({ entryPoints: ["src/capture-worklet.js"], bundle: false, minify: true, target: "es2022", outfile: OUT + "capture-worklet.js", logLevel: "warning" });
 for (const f of ["index.html", "manifest.webmanifest", "icon-192.png", "icon-512.png", "icon-maskable-512.png"]) copyFileSync("src/" + f, OUT + f);
 
 // the service worker's cache name changes whenever any asset does, so phones pick up a new build

@@ -428,9 +428,8 @@ def voiceprint_named_class() -> type:
 
 
 def run_pipeline(audio: Path, attributor: Any) -> list[M.HypWord]:
-    from edge_agent.pipeline import PipelineConfig, StreamingPipeline
-
     from edge_agent.asr.events import FinalTranscript
+    from edge_agent.device.pipeline import PipelineConfig, StreamingPipeline
 
     cfg = PipelineConfig()
     engine = _engine_cache.setdefault("e", WhisperEngine(cfg.asr, int(cfg.vad.max_segment_s * SAMPLE_RATE) + 480))

@@ -5,7 +5,9 @@
 
 It runs uvicorn inside the gRPC server's asyncio loop, so visits, the outbox
 and the feedback notifications are the very objects the gRPC port uses. TLS
-uses the device bundle (the certificate phones pin by its fingerprint). Only
+uses the device bundle (the certificate phones pin by its fingerprint). The TCP
+port belongs to a :class:`~edge_agent.mtls.server.ConnectionGate` with the gRPC
+port's limits; uvicorn listens on a private unix socket behind it. Only
 the ``EdgeAgent`` service and the sign-in handshake are served; admin RPCs stay
 on the mutual-TLS port.
 """
@@ -14,15 +16,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import shutil
 import socket
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import grpc
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.grpc.service import MAX_ENROLL_SECONDS
@@ -30,7 +37,7 @@ from edge_agent.device.web.grpcweb import GrpcWebApp, Method, WebContext
 from edge_agent.device.web.sessions import SessionPolicy, WebSessions
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import AuthError
-from edge_agent.mtls.server import MALFORMED, Invalid
+from edge_agent.mtls.server import MALFORMED, ConnectionGate, Invalid
 from edge_agent.mtls.server import safe_parser as _safe_parser
 from edge_agent.proto.edge_agent.v1 import agent_pb2, web_pb2
 
@@ -60,7 +67,7 @@ class WebAuthService:
         self._sessions = sessions
 
     async def Challenge(self, request: Any, context: WebContext) -> web_pb2.WebChallengeResponse:
-        return await _answer(context, lambda: self._sessions.challenge(bytes(request.phone_nonce)), request)
+        return await _answer(context, lambda: self._sessions.challenge(bytes(request.phone_nonce), context.client), request)
 
     async def Login(self, request: Any, context: WebContext) -> web_pb2.WebLoginResponse:
         return await _answer(context, lambda: self._sessions.login(request), request)
@@ -114,10 +121,38 @@ def _memfile(data: bytes) -> Iterator[str]:
 
 
 class _Uvicorn(uvicorn.Server):
+    handshake_timeout_s = 5.0
+
     # the daemon owns SIGTERM/SIGINT (a running visit is sealed first); uvicorn must not take them
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        # uvicorn has no TLS handshake timeout setting and asyncio's default is 60 s: hand the gate's limit
+        # (ServerLimits.handshake_timeout_s, as gRPC's) to the one create_server call uvicorn makes for our socket
+        loop = asyncio.get_running_loop()
+        loop.create_server = functools.partial(loop.create_server, ssl_handshake_timeout=self.handshake_timeout_s)  # type: ignore[method-assign]
+        try:
+            await super().startup(sockets)
+        finally:
+            del loop.create_server
+
+
+class _GatedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, with the client address the connection gate saw (the socket is a unix one)."""
+
+    gate: ConnectionGate
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        try:
+            name = sock.getpeername() if sock is not None else None
+        except OSError:
+            name = None
+        addr = self.gate.peer_of(name)
+        self.client = (addr, 0) if addr else None
 
 
 class DeviceWebEndpoint:
@@ -127,30 +162,43 @@ class DeviceWebEndpoint:
         self.config = config
         self.server = server
         self.port = 0
+        self.sessions: WebSessions | None = None
+        self.gate: ConnectionGate | None = None
+        self._socket_dir: Path | None = None
         self._uvicorn: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> int:
+        """The TCP port belongs to the same :class:`ConnectionGate` as the gRPC port's (per-address and total caps,
+        silent connections closed after 5 s); uvicorn listens on a unix socket in a private directory behind it."""
         cfg = self.config
-        sessions = WebSessions(self.server.tls.bundle, self.server.config.room, self.server.auth, cfg.session)
-        app = GrpcWebApp(method_table(self.server, sessions), cfg.allowed_origins, sessions.peer_for)
-        sock = socket.socket(socket.AF_INET6 if ":" in cfg.host else socket.AF_INET, socket.SOCK_STREAM)
+        limits = self.server.tls.endpoint.limits
+        self.sessions = WebSessions(self.server.tls.bundle, self.server.config.room, self.server.auth, cfg.session)
+        app = GrpcWebApp(method_table(self.server, self.sessions), cfg.allowed_origins, self.sessions.peer_for)
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="edge-agent-web-"))
+        upstream = str(self._socket_dir / "web.sock")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(upstream)
+        sock.listen(128)
+        sock.setblocking(False)
+        gate = ConnectionGate(cfg.host, cfg.port, upstream, limits, label_peers=True)
         try:
-            sock.bind((cfg.host, cfg.port))
+            self.port = await gate.start()
         except OSError as exc:
             sock.close()
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
             raise ConfigError(f"cannot listen on {cfg.host}:{cfg.port} for phones' browsers ({exc.strerror}); pick another web.port") from None
-        sock.listen(64)
-        sock.setblocking(False)
-        self.port = sock.getsockname()[1]
+        self.gate = gate
+        protocol = type("GatedH11", (_GatedH11,), {"gate": gate})
         b = self.server.tls.bundle
         with _memfile(b.key_pem + b.cert_pem) as path:
             config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", access_log=False,
-                                    server_header=False, date_header=False, http="h11", ws="none",
+                                    server_header=False, date_header=False, http=protocol, ws="none",
                                     limit_concurrency=64, timeout_keep_alive=30,
                                     timeout_graceful_shutdown=1)  # open feedback streams would hold shutdown forever
             config.load()  # reads the key now, while the memory file exists
         self._uvicorn = _Uvicorn(config)
+        self._uvicorn.handshake_timeout_s = limits.handshake_timeout_s
         self._task = asyncio.create_task(self._uvicorn.serve(sockets=[sock]))
         while not self._uvicorn.started:
             if self._task.done():
@@ -161,11 +209,17 @@ class DeviceWebEndpoint:
         return self.port
 
     async def stop(self) -> None:
+        if self.gate is not None:
+            await self.gate.stop()
+            self.gate = None
         if self._uvicorn is not None and self._task is not None:
             self._uvicorn.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._task, 10)
             self._uvicorn = None
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
 
 
 class DeviceWithWeb:

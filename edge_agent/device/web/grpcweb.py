@@ -67,6 +67,7 @@ class WebContext:
 
     metadata: tuple[tuple[str, str], ...]
     peer: Callable[[], bytes | None] = lambda: None
+    client: str = ""  # the phone's network address, as the connection gate saw it (per-address limits)
     code: grpc.StatusCode = grpc.StatusCode.OK
     details: str = ""
     _trailing: list[tuple[str, str]] = field(default_factory=list)
@@ -166,7 +167,8 @@ class GrpcWebApp:
         if scope["method"] != "POST" or headers.get("content-type", "").split(";")[0].strip().encode() not in CONTENT_TYPES:
             await _plain(send, 415, b"gRPC-Web (application/grpc-web+proto) POST only", cors)
             return
-        ctx = WebContext(metadata=tuple(headers.items()))
+        client = scope.get("client")
+        ctx = WebContext(metadata=tuple(headers.items()), client=str(client[0]) if client else "")
         try:
             body = await _read_body(receive, method.max_body)
         except BodyTooLarge:

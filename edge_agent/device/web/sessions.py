@@ -27,7 +27,9 @@ are bounded in number.
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -56,6 +58,11 @@ class SessionPolicy:
     challenge_s: float = 60.0
     max_sessions: int = 1024
     max_challenges: int = 256
+    # per network address, beyond the outstanding-challenge cap: a burst of challenges_per_address, then one every
+    # challenge_refill_s (a phone signs in once per session_s; a retry loop or a scanner is slowed, not the room)
+    challenges_per_address: int = 20
+    challenge_refill_s: float = 6.0
+    max_addresses: int = 4096  # addresses remembered for the rate limit (least recently seen forgotten first)
 
 
 @dataclass
@@ -102,18 +109,37 @@ class WebSessions:
         self._clock = clock
         self._challenges: OrderedDict[bytes, float] = OrderedDict()
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # address -> (tokens, at)
+        self._lock = threading.Lock()  # challenges are answered on worker threads (asyncio.to_thread)
 
     # ---- handshake ------------------------------------------------------------------
 
-    def challenge(self, phone_nonce: bytes) -> web_pb2.WebChallengeResponse:
+    def _admit(self, address: str, now: float) -> None:
+        """Token bucket per address: RESOURCE_EXHAUSTED (gRPC's 429) with the wait, when it is empty."""
+        p = self._policy
+        with self._lock:
+            tokens, at = self._buckets.pop(address, (float(p.challenges_per_address), now))
+            tokens = min(float(p.challenges_per_address), tokens + max(0.0, now - at) / p.challenge_refill_s)
+            if tokens < 1.0:
+                self._buckets[address] = (tokens, now)
+                wait = max(1, math.ceil((1.0 - tokens) * p.challenge_refill_s))
+                raise AuthError(grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                f"too many sign-in attempts from this network address; try again in {wait} s")
+            self._buckets[address] = (tokens - 1.0, now)
+            while len(self._buckets) > p.max_addresses:
+                self._buckets.popitem(last=False)
+
+    def challenge(self, phone_nonce: bytes, address: str = "") -> web_pb2.WebChallengeResponse:
         if len(phone_nonce) != NONCE_LEN:
             raise AuthError(grpc.StatusCode.INVALID_ARGUMENT, f"phone_nonce must be {NONCE_LEN} random bytes")
         now = self._clock()
+        self._admit(address or "?", now)
         self._expire(now)
         challenge = secrets.token_bytes(NONCE_LEN)
-        self._challenges[challenge] = now + self._policy.challenge_s
-        while len(self._challenges) > self._policy.max_challenges:
-            self._challenges.popitem(last=False)
+        with self._lock:
+            self._challenges[challenge] = now + self._policy.challenge_s
+            while len(self._challenges) > self._policy.max_challenges:
+                self._challenges.popitem(last=False)
         proof = DEVICE_PROOF_LABEL + phone_nonce + challenge + self._room.encode()
         sig = der_to_p1363(self._key.sign(proof, ec.ECDSA(hashes.SHA256())))
         return web_pb2.WebChallengeResponse(
@@ -124,7 +150,9 @@ class WebSessions:
     def login(self, request: web_pb2.WebLoginRequest) -> web_pb2.WebLoginResponse:
         now = self._clock()
         self._expire(now)
-        if self._challenges.pop(bytes(request.challenge), None) is None:
+        with self._lock:
+            known = self._challenges.pop(bytes(request.challenge), None)
+        if known is None:
             raise AuthError(grpc.StatusCode.UNAUTHENTICATED, "sign-in challenge unknown or expired; try again")
         if not 0 < len(request.certificate) <= MAX_CERT_BYTES:
             raise AuthError(grpc.StatusCode.INVALID_ARGUMENT, "certificate missing or too large")
@@ -154,9 +182,10 @@ class WebSessions:
         token = secrets.token_urlsafe(32)
         not_after = cert.not_valid_after_utc.timestamp()
         expires = min(now + self._policy.session_s, not_after)
-        self._sessions[token] = _Session(pem, not_after, expires)
-        while len(self._sessions) > self._policy.max_sessions:
-            self._sessions.popitem(last=False)
+        with self._lock:
+            self._sessions[token] = _Session(pem, not_after, expires)
+            while len(self._sessions) > self._policy.max_sessions:
+                self._sessions.popitem(last=False)
         return web_pb2.WebLoginResponse(token=token, valid_for_s=int(expires - now), certificate_not_after_unix_s=int(not_after))
 
     # ---- per call -------------------------------------------------------------------
@@ -179,7 +208,8 @@ class WebSessions:
         return peer
 
     def _expire(self, now: float) -> None:
-        for key in [k for k, t in self._challenges.items() if t < now]:
-            del self._challenges[key]
-        for token in [k for k, s in self._sessions.items() if s.expires < now]:
-            del self._sessions[token]
+        with self._lock:
+            for key in [k for k, t in self._challenges.items() if t < now]:
+                del self._challenges[key]
+            for token in [k for k, s in self._sessions.items() if s.expires < now]:
+                del self._sessions[token]

@@ -1,7 +1,7 @@
 """The mechanical timing metrics on the 57 PriMock57 visits equal the independent reference.
 
 The conversation-aware metrics (opening, interruptions, monologues, wait times, stacks) are
-checked against the adjudicated event gold instead: tests/test_events_gold.py and
+checked against the adjudicated event gold instead: tests/unit/behaviours/test_events_gold.py and
 ``edge-agent bench coaching`` (see tests/reference_timing.py for why).
 """
 

@@ -8,10 +8,12 @@ import datetime as dt
 import hashlib
 import http.client
 import os
+import socket
 import ssl
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -47,13 +49,14 @@ def device(pki: Pki, tmp_path: Path):  # type: ignore[no-untyped-def]
 class WebClient:
     """A minimal gRPC-Web client in Python, speaking exactly what the app sends."""
 
-    def __init__(self, pki: Pki, port: int, origin: str | None = ORIGIN) -> None:
+    def __init__(self, pki: Pki, port: int, origin: str | None = ORIGIN, source: str | None = None) -> None:
         self.ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
         self.ctx.check_hostname = False
         self.port, self.origin, self.token = port, origin, ""
+        self.source = (source, 0) if source else None
 
     def post(self, path: str, body: bytes, headers: dict[str, str] | None = None, method: str = "POST") -> tuple[int, dict[str, str], list[tuple[int, bytes]]]:
-        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30)
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx, timeout=30, source_address=self.source)
         h = {"content-type": "application/grpc-web+proto"}
         if self.origin:
             h["origin"] = self.origin
@@ -63,6 +66,7 @@ class WebClient:
         c.request(method, path, body=body, headers=h)
         r = c.getresponse()
         data = r.read()
+        c.close()
         frames, i = [], 0
         while i + 5 <= len(data) and r.status == 200:
             f, n = struct.unpack_from(">BI", data, i)
@@ -216,8 +220,8 @@ def test_enrolment_is_one_post_of_chunks_with_the_grpc_limits(pki: Pki, device: 
 
 
 def test_site_serves_the_app_with_a_strict_policy(pki: Pki, tmp_path: Path) -> None:
-    ca.issue_device(pki.authority, "phone web", tmp_path / "site.pem", ips=("127.0.0.1",))
-    site = Site.start(tmp_path / "site.pem")
+    ca.issue_web(pki.authority, tmp_path / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(tmp_path / "site.pem", pki.crl)
     try:
         ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
         ctx.check_hostname = False
@@ -318,3 +322,254 @@ def test_daemon_config_starts_the_browser_endpoint(pki: Pki, tmp_path: Path) -> 
     assert f"fp={ca.load_bundle(pki.device).fingerprint}" in res.stdout
     res = run_cli("device", "qr", "--site", "http://x", "--address", "https://h:1", "--room", "R", "--fingerprint", "ab" * 32)
     assert res.returncode != 0 and res.stderr.count("\n") == 1 and "must be https://" in res.stderr
+
+
+# ---- the browser endpoint behind the connection gate (same gate and limits as the gRPC port) ----------------------
+
+
+def _silent(port: int, source: str) -> socket.socket:
+    s = socket.socket()
+    s.bind((source, 0))
+    s.setblocking(False)
+    s.connect_ex(("127.0.0.1", port))
+    return s
+
+
+def _closed_within(sock: socket.socket, limit_s: float) -> float:
+    """Seconds until the server closes ``sock`` (inf if it does not within ``limit_s``)."""
+    sock.setblocking(True)
+    sock.settimeout(limit_s)
+    t0 = time.monotonic()
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return float("inf")
+    except OSError:
+        pass  # reset: closed too
+    return time.monotonic() - t0
+
+
+def test_silent_connections_do_not_starve_browser_calls(pki: Pki, device: Device) -> None:
+    """The browser port is the gate's: 200 silent connections from one address get 16 slots, a phone still signs in."""
+    port = device.both.web.port
+    gate = device.both.web.gate
+    assert gate is not None and gate.limits.max_connections_per_peer == 16 and gate.limits.first_byte_timeout_s == 5.0
+    socks = [_silent(port, "127.0.0.2") for _ in range(200)]
+    try:
+        time.sleep(1.0)
+        t0 = time.monotonic()
+        web = WebClient(pki, port)
+        assert web.login(*_keys(pki.clinician_a)) == (0, "")
+        assert web.call("EdgeAgent", "GetDeviceInfo", agent_pb2.GetDeviceInfoRequest())[0] == 0
+        assert time.monotonic() - t0 < 5.0
+        assert gate.refused >= 200 - 16
+        # over the per-address cap: closed at once; the admitted silent ones: closed after ~5 s
+        assert max(_closed_within(s, 10.0) for s in socks[-20:]) < 1.0
+        assert 3.0 < _closed_within(socks[0], 15.0) < 8.0
+    finally:
+        for s in socks:
+            s.close()
+
+
+def test_silent_and_stalled_browser_connections_are_closed_after_about_5_s(pki: Pki, device: Device) -> None:
+    port = device.both.web.port
+    silent = _silent(port, "127.0.0.3")
+    stalled = socket.create_connection(("127.0.0.1", port))
+    stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello, then nothing
+    try:
+        t_silent = _closed_within(silent, 15.0)
+        t_stalled = _closed_within(stalled, 15.0)
+        assert 3.0 < t_silent < 8.0, t_silent
+        assert t_stalled < 8.0, t_stalled  # uvicorn's TLS handshake gets the gate's 5 s, not asyncio's 60 s
+        assert WebClient(pki, port).login(*_keys(pki.clinician_a)) == (0, "")
+    finally:
+        silent.close()
+        stalled.close()
+
+
+def test_sign_in_challenges_are_rate_limited_per_address(pki: Pki, tmp_path: Path) -> None:
+    """Beyond the outstanding-challenge cap: a burst per network address (as the gate saw it), then RESOURCE_EXHAUSTED."""
+    from edge_agent.device.web.sessions import SessionPolicy
+
+    d = Device.start(pki, tmp_path / "data", ORIGIN, session=SessionPolicy(challenges_per_address=3, challenge_refill_s=30.0))
+    try:
+        port = d.both.web.port
+        here = WebClient(pki, port)
+        for _ in range(3):
+            here.challenge()
+        req = web_pb2.WebChallengeRequest(phone_nonce=os.urandom(32))
+        code, msg, _ = here.call("EdgeAgentWebAuth", "Challenge", req)
+        assert code == 8 and msg.startswith("too many sign-in attempts from this network address; try again in ")
+        assert 1 <= int(msg.rsplit(" ", 2)[1]) <= 30
+        status, headers, frames = here.post("/edge_agent.v1.EdgeAgentWebAuth/Challenge", frame(req.SerializeToString()))
+        assert status == 200 and headers["access-control-allow-origin"] == ORIGIN and b"grpc-status: 8" in frames[-1][1]
+        # another address is not held back by this one (the gate hands the endpoint each connection's real address)
+        there = WebClient(pki, port, source="127.0.0.5")
+        assert there.login(*_keys(pki.clinician_b)) == (0, "")
+        # a signed-in phone's calls are not sign-ins: they go on
+        assert there.call("EdgeAgent", "GetDeviceInfo", agent_pb2.GetDeviceInfoRequest())[0] == 0
+    finally:
+        d.stop()
+
+
+def test_default_challenge_limit_fits_phones() -> None:
+    from edge_agent.device.web.sessions import SessionPolicy
+
+    p = SessionPolicy()
+    # a phone signs in once per session; 20 at once and one per 6 s covers a ward of phones behind one NAT address
+    assert p.challenges_per_address >= 10 and p.challenge_refill_s * 10 <= p.session_s and p.max_addresses >= 1024
+
+
+# ---- the site web server's own certificate role -----------------------------------------------------------------
+
+
+def test_web_certificate_is_its_own_role(pki: Pki, tmp_path: Path) -> None:
+    from conftest import run_cli
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    from delivery_fixtures import server_config
+
+    from edge_agent.device.grpc.server import EdgeAgentServer
+    from edge_agent.errors import ConfigError, EdgeAgentError
+    from edge_agent.phone.web.site import SiteServer
+
+    issued = ca.issue_web(pki.authority, tmp_path / "web.pem", dns_names=("phones.clinic.example",), ips=("127.0.0.1",))
+    cert = ca.load_bundle(tmp_path / "web.pem").cert
+    assert issued.role == "web" and ca.identity_of(cert).role == "web" and ca.identity_of(cert).room == ""
+    assert cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value == x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH])
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["phones.clinic.example"]  # not `edge-agent`, the devices' name
+    with pytest.raises(EdgeAgentError, match="needs the name phones use"):
+        ca.issue_web(pki.authority, tmp_path / "nameless.pem")
+    # the site service takes only a web bundle; a room device only a device bundle
+    with pytest.raises(ConfigError, match="is a device bundle, not the site web server's; issue one with 'edge-agent ca issue-web"):
+        SiteServer(pki.device, pki.crl, "127.0.0.1", 0)
+    from dataclasses import replace
+
+    with pytest.raises(ConfigError, match="is a web bundle"):
+        EdgeAgentServer(replace(server_config(pki, tmp_path / "data"), bundle=tmp_path / "web.pem"), ScriptedVisitRunner(), SpectralVoiceEnroller())
+    # the CLI
+    res = run_cli("ca", "issue-web", "--ca-dir", str(pki.root / "ca"), "--out", str(tmp_path / "cli-web.pem"), "--dns", "phones.test", "--json")
+    assert res.returncode == 0, res.stderr
+    assert '"role": "web"' in res.stdout and "phone-web serve" in res.stdout
+
+
+def test_web_certificate_cannot_sign_in_as_a_clinician(pki: Pki, device: Device, tmp_path: Path) -> None:
+    ca.issue_web(pki.authority, tmp_path / "web.pem", ips=("127.0.0.1",))
+    code, msg = WebClient(pki, device.both.web.port).login(*_keys(tmp_path / "web.pem"))
+    assert code == 7 and "clinician" in msg
+
+
+# ---- the site CA and CRL for the app to pin and check -----------------------------------------------------------
+
+
+def _get(port: int, path: str, pki: Pki) -> tuple[int, dict[str, str], bytes]:
+    ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
+    ctx.check_hostname = False
+    c = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def test_site_serves_its_ca_and_the_current_crl(pki: Pki, tmp_path: Path) -> None:
+    from edge_agent.errors import EdgeAgentError
+    from edge_agent.phone.web.site import SiteServer
+
+    ca.issue_web(pki.authority, tmp_path / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(tmp_path / "site.pem", pki.crl)
+    try:
+        port = site.server.port
+        status, headers, body = _get(port, "/ca.pem", pki)
+        assert status == 200 and body == pki.authority.cert_pem and headers["cache-control"] == "no-cache"
+        assert "content-security-policy" in headers and headers["x-content-type-options"] == "nosniff"
+        status, headers, body = _get(port, "/crl.pem", pki)
+        held = ca.parse_crl(body, pki.authority.cert)
+        assert status == 200 and headers["cache-control"] == "no-cache"
+        # a revocation reaches the served list within a second or so (re-read on change, as on the devices)
+        issued = ca.issue_clinician(pki.authority, tmp_path / "gone.pem")
+        ca.revoke(pki.authority, issued.subject_id)
+        time.sleep(1.3)
+        newer = ca.parse_crl(_get(port, "/crl.pem", pki)[2], pki.authority.cert)
+        assert newer.number > held.number and issued.serial in newer.revoked
+    finally:
+        site.stop()
+    # no CRL, another site's CRL: the service does not start (one line, as the devices)
+    other = ca.init_ca(tmp_path / "other-ca", site="Elsewhere")
+    with pytest.raises(EdgeAgentError, match="not signed by this site's CA"):
+        SiteServer(tmp_path / "site.pem", other.directory / ca.CRL, "127.0.0.1", 0)
+    with pytest.raises(EdgeAgentError, match="not found"):
+        SiteServer(tmp_path / "site.pem", tmp_path / "missing.pem", "127.0.0.1", 0)
+
+
+def test_site_policy_lists_the_room_devices_when_it_knows_them(pki: Pki, tmp_path: Path) -> None:
+    from edge_agent.errors import ConfigError
+    from edge_agent.phone.web.site import SiteServer
+
+    ca.issue_web(pki.authority, tmp_path / "site.pem", ips=("127.0.0.1",))
+    site = Site.start(tmp_path / "site.pem", pki.crl, device_origins=("https://10.0.0.7:50444", "https://room5.clinic.example:50444/"))
+    try:
+        for path in ("/", "/app.js", "/crl.pem", "/nope"):
+            csp = _get(site.server.port, path, pki)[1]["content-security-policy"]
+            assert "connect-src 'self' https://10.0.0.7:50444 https://room5.clinic.example:50444;" in csp, (path, csp)
+            assert "require-trusted-types-for 'script'; trusted-types edge-agent" in csp
+    finally:
+        site.stop()
+    for bad in ("http://10.0.0.7:50444", "https://10.0.0.7:50444/x", "https://a b", "https://h; script-src *", "*"):
+        with pytest.raises(ConfigError, match="must be exactly https://HOST"):
+            SiteServer(tmp_path / "site.pem", pki.crl, "127.0.0.1", 0, device_origins=(bad,))
+
+
+# ---- the app's DER reader and CRL checks, run by Node on real certificates and CRLs of the project's CA --------
+
+
+def test_app_der_reader_and_crl_checks_in_node(tmp_path: Path) -> None:
+    import datetime as dt
+    import json
+    import shutil
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    authority = ca.init_ca(tmp_path / "ca", site="Test Clinic")
+    older = (authority.directory / ca.CRL).read_text()
+    ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
+    ca.issue_web(authority, tmp_path / "web.pem", ips=("127.0.0.1",))
+    device = ca.load_bundle(tmp_path / "device.pem").cert
+    ca.revoke(authority, str(device.serial_number))
+    revoked = (authority.directory / ca.CRL).read_bytes()
+    other = ca.init_ca(tmp_path / "other", site="Elsewhere")
+    now = dt.datetime.now(dt.timezone.utc)
+
+    def crl(next_update: dt.datetime, number: int | None = 99, extra: x509.ExtensionType | None = None) -> str:
+        b = x509.CertificateRevocationListBuilder().issuer_name(authority.cert.subject).last_update(now - dt.timedelta(days=2)).next_update(next_update)
+        if number is not None:
+            b = b.add_extension(x509.CRLNumber(number), critical=False)
+        if extra is not None:
+            b = b.add_extension(extra, critical=True)
+        return b.sign(authority.key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+
+    forged = bytearray(x509.load_pem_x509_crl(revoked).public_bytes(serialization.Encoding.DER))
+    forged[-1] ^= 0x01  # the last byte of the signature's s
+    fixtures = {
+        "ca": authority.cert_pem.decode(), "device": device.public_bytes(serialization.Encoding.PEM).decode(),
+        "device_serial": format(device.serial_number, "x"), "web": ca.load_bundle(tmp_path / "web.pem").cert_pem.decode(),
+        "crl_revoked": revoked.decode(), "revoked_number": ca.parse_crl(revoked, authority.cert).number, "crl_older": older,
+        "crl_foreign": (other.directory / ca.CRL).read_text(),
+        "crl_stale": crl(now - dt.timedelta(minutes=1)),
+        "crl_no_number": crl(now + dt.timedelta(days=1), number=None),
+        "crl_critical_unknown": crl(now + dt.timedelta(days=1), extra=x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00")),
+        "crl_forged": x509.load_der_x509_crl(bytes(forged)).public_bytes(serialization.Encoding.PEM).decode(),
+    }
+    (tmp_path / "fixtures.json").write_text(json.dumps(fixtures))
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "der_crl.test.mjs")],
+                         env={**os.environ, "EDGE_AGENT_DER_FIXTURES": str(tmp_path / "fixtures.json")},
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "# fail 0" in res.stdout and "# pass 11" in res.stdout, res.stdout[-1500:]

@@ -1,11 +1,13 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
 import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
-import { certificateRequestPem, checkCertificateAnswer, haveKeys, makeKeys, sealingKeys, sealingPublic, renewSigningKey } from "./keys.js";
+import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
 import { reportView, trendsView } from "./report.js";
 import { openReport } from "./seal.js";
 import { b64, Vault, wipeAll } from "./store.js";
+import { pinSiteCa, Revocations, shortFp } from "./trust.js";
+import { scriptUrl } from "./tt.js";
 import { clock, h, when } from "./ui.js";
 
 const main = document.getElementById("main");
@@ -36,10 +38,17 @@ async function setupScreen() {
     screen("Set up this phone",
       h("p", {}, "Your keys are made here and never leave this phone. IT signs a request that holds only the public half."),
       h("button", { type: "button", id: "make-keys", onclick: async () => {
-        try { say("Making keys…"); await makeKeys(); say("Keys made on this phone.", "ok"); route(); } catch (e) { say(friendly(e), "error"); }
+        try {
+          say("Making keys…");
+          await pinSiteCa(app.vault); // this site's CA, pinned now: IT's answer must come from it
+          await makeKeys();
+          say("Keys made on this phone.", "ok");
+          route();
+        } catch (e) { say(friendly(e), "error"); }
       } }, "Make my keys"));
     return;
   }
+  const pin = (await app.vault.get("site-ca")) || (await pinSiteCa(app.vault));
   const req = await certificateRequestPem();
   const paste = h("textarea", { id: "cert-text", rows: "4", "aria-label": "Signed certificate (paste)", placeholder: "-----BEGIN CERTIFICATE-----" });
   const file = h("input", { type: "file", id: "cert-file", accept: ".pem,.crt,.cert,text/plain", "aria-label": "Signed certificate file" });
@@ -49,10 +58,11 @@ async function setupScreen() {
         h("textarea", { id: "request", rows: "5", readonly: true, "aria-label": "Certificate request" }, req),
         h("button", { type: "button", onclick: () => download("clinician-request.pem", req, "application/x-pem-file") }, "Download request")),
       h("li", {}, h("p", {}, "Install the certificate IT sends back."), file, paste,
+        h("p", { class: "muted", id: "site-ca" }, `Site CA ${shortFp(pin.fp)}… (pinned on this phone; IT can confirm it)`),
         h("button", { type: "button", id: "install", onclick: async () => {
           try {
             const text = file.files[0] ? await file.files[0].text() : paste.value;
-            const profile = await checkCertificateAnswer(text);
+            const profile = await checkCertificateAnswer(text, pin);
             await app.vault.put("profile", profile);
             app.profile = profile;
             say("Certificate installed. Next: join a room with its QR code.", "ok");
@@ -63,32 +73,45 @@ async function setupScreen() {
 
 // ---- room: join, sign in, start/stop, enrol --------------------------------------
 
-async function joinRoom(text) {
-  const room = parseJoin(text);
-  await app.vault.put("room", room);
-  app.room = room;
+// A room is joined only once its device passed every check and signed this phone in: a device that fails
+// (wrong, revoked, unreachable, …) leaves the room joined before, if any, in place.
+async function joinRoom(room) {
+  const before = { room: app.room, session: app.session };
   stopFollowing();
+  app.room = room;
   app.session = null;
+  try {
+    await ensureSession();
+  } catch (e) {
+    stopFollowing();
+    app.room = before.room;
+    app.session = before.session;
+    if (app.session && app.session.token) startFollowing();
+    throw e;
+  }
+  await app.vault.put("room", room);
   return room;
 }
 
 async function ensureSession() {
   if (!app.room) throw new UserError("Join a room first: scan the QR code the room device shows.");
-  if (!app.session) app.session = new DeviceSession(app.room, app.profile);
+  if (!app.session) app.session = new DeviceSession(app.room, app.profile, new Revocations(app.vault, app.profile.ca));
   if (!app.session.token) {
     say(`Checking the device of ${app.room.room}…`);
     await app.session.signIn();
+    document.body.dataset.crlNumber = (await app.session.revocations.number()) ?? ""; // which site CRL is in force (not secret)
     startFollowing();
   }
   return app.session;
 }
 
 async function roomScreen() {
-  const code = h("textarea", { id: "join-text", rows: "2", "aria-label": "Room code", placeholder: "https://…#join?d=…" });
+  const code = h("textarea", { id: "join-text", rows: "2", "aria-label": "Room link", placeholder: "https://…#join?d=…" });
   const join = h("form", { class: "card", onsubmit: async (ev) => {
     ev.preventDefault();
-    try { await joinRoom(code.value); await ensureSession(); say(`Joined ${app.room.room}; the device is verified.`, "ok"); roomScreen(); } catch (e) { say(friendly(e, app.room), "error"); }
-  } }, h("label", { for: "join-text" }, "Room code: scan the QR code on the room device with the camera, or paste its link"), code,
+    let room = null;
+    try { room = parseJoin(code.value); await joinRoom(room); say(`Joined ${room.room}; the device is verified.`, "ok"); roomScreen(); } catch (e) { say(friendly(e, room), "error"); }
+  } }, h("label", { for: "join-text" }, "Room link: scan the QR code on the room device with the camera, or paste its link"), code,
   h("button", { type: "submit", id: "join" }, "Join room"));
   if (!app.room) { screen("Room", join); return; }
   const visit = await app.vault.get(`visit:${app.room.fp}`);
@@ -190,12 +213,25 @@ async function recordVoice(maxSeconds, onTick, setStopper) {
     throw new UserError("No microphone: allow microphone access for this app and try again.");
   }
   const ctx = new AudioContext();
-  await ctx.resume();
-  const src = ctx.createMediaStreamSource(stream);
-  const proc = ctx.createScriptProcessor(4096, 1, 1);
   const chunks = [];
-  proc.onaudioprocess = (e) => chunks.push(Int16Array.from(e.inputBuffer.getChannelData(0), (v) => Math.max(-32768, Math.min(32767, Math.round(v * 32767)))));
-  src.connect(proc); proc.connect(ctx.destination);
+  let node, src, ended;
+  try {
+    await ctx.resume();
+    await ctx.audioWorklet.addModule(scriptUrl("./capture-worklet.js"));
+    src = ctx.createMediaStreamSource(stream);
+    // mono (the microphone's channels mixed down), 16-bit PCM at the context's rate, at most 30 s
+    node = new AudioWorkletNode(ctx, "edge-agent-capture", { numberOfInputs: 1, numberOfOutputs: 1, outputChannelCount: [1],
+      channelCount: 1, channelCountMode: "explicit", channelInterpretation: "speakers",
+      processorOptions: { maxSamples: Math.round(ctx.sampleRate * 30) } });
+    ended = new Promise((resolve) => {
+      node.port.onmessage = (e) => { if (e.data instanceof Int16Array) chunks.push(e.data); else if (e.data && e.data.end) resolve(); };
+    });
+    src.connect(node); node.connect(ctx.destination); // the worklet outputs silence; the destination keeps it running
+  } catch {
+    for (const t of stream.getTracks()) t.stop();
+    await ctx.close();
+    throw new UserError("This browser cannot record here (no AudioWorklet); update it and try again.");
+  }
   const t0 = performance.now();
   await new Promise((resolve) => {
     const tick = setInterval(() => {
@@ -205,7 +241,9 @@ async function recordVoice(maxSeconds, onTick, setStopper) {
     }, 250);
     setStopper(() => { clearInterval(tick); resolve(); });
   });
-  proc.disconnect(); src.disconnect();
+  node.port.postMessage("stop");
+  await Promise.race([ended, new Promise((r) => setTimeout(r, 1000))]); // the last partial block
+  node.disconnect(); src.disconnect();
   for (const t of stream.getTracks()) t.stop();
   const rate = ctx.sampleRate;
   await ctx.close();
@@ -339,11 +377,17 @@ async function route() {
     const hash = location.hash || "#/visits";
     if (hash.startsWith("#join?")) {
       if (!app.profile) { sessionStorage.setItem("pending-join", hash); location.hash = "#/setup"; return; }
-      await joinRoom(hash);
       history.replaceState(null, "", "#/room");
-      await roomScreen();
-      await ensureSession();
-      say(`Joined ${app.room.room}; the device is verified.`, "ok");
+      let room = null;
+      try {
+        room = parseJoin(hash);
+        await joinRoom(room);
+      } catch (e) {
+        await roomScreen();
+        say(friendly(e, room), "error");
+        return;
+      }
+      say(`Joined ${room.room}; the device is verified.`, "ok");
       await roomScreen();
       return;
     }
@@ -364,6 +408,8 @@ async function boot() {
     app.vault = await Vault.open();
     app.profile = await app.vault.get("profile");
     app.room = await app.vault.get("room");
+    // installed before the pin existed: the CA it was installed with is the pin
+    if (app.profile && !(await app.vault.get("site-ca"))) await app.vault.put("site-ca", { der: app.profile.ca, fp: hex(await sha256(app.profile.ca)) });
   } catch (e) {
     say(friendly(e), "error");
     return;
@@ -373,7 +419,7 @@ async function boot() {
   window.addEventListener("hashchange", route);
   await route();
   if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
-  if ("serviceWorker" in navigator) navigator.serviceWorker.register("./sw.js").catch(() => {});
+  if ("serviceWorker" in navigator) navigator.serviceWorker.register(scriptUrl("./sw.js")).catch(() => {});
   document.body.dataset.ready = "1";
 }
 

@@ -1,7 +1,8 @@
 // A room device, joined from its QR code, and the signed-in session to it.
 import { concat, parseCertificate } from "./der.js";
-import { RpcError, serverStream, Status, unary } from "./grpcweb.js";
+import { PolicyBlocked, RpcError, serverStream, Status, unary } from "./grpcweb.js";
 import { hex, sha256, sign, verifySignedBy } from "./keys.js";
+import { TrustError } from "./trust.js";
 
 const DEVICE_PROOF = new TextEncoder().encode("edge-agent/v1 device-proof\0");
 const PHONE_LOGIN = new TextEncoder().encode("edge-agent/v1 phone-login\0");
@@ -26,9 +27,16 @@ export class UserError extends Error {}
 
 // One line a clinician can act on.
 export function friendly(e, room) {
-  if (e instanceof UserError) return e.message;
+  if (e instanceof UserError || e instanceof TrustError) return e.message;
+  if (e instanceof PolicyBlocked) {
+    return `Device not listed: this site does not let the app reach ${e.origin}; ask IT to add the room device (phone-web serve --device-origin).`;
+  }
   if (e instanceof RpcError) {
     const m = e.message || "";
+    if (e.code === Status.RESOURCE_EXHAUSTED && /sign-in attempts/.test(m)) {
+      const wait = /try again in \d+ s/.exec(m);
+      return `Too many sign-in attempts from this network: ${wait ? wait[0] : "wait a minute and try again"}.`;
+    }
     if (e.code === Status.UNAVAILABLE) {
       return `Device unreachable: cannot reach the room device of ${room ? room.room : "this room"}; check the phone is on the clinic Wi-Fi and in the room.`;
     }
@@ -45,32 +53,49 @@ export function friendly(e, room) {
   return e && e.message ? e.message : String(e);
 }
 
+const REVOKED = "Device revoked: the site has revoked this room device's certificate; do not use it and tell IT.";
+
 export class DeviceSession {
-  constructor(room, profile) {
+  // `revocations`: the site CRL this phone holds (trust.js), checked before sign-in and after GetDeviceInfo.
+  constructor(room, profile, revocations) {
     this.room = room;
     this.profile = profile;
+    this.revocations = revocations;
     this.token = null;
     this.deviceInfo = null;
+    this.certificate = null;
   }
 
   async signIn() {
     if (Date.now() > this.profile.notAfter) {
       throw new UserError("Certificate expired: make a new request in Settings and ask IT to sign it.");
     }
+    await this.revocations.refreshFromSite(); // best effort: offline, the list held stays
     const nonce = crypto.getRandomValues(new Uint8Array(32));
     const ch = await unary(this.room.url, "EdgeAgentWebAuth", "Challenge", { phone_nonce: nonce });
-    await this._verifyDevice(ch, nonce);
+    const cert = await this._verifyDevice(ch, nonce);
+    // the phone's certificate and signature go only to a device not revoked by the list held
+    if (await this.revocations.isRevoked(cert.serial)) throw new UserError(REVOKED);
     const fp = await sha256(ch.device_certificate);
     const signature = await sign(concat(PHONE_LOGIN, ch.challenge, fp));
     const login = await unary(this.room.url, "EdgeAgentWebAuth", "Login", {
       challenge: ch.challenge, certificate: this.profile.cert, signature,
     });
+    const info = await unary(this.room.url, "EdgeAgent", "GetDeviceInfo", {}, { token: login.token });
+    // as the Python phone: the room the device reports is its certificate's, and its CRL may be newer than ours
+    if (info.room !== cert.room) {
+      throw new UserError(`Wrong device: it says it is "${info.room}" but its certificate says "${cert.room}"; do not use it and tell IT.`);
+    }
+    await this.revocations.offerPem(info.crl);
+    await this.revocations.requireCurrent();
+    if (await this.revocations.isRevoked(cert.serial)) throw new UserError(REVOKED);
+    this.certificate = cert;
+    this.deviceInfo = info;
     this.token = login.token;
-    this.deviceInfo = await this.call("GetDeviceInfo", {});
-    return this.deviceInfo;
+    return info;
   }
 
-  // The device proves it holds the key of the certificate the QR code names, issued by our site CA.
+  // The device proves it holds the key of the certificate the QR code names, issued by our site CA for this room.
   async _verifyDevice(ch, nonce) {
     const fp = hex(await sha256(ch.device_certificate));
     if (fp !== this.room.fp) {
@@ -79,20 +104,28 @@ export class DeviceSession {
     let cert;
     try { cert = parseCertificate(ch.device_certificate); } catch { throw new UserError("Wrong device: it sent an unreadable certificate; tell IT."); }
     const siteCa = parseCertificate(this.profile.ca);
-    if (cert.ou !== "device" || !(await verifySignedBy(cert, siteCa))) {
+    if (!(await verifySignedBy(cert, siteCa))) {
       throw new UserError("Wrong device: it is not certified by your site's CA; do not use it and tell IT.");
+    }
+    if (cert.ou !== "device") {
+      throw new UserError(`Wrong device: its certificate is a ${cert.ou || "role-less"} certificate, not a room device's; do not use it and tell IT.`);
     }
     if (Date.now() > cert.notAfter || Date.now() < cert.notBefore) {
       throw new UserError("The room device's certificate is out of date; tell IT.");
     }
-    if (ch.room !== this.room.room) {
-      throw new UserError(`Wrong device: it says it is "${ch.room}" but the QR code says "${this.room.room}"; check the room and tell IT.`);
+    if (!cert.room) throw new UserError("The room device's certificate names no room (issued before rooms were attested); IT must re-issue it.");
+    if (cert.room !== this.room.room) {
+      throw new UserError(`Wrong device: it is certified for "${cert.room}" but the QR code says "${this.room.room}"; check the room and tell IT.`);
+    }
+    if (ch.room !== cert.room) {
+      throw new UserError(`Wrong device: it says it is "${ch.room}" but its certificate says "${cert.room}"; do not use it and tell IT.`);
     }
     const key = await crypto.subtle.importKey("spki", cert.spki, { name: "ECDSA", namedCurve: "P-256" }, false, ["verify"]);
     const proof = concat(DEVICE_PROOF, nonce, ch.challenge, new TextEncoder().encode(ch.room));
     if (!(await crypto.subtle.verify({ name: "ECDSA", hash: "SHA-256" }, key, ch.device_signature, proof))) {
       throw new UserError("Wrong device: it could not prove it holds its certificate's key; do not use it and tell IT.");
     }
+    return cert;
   }
 
   async call(method, req, opts = {}) {

@@ -12,6 +12,19 @@ export class RpcError extends Error {
   constructor(code, message) { super(message); this.code = code; }
 }
 
+// The site's CSP lists the room devices the app may reach (docs/phone.md "CSP"): a device it does not list is
+// blocked by the browser before any byte is sent. The browser reports that as a policy violation event.
+export class PolicyBlocked extends Error {
+  constructor(origin) { super(`${origin} is not allowed by this site's policy`); this.origin = origin; }
+}
+const blocked = new Set();
+if (typeof document !== "undefined") {
+  document.addEventListener("securitypolicyviolation", (e) => {
+    if (e.effectiveDirective !== "connect-src") return;
+    try { blocked.add(new URL(e.blockedURI).origin); } catch { /* not a URL */ }
+  });
+}
+
 function framed(messages) {
   const total = messages.reduce((a, m) => a + 5 + m.length, 0);
   const out = new Uint8Array(total);
@@ -42,6 +55,8 @@ async function post(base, path, body, token, signal) {
       cache: "no-store", referrerPolicy: "no-referrer" });
   } catch (e) {
     if (e.name === "AbortError") throw new RpcError(Status.DEADLINE_EXCEEDED, "the room device took too long to answer");
+    await new Promise((r) => setTimeout(r, 50)); // the violation event, if any, is dispatched as a task of its own
+    if (blocked.has(base)) throw new PolicyBlocked(base);
     throw new RpcError(Status.UNAVAILABLE, "device unreachable");
   }
   if (res.status === 403) throw new RpcError(Status.PERMISSION_DENIED, "this room device does not accept this web app's address; ask IT to set web.allowed_origin");

@@ -1,6 +1,6 @@
 // The clinician's keys, made here and never exported: an ECDSA P-256 key that signs
 // the certificate request and each sign-in, and an X25519 key that opens reports.
-import { certificationRequest, derSigToRaw, parseCertificate, pem, pemBlocks } from "./der.js";
+import { certificationRequest, DerError, derSigToRaw, parseCertificate, pem, pemBlocks } from "./der.js";
 import { getKey, putKey } from "./store.js";
 
 const ECDSA = { name: "ECDSA", namedCurve: "P-256" };
@@ -42,28 +42,38 @@ export async function certificateRequestPem() {
 
 export async function verifySignedBy(cert, issuer) {
   if (!equal(cert.issuerRaw, issuer.subjectRaw)) return false;
-  const key = await crypto.subtle.importKey("spki", issuer.spki, ECDSA, false, ["verify"]);
   try {
+    const key = await crypto.subtle.importKey("spki", issuer.spki, ECDSA, false, ["verify"]);
     return await crypto.subtle.verify(SHA256, key, derSigToRaw(cert.signature), cert.tbs);
   } catch {
-    return false;
+    return false; // a key that is not P-256, or a malformed signature
   }
 }
 
 // The answer of `edge-agent ca sign-clinician`: our certificate and the site CA (PEM, no key).
-export async function checkCertificateAnswer(text) {
-  const ders = pemBlocks(text, "CERTIFICATE");
-  if (ders.length !== 2) throw new Error("that is not the file IT signed (want the certificate and the site CA, PEM)");
+// `pinned` is the site CA this phone pinned at enrolment ({der, fp}): the file's CA must be exactly it.
+export async function checkCertificateAnswer(text, pinned) {
   let certs;
-  try { certs = ders.map(parseCertificate); } catch { throw new Error("the certificate file is damaged; ask IT for it again"); }
+  try {
+    const ders = pemBlocks(text, "CERTIFICATE");
+    if (ders.length !== 2) throw new Error("that is not the file IT signed (want the certificate and the site CA, PEM)");
+    certs = ders.map(parseCertificate);
+  } catch (e) {
+    if (e instanceof DerError) throw new Error("the certificate file is damaged; ask IT for it again");
+    throw e;
+  }
   const leaf = certs.find((c) => c.ou === "clinician");
   const caCert = certs.find((c) => c !== leaf);
   if (!leaf || !caCert) throw new Error("the file holds no clinician certificate; ask IT to use 'edge-agent ca sign-clinician'");
+  if (!equal(caCert.der, pinned.der)) {
+    const fp = hex(await sha256(caCert.der));
+    throw new Error(`Wrong CA: this certificate comes from another CA (${fp.slice(0, 16)}…) than this site's (${pinned.fp.slice(0, 16)}…); ask IT to sign this phone's request with the site CA.`);
+  }
   const ours = new Uint8Array(await crypto.subtle.exportKey("spki", (await signingKeys()).publicKey));
   if (!equal(leaf.spki, ours)) throw new Error("this certificate is for another phone's key; send IT this phone's request");
-  if (!(await verifySignedBy(leaf, caCert))) throw new Error("the certificate was not signed by the CA in the same file");
+  if (!(await verifySignedBy(leaf, caCert))) throw new Error("the certificate was not signed by the site CA");
   if (Date.now() > leaf.notAfter) throw new Error("this certificate has already expired; make a new request");
-  return { cert: leaf.der, ca: caCert.der, pseudonym: leaf.cn, notAfter: leaf.notAfter };
+  return { cert: leaf.der, ca: pinned.der, pseudonym: leaf.cn, notAfter: leaf.notAfter };
 }
 
 export function equal(a, b) {
