@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +11,6 @@ import soundfile as sf
 
 import edge_agent  # noqa: F401  (first: it pins BLAS threads before numpy loads)
 from tools.corpus.primock import shared_dir
-
-JFK_TEXT = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."
 
 
 @pytest.fixture(scope="session")
@@ -65,19 +60,6 @@ def write_wav(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return _write
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a subprocess."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "edge_agent.cli", *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture

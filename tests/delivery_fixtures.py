@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -196,3 +197,27 @@ class ServerProcess:
 
     def target(self, fingerprint: str) -> phone.Target:
         return phone.Target("127.0.0.1", self.port, fingerprint)
+
+
+def silent_connection(port: int, source: str) -> socket.socket:
+    """A TCP connection from ``source`` that never says anything (a slowloris client)."""
+    s = socket.socket()
+    s.bind((source, 0))
+    s.setblocking(False)
+    s.connect_ex(("127.0.0.1", port))
+    return s
+
+
+def closed_within(sock: socket.socket, limit_s: float) -> float:
+    """Seconds until the server closes ``sock`` (inf if it does not within ``limit_s``)."""
+    sock.setblocking(True)
+    sock.settimeout(limit_s)
+    t0 = time.monotonic()
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return float("inf")
+    except OSError:
+        pass  # reset: closed too
+    return time.monotonic() - t0

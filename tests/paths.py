@@ -3,3 +3,6 @@
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# the words of ../shared/audio/jfk.flac
+JFK_TEXT = "And so my fellow Americans ask not what your country can do for you, ask what you can do for your country."

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from edge_agent.cli.demo_phone import nss_home
 from edge_agent.crypto import ca
 from edge_agent.device.grpc.background import BackgroundServer
 from edge_agent.device.grpc.server import EdgeAgentServer
@@ -138,17 +138,6 @@ class Device:
         self.background.stop()
 
 
-def nss_home(root: Path, ca_pem: Path) -> Path:
-    """A HOME whose NSS database trusts the site CA for TLS servers: Chromium's real trust path on Linux."""
-    home = root / "home"
-    db = home / ".pki" / "nssdb"
-    db.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{db}", "-N", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-d", f"sql:{db}", "-A", "-t", "C,,", "-n", "edge-agent site CA", "-i", str(ca_pem)],
-                   check=True, capture_output=True)
-    return home
-
-
 @dataclass
 class Browser:
     driver: Any
@@ -161,7 +150,7 @@ class Browser:
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
-        home = nss_home(root, ca_pem)
+        home = nss_home(root / "home", ca_pem)
         profile = root / "chromium-profile"
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM

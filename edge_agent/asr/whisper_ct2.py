@@ -19,7 +19,6 @@ shape, and unbounded shapes grew RSS by ~300 MB over a 30-minute visit.
 from __future__ import annotations
 
 import base64
-import hashlib
 import importlib.metadata
 import logging
 import time
@@ -33,6 +32,7 @@ from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import compression_ratio, has_no_speech, is_silence_hallucination, truncate_repetition
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ModelError
+from edge_agent.models import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +75,6 @@ def resolve_model_path(name: str) -> str:
     return str(path)
 
 
-def _sha256(path: Path) -> bytes:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.digest()
-
-
 def _corrupt(path: Path, fix: str) -> ModelError:
     return ModelError(f"ASR model file {path} is corrupt (sha256 mismatch); {fix}")
 
@@ -101,7 +93,7 @@ def _verify_against_package(folder: Path) -> None:
         expected = recorded.get(name)
         if expected is None or expected.mode != "sha256":
             raise ModelError(f"no recorded hash for {file} in the {MODEL_PACKAGE} package record; {fix}")
-        actual = base64.urlsafe_b64encode(_sha256(file)).rstrip(b"=").decode()
+        actual = base64.urlsafe_b64encode(bytes.fromhex(sha256_of(file))).rstrip(b"=").decode()
         if actual != expected.value:
             raise _corrupt(file, fix)
 
@@ -124,7 +116,7 @@ def _verify_against_sums(folder: Path) -> None:
         file = folder / name
         if not file.is_file():
             raise ModelError(f"ASR model file {file} listed in {CHECKSUMS_FILE} is missing; {fix}")
-        if _sha256(file).hex() != expected:
+        if sha256_of(file) != expected:
             raise _corrupt(file, fix)
 
 

@@ -211,6 +211,26 @@ def bench_speakers_cmd(
     print(json.dumps(bench_speakers(conversations, seconds, pipeline_conversations=pipeline, paced_seconds=paced_seconds)))
 
 
+@bench_app.command("realvoice")
+def bench_realvoice_cmd(
+    out: Annotated[Path, typer.Option("--out", help="folder for results.jsonl, raw outputs and caches")],
+    data: Annotated[Optional[Path], typer.Option("--data", help="folder of visits (default: the committed tests/data/realvoice)")] = None,
+    full: Annotated[bool, typer.Option("--full", help="generate (once) and run 6 visits of ~150 s")] = False,
+    fast: Annotated[bool, typer.Option("--fast", help="unpaced: CPU and accuracy only, no latencies")] = False,
+    jobs: Annotated[int, typer.Option("--jobs", help="streaming runs at once")] = 2,
+    only: Annotated[Optional[str], typer.Option("--only", help="only visits whose name contains this")] = None,
+) -> None:
+    """Real human voices (LibriSpeech), close-talk and far-field: coverage, attribution, swaps, boundaries, latency, CPU, residency."""
+    from tools.realvoice.bench import main as realvoice_main
+
+    argv = ["--out", str(out), "--jobs", str(jobs)]
+    argv += ["--data", str(data)] if data else []
+    argv += ["--full"] if full else []
+    argv += ["--fast"] if fast else []
+    argv += ["--only", only] if only else []
+    realvoice_main(argv)
+
+
 @bench_app.command("behaviours")
 def bench_behaviours_cmd() -> None:
     """Label F1 on held-out consultations, model size, latency, throughput, timing agreement."""

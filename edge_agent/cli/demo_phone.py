@@ -43,17 +43,22 @@ def _sign_loop(authority, root: Path) -> None:  # type: ignore[no-untyped-def]
         print((root / "answer.pem").read_text(), flush=True)
 
 
+def nss_home(home: Path, ca_pem: Path) -> Path:
+    """A HOME whose NSS database trusts the site CA for TLS servers: Chromium's real trust path on Linux."""
+    db = home / ".pki" / "nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-d", f"sql:{db}", "-N", "--empty-password"], check=True, capture_output=True)
+    subprocess.run(["certutil", "-d", f"sql:{db}", "-A", "-t", "C,,", "-n", "edge-agent site CA", "-i", str(ca_pem)],
+                   check=True, capture_output=True)
+    return home
+
+
 def _open_browser(url: str, ca_cert: Path, root: Path) -> bool:
     """Chromium with a throwaway profile whose NSS database trusts the demo CA, if there is a display."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if not chromium or not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")) or not shutil.which("certutil"):
         return False
-    home = root / "browser-home"
-    db = home / ".pki" / "nssdb"
-    db.mkdir(parents=True)
-    subprocess.run(["certutil", "-d", f"sql:{db}", "-N", "--empty-password"], check=True, capture_output=True)
-    subprocess.run(["certutil", "-d", f"sql:{db}", "-A", "-t", "C,,", "-n", "edge-agent demo CA", "-i", str(ca_cert)],
-                   check=True, capture_output=True)
+    home = nss_home(root / "browser-home", ca_cert)
     subprocess.Popen([chromium, f"--user-data-dir={root / 'browser-profile'}", "--no-first-run", "--window-size=400,820", f"--app={url}"],
                      env={**os.environ, "HOME": str(home)}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return True

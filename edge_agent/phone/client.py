@@ -19,7 +19,6 @@ site CA could be substituted (see docs/security.md).
 from __future__ import annotations
 
 import hashlib
-import os
 import socket
 import ssl
 import time
@@ -35,6 +34,7 @@ from cryptography import x509
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
+from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
 
@@ -68,17 +68,6 @@ class Report:
 
 
 # ---- connection ---------------------------------------------------------------------
-
-
-@contextmanager
-def _memfile(data: bytes) -> Iterator[str]:
-    # ssl.load_cert_chain wants a path; an anonymous memory file keeps the key off disk.
-    fd = os.memfd_create("edge-agent-key", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, data)
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -133,7 +122,7 @@ def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=keys.ca_pem)
-    with _memfile((keys.cert_pem + keys.key_pem).encode()) as path:
+    with pem_memfile((keys.cert_pem + keys.key_pem).encode(), "edge-agent-key") as path:
         ctx.load_cert_chain(path)
     try:
         with socket.create_connection((target.host, target.port), timeout=timeout) as sock:

@@ -23,7 +23,7 @@ import pytest
 from edge_agent.mtls.server import ServerLimits
 from edge_agent.phone import client as phone
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
-from tests.delivery_fixtures import ROOT, Pki, ServerThread, raw_channel, server_config
+from tests.delivery_fixtures import ROOT, Pki, ServerThread, closed_within, raw_channel, server_config, silent_connection
 
 
 @pytest.fixture(scope="module")
@@ -49,27 +49,6 @@ def _limited_server(pki: Pki, data: Path, nofile: int = 1024) -> tuple[subproces
     return proc, int(port_file.read_text())
 
 
-def _silent(port: int, source: str) -> socket.socket:
-    s = socket.socket()
-    s.bind((source, 0))
-    s.setblocking(False)
-    s.connect_ex(("127.0.0.1", port))
-    return s
-
-
-def _closed_within(sock: socket.socket, limit_s: float) -> float:
-    """Seconds until the server closes ``sock`` (inf if it does not within ``limit_s``)."""
-    sock.setblocking(True)
-    sock.settimeout(limit_s)
-    t0 = time.monotonic()
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return float("inf")
-    except OSError:
-        pass  # reset: closed too
-    return time.monotonic() - t0
 
 
 @pytest.fixture
@@ -88,16 +67,16 @@ def test_silent_connections_do_not_starve_legitimate_calls_issue16(pki: Pki, tmp
     socks: list[socket.socket] = []
     try:
         for _ in range(1100):
-            socks.append(_silent(port, "127.0.0.2"))
+            socks.append(silent_connection(port, "127.0.0.2"))
         time.sleep(1.0)
         target = phone.Target("127.0.0.1", port, None)
         t0 = time.monotonic()
         assert phone.device_info(pki.keys_a, target).room == "Room 4"
         assert time.monotonic() - t0 < 5.0
         # the gate closes every silent connection: the ones over the per-peer cap at once, the rest after 5 s
-        closed_at = [_closed_within(s, 10.0) for s in socks[-20:]]
+        closed_at = [closed_within(s, 10.0) for s in socks[-20:]]
         assert max(closed_at) < 1.0
-        assert _closed_within(socks[0], 10.0) < 8.0
+        assert closed_within(socks[0], 10.0) < 8.0
     finally:
         for s in socks:
             s.close()
@@ -109,11 +88,11 @@ def test_silent_and_stalled_handshakes_are_closed_after_about_5_s_issue16(pki: P
     """No handshake timeout: gRPC's default kept a stalled handshake for 120 s."""
     srv = ServerThread(server_config(pki, tmp_path / "data")).start()
     try:
-        silent = _silent(srv.port, "127.0.0.3")
+        silent = silent_connection(srv.port, "127.0.0.3")
         stalled = socket.create_connection(("127.0.0.1", srv.port))
         stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello, then nothing
-        t_silent = _closed_within(silent, 15.0)
-        t_stalled = _closed_within(stalled, 15.0)
+        t_silent = closed_within(silent, 15.0)
+        t_stalled = closed_within(stalled, 15.0)
         assert 3.0 < t_silent < 8.0, t_silent
         assert t_stalled < 8.0, t_stalled
         assert phone.device_info(pki.keys_a, srv.target).room == "Room 4"

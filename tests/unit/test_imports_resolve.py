@@ -15,6 +15,25 @@ from tests.paths import REPO_ROOT as ROOT
 PROJECT_PACKAGES = ("edge_agent", "tools", "tests")
 
 
+def _test_module_names() -> set[str]:
+    tests = ROOT / "tests"
+    names = {p.stem for p in tests.rglob("*.py")} | {p.name for p in tests.rglob("*") if p.is_dir()}
+    return names - set(PROJECT_PACKAGES)
+
+
+def _bare_test_imports():
+    """Imports of test helpers by bare name: they work only because pytest puts tests/ on the path,
+    and load a second copy of the module (other classes, other state) beside ``tests.<name>``."""
+    names = _test_module_names()
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            modules = [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else (
+                [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            for module in modules:
+                if module.split(".")[0] in names:
+                    yield f"{path.relative_to(ROOT)}:{node.lineno} imports {module}; write tests.<...>"
+
+
 def _project_imports():
     for package in PROJECT_PACKAGES:
         for path in sorted((ROOT / package).rglob("*.py")):
@@ -42,3 +61,8 @@ def test_every_project_import_names_something_that_exists():
             if name != "*" and not hasattr(loaded, name) and importlib.util.find_spec(f"{module}.{name}") is None:
                 broken.append(f"{where} {module} has no {name}")
     assert not broken, "\n".join(broken)
+
+
+def test_test_helpers_are_imported_through_the_tests_package():
+    bare = list(_bare_test_imports())
+    assert not bare, "\n".join(bare)

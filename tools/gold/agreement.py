@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.behaviours.labels import LABELS as INTERFACE_LABELS
+
 HERE = Path(__file__).resolve().parent
 PACKET = HERE / "packets" / "labels_primock57.jsonl"
 SAMPLING = HERE / "sampling" / "labels_primock57.sampling.jsonl"
@@ -37,18 +39,7 @@ ADJUDICATION = HERE / "adjudication"
 EVENT_SCHEMA = HERE / "events.schema.json"
 
 # docs/labelling.md §2: the eleven interface labels, then the seven added ones.
-LABELS: tuple[str, ...] = (
-    "open_question",
-    "closed_question",
-    "agenda_solicitation",
-    "empathy",
-    "reflection",
-    "information",
-    "advice",
-    "teach_back",
-    "jargon",
-    "reassurance",
-    "partnership",
+LABELS: tuple[str, ...] = INTERFACE_LABELS + (
     "ice_question",
     "safety_netting",
     "signposting",

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import os
 import shutil
 import socket
 import tempfile
@@ -37,6 +36,7 @@ from edge_agent.device.web.grpcweb import GrpcWebApp, Method, WebContext
 from edge_agent.device.web.sessions import SessionPolicy, WebSessions
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import AuthError
+from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.mtls.server import MALFORMED, ConnectionGate, Invalid
 from edge_agent.mtls.server import safe_parser as _safe_parser
 from edge_agent.proto.edge_agent.v1 import agent_pb2, web_pb2
@@ -107,17 +107,6 @@ def method_table(server: EdgeAgentServer, sessions: WebSessions) -> dict[str, Me
             serialize=getattr(web_pb2, m.output_type.name).SerializeToString, max_body=16 * 1024, authenticated=False,
         )
     return table
-
-
-@contextlib.contextmanager
-def _memfile(data: bytes) -> Iterator[str]:
-    # ssl wants a path; an anonymous memory file keeps the device key off any new file
-    fd = os.memfd_create("edge-agent-web-tls", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, data)
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
 
 
 class _Uvicorn(uvicorn.Server):
@@ -191,7 +180,7 @@ class DeviceWebEndpoint:
         self.gate = gate
         protocol = type("GatedH11", (_GatedH11,), {"gate": gate})
         b = self.server.tls.bundle
-        with _memfile(b.key_pem + b.cert_pem) as path:
+        with pem_memfile(b.key_pem + b.cert_pem, "edge-agent-web-tls") as path:
             config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", access_log=False,
                                     server_header=False, date_header=False, http=protocol, ws="none",
                                     limit_concurrency=64, timeout_keep_alive=30,

@@ -23,12 +23,9 @@ than one already served).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import os
 import socket
-from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -37,6 +34,7 @@ from typing import Any
 from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
+from edge_agent.mtls.memfile import pem_memfile
 
 log = logging.getLogger(__name__)
 
@@ -175,16 +173,6 @@ class SiteApp:
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
 
 
-@contextlib.contextmanager
-def _memfile(data: bytes) -> Iterator[str]:
-    fd = os.memfd_create("edge-agent-site-tls", os.MFD_CLOEXEC)
-    try:
-        os.write(fd, data)
-        yield f"/proc/self/fd/{fd}"
-    finally:
-        os.close(fd)
-
-
 class SiteServer:
     """The site service on its own asyncio loop (``serve_forever``) or inside another (tests, demo)."""
 
@@ -210,7 +198,7 @@ class SiteServer:
         self._sock.listen(128)
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]
-        with _memfile(self.bundle.key_pem + self.bundle.cert_pem) as path:
+        with pem_memfile(self.bundle.key_pem + self.bundle.cert_pem, "edge-agent-site-tls") as path:
             self.app = SiteApp(load_assets(policy=self.policy), self.trust, self.policy)
             config = uvicorn.Config(self.app, ssl_certfile=path, lifespan="off", log_level="warning",
                                     access_log=False, server_header=False, date_header=False, http="h11", ws="none",

@@ -34,7 +34,7 @@ def test_mic_transcript_matches_file_source(session, jfk_path, jfk_16k: np.ndarr
 
 
 def test_missing_microphone_is_one_line_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from conftest import run_cli
+    from tests.cli_runner import run_cli
 
     result = run_cli("transcribe", "--mic", "no-such-mic", env={"HOME": str(tmp_path)})
     assert result.returncode == 2

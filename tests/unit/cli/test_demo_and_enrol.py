@@ -7,11 +7,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from conftest import run_cli
 
 from edge_agent.asr.events import FinalTranscript
 from edge_agent.audio.file_source import FileSource
 from edge_agent.data import bundled as demo_audio_path
+from tests.cli_runner import run_cli
 
 
 def test_demo_runs_the_whole_story_over_mutual_tls() -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import run_cli
 from gpiozero.pins.mock import MockFactory
 
 from edge_agent.device.config import GpioSettings
@@ -25,6 +24,7 @@ from edge_agent.device.presence import Presence, RoomCodes, code_for, load_secre
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from tests.cli_runner import run_cli
 from tests.delivery_fixtures import Pki, ServerThread, raw_channel, server_config
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 

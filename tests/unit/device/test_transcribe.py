@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import JFK_TEXT, run_cli
 
 from edge_agent.asr.events import FinalTranscript, PartialTranscript, SegmentDiscarded
 from edge_agent.audio.file_source import FileSource
+from tests.cli_runner import run_cli
+from tests.paths import JFK_TEXT
 from tools.bench.wer import wer
 
 

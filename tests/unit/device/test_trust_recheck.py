@@ -14,7 +14,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from conftest import run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
@@ -27,6 +26,7 @@ from edge_agent.phone import commands as cli
 from edge_agent.phone.discover import DiscoveredDevice
 from edge_agent.phone.keys import ClientError, install_certificate, load_key_file, request_key_file, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from tests.cli_runner import run_cli
 from tests.delivery_fixtures import Pki, ServerThread, raw_channel, server_config
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 

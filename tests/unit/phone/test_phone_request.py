@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +15,7 @@ from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError, install_certificate, load_key_file, request_key_file
+from tests.cli_runner import run_cli
 from tests.delivery_fixtures import Pki, ServerThread, pki, srv  # noqa: F401 (pytest fixtures)
 
 

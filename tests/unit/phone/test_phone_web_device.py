@@ -27,7 +27,7 @@ from edge_agent.device.web.qr import join_code
 from edge_agent.device.web.sessions import DEVICE_PROOF_LABEL, PHONE_LOGIN_LABEL, der_to_p1363
 from edge_agent.phone.web.site import load_assets, static_dir
 from edge_agent.proto.edge_agent.v1 import agent_pb2, feedback_pb2, web_pb2
-from tests.delivery_fixtures import Pki
+from tests.delivery_fixtures import Pki, closed_within, silent_connection
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
 from tests.phone_web_fixtures import ROOT, Device, Site
 
@@ -292,13 +292,12 @@ def test_daemon_config_starts_the_browser_endpoint(pki: Pki, tmp_path: Path) -> 
     """[web] in config.toml: the daemon's wiring brings the endpoint up on server.host, same servicer."""
     import socket
 
-    from conftest import run_cli
-    from delivery_fixtures import server_config
-
     from edge_agent.device.config import load_config
     from edge_agent.device.grpc.background import BackgroundServer
     from edge_agent.device.grpc.server import EdgeAgentServer
     from edge_agent.device.main import _start_web
+    from tests.cli_runner import run_cli
+    from tests.delivery_fixtures import server_config
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -327,27 +326,6 @@ def test_daemon_config_starts_the_browser_endpoint(pki: Pki, tmp_path: Path) -> 
 # ---- the browser endpoint behind the connection gate (same gate and limits as the gRPC port) ----------------------
 
 
-def _silent(port: int, source: str) -> socket.socket:
-    s = socket.socket()
-    s.bind((source, 0))
-    s.setblocking(False)
-    s.connect_ex(("127.0.0.1", port))
-    return s
-
-
-def _closed_within(sock: socket.socket, limit_s: float) -> float:
-    """Seconds until the server closes ``sock`` (inf if it does not within ``limit_s``)."""
-    sock.setblocking(True)
-    sock.settimeout(limit_s)
-    t0 = time.monotonic()
-    try:
-        while sock.recv(4096):
-            pass
-    except TimeoutError:
-        return float("inf")
-    except OSError:
-        pass  # reset: closed too
-    return time.monotonic() - t0
 
 
 def test_silent_connections_do_not_starve_browser_calls(pki: Pki, device: Device) -> None:
@@ -355,7 +333,7 @@ def test_silent_connections_do_not_starve_browser_calls(pki: Pki, device: Device
     port = device.both.web.port
     gate = device.both.web.gate
     assert gate is not None and gate.limits.max_connections_per_peer == 16 and gate.limits.first_byte_timeout_s == 5.0
-    socks = [_silent(port, "127.0.0.2") for _ in range(200)]
+    socks = [silent_connection(port, "127.0.0.2") for _ in range(200)]
     try:
         time.sleep(1.0)
         t0 = time.monotonic()
@@ -365,8 +343,8 @@ def test_silent_connections_do_not_starve_browser_calls(pki: Pki, device: Device
         assert time.monotonic() - t0 < 5.0
         assert gate.refused >= 200 - 16
         # over the per-address cap: closed at once; the admitted silent ones: closed after ~5 s
-        assert max(_closed_within(s, 10.0) for s in socks[-20:]) < 1.0
-        assert 3.0 < _closed_within(socks[0], 15.0) < 8.0
+        assert max(closed_within(s, 10.0) for s in socks[-20:]) < 1.0
+        assert 3.0 < closed_within(socks[0], 15.0) < 8.0
     finally:
         for s in socks:
             s.close()
@@ -374,12 +352,12 @@ def test_silent_connections_do_not_starve_browser_calls(pki: Pki, device: Device
 
 def test_silent_and_stalled_browser_connections_are_closed_after_about_5_s(pki: Pki, device: Device) -> None:
     port = device.both.web.port
-    silent = _silent(port, "127.0.0.3")
+    silent = silent_connection(port, "127.0.0.3")
     stalled = socket.create_connection(("127.0.0.1", port))
     stalled.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")  # the start of a ClientHello, then nothing
     try:
-        t_silent = _closed_within(silent, 15.0)
-        t_stalled = _closed_within(stalled, 15.0)
+        t_silent = closed_within(silent, 15.0)
+        t_stalled = closed_within(stalled, 15.0)
         assert 3.0 < t_silent < 8.0, t_silent
         assert t_stalled < 8.0, t_stalled  # uvicorn's TLS handshake gets the gate's 5 s, not asyncio's 60 s
         assert WebClient(pki, port).login(*_keys(pki.clinician_a)) == (0, "")
@@ -425,14 +403,14 @@ def test_default_challenge_limit_fits_phones() -> None:
 
 
 def test_web_certificate_is_its_own_role(pki: Pki, tmp_path: Path) -> None:
-    from conftest import run_cli
     from cryptography import x509
     from cryptography.x509.oid import ExtendedKeyUsageOID
-    from delivery_fixtures import server_config
 
     from edge_agent.device.grpc.server import EdgeAgentServer
     from edge_agent.errors import ConfigError, EdgeAgentError
     from edge_agent.phone.web.site import SiteServer
+    from tests.cli_runner import run_cli
+    from tests.delivery_fixtures import server_config
 
     issued = ca.issue_web(pki.authority, tmp_path / "web.pem", dns_names=("phones.clinic.example",), ips=("127.0.0.1",))
     cert = ca.load_bundle(tmp_path / "web.pem").cert

@@ -10,13 +10,13 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from test_population_fixtures import AFTER_CLOSE, DURING, Site
 
 from edge_agent.population import dp
 from edge_agent.population.aggregator import RELEASED, SUPPRESSED, Aggregator, Policy
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.record import seal_record
+from tests.population_fixtures import AFTER_CLOSE, DURING, Site
 
 
 def test_four_clinicians_never_released(tmp_path: Path) -> None:

@@ -9,11 +9,11 @@ import json
 from pathlib import Path
 
 from rich.console import Console
-from test_population_fixtures import AFTER_CLOSE, Site
 
 from edge_agent.crypto import seal
 from edge_agent.population.aggregator import Aggregator
 from edge_agent.population.commands import aggregator_keygen, aggregator_report, load_private_key
+from tests.population_fixtures import AFTER_CLOSE, Site
 
 
 def test_report_outputs(tmp_path: Path) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
 from edge_agent.device.grpc.background import BackgroundServer
@@ -29,6 +28,7 @@ from edge_agent.population.service import AggregatorServer, AggregatorServerConf
 from edge_agent.proto.edge_agent.v1 import population_pb2, population_pb2_grpc
 from tests.delivery_fixtures import Pki, ServerThread, server_config
 from tests.doubles.scripted_runner import ScriptedVisitRunner, SpectralVoiceEnroller
+from tests.population_fixtures import visit_inputs
 
 
 class Site:

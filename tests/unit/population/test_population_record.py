@@ -9,7 +9,6 @@ import random
 from pathlib import Path
 
 import pytest
-from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
 from edge_agent.device.outbox import Outbox
@@ -25,6 +24,7 @@ from edge_agent.population.record import (
     render_contribution,
     seal_record,
 )
+from tests.population_fixtures import visit_inputs
 
 TRANSCRIPT = "So the chest pain started on Tuesday after I walked the dog near Maple Street"
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from test_population_fixtures import visit_inputs
 
 from edge_agent.crypto import ca, seal
 from edge_agent.device.outbox import Outbox
@@ -20,6 +19,7 @@ from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import AGGREGATOR_RECIPIENT
 from edge_agent.population.service import AggregatorServer, AggregatorServerConfig
 from edge_agent.proto.edge_agent.v1 import population_pb2, population_pb2_grpc
+from tests.population_fixtures import visit_inputs
 
 
 def _stub(bundle: Path, port: int) -> tuple[grpc.aio.Channel, population_pb2_grpc.PopulationAggregatorStub]:

@@ -1,4 +1,4 @@
-"""Helpers (no tests) for tests/unit/population/test_population_*.py: real key files, real sealing, real SQLite, real OpenDP."""
+"""Helpers (no tests) for tests/unit/population: real key files, real sealing, real SQLite, real OpenDP."""
 
 from __future__ import annotations
 
