@@ -41,6 +41,11 @@ GROUPS = {
     "ice_not_elicited": "ice", "cue_not_explored": "ice", "premature_reassurance": "ice",
     "agenda_not_set": "agenda", "agenda_anything": "agenda", "opening_redirected": "opening", "notes_led_opening": "opening",
 }
+# Kinds the report does not emit: their measured precision on the held-out gold is below the
+# 0.90 bar. ``edge-agent bench coaching`` still scores them, so they can come back when they earn it.
+WITHHELD = {
+    "interruptions": "true in 2 of 4 held-out visits; annotators agreed on interruptions at F1 0.49 (docs/coaching.md §4)",
+}
 # Advice that does not fit a visit where emergency care was arranged.
 NOT_IN_EMERGENCY = frozenset({"agenda_not_set", "agenda_anything", "ice_not_elicited", "cue_not_explored", "premature_reassurance",
                               "teach_back", "safety_net_missing", "notes_led_opening", "stacked_questions"})
@@ -552,6 +557,8 @@ def select(cands: list[Observation], events: VisitEvents | None = None, limit: i
     chosen: list[Observation] = []
     groups: set[str] = set()
     for c in sorted(cands, key=lambda o: -o.impact):
+        if c.behaviour in WITHHELD:
+            continue
         if emergency and c.behaviour in NOT_IN_EMERGENCY:
             continue
         if plan_back and c.behaviour == "teach_back":

@@ -224,6 +224,7 @@ def _fmt(v: float | None) -> str:
 
 
 def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: list[str] | None = None) -> dict[str, Any]:
+    from edge_agent.feedback.observations import WITHHELD, candidates
     from edge_agent.feedback.report import build_feedback
     from tools.corpus.primock import load_consultation, utterances_from_consultation
 
@@ -240,14 +241,16 @@ def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: l
     for half, cids in halves.items():
         ev_scores = EventScores()
         obs_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # kind -> [true, emitted, not checkable]
+        withheld_by_kind: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])  # the same for kinds the report withholds
         for cid in cids:
             gold = load_gold(cid)
             utts = utterances_from_consultation(load_consultation(cid))
             fb = build_feedback(utts, classifier)
             score_events(cid, fb.events, gold, ev_scores)
-            for o in [*fb.observations, *([fb.strength] if fb.strength else [])]:
+            withheld = [o for o in candidates(fb.events) if o.behaviour in WITHHELD]
+            for o in [*fb.observations, *([fb.strength] if fb.strength else []), *withheld]:
                 verdict = observation_truth(o, gold, label_gold, cid)
-                row = obs_by_kind[o.behaviour]
+                row = (withheld_by_kind if o in withheld else obs_by_kind)[o.behaviour]
                 row[1] += 1
                 if verdict is None:
                     row[2] += 1
@@ -274,6 +277,7 @@ def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: l
             "observation_precision": c_true / c_checked if c_checked else None,
             "observation_precision_with_strengths": n_true / n_checked if n_checked else None,
             "observations": {k: {"true": r[0], "emitted": r[1], "not_checkable": r[2]} for k, r in sorted(obs_by_kind.items())},
+            "withheld_observations": {k: {"true": r[0], "would_emit": r[1], "not_checkable": r[2]} for k, r in sorted(withheld_by_kind.items())},
         }
         # labels on this half's consultations
         rows = [r for r in label_rows if r["id"].split(":")[0] in cids]
@@ -332,6 +336,12 @@ def _print(r: dict[str, Any], out: IO[str]) -> None:
             o = r[h]["observations"].get(k)
             cells.append("-" if o is None else f"{o['true']}/{o['emitted'] - o['not_checkable']}" + (f" (+{o['not_checkable']}?)" if o["not_checkable"] else ""))
         w(f"  {'  ' + k:<44}" + "".join(f"{c:>14}" for c in cells) + "\n")
+    for k in sorted({k for h in halves for k in r[h].get("withheld_observations", {})}):
+        cells = []
+        for h in halves:
+            o = r[h]["withheld_observations"].get(k)
+            cells.append("-" if o is None else f"{o['true']}/{o['would_emit'] - o['not_checkable']}")
+        w(f"  {'  ' + k + ' (withheld, not in reports)':<44}" + "".join(f"{c:>14}" for c in cells) + "\n")
     w("  (true / checkable; '+n?' = emitted but not checkable against the gold)\n\n")
     if all("label_f1" in r[h] for h in halves):
         loso = r.get("loso") or {}
