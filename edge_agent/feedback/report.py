@@ -17,6 +17,7 @@ from edge_agent.behaviours.conversation import Turn, build_turns
 from edge_agent.behaviours.events import VisitEvents, detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
 from edge_agent.feedback.observations import LabelledSentence, Observation, candidates, moment, select, strength
@@ -126,7 +127,8 @@ def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon:
     best = strength(events, quotes=quotes, avoid=observations)
     duration = (max(u.t1 for u in utts) - min(0.0, min(u.t0 for u in utts))) if utts else 0.0
     spans = [(u.speaker, u.t0, u.t1) for u in utts]
-    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in LABELS}, observations, spans, best, events)
+    # only labels coders agree on reach the clinician (docs/labelling.md §8)
+    return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in SHOWN_LABELS}, observations, spans, best, events)
 
 
 _LABEL_NAMES = {
@@ -182,6 +184,6 @@ def render_text(fb: Feedback) -> str:
     if t.speech_rate_wpm is not None:
         lines.append(f"  Your speaking pace: {t.speech_rate_wpm:.0f} words per minute")
     lines += ["", "What you did (sentences)"]
-    for lab in LABELS:
+    for lab in SHOWN_LABELS:
         lines.append(f"  {_LABEL_NAMES[lab]}: {fb.label_counts.get(lab, 0)}")
     return "\n".join(lines) + "\n"

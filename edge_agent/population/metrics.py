@@ -24,7 +24,7 @@ import bisect
 import math
 from dataclasses import dataclass
 
-from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 
 TIMING, LABEL = "timing", "label"
 
@@ -98,7 +98,8 @@ TIMING_METRICS: tuple[Metric, ...] = (
     Metric("wait_after_question_s", TIMING, (0.0, 0.5, 1.0, 2.0, 4.0), 4.0, "s", True),
     Metric("speech_rate_wpm", TIMING, (0.0, 80.0, 100.0, 120.0, 140.0, 160.0, 180.0, 200.0, 240.0), 240.0, "wpm", True),
 )
-LABEL_METRICS: tuple[Metric, ...] = tuple(Metric(name, LABEL, _COUNT_EDGES, 6.0, "", True) for name in LABELS)
+# only labels coders agree on (edge_agent/behaviours/reliability.py): a population pattern must not rest on an unreliable count
+LABEL_METRICS: tuple[Metric, ...] = tuple(Metric(name, LABEL, _COUNT_EDGES, 6.0, "", True) for name in SHOWN_LABELS)
 METRICS: dict[str, Metric] = {m.name: m for m in (*TIMING_METRICS, *LABEL_METRICS)}
 TIMING_NAMES: tuple[str, ...] = tuple(m.name for m in TIMING_METRICS)
 LABEL_NAMES: tuple[str, ...] = tuple(m.name for m in LABEL_METRICS)

@@ -28,7 +28,7 @@ def test_report_outputs(tmp_path: Path) -> None:
     site.agg.close()
     buf = io.StringIO()
     cells = aggregator_report("2026-Q4", tmp_path / "out", db=tmp_path / "agg.db", key=tmp_path / "agg.key",
-                              metrics=("talk_share", "agenda_solicitation"), console=Console(file=buf, width=160),
+                              metrics=("talk_share", "empathy"), console=Console(file=buf, width=160),
                               now=AFTER_CLOSE)
     text = buf.getvalue()
     assert "cardiology" in text and "oncology" in text and "suppressed" in text and "released" in text
@@ -44,5 +44,5 @@ def test_report_outputs(tmp_path: Path) -> None:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # a second report returns the recorded answers and spends nothing more
     again = aggregator_report("2026-Q4", tmp_path / "out", db=tmp_path / "agg.db", key=tmp_path / "agg.key",
-                              metrics=("talk_share", "agenda_solicitation"), console=Console(file=io.StringIO()), now=AFTER_CLOSE)
+                              metrics=("talk_share", "empathy"), console=Console(file=io.StringIO()), now=AFTER_CLOSE)
     assert [c.value for c in again] == [c.value for c in cells] and all(c.epsilon == 0 for c in again)
