@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 PACKET = HERE / "packets" / "labels_primock57.jsonl"
 SAMPLING = HERE / "sampling" / "labels_primock57.sampling.jsonl"
 ANNOTATIONS = HERE / "annotations"
+ANNOTATORS = ("annotator-a", "annotator-b")  # the two blind annotators whose files are committed
 ADJUDICATION = HERE / "adjudication"
 EVENT_SCHEMA = HERE / "events.schema.json"
 

@@ -54,6 +54,7 @@ if __package__ in (None, ""):  # run as a script: make ``tools.gold`` importable
 from tools.gold.agreement import (  # noqa: E402
     ADJUDICATION,
     ANNOTATIONS,
+    ANNOTATORS,
     UTTERANCE_LISTS,
     AnnotationError,
     compare_events,
@@ -65,7 +66,6 @@ from tools.gold.agreement import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent
-ANNOTATORS = ("annotator-a", "annotator-b")
 DECISIONS = ADJUDICATION / "events_final.jsonl"
 UNROUTED = ADJUDICATION / "events_unrouted_final.jsonl"
 GOLD_DIR = HERE / "gold" / "events"

@@ -32,6 +32,7 @@ if __package__ in (None, ""):  # run as a script: make ``tools.gold`` importable
 from tools.gold.agreement import (  # noqa: E402
     ADJUDICATION,
     ANNOTATIONS,
+    ANNOTATORS,
     LABELS,
     PACKET,
     AnnotationError,
@@ -40,7 +41,6 @@ from tools.gold.agreement import (  # noqa: E402
 )
 
 HERE = Path(__file__).resolve().parent
-ANNOTATORS = ("annotator-a", "annotator-b")
 DECISIONS = ADJUDICATION / "labels_final.jsonl"
 GOLD = HERE / "gold" / "labels_primock57.jsonl"
 

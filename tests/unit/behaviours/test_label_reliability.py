@@ -18,8 +18,8 @@ from tools.gold import agreement
 
 
 def test_the_committed_reliability_table_is_the_annotators_agreement(tmp_path):
-    stats = agreement.labels_report("annotator-a", "annotator-b", out_dir=tmp_path, stream=io.StringIO())
-    assert agreement.reliability_module(stats, ("annotator-a", "annotator-b")) == agreement.RELIABILITY_MODULE.read_text(encoding="utf-8")
+    stats = agreement.labels_report(*agreement.ANNOTATORS, out_dir=tmp_path, stream=io.StringIO())
+    assert agreement.reliability_module(stats, agreement.ANNOTATORS) == agreement.RELIABILITY_MODULE.read_text(encoding="utf-8")
 
 
 def test_labels_under_the_bar_are_the_ones_withheld():
