@@ -53,6 +53,8 @@ CANDIDATES: dict[str, dict] = {
     "static-256": {"kind": "static", "dims": 256, "desc": "static MiniLM token table, PCA 256, SIF, float16"},
     "static-128": {"kind": "static", "dims": 128, "desc": "static MiniLM token table, PCA 128, SIF, float16"},
     "static-384": {"kind": "static", "dims": 384, "desc": "static MiniLM token table, no reduction (384), SIF, float16"},
+    "static-256-nosif": {"kind": "static", "dims": 256, "sif": None,
+                         "desc": "static MiniLM token table, PCA 256, no SIF weighting (function words kept), float16"},
     "minilm-l6-fp32": {"kind": "transformer", "layers": 6, "max_length": 128, "emb": "fp32", "weights": "fp32",
                        "desc": "full all-MiniLM-L6-v2, float32 (reference; over budget)"},
     "minilm-l3-fp32": {"kind": "transformer", "layers": 3, "max_length": 64, "emb": "fp32", "weights": "fp32",
@@ -151,7 +153,7 @@ def write_tokenizer(out: Path, max_length: int) -> None:
 # --------------------------------------------------------------------------- static family
 
 
-def static_table(dims: int, sif: float = 1e-4) -> np.ndarray:
+def static_table(dims: int, sif: float | None = 1e-4) -> np.ndarray:
     """(vocab, dims) float32 rows: model2vec-style distillation of MiniLM-L6."""
     import torch
     from tokenizers import Tokenizer
@@ -184,8 +186,8 @@ def static_table(dims: int, sif: float = 1e-4) -> np.ndarray:
     rank = np.cumsum(keep) - 1
     inv = 1.0 / (np.arange(keep.sum()) + 2)
     proba = inv / inv.sum()
-    w = sif / (sif + proba[rank])
-    proj = proj * w[:, None]
+    if sif is not None:
+        proj = proj * (sif / (sif + proba[rank]))[:, None]
     proj[~keep] = 0.0
     for special in ("[PAD]", "[CLS]", "[SEP]", "[MASK]"):
         proj[vocab[special]] = 0.0
@@ -370,7 +372,7 @@ def build(name: str, out: Path) -> dict:
         (out / f).unlink(missing_ok=True)
     t0 = time.time()
     if spec["kind"] == "static":
-        table = static_table(spec["dims"])
+        table = static_table(spec["dims"], spec.get("sif", 1e-4))
         export_static(table, out / "encoder.onnx")
         max_length, special, dim = 256, False, spec["dims"]
     else:
