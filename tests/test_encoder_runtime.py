@@ -33,11 +33,22 @@ def test_shape_dtype_and_unit_norm(enc: Encoder) -> None:
     assert enc.embed([]).shape == (0, enc.dim)
 
 
-def test_batching_and_padding_do_not_change_embeddings(enc: Encoder) -> None:
-    texts = ["Hi.", "What would you feel would be helpful for you at this point?", "You drink mainly to relax after work, and the weekends are the hardest part."]
-    alone = np.stack([enc.embed([t])[0] for t in texts])
-    together = enc.embed(texts, batch_size=8)  # padded to the longest sentence
+TEXTS = ["Hi.", "What would you feel would be helpful for you at this point?", "You drink mainly to relax after work, and the weekends are the hardest part."]
+
+
+def test_embedding_does_not_depend_on_the_other_sentences_of_the_call(enc: Encoder) -> None:
+    alone = np.stack([enc.embed([t])[0] for t in TEXTS])
+    together = enc.embed(TEXTS)  # the runtime's default batching
     assert np.abs(alone - together).max() < 1e-4
+
+
+def test_padded_batch_stays_close(enc: Encoder) -> None:
+    # Forced batching pads the short sentences; the mask must keep padding out of the mean.
+    # (A dynamically quantised encoder shares one activation scale per batch, hence "close", not equal.)
+    alone = np.stack([enc.embed([t])[0] for t in TEXTS])
+    together = enc.embed(TEXTS, batch_size=8)
+    tol = 1e-4 if enc.batch_invariant else 0.02
+    assert np.all((alone * together).sum(1) > 1 - tol)
 
 
 def test_paraphrase_is_closer_than_unrelated(enc: Encoder) -> None:

@@ -6,7 +6,10 @@ Sentences: a fixed random sample of PriMock57 clinician sentences (real length
 distribution). Batch 1 = tokenise + run, one sentence per call (what the
 device does as each sentence arrives); p50/p95 wall time, and CPU time per call
 (process CPU, which a busy shared machine inflates less than wall time).
-Batched = all sentences in batches of 32 of similar length, ms per sentence.
+Each sentence is timed 5 times (interleaved rounds); p50/p95 are over all calls, and
+"best of 5" takes each sentence's fastest run first (an estimate free of the other
+users' load on this shared machine). Batched = all sentences in batches of 32 of
+similar length, ms per sentence, best of 3 passes.
 Threads: onnxruntime intra_op_num_threads 1 and 2. ``--ngram`` also times the
 shipped n-gram classifier (Python featuriser + models/behaviours.onnx).
 Writes tools/encoder/results/bench.json (merged with earlier runs).
@@ -38,14 +41,33 @@ def sample_sentences(n: int) -> list[str]:
     return [r["text"] for r in rng.sample(rows, n)]
 
 
+REPEATS = 5
+
+
 def timed_calls(fn, items) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
-    wall, cpu = [], []
-    for it in items:
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn(it)
-        cpu.append(time.process_time() - c0)
-        wall.append(time.perf_counter() - w0)
-    return np.array(wall) * 1e3, np.array(cpu) * 1e3
+    """(items, REPEATS) wall and CPU milliseconds; repeats are interleaved rounds over all items."""
+    wall = np.zeros((len(items), REPEATS))
+    cpu = np.zeros((len(items), REPEATS))
+    for k in range(REPEATS):
+        for i, it in enumerate(items):
+            w0, c0 = time.perf_counter(), time.process_time()
+            fn(it)
+            cpu[i, k] = time.process_time() - c0
+            wall[i, k] = time.perf_counter() - w0
+    return wall * 1e3, cpu * 1e3
+
+
+def stats(wall: np.ndarray, cpu: np.ndarray, batched: float) -> dict:
+    best = wall.min(1)  # per sentence, the least-disturbed of the repeats
+    return {
+        "b1_p50_ms": round(float(np.percentile(wall, 50)), 3),
+        "b1_p95_ms": round(float(np.percentile(wall, 95)), 3),
+        "b1_max_ms": round(float(wall.max()), 3),
+        "b1_best_of_5_p50_ms": round(float(np.percentile(best, 50)), 3),
+        "b1_best_of_5_p95_ms": round(float(np.percentile(best, 95)), 3),
+        "b1_cpu_mean_ms": round(float(cpu.mean()), 3),
+        "batch32_ms_per_sentence": round(batched, 3),
+    }
 
 
 def bench_encoder(folder: Path, texts: list[str]) -> dict:
@@ -65,16 +87,13 @@ def bench_encoder(folder: Path, texts: list[str]) -> dict:
         for t in texts[:20]:
             enc.embed([t])
         wall, cpu = timed_calls(lambda t: enc.embed([t]), texts)
-        t0 = time.perf_counter()
-        enc.embed(texts, batch_size=32)
-        batched = (time.perf_counter() - t0) * 1e3 / len(texts)
-        res[f"t{threads}"] = {
-            "b1_p50_ms": round(float(np.percentile(wall, 50)), 3),
-            "b1_p95_ms": round(float(np.percentile(wall, 95)), 3),
-            "b1_max_ms": round(float(wall.max()), 3),
-            "b1_cpu_mean_ms": round(float(cpu.mean()), 3),
-            "batch32_ms_per_sentence": round(batched, 3),
-        }
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            enc.embed(texts, batch_size=32)
+            runs.append((time.perf_counter() - t0) * 1e3 / len(texts))
+        batched = min(runs)
+        res[f"t{threads}"] = stats(wall, cpu, batched)
     return res
 
 
@@ -91,17 +110,14 @@ def bench_ngram(texts: list[str]) -> dict:
         for t in texts[:20]:
             clf.probabilities([t])
         wall, cpu = timed_calls(lambda t: clf.probabilities([t]), texts)
-        t0 = time.perf_counter()
-        for s in range(0, len(texts), 32):
-            clf.probabilities(texts[s : s + 32])
-        batched = (time.perf_counter() - t0) * 1e3 / len(texts)
-        res[f"t{threads}"] = {
-            "b1_p50_ms": round(float(np.percentile(wall, 50)), 3),
-            "b1_p95_ms": round(float(np.percentile(wall, 95)), 3),
-            "b1_max_ms": round(float(wall.max()), 3),
-            "b1_cpu_mean_ms": round(float(cpu.mean()), 3),
-            "batch32_ms_per_sentence": round(batched, 3),
-        }
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for s in range(0, len(texts), 32):
+                clf.probabilities(texts[s : s + 32])
+            runs.append((time.perf_counter() - t0) * 1e3 / len(texts))
+        batched = min(runs)
+        res[f"t{threads}"] = stats(wall, cpu, batched)
     res["note"] = "whole shipped classifier (featuriser + heads + jargon lexicon), not an encoder alone"
     return res
 
@@ -127,7 +143,8 @@ def main() -> None:
         out_path.write_text(json.dumps(allres, indent=1, sort_keys=True) + "\n")
         t1, t2 = res["t1"], res["t2"]
         print(f"{name:18s} {res['size_mb']:6.2f} MB load {res['load_s_first']:.2f}s | t1 p50 {t1['b1_p50_ms']:.2f} p95 {t1['b1_p95_ms']:.2f} "
-              f"cpu {t1['b1_cpu_mean_ms']:.2f} b32 {t1['batch32_ms_per_sentence']:.2f} | t2 p50 {t2['b1_p50_ms']:.2f} p95 {t2['b1_p95_ms']:.2f} "
+              f"best5 {t1['b1_best_of_5_p50_ms']:.2f}/{t1['b1_best_of_5_p95_ms']:.2f} cpu {t1['b1_cpu_mean_ms']:.2f} b32 {t1['batch32_ms_per_sentence']:.2f} "
+              f"| t2 p50 {t2['b1_p50_ms']:.2f} p95 {t2['b1_p95_ms']:.2f} best5 {t2['b1_best_of_5_p50_ms']:.2f}/{t2['b1_best_of_5_p95_ms']:.2f} "
               f"b32 {t2['batch32_ms_per_sentence']:.2f} | load {load0:.1f}", flush=True)
 
 

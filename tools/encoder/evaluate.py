@@ -97,7 +97,8 @@ def embed_cached(folder: Path, texts: list[str]) -> np.ndarray:
     from tools.encoder.runtime import Encoder
 
     meta = json.loads((folder / "encoder.json").read_text())
-    key = hashlib.sha256((meta["files"]["encoder.onnx"]["sha256"] + "\n".join(texts)).encode()).hexdigest()[:20]
+    mode = "b32" if meta.get("batch_invariant", True) else "b1"  # as the runtime embeds by default
+    key = hashlib.sha256((meta["files"]["encoder.onnx"]["sha256"] + mode + "\n".join(texts)).encode()).hexdigest()[:20]
     CACHE.mkdir(exist_ok=True)
     p = CACHE / f"{meta['name']}-{key}.npy"
     if p.is_file():

@@ -4,7 +4,8 @@ Needs only onnxruntime, tokenizers and numpy. An encoder folder holds
 
   encoder.onnx     input_ids, attention_mask (int64, batch x tokens) -> embedding (float32, batch x dim), L2-normalised
   tokenizer.json   the WordPiece tokenizer of all-MiniLM-L6-v2 (lower-casing BERT normaliser)
-  encoder.json     metadata: dim, max_length, whether [CLS]/[SEP] are added, sources, licences, sha256 of the files
+  encoder.json     metadata: dim, max_length, whether [CLS]/[SEP] are added, whether the output is
+                   batch-invariant, sources, licences, sha256 of the files
 
     from tools.encoder.runtime import Encoder
     enc = Encoder("tools/encoder/out", threads=1)
@@ -59,6 +60,7 @@ class Encoder:
         self.dim = int(self.meta["dim"])
         self.max_length = int(self.meta["max_length"])
         self.special_tokens = bool(self.meta["special_tokens"])
+        self.batch_invariant = bool(self.meta.get("batch_invariant", True))
         self.tokenizer = Tokenizer.from_file(str(self.folder / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(self.max_length)
@@ -81,11 +83,16 @@ class Encoder:
             mask[i, : len(x)] = 1
         return self.session.run(None, {"input_ids": input_ids, "attention_mask": mask})[0]
 
-    def embed(self, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    def embed(self, texts: list[str], batch_size: int | None = None) -> np.ndarray:
         """(len(texts), dim) float32 embeddings with unit L2 norm (an empty text gives a zero row).
 
-        Batches are formed from sentences of similar length, so padding costs little.
+        ``batch_size`` None = the encoder's own choice: 32 for a batch-invariant
+        encoder, 1 for a dynamically quantised one, whose int8 activation scale is
+        computed over the whole batch (so a sentence's embedding would shift slightly,
+        cos ~0.99, with its batch-mates). Batches group sentences of similar length.
         """
+        if batch_size is None:
+            batch_size = 32 if self.batch_invariant else 1
         texts = list(texts)
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
