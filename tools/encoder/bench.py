@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tools.encoder.runtime import Encoder  # noqa: E402
+from tools.encoder.runtime import Encoder
 
 RESULTS = ROOT / "tools" / "encoder" / "results"
 
@@ -86,7 +86,7 @@ def bench_encoder(folder: Path, texts: list[str]) -> dict:
         enc = Encoder(folder, threads=threads, verify=False)
         for t in texts[:20]:
             enc.embed([t])
-        wall, cpu = timed_calls(lambda t: enc.embed([t]), texts)
+        wall, cpu = timed_calls(lambda t, e=enc: e.embed([t]), texts)
         runs = []
         for _ in range(3):
             t0 = time.perf_counter()
@@ -109,7 +109,7 @@ def bench_ngram(texts: list[str]) -> dict:
         clf = BehaviourClassifier(threads=threads)
         for t in texts[:20]:
             clf.probabilities([t])
-        wall, cpu = timed_calls(lambda t: clf.probabilities([t]), texts)
+        wall, cpu = timed_calls(lambda t, c=clf: c.probabilities([t]), texts)
         runs = []
         for _ in range(3):
             t0 = time.perf_counter()

@@ -188,7 +188,7 @@ def static_table(dims: int, sif: float | None = 1e-4) -> np.ndarray:
     x = out.astype(np.float64)
     mean = x[keep].mean(0)
     xc = x[keep] - mean
-    vals, vecs = np.linalg.eigh(xc.T @ xc / (keep.sum() - 1))
+    _, vecs = np.linalg.eigh(xc.T @ xc / (keep.sum() - 1))
     vecs = vecs[:, ::-1][:, :dims]
     vecs *= np.sign(vecs[np.abs(vecs).argmax(0), np.arange(vecs.shape[1])])
     proj = (x - mean) @ vecs
@@ -366,7 +366,10 @@ def build_transformer(spec: dict, out: Path) -> None:
                              op_types_to_quantize=["MatMul", "Attention"],
                              extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         elif spec["weights"].startswith("nbits"):
-            from onnxruntime.quantization.matmul_nbits_quantizer import DefaultWeightOnlyQuantConfig, MatMulNBitsQuantizer
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
 
             bits = int(spec["weights"][5:])
             cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, bits=bits)

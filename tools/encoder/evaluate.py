@@ -33,13 +33,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from scipy.sparse import csr_matrix, hstack  # noqa: E402
-from sklearn.linear_model import LogisticRegression  # noqa: E402
-from sklearn.metrics import precision_recall_fscore_support  # noqa: E402
+from scipy.sparse import csr_matrix, hstack
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import precision_recall_fscore_support
+from threadpoolctl import threadpool_limits
 
-from threadpoolctl import threadpool_limits  # noqa: E402
-
-from edge_agent.behaviours.features import Vocabulary, extract, weights  # noqa: E402  (read-only use)
+from edge_agent.behaviours.features import Vocabulary, extract, weights
 
 threadpool_limits(1)  # one BLAS thread: faster for these small fits and kinder to a shared 2-core machine
 
@@ -74,7 +73,7 @@ def targets(rows: list[dict]) -> np.ndarray:
 class NgramFeatures:
     """The shipped sparse featuriser; vocabulary built on the training texts only (MIN_DF 2)."""
 
-    def fit(self, texts: list[str]) -> "NgramFeatures":
+    def fit(self, texts: list[str]) -> NgramFeatures:
         df: Counter[str] = Counter()
         for t in texts:
             df.update(set(extract(t)))

@@ -16,7 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tools.encoder import evaluate as ev  # noqa: E402
+from tools.encoder import evaluate as ev
 
 
 def main() -> None:
