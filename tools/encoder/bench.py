@@ -21,16 +21,14 @@ import argparse
 import json
 import os
 import random
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 from tools.encoder.runtime import Encoder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 RESULTS = ROOT / "tools" / "encoder" / "results"
 

@@ -438,7 +438,6 @@ def build(name: str, out: Path) -> dict:
     (out / "encoder.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
     # Parity: runtime path vs float32 torch of the same architecture (transformers only).
-    sys.path.insert(0, str(ROOT))
     from tools.encoder.runtime import Encoder
 
     enc = Encoder(out, threads=2)

@@ -23,22 +23,19 @@ import hashlib
 import json
 import math
 import random
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 from scipy.sparse import csr_matrix, hstack
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import precision_recall_fscore_support
 from threadpoolctl import threadpool_limits
 
 from edge_agent.behaviours.features import Vocabulary, extract, weights
+
+ROOT = Path(__file__).resolve().parents[2]
 
 threadpool_limits(1)  # one BLAS thread: faster for these small fits and kinder to a shared 2-core machine
 

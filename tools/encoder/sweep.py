@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
 from tools.encoder import evaluate as ev
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:

@@ -13,9 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.paths import REPO_ROOT
 from tools.encoder.runtime import Encoder, EncoderError
 
-OUT = Path(__file__).resolve().parents[1] / "tools" / "encoder" / "out"
+OUT = REPO_ROOT / "tools" / "encoder" / "out"
 
 pytestmark = pytest.mark.skipif(not (OUT / "encoder.json").is_file(), reason="encoder not built: python tools/encoder/build.py --out tools/encoder/out")
 
