@@ -54,6 +54,7 @@ class FileSource:
     """
 
     live = False
+    dropped_frames = 0  # a file waits for the consumer: nothing is lost before the VAD
 
     def __init__(self, path: Path, realtime: bool = False, block_ms: int = 100) -> None:
         self.path = path

@@ -32,6 +32,7 @@ class AudioSource(Protocol):
 
     live: bool  # a live source cannot wait for the consumer (frames would be lost)
     description: str
+    dropped_frames: int  # frames lost on a full capture queue; a wrapper must pass its source's count on
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]: ...
 

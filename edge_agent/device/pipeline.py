@@ -349,7 +349,7 @@ class StreamingPipeline:
         st.dropped_segments += vad.dropped_segments
         st.speech_seconds_lost += vad.dropped_samples / SAMPLE_RATE
         st.dropped_frames_by_cause = {
-            "capture_queue": int(getattr(source, "dropped_frames", 0)),
+            "capture_queue": int(source.dropped_frames),
             "frame_pool": self.pools.frames.exhausted_count,
         }
         st.audio_seconds = frames_seen * self.cfg.vad.frame_ms / 1000.0

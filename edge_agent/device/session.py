@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio.frames import AudioSource
 from edge_agent.device.ops.metrics import Registry
-from edge_agent.device.pipeline import EventSink, PipelineConfig, RunStats, StreamingPipeline
+from edge_agent.device.pipeline import EventSink, PipelineConfig, PipelineFault, RunStats, StreamingPipeline
 from edge_agent.errors import AudioInputError
 from edge_agent.hardening import harden_process
 from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
@@ -69,10 +69,13 @@ class TranscriptionSession:
         pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop, metrics=metrics,
                                      max_segment_samples=self.engine.max_samples)
         lost: AudioInputError | None = None
+        fault: PipelineFault | None = None
         try:
             stats = pipeline.run(source)
         except AudioInputError as exc:
             lost, stats = exc, pipeline.stats
+        except PipelineFault as exc:  # a bug: the caller alarms, and still records what the run did
+            fault, stats = exc, pipeline.stats
         finally:
             clean = pipeline.pools.all_zero()
             pipeline.pools.wipe()
@@ -80,11 +83,22 @@ class TranscriptionSession:
                 attributor.forget()
         if lost is not None:
             raise CaptureLost(lost.message, stats, clean) from None
+        if fault is not None:
+            raise RunFault(fault.message, stats, clean) from None
         return stats, clean
 
 
 class CaptureLost(AudioInputError):
     """The audio source failed mid-run (microphone unplugged); what the run did is kept."""
+
+    def __init__(self, message: str, stats: RunStats, pools_clean: bool) -> None:
+        super().__init__(message)
+        self.stats = stats
+        self.pools_clean = pools_clean
+
+
+class RunFault(PipelineFault):
+    """A worker failed mid-run (a bug); what the run did, and whether its pools ended zeroed, is kept."""
 
     def __init__(self, message: str, stats: RunStats, pools_clean: bool) -> None:
         super().__init__(message)

@@ -24,7 +24,7 @@ from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.lifecycle import VisitContext
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import RunStats
-from edge_agent.device.session import CaptureLost, TranscriptionSession
+from edge_agent.device.session import CaptureLost, RunFault, TranscriptionSession
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION, feedback_to_proto
 from edge_agent.feedback.report import build_feedback
@@ -184,6 +184,11 @@ class PipelineVisitRunner:
                         self.metrics.inc("edge_agent_mic_lost_total")
                     source = None
                     state.stop_event.wait(self.policy.mic_retry_s)
+                except RunFault as fault:  # a worker bug ended the run (counted by the pipeline); its figures still count
+                    self._checked(state, fault.stats, fault.pools_clean)
+                    state.error = f"{fault.message}; the report covers the audio before it"
+                    log.error("ALARM: visit capture failed: %s", fault.message)
+                    return
         except Exception as exc:  # noqa: BLE001 - a bug: recorded, alarmed, and the visit's stop reports it
             state.error = f"capture stopped by an internal error ({type(exc).__name__}); the report covers the audio before it"
             log.error("ALARM: visit capture failed: %s", type(exc).__name__)
@@ -265,7 +270,8 @@ class PipelineEnroller:
         audio = np.multiply(pcm, np.float32(1 / 32768), dtype=np.float32)
         try:
             if sample_rate != SAMPLE_RATE:
-                resampled = soxr.resample(audio, sample_rate, SAMPLE_RATE).astype(np.float32)
+                # asarray, not astype: a copy would leave soxr's array (the clinician's voice) unzeroed
+                resampled = np.asarray(soxr.resample(audio, sample_rate, SAMPLE_RATE), dtype=np.float32)
                 audio.fill(0)
                 audio = resampled
             return [float(v) for v in enrol(audio, self.encoder).embedding]

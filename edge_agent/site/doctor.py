@@ -263,6 +263,25 @@ def _held_problem(directory: Path, metrics: dict[str, float]) -> Check | None:
     return None
 
 
+def check_pipeline(metrics_port: int | None) -> Check:
+    """The running daemon's alarms: audio left in a buffer after a visit, or a speech worker that failed."""
+    if not metrics_port:
+        return Check("pipeline", True, "not checked: the metrics endpoint is off (metrics.enabled = false)")
+    numbers = daemon_metrics(metrics_port)
+    if numbers is None:
+        return Check("pipeline", True, "not checked: the daemon is not running (its metrics endpoint does not answer)")
+    fix = "report this bug with `edge-agent doctor --json` and the journal; restarting the service clears the count"
+    dirty = int(numbers.get("edge_agent_pools_not_zeroed_total", 0))
+    if dirty:
+        return _fail("pipeline", f"{dirty} visit(s) ended with raw audio still in a buffer (wiped afterwards, but the "
+                     "guarantee failed)", fix)
+    errors = int(numbers.get("edge_agent_worker_errors_total", 0))
+    if errors:
+        return _fail("pipeline", f"{errors} speech-pipeline worker failure(s) since the daemon started: those visits' "
+                     "reports cover only the audio before the failure", fix)
+    return Check("pipeline", True, "no audio-hygiene alarm and no worker failure since the daemon started")
+
+
 def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
     """The outbox directory exists, takes a write+fsync, and has room for the configured maximum.
 
@@ -405,6 +424,7 @@ class ArraySource:
     """16 kHz mono int16 samples in memory, framed like a file (not live: never drops)."""
 
     live = False
+    dropped_frames = 0
 
     def __init__(self, audio: Any, description: str = "bundled speech") -> None:
         self._audio = audio
@@ -466,7 +486,7 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
 
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "clock", "outbox", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
 
 
 def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 3.0, hooks: CaptureHooks | None = None) -> list[Check]:
@@ -488,6 +508,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "certificates": lambda: check_certificates(server.bundle, server.crl),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
+        "pipeline": lambda: check_pipeline(cfg.metrics.port if cfg.metrics.enabled else None),
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
         "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
         "cpu": lambda: check_cpu(cfg),

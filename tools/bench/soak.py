@@ -70,6 +70,7 @@ class PacedArray:
     # (a lossless source waits, and its residency then measures the decoder's backlog).
     live = True
     description = "soak audio (paced)"
+    dropped_frames = 0  # frames are handed over, never queued: a full pool is counted by the framer
 
     def __init__(self, audio: np.ndarray, block_ms: int = 100) -> None:
         self.audio = audio

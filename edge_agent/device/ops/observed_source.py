@@ -61,6 +61,11 @@ class ObservedSource:
             if self.indicator is not None and not lost:
                 self.indicator.on_capture_stopped()
 
+    @property
+    def dropped_frames(self) -> int:
+        """The wrapped source's count of frames lost on a full capture queue (the pipeline reports it)."""
+        return int(self.source.dropped_frames)
+
     def stop(self) -> None:
         if hasattr(self.source, "stop"):
             self.source.stop()

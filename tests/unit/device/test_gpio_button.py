@@ -239,6 +239,7 @@ class _UnpluggedMic:
 
     live = True
     description = "test mic"
+    dropped_frames = 0
 
     def __init__(self, path, frames_before_loss: int) -> None:  # type: ignore[no-untyped-def]
         from edge_agent.audio.file_source import FileSource

@@ -280,14 +280,14 @@ def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) ->
     )
     checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
     by_name = {c.name: c for c in checks}
-    assert list(by_name) == ["models", "certificates", "clock", "outbox", "port", "mdns"]
-    assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok
+    assert list(by_name) == ["models", "certificates", "clock", "outbox", "pipeline", "port", "mdns"]
+    assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok and by_name["pipeline"].ok
     assert not by_name["port"].ok
     assert doctor.exit_code(checks) == 1
     data = json.loads(doctor.render_json(checks))
     assert data["ok"] is False and {c["name"] for c in data["checks"]} == set(by_name)
     lines = doctor.render_text(checks).splitlines()
-    assert len(lines) == len(checks) and lines[4].startswith("FAIL port") and "fix:" in lines[4]
+    assert len(lines) == len(checks) and lines[5].startswith("FAIL port") and "fix:" in lines[5]
     with pytest.raises(Exception, match="unknown doctor check"):
         doctor.run_doctor(cfg, skip=("dns",))
 

@@ -1,0 +1,112 @@
+"""A production visit feeds the metrics and enforces the pools-zeroed check; alarms reach logs, metrics and doctor.
+
+Real pipeline, real models, the daemon's own ObservedSource wrapper; faults are injected only
+where they cannot happen on demand (a full capture queue, a buffer left dirty, a worker bug).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_agent.asr.events import FinalTranscript
+from edge_agent.audio.file_source import FileSource
+from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.device.lifecycle import VisitContext
+from edge_agent.device.ops.metrics import MetricsServer, Registry
+from edge_agent.device.ops.notify import Heartbeat
+from edge_agent.device.ops.observed_source import ObservedSource
+from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
+from edge_agent.site import doctor
+
+
+def _visit(runner: PipelineVisitRunner) -> Any:
+    runner.start(VisitContext("v-alarm000000000", int(time.time()), 600, request_stop=lambda reason: None))
+    assert runner.wait_capture_end(120)
+    return runner.stop()
+
+
+def test_capture_queue_drops_behind_the_daemon_wrapper_reach_metrics_and_the_report(
+    session_with_speakers: Any, jfk_path: Path
+) -> None:
+    mic = FileSource(jfk_path)
+    mic.dropped_frames = 7  # what MicSource counts when its capture queue was full (the pipeline fell behind)
+    registry = Registry()
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: ObservedSource(mic, Heartbeat("capture", 5)),
+                                 VisitPolicy(), metrics=registry)
+    report = _visit(runner)
+    assert registry.get("edge_agent_dropped_frames_total", cause="capture_queue") == 7
+    assert report.quality.dropped_frames == 7 and runner.last_runs[0].dropped_frames_by_cause["capture_queue"] == 7
+    # the rest of a real visit's figures are fed too
+    assert registry.get("edge_agent_segments_total") >= 1 and registry.get("edge_agent_utterances_total") >= 1
+    text = registry.render()
+    assert "edge_agent_residency_seconds_count" in text and "edge_agent_final_latency_seconds_count" in text
+    assert runner.last_pools_clean and registry.get("edge_agent_pools_not_zeroed_total") == 0
+
+
+def test_a_worker_bug_mid_visit_is_counted_once_recorded_and_the_report_keeps_what_came_before(
+    session_with_speakers: Any, jfk_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def buggy_live_view(event: object) -> None:
+        if isinstance(event, FinalTranscript):
+            raise RuntimeError("bug in a consumer of finals")
+
+    registry = Registry()
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: FileSource(jfk_path), VisitPolicy(),
+                                 on_event=buggy_live_view, metrics=registry)
+    with caplog.at_level(logging.ERROR, logger="edge_agent"):
+        report = _visit(runner)
+    assert registry.get("edge_agent_worker_errors_total") == 1  # one bug, one count (not pipeline + visit)
+    assert len(runner.last_runs) == 1 and runner.last_runs[0].worker_errors == 1  # the faulted run's figures kept
+    assert runner.last_pools_clean  # the audio was still wiped
+    assert report.quality.audio_s > 0
+    assert any(r.getMessage().startswith("ALARM: visit capture failed") for r in caplog.records)
+
+
+class _BufferLeftDirty:
+    """The real session, reporting that a pool slot still held audio after the run (cannot be provoked on demand)."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.speakers = real.speakers
+
+    def run(self, *args: Any, **kwargs: Any) -> tuple[Any, bool]:
+        stats, _clean = self._real.run(*args, **kwargs)
+        return stats, False
+
+
+def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
+    session_with_speakers: Any, jfk_16k: np.ndarray, jfk_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = Registry()
+    server = MetricsServer(registry, 0)
+    port = server.start()
+    try:
+        assert doctor.check_pipeline(port).ok
+        runner = PipelineVisitRunner(_BufferLeftDirty(session_with_speakers), BehaviourClassifier(),  # type: ignore[arg-type]
+                                     lambda: FileSource(jfk_path), VisitPolicy(), metrics=registry)
+        with caplog.at_level(logging.ERROR, logger="edge_agent"):
+            _visit(runner)
+        assert not runner.last_pools_clean
+        assert registry.get("edge_agent_pools_not_zeroed_total") == 1
+        assert any("ALARM: an audio buffer still held data" in r.getMessage() for r in caplog.records)
+        check = doctor.check_pipeline(port)
+        assert not check.ok and "raw audio still in a buffer" in check.message and "report this bug" in check.fix
+        registry2 = Registry()
+        registry2.inc("edge_agent_worker_errors_total")
+        server2 = MetricsServer(registry2, 0)
+        port2 = server2.start()
+        try:
+            failed = doctor.check_pipeline(port2)
+            assert not failed.ok and "1 speech-pipeline worker failure" in failed.message
+        finally:
+            server2.stop()
+    finally:
+        server.stop()
+    assert "not checked" in doctor.check_pipeline(port).message  # the daemon is gone
+    assert "metrics endpoint is off" in doctor.check_pipeline(None).message
