@@ -153,3 +153,26 @@ def test_enrolment_audio_lives_in_one_zeroed_region(tmp_path: Path) -> None:
     assert not isinstance(base, (bytes, bytearray)), "enrolment audio must not sit in a heap bytearray"
     assert view.ctypes.data % os.sysconf("SC_PAGE_SIZE") == 0
     assert not view.any(), "enrolment audio was not zeroed after the embedding"
+
+
+def test_enrolment_at_a_browser_rate_zeroes_the_resampled_voice(session_with_speakers, jfk_16k: np.ndarray,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phone records at 48 kHz: the 16 kHz copy soxr makes of the clinician's voice is zeroed too."""
+    import soxr
+
+    from edge_agent.device.visit import PipelineEnroller
+
+    made: list[np.ndarray] = []
+    real = soxr.resample
+
+    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        made.append(out)
+        return out
+
+    monkeypatch.setattr(soxr, "resample", keep)
+    pcm48 = np.clip(real(jfk_16k.astype(np.float32), 16000, 48000) * 32767, -32768, 32767).astype(np.int16)
+    made.clear()
+    values = PipelineEnroller(session_with_speakers).enroll(pcm48, 48000)
+    assert len(values) > 16 and any(v != 0 for v in values)
+    assert made and all(not m.any() for m in made), "the resampled enrolment audio was freed without being zeroed"
