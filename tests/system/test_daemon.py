@@ -54,7 +54,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     ca.issue_clinician(authority, tmp_path / "clin.pem")
     keys = tmp_path / "phone.json"
     init_key_file(tmp_path / "clin.pem", keys)
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     config = tmp_path / "config.toml"
     make_secret(tmp_path / "room-code.key")
     code = RoomCodes.load(tmp_path / "room-code.key", 86400).window().code
@@ -62,6 +62,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\n'
         f'crl = "{tmp_path / "ca" / ca.CRL}"\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n\n[logging]\njson = true\n'
         f'\n[presence]\ncode_secret = "{tmp_path / "room-code.key"}"\ncode_step_s = 86400\n'
+        f'\n[metrics]\nenabled = true\nport = {metrics_port}\n'
     )
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -73,6 +74,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
         target = phone.Target("127.0.0.1", port, None)
         visit_id = phone.start(keys, target, room_code=code)
         time.sleep(20)  # the replayed consultation plays in real time through the pipeline
+        during = _metrics(metrics_port)  # the production registry, fed by the real visit
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, log.read_text()[-2000:]
         notes = notify.recv(4096).decode()
@@ -84,12 +86,20 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     daemon = start_daemon(config, notify_path, log)
     try:
         wait_ready(notify)
+        after_restart = _metrics(metrics_port)
         reports = phone.feedback(keys, phone.Target("127.0.0.1", port, None), follow=False)
+        after_ack = _metrics(metrics_port)
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         notify.close()
     assert len(reports) == 1 and reports[0].visit_id == visit_id
+    assert _value(during, "edge_agent_visit_active") == 1 and _value(during, "edge_agent_segments_total") >= 1
+    assert _value(during, "edge_agent_utterances_total") >= 1 and _value(during, "edge_agent_residency_seconds_count") >= 1
+    assert _value(after_restart, "edge_agent_outbox_items") == 1  # the report sealed at SIGTERM, waiting for the phone
+    assert _value(after_ack, "edge_agent_outbox_items") == 0  # delivered and acknowledged
+    for text in (during, after_restart):  # numbers only: no visit id, no key, no room name
+        assert visit_id not in text and "Room 4" not in text and "clin" not in text.lower()
     text = reports[0].render()
     assert "Timing:" in text
     # nothing of the visit in the logs: no transcript words, no ids
@@ -100,6 +110,20 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     spoken = json.loads(demo_audio_path("demo_conversation.json").read_text())["turns"]
     words = {w.strip(".,?!").lower() for t in spoken for w in t["text"].split() if len(w) > 6}
     assert words and not [w for w in words if w in log_text.lower()]
+
+
+def _metrics(port: int) -> str:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:  # noqa: S310 - loopback
+        return str(reply.read().decode())
+
+
+def _value(text: str, series: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(series + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{series} not in the metrics:\n{text[:3000]}")
 
 
 def test_population_settings_refuse_a_person_like_service_line() -> None:

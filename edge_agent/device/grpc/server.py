@@ -110,6 +110,7 @@ class EdgeAgentServer:
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics,
                                    cfg.max_held_bytes)
         self.visits.quotes = cfg.quotes
+        self.visits.record_outbox()  # a restart's queue shows at once, not after the next change
         agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims, self.presence)
         self.agent_service = agent  # also served to browsers (edge_agent.device.web), same authorisation
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
@@ -135,6 +136,7 @@ class EdgeAgentServer:
                 assert self.outbox is not None and self.visits is not None
                 await asyncio.to_thread(self.outbox.purge_expired)
                 self.visits.space_freed()
+                await asyncio.to_thread(self.visits.record_outbox)
             except Exception as exc:  # noqa: BLE001 - housekeeping must never take the daemon down
                 log.warning("outbox housekeeping failed: %s", exc)
 
