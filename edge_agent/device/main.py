@@ -39,6 +39,7 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
+from edge_agent.crypto.errors import CertificateError
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
@@ -91,6 +92,15 @@ class LiveTargets:
     def apply(self, cfg: EdgeConfig, keys: list[KeySpec]) -> None:
         """``cfg`` is the running config with the changed live keys merged in (restart-only keys unchanged)."""
         sections = {k.section for k in keys}
+        # what can be refused is checked before anything changes: a refused reload changes nothing
+        allowed = None
+        if "presence" in sections and self.presence is not None:
+            allowed = load_allow_list(cfg.presence.allowed_clinicians)  # a bad file: ConfigError
+        if "server" in sections:
+            try:
+                self.auth.check_crl(cfg.server.crl)
+            except CertificateError as exc:
+                raise ConfigError(f"server.crl refused: {exc.message}") from None
         if "logging" in sections:
             configure_logging(cfg.logging.level, cfg.logging.json)
         if "vad" in sections:
@@ -106,8 +116,8 @@ class LiveTargets:
             self.outbox.config = cfg.outbox.outbox_config()
         if "gpio" in sections:
             self.claims.window_s = cfg.gpio.claim_window_s
-        if "presence" in sections and self.presence is not None:
-            self.presence.allowed = load_allow_list(cfg.presence.allowed_clinicians)  # a bad file: ConfigError, nothing applied
+        if allowed is not None and self.presence is not None:
+            self.presence.allowed = allowed
         if "feedback" in sections:
             self.visits.quotes = cfg.feedback.quotes
 

@@ -140,7 +140,8 @@ def load_allow_list(path: Path | None) -> frozenset[str] | None:
         if not item:
             continue
         if not _ID_RE.match(item):
-            raise ConfigError(f"{path} line {n}: {item!r} is not a clinician id (s-... subject or c-... pseudonym)")
+            # the line itself is never echoed: IT may have typed a name there, and this message reaches the journal
+            raise ConfigError(f"{path} line {n} is not a clinician id (s-... subject or c-... pseudonym); fix or remove that line")
         ids.add(item)
     return frozenset(ids)
 

@@ -109,6 +109,16 @@ class PeerAuthorizer:
             raise CertificateError(f"CRL {path} is number {crl.number}, older than number {floor} already in use")
         return crl
 
+    def check_crl(self, crl_path: Path | None) -> None:
+        """Would :meth:`use_crl` take this file? Raises CertificateError (one line) if not; changes nothing."""
+        new = Path(crl_path) if crl_path else None
+        if new == self._crl_path:
+            return
+        if new is None:
+            raise CertificateError("server.crl cannot be removed while running: revocations would stop being checked; "
+                                   "point it at the current crl.pem")
+        self._judge(new)
+
     def use_crl(self, crl_path: Path | None) -> None:
         """Switch to another CRL file (config reload); a bad or older new file keeps the current list."""
         new = Path(crl_path) if crl_path else None

@@ -63,7 +63,11 @@ class ConfigReloader:
         # and that merged config is what is applied (a restart-only key is never half-applied)
         merged = _merge_live(self.current, new, live)
         if live:
-            self.apply_live(merged, live)
+            try:
+                self.apply_live(merged, live)
+            except EdgeAgentError as exc:  # checked before any change (LiveTargets.apply): nothing was applied
+                log.error("config reload refused, keeping the running config: %s", exc)
+                return [], []
         self.current = merged
         self.pending_restart = restart
         for key in (k.key for k in live):

@@ -158,3 +158,29 @@ def test_restart_only_key_is_never_half_applied(device, tmp_path: Path) -> None:
     assert applied == ["vad.hangover_ms"] and restart == ["vad.max_segment_s"]
     assert targets.runner.session.config.vad.hangover_ms == 300
     assert targets.runner.session.config.vad.max_segment_s == before
+
+
+def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """A bad allow-list or a CRL the authoriser refuses: no key is applied, and none is logged as applied."""
+    targets, pki = device
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    hangover = targets.runner.session.config.vad.hangover_ms
+    bad_allow = tmp_path / "room.allow"
+    bad_allow.write_text("Dr Jane Smith\n")  # a name typed by IT
+    foreign = Pki.make(tmp_path / "other")  # a CRL signed by another CA
+    for tables in (
+        f'[server]\ncrl = "{pki.crl}"\n[vad]\nhangover_ms = {hangover + 90}\n[presence]\nallowed_clinicians = "{bad_allow}"\n',
+        f'[server]\ncrl = "{foreign.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\n',
+    ):
+        path.write_text(tables)
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="edge_agent"):
+            assert reloader.reload() == ([], [])
+        assert targets.runner.session.config.vad.hangover_ms == hangover  # applied before the refusal? no
+        assert targets.auth.crl_path == pki.crl and targets.visits.default_max_duration_s != 33 * 60
+        messages = [r.getMessage() for r in caplog.records]
+        assert not [m for m in messages if "applied" in m], messages
+        assert any("config reload refused" in m for m in messages)
+        assert not [m for m in messages if "Smith" in m], "the file's text reached the log"
