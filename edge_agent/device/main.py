@@ -23,6 +23,7 @@ from pathlib import Path
 from edge_agent.asr.events import PipelineEvent
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.crypto.errors import CertificateError
 from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
@@ -39,7 +40,6 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
-from edge_agent.crypto.errors import CertificateError
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
