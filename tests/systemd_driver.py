@@ -60,8 +60,6 @@ def install(params: dict[str, int]) -> None:
     Path(site, "host-deps.pth").write_text("/opt/host-site-packages\n")
     wheel = glob.glob(str(IN / "*.whl"))[0]
     sh(f"{VENV}/bin/python -m pip install --no-deps --no-index --no-compile -q {wheel}")
-    models = sh(f"{VENV}/bin/python -c 'from edge_agent.models import models_dir; print(models_dir())'").strip()
-    sh(f"cp -rL {models} /opt/edge-agent/models")
     sh("useradd --system --no-create-home --shell /usr/sbin/nologin --groups audio edge-agent")
     sh(f"install -m 0644 {IN}/edge-agent.service /etc/systemd/system/")
     # --- provisioning, the real command ---
