@@ -32,7 +32,6 @@ Deterministic: same packages -> same bytes (checked by building twice).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from edge_agent.models import sha256_of
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -123,18 +124,10 @@ def sources() -> dict:
             "package_licence": "MIT (package metadata)",
             "model": "sentence-transformers/all-MiniLM-L6-v2",
             "model_licence": "Apache-2.0 (model card shipped in the package)",
-            "safetensors_sha256": sha256(d / "model.safetensors"),
+            "safetensors_sha256": sha256_of(d / "model.safetensors"),
         },
         "build_tools": {p: ver(p) for p in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "numpy")},
     }
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def load_torch_model(layers: int):  # type: ignore[no-untyped-def]
@@ -433,7 +426,7 @@ def build(name: str, out: Path) -> dict:
         "spec": spec,
         "sources": sources(),
         "build": f"HF_HUB_OFFLINE=1 python tools/encoder/build.py --candidate {name} --out DIR",
-        "files": {f: {"sha256": sha256(out / f), "bytes": (out / f).stat().st_size} for f in ("encoder.onnx", "tokenizer.json")},
+        "files": {f: {"sha256": sha256_of(out / f), "bytes": (out / f).stat().st_size} for f in ("encoder.onnx", "tokenizer.json")},
     }
     (out / "encoder.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 

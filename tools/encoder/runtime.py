@@ -17,25 +17,18 @@ shrunk transformer) have the same interface, so the caller does not care which.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
 import numpy as np
+
+from edge_agent.models import sha256_of
 
 META_NAME = "encoder.json"
 
 
 class EncoderError(RuntimeError):
     """The encoder folder is missing, incomplete or does not match its metadata."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class Encoder:
@@ -55,7 +48,7 @@ class Encoder:
             p = self.folder / name
             if not p.is_file():
                 raise EncoderError(f"{p} is missing; rebuild with: python tools/encoder/build.py --out {self.folder}")
-            if verify and _sha256(p) != info["sha256"]:
+            if verify and sha256_of(p) != info["sha256"]:
                 raise EncoderError(f"{p} does not match the sha256 in {META_NAME}")
         self.dim = int(self.meta["dim"])
         self.max_length = int(self.meta["max_length"])

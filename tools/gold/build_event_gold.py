@@ -1,6 +1,6 @@
 """Build the adjudicated event gold (docs/gold-events.md; tools/gold/README.md).
 
-    PYTHONPATH=. python tools/gold/build_event_gold.py [--check]
+    python -m tools.gold.build_event_gold [--check]
 
 Reads the two blind annotations (``annotations/annotator-a/events`` and
 ``annotator-b/events``) and the adjudicator's decisions, and writes one file per
@@ -48,10 +48,7 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make ``tools.gold`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.gold.agreement import (  # noqa: E402
+from tools.gold.agreement import (
     ADJUDICATION,
     ANNOTATIONS,
     ANNOTATORS,

@@ -1,6 +1,6 @@
 """Build the adjudicated gold sentence labels (docs/labelling.md; tools/gold/README.md).
 
-    PYTHONPATH=. python tools/gold/build_gold.py [--check]
+    python -m tools.gold.build_gold [--check]
 
 Reads the packet (``packets/labels_primock57.jsonl``), the two blind annotations
 (``annotations/annotator-a`` and ``annotator-b``) and the adjudicator's decisions
@@ -26,10 +26,7 @@ import json
 import sys
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make ``tools.gold`` importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
-from tools.gold.agreement import (  # noqa: E402
+from tools.gold.agreement import (
     ADJUDICATION,
     ANNOTATIONS,
     ANNOTATORS,
