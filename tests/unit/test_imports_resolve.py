@@ -66,3 +66,43 @@ def test_every_project_import_names_something_that_exists():
 def test_test_helpers_are_imported_through_the_tests_package():
     bare = list(_bare_test_imports())
     assert not bare, "\n".join(bare)
+
+
+def _package_imports() -> dict[str, set[str]]:
+    """edge_agent's sub-packages (and top-level modules) -> the ones they import, lazy imports included."""
+    graph: dict[str, set[str]] = {}
+    for path in (ROOT / "edge_agent").rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if len(parts) < 2 or parts[1] == "proto":  # generated code
+            continue
+        src = parts[1]
+        targets = graph.setdefault(src, set())
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            else:
+                continue
+            for name in names:
+                bits = name.split(".")
+                if bits[0] in ("tools", "tests"):
+                    targets.add(bits[0])
+                elif bits[0] == "edge_agent" and len(bits) > 1 and bits[1] not in ("proto", src):
+                    targets.add(bits[1])
+    return graph
+
+
+def test_the_runtime_package_has_no_import_cycles_and_never_imports_tooling() -> None:
+    from graphlib import CycleError, TopologicalSorter
+
+    graph = _package_imports()
+    assert len(graph) >= 10, sorted(graph)
+    # only `edge-agent bench` reaches into tools/, behind a gate that says "run it in a clone" (cli/__init__.py)
+    tooling = sorted(f"{src} -> {t}" for src, targets in graph.items() for t in targets & {"tools", "tests"} if (src, t) != ("cli", "tools"))
+    assert not tooling, f"the installed package imports tools/ or tests/ (not installed): {tooling}"
+    graph = {src: targets - {"tools", "tests"} for src, targets in graph.items()}
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as exc:
+        raise AssertionError(f"import cycle between edge_agent packages: {' -> '.join(exc.args[1])}") from None
