@@ -254,6 +254,26 @@ def test_committed_app_is_built_from_the_sources() -> None:
     assert "edge-agent-" in (static_dir() / "sw.js").read_text()  # the cache name carries the build hash
 
 
+def test_committed_app_is_byte_identical_to_a_fresh_build(tmp_path: Path) -> None:
+    """The committed static/ is what the pinned sources build (needs node and `npm ci` in tools/phone-web)."""
+    import shutil
+
+    web = ROOT / "tools" / "phone-web"
+    if shutil.which("node") is None or not (web / "node_modules" / "esbuild").is_dir():
+        pytest.skip("node or tools/phone-web/node_modules missing: run `cd tools/phone-web && npm ci` to check the build")
+    copy = tmp_path / "tools" / "phone-web"
+    shutil.copytree(web, copy, ignore=shutil.ignore_patterns("node_modules", "test"))
+    (copy / "node_modules").symlink_to(web / "node_modules")
+    res = subprocess.run(["node", "build.mjs"], cwd=copy, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    built = tmp_path / "edge_agent" / "phone" / "web" / "static"
+    committed = static_dir()
+    names = sorted(p.name for p in committed.iterdir() if p.is_file())
+    assert names == sorted(p.name for p in built.iterdir() if p.is_file())
+    differ = [n for n in names if (built / n).read_bytes() != (committed / n).read_bytes()]
+    assert not differ, f"committed app differs from its sources: {differ}; rebuild with tools/phone-web (see build.mjs)"
+
+
 def test_join_code_carries_address_fingerprint_and_room(pki: Pki) -> None:
     code = join_code("https://phones.test:8443/", "https://10.0.0.7:50444", "Room 4", bundle=pki.device)
     assert code.link == (f"https://phones.test:8443/#join?d=https%3A%2F%2F10.0.0.7%3A50444&fp={ca.load_bundle(pki.device).fingerprint}"
