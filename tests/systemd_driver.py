@@ -127,7 +127,9 @@ def main() -> None:
     keys = "/root/phone.json"
     sh(f"install -m 0600 {IN}/phone.json {keys}")
     target = f"--device 127.0.0.1:{params['port']}"
-    out = sh(f"{EDGE} phone start --keys {keys} {target} 2>&1")
+    # presence: the phone names the room it is in and gives the code printed on that room's device
+    code = json.loads(sh(f"{EDGE} device room-code --json"))["code"]
+    out = sh(f"{EDGE} phone start --keys {keys} {target} --room 'Room 4' --room-code {code} 2>&1")
     results["phone_start"] = out[-300:]
     time.sleep(12)
     results["phone_stop"] = sh(f"{EDGE} phone stop --keys {keys} {target} 2>&1")[-300:]
