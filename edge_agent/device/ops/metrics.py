@@ -65,7 +65,7 @@ _STOP_REASONS = frozenset({"stop", "button", "admin", "shutdown", "long_silence"
 DISCARD_REASONS = frozenset(
     {"too_little_speech", "no_speech", "silence_hallucination", "repetition", "empty", "decode_failed"}
 )
-DROP_CAUSES = frozenset({"capture_queue", "frame_pool", "segment_pool"})
+DROP_CAUSES = frozenset({"capture_queue", "frame_pool"})  # speech lost for want of a segment buffer: dropped_segments
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
 
 METRICS: tuple[MetricDef, ...] = (
