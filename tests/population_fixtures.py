@@ -20,7 +20,7 @@ DURING = dt.datetime(2026, 11, 5, tzinfo=dt.timezone.utc).timestamp()
 
 def visit_inputs(rng: random.Random) -> tuple[dict[str, float], dict[str, int]]:
     timing = {
-        "opening_uninterrupted_s": rng.uniform(3, 40), "interruptions": rng.randint(0, 4), "talk_share": rng.uniform(0.3, 0.7),
+        "opening_uninterrupted_s": rng.uniform(3, 40), "talk_share": rng.uniform(0.3, 0.7),
         "longest_monologue_s": rng.uniform(10, 90), "wait_after_question_s": rng.uniform(0.2, 3), "speech_rate_wpm": rng.uniform(110, 190),
     }
     labels = {name: rng.randint(0, 3) for name in LABEL_NAMES}

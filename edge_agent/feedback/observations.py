@@ -46,6 +46,10 @@ GROUPS = {
 WITHHELD = {
     "interruptions": "true in 2 of 4 held-out visits; annotators agreed on interruptions at F1 0.49 (docs/coaching.md §4)",
 }
+# A count or a timeline mark states the same thing as the observation: they are withheld with it
+# (report timing, the phone's picture of the visit, the population record).
+WITHHELD_TIMING = frozenset({"interruptions"})
+WITHHELD_MARKS = frozenset({"interruption"})
 # Advice that does not fit a visit where emergency care was arranged.
 NOT_IN_EMERGENCY = frozenset({"agenda_not_set", "agenda_anything", "ice_not_elicited", "cue_not_explored", "premature_reassurance",
                               "teach_back", "safety_net_missing", "notes_led_opening", "stacked_questions"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from edge_agent.feedback.observations import WITHHELD_MARKS, WITHHELD_TIMING
 from edge_agent.feedback.report import Feedback
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
@@ -22,7 +23,7 @@ def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_p
     )
     for key, value in feedback.timing.to_dict().items():
         # numbers only: event lists serve the observations, not the report
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key not in WITHHELD_TIMING:
             message.timing[key] = float(value)
     for label, count in feedback.label_counts.items():
         message.label_counts[label] = int(count)
@@ -40,6 +41,6 @@ def feedback_to_proto(feedback: Feedback, started_unix_s: int = 0) -> feedback_p
     for speaker, t0, t1 in feedback.turns:
         message.timeline.add(speaker=_SPEAKERS.get(speaker, feedback_pb2.SPEAKER_OTHER), start_s=round(t0, 2), end_s=round(t1, 2))
     for event in feedback.timing.events:
-        if event.kind in _MARK_KINDS:
+        if event.kind in _MARK_KINDS and event.kind not in WITHHELD_MARKS:
             message.marks.add(kind=event.kind, at_s=round(event.at_s, 1))
     return message

@@ -174,7 +174,7 @@ def render_text(fb: Feedback) -> str:
     else:
         how = "until you redirected" if t.opening_redirected else "until the patient finished"
         lines.append(f"  Opening statement: {t.opening_uninterrupted_s:.0f} s {how}")
-    lines.append(f"  Times you took the floor while the patient was mid-sentence: {t.interruptions}")
+    # interruptions: withheld with their observation (feedback/observations.py WITHHELD_TIMING)
     if t.talk_share is not None:
         lines.append(f"  Your share of the talking time: {t.talk_share * 100:.0f} %")
     lines.append(f"  Longest stretch of your talking without a patient turn: {moment(t.longest_monologue_s)}")

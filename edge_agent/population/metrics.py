@@ -92,7 +92,6 @@ _COUNT_EDGES = (0.0, 1.0, 2.0, 3.0, 6.0)
 
 TIMING_METRICS: tuple[Metric, ...] = (
     Metric("opening_uninterrupted_s", TIMING, (0.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0), 120.0, "s", True),
-    Metric("interruptions", TIMING, (0.0, 1.0, 2.0, 3.0, 6.0, 10.0), 10.0, "", True),
     Metric("talk_share", TIMING, tuple(i / 10 for i in range(10)), 1.0, "share", False),
     Metric("longest_monologue_s", TIMING, (0.0, 15.0, 30.0, 60.0, 120.0, 300.0), 300.0, "s", True),
     Metric("wait_after_question_s", TIMING, (0.0, 0.5, 1.0, 2.0, 4.0), 4.0, "s", True),

@@ -37,7 +37,9 @@ from edge_agent.population.metrics import LABEL_NAMES, METRICS, TIMING_NAMES
 from edge_agent.population.periods import parse_period
 from edge_agent.population.pseudonym import PSEUDONYM_HEX_LEN, PeriodKeyRing
 
-RECORD_VERSION = 2  # 2: label counts only for the labels coders agree on (edge_agent/behaviours/reliability.py)
+# 2: label counts only for the labels coders agree on (edge_agent/behaviours/reliability.py)
+# 3: no interruption count (its detector is withheld: edge_agent/feedback/observations.py)
+RECORD_VERSION = 3
 AGGREGATOR_RECIPIENT = "population-aggregator"  # outbox routing key; clinician ids start with "c-"
 RECORD_ID_PREFIX = "r-"
 MAX_RECORD_BYTES = 4096
