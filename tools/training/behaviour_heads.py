@@ -289,3 +289,36 @@ def pooled(parts: list[dict]) -> dict:
 
 def variant(spec: Spec, **kw) -> Spec:  # type: ignore[no-untyped-def]
     return replace(spec, **kw)
+
+
+# ---------------------------------------------------------------- the two evaluations
+
+TARGET_LABELS = ("open_question", "closed_question", "reflection", "information", "advice")
+# The issue-13 out-of-domain targets (leave-one-source-out F1).
+LOSO_TARGETS = {"open_question": 0.85, "closed_question": 0.80, "reflection": 0.60, "information": 0.70, "advice": 0.55}
+
+
+def loso(train: list[dict], gold_all: list[dict], spec: Spec, emb: Embeddings | None, log=print) -> dict:  # type: ignore[no-untyped-def]
+    """Leave-one-source-out: for each source, fit (heads + inner thresholds) on the others, test on it.
+
+    The PriMock57 fold is tested on the 891 gold sentences of all 57 consultations (no PriMock57
+    row is trained on in that fold); every other fold on the source's own rows.
+    """
+    out: dict = {}
+    for s in sorted({r["source"] for r in train}):
+        test = gold_all if s == "primock57" else [r for r in train if r["source"] == s]
+        tr = without_duplicates([r for r in train if r["source"] != s], test)
+        heads, th = fit_with_thresholds(tr, spec, emb)
+        proba = heads.proba([r["text"] for r in test])
+        out[s] = score(test, proba >= th, proba)
+        out[s]["_thresholds"] = dict(zip(LABELS, map(float, th)))
+        log(f"  {spec.name} LOSO {s:<20} " + " ".join(f"{lab[:5]} {out[s][lab]['f1']:.2f}" for lab in TARGET_LABELS))
+    return out
+
+
+def summary(scored: dict) -> dict:
+    """Macro figures of one scored part: the five target labels, and every model label with support."""
+    target = float(np.mean([scored[lab]["f1"] for lab in TARGET_LABELS]))
+    model = [lab for lab in LABELS if lab != "jargon" and scored[lab]["n"]]
+    return {"macro5_f1": target, "macro5_p": float(np.mean([scored[lab]["p"] for lab in TARGET_LABELS])),
+            "macro_model_f1": float(np.mean([scored[lab]["f1"] for lab in model]))}
