@@ -47,7 +47,10 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
     from tools.corpus.primock import iter_consultations, utterances_from_consultation
 
     clf = BehaviourClassifier(threads=2)
-    model_mb = (verify_model(MODEL_NAME).stat().st_size + verify_model("behaviours_features.json").stat().st_size) / 1e6
+    files = [MODEL_NAME, "behaviours_features.json"]
+    if clf.encoder is not None:  # the sentence encoder and its tokenizer are part of the classifier
+        files += ["behaviours_encoder.onnx", "behaviours_tokenizer.json"]
+    model_mb = sum(verify_model(f).stat().st_size for f in files) / 1e6
     consultations = list(iter_consultations())
     sentences = [s for c in consultations for t in c.of("doctor") for s in split_sentences(t.text) if not is_filler(s)]
     batch = (sentences * (n_batch // max(1, len(sentences)) + 1))[:n_batch]

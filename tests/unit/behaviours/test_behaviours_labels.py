@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from edge_agent.behaviours import LABELS
 from edge_agent.behaviours.features import tokens
-from tests.paths import REPO_ROOT
-
-DATA = REPO_ROOT / "tools" / "training" / "data" / "behaviours"
 
 KNOWN: dict[str, list[str]] = {
     "open_question": [
@@ -118,12 +113,10 @@ def _norm(text: str) -> str:
 
 
 def _training_texts() -> set[str]:
-    out = set()
-    for name in ("primock57.jsonl", "written.jsonl"):
-        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.add(_norm(json.loads(line)["text"]))
-    return out
+    """Every sentence of every labelled source the classifier may learn from (tools/training/behaviour_sources.py)."""
+    from tools.training.behaviour_sources import training_texts
+
+    return training_texts()
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +178,9 @@ def test_model_is_verified_against_manifest(tmp_path):
     from edge_agent.errors import ModelError
     from edge_agent.models import models_dir
 
-    for name in ("MANIFEST", "behaviours.onnx", "behaviours_features.json", "jargon_lexicon.tsv"):
-        shutil.copy(models_dir() / name, tmp_path / name)
+    for name in ("MANIFEST", "behaviours.onnx", "behaviours_features.json", "jargon_lexicon.tsv", "behaviours_encoder.onnx", "behaviours_tokenizer.json"):
+        if (models_dir() / name).is_file():
+            shutil.copy(models_dir() / name, tmp_path / name)
     BehaviourClassifier(models_dir=tmp_path)  # intact copy loads
     with (tmp_path / "behaviours.onnx").open("r+b") as fh:
         fh.seek(200)
