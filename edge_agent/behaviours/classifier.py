@@ -1,7 +1,12 @@
-"""Runtime language-behaviour classifier: ONNX model + lexicon jargon detector.
+"""Runtime language-behaviour classifier: sentence encoder + n-gram features -> ONNX heads, and the
+lexicon jargon detector.
 
-Needs onnxruntime and numpy only. The model and its featuriser file are
-checked against models/MANIFEST before use.
+Needs onnxruntime, tokenizers and numpy only. Every file (heads, featuriser file, encoder,
+tokenizer) is checked against models/MANIFEST before use. What runs here is exactly what
+tools/training/train_behaviours.py evaluated: the n-gram features of
+edge_agent.behaviours.features (the version named in the featuriser file) and, when the
+featuriser file names an encoder, its embedding of the sentence (one sentence per encoder
+call, as in training), fed to the per-label heads in ``behaviours.onnx``.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.behaviours.features import Vocabulary, batch_arrays
+from edge_agent.behaviours.encoder import SentenceEncoder, make_session
+from edge_agent.behaviours.features import FEATURISER_VERSIONS, Vocabulary, batch_arrays
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
 from edge_agent.errors import ModelError
@@ -50,9 +56,8 @@ def _resolve(name: str, models_dir: Path | None) -> Path:
 class BehaviourClassifier:
     """Multi-label classifier of clinician sentences into the docs/design.md §5 labels."""
 
-    def __init__(self, threads: int = 1, models_dir: Path | None = None, lexicon_path: Path | None = None) -> None:
-        import onnxruntime as ort
-
+    def __init__(self, threads: int = 1, models_dir: Path | None = None, lexicon_path: Path | None = None, provider: str = "cpu") -> None:
+        """``provider``: "cpu" or "cuda" (needs onnxruntime-gpu), for the encoder and the heads."""
         model_path = _resolve(MODEL_NAME, models_dir)
         feat_path = _resolve(FEATURES_NAME, models_dir)
         try:
@@ -61,24 +66,37 @@ class BehaviourClassifier:
             raise ModelError(f"{feat_path} is unreadable ({exc}); run: python -m tools.training.train_behaviours") from None
         if tuple(meta.get("labels", ())) != LABELS:
             raise ModelError(f"{feat_path} was built for other labels; run: python -m tools.training.train_behaviours")
+        self.version = int(meta.get("featuriser_version", 2))
+        if self.version not in FEATURISER_VERSIONS:
+            raise ModelError(f"{feat_path} needs featuriser version {self.version}, this code has {FEATURISER_VERSIONS}; update edge-agent")
         self.vocab = Vocabulary({f: i for i, f in enumerate(meta["vocab"])}, meta["idf"])
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        self.session = ort.InferenceSession(str(model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+        self.encoder: SentenceEncoder | None = None
+        enc = meta.get("encoder")
+        if enc:
+            self.encoder = SentenceEncoder(
+                _resolve(enc["onnx"], models_dir), _resolve(enc["tokenizer"], models_dir), max_length=int(enc["max_length"]),
+                special_tokens=bool(enc["special_tokens"]), dim=int(enc["dim"]), threads=threads, provider=provider,
+            )
+        self.session = make_session(model_path, threads, provider, "behaviour model")
         if models_dir is not None and lexicon_path is None and (models_dir / "jargon_lexicon.tsv").is_file():
             lexicon_path = models_dir / "jargon_lexicon.tsv"
         self.jargon = JargonDetector(lexicon_path)
         self._jargon_k = LABELS.index("jargon")
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 11) model probabilities, jargon column from the lexicon detector."""
+    def model_probabilities(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 11) probabilities of the ONNX heads alone (the jargon column is the model's, unused)."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
-        idx, val = batch_arrays(texts, self.vocab)
-        probs = self.session.run(None, {"indices": idx, "values": val})[0]
+        idx, val = batch_arrays(texts, self.vocab, self.version)
+        feeds = {"indices": idx, "values": val}
+        if self.encoder is not None:
+            feeds["embedding"] = self.encoder.embed(texts)
+        return self.session.run(None, feeds)[0]
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """(len(texts), 11) model probabilities, jargon column from the lexicon detector."""
+        probs = self.model_probabilities(texts)
         for i, t in enumerate(texts):
             hits = self.jargon.find(t)
             if any(not h.explained for h in hits):

@@ -19,6 +19,14 @@ Features of one sentence (all lower-cased):
   q:<cue>           question-form cues from docs/labelling.md (an invitation
                     to narrate, asking for the patient's ideas, a single-fact
                     form, a rating, an auxiliary-initial yes/no form, ...)
+  q3:<cue>          (featuriser version 3 only) sentence-form cues for the
+                    out-of-domain misses of issue 13: "how come", modal and
+                    appraisal wh-openings ("what would you...", "how serious do
+                    you think..."), tag questions, where the wh-word sits, a
+                    statement followed by a question in one sentence (the last
+                    part decides, guide Q1), declarative checks, and statement
+                    openings of reflections ("so you...", "it sounds like",
+                    "part of you"), of advice and of information.
 Weights: (1 + log tf) * idf, then L2-normalised; the q: cues are appended
 after the normalisation with the fixed value CUE_VALUE, so that a handful of
 form cues is not drowned by a hundred character n-grams.
@@ -84,11 +92,108 @@ def cues(text: str, words: list[str]) -> list[str]:
     return out
 
 
+# ---- version 3: sentence-form cues (docs/labelling.md §4.2 and §5.5) ------------------------------
+
+FEATURISER_VERSIONS = (2, 3)
+_WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "what's", "how's", "where's", "who's"})
+_AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
+                  "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "don't", "doesn't", "didn't",
+                  "haven't", "hasn't", "can't", "won't", "wouldn't", "couldn't", "shouldn't", "d'you"})
+_CLAUSE = re.compile(r"[,;:\u2013\u2014]|\s-\s|\.\.\.")
+_TAG = re.compile(r"^(is|isn't|are|aren't|was|wasn't|do|don't|does|doesn't|did|didn't|have|haven't|has|hasn't|can|can't|will|won't"
+                  r"|would|wouldn't)( (it|you|they|he|she|that|we|there|i))?$|^(right|yeah|yes|ok|okay|correct|true|no)$"
+                  r"|^(is that|was that) (right|correct|true|so|fair|ok|okay)$|^(am i|have i got that) (right|correct)$")
+_APPRAISAL = ("important", "confident", "ready", "worried", "concerned", "serious", "sure", "likely", "committed", "motivated",
+              "willing", "hard", "difficult", "easy", "helpful", "useful", "different", "comfortable", "bothered", "keen")
+_DEGREE = frozenset({"long", "many", "much", "often", "old", "far", "soon", "frequently"})
+_CUES3: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(rx))
+    for name, rx in (
+        ("how-come", r"\bhow come\b"),
+        ("wh-modal", r"\b(what|how) (would|could|might|will|should) (you|it|that|things|life|this)\b"),
+        ("wh-you-think", r"\b(what|how|why) (\w+ )?(do|did|would|does) you (think|feel|reckon|imagine|suppose|make of|see|hope|want|need|like)\b"),
+        ("how-appraisal", r"\bhow (" + "|".join(_APPRAISAL) + r")\b"),
+        ("what-else-helps", r"\bwhat (else )?(has|have|might|would|could|will) (help|helped|work|worked|make|made|get|stop|stopped)\b"),
+        ("sounds-like", r"\b(it |that )?(sounds|seems|looks) (like|as if|as though)\b|\bsounds (really |quite |pretty )?\w+\b"),
+        ("reflect-you", r"\byou('re| are| were|'ve| have)? ?(feeling|worried|concerned|wondering|thinking|hoping|finding|struggling|torn|"
+                        r"tired|frustrated|fed up|not sure|unsure|scared|afraid|angry|upset|proud|ready|determined|saying|telling me)\b"
+                        r"|\byou (said|mentioned|told me|described|feel|felt|want|wanted|don't want|mean|noticed|realised|realized|enjoy|like|"
+                        r"value|care about|miss|hate|worry|wonder)\b|\bpart of you\b|\bon the one hand\b|\bon the other( hand)?\b"
+                        r"|\bwhat i'm hearing\b|\bif i('ve)? (understand|heard|hear|got) (you|that|this|it)\b"),
+        ("advice-modal", r"\b(you (should|need to|must|ought to|could try|might try|might want to|may want to|want to try)|i'?d (suggest|recommend|advise|like you to)"
+                         r"|i would (suggest|recommend|advise|like you to)|try (to|and)|make sure|it (might|may|would|could) be (worth|a good idea|helpful|best)"
+                         r"|it's (worth|best|a good idea)|please|don't|avoid|keep (taking|using|going)|remember to)\b"),
+        ("info-we", r"\b(i'll|i will|we'll|we will|i'm going to|we're going to|i am going to|we are going to|they'll|they will|the \w+ will|this will|that will|it will)\b"),
+        ("info-general", r"\b(usually|normally|typically|generally|often|most people|many people|some people|lots of people|can cause|causes|caused by"
+                         r"|is a|are a|is the|means|tends to|is common|are common|the risk|research|studies|on average|per cent|percent)\b"),
+    )
+)
+
+
+def _opening(words: list[str]) -> int:
+    k = 0
+    while k < len(words) - 1 and words[k] in _MARKERS:
+        k += 1
+    return k
+
+
+def form_cues(text: str) -> list[str]:
+    """Version-3 sentence-form cues (names without prefix)."""
+    lowered = text.lower().strip()
+    out = [name for name, rx in _CUES3 if rx.search(lowered)]
+    question = "?" in lowered
+    clauses = [[t for t in tokens(c) if t != "?"] for c in _CLAUSE.split(lowered)]
+    clauses = [c for c in clauses if c]
+    if not clauses:
+        return out
+    words = [w for c in clauses for w in c]
+    first = clauses[0][_opening(clauses[0]):]
+    last = clauses[-1][_opening(clauses[-1]):]
+
+    def kind(ws: list[str]) -> str:
+        if not ws:
+            return "none"
+        if ws[0] in _WH or (ws[0] == "in" and len(ws) > 1 and ws[1] == "what"):
+            return "wh"
+        if ws[0] in _AUX:
+            return "aux"
+        if ws[0] in ("you", "you're", "you've", "your", "you'd", "you'll"):
+            return "you"
+        if ws[0] in ("tell", "describe", "explain", "talk", "walk", "say"):
+            return "imper"
+        return "other"
+
+    k_first, k_last = kind(first), kind(last)
+    out.append(f"open-{k_first}" + ("-q" if question else "-s"))
+    if question:
+        if len(clauses) > 1:
+            out.append(f"last-{k_last}")
+            if len(last) <= 4 and _TAG.match(" ".join(last)):
+                out.append("tag")
+            elif k_first not in ("wh", "aux") and k_last in ("wh", "aux", "imper"):
+                out.append("statement+question")
+        if k_first in ("you", "other") and (len(clauses) == 1 or k_last not in ("wh", "aux")):
+            out.append("declarative-check")
+        wh_at = next((i for i, w in enumerate(words) if w in _WH), None)
+        if wh_at is not None:
+            out.append("wh-initial" if wh_at <= _opening(words) else "wh-later")
+        q_words = last if len(clauses) > 1 and k_last in ("wh", "aux") else first
+        if q_words and q_words[0] in ("how", "how's") and len(q_words) > 1:
+            out.append("how-degree" if q_words[1] in _DEGREE else "how-other")
+    else:
+        if words and words[0] == "so" and k_first in ("you", "other"):
+            out.append("so-statement")
+        if len(words) <= 4:
+            out.append("short-statement")
+    return out
+
+
 def tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _DISFLUENCY]
 
 
-def extract(text: str) -> Counter[str]:
+def extract(text: str, version: int = 2) -> Counter[str]:
+    """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``)."""
     toks = tokens(text)
     feats: Counter[str] = Counter()
     words = [t for t in toks if t != "?"]
@@ -116,6 +221,9 @@ def extract(text: str) -> Counter[str]:
                 feats["c:" + padded[i : i + n]] += 1
     for cue in cues(text, words):
         feats[cue] = 1
+    if version >= 3:
+        for cue in form_cues(text):
+            feats["q3:" + cue] = 1
     return feats
 
 
@@ -136,7 +244,7 @@ def weights(counts: Counter[str], vocab: Vocabulary) -> list[tuple[int, float]]:
         j = vocab.index.get(f)
         if j is None:
             continue
-        if f.startswith("q:"):
+        if f.startswith(("q:", "q3:")):
             cue_pairs.append((j, CUE_VALUE))
         else:
             pairs.append((j, (1.0 + math.log(tf)) * vocab.idf[j]))
@@ -144,12 +252,12 @@ def weights(counts: Counter[str], vocab: Vocabulary) -> list[tuple[int, float]]:
     return [(j, v / norm) for j, v in pairs] + cue_pairs
 
 
-def batch_arrays(texts: list[str], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+def batch_arrays(texts: list[str], vocab: Vocabulary, version: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """Padded (indices int64, values float32) arrays for the ONNX model.
 
     Padding points at row ``vocab.size`` of the weight matrix, which is zero.
     """
-    rows = [weights(extract(t), vocab) for t in texts]
+    rows = [weights(extract(t, version), vocab) for t in texts]
     width = max(1, max((len(r) for r in rows), default=1))
     idx = np.full((len(rows), width), vocab.size, dtype=np.int64)
     val = np.zeros((len(rows), width), dtype=np.float32)

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
 from edge_agent.behaviours import LABELS
 from edge_agent.behaviours.features import tokens
-from tests.paths import REPO_ROOT
-
-DATA = REPO_ROOT / "tools" / "training" / "data" / "behaviours"
 
 KNOWN: dict[str, list[str]] = {
     "open_question": [
         "What brings you to see me this morning?",
         "How has the tiredness been affecting your days?",
         "Tell me a bit more about these dizzy spells.",
-        "Can you describe what the headache feels like?",
         "What happened when the pain first came on?",
         "How are you sleeping these days?",
     ],
@@ -25,7 +19,7 @@ KNOWN: dict[str, list[str]] = {
         "Have you had any fever?",
         "Do you get short of breath on the stairs?",
         "Is the pain there all the time?",
-        "Any blood in your urine?",
+        "Any blood when you brush your teeth?",
         "Did you take anything for it?",
         "Are you allergic to penicillin?",
     ],
@@ -41,7 +35,7 @@ KNOWN: dict[str, list[str]] = {
         "I'm so sorry to hear about your husband.",
         "It sounds like it's been a really difficult month.",
         "I can imagine how worrying that was.",
-        "That sounds really hard to live with.",
+        "That sounds like a really hard few weeks for you and the kids.",
     ],
     "reflection": [
         "You mentioned the pain started after you lifted the boxes.",
@@ -50,6 +44,8 @@ KNOWN: dict[str, list[str]] = {
         "You said the dizziness started after the new tablets.",
         "So the main thing bothering you is the itching at night.",
         "You've noticed you get breathless walking up hills.",
+        "So the cough is worse first thing in the morning.",
+        "So you're worried this might be something to do with your heart.",
     ],
     "information": [
         "Your cholesterol result came back a little high.",
@@ -84,7 +80,7 @@ KNOWN: dict[str, list[str]] = {
         "This is very common and nearly always settles by itself.",
         "Please don't worry, it's not serious.",
         "The good news is that everything looks normal.",
-        "You did the right thing coming in.",
+        "Nothing in your results worries me.",
     ],
     "partnership": [
         "What do you think about starting a tablet?",
@@ -95,11 +91,13 @@ KNOWN: dict[str, list[str]] = {
     ],
 }
 
-# Known misses of the shipped model, kept visible (strict xfail flags when they are fixed):
-# short "So the X is Y" restatements score just under the reflection threshold.
+# Known misses of the shipped model, kept visible (strict xfail flags when they are fixed). The encoder +
+# n-gram model (trained on every source, tools/training/train_behaviours.py) fixed the two short "So ..."
+# restatements that the n-gram model missed, and lost these two (a polite request to narrate, guide Q2, is
+# open; praise for coming in is reassurance).
 KNOWN_MISSES: list[tuple[str, str]] = [
-    ("So the cough is worse first thing in the morning.", "reflection"),
-    ("So you're worried this might be something to do with your heart.", "reflection"),
+    ("Can you describe what the headache feels like?", "open_question"),
+    ("You did the right thing coming in.", "reassurance"),
 ]
 
 # Explained terms and boundary cases that must NOT get a label.
@@ -118,12 +116,10 @@ def _norm(text: str) -> str:
 
 
 def _training_texts() -> set[str]:
-    out = set()
-    for name in ("primock57.jsonl", "written.jsonl"):
-        for line in (DATA / name).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                out.add(_norm(json.loads(line)["text"]))
-    return out
+    """Every sentence of every labelled source the classifier may learn from (tools/training/behaviour_sources.py)."""
+    from tools.training.behaviour_sources import training_texts
+
+    return training_texts()
 
 
 @pytest.fixture(scope="module")
@@ -185,8 +181,9 @@ def test_model_is_verified_against_manifest(tmp_path):
     from edge_agent.errors import ModelError
     from edge_agent.models import models_dir
 
-    for name in ("MANIFEST", "behaviours.onnx", "behaviours_features.json", "jargon_lexicon.tsv"):
-        shutil.copy(models_dir() / name, tmp_path / name)
+    for name in ("MANIFEST", "behaviours.onnx", "behaviours_features.json", "jargon_lexicon.tsv", "behaviours_encoder.onnx", "behaviours_tokenizer.json"):
+        if (models_dir() / name).is_file():
+            shutil.copy(models_dir() / name, tmp_path / name)
     BehaviourClassifier(models_dir=tmp_path)  # intact copy loads
     with (tmp_path / "behaviours.onnx").open("r+b") as fh:
         fh.seek(200)

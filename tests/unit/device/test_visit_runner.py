@@ -40,5 +40,7 @@ def test_lost_capture_resumes_within_the_visit(session_with_speakers, jfk_16k: n
     joined = " ".join(texts).lower()
     assert joined.count("fellow americans") == 2, texts  # the first capture, then the resumed one
     assert wer("ask what you can do for your country", texts[-1]) <= 0.15, texts  # which ran to the end
-    assert report.duration_s > 0 and sum(report.label_counts.values()) >= 1
+    # The labels were computed (one count per shown label); how many fire on a political speech is the
+    # behaviour classifier's business (docs/behaviours-eval.md), not this test's.
+    assert report.duration_s > 0 and len(report.label_counts) >= 1
     assert stops == []  # losing the microphone does not end the visit

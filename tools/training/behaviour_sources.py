@@ -1,0 +1,129 @@
+"""Every labelled clinician-sentence source of the behaviour classifier, in one shape.
+
+    from tools.training.behaviour_sources import load_sources
+    data = load_sources()          # data.train: rows the heads may learn from; data.gold_test: held-out gold rows
+
+A row is ``{"id", "text", "labels" (the 11 interface labels), "source", "group", "origin"}``:
+``group`` is the session (consultation, dialogue, written pseudo-group) and never
+crosses sources, so grouped splits keep a session on one side.
+
+Sources (the unit of leave-one-source-out):
+
+| source | file | labels |
+| --- | --- | --- |
+| ``primock57`` | tools/training/data/behaviours/primock57.jsonl + tools/gold/gold/labels_primock57.jsonl | UK telehealth GP consultations. The gold labels (two blind annotators + adjudication, current guide) replace the older single-annotator labels (previous guide) on the 891 gold sentences |
+| ``mi_counselling``, ``consultations_other``, ``health_coaching`` | tools/training/data/dialogues/*.jsonl | dialogues written and labelled for the project (current guide) |
+| ``written`` | tools/training/data/behaviours/written.jsonl | rare-label and boundary sentences (previous guide) |
+| ``probe_mi`` | tools/encoder/probe_mi.jsonl | MI-counselling-style sentences written by the encoder engineer (MISC codes mapped to the guide) |
+
+**What is held back.** The 29 PriMock57 consultations of the coaching bench's held-out
+half (tools/bench/coaching.py ``split``) are never trained on, with either label set:
+their gold sentences are the in-domain gold test of the shipped model, and keeping
+the whole consultation out avoids same-session leakage into the coaching bench.
+The 18-label guide is reduced to the 11 interface labels (``complex_reflection`` and
+``summary`` imply ``reflection``; ``advice_with_permission`` implies ``advice``; the
+other added labels are not model outputs).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from edge_agent.behaviours.features import tokens
+from edge_agent.behaviours.labels import LABELS
+
+ROOT = Path(__file__).resolve().parents[2]
+BEHAVIOURS = ROOT / "tools" / "training" / "data" / "behaviours"
+DIALOGUES = ROOT / "tools" / "training" / "data" / "dialogues"
+GOLD = ROOT / "tools" / "gold" / "gold" / "labels_primock57.jsonl"
+PROBE = ROOT / "tools" / "encoder" / "probe_mi.jsonl"
+DIALOGUE_SOURCES = ("mi_counselling", "consultations_other", "health_coaching")
+SOURCES = ("primock57", *DIALOGUE_SOURCES, "written", "probe_mi")
+IMPLIES = {"complex_reflection": "reflection", "summary": "reflection", "advice_with_permission": "advice"}
+
+
+def norm(text: str) -> str:
+    """Normalised text used to find the same sentence in two places."""
+    return " ".join(tokens(text))
+
+
+def to_interface(labels: list[str]) -> list[str]:
+    got = set(labels) | {IMPLIES[x] for x in labels if x in IMPLIES}
+    return [lab for lab in LABELS if lab in got]
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def bench_split() -> tuple[list[str], list[str]]:
+    """(development, held-out) PriMock57 consultations of the coaching bench."""
+    from tools.bench.coaching import gold_ids, split
+
+    return split(gold_ids())
+
+
+@dataclass
+class Sources:
+    train: list[dict]  # every row the heads may learn from (all sources; PriMock57 development half only)
+    gold_all: list[dict]  # the 891 gold rows (all 57 consultations), gold labels: the primock57 LOSO test
+    gold_test: list[dict]  # gold rows of the 29 held-out consultations: in-domain test of the shipped model
+    old_primock_rows: int  # PriMock57 rows with the older labels in ``train``
+    held_out_consultations: list[str]
+
+    def by_source(self) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {s: [] for s in SOURCES}
+        for r in self.train:
+            out[r["source"]].append(r)
+        return out
+
+
+def load_sources(old_primock_labels: bool = True) -> Sources:
+    """All sources. ``old_primock_labels`` False keeps only the gold-labelled PriMock57 rows."""
+    dev, held = bench_split()
+    dev_set, held_set = set(dev), set(held)
+    gold = {r["id"]: r for r in _jsonl(GOLD)}
+    train: list[dict] = []
+    gold_all: list[dict] = []
+    n_old = 0
+    for r in _jsonl(BEHAVIOURS / "primock57.jsonl"):
+        cons = r["consultation"]
+        g = gold.get(r["id"])
+        if g is not None:
+            gold_all.append({"id": r["id"], "text": g["text"], "labels": to_interface(g["labels"]), "source": "primock57",
+                             "group": cons, "origin": "gold"})
+        if cons in held_set:
+            continue
+        assert cons in dev_set, cons
+        if g is not None:
+            train.append(gold_all[-1])
+        elif old_primock_labels:
+            train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "primock57",
+                          "group": cons, "origin": "primock57-old"})
+            n_old += 1
+    missing = set(gold) - {r["id"] for r in gold_all}
+    assert not missing, f"gold ids not in primock57.jsonl: {sorted(missing)[:3]}"
+    for name in DIALOGUE_SOURCES:
+        for r in _jsonl(DIALOGUES / f"{name}.jsonl"):
+            train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": name,
+                          "group": f"{name}:{r['session']}", "origin": name})
+    for r in _jsonl(BEHAVIOURS / "written.jsonl"):
+        train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "written",
+                      "group": r["group"], "origin": "written"})
+    for r in _jsonl(PROBE):
+        train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "probe_mi",
+                      "group": r["group"], "origin": "probe_mi"})
+    gold_test = [r for r in gold_all if r["group"] in held_set]
+    ids = [r["id"] for r in train]
+    assert len(ids) == len(set(ids)), "duplicate ids across sources"
+    return Sources(train, gold_all, gold_test, n_old, sorted(held_set))
+
+
+def training_texts() -> set[str]:
+    """Normalised text of every sentence any source holds (for tests that must use unseen sentences)."""
+    data = load_sources()
+    out = {norm(r["text"]) for r in data.train} | {norm(r["text"]) for r in data.gold_all}
+    out |= {norm(r["text"]) for r in _jsonl(BEHAVIOURS / "primock57.jsonl")}
+    return out
