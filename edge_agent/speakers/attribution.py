@@ -6,30 +6,36 @@ How a segment is attributed:
    history: embeddings, durations and the role classifier's text evidence,
    never audio.
 2. The history is clustered into two speakers with duration-weighted
-   spherical k-means, restarted from several long segments and kept at the
-   best objective. Re-clustering the whole (small) history at every segment
-   is what makes this robust: a greedy online centroid drifts after one bad
-   early decision, a re-clustering recovers (measured: greedy 53–97 %,
-   restarts 96–100 % on PriMock57 espeak conversations with true turns).
+   spherical k-means, restarted from pairs of long segments (each with the
+   long segment least like it) and kept at the best objective. Re-clustering
+   the whole (small) history at every segment is what makes this robust: a
+   greedy online centroid drifts after one bad early decision, a
+   re-clustering recovers (measured: greedy 53–97 %, restarts 96–100 % on
+   PriMock57 espeak conversations with true turns).
 3. Which cluster is the clinician:
-   * with a voiceprint: the cluster whose centroid is nearer to it (the
-     voiceprint also joins the clustering as an anchor, weighted like
-     ``anchor_seconds`` of speech). While the visit has one voice only, or
-     the two clusters are nearly the same voice, the segment's cosine to the
-     voiceprint is compared with ``threshold`` (calibration: docs/speakers.md);
+   * with a voiceprint that the visit's channel matches (some segment reaches
+     ``threshold``, as close-talk does): a two-means anchored at the
+     voiceprint, weighted like ``anchor_seconds`` of speech. While the visit
+     has one voice only, or the two clusters are nearly the same voice, the
+     segment's cosine to the voiceprint is compared with ``threshold``;
+   * with a voiceprint that no segment reaches (a room microphone scores
+     everyone 0.2-0.3 lower than the close-talk enrolment): the voiceprint is
+     used relatively, it names the visit's own two clusters (the one whose
+     segments are nearer to it on average is the clinician);
    * without one: the cluster whose utterances read more like a doctor
      (summed log-odds of the role classifier, weighted by words).
+   Live names are sticky; :meth:`SpeakerAttributor.final_labels` decides once
+   more at the end with the whole visit (calibration and figures:
+   docs/speakers.md).
 4. A third voice (relative, interpreter) is reported as ``other`` when a
-   segment is far from both clusters (cosine below ``other_cos``) once both
-   are well established.
+   segment long enough to shape the clusters is far from both (cosine below
+   ``other_cos``) once both are well established.
 
 Segments that hold two speakers (overlap, quick turn change) are split first:
 1.6 s windows are scored against the two reference voices (the voiceprint
 alone at the start of an enrolled visit), a two-state Viterbi with a switch
 penalty labels them, and each change point is snapped to the quietest 20 ms
-nearby and to a word start (:meth:`SpeakerAttributor._change_points`). With
-a voiceprint, step 2 is a two-means anchored at the voiceprint
-(:meth:`SpeakerAttributor._anchored`). docs/speakers.md has the figures.
+nearby and to a word start (:meth:`SpeakerAttributor._change_points`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
