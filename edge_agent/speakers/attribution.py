@@ -157,6 +157,7 @@ class SpeakerAttributor:
         self._history = _History()
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
+        self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -317,7 +318,11 @@ class SpeakerAttributor:
             a, b = models
             return (embeds @ a - embeds @ b) * cfg.viterbi_scale
         if self._voiceprint is not None:
-            return (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+            llr = (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+            # an absolute reference only where the voiceprint is heard at all: through a room microphone no
+            # window reaches the threshold, every window would read "patient" and the clinician's opening
+            # question would never be cut from the patient's answer; the caller then looks for a change unaided
+            return llr if self._vp_heard or bool((llr > 0).any()) else None
         return None
 
     def _fine_gaps(self, coarse: np.ndarray) -> np.ndarray:
@@ -445,6 +450,7 @@ class SpeakerAttributor:
         if self._named is not None:
             self._named.fill(0.0)
         self._named = None
+        self._vp_heard = False
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
@@ -520,7 +526,8 @@ class SpeakerAttributor:
     def _decide_enrolled(self, embed: np.ndarray, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[str, float]:
         """With a voiceprint: nearest of the clinician (voiceprint-anchored) and patient voices."""
         cfg = self.config
-        if cfg.enrolled_method == "clusters" or not self._voiceprint_heard(x, w, vp):
+        self._vp_heard = self._voiceprint_heard(x, w, vp)
+        if cfg.enrolled_method == "clusters" or not self._vp_heard:
             clin, pat = self._named_by_voiceprint(x, w, vp)
         else:
             clin, pat = self._anchored(x, w, vp)
