@@ -549,7 +549,7 @@ class SpeakerAttributor:
         room microphone (docs/realvoice.md 5.3): there no clinician segment reaches the
         threshold, the anchored two-means starts from "everyone is the patient" and the
         anchor pulls the clinician's centroid away from the clinician's real voice in the
-        room, so the two voices collapse into one (docs/speakers.md, 2026-12).
+        room, so the two voices collapse into one (docs/speakers.md, "Real voices").
         """
         long = w >= self.config.min_cluster_s
         return bool(long.any() and float((x[long] @ vp).max()) >= self.config.threshold)
