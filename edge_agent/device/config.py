@@ -382,6 +382,11 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         "without enrolment: live speaker names change only when the words' evidence against them exceeds this "
         "(log-odds; the report's names are decided once with the whole visit)", min=0, live=True,
     ),
+    "speakers.vp_rename_margin": _doc(
+        "enrolled, but no segment of the visit reaches the threshold (a room microphone): the voiceprint names the "
+        "visit's own two voices, and live names change when the other naming is nearer it on average by this much (cosine)",
+        min=0, max=2, live=True,
+    ),
     "speakers.open_change_windows": _doc(
         "close a still-open segment where another voice takes over once this many consecutive 1.6 s windows side "
         "clearly with it (0: never; finals then wait for a pause)", min=0, max=10, live=True,

@@ -6,30 +6,36 @@ How a segment is attributed:
    history: embeddings, durations and the role classifier's text evidence,
    never audio.
 2. The history is clustered into two speakers with duration-weighted
-   spherical k-means, restarted from several long segments and kept at the
-   best objective. Re-clustering the whole (small) history at every segment
-   is what makes this robust: a greedy online centroid drifts after one bad
-   early decision, a re-clustering recovers (measured: greedy 53–97 %,
-   restarts 96–100 % on PriMock57 espeak conversations with true turns).
+   spherical k-means, restarted from pairs of long segments (each with the
+   long segment least like it) and kept at the best objective. Re-clustering
+   the whole (small) history at every segment is what makes this robust: a
+   greedy online centroid drifts after one bad early decision, a
+   re-clustering recovers (measured: greedy 53–97 %, restarts 96–100 % on
+   PriMock57 espeak conversations with true turns).
 3. Which cluster is the clinician:
-   * with a voiceprint: the cluster whose centroid is nearer to it (the
-     voiceprint also joins the clustering as an anchor, weighted like
-     ``anchor_seconds`` of speech). While the visit has one voice only, or
-     the two clusters are nearly the same voice, the segment's cosine to the
-     voiceprint is compared with ``threshold`` (calibration: docs/speakers.md);
+   * with a voiceprint that the visit's channel matches (some segment reaches
+     ``threshold``, as close-talk does): a two-means anchored at the
+     voiceprint, weighted like ``anchor_seconds`` of speech. While the visit
+     has one voice only, or the two clusters are nearly the same voice, the
+     segment's cosine to the voiceprint is compared with ``threshold``;
+   * with a voiceprint that no segment reaches (a room microphone scores
+     everyone 0.2-0.3 lower than the close-talk enrolment): the voiceprint is
+     used relatively, it names the visit's own two clusters (the one whose
+     segments are nearer to it on average is the clinician);
    * without one: the cluster whose utterances read more like a doctor
      (summed log-odds of the role classifier, weighted by words).
+   Live names are sticky; :meth:`SpeakerAttributor.final_labels` decides once
+   more at the end with the whole visit (calibration and figures:
+   docs/speakers.md).
 4. A third voice (relative, interpreter) is reported as ``other`` when a
-   segment is far from both clusters (cosine below ``other_cos``) once both
-   are well established.
+   segment long enough to shape the clusters is far from both (cosine below
+   ``other_cos``) once both are well established.
 
 Segments that hold two speakers (overlap, quick turn change) are split first:
 1.6 s windows are scored against the two reference voices (the voiceprint
 alone at the start of an enrolled visit), a two-state Viterbi with a switch
 penalty labels them, and each change point is snapped to the quietest 20 ms
-nearby and to a word start (:meth:`SpeakerAttributor._change_points`). With
-a voiceprint, step 2 is a two-means anchored at the voiceprint
-(:meth:`SpeakerAttributor._anchored`). docs/speakers.md has the figures.
+nearby and to a word start (:meth:`SpeakerAttributor._change_points`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
@@ -70,7 +76,7 @@ class AttributionConfig:
     other_cos: float = 0.55  # a segment below this to both centroids is a third voice
     other_min_segments: int = 8  # history needed before "other" is considered
     min_embed_s: float = 0.3  # shorter segments get no embedding (too little voice)
-    min_cluster_s: float = 1.0  # shorter segments are labelled by the clusters but do not shape them
+    min_cluster_s: float = 1.0  # shorter segments are labelled by the clusters but do not shape them (nor are "other")
     max_restarts: int = 12
     kmeans_iters: int = 12
     # change points
@@ -98,6 +104,10 @@ class AttributionConfig:
     open_change_windows: int = 2
     # without enrolment, live names change only when the text evidence against them exceeds this (log-odds)
     rename_margin: float = 4.0
+    # enrolled, but no segment of the visit reaches ``threshold`` (a room microphone: a close-talk voiceprint is
+    # 0.2-0.3 lower in cosine for everyone): the voiceprint only names the visit's own two clusters, the one whose
+    # segments are nearer to it on average; live names change when the other naming leads by this much (cosine)
+    vp_rename_margin: float = 0.02
 
 
 @dataclass(frozen=True)
@@ -147,6 +157,7 @@ class SpeakerAttributor:
         self._history = _History()
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
+        self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -307,7 +318,11 @@ class SpeakerAttributor:
             a, b = models
             return (embeds @ a - embeds @ b) * cfg.viterbi_scale
         if self._voiceprint is not None:
-            return (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+            llr = (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+            # an absolute reference only where the voiceprint is heard at all: through a room microphone no
+            # window reaches the threshold, every window would read "patient" and the clinician's opening
+            # question would never be cut from the patient's answer; the caller then looks for a change unaided
+            return llr if self._vp_heard or bool((llr > 0).any()) else None
         return None
 
     def _fine_gaps(self, coarse: np.ndarray) -> np.ndarray:
@@ -393,19 +408,29 @@ class SpeakerAttributor:
                 clin = sum(h.role_logit) > 0
             return [(CLINICIAN if clin else PATIENT, 0.5) for _ in h.embeds]
         if vp is not None:
-            clin_cluster = int(np.argmax(centroids @ vp))
+            clin_cluster = int(np.argmax(self._voiceprint_evidence(x, w, labels, vp)))
         else:
             evidence = [sum(v for v, lab in zip(h.role_logit, labels) if lab == k) for k in (0, 1)]
             clin_cluster = int(np.argmax(evidence))
         out = []
         for i, e in enumerate(x):
             cos = centroids @ e
-            if len(h.embeds) >= cfg.other_min_segments and float(cos.max()) < cfg.other_cos:
+            if self._is_other(float(cos.max()), float(w[i])):
                 out.append((OTHER, round(1.0 - float(cos.max()) / cfg.other_cos, 4)))
                 continue
             conf = _sigmoid(abs(float(cos[0] - cos[1])) * 30) * 2 - 1
             out.append((CLINICIAN if labels[i] == clin_cluster else PATIENT, round(float(conf), 4)))
         return out
+
+    def _is_other(self, best_cos: float, seconds: float) -> bool:
+        """A third voice: far from both of the visit's voices, once they are well established.
+
+        Only segments long enough to shape the clusters count: in a room a 1 s segment
+        embeds so noisily that it sits below ``other_cos`` to both voices (0.37-0.55 on
+        real far-field visits) while being one of them.
+        """
+        cfg = self.config
+        return len(self._history.embeds) >= cfg.other_min_segments and seconds >= cfg.min_cluster_s and best_cos < cfg.other_cos
 
     def _models(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The two reference voices for window scoring, or None while the visit has fewer."""
@@ -425,6 +450,7 @@ class SpeakerAttributor:
         if self._named is not None:
             self._named.fill(0.0)
         self._named = None
+        self._vp_heard = False
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
@@ -467,21 +493,21 @@ class SpeakerAttributor:
             if ev == 0.0:
                 return CLINICIAN if len(h.embeds) == 1 else PATIENT, 0.0
             return (CLINICIAN if ev > 0 else PATIENT), _sigmoid(ev) * 2 - 1 if ev > 0 else _sigmoid(-ev) * 2 - 1
-        clin_cluster = self._sticky_name(centroids, evidence)
+        clin_cluster = self._sticky_name(centroids, evidence, cfg.rename_margin)
         role_conf = _sigmoid(abs(float(evidence[0] - evidence[1]))) * 2 - 1
-        if len(h.embeds) >= cfg.other_min_segments and float(cos_c.max()) < cfg.other_cos:
+        if self._is_other(float(cos_c.max()), seconds):
             return OTHER, 1.0 - float(cos_c.max()) / cfg.other_cos
         margin = abs(float(cos_c[0] - cos_c[1]))
         conf = (_sigmoid(margin * 30) * 2 - 1) * role_conf
         return (CLINICIAN if own == clin_cluster else PATIENT), round(float(conf), 4)
 
-    def _sticky_name(self, centroids: np.ndarray, evidence: np.ndarray) -> int:
+    def _sticky_name(self, centroids: np.ndarray, evidence: np.ndarray, margin: float) -> int:
         """Which re-clustered voice is the clinician: named once, then carried by similarity.
 
         Re-deciding from the text evidence at every segment made the names exchange
         mid-visit whenever the two sums crossed (real voices: 0.68 -> 0.96 word accuracy
         with sticky names, docs/realvoice.md 5.2). A name is changed only when the
-        evidence against it has grown clearly stronger (``rename_margin``), so an early
+        evidence against it has grown clearly stronger (``margin``), so an early
         wrong guess does not stay wrong for the whole live view. The report re-decides
         once, at the end, with all the evidence (:meth:`final_labels`).
         """
@@ -492,7 +518,7 @@ class SpeakerAttributor:
             keep = float(centroids[0] @ previous[0] + centroids[1] @ previous[1])
             swap = float(centroids[1] @ previous[0] + centroids[0] @ previous[1])
             k = 0 if keep >= swap else 1
-            if float(evidence[1 - k] - evidence[k]) > self.config.rename_margin:
+            if float(evidence[1 - k] - evidence[k]) > margin:
                 k = 1 - k
         self._named = np.stack([centroids[k], centroids[1 - k]]).astype(np.float32)  # (clinician, patient)
         return k
@@ -500,14 +526,9 @@ class SpeakerAttributor:
     def _decide_enrolled(self, embed: np.ndarray, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[str, float]:
         """With a voiceprint: nearest of the clinician (voiceprint-anchored) and patient voices."""
         cfg = self.config
-        if cfg.enrolled_method == "clusters":
-            labels, centroids = self._cluster(x, w, None)
-            two = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos
-            if two:
-                k = int(np.argmax(centroids @ vp))
-                clin, pat = centroids[k], centroids[1 - k]
-            else:
-                clin, pat = vp, None
+        self._vp_heard = self._voiceprint_heard(x, w, vp)
+        if cfg.enrolled_method == "clusters" or not self._vp_heard:
+            clin, pat = self._named_by_voiceprint(x, w, vp)
         else:
             clin, pat = self._anchored(x, w, vp)
         if pat is None:
@@ -516,10 +537,54 @@ class SpeakerAttributor:
             return (CLINICIAN if z >= 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
         self._centroids = np.stack([clin, pat])
         cos_c = self._centroids @ embed
-        if len(self._history.embeds) >= cfg.other_min_segments and float(cos_c.max()) < cfg.other_cos:
+        if self._is_other(float(cos_c.max()), float(w[-1])):
             return OTHER, 1.0 - float(cos_c.max()) / cfg.other_cos
         z = (float(cos_c[0] - cos_c[1]) - cfg.enrolled_bias) * 30 + cfg.text_weight * self._history.role_logit[-1]
         return (CLINICIAN if z > 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
+
+    def _voiceprint_heard(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> bool:
+        """Whether the voiceprint is in this visit's channel: some segment long enough to shape the clusters reaches ``threshold``.
+
+        A voiceprint recorded close-talk is 0.2-0.3 lower in cosine for everyone through a
+        room microphone (docs/realvoice.md 5.3): there no clinician segment reaches the
+        threshold, the anchored two-means starts from "everyone is the patient" and the
+        anchor pulls the clinician's centroid away from the clinician's real voice in the
+        room, so the two voices collapse into one (docs/speakers.md, "Real voices").
+        """
+        long = w >= self.config.min_cluster_s
+        return bool(long.any() and float((x[long] @ vp).max()) >= self.config.threshold)
+
+    def _named_by_voiceprint(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The visit's own two voices, the one whose segments are nearer the voiceprint on average named clinician.
+
+        Used relatively, the voiceprint survives the room: everyone's cosine drops, the
+        order stays. Names are sticky (``vp_rename_margin``) so the live view does not
+        flip while the two averages are close. Returns (clinician, patient) centroids,
+        patient None while the visit has one voice.
+        """
+        cfg = self.config
+        labels, centroids = self._cluster(x, w, None)
+        if labels.min() == labels.max() or float(centroids[0] @ centroids[1]) >= cfg.same_voice_cos:
+            return vp, None
+        k = self._sticky_name(centroids, self._voiceprint_evidence(x, w, labels, vp), cfg.vp_rename_margin)
+        return centroids[k], centroids[1 - k]
+
+    def _voiceprint_evidence(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, vp: np.ndarray) -> np.ndarray:
+        """Per cluster, the duration-weighted mean cosine of its segments to the voiceprint.
+
+        Not the centroid's cosine: a centroid averages its segments' noise away, so the
+        cluster with more speech (usually the patient's) scores higher against any
+        reference; in the room that bias is as large as the gap between the two voices.
+        """
+        cos = x @ vp
+        wl = np.where(w >= self.config.min_cluster_s, w, 0.0)
+        out = np.full(2, -1.0)
+        for k in (0, 1):
+            m = labels == k
+            weights = wl[m] if wl[m].sum() > 0 else w[m]
+            if m.any() and weights.sum() > 0:
+                out[k] = float(np.average(cos[m], weights=weights))
+        return out
 
     def _anchored(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """Two-means with the clinician's centroid anchored at the voiceprint (weight ``anchor_seconds``).
@@ -577,13 +642,17 @@ class SpeakerAttributor:
         if len(long_idx) < 2:
             return np.zeros(n - (vp is not None), int), np.stack([x[-1], x[-1]]).astype(np.float32)
         # deterministic seeds: the longest segments first (their embeddings are the most reliable)
-        seeds = long_idx[np.argsort(-w[long_idx], kind="stable")][: cfg.max_restarts]
+        pool = long_idx[np.argsort(-w[long_idx], kind="stable")][: cfg.max_restarts]
+        seeds = pool
         if vp is not None:
             seeds = np.array([n - 1])  # the voiceprint seeds the clinician's cluster
         best: tuple[float, np.ndarray, np.ndarray] | None = None
         sims = x @ x.T
         for i in seeds:
-            j = int(long_idx[np.argmin(sims[i, long_idx])])
+            # the second seed is the reliable segment least like the first: the least like it of *all* segments
+            # was nearly always a noisy 1-1.5 s one, and in a room the short segments then won a cluster of their
+            # own while the two real voices shared the other (committed same-sex far visit: 0.71 -> 0.94)
+            j = int(pool[np.argmin(sims[i, pool])])
             cent = np.stack([x[i], x[j]]).astype(np.float64)
             labels = np.zeros(n, int)
             for _ in range(cfg.kmeans_iters):
