@@ -67,7 +67,7 @@ class DecoderConfig:
     pause_commit_min_s: float = 0.0  # shorter look-ahead windows wait for the segment to close
     # ... and so does one whose words do not contain this share of the live hypothesis's words
     # (a context-conditioned decode of a short window can invent a sentence; the partial has no context)
-    pause_commit_agreement: float = 0.0
+    pause_commit_agreement: float = 0.6
 
 
 class CpuBudget:

@@ -468,15 +468,8 @@ class StreamingPipeline:
             with self._cond:
                 self._cond.wait_for(lambda: self._finals or self._candidate is not None or self._update is not None
                                     or (self._capture_done and self._closer_done))
-                # finals first, then the look-ahead at a pause (a final too), then partials
-                if self._finals:
-                    job: _Closed | SegmentUpdate = self._finals.pop(0)
-                    self._gauge_queue()
-                elif self._candidate is not None:
-                    job, self._candidate = self._candidate, None
-                elif self._update is not None:
-                    job, self._update = self._update, None
-                else:
+                job = self._take_job()
+                if job is None:
                     return
             if isinstance(job, _Closed):
                 try:
@@ -485,6 +478,21 @@ class StreamingPipeline:
                     job.release()
             else:
                 self._decode_open(job)
+
+    def _take_job(self) -> _Closed | SegmentUpdate | None:
+        """The worker's next job (called holding ``_cond``): closed segments first, then the
+        look-ahead at a pause (it becomes a final), then the newest partial request."""
+        if self._finals:
+            job: _Closed | SegmentUpdate = self._finals.pop(0)
+            self._gauge_queue()
+            return job
+        if self._candidate is not None:
+            job, self._candidate = self._candidate, None
+            return job
+        if self._update is not None:
+            job, self._update = self._update, None
+            return job
+        return None
 
     def _decode_open(self, update: SegmentUpdate) -> None:
         seg = update.segment
