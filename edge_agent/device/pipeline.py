@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -378,7 +379,7 @@ class StreamingPipeline:
             self.stats.worker_errors += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
-            log.error("speech pipeline worker failed: %s", type(exc).__name__)
+            log.error("speech pipeline worker failed: %s", type(exc).__name__, exc_info=os.environ.get("EDGE_AGENT_DEBUG_TRACE") == "1")
             self._fault = exc
             self._stop.set()
             with self._cond:
@@ -552,7 +553,7 @@ class StreamingPipeline:
             self.metrics.inc("edge_agent_segments_total")
         waiting = self._waiting_commits.pop(job.seg_id, [])
         for piece in waiting:
-            part = _slice_speaker(job.speaker, piece.start, piece.stop)
+            part = _piece_speaker(job.speaker, piece.start, piece.stop, job.n_samples)
             self._emit(job.seg_id, job.start_sample + piece.start, piece.decoded.text, piece.words, part, job.residency_s,
                        time.monotonic() - job.speech_end)
         if job.reason:
@@ -618,6 +619,20 @@ class StreamingPipeline:
         if self.metrics is not None:
             self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
         self.sink(SegmentDiscarded(job.seg_id, job.t0, job.t1, reason, job.residency_s))
+
+
+def _piece_speaker(feats: SpeakerFeatures | None, start: int, stop: int, n_samples: int) -> SpeakerFeatures | None:
+    """The features of a piece committed while its segment was open, from the closed segment's.
+
+    The piece can reach past the segment's end: its text was committed at a pause, and the
+    VAD then split the segment a little before that point (the rest went to the next
+    segment). Only audio the segment holds is described (its features are padded one
+    partial window past its end, no further); a piece that lies wholly past the end is
+    described by the segment's last quarter second, the speech it continues.
+    """
+    stop = min(stop, n_samples)
+    start = max(0, min(start, stop - SAMPLE_RATE // 4))
+    return _slice_speaker(feats, start, stop)
 
 
 def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> SpeakerFeatures | None:

@@ -51,3 +51,31 @@ def test_closed_segments_go_first_then_look_aheads_then_partials() -> None:
     assert isinstance(order[1], SegmentUpdate) and order[1].final_candidate
     assert isinstance(order[2], SegmentUpdate) and not order[2].final_candidate
     assert order[3] is None
+
+
+def _whole_windows(feats) -> bool:  # type: ignore[no-untyped-def]
+    """Every 1.6 s window the speaker encoder takes over these features is whole."""
+    from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES
+
+    n_frames = 1 + feats.n_samples // HOP
+    return all(len(feats.mel[s : s + PARTIAL_FRAMES]) == PARTIAL_FRAMES for s in range(max(1, n_frames - PARTIAL_FRAMES + 1)))
+
+
+def test_a_piece_committed_past_the_segments_split_is_described_by_audio_the_segment_holds() -> None:
+    """A pause's look-ahead became a piece, then the VAD split the segment a little before the
+    piece's end (or before its start): the closed segment's features still cover it (this
+    crashed the worker: the speaker encoder's windows ran off the features)."""
+    import numpy as np
+
+    from edge_agent.device.pipeline import _piece_speaker
+    from edge_agent.speakers.frontend import MelFrontend, SpeakerFeatures
+
+    n = 5 * SAMPLE_RATE
+    audio = (np.random.default_rng(3).standard_normal(n) * 0.05).astype(np.float32)
+    feats = SpeakerFeatures.of(audio, MelFrontend())
+    # the VAD's split at the length limit looks for the quietest frame up to 2.5 s back
+    for start, stop in ((SAMPLE_RATE, 4 * SAMPLE_RATE), (4 * SAMPLE_RATE, n + 2 * SAMPLE_RATE), (n + SAMPLE_RATE, n + 2 * SAMPLE_RATE)):
+        part = _piece_speaker(feats, start, stop, n)
+        assert part is not None and 0 < part.n_samples <= stop - min(start, stop - SAMPLE_RATE // 4)
+        assert _whole_windows(part), (start, stop)
+    assert _piece_speaker(None, 0, n, n) is None
