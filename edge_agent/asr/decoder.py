@@ -4,9 +4,14 @@
 
 * **Partials** while a segment is open (``on_update``): the window from the
   last committed sentence to the newest audio is re-decoded greedily. A
-  partial is guaranteed at least every ``partial_max_gap_s`` of new speech;
-  between those, extra partials are spent from a CPU budget. Local agreement
-  (two consecutive hypotheses) marks the stable prefix.
+  partial is decoded at least every ``partial_max_gap_s`` of new audio (the
+  first once the window holds ``partial_first_s``); extra partials between
+  those only from a CPU budget, none by default (``partial_cpu_share`` 0, as
+  ``PipelineConfig``). Local agreement (two consecutive hypotheses) marks the
+  stable prefix.
+* **A final at a pause** (``commit_at_pause``): the VAD's look-ahead decode
+  after 300 ms of silence is handed out as a committed piece at once when it
+  agrees with the live hypothesis, whether or not the segment then closes.
 * **Sentences committed inside long segments**: when two consecutive decodes
   agree on a whole timestamped sentence that ends well before the window
   does, that sentence's audio is decoded as a final (wider beam, context) and
@@ -50,7 +55,7 @@ class DecoderConfig:
     partial_max_gap_s: float = 1.5
     # ...and more often (down to partial_min_step_s) while the CPU budget allows
     partial_min_step_s: float = 0.5
-    partial_cpu_share: float = 0.05  # share of one core the extra partials may use on average
+    partial_cpu_share: float = 0.0  # share of one core extra partials may use on average (none: the cadence above is the rule)
     partial_cpu_burst_s: float = 0.5
     context_tokens: int = 64  # tokens of recent finals given to a final as context
     commit_min_s: float = 0.5  # a committed sentence is at least this long ...
