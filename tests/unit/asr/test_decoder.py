@@ -123,7 +123,7 @@ def test_the_look_ahead_at_a_pause_is_a_final_at_once_and_the_close_decodes_noth
     pause = int(3.5 * SAMPLE_RATE)  # jfk pauses after "...fellow Americans,"
     audio = np.ascontiguousarray(jfk_16k[: int(7.0 * SAMPLE_RATE)], dtype=np.float32)
     counting = _Counting(asr)
-    decoder = SegmentDecoder(counting, DecoderConfig(partials=True, pause_commit_agreement=0.0))
+    decoder = SegmentDecoder(counting, DecoderConfig(partials=True, commit_at_pause=True, pause_commit_agreement=0.0))
     pieces, partial = decoder.on_update(0, 0.0, pause, True, _window_of(audio), pause, None)
     assert partial is None and len(pieces) == 1 and "fellow" in pieces[0].decoded.text.lower()
     assert (pieces[0].start, pieces[0].stop) == (0, pause) and pieces[0].words
@@ -141,14 +141,14 @@ def test_the_look_ahead_at_a_pause_is_a_final_at_once_and_the_close_decodes_noth
 
 def test_a_look_ahead_that_contradicts_the_live_hypothesis_waits_for_the_close(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     audio = np.ascontiguousarray(jfk_16k[: int(3.5 * SAMPLE_RATE)], dtype=np.float32)
-    decoder = SegmentDecoder(asr, DecoderConfig(pause_commit_agreement=0.6))
+    decoder = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.6))
     # no partial was decoded for this window: nothing to agree with, so no commit at the pause
     pieces, _ = decoder.on_update(0, 0.0, len(audio), True, _window_of(audio), len(audio), None)
     assert not pieces and decoder.stats.pause_commits == 0
     final = decoder.on_closed(0, _features(asr, audio), len(audio))
     assert decoder.stats.candidate_reused == 1 and "fellow" in final.decoded.text.lower()
     # with a partial of the same words first, the pause commits
-    agreed = SegmentDecoder(asr, DecoderConfig(pause_commit_agreement=0.6))
+    agreed = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.6))
     _, partial = agreed.on_update(0, 0.0, len(audio), False, _window_of(audio), len(audio), None)
     assert partial is not None and "fellow" in partial.text.lower()
     pieces, _ = agreed.on_update(0, 0.0, len(audio), True, _window_of(audio), len(audio), None)
@@ -158,7 +158,7 @@ def test_a_look_ahead_that_contradicts_the_live_hypothesis_waits_for_the_close(a
 def test_a_segment_split_before_committed_audio_does_not_finalise_it_twice(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     pause = int(3.5 * SAMPLE_RATE)
     audio = np.ascontiguousarray(jfk_16k[: int(7.0 * SAMPLE_RATE)], dtype=np.float32)
-    decoder = SegmentDecoder(asr, DecoderConfig(pause_commit_agreement=0.0))
+    decoder = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.0))
     pieces, _ = decoder.on_update(0, 0.0, pause, True, _window_of(audio), pause, None)
     assert pieces
     # the VAD split the segment 0.2 s before the committed end (its quietest frame); the new
