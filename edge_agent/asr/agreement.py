@@ -18,8 +18,14 @@ def _norm(word: str) -> str:
 
 @dataclass
 class LocalAgreement:
+    """``last_hypothesis``: the newest hypothesis's words."""
+
     committed: list[str] = field(default_factory=list)
     _previous: list[str] = field(default_factory=list)
+
+    @property
+    def last_hypothesis(self) -> list[str]:
+        return list(self._previous)
 
     def update(self, hypothesis: str) -> tuple[str, str]:
         """Feed a new hypothesis; returns (stable text, unstable tail)."""

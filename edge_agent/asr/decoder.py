@@ -4,9 +4,16 @@
 
 * **Partials** while a segment is open (``on_update``): the window from the
   last committed sentence to the newest audio is re-decoded greedily. A
-  partial is guaranteed at least every ``partial_max_gap_s`` of new speech;
-  between those, extra partials are spent from a CPU budget. Local agreement
-  (two consecutive hypotheses) marks the stable prefix.
+  partial is decoded at least every ``partial_max_gap_s`` of new audio (the
+  first once the window holds ``partial_first_s``); extra partials between
+  those only from a CPU budget, none by default (``partial_cpu_share`` 0, as
+  ``PipelineConfig``). Local agreement (two consecutive hypotheses) marks the
+  stable prefix.
+* **A final at a pause** (``commit_at_pause``, off by default): the VAD's
+  look-ahead decode after 300 ms of silence is handed out as a committed piece
+  at once when it agrees with the live hypothesis, whether or not the segment
+  then closes. Off, the look-ahead is used only when the segment closes on
+  exactly its audio.
 * **Sentences committed inside long segments**: when two consecutive decodes
   agree on a whole timestamped sentence that ends well before the window
   does, that sentence's audio is decoded as a final (wider beam, context) and
@@ -50,12 +57,26 @@ class DecoderConfig:
     partial_max_gap_s: float = 1.5
     # ...and more often (down to partial_min_step_s) while the CPU budget allows
     partial_min_step_s: float = 0.5
-    partial_cpu_share: float = 0.05  # share of one core the extra partials may use on average
+    partial_cpu_share: float = 0.0  # share of one core extra partials may use on average (none: the cadence above is the rule)
     partial_cpu_burst_s: float = 0.5
     context_tokens: int = 64  # tokens of recent finals given to a final as context
     commit_min_s: float = 0.5  # a committed sentence is at least this long ...
     commit_margin_s: float = 1.0  # ... and ends at least this far before the window does
     commit_after_s: float = 5.0  # a window this long commits its first sentence even before two decodes agree
+    # the look-ahead decode at a pause (the VAD's final candidate) is handed out as a final at once,
+    # whether or not the segment then closes: a turn that the next speaker follows within the VAD's
+    # hang-over no longer waits for the segment (docs/realvoice.md 8)
+    # off by default: on the real-voice bench (docs/realvoice.md 8) it moved no latency figure measurably
+    # and cost word attribution (0.87-0.89 against 0.89-0.90, three rounds) and turn boundaries
+    commit_at_pause: bool = False
+    partial_after_pause_s: float = 1.0  # the first partial after such a commit, once this much new audio came
+    # a segment's first partial once its window holds this much audio (0.24 s of it is pre-roll): a
+    # window of half a second rarely holds a whole word, and its decode would not show the turn's start
+    partial_first_s: float = 1.0
+    pause_commit_min_s: float = 0.0  # shorter look-ahead windows wait for the segment to close
+    # ... and so does one whose words do not contain this share of the live hypothesis's words
+    # (a context-conditioned decode of a short window can invent a sentence; the partial has no context)
+    pause_commit_agreement: float = 0.6
 
 
 class CpuBudget:
@@ -84,7 +105,9 @@ class DecodeStats:
     partial_decodes: int = 0
     partials_over_budget: int = 0
     candidate_decodes: int = 0
-    candidate_reused: int = 0
+    candidate_reused: int = 0  # look-ahead decodes that became a final (at the pause, or when the segment closed)
+    pause_commits: int = 0  # ... of which handed out at the pause, before the segment closed
+    finals_without_rest: int = 0  # closed segments whose audio was all committed already (no decode)
     sentences_committed: int = 0
     retried: int = 0  # finals decoded again on halves after a failure
     failed_open_decodes: int = 0  # partial/look-ahead decodes that failed (the final still covers their audio)
@@ -117,10 +140,13 @@ class _Open:
     agreement: LocalAgreement = field(default_factory=LocalAgreement)
     window_start: int = 0  # samples of the segment already committed
     committed_text: str = ""
+    segment_start: int | None = None  # absolute sample of the segment's start, when known
     previous_first: tuple[tuple[str, ...], float] | None = None
     candidate: tuple[int, Decoded] | None = None  # (window_start, decode of the final's exact audio)
     last_partial: str = ""
     last_partial_end: int = 0  # segment sample the last partial decode reached
+    next_partial_at: int = 0  # a partial is due once the segment is this long (the cadence)
+    window_heard: bool = False  # a decode of the current window (since the last commit) gave words
     partials: int = 0
 
 
@@ -143,11 +169,13 @@ class SegmentDecoder:
         self._budget = CpuBudget(config.partial_cpu_share, config.partial_cpu_burst_s)
         self._context: deque[int] = deque(maxlen=max(1, config.context_tokens))
         self._cpu = cpu_clock
+        self._done_until = 0  # absolute sample up to which text was handed out as committed pieces
 
     def forget(self) -> None:
         """End of a run: drop every segment's state and the context (transcript tokens)."""
         self._open.clear()
         self._context.clear()
+        self._done_until = 0
 
     # -- open segments -------------------------------------------------------------------------------
 
@@ -185,29 +213,46 @@ class SegmentDecoder:
         absolute_end_sample: int, onset_arrival: float | None,
     ) -> tuple[list[Committed], PartialTranscript | None]:
         rate = self.asr.sample_rate
-        state = self._open.setdefault(segment_id, _Open())
+        state = self._state(segment_id, absolute_end_sample - length)
         self._budget.audio_at(absolute_end_sample, rate)
         if length - state.window_start < rate // 4:
             return [], None
         committed: list[Committed] = []
         if final_candidate:
             self.stats.candidate_decodes += 1
-            decoded = self._decode_window(audio, state.window_start, length, final=True)
-            state.candidate = (state.window_start, decoded)
+            start = state.window_start
+            decoded = self._decode_window(audio, start, length, final=True)
+            self.stats.partial_decodes += 1
+            if (decoded.text and self.cfg.commit_at_pause and length - start >= self.cfg.pause_commit_min_s * rate
+                    and _shared_share(state.agreement.last_hypothesis, decoded.text) >= self.cfg.pause_commit_agreement):
+                # the speech paused here: this is a final whether or not the segment closes now
+                self.stats.candidate_reused += 1
+                self.stats.pause_commits += 1
+                piece = self._commit(segment_id, state, start, length, decoded)
+                state.next_partial_at = length + int(self.cfg.partial_after_pause_s * rate)
+                return [piece], None
+            state.candidate = (start, decoded)
         else:
-            gap = (length - state.last_partial_end) / rate
-            if state.partials > 0 and gap < self.cfg.partial_max_gap_s and not self._budget.allows():
+            due = length >= state.next_partial_at
+            if not due and not self._budget.allows():
                 self.stats.partials_over_budget += 1
                 return [], None
             spent = self._cpu()
             decoded = self._decode_window(audio, state.window_start, length, final=False)
             self._budget.spend(self._cpu() - spent)
+            self.stats.partial_decodes += 1
             state.last_partial_end = length
+            # the gap counts decodes, not shown partials (a window that decodes to nothing, noise or a
+            # guard, is not decoded again at every update); only an utterance's first words are
+            # looked for again sooner, while its window is short (onset of text)
+            soon = not decoded.text and not state.window_heard and length - state.window_start < 2 * rate
+            state.window_heard = state.window_heard or bool(decoded.text)
+            gap = self.cfg.partial_min_step_s if soon else self.cfg.partial_max_gap_s
+            state.next_partial_at = length + int(gap * rate)
             piece = self._maybe_commit(segment_id, state, decoded, audio)
             if piece is not None:
                 committed.append(piece)
                 decoded = None  # type: ignore[assignment]  # the window moved: the old hypothesis no longer applies
-        self.stats.partial_decodes += 1
         if not self.cfg.partials or decoded is None or not decoded.text:
             return committed, None
         stable, unstable = state.agreement.update(decoded.text)
@@ -221,6 +266,40 @@ class SegmentDecoder:
             onset_latency = time.monotonic() - onset_arrival
         state.partials += 1
         return committed, PartialTranscript(segment_id, t0, t0 + length / rate, stable, unstable, onset_latency)
+
+    def _state(self, segment_id: int, segment_start: int | None) -> _Open:
+        """The open state of a segment; a new one starts after audio already finalised.
+
+        A segment that begins before the end of the last committed piece (a split placed
+        just before a pause where the text was already handed out) starts its window there,
+        so no word is finalised twice.
+        """
+        state = self._open.get(segment_id)
+        if state is None:
+            state = self._open[segment_id] = _Open()
+            if segment_start is not None:
+                state.segment_start = segment_start
+                state.window_start = max(0, self._done_until - segment_start)
+            state.next_partial_at = state.window_start + int(self.cfg.partial_first_s * self.asr.sample_rate)
+        return state
+
+    def committed_until(self, segment_id: int) -> int:
+        """Samples of an open segment whose text is final already (0 if none or unknown)."""
+        state = self._open.get(segment_id)
+        return state.window_start if state is not None else 0
+
+    def _commit(self, segment_id: int, state: _Open, start: int, stop: int, final: Decoded) -> Committed:
+        """Hand out ``final`` (the decode of ``start:stop``) and move the window past it."""
+        state.window_start = stop
+        state.window_heard = False
+        state.agreement = LocalAgreement()
+        state.previous_first = None
+        state.candidate = None
+        state.committed_text = f"{state.committed_text} {final.text}".strip()
+        if state.segment_start is not None:
+            self._done_until = max(self._done_until, state.segment_start + stop)
+        self._remember(final)
+        return Committed(segment_id, start, stop, final, self.asr.align_words(final))
 
     def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow) -> Committed | None:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it."""
@@ -249,14 +328,8 @@ class SegmentDecoder:
         if not final.text:
             state.previous_first = None
             return None  # the guards found no speech in it: try again on a later partial
-        state.window_start = cut
-        state.agreement = LocalAgreement()
-        state.previous_first = None
-        state.candidate = None
-        state.committed_text = f"{state.committed_text} {final.text}".strip()
-        self._remember(final)
         self.stats.sentences_committed += 1
-        return Committed(segment_id, start, cut, final, self.asr.align_words(final))
+        return self._commit(segment_id, state, start, cut, final)
 
     def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
         """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
@@ -285,14 +358,21 @@ class SegmentDecoder:
         """A closed segment that will not be decoded (noise, or no buffer): drop its state."""
         self._open.pop(segment_id, None)
 
-    def on_closed(self, segment_id: int, features: np.ndarray, n_samples: int) -> Final:
+    def on_closed(self, segment_id: int, features: np.ndarray, n_samples: int, segment_start: int | None = None) -> Final:
         """The rest of a closed segment, from its features (frames at ``hop`` samples).
 
-        Raises the last error if the decode and the retry on halves both fail.
+        ``segment_start`` (absolute samples) lets a segment never seen open start after
+        the text already committed. A segment whose audio was all committed already (the
+        pause's look-ahead became its last piece) gives an empty final with ``start`` at
+        its end, without a decode. Raises the last error if the decode and the retry on
+        halves both fail.
         """
-        state = self._open.pop(segment_id, _Open())
+        state = self._open.pop(segment_id, None) or self._state_for_closed(segment_start)
         start = state.window_start
         hop = self.asr.hop
+        if start > 0 and n_samples - start < self.asr.sample_rate // 4:
+            self.stats.finals_without_rest += 1
+            return Final(Decoded("", [], 0.0, 0.0, max(0, n_samples - start), rejected="committed"), [], min(start, n_samples))
         if state.candidate is not None:
             candidate_start, candidate = state.candidate
             if candidate_start == start and start + candidate.n_samples == n_samples:
@@ -308,7 +388,16 @@ class SegmentDecoder:
             self.stats.retried += 1
             decoded, words = self._decode_halves(tail, n_samples - start)
         self._remember(decoded)
+        if state.segment_start is not None and decoded.text:
+            self._done_until = max(self._done_until, state.segment_start + n_samples)
         return Final(decoded, words, start)
+
+    def _state_for_closed(self, segment_start: int | None) -> _Open:
+        state = _Open()
+        if segment_start is not None:
+            state.segment_start = segment_start
+            state.window_start = max(0, self._done_until - segment_start)
+        return state
 
     def _decode_halves(self, features: np.ndarray, n_samples: int) -> tuple[Decoded, list[DecodedWord]]:
         hop, rate = self.asr.hop, self.asr.sample_rate
@@ -343,3 +432,18 @@ class SegmentDecoder:
 
 def _words_of(text: str) -> list[str]:
     return [w for w in (word.strip(".,!?;:\"'").lower() for word in text.split()) if w]
+
+
+def _shared_share(reference: list[str], text: str) -> float:
+    """Share of ``reference``'s words found in order in ``text`` (1.0 when both are empty of words)."""
+    ref = _words_of(" ".join(reference))
+    hyp = _words_of(text)
+    if not ref:
+        return 0.0 if hyp else 1.0
+    prev = [0] * (len(hyp) + 1)
+    for a in ref:
+        cur = [0] * (len(hyp) + 1)
+        for j, b in enumerate(hyp, 1):
+            cur[j] = prev[j - 1] + 1 if a == b else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1] / len(ref)

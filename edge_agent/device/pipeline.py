@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -127,6 +128,7 @@ class RunStats:
     sentences_committed: int = 0
     candidate_decodes: int = 0
     candidate_reused: int = 0
+    pause_commits: int = 0  # finals handed out at a pause inside a segment that went on (or closed later)
     decode_retries: int = 0
     failed_open_decodes: int = 0
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
@@ -272,7 +274,8 @@ class StreamingPipeline:
         self._cond = threading.Condition()
         self._closed: queue.Queue[SegmentClosed | None] = queue.Queue()
         self._finals: list[_Closed] = []
-        self._update: SegmentUpdate | None = None
+        self._update: SegmentUpdate | None = None  # newest partial request
+        self._candidate: SegmentUpdate | None = None  # newest look-ahead request (a final at a pause)
         self._capture_done = False
         self._closer_done = False
         self._stop = stop or threading.Event()
@@ -356,6 +359,7 @@ class StreamingPipeline:
         ds = self.decoder.stats
         st.partial_decodes, st.partials_over_budget = ds.partial_decodes, ds.partials_over_budget
         st.sentences_committed, st.candidate_decodes, st.candidate_reused = ds.sentences_committed, ds.candidate_decodes, ds.candidate_reused
+        st.pause_commits = ds.pause_commits
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
         self.decoder.forget()
         self._waiting_commits.clear()
@@ -375,7 +379,7 @@ class StreamingPipeline:
             self.stats.worker_errors += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
-            log.error("speech pipeline worker failed: %s", type(exc).__name__)
+            log.error("speech pipeline worker failed: %s", type(exc).__name__, exc_info=os.environ.get("EDGE_AGENT_DEBUG_TRACE") == "1")
             self._fault = exc
             self._stop.set()
             with self._cond:
@@ -401,9 +405,13 @@ class StreamingPipeline:
         if not self.decoder.wants_update(event.segment.id, event.length, event.final_candidate):
             return
         with self._cond:
-            if self._update is not None:
-                self.stats.partials_skipped += 1
-            self._update = event
+            # a look-ahead (the final at a pause) never gives way to a partial request
+            if event.final_candidate:
+                self._candidate = event
+            else:
+                if self._update is not None:
+                    self.stats.partials_skipped += 1
+                self._update = event
             self._cond.notify()
 
     # -- closer thread ----------------------------------------------------------------------------------
@@ -418,6 +426,8 @@ class StreamingPipeline:
                 self._finals.append(job)
                 if self._update is not None and self._update.segment.id == job.seg_id:
                     self._update = None  # the final covers it
+                if self._candidate is not None and self._candidate.segment.id == job.seg_id:
+                    self._candidate = None
                 self._cond.notify_all()
         with self._cond:
             self._closer_done = True
@@ -457,13 +467,10 @@ class StreamingPipeline:
     def _work_loop(self) -> None:
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._finals or self._update is not None or (self._capture_done and self._closer_done))
-                if self._finals:
-                    job: _Closed | SegmentUpdate = self._finals.pop(0)
-                    self._gauge_queue()
-                elif self._update is not None:
-                    job, self._update = self._update, None
-                else:
+                self._cond.wait_for(lambda: self._finals or self._candidate is not None or self._update is not None
+                                    or (self._capture_done and self._closer_done))
+                job = self._take_job()
+                if job is None:
                     return
             if isinstance(job, _Closed):
                 try:
@@ -472,6 +479,21 @@ class StreamingPipeline:
                     job.release()
             else:
                 self._decode_open(job)
+
+    def _take_job(self) -> _Closed | SegmentUpdate | None:
+        """The worker's next job (called holding ``_cond``): closed segments first, then the
+        look-ahead at a pause (it becomes a final), then the newest partial request."""
+        if self._finals:
+            job: _Closed | SegmentUpdate = self._finals.pop(0)
+            self._gauge_queue()
+            return job
+        if self._candidate is not None:
+            job, self._candidate = self._candidate, None
+            return job
+        if self._update is not None:
+            job, self._update = self._update, None
+            return job
+        return None
 
     def _decode_open(self, update: SegmentUpdate) -> None:
         seg = update.segment
@@ -504,7 +526,8 @@ class StreamingPipeline:
             point = self._watcher.feed(seg.id, length, window)
         except SegmentGoneError:
             return
-        if point is not None:
+        # a change inside audio whose text is final already was attributed with that piece
+        if point is not None and point > self.decoder.committed_until(seg.id):
             self._vad.request_split(seg.id, point)
 
     def _emit_committed(self, seg: SpeechSegment, piece: Committed) -> None:
@@ -530,7 +553,7 @@ class StreamingPipeline:
             self.metrics.inc("edge_agent_segments_total")
         waiting = self._waiting_commits.pop(job.seg_id, [])
         for piece in waiting:
-            part = _slice_speaker(job.speaker, piece.start, piece.stop)
+            part = _piece_speaker(job.speaker, piece.start, piece.stop, job.n_samples)
             self._emit(job.seg_id, job.start_sample + piece.start, piece.decoded.text, piece.words, part, job.residency_s,
                        time.monotonic() - job.speech_end)
         if job.reason:
@@ -545,12 +568,14 @@ class StreamingPipeline:
         bins, frames = self.pools.feature_shape
         feats = job.features.data.reshape(bins, frames)[:, : job.n_frames]
         try:
-            final = self.decoder.on_closed(job.seg_id, feats, job.n_samples)
+            final = self.decoder.on_closed(job.seg_id, feats, job.n_samples, job.start_sample)
         except Exception as exc:  # noqa: BLE001 - the retry on halves failed too: visible, counted, never silent
             log.error("final decode failed twice (%s); segment reported as discarded", type(exc).__name__)
             self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
             self._discard(job, "decode_failed")
             return
+        if final.decoded.rejected == "committed":
+            return  # every word of this segment went out in committed pieces
         if not final.decoded.text:
             self._discard(job, final.decoded.rejected or "empty")
             return
@@ -594,6 +619,20 @@ class StreamingPipeline:
         if self.metrics is not None:
             self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
         self.sink(SegmentDiscarded(job.seg_id, job.t0, job.t1, reason, job.residency_s))
+
+
+def _piece_speaker(feats: SpeakerFeatures | None, start: int, stop: int, n_samples: int) -> SpeakerFeatures | None:
+    """The features of a piece committed while its segment was open, from the closed segment's.
+
+    The piece can reach past the segment's end: its text was committed at a pause, and the
+    VAD then split the segment a little before that point (the rest went to the next
+    segment). Only audio the segment holds is described (its features are padded one
+    partial window past its end, no further); a piece that lies wholly past the end is
+    described by the segment's last quarter second, the speech it continues.
+    """
+    stop = min(stop, n_samples)
+    start = max(0, min(start, stop - SAMPLE_RATE // 4))
+    return _slice_speaker(feats, start, stop)
 
 
 def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> SpeakerFeatures | None:

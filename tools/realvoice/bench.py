@@ -267,7 +267,10 @@ def score(cond: Condition, run: ChildRun, offline: dict[str, Any], offline_cpu: 
         "discarded": dict(discarded),
         "dropped_segments": summary.get("dropped_segments"),
         "dropped_frames": summary.get("dropped_frames"),
-        "worker_errors": stderr.count("ASR worker error"),
+        # the pipeline logs "speech pipeline worker failed" and stops (PipelineFault); older builds
+        # logged "ASR worker error" and went on: count both, or a stopped run shows 0 errors
+        "worker_errors": max(summary.get("worker_errors") or 0,
+                             stderr.count("ASR worker error") + stderr.count("speech pipeline worker failed")),
         "extractor_errors": stderr.count("exceeds the extractor"),
         "residency_max_s": summary.get("residency_max_s"),
         "stream_cpu_s": round(run.cpu_s, 2),

@@ -88,16 +88,96 @@ def test_a_long_turn_commits_sentence_finals_before_it_ends(asr, shared) -> None
     assert all(norm(b.stable).startswith(norm(a.stable)) for (_, a), (_, b), ea, eb in pairs if ea == eb)
 
 
+class _Counting:
+    """The real recogniser, counting decodes (each one runs the encoder and the decoder)."""
+
+    def __init__(self, asr: WhisperCT2) -> None:
+        self._asr = asr
+        self.decodes = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._asr, name)
+
+    def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        self.decodes += 1
+        return self._asr.decode_features(*args, **kwargs)
+
+
 def test_final_reuses_the_look_ahead_decode_of_its_exact_audio(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
     audio = np.ascontiguousarray(jfk_16k[: int(3.5 * SAMPLE_RATE)], dtype=np.float32)
-    decoder = SegmentDecoder(asr, DecoderConfig(partials=False))
+    counting = _Counting(asr)
+    decoder = SegmentDecoder(counting, DecoderConfig(partials=False, commit_at_pause=False))
     decoder.on_update(0, 0.0, len(audio), True, _window_of(audio), len(audio), None)
     final = decoder.on_closed(0, _features(asr, audio), len(audio))
     assert decoder.stats.candidate_reused == 1 and "fellow" in final.decoded.text.lower()
+    assert counting.decodes == 1  # the close decoded nothing
     # a segment that went on after the look-ahead is decoded afresh from its features
     decoder.on_update(1, 0.0, len(audio) // 2, True, _window_of(audio), len(audio) // 2, None)
     decoder.on_closed(1, _features(asr, audio), len(audio))
-    assert decoder.stats.candidate_reused == 1
+    assert decoder.stats.candidate_reused == 1 and counting.decodes == 3
+
+
+def test_the_look_ahead_at_a_pause_is_a_final_at_once_and_the_close_decodes_nothing(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    """The VAD's final candidate (speech paused) becomes a committed piece before the segment closes,
+    whether it then closes or the speaker goes on: the look-ahead decode is never thrown away."""
+    pause = int(3.5 * SAMPLE_RATE)  # jfk pauses after "...fellow Americans,"
+    audio = np.ascontiguousarray(jfk_16k[: int(7.0 * SAMPLE_RATE)], dtype=np.float32)
+    counting = _Counting(asr)
+    decoder = SegmentDecoder(counting, DecoderConfig(partials=True, commit_at_pause=True, pause_commit_agreement=0.0))
+    pieces, partial = decoder.on_update(0, 0.0, pause, True, _window_of(audio), pause, None)
+    assert partial is None and len(pieces) == 1 and "fellow" in pieces[0].decoded.text.lower()
+    assert (pieces[0].start, pieces[0].stop) == (0, pause) and pieces[0].words
+    assert decoder.committed_until(0) == pause
+    # the speaker went on: the final covers only what came after the pause
+    final = decoder.on_closed(0, _features(asr, audio), len(audio), segment_start=0)
+    assert final.start == pause and "fellow" not in final.decoded.text.lower() and final.decoded.text
+    assert decoder.stats.pause_commits == decoder.stats.candidate_reused == 1 and counting.decodes == 2
+    # a segment that closes on the look-ahead's audio is not decoded again
+    decoder.on_update(1, 0.0, pause, True, _window_of(audio), 10 * pause, None)
+    final = decoder.on_closed(1, _features(asr, audio[:pause]), pause, segment_start=10 * pause - pause)
+    assert final.decoded.rejected == "committed" and not final.words and final.start == pause
+    assert decoder.stats.finals_without_rest == 1 and counting.decodes == 3
+
+
+def test_a_look_ahead_that_contradicts_the_live_hypothesis_waits_for_the_close(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    audio = np.ascontiguousarray(jfk_16k[: int(3.5 * SAMPLE_RATE)], dtype=np.float32)
+    decoder = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.6))
+    # no partial was decoded for this window: nothing to agree with, so no commit at the pause
+    pieces, _ = decoder.on_update(0, 0.0, len(audio), True, _window_of(audio), len(audio), None)
+    assert not pieces and decoder.stats.pause_commits == 0
+    final = decoder.on_closed(0, _features(asr, audio), len(audio))
+    assert decoder.stats.candidate_reused == 1 and "fellow" in final.decoded.text.lower()
+    # with a partial of the same words first, the pause commits
+    agreed = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.6))
+    _, partial = agreed.on_update(0, 0.0, len(audio), False, _window_of(audio), len(audio), None)
+    assert partial is not None and "fellow" in partial.text.lower()
+    pieces, _ = agreed.on_update(0, 0.0, len(audio), True, _window_of(audio), len(audio), None)
+    assert len(pieces) == 1 and agreed.stats.pause_commits == 1
+
+
+def test_a_segment_split_before_committed_audio_does_not_finalise_it_twice(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    pause = int(3.5 * SAMPLE_RATE)
+    audio = np.ascontiguousarray(jfk_16k[: int(7.0 * SAMPLE_RATE)], dtype=np.float32)
+    decoder = SegmentDecoder(asr, DecoderConfig(commit_at_pause=True, pause_commit_agreement=0.0))
+    pieces, _ = decoder.on_update(0, 0.0, pause, True, _window_of(audio), pause, None)
+    assert pieces
+    # the VAD split the segment 0.2 s before the committed end (its quietest frame); the new
+    # segment starts there, and its text starts after the committed piece
+    split = pause - int(0.2 * SAMPLE_RATE)
+    assert decoder.on_closed(0, _features(asr, audio[:split]), split, segment_start=0).decoded.rejected == "committed"
+    rest = audio[split:]
+    final = decoder.on_closed(1, _features(asr, rest), len(rest), segment_start=split)
+    assert final.start == pause - split and "fellow" not in final.decoded.text.lower()
+
+
+def test_a_window_that_decodes_to_nothing_is_not_decoded_at_every_update(asr) -> None:  # type: ignore[no-untyped-def]
+    rng = np.random.default_rng(3)
+    noise = (rng.standard_normal(8 * SAMPLE_RATE) * 1e-4).astype(np.float32)
+    decoder = SegmentDecoder(asr, DecoderConfig(partial_cpu_share=0.0))
+    _feed(decoder, noise)  # 16 updates every 0.5 s
+    # at most every 0.5 s while the window is under 2 s (an utterance's first words), then every 1.5 s
+    assert decoder.stats.partial_decodes <= 4 + 4, decoder.stats
+    assert decoder.stats.partials_over_budget >= 8
 
 
 def test_an_update_whose_segment_was_zeroed_meanwhile_is_dropped(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
