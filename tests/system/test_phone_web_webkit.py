@@ -73,6 +73,16 @@ indexedDB.open('edge-agent-data').onsuccess = (e) => e.target.result.transaction
 """
 
 
+def _visit(browser: WebKitBrowser, origin: str, room_code: str) -> None:
+    browser.go(origin + "/#/room")
+    browser.click("#consent")
+    browser.fill("#room-code", room_code)
+    browser.click("#start")
+    browser.wait_status("Visit started")
+    browser.click("#stop")
+    browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report on screen")
+
+
 @pytest.fixture
 def webkit(tmp_path: Path):  # type: ignore[no-untyped-def]
     pki = Pki.make(tmp_path / "pki")
@@ -95,6 +105,7 @@ def test_clinician_flow_in_webkit(webkit, tmp_path: Path) -> None:
     browser.go(site.origin + "/#/setup")
     engine = browser.driver.execute_async_script(ENGINE)
     print(f"\nWebKit: {engine}")
+    assert engine["X25519"] == engine["ECDSA-P256"] == "ok, extractable=false", engine
     assert engine["secure"] is True  # the pinned certificate makes the origin a secure context (WebCrypto, SW)
     # phone-ish: MiniBrowser's toolbar keeps its window from getting narrower than ~450 CSS px
     # (the 360 px layout is checked by the Chromium test's device emulation)
@@ -124,13 +135,19 @@ def test_clinician_flow_in_webkit(webkit, tmp_path: Path) -> None:
     browser.go(device.join_link(site.origin))
     browser.wait_status("the device is verified")
 
-    browser.go(site.origin + "/#/room")
-    browser.click("#consent")
-    browser.fill("#room-code", pki.room_code())
-    browser.click("#start")
-    browser.wait_status("Visit started")
-    browser.click("#stop")
-    browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report on screen")
+    # Trusted Types: no HTML string reaches a sink (WebKit enforces the page's CSP require-trusted-types-for)
+    tt = browser.driver.execute_script("try { document.body.insertAdjacentHTML('beforeend', '<b>x</b>'); return 'inserted'; } "
+                                       "catch (e) { return e.name; }")
+    assert tt == "TypeError", tt
+
+    # voice enrolment through the AudioWorklet, from WebKit's mock microphone (a tone, not a voice)
+    browser.click("#enrol")
+    time.sleep(3.5)
+    browser.click("#enrol-stop")
+    enrolled = browser.wait_status("Voice enrolled", 20)
+    assert 2 <= int(enrolled.split("from ")[1].split(" s")[0]) <= 6, enrolled
+
+    _visit(browser, site.origin, pki.room_code())
     report = browser.text()
     assert "At 0:09" in report and "Try:" in report and "You said" in report
     assert browser.driver.execute_script("return document.querySelectorAll('svg.timeline rect.turn').length") >= 6
@@ -145,3 +162,22 @@ def test_clinician_flow_in_webkit(webkit, tmp_path: Path) -> None:
     browser.go(site.origin + "/#/visits")
     assert browser.text().count("suggestion") == 1
     assert issued.subject_id
+
+    # the service worker on an https origin served with a private-CA certificate
+    sw = browser.driver.execute_async_script("""
+        const done = arguments[0];
+        navigator.serviceWorker.getRegistration().then((r) => done({ registered: !!r, active: !!(r && r.active),
+          controller: !!navigator.serviceWorker.controller }), (e) => done({ error: e.name + ': ' + e.message }));""")
+    if not sw.get("controller"):
+        browser.driver.refresh()
+        time.sleep(1)
+        sw = browser.driver.execute_async_script("""
+            const done = arguments[0];
+            navigator.serviceWorker.getRegistration().then((r) => done({ registered: !!r, active: !!(r && r.active),
+              controller: !!navigator.serviceWorker.controller }), (e) => done({ error: e.name + ': ' + e.message }));""")
+    assert sw == {"registered": True, "active": True, "controller": True}, sw
+
+    # a second visit after the reloads: the sealing key is unwrapped again from IndexedDB
+    _visit(browser, site.origin, pki.room_code())
+    browser.go(site.origin + "/#/visits")
+    assert browser.text().count("suggestion") == 2
