@@ -1,7 +1,9 @@
 """Helpers for the phone web app tests: a site PKI, a room device with its browser endpoint,
-the site service, and headless Chromium trusting the site CA through a real NSS database.
+the site service, and headless Chromium trusting the site CA through a real NSS database;
+WebKitGTK (Safari's engine) through WebKitWebDriver under Xvfb (WebKitBrowser).
 
-No browser is downloaded: Debian's chromium + chromium-driver (tools/apt-packages.txt).
+No browser is downloaded: Debian's chromium + chromium-driver, webkit2gtk-driver + xvfb
+(tools/apt-packages.txt).
 """
 
 from __future__ import annotations
