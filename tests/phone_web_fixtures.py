@@ -1,7 +1,9 @@
 """Helpers for the phone web app tests: a site PKI, a room device with its browser endpoint,
-the site service, and headless Chromium trusting the site CA through a real NSS database.
+the site service, and headless Chromium trusting the site CA through a real NSS database;
+WebKitGTK (Safari's engine) through WebKitWebDriver under Xvfb (WebKitBrowser).
 
-No browser is downloaded: Debian's chromium + chromium-driver (tools/apt-packages.txt).
+No browser is downloaded: Debian's chromium + chromium-driver, webkit2gtk-driver + xvfb
+(tools/apt-packages.txt).
 """
 
 from __future__ import annotations
@@ -241,6 +243,117 @@ class Browser:
         self.shots.append(path)
 
 
+# ---- WebKit (Safari's engine): Debian's WebKitGTK driving its MiniBrowser under Xvfb -----------
+
+WEBKIT_DRIVER = "/usr/bin/WebKitWebDriver"
+MINIBROWSER = "/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser"
+XVFB = "/usr/bin/Xvfb"
+WEBKIT_INSTALL = "apt-get install -y webkit2gtk-driver xvfb"
+
+
+def webkit_available() -> str | None:
+    for path in (WEBKIT_DRIVER, MINIBROWSER, XVFB):
+        if not Path(path).exists():
+            return f"{path} missing ({WEBKIT_INSTALL})"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium missing (pip install -e '.[dev]')"
+    return None
+
+
+def leaf_certificate(bundle: Path, out: Path) -> Path:
+    """The first certificate of a PEM bundle (the server's own), alone in a file."""
+    text = bundle.read_text()
+    start = text.index("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----", start) + len("-----END CERTIFICATE-----")
+    out.write_text(text[start:end] + "\n")
+    return out
+
+
+class _Xvfb:
+    """A private X display (GTK's MiniBrowser has no headless mode)."""
+
+    def __init__(self, log: Path) -> None:
+        import subprocess
+
+        read, write = os.pipe()
+        self.proc = subprocess.Popen([XVFB, "-displayfd", str(write), "-screen", "0", "1024x900x24", "-nolisten", "tcp"],
+                                     pass_fds=(write,), stdout=log.open("wb"), stderr=subprocess.STDOUT)
+        os.close(write)
+        with os.fdopen(read) as f:
+            number = f.readline().strip()
+        if not number:
+            self.proc.kill()
+            raise RuntimeError(f"Xvfb did not start; see {log}")
+        self.display = f":{number}"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except Exception:  # noqa: BLE001
+            self.proc.kill()
+
+
+@dataclass
+class WebKitBrowser(Browser):
+    """WebKitGTK (the engine of Safari) through WebKitWebDriver, in a 360 px wide window.
+
+    TLS: WebKitGTK has no per-profile CA store (it uses the system's GnuTLS trust) and
+    WebKitWebDriver cannot add a trust anchor, so the test pins the exact server
+    certificates it serves (capability ``webkitgtk:browserOptions.certificates`` =
+    ``webkit_web_context_allow_tls_certificate_for_host``): those two certificates on
+    127.0.0.1 are accepted, any other certificate is still refused (no ignoreTLSErrors).
+    """
+
+    xvfb: Any = None
+
+    @classmethod
+    def launch_webkit(cls, root: Path, certificates: list[Path]) -> WebKitBrowser:
+        from selenium import webdriver
+        from selenium.webdriver.webkitgtk.options import Options
+        from selenium.webdriver.webkitgtk.service import Service
+
+        class _Options(Options):
+            def to_capabilities(self) -> dict:  # type: ignore[type-arg]
+                caps = super().to_capabilities()
+                caps[Options.KEY]["certificates"] = [{"host": "127.0.0.1", "certificateFile": str(c)} for c in certificates]
+                return caps
+
+        root.mkdir(parents=True, exist_ok=True)
+        xvfb = _Xvfb(root / "xvfb.log")
+        opts = _Options()
+        opts.binary_location = MINIBROWSER
+        for flag in ("--automation", "--enable-media-stream=true", "--enable-mock-capture-devices=true",
+                     "--media-playback-requires-user-gesture=false"):
+            opts.add_argument(flag)
+        env = {**os.environ, "DISPLAY": xvfb.display, "LANG": "C.UTF-8", "GDK_BACKEND": "x11"}
+        env.pop("WAYLAND_DISPLAY", None)
+        try:
+            service = Service(WEBKIT_DRIVER, env=env, log_output=str(root / "webkitwebdriver.log"))
+            driver = webdriver.WebKitGTK(service=service, options=opts)
+        except Exception:
+            xvfb.stop()
+            raise
+        driver.set_window_rect(width=360, height=740)
+        driver.set_page_load_timeout(30)
+        driver.set_script_timeout(60)
+        return cls(driver, root, root, xvfb=xvfb)
+
+    def quit(self) -> None:
+        super().quit()
+        if self.xvfb is not None:
+            self.xvfb.stop()
+
+    def screenshot(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.1)
+        path.write_bytes(self.driver.get_screenshot_as_png())
+        self.shots.append(path)
+
+
 def enrol_phone(browser: Browser, site: str, authority: ca.CertificateAuthority, work: Path, **sign_kw: Any) -> str:
     """Keys made in the browser, the request signed by the project's CA code, the answer installed. Returns the pseudonym."""
     browser.go(site + "/#/setup")
@@ -261,3 +374,4 @@ def make_tmp() -> Path:
 
 
 skip_without_browser = pytest.mark.skipif(browser_available() is not None, reason=str(browser_available()))
+skip_without_webkit = pytest.mark.skipif(webkit_available() is not None, reason=str(webkit_available()))

@@ -7,23 +7,58 @@ const ECDSA = { name: "ECDSA", namedCurve: "P-256" };
 const SHA256 = { name: "ECDSA", hash: "SHA-256" };
 
 export async function haveKeys() {
-  return Boolean(await getKey("sign")) && Boolean(await getKey("seal"));
+  return Boolean(await getKey("sign")) && Boolean((await getKey("seal")) || (await getKey("seal-wrapped")));
 }
+
+const X25519 = { name: "X25519" };
 
 export async function makeKeys() {
   const sign = await crypto.subtle.generateKey(ECDSA, false, ["sign", "verify"]);
   let seal;
   try {
-    seal = await crypto.subtle.generateKey({ name: "X25519" }, false, ["deriveBits"]);
+    seal = await crypto.subtle.generateKey(X25519, false, ["deriveBits"]);
   } catch {
     throw new Error("this browser has no X25519 in WebCrypto; update it (Chrome 133+, Safari 17+)");
   }
   await putKey("sign", sign);
-  await putKey("seal", seal);
+  try {
+    await putKey("seal", seal);
+  } catch (e) {
+    if (e?.name !== "DataError") throw e;
+    await putWrappedSealKey(); // WebKit: IndexedDB cannot hold an X25519 CryptoKey (see below)
+  }
+}
+
+// WebKit (WebKitGTK 2.50 at least) refuses to store any X25519 CryptoKey in IndexedDB
+// (DataError), while it stores ECDSA, ECDH, Ed25519 and AES keys. There, and only there,
+// the sealing key is kept wrapped (pkcs8, AES-GCM) under a non-extractable wrapping key,
+// wrapped and unwrapped inside WebCrypto: the key bytes never reach JavaScript and the
+// unwrapped key in use is non-extractable. Weaker than a stored CryptoKey in one way:
+// script running in the page could unwrap it as extractable (docs/phone.md, WebKit).
+const WRAP_AD = new TextEncoder().encode("edge-agent/v1 seal key");
+
+async function putWrappedSealKey() {
+  const pair = await crypto.subtle.generateKey(X25519, true, ["deriveBits"]);
+  const wrapping = await crypto.subtle.generateKey({ name: "AES-GCM", length: 256 }, false, ["wrapKey", "unwrapKey"]);
+  const iv = crypto.getRandomValues(new Uint8Array(12));
+  const wrapped = new Uint8Array(await crypto.subtle.wrapKey("pkcs8", pair.privateKey, wrapping, { name: "AES-GCM", iv, additionalData: WRAP_AD }));
+  const pub = new Uint8Array(await crypto.subtle.exportKey("raw", pair.publicKey));
+  await putKey("seal-wrapped", { iv, wrapped, pub, wrapping });
+}
+
+async function unwrapSealKey(w) {
+  const privateKey = await crypto.subtle.unwrapKey("pkcs8", w.wrapped, w.wrapping, { name: "AES-GCM", iv: w.iv, additionalData: WRAP_AD },
+    X25519, false, ["deriveBits"]);
+  return { privateKey, publicKey: await crypto.subtle.importKey("raw", w.pub, X25519, true, []) };
 }
 
 export async function signingKeys() { return getKey("sign"); }
-export async function sealingKeys() { return getKey("seal"); }
+export async function sealingKeys() {
+  const stored = await getKey("seal");
+  if (stored) return stored;
+  const wrapped = await getKey("seal-wrapped");
+  return wrapped ? unwrapSealKey(wrapped) : null;
+}
 
 export async function sealingPublic() {
   return new Uint8Array(await crypto.subtle.exportKey("raw", (await sealingKeys()).publicKey));
