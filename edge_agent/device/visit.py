@@ -28,6 +28,7 @@ from edge_agent.device.session import CaptureLost, RunFault, TranscriptionSessio
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION, feedback_to_proto
 from edge_agent.feedback.report import build_feedback
+from edge_agent.hardening import release_free_heap
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 from edge_agent.speakers.enrol import Voiceprint, enrol
 from edge_agent.transcript import Utterance
@@ -41,6 +42,7 @@ SourceFactory = Callable[[], AudioSource]
 class VisitPolicy:
     long_silence_s: float = 600.0  # no speech for this long ends the visit (0: never)
     mic_retry_s: float = 2.0  # how often a lost microphone is looked for again
+    heap_trim_s: float = 30.0  # how often freed decoder memory is handed back to the kernel (0: never)
 
 
 def mic_factory(device: str | None) -> SourceFactory:
@@ -135,6 +137,7 @@ class PipelineVisitRunner:
             return message
         finally:
             state.wipe()
+            release_free_heap()  # the visit's transcript and the report's working memory
 
     def wait_capture_end(self, timeout: float | None = None) -> bool:
         """Block until the running visit's audio source ends (a replayed file); True if it did."""
@@ -159,7 +162,7 @@ class PipelineVisitRunner:
 
     def _capture(self, state: _VisitState, source: AudioSource | None, voiceprint: Voiceprint | None) -> None:
         """Run the pipeline until stop; if the microphone goes away, wait for it and carry on."""
-        watchdog = threading.Thread(target=self._silence_watch, args=(state,), daemon=True)
+        watchdog = threading.Thread(target=self._watch, args=(state,), name="visit-watch", daemon=True)
         watchdog.start()
         try:
             while not state.stop_event.is_set():
@@ -222,13 +225,19 @@ class PipelineVisitRunner:
 
         return sink
 
-    def _silence_watch(self, state: _VisitState) -> None:
-        if self.policy.long_silence_s <= 0:
-            return
+    def _watch(self, state: _VisitState) -> None:
+        """Once a second: end a visit that has been silent too long; every ``heap_trim_s``, trim the heap
+        (RSS must stay flat through a long visit, docs/architecture.md "Measured")."""
+        policy = self.policy
+        trimmed = time.monotonic()
         while not state.stop_event.wait(1.0):
-            if time.monotonic() - state.last_speech > self.policy.long_silence_s:
+            now = time.monotonic()
+            if policy.long_silence_s > 0 and now - state.last_speech > policy.long_silence_s:
                 state.ctx.request_stop("long_silence")
                 return
+            if policy.heap_trim_s > 0 and now - trimmed >= policy.heap_trim_s:
+                release_free_heap()
+                trimmed = now
 
 
 def audio_quality(runs: Sequence[RunStats]) -> feedback_pb2.AudioQuality:

@@ -176,3 +176,28 @@ def test_enrolment_at_a_browser_rate_zeroes_the_resampled_voice(session_with_spe
     values = PipelineEnroller(session_with_speakers).enroll(pcm48, 48000)
     assert len(values) > 16 and any(v != 0 for v in values)
     assert made and all(not m.any() for m in made), "the resampled enrolment audio was freed without being zeroed"
+
+
+def test_a_visit_trims_the_heap_on_its_cadence(session_with_speakers, jfk_path: Path,  # type: ignore[no-untyped-def]
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Freed decoder memory goes back to the kernel during a visit and after it (RSS flat over long visits)."""
+    import time
+
+    from edge_agent.audio.file_source import FileSource
+    from edge_agent.behaviours.classifier import BehaviourClassifier
+    from edge_agent.device import visit as visit_module
+    from edge_agent.device.lifecycle import VisitContext
+    from edge_agent.hardening import release_free_heap
+
+    assert release_free_heap()  # glibc here: malloc_trim is there and runs
+    calls: list[float] = []
+    monkeypatch.setattr(visit_module, "release_free_heap", lambda: calls.append(time.monotonic()) or True)
+    runner = visit_module.PipelineVisitRunner(session_with_speakers, BehaviourClassifier(),
+                                              lambda: FileSource(jfk_path, realtime=True),
+                                              visit_module.VisitPolicy(heap_trim_s=1.0))
+    runner.start(VisitContext("v-trim00000000000", int(time.time()), 600, request_stop=lambda reason: None))
+    assert runner.wait_capture_end(120)
+    during = len(calls)
+    runner.stop()
+    assert during >= 3  # jfk plays 11 s in real time: a trim about every second
+    assert len(calls) == during + 1  # and one after the report is built
