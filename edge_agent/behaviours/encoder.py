@@ -18,36 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.errors import ModelError
+from edge_agent.ort_session import first_line, open_session
 
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:160] if text else type(exc).__name__
+REBUILD = "python -m tools.training.train_behaviours"
 
 
 def make_session(path: Path, threads: int, provider: str, what: str):  # type: ignore[no-untyped-def]
-    """An onnxruntime session with ``threads`` intra-op threads on ``provider`` ("cpu" | "cuda")."""
-    import onnxruntime as ort
-
-    name = PROVIDERS.get(provider)
-    if name is None:
-        raise ModelError(f"unknown provider {provider!r} for the {what}; use one of: {', '.join(PROVIDERS)}")
-    if name not in ort.get_available_providers():
-        raise ModelError(
-            f"provider {provider!r} requested for the {what} but onnxruntime here offers only "
-            f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu or set provider = \"cpu\""
-        )
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = max(1, threads)
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
-    except Exception as exc:  # onnxruntime raises its own types for a damaged file
-        raise ModelError(f"{what} {path} cannot be loaded ({_first_line(exc)}); run: python -m tools.training.train_behaviours") from None
+    """The behaviour models' sessions (see edge_agent.ort_session)."""
+    return open_session(path, threads, provider, what, REBUILD)
 
 
 class SentenceEncoder:
@@ -60,7 +38,7 @@ class SentenceEncoder:
         try:
             self.tokenizer = Tokenizer.from_file(str(tokenizer_path))
         except Exception as exc:
-            raise ModelError(f"tokenizer {tokenizer_path} cannot be loaded ({_first_line(exc)}); run: python -m tools.training.train_behaviours") from None
+            raise ModelError(f"tokenizer {tokenizer_path} cannot be loaded ({first_line(exc)}); run: {REBUILD}") from None
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_length)
         self.special_tokens = special_tokens

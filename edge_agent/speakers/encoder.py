@@ -15,15 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from edge_agent.errors import ModelError
 from edge_agent.models import verify_model
+from edge_agent.ort_session import open_session
 from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, SpeakerFeatures, partial_slices
 
 MODEL_NAME = "speaker_ge2e.onnx"
 EMBED_DIM = 256
-PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 # Below this many windows a segment is embedded in one batch: the LSTM costs ~4.6 ms per window
 # alone, ~2 ms per window in batches of 4 or more (1 thread, this x86), so a coarse pass plus a
 # small second pass would not save anything.
@@ -59,25 +57,10 @@ class SpeakerEncoder:
 
     def __init__(self, config: EncoderConfig | None = None, model_path: Path | None = None) -> None:
         self.config = config or EncoderConfig()
-        provider = PROVIDERS.get(self.config.provider)
-        if provider is None:
-            raise ModelError(f"unknown speaker-model provider {self.config.provider!r}; use one of: {', '.join(PROVIDERS)}")
-        if provider not in ort.get_available_providers():
-            raise ModelError(
-                f"provider {self.config.provider!r} requested for the speaker model but onnxruntime here offers only "
-                f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu or set provider = \"cpu\""
-            )
         t0 = time.perf_counter()
         path = model_path or verify_model(MODEL_NAME)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = max(1, self.config.threads)
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=[provider])
-        except Exception as exc:  # onnxruntime raises its own types for a damaged file
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"speaker model {path} cannot be loaded ({first}); rebuild it with tools/training/build_speaker_model.py") from None
+        self.session = open_session(path, self.config.threads, self.config.provider, "speaker model",
+                                    "python -m tools.training.build_speaker_model")
         self.frontend = MelFrontend()
         self.load_seconds = time.perf_counter() - t0
         # CPU time of the calling thread spent embedding (with one intra-op thread, the ONNX work

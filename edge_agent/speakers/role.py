@@ -14,10 +14,9 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-import onnxruntime as ort
 
-from edge_agent.errors import ModelError
 from edge_agent.models import verify_model
+from edge_agent.ort_session import open_session
 
 MODEL_NAME = "role_classifier.onnx"
 N_FEATURES = 1 << 14
@@ -61,15 +60,8 @@ class RoleClassifier:
 
     def __init__(self, model_path: Path | None = None, threads: int = 1) -> None:
         path = model_path or verify_model(MODEL_NAME)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            first = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"role model {path} cannot be loaded ({first}); rebuild it with tools/training/train_role_classifier.py") from None
+        # a small linear model: always on the CPU, whatever provider the encoders use
+        self.session = open_session(path, threads, "cpu", "role model", "python -m tools.training.train_role_classifier")
         self._input = self.session.get_inputs()[0].name
         self._proba = self.session.get_outputs()[1].name
 

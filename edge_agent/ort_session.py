@@ -1,0 +1,46 @@
+"""One way to open an ONNX model: provider check, thread settings, one-line errors.
+
+Every ONNX model of the device (speaker encoder, sentence encoder, behaviour heads)
+opens through :func:`open_session`, so the CUDA path (Jetson) and the messages for a
+missing provider or a damaged file are the same everywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edge_agent.errors import ModelError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def open_session(path: Path, threads: int, provider: str, what: str, rebuild: str) -> Any:
+    """An onnxruntime session with ``threads`` intra-op threads on ``provider`` ("cpu" | "cuda").
+
+    ``what`` names the model in messages; ``rebuild`` is the command that makes it again.
+    """
+    import onnxruntime as ort
+
+    name = PROVIDERS.get(provider)
+    if name is None:
+        raise ModelError(f"unknown provider {provider!r} for the {what}; use one of: {', '.join(PROVIDERS)}")
+    if name not in ort.get_available_providers():
+        raise ModelError(
+            f"provider {provider!r} requested for the {what} but onnxruntime here offers only "
+            f"{', '.join(ort.get_available_providers())}; install onnxruntime-gpu or set provider = \"cpu\""
+        )
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, threads)
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
+    try:
+        return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own types for a damaged file
+        raise ModelError(f"{what} {path} cannot be loaded ({first_line(exc)}); rebuild it: {rebuild}") from None
