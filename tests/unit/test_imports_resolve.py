@@ -71,25 +71,17 @@ def test_test_helpers_are_imported_through_the_tests_package():
 def _package_imports() -> dict[str, set[str]]:
     """edge_agent's sub-packages (and top-level modules) -> the ones they import, lazy imports included."""
     graph: dict[str, set[str]] = {}
-    for path in (ROOT / "edge_agent").rglob("*.py"):
+    for path, _line, module, _names in _project_imports():
         parts = path.relative_to(ROOT).with_suffix("").parts
-        if len(parts) < 2 or parts[1] == "proto":  # generated code
+        if parts[0] != "edge_agent" or len(parts) < 2 or parts[1] == "proto":  # generated code
             continue
         src = parts[1]
         targets = graph.setdefault(src, set())
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            else:
-                continue
-            for name in names:
-                bits = name.split(".")
-                if bits[0] in ("tools", "tests"):
-                    targets.add(bits[0])
-                elif bits[0] == "edge_agent" and len(bits) > 1 and bits[1] not in ("proto", src):
-                    targets.add(bits[1])
+        bits = module.split(".")
+        if bits[0] in ("tools", "tests"):
+            targets.add(bits[0])
+        elif bits[0] == "edge_agent" and len(bits) > 1 and bits[1] not in ("proto", src):
+            targets.add(bits[1])
     return graph
 
 
