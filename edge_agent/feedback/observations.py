@@ -129,7 +129,8 @@ def redact_names(text: str) -> str:
 
 def short_quote(text: str, max_words: int = MAX_QUOTE_WORDS) -> str:
     """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut); names left out."""
-    words = redact_names(clean_quote(text)).split()
+    # a sentence split after a comma leaves it leading ("…, sore throat?"): not part of the quote
+    words = redact_names(clean_quote(text)).lstrip(",;: ").split()
     if len(words) <= max_words:
         return " ".join(words)
     return " ".join(words[:max_words]).rstrip(",;:") + " …"
@@ -519,15 +520,19 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         quote_text = " ".join(st.questions[:3])
         obs_s = Sentence(s.turn, s.index, quote_text, s.t0, s.t1, True) if s is not None else None
         first_open = bool(_OPENISH.search(" ".join(tokens(st.questions[0]))))
+        # with quotes on, the alternative names the clinician's own questions: one script for every visit
+        # was the audit's complaint (issue 13); with quotes off it may not repeat their words
+        first = f"\"{short_quote(st.questions[0], 8)}\"" if quotes else "the first question"
+        then = f"\"{short_quote(st.questions[1], 8)}\"" if quotes else "the next one"
         if first_open:
-            alt = ("Let the open invitation stand on its own and wait: the narrower question that followed it can come after "
-                   "the patient's story, and often gets answered in it.")
+            alt = (f"Let {first} stand on its own and wait: {then} can come after the patient's story, and is often "
+                   "answered in it.")
         elif len(st.questions) >= 3:
-            alt = (f"With {len(st.questions)} questions at once the patient can only answer one; ask the one that matters most "
-                   "first and let the answer lead to the next.")
+            alt = (f"Ask {first} on its own and wait for the whole answer: with {len(st.questions)} questions at once the "
+                   "patient can answer only one, and the answer often leads to the next.")
         else:
-            alt = (f"This happened {len(stacks)} times: ask one question, pause until the answer is complete, then ask the next "
-                   "— the checklist goes no slower.")
+            alt = (f"Ask {first}, pause until the answer is complete, then ask {then} — the checklist goes no slower "
+                   f"(this happened {len(stacks)} times).")
         add("stacked_questions", st.time, obs_s,
             f"you asked {len(st.questions)} questions in a row before the patient could answer ({len(stacks)} times in the visit)",
             alt,
