@@ -16,8 +16,9 @@ protocol tells annotators to assume.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge_agent.behaviours.text import FILLER_WORDS, split_sentences
 from edge_agent.transcript import Utterance, Word
@@ -246,9 +247,32 @@ def _sentence_spans(u: Utterance, sents: list[str]) -> list[tuple[float, float]]
     return spans
 
 
+def clean_utterances(utterances: list[Utterance]) -> list[Utterance]:
+    """Utterances a live transcript can hand over made safe to reason about in time.
+
+    Drops utterances whose times are not finite; an end before the start becomes the
+    start (zero length); word timings that are not finite are dropped, the rest sorted
+    and clipped to the utterance. Well-formed input (every PriMock57 TextGrid) passes
+    through unchanged.
+    """
+    out = []
+    for u in utterances:
+        if not (math.isfinite(u.t0) and math.isfinite(u.t1)):
+            continue
+        t1 = max(u.t0, u.t1)
+        words = u.words
+        if words:
+            good = sorted((w for w in words if math.isfinite(w.t0) and math.isfinite(w.t1)), key=lambda w: (w.t0, w.t1))
+            fixed = tuple(w if u.t0 <= w.t0 <= w.t1 <= t1 else replace(w, t0=min(max(w.t0, u.t0), t1), t1=min(max(w.t1, w.t0, u.t0), t1))
+                          for w in good)
+            words = fixed if fixed != words else words
+        out.append(u if (t1 == u.t1 and words is u.words) else replace(u, t1=t1, words=words))
+    return out
+
+
 def build_turns(utterances: list[Utterance]) -> list[Turn]:
     """Utterances (any order) -> turns in start-time order, sentences and acts filled in."""
-    utts = sorted(utterances, key=lambda u: (u.t0, u.t1))
+    utts = sorted(clean_utterances(list(utterances)), key=lambda u: (u.t0, u.t1))
     turns: list[Turn] = []
     for i, u in enumerate(utts):
         sents = split_sentences(u.text) or [u.text.strip()]
@@ -398,12 +422,12 @@ def overlapping_patient_turn(turns: list[Turn], c: Turn) -> Turn | None:
     """The patient turn running when clinician turn ``c`` starts (the latest-starting one)."""
     best = None
     for t in turns[max(0, c.index - WINDOW) : c.index]:
-        if t.patient and t.t0 <= c.t0 <= t.t1 and (best is None or t.t0 >= best.t0):
+        if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0 and (best is None or t.t0 >= best.t0):
             best = t
     if best is None:
         for t in turns[c.index + 1 :]:
             if t.t0 > c.t0:
                 break
-            if t.patient and t.t0 <= c.t0 <= t.t1:
+            if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0:
                 best = t
     return best
