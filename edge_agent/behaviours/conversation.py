@@ -137,6 +137,24 @@ def is_continuer(text: str) -> bool:
     return bool(_CONTINUER.match(_norm(text)))
 
 
+# News receipts and assessments said to the patient's telling ("Oh, really?", "Did you?", "That's
+# good.", "Of course."): they acknowledge and start no new content, so for turn-taking they are
+# back-channels (docs/gold-events.md §1 "does not start new content"; Heritage 1984 on "oh" and
+# news receipts, Goodwin 1986 on assessments as continuers). Only for clinician turns.
+_RECEIPT = re.compile(
+    r"^(?:(?:oh|ohh|ah|ahh|ok|okay|right|yeah|yes|mm|wow|gosh|um|uh|well|alright|all right|no)[ ,]*)*"
+    r"(?:really|(?:did|do|does|have|has|had|is|was|were|are|can|could|would|will) (?:you|it|they|he|she|there)(?: not)?|"
+    r"(?:that'?s|that is|it'?s|it is)(?: (?:really|very|quite|so))? (?:good|great|fine|ok|okay|alright|all right|nice|lovely|"
+    r"brilliant|excellent|interesting|helpful|useful|fair|understandable|reassuring|good to (?:know|hear)|not bad)|of course|"
+    r"no problem|no worries|not to worry|fair enough|good good|very good|how interesting|goodness|wow|gosh)"
+    r"(?:[ ,]*(?:then|now|though|indeed|yeah|yes|ok|okay|mm|there))*$"
+)
+
+
+def is_receipt(text: str) -> bool:
+    return bool(_RECEIPT.match(_norm(text)))
+
+
 def is_confirmation(text: str) -> bool:
     return bool(_CONFIRM.match(_norm(text)))
 
@@ -340,6 +358,8 @@ def clinician_act(t: Turn, prev_patient: Turn | None) -> str:
     if "substantive" in acts:
         if len(tokens(t.text)) <= 3 and _is_fragment(t.text) and not any(s.question for s in t.sentences):
             return "fragment"
+        if all(a != "substantive" or is_receipt(s.text) for a, s in zip(acts, t.sentences)):
+            return "backchannel"
         return "substantive"
     for a in ("admin", "repair", "continuer", "empathy", "social", "backchannel"):
         if a in acts:
@@ -394,10 +414,23 @@ def ends_open(text: str) -> bool:
         return prev in ("but", "and", "or", "like")
     if last in _OPEN_LAST:
         return True
-    return prev == "so" and last in ("i", "we", "it", "he", "she", "they")
+    if prev == "so" and last in _SUBJECTS:
+        return True
+    # a clause begun after a conjunction that stops at its auxiliary ("…but I can", "…and it was"):
+    # subject and auxiliary without the verb or complement the conjunction promised (protocol §1:
+    # "a new subject" after "and / but" holds the floor). A bare "Yes, I can." answers and yields.
+    prev2 = ws[-3] if len(ws) > 2 else ""
+    return last in _AUXILIARIES and prev in _SUBJECTS and prev2 in _CONJUNCTIONS
 
 
-_STRONG_OPEN = frozenset({"and", "but", "or", "like", "because", "cause", "'cause", "cos", "the", "a", "an", "my", "your",
+_SUBJECTS = frozenset({"i", "we", "it", "he", "she", "they", "you", "that", "there"})
+_AUXILIARIES = frozenset({"can", "could", "will", "would", "shall", "should", "might", "may", "must", "was", "were", "am", "is",
+                          "are", "have", "has", "had", "do", "did", "does"})
+_CONJUNCTIONS = frozenset({"and", "but", "or", "so", "because", "cause", "'cause", "cos", "coz", "like", "if", "when", "although",
+                           "though", "until", "that"})
+
+
+_STRONG_OPEN = frozenset({"and", "but", "or", "like", "because", "cause", "'cause", "cos", "the", "a", "an", "my", "your", "that",
                           "to", "of", "with", "i", "we", "it's", "i'm", "just", "quite", "some", "if", "when"})
 
 
