@@ -348,8 +348,11 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
     tokens, echoes, continuers and fragments are back-channels; repairs are repairs; a
     substantive turn over the end of a complete patient sentence is a turn-end overlap;
     a substantive turn taking a floor the patient still held (an open trailer, a
-    cut-off) and kept is an interruption; if the patient talks on past the clinician's
-    turn, it was only attempted.
+    cut-off, a clause stopped at its auxiliary) after which the patient stops is an
+    interruption (rule 4); if the patient talks on well past the onset, or for more than
+    about a second while the clinician stops first, or takes the floor straight back, it
+    was only attempted (rule 5). Thresholds: cross-validated inside the development half
+    (``python3 -m tools.bench.interruption_cv``; docs/coaching.md §4).
     """
     p = overlapping_patient_turn(list(turns), c)
     overlapped = True
