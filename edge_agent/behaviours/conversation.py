@@ -16,8 +16,9 @@ protocol tells annotators to assume.
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from edge_agent.behaviours.text import FILLER_WORDS, split_sentences
 from edge_agent.transcript import Utterance, Word
@@ -136,6 +137,24 @@ def is_continuer(text: str) -> bool:
     return bool(_CONTINUER.match(_norm(text)))
 
 
+# News receipts and assessments said to the patient's telling ("Oh, really?", "Did you?", "That's
+# good.", "Of course."): they acknowledge and start no new content, so for turn-taking they are
+# back-channels (docs/gold-events.md §1 "does not start new content"; Heritage 1984 on "oh" and
+# news receipts, Goodwin 1986 on assessments as continuers). Only for clinician turns.
+_RECEIPT = re.compile(
+    r"^(?:(?:oh|ohh|ah|ahh|ok|okay|right|yeah|yes|mm|wow|gosh|um|uh|well|alright|all right|no)[ ,]*)*"
+    r"(?:really|(?:did|do|does|have|has|had|is|was|were|are|can|could|would|will) (?:you|it|they|he|she|there)(?: not)?|"
+    r"(?:that'?s|that is|it'?s|it is)(?: (?:really|very|quite|so))? (?:good|great|fine|ok|okay|alright|all right|nice|lovely|"
+    r"brilliant|excellent|interesting|helpful|useful|fair|understandable|reassuring|good to (?:know|hear)|not bad)|of course|"
+    r"no problem|no worries|not to worry|fair enough|good good|very good|how interesting|goodness|wow|gosh)"
+    r"(?:[ ,]*(?:then|now|though|indeed|yeah|yes|ok|okay|mm|there))*$"
+)
+
+
+def is_receipt(text: str) -> bool:
+    return bool(_RECEIPT.match(_norm(text)))
+
+
 def is_confirmation(text: str) -> bool:
     return bool(_CONFIRM.match(_norm(text)))
 
@@ -246,9 +265,32 @@ def _sentence_spans(u: Utterance, sents: list[str]) -> list[tuple[float, float]]
     return spans
 
 
+def clean_utterances(utterances: list[Utterance]) -> list[Utterance]:
+    """Utterances a live transcript can hand over made safe to reason about in time.
+
+    Drops utterances whose times are not finite; an end before the start becomes the
+    start (zero length); word timings that are not finite are dropped, the rest sorted
+    and clipped to the utterance. Well-formed input (every PriMock57 TextGrid) passes
+    through unchanged.
+    """
+    out = []
+    for u in utterances:
+        if not (math.isfinite(u.t0) and math.isfinite(u.t1)):
+            continue
+        t1 = max(u.t0, u.t1)
+        words = u.words
+        if words:
+            good = sorted((w for w in words if math.isfinite(w.t0) and math.isfinite(w.t1)), key=lambda w: (w.t0, w.t1))
+            fixed = tuple(w if u.t0 <= w.t0 <= w.t1 <= t1 else replace(w, t0=min(max(w.t0, u.t0), t1), t1=min(max(w.t1, w.t0, u.t0), t1))
+                          for w in good)
+            words = fixed if fixed != words else words
+        out.append(u if (t1 == u.t1 and words is u.words) else replace(u, t1=t1, words=words))
+    return out
+
+
 def build_turns(utterances: list[Utterance]) -> list[Turn]:
     """Utterances (any order) -> turns in start-time order, sentences and acts filled in."""
-    utts = sorted(utterances, key=lambda u: (u.t0, u.t1))
+    utts = sorted(clean_utterances(list(utterances)), key=lambda u: (u.t0, u.t1))
     turns: list[Turn] = []
     for i, u in enumerate(utts):
         sents = split_sentences(u.text) or [u.text.strip()]
@@ -316,6 +358,8 @@ def clinician_act(t: Turn, prev_patient: Turn | None) -> str:
     if "substantive" in acts:
         if len(tokens(t.text)) <= 3 and _is_fragment(t.text) and not any(s.question for s in t.sentences):
             return "fragment"
+        if all(a != "substantive" or is_receipt(s.text) for a, s in zip(acts, t.sentences)):
+            return "backchannel"
         return "substantive"
     for a in ("admin", "repair", "continuer", "empathy", "social", "backchannel"):
         if a in acts:
@@ -370,10 +414,23 @@ def ends_open(text: str) -> bool:
         return prev in ("but", "and", "or", "like")
     if last in _OPEN_LAST:
         return True
-    return prev == "so" and last in ("i", "we", "it", "he", "she", "they")
+    if prev == "so" and last in _SUBJECTS:
+        return True
+    # a clause begun after a conjunction that stops at its auxiliary ("…but I can", "…and it was"):
+    # subject and auxiliary without the verb or complement the conjunction promised (protocol §1:
+    # "a new subject" after "and / but" holds the floor). A bare "Yes, I can." answers and yields.
+    prev2 = ws[-3] if len(ws) > 2 else ""
+    return last in _AUXILIARIES and prev in _SUBJECTS and prev2 in _CONJUNCTIONS
 
 
-_STRONG_OPEN = frozenset({"and", "but", "or", "like", "because", "cause", "'cause", "cos", "the", "a", "an", "my", "your",
+_SUBJECTS = frozenset({"i", "we", "it", "he", "she", "they", "you", "that", "there"})
+_AUXILIARIES = frozenset({"can", "could", "will", "would", "shall", "should", "might", "may", "must", "was", "were", "am", "is",
+                          "are", "have", "has", "had", "do", "did", "does"})
+_CONJUNCTIONS = frozenset({"and", "but", "or", "so", "because", "cause", "'cause", "cos", "coz", "like", "if", "when", "although",
+                           "though", "until", "that"})
+
+
+_STRONG_OPEN = frozenset({"and", "but", "or", "like", "because", "cause", "'cause", "cos", "the", "a", "an", "my", "your", "that",
                           "to", "of", "with", "i", "we", "it's", "i'm", "just", "quite", "some", "if", "when"})
 
 
@@ -398,12 +455,12 @@ def overlapping_patient_turn(turns: list[Turn], c: Turn) -> Turn | None:
     """The patient turn running when clinician turn ``c`` starts (the latest-starting one)."""
     best = None
     for t in turns[max(0, c.index - WINDOW) : c.index]:
-        if t.patient and t.t0 <= c.t0 <= t.t1 and (best is None or t.t0 >= best.t0):
+        if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0 and (best is None or t.t0 >= best.t0):
             best = t
     if best is None:
         for t in turns[c.index + 1 :]:
             if t.t0 > c.t0:
                 break
-            if t.patient and t.t0 <= c.t0 <= t.t1:
+            if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0:
                 best = t
     return best

@@ -50,6 +50,8 @@ SILENT_FLOOR_S = 1.7
 # An interruption takes the floor: the patient stops "within about one second" (docs/gold-events.md §2(c) rule 4);
 # 2 s allows for the silence a transcribed segment keeps at its end.
 PATIENT_STOPS_S = 2.0
+# Rule 5 (attempted interruption): the patient "goes on with new content for more than about one second" and the clinician stops.
+KEEPS_FLOOR_S = 1.0
 MONOLOGUE_REPORT_S = 60.0
 STACK_SILENCE_S = 1.0  # consecutive clinician turns closer than this are one stretch of speech
 STACK_BREAK_S = 0.5  # a patient turn starting this soon after the next question answered the first
@@ -346,8 +348,11 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
     tokens, echoes, continuers and fragments are back-channels; repairs are repairs; a
     substantive turn over the end of a complete patient sentence is a turn-end overlap;
     a substantive turn taking a floor the patient still held (an open trailer, a
-    cut-off) and kept is an interruption; if the patient talks on past the clinician's
-    turn, it was only attempted.
+    cut-off, a clause stopped at its auxiliary) after which the patient stops is an
+    interruption (rule 4); if the patient talks on well past the onset, or for more than
+    about a second while the clinician stops first, or takes the floor straight back, it
+    was only attempted (rule 5). Thresholds: cross-validated inside the development half
+    (``python3 -m tools.bench.interruption_cv``; docs/coaching.md §4).
     """
     p = overlapping_patient_turn(list(turns), c)
     overlapped = True
@@ -368,8 +373,12 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
         return "turn_end_overlap", p, overlapped
     if not ends_open(p.text):
         return "turn_end_overlap", p, overlapped
-    if overlapped and (c.t1 < p.t1 or p.t1 - c.t0 > PATIENT_STOPS_S):
-        return "attempted_interruption", p, overlapped  # the clinician stopped, or the patient went on well past the onset
+    went_on = p.t1 - c.t0  # how long the patient kept talking after the clinician's onset
+    if overlapped and (went_on > PATIENT_STOPS_S or (c.t1 < p.t1 and went_on > KEEPS_FLOOR_S)):
+        # rule 5: the patient went on well past the onset, or went on for more than about a
+        # second and the clinician stopped first; a short clinician question over the patient's
+        # last half-second, after which the patient stops unfinished, is rule 4 (interruption)
+        return "attempted_interruption", p, overlapped
     resumed = next((t for t in turns[c.index + 1 :] if t.patient and t.t0 > p.t1), None)
     if resumed is not None and resumed.act == "content" and resumed.t0 <= c.t0 + 1.0 and resumed.t0 < c.t1:
         return "attempted_interruption", p, overlapped  # the patient took the floor back at once

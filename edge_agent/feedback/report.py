@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from edge_agent.behaviours.conversation import Turn, build_turns
+from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances
 from edge_agent.behaviours.events import VisitEvents, detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
@@ -115,7 +115,7 @@ def label_clinician_sentences(utterances: list[Utterance], classifier: _Classifi
 def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None,
                    quotes: bool = True) -> Feedback:
     """The coaching report for one visit. ``quotes=False``: no verbatim clinician words in it."""
-    utts = sorted(utterances, key=lambda u: (u.t0, u.t1))
+    utts = sorted(clean_utterances(list(utterances)), key=lambda u: (u.t0, u.t1))
     turns = build_turns(utts)
     if jargon is None:
         jargon = getattr(classifier, "jargon", None)
