@@ -21,6 +21,7 @@ from edge_agent.behaviours.encoder import SentenceEncoder, make_session
 from edge_agent.behaviours.features import FEATURISER_VERSIONS, Vocabulary, batch_arrays
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.units import combine, expand
 from edge_agent.errors import ModelError
 
 MODEL_NAME = "behaviours.onnx"
@@ -28,6 +29,8 @@ FEATURES_NAME = "behaviours_features.json"
 # Scores for jargon come from the lexicon detector: an unexplained term is certain
 # evidence, an explained one is reported below threshold so it can be inspected.
 JARGON_UNEXPLAINED, JARGON_EXPLAINED, JARGON_NONE = 1.0, 0.25, 0.0
+# Question type of a sentence cut into parts comes from its last part (docs/labelling.md Q1).
+QUESTION_COLUMNS = (LABELS.index("open_question"), LABELS.index("closed_question"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,9 @@ class BehaviourClassifier:
         if self.version not in FEATURISER_VERSIONS:
             raise ModelError(f"{feat_path} needs featuriser version {self.version}, this code has {FEATURISER_VERSIONS}; update edge-agent")
         self.vocab = Vocabulary({f: i for i, f in enumerate(meta["vocab"])}, meta["idf"])
+        # "units": the texts are cut into labelling units (sentences, a trailing question clause) and
+        # the units' probabilities combined per text (edge_agent.behaviours.units), as in training.
+        self.units = bool(meta.get("units"))
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
         self.encoder: SentenceEncoder | None = None
         enc = meta.get("encoder")
@@ -88,6 +94,12 @@ class BehaviourClassifier:
         """(len(texts), 11) probabilities of the ONNX heads alone (the jargon column is the model's, unused)."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
+        if not self.units:
+            return self._heads(texts)
+        flat, where = expand(texts)
+        return combine(self._heads(flat), where, QUESTION_COLUMNS)
+
+    def _heads(self, texts: list[str]) -> np.ndarray:
         idx, val = batch_arrays(texts, self.vocab, self.version)
         feeds = {"indices": idx, "values": val}
         if self.encoder is not None:
