@@ -342,6 +342,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--select", action="store_true", help="re-run the leave-one-source-out comparison of every candidate feature set")
     ap.add_argument("--only", nargs="*", help="with --select: run only these feature sets (others kept from the JSON)")
+    ap.add_argument("--keep-shipped", action="store_true",
+                    help="with --select: if the shipped set stays the choice, do not refit it; record the new sets and rewrite the document")
     args = ap.parse_args(argv)
     t0 = time.time()
     data = load_sources()
@@ -364,6 +366,11 @@ def main(argv: list[str] | None = None) -> None:
             SELECTION.write_text(json.dumps({"results": results, "chosen": choose(results)}, indent=1) + "\n", encoding="utf-8")
     chosen = choose(results)
     spec = next(s for s in SPECS if s.name == chosen)
+    if args.keep_shipped and chosen == saved.get("chosen") and chosen not in fitted and "shipped" in saved:
+        SELECTION.write_text(json.dumps({**saved, "results": results}, indent=1) + "\n", encoding="utf-8")
+        write_doc(data, results, chosen, saved["shipped"], saved["shipped"].get("build_seconds", 0.0))
+        print(f"kept the shipped {chosen}; recorded {', '.join(n for n in results if n not in saved['results'] or n in (args.only or []))}")
+        return
     if chosen not in fitted:  # the rebuild: recompute the chosen set's figures and fit
         res, heads, th = evaluate(data, spec, emb if spec.embedding else None)
         errors[chosen] = {"loso": res["loso_errors"], "in_domain": res["in_domain_errors"]}
@@ -371,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted[chosen] = (heads, th)
     heads, th = fitted[chosen]
     shipped = ship(data, spec, heads, th, meta)
+    shipped["build_seconds"] = round(time.time() - t0)
     SELECTION.write_text(json.dumps({"results": results, "chosen": chosen, "shipped": shipped}, indent=1) + "\n", encoding="utf-8")
     (RESULTS / "behaviour_errors.json").write_text(json.dumps(errors.get(chosen, {}), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
     write_doc(data, results, chosen, shipped, time.time() - t0)
@@ -428,7 +436,7 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
     s_in, s_lo = r["in_domain_summary"], r["loso_summary"]
     lines += ["", f"Macro over the five target labels: in-domain F1 {_f(s_in['macro5_f1'])} (precision {_f(s_in['macro5_p'])}); "
               f"LOSO F1 {_f(s_lo['macro5_f1'])} (precision {_f(s_lo['macro5_p'])}). "
-              f"Targets met out of domain, pooled (five of the six sources are project-written, so this is not the independent figure): {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] >= t) or 'none'}; "
+              f"Targets met out of domain, pooled ({len(r['loso']) - 1} of the {len(r['loso'])} sources are project-written, so this is not the independent figure): {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] >= t) or 'none'}; "
               f"not met: {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] < t) or 'none'}.", ""]
     if "primock57" in r["loso"]:
         pm = r["loso"]["primock57"]
@@ -489,9 +497,9 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
         lines.append(f"| `{s}` | {n}{extra} | {SOURCE_NOTES[s]} |")
     lines += [
         "",
-        "Read the out-of-domain figures with this in mind: five of the six sources were **written and labelled by project "
+        f"Read the out-of-domain figures with this in mind: {len(SOURCES) - 1} of the {len(SOURCES)} sources were **written and labelled by project "
         "engineers** (the three dialogue sources by one person, the written examples by the annotator, the MI probe by the "
-        "encoder engineer), all following docs/labelling.md. They vary setting, style and topic, but not the reading of the "
+        "encoder engineer, `miti_forms` by the classifier engineer), all following docs/labelling.md. They vary setting, style and topic, but not the reading of the "
         "guide, so LOSO here measures transfer across styles under one reading of the labels, not agreement with independent "
         "coders. Only the PriMock57 fold is scored against labels from two blind annotators with adjudication. The figure that "
         "matters most, an expert-coded counselling corpus never seen by the project, is not in this repository; the lead "
