@@ -6,7 +6,11 @@ tokenizer) is checked against models/MANIFEST before use. What runs here is exac
 tools/training/train_behaviours.py evaluated: the n-gram features of
 edge_agent.behaviours.features (the version named in the featuriser file) and, when the
 featuriser file names an encoder, its embedding of the sentence (one sentence per encoder
-call, as in training), fed to the per-label heads in ``behaviours.onnx``.
+call, as in training), fed to the per-label heads in ``behaviours.onnx``. When the featuriser
+file says ``units``, each text is first cut into labelling units (sentences, a trailing
+question clause; question form restored in unpunctuated ASR text) and the units'
+probabilities are combined per text (edge_agent.behaviours.units), exactly as the training
+script evaluated.
 """
 
 from __future__ import annotations
