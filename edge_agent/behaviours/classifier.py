@@ -25,6 +25,7 @@ from edge_agent.behaviours.encoder import SentenceEncoder, make_session
 from edge_agent.behaviours.features import FEATURISER_VERSIONS, Vocabulary, batch_arrays
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.units import VERSIONS as UNIT_VERSIONS
 from edge_agent.behaviours.units import combine, expand
 from edge_agent.errors import ModelError
 
@@ -79,7 +80,10 @@ class BehaviourClassifier:
         self.vocab = Vocabulary({f: i for i, f in enumerate(meta["vocab"])}, meta["idf"])
         # "units": the texts are cut into labelling units (sentences, a trailing question clause) and
         # the units' probabilities combined per text (edge_agent.behaviours.units), as in training.
-        self.units = bool(meta.get("units"))
+        units = meta.get("units")
+        self.units = int(str(units).rsplit("v", 1)[-1]) if units else 0  # 0: whole texts (older models)
+        if self.units and self.units not in UNIT_VERSIONS:
+            raise ModelError(f"{feat_path} needs labelling units v{self.units}, this code has {UNIT_VERSIONS}; update edge-agent")
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
         self.encoder: SentenceEncoder | None = None
         enc = meta.get("encoder")
@@ -100,7 +104,7 @@ class BehaviourClassifier:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         if not self.units:
             return self._heads(texts)
-        flat, where = expand(texts)
+        flat, where = expand(texts, self.units)
         return combine(self._heads(flat), where, QUESTION_COLUMNS)
 
     def _heads(self, texts: list[str]) -> np.ndarray:

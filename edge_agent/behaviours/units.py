@@ -86,8 +86,17 @@ def normalise(text: str) -> str:
     return s
 
 
-def clause_split(sentence: str) -> list[str]:
-    """A statement followed by a question in one sentence -> [statement, question]; otherwise [sentence]."""
+# Hedges that close a question without asking a new one ("How many a day, would you say?").
+_HEDGE = re.compile(r"^(would you say|do you think|d'you think|do you reckon|would you agree|do you know what i mean|you know|if you like)$")
+VERSIONS = (1, 2)
+
+
+def clause_split(sentence: str, version: int = 1) -> list[str]:
+    """A statement followed by a question in one sentence -> [statement, question]; otherwise [sentence].
+
+    Version 2 also cuts a question followed by another question (guide Q1: the last part decides the
+    type), but not before a hedge ("..., would you say?").
+    """
     s = sentence.strip()
     if not s or s[-1] in ".!":  # a question sentence, or one with no end punctuation (ASR)
         return [s]
@@ -96,32 +105,33 @@ def clause_split(sentence: str) -> list[str]:
         hw, tw = _words(head), _after_markers(_words(tail))
         if len(_after_markers(hw)) < 3 or len(tw) < 3:
             continue
-        if _after_markers(hw)[0] in _SUBORDINATE or question_form(head):
+        if _after_markers(hw)[0] in _SUBORDINATE or (version < 2 and question_form(head)):
             continue
-        if _TAG.match(" ".join(tw).rstrip("?")):
+        joined = " ".join(tw).rstrip("?")
+        if _TAG.match(joined) or (version >= 2 and _HEDGE.match(joined)):
             continue
         if question_form(tail):
             return [head + ",", tail]
     return [s]
 
 
-def units(text: str) -> list[tuple[int, str]]:
+def units(text: str, version: int = 1) -> list[tuple[int, str]]:
     """(sentence index, unit text) of every labelling unit of ``text``, in order."""
     sents = split_sentences(text) or [text.strip()]
     out: list[tuple[int, str]] = []
     for i, s in enumerate(sents):
-        for part in clause_split(normalise(s)):
+        for part in clause_split(normalise(s), version):
             out.append((i, normalise(part)))
     return out
 
 
-def expand(texts: list[str]) -> tuple[list[str], list[list[tuple[int, int]]]]:
+def expand(texts: list[str], version: int = 1) -> tuple[list[str], list[list[tuple[int, int]]]]:
     """All units of ``texts`` (flat) and, per text, (sentence index, flat index) of its units."""
     flat: list[str] = []
     where: list[list[tuple[int, int]]] = []
     for t in texts:
         mine = []
-        for si, u in units(t):
+        for si, u in units(t, version):
             mine.append((si, len(flat)))
             flat.append(u)
         where.append(mine)

@@ -49,7 +49,7 @@ class Spec:
     old_weight: float = 1.0  # sample weight of PriMock57 rows carrying the older labels (0 = left out)
     inner: str = "loso"  # threshold tuning inside training rows: "loso" | "grouped"
     source_balance: bool = False  # weight rows so that every source weighs the same in total
-    units: bool = False  # label units (edge_agent.behaviours.units): fit on normalised rows, predict per unit and combine
+    units: int = 0  # labelling units version (edge_agent.behaviours.units; 0 = whole rows): fit on normalised rows, predict per unit and combine
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> str:
@@ -64,7 +64,8 @@ class Spec:
         if self.source_balance:
             text += "; sources weighted equally"
         if self.units:
-            text += "; labelled per unit (sentences, trailing question clause, question form restored)"
+            text += f"; labelled per unit v{self.units} (sentences, trailing question clause, question form restored" + (
+                ", question + question cut (Q1)" if self.units >= 2 else "") + ")"
         return text
 
 
@@ -174,7 +175,7 @@ class Heads:
         """What the device computes for ``texts`` (per unit and combined when the spec says so)."""
         if not self.featuriser.spec.units:
             return self.raw_proba(texts)
-        flat, where = expand(texts)
+        flat, where = expand(texts, self.featuriser.spec.units)
         return combine(self.raw_proba(flat), where, QUESTION_COLUMNS)
 
 

@@ -56,8 +56,9 @@ BUILD = "python -m tools.training.train_behaviours"
 
 # Candidate feature sets, in the order they are run.
 SPECS: tuple[bh.Spec, ...] = (
-    bh.Spec("encoder+ngram-v4+units", version=4, embedding=True, units=True),
-    bh.Spec("encoder+ngram-v3+units", version=3, embedding=True, units=True),
+    bh.Spec("encoder+ngram-v4+units2", version=4, embedding=True, units=2),
+    bh.Spec("encoder+ngram-v4+units", version=4, embedding=True, units=1),
+    bh.Spec("encoder+ngram-v3+units", version=3, embedding=True, units=1),
     bh.Spec("encoder+ngram-v3", version=3, embedding=True),
     bh.Spec("ngram-v2"),
     bh.Spec("encoder+ngram-v2", embedding=True),
@@ -83,7 +84,9 @@ SOURCE_NOTES = {
     "probe_mi": "MI-counselling-style sentences written by the encoder engineer, MISC codes mapped to the guide",
     "miti_forms": "sentences written by the classifier engineer from the guide's MITI/MISC definitions in the forms the other "
                   "sources lack: ASR text without punctuation, fillers before the question word, embedded questions, a statement "
-                  "followed by a question, reflections phrased as plain statements (tools/training/data/forms/README.md)",
+                  "followed by a question, reflections phrased as plain statements (tools/training/data/forms/README.md). 167 sentences when "
+                  "the seven-fold `encoder+ngram-v3`, `encoder+ngram-v3+units` and `encoder+ngram-v4+units` rows were evaluated; 38 more "
+                  "(gambling, sleep: embedded questions, value reflections, general information) before `encoder+ngram-v4+units2`",
 }
 
 
@@ -221,7 +224,7 @@ def features_json(heads: bh.Heads, th: np.ndarray, meta: dict | None) -> dict:
         "feature_set": spec.name,
         "featuriser": f"edge_agent.behaviours.features v{spec.version}" + (" (form cues only)" if spec.cues_only else "") if spec.ngram else None,
         "featuriser_version": spec.version,
-        "units": "edge_agent.behaviours.units v1" if spec.units else None,
+        "units": f"edge_agent.behaviours.units v{spec.units}" if spec.units else None,
         "encoder": None if not spec.embedding else {
             "onnx": ENCODER_FILE, "tokenizer": TOKENIZER_FILE, "dim": int(meta["dim"]), "max_length": max_tokens(meta),
             "special_tokens": bool(meta["special_tokens"]), "one_sentence_per_call": True, "name": meta["name"]},

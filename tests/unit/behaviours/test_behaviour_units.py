@@ -78,6 +78,15 @@ def test_one_question_stays_one_unit(text):
     assert len(clause_split(normalise(text))) == 1
 
 
+def test_version_2_cuts_two_questions_and_keeps_hedges():
+    two = "Can you tell me a bit more about the pain, what kind of pain is it?"
+    assert clause_split(two, 1) == [two]
+    assert clause_split(two, 2) == ["Can you tell me a bit more about the pain,", "what kind of pain is it?"]
+    hedge = "How many cigarettes is that a day, would you say?"
+    assert clause_split(hedge, 2) == [hedge]
+    assert [u for _, u in units(two, 2)] == ["Can you tell me a bit more about the pain?", "what kind of pain is it?"]
+
+
 def test_several_sentences_are_several_units():
     got = units("You've cut down a lot. What helped? Let's keep going.")
     assert got == [(0, "You've cut down a lot."), (1, "What helped?"), (2, "Let's keep going.")]
@@ -182,19 +191,12 @@ FORMS: list[tuple[str, set[str], set[str]]] = [
 ]
 
 # Sentences the shipped model gets wrong, with what it does instead (strict: a fix shows up as XPASS).
+# The first model of this work also missed five more of FORMS (an embedded "I wonder what...", "Where do
+# you want to go from here?", two value reflections, general information about others); the 38
+# sentences then added to the miti_forms source (same forms, other words and topics) fixed those.
 FORMS_MISSED: dict[str, str] = {
-    "I wonder what it would be like for you to have a week without arguing.":
-        "embedded question: open scores 0.84 against a threshold of 0.85 (few embedded questions in training)",
-    "Where do you want to go from here?":
-        "'where' reads as a place question (closed:fact cue): open 0.77 and closed 0.51, below open's 0.85 threshold",
-    "It's really important to you to be a good dad.":
-        "value reflection without a 'you' subject: advice 0.48 > reflection 0.33, neither fires",
     "Sounds like you've got a lot on your plate right now.":
-        "read as empathy only (0.91); reflection 0.33 (the guide gives 'a lot going on' reflection, 5.4 ex. 10)",
-    "That's something you really value.":
-        "short value reflection with a demonstrative subject: reflection 0.30",
-    "A lot of people in your situation find that cutting down slowly works better.":
-        "general information about others: information 0.56 against a threshold of 0.65",
+        "read as empathy only (0.88); reflection 0.40 against 0.45 (the guide makes 'a lot going on' a reflection, 5.4 ex. 10)",
 }
 
 
