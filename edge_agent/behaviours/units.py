@@ -11,7 +11,9 @@ the device and in training (tools/training/behaviour_heads.py calls these functi
   (a wh-word or an auxiliary + subject after any discourse markers: MISC/MITI decide
   question type by form), when the part before it is a statement of three or more
   words that is not a subordinate clause ("If you had to choose, ...") and the question
-  part is not a tag ("..., is that right?");
+  part is not a tag ("..., is that right?"); version 2 (the shipped models) also cuts a
+  question followed by another question ("Can you tell me about the pain, what kind of
+  pain is it?"), except before a hedge ("..., would you say?");
 - a unit with no end punctuation (ASR text with weak punctuation) that is a question by
   form gets its "?" back (``normalise``).
 
