@@ -20,10 +20,14 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
-def open_session(path: Path, threads: int, provider: str, what: str, rebuild: str) -> Any:
+def open_session(path: Path, threads: int, provider: str, what: str, rebuild: str, per_sentence: bool = False) -> Any:
     """An onnxruntime session with ``threads`` intra-op threads on ``provider`` ("cpu" | "cuda").
 
     ``what`` names the model in messages; ``rebuild`` is the command that makes it again.
+    ``per_sentence``: the model runs once per sentence on a small shared CPU (the behaviour
+    classifier): full graph optimisation, sequential execution, and worker threads that
+    sleep instead of spinning between calls (spinning steals the core from the ASR and
+    from other sessions, which shows up as latency tails under load).
     """
     import onnxruntime as ort
 
@@ -39,6 +43,11 @@ def open_session(path: Path, threads: int, provider: str, what: str, rebuild: st
     opts.intra_op_num_threads = max(1, threads)
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    if per_sentence:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
     providers = [name] if name == "CPUExecutionProvider" else [name, "CPUExecutionProvider"]
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)

@@ -6,7 +6,11 @@ tokenizer) is checked against models/MANIFEST before use. What runs here is exac
 tools/training/train_behaviours.py evaluated: the n-gram features of
 edge_agent.behaviours.features (the version named in the featuriser file) and, when the
 featuriser file names an encoder, its embedding of the sentence (one sentence per encoder
-call, as in training), fed to the per-label heads in ``behaviours.onnx``.
+call, as in training), fed to the per-label heads in ``behaviours.onnx``. When the featuriser
+file says ``units``, each text is first cut into labelling units (sentences, a trailing
+question clause; question form restored in unpunctuated ASR text) and the units'
+probabilities are combined per text (edge_agent.behaviours.units), exactly as the training
+script evaluated.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from edge_agent.behaviours.encoder import SentenceEncoder, make_session
 from edge_agent.behaviours.features import FEATURISER_VERSIONS, Vocabulary, batch_arrays
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.units import VERSIONS as UNIT_VERSIONS
+from edge_agent.behaviours.units import combine, expand
 from edge_agent.errors import ModelError
 
 MODEL_NAME = "behaviours.onnx"
@@ -28,6 +34,8 @@ FEATURES_NAME = "behaviours_features.json"
 # Scores for jargon come from the lexicon detector: an unexplained term is certain
 # evidence, an explained one is reported below threshold so it can be inspected.
 JARGON_UNEXPLAINED, JARGON_EXPLAINED, JARGON_NONE = 1.0, 0.25, 0.0
+# Question type of a sentence cut into parts comes from its last part (docs/labelling.md Q1).
+QUESTION_COLUMNS = (LABELS.index("open_question"), LABELS.index("closed_question"))
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,12 @@ class BehaviourClassifier:
         if self.version not in FEATURISER_VERSIONS:
             raise ModelError(f"{feat_path} needs featuriser version {self.version}, this code has {FEATURISER_VERSIONS}; update edge-agent")
         self.vocab = Vocabulary({f: i for i, f in enumerate(meta["vocab"])}, meta["idf"])
+        # "units": the texts are cut into labelling units (sentences, a trailing question clause) and
+        # the units' probabilities combined per text (edge_agent.behaviours.units), as in training.
+        units = meta.get("units")
+        self.units = int(str(units).rsplit("v", 1)[-1]) if units else 0  # 0: whole texts (older models)
+        if self.units and self.units not in UNIT_VERSIONS:
+            raise ModelError(f"{feat_path} needs labelling units v{self.units}, this code has {UNIT_VERSIONS}; update edge-agent")
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
         self.encoder: SentenceEncoder | None = None
         enc = meta.get("encoder")
@@ -88,6 +102,12 @@ class BehaviourClassifier:
         """(len(texts), 11) probabilities of the ONNX heads alone (the jargon column is the model's, unused)."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
+        if not self.units:
+            return self._heads(texts)
+        flat, where = expand(texts, self.units)
+        return combine(self._heads(flat), where, QUESTION_COLUMNS)
+
+    def _heads(self, texts: list[str]) -> np.ndarray:
         idx, val = batch_arrays(texts, self.vocab, self.version)
         feeds = {"indices": idx, "values": val}
         if self.encoder is not None:

@@ -25,7 +25,7 @@ REBUILD = "python -m tools.training.train_behaviours"
 
 def make_session(path: Path, threads: int, provider: str, what: str):  # type: ignore[no-untyped-def]
     """The behaviour models' sessions (see edge_agent.ort_session)."""
-    return open_session(path, threads, provider, what, REBUILD)
+    return open_session(path, threads, provider, what, REBUILD, per_sentence=True)
 
 
 class SentenceEncoder:

@@ -27,6 +27,14 @@ Features of one sentence (all lower-cased):
                     part decides, guide Q1), declarative checks, and statement
                     openings of reflections ("so you...", "it sounds like",
                     "part of you"), of advice and of information.
+  q4:<cue>          (featuriser version 4 only) embedded questions ("I wonder
+                    what...", "I'm curious how...", "I'd like to hear more
+                    about..."; MITI: open) against "I wonder whether..." (a
+                    tentative statement), and statement forms of reflections
+                    ("sounds like you...", "...matters to you", "that's
+                    something you...", "what you're saying is") against
+                    information with a third-person subject ("your test
+                    came back...", "the tablets usually...").
 Weights: (1 + log tf) * idf, then L2-normalised; the q: cues are appended
 after the normalisation with the fixed value CUE_VALUE, so that a handful of
 form cues is not drowned by a hundred character n-grams.
@@ -38,6 +46,8 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import repeat
 
 import numpy as np
 
@@ -94,7 +104,7 @@ def cues(text: str, words: list[str]) -> list[str]:
 
 # ---- version 3: sentence-form cues (docs/labelling.md §4.2 and §5.5) ------------------------------
 
-FEATURISER_VERSIONS = (2, 3)
+FEATURISER_VERSIONS = (2, 3, 4)
 _WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "what's", "how's", "where's", "who's"})
 _AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
                   "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "don't", "doesn't", "didn't",
@@ -188,43 +198,67 @@ def form_cues(text: str) -> list[str]:
     return out
 
 
+_CUES4: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (name, re.compile(rx))
+    for name, rx in (
+        ("embedded-open", r"\bi('m| am| was|'d| would)? ?(just |really |also )?(wonder|wondering|curious)\b( about)?( \w+){0,2}? (what|how|why)\b"
+                          r"|\b(i'?d|i would) (like|love) to (know|hear|understand)\b|\b(can|could|would|will) you (tell|share|say|help me understand|let me know)\b"
+                          r"[^?]*\b(what|how|why|about|more)\b"),
+        ("wonder-whether", r"\bi('m| am| was)? ?(wonder|wondering)( if| whether)\b"),
+        ("sounds-like-you", r"\b(sounds|seems|looks|feels) (like|as if|as though) (you|you're|you've|you'd|your|things|it's been|this has been|that's been|there's been|a lot)\b"),
+        ("matters-to-you", r"\b(important|matters|matter|means|mean|a big deal|what counts|precious|special) (to|for) you\b|\bthat's (something|what|the thing|one thing|the bit|the part) (you|that you)\b"
+                           r"|\bwhat you're (saying|telling me|describing)\b|\byou('re| are) (not sure|not ready|not keen|not convinced|fed up|tired of)\b"),
+        ("you-subject-statement", r"^(\W*(so|and|okay|ok|right|yeah|well|um|uh|er)\W+)*(you|you're|you've|you'd|you'll)\b[^?]*$"),
+        ("third-subject", r"^(\W*(so|and|okay|ok|right|well|um|uh|er)\W+)*(your|the|this|that|these|those|most|some|many|it) (\w+ )?(\w+ )?"
+                          r"(is|are|was|were|has|have|had|came|comes|come|looks|showed|shows|will|can|usually|tends|tend|should|may|might|gives|lowers|raises)\b[^?]*$"),
+    )
+)
+
+
+def form_cues4(text: str) -> list[str]:
+    """Version-4 cues (names without prefix)."""
+    lowered = " ".join(tokens(text)) if text else ""
+    return [name for name, rx in _CUES4 if rx.search(lowered)]
+
+
 def tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _DISFLUENCY]
 
 
 def extract(text: str, version: int = 2) -> Counter[str]:
-    """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``)."""
+    """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``), 4 the ``q4:`` cues."""
     toks = tokens(text)
-    feats: Counter[str] = Counter()
     words = [t for t in toks if t != "?"]
-    for w in words:
-        feats["w:" + w] += 1
-    for a, b in zip(words, words[1:]):
-        feats["b:" + a + " " + b] += 1
-    for a, b, c in zip(words, words[1:], words[2:]):
-        feats["t:" + a + " " + b + " " + c] += 1
+    feats: list[str] = ["w:" + w for w in words]
+    feats += ["b:" + a + " " + b for a, b in zip(words, words[1:])]
+    feats += ["t:" + a + " " + b + " " + c for a, b, c in zip(words, words[1:], words[2:])]
     if words:
-        feats["f:" + words[0]] += 1
-        feats["f2:" + " ".join(words[:2])] += 1
         k = 0
         while k < len(words) - 1 and words[k] in _MARKERS:
             k += 1
-        feats["g:" + words[k]] += 1
-        feats["g2:" + " ".join(words[k : k + 2])] += 1
-        feats["g3:" + " ".join(words[k : k + 3])] += 1
+        feats += ["f:" + words[0], "f2:" + " ".join(words[:2]), "g:" + words[k], "g2:" + " ".join(words[k : k + 2]),
+                  "g3:" + " ".join(words[k : k + 3])]
     if toks:
-        feats["e:" + toks[-1]] += 1
+        feats.append("e:" + toks[-1])
     for w in words:
-        padded = f" {w} "
-        for n in range(CHAR_MIN, CHAR_MAX + 1):
-            for i in range(len(padded) - n + 1):
-                feats["c:" + padded[i : i + n]] += 1
+        feats += _char_grams(w)
+    counts: Counter[str] = Counter(feats)  # counted in C: the featuriser runs once per sentence on the device
     for cue in cues(text, words):
-        feats[cue] = 1
+        counts[cue] = 1
     if version >= 3:
         for cue in form_cues(text):
-            feats["q3:" + cue] = 1
-    return feats
+            counts["q3:" + cue] = 1
+    if version >= 4:
+        for cue in form_cues4(text):
+            counts["q4:" + cue] = 1
+    return counts
+
+
+@lru_cache(maxsize=1 << 16)
+def _char_grams(word: str) -> tuple[str, ...]:
+    """``c:`` features of one word (character 3..5-grams of " word "), cached: words repeat."""
+    padded = f" {word} "
+    return tuple("c:" + padded[i : i + n] for n in range(CHAR_MIN, CHAR_MAX + 1) for i in range(len(padded) - n + 1))
 
 
 @dataclass
@@ -236,20 +270,37 @@ class Vocabulary:
     def size(self) -> int:
         return len(self.idf)
 
+    @property
+    def idf_array(self) -> np.ndarray:
+        arr = self.__dict__.get("_idf_array")
+        if arr is None or len(arr) != len(self.idf):
+            arr = self.__dict__["_idf_array"] = np.asarray(self.idf, dtype=np.float64)
+        return arr
+
+
+def weight_arrays(counts: Counter[str], vocab: Vocabulary) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and weights of the features known to ``vocab``: L2-normalised (1 + log tf) * idf of the n-grams,
+    then the cues at CUE_VALUE (extract adds the cues last; no other feature name starts with "q")."""
+    keys = list(counts)
+    n_cues = 0
+    while n_cues < len(keys) and keys[-1 - n_cues][0] == "q":
+        n_cues += 1
+    split = len(keys) - n_cues
+    js = np.fromiter(map(vocab.index.get, keys, repeat(-1, len(keys))), dtype=np.int64, count=len(keys))
+    tf = np.fromiter(counts.values(), dtype=np.float64, count=len(keys))[:split]
+    j_ng, j_cue = js[:split], js[split:]
+    known = j_ng >= 0
+    j_ng, tf = j_ng[known], tf[known]
+    v = (1.0 + np.log(tf)) * vocab.idf_array[j_ng]
+    norm = math.sqrt(float(v @ v)) or 1.0
+    j_cue = j_cue[j_cue >= 0]
+    return np.concatenate([j_ng, j_cue]), np.concatenate([v / norm, np.full(len(j_cue), CUE_VALUE)])
+
 
 def weights(counts: Counter[str], vocab: Vocabulary) -> list[tuple[int, float]]:
-    """Indices and weights of the features known to ``vocab``: L2-normalised tf-idf, then the cues."""
-    pairs, cue_pairs = [], []
-    for f, tf in counts.items():
-        j = vocab.index.get(f)
-        if j is None:
-            continue
-        if f.startswith(("q:", "q3:")):
-            cue_pairs.append((j, CUE_VALUE))
-        else:
-            pairs.append((j, (1.0 + math.log(tf)) * vocab.idf[j]))
-    norm = math.sqrt(sum(v * v for _, v in pairs)) or 1.0
-    return [(j, v / norm) for j, v in pairs] + cue_pairs
+    """``weight_arrays`` as (index, weight) pairs."""
+    idx, val = weight_arrays(counts, vocab)
+    return list(zip(idx.tolist(), val.tolist()))
 
 
 def batch_arrays(texts: list[str], vocab: Vocabulary, version: int = 2) -> tuple[np.ndarray, np.ndarray]:
@@ -257,12 +308,15 @@ def batch_arrays(texts: list[str], vocab: Vocabulary, version: int = 2) -> tuple
 
     Padding points at row ``vocab.size`` of the weight matrix, which is zero.
     """
-    rows = [weights(extract(t, version), vocab) for t in texts]
-    width = max(1, max((len(r) for r in rows), default=1))
+    rows = [weight_arrays(extract(t, version), vocab) for t in texts]
+    if len(rows) == 1:  # the device's case: one sentence per call
+        i, v = rows[0]
+        if len(i):
+            return i.reshape(1, -1), v.astype(np.float32).reshape(1, -1)
+    width = max(1, max((len(r[0]) for r in rows), default=1))
     idx = np.full((len(rows), width), vocab.size, dtype=np.int64)
     val = np.zeros((len(rows), width), dtype=np.float32)
-    for i, r in enumerate(rows):
-        if r:
-            idx[i, : len(r)] = [j for j, _ in r]
-            val[i, : len(r)] = [v for _, v in r]
+    for k, (i, v) in enumerate(rows):
+        idx[k, : len(i)] = i
+        val[k, : len(v)] = v
     return idx, val

@@ -36,7 +36,7 @@ def _eval_f1() -> dict[str, float]:
     return out
 
 
-def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: int = 500) -> dict[str, Any]:
+def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: int = 500, n_reps: int = 3) -> dict[str, Any]:
     """Measure the behaviour targets and print them (to ``out`` if given)."""
     import numpy as np
 
@@ -59,11 +59,19 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
     for i in range(0, len(batch), 256):
         clf.classify(batch[i : i + 256])
     throughput = len(batch) / (time.perf_counter() - t0)
-    lat = []
-    for s in sentences[:n_single]:
-        t1 = time.perf_counter()
-        clf.classify([s])
-        lat.append((time.perf_counter() - t1) * 1000)
+    # One sentence per call, as the device classifies. ``lat`` is the first pass (the target figure);
+    # ``best`` keeps each sentence's fastest of ``n_reps`` passes: the model's own cost with most of the
+    # scheduling noise of a shared machine removed.
+    lat: list[float] = []
+    best = [float("inf")] * min(n_single, len(sentences))
+    for rep in range(n_reps):
+        for k, s in enumerate(sentences[:n_single]):
+            t1 = time.perf_counter()
+            clf.classify([s])
+            ms = (time.perf_counter() - t1) * 1000
+            if rep == 0:
+                lat.append(ms)
+            best[k] = min(best[k], ms)
     p95 = float(np.percentile(lat, 95))
 
 
@@ -87,6 +95,7 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
         "model_mb": round(model_mb, 2),
         "p95_ms_per_utterance": round(p95, 3),
         "median_ms_per_utterance": round(statistics.median(lat), 3),
+        f"p95_ms_per_utterance_fastest_of_{n_reps}": round(float(np.percentile(best, 95)), 3),
         "batched_utterances_per_s": round(throughput),
         "timing_agreement_with_reference": agree,
         "targets": TARGETS,
@@ -102,6 +111,7 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
             row(key, v, f">= {TARGETS[key]}", None if v is None else v >= TARGETS[key])
         row("model size (MB)", result["model_mb"], "<= 30", model_mb <= 30)
         row("p95 latency per utterance (ms)", result["p95_ms_per_utterance"], "<= 5", p95 <= 5)
+        row(f"  same, fastest of {n_reps} passes", result[f"p95_ms_per_utterance_fastest_of_{n_reps}"], "", None)
         row("batched throughput (utt/s)", result["batched_utterances_per_s"], ">= 2000", throughput >= 2000)
         row("talk share, rate == reference", agree, "57/57", None if agree is None else agree == "57/57")
     return result

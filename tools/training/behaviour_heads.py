@@ -27,11 +27,13 @@ from sklearn.linear_model import LogisticRegression
 
 from edge_agent.behaviours.features import Vocabulary, extract, weights
 from edge_agent.behaviours.labels import LABELS
+from edge_agent.behaviours.units import combine, expand, normalise
 from tools.training.behaviour_sources import norm
 
 SEED = 20240613
 MIN_DF = 2
 GRID = np.round(np.arange(0.10, 0.91, 0.05), 2)
+QUESTION_COLUMNS = (LABELS.index("open_question"), LABELS.index("closed_question"))
 CACHE = Path.home() / ".cache" / "edge-agent" / "behaviour-embeddings"
 
 
@@ -47,6 +49,7 @@ class Spec:
     old_weight: float = 1.0  # sample weight of PriMock57 rows carrying the older labels (0 = left out)
     inner: str = "loso"  # threshold tuning inside training rows: "loso" | "grouped"
     source_balance: bool = False  # weight rows so that every source weighs the same in total
+    units: int = 0  # labelling units version (edge_agent.behaviours.units; 0 = whole rows): fit on normalised rows, predict per unit and combine
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> str:
@@ -60,6 +63,9 @@ class Spec:
             text += "; older PriMock57 labels " + ("left out" if self.old_weight == 0 else f"weighted {self.old_weight:g}")
         if self.source_balance:
             text += "; sources weighted equally"
+        if self.units:
+            text += f"; labelled per unit v{self.units} (sentences, trailing question clause, question form restored" + (
+                ", question + question cut (Q1)" if self.units >= 2 else "") + ")"
         return text
 
 
@@ -102,7 +108,7 @@ def build_vocab(texts: list[str], version: int, cues_only: bool) -> Vocabulary:
     df: Counter[str] = Counter()
     for t in texts:
         df.update(set(extract(t, version)))
-    kept = sorted(f for f, n in df.items() if n >= MIN_DF and (not cues_only or f.startswith(("q:", "q3:"))))
+    kept = sorted(f for f, n in df.items() if n >= MIN_DF and (not cues_only or f.startswith(("q:", "q3:", "q4:"))))
     n = len(texts)
     return Vocabulary({f: i for i, f in enumerate(kept)}, [math.log((1 + n) / (1 + df[f])) + 1.0 for f in kept])
 
@@ -161,14 +167,21 @@ class Heads:
     coef: np.ndarray  # (n_features, 11)
     bias: np.ndarray  # (11,)
 
-    def proba(self, texts: list[str]) -> np.ndarray:
+    def raw_proba(self, texts: list[str]) -> np.ndarray:
         x = self.featuriser.transform(texts)
         return 1.0 / (1.0 + np.exp(-(np.asarray(x @ self.coef) + self.bias)))
+
+    def proba(self, texts: list[str]) -> np.ndarray:
+        """What the device computes for ``texts`` (per unit and combined when the spec says so)."""
+        if not self.featuriser.spec.units:
+            return self.raw_proba(texts)
+        flat, where = expand(texts, self.featuriser.spec.units)
+        return combine(self.raw_proba(flat), where, QUESTION_COLUMNS)
 
 
 def fit(rows: list[dict], spec: Spec, emb: Embeddings | None) -> Heads:
     rows = [r for r in rows if spec.old_weight > 0 or r["origin"] != "primock57-old"]
-    texts = [r["text"] for r in rows]
+    texts = [normalise(r["text"]) if spec.units else r["text"] for r in rows]
     fz = Featuriser(spec, emb).fit(texts)
     x = fz.transform(texts)
     y = targets(rows)

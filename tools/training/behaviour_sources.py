@@ -15,6 +15,7 @@ Sources (the unit of leave-one-source-out):
 | ``mi_counselling``, ``consultations_other``, ``health_coaching`` | tools/training/data/dialogues/*.jsonl | dialogues written and labelled for the project (current guide) |
 | ``written`` | tools/training/data/behaviours/written.jsonl | rare-label and boundary sentences (previous guide) |
 | ``probe_mi`` | tools/encoder/probe_mi.jsonl | MI-counselling-style sentences written by the encoder engineer (MISC codes mapped to the guide) |
+| ``miti_forms`` | tools/training/data/forms/miti_forms.tsv | sentences written by the classifier engineer from the guide's MITI/MISC definitions in the forms the others lack (ASR text without punctuation, fillers before the question word, embedded questions, statement + question, reflections as plain statements); see tools/training/data/forms/README.md |
 
 **What is held back.** The 29 PriMock57 consultations of the coaching bench's held-out
 half (tools/bench/coaching.py ``split``) are never trained on, with either label set:
@@ -39,8 +40,10 @@ BEHAVIOURS = ROOT / "tools" / "training" / "data" / "behaviours"
 DIALOGUES = ROOT / "tools" / "training" / "data" / "dialogues"
 GOLD = ROOT / "tools" / "gold" / "gold" / "labels_primock57.jsonl"
 PROBE = ROOT / "tools" / "encoder" / "probe_mi.jsonl"
+FORMS = ROOT / "tools" / "training" / "data" / "forms" / "miti_forms.tsv"
 DIALOGUE_SOURCES = ("mi_counselling", "consultations_other", "health_coaching")
-SOURCES = ("primock57", *DIALOGUE_SOURCES, "written", "probe_mi")
+SOURCES = ("primock57", *DIALOGUE_SOURCES, "written", "probe_mi", "miti_forms")
+GUIDE_EXTRA = ("ice_question", "safety_netting", "signposting", "summary", "affirmation", "complex_reflection", "advice_with_permission")
 IMPLIES = {"complex_reflection": "reflection", "summary": "reflection", "advice_with_permission": "advice"}
 
 
@@ -115,10 +118,26 @@ def load_sources(old_primock_labels: bool = True) -> Sources:
     for r in _jsonl(PROBE):
         train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "probe_mi",
                       "group": r["group"], "origin": "probe_mi"})
+    for r in forms_rows():
+        train.append(r)
     gold_test = [r for r in gold_all if r["group"] in held_set]
     ids = [r["id"] for r in train]
     assert len(ids) == len(set(ids)), "duplicate ids across sources"
     return Sources(train, gold_all, gold_test, n_old, sorted(held_set))
+
+
+def forms_rows(path: Path = FORMS) -> list[dict]:
+    """The ``miti_forms`` source: ``group <TAB> labels <TAB> text`` lines (``#`` comments)."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        group, labels, text = line.split("\t")
+        bad = [x for x in labels.split(",") if x not in LABELS and x not in GUIDE_EXTRA]
+        assert not bad, f"{path.name}: unknown label(s) {bad} in {text!r}"
+        out.append({"id": f"miti_forms:{len(out):04d}", "text": text, "labels": to_interface(labels.split(",")),
+                    "source": "miti_forms", "group": f"miti_forms-{group}", "origin": "miti_forms"})
+    return out
 
 
 def training_texts() -> set[str]:

@@ -56,6 +56,9 @@ BUILD = "python -m tools.training.train_behaviours"
 
 # Candidate feature sets, in the order they are run.
 SPECS: tuple[bh.Spec, ...] = (
+    bh.Spec("encoder+ngram-v4+units2", version=4, embedding=True, units=2),
+    bh.Spec("encoder+ngram-v4+units", version=4, embedding=True, units=1),
+    bh.Spec("encoder+ngram-v3+units", version=3, embedding=True, units=1),
     bh.Spec("encoder+ngram-v3", version=3, embedding=True),
     bh.Spec("ngram-v2"),
     bh.Spec("encoder+ngram-v2", embedding=True),
@@ -63,7 +66,12 @@ SPECS: tuple[bh.Spec, ...] = (
     bh.Spec("encoder+cues-v3", version=3, cues_only=True, embedding=True),
 )
 BASELINE = "ngram-v2"  # the recipe shipped before (features v2), refitted on the same sources
+# The set shipped before this build, as it was evaluated then (six sources; a reference row, never chosen).
+PREVIOUS_SHIPPED = "encoder+ngram-v3 (shipped before; six sources)"
 PRECISION_SLACK = 0.02  # a candidate may lose at most this much in-domain macro precision (5 target labels)
+# The encoder reads at most this many tokens (WordPiece, with [CLS]/[SEP]); longer sentences are truncated the
+# same way in training and on the device (behaviours_features.json "max_length"). Bounds the per-sentence latency.
+MAX_TOKENS = 48
 
 SOURCE_NOTES = {
     "primock57": "UK telehealth GP consultations (CC BY 4.0). Training: development half of the coaching split "
@@ -74,6 +82,11 @@ SOURCE_NOTES = {
     "health_coaching": "nurse / coach / pharmacist telephone follow-ups written and labelled by a project engineer",
     "written": "rare-label and boundary sentences written and labelled by the project's annotator (older guide)",
     "probe_mi": "MI-counselling-style sentences written by the encoder engineer, MISC codes mapped to the guide",
+    "miti_forms": "sentences written by the classifier engineer from the guide's MITI/MISC definitions in the forms the other "
+                  "sources lack: ASR text without punctuation, fillers before the question word, embedded questions, a statement "
+                  "followed by a question, reflections phrased as plain statements (tools/training/data/forms/README.md). 167 sentences when "
+                  "the seven-fold `encoder+ngram-v3`, `encoder+ngram-v3+units` and `encoder+ngram-v4+units` rows were evaluated; 38 more "
+                  "(gambling, sleep: embedded questions, value reflections, general information) before `encoder+ngram-v4+units2`",
 }
 
 
@@ -99,7 +112,11 @@ def install_encoder() -> dict:
 
 
 def embeddings(meta: dict) -> bh.Embeddings:
-    return bh.Embeddings(MODELS / ENCODER_FILE, MODELS / TOKENIZER_FILE, int(meta["max_length"]), bool(meta["special_tokens"]), int(meta["dim"]))
+    return bh.Embeddings(MODELS / ENCODER_FILE, MODELS / TOKENIZER_FILE, max_tokens(meta), bool(meta["special_tokens"]), int(meta["dim"]))
+
+
+def max_tokens(meta: dict) -> int:
+    return min(int(meta["max_length"]), MAX_TOKENS)
 
 
 # ---------------------------------------------------------------- one feature set
@@ -134,11 +151,25 @@ def evaluate(data: Sources, spec: bh.Spec, emb: bh.Embeddings | None, log=print)
     return res, heads, th
 
 
+def common_sources(results: dict[str, dict]) -> list[str]:
+    """The LOSO folds every recorded feature set was evaluated on (a set run before a source was added lacks its fold)."""
+    sets = [set(r["loso"]) for r in results.values()]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
+def common_summary(res: dict, sources: list[str]) -> dict:
+    """LOSO summary pooled over ``sources`` only, so that sets evaluated on different folds compare like for like."""
+    return bh.summary(bh.pooled([res["loso"][s] for s in sources]))
+
+
 def choose(results: dict[str, dict]) -> str:
-    """Best LOSO macro-F1 (5 target labels) among the sets within PRECISION_SLACK of the baseline's in-domain precision."""
+    """Best LOSO macro-F1 (5 target labels, pooled over the folds common to every set) among the sets within
+    PRECISION_SLACK of the baseline's in-domain precision."""
     floor = results[BASELINE]["in_domain_summary"]["macro5_p"] - PRECISION_SLACK if BASELINE in results else 0.0
-    ok = [n for n, r in results.items() if r["in_domain_summary"]["macro5_p"] >= floor]
-    return max(ok, key=lambda n: results[n]["loso_summary"]["macro5_f1"])
+    names = {s.name for s in SPECS}  # other rows (e.g. the previously shipped model on fewer sources) are references only
+    ok = [n for n, r in results.items() if n in names and r["in_domain_summary"]["macro5_p"] >= floor]
+    common = common_sources(results)
+    return max(ok, key=lambda n: common_summary(results[n], common)["macro5_f1"])
 
 
 def slim(res: dict) -> dict:
@@ -193,8 +224,9 @@ def features_json(heads: bh.Heads, th: np.ndarray, meta: dict | None) -> dict:
         "feature_set": spec.name,
         "featuriser": f"edge_agent.behaviours.features v{spec.version}" + (" (form cues only)" if spec.cues_only else "") if spec.ngram else None,
         "featuriser_version": spec.version,
+        "units": f"edge_agent.behaviours.units v{spec.units}" if spec.units else None,
         "encoder": None if not spec.embedding else {
-            "onnx": ENCODER_FILE, "tokenizer": TOKENIZER_FILE, "dim": int(meta["dim"]), "max_length": int(meta["max_length"]),
+            "onnx": ENCODER_FILE, "tokenizer": TOKENIZER_FILE, "dim": int(meta["dim"]), "max_length": max_tokens(meta),
             "special_tokens": bool(meta["special_tokens"]), "one_sentence_per_call": True, "name": meta["name"]},
         "idf": vocab.idf if vocab else [],
         "vocab": list(vocab.index) if vocab else [],
@@ -316,6 +348,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--select", action="store_true", help="re-run the leave-one-source-out comparison of every candidate feature set")
     ap.add_argument("--only", nargs="*", help="with --select: run only these feature sets (others kept from the JSON)")
+    ap.add_argument("--keep-shipped", action="store_true",
+                    help="with --select: if the shipped set stays the choice, do not refit it; record the new sets and rewrite the document")
     args = ap.parse_args(argv)
     t0 = time.time()
     data = load_sources()
@@ -338,6 +372,11 @@ def main(argv: list[str] | None = None) -> None:
             SELECTION.write_text(json.dumps({"results": results, "chosen": choose(results)}, indent=1) + "\n", encoding="utf-8")
     chosen = choose(results)
     spec = next(s for s in SPECS if s.name == chosen)
+    if args.keep_shipped and chosen == saved.get("chosen") and chosen not in fitted and "shipped" in saved:
+        SELECTION.write_text(json.dumps({**saved, "results": results}, indent=1) + "\n", encoding="utf-8")
+        write_doc(data, results, chosen, saved["shipped"], saved["shipped"].get("build_seconds", 0.0))
+        print(f"kept the shipped {chosen}; recorded {', '.join(n for n in results if n not in saved['results'] or n in (args.only or []))}")
+        return
     if chosen not in fitted:  # the rebuild: recompute the chosen set's figures and fit
         res, heads, th = evaluate(data, spec, emb if spec.embedding else None)
         errors[chosen] = {"loso": res["loso_errors"], "in_domain": res["in_domain_errors"]}
@@ -345,6 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         fitted[chosen] = (heads, th)
     heads, th = fitted[chosen]
     shipped = ship(data, spec, heads, th, meta)
+    shipped["build_seconds"] = round(time.time() - t0)
     SELECTION.write_text(json.dumps({"results": results, "chosen": chosen, "shipped": shipped}, indent=1) + "\n", encoding="utf-8")
     (RESULTS / "behaviour_errors.json").write_text(json.dumps(errors.get(chosen, {}), indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
     write_doc(data, results, chosen, shipped, time.time() - t0)
@@ -374,12 +414,12 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
         f"Regenerated by `{BUILD}` (seed fixed; `--select` re-runs the feature-set comparison); do not edit by hand.",
         "",
         f"- **Shipped feature set: `{chosen}`** ({r['describe']}), chosen by out-of-domain (leave-one-source-out) macro-F1 "
-        f"of the five target labels among the sets whose in-domain macro precision is within {PRECISION_SLACK} of `{BASELINE}` (table below).",
+        f"of the five target labels (pooled over the folds every compared set has) among the sets whose in-domain macro precision is within {PRECISION_SLACK} of `{BASELINE}` (table below).",
         "- **In-domain** = trained on every source (PriMock57 development half only), tested on the adjudicated gold sentences "
         f"of the {len(data.held_out_consultations)} held-out PriMock57 consultations of the coaching bench ({len(data.gold_test)} sentences; "
         "never trained on, with either label set).",
         "- **Out of domain (LOSO)** = for each source, trained on all the others and tested on it; per-label figures pool the "
-        "true/false positives of all six folds. The PriMock57 fold is tested on all 891 gold sentences (57 consultations) "
+        f"true/false positives of all {len(r['loso'])} folds. The PriMock57 fold is tested on all 891 gold sentences (57 consultations) "
         "with no PriMock57 sentence in training. Thresholds are tuned per label by an inner leave-one-source-out over the "
         "training sources only; sentences that also occur in the test source are removed from training.",
         f"- Shipped files: {', '.join(f'`{k}` {v / 1e6:.2f} MB' for k, v in shipped['bytes'].items())}; "
@@ -402,16 +442,16 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
     s_in, s_lo = r["in_domain_summary"], r["loso_summary"]
     lines += ["", f"Macro over the five target labels: in-domain F1 {_f(s_in['macro5_f1'])} (precision {_f(s_in['macro5_p'])}); "
               f"LOSO F1 {_f(s_lo['macro5_f1'])} (precision {_f(s_lo['macro5_p'])}). "
-              f"Targets met out of domain, pooled (five of the six sources are project-written, so this is not the independent figure): {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] >= t) or 'none'}; "
+              f"Targets met out of domain, pooled ({len(r['loso']) - 1} of the {len(r['loso'])} sources are project-written, so this is not the independent figure): {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] >= t) or 'none'}; "
               f"not met: {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if lo[lab]['f1'] < t) or 'none'}.", ""]
     if "primock57" in r["loso"]:
         pm = r["loso"]["primock57"]
-        lines += ["The pooled LOSO figures are dominated by the five project-written sources. On the **PriMock57 fold alone** "
+        lines += [f"The pooled LOSO figures are dominated by the {len(r['loso']) - 1} project-written sources. On the **PriMock57 fold alone** "
                   "(trained without any PriMock57 sentence, scored against the independent two-annotator gold) the target labels score "
                   + ", ".join(f"{lab} {_f(pm[lab]['f1'])}" for lab in bh.TARGET_LABELS)
                   + f"; targets met there: {', '.join(lab for lab, t in bh.LOSO_TARGETS.items() if pm[lab]['f1'] >= t) or 'none'}"
-                  + (f" (`{BASELINE}`: " + ", ".join(f"{lab} {_f(results[BASELINE]['loso']['primock57'][lab]['f1'])}" for lab in bh.TARGET_LABELS) + ")"
-                     if BASELINE in results and BASELINE != chosen else "") + ".", ""]
+                  + "".join(f" (`{name}`: " + ", ".join(f"{lab} {_f(results[name]['loso']['primock57'][lab]['f1'])}" for lab in bh.TARGET_LABELS) + ")"
+                            for name in (PREVIOUS_SHIPPED, BASELINE) if name in results and name != chosen) + ".", ""]
 
     lines += ["## Out of domain by held-out source (F1 of the shipped feature set)", "",
               "| label | " + " | ".join(s for s in SOURCES if s in r["loso"]) + " |", "| --- |" + " --- |" * len(r["loso"])]
@@ -422,13 +462,18 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
     lines += ["", "(support in brackets; a label with support 0 scores 0.000 whatever the model does)", ""]
 
     lines += ["## Feature-set selection", "",
-              "Macro = mean over open, closed, reflection, information, advice; \"all labels\" = every model label with support (jargon excluded).",
-              "", "| feature set | in-domain F1 | in-domain precision | LOSO F1 | LOSO precision | LOSO F1, all labels | shipped |",
-              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for name, x in sorted(results.items(), key=lambda kv: -kv[1]["loso_summary"]["macro5_f1"]):
-        lines.append(f"| `{name}` | {_f(x['in_domain_summary']['macro5_f1'])} | {_f(x['in_domain_summary']['macro5_p'])} | "
+              "Macro = mean over open, closed, reflection, information, advice; \"all labels\" = every model label with support (jargon excluded). "
+              "\"LOSO F1\" pools every fold the set was evaluated on (sets evaluated before a source was added have fewer folds: see "
+              "\"folds\"); \"common folds\" pools only the folds every set has (" + ", ".join(common_sources(results)) + "), the like-for-like "
+              "figure the choice is made on; \"PriMock57 fold\" is the independent fold alone.",
+              "", "| feature set | folds | in-domain F1 | in-domain precision | LOSO F1 | LOSO precision | LOSO F1, all labels | LOSO F1, common folds | PriMock57 fold F1 | shipped |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    common = common_sources(results)
+    for name, x in sorted(results.items(), key=lambda kv: -common_summary(kv[1], common)["macro5_f1"]):
+        pm5 = bh.summary(x["loso"]["primock57"])["macro5_f1"] if "primock57" in x["loso"] else float("nan")
+        lines.append(f"| `{name}` | {len(x['loso'])} | {_f(x['in_domain_summary']['macro5_f1'])} | {_f(x['in_domain_summary']['macro5_p'])} | "
                      f"{_f(x['loso_summary']['macro5_f1'])} | {_f(x['loso_summary']['macro5_p'])} | {_f(x['loso_summary']['macro_model_f1'])} | "
-                     f"{'yes' if name == chosen else ''} |")
+                     f"{_f(common_summary(x, common)['macro5_f1'])} | {_f(pm5)} | {'yes' if name == chosen else ''} |")
     lines += ["", "Per target label, LOSO F1 (pooled) of each set:", "", "| feature set | " + " | ".join(bh.TARGET_LABELS) + " |",
               "| --- |" + " --- |" * len(bh.TARGET_LABELS)]
     for name, x in results.items():
@@ -439,7 +484,7 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
         lines.append(f"| `{name}` | " + " | ".join(_f(x["in_domain"][lab]["p"]) for lab in bh.TARGET_LABELS) + " |")
     lines.append("")
     if prev:
-        lines += ["## The model shipped before this one", "",
+        lines += ["## The n-gram model shipped before the encoder classifiers", "",
                   f"Features v2 n-grams, trained on all 57 PriMock57 consultations (older single-annotator labels) and the written "
                   f"examples (`behaviours.onnx` sha256 {prev['model_sha256'][:12]}…; measured once, `tools/training/results/previous_model.json`). "
                   "It never saw the dialogue sources or the probe, so those columns are out of domain for it; its PriMock57 column is "
@@ -458,9 +503,9 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
         lines.append(f"| `{s}` | {n}{extra} | {SOURCE_NOTES[s]} |")
     lines += [
         "",
-        "Read the out-of-domain figures with this in mind: five of the six sources were **written and labelled by project "
+        f"Read the out-of-domain figures with this in mind: {len(SOURCES) - 1} of the {len(SOURCES)} sources were **written and labelled by project "
         "engineers** (the three dialogue sources by one person, the written examples by the annotator, the MI probe by the "
-        "encoder engineer), all following docs/labelling.md. They vary setting, style and topic, but not the reading of the "
+        "encoder engineer, `miti_forms` by the classifier engineer), all following docs/labelling.md. They vary setting, style and topic, but not the reading of the "
         "guide, so LOSO here measures transfer across styles under one reading of the labels, not agreement with independent "
         "coders. Only the PriMock57 fold is scored against labels from two blind annotators with adjudication. The figure that "
         "matters most, an expert-coded counselling corpus never seen by the project, is not in this repository; the lead "
