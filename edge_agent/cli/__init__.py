@@ -26,11 +26,14 @@ ComputeOpt = Annotated[str, typer.Option("--compute-type", help="CTranslate2 com
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR")]
 
 
-def _pipeline_config(model: str, device: str, compute_type: str, threads: int):  # type: ignore[no-untyped-def]
+def _pipeline_config(model: str, device: str, compute_type: str, threads: int, vad_engine: str | None = None):  # type: ignore[no-untyped-def]
     from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
 
-    return replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+    config = replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+    if vad_engine is not None:
+        config = replace(config, vad=replace(config.vad, engine=vad_engine))  # VadConfig refuses an unknown engine
+    return config
 
 
 @app.command()
@@ -47,6 +50,7 @@ def transcribe(
     device: DeviceOpt = "cpu",
     compute_type: ComputeOpt = "int8",
     threads: ThreadsOpt = 1,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine: webrtc | silero (default: vad.engine's default)")] = None,
 ) -> None:
     """Transcribe a file or a microphone, streaming partials and finals."""
     from edge_agent.cli.transcribe import run_transcribe
@@ -57,7 +61,7 @@ def transcribe(
         mic_device, file = file, None
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
-    config = _pipeline_config(model, device, compute_type, threads)
+    config = _pipeline_config(model, device, compute_type, threads, vad)
     code = run_transcribe(
         config,
         file=Path(file) if file else None,

@@ -64,17 +64,23 @@ class GatedVad(VadSegmenter):
         super().__init__(config, pool, block_when_full=True)
         self.margin_db = margin_db
         self.floor_db = -60.0
-        orig = self._vad.is_speech
+        inner = self.classifier
         outer = self
 
         class _Gate:
-            def is_speech(self, buf: Any, rate: int) -> bool:
-                samples = np.frombuffer(buf, np.int16).astype(np.float32) / 32768.0
-                db = 10 * np.log10(float(np.mean(samples * samples)) + 1e-10)
+            def voiced(self, samples: np.ndarray) -> bool:
+                x = samples.astype(np.float32) / 32768.0
+                db = 10 * np.log10(float(np.mean(x * x)) + 1e-10)
                 outer.floor_db = db if db < outer.floor_db else outer.floor_db + 0.05
-                return bool(orig(buf, rate)) and bool(db > outer.floor_db + outer.margin_db)
+                return inner.voiced(samples) and bool(db > outer.floor_db + outer.margin_db)
 
-        self._vad = _Gate()  # type: ignore[assignment]
+            def close(self) -> None:
+                inner.close()
+
+            def holds_audio(self) -> bool:
+                return inner.holds_audio()
+
+        self.classifier = _Gate()
 
 
 overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
@@ -269,6 +275,11 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "webrtc2+gate6": (VadConfig(), 6.0),
         "webrtc2+gate9": (VadConfig(), 9.0),
         "webrtc2+gate9 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), 9.0),
+        "silero": (VadConfig(engine="silero"), None),
+        "silero hang300": (VadConfig(engine="silero", hangover_ms=300, candidate_ms=240), None),
+        "silero hang200": (VadConfig(engine="silero", hangover_ms=210, candidate_ms=180), None),
+        "silero 0.4/0.25 hang300": (VadConfig(engine="silero", hangover_ms=300, candidate_ms=240,
+                                               silero_threshold=0.4, silero_neg_threshold=0.25), None),
     }
     for path, ref in load_refs(args.data, args.only):
         turns = [i for i in intervals_of(ref) if i.kind == "turn"]
