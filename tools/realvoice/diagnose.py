@@ -219,7 +219,19 @@ def cmd_asr(args: argparse.Namespace) -> None:
     vads: dict[str, tuple[VadConfig, float | None]] = {
         "webrtc2": (VadConfig(), None),
         "webrtc2+gate9": (VadConfig(), 9.0),
+        "webrtc2 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), None),
+        "silero hang450": (VadConfig(engine="silero", silero_hangover_ms=450), None),
+        "silero hang300": (VadConfig(engine="silero", silero_hangover_ms=300), None),
+        "silero hang210": (VadConfig(engine="silero", silero_hangover_ms=210), None),
+        "silero hang450 0.4/0.25": (VadConfig(engine="silero", silero_hangover_ms=450, silero_threshold=0.4,
+                                              silero_neg_threshold=0.25), None),
+        "silero hang450 0.3/0.15": (VadConfig(engine="silero", silero_hangover_ms=450, silero_threshold=0.3,
+                                              silero_neg_threshold=0.15), None),
+        "silero hang450 tail240": (VadConfig(engine="silero", silero_hangover_ms=450, tail_ms=240), None),
+        "silero hang600": (VadConfig(engine="silero", silero_hangover_ms=600, candidate_ms=450, hangover_ms=600), None),
     }
+    if args.vads:
+        vads = {k: v for k, v in vads.items() if k in args.vads.split(",")}
     policies: dict[str, Callable[[list[Seg]], PolicyResult]] = {
         "beam2 (current)": lambda s: decode_segments(engine, s, 2, False),
         "beam1": lambda s: decode_segments(engine, s, 1, False),
@@ -242,12 +254,12 @@ def cmd_asr(args: argparse.Namespace) -> None:
                     continue
                 if args.variant and not any(name.startswith(v) for v in args.variant.split(",")):
                     continue
-                if args.variant and vad_name != "webrtc2" and "gate" not in args.variant:
+                if args.variant and vad_name != "webrtc2" and "gate" not in args.variant and not args.vads:
                     continue
                 r = run(segs)
                 hyp = M.normalise(r.text)
                 row = {"audio": path.stem, "vad": vad_name, "policy": name, "segments": int(sum(bool(s.is_speech) for s in segs)),
-                       "coverage": M.align(off_words, hyp).coverage, "wer_vs_offline": M.align(off_words, hyp).wer,
+                       "coverage": M.align(off_words, hyp).coverage, "deletion_rate": M.align(off_words, hyp).deletion_rate, "wer_vs_offline": M.align(off_words, hyp).wer,
                        "wer_vs_clean": M.align(clean, hyp).wer, "offline_wer_vs_clean": M.align(clean, off_words).wer,
                        "cpu_s": r.cpu_s, "offline_cpu_s": offline["transcribe_cpu_s"], "early_ends": r.early_ends,
                        "continuations": r.continuations, "overflow_segments": r.overflow}
@@ -275,11 +287,10 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "webrtc2+gate6": (VadConfig(), 6.0),
         "webrtc2+gate9": (VadConfig(), 9.0),
         "webrtc2+gate9 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), 9.0),
-        "silero": (VadConfig(engine="silero"), None),
-        "silero hang300": (VadConfig(engine="silero", hangover_ms=300, candidate_ms=240), None),
-        "silero hang200": (VadConfig(engine="silero", hangover_ms=210, candidate_ms=180), None),
-        "silero 0.4/0.25 hang300": (VadConfig(engine="silero", hangover_ms=300, candidate_ms=240,
-                                               silero_threshold=0.4, silero_neg_threshold=0.25), None),
+        "silero hang450": (VadConfig(engine="silero", silero_hangover_ms=450), None),
+        "silero hang300": (VadConfig(engine="silero", silero_hangover_ms=300), None),
+        "silero hang210": (VadConfig(engine="silero", silero_hangover_ms=210), None),
+        "silero 0.4/0.25 hang300": (VadConfig(engine="silero", silero_threshold=0.4, silero_neg_threshold=0.25), None),
     }
     for path, ref in load_refs(args.data, args.only):
         turns = [i for i in intervals_of(ref) if i.kind == "turn"]
@@ -599,6 +610,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
+    parser.add_argument("--vads", default=None, help="asr: comma list of VAD variant names (default: all)")
     parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this; asr: comma list of policy name prefixes")
     args = parser.parse_args(argv)
     {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines, "attr": cmd_attr}[args.what](args)

@@ -84,6 +84,33 @@ def test_silence_and_noise_give_no_text(session, write_wav) -> None:  # type: ig
         assert clean
 
 
+@pytest.fixture(scope="module")
+def silero_session(session):  # type: ignore[no-untyped-def]
+    """The shared Whisper engine behind a session whose segmenter is Silero (model opened at load, as the daemon does)."""
+    from dataclasses import replace
+
+    from edge_agent.audio.vad import VadConfig
+    from edge_agent.device.session import TranscriptionSession
+
+    out = TranscriptionSession(replace(session.config, vad=VadConfig(engine="silero")), session.engine)
+    out.ensure_vad_model(out.config.vad)
+    assert out.vad_model is not None
+    return out
+
+
+def test_silero_engine_transcribes_and_wipes(silero_session, jfk_path: Path, write_wav) -> None:  # type: ignore[no-untyped-def]
+    events, stats, clean = collect(silero_session, FileSource(jfk_path))
+    text = " ".join(e.utterance.text for e in events if isinstance(e, FinalTranscript))
+    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert clean, "pools and the Silero scorer's buffers must hold only zeros after the run"
+    assert stats.worker_errors == 0 and stats.dropped_segments == 0
+    # noise is not speech for it either; a second run starts from fresh state and gives no text
+    rng = np.random.default_rng(7)
+    hiss = (rng.standard_normal(16000 * 4) * 0.02).astype(np.float32)
+    events, _, clean = collect(silero_session, FileSource(write_wav("hiss.wav", hiss)))
+    assert [e for e in events if isinstance(e, FinalTranscript)] == [] and clean
+
+
 def test_cli_jsonl_contract(jfk_path: Path) -> None:
     result = run_cli("transcribe", str(jfk_path), "--jsonl")
     assert result.returncode == 0, result.stderr
