@@ -193,11 +193,12 @@ def bench_asr(
     audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: tools/bench/data/bench_conversation.flac)")] = None,
     skip_realtime: Annotated[bool, typer.Option("--skip-realtime", help="skip the real-time paced pass")] = False,
     threads: ThreadsOpt = 1,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming passes: webrtc | silero")] = None,
 ) -> None:
     """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
     from tools.bench.asr import run_asr_bench
 
-    run_asr_bench(audio, realtime=not skip_realtime, threads=threads)
+    run_asr_bench(audio, realtime=not skip_realtime, threads=threads, vad=vad)
 
 
 @bench_app.command("speakers")
@@ -223,6 +224,7 @@ def bench_realvoice_cmd(
     fast: Annotated[bool, typer.Option("--fast", help="unpaced: CPU and accuracy only, no latencies")] = False,
     jobs: Annotated[int, typer.Option("--jobs", help="streaming runs at once")] = 2,
     only: Annotated[Optional[str], typer.Option("--only", help="only visits whose name contains this")] = None,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming runs: webrtc | silero")] = None,
 ) -> None:
     """Real human voices (LibriSpeech), close-talk and far-field: coverage, attribution, swaps, boundaries, latency, CPU, residency."""
     from tools.realvoice.bench import main as realvoice_main
@@ -232,6 +234,7 @@ def bench_realvoice_cmd(
     argv += ["--full"] if full else []
     argv += ["--fast"] if fast else []
     argv += ["--only", only] if only else []
+    argv += ["--vad", vad] if vad else []
     realvoice_main(argv)
 
 
