@@ -11,7 +11,8 @@ Privacy: the only audio this module holds is the unscored remainder of the last
 frame (< 512 samples) and the 64-sample context, both in two preallocated
 arrays that are overwritten in place and zeroed by :meth:`SileroStream.close`
 (and by :meth:`SileroStream.reset`), so at most ~36 ms of audio is resident here
-at any time and none after the run.
+at any time and none after the run. The model reads the input array in place;
+no per-call copy of audio is made here.
 """
 
 from __future__ import annotations
@@ -108,8 +109,16 @@ class SileroStream:
         self._prob = 0.0
 
     def close(self) -> None:
-        """Zero every buffer that held audio (end of run)."""
+        """Zero every buffer that held audio (end of run).
+
+        One call on the zeroed input follows: onnxruntime reuses its intermediate
+        tensors (the last chunk's spectrum) for same-shaped calls, so they then hold
+        silence's, not the run's last 36 ms (best effort: the arena is not ours).
+        """
         self.reset()
+        self._session.run(None, {"input": self._input, "h": self._h, "c": self._c})
+        self._h = np.zeros(STATE_SHAPE, np.float32)
+        self._c = np.zeros(STATE_SHAPE, np.float32)
 
     def holds_audio(self) -> bool:
         """True while any sample of audio is still in this scorer's buffers (privacy check)."""
