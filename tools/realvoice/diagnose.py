@@ -229,6 +229,8 @@ def cmd_asr(args: argparse.Namespace) -> None:
                                               silero_neg_threshold=0.15), None),
         "silero hang450 tail240": (VadConfig(engine="silero", silero_hangover_ms=450, tail_ms=240), None),
         "silero hang600": (VadConfig(engine="silero", silero_hangover_ms=600, candidate_ms=450, hangover_ms=600), None),
+        "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
+        "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
     }
     if args.vads:
         vads = {k: v for k, v in vads.items() if k in args.vads.split(",")}
@@ -291,7 +293,11 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "silero hang300": (VadConfig(engine="silero", silero_hangover_ms=300), None),
         "silero hang210": (VadConfig(engine="silero", silero_hangover_ms=210), None),
         "silero 0.4/0.25 hang300": (VadConfig(engine="silero", silero_threshold=0.4, silero_neg_threshold=0.25), None),
+        "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
+        "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
     }
+    if args.vads:
+        variants = {k: v for k, v in variants.items() if k in args.vads.split(",")}
     for path, ref in load_refs(args.data, args.only):
         turns = [i for i in intervals_of(ref) if i.kind == "turn"]
         speech = sum(i.stop - i.start for i in turns)
@@ -610,7 +616,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
-    parser.add_argument("--vads", default=None, help="asr: comma list of VAD variant names (default: all)")
+    parser.add_argument("--vads", default=None, help="asr, vad: comma list of VAD variant names (default: all)")
     parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this; asr: comma list of policy name prefixes")
     args = parser.parse_args(argv)
     {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines, "attr": cmd_attr}[args.what](args)

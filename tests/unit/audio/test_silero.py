@@ -191,3 +191,23 @@ def test_segmenter_opens_the_model_itself_when_none_is_given(jfk_path: Path) -> 
     for e in closed:
         e.segment.buf.release()
     assert segs.all_zero() and not vad.holds_audio()
+
+
+def test_streaming_scores_equal_faster_whispers_batch_run(shared: Path, model: SileroModel) -> None:
+    """30 ms frames in, one score per 512-sample chunk out: exactly what faster-whisper's own Silero runner gives."""
+    from faster_whisper.vad import SileroVADModel
+
+    audio = utterance(shared, "2033-164914-0000")[: 8 * SR]
+    frames = int16_frames(audio, 480)
+    pcm = np.concatenate(frames).astype(np.float32) / 32768.0
+    reference = SileroVADModel(str(default_model_path()))(pcm[: len(pcm) // CHUNK * CHUNK]).reshape(-1)
+    stream = model.stream()
+    ours: list[float] = []
+    for frame in frames:
+        before = stream.chunks
+        p = stream.score(frame)
+        if stream.chunks != before:
+            ours.append(p)
+    stream.close()
+    assert len(ours) == len(reference)
+    assert np.allclose(ours, reference, atol=1e-6)
