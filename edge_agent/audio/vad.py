@@ -39,11 +39,13 @@ class VadConfig:
     engine: str = "webrtc"  # frame classifier: "webrtc" (webrtcvad) or "silero" (Silero VAD v6, ONNX)
     aggressiveness: int = 2  # webrtcvad mode 0 (permissive) .. 3 (strict)
     # Silero: a frame starts speech at probability >= threshold and, once in speech, stays speech
-    # while >= neg_threshold (silero's usual 0.5 / 0.35: hysteresis, so a dip inside a word does not end it)
-    silero_threshold: float = 0.5
-    silero_neg_threshold: float = 0.35
-    # Silero's end is clean in noisy pauses (it scores voice, not energy), so it can close sooner than
-    # webrtcvad's 450 ms: a turn change with a shorter gap then ends the segment (docs/realvoice.md 8.x)
+    # while >= neg_threshold (hysteresis: a dip inside a word does not end it). Silero's usual 0.5 / 0.35
+    # lost far-field words of some voices (deletions 13-28 % against webrtcvad's 3-13 %); 0.3 / 0.15
+    # kept them but let a blip of white noise open a segment; 0.3 / 0.2 does neither (docs/realvoice.md 8)
+    silero_threshold: float = 0.3
+    silero_neg_threshold: float = 0.2
+    # Silero's end does not wait on noisy pauses (it scores voice, not energy), so it can close sooner
+    # than webrtcvad's 450 ms: a turn change with a shorter gap then ends the segment (docs/realvoice.md 8)
     silero_hangover_ms: int = 300
     frame_ms: int = 30  # 10, 20 or 30
     preroll_ms: int = 240  # audio kept before the detected onset

@@ -231,6 +231,7 @@ def cmd_asr(args: argparse.Namespace) -> None:
         "silero hang600": (VadConfig(engine="silero", silero_hangover_ms=600, candidate_ms=450, hangover_ms=600), None),
         "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
         "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
+        "silero 0.3/0.2 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.2), None),
     }
     if args.vads:
         vads = {k: v for k, v in vads.items() if k in args.vads.split(",")}
@@ -295,6 +296,7 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "silero 0.4/0.25 hang300": (VadConfig(engine="silero", silero_threshold=0.4, silero_neg_threshold=0.25), None),
         "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
         "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
+        "silero 0.3/0.2 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.2), None),
     }
     if args.vads:
         variants = {k: v for k, v in variants.items() if k in args.vads.split(",")}
