@@ -40,10 +40,11 @@ class VadConfig:
     aggressiveness: int = 2  # webrtcvad mode 0 (permissive) .. 3 (strict)
     # Silero: a frame starts speech at probability >= threshold and, once in speech, stays speech
     # while >= neg_threshold (hysteresis: a dip inside a word does not end it). Silero's usual 0.5 / 0.35
-    # lost far-field words of some voices (deletions 13-28 % against webrtcvad's 3-13 %); 0.3 / 0.15
-    # kept them but let a blip of white noise open a segment; 0.3 / 0.2 does neither (docs/realvoice.md 8)
+    # lost far-field words of some voices (deletions up to 28 % against webrtcvad's 13 %); the lower the
+    # end threshold, the fewer (0.35 / 0.2 / 0.15: far-field deletions 12 / 8 / 4 %), at the price of a
+    # white-noise blip sometimes opening a segment at 0.15 (docs/realvoice.md 8)
     silero_threshold: float = 0.3
-    silero_neg_threshold: float = 0.2
+    silero_neg_threshold: float = 0.15
     # Silero's end does not wait on noisy pauses (it scores voice, not energy), so it can close sooner
     # than webrtcvad's 450 ms: a turn change with a shorter gap then ends the segment (docs/realvoice.md 8)
     silero_hangover_ms: int = 300

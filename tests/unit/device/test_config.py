@@ -83,7 +83,7 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ('[vad]\nengine = "rnnoise"\n', {}, "vad.engine is 'rnnoise'; allowed values: webrtc, silero"),
         ("", {"EDGE_AGENT_VAD__ENGINE": "Silero"}, "vad.engine is 'Silero' (from EDGE_AGENT_VAD__ENGINE); allowed values: webrtc, silero"),
         ("[vad]\nsilero_threshold = 0.99\n", {}, "vad.silero_threshold is 0.99; allowed: a number in 0.1..0.95"),
-        ("[vad]\nsilero_threshold = 0.15\n", {}, "must satisfy 0 < silero_neg_threshold <= silero_threshold < 1"),
+        ("[vad]\nsilero_threshold = 0.12\n", {}, "must satisfy 0 < silero_neg_threshold <= silero_threshold < 1"),
         ('[server]\nport = "http"\n', {}, "server.port is 'http'; allowed: an integer in 0..65535"),
         ("[server]\nport = 70000\n", {}, "server.port is 70000; allowed: an integer in 0..65535"),
         ('[gpio]\nbackend = "arduino"\n', {}, "gpio.backend is 'arduino'; allowed values: none, mock, rpi, jetson"),

@@ -104,11 +104,13 @@ def test_silero_engine_transcribes_and_wipes(silero_session, jfk_path: Path, wri
     assert wer(JFK_TEXT, text) <= 0.05, text
     assert clean, "pools and the Silero scorer's buffers must hold only zeros after the run"
     assert stats.worker_errors == 0 and stats.dropped_segments == 0
-    # noise is not speech for it either; a second run starts from fresh state and gives no text
-    rng = np.random.default_rng(7)
-    hiss = (rng.standard_normal(16000 * 4) * 0.02).astype(np.float32)
-    events, _, clean = collect(silero_session, FileSource(write_wav("hiss.wav", hiss)))
-    assert [e for e in events if isinstance(e, FinalTranscript)] == [] and clean
+    # silence and hum are not speech for it; a second run starts from fresh state and gives no text
+    # (white noise can be: a 0.37 blip opened a segment in 2 of 12 clips, docs/realvoice.md 8)
+    quiet = np.zeros(16000 * 4, np.float32)
+    hum = (0.2 * np.sin(2 * np.pi * 120 * np.arange(16000 * 3) / 16000)).astype(np.float32)
+    for name, audio in (("silence.wav", quiet), ("hum.wav", hum)):
+        events, _, clean = collect(silero_session, FileSource(write_wav(name, audio)))
+        assert [e for e in events if isinstance(e, FinalTranscript)] == [] and clean, name
 
 
 def test_cli_jsonl_contract(jfk_path: Path) -> None:
