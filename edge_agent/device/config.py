@@ -297,7 +297,13 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("audio", AudioSettings, "Microphone capture."),
-    Section("vad", VadConfig, "Voice-activity segmentation (webrtcvad or Silero VAD v6)."),
+    Section(
+        "vad", VadConfig,
+        "Voice-activity segmentation: webrtcvad (default) or Silero VAD v6 (`engine`). Measured side by side on real "
+        "voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but short turns are named less well; "
+        "in a room its segments stay open through babble, and its thresholds trade far-field words (lower "
+        "`silero_neg_threshold`) against noise opening segments (higher).",
+    ),
     Section("asr", AsrConfig, "Speech recognition (faster-whisper / CTranslate2)."),
     Section("pipeline", PipelineConfig, "Buffers and CPU budget between capture and ASR."),
     Section("speakers", AttributionConfig, "Clinician / patient attribution from voice embeddings."),
