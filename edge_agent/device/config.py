@@ -331,7 +331,7 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "vad.silero_threshold": _doc("engine 'silero': speech probability at which a frame starts speech", min=0.1, max=0.95, live=True),
     "vad.silero_neg_threshold": _doc(
         "engine 'silero': once in speech, frames stay speech while their probability is at least this (at most silero_threshold)",
-        min=0.05, max=0.9, live=True,
+        min=0.05, max=0.5, live=True,
     ),
     "vad.silero_hangover_ms": _doc(
         "engine 'silero': silence that closes a segment (replaces hangover_ms; candidate_ms is capped at it)", live=True,
