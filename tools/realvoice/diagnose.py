@@ -83,6 +83,22 @@ class GatedVad(VadSegmenter):
         self.classifier = _Gate()
 
 
+def _silero(threshold: float, neg_threshold: float, hangover_ms: int) -> tuple[VadConfig, float | None]:
+    return VadConfig(engine="silero", silero_threshold=threshold, silero_neg_threshold=neg_threshold,
+                     silero_hangover_ms=hangover_ms), None
+
+
+# Silero VAD settings measured in docs/realvoice.md 8 (thresholds spelled out: the engine's defaults may move)
+SILERO_VARIANTS: dict[str, tuple[VadConfig, float | None]] = {
+    "silero 0.5/0.35 hang450": _silero(0.5, 0.35, 450),
+    "silero 0.5/0.35 hang300": _silero(0.5, 0.35, 300),
+    "silero 0.5/0.35 hang210": _silero(0.5, 0.35, 210),
+    "silero 0.4/0.25 hang300": _silero(0.4, 0.25, 300),
+    "silero 0.3/0.2 hang300": _silero(0.3, 0.2, 300),
+    "silero 0.3/0.15 hang300": _silero(0.3, 0.15, 300),
+    "silero 0.2/0.1 hang300": _silero(0.2, 0.1, 300),
+}
+
 overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
 
 
@@ -220,18 +236,7 @@ def cmd_asr(args: argparse.Namespace) -> None:
         "webrtc2": (VadConfig(), None),
         "webrtc2+gate9": (VadConfig(), 9.0),
         "webrtc2 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), None),
-        "silero hang450": (VadConfig(engine="silero", silero_hangover_ms=450), None),
-        "silero hang300": (VadConfig(engine="silero", silero_hangover_ms=300), None),
-        "silero hang210": (VadConfig(engine="silero", silero_hangover_ms=210), None),
-        "silero hang450 0.4/0.25": (VadConfig(engine="silero", silero_hangover_ms=450, silero_threshold=0.4,
-                                              silero_neg_threshold=0.25), None),
-        "silero hang450 0.3/0.15": (VadConfig(engine="silero", silero_hangover_ms=450, silero_threshold=0.3,
-                                              silero_neg_threshold=0.15), None),
-        "silero hang450 tail240": (VadConfig(engine="silero", silero_hangover_ms=450, tail_ms=240), None),
-        "silero hang600": (VadConfig(engine="silero", silero_hangover_ms=600, candidate_ms=450, hangover_ms=600), None),
-        "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
-        "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
-        "silero 0.3/0.2 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.2), None),
+        **SILERO_VARIANTS,
     }
     if args.vads:
         vads = {k: v for k, v in vads.items() if k in args.vads.split(",")}
@@ -290,13 +295,7 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "webrtc2+gate6": (VadConfig(), 6.0),
         "webrtc2+gate9": (VadConfig(), 9.0),
         "webrtc2+gate9 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), 9.0),
-        "silero hang450": (VadConfig(engine="silero", silero_hangover_ms=450), None),
-        "silero hang300": (VadConfig(engine="silero", silero_hangover_ms=300), None),
-        "silero hang210": (VadConfig(engine="silero", silero_hangover_ms=210), None),
-        "silero 0.4/0.25 hang300": (VadConfig(engine="silero", silero_threshold=0.4, silero_neg_threshold=0.25), None),
-        "silero 0.3/0.15 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.15), None),
-        "silero 0.2/0.1 hang300": (VadConfig(engine="silero", silero_threshold=0.2, silero_neg_threshold=0.1), None),
-        "silero 0.3/0.2 hang300": (VadConfig(engine="silero", silero_threshold=0.3, silero_neg_threshold=0.2), None),
+        **SILERO_VARIANTS,
     }
     if args.vads:
         variants = {k: v for k, v in variants.items() if k in args.vads.split(",")}
