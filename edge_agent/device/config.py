@@ -300,7 +300,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "vad", VadConfig,
         "Voice-activity segmentation: webrtcvad (default) or Silero VAD v6 (`engine`). Measured side by side on real "
-        "voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but short turns are named less well; "
+        "voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but same-sex attribution was lower; "
         "in a room its segments stay open through babble, and its thresholds trade far-field words (lower "
         "`silero_neg_threshold`) against noise opening segments (higher).",
     ),
