@@ -126,6 +126,16 @@ def test_cli_jsonl_contract(jfk_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+def test_cli_vad_option(jfk_path: Path) -> None:
+    result = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", "silero")
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
+    assert wer(JFK_TEXT, " ".join(r["text"] for r in records if r["type"] == "final")) <= 0.05
+    bad = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", "rnnoise")
+    assert bad.returncode == 2 and bad.stderr.strip() == "edge-agent: vad.engine is 'rnnoise'; allowed values: webrtc, silero"
+
+
 def test_two_channel_44k_input_is_downmixed_and_resampled(session, jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
     import soxr
 
