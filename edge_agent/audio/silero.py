@@ -11,8 +11,8 @@ Privacy: the only audio this module holds is the unscored remainder of the last
 frame (< 512 samples) and the 64-sample context, both in two preallocated
 arrays that are overwritten in place and zeroed by :meth:`SileroStream.close`
 (and by :meth:`SileroStream.reset`), so at most ~36 ms of audio is resident here
-at any time and none after the run. The model reads the input array in place;
-no per-call copy of audio is made here.
+at any time and none after the run. onnxruntime is handed that input array
+itself: no per-call copy of audio is made here.
 """
 
 from __future__ import annotations
