@@ -26,11 +26,14 @@ ComputeOpt = Annotated[str, typer.Option("--compute-type", help="CTranslate2 com
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR")]
 
 
-def _pipeline_config(model: str, device: str, compute_type: str, threads: int):  # type: ignore[no-untyped-def]
+def _pipeline_config(model: str, device: str, compute_type: str, threads: int, vad_engine: str | None = None):  # type: ignore[no-untyped-def]
     from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
 
-    return replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+    config = replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+    if vad_engine is not None:
+        config = replace(config, vad=replace(config.vad, engine=vad_engine))  # VadConfig refuses an unknown engine
+    return config
 
 
 @app.command()
@@ -47,6 +50,7 @@ def transcribe(
     device: DeviceOpt = "cpu",
     compute_type: ComputeOpt = "int8",
     threads: ThreadsOpt = 1,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine: webrtc | silero (default: vad.engine's default)")] = None,
 ) -> None:
     """Transcribe a file or a microphone, streaming partials and finals."""
     from edge_agent.cli.transcribe import run_transcribe
@@ -57,7 +61,7 @@ def transcribe(
         mic_device, file = file, None
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
-    config = _pipeline_config(model, device, compute_type, threads)
+    config = _pipeline_config(model, device, compute_type, threads, vad)
     code = run_transcribe(
         config,
         file=Path(file) if file else None,
@@ -189,11 +193,12 @@ def bench_asr(
     audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: tools/bench/data/bench_conversation.flac)")] = None,
     skip_realtime: Annotated[bool, typer.Option("--skip-realtime", help="skip the real-time paced pass")] = False,
     threads: ThreadsOpt = 1,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming passes: webrtc | silero")] = None,
 ) -> None:
     """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
     from tools.bench.asr import run_asr_bench
 
-    run_asr_bench(audio, realtime=not skip_realtime, threads=threads)
+    run_asr_bench(audio, realtime=not skip_realtime, threads=threads, vad=vad)
 
 
 @bench_app.command("speakers")
@@ -219,6 +224,7 @@ def bench_realvoice_cmd(
     fast: Annotated[bool, typer.Option("--fast", help="unpaced: CPU and accuracy only, no latencies")] = False,
     jobs: Annotated[int, typer.Option("--jobs", help="streaming runs at once")] = 2,
     only: Annotated[Optional[str], typer.Option("--only", help="only visits whose name contains this")] = None,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming runs: webrtc | silero")] = None,
 ) -> None:
     """Real human voices (LibriSpeech), close-talk and far-field: coverage, attribution, swaps, boundaries, latency, CPU, residency."""
     from tools.realvoice.bench import main as realvoice_main
@@ -228,6 +234,7 @@ def bench_realvoice_cmd(
     argv += ["--full"] if full else []
     argv += ["--fast"] if fast else []
     argv += ["--only", only] if only else []
+    argv += ["--vad", vad] if vad else []
     realvoice_main(argv)
 
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from edge_agent.asr.backend import AsrConfig
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.audio.vad import VadConfig
+from edge_agent.audio.vad import ENGINES, VadConfig
 from edge_agent.device.outbox import DAY_S, OutboxConfig
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.errors import ConfigError
@@ -297,7 +297,13 @@ class Section:
 
 SECTIONS: tuple[Section, ...] = (
     Section("audio", AudioSettings, "Microphone capture."),
-    Section("vad", VadConfig, "Voice-activity segmentation (webrtcvad)."),
+    Section(
+        "vad", VadConfig,
+        "Voice-activity segmentation: webrtcvad (default) or Silero VAD v6 (`engine`). Measured side by side on real "
+        "voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but same-sex attribution was lower; "
+        "in a room its segments stay open through babble, and its thresholds trade far-field words (lower "
+        "`silero_neg_threshold`) against noise opening segments (higher).",
+    ),
     Section("asr", AsrConfig, "Speech recognition (faster-whisper / CTranslate2)."),
     Section("pipeline", PipelineConfig, "Buffers and CPU budget between capture and ASR."),
     Section("speakers", AttributionConfig, "Clinician / patient attribution from voice embeddings."),
@@ -316,11 +322,24 @@ SECTION_BY_NAME = {s.name: s for s in SECTIONS}
 # Docs and limits for keys of dataclasses owned by other modules (their files carry
 # plain comments; validation they lack is added here via min/max/choices).
 EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
-    "vad.aggressiveness": _doc("webrtcvad mode: 0 permissive .. 3 strict", choices=(0, 1, 2, 3), live=True),
+    "vad.engine": _doc(
+        "frame classifier: 'webrtc' (webrtcvad) or 'silero' (Silero VAD v6, the ONNX model inside the faster-whisper "
+        "wheel; a reload to 'silero' opens it first and is refused if it cannot be loaded)",
+        choices=ENGINES, live=True,
+    ),
+    "vad.aggressiveness": _doc("webrtcvad mode: 0 permissive .. 3 strict (engine 'webrtc')", choices=(0, 1, 2, 3), live=True),
+    "vad.silero_threshold": _doc("engine 'silero': speech probability at which a frame starts speech", min=0.1, max=0.95, live=True),
+    "vad.silero_neg_threshold": _doc(
+        "engine 'silero': once in speech, frames stay speech while their probability is at least this (at most silero_threshold)",
+        min=0.05, max=0.5, live=True,
+    ),
+    "vad.silero_hangover_ms": _doc(
+        "engine 'silero': silence that closes a segment (replaces hangover_ms; candidate_ms is capped at it)", live=True,
+    ),
     "vad.frame_ms": _doc("VAD frame length in ms", choices=(10, 20, 30)),
     "vad.preroll_ms": _doc("audio kept before the detected speech onset", live=True),
     "vad.onset_ms": _doc("window in which most frames must be voiced to open a segment", live=True),
-    "vad.hangover_ms": _doc("silence that closes a segment", live=True),
+    "vad.hangover_ms": _doc("silence that closes a segment (engine 'webrtc')", live=True),
     "vad.tail_ms": _doc("audio kept after the last voiced frame (at most hangover_ms)", live=True),
     "vad.candidate_ms": _doc("silence after which the final's audio is decoded ahead (between tail_ms and hangover_ms)", live=True),
     "vad.min_speech_ms": _doc("voiced time below which a segment is noise, not speech", live=True),

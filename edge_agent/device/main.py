@@ -40,7 +40,7 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
-from edge_agent.errors import ConfigError
+from edge_agent.errors import ConfigError, ModelError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
 
@@ -101,6 +101,11 @@ class LiveTargets:
                 self.auth.check_crl(cfg.server.crl)
             except CertificateError as exc:
                 raise ConfigError(f"server.crl refused: {exc.message}") from None
+        if "vad" in sections:
+            try:  # a reload to the Silero engine opens its model first: a missing or damaged file refuses the reload
+                self.runner.session.ensure_vad_model(cfg.pipeline.vad)
+            except ModelError as exc:
+                raise ConfigError(f"vad.engine refused: {exc.message}") from None
         if "logging" in sections:
             configure_logging(cfg.logging.level, cfg.logging.json)
         if "vad" in sections:

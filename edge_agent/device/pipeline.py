@@ -46,6 +46,7 @@ from edge_agent.asr.whisper_ct2 import whisper_feature_shape
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
+from edge_agent.audio.silero import SileroModel
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.errors import ConfigError, EdgeAgentError
@@ -255,6 +256,7 @@ class StreamingPipeline:
         stop: threading.Event | None = None,
         metrics: Registry | None = None,
         max_segment_samples: int | None = None,
+        vad_model: SileroModel | None = None,
     ) -> None:
         limit = max_segment_samples if max_segment_samples is not None else cfg.vad.segment_capacity
         if cfg.vad.segment_capacity > limit:
@@ -266,6 +268,7 @@ class StreamingPipeline:
         self.asr = recognizer
         self.sink = sink
         self.speakers = speakers
+        self.vad_model = vad_model  # Silero, loaded once per process (engine "silero"); None: the segmenter opens it
         self.pools = pools or AudioPools(cfg, recognizer.feature_shape(cfg.vad.segment_capacity))
         self.metrics = metrics
         self.stats = RunStats()
@@ -298,7 +301,7 @@ class StreamingPipeline:
 
         Raises :class:`PipelineFault` if a worker failed (after every buffer was zeroed).
         """
-        vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live)
+        vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live, silero=self.vad_model)
         self._vad = vad
         self._watcher = self.speakers.open_watcher() if self.speakers is not None else None
         self._live = source.live
@@ -336,6 +339,10 @@ class StreamingPipeline:
         if self._fault is not None:
             raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
+
+    def vad_holds_audio(self) -> bool:
+        """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""
+        return self._vad is not None and self._vad.holds_audio()
 
     def _relabel(self) -> None:
         """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio.frames import AudioSource
+from edge_agent.audio.silero import SileroModel
+from edge_agent.audio.vad import VadConfig
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import EventSink, PipelineConfig, PipelineFault, RunStats, StreamingPipeline
 from edge_agent.errors import AudioInputError
@@ -39,6 +41,7 @@ class TranscriptionSession:
     config: PipelineConfig
     engine: WhisperCT2
     speakers: SpeakerModels | None = None
+    vad_model: SileroModel | None = None  # loaded when vad.engine is "silero" (at start, or by a reload)
 
     @classmethod
     def load(cls, config: PipelineConfig, speakers: bool = False, attribution: AttributionConfig | None = None) -> "TranscriptionSession":
@@ -48,7 +51,14 @@ class TranscriptionSession:
         models = SpeakerModels.load() if speakers else None
         if models is not None:
             models.config = attribution
-        return cls(config, engine, models)
+        session = cls(config, engine, models)
+        session.ensure_vad_model(config.vad)
+        return session
+
+    def ensure_vad_model(self, vad: VadConfig) -> None:
+        """Open the Silero model if ``vad`` needs it and it is not open yet (ModelError if it cannot be)."""
+        if vad.engine == "silero" and self.vad_model is None:
+            self.vad_model = SileroModel()
 
     def run(
         self,
@@ -67,7 +77,7 @@ class TranscriptionSession:
         """
         attributor = self.speakers.attributor(voiceprint) if self.speakers is not None else None
         pipeline = StreamingPipeline(self.config, self.engine, sink, attributor, stop=stop, metrics=metrics,
-                                     max_segment_samples=self.engine.max_samples)
+                                     max_segment_samples=self.engine.max_samples, vad_model=self.vad_model)
         lost: AudioInputError | None = None
         fault: PipelineFault | None = None
         try:
@@ -77,7 +87,7 @@ class TranscriptionSession:
         except PipelineFault as exc:  # a bug: the caller alarms, and still records what the run did
             fault, stats = exc, pipeline.stats
         finally:
-            clean = pipeline.pools.all_zero()
+            clean = pipeline.pools.all_zero() and not pipeline.vad_holds_audio()
             pipeline.pools.wipe()
             if attributor is not None:
                 attributor.forget()

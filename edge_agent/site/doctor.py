@@ -118,19 +118,24 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 # ---- models -----------------------------------------------------------------------------------
 
 
-def check_models(models_root: Path | None = None, asr_model: str = "tiny.en") -> Check:
+def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", vad_engine: str = "webrtc") -> Check:
     from edge_agent.asr.whisper_ct2 import resolve_model_path
     from edge_agent.models import load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()
+    vad = ""
     try:
         names = sorted(load_manifest(root))
         for name in names:
             verify_model(name, root)
         asr_path = resolve_model_path(asr_model)
+        if vad_engine == "silero":  # opened the way the daemon opens it, so a damaged file fails here too
+            from edge_agent.audio.silero import SileroModel
+
+            vad = f"; Silero VAD model at {SileroModel().path}"
     except EdgeAgentError as exc:
         return _fail("models", str(exc), "reinstall edge-agent or restore the models folder, then run `edge-agent provision` again")
-    return Check("models", True, f"{len(names)} artefacts match {root / 'MANIFEST'}; ASR model {asr_model} at {asr_path}")
+    return Check("models", True, f"{len(names)} artefacts match {root / 'MANIFEST'}; ASR model {asr_model} at {asr_path}{vad}")
 
 
 # ---- certificates and clock ---------------------------------------------------------------------
@@ -504,7 +509,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         pass
     runners: dict[str, Callable[[], Check]] = {
         "audio": lambda: check_audio(cfg.audio.device, hooks=hooks),
-        "models": lambda: check_models(asr_model=cfg.asr.model),
+        "models": lambda: check_models(asr_model=cfg.asr.model, vad_engine=cfg.vad.engine),
         "certificates": lambda: check_certificates(server.bundle, server.crl),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),

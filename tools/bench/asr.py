@@ -39,7 +39,7 @@ def reference_text(audio: Path) -> str:
     return " ".join(t if isinstance(t, str) else t["text"] for t in turns)
 
 
-def streaming_pass(audio: Path, realtime: bool, threads: int) -> dict[str, Any]:
+def streaming_pass(audio: Path, realtime: bool, threads: int, vad: str | None = None) -> dict[str, Any]:
     from dataclasses import replace
 
     from edge_agent.asr.backend import AsrConfig
@@ -49,6 +49,8 @@ def streaming_pass(audio: Path, realtime: bool, threads: int) -> dict[str, Any]:
     from edge_agent.device.session import TranscriptionSession
 
     config = replace(PipelineConfig(), asr=AsrConfig(cpu_threads=threads))
+    if vad is not None:
+        config = replace(config, vad=replace(config.vad, engine=vad))
     session = TranscriptionSession.load(config)
     finals: list[str] = []
 
@@ -98,7 +100,8 @@ def offline_pass(audio: Path, threads: int) -> dict[str, Any]:
     return {**clock.stop(), "text": text, "peak_rss_mb": round(peak_rss_mb(), 1)}
 
 
-def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, jfk: Path | None = None) -> dict[str, Any]:
+def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, jfk: Path | None = None,
+                  vad: str | None = None) -> dict[str, Any]:
     from rich.console import Console
 
     audio = audio or DEFAULT_AUDIO
@@ -107,17 +110,19 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
     reference = reference_text(audio)
     console = Console(stderr=True)
     module = "tools.bench.asr"
+    vad_args = ("--vad", vad) if vad else ()  # streaming passes only; absent: the pipeline's default engine
     with console.status("offline faster-whisper pass…"):
         offline = run_child(module, "--pass", "offline", "--audio", str(audio), "--threads", str(threads))
     with console.status("streaming pass (as fast as possible)…"):
-        fast = run_child(module, "--pass", "streaming", "--audio", str(audio), "--threads", str(threads))
+        fast = run_child(module, "--pass", "streaming", "--audio", str(audio), "--threads", str(threads), *vad_args)
     paced = None
     if realtime:
         with console.status("streaming pass paced in real time…"):
-            paced = run_child(module, "--pass", "streaming", "--realtime", "--audio", str(audio), "--threads", str(threads))
+            paced = run_child(module, "--pass", "streaming", "--realtime", "--audio", str(audio), "--threads", str(threads), *vad_args)
     main = paced or fast
     result: dict[str, Any] = {
         "audio": audio.name,
+        "vad": vad or "default",
         "audio_s": main["audio_s"],
         "threads": threads,
         "streaming_cpu_s": main["cpu_s"],
@@ -150,7 +155,7 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
     result["wer_ratio_streaming_over_offline"] = round(result["wer_streaming"] / max(1e-6, result["wer_offline"]), 3)
     jfk = jfk or _shared_jfk()
     if jfk is not None:
-        jfk_run = run_child(module, "--pass", "streaming", "--audio", str(jfk), "--threads", str(threads))
+        jfk_run = run_child(module, "--pass", "streaming", "--audio", str(jfk), "--threads", str(threads), *vad_args)
         result["wer_jfk"] = round(wer(JFK_TEXT, jfk_run["text"]), 4)
     print(json.dumps(result))
     return result
@@ -169,14 +174,15 @@ def _main() -> None:
     parser.add_argument("--audio", type=Path, default=None)
     parser.add_argument("--realtime", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vad", choices=("webrtc", "silero"), default=None)
     args = parser.parse_args()
     try:
         if args.which == "streaming":
-            print(json.dumps(streaming_pass(args.audio, args.realtime, args.threads)))
+            print(json.dumps(streaming_pass(args.audio, args.realtime, args.threads, args.vad)))
         elif args.which == "offline":
             print(json.dumps(offline_pass(args.audio, args.threads)))
         else:
-            run_asr_bench(args.audio, realtime=True, threads=args.threads)
+            run_asr_bench(args.audio, realtime=True, threads=args.threads, vad=args.vad)
     except EdgeAgentError as exc:
         print(f"edge-agent bench: {exc.message}", file=sys.stderr)
         sys.exit(2)

@@ -336,8 +336,10 @@ def load_run(path: Path) -> ChildRun:
     return ChildRun(lines, path.with_suffix(".stderr").read_text(), meta["returncode"], meta["cpu_s"], meta["wall_s"], meta["maxrss_mb"], 0.0)
 
 
-def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only: str | None, rescore: bool = False) -> list[dict[str, Any]]:
+def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only: str | None, rescore: bool = False,
+              vad: str | None = None) -> list[dict[str, Any]]:
     out.mkdir(parents=True, exist_ok=True)
+    vad_args = ["--vad", vad] if vad else []  # absent: the pipeline's default engine (and a checkout without --vad works)
     refs = [r for r in discover(data) if only is None or only in r.stem]
     startup_path = out / "startup.json"
     if rescore:
@@ -345,7 +347,7 @@ def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only:
     else:
         # startup cost (imports + model loads) of each kind of process, subtracted for the CPU ratio
         silence = silence_file(out)
-        startup = {"stream": run_child(cli("transcribe", str(silence), "--jsonl")).cpu_s,
+        startup = {"stream": run_child(cli("transcribe", str(silence), "--jsonl", *vad_args)).cpu_s,
                    "offline": run_child(offline_cmd("--audio", str(silence), threads=threads)).cpu_s}
         startup_path.write_text(json.dumps(startup))
     log(f"startup CPU: streaming {startup['stream']:.2f} s, offline {startup['offline']:.2f} s")
@@ -385,7 +387,7 @@ def run_bench(data: Path, out: Path, paced: bool, jobs: int, threads: int, only:
             run = load_run(raw)
             run_paced = json.loads(raw.with_suffix(".meta.json").read_text()).get("paced", paced)
         else:
-            args = ["transcribe", str(cond.audio), "--jsonl"]
+            args = ["transcribe", str(cond.audio), "--jsonl", *vad_args]
             if paced:
                 args.append("--realtime")
             if cond.enrolled:
@@ -476,6 +478,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="streaming runs at once (paced runs mostly wait)")
     parser.add_argument("--threads", type=int, default=1, help="offline CTranslate2 threads (the pipeline uses 1)")
     parser.add_argument("--only", default=None, help="only references whose name contains this")
+    parser.add_argument("--vad", default=None, choices=("webrtc", "silero"), help="voice-activity engine of the streaming runs (default: the pipeline's)")
     parser.add_argument("--rescore", action="store_true", help="score the raw outputs already in OUT again (no runs)")
     args = parser.parse_args(argv)
     data = args.data or TEST_SET
@@ -485,7 +488,7 @@ def main(argv: list[str] | None = None) -> None:
         data = args.out / "data"
         if not any(data.glob("*.json")):
             generate(["--out", str(data), "--visits", "6", "--duration", "150"])
-    run_bench(data, args.out, paced=not args.fast, jobs=args.jobs, threads=args.threads, only=args.only, rescore=args.rescore)
+    run_bench(data, args.out, paced=not args.fast, jobs=args.jobs, threads=args.threads, only=args.only, rescore=args.rescore, vad=args.vad)
 
 
 if __name__ == "__main__":

@@ -64,18 +64,40 @@ class GatedVad(VadSegmenter):
         super().__init__(config, pool, block_when_full=True)
         self.margin_db = margin_db
         self.floor_db = -60.0
-        orig = self._vad.is_speech
+        inner = self.classifier
         outer = self
 
         class _Gate:
-            def is_speech(self, buf: Any, rate: int) -> bool:
-                samples = np.frombuffer(buf, np.int16).astype(np.float32) / 32768.0
-                db = 10 * np.log10(float(np.mean(samples * samples)) + 1e-10)
+            def voiced(self, samples: np.ndarray) -> bool:
+                x = samples.astype(np.float32) / 32768.0
+                db = 10 * np.log10(float(np.mean(x * x)) + 1e-10)
                 outer.floor_db = db if db < outer.floor_db else outer.floor_db + 0.05
-                return bool(orig(buf, rate)) and bool(db > outer.floor_db + outer.margin_db)
+                return inner.voiced(samples) and bool(db > outer.floor_db + outer.margin_db)
 
-        self._vad = _Gate()  # type: ignore[assignment]
+            def close(self) -> None:
+                inner.close()
 
+            def holds_audio(self) -> bool:
+                return inner.holds_audio()
+
+        self.classifier = _Gate()
+
+
+def _silero(threshold: float, neg_threshold: float, hangover_ms: int) -> tuple[VadConfig, float | None]:
+    return VadConfig(engine="silero", silero_threshold=threshold, silero_neg_threshold=neg_threshold,
+                     silero_hangover_ms=hangover_ms), None
+
+
+# Silero VAD settings measured in docs/realvoice.md 8 (thresholds spelled out: the engine's defaults may move)
+SILERO_VARIANTS: dict[str, tuple[VadConfig, float | None]] = {
+    "silero 0.5/0.35 hang450": _silero(0.5, 0.35, 450),
+    "silero 0.5/0.35 hang300": _silero(0.5, 0.35, 300),
+    "silero 0.5/0.35 hang210": _silero(0.5, 0.35, 210),
+    "silero 0.4/0.25 hang300": _silero(0.4, 0.25, 300),
+    "silero 0.3/0.2 hang300": _silero(0.3, 0.2, 300),
+    "silero 0.3/0.15 hang300": _silero(0.3, 0.15, 300),
+    "silero 0.2/0.1 hang300": _silero(0.2, 0.1, 300),
+}
 
 overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
 
@@ -213,7 +235,11 @@ def cmd_asr(args: argparse.Namespace) -> None:
     vads: dict[str, tuple[VadConfig, float | None]] = {
         "webrtc2": (VadConfig(), None),
         "webrtc2+gate9": (VadConfig(), 9.0),
+        "webrtc2 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), None),
+        **SILERO_VARIANTS,
     }
+    if args.vads:
+        vads = {k: v for k, v in vads.items() if k in args.vads.split(",")}
     policies: dict[str, Callable[[list[Seg]], PolicyResult]] = {
         "beam2 (current)": lambda s: decode_segments(engine, s, 2, False),
         "beam1": lambda s: decode_segments(engine, s, 1, False),
@@ -236,12 +262,12 @@ def cmd_asr(args: argparse.Namespace) -> None:
                     continue
                 if args.variant and not any(name.startswith(v) for v in args.variant.split(",")):
                     continue
-                if args.variant and vad_name != "webrtc2" and "gate" not in args.variant:
+                if args.variant and vad_name != "webrtc2" and "gate" not in args.variant and not args.vads:
                     continue
                 r = run(segs)
                 hyp = M.normalise(r.text)
                 row = {"audio": path.stem, "vad": vad_name, "policy": name, "segments": int(sum(bool(s.is_speech) for s in segs)),
-                       "coverage": M.align(off_words, hyp).coverage, "wer_vs_offline": M.align(off_words, hyp).wer,
+                       "coverage": M.align(off_words, hyp).coverage, "deletion_rate": M.align(off_words, hyp).deletion_rate, "wer_vs_offline": M.align(off_words, hyp).wer,
                        "wer_vs_clean": M.align(clean, hyp).wer, "offline_wer_vs_clean": M.align(clean, off_words).wer,
                        "cpu_s": r.cpu_s, "offline_cpu_s": offline["transcribe_cpu_s"], "early_ends": r.early_ends,
                        "continuations": r.continuations, "overflow_segments": r.overflow}
@@ -269,7 +295,10 @@ def cmd_vad(args: argparse.Namespace) -> None:
         "webrtc2+gate6": (VadConfig(), 6.0),
         "webrtc2+gate9": (VadConfig(), 9.0),
         "webrtc2+gate9 hang300": (VadConfig(hangover_ms=300, candidate_ms=240), 9.0),
+        **SILERO_VARIANTS,
     }
+    if args.vads:
+        variants = {k: v for k, v in variants.items() if k in args.vads.split(",")}
     for path, ref in load_refs(args.data, args.only):
         turns = [i for i in intervals_of(ref) if i.kind == "turn"]
         speech = sum(i.stop - i.start for i in turns)
@@ -588,6 +617,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--bench", type=Path, default=None)
     parser.add_argument("--only", default=None)
+    parser.add_argument("--vads", default=None, help="asr, vad: comma list of VAD variant names (default: all)")
     parser.add_argument("--variant", default=None, help="swaps: only variants whose name contains this; asr: comma list of policy name prefixes")
     args = parser.parse_args(argv)
     {"asr": cmd_asr, "vad": cmd_vad, "edges": cmd_edges, "swaps": cmd_swaps, "cosines": cmd_cosines, "attr": cmd_attr}[args.what](args)

@@ -11,6 +11,13 @@ from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSeg
 from edge_agent.errors import ConfigError
 
 SR = 16000
+ENGINES = pytest.mark.parametrize("engine", ["webrtc", "silero"])
+
+
+def with_hangover(engine: str, ms: int, **kw) -> VadConfig:  # type: ignore[no-untyped-def]
+    """A config for ``engine`` whose hang-over in force is ``ms``."""
+    key = "silero_hangover_ms" if engine == "silero" else "hangover_ms"
+    return VadConfig(engine=engine, **{key: ms}, **kw)
 
 
 def segments_of(path, cfg: VadConfig):  # type: ignore[no-untyped-def]
@@ -47,9 +54,10 @@ def speech_islands(jfk_16k: np.ndarray) -> tuple[np.ndarray, list[tuple[float, f
     return audio, [(a0, a0 + len(clip_a) / SR), (b0, b0 + len(clip_b) / SR)]
 
 
-def test_boundaries_with_preroll_and_hangover(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+@ENGINES
+def test_boundaries_with_preroll_and_hangover(jfk_16k: np.ndarray, write_wav, engine: str) -> None:  # type: ignore[no-untyped-def]
     audio, truth = speech_islands(jfk_16k)
-    cfg = VadConfig(preroll_ms=240, hangover_ms=450, tail_ms=150)
+    cfg = with_hangover(engine, 450, preroll_ms=240, tail_ms=150)
     closed, updates = segments_of(write_wav("islands.wav", audio), cfg)
     speech = [c for c in closed if c[3]]
     assert len(speech) == 2, closed
@@ -60,19 +68,21 @@ def test_boundaries_with_preroll_and_hangover(jfk_16k: np.ndarray, write_wav) ->
         # hang-over trimmed to the tail: ends shortly after the speech, never a full hang-over later
         # (webrtcvad hears a little of the reverberant decay as speech)
         assert s1 - 0.3 <= t1 <= s1 + cfg.tail_ms / 1000 + 0.3
-        assert t1 < s1 + cfg.hangover_ms / 1000
+        assert t1 < s1 + cfg.engine_hangover_ms / 1000
     assert any(u.final_candidate for u in updates), "the end of speech must be announced before the close"
 
 
-def test_longer_hangover_merges_islands(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+@ENGINES
+def test_longer_hangover_merges_islands(jfk_16k: np.ndarray, write_wav, engine: str) -> None:  # type: ignore[no-untyped-def]
     audio, _ = speech_islands(jfk_16k)
-    closed, _ = segments_of(write_wav("islands.wav", audio), VadConfig(hangover_ms=1800, tail_ms=150))
+    closed, _ = segments_of(write_wav("islands.wav", audio), with_hangover(engine, 2400, tail_ms=150))
     assert len([c for c in closed if c[3]]) == 1
 
 
-def test_max_length_split_at_a_quiet_point(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+@ENGINES
+def test_max_length_split_at_a_quiet_point(jfk_16k: np.ndarray, write_wav, engine: str) -> None:  # type: ignore[no-untyped-def]
     speech = np.concatenate([jfk_16k[: int(10.8 * SR)]] * 2)  # ~21.6 s of continuous talk
-    cfg = VadConfig(max_segment_s=6.0, split_search_s=2.5, hangover_ms=900, tail_ms=150)
+    cfg = with_hangover(engine, 900, max_segment_s=6.0, split_search_s=2.5, tail_ms=150)
     closed, _ = segments_of(write_wav("long.wav", speech), cfg)
     assert len(closed) >= 4
     for t0, t1, _, _ in closed:
@@ -97,3 +107,16 @@ def test_invalid_vad_settings_name_the_key() -> None:
         VadConfig(frame_ms=25)
     with pytest.raises(ConfigError, match="vad.aggressiveness"):
         VadConfig(aggressiveness=5)
+    with pytest.raises(ConfigError, match="vad.engine is 'rnnoise'; allowed values: webrtc, silero"):
+        VadConfig(engine="rnnoise")
+    with pytest.raises(ConfigError, match="silero_neg_threshold <= silero_threshold"):
+        VadConfig(silero_threshold=0.3, silero_neg_threshold=0.4)
+    with pytest.raises(ConfigError, match="vad.tail_ms must not exceed vad.silero_hangover_ms"):
+        VadConfig(silero_hangover_ms=90, tail_ms=150)
+
+
+def test_engine_hangover_and_lookahead() -> None:
+    """Silero closes on its own hang-over; the look-ahead point never lies past the hang-over in force."""
+    assert VadConfig().engine_hangover_ms == 450 and VadConfig().engine_candidate_ms == 300
+    cfg = VadConfig(engine="silero", silero_hangover_ms=240)
+    assert cfg.engine_hangover_ms == 240 and cfg.engine_candidate_ms == 240  # capped: no look-ahead before the close

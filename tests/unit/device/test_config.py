@@ -61,6 +61,13 @@ def test_file_then_environment_override(tmp_path: Path) -> None:
     assert cfg.outbox.outbox_config().retention_s == 7 * 86400
 
 
+def test_vad_engine_from_file_and_environment(tmp_path: Path) -> None:
+    path = _write(tmp_path, '[vad]\nengine = "silero"\nsilero_threshold = 0.6\nsilero_hangover_ms = 240\n')
+    cfg = load_config(path, env={})
+    assert cfg.vad.engine == "silero" and cfg.pipeline.vad.silero_threshold == 0.6 and cfg.vad.engine_hangover_ms == 240
+    assert load_config(path, env={"EDGE_AGENT_VAD__ENGINE": "webrtc"}).vad.engine_hangover_ms == cfg.vad.hangover_ms
+
+
 def test_config_path_from_environment(tmp_path: Path) -> None:
     path = _write(tmp_path, "[asr]\ncpu_threads = 2\n")
     assert load_config(env={"EDGE_AGENT_CONFIG": str(path)}).asr.cpu_threads == 2
@@ -73,6 +80,10 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("[vda]\naggressiveness = 1\n", {}, "unknown config section [vda]"),
         ("[vad]\naggressiveness = 7\n", {}, "vad.aggressiveness is 7; allowed values: 0, 1, 2, 3"),
         ("[vad]\nframe_ms = 25\n", {}, "vad.frame_ms is 25; allowed values: 10, 20, 30"),
+        ('[vad]\nengine = "rnnoise"\n', {}, "vad.engine is 'rnnoise'; allowed values: webrtc, silero"),
+        ("", {"EDGE_AGENT_VAD__ENGINE": "Silero"}, "vad.engine is 'Silero' (from EDGE_AGENT_VAD__ENGINE); allowed values: webrtc, silero"),
+        ("[vad]\nsilero_threshold = 0.99\n", {}, "vad.silero_threshold is 0.99; allowed: a number in 0.1..0.95"),
+        ("[vad]\nsilero_threshold = 0.12\n", {}, "must satisfy 0 < silero_neg_threshold <= silero_threshold < 1"),
         ('[server]\nport = "http"\n', {}, "server.port is 'http'; allowed: an integer in 0..65535"),
         ("[server]\nport = 70000\n", {}, "server.port is 70000; allowed: an integer in 0..65535"),
         ('[gpio]\nbackend = "arduino"\n', {}, "gpio.backend is 'arduino'; allowed values: none, mock, rpi, jetson"),

@@ -184,3 +184,28 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         assert not [m for m in messages if "applied" in m], messages
         assert any("config reload refused" in m for m in messages)
         assert not [m for m in messages if "Smith" in m], "the file's text reached the log"
+
+
+def test_reload_to_silero_opens_its_model_or_is_refused(device, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """vad.engine = "silero" by SIGHUP: the model is opened before anything changes; a missing file refuses the reload."""
+    from edge_agent.audio import silero
+
+    targets, pki = device
+    session = targets.runner.session
+    saved_model = session.vad_model
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    try:
+        session.vad_model = None
+        real = silero.default_model_path
+        monkeypatch.setattr(silero, "default_model_path", lambda: tmp_path / "gone" / "silero_vad_v6.onnx")
+        path.write_text(f'[server]\ncrl = "{pki.crl}"\n[vad]\nengine = "silero"\nhangover_ms = 300\n')
+        assert reloader.reload() == ([], [])  # refused: nothing applied, not even hangover_ms
+        assert session.config.vad.engine == "webrtc" and session.config.vad.hangover_ms != 300 and session.vad_model is None
+        monkeypatch.setattr(silero, "default_model_path", real)
+        applied, _ = reloader.reload()
+        assert "vad.engine" in applied and session.config.vad.engine == "silero"
+        assert isinstance(session.vad_model, silero.SileroModel)
+    finally:
+        session.vad_model = saved_model

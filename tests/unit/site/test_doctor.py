@@ -56,6 +56,8 @@ def test_models(tmp_path: Path) -> None:
     check = doctor.check_models(models)
     assert not check.ok and "speaker_ge2e.onnx is missing" in check.message and check.fix
     assert doctor.check_models(asr_model=str(tmp_path / "no-such-whisper")).message.startswith("ASR model directory not found")
+    silero = doctor.check_models(vad_engine="silero")
+    assert silero.ok and "Silero VAD model at" in silero.message and "silero_vad_v6.onnx" in silero.message
 
 
 # ---- certificates and clock --------------------------------------------------------------------
