@@ -45,7 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -263,7 +263,7 @@ class SegmentDecoder:
             spent = self._cpu()
             start = self._partial_start(state, length)
             context = state.tail_context[-self.cfg.partial_context_tokens :] if start > state.window_start else None
-            decoded = self._decode_window(audio, start, length, final=False, context=context or None)
+            decoded = self._trim_invented(self._decode_window(audio, start, length, final=False, context=context or None))
             self._budget.spend(self._cpu() - spent)
             self.stats.partial_decodes += 1
             self.stats.tail_partials += start > state.window_start
@@ -339,6 +339,39 @@ class SegmentDecoder:
         state.tail_units, state.tail_bounds = [], []
         return cut
 
+    def _trim_invented(self, decoded: Decoded) -> Decoded:
+        """A partial's text without what Whisper invents when a window is cut mid-speech: sentences
+        timed into the last half second at under 0.1 s a word, and a re-reading (a run of 4 words
+        said again, case and punctuation aside) from its second copy on. Finals are not trimmed."""
+        duration = decoded.n_samples / self.asr.sample_rate
+        sentences = decoded.sentences
+        keep = sum(len(sentence.tokens) for sentence in sentences)
+        for i, sentence in enumerate(sentences):
+            n_words = len(self.asr.text_of(sentence.tokens).split())
+            if i > 0 and sentence.start >= duration - 0.5 and sentence.end - sentence.start < 0.1 * max(2, n_words):
+                keep = sum(len(s.tokens) for s in sentences[:i])
+                break
+        tokens = [t for sentence in sentences for t in sentence.tokens][:keep]
+        words = _words_of(self.asr.text_of(tokens))
+        seen: set[tuple[str, ...]] = set()
+        for j in range(len(words) - 3):
+            gram = tuple(words[j : j + 4])
+            if gram in seen:  # cut at the token where word j starts
+                keep = next(k for k in range(1, len(tokens) + 1) if len(_words_of(self.asr.text_of(tokens[:k]))) > j) - 1
+                break
+            seen.add(gram)
+        if keep >= len(decoded.tokens) and tokens == decoded.tokens:
+            return decoded
+        tokens = tokens[:keep]
+        kept, used = [], 0
+        for sentence in sentences:
+            if used >= keep:
+                break
+            part = sentence.tokens[: keep - used]
+            kept.append(sentence if len(part) == len(sentence.tokens) else replace(sentence, tokens=part))
+            used += len(part)
+        return replace(decoded, text=self.asr.text_of(tokens), tokens=tokens, sentences=kept)
+
     def _keep_boundaries(self, state: _Open, start: int, decoded: Decoded) -> None:
         """Remember where the next partial may start its tail: the partial's sentence ends when one
         falls where the tail would start, else its aligned word boundaries; when the next partial
@@ -390,19 +423,27 @@ class SegmentDecoder:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.
 
         ``decoded_from`` is the segment sample the decode started at (a tail partial starts past the
-        window's start): sentence ends are compared and cut in window time, so a tail decode's first
-        sentence is the first one it saw, and the final always decodes from the window's start.
+        window's start): sentence ends are compared and cut in window time. For a tail decode the
+        first sentence end is its start when the kept text before it ends a sentence (that end
+        then holds until the next tail moves on), else the first end the tail decode saw; the
+        final always decodes from the window's start.
         """
         rate = self.asr.sample_rate
-        first = decoded.sentences[0] if len(decoded.sentences) >= 2 and decoded.text else None
-        if first is None:
+        offset = (decoded_from - state.window_start) / rate
+        # sentence ends in window time: where a tail decode starts, if the kept text before it ends
+        # a sentence, then every sentence end of the decode but its last
+        ends: list[tuple[float, tuple[str, ...]]] = []
+        if offset > 0 and state.tail_prefix and state.tail_prefix[-1].endswith((".", "?", "!")):
+            ends.append((offset, tuple(_words_of(" ".join(state.tail_prefix)))))
+        if decoded.text:
+            ends += [(offset + s.end, tuple(_words_of(self.asr.text_of(s.tokens)))) for s in decoded.sentences[:-1]]
+        if not ends:
             state.previous_first = None
             return None
-        offset = (decoded_from - state.window_start) / rate
-        first_end = offset + first.end
+        first_end, first_words = ends[0]
         # agreement on the words (case and punctuation aside) and on where the sentence ends:
         # exact token identity almost never held on real speech, so nothing was ever committed
-        key = (tuple(_words_of(self.asr.text_of(first.tokens))), first_end)
+        key = (first_words, first_end)
         previous = state.previous_first
         state.previous_first = key
         window_s = offset + decoded.n_samples / rate
