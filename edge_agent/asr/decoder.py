@@ -171,6 +171,9 @@ class _Open:
     # them (segment sample, units before it), kept only when the next partial will need a new tail
     tail_units: list[tuple[str, list[int]]] = field(default_factory=list)
     tail_bounds: list[tuple[int, int]] = field(default_factory=list)
+    # sentence ends seen in the window (segment sample, the sentence's words): each partial's
+    # timestamped ends but its last, those before a tail's start kept from the partial that saw them
+    sentence_ends: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
 
 
 # (start, stop) samples of the open segment -> a context holding a read-only view; the caller's lock keeps
@@ -327,9 +330,12 @@ class SegmentDecoder:
             return state.tail_start
         min_tail = min(int(self.cfg.partial_tail_s * rate), cap)
         cut, keep = length - cap, 0
-        usable = [(b, n) for b, n in state.tail_bounds if state.tail_start < b <= length - min_tail]
-        if usable and length - usable[-1][0] <= cap:
-            cut, keep = usable[-1]
+        usable = [(b, n) for b, n in state.tail_bounds if state.tail_start < b <= length - min_tail and length - b <= cap]
+        # the latest boundary after a sentence's last word (the kept text then ends a sentence: a
+        # commit point, as a timestamped end would be), else the latest
+        ends = [(b, n) for b, n in usable if state.tail_units[n - 1][0].endswith((".", "?", "!"))]
+        if usable:
+            cut, keep = (ends or usable)[-1]
         else:  # no boundary where one is needed (the worker came late, or the last partial had no words)
             keep = max((n for b, n in state.tail_bounds if b <= cut), default=0)
         units = state.tail_units[:keep]
@@ -409,6 +415,7 @@ class SegmentDecoder:
         state.window_start = stop
         state.tail_start = stop
         state.tail_prefix, state.tail_context, state.tail_units, state.tail_bounds = [], [], [], []
+        state.sentence_ends = []
         state.window_heard = False
         state.agreement = LocalAgreement()
         state.previous_first = None
@@ -423,30 +430,31 @@ class SegmentDecoder:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.
 
         ``decoded_from`` is the segment sample the decode started at (a tail partial starts past the
-        window's start): sentence ends are compared and cut in window time. For a tail decode the
-        first sentence end is its start when the kept text before it ends a sentence (that end
-        then holds until the next tail moves on), else the first end the tail decode saw; the
-        final always decodes from the window's start.
+        window's start): sentence ends are kept and compared in window time, those before a tail
+        as the partials that decoded them saw them (plus the tail's start when the kept text
+        ends a sentence), so a long window commits at its first sentence end as a whole-window
+        decode would; the final always decodes from the window's start.
         """
         rate = self.asr.sample_rate
-        offset = (decoded_from - state.window_start) / rate
-        # sentence ends in window time: where a tail decode starts, if the kept text before it ends
-        # a sentence, then every sentence end of the decode but its last
-        ends: list[tuple[float, tuple[str, ...]]] = []
-        if offset > 0 and state.tail_prefix and state.tail_prefix[-1].endswith((".", "?", "!")):
-            ends.append((offset, tuple(_words_of(" ".join(state.tail_prefix)))))
+        # the window's sentence ends: those before this decode's start as earlier partials saw them
+        # (with the start itself when the kept text ends a sentence), then this decode's
+        ends = [(b, words) for b, words in state.sentence_ends if b < decoded_from]
+        if decoded_from > state.window_start and state.tail_prefix and state.tail_prefix[-1].endswith((".", "?", "!")):
+            if not ends or ends[-1][0] < decoded_from:
+                ends.append((decoded_from, tuple(_words_of(" ".join(state.tail_prefix[-8:])))))
         if decoded.text:
-            ends += [(offset + s.end, tuple(_words_of(self.asr.text_of(s.tokens)))) for s in decoded.sentences[:-1]]
+            ends += [(decoded_from + int(s.end * rate), tuple(_words_of(self.asr.text_of(s.tokens)))) for s in decoded.sentences[:-1]]
+        state.sentence_ends = ends
         if not ends:
             state.previous_first = None
             return None
-        first_end, first_words = ends[0]
+        first_end, first_words = (ends[0][0] - state.window_start) / rate, ends[0][1]
         # agreement on the words (case and punctuation aside) and on where the sentence ends:
         # exact token identity almost never held on real speech, so nothing was ever committed
         key = (first_words, first_end)
         previous = state.previous_first
         state.previous_first = key
-        window_s = offset + decoded.n_samples / rate
+        window_s = (decoded_from - state.window_start + decoded.n_samples) / rate
         agreed = previous is not None and bool(key[0]) and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.3
         # a long window commits its first sentence without waiting for agreement: partials then
         # stay short (their cost grows with the window) and the sentence's final comes sooner
