@@ -196,6 +196,7 @@ class SegmentDecoder:
         self._context: deque[int] = deque(maxlen=max(1, config.context_tokens))
         self._cpu = cpu_clock
         self._done_until = 0  # absolute sample up to which text was handed out as committed pieces
+        self._aligned: tuple[Decoded, list[DecodedWord]] | None = None  # the last partial and its words
 
     def forget(self) -> None:
         """End of a run: drop every segment's state and the context (transcript tokens)."""
@@ -288,6 +289,7 @@ class SegmentDecoder:
                 spent = self._cpu()
                 self._keep_boundaries(state, start, decoded)  # may align the partial's words
                 self._budget.spend(self._cpu() - spent)
+            self._aligned = None  # (its encoder output)
         if not self.cfg.partials or decoded is None or not decoded.text:
             return committed, None
         hypothesis = " ".join(state.tail_prefix + [decoded.text]) if not final_candidate else decoded.text
@@ -345,6 +347,12 @@ class SegmentDecoder:
         state.tail_units, state.tail_bounds = [], []
         return cut
 
+    def _words(self, decoded: Decoded) -> list[DecodedWord]:
+        """A partial's aligned words (aligned once, whoever asks first)."""
+        if self._aligned is None or self._aligned[0] is not decoded:
+            self._aligned = (decoded, self.asr.align_words(decoded) if decoded.text else [])
+        return self._aligned[1]
+
     def _trim_invented(self, decoded: Decoded) -> Decoded:
         """A partial's text without what Whisper invents when a window is cut mid-speech: sentences
         timed into the last half second at under 0.1 s a word, and a re-reading (a run of 4 words
@@ -398,7 +406,7 @@ class SegmentDecoder:
             state.tail_units = [(self.asr.text_of(s.tokens), list(s.tokens)) for s in sentences]
             state.tail_bounds = [*bounds, (start + int(sentences[-1].end * rate), len(sentences))]
             return
-        words = self.asr.align_words(decoded)
+        words = self._words(decoded)
         if not words:
             return
         state.tail_units = [(w.text, list(w.tokens)) for w in words]
@@ -444,11 +452,19 @@ class SegmentDecoder:
                 ends.append((decoded_from, tuple(_words_of(" ".join(state.tail_prefix[-8:])))))
         if decoded.text:
             ends += [(decoded_from + int(s.end * rate), tuple(_words_of(self.asr.text_of(s.tokens)))) for s in decoded.sentences[:-1]]
+            window_end = decoded_from + decoded.n_samples
+            if (decoded_from > state.window_start and window_end - state.window_start >= self.cfg.commit_after_s * rate
+                    and not any(state.window_start + self.cfg.commit_min_s * rate <= b <= window_end - self.cfg.commit_margin_s * rate for b, _ in ends)):
+                # a long window whose tails show no timestamped end: the sentence ends its punctuation
+                # marks (a whole-window decode would have had more audio to place timestamps in)
+                ends = sorted({*ends, *self._punctuation_ends(decoded_from, decoded)})
         state.sentence_ends = ends
-        if not ends:
+        # the first end that leaves a sentence long enough to commit (a short "Okay." before it goes with it)
+        ends_from = [(b, words) for b, words in ends if b - state.window_start >= self.cfg.commit_min_s * rate]
+        if not ends_from:
             state.previous_first = None
             return None
-        first_end, first_words = (ends[0][0] - state.window_start) / rate, ends[0][1]
+        first_end, first_words = (ends_from[0][0] - state.window_start) / rate, ends_from[0][1]
         # agreement on the words (case and punctuation aside) and on where the sentence ends:
         # exact token identity almost never held on real speech, so nothing was ever committed
         key = (first_words, first_end)
@@ -471,6 +487,18 @@ class SegmentDecoder:
             return None  # the guards found no speech in it: try again on a later partial
         self.stats.sentences_committed += 1
         return self._commit(segment_id, state, start, cut, final)
+
+    def _punctuation_ends(self, decoded_from: int, decoded: Decoded) -> list[tuple[int, tuple[str, ...]]]:
+        """(segment sample, words since the previous end) after each word but the last that ends a sentence."""
+        rate = self.asr.sample_rate
+        words = self._words(decoded)
+        out, since = [], []
+        for word in words[:-1]:
+            since.append(word.text)
+            if word.text.endswith((".", "?", "!")):
+                out.append((decoded_from + int(word.end * rate), tuple(_words_of(" ".join(since)))))
+                since = []
+        return out
 
     def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
         """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
