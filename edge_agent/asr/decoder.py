@@ -495,7 +495,7 @@ class SegmentDecoder:
         out, since = [], []
         for word in words[:-1]:
             since.append(word.text)
-            if word.text.endswith((".", "?", "!")):
+            if word.text.endswith((".", "?", "!", ",")):  # a clause's end too: Whisper's timestamps break there as often
                 out.append((decoded_from + int(word.end * rate), tuple(_words_of(" ".join(since)))))
                 since = []
         return out
