@@ -60,6 +60,7 @@ class DecodedWord:
     start: float  # seconds from window start
     end: float
     probability: float
+    tokens: list[int] = field(default_factory=list, compare=False, repr=False)  # the word's tokens, when aligned
 
 
 @dataclass

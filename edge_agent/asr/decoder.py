@@ -3,12 +3,18 @@
 :class:`SegmentDecoder` turns what the VAD says about a segment into text:
 
 * **Partials** while a segment is open (``on_update``): the window from the
-  last committed sentence to the newest audio is re-decoded greedily. A
+  last committed sentence to the newest audio is re-decoded greedily, but at
+  most ``partial_window_s`` of it: past that, a partial decodes only a *tail*
+  from a boundary of the previous partial (a timestamped sentence end, else a
+  word boundary from its alignment) at least ``partial_tail_s`` before the
+  end, with the text before the boundary kept from that partial (provisional,
+  already shown) and its tokens given as prompt context. A partial's cost is
+  thus bounded whatever the segment's length (docs/realvoice.md 8). A
   partial is decoded at least every ``partial_max_gap_s`` of new audio (the
   first once the window holds ``partial_first_s``); extra partials between
   those only from a CPU budget, none by default (``partial_cpu_share`` 0, as
-  ``PipelineConfig``). Local agreement (two consecutive hypotheses) marks the
-  stable prefix.
+  ``PipelineConfig``). Local agreement (two consecutive hypotheses, kept
+  text plus tail) marks the stable prefix.
 * **A final at a pause** (``commit_at_pause``, off by default): the VAD's
   look-ahead decode after 300 ms of silence is handed out as a committed piece
   at once when it agrees with the live hypothesis, whether or not the segment
@@ -16,7 +22,8 @@
   exactly its audio.
 * **Sentences committed inside long segments**: when two consecutive decodes
   agree on a whole timestamped sentence that ends well before the window
-  does, that sentence's audio is decoded as a final (wider beam, context) and
+  does (the first sentence of each decode, its end in window time whether the
+  decode was of the whole window or of a tail), the audio up to its end is decoded as a final (wider beam, context) and
   handed out as a :class:`Committed` piece at once; the window moves past it.
   Long turns therefore give finals sentence by sentence instead of waiting for
   a pause (LocalAgreement-2 with buffer trimming at sentence ends, as in
@@ -38,7 +45,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -73,6 +80,12 @@ class DecoderConfig:
     # a segment's first partial once its window holds this much audio (0.24 s of it is pre-roll): a
     # window of half a second rarely holds a whole word, and its decode would not show the turn's start
     partial_first_s: float = 1.0
+    # a partial decodes at most this much audio (0: the whole window since the last commit, whose cost
+    # grew with the segment): past it, only a tail from a boundary of the previous partial at least
+    # partial_tail_s before the end; the text before the boundary is kept from that partial
+    partial_window_s: float = 6.0
+    partial_tail_s: float = 2.0
+    partial_context_tokens: int = 32  # tokens of the kept text given to a tail decode as prompt
     pause_commit_min_s: float = 0.0  # shorter look-ahead windows wait for the segment to close
     # ... and so does one whose words do not contain this share of the live hypothesis's words
     # (a context-conditioned decode of a short window can invent a sentence; the partial has no context)
@@ -111,6 +124,9 @@ class DecodeStats:
     sentences_committed: int = 0
     retried: int = 0  # finals decoded again on halves after a failure
     failed_open_decodes: int = 0  # partial/look-ahead decodes that failed (the final still covers their audio)
+    tail_partials: int = 0  # partials that decoded a tail of their window (partial_window_s)
+    partial_audio_s: float = 0.0  # seconds of audio the partials decoded
+    partial_window_max_s: float = 0.0  # ... the longest of them
 
 
 @dataclass(frozen=True)
@@ -148,6 +164,16 @@ class _Open:
     next_partial_at: int = 0  # a partial is due once the segment is this long (the cadence)
     window_heard: bool = False  # a decode of the current window (since the last commit) gave words
     partials: int = 0
+    tail_start: int = 0  # segment sample a partial's decode starts at (window_start, or a boundary past it)
+    tail_prefix: list[str] = field(default_factory=list)  # provisional words of window_start:tail_start
+    tail_context: list[int] = field(default_factory=list)  # ... their last tokens (the tail decode's prompt)
+    # the last partial's text in units (sentences or words: text, tokens) and the boundaries between
+    # them (segment sample, units before it), kept only when the next partial will need a new tail
+    tail_units: list[tuple[str, list[int]]] = field(default_factory=list)
+    tail_bounds: list[tuple[int, int]] = field(default_factory=list)
+    # sentence ends seen in the window (segment sample, the sentence's words): each partial's
+    # timestamped ends but its last, those before a tail's start kept from the partial that saw them
+    sentence_ends: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
 
 
 # (start, stop) samples of the open segment -> a context holding a read-only view; the caller's lock keeps
@@ -170,6 +196,7 @@ class SegmentDecoder:
         self._context: deque[int] = deque(maxlen=max(1, config.context_tokens))
         self._cpu = cpu_clock
         self._done_until = 0  # absolute sample up to which text was handed out as committed pieces
+        self._aligned: tuple[Decoded, list[DecodedWord]] | None = None  # the last partial and its words
 
     def forget(self) -> None:
         """End of a run: drop every segment's state and the context (transcript tokens)."""
@@ -238,9 +265,14 @@ class SegmentDecoder:
                 self.stats.partials_over_budget += 1
                 return [], None
             spent = self._cpu()
-            decoded = self._decode_window(audio, state.window_start, length, final=False)
+            start = self._partial_start(state, length)
+            context = state.tail_context[-self.cfg.partial_context_tokens :] if start > state.window_start else None
+            decoded = self._trim_invented(self._decode_window(audio, start, length, final=False, context=context or None))
             self._budget.spend(self._cpu() - spent)
             self.stats.partial_decodes += 1
+            self.stats.tail_partials += start > state.window_start
+            self.stats.partial_audio_s += (length - start) / rate
+            self.stats.partial_window_max_s = max(self.stats.partial_window_max_s, (length - start) / rate)
             state.last_partial_end = length
             # the gap counts decodes, not shown partials (a window that decodes to nothing, noise or a
             # guard, is not decoded again at every update); only an utterance's first words are
@@ -249,13 +281,19 @@ class SegmentDecoder:
             state.window_heard = state.window_heard or bool(decoded.text)
             gap = self.cfg.partial_min_step_s if soon else self.cfg.partial_max_gap_s
             state.next_partial_at = length + int(gap * rate)
-            piece = self._maybe_commit(segment_id, state, decoded, audio)
+            piece = self._maybe_commit(segment_id, state, decoded, audio, start)
             if piece is not None:
                 committed.append(piece)
                 decoded = None  # type: ignore[assignment]  # the window moved: the old hypothesis no longer applies
+            else:
+                spent = self._cpu()
+                self._keep_boundaries(state, start, decoded)  # may align the partial's words
+                self._budget.spend(self._cpu() - spent)
+            self._aligned = None  # (its encoder output)
         if not self.cfg.partials or decoded is None or not decoded.text:
             return committed, None
-        stable, unstable = state.agreement.update(decoded.text)
+        hypothesis = " ".join(state.tail_prefix + [decoded.text]) if not final_candidate else decoded.text
+        stable, unstable = state.agreement.update(hypothesis)
         stable = f"{state.committed_text} {stable}".strip()
         text = f"{stable} {unstable}".strip()
         if text == state.last_partial:
@@ -281,7 +319,99 @@ class SegmentDecoder:
                 state.segment_start = segment_start
                 state.window_start = max(0, self._done_until - segment_start)
             state.next_partial_at = state.window_start + int(self.cfg.partial_first_s * self.asr.sample_rate)
+            state.tail_start = state.window_start
         return state
+
+    def _partial_start(self, state: _Open, length: int) -> int:
+        """Where a partial ending at ``length`` starts decoding: the window start while the window
+        is at most ``partial_window_s`` long, else a boundary of the previous partial (its text
+        before the boundary joins the kept prefix), else ``partial_window_s`` before the end."""
+        rate = self.asr.sample_rate
+        cap = int(self.cfg.partial_window_s * rate)
+        if cap <= 0 or length - state.tail_start <= cap:
+            return state.tail_start
+        min_tail = min(int(self.cfg.partial_tail_s * rate), cap)
+        cut, keep = length - cap, 0
+        usable = [(b, n) for b, n in state.tail_bounds if state.tail_start < b <= length - min_tail and length - b <= cap]
+        # the latest boundary after a sentence's last word (the kept text then ends a sentence: a
+        # commit point, as a timestamped end would be), else the latest
+        ends = [(b, n) for b, n in usable if state.tail_units[n - 1][0].endswith((".", "?", "!"))]
+        if usable:
+            cut, keep = (ends or usable)[-1]
+        else:  # no boundary where one is needed (the worker came late, or the last partial had no words)
+            keep = max((n for b, n in state.tail_bounds if b <= cut), default=0)
+        units = state.tail_units[:keep]
+        state.tail_prefix += [w for text, _ in units for w in text.split()]
+        state.tail_context = (state.tail_context + [t for _, tokens in units for t in tokens])[-max(1, self.cfg.partial_context_tokens):]
+        state.tail_start = cut
+        state.tail_units, state.tail_bounds = [], []
+        return cut
+
+    def _words(self, decoded: Decoded) -> list[DecodedWord]:
+        """A partial's aligned words (aligned once, whoever asks first)."""
+        if self._aligned is None or self._aligned[0] is not decoded:
+            self._aligned = (decoded, self.asr.align_words(decoded) if decoded.text else [])
+        return self._aligned[1]
+
+    def _trim_invented(self, decoded: Decoded) -> Decoded:
+        """A partial's text without what Whisper invents when a window is cut mid-speech: sentences
+        timed into the last half second at under 0.1 s a word, and a re-reading (a run of 4 words
+        said again, case and punctuation aside) from its second copy on. Finals are not trimmed."""
+        duration = decoded.n_samples / self.asr.sample_rate
+        sentences = decoded.sentences
+        keep = sum(len(sentence.tokens) for sentence in sentences)
+        for i, sentence in enumerate(sentences):
+            n_words = len(self.asr.text_of(sentence.tokens).split())
+            if i > 0 and sentence.start >= duration - 0.5 and sentence.end - sentence.start < 0.1 * max(2, n_words):
+                keep = sum(len(s.tokens) for s in sentences[:i])
+                break
+        tokens = [t for sentence in sentences for t in sentence.tokens][:keep]
+        words = _words_of(self.asr.text_of(tokens))
+        seen: set[tuple[str, ...]] = set()
+        for j in range(len(words) - 3):
+            gram = tuple(words[j : j + 4])
+            if gram in seen:  # cut at the token where word j starts
+                keep = next(k for k in range(1, len(tokens) + 1) if len(_words_of(self.asr.text_of(tokens[:k]))) > j) - 1
+                break
+            seen.add(gram)
+        if keep >= len(decoded.tokens) and tokens == decoded.tokens:
+            return decoded
+        tokens = tokens[:keep]
+        kept, used = [], 0
+        for sentence in sentences:
+            if used >= keep:
+                break
+            part = sentence.tokens[: keep - used]
+            kept.append(sentence if len(part) == len(sentence.tokens) else replace(sentence, tokens=part))
+            used += len(part)
+        return replace(decoded, text=self.asr.text_of(tokens), tokens=tokens, sentences=kept)
+
+    def _keep_boundaries(self, state: _Open, start: int, decoded: Decoded) -> None:
+        """Remember where the next partial may start its tail: the partial's sentence ends when one
+        falls where the tail would start, else its aligned word boundaries; when the next partial
+        should not need a tail, only the end of this one's text (in case the worker comes late)."""
+        state.tail_units, state.tail_bounds = [], []
+        rate = self.asr.sample_rate
+        cap = int(self.cfg.partial_window_s * rate)
+        if cap <= 0 or not decoded.text:
+            return
+        if state.next_partial_at - state.tail_start <= cap:
+            state.tail_units = [(decoded.text, list(decoded.tokens))]
+            state.tail_bounds = [(start + decoded.n_samples, 1)]
+            return
+        due, min_tail = state.next_partial_at, min(int(self.cfg.partial_tail_s * rate), cap)
+        sentences = decoded.sentences
+        bounds = [(start + int((a.end + b.start) / 2 * rate), i + 1) for i, (a, b) in enumerate(zip(sentences, sentences[1:]))]
+        if sentences and any(due - cap <= b <= due - min_tail for b, _ in bounds):
+            state.tail_units = [(self.asr.text_of(s.tokens), list(s.tokens)) for s in sentences]
+            state.tail_bounds = [*bounds, (start + int(sentences[-1].end * rate), len(sentences))]
+            return
+        words = self._words(decoded)
+        if not words:
+            return
+        state.tail_units = [(w.text, list(w.tokens)) for w in words]
+        state.tail_bounds = [(start + int((a.end + b.start) / 2 * rate), i + 1) for i, (a, b) in enumerate(zip(words, words[1:]))]
+        state.tail_bounds.append((start + int(words[-1].end * rate), len(words)))
 
     def committed_until(self, segment_id: int) -> int:
         """Samples of an open segment whose text is final already (0 if none or unknown)."""
@@ -291,6 +421,9 @@ class SegmentDecoder:
     def _commit(self, segment_id: int, state: _Open, start: int, stop: int, final: Decoded) -> Committed:
         """Hand out ``final`` (the decode of ``start:stop``) and move the window past it."""
         state.window_start = stop
+        state.tail_start = stop
+        state.tail_prefix, state.tail_context, state.tail_units, state.tail_bounds = [], [], [], []
+        state.sentence_ends = []
         state.window_heard = False
         state.agreement = LocalAgreement()
         state.previous_first = None
@@ -301,35 +434,71 @@ class SegmentDecoder:
         self._remember(final)
         return Committed(segment_id, start, stop, final, self.asr.align_words(final))
 
-    def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow) -> Committed | None:
-        """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it."""
+    def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow, decoded_from: int) -> Committed | None:
+        """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.
+
+        ``decoded_from`` is the segment sample the decode started at (a tail partial starts past the
+        window's start): sentence ends are kept and compared in window time, those before a tail
+        as the partials that decoded them saw them (plus the tail's start when the kept text
+        ends a sentence), so a long window commits at its first sentence end as a whole-window
+        decode would; the final always decodes from the window's start.
+        """
         rate = self.asr.sample_rate
-        first = decoded.sentences[0] if len(decoded.sentences) >= 2 and decoded.text else None
-        if first is None:
+        # the window's sentence ends: those before this decode's start as earlier partials saw them
+        # (with the start itself when the kept text ends a sentence), then this decode's
+        ends = [(b, words) for b, words in state.sentence_ends if b < decoded_from]
+        if decoded_from > state.window_start and state.tail_prefix and state.tail_prefix[-1].endswith((".", "?", "!")):
+            if not ends or ends[-1][0] < decoded_from:
+                ends.append((decoded_from, tuple(_words_of(" ".join(state.tail_prefix[-8:])))))
+        if decoded.text:
+            ends += [(decoded_from + int(s.end * rate), tuple(_words_of(self.asr.text_of(s.tokens)))) for s in decoded.sentences[:-1]]
+            window_end = decoded_from + decoded.n_samples
+            if (decoded_from > state.window_start and window_end - state.window_start >= self.cfg.commit_after_s * rate
+                    and not any(state.window_start + self.cfg.commit_min_s * rate <= b <= window_end - self.cfg.commit_margin_s * rate for b, _ in ends)):
+                # a long window whose tails show no timestamped end: the sentence ends its punctuation
+                # marks (a whole-window decode would have had more audio to place timestamps in)
+                ends = sorted({*ends, *self._punctuation_ends(decoded_from, decoded)})
+        state.sentence_ends = ends
+        # the first end that leaves a sentence long enough to commit (a short "Okay." before it goes with it)
+        ends_from = [(b, words) for b, words in ends if b - state.window_start >= self.cfg.commit_min_s * rate]
+        if not ends_from:
             state.previous_first = None
             return None
+        first_end, first_words = (ends_from[0][0] - state.window_start) / rate, ends_from[0][1]
         # agreement on the words (case and punctuation aside) and on where the sentence ends:
         # exact token identity almost never held on real speech, so nothing was ever committed
-        key = (tuple(_words_of(self.asr.text_of(first.tokens))), first.end)
+        key = (first_words, first_end)
         previous = state.previous_first
         state.previous_first = key
-        window_s = decoded.n_samples / rate
+        window_s = (decoded_from - state.window_start + decoded.n_samples) / rate
         agreed = previous is not None and bool(key[0]) and previous[0] == key[0] and abs(previous[1] - key[1]) <= 0.3
         # a long window commits its first sentence without waiting for agreement: partials then
         # stay short (their cost grows with the window) and the sentence's final comes sooner
         long_window = window_s >= self.cfg.commit_after_s
-        if not (agreed or long_window) or not self.cfg.commit_min_s <= first.end <= window_s - self.cfg.commit_margin_s:
+        if not (agreed or long_window) or not self.cfg.commit_min_s <= first_end <= window_s - self.cfg.commit_margin_s:
             return None
         start = state.window_start
         # Cut in the pause nearest the agreed end (Whisper's timestamps are coarse; cutting
         # exactly at one could clip the last word) and decode that audio as a final.
-        cut = start + self._quiet_point(audio, start, int(first.end * rate))
+        cut = start + self._quiet_point(audio, start, int(first_end * rate))
         final = self._decode_window(audio, start, cut, final=True)
         if not final.text:
             state.previous_first = None
             return None  # the guards found no speech in it: try again on a later partial
         self.stats.sentences_committed += 1
         return self._commit(segment_id, state, start, cut, final)
+
+    def _punctuation_ends(self, decoded_from: int, decoded: Decoded) -> list[tuple[int, tuple[str, ...]]]:
+        """(segment sample, words since the previous end) after each word but the last that ends a sentence."""
+        rate = self.asr.sample_rate
+        words = self._words(decoded)
+        out, since = [], []
+        for word in words[:-1]:
+            since.append(word.text)
+            if word.text.endswith((".", "?", "!", ",")):  # a clause's end too: Whisper's timestamps break there as often
+                out.append((decoded_from + int(word.end * rate), tuple(_words_of(" ".join(since)))))
+                since = []
+        return out
 
     def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
         """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
@@ -344,11 +513,11 @@ class SegmentDecoder:
             quiet = int(np.argmin(np.einsum("ij,ij->i", block, block)))
         return lo + quiet * frame + frame // 2
 
-    def _decode_window(self, audio: AudioWindow, start: int, stop: int, final: bool) -> Decoded:
+    def _decode_window(self, audio: AudioWindow, start: int, stop: int, final: bool, context: list[int] | None = None) -> Decoded:
         with audio(start, stop) as view:
             features = self.asr.window_features(view, final)
         try:
-            return self.asr.decode_features(features, stop - start, final=final, context=self._final_context() if final else None)
+            return self.asr.decode_features(features, stop - start, final=final, context=self._final_context() if final else context)
         finally:
             features.fill(0.0)
 

@@ -366,5 +366,5 @@ class WhisperCT2:
                 continue
             start = float(min(max(0.0, w["start"]), duration))
             end = float(min(max(start, w["end"]), duration))
-            out.append(DecodedWord(w["word"].strip(), start, end, float(w["probability"])))
+            out.append(DecodedWord(w["word"].strip(), start, end, float(w["probability"]), [int(t) for t in w.get("tokens", [])]))
         return out

@@ -370,6 +370,11 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "pipeline.partial_min_step_s": _doc("extra partials at most this often (seconds of new speech), within the CPU budget", min=0.25, max=10),
     "pipeline.partial_cpu_share": _doc("average share of one core the extra partial re-decodes may use", min=0, max=4),
     "pipeline.partial_cpu_burst_s": _doc("CPU seconds of extra partial decoding that may be spent at once", min=0, max=60),
+    "pipeline.partial_window_s": _doc(
+        "most seconds of audio one partial decodes: past it, a partial decodes a tail from a word or sentence boundary"
+        " of the previous partial (the text before it kept) so its cost stays bounded; 0 = the whole window since the"
+        " last committed sentence", min=0, max=30,
+    ),
     "speakers.threshold": _doc("cosine to the clinician voiceprint above which a voice is the clinician", min=-1, max=1, live=True),
     "speakers.anchor_seconds": _doc("weight of the voiceprint in the clustering, in seconds of speech", min=0, live=True),
     "speakers.same_voice_cos": _doc("two cluster centroids closer than this are one voice", min=-1, max=1, live=True),

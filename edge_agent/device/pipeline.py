@@ -101,6 +101,8 @@ class PipelineConfig:
     partial_min_step_s: float = 0.5
     partial_cpu_share: float = 0.0
     partial_cpu_burst_s: float = 0.5
+    # a partial decodes at most this much audio (a tail past it: docs/realvoice.md 8); 0 = the whole window
+    partial_window_s: float = 6.0
 
     def __post_init__(self) -> None:
         if self.segment_buffers < 2:
@@ -113,6 +115,7 @@ class PipelineConfig:
             partials=self.partials, partial_max_gap_s=self.partial_max_gap_s, partial_min_step_s=self.partial_min_step_s,
             partial_cpu_share=self.partial_cpu_share, partial_cpu_burst_s=self.partial_cpu_burst_s,
             context_tokens=self.asr.context_tokens,
+            partial_window_s=self.partial_window_s, partial_tail_s=min(2.0, self.partial_window_s / 2),
         )
 
 
@@ -126,6 +129,9 @@ class RunStats:
     partial_decodes: int = 0
     partials_skipped: int = 0
     partials_over_budget: int = 0
+    tail_partials: int = 0  # partials that decoded only a tail of their window (partial_window_s)
+    partial_audio_s: float = 0.0  # seconds of audio the partial decodes covered
+    partial_window_max_s: float = 0.0  # ... the longest one
     sentences_committed: int = 0
     candidate_decodes: int = 0
     candidate_reused: int = 0
@@ -367,6 +373,7 @@ class StreamingPipeline:
         st.partial_decodes, st.partials_over_budget = ds.partial_decodes, ds.partials_over_budget
         st.sentences_committed, st.candidate_decodes, st.candidate_reused = ds.sentences_committed, ds.candidate_decodes, ds.candidate_reused
         st.pause_commits = ds.pause_commits
+        st.tail_partials, st.partial_audio_s, st.partial_window_max_s = ds.tail_partials, ds.partial_audio_s, ds.partial_window_max_s
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
         self.decoder.forget()
         self._waiting_commits.clear()

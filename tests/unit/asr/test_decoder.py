@@ -187,3 +187,60 @@ def test_an_update_whose_segment_was_zeroed_meanwhile_is_dropped(asr, jfk_16k: n
         decoder.on_update(0, 0.0, len(audio), False, _window_of(audio, gone={0}), len(audio), None)
     decoder.forget()
     assert decoder.on_update(0, 0.0, len(audio), False, _window_of(audio), len(audio), None)[1] is not None
+
+
+class _Windows(_Counting):
+    """The real recogniser, recording the audio length of every partial decode."""
+
+    def __init__(self, asr: WhisperCT2) -> None:
+        super().__init__(asr)
+        self.partial_windows: list[int] = []
+
+    def decode_features(self, features, n_samples, final=True, context=None):  # type: ignore[no-untyped-def]
+        if not final:
+            self.partial_windows.append(n_samples)
+        return super().decode_features(features, n_samples, final=final, context=context)
+
+
+def test_partials_of_a_long_window_decode_a_bounded_tail_and_keep_the_earlier_words(asr, shared) -> None:  # type: ignore[no-untyped-def]
+    # 15 s of continuous reading as one window: sentence commits off, so without the cap every
+    # partial would re-decode all of it (its cost growing with the segment)
+    audio, rate = sf.read(str(shared / "data" / "librispeech-voices" / "test-other" / "1688" / "1688-142285-0000.flac"), dtype="float32")
+    assert rate == SAMPLE_RATE
+    audio = np.ascontiguousarray(audio[: 15 * SAMPLE_RATE])
+    recorder = _Windows(asr)
+    cfg = DecoderConfig(partial_window_s=4.0, partial_tail_s=2.0, commit_after_s=1e9, commit_margin_s=1e9)
+    decoder = SegmentDecoder(recorder, cfg)  # type: ignore[arg-type]
+    partials, committed, _ = _feed(decoder, audio)
+    assert not committed
+    # never more than the cap decoded by one partial (the first partials decode the whole window)
+    assert recorder.partial_windows and max(recorder.partial_windows) <= 4.0 * SAMPLE_RATE
+    assert decoder.stats.tail_partials >= 4 and decoder.stats.partial_window_max_s <= 4.0
+    # the stated cadence: a partial at least every 1.5 s of speech (plus the 0.5 s update step)
+    decoded_at = [0] + [length for length, _ in partials]
+    gaps = np.diff(decoded_at + [len(audio)]) / SAMPLE_RATE
+    assert max(gaps) <= 2.0 + 1e-6, gaps
+
+    def words(text: str) -> list[str]:
+        return [w.strip(".,!?;:\"'").lower() for w in text.split()]
+
+    # the last partial still holds the turn's opening words as the last whole-window partial
+    # (the longest decode) read them, kept since, and most of what a single decode of all says
+    early = words([p for length, p in partials if length <= 4 * SAMPLE_RATE][-1].text)[:4]
+    last = words(partials[-1][1].text)
+    assert " ".join(early) in " ".join(last), (early, last)
+    whole = words(asr.decode_audio(audio[: partials[-1][0]], final=False).text)
+    shared_words = sum(min(last.count(w), whole.count(w)) for w in set(whole))
+    assert shared_words >= 0.8 * len(whole), (last, whole)
+    # the stable prefix still only grows
+    stables = [" ".join(words(p.stable)) for _, p in partials]
+    assert all(b.startswith(a) for a, b in zip(stables, stables[1:]))
+
+
+def test_partial_window_zero_decodes_the_whole_window_as_before(asr, jfk_16k: np.ndarray) -> None:  # type: ignore[no-untyped-def]
+    audio = np.ascontiguousarray(jfk_16k[: 8 * SAMPLE_RATE], dtype=np.float32)
+    recorder = _Windows(asr)
+    decoder = SegmentDecoder(recorder, DecoderConfig(partial_window_s=0.0, commit_after_s=1e9))  # type: ignore[arg-type]
+    partials, _, _ = _feed(decoder, audio)
+    assert decoder.stats.tail_partials == 0
+    assert partials and max(recorder.partial_windows) >= 7 * SAMPLE_RATE  # the last decodes held the whole 8 s
