@@ -83,7 +83,7 @@ class DecoderConfig:
     # a partial decodes at most this much audio (0: the whole window since the last commit, whose cost
     # grew with the segment): past it, only a tail from a boundary of the previous partial at least
     # partial_tail_s before the end; the text before the boundary is kept from that partial
-    partial_window_s: float = 6.0
+    partial_window_s: float = 0.0
     partial_tail_s: float = 2.0
     partial_context_tokens: int = 32  # tokens of the kept text given to a tail decode as prompt
     pause_commit_min_s: float = 0.0  # shorter look-ahead windows wait for the segment to close

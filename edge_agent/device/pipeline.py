@@ -102,7 +102,7 @@ class PipelineConfig:
     partial_cpu_share: float = 0.0
     partial_cpu_burst_s: float = 0.5
     # a partial decodes at most this much audio (a tail past it: docs/realvoice.md 8); 0 = the whole window
-    partial_window_s: float = 6.0
+    partial_window_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.segment_buffers < 2:
