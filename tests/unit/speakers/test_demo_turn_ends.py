@@ -1,0 +1,57 @@
+"""The bundled demo's turn ends (issue 12's test list): the words at the end and start of a
+turn stay with their speaker, with the demo's enrolment, on the report's final labels.
+
+Known to fail (strict xfail, so a fix shows as XPASS and the mark must go): the demo is
+rendered with espeak voices that GE2E scores 0.82-0.88 against each other, above the
+real-voice thresholds, so its mixed segments are never split (docs/speakers.md, known
+gaps). Measured on 2026-11-30: the demo's first two segments hold two turns each.
+
+Real Whisper, real speaker encoder, unpaced; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from edge_agent.asr.events import FinalTranscript, SpeakerRelabel
+from edge_agent.audio.file_source import FileSource
+from edge_agent.speakers.enrol import voiceprint_from
+from tests.paths import REPO_ROOT
+from tools.realvoice import metrics as M
+
+DATA = REPO_ROOT / "edge_agent" / "data"
+ROLE = {"doctor": "clinician", "patient": "patient"}
+
+
+def _scored(session: Any) -> tuple[list[M.ScoredWord], list[M.Interval]]:
+    ref = json.loads((DATA / "demo_conversation.json").read_text())
+    turns = [M.Interval(ROLE[t["role"]], t["t0"], t["t1"]) for t in ref["turns"]]
+    finals: list[FinalTranscript] = []
+    relabels: dict[tuple[int, float], str] = {}
+
+    def sink(event: object) -> None:
+        if isinstance(event, FinalTranscript):
+            finals.append(event)
+        elif isinstance(event, SpeakerRelabel):
+            relabels[(event.segment_id, round(event.t0, 3))] = event.speaker
+
+    session.run(FileSource(DATA / "demo_conversation.flac"), sink, voiceprint_from(DATA / "demo_enrol.flac"))
+    words = [
+        M.HypWord(w.text, w.t0, w.t1, relabels.get((f.utterance.segment_id, round(f.utterance.t0, 3)), f.utterance.speaker),
+                  f.utterance.segment_id)
+        for f in finals for w in f.utterance.words
+    ]
+    return M.score_words(words, turns), turns
+
+
+@pytest.mark.xfail(strict=True, reason="espeak demo voices sit above the real-voice thresholds: mixed segments not split (docs/speakers.md)")
+def test_demo_turn_ends_stay_with_their_speaker(session_with_speakers: Any) -> None:
+    scored, turns = _scored(session_with_speakers)
+    assert len(scored) >= 100  # the demo was transcribed
+    edges = M.turn_edge_errors(scored, turns, {"clinician": "clinician", "patient": "patient"})
+    assert edges["turn_end_to_next_speaker"] is not None and edges["turn_end_to_next_speaker"] <= 0.1, edges
+    assert edges["turn_start_to_previous_speaker"] is not None and edges["turn_start_to_previous_speaker"] <= 0.1, edges
+    assert (M.attribution(scored).labelled or 0.0) >= 0.9
