@@ -16,10 +16,9 @@ from typing import Any
 
 import pytest
 
-from edge_agent.asr.events import FinalTranscript, SpeakerRelabel
-from edge_agent.audio.file_source import FileSource
 from edge_agent.speakers.enrol import voiceprint_from
 from tests.paths import REPO_ROOT
+from tests.streamed_words import final_words
 from tools.realvoice import metrics as M
 
 DATA = REPO_ROOT / "edge_agent" / "data"
@@ -29,21 +28,7 @@ ROLE = {"doctor": "clinician", "patient": "patient"}
 def _scored(session: Any) -> tuple[list[M.ScoredWord], list[M.Interval]]:
     ref = json.loads((DATA / "demo_conversation.json").read_text())
     turns = [M.Interval(ROLE[t["role"]], t["t0"], t["t1"]) for t in ref["turns"]]
-    finals: list[FinalTranscript] = []
-    relabels: dict[tuple[int, float], str] = {}
-
-    def sink(event: object) -> None:
-        if isinstance(event, FinalTranscript):
-            finals.append(event)
-        elif isinstance(event, SpeakerRelabel):
-            relabels[(event.segment_id, round(event.t0, 3))] = event.speaker
-
-    session.run(FileSource(DATA / "demo_conversation.flac"), sink, voiceprint_from(DATA / "demo_enrol.flac"))
-    words = [
-        M.HypWord(w.text, w.t0, w.t1, relabels.get((f.utterance.segment_id, round(f.utterance.t0, 3)), f.utterance.speaker),
-                  f.utterance.segment_id)
-        for f in finals for w in f.utterance.words
-    ]
+    words = final_words(session, DATA / "demo_conversation.flac", voiceprint_from(DATA / "demo_enrol.flac"))
     return M.score_words(words, turns), turns
 
 

@@ -22,10 +22,9 @@ from typing import Any
 
 import pytest
 
-from edge_agent.asr.events import FinalTranscript, SpeakerRelabel
-from edge_agent.audio.file_source import FileSource
 from edge_agent.speakers.enrol import voiceprint_from
 from tests.paths import REPO_ROOT
+from tests.streamed_words import final_words
 from tools.realvoice import metrics as M
 
 DATA = REPO_ROOT / "tests" / "data" / "realvoice"
@@ -52,22 +51,7 @@ def _final_words(session: Any, visit: str, enrolled: bool) -> list[M.HypWord]:
     """Stream one rendering; each word carries its final (report) label."""
     ref = json.loads((DATA / f"{visit}.json").read_text())
     voiceprint = voiceprint_from(DATA / ref["enrolment"]["file"]) if enrolled else None
-    finals: list[FinalTranscript] = []
-    relabels: dict[tuple[int, float], str] = {}
-
-    def sink(event: object) -> None:
-        if isinstance(event, FinalTranscript):
-            finals.append(event)
-        elif isinstance(event, SpeakerRelabel):
-            relabels[(event.segment_id, round(event.t0, 3))] = event.speaker
-
-    session.run(FileSource(DATA / ref["audio"]), sink, voiceprint)
-    words = []
-    for f in finals:
-        u = f.utterance
-        speaker = relabels.get((u.segment_id, round(u.t0, 3)), u.speaker)
-        words.extend(M.HypWord(w.text, w.t0, w.t1, speaker, u.segment_id) for w in u.words)
-    return words
+    return final_words(session, DATA / ref["audio"], voiceprint)
 
 
 @pytest.mark.parametrize("enrolled", [False, True], ids=["no-enrolment", "enrolled"])
