@@ -314,10 +314,7 @@ class SegmentDecoder:
         """
         state = self._open.get(segment_id)
         if state is None:
-            state = self._open[segment_id] = _Open()
-            if segment_start is not None:
-                state.segment_start = segment_start
-                state.window_start = max(0, self._done_until - segment_start)
+            state = self._open[segment_id] = self._new_state(segment_start)
             state.next_partial_at = state.window_start + int(self.cfg.partial_first_s * self.asr.sample_rate)
             state.tail_start = state.window_start
         return state
@@ -536,7 +533,7 @@ class SegmentDecoder:
         its end, without a decode. Raises the last error if the decode and the retry on
         halves both fail.
         """
-        state = self._open.pop(segment_id, None) or self._state_for_closed(segment_start)
+        state = self._open.pop(segment_id, None) or self._new_state(segment_start)
         start = state.window_start
         hop = self.asr.hop
         if start > 0 and n_samples - start < self.asr.sample_rate // 4:
@@ -561,7 +558,8 @@ class SegmentDecoder:
             self._done_until = max(self._done_until, state.segment_start + n_samples)
         return Final(decoded, words, start)
 
-    def _state_for_closed(self, segment_start: int | None) -> _Open:
+    def _new_state(self, segment_start: int | None) -> _Open:
+        """A segment's state, its window starting after the text already committed (when its start is known)."""
         state = _Open()
         if segment_start is not None:
             state.segment_start = segment_start

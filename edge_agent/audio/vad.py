@@ -263,16 +263,12 @@ class VadSegmenter:
         """Consume one frame (which this call releases) and return events."""
         self.frames_seen += 1
         pending, self._split_request = self._split_request, None
+        events: list[SegmentEvent] = []
         if pending is not None and self._segment is not None and self._segment.id == pending[0]:
             events = self._split_at(pending[1], "speaker_change")
-            voiced = self.classifier.voiced(frame.samples)
-            if self._segment is None:
-                return events + self._idle(frame, voiced)
-            return events + self._speaking(frame, voiced)
         voiced = self.classifier.voiced(frame.samples)
-        if self._segment is None:
-            return self._idle(frame, voiced)
-        return self._speaking(frame, voiced)
+        step = self._idle if self._segment is None else self._speaking
+        return events + step(frame, voiced)
 
     def flush(self) -> list[SegmentEvent]:
         """End of stream: close any open segment, release pre-roll frames, zero the classifier's audio."""
