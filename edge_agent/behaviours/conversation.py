@@ -265,6 +265,11 @@ def _sentence_spans(u: Utterance, sents: list[str]) -> list[tuple[float, float]]
     return spans
 
 
+def has_finite_times(u: Utterance) -> bool:
+    """Whether an utterance can be placed in time at all (:func:`clean_utterances` drops the others)."""
+    return math.isfinite(u.t0) and math.isfinite(u.t1)
+
+
 def clean_utterances(utterances: list[Utterance]) -> list[Utterance]:
     """Utterances a live transcript can hand over made safe to reason about in time.
 
@@ -275,7 +280,7 @@ def clean_utterances(utterances: list[Utterance]) -> list[Utterance]:
     """
     out = []
     for u in utterances:
-        if not (math.isfinite(u.t0) and math.isfinite(u.t1)):
+        if not has_finite_times(u):
             continue
         t1 = max(u.t0, u.t1)
         words = u.words

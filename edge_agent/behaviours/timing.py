@@ -23,13 +23,12 @@ The metrics are read off the conversation events of :mod:`edge_agent.behaviours.
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-from edge_agent.behaviours.conversation import clean_utterances
+from edge_agent.behaviours.conversation import clean_utterances, has_finite_times
 from edge_agent.behaviours.text import FILLER_WORDS
 from edge_agent.transcript import Utterance
 
@@ -124,7 +123,7 @@ def compute_timing(utterances: list[Utterance], events: "VisitEvents | None" = N
 
     # live transcripts: utterances with non-finite times are left out, the rest made sane
     # (conversation.clean_utterances), and marks still point at the caller's indices
-    kept = [i for i, u in enumerate(utterances) if math.isfinite(u.t0) and math.isfinite(u.t1)]
+    kept = [i for i, u in enumerate(utterances) if has_finite_times(u)]
     cleaned = clean_utterances([utterances[i] for i in kept])
     local = sorted(range(len(cleaned)), key=lambda j: (cleaned[j].t0, cleaned[j].t1))
     order = [kept[j] for j in local]
