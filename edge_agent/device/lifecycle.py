@@ -79,7 +79,9 @@ class VisitContext:
 class VisitRunner(Protocol):
     def start(self, ctx: VisitContext) -> None: ...
 
-    def stop(self) -> feedback_pb2.Feedback | bytes: ...
+    def stop(self, quotes: bool = False) -> feedback_pb2.Feedback | bytes:
+        """End capture and build the report; ``quotes=False``: phrased without the clinician's words."""
+        ...
 
     def abort(self) -> None: ...
 
@@ -237,7 +239,7 @@ class VisitManager:
         duration = time.monotonic() - active.started_monotonic
         try:
             try:
-                result = await asyncio.to_thread(self._runner.stop)
+                result = await asyncio.to_thread(self._runner.stop, self.quotes)
             except Exception as exc:  # noqa: BLE001 - a pipeline fault must not keep the room busy or crash the server
                 log.error("runner failed at stop (%s); visit state wiped, no report", type(exc).__name__)
                 await asyncio.to_thread(self._runner.abort)

@@ -122,14 +122,19 @@ class PipelineVisitRunner:
             self._state = state
             state.thread.start()
 
-    def stop(self) -> feedback_pb2.Feedback:
+    def stop(self, quotes: bool = False) -> feedback_pb2.Feedback:
+        """End the visit's capture and build its report on the final labels.
+
+        ``quotes=False`` (the site's default): the report is phrased without the clinician's
+        words ("ask the first question on its own"), not built with them and blanked afterwards.
+        """
         state = self._finish()
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
             # the report is built on each voice's final label, never on a provisional one
             utterances = apply_relabels(list(state.utterances), state.relabels)
-            feedback = build_feedback(utterances, self.classifier) if utterances else None
+            feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
             message.quality.CopyFrom(audio_quality(state.runs))

@@ -44,6 +44,7 @@ class ScriptedVisitRunner:
         self.started = 0
         self.stopped = 0
         self.aborted = 0
+        self.quotes_seen: list[bool] = []  # the quote policy each stop was asked to build under
 
     @property
     def holds_visit_state(self) -> bool:
@@ -55,11 +56,12 @@ class ScriptedVisitRunner:
             self._lines = list(self._script_source)  # "captured" during the visit
             self.started += 1
 
-    def stop(self) -> feedback_pb2.Feedback:
+    def stop(self, quotes: bool = False) -> feedback_pb2.Feedback:
         with self._lock:
             lines, ctx = self._lines or [], self._ctx
             self._lines, self._ctx = None, None  # wipe per-visit state before returning
             self.stopped += 1
+            self.quotes_seen.append(quotes)
         fb = build_feedback(lines)
         if ctx is not None:
             fb.visit_id = ctx.visit_id

@@ -29,6 +29,9 @@ def test_demo_runs_the_whole_story_over_mutual_tls() -> None:
     assert "Timing:" in report["text"] and "What you did" in report["text"]
     # the clinician sees exactly what the visit added to the population signal
     assert "population signal (de-identified)" in report["text"] and "service line : general-practice" in report["text"]
+    # quotes are off by default: the report is phrased without the clinician's words, not written with
+    # them and blanked by the sealing backstop (which leaves a bare “…” where a quote stood)
+    assert "\u201c\u2026\u201d" not in report["text"], report["text"]
     clinician_words = " ".join(r["text"] for r in finals if r["speaker"] == "clinician")
     for line in report["text"].splitlines():
         if "You said:" in line:

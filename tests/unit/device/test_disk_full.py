@@ -71,7 +71,7 @@ def free():
 
 class BigReports(RecordingRunner):
     """The scripted visit, with an 8 KiB summary: reports the size of a long real visit's."""
-    def stop(self):
+    def stop(self, quotes=False):
         fb = super().stop()
         fb.summary = "steady pace, open questions, " * 280
         return fb
@@ -202,7 +202,7 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
     registry = Registry()
 
     class LongReports(RecordingRunner):
-        def stop(self):  # type: ignore[no-untyped-def]
+        def stop(self, quotes=False):  # type: ignore[no-untyped-def]
             fb = super().stop()
             fb.summary = "open questions, " * 4500  # ~70 KiB: more than the hold has room for
             return fb
