@@ -96,6 +96,8 @@ class AttributionConfig:
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates
     word_distance_cost: float = 1.0  # log-likelihood per second a candidate lies from the window change
+    word_gap_bonus: float = 4.0  # log-likelihood per second of pause between the two words (counted up to word_gap_cap_s)
+    word_gap_cap_s: float = 0.5
     snap_s: float = 0.4  # change points move to the quietest 20 ms within this reach
     word_snap_s: float = 0.3  # ... then to the nearest word start within this reach
     anchored_init: str = "threshold+clusters"
@@ -312,11 +314,15 @@ class SpeakerAttributor:
             return self._snap(feats, point, words)
         side = 1.0 if labels[i] == 0 else -1.0  # +: the left side is the voice positive llr favours
         span = PARTIAL_FRAMES * HOP  # windows within one window length of a candidate vote on it
+        gaps = _word_gaps(words)
         best, best_score = point, -np.inf
-        for b in near:
+        for b, gap in zip(bounds, gaps):
+            if abs(b - point) > reach:
+                continue
             close = np.abs(centres - b) <= span
             vote = np.where(centres[close] < b, 1.0, -1.0) * llr[close] * side
             score = float(vote.sum()) - cfg.word_distance_cost * abs(b - point) / SAMPLE_RATE
+            score += cfg.word_gap_bonus * min(float(gap), cfg.word_gap_cap_s)
             if score > best_score:
                 best, best_score = int(b), score
         return max(0, min(feats.n_samples, best))
@@ -376,8 +382,9 @@ class SpeakerAttributor:
         overlaps a coarse window and pulls its score towards zero.
         """
         gaps = max(0, len(coarse) - 1)
-        llr = self._window_llr(coarse)
-        if llr is None or len(coarse) < 2 or (self._models() is None and self.config.relative_step > 0):
+        llr = self._window_llr(coarse, relative=True)
+        relative, self._relative_tau = self._relative_tau is not None, None
+        if llr is None or len(coarse) < 2 or relative:
             return np.ones(gaps, bool)
         clear = np.abs(llr) > self.config.refine_margin
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
@@ -800,6 +807,15 @@ class OpenSegmentWatcher:
 
 
 WindowReader = Callable[[int, int], AbstractContextManager[np.ndarray]]
+
+
+def _word_gaps(words: Sequence[Sequence[object]] | None) -> np.ndarray:
+    """Seconds of pause between consecutive words (0 without word ends), in the order of :func:`_word_boundaries`."""
+    if not words or len(words) < 2:
+        return np.zeros(0)
+    return np.asarray(
+        [max(0.0, float(cur[1]) - float(prev[2])) if len(prev) > 2 else 0.0 for prev, cur in zip(words, words[1:])]  # type: ignore[arg-type]
+    )
 
 
 def _word_boundaries(words: Sequence[Sequence[object]] | None) -> np.ndarray:
