@@ -403,6 +403,7 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         " windows' mean cosine to the voiceprint within a segment is a speaker change (voices the absolute scale"
         " cannot separate; 0 = off)", min=0, max=2, live=True,
     ),
+    "speakers.relative_side_s": _doc("the relative step counts only with this much audio in the windows on each side of it", min=0, live=True),
     "speakers.word_gap_bonus": _doc(
         "placing a speaker change at a word boundary: log-likelihood per second of pause between the two words",
         min=0, live=True,

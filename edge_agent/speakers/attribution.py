@@ -91,7 +91,8 @@ class AttributionConfig:
     # enrolled, no patient voice yet, and every window above window_threshold: the segment is also tested relative to
     # itself; a step of at least this much in the windows' mean cosine to the voiceprint (before / after one point, two
     # windows or more each side) is a change, the voice with the lower mean the patient (0: off)
-    relative_step: float = 0.08
+    relative_step: float = 0.10
+    relative_side_s: float = 3.2  # ... with the windows on each side of the step covering this much audio
     min_part_s: float = 0.8  # no part shorter than this ...
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates
@@ -280,7 +281,7 @@ class SpeakerAttributor:
         n = feats.n_samples
         if len(embeds) < 3:
             return []
-        llr = self._window_llr(embeds, relative=True)
+        llr = self._window_llr(embeds, centres)
         if llr is None:
             return self._single_change_point(feats, embeds, centres)
         labels = _viterbi(llr, cfg.switch_penalty)
@@ -327,13 +328,13 @@ class SpeakerAttributor:
                 best, best_score = int(b), score
         return max(0, min(feats.n_samples, best))
 
-    def _window_llr(self, embeds: np.ndarray, relative: bool = False) -> np.ndarray | None:
+    def _window_llr(self, embeds: np.ndarray, centres: np.ndarray | None = None) -> np.ndarray | None:
         """Per-window evidence for the clinician side (None without any reference voice).
 
-        ``relative``: a closed segment whose every window reads "clinician" on the
-        voiceprint's absolute scale is also tested against itself (:meth:`_relative_step`);
-        when it holds a step, the windows are scored against the step's midpoint and the
-        midpoint is kept in ``_relative_tau`` for the parts' decisions.
+        With ``centres`` (the windows' sample positions in a closed segment), a segment
+        whose every window reads "clinician" on the voiceprint's absolute scale is also
+        tested against itself (:meth:`_relative_step`); when it holds a step, the windows
+        are scored against the step's midpoint, kept in ``_relative_tau`` for the parts.
         """
         cfg = self.config
         models = self._models()
@@ -343,8 +344,8 @@ class SpeakerAttributor:
         if self._voiceprint is not None:
             cos = embeds @ self._voiceprint
             llr = (cos - cfg.window_threshold) * cfg.viterbi_scale
-            if relative and bool((llr > 0).all()):
-                tau = self._relative_step(cos)
+            if centres is not None and bool((llr > 0).all()):
+                tau = self._relative_step(cos, centres)
                 if tau is not None:
                     self._relative_tau = tau
                     return (cos - tau) * cfg.viterbi_scale
@@ -354,21 +355,27 @@ class SpeakerAttributor:
             return llr if self._vp_heard or bool((llr > 0).any()) else None
         return None
 
-    def _relative_step(self, cos: np.ndarray) -> float | None:
+    def _relative_step(self, cos: np.ndarray, centres: np.ndarray) -> float | None:
         """The midpoint of a step in the windows' cosine to the voiceprint, or None.
 
         Voices that the voiceprint's absolute scale cannot separate (two synthetic
         voices score 0.73-0.94 against one of them, where real patients score
         0.46-0.66) still differ relative to each other: the windows before a turn
         change sit higher or lower than those after it. The best single split
-        (the window at it left out, two or more windows each side) is a change
-        when the two means differ by ``relative_step``.
+        (the window at it left out) is a change when the two means differ by
+        ``relative_step`` and the windows on each side cover ``relative_side_s``
+        of audio: one real reader's first two windows (a sentence onset) can sit
+        0.10 below the rest (docs/speakers.md, "Relative change test").
         """
         cfg = self.config
-        if cfg.relative_step <= 0 or len(cos) < 5:
+        if cfg.relative_step <= 0 or len(cos) < 3:
             return None
+        win = PARTIAL_FRAMES * HOP
+        side = cfg.relative_side_s * SAMPLE_RATE
         best, tau = 0.0, 0.0
-        for k in range(2, len(cos) - 2):
+        for k in range(1, len(cos) - 1):
+            if centres[k - 1] - centres[0] + win < side or centres[-1] - centres[k + 1] + win < side:
+                continue
             left, right = float(cos[:k].mean()), float(cos[k + 1 :].mean())
             if abs(left - right) > best:
                 best, tau = abs(left - right), (left + right) / 2
@@ -382,7 +389,8 @@ class SpeakerAttributor:
         overlaps a coarse window and pulls its score towards zero.
         """
         gaps = max(0, len(coarse) - 1)
-        llr = self._window_llr(coarse, relative=True)
+        step = int(self.config.split_step_s * self.config.coarse_every * SAMPLE_RATE)  # the coarse pass's grid
+        llr = self._window_llr(coarse, np.arange(len(coarse)) * step)
         relative, self._relative_tau = self._relative_tau is not None, None
         if llr is None or len(coarse) < 2 or relative:
             return np.ones(gaps, bool)
