@@ -34,8 +34,14 @@ How a segment is attributed:
 Segments that hold two speakers (overlap, quick turn change) are split first:
 1.6 s windows are scored against the two reference voices (the voiceprint
 alone at the start of an enrolled visit), a two-state Viterbi with a switch
-penalty labels them, and each change point is snapped to the quietest 20 ms
-nearby and to a word start (:meth:`SpeakerAttributor._change_points`).
+penalty labels them, and each change point is placed at the word boundary
+that best separates the scores, a pause counting for it, or without words
+at the quietest 20 ms nearby (:meth:`SpeakerAttributor._change_points`).
+Where the voiceprint alone is the reference and every window of a segment
+is above its absolute window threshold (two voices closer than two people,
+such as the demo's espeak pair, or one voice), the segment is also tested
+relative to itself: a step in its windows' cosine to the voiceprint
+(:meth:`SpeakerAttributor._relative_step`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
