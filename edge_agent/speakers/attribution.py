@@ -259,6 +259,7 @@ class SpeakerAttributor:
             centres = (wins.starts + np.minimum(wins.stops, feats.n_samples)) // 2
             return self._change_points(feats, wins.embeds, centres, words)
         finally:
+            self._relative_tau = None
             wins.embeds.fill(0.0)
             if owned:
                 feats.wipe()
@@ -396,6 +397,7 @@ class SpeakerAttributor:
         """
         gaps = max(0, len(coarse) - 1)
         step = int(self.config.split_step_s * self.config.coarse_every * SAMPLE_RATE)  # the coarse pass's grid
+        self._relative_tau = None
         llr = self._window_llr(coarse, np.arange(len(coarse)) * step)
         relative, self._relative_tau = self._relative_tau is not None, None
         if llr is None or len(coarse) < 2 or relative:
