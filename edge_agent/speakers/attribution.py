@@ -95,8 +95,8 @@ class AttributionConfig:
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
     # enrolled, no patient voice yet, and every window above window_threshold: the segment is also tested relative to
-    # itself; a step of at least this much in the windows' mean cosine to the voiceprint (before / after one point, two
-    # windows or more each side) is a change, the voice with the lower mean the patient (0: off)
+    # itself; a step of at least this much in the windows' mean cosine to the voiceprint (before / after one point, the
+    # window at it left out) is a change, the voice with the lower mean the patient (0: off)
     relative_step: float = 0.10
     relative_side_s: float = 3.2  # ... with the windows on each side of the step covering this much audio
     min_part_s: float = 0.8  # no part shorter than this ...
