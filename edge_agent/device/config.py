@@ -398,6 +398,17 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "speakers.viterbi_scale": _doc("change-point search: window score (cosine difference) to log-likelihood ratio", min=0, live=True),
     "speakers.switch_penalty": _doc("log-likelihood a speaker change must win by", min=0, live=True),
     "speakers.window_threshold": _doc("enrolled, no patient voice yet: window cosine to the voiceprint for the clinician", min=-1, max=1, live=True),
+    "speakers.relative_step": _doc(
+        "enrolled, no patient voice yet, every window above window_threshold: a step of at least this much in the"
+        " windows' mean cosine to the voiceprint within a segment is a speaker change (voices the absolute scale"
+        " cannot separate; 0 = off)", min=0, max=2, live=True,
+    ),
+    "speakers.relative_side_s": _doc("the relative step counts only with this much audio in the windows on each side of it", min=0, live=True),
+    "speakers.word_gap_bonus": _doc(
+        "placing a speaker change at a word boundary: log-likelihood per second of pause between the two words",
+        min=0, live=True,
+    ),
+    "speakers.word_gap_cap_s": _doc("pauses count for word_gap_bonus up to this many seconds", min=0, live=True),
     "speakers.min_part_s": _doc("no part of a split segment shorter than this", min=0, live=True),
     "speakers.min_word_part_s": _doc("no part shorter than this where word times place the change (one short word)", min=0, live=True),
     "speakers.word_reach_s": _doc("word boundaries this close to a change between windows are candidates for it", min=0, live=True),

@@ -34,8 +34,14 @@ How a segment is attributed:
 Segments that hold two speakers (overlap, quick turn change) are split first:
 1.6 s windows are scored against the two reference voices (the voiceprint
 alone at the start of an enrolled visit), a two-state Viterbi with a switch
-penalty labels them, and each change point is snapped to the quietest 20 ms
-nearby and to a word start (:meth:`SpeakerAttributor._change_points`).
+penalty labels them, and each change point is placed at the word boundary
+that best separates the scores, a pause counting for it, or without words
+at the quietest 20 ms nearby (:meth:`SpeakerAttributor._change_points`).
+Where the voiceprint alone is the reference and every window of a segment
+is above its absolute window threshold (two voices closer than two people,
+such as the demo's espeak pair, or one voice), the segment is also tested
+relative to itself: a step in its windows' cosine to the voiceprint
+(:meth:`SpeakerAttributor._relative_step`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
@@ -88,10 +94,17 @@ class AttributionConfig:
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
+    # enrolled, no patient voice yet, and every window above window_threshold: the segment is also tested relative to
+    # itself; a step of at least this much in the windows' mean cosine to the voiceprint (before / after one point, the
+    # window at it left out) is a change, the voice with the lower mean the patient (0: off)
+    relative_step: float = 0.10
+    relative_side_s: float = 3.2  # ... with the windows on each side of the step covering this much audio
     min_part_s: float = 0.8  # no part shorter than this ...
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates
     word_distance_cost: float = 1.0  # log-likelihood per second a candidate lies from the window change
+    word_gap_bonus: float = 4.0  # log-likelihood per second of pause between the two words (counted up to word_gap_cap_s)
+    word_gap_cap_s: float = 0.5
     snap_s: float = 0.4  # change points move to the quietest 20 ms within this reach
     word_snap_s: float = 0.3  # ... then to the nearest word start within this reach
     anchored_init: str = "threshold+clusters"
@@ -158,6 +171,7 @@ class SpeakerAttributor:
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
+        self._relative_tau: float | None = None  # this segment was split by the relative step: the midpoint cosine
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -210,7 +224,9 @@ class SpeakerAttributor:
         wins = self.encoder.refined_window_embeddings(feats, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
+            self._relative_tau = None
             points = self._change_points(feats, wins.embeds, centres, words)
+            tau, self._relative_tau = self._relative_tau, None
             bounds = [0, *points, n]
             parts = []
             for a, b in zip(bounds, bounds[1:]):
@@ -222,7 +238,11 @@ class SpeakerAttributor:
                 if not inside.any():
                     inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
                 embed = l2_normalise(wins.embeds[inside].mean(axis=0))
-                speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text)
+                # split by the relative step: the part's side of it (while no patient voice is known)
+                step = None
+                if tau is not None and len(bounds) > 2 and self._voiceprint is not None:
+                    step = float((wins.embeds[inside] @ self._voiceprint).mean()) - tau
+                speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text, step)
                 parts.append(Attribution(a, b, speaker, conf, len(self._history.embeds) - 1))
             return parts
         finally:
@@ -239,6 +259,7 @@ class SpeakerAttributor:
             centres = (wins.starts + np.minimum(wins.stops, feats.n_samples)) // 2
             return self._change_points(feats, wins.embeds, centres, words)
         finally:
+            self._relative_tau = None
             wins.embeds.fill(0.0)
             if owned:
                 feats.wipe()
@@ -267,7 +288,7 @@ class SpeakerAttributor:
         n = feats.n_samples
         if len(embeds) < 3:
             return []
-        llr = self._window_llr(embeds)
+        llr = self._window_llr(embeds, centres)
         if llr is None:
             return self._single_change_point(feats, embeds, centres)
         labels = _viterbi(llr, cfg.switch_penalty)
@@ -301,29 +322,71 @@ class SpeakerAttributor:
             return self._snap(feats, point, words)
         side = 1.0 if labels[i] == 0 else -1.0  # +: the left side is the voice positive llr favours
         span = PARTIAL_FRAMES * HOP  # windows within one window length of a candidate vote on it
+        gaps = _word_gaps(words)
         best, best_score = point, -np.inf
-        for b in near:
+        for b, gap in zip(bounds, gaps):
+            if abs(b - point) > reach:
+                continue
             close = np.abs(centres - b) <= span
             vote = np.where(centres[close] < b, 1.0, -1.0) * llr[close] * side
             score = float(vote.sum()) - cfg.word_distance_cost * abs(b - point) / SAMPLE_RATE
+            score += cfg.word_gap_bonus * min(float(gap), cfg.word_gap_cap_s)
             if score > best_score:
                 best, best_score = int(b), score
         return max(0, min(feats.n_samples, best))
 
-    def _window_llr(self, embeds: np.ndarray) -> np.ndarray | None:
-        """Per-window evidence for the clinician side (None without any reference voice)."""
+    def _window_llr(self, embeds: np.ndarray, centres: np.ndarray | None = None) -> np.ndarray | None:
+        """Per-window evidence for the clinician side (None without any reference voice).
+
+        With ``centres`` (the windows' sample positions in a closed segment), a segment
+        whose every window reads "clinician" on the voiceprint's absolute scale is also
+        tested against itself (:meth:`_relative_step`); when it holds a step, the windows
+        are scored against the step's midpoint, kept in ``_relative_tau`` for the parts.
+        """
         cfg = self.config
         models = self._models()
         if models is not None:
             a, b = models
             return (embeds @ a - embeds @ b) * cfg.viterbi_scale
         if self._voiceprint is not None:
-            llr = (embeds @ self._voiceprint - cfg.window_threshold) * cfg.viterbi_scale
+            cos = embeds @ self._voiceprint
+            llr = (cos - cfg.window_threshold) * cfg.viterbi_scale
+            if centres is not None and bool((llr > 0).all()):
+                tau = self._relative_step(cos, centres)
+                if tau is not None:
+                    self._relative_tau = tau
+                    return (cos - tau) * cfg.viterbi_scale
             # an absolute reference only where the voiceprint is heard at all: through a room microphone no
             # window reaches the threshold, every window would read "patient" and the clinician's opening
             # question would never be cut from the patient's answer; the caller then looks for a change unaided
             return llr if self._vp_heard or bool((llr > 0).any()) else None
         return None
+
+    def _relative_step(self, cos: np.ndarray, centres: np.ndarray) -> float | None:
+        """The midpoint of a step in the windows' cosine to the voiceprint, or None.
+
+        Voices that the voiceprint's absolute scale cannot separate (two synthetic
+        voices score 0.73-0.94 against one of them, where real patients score
+        0.46-0.66) still differ relative to each other: the windows before a turn
+        change sit higher or lower than those after it. The best single split
+        (the window at it left out) is a change when the two means differ by
+        ``relative_step`` and the windows on each side cover ``relative_side_s``
+        of audio: one real reader's first two windows (a sentence onset) can sit
+        0.10 below the rest (docs/speakers.md, "Relative change test").
+        """
+        cfg = self.config
+        if cfg.relative_step <= 0 or len(cos) < 3:
+            return None
+        win = PARTIAL_FRAMES * HOP
+        side = cfg.relative_side_s * SAMPLE_RATE
+        best, tau = 0.0, 0.0
+        for k in range(1, len(cos) - 1):
+            if centres[k - 1] - centres[0] + win < side or centres[-1] - centres[k + 1] + win < side:
+                continue
+            left, right = float(cos[:k].mean()), float(cos[k + 1 :].mean())
+            if abs(left - right) > best:
+                best, tau = abs(left - right), (left + right) / 2
+        return tau if best >= cfg.relative_step else None
 
     def _fine_gaps(self, coarse: np.ndarray) -> np.ndarray:
         """Between which coarse windows the speaker may change (there all windows are embedded).
@@ -333,8 +396,11 @@ class SpeakerAttributor:
         overlaps a coarse window and pulls its score towards zero.
         """
         gaps = max(0, len(coarse) - 1)
-        llr = self._window_llr(coarse)
-        if llr is None or len(coarse) < 2:
+        step = int(self.config.split_step_s * self.config.coarse_every * SAMPLE_RATE)  # the coarse pass's grid
+        self._relative_tau = None
+        llr = self._window_llr(coarse, np.arange(len(coarse)) * step)
+        relative, self._relative_tau = self._relative_tau is not None, None
+        if llr is None or len(coarse) < 2 or relative:
             return np.ones(gaps, bool)
         clear = np.abs(llr) > self.config.refine_margin
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
@@ -451,6 +517,7 @@ class SpeakerAttributor:
             self._named.fill(0.0)
         self._named = None
         self._vp_heard = False
+        self._relative_tau = None
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
@@ -470,7 +537,7 @@ class SpeakerAttributor:
             return CLINICIAN, round(_sigmoid(logit) * 2 - 1, 4) * 0.5
         return PATIENT, round(_sigmoid(-logit) * 2 - 1, 4) * 0.5
 
-    def _decide(self, embed: np.ndarray, seconds: float, text: str) -> tuple[str, float]:
+    def _decide(self, embed: np.ndarray, seconds: float, text: str, step: float | None = None) -> tuple[str, float]:
         cfg = self.config
         h = self._history
         h.embeds.append(embed)
@@ -480,7 +547,7 @@ class SpeakerAttributor:
         w = np.asarray(h.seconds, np.float64)
         vp = self._voiceprint
         if vp is not None:
-            return self._decide_enrolled(embed, x, w, vp)
+            return self._decide_enrolled(embed, x, w, vp, step)
 
         labels, centroids = self._cluster(x, w, None)
         own = int(labels[-1])
@@ -523,8 +590,15 @@ class SpeakerAttributor:
         self._named = np.stack([centroids[k], centroids[1 - k]]).astype(np.float32)  # (clinician, patient)
         return k
 
-    def _decide_enrolled(self, embed: np.ndarray, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[str, float]:
-        """With a voiceprint: nearest of the clinician (voiceprint-anchored) and patient voices."""
+    def _decide_enrolled(
+        self, embed: np.ndarray, x: np.ndarray, w: np.ndarray, vp: np.ndarray, step: float | None = None
+    ) -> tuple[str, float]:
+        """With a voiceprint: nearest of the clinician (voiceprint-anchored) and patient voices.
+
+        ``step``: the part's windows' mean cosine to the voiceprint less the midpoint of the
+        relative step that split its segment; it replaces the absolute threshold while
+        the visit has no patient voice.
+        """
         cfg = self.config
         self._vp_heard = self._voiceprint_heard(x, w, vp)
         if cfg.enrolled_method == "clusters" or not self._vp_heard:
@@ -533,7 +607,8 @@ class SpeakerAttributor:
             clin, pat = self._anchored(x, w, vp)
         if pat is None:
             self._centroids = None
-            z = (float(embed @ vp) - cfg.threshold) * 20 + cfg.text_weight * self._history.role_logit[-1]
+            score = float(embed @ vp) - cfg.threshold if step is None else step
+            z = score * 20 + cfg.text_weight * self._history.role_logit[-1]
             return (CLINICIAN if z >= 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
         self._centroids = np.stack([clin, pat])
         cos_c = self._centroids @ embed
@@ -748,6 +823,15 @@ class OpenSegmentWatcher:
 
 
 WindowReader = Callable[[int, int], AbstractContextManager[np.ndarray]]
+
+
+def _word_gaps(words: Sequence[Sequence[object]] | None) -> np.ndarray:
+    """Seconds of pause between consecutive words (0 without word ends), in the order of :func:`_word_boundaries`."""
+    if not words or len(words) < 2:
+        return np.zeros(0)
+    return np.asarray(
+        [max(0.0, float(cur[1]) - float(prev[2])) if len(prev) > 2 else 0.0 for prev, cur in zip(words, words[1:])]  # type: ignore[arg-type]
+    )
 
 
 def _word_boundaries(words: Sequence[Sequence[object]] | None) -> np.ndarray:

@@ -253,3 +253,39 @@ def test_attributor_rejects_non_float32_audio(encoder: SpeakerEncoder) -> None:
     att = SpeakerAttributor(encoder)
     with pytest.raises(ValueError):
         att(np.zeros(16000, np.int16), "")
+
+
+def test_relative_step_splits_a_step_but_not_one_readers_onset(encoder: SpeakerEncoder) -> None:
+    """The relative change test on window cosines measured on the bundled demo and on a real reader."""
+    vp = Voiceprint(np.eye(256, dtype=np.float32)[0], 20.0, 0.9, 20)
+    att = SpeakerAttributor(encoder, None, vp)
+    grid = np.arange(9) * int(0.8 * 16000)
+    # the demo's first segment: the espeak clinician (0.87-0.94), then the espeak patient (0.75-0.78)
+    tau = att._relative_step(np.array([0.90, 0.87, 0.93, 0.94, 0.82, 0.78, 0.78, 0.75]), grid[:8])
+    assert tau is not None and 0.8 < tau < 0.87
+    # a LibriSpeech reader alone: the first two windows (a sentence onset) 0.10 below the rest, too short a side
+    onset = np.array([0.73, 0.80, 0.86, 0.85, 0.86, 0.87, 0.87, 0.88, 0.88])
+    assert att._relative_step(onset, grid) is None
+    assert SpeakerAttributor(encoder, None, vp, AttributionConfig(relative_side_s=0.0))._relative_step(onset, grid) is not None
+
+
+def test_relative_step_does_not_split_single_real_readers(encoder: SpeakerEncoder, shared: Path) -> None:
+    """Five LibriSpeech readers, each enrolled on three of their utterances: their other utterances
+    (alone and two by two) are never cut where every window reads as the clinician."""
+    root = shared / "data" / "librispeech-voices" / "test-other"
+    cut = []
+    for reader in sorted(root.iterdir()):
+        audio = [sf.read(str(f), dtype="float32")[0] for f in sorted(reader.glob("*.flac"))]
+        vp = enrol(np.concatenate(audio[:3]), encoder)
+        pause = np.zeros(4800, np.float32)
+        segments = audio[3:] + [np.concatenate([a, pause, b]) for a, b in zip(audio[3:], audio[4:])]
+        for seg in segments:
+            if len(seg) < 3.2 * 16000:
+                continue
+            cos = encoder.window_embeddings(seg, step_s=0.8).embeds @ vp.embedding
+            if cos.min() <= AttributionConfig().window_threshold:
+                continue  # the absolute scale decides there, not the relative test
+            points = SpeakerAttributor(encoder, None, vp).split_points(seg)
+            if points:
+                cut.append((reader.name, len(seg) / 16000, points))
+    assert not cut
