@@ -55,31 +55,10 @@ _TOKEN = re.compile(r"[a-z0-9][a-z0-9'&-]*|\?")
 # Disfluencies carry no behaviour; dropping them makes ASR and transcript text alike.
 _DISFLUENCY = frozenset({"um", "umm", "uh", "uhh", "er", "erm", "ah", "mm", "hmm"})
 CHAR_MIN, CHAR_MAX = 3, 5
-# Word lists shared with the labelling units (edge_agent.behaviours.units), one copy each.
 # Discourse markers that open spoken sentences ("okay, so, and ..."); the words after
 # them decide the sentence type, so the opening is also featurised without them.
-MARKERS = frozenset({"ok", "okay", "right", "alright", "all", "yeah", "yes", "no", "well", "and", "so", "but", "fine",
-                     "great", "good", "sure", "now", "then", "just", "also", "oh", "sorry", "perfect", "lovely", "like"})
-# Two-word markers ("I mean, what ...").
-MARKER_PAIRS = frozenset({("i", "mean"), ("i", "see")})
-WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "whose"})
-WH_CONTRACTED = frozenset({"what's", "how's", "where's", "who's", "why's", "when's", "what're", "how're", "what'd", "how'd"})
-AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
-                 "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "wasn't", "don't", "doesn't", "didn't",
-                 "haven't", "hasn't", "can't", "won't", "wouldn't", "couldn't", "shouldn't", "d'you"})
-
-
-def opening(words: list[str]) -> int:
-    """Index of the first word after the opening discourse markers (the last word is never skipped)."""
-    k, n = 0, len(words)
-    while k < n - 1:
-        if words[k] in MARKERS:
-            k += 1
-        elif k < n - 2 and (words[k], words[k + 1]) in MARKER_PAIRS:
-            k += 2
-        else:
-            break
-    return k
+_MARKERS = frozenset({"ok", "okay", "right", "alright", "all", "yeah", "yes", "no", "well", "and", "so", "but", "fine",
+                      "great", "good", "sure", "now", "then", "just", "also", "oh", "sorry", "perfect", "lovely"})
 
 
 CUE_VALUE = 0.6
@@ -110,11 +89,13 @@ def cues(text: str, words: list[str]) -> list[str]:
     """Question-form cues of a sentence (``words``: its tokens without "?")."""
     lowered = text.lower()
     out = [f"q:{name}" for name, rx in _CUES if rx.search(lowered)]
-    k = opening(words)
-    first_two = " ".join(words[k : k + 2])
-    if _AUX_INITIAL.match(first_two):
+    k = 0
+    while k < len(words) - 1 and words[k] in _MARKERS:
+        k += 1
+    opening = " ".join(words[k : k + 2])
+    if _AUX_INITIAL.match(opening):
         out.append("q:aux-initial")
-    elif _WH_INITIAL.match(first_two):
+    elif _WH_INITIAL.match(opening):
         out.append("q:wh-initial")
     if "?" in lowered:
         out.append("q:question-mark")
@@ -124,7 +105,10 @@ def cues(text: str, words: list[str]) -> list[str]:
 # ---- version 3: sentence-form cues (docs/labelling.md §4.2 and §5.5) ------------------------------
 
 FEATURISER_VERSIONS = (2, 3, 4)
-_WH = WH | WH_CONTRACTED
+_WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "what's", "how's", "where's", "who's"})
+_AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
+                  "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "don't", "doesn't", "didn't",
+                  "haven't", "hasn't", "can't", "won't", "wouldn't", "couldn't", "shouldn't", "d'you"})
 _CLAUSE = re.compile(r"[,;:\u2013\u2014]|\s-\s|\.\.\.")
 _TAG = re.compile(r"^(is|isn't|are|aren't|was|wasn't|do|don't|does|doesn't|did|didn't|have|haven't|has|hasn't|can|can't|will|won't"
                   r"|would|wouldn't)( (it|you|they|he|she|that|we|there|i))?$|^(right|yeah|yes|ok|okay|correct|true|no)$"
@@ -156,6 +140,13 @@ _CUES3: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
 )
 
 
+def _opening(words: list[str]) -> int:
+    k = 0
+    while k < len(words) - 1 and words[k] in _MARKERS:
+        k += 1
+    return k
+
+
 def form_cues(text: str) -> list[str]:
     """Version-3 sentence-form cues (names without prefix)."""
     lowered = text.lower().strip()
@@ -166,15 +157,15 @@ def form_cues(text: str) -> list[str]:
     if not clauses:
         return out
     words = [w for c in clauses for w in c]
-    first = clauses[0][opening(clauses[0]):]
-    last = clauses[-1][opening(clauses[-1]):]
+    first = clauses[0][_opening(clauses[0]):]
+    last = clauses[-1][_opening(clauses[-1]):]
 
     def kind(ws: list[str]) -> str:
         if not ws:
             return "none"
         if ws[0] in _WH or (ws[0] == "in" and len(ws) > 1 and ws[1] == "what"):
             return "wh"
-        if ws[0] in AUX:
+        if ws[0] in _AUX:
             return "aux"
         if ws[0] in ("you", "you're", "you've", "your", "you'd", "you'll"):
             return "you"
@@ -195,7 +186,7 @@ def form_cues(text: str) -> list[str]:
             out.append("declarative-check")
         wh_at = next((i for i, w in enumerate(words) if w in _WH), None)
         if wh_at is not None:
-            out.append("wh-initial" if wh_at <= opening(words) else "wh-later")
+            out.append("wh-initial" if wh_at <= _opening(words) else "wh-later")
         q_words = last if len(clauses) > 1 and k_last in ("wh", "aux") else first
         if q_words and q_words[0] in ("how", "how's") and len(q_words) > 1:
             out.append("how-degree" if q_words[1] in _DEGREE else "how-other")
@@ -242,7 +233,9 @@ def extract(text: str, version: int = 2) -> Counter[str]:
     feats += ["b:" + a + " " + b for a, b in zip(words, words[1:])]
     feats += ["t:" + a + " " + b + " " + c for a, b, c in zip(words, words[1:], words[2:])]
     if words:
-        k = opening(words)
+        k = 0
+        while k < len(words) - 1 and words[k] in _MARKERS:
+            k += 1
         feats += ["f:" + words[0], "f2:" + " ".join(words[:2]), "g:" + words[k], "g2:" + " ".join(words[k : k + 2]),
                   "g3:" + " ".join(words[k : k + 3])]
     if toks:

@@ -30,11 +30,17 @@ import re
 
 import numpy as np
 
-from edge_agent.behaviours.features import AUX, WH, WH_CONTRACTED, opening
 from edge_agent.behaviours.text import split_sentences
 
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9'-]*")
 _FILLERS = frozenset({"um", "umm", "uh", "uhh", "er", "erm", "ah", "mm", "hmm", "mhm", "mm-hmm", "uh-huh"})
+_MARKERS = frozenset({"ok", "okay", "right", "alright", "yeah", "yes", "no", "well", "and", "so", "but", "now", "then",
+                      "oh", "sorry", "just", "also", "fine", "great", "good", "sure", "like", "i", "mean", "see"})
+_WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "whose"})
+_WH_CONTRACTED = frozenset({"what's", "how's", "where's", "who's", "why's", "when's", "what're", "how're", "what'd", "how'd"})
+_AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
+                  "should", "shall", "may", "might", "isn't", "aren't", "wasn't", "don't", "doesn't", "didn't", "haven't",
+                  "hasn't", "can't", "won't", "wouldn't", "couldn't", "shouldn't", "d'you"})
 _SUBJECT = frozenset({"you", "i", "we", "it", "that", "this", "there", "they", "he", "she", "your", "the", "any", "anything",
                       "anyone", "anybody", "someone", "something", "things", "everything", "all", "these", "those", "my", "his",
                       "her", "their", "our", "a", "an", "ya", "y'all"})
@@ -55,7 +61,10 @@ def _words(text: str) -> list[str]:
 
 
 def _after_markers(ws: list[str]) -> list[str]:
-    return ws[opening(ws):]
+    k = 0
+    while k < len(ws) - 1 and ws[k] in _MARKERS:
+        k += 1
+    return ws[k:]
 
 
 def question_form(text: str) -> bool:
@@ -64,11 +73,11 @@ def question_form(text: str) -> bool:
     if len(ws) < 2:
         return False
     a, b = ws[0], ws[1]
-    if a in WH_CONTRACTED:
+    if a in _WH_CONTRACTED:
         return True
-    if a in WH:
+    if a in _WH:
         return b == "come" or b not in _PRONOUN
-    return a in AUX and b in _SUBJECT
+    return a in _AUX and b in _SUBJECT
 
 
 def normalise(text: str) -> str:
