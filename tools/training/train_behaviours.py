@@ -22,7 +22,7 @@ Writes (and records in models/MANIFEST):
   models/behaviours_tokenizer.json    its tokenizer
   models/behaviours_encoder_NOTICE.txt  Apache-2.0 notice of the encoder weights
 and regenerates docs/behaviours-eval.md (in-domain and leave-one-source-out side by side;
-the ``coaching-bench`` section is kept as it is).
+the ``coaching-bench`` and ``latency`` sections are kept as they are).
 """
 
 from __future__ import annotations
@@ -400,6 +400,10 @@ def _f(x: float) -> str:
     return f"{x:.3f}"
 
 
+# Sections of the document written by other tools (the benches), kept as they are when the document is regenerated.
+KEPT_SECTIONS = ("coaching-bench", "latency")
+
+
 def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dict, secs: float) -> None:
     r = results[chosen]
     prev = json.loads(PREVIOUS.read_text(encoding="utf-8")) if PREVIOUS.is_file() else None
@@ -515,9 +519,11 @@ def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dic
         "",
     ]
     old = DOC.read_text(encoding="utf-8") if DOC.is_file() else ""
-    start = old.find("<!-- coaching-bench:start")
-    end = old.find("<!-- coaching-bench:end -->")
-    tail = old[start : end + len("<!-- coaching-bench:end -->")] + "\n" if start >= 0 and end > start else ""
+    tail = ""
+    for section in KEPT_SECTIONS:
+        start = old.find(f"<!-- {section}:start")
+        end = old.find(f"<!-- {section}:end -->")
+        tail += old[start : end + len(f"<!-- {section}:end -->")] + "\n" if start >= 0 and end > start else ""
     DOC.write_text("\n".join(lines) + tail, encoding="utf-8")
 
 

@@ -1,0 +1,57 @@
+"""Interleaved per-sentence latency of behaviour classifiers built into different model folders.
+
+    python -m tools.bench.behaviours_ab current=models candidate=/path/to/other/models
+
+Every classifier classifies the same PriMock57 doctor sentences one per call (as the device does and as
+``edge-agent bench behaviours`` measures), in a random order per sentence, so the load of a shared
+machine falls on all of them alike. Reports the first pass (median, p95: the bench's target figure)
+and each sentence's fastest of ``--reps`` passes. Each folder needs its own MANIFEST.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("models", nargs="+", help="name=folder")
+    ap.add_argument("--sentences", type=int, default=500)
+    ap.add_argument("--reps", type=int, default=3)
+    args = ap.parse_args(argv)
+
+    from edge_agent.behaviours.classifier import BehaviourClassifier
+    from edge_agent.behaviours.text import is_filler, split_sentences
+    from tools.corpus.primock import iter_consultations
+
+    dirs = dict(a.split("=", 1) for a in args.models)
+    clfs = {n: BehaviourClassifier(threads=1, models_dir=Path(d)) for n, d in dirs.items()}
+    sents = [s for c in iter_consultations() for t in c.of("doctor") for s in split_sentences(t.text) if not is_filler(s)]
+    sents = sents[: args.sentences]
+    names = list(clfs)
+    for n in names:
+        clfs[n].classify(sents[:64])  # warm-up, as the bench
+    first: dict[str, list[float]] = {n: [] for n in names}
+    best = {n: [float("inf")] * len(sents) for n in names}
+    rng = np.random.default_rng(1)
+    for rep in range(args.reps):
+        for k, s in enumerate(sents):
+            for n in rng.permutation(names):
+                t0 = time.perf_counter()
+                clfs[n].classify([s])
+                ms = (time.perf_counter() - t0) * 1000
+                if rep == 0:
+                    first[n].append(ms)
+                best[n][k] = min(best[n][k], ms)
+    for n in names:
+        print(f"{n:12s} median {statistics.median(first[n]):.3f}  p95 {np.percentile(first[n], 95):.3f}  "
+              f"fastest of {args.reps}: median {np.median(best[n]):.3f}  p95 {np.percentile(best[n], 95):.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
