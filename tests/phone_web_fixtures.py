@@ -55,9 +55,9 @@ def browser_available() -> str | None:
 class TimelineRunner(RecordingRunner):
     """The scripted runner whose report also carries the turn timeline and a mark (fast tests)."""
 
-    def stop(self) -> feedback_pb2.Feedback:
+    def stop(self, quotes: bool = False) -> feedback_pb2.Feedback:
         lines = list(self._script_source)
-        fb = super().stop()
+        fb = super().stop(quotes)
         speakers = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
         for ln in lines:
             fb.timeline.add(speaker=speakers.get(ln.speaker, feedback_pb2.SPEAKER_OTHER), start_s=ln.t0, end_s=ln.t1)
