@@ -68,8 +68,10 @@ class LiveTranscriptView:
             self._live.update(Text(""))
             self._live.console.print(line)
         elif isinstance(event, SpeakerRelabel):
+            # printed when the visit's clustering revisits an earlier line, so after later lines: say which
             line = Text(f"[{mmss(event.t0)}] ", style="dim")
-            line.append(f"speaker for this line: {event.speaker}", style="dim italic")
+            who = "another speaker" if event.speaker == "other" else f"the {event.speaker}"
+            line.append(f"correction: the line at {mmss(event.t0)} was {who}", style="dim italic")
             self._live.console.print(line)
         elif isinstance(event, SegmentDiscarded):
             self._live.update(Text(""))
