@@ -84,6 +84,9 @@ CANDIDATES: dict[str, dict] = {
                       "desc": "first 2 layers, int8 word table, weight-only 8-bit MatMulNBits (block 32)"},
     "minilm-l6-nb8": {"kind": "transformer", "layers": 6, "max_length": 64, "emb": "int8", "weights": "nbits8",
                       "desc": "all 6 layers, int8 word table, weight-only 8-bit MatMulNBits (block 32)"},
+    "minilm-l2d-dyn8f": {"kind": "transformer", "layers": 2, "max_length": 64, "emb": "int8", "weights": "dyn8", "fuse": True,
+                         "distil": True,
+                         "desc": "2 layers distilled from the first 3 (tools/encoder/distil.py), fused, int8 word table, dynamic int8 MatMulInteger"},
 }
 
 PARITY_SENTENCES = [
@@ -128,6 +131,23 @@ def sources() -> dict:
         },
         "build_tools": {p: ver(p) for p in ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "numpy")},
     }
+
+
+_DISTILLED: dict = {}
+
+
+def torch_model(spec: dict):  # type: ignore[no-untyped-def]
+    """The float32 torch model of a transformer candidate: truncated, or (``distil``) trained by distil.py once per process."""
+    if not spec.get("distil"):
+        return load_torch_model(spec["layers"])
+    if "model" not in _DISTILLED:
+        from tools.encoder.distil import train_student
+
+        student, cos, hold = train_student()
+        _DISTILLED["model"] = student
+        _DISTILLED["held_aside"] = {"texts": len(hold), "cos_mean": round(float(cos.mean()), 5),
+                                    "cos_p5": round(float(np.percentile(cos, 5)), 5), "cos_min": round(float(cos.min()), 5)}
+    return _DISTILLED["model"]
 
 
 def load_torch_model(layers: int):  # type: ignore[no-untyped-def]
@@ -238,11 +258,11 @@ def export_static(table: np.ndarray, path: Path) -> None:
 # --------------------------------------------------------------------------- transformer family
 
 
-def export_transformer(layers: int, max_length: int, path: Path) -> None:
+def export_transformer(spec: dict, path: Path) -> None:
     import torch
 
+    bert = torch_model(spec)  # distil.py fixes its own thread count while training
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    bert = load_torch_model(layers)
 
     class MeanPoolL2(torch.nn.Module):
         def __init__(self, m):  # type: ignore[no-untyped-def]
@@ -337,7 +357,7 @@ def build_transformer(spec: dict, out: Path) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        export_transformer(spec["layers"], spec["max_length"], raw)
+        export_transformer(spec, raw)
         if spec.get("fuse"):
             model = fuse_bert(raw)
         else:
@@ -376,7 +396,7 @@ def build_transformer(spec: dict, out: Path) -> None:
 # --------------------------------------------------------------------------- parity and metadata
 
 
-def reference_embeddings(texts: list[str], layers: int, max_length: int, special: bool) -> np.ndarray:
+def reference_embeddings(texts: list[str], spec: dict, max_length: int, special: bool) -> np.ndarray:
     """float32 torch embeddings (mean-pool + L2) of the same truncated model, for parity."""
     import torch
     from tokenizers import Tokenizer
@@ -384,7 +404,7 @@ def reference_embeddings(texts: list[str], layers: int, max_length: int, special
     tok = Tokenizer.from_file(str(minilm_dir() / "tokenizer.json"))
     tok.no_padding()
     tok.enable_truncation(max_length)
-    model = load_torch_model(layers)
+    model = torch_model(spec)
     rows = []
     with torch.inference_mode():
         for t in texts:
@@ -436,9 +456,12 @@ def build(name: str, out: Path) -> dict:
     enc = Encoder(out, threads=2)
     got = enc.embed(PARITY_SENTENCES)
     if spec["kind"] == "transformer":
-        ref = reference_embeddings(PARITY_SENTENCES, spec["layers"], max_length, True)
+        ref = reference_embeddings(PARITY_SENTENCES, spec, max_length, True)
         cos = (got * ref).sum(1)
         meta["parity_cosine_vs_torch_fp32_min"] = round(float(cos.min()), 6)
+        if spec.get("distil"):  # student (float32) vs its teacher on texts held aside from the distillation
+            meta["distil_held_aside_vs_teacher"] = _DISTILLED["held_aside"]
+            meta["build"] = f"HF_HUB_OFFLINE=1 python tools/encoder/build.py --candidate {name} --out DIR  (trains tools/encoder/distil.py)"
     meta["build_seconds"] = round(build_secs, 1)
     meta_out = dict(meta)
     meta_out.pop("build_seconds")  # keep the file deterministic

