@@ -94,7 +94,7 @@ class AttributionConfig:
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
     # two-centroid window score: the visit's two voices closer than this (1 - cosine of their centroids) get a
     # proportionally larger viterbi_scale, so a window halfway between them scores the same for any pair (0: off)
-    separation_ref: float = 0.25
+    separation_ref: float = 0.30
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
     # enrolled, no patient voice yet, and every window above window_threshold: the segment is also tested relative to
@@ -357,7 +357,7 @@ class SpeakerAttributor:
         if models is not None:
             a, b = models
             gain = self._separation_gain(a, b)
-            if gain > 1.0 and self._voiceprint is not None:
+            if gain > 1.0 and self._voiceprint is not None and self._vp_heard:
                 a = self._voiceprint
             mid = self._window_midpoint(a, b) if gain > 1.0 else 0.0
             return (embeds @ a - embeds @ b - mid) * cfg.viterbi_scale * gain
@@ -379,14 +379,12 @@ class SpeakerAttributor:
         """How much the two-centroid window score is scaled up for a pair of voices closer than ``separation_ref``.
 
         A window of one voice scores about ``1 - cos(a, b)`` towards it, so on a close pair
-        (the demo's espeak voices: 0.09-0.15) a turn of two windows never outweighs the switch
-        penalty that a pair of real voices (0.25-0.43 apart, close-talk) clears easily. Never
-        below 1; 1 without a voiceprint heard in this visit's channel (the voiceprint is the
-        clean reference the close-pair score needs, docs/speakers.md "Close voice pairs").
+        (two synthetic voices: 0.11-0.15) a turn of two windows never outweighs the switch
+        penalty that a pair of real voices (0.3 and more apart) clears easily. Never below 1.
         """
         ref = self.config.separation_ref
         sep = 1.0 - float(a @ b)
-        if ref <= 0 or sep >= ref or self._voiceprint is None or not self._vp_heard:
+        if ref <= 0 or sep >= ref:
             return 1.0
         return ref / max(sep, ref / 4)
 
@@ -688,7 +686,7 @@ class SpeakerAttributor:
         if self._is_other(float(cos_c.max()), float(w[-1])):
             return OTHER, 1.0 - float(cos_c.max()) / cfg.other_cos
         score = float(cos_c[0] - cos_c[1])
-        if self._separation_gain(clin, pat) > 1.0:
+        if self._separation_gain(clin, pat) > 1.0 and self._vp_heard:
             score = float(embed @ vp - embed @ pat) - self._window_midpoint(vp, pat, windows=False)
         z = (score - cfg.enrolled_bias) * 30 + cfg.text_weight * self._history.role_logit[-1]
         return (CLINICIAN if z > 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
