@@ -92,8 +92,9 @@ class AttributionConfig:
     coarse_every: int = 2  # first pass: every n-th window; the rest only where a change may be
     refine_margin: float = 0.5  # both coarse neighbours beyond this log-likelihood ratio, same side: no fine windows between
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
-    # two-centroid window score: the visit's two voices closer than this (1 - cosine of their centroids) get a
-    # proportionally larger viterbi_scale, so a window halfway between them scores the same for any pair (0: off)
+    # open segment's watcher, enrolled with the voiceprint heard: the visit's two voices closer than this (1 - cosine of
+    # their centroids) are scored voiceprint against patient centroid, centred on the visit's midpoint, with a
+    # proportionally larger viterbi_scale (0: off; docs/speakers.md "Close voice pairs in the open segment")
     separation_ref: float = 0.25
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
@@ -351,6 +352,10 @@ class SpeakerAttributor:
         whose every window reads "clinician" on the voiceprint's absolute scale is also
         tested against itself (:meth:`_relative_step`); when it holds a step, the windows
         are scored against the step's midpoint, kept in ``_relative_tau`` for the parts.
+        Without ``centres`` (the open segment's watcher) a pair of voices closer than
+        ``separation_ref`` is scored against the voiceprint and the visit's midpoint
+        (:meth:`_separation_gain`, :meth:`_window_midpoint`); on closed segments that
+        cost the espeak PriMock57 set 1-3 points (docs/speakers.md).
         """
         cfg = self.config
         models = self._models()
@@ -382,7 +387,7 @@ class SpeakerAttributor:
         (the demo's espeak voices: 0.09-0.15) a turn of two windows never outweighs the switch
         penalty that a pair of real voices (0.25-0.43 apart, close-talk) clears easily. Never
         below 1; 1 without a voiceprint heard in this visit's channel (the voiceprint is the
-        clean reference the close-pair score needs, docs/speakers.md "Close voice pairs").
+        clean reference the close-pair score needs, docs/speakers.md "Close voice pairs in the open segment").
         """
         ref = self.config.separation_ref
         sep = 1.0 - float(a @ b)
@@ -390,7 +395,7 @@ class SpeakerAttributor:
             return 1.0
         return ref / max(sep, ref / 4)
 
-    def _window_midpoint(self, a: np.ndarray, b: np.ndarray, windows: bool = True) -> float:
+    def _window_midpoint(self, a: np.ndarray, b: np.ndarray) -> float:
         """Halfway between the two voices' mean window scores ``cos(a) - cos(b)`` so far in the visit (0 if either has none).
 
         On a close pair zero is not halfway between the two voices' windows (the demo's
@@ -399,7 +404,7 @@ class SpeakerAttributor:
         from windows knows its windows' mean length (``window_norm``), so its mean window
         score follows without any window kept. An entry is scored against its own voice's
         centroid without itself (a new window is not in the centroid either); the voices'
-        sides are the current clusters'. ``windows=False``: the same for whole-entry embeddings.
+        sides are the current clusters'.
         """
         h = self._history
         if not h.embeds:
@@ -428,7 +433,7 @@ class SpeakerAttributor:
                 other = (b, a)[k]
                 cos_own, cos_other = float(x[i] @ r), float(x[i] @ other)
                 d = cos_own - cos_other if k == 0 else cos_other - cos_own
-                scores.append(d * (norm[i] if windows else 1.0))
+                scores.append(d * norm[i])
             means.append(float(np.average(scores, weights=w[m])))
         return (means[0] + means[1]) / 2
 
