@@ -41,7 +41,9 @@ Where the voiceprint alone is the reference and every window of a segment
 is above its absolute window threshold (two voices closer than two people,
 such as the demo's espeak pair, or one voice), the segment is also tested
 relative to itself: a step in its windows' cosine to the voiceprint
-(:meth:`SpeakerAttributor._relative_step`).
+(:meth:`SpeakerAttributor._relative_step`). In a still-open segment a pair of
+voices closer than two people (``separation_ref``) is scored against the
+voiceprint and the visit's own midpoint (:class:`OpenSegmentWatcher`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
