@@ -396,6 +396,11 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         min=0, live=True,
     ),
     "speakers.viterbi_scale": _doc("change-point search: window score (cosine difference) to log-likelihood ratio", min=0, live=True),
+    "speakers.separation_ref": _doc(
+        "enrolled, voiceprint heard, the visit's two voices closer than this (1 - cosine of their centroids): the"
+        " open segment's watcher scores windows against the voiceprint and the visit's midpoint, scaled up by"
+        " separation_ref / separation (0 = off)", min=0, max=2, live=True,
+    ),
     "speakers.switch_penalty": _doc("log-likelihood a speaker change must win by", min=0, live=True),
     "speakers.window_threshold": _doc("enrolled, no patient voice yet: window cosine to the voiceprint for the clinician", min=-1, max=1, live=True),
     "speakers.relative_step": _doc(

@@ -41,7 +41,9 @@ Where the voiceprint alone is the reference and every window of a segment
 is above its absolute window threshold (two voices closer than two people,
 such as the demo's espeak pair, or one voice), the segment is also tested
 relative to itself: a step in its windows' cosine to the voiceprint
-(:meth:`SpeakerAttributor._relative_step`).
+(:meth:`SpeakerAttributor._relative_step`). In a still-open segment a pair of
+voices closer than two people (``separation_ref``) is scored against the
+voiceprint and the visit's own midpoint (:class:`OpenSegmentWatcher`).
 
 Privacy: the pipeline hands over :class:`SpeakerFeatures` (mel frames and a
 10 ms energy envelope, computed when the segment closed and its audio was
@@ -92,6 +94,10 @@ class AttributionConfig:
     coarse_every: int = 2  # first pass: every n-th window; the rest only where a change may be
     refine_margin: float = 0.5  # both coarse neighbours beyond this log-likelihood ratio, same side: no fine windows between
     viterbi_scale: float = 20.0  # window score (cosine difference) -> log-likelihood ratio
+    # open segment's watcher, enrolled with the voiceprint heard: the visit's two voices closer than this (1 - cosine of
+    # their centroids) are scored voiceprint against patient centroid, centred on the visit's midpoint, with a
+    # proportionally larger viterbi_scale (0: off; docs/speakers.md "Close voice pairs in the open segment")
+    separation_ref: float = 0.25
     switch_penalty: float = 1.0  # log-likelihood a speaker change must win by
     window_threshold: float = 0.70  # enrolled, no patient voice yet: 1.6 s window cosine to the voiceprint (real voices, docs/realvoice.md 5.3)
     # enrolled, no patient voice yet, and every window above window_threshold: the segment is also tested relative to
@@ -137,6 +143,9 @@ class _History:
     embeds: list[np.ndarray] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     role_logit: list[float] = field(default_factory=list)  # word-weighted log-odds of "doctor"
+    # length of the mean of the entry's 1.6 s window embeddings (0: not from windows); embeds[i] * window_norm[i]
+    # is that mean, so the entry's mean window score against any two voices follows without keeping the windows
+    window_norm: list[float] = field(default_factory=list)
 
     def wipe(self) -> None:
         for e in self.embeds:
@@ -144,6 +153,7 @@ class _History:
         self.embeds.clear()
         self.seconds.clear()
         self.role_logit.clear()
+        self.window_norm.clear()
 
 
 def _sigmoid(x: float) -> float:
@@ -237,12 +247,14 @@ class SpeakerAttributor:
                 inside = (centres >= a) & (centres < b)
                 if not inside.any():
                     inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
-                embed = l2_normalise(wins.embeds[inside].mean(axis=0))
+                mean = wins.embeds[inside].mean(axis=0)
+                norm = float(np.linalg.norm(mean))
+                embed = l2_normalise(mean)
                 # split by the relative step: the part's side of it (while no patient voice is known)
                 step = None
                 if tau is not None and len(bounds) > 2 and self._voiceprint is not None:
                     step = float((wins.embeds[inside] @ self._voiceprint).mean()) - tau
-                speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text, step)
+                speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text, step, norm)
                 parts.append(Attribution(a, b, speaker, conf, len(self._history.embeds) - 1))
             return parts
         finally:
@@ -342,12 +354,20 @@ class SpeakerAttributor:
         whose every window reads "clinician" on the voiceprint's absolute scale is also
         tested against itself (:meth:`_relative_step`); when it holds a step, the windows
         are scored against the step's midpoint, kept in ``_relative_tau`` for the parts.
+        Without ``centres`` (the open segment's watcher) a pair of voices closer than
+        ``separation_ref`` is scored against the voiceprint and the visit's midpoint
+        (:meth:`_separation_gain`, :meth:`_window_midpoint`); on closed segments that
+        cost the espeak PriMock57 set 1-3 points (docs/speakers.md).
         """
         cfg = self.config
         models = self._models()
         if models is not None:
             a, b = models
-            return (embeds @ a - embeds @ b) * cfg.viterbi_scale
+            gain = self._separation_gain(a, b) if centres is None else 1.0  # the open segment's watcher only
+            if gain > 1.0 and self._voiceprint is not None:
+                a = self._voiceprint
+            mid = self._window_midpoint(a, b) if gain > 1.0 else 0.0
+            return (embeds @ a - embeds @ b - mid) * cfg.viterbi_scale * gain
         if self._voiceprint is not None:
             cos = embeds @ self._voiceprint
             llr = (cos - cfg.window_threshold) * cfg.viterbi_scale
@@ -361,6 +381,63 @@ class SpeakerAttributor:
             # question would never be cut from the patient's answer; the caller then looks for a change unaided
             return llr if self._vp_heard or bool((llr > 0).any()) else None
         return None
+
+    def _separation_gain(self, a: np.ndarray, b: np.ndarray) -> float:
+        """How much the two-centroid window score is scaled up for a pair of voices closer than ``separation_ref``.
+
+        A window of one voice scores about ``1 - cos(a, b)`` towards it, so on a close pair
+        (the demo's espeak voices: 0.09-0.15) a turn of two windows never outweighs the switch
+        penalty that a pair of real voices (0.25-0.43 apart, close-talk) clears easily. Never
+        below 1; 1 without a voiceprint heard in this visit's channel (the voiceprint is the
+        clean reference the close-pair score needs, docs/speakers.md "Close voice pairs in the open segment").
+        """
+        ref = self.config.separation_ref
+        sep = 1.0 - float(a @ b)
+        if ref <= 0 or sep >= ref or self._voiceprint is None or not self._vp_heard:
+            return 1.0
+        return ref / max(sep, ref / 4)
+
+    def _window_midpoint(self, a: np.ndarray, b: np.ndarray) -> float:
+        """Halfway between the two voices' mean window scores ``cos(a) - cos(b)`` so far in the visit (0 if either has none).
+
+        On a close pair zero is not halfway between the two voices' windows (the demo's
+        espeak pair: its patient's windows score -0.03 to +0.01 against the voiceprint
+        and the patient centroid, its clinician's +0.06 to +0.17). Each history entry split
+        from windows knows its windows' mean length (``window_norm``), so its mean window
+        score follows without any window kept. An entry is scored against its own voice's
+        centroid without itself (a new window is not in the centroid either); the voices'
+        sides are the current clusters'.
+        """
+        h = self._history
+        if not h.embeds:
+            return 0.0
+        cfg = self.config
+        x = np.stack(h.embeds).astype(np.float64)
+        norm = np.asarray(h.window_norm, np.float64)
+        w = np.asarray(h.seconds, np.float64)
+        wl = np.where(w >= cfg.min_cluster_s, w, 0.0)
+        use = (norm > 0) & (wl > 0)
+        sides = self._centroids if self._centroids is not None else np.stack([a, b])
+        side = (x @ sides[0]) >= (x @ sides[1])
+        means = []
+        for k, m in ((0, use & side), (1, use & ~side)):
+            if not m.any():
+                return 0.0
+            ref = (a, b)[k]
+            own = (wl[:, None] * x)[side if k == 0 else ~side].sum(axis=0)
+            scores = []
+            for i in np.flatnonzero(m):
+                if self._voiceprint is not None and ref is self._voiceprint:
+                    r = ref
+                else:  # this voice's centroid without the entry itself
+                    rest = own - wl[i] * x[i]
+                    r = rest / max(float(np.linalg.norm(rest)), 1e-9)
+                other = (b, a)[k]
+                cos_own, cos_other = float(x[i] @ r), float(x[i] @ other)
+                d = cos_own - cos_other if k == 0 else cos_other - cos_own
+                scores.append(d * norm[i])
+            means.append(float(np.average(scores, weights=w[m])))
+        return (means[0] + means[1]) / 2
 
     def _relative_step(self, cos: np.ndarray, centres: np.ndarray) -> float | None:
         """The midpoint of a step in the windows' cosine to the voiceprint, or None.
@@ -537,12 +614,15 @@ class SpeakerAttributor:
             return CLINICIAN, round(_sigmoid(logit) * 2 - 1, 4) * 0.5
         return PATIENT, round(_sigmoid(-logit) * 2 - 1, 4) * 0.5
 
-    def _decide(self, embed: np.ndarray, seconds: float, text: str, step: float | None = None) -> tuple[str, float]:
+    def _decide(
+        self, embed: np.ndarray, seconds: float, text: str, step: float | None = None, window_norm: float = 0.0
+    ) -> tuple[str, float]:
         cfg = self.config
         h = self._history
         h.embeds.append(embed)
         h.seconds.append(seconds)
         h.role_logit.append(self._role_logit(text))
+        h.window_norm.append(window_norm)
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         vp = self._voiceprint

@@ -269,6 +269,47 @@ def test_relative_step_splits_a_step_but_not_one_readers_onset(encoder: SpeakerE
     assert SpeakerAttributor(encoder, None, vp, AttributionConfig(relative_side_s=0.0))._relative_step(onset, grid) is not None
 
 
+def test_close_pair_watcher_score_gated_and_centred(encoder: SpeakerEncoder) -> None:
+    """The open segment's close-pair score: only with the voiceprint heard and a pair closer than
+    separation_ref; closed segments (window centres given) keep the plain two-centroid score."""
+    eye = np.eye(256, dtype=np.float32)
+    vp = Voiceprint(eye[0], 20.0, 0.9, 20)
+    att = SpeakerAttributor(encoder, None, vp)
+
+    def unit(*xs: float) -> np.ndarray:
+        v = np.zeros(256, np.float32)
+        v[: len(xs)] = xs
+        return v / np.linalg.norm(v)
+
+    clin, pat = unit(1.0, 0.3), unit(1.0, 0.8)  # 1 - cos = 0.073: a close pair
+    gain = 0.25 / (1.0 - float(clin @ pat))
+    att._centroids = np.stack([clin, pat])
+    wins = np.stack([unit(1.0, 0.35), unit(1.0, 0.75)])
+    plain = (wins @ clin - wins @ pat) * 20.0
+    att._vp_heard = False
+    assert att._separation_gain(clin, pat) == 1.0
+    np.testing.assert_allclose(att._window_llr(wins), plain, rtol=1e-5)
+    att._vp_heard = True
+    assert att._separation_gain(clin, pat) == pytest.approx(gain)
+    assert att._separation_gain(clin, unit(1.0, 0.4)) == pytest.approx(4.0)  # 1 - cos = 0.006: capped at 4
+    np.testing.assert_allclose(att._window_llr(wins, np.array([12800, 25600])), plain, rtol=1e-5)
+    live = att._window_llr(wins)  # the watcher: voiceprint side, scaled (no history yet: midpoint 0)
+    np.testing.assert_allclose(live, (wins @ eye[0] - wins @ pat) * 20.0 * gain, rtol=1e-5)
+    assert live[0] > 0 > live[1]
+    far = unit(0.0, 1.0)
+    assert att._separation_gain(clin, far) == 1.0
+    # the midpoint: each entry against its own voice's centroid without itself
+    for e, sec in ((unit(1.0, 0.3), 4.0), (unit(1.0, 0.32), 3.0), (unit(1.0, 0.8), 4.0), (unit(1.0, 0.78), 3.0)):
+        att._history.embeds.append(e)
+        att._history.seconds.append(sec)
+        att._history.role_logit.append(0.0)
+        att._history.window_norm.append(0.9)
+    mid = att._window_midpoint(eye[0], pat)
+    assert -0.2 < mid < 0.2 and mid != 0.0
+    att.forget()
+    assert not att._history.window_norm
+
+
 def test_relative_step_does_not_split_single_real_readers(encoder: SpeakerEncoder, shared: Path) -> None:
     """Five LibriSpeech readers, each enrolled on three of their utterances: their other utterances
     (alone and two by two) are never cut where every window reads as the clinician."""
