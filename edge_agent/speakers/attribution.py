@@ -181,7 +181,6 @@ class SpeakerAttributor:
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
-        self._relative_tau: float | None = None  # this segment was split by the relative step: the midpoint cosine
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -234,9 +233,7 @@ class SpeakerAttributor:
         wins = self.encoder.refined_window_embeddings(feats, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
-            self._relative_tau = None
-            points = self._change_points(feats, wins.embeds, centres, words)
-            tau, self._relative_tau = self._relative_tau, None
+            points, tau = self._change_points(feats, wins.embeds, centres, words)
             bounds = [0, *points, n]
             parts = []
             for a, b in zip(bounds, bounds[1:]):
@@ -269,9 +266,8 @@ class SpeakerAttributor:
         wins = self.encoder.window_embeddings(feats, step_s=cfg.split_step_s)
         try:
             centres = (wins.starts + np.minimum(wins.stops, feats.n_samples)) // 2
-            return self._change_points(feats, wins.embeds, centres, words)
+            return self._change_points(feats, wins.embeds, centres, words)[0]
         finally:
-            self._relative_tau = None
             wins.embeds.fill(0.0)
             if owned:
                 feats.wipe()
@@ -283,8 +279,8 @@ class SpeakerAttributor:
 
     def _change_points(
         self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, words: Sequence[WordTime] | None
-    ) -> list[int]:
-        """Change points from 1.6 s window embeddings every ``split_step_s``.
+    ) -> tuple[list[int], float | None]:
+        """Change points from 1.6 s window embeddings every ``split_step_s``, and the relative step's midpoint.
 
         With two known voices (the voiceprint and the visit's patient voice, or
         the two clusters without enrolment) each window gets a score
@@ -295,14 +291,16 @@ class SpeakerAttributor:
         windows before and after disagree most is taken if they disagree enough.
         Points are moved to the quietest 20 ms within ``snap_s`` (the pause
         between two turns), then to the nearest word start if words are given.
+        The midpoint is not None when the relative step (:meth:`_relative_step`)
+        placed the points: it then names the parts.
         """
         cfg = self.config
         n = feats.n_samples
         if len(embeds) < 3:
-            return []
-        llr = self._window_llr(embeds, centres)
+            return [], None
+        llr, tau = self._window_scores(embeds, centres)
         if llr is None:
-            return self._single_change_point(feats, embeds, centres)
+            return self._single_change_point(feats, embeds, centres), None
         labels = _viterbi(llr, cfg.switch_penalty)
         change = np.flatnonzero(labels[1:] != labels[:-1])
         points = [self._place(feats, i, labels, llr, centres, words) for i in change]
@@ -311,7 +309,7 @@ class SpeakerAttributor:
         for p in points:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
-        return kept
+        return kept, tau
 
     def _place(
         self, feats: SpeakerFeatures, i: int, labels: np.ndarray, llr: np.ndarray, centres: np.ndarray,
@@ -348,12 +346,16 @@ class SpeakerAttributor:
         return max(0, min(feats.n_samples, best))
 
     def _window_llr(self, embeds: np.ndarray, centres: np.ndarray | None = None) -> np.ndarray | None:
-        """Per-window evidence for the clinician side (None without any reference voice).
+        """Per-window evidence for the clinician side (None without any reference voice)."""
+        return self._window_scores(embeds, centres)[0]
+
+    def _window_scores(self, embeds: np.ndarray, centres: np.ndarray | None = None) -> tuple[np.ndarray | None, float | None]:
+        """Per-window evidence for the clinician side (None without any reference voice), and the relative midpoint.
 
         With ``centres`` (the windows' sample positions in a closed segment), a segment
         whose every window reads "clinician" on the voiceprint's absolute scale is also
         tested against itself (:meth:`_relative_step`); when it holds a step, the windows
-        are scored against the step's midpoint, kept in ``_relative_tau`` for the parts.
+        are scored against the step's midpoint, returned for naming the parts.
         Without ``centres`` (the open segment's watcher) a pair of voices closer than
         ``separation_ref`` is scored against the voiceprint and the visit's midpoint
         (:meth:`_separation_gain`, :meth:`_window_midpoint`); on closed segments that
@@ -367,20 +369,19 @@ class SpeakerAttributor:
             if gain > 1.0 and self._voiceprint is not None:
                 a = self._voiceprint
             mid = self._window_midpoint(a, b) if gain > 1.0 else 0.0
-            return (embeds @ a - embeds @ b - mid) * cfg.viterbi_scale * gain
+            return (embeds @ a - embeds @ b - mid) * cfg.viterbi_scale * gain, None
         if self._voiceprint is not None:
             cos = embeds @ self._voiceprint
             llr = (cos - cfg.window_threshold) * cfg.viterbi_scale
             if centres is not None and bool((llr > 0).all()):
                 tau = self._relative_step(cos, centres)
                 if tau is not None:
-                    self._relative_tau = tau
-                    return (cos - tau) * cfg.viterbi_scale
+                    return (cos - tau) * cfg.viterbi_scale, tau
             # an absolute reference only where the voiceprint is heard at all: through a room microphone no
             # window reaches the threshold, every window would read "patient" and the clinician's opening
             # question would never be cut from the patient's answer; the caller then looks for a change unaided
-            return llr if self._vp_heard or bool((llr > 0).any()) else None
-        return None
+            return (llr if self._vp_heard or bool((llr > 0).any()) else None), None
+        return None, None
 
     def _separation_gain(self, a: np.ndarray, b: np.ndarray) -> float:
         """How much the two-centroid window score is scaled up for a pair of voices closer than ``separation_ref``.
@@ -474,10 +475,8 @@ class SpeakerAttributor:
         """
         gaps = max(0, len(coarse) - 1)
         step = int(self.config.split_step_s * self.config.coarse_every * SAMPLE_RATE)  # the coarse pass's grid
-        self._relative_tau = None
-        llr = self._window_llr(coarse, np.arange(len(coarse)) * step)
-        relative, self._relative_tau = self._relative_tau is not None, None
-        if llr is None or len(coarse) < 2 or relative:
+        llr, tau = self._window_scores(coarse, np.arange(len(coarse)) * step)
+        if llr is None or len(coarse) < 2 or tau is not None:
             return np.ones(gaps, bool)
         clear = np.abs(llr) > self.config.refine_margin
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
@@ -594,7 +593,6 @@ class SpeakerAttributor:
             self._named.fill(0.0)
         self._named = None
         self._vp_heard = False
-        self._relative_tau = None
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
