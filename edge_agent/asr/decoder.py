@@ -55,6 +55,8 @@ from edge_agent.asr.events import PartialTranscript
 
 log = logging.getLogger(__name__)
 
+_SENTENCE_END = (".", "?", "!")  # a word or kept text ending in one of these ends a sentence
+
 
 
 @dataclass(frozen=True)
@@ -332,7 +334,7 @@ class SegmentDecoder:
         usable = [(b, n) for b, n in state.tail_bounds if state.tail_start < b <= length - min_tail and length - b <= cap]
         # the latest boundary after a sentence's last word (the kept text then ends a sentence: a
         # commit point, as a timestamped end would be), else the latest
-        ends = [(b, n) for b, n in usable if state.tail_units[n - 1][0].endswith((".", "?", "!"))]
+        ends = [(b, n) for b, n in usable if state.tail_units[n - 1][0].endswith(_SENTENCE_END)]
         if usable:
             cut, keep = (ends or usable)[-1]
         else:  # no boundary where one is needed (the worker came late, or the last partial had no words)
@@ -444,7 +446,7 @@ class SegmentDecoder:
         # the window's sentence ends: those before this decode's start as earlier partials saw them
         # (with the start itself when the kept text ends a sentence), then this decode's
         ends = [(b, words) for b, words in state.sentence_ends if b < decoded_from]
-        if decoded_from > state.window_start and state.tail_prefix and state.tail_prefix[-1].endswith((".", "?", "!")):
+        if decoded_from > state.window_start and state.tail_prefix and state.tail_prefix[-1].endswith(_SENTENCE_END):
             if not ends or ends[-1][0] < decoded_from:
                 ends.append((decoded_from, tuple(_words_of(" ".join(state.tail_prefix[-8:])))))
         if decoded.text:
@@ -492,7 +494,7 @@ class SegmentDecoder:
         out, since = [], []
         for word in words[:-1]:
             since.append(word.text)
-            if word.text.endswith((".", "?", "!", ",")):  # a clause's end too: Whisper's timestamps break there as often
+            if word.text.endswith((*_SENTENCE_END, ",")):  # a clause's end too: Whisper's timestamps break there as often
                 out.append((decoded_from + int(word.end * rate), tuple(_words_of(" ".join(since)))))
                 since = []
         return out

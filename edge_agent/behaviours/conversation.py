@@ -458,14 +458,17 @@ def asks_question(text: str) -> bool:
 
 def overlapping_patient_turn(turns: list[Turn], c: Turn) -> Turn | None:
     """The patient turn running when clinician turn ``c`` starts (the latest-starting one)."""
+    def running(t: Turn) -> bool:  # a patient turn of some length under way at the clinician's onset
+        return t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0
+
     best = None
     for t in turns[max(0, c.index - WINDOW) : c.index]:
-        if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0 and (best is None or t.t0 >= best.t0):
+        if running(t) and (best is None or t.t0 >= best.t0):
             best = t
     if best is None:
         for t in turns[c.index + 1 :]:
             if t.t0 > c.t0:
                 break
-            if t.patient and t.t0 <= c.t0 <= t.t1 and t.t1 > t.t0:
+            if running(t):
                 best = t
     return best
