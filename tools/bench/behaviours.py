@@ -41,9 +41,9 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
     import numpy as np
 
     from edge_agent.behaviours.classifier import MODEL_NAME, BehaviourClassifier
-    from edge_agent.behaviours.text import is_filler, split_sentences
     from edge_agent.behaviours.timing import compute_timing
     from edge_agent.models import verify_model
+    from tools.bench.behaviours_ab import doctor_sentences, per_sentence_latency
     from tools.corpus.primock import iter_consultations, utterances_from_consultation
 
     clf = BehaviourClassifier(threads=1)  # as the device runs it (edge_agent.device.main); the encoder is slower on 2 threads at batch 1
@@ -52,26 +52,15 @@ def bench_behaviours(out: IO[str] | None = None, n_batch: int = 4000, n_single: 
         files += ["behaviours_encoder.onnx", "behaviours_tokenizer.json"]
     model_mb = sum(verify_model(f).stat().st_size for f in files) / 1e6
     consultations = list(iter_consultations())
-    sentences = [s for c in consultations for t in c.of("doctor") for s in split_sentences(t.text) if not is_filler(s)]
+    sentences = doctor_sentences(consultations)
     batch = (sentences * (n_batch // max(1, len(sentences)) + 1))[:n_batch]
     clf.classify(batch[:64])  # warm-up
     t0 = time.perf_counter()
     for i in range(0, len(batch), 256):
         clf.classify(batch[i : i + 256])
     throughput = len(batch) / (time.perf_counter() - t0)
-    # One sentence per call, as the device classifies. ``lat`` is the first pass (the target figure);
-    # ``best`` keeps each sentence's fastest of ``n_reps`` passes: the model's own cost with most of the
-    # scheduling noise of a shared machine removed.
-    lat: list[float] = []
-    best = [float("inf")] * min(n_single, len(sentences))
-    for rep in range(n_reps):
-        for k, s in enumerate(sentences[:n_single]):
-            t1 = time.perf_counter()
-            clf.classify([s])
-            ms = (time.perf_counter() - t1) * 1000
-            if rep == 0:
-                lat.append(ms)
-            best[k] = min(best[k], ms)
+    # ``lat``: the first pass (the target figure); ``best``: each sentence's fastest of ``n_reps`` passes
+    lat, best = per_sentence_latency({"shipped": clf}, sentences[:n_single], n_reps)["shipped"]
     p95 = float(np.percentile(lat, 95))
 
 
