@@ -258,6 +258,14 @@ def export_static(table: np.ndarray, path: Path) -> None:
 # --------------------------------------------------------------------------- transformer family
 
 
+def mean_pool_l2(model, ids, mask):  # type: ignore[no-untyped-def]
+    """The encoder's sentence vector: masked mean of the last hidden states, L2-normalised (torch)."""
+    h = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    m = mask.unsqueeze(-1).to(h.dtype)
+    s = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return s / s.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+
+
 def export_transformer(spec: dict, path: Path) -> None:
     import torch
 
@@ -270,10 +278,7 @@ def export_transformer(spec: dict, path: Path) -> None:
             self.m = m
 
         def forward(self, input_ids, attention_mask):  # type: ignore[no-untyped-def]
-            h = self.m(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-            m = attention_mask.unsqueeze(-1).to(h.dtype)
-            s = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-            return s / s.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+            return mean_pool_l2(self.m, input_ids, attention_mask)
 
     wrapper = MeanPoolL2(bert).eval()
     ids = torch.tensor([[101, 2129, 2272, 2017, 3030, 102]], dtype=torch.long)

@@ -79,10 +79,9 @@ def _batch(tok, texts: list[str]):  # type: ignore[no-untyped-def]
 
 
 def pooled(model, ids, mask):  # type: ignore[no-untyped-def]
-    h = model(input_ids=ids, attention_mask=mask).last_hidden_state
-    m = mask.unsqueeze(-1).to(h.dtype)
-    s = (h * m).sum(1) / m.sum(1).clamp(min=1e-9)
-    return s / s.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    from tools.encoder.build import mean_pool_l2  # the exported encoder's own pooling
+
+    return mean_pool_l2(model, ids, mask)
 
 
 def _by_length(tok, texts: list[str]) -> list[str]:
