@@ -421,23 +421,20 @@ class SpeakerAttributor:
         sides = self._centroids if self._centroids is not None else np.stack([a, b])
         side = (x @ sides[0]) >= (x @ sides[1])
         means = []
-        for k, m in ((0, use & side), (1, use & ~side)):
+        for k, on_side in ((0, side), (1, ~side)):
+            m = use & on_side
             if not m.any():
                 return 0.0
-            ref = (a, b)[k]
-            own = (wl[:, None] * x)[side if k == 0 else ~side].sum(axis=0)
-            scores = []
-            for i in np.flatnonzero(m):
-                if self._voiceprint is not None and ref is self._voiceprint:
-                    r = ref
-                else:  # this voice's centroid without the entry itself
-                    rest = own - wl[i] * x[i]
-                    r = rest / max(float(np.linalg.norm(rest)), 1e-9)
-                other = (b, a)[k]
-                cos_own, cos_other = float(x[i] @ r), float(x[i] @ other)
-                d = cos_own - cos_other if k == 0 else cos_other - cos_own
-                scores.append(d * norm[i])
-            means.append(float(np.average(scores, weights=w[m])))
+            ref, other = (a, b) if k == 0 else (b, a)
+            xs = x[m]
+            if self._voiceprint is not None and ref is self._voiceprint:
+                cos_own = xs @ ref
+            else:  # this voice's centroid without the entry itself
+                rest = (wl[:, None] * x)[on_side].sum(axis=0) - wl[m, None] * xs
+                rest /= np.maximum(np.linalg.norm(rest, axis=1, keepdims=True), 1e-9)
+                cos_own = np.einsum("ij,ij->i", xs, rest)
+            d = cos_own - xs @ other
+            means.append(float(np.average((d if k == 0 else -d) * norm[m], weights=w[m])))
         return (means[0] + means[1]) / 2
 
     def _relative_step(self, cos: np.ndarray, centres: np.ndarray) -> float | None:
