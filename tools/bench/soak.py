@@ -100,6 +100,16 @@ class PacedArray:
         pass
 
 
+def process_cpu_s() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def _mean_share(shares: list[tuple[float, float]], lo: float, hi: float) -> float | None:
+    inside = [s for minute, s in shares if lo <= minute < hi]
+    return round(float(np.mean(inside)), 3) if inside else None
+
+
 def run_soak(minutes: float, every_s: float, out: Any) -> dict[str, Any]:
     from edge_agent.asr.events import FinalTranscript, PipelineEvent
     from edge_agent.device.lifecycle import VisitContext
@@ -116,14 +126,23 @@ def run_soak(minutes: float, every_s: float, out: Any) -> dict[str, Any]:
     device = load_device(lambda: PacedArray(loop, minutes * 60), on_event=on_event)
     idle_rss = rss_mb()
     samples: list[tuple[float, float]] = []
+    cpu_shares: list[tuple[float, float]] = []  # (minute, share of one core over the interval before it)
     done = threading.Event()
     t0 = time.monotonic()
 
     def sample() -> None:
+        # the process's CPU per interval: a cost that grows with the visit's history (clustering,
+        # the watcher's midpoint) shows as a rising share long before it starves the worker
+        last_wall, last_cpu = time.monotonic(), process_cpu_s()
         while not done.wait(every_s):
-            minute = (time.monotonic() - t0) / 60
+            now, cpu = time.monotonic(), process_cpu_s()
+            minute = (now - t0) / 60
+            share = (cpu - last_cpu) / max(now - last_wall, 1e-9)
+            last_wall, last_cpu = now, cpu
             samples.append((minute, rss_mb()))
-            out.write(json.dumps({"minute": round(minute, 2), "rss_mb": round(samples[-1][1], 1), "threads": threading.active_count(),
+            cpu_shares.append((minute, share))
+            out.write(json.dumps({"minute": round(minute, 2), "rss_mb": round(samples[-1][1], 1), "cpu_share": round(share, 3),
+                                  "threads": threading.active_count(),
                                   "finals": segments["n"], "residency_max_s": round(segments["residency_max"], 3)}) + "\n")
             out.flush()
 
@@ -132,8 +151,10 @@ def run_soak(minutes: float, every_s: float, out: Any) -> dict[str, Any]:
     ctx = VisitContext("v-soak", int(time.time()), int(minutes * 60) + 600)
     device.runner.start(ctx)
     device.runner.wait_capture_end()
-    report = device.runner.stop()
     done.set()
+    stop_started = time.monotonic()
+    report = device.runner.stop()
+    stop_s = time.monotonic() - stop_started
     sampler.join()
     after_5 = [rss for minute, rss in samples if minute >= 5.0]
     base = after_5[0] if after_5 else (samples[0][1] if samples else idle_rss)
@@ -148,6 +169,10 @@ def run_soak(minutes: float, every_s: float, out: Any) -> dict[str, Any]:
         "rss_end_mb": round(end, 1),
         "growth_after_5_min_pct": round((end - base) / base * 100, 2) if base else None,
         "rss_peak_mb": round(max([rss for _, rss in samples] + [end]), 1),
+        # CPU share of one core, minutes 1-5 against the last 5 minutes: a visit must not get dearer as it goes on
+        "cpu_share_early": _mean_share(cpu_shares, 1.0, 5.0),
+        "cpu_share_late": _mean_share(cpu_shares, minutes - 5.0, float("inf")),
+        "stop_to_report_s": round(stop_s, 2),
         "residency_p95_s": round(float(np.percentile(residency, 95)), 3) if residency else None,
         "residency_p100_s": round(residency[-1], 3) if residency else None,
         "segments": sum(r.segments for r in runs),
