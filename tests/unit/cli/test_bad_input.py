@@ -119,3 +119,12 @@ def test_bad_option_value(jfk_path: Path) -> None:
 
 def test_no_input_given() -> None:
     assert_one_line_error(run_cli("transcribe"), "give an audio FILE")
+
+
+def test_enroll_bad_files_are_one_line_with_what_to_do(tmp_path: Path) -> None:
+    """enroll reads files like transcribe: missing, a directory, too short to hold one VAD frame."""
+    tiny = tmp_path / "tiny.wav"
+    sf.write(str(tiny), np.full(200, 0.3, np.float32), 16000)  # 12.5 ms: less than one 30 ms frame
+    assert_one_line_error(run_cli("enroll", str(tiny)), "record 10")
+    assert_one_line_error(run_cli("enroll", str(tmp_path / "nope.wav")), "audio file not found")
+    assert_one_line_error(run_cli("enroll", str(tmp_path)), "is a directory, not an audio file")
