@@ -61,9 +61,15 @@ class ServerConfig:
 def make_data_dir(path: Path) -> None:
     """The outbox directory, private to the service user (0700) even outside systemd's StateDirectory."""
     path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as exc:  # a file in the way, a read-only or foreign-owned parent: IT fixes the path, not a bug
+        raise ConfigError(
+            f"outbox.path {path} cannot be used as the outbox directory ({exc.strerror}); "
+            "give a directory the service user owns (the unit's StateDirectory, /var/lib/edge-agent)"
+        ) from None
 
 
 class EdgeAgentServer:
