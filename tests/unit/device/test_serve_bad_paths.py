@@ -1,0 +1,48 @@
+"""`serve` with a bad path in its config: one line naming the key or file, exit 2, never an internal error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.crypto import ca
+from edge_agent.device.presence import load_allow_list
+from tests.cli_runner import run_cli
+
+
+def _serve(tmp_path: Path, state: Path, extra: str = "") -> str:
+    """Run the real daemon with this outbox directory; it must refuse to start. Returns its one stderr line."""
+    authority = ca.init_ca(tmp_path / "ca")
+    ca.issue_device(authority, "Room 4", tmp_path / "device.pem")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\ncrl = "{tmp_path / "ca" / ca.CRL}"\n'
+        f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[gpio]\nbackend = "mock"\n'
+        f'[outbox]\npath = "{state}"\n[presence]\ncode_secret = ""\n{extra}'
+    )
+    out = run_cli("serve", "--config", str(config), timeout=120)
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_serve_with_unusable_outbox_path_is_one_line(tmp_path: Path, where: str) -> None:
+    taken = tmp_path / "outbox.db"  # IT pointed outbox.path at the database file, not its directory
+    taken.write_bytes(b"")
+    state = taken if where == "a file" else taken / "state"
+    line = _serve(tmp_path, state)
+    assert "outbox.path" in line and str(state) in line, line
+
+
+def test_allow_list_not_utf8_is_one_line_and_utf8_bom_is_read(tmp_path: Path) -> None:
+    """An allow-list saved by a Windows editor: UTF-16 is refused in one line; UTF-8 with a BOM is plain text."""
+    allow = tmp_path / "room.allow"
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n", encoding="utf-16")
+    line = _serve(tmp_path, tmp_path / "state", f'allowed_clinicians = "{allow}"\n')
+    assert str(allow) in line and "UTF-8" in line, line
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n", encoding="utf-8-sig")
+    assert load_allow_list(allow) == frozenset({"s-aaaaaaaaaaaaaaaa"})
