@@ -178,6 +178,10 @@ def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> Clin
         raw = key_file.read_text()
     except FileNotFoundError:
         raise ClientError(f"key file {key_file} not found; create it with 'edge-agent phone init BUNDLE'") from None
+    except OSError as exc:  # a directory, no permission
+        raise ClientError(f"cannot read key file {key_file}: {exc.strerror}; give the phone's key file (--keys)") from None
+    except UnicodeDecodeError:
+        raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None
     if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
         raise ClientError(f"key file {key_file} is readable by others; run: chmod 600 {key_file}")
     try:

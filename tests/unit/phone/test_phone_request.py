@@ -78,3 +78,18 @@ def test_cli_one_line_errors(tmp_path: Path) -> None:
     out = run_cli("ca", "sign-clinician", str(tmp_path / "junk.pem"), "--ca-dir", str(tmp_path / "ca"), "--out", str(tmp_path / "c.pem"))
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "not a certificate request" in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["directory", "binary"])
+def test_unreadable_key_file_is_one_line(tmp_path: Path, damage: str) -> None:
+    """--keys naming a folder, or a key file whose bytes were damaged: one line, exit 2, never an internal error."""
+    keys = tmp_path / "phone.keys"
+    if damage == "directory":
+        keys.mkdir(mode=0o700)
+    else:
+        keys.write_bytes(b'{"version": \xef\xbf\x00\xff garbage')
+        keys.chmod(0o600)
+    out = run_cli("phone", "feedback", "--keys", str(keys), "--device", "127.0.0.1:1")
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and str(keys) in lines[0], out.stderr
