@@ -36,7 +36,7 @@ def load_voiceprint(path: Path) -> Voiceprint:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise EdgeAgentError(f"cannot read voiceprint {path}: {exc.strerror}") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
     if not isinstance(data, dict):
         raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")

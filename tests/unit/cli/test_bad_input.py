@@ -128,3 +128,9 @@ def test_enroll_bad_files_are_one_line_with_what_to_do(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("enroll", str(tiny)), "record 10")
     assert_one_line_error(run_cli("enroll", str(tmp_path / "nope.wav")), "audio file not found")
     assert_one_line_error(run_cli("enroll", str(tmp_path)), "is a directory, not an audio file")
+
+
+def test_voiceprint_not_text_is_one_line(tmp_path: Path, jfk_path: Path) -> None:
+    bad = tmp_path / "clinician.json"
+    bad.write_bytes(b"\xff\xfe{\x00}\x00")  # UTF-16, or any damaged bytes
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(bad)), "is not a voiceprint", "edge-agent enroll")
