@@ -75,7 +75,7 @@ def load_secret(path: Path) -> bytes:
     path = Path(path)
     try:
         st = path.stat()
-        raw = path.read_text().strip()
+        raw = path.read_bytes().decode("ascii", errors="replace").strip()  # hex digits; damaged bytes fail the check below
     except FileNotFoundError:
         raise ConfigError(f"room-code secret {path} not found; run 'edge-agent provision' (it makes one) or set presence.code_secret") from None
     except OSError as exc:
