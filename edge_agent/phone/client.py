@@ -313,6 +313,8 @@ def read_wav_pcm(path: str | Path) -> tuple[bytes, int]:
             rate, channels = w.getframerate(), w.getnchannels()
     except (wave.Error, EOFError, FileNotFoundError) as exc:
         raise ClientError(f"cannot read {path} as a WAV file ({exc}); record 16-bit PCM WAV") from None
+    except OSError as exc:  # a directory, no permission
+        raise ClientError(f"cannot read {path} as a WAV file ({exc.strerror}); record 16-bit PCM WAV") from None
     if channels > 1:
         pcm = np.frombuffer(frames, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16)
         frames = pcm.tobytes()
