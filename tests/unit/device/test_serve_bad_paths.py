@@ -8,6 +8,7 @@ import pytest
 
 from edge_agent.crypto import ca
 from edge_agent.device.presence import load_allow_list
+from edge_agent.population.pseudonym import PeriodKeyRing
 from tests.cli_runner import run_cli
 
 
@@ -46,3 +47,22 @@ def test_allow_list_not_utf8_is_one_line_and_utf8_bom_is_read(tmp_path: Path) ->
     assert str(allow) in line and "UTF-8" in line, line
     allow.write_text("s-aaaaaaaaaaaaaaaa\n", encoding="utf-8-sig")
     assert load_allow_list(allow) == frozenset({"s-aaaaaaaaaaaaaaaa"})
+
+
+@pytest.mark.parametrize("damage", ["missing", "directory", "not a key"])
+def test_population_aggregator_key_is_checked_at_start(tmp_path: Path, damage: str) -> None:
+    """population.enabled with a missing, folder or junk aggregator key: refused at start in one line.
+
+    A junk key used to start fine and then skip every visit's contribution (a warning per visit).
+    """
+    period = tmp_path / "period.key"
+    PeriodKeyRing.create(period)
+    pub = tmp_path / "aggregator.pub"
+    if damage == "directory":
+        pub.mkdir()
+    elif damage == "not a key":
+        pub.write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot the raw key\n")
+    line = _serve(tmp_path, tmp_path / "state", (
+        f'[population]\nenabled = true\nperiod_key = "{period}"\naggregator_public_key = "{pub}"\n'
+    ))
+    assert "population.aggregator_public_key" in line and str(pub) in line, line
