@@ -312,6 +312,10 @@ def main() -> None:
     except Exception as exc:  # a traceback is a bug: say so in one line
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.filename:
+            # a path the user gave (or configured) that cannot be used: a folder in the way, no permission, a full disk
+            print(f"edge-agent: cannot use {exc.filename}: {exc.strerror}; check the path, its permissions and free space", file=sys.stderr)
+            sys.exit(2)
         print(
             f"edge-agent: internal error ({type(exc).__name__}: {str(exc)[:200]}); rerun with EDGE_AGENT_DEBUG=1 and report it",
             file=sys.stderr,

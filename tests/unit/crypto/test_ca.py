@@ -119,3 +119,18 @@ def test_cli_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_AGENT_CA_PASSPHRASE", "wrong")
     with pytest.raises(CertificateError, match="passphrase"):
         cli.ca_issue_admin(tmp_path / "ca", tmp_path / "adm2.pem")
+
+
+def test_bundle_that_cannot_be_written_leaves_no_key_behind_and_is_one_line(tmp_path: Path) -> None:
+    """--out naming a folder: the private key's temp file must not stay beside it, and the user sees one line."""
+    from tests.cli_runner import run_cli
+
+    ca.init_ca(tmp_path / "ca")
+    out_dir = tmp_path / "out"
+    (out_dir / "clinician.pem").mkdir(parents=True)  # the --out path is taken by a folder
+    result = run_cli("ca", "issue-clinician", "--ca-dir", str(tmp_path / "ca"), "--out", str(out_dir / "clinician.pem"))
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and "internal error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and str(out_dir / "clinician.pem") in lines[0], result.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["clinician.pem"], "a temp file holding the private key was left"
+    assert len(ca.issued(ca.load_ca(tmp_path / "ca"))) == 0  # nothing recorded as issued either
