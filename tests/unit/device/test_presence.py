@@ -223,3 +223,24 @@ def test_damaged_room_code_secret_is_one_line(tmp_path: Path) -> None:
     out = run_cli("device", "room-code", "--secret", str(secret))
     assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert "is not a room-code secret" in out.stderr and out.stderr.strip().count("\n") == 0
+
+
+def test_room_code_helper_uses_the_device_config(pki: Pki, tmp_path: Path) -> None:
+    """`device room-code` on a device whose config sets code_step_s prints the code the daemon accepts.
+
+    It used to ignore the config and always use the 28-day default: a display device set to
+    ``code_step_s = 60`` (or a weekly label) got a code that StartVisit refused.
+    """
+    import json
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[presence]\ncode_secret = "{pki.room_code_secret}"\ncode_step_s = 60\n')
+    secret = load_secret(pki.room_code_secret)
+    for args, env in ((("--config", str(config)), {}), ((), {"EDGE_AGENT_CONFIG": str(config)})):
+        out = run_cli("device", "room-code", *args, "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        code = json.loads(out.stdout)["code"]
+        assert RoomCodes(secret, 60).matches(code) and not RoomCodes(secret, 28 * 86400).matches(code)
+    config.write_text('[presence]\ncode_secret = ""\n')
+    out = run_cli("device", "room-code", "--config", str(config))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "presence.code_secret" in out.stderr, out.stderr
