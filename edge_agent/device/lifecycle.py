@@ -204,6 +204,8 @@ class VisitManager:
                 await asyncio.to_thread(self._runner.start, ctx)
             except EdgeAgentError as exc:
                 ctx.wipe()
+                # the phone is told; IT must find it too (a microphone unplugged before the visit leaves no other trace)
+                log.warning("visit refused: capture could not start: %s", exc)
                 raise VisitError("runner", f"capture could not start: {exc}") from None
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))

@@ -110,3 +110,26 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         server.stop()
     assert "not checked" in doctor.check_pipeline(port).message  # the daemon is gone
     assert "metrics endpoint is off" in doctor.check_pipeline(None).message
+
+
+def test_a_visit_refused_because_the_microphone_is_missing_is_logged_on_the_device(
+    session_with_speakers: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mic unplugged before the visit: the phone is told, and IT finds the reason in the journal too."""
+    import asyncio
+
+    from edge_agent.audio.mic_source import MicSource
+    from edge_agent.crypto import seal
+    from edge_agent.device.lifecycle import VisitError, VisitManager
+    from edge_agent.device.outbox import Outbox, OutboxConfig
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: MicSource("no-such-microphone"), VisitPolicy())
+    outbox = Outbox(tmp_path / "outbox.db", OutboxConfig())
+    try:
+        _, public = seal.generate_keypair()
+        with caplog.at_level(logging.WARNING, logger="edge_agent"), pytest.raises(VisitError, match="capture could not start"):
+            asyncio.run(VisitManager(runner, outbox).start("c-aaaaaaaaaaaaaaaa", public, 600, None, None))
+    finally:
+        outbox.close()
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("could not start" in m and "no-such-microphone" in m for m in logged), logged
