@@ -147,6 +147,10 @@ class _LateIndicator:
 
 
 def _microphone_factory(cfg: EdgeConfig, replay: Path | None, beat: Heartbeat, indicator: Indicator) -> SourceFactory:
+    if replay is not None:
+        from edge_agent.audio.file_source import open_audio_file
+
+        open_audio_file(replay).close()  # a missing or unreadable recording is refused at start, not at the first visit
     replayed = file_factory(replay, realtime=True) if replay is not None else None
 
     def make() -> AudioSource:

@@ -12,7 +12,7 @@ from edge_agent.population.pseudonym import PeriodKeyRing
 from tests.cli_runner import run_cli
 
 
-def _serve(tmp_path: Path, state: Path, extra: str = "") -> str:
+def _serve(tmp_path: Path, state: Path, extra: str = "", *args: str) -> str:
     """Run the real daemon with this outbox directory; it must refuse to start. Returns its one stderr line."""
     authority = ca.init_ca(tmp_path / "ca")
     ca.issue_device(authority, "Room 4", tmp_path / "device.pem")
@@ -22,7 +22,7 @@ def _serve(tmp_path: Path, state: Path, extra: str = "") -> str:
         f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[gpio]\nbackend = "mock"\n'
         f'[outbox]\npath = "{state}"\n[presence]\ncode_secret = ""\n{extra}'
     )
-    out = run_cli("serve", "--config", str(config), timeout=120)
+    out = run_cli("serve", "--config", str(config), *args, timeout=120)
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "internal error" not in out.stderr
@@ -66,3 +66,9 @@ def test_population_aggregator_key_is_checked_at_start(tmp_path: Path, damage: s
         f'[population]\nenabled = true\nperiod_key = "{period}"\naggregator_public_key = "{pub}"\n'
     ))
     assert "population.aggregator_public_key" in line and str(pub) in line, line
+
+
+def test_serve_replay_of_a_missing_recording_is_refused_at_start(tmp_path: Path) -> None:
+    """--replay names the room microphone's stand-in: a missing file is refused now, not at the first visit."""
+    line = _serve(tmp_path, tmp_path / "state", "", "--replay", str(tmp_path / "visit.flac"))
+    assert "audio file not found" in line and str(tmp_path / "visit.flac") in line, line
