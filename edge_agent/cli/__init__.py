@@ -302,7 +302,12 @@ def main() -> None:
         stream=sys.stderr,
     )
     try:
-        app()
+        try:
+            app()
+        except SystemExit as exc:
+            if exc.code == 130 and isinstance(exc.__context__, typer.Exit):  # typer turns Ctrl-C into a silent exit 130
+                raise KeyboardInterrupt from None
+            raise
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

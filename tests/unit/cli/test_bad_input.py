@@ -134,3 +134,22 @@ def test_voiceprint_not_text_is_one_line(tmp_path: Path, jfk_path: Path) -> None
     bad = tmp_path / "clinician.json"
     bad.write_bytes(b"\xff\xfe{\x00}\x00")  # UTF-16, or any damaged bytes
     assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(bad)), "is not a voiceprint", "edge-agent enroll")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(jfk_path: Path) -> None:
+    """Ctrl-C mid-run: 'edge-agent: interrupted' on stderr, exit 130 (typer used to swallow it silently)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "transcribe", str(jfk_path), "--realtime", "--jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()  # running: the first partial is out
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and lines == ["edge-agent: interrupted"], (proc.returncode, err)
