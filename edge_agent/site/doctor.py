@@ -294,6 +294,8 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
     metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
     """
     fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
+    if directory.exists() and not directory.is_dir():
+        return _fail("outbox", f"outbox.path {directory} is a file, not a directory", "set outbox.path to the directory that holds outbox.db")
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
     from edge_agent.device.outbox import quarantined_files
