@@ -108,6 +108,8 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
     from edge_agent.feedback.report import build_feedback, label_clinician_sentences
 
     for p in (doctor_path, patient_path):
+        if Path(p).is_dir():
+            raise EdgeAgentError(f"{p} is a directory; give the doctor's and the patient's TextGrid file of one consultation")
         if not Path(p).is_file():
             raise EdgeAgentError(f"TextGrid {p} not found; give the doctor and the patient TextGrid of one consultation")
     utts = utterances_from_textgrids(Path(doctor_path), Path(patient_path))

@@ -153,3 +153,7 @@ def test_ctrl_c_is_one_line_and_exit_130(jfk_path: Path) -> None:
         proc.kill()
     lines = [line for line in err.splitlines() if line.strip()]
     assert proc.returncode == 130 and lines == ["edge-agent: interrupted"], (proc.returncode, err)
+
+
+def test_analyze_textgrid_folder_is_not_called_missing(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("analyze", "--textgrid", str(tmp_path), "--textgrid", str(tmp_path)), "is a directory", "TextGrid file")
