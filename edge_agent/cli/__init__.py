@@ -26,6 +26,16 @@ ComputeOpt = Annotated[str, typer.Option("--compute-type", help="CTranslate2 com
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR")]
 
 
+def _check_mic_options(mic: bool, seconds: float | None, mic_device: str | None) -> None:
+    """--seconds and --mic-device describe the microphone: refused with a FILE rather than silently ignored."""
+    if not mic:
+        for flag, value in (("--seconds", seconds), ("--mic-device", mic_device)):
+            if value is not None:
+                raise EdgeAgentError(f"{flag} applies to --mic only; a FILE is read whole from its own source")
+    elif seconds is not None and not seconds > 0:
+        raise EdgeAgentError(f"--seconds must be more than 0 (got {seconds:g})")
+
+
 def _pipeline_config(model: str, device: str, compute_type: str, threads: int, vad_engine: str | None = None):  # type: ignore[no-untyped-def]
     from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
@@ -61,6 +71,7 @@ def transcribe(
         mic_device, file = file, None
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
+    _check_mic_options(mic, seconds, mic_device)
     config = _pipeline_config(model, device, compute_type, threads, vad)
     code = run_transcribe(
         config,
@@ -97,14 +108,15 @@ def enroll(
     file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
     mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
     mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
-    seconds: Annotated[float, typer.Option("--seconds", help="how long to record with --mic")] = 20.0,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="how long to record with --mic [default: 20]")] = None,
 ) -> None:
     """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
     from edge_agent.cli.enroll import run_enroll
 
     if mic == (file is not None):
         raise EdgeAgentError("give either an audio FILE or --mic to enrol")
-    run_enroll(file, mic_device if mic else None, seconds)
+    _check_mic_options(mic, seconds, mic_device)
+    run_enroll(file, mic_device if mic else None, 20.0 if seconds is None else seconds)
 
 
 @app.command()

@@ -157,3 +157,23 @@ def test_ctrl_c_is_one_line_and_exit_130(jfk_path: Path) -> None:
 
 def test_analyze_textgrid_folder_is_not_called_missing(tmp_path: Path) -> None:
     assert_one_line_error(run_cli("analyze", "--textgrid", str(tmp_path), "--textgrid", str(tmp_path)), "is a directory", "TextGrid file")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("transcribe", "{jfk}", "--seconds", "3"),
+        ("transcribe", "{jfk}", "--mic-device", "USB"),
+        ("enroll", "{jfk}", "--seconds", "5"),
+        ("enroll", "{jfk}", "--mic-device", "USB"),
+    ],
+)
+def test_microphone_options_without_mic_are_refused_not_ignored(jfk_path: Path, args: tuple[str, ...]) -> None:
+    """--seconds / --mic-device only mean something with --mic: with a FILE they were silently ignored."""
+    argv = [a.replace("{jfk}", str(jfk_path)) for a in args]
+    assert_one_line_error(run_cli(*argv), args[-2], "--mic")
+
+
+@pytest.mark.parametrize("command", ["transcribe", "enroll"])
+def test_mic_seconds_must_be_positive(command: str) -> None:
+    assert_one_line_error(run_cli(command, "--mic", "--seconds", "-1"), "--seconds", "more than 0")
