@@ -100,3 +100,12 @@ def test_phone_enroll_recording_that_is_a_folder_is_one_line(tmp_path: Path) -> 
     out = run_cli("phone", "enroll", str(tmp_path), "--keys", str(keys), "--device", "127.0.0.1:1")
     assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().count("\n") == 0 and "record 16-bit PCM WAV" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("minutes", ["-5", "100000000"])
+def test_phone_start_max_minutes_out_of_range_is_one_line(tmp_path: Path, minutes: str) -> None:
+    """A negative (or absurd) --max-minutes cannot go into the request's uint32: one line, not 'Value out of range'."""
+    out = run_cli("phone", "start", "--keys", str(tmp_path / "phone.keys"), "--device", "127.0.0.1:1", "--room", "Room 4",
+                  "--room-code", "1234 5678", "--max-minutes", minutes)
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "--max-minutes" in out.stderr, out.stderr
