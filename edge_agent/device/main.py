@@ -321,7 +321,7 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
             except EdgeAgentError as exc:
                 log.warning("population delivery postponed: %s", exc)
             except Exception as exc:  # noqa: BLE001 - never let housekeeping take the daemon down
-                log.warning("population delivery failed (%s); records stay queued", type(exc).__name__)
+                log.warning("population delivery failed (%s); records stay queued", type(exc))
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 

@@ -199,7 +199,7 @@ class PipelineVisitRunner:
                     return
         except Exception as exc:  # noqa: BLE001 - a bug: recorded, alarmed, and the visit's stop reports it
             state.error = f"capture stopped by an internal error ({type(exc).__name__}); the report covers the audio before it"
-            log.error("ALARM: visit capture failed: %s", type(exc).__name__)
+            log.error("ALARM: visit capture failed: %s", type(exc))
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
         finally:

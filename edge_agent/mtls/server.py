@@ -273,7 +273,7 @@ def guarded(status_of: StatusOf, invalid: type[Exception] = Invalid, who: str = 
                     await context.abort(code, getattr(exc, "message", str(exc)))
                 if isinstance(exc, invalid):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, getattr(exc, "message", str(exc)))
-                log.error("%s failed unexpectedly: %s", fn.__name__, type(exc).__name__)
+                log.error("%s failed unexpectedly: %s", fn.__name__, type(exc))
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error; {who} logged it")
 
         return wrapper  # type: ignore[return-value]

@@ -327,7 +327,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:  # noqa: BLE001
-            log.error("StreamFeedback failed unexpectedly: %s", type(exc).__name__)
+            log.error("StreamFeedback failed unexpectedly: %s", type(exc))
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the device logged it")
         finally:
             self._streams[me] -= 1

@@ -146,6 +146,8 @@ def safe_arg(value: Any) -> Any:
         return scrub_ids(value.message)
     if isinstance(value, BaseException):
         return type(value).__name__
+    if isinstance(value, type) and issubclass(value, BaseException):  # log.error("... %s", type(exc)): the name only
+        return value.__name__
     if isinstance(value, str):
         if value in SAFE_TOKENS:
             return value
