@@ -472,7 +472,7 @@ class MutualTlsServer:
         gate = ConnectionGate(ep.host, ep.port, upstream, ep.limits)
         try:
             self.port = await gate.start()
-        except OSError:
+        except (OSError, OverflowError):  # OverflowError: a port outside 0..65535
             self.port = 0
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             raise ConfigError(f"cannot listen on {ep.host}:{ep.port}; is another {self.what} running? pick another port") from None

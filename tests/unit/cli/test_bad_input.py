@@ -177,3 +177,24 @@ def test_microphone_options_without_mic_are_refused_not_ignored(jfk_path: Path, 
 @pytest.mark.parametrize("command", ["transcribe", "enroll"])
 def test_mic_seconds_must_be_positive(command: str) -> None:
     assert_one_line_error(run_cli(command, "--mic", "--seconds", "-1"), "--seconds", "more than 0")
+
+
+def test_listen_port_out_of_range_is_one_line(tmp_path: Path) -> None:
+    """--port 99999 on the site's servers: one line naming the port, not 'internal error (OverflowError)'."""
+    from edge_agent.crypto import ca
+    from edge_agent.population.commands import aggregator_keygen
+
+    authority = ca.init_ca(tmp_path / "ca")
+    crl = str(tmp_path / "ca" / ca.CRL)
+    ca.issue_web(authority, tmp_path / "web.pem", dns_names=("localhost",))
+    ca.issue_aggregator(authority, tmp_path / "agg.pem", dns_names=("localhost",))
+    aggregator_keygen(tmp_path / "agg.key", tmp_path / "agg.pub")
+    assert_one_line_error(
+        run_cli("phone-web", "serve", "--bundle", str(tmp_path / "web.pem"), "--crl", crl, "--host", "127.0.0.1", "--port", "99999"),
+        "99999",
+    )
+    assert_one_line_error(
+        run_cli("aggregator", "serve", "--db", str(tmp_path / "agg.db"), "--key", str(tmp_path / "agg.key"), "--bundle",
+                str(tmp_path / "agg.pem"), "--crl", crl, "--host", "127.0.0.1", "--port", "99999"),
+        "99999",
+    )
