@@ -31,7 +31,7 @@ def serve(
 @device_app.command("qr")
 def qr(
     site: Annotated[str, typer.Option(help="https origin of the phone web app, e.g. https://phones.clinic.example:8443")],
-    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config [web] port)")],
+    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config web.port)")],
     room: Annotated[str, typer.Option(help="room label (as in the device config)")],
     bundle: Annotated[Optional[Path], typer.Option(help="device bundle (to read its certificate fingerprint)")] = None,
     fingerprint: Annotated[Optional[str], typer.Option(help="device certificate SHA-256, if the bundle is not at hand")] = None,

@@ -198,3 +198,21 @@ def test_listen_port_out_of_range_is_one_line(tmp_path: Path) -> None:
                 str(tmp_path / "agg.pem"), "--crl", crl, "--host", "127.0.0.1", "--port", "99999"),
         "99999",
     )
+
+
+def test_help_texts_survive_rich_markup() -> None:
+    """A '[web]' in a help string is eaten as rich markup ('(config  port)'): no option help may contain one."""
+    import re
+
+    import typer.main
+
+    from edge_agent.cli import app
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        for param in cmd.params:
+            yield path, getattr(param, "help", None) or ""
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    swallowed = [(path, text) for path, text in walk(typer.main.get_command(app), "edge-agent") if re.search(r"\[[a-z_]+\]", text)]
+    assert not swallowed, swallowed
