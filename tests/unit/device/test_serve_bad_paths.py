@@ -23,7 +23,8 @@ def _serve(tmp_path: Path, state: Path, extra: str = "", *args: str) -> str:
         f'[outbox]\npath = "{state}"\n[presence]\ncode_secret = ""\n{extra}'
     )
     out = run_cli("serve", "--config", str(config), *args, timeout=120)
-    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    # the daemon's own journal lines (<N>prefix, e.g. "listening on") are logs; the error is the one other line
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith("<")]
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "internal error" not in out.stderr
     assert len(lines) == 1, out.stderr
@@ -72,3 +73,20 @@ def test_serve_replay_of_a_missing_recording_is_refused_at_start(tmp_path: Path)
     """--replay names the room microphone's stand-in: a missing file is refused now, not at the first visit."""
     line = _serve(tmp_path, tmp_path / "state", "", "--replay", str(tmp_path / "visit.flac"))
     assert "audio file not found" in line and str(tmp_path / "visit.flac") in line, line
+
+
+def test_a_failure_after_the_grpc_server_started_is_still_one_line(tmp_path: Path) -> None:
+    """metrics.port taken (or a bad web origin): the server already listening is shut down, no 'Exception ignored' traceback."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        line = _serve(tmp_path / "a", tmp_path / "a" / "state", f"[metrics]\nenabled = true\nport = {port}\n")
+        assert "metrics.port" in line, line
+    finally:
+        taken.close()
+    line = _serve(tmp_path / "b", tmp_path / "b" / "state", '[web]\nenabled = true\nallowed_origin = "http://phones.example"\n')
+    assert "allowed origin" in line, line
