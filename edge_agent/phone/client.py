@@ -117,6 +117,9 @@ def learn_crl(keys: ClinicianKeys, pem: bytes) -> bool:
     return True
 
 
+_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED = 9, 10  # OpenSSL X509_V_ERR_CERT_NOT_YET_VALID / X509_V_ERR_CERT_HAS_EXPIRED
+
+
 def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
     """Fetch the device certificate over TLS; check chain, room, pinned fingerprint and the phone's CRL."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -129,6 +132,10 @@ def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> 
             with ctx.wrap_socket(sock, server_hostname=ca.DEVICE_TLS_NAME) as tls:
                 der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in (_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED):  # from this site's CA, but out of its dates
+            state = "has expired" if exc.verify_code == _CERT_HAS_EXPIRED else "is not valid yet (check this phone's clock)"
+            raise ClientError(f"the certificate of the device at {target.host}:{target.port} {state}; tell IT "
+                              "('edge-agent doctor' on the device)") from None
         raise ClientError(f"device at {target.host}:{target.port} is not from this site's CA ({exc.verify_message}); do not use it") from None
     except (OSError, ssl.SSLError) as exc:
         raise ClientError(f"cannot reach the device at {target.host}:{target.port} ({exc.__class__.__name__}); check Wi-Fi and the address") from None
