@@ -116,6 +116,9 @@ def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: b
     """
     key_file = Path(key_file)
     _refuse_existing(key_file, overwrite)
+    if ca_fingerprint and site_ca is None:
+        raise ClientError("--ca-fingerprint checks the site CA file: give --ca ca.cert.pem with it "
+                          "(or give the fingerprint to 'edge-agent phone install')")
     pinned_ca = _site_ca(site_ca, ca_fingerprint)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     # the CA ignores the subject and assigns a pseudonym; an empty one says nothing about the clinician
@@ -123,8 +126,9 @@ def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: b
     priv, _ = seal.generate_keypair()
     key_pem = tls_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     keys = ClinicianKeys(key_file, "", key_pem.decode(), "", pinned_ca, base64.b64encode(seal.private_key_bytes(priv)).decode())
-    keys.save()
+    # the request first: if it cannot be written nothing is left behind (a key file alone would block the retry)
     write_private(Path(request_out), csr.public_bytes(serialization.Encoding.PEM))
+    keys.save()
     return keys
 
 

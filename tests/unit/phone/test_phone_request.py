@@ -109,3 +109,19 @@ def test_phone_start_max_minutes_out_of_range_is_one_line(tmp_path: Path, minute
                   "--room-code", "1234 5678", "--max-minutes", minutes)
     assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert out.stderr.strip().count("\n") == 0 and "--max-minutes" in out.stderr, out.stderr
+
+
+def test_request_ca_fingerprint_alone_is_refused_not_ignored(tmp_path: Path) -> None:
+    """--ca-fingerprint only checks the --ca file: alone it pinned nothing and said nothing ('site_ca_pinned: False')."""
+    out = run_cli("phone", "request", "--keys", str(tmp_path / "phone.keys"), "--out", str(tmp_path / "req.pem"),
+                  "--ca-fingerprint", "ab" * 32)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--ca" in out.stderr, out.stderr
+    assert not (tmp_path / "phone.keys").exists() and not (tmp_path / "req.pem").exists()
+
+
+def test_request_that_cannot_be_written_leaves_no_key_file(tmp_path: Path) -> None:
+    """--out naming a folder: nothing is made, so the same command works once the path is fixed."""
+    (tmp_path / "req.pem").mkdir()
+    out = run_cli("phone", "request", "--keys", str(tmp_path / "phone.keys"), "--out", str(tmp_path / "req.pem"))
+    assert out.returncode == 2 and "internal error" not in out.stderr, out.stderr
+    assert not (tmp_path / "phone.keys").exists(), "a key file was left behind: the retry would say it already exists"
