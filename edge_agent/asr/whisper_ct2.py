@@ -31,7 +31,7 @@ from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWor
 from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import compression_ratio, has_no_speech, is_silence_hallucination, truncate_repetition
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.errors import ModelError
+from edge_agent.errors import ConfigError, ModelError
 from edge_agent.models import sha256_of
 
 log = logging.getLogger(__name__)
@@ -170,6 +170,11 @@ class WhisperCT2:
             ) from None
         self.load_seconds = time.perf_counter() - started
         multilingual = self.model.model.is_multilingual
+        if not multilingual and config.language != "en":
+            raise ConfigError(
+                f"asr.language is {config.language!r} but the ASR model {config.model!r} is English-only; "
+                'set asr.language = "en" or asr.model to a multilingual Whisper model'
+            )
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer, multilingual, task="transcribe", language=config.language if multilingual else "en"
         )
