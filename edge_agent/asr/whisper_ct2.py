@@ -165,6 +165,11 @@ class WhisperCT2:
             )
         except (RuntimeError, ValueError, OSError) as exc:
             reason = str(exc).splitlines()[0].split(". ")[0][:160]
+            if "compute type" in reason:  # the model is fine; this device cannot run that precision
+                raise ConfigError(
+                    f"asr.compute_type {config.compute_type!r} cannot run on asr.device {config.device!r} ({reason}); "
+                    'set asr.compute_type = "int8" on a CPU (float16 needs CUDA)'
+                ) from None
             raise ModelError(
                 f"cannot load the ASR model from {path} ({reason}); reinstall it or point asr.model at a valid CTranslate2 Whisper model"
             ) from None

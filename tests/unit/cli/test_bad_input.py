@@ -216,3 +216,10 @@ def test_help_texts_survive_rich_markup() -> None:
 
     swallowed = [(path, text) for path, text in walk(typer.main.get_command(app), "edge-agent") if re.search(r"\[[a-z_]+\]", text)]
     assert not swallowed, swallowed
+
+
+def test_compute_type_the_cpu_cannot_run_names_the_key_not_a_reinstall(jfk_path: Path) -> None:
+    """float16 on a CPU: the fix is asr.compute_type, not 'reinstall the model'."""
+    result = run_cli("transcribe", str(jfk_path), "--compute-type", "float16")
+    assert_one_line_error(result, "float16", "asr.compute_type")
+    assert "reinstall" not in result.stderr
