@@ -499,6 +499,9 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     gap = audio_gap(fb.quality)
     if gap:
         lines.extend([gap, ""])
+    if not (fb.observations or fb.timing or fb.label_counts):
+        lines.extend(["No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
+                      "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).", ""])
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):
