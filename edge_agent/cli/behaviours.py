@@ -32,6 +32,8 @@ def analyze(
     if textgrid:
         if len(textgrid) != 2 or file is not None:
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")
+        if voiceprint is not None:
+            raise EdgeAgentError("--voiceprint applies to an audio FILE; TextGrids already say who spoke")
         raise typer.Exit(analyze_textgrid(textgrid[0], textgrid[1], jsonl or json_out, sys.stdout))
     if file is None:
         raise EdgeAgentError("give an audio FILE, or --textgrid DOCTOR.TextGrid --textgrid PATIENT.TextGrid")

@@ -223,3 +223,12 @@ def test_compute_type_the_cpu_cannot_run_names_the_key_not_a_reinstall(jfk_path:
     result = run_cli("transcribe", str(jfk_path), "--compute-type", "float16")
     assert_one_line_error(result, "float16", "asr.compute_type")
     assert "reinstall" not in result.stderr
+
+
+def test_analyze_textgrids_with_a_voiceprint_is_refused_not_ignored(tmp_path: Path) -> None:
+    """TextGrids already name who spoke: a --voiceprint there was silently ignored."""
+    vp = tmp_path / "clinician.json"
+    vp.write_text("{}")
+    result = run_cli("analyze", "--textgrid", str(tmp_path / "d.TextGrid"), "--textgrid", str(tmp_path / "p.TextGrid"),
+                     "--voiceprint", str(vp))
+    assert_one_line_error(result, "--voiceprint", "audio FILE")
