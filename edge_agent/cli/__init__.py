@@ -72,6 +72,8 @@ def transcribe(
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
     _check_mic_options(mic, seconds, mic_device)
+    if not speakers and voiceprint is not None:
+        raise EdgeAgentError("--no-speakers and --voiceprint contradict each other: a voiceprint is for attributing speakers")
     config = _pipeline_config(model, device, compute_type, threads, vad)
     code = run_transcribe(
         config,

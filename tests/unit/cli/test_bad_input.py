@@ -232,3 +232,10 @@ def test_analyze_textgrids_with_a_voiceprint_is_refused_not_ignored(tmp_path: Pa
     result = run_cli("analyze", "--textgrid", str(tmp_path / "d.TextGrid"), "--textgrid", str(tmp_path / "p.TextGrid"),
                      "--voiceprint", str(vp))
     assert_one_line_error(result, "--voiceprint", "audio FILE")
+
+
+def test_no_speakers_with_a_voiceprint_is_refused_not_ignored(tmp_path: Path, jfk_path: Path) -> None:
+    """--no-speakers was overridden without a word when a --voiceprint was given (speakers were attributed anyway)."""
+    vp = tmp_path / "clinician.json"
+    vp.write_text("{}")
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--no-speakers", "--voiceprint", str(vp)), "--no-speakers", "--voiceprint")
