@@ -412,6 +412,8 @@ def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequen
         zc = Zeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All, ip_version=IPVersion.V4Only)
     except OSError as exc:
         return _fail("mdns", f"cannot open an mDNS socket ({exc.strerror})", "check that UDP port 5353 and multicast are available")
+    except RuntimeError:  # zeroconf: "No interfaces to listen on"
+        return _fail("mdns", "no network interface is up to advertise on", "connect the device to the room network (ip addr; nmcli)")
     try:
         browser = ServiceBrowser(zc, SERVICE_TYPE, listener=_Listener())
         found = seen.wait(timeout)

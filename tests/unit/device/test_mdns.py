@@ -151,3 +151,13 @@ def test_phone_discover_without_network_is_one_line(tmp_path: Path) -> None:
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert run.returncode == 2 and "Traceback" not in run.stderr and "internal error" not in run.stderr, run.stderr
     assert len(lines) == 1 and "--device" in lines[0], run.stderr
+
+
+def test_doctor_mdns_check_without_network_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    """No interface up: the doctor said 'check crashed (RuntimeError) - report this as a bug'."""
+    _netns_or_skip()
+    code = f"import sys, json; sys.path.insert(0, {str(ROOT)!r}); from edge_agent.site.doctor import check_mdns; print(json.dumps(check_mdns('ab' * 32, 1.0).__dict__))"
+    run = subprocess.run(["unshare", "-rn", sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    check = json.loads(run.stdout.strip().splitlines()[-1])
+    assert not check["ok"] and "network interface" in check["message"] and "bug" not in check["fix"], check
