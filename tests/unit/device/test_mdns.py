@@ -161,3 +161,11 @@ def test_doctor_mdns_check_without_network_is_a_finding_not_a_crash(tmp_path: Pa
     assert run.returncode == 0, run.stderr
     check = json.loads(run.stdout.strip().splitlines()[-1])
     assert not check["ok"] and "network interface" in check["message"] and "bug" not in check["fix"], check
+
+
+def test_phone_discover_finding_nothing_says_so(tmp_path: Path) -> None:
+    """An empty network: the text output used to be nothing at all (exit 0), indistinguishable from a hang-up."""
+    _netns_or_skip()
+    run = subprocess.run(["unshare", "-rn", "sh", "-c", f"ip link set lo up && {sys.executable} -m edge_agent.cli phone discover --timeout 1"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert run.returncode == 0 and "no room devices answered" in run.stderr and "--device" in run.stderr, (run.stdout, run.stderr)
