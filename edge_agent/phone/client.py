@@ -435,6 +435,15 @@ def feedback(
                 return got
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and follow:  # type: ignore[attr-defined]
                 return got
+            details = (exc.details() or "").lower()  # type: ignore[attr-defined]
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" not in details and "failed to connect" not in details:  # type: ignore[attr-defined]
+                # the verified device was streaming and closed it (a restart, an update, the network dropped):
+                # not a swapped device, which fails the handshake of a new connection (the message below)
+                raise ClientError(
+                    f"the device at {target.host}:{target.port} closed the feedback stream (it is restarting, or the "
+                    "network dropped); run the command again in a minute - reports not received yet stay queued on it",
+                    code="UNAVAILABLE",
+                ) from None
             raise _rpc_error(exc) from None
     return got
 

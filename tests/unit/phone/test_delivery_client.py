@@ -133,3 +133,25 @@ def test_a_visit_with_no_speech_says_so_instead_of_a_blank_report(session_with_s
     fb.duration_s, fb.started_unix_s = 4.0, int(time.time())
     text = phone.render_report(fb)
     assert "No speech was heard" in text and "microphone" in text, text
+
+
+def test_follow_when_the_device_restarts_says_so_plainly(pki: Pki, tmp_path: Path) -> None:
+    """`feedback --follow` across a device restart (an update): the stream ends with 'the device closed the
+    connection', not 'lost the device or it changed since its certificate was checked' (which reads like an attack)."""
+    srv = ServerThread(server_config(pki, tmp_path / "data")).start()
+    errors: list[ClientError] = []
+
+    def follow() -> None:
+        try:
+            phone.feedback(pki.keys_a, srv.target, follow=True, timeout=30)
+        except ClientError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(1.5)  # the stream is open and waiting
+    srv.stop()
+    thread.join(30)
+    assert errors, "the follow ended without telling the user"
+    message = errors[0].message
+    assert "changed since its certificate" not in message and "restart" in message, message
