@@ -239,3 +239,17 @@ def test_no_speakers_with_a_voiceprint_is_refused_not_ignored(tmp_path: Path, jf
     vp = tmp_path / "clinician.json"
     vp.write_text("{}")
     assert_one_line_error(run_cli("transcribe", str(jfk_path), "--no-speakers", "--voiceprint", str(vp)), "--no-speakers", "--voiceprint")
+
+
+def test_jsonl_into_a_closed_pipe_ends_quietly(jfk_path: Path) -> None:
+    """`transcribe --jsonl | head -1`: the reader going away is not 'speech pipeline stopped by an internal error'."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "transcribe", str(jfk_path), "--jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err.decode().strip() == "", (proc.returncode, err.decode())
