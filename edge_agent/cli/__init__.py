@@ -315,6 +315,10 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from edge_agent.device.ops.logs import ExceptionNames
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ExceptionNames())
     try:
         try:
             app()

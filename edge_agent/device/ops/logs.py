@@ -159,6 +159,16 @@ def safe_arg(value: Any) -> Any:
     return REDACTED
 
 
+class ExceptionNames(logging.Filter):
+    """For handlers without :class:`RedactingFilter` (the CLI's stderr): ``log.error("... %s", type(exc))``
+    shows the class name, not ``<class '...'>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(a.__name__ if isinstance(a, type) and issubclass(a, BaseException) else a for a in record.args)
+        return True
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites every record that reaches the handler; never drops one."""
 

@@ -208,3 +208,16 @@ def test_exception_names_reach_the_journal(captured: io.StringIO) -> None:
                     if type_name or (isinstance(sub, ast.Attribute) and sub.attr == "strerror"):
                         bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not bad, f"pass type(exc) (the log filter redacts a plain string such as its type name): {bad}"
+
+
+def test_cli_stderr_shows_exception_class_names() -> None:
+    """The CLI's plain handler (no redaction) shows type(exc) as its name, not "<class 'BrokenPipeError'>"."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; sys.argv = ['edge-agent', '--help']\n"
+            "import edge_agent.cli as cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "logging.getLogger('edge_agent.x').error('worker failed: %s', BrokenPipeError)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "worker failed: BrokenPipeError" in run.stderr and "<class" not in run.stderr, run.stderr
