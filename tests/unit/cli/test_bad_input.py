@@ -253,3 +253,13 @@ def test_jsonl_into_a_closed_pipe_ends_quietly(jfk_path: Path) -> None:
     proc.stdout.close()  # what `head -1` does after its line
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and err.decode().strip() == "", (proc.returncode, err.decode())
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_float_wav_is_heard_not_silence(tmp_path: Path, jfk_16k: np.ndarray, subtype: str) -> None:
+    """A 32-bit float WAV (Audacity, DAWs): read as int16 without scaling it became all zeros - 0 utterances, no error."""
+    path = tmp_path / "float.wav"
+    sf.write(str(path), jfk_16k, 16000, subtype=subtype)
+    result = run_cli("transcribe", str(path), "--jsonl", "--no-speakers")
+    assert result.returncode == 0, result.stderr
+    assert "fellow Americans" in result.stdout, result.stdout[-500:]
