@@ -233,9 +233,9 @@ class PipelineVisitRunner:
     def _watch(self, state: _VisitState) -> None:
         """Once a second: end a visit that has been silent too long; every ``heap_trim_s``, trim the heap
         (RSS must stay flat through a long visit, docs/architecture.md "Measured")."""
-        policy = self.policy
         trimmed = time.monotonic()
         while not state.stop_event.wait(1.0):
+            policy = self.policy  # read each tick: a SIGHUP may change the long-silence limit mid-visit
             now = time.monotonic()
             if policy.long_silence_s > 0 and now - state.last_speech > policy.long_silence_s:
                 state.ctx.request_stop("long_silence")
