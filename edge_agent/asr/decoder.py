@@ -234,7 +234,7 @@ class SegmentDecoder:
             raise
         except Exception as exc:  # noqa: BLE001 - counted; the final is retried and reported if it fails too
             self.stats.failed_open_decodes += 1
-            log.warning("decode of an open segment failed (%s); its final will cover the audio", type(exc).__name__)
+            log.warning("decode of an open segment failed (%s); its final will cover the audio", type(exc))
             return [], None
 
     def _on_update(
@@ -552,7 +552,7 @@ class SegmentDecoder:
             decoded = self.asr.decode_features(tail, n_samples - start, final=True, context=self._final_context())
             words = self.asr.align_words(decoded) if decoded.text else []
         except Exception as exc:  # noqa: BLE001 - retried below; the caller reports a second failure
-            log.warning("final decode failed (%s); retrying on two halves", type(exc).__name__)
+            log.warning("final decode failed (%s); retrying on two halves", type(exc))
             self.stats.retried += 1
             decoded, words = self._decode_halves(tail, n_samples - start)
         self._remember(decoded)

@@ -31,7 +31,7 @@ from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWor
 from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import compression_ratio, has_no_speech, is_silence_hallucination, truncate_repetition
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.errors import ModelError
+from edge_agent.errors import ConfigError, ModelError
 from edge_agent.models import sha256_of
 
 log = logging.getLogger(__name__)
@@ -165,11 +165,21 @@ class WhisperCT2:
             )
         except (RuntimeError, ValueError, OSError) as exc:
             reason = str(exc).splitlines()[0].split(". ")[0][:160]
+            if "compute type" in reason:  # the model is fine; this device cannot run that precision
+                raise ConfigError(
+                    f"asr.compute_type {config.compute_type!r} cannot run on asr.device {config.device!r} ({reason}); "
+                    'set asr.compute_type = "int8" on a CPU (float16 needs CUDA)'
+                ) from None
             raise ModelError(
                 f"cannot load the ASR model from {path} ({reason}); reinstall it or point asr.model at a valid CTranslate2 Whisper model"
             ) from None
         self.load_seconds = time.perf_counter() - started
         multilingual = self.model.model.is_multilingual
+        if not multilingual and config.language != "en":
+            raise ConfigError(
+                f"asr.language is {config.language!r} but the ASR model {config.model!r} is English-only; "
+                'set asr.language = "en" or asr.model to a multilingual Whisper model'
+            )
         self.tokenizer = Tokenizer(
             self.model.hf_tokenizer, multilingual, task="transcribe", language=config.language if multilingual else "en"
         )

@@ -20,6 +20,7 @@ _BLOCK = 4096
 # libsndfile notes a WAV whose header promises more data than the file holds
 _SHORT_DATA = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
 _BLOCK_ALIGN = re.compile(r"Block Align\s*:\s*(\d+)")
+_FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
 def open_audio_file(path: Path) -> sf.SoundFile:
@@ -78,6 +79,9 @@ class FileSource:
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
         framer = Framer(pool, self.input_rate, _BLOCK)
         block = np.zeros((_BLOCK, self.channels), np.int16)
+        # libsndfile does not scale float samples (-1..1) when asked for int16: a float WAV would read as zeros.
+        # Read those as float32 and scale here, in an owned buffer that is zeroed like the others.
+        floats = np.zeros((_BLOCK, self.channels), np.float32) if self._handle.subtype in _FLOAT_SUBTYPES else None
         mixed = np.zeros(_BLOCK, np.int32) if self.channels > 1 else None
         mono = np.zeros(_BLOCK, np.int16)
         declared = self._handle.frames
@@ -86,10 +90,15 @@ class FileSource:
         try:
             while True:
                 try:
-                    n = self._handle.read(_BLOCK, dtype="int16", always_2d=True, out=block)
+                    if floats is None:
+                        n = len(self._handle.read(_BLOCK, dtype="int16", always_2d=True, out=block))
+                    else:
+                        n = len(self._handle.read(_BLOCK, dtype="float32", always_2d=True, out=floats))
+                        np.clip(floats[:n], -1.0, 1.0, out=floats[:n])
+                        np.multiply(floats[:n], 32767, out=block[:n], casting="unsafe")
+                        floats[:n] = 0.0
                 except (sf.LibsndfileError, RuntimeError) as exc:
                     raise AudioInputError(f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({exc})") from None
-                n = len(n)
                 read_total += n
                 last = n < _BLOCK
                 if mixed is None:
@@ -114,6 +123,8 @@ class FileSource:
         finally:
             block.fill(0)
             mono.fill(0)
+            if floats is not None:
+                floats.fill(0.0)
             if mixed is not None:
                 mixed.fill(0)
             framer.close()

@@ -73,6 +73,12 @@ class VadConfig:
             raise ConfigError(f"vad.frame_ms is {self.frame_ms}; allowed values: 10, 20, 30")
         if self.aggressiveness not in (0, 1, 2, 3):
             raise ConfigError(f"vad.aggressiveness is {self.aggressiveness}; allowed values: 0, 1, 2, 3")
+        # at least one frame (a shorter search finds no frame to split at), at most half the longest segment
+        if not self.frame_ms / 1000 <= self.split_search_s <= 14:
+            raise ConfigError(
+                f"vad.split_search_s is {self.split_search_s}; allowed: {self.frame_ms / 1000:g}..14 seconds "
+                "(one frame up to half of vad.max_segment_s)"
+            )
         if self.max_segment_s < 2 * self.split_search_s or self.max_segment_s > 28:
             raise ConfigError(
                 f"vad.max_segment_s is {self.max_segment_s}; allowed: {2 * self.split_search_s}..28 seconds"

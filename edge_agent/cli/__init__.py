@@ -26,6 +26,16 @@ ComputeOpt = Annotated[str, typer.Option("--compute-type", help="CTranslate2 com
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for ASR")]
 
 
+def _check_mic_options(mic: bool, seconds: float | None, mic_device: str | None) -> None:
+    """--seconds and --mic-device describe the microphone: refused with a FILE rather than silently ignored."""
+    if not mic:
+        for flag, value in (("--seconds", seconds), ("--mic-device", mic_device)):
+            if value is not None:
+                raise EdgeAgentError(f"{flag} applies to --mic only; a FILE is read whole from its own source")
+    elif seconds is not None and not seconds > 0:
+        raise EdgeAgentError(f"--seconds must be more than 0 (got {seconds:g})")
+
+
 def _pipeline_config(model: str, device: str, compute_type: str, threads: int, vad_engine: str | None = None):  # type: ignore[no-untyped-def]
     from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
@@ -61,6 +71,9 @@ def transcribe(
         mic_device, file = file, None
     if not mic and file is None:
         raise EdgeAgentError("give an audio FILE to transcribe, or --mic to use a microphone")
+    _check_mic_options(mic, seconds, mic_device)
+    if not speakers and voiceprint is not None:
+        raise EdgeAgentError("--no-speakers and --voiceprint contradict each other: a voiceprint is for attributing speakers")
     config = _pipeline_config(model, device, compute_type, threads, vad)
     code = run_transcribe(
         config,
@@ -97,14 +110,15 @@ def enroll(
     file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
     mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
     mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
-    seconds: Annotated[float, typer.Option("--seconds", help="how long to record with --mic")] = 20.0,
+    seconds: Annotated[Optional[float], typer.Option("--seconds", help="how long to record with --mic [default: 20]")] = None,
 ) -> None:
     """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
     from edge_agent.cli.enroll import run_enroll
 
     if mic == (file is not None):
         raise EdgeAgentError("give either an audio FILE or --mic to enrol")
-    run_enroll(file, mic_device if mic else None, seconds)
+    _check_mic_options(mic, seconds, mic_device)
+    run_enroll(file, mic_device if mic else None, 20.0 if seconds is None else seconds)
 
 
 @app.command()
@@ -301,8 +315,17 @@ def main() -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from edge_agent.device.ops.logs import ExceptionNames
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(ExceptionNames())
     try:
-        app()
+        try:
+            app()
+        except SystemExit as exc:
+            if exc.code == 130 and isinstance(exc.__context__, typer.Exit):  # typer turns Ctrl-C into a silent exit 130
+                raise KeyboardInterrupt from None
+            raise
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -312,6 +335,10 @@ def main() -> None:
     except Exception as exc:  # a traceback is a bug: say so in one line
         if debug:
             raise
+        if isinstance(exc, OSError) and exc.filename:
+            # a path the user gave (or configured) that cannot be used: a folder in the way, no permission, a full disk
+            print(f"edge-agent: cannot use {exc.filename}: {exc.strerror}; check the path, its permissions and free space", file=sys.stderr)
+            sys.exit(2)
         print(
             f"edge-agent: internal error ({type(exc).__name__}: {str(exc)[:200]}); rerun with EDGE_AGENT_DEBUG=1 and report it",
             file=sys.stderr,

@@ -32,6 +32,8 @@ def analyze(
     if textgrid:
         if len(textgrid) != 2 or file is not None:
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")
+        if voiceprint is not None:
+            raise EdgeAgentError("--voiceprint applies to an audio FILE; TextGrids already say who spoke")
         raise typer.Exit(analyze_textgrid(textgrid[0], textgrid[1], jsonl or json_out, sys.stdout))
     if file is None:
         raise EdgeAgentError("give an audio FILE, or --textgrid DOCTOR.TextGrid --textgrid PATIENT.TextGrid")
@@ -108,6 +110,8 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
     from edge_agent.feedback.report import build_feedback, label_clinician_sentences
 
     for p in (doctor_path, patient_path):
+        if Path(p).is_dir():
+            raise EdgeAgentError(f"{p} is a directory; give the doctor's and the patient's TextGrid file of one consultation")
         if not Path(p).is_file():
             raise EdgeAgentError(f"TextGrid {p} not found; give the doctor and the patient TextGrid of one consultation")
     utts = utterances_from_textgrids(Path(doctor_path), Path(patient_path))

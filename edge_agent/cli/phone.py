@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -70,7 +71,10 @@ def discover(timeout: float = 3.0, json_out: Json = False) -> None:
     """List edge-agent devices advertised on this network."""
     from edge_agent.phone.commands import phone_discover
 
-    emit(phone_discover(timeout), json_out)
+    found = phone_discover(timeout)
+    if not found and not json_out:
+        print(f"no room devices answered within {timeout:g} s; join the clinic network, or give --device HOST:PORT", file=sys.stderr)
+    emit(found, json_out)
 
 
 @app.command("start")

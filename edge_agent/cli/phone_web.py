@@ -31,7 +31,7 @@ def serve(
 @device_app.command("qr")
 def qr(
     site: Annotated[str, typer.Option(help="https origin of the phone web app, e.g. https://phones.clinic.example:8443")],
-    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config [web] port)")],
+    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config web.port)")],
     room: Annotated[str, typer.Option(help="room label (as in the device config)")],
     bundle: Annotated[Optional[Path], typer.Option(help="device bundle (to read its certificate fingerprint)")] = None,
     fingerprint: Annotated[Optional[str], typer.Option(help="device certificate SHA-256, if the bundle is not at hand")] = None,
@@ -54,15 +54,26 @@ def qr(
 
 @device_app.command("room-code")
 def room_code(
-    secret: Annotated[Path, typer.Option(help="the room-code secret (config presence.code_secret)")] = Path("/etc/edge-agent/tls/room-code.key"),
-    step_s: Annotated[int, typer.Option("--step-s", help="seconds each code is valid (config presence.code_step_s)")] = 28 * 86400,
+    secret: Annotated[Optional[Path], typer.Option(help="the room-code secret (default: config presence.code_secret)")] = None,
+    step_s: Annotated[Optional[int], typer.Option("--step-s", help="seconds each code is valid (default: config presence.code_step_s)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="device config (default /etc/edge-agent/config.toml; EDGE_AGENT_* env overrides)")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON output")] = False,
 ) -> None:
     """Print this room's current and next room code (for the device's display or its printed label)."""
     import datetime as dt
+    import os
 
+    from edge_agent.device.config import load_config
     from edge_agent.device.presence import RoomCodes
+    from edge_agent.errors import ConfigError
 
+    if secret is None or step_s is None:  # the codes the daemon accepts: its own config's secret and step
+        presence = load_config(config, os.environ).presence
+        if secret is None and presence.code_secret is None:
+            raise ConfigError("presence.code_secret is empty: this room has no room code (visits start by claim + room button)")
+        secret = secret if secret is not None else presence.code_secret
+        step_s = step_s if step_s is not None else presence.code_step_s
+    assert secret is not None and step_s is not None
     codes = RoomCodes.load(secret, step_s)
     now, nxt = codes.window(0), codes.window(1)
 

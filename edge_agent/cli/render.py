@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+from collections.abc import Callable
 from typing import IO, Any
 
 from rich.console import Console
@@ -22,9 +24,13 @@ def mmss(seconds: float) -> str:
 
 
 class JsonLinesSink:
-    def __init__(self, out: IO[str] | None = None, include_partials: bool = True) -> None:
+    """JSON lines to ``out``; when the reader goes away (``| head``) it stops writing and calls ``on_closed``."""
+
+    def __init__(self, out: IO[str] | None = None, include_partials: bool = True, on_closed: Callable[[], None] | None = None) -> None:
         self.out = out or sys.stdout
         self.include_partials = include_partials
+        self.on_closed = on_closed
+        self.closed = False
         self._lock = threading.Lock()
 
     def __call__(self, event: PipelineEvent) -> None:
@@ -34,8 +40,19 @@ class JsonLinesSink:
 
     def emit(self, record: dict[str, Any]) -> None:
         with self._lock:
-            self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            self.out.flush()
+            if self.closed:
+                return
+            try:
+                self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                self.out.flush()
+            except BrokenPipeError:
+                self.closed = True
+                try:  # what is still buffered must not fail again when the interpreter flushes stdout at exit
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+                except (OSError, ValueError):
+                    pass
+                if self.on_closed is not None:
+                    self.on_closed()
 
 
 class LiveTranscriptView:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 
 from rich.console import Console
@@ -36,7 +37,7 @@ def load_voiceprint(path: Path) -> Voiceprint:
         data = json.loads(path.read_text())
     except OSError as exc:
         raise EdgeAgentError(f"cannot read voiceprint {path}: {exc.strerror}") from None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, UnicodeDecodeError):
         raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
     if not isinstance(data, dict):
         raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")
@@ -71,8 +72,11 @@ def run_transcribe(
         err.print(f"[dim]{title}: loading model…[/dim]")
     session = TranscriptionSession.load(config, speakers=speakers or print_ is not None)
     if jsonl:
-        sink = JsonLinesSink(sys.stdout)
-        stats, clean = session.run(source, sink, print_)
+        reader_gone = threading.Event()  # `| head`: stop the run instead of failing it
+        sink = JsonLinesSink(sys.stdout, on_closed=reader_gone.set)
+        stats, clean = session.run(source, sink, print_, stop=reader_gone)
+        if sink.closed:
+            return 0 if clean else 3
         sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
                    "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,

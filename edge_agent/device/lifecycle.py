@@ -204,6 +204,8 @@ class VisitManager:
                 await asyncio.to_thread(self._runner.start, ctx)
             except EdgeAgentError as exc:
                 ctx.wipe()
+                # the phone is told; IT must find it too (a microphone unplugged before the visit leaves no other trace)
+                log.warning("visit refused: capture could not start: %s", exc)
                 raise VisitError("runner", f"capture could not start: {exc}") from None
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
@@ -241,7 +243,7 @@ class VisitManager:
             try:
                 result = await asyncio.to_thread(self._runner.stop, self.quotes)
             except Exception as exc:  # noqa: BLE001 - a pipeline fault must not keep the room busy or crash the server
-                log.error("runner failed at stop (%s); visit state wiped, no report", type(exc).__name__)
+                log.error("runner failed at stop (%s); visit state wiped, no report", type(exc))
                 await asyncio.to_thread(self._runner.abort)
                 raise VisitError("runner", "the report could not be built; the visit was ended and wiped") from None
             fb = feedback_pb2.Feedback.FromString(result) if isinstance(result, bytes | bytearray) else result
@@ -296,7 +298,7 @@ class VisitManager:
         try:
             return await asyncio.to_thread(self._contributor, self._outbox, clinician, fb)
         except Exception as exc:  # noqa: BLE001 - the clinician's own report must never be lost to this
-            log.warning("population contribution skipped (%s)", type(exc).__name__)
+            log.warning("population contribution skipped (%s)", type(exc))
             return ""
 
     async def _enqueue(self, clinician: str, env: seal.Envelope) -> int:
@@ -359,7 +361,7 @@ class VisitManager:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - the loop must not die silently: say so, it restarts at the next hold
-            log.error("retry of held reports failed unexpectedly (%s)", type(exc).__name__)
+            log.error("retry of held reports failed unexpectedly (%s)", type(exc))
 
     async def retry_held(self, reserve: int | None = None) -> int:
         """Write held reports to the outbox in order until it refuses one; returns how many went in."""

@@ -147,6 +147,10 @@ class _LateIndicator:
 
 
 def _microphone_factory(cfg: EdgeConfig, replay: Path | None, beat: Heartbeat, indicator: Indicator) -> SourceFactory:
+    if replay is not None:
+        from edge_agent.audio.file_source import open_audio_file
+
+        open_audio_file(replay).close()  # a missing or unreadable recording is refused at start, not at the first visit
     replayed = file_factory(replay, realtime=True) if replay is not None else None
 
     def make() -> AudioSource:
@@ -212,47 +216,47 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     server = EdgeAgentServer(
         _server_config(cfg), device.runner, device.enroller, contributor, claims if cfg.gpio.backend != "none" else None, registry
     )
-    port = await server.start()
-    web = await _start_web(cfg, server)
-    assert server.visits is not None and server.outbox is not None
-    forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
-    rotation = None
-    if contributor is not None:
-        from edge_agent.device.population import rotate_period_key
-
-        rotation = asyncio.create_task(rotate_period_key(contributor))  # a finished period's key goes within the hour
-    advertiser = None
-    if cfg.server.advertise:
-        from edge_agent.device.mdns import Advertiser
-
-        advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
-        await advertiser.start()
-    panel = open_panel(
-        cfg.gpio, ManagerVisitControl(server.visits, asyncio.get_running_loop()), claims,
-        on_outcome=lambda outcome: registry.inc("edge_agent_button_presses_total", outcome=outcome),
-    )
-    if panel is not None:
-        indicator.target = panel.indicator
-    metrics = MetricsServer(registry, cfg.metrics.port) if cfg.metrics.enabled else None
-    if metrics is not None:
-        metrics.start()
-    live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
-    handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
-    handlers.install()
-    watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
-    watchdog_task = asyncio.create_task(watchdog.run())
-    _install_fault_hooks()
-    notifier.ready(f"listening on port {port}")
-    log.info("device ready")
+    # everything started from here on is stopped in the finally, also when a later step fails (a metrics port
+    # taken, a bad web origin): the listening gRPC server must not be left to the garbage collector
+    web = forwarder = rotation = advertiser = panel = metrics = handlers = watchdog_task = None
     try:
+        port = await server.start()
+        web = await _start_web(cfg, server)
+        assert server.visits is not None and server.outbox is not None
+        forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
+        if contributor is not None:
+            from edge_agent.device.population import rotate_period_key
+
+            rotation = asyncio.create_task(rotate_period_key(contributor))  # a finished period's key goes within the hour
+        if cfg.server.advertise:
+            from edge_agent.device.mdns import Advertiser
+
+            advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
+            await advertiser.start()
+        panel = open_panel(
+            cfg.gpio, ManagerVisitControl(server.visits, asyncio.get_running_loop()), claims,
+            on_outcome=lambda outcome: registry.inc("edge_agent_button_presses_total", outcome=outcome),
+        )
+        if panel is not None:
+            indicator.target = panel.indicator
+        metrics = MetricsServer(registry, cfg.metrics.port) if cfg.metrics.enabled else None
+        if metrics is not None:
+            metrics.start()
+        live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
+        handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
+        handlers.install()
+        watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
+        watchdog_task = asyncio.create_task(watchdog.run())
+        _install_fault_hooks()
+        notifier.ready(f"listening on port {port}")
+        log.info("device ready")
         await handlers.stopped.wait()
     finally:
-        watchdog_task.cancel()
-        if forwarder is not None:
-            forwarder.cancel()
-        if rotation is not None:
-            rotation.cancel()
-        handlers.uninstall()
+        for task in (watchdog_task, forwarder, rotation):
+            if task is not None:
+                task.cancel()
+        if handlers is not None:
+            handlers.uninstall()
         if panel is not None:
             panel.close()
         if metrics is not None:
@@ -317,7 +321,7 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
             except EdgeAgentError as exc:
                 log.warning("population delivery postponed: %s", exc)
             except Exception as exc:  # noqa: BLE001 - never let housekeeping take the daemon down
-                log.warning("population delivery failed (%s); records stay queued", type(exc).__name__)
+                log.warning("population delivery failed (%s); records stay queued", type(exc))
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 

@@ -89,18 +89,37 @@ class Advertiser:
         )
 
     async def start(self) -> None:
-        self._zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.All)
-        self._current = tuple(self._addresses())
-        self._info = self._make_info(self._current)
-        # zeroconf returns a task that finishes when the announcements are sent; wait for it.
-        await (await self._zc.async_register_service(self._info))
-        self.announcements += 1
+        """Advertise now, or - no network interface up yet (a device booting off the network) - as soon as one is."""
+        try:
+            await self._register()
+        except (OSError, RuntimeError) as exc:  # zeroconf: "No interfaces to listen on", or a socket error
+            log.warning("mDNS: cannot advertise yet (%s; no network interface up?); retrying, phones can still connect "
+                        "by address", type(exc))
         self._task = asyncio.create_task(self._watch())
+
+    async def _register(self) -> None:
+        zc = AsyncZeroconf(interfaces=self._interfaces, ip_version=IPVersion.All)
+        try:
+            self._current = tuple(self._addresses())
+            info = self._make_info(self._current)
+            # zeroconf returns a task that finishes when the announcements are sent; wait for it.
+            await (await zc.async_register_service(info))
+        except BaseException:
+            await zc.async_close()
+            raise
+        self._zc, self._info = zc, info
+        self.announcements += 1
         log.info("advertising %s on %d address(es)", SERVICE_TYPE, len(self._current))
 
     async def _watch(self) -> None:
         while True:
             await asyncio.sleep(self._poll_s)
+            if self._zc is None:
+                try:
+                    await self._register()
+                except (OSError, RuntimeError):
+                    pass  # still no interface to advertise on: start() said so once
+                continue
             try:
                 await self.refresh()
             except Exception as exc:  # noqa: BLE001 - a network hiccup must not stop the daemon

@@ -393,7 +393,7 @@ class StreamingPipeline:
             self.stats.worker_errors += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
-            log.error("speech pipeline worker failed: %s", type(exc).__name__, exc_info=os.environ.get("EDGE_AGENT_DEBUG_TRACE") == "1")
+            log.error("speech pipeline worker failed: %s", type(exc), exc_info=os.environ.get("EDGE_AGENT_DEBUG_TRACE") == "1")
             self._fault = exc
             self._stop.set()
             with self._cond:
@@ -584,7 +584,7 @@ class StreamingPipeline:
         try:
             final = self.decoder.on_closed(job.seg_id, feats, job.n_samples, job.start_sample)
         except Exception as exc:  # noqa: BLE001 - the retry on halves failed too: visible, counted, never silent
-            log.error("final decode failed twice (%s); segment reported as discarded", type(exc).__name__)
+            log.error("final decode failed twice (%s); segment reported as discarded", type(exc))
             self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
             self._discard(job, "decode_failed")
             return

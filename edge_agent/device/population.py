@@ -28,9 +28,10 @@ from pathlib import Path
 
 import grpc
 
-from edge_agent.crypto import ca
+from edge_agent.crypto import ca, seal
+from edge_agent.crypto.errors import SealError
 from edge_agent.device.outbox import Outbox
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.population.metrics import TIMING_NAMES
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import AGGREGATOR_RECIPIENT, ContributionRecord, build_record, render_contribution, seal_record
@@ -71,7 +72,17 @@ class PopulationContributor:
     def from_files(cls, period_key: Path, aggregator_public_key: Path, service_line: str) -> "PopulationContributor":
         ring = PeriodKeyRing.load(period_key)
         ring.advance(dt.date.today())
-        return cls(ring, Path(aggregator_public_key).read_bytes(), service_line)
+        # checked now: a bad key would otherwise only show as every visit's record being skipped
+        where = f"population.aggregator_public_key {aggregator_public_key}"
+        try:
+            raw = Path(aggregator_public_key).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{where}: {exc.strerror}; copy aggregator.pub from 'edge-agent aggregator keygen'") from None
+        try:
+            seal.load_public_key(raw)
+        except SealError:
+            raise ConfigError(f"{where} is not an aggregator public key (32 raw bytes); copy aggregator.pub again") from None
+        return cls(ring, raw, service_line)
 
     def tick(self, today: dt.date | None = None) -> None:
         """Advance the period key to today's period (erasing a finished period's key), visit or no visit."""

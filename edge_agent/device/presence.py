@@ -75,7 +75,7 @@ def load_secret(path: Path) -> bytes:
     path = Path(path)
     try:
         st = path.stat()
-        raw = path.read_text().strip()
+        raw = path.read_bytes().decode("ascii", errors="replace").strip()  # hex digits; damaged bytes fail the check below
     except FileNotFoundError:
         raise ConfigError(f"room-code secret {path} not found; run 'edge-agent provision' (it makes one) or set presence.code_secret") from None
     except OSError as exc:
@@ -129,9 +129,11 @@ def load_allow_list(path: Path | None) -> frozenset[str] | None:
     if path is None or not str(path):
         return None
     try:
-        lines = Path(path).read_text().splitlines()
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM from a Windows editor is not an id
     except FileNotFoundError:
         raise ConfigError(f"allow-list {path} not found; create it (one clinician id a line) or empty presence.allowed_clinicians") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"allow-list {path} is not UTF-8 text; save it as plain UTF-8 text, one clinician id a line") from None
     except OSError as exc:
         raise ConfigError(f"cannot read allow-list {path}: {exc.strerror}") from None
     ids = set()

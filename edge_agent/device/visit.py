@@ -199,7 +199,7 @@ class PipelineVisitRunner:
                     return
         except Exception as exc:  # noqa: BLE001 - a bug: recorded, alarmed, and the visit's stop reports it
             state.error = f"capture stopped by an internal error ({type(exc).__name__}); the report covers the audio before it"
-            log.error("ALARM: visit capture failed: %s", type(exc).__name__)
+            log.error("ALARM: visit capture failed: %s", type(exc))
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
         finally:
@@ -233,9 +233,9 @@ class PipelineVisitRunner:
     def _watch(self, state: _VisitState) -> None:
         """Once a second: end a visit that has been silent too long; every ``heap_trim_s``, trim the heap
         (RSS must stay flat through a long visit, docs/architecture.md "Measured")."""
-        policy = self.policy
         trimmed = time.monotonic()
         while not state.stop_event.wait(1.0):
+            policy = self.policy  # read each tick: a SIGHUP may change the long-silence limit mid-visit
             now = time.monotonic()
             if policy.long_silence_s > 0 and now - state.last_speech > policy.long_silence_s:
                 state.ctx.request_stop("long_silence")

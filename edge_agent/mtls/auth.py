@@ -98,7 +98,7 @@ class PeerAuthorizer:
                 self._number_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_private(self._number_file, f"{crl.number}\n".encode())
             except OSError as exc:
-                log.warning("cannot record the CRL number (%s); a restart would accept an older CRL", exc.strerror)
+                log.warning("cannot record the CRL number (%s); a restart would accept an older CRL", type(exc))
         self._floor = max(self._floor, crl.number)
 
     def _judge(self, path: Path) -> ca.Crl:

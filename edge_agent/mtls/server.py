@@ -273,7 +273,7 @@ def guarded(status_of: StatusOf, invalid: type[Exception] = Invalid, who: str = 
                     await context.abort(code, getattr(exc, "message", str(exc)))
                 if isinstance(exc, invalid):
                     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, getattr(exc, "message", str(exc)))
-                log.error("%s failed unexpectedly: %s", fn.__name__, type(exc).__name__)
+                log.error("%s failed unexpectedly: %s", fn.__name__, type(exc))
                 await context.abort(grpc.StatusCode.INTERNAL, f"internal error; {who} logged it")
 
         return wrapper  # type: ignore[return-value]
@@ -472,7 +472,7 @@ class MutualTlsServer:
         gate = ConnectionGate(ep.host, ep.port, upstream, ep.limits)
         try:
             self.port = await gate.start()
-        except OSError:
+        except (OSError, OverflowError):  # OverflowError: a port outside 0..65535
             self.port = 0
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             raise ConfigError(f"cannot listen on {ep.host}:{ep.port}; is another {self.what} running? pick another port") from None

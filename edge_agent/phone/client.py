@@ -117,6 +117,9 @@ def learn_crl(keys: ClinicianKeys, pem: bytes) -> bool:
     return True
 
 
+_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED = 9, 10  # OpenSSL X509_V_ERR_CERT_NOT_YET_VALID / X509_V_ERR_CERT_HAS_EXPIRED
+
+
 def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
     """Fetch the device certificate over TLS; check chain, room, pinned fingerprint and the phone's CRL."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -129,6 +132,10 @@ def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> 
             with ctx.wrap_socket(sock, server_hostname=ca.DEVICE_TLS_NAME) as tls:
                 der = tls.getpeercert(binary_form=True)
     except ssl.SSLCertVerificationError as exc:
+        if exc.verify_code in (_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED):  # from this site's CA, but out of its dates
+            state = "has expired" if exc.verify_code == _CERT_HAS_EXPIRED else "is not valid yet (check this phone's clock)"
+            raise ClientError(f"the certificate of the device at {target.host}:{target.port} {state}; tell IT "
+                              "('edge-agent doctor' on the device)") from None
         raise ClientError(f"device at {target.host}:{target.port} is not from this site's CA ({exc.verify_message}); do not use it") from None
     except (OSError, ssl.SSLError) as exc:
         raise ClientError(f"cannot reach the device at {target.host}:{target.port} ({exc.__class__.__name__}); check Wi-Fi and the address") from None
@@ -313,6 +320,8 @@ def read_wav_pcm(path: str | Path) -> tuple[bytes, int]:
             rate, channels = w.getframerate(), w.getnchannels()
     except (wave.Error, EOFError, FileNotFoundError) as exc:
         raise ClientError(f"cannot read {path} as a WAV file ({exc}); record 16-bit PCM WAV") from None
+    except OSError as exc:  # a directory, no permission
+        raise ClientError(f"cannot read {path} as a WAV file ({exc.strerror}); record 16-bit PCM WAV") from None
     if channels > 1:
         pcm = np.frombuffer(frames, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16)
         frames = pcm.tobytes()
@@ -426,6 +435,15 @@ def feedback(
                 return got
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and follow:  # type: ignore[attr-defined]
                 return got
+            details = (exc.details() or "").lower()  # type: ignore[attr-defined]
+            if exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" not in details and "failed to connect" not in details:  # type: ignore[attr-defined]
+                # the verified device was streaming and closed it (a restart, an update, the network dropped):
+                # not a swapped device, which fails the handshake of a new connection (the message below)
+                raise ClientError(
+                    f"the device at {target.host}:{target.port} closed the feedback stream (it is restarting, or the "
+                    "network dropped); run the command again in a minute - reports not received yet stay queued on it",
+                    code="UNAVAILABLE",
+                ) from None
             raise _rpc_error(exc) from None
     return got
 
@@ -490,6 +508,9 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     gap = audio_gap(fb.quality)
     if gap:
         lines.extend([gap, ""])
+    if not (fb.observations or fb.timing or fb.label_counts):
+        lines.extend(["No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
+                      "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).", ""])
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):

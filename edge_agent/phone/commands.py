@@ -67,6 +67,8 @@ def phone_discover(timeout: float = 3.0) -> list[dict[str, Any]]:
 def phone_start(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
                 max_duration_s: int = 0, room_code: str = "") -> dict[str, Any]:
     _room_needed(room, "a visit starts")
+    if not 0 <= max_duration_s < 2**32:  # the request's uint32; the device applies its own limits to the rest
+        raise ClientError("--max-minutes must be 0 (the device's default) or a number of minutes, e.g. 30")
     target = resolve(device, fingerprint, room)
     visit = phone.start(key_file, target, max_duration_s=max_duration_s, room_code=room_code)
     return {"visit_id": visit, "room": room, "device": f"{target.host}:{target.port}"}

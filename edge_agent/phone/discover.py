@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,10 +43,15 @@ def discover(
     want: int | None = None,
 ) -> list[DiscoveredDevice]:
     """Browse for ``timeout`` seconds (or until ``want`` devices answered); sorted by room."""
+    # zeroconf logs each unusable socket as a WARNING with a traceback (an interface down, no IPv6): not for a user
+    logging.getLogger("zeroconf").setLevel(logging.ERROR)
     try:
         zc = Zeroconf(interfaces=interfaces, ip_version=IPVersion.All)
     except OSError as exc:
         raise ClientError(f"cannot browse the local network ({exc.strerror}); give --device HOST:PORT instead") from None
+    except RuntimeError:  # zeroconf: "No interfaces to listen on" (Wi-Fi off, no network)
+        raise ClientError("no network interface is up to look for room devices on; join the clinic network "
+                          "or give --device HOST:PORT") from None
     names: set[str] = set()
 
     class _Listener(ServiceListener):

@@ -116,6 +116,9 @@ def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: b
     """
     key_file = Path(key_file)
     _refuse_existing(key_file, overwrite)
+    if ca_fingerprint and site_ca is None:
+        raise ClientError("--ca-fingerprint checks the site CA file: give --ca ca.cert.pem with it "
+                          "(or give the fingerprint to 'edge-agent phone install')")
     pinned_ca = _site_ca(site_ca, ca_fingerprint)
     tls_key = ec.generate_private_key(ec.SECP256R1())
     # the CA ignores the subject and assigns a pseudonym; an empty one says nothing about the clinician
@@ -123,8 +126,9 @@ def request_key_file(key_file: str | Path, request_out: str | Path, overwrite: b
     priv, _ = seal.generate_keypair()
     key_pem = tls_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     keys = ClinicianKeys(key_file, "", key_pem.decode(), "", pinned_ca, base64.b64encode(seal.private_key_bytes(priv)).decode())
-    keys.save()
+    # the request first: if it cannot be written nothing is left behind (a key file alone would block the retry)
     write_private(Path(request_out), csr.public_bytes(serialization.Encoding.PEM))
+    keys.save()
     return keys
 
 
@@ -178,6 +182,10 @@ def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> Clin
         raw = key_file.read_text()
     except FileNotFoundError:
         raise ClientError(f"key file {key_file} not found; create it with 'edge-agent phone init BUNDLE'") from None
+    except OSError as exc:  # a directory, no permission
+        raise ClientError(f"cannot read key file {key_file}: {exc.strerror}; give the phone's key file (--keys)") from None
+    except UnicodeDecodeError:
+        raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None
     if os.name == "posix" and stat.S_IMODE(st.st_mode) & 0o077:
         raise ClientError(f"key file {key_file} is readable by others; run: chmod 600 {key_file}")
     try:

@@ -53,6 +53,8 @@ def load_private_key(path: Path) -> seal.X25519PrivateKey:
         return seal.private_key_from_bytes(Path(path).read_bytes())
     except FileNotFoundError:
         raise EdgeAgentError(f"no aggregator key at {path}; make one with aggregator_keygen") from None
+    except OSError as exc:  # a directory, no permission
+        raise EdgeAgentError(f"cannot read aggregator key {path}: {exc.strerror}; give the key file (--key)") from None
 
 
 def period_key_init(path: Path, granularity: str = DEFAULT_GRANULARITY, today: dt.date | None = None) -> str:
@@ -100,6 +102,8 @@ def aggregator_roster_load(roster: Path, db: Path = DEFAULT_DB, key: Path = DEFA
         period, pseudonyms = str(doc["period"]), list(doc["pseudonyms"])
     except FileNotFoundError:
         raise EdgeAgentError(f"roster {roster} not found; make it on the CA host with 'edge-agent aggregator roster'") from None
+    except OSError as exc:  # a directory, no permission
+        raise EdgeAgentError(f"cannot read roster {roster}: {exc.strerror}; give the file from 'edge-agent aggregator roster'") from None
     except (ValueError, KeyError, TypeError):
         raise EdgeAgentError(f"{roster} is not a roster file; make it with 'edge-agent aggregator roster'") from None
     agg = Aggregator(Path(db), load_private_key(key), policy)
@@ -223,6 +227,11 @@ def aggregator_report(period: str = "2026-Q4", out_dir: Path = Path("."), db: Pa
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise EdgeAgentError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRIC_NAMES)}")
+    out_dir = Path(out_dir)
+    try:  # before anything is released: a release spends privacy budget, so its outputs must have somewhere to go
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise EdgeAgentError(f"cannot write the report to {out_dir}: {exc.strerror}; give a folder with --out-dir") from None
     agg = Aggregator(Path(db), load_private_key(key), policy)
     try:
         cells = agg.report(period, tuple(metrics), epsilon, now=now)
@@ -234,7 +243,6 @@ def aggregator_report(period: str = "2026-Q4", out_dir: Path = Path("."), db: Pa
         console.print(f"No service line has contributions for {period}.")
     else:
         render_table(cells, agg.policy, console)
-    out_dir = Path(out_dir)
     csv_path, json_path = write_outputs(cells, out_dir, f"population-{period}")
     png = plot_trends(released, out_dir / f"population-trends-{period}.png", tuple(metrics))
     console.print(f"wrote {csv_path} and {json_path}" + (f" and {png}" if png else

@@ -58,6 +58,28 @@ def _with_subject(item: _ca.Issued) -> dict[str, Any]:
     return out
 
 
+def _serial_in(path: Path, authority: _ca.CertificateAuthority) -> int:
+    """Serial of the certificate this CA issued in a bundle or PEM file (its own CA certificate is skipped)."""
+    import re
+
+    from cryptography.exceptions import InvalidSignature
+
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----\n?", path.read_bytes(), re.S)
+    for block in blocks:
+        try:
+            cert = _ca.x509.load_pem_x509_certificate(block)
+        except ValueError:
+            continue
+        if cert.fingerprint(_ca.hashes.SHA256()) == authority.cert.fingerprint(_ca.hashes.SHA256()):
+            continue
+        try:
+            cert.verify_directly_issued_by(authority.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return int(cert.serial_number)
+    raise _ca.CertificateError(f"{path} holds no certificate issued by this CA; give the serial or pseudonym instead")
+
+
 def _cert_of(bundle: Path) -> bytes:
     import re
 
@@ -107,6 +129,8 @@ def ca_issue_contributor(ca_dir: str | Path, service_line: str, out: str | Path)
 
 def ca_revoke(ca_dir: str | Path, who: str) -> dict[str, Any]:
     authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    if Path(who).is_file():  # a bundle (or certificate) file: revoke the certificate it holds
+        who = str(_serial_in(Path(who), authority))
     serial, crl = _ca.revoke(authority, who)
     return {"revoked_serial": str(serial), "crl": str(crl), "next_step": "copy crl.pem to every room device (path in its config)"}
 

@@ -294,6 +294,8 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
     metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
     """
     fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
+    if directory.exists() and not directory.is_dir():
+        return _fail("outbox", f"outbox.path {directory} is a file, not a directory", "set outbox.path to the directory that holds outbox.db")
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
     from edge_agent.device.outbox import quarantined_files
@@ -410,6 +412,8 @@ def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequen
         zc = Zeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All, ip_version=IPVersion.V4Only)
     except OSError as exc:
         return _fail("mdns", f"cannot open an mDNS socket ({exc.strerror})", "check that UDP port 5353 and multicast are available")
+    except RuntimeError:  # zeroconf: "No interfaces to listen on"
+        return _fail("mdns", "no network interface is up to advertise on", "connect the device to the room network (ip addr; nmcli)")
     try:
         browser = ServiceBrowser(zc, SERVICE_TYPE, listener=_Listener())
         found = seen.wait(timeout)

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import soxr
 import webrtcvad
 
+from edge_agent.audio.file_source import open_audio_file
 from edge_agent.errors import AudioInputError, EdgeAgentError
 from edge_agent.speakers.encoder import EMBED_DIM, EncoderConfig, SpeakerEncoder, l2_normalise
 from edge_agent.speakers.frontend import SAMPLE_RATE
@@ -84,6 +84,8 @@ class Voiceprint:
 def speech_mask(audio: np.ndarray, aggressiveness: int = 3) -> np.ndarray:
     """Per-30 ms-frame speech flags (webrtcvad, smoothed and dilated as Resemblyzer does)."""
     n = len(audio) // _FRAME
+    if n == 0:  # shorter than one frame: no speech (np.convolve refuses an empty array)
+        return np.zeros(0, bool)
     flags = np.zeros(n, bool)
     vad = webrtcvad.Vad(aggressiveness)
     clipped = np.zeros(_FRAME, np.float32)
@@ -148,10 +150,14 @@ def enrol(
 
 
 def _read_16k_mono(path: Path) -> np.ndarray:
+    handle = open_audio_file(path)  # the same one-line refusals as transcribe (missing, directory, not audio)
     try:
-        audio, rate = sf.read(str(path), dtype="float32", always_2d=True)
+        audio = handle.read(dtype="float32", always_2d=True)
+        rate = handle.samplerate
     except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
         raise AudioInputError(f"cannot read audio file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+    finally:
+        handle.close()
     # a copy either way: the decoded block is zeroed right after
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0].copy()
     audio.fill(0.0)

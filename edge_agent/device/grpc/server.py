@@ -12,10 +12,13 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from cryptography import x509
 
 from edge_agent.crypto import ca
 from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
@@ -61,9 +64,26 @@ class ServerConfig:
 def make_data_dir(path: Path) -> None:
     """The outbox directory, private to the service user (0700) even outside systemd's StateDirectory."""
     path = Path(path)
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        os.chmod(path, 0o700)
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if os.name == "posix" and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o700)
+    except OSError as exc:  # a file in the way, a read-only or foreign-owned parent: IT fixes the path, not a bug
+        raise ConfigError(
+            f"outbox.path {path} cannot be used as the outbox directory ({exc.strerror}); "
+            "give a directory the service user owns (the unit's StateDirectory, /var/lib/edge-agent)"
+        ) from None
+
+
+def _log_certificate_dates(cert: x509.Certificate) -> None:
+    """Serving on: phones refuse a device whose certificate is out of its dates, so the journal must say why."""
+    now = dt.datetime.now(dt.timezone.utc)
+    if cert.not_valid_after_utc <= now:
+        log.error("the device certificate expired on %s; phones will refuse this device: issue a new bundle "
+                  "('edge-agent ca issue-device') and run 'edge-agent provision'", Safe(f"{cert.not_valid_after_utc:%Y-%m-%d}"))
+    elif cert.not_valid_before_utc > now:
+        log.error("the device certificate is not valid until %s (is the clock behind?); phones will refuse this device "
+                  "until then: check time sync (timedatectl)", Safe(f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"))
 
 
 class EdgeAgentServer:
@@ -90,6 +110,7 @@ class EdgeAgentServer:
             )
         if not certified:
             log.warning("the device certificate names no room (issued before rooms were attested); phones will refuse it: re-issue it")
+        _log_certificate_dates(self.tls.bundle.cert)
         codes = RoomCodes.load(config.room_code_secret, config.room_code_step_s) if config.room_code_secret else None
         self.presence = Presence(codes, load_allow_list(config.allowed_clinicians))
         self.fingerprint = self.tls.fingerprint

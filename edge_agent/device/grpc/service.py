@@ -29,6 +29,7 @@ from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from edge_agent.speakers.enrol import EnrolmentError
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,8 @@ def _status_of(exc: Exception) -> grpc.StatusCode | None:
         return _PRESENCE_CODES[exc.kind]
     if isinstance(exc, OutboxError):
         return grpc.StatusCode.RESOURCE_EXHAUSTED
+    if isinstance(exc, EnrolmentError):  # silent, no speech, too little speech: the clinician records again
+        return grpc.StatusCode.INVALID_ARGUMENT
     return None
 
 
@@ -324,7 +327,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         except (asyncio.CancelledError, grpc.aio.AbortError):
             raise
         except Exception as exc:  # noqa: BLE001
-            log.error("StreamFeedback failed unexpectedly: %s", type(exc).__name__)
+            log.error("StreamFeedback failed unexpectedly: %s", type(exc))
             await context.abort(grpc.StatusCode.INTERNAL, "internal error; the device logged it")
         finally:
             self._streams[me] -= 1

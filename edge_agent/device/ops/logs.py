@@ -146,6 +146,8 @@ def safe_arg(value: Any) -> Any:
         return scrub_ids(value.message)
     if isinstance(value, BaseException):
         return type(value).__name__
+    if isinstance(value, type) and issubclass(value, BaseException):  # log.error("... %s", type(exc)): the name only
+        return value.__name__
     if isinstance(value, str):
         if value in SAFE_TOKENS:
             return value
@@ -155,6 +157,16 @@ def safe_arg(value: Any) -> Any:
         except ValueError:
             return REDACTED
     return REDACTED
+
+
+class ExceptionNames(logging.Filter):
+    """For handlers without :class:`RedactingFilter` (the CLI's stderr): ``log.error("... %s", type(exc))``
+    shows the class name, not ``<class '...'>``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(a.__name__ if isinstance(a, type) and issubclass(a, BaseException) else a for a in record.args)
+        return True
 
 
 class RedactingFilter(logging.Filter):

@@ -60,7 +60,7 @@ class SystemdNotifier:
                 return True
             except OSError as exc:
                 # systemd gone (shutdown) or a misconfigured socket: never crash the daemon over it
-                log.warning("sd_notify failed: %s", exc.strerror or type(exc).__name__)
+                log.warning("sd_notify failed: %s", type(exc))
                 return False
 
     def ready(self, status: str = "") -> bool:

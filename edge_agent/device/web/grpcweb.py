@@ -194,7 +194,7 @@ class GrpcWebApp:
             await self._reply(send, cors, ctx, [], ctx.code, ctx.details)
             return
         except Exception as exc:  # noqa: BLE001 - the servicer guards its own; this is the adapter's last line
-            log.error("web %s failed unexpectedly: %s", scope["path"], type(exc).__name__)
+            log.error("web %s failed unexpectedly: %s", scope["path"], type(exc))
             await self._reply(send, cors, ctx, [], grpc.StatusCode.INTERNAL, "internal error; the device logged it")
             return
         await self._reply(send, cors, ctx, [method.serialize(reply)], grpc.StatusCode.OK, "")
@@ -227,7 +227,7 @@ class GrpcWebApp:
                     code, details = ctx.code, ctx.details
                     break
                 except Exception as exc:  # noqa: BLE001
-                    log.error("web stream failed unexpectedly: %s", type(exc).__name__)
+                    log.error("web stream failed unexpectedly: %s", type(exc))
                     code, details = grpc.StatusCode.INTERNAL, "internal error; the device logged it"
                     break
                 await send({"type": "http.response.body", "body": frame(method.serialize(msg)), "more_body": True})

@@ -192,9 +192,10 @@ class SiteServer:
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             self._sock.bind((host, port))
-        except OSError as exc:
+        except (OSError, OverflowError) as exc:  # OverflowError: a port outside 0..65535
             self._sock.close()
-            raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); pick another --port") from None
+            reason = getattr(exc, "strerror", None) or "ports are 1..65535"
+            raise ConfigError(f"cannot listen on {host}:{port} ({reason}); pick another --port") from None
         self._sock.listen(128)
         self._sock.setblocking(False)
         self.port = self._sock.getsockname()[1]

@@ -66,3 +66,14 @@ def test_pool_zeroes_on_release_and_counts_exhaustion() -> None:
     a.release()
     b.release()
     assert pool.all_zero() and pool.in_use() == 0
+
+
+def test_a_language_the_english_only_model_cannot_speak_is_refused(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """asr.language = "de" with the bundled tiny.en used to be dropped silently (decoded as English anyway)."""
+    from edge_agent.asr.backend import AsrConfig
+    from edge_agent.asr.whisper_ct2 import WhisperCT2
+    from edge_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"asr\.language is 'de'.*English-only"):
+        WhisperCT2(AsrConfig(language="de"), 16000 * 10)
+    assert WhisperCT2(AsrConfig(language="en"), 16000 * 10).tokenizer.language_code == "en"

@@ -120,3 +120,19 @@ def test_engine_hangover_and_lookahead() -> None:
     assert VadConfig().engine_hangover_ms == 450 and VadConfig().engine_candidate_ms == 300
     cfg = VadConfig(engine="silero", silero_hangover_ms=240)
     assert cfg.engine_hangover_ms == 240 and cfg.engine_candidate_ms == 240  # capped: no look-ahead before the close
+
+
+@pytest.mark.parametrize("search_s", [0.0, 0.01, -1.0, 100.0])
+def test_split_search_outside_its_range_is_refused_naming_it(search_s: float) -> None:
+    """vad.split_search_s shorter than one frame used to pass and crash the first max-length split
+    (np.argmin of an empty window); too long blamed max_segment_s with an impossible range ('200.0..28')."""
+    with pytest.raises(ConfigError, match=r"vad\.split_search_s") as exc:
+        VadConfig(split_search_s=search_s)
+    assert "200.0..28" not in str(exc.value)
+
+
+def test_shortest_allowed_split_search_still_splits(jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
+    speech = np.concatenate([jfk_16k[: int(10.8 * SR)]] * 2)
+    cfg = with_hangover("webrtc", 900, max_segment_s=6.0, split_search_s=0.03, tail_ms=150)  # one 30 ms frame
+    closed, _ = segments_of(write_wav("long.wav", speech), cfg)
+    assert [c for c in closed if c[2] == "max_length"]

@@ -119,3 +119,147 @@ def test_bad_option_value(jfk_path: Path) -> None:
 
 def test_no_input_given() -> None:
     assert_one_line_error(run_cli("transcribe"), "give an audio FILE")
+
+
+def test_enroll_bad_files_are_one_line_with_what_to_do(tmp_path: Path) -> None:
+    """enroll reads files like transcribe: missing, a directory, too short to hold one VAD frame."""
+    tiny = tmp_path / "tiny.wav"
+    sf.write(str(tiny), np.full(200, 0.3, np.float32), 16000)  # 12.5 ms: less than one 30 ms frame
+    assert_one_line_error(run_cli("enroll", str(tiny)), "record 10")
+    assert_one_line_error(run_cli("enroll", str(tmp_path / "nope.wav")), "audio file not found")
+    assert_one_line_error(run_cli("enroll", str(tmp_path)), "is a directory, not an audio file")
+
+
+def test_voiceprint_not_text_is_one_line(tmp_path: Path, jfk_path: Path) -> None:
+    bad = tmp_path / "clinician.json"
+    bad.write_bytes(b"\xff\xfe{\x00}\x00")  # UTF-16, or any damaged bytes
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(bad)), "is not a voiceprint", "edge-agent enroll")
+
+
+def test_ctrl_c_is_one_line_and_exit_130(jfk_path: Path) -> None:
+    """Ctrl-C mid-run: 'edge-agent: interrupted' on stderr, exit 130 (typer used to swallow it silently)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "transcribe", str(jfk_path), "--realtime", "--jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+    try:
+        assert proc.stdout is not None and proc.stdout.readline()  # running: the first partial is out
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 130 and lines == ["edge-agent: interrupted"], (proc.returncode, err)
+
+
+def test_analyze_textgrid_folder_is_not_called_missing(tmp_path: Path) -> None:
+    assert_one_line_error(run_cli("analyze", "--textgrid", str(tmp_path), "--textgrid", str(tmp_path)), "is a directory", "TextGrid file")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("transcribe", "{jfk}", "--seconds", "3"),
+        ("transcribe", "{jfk}", "--mic-device", "USB"),
+        ("enroll", "{jfk}", "--seconds", "5"),
+        ("enroll", "{jfk}", "--mic-device", "USB"),
+    ],
+)
+def test_microphone_options_without_mic_are_refused_not_ignored(jfk_path: Path, args: tuple[str, ...]) -> None:
+    """--seconds / --mic-device only mean something with --mic: with a FILE they were silently ignored."""
+    argv = [a.replace("{jfk}", str(jfk_path)) for a in args]
+    assert_one_line_error(run_cli(*argv), args[-2], "--mic")
+
+
+@pytest.mark.parametrize("command", ["transcribe", "enroll"])
+def test_mic_seconds_must_be_positive(command: str) -> None:
+    assert_one_line_error(run_cli(command, "--mic", "--seconds", "-1"), "--seconds", "more than 0")
+
+
+def test_listen_port_out_of_range_is_one_line(tmp_path: Path) -> None:
+    """--port 99999 on the site's servers: one line naming the port, not 'internal error (OverflowError)'."""
+    from edge_agent.crypto import ca
+    from edge_agent.population.commands import aggregator_keygen
+
+    authority = ca.init_ca(tmp_path / "ca")
+    crl = str(tmp_path / "ca" / ca.CRL)
+    ca.issue_web(authority, tmp_path / "web.pem", dns_names=("localhost",))
+    ca.issue_aggregator(authority, tmp_path / "agg.pem", dns_names=("localhost",))
+    aggregator_keygen(tmp_path / "agg.key", tmp_path / "agg.pub")
+    assert_one_line_error(
+        run_cli("phone-web", "serve", "--bundle", str(tmp_path / "web.pem"), "--crl", crl, "--host", "127.0.0.1", "--port", "99999"),
+        "99999",
+    )
+    assert_one_line_error(
+        run_cli("aggregator", "serve", "--db", str(tmp_path / "agg.db"), "--key", str(tmp_path / "agg.key"), "--bundle",
+                str(tmp_path / "agg.pem"), "--crl", crl, "--host", "127.0.0.1", "--port", "99999"),
+        "99999",
+    )
+
+
+def test_help_texts_survive_rich_markup() -> None:
+    """A '[web]' in a help string is eaten as rich markup ('(config  port)'): no option help may contain one."""
+    import re
+
+    import typer.main
+
+    from edge_agent.cli import app
+
+    def walk(cmd, path):  # type: ignore[no-untyped-def]
+        for param in cmd.params:
+            yield path, getattr(param, "help", None) or ""
+        for name, sub in getattr(cmd, "commands", {}).items():
+            yield from walk(sub, f"{path} {name}")
+
+    swallowed = [(path, text) for path, text in walk(typer.main.get_command(app), "edge-agent") if re.search(r"\[[a-z_]+\]", text)]
+    assert not swallowed, swallowed
+
+
+def test_compute_type_the_cpu_cannot_run_names_the_key_not_a_reinstall(jfk_path: Path) -> None:
+    """float16 on a CPU: the fix is asr.compute_type, not 'reinstall the model'."""
+    result = run_cli("transcribe", str(jfk_path), "--compute-type", "float16")
+    assert_one_line_error(result, "float16", "asr.compute_type")
+    assert "reinstall" not in result.stderr
+
+
+def test_analyze_textgrids_with_a_voiceprint_is_refused_not_ignored(tmp_path: Path) -> None:
+    """TextGrids already name who spoke: a --voiceprint there was silently ignored."""
+    vp = tmp_path / "clinician.json"
+    vp.write_text("{}")
+    result = run_cli("analyze", "--textgrid", str(tmp_path / "d.TextGrid"), "--textgrid", str(tmp_path / "p.TextGrid"),
+                     "--voiceprint", str(vp))
+    assert_one_line_error(result, "--voiceprint", "audio FILE")
+
+
+def test_no_speakers_with_a_voiceprint_is_refused_not_ignored(tmp_path: Path, jfk_path: Path) -> None:
+    """--no-speakers was overridden without a word when a --voiceprint was given (speakers were attributed anyway)."""
+    vp = tmp_path / "clinician.json"
+    vp.write_text("{}")
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--no-speakers", "--voiceprint", str(vp)), "--no-speakers", "--voiceprint")
+
+
+def test_jsonl_into_a_closed_pipe_ends_quietly(jfk_path: Path) -> None:
+    """`transcribe --jsonl | head -1`: the reader going away is not 'speech pipeline stopped by an internal error'."""
+    import os
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "transcribe", str(jfk_path), "--jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ))
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # what `head -1` does after its line
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and err.decode().strip() == "", (proc.returncode, err.decode())
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_float_wav_is_heard_not_silence(tmp_path: Path, jfk_16k: np.ndarray, subtype: str) -> None:
+    """A 32-bit float WAV (Audacity, DAWs): read as int16 without scaling it became all zeros - 0 utterances, no error."""
+    path = tmp_path / "float.wav"
+    sf.write(str(path), jfk_16k, 16000, subtype=subtype)
+    result = run_cli("transcribe", str(path), "--jsonl", "--no-speakers")
+    assert result.returncode == 0, result.stderr
+    assert "fellow Americans" in result.stdout, result.stdout[-500:]

@@ -119,3 +119,33 @@ def test_cli_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_AGENT_CA_PASSPHRASE", "wrong")
     with pytest.raises(CertificateError, match="passphrase"):
         cli.ca_issue_admin(tmp_path / "ca", tmp_path / "adm2.pem")
+
+
+def test_bundle_that_cannot_be_written_leaves_no_key_behind_and_is_one_line(tmp_path: Path) -> None:
+    """--out naming a folder: the private key's temp file must not stay beside it, and the user sees one line."""
+    from tests.cli_runner import run_cli
+
+    ca.init_ca(tmp_path / "ca")
+    out_dir = tmp_path / "out"
+    (out_dir / "clinician.pem").mkdir(parents=True)  # the --out path is taken by a folder
+    result = run_cli("ca", "issue-clinician", "--ca-dir", str(tmp_path / "ca"), "--out", str(out_dir / "clinician.pem"))
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and "internal error" not in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert len(lines) == 1 and str(out_dir / "clinician.pem") in lines[0], result.stderr
+    assert sorted(p.name for p in out_dir.iterdir()) == ["clinician.pem"], "a temp file holding the private key was left"
+    assert len(ca.issued(ca.load_ca(tmp_path / "ca"))) == 0  # nothing recorded as issued either
+
+
+def test_revoke_by_bundle_path(tmp_path: Path) -> None:
+    """`ca revoke` documents 'certificate serial, pseudonym or bundle path': a lost phone's bundle file works too."""
+    from tests.cli_runner import run_cli
+
+    authority = ca.init_ca(tmp_path / "ca")
+    issued = ca.issue_clinician(authority, tmp_path / "lost-phone.pem")
+    out = run_cli("ca", "revoke", str(tmp_path / "lost-phone.pem"), "--ca-dir", str(tmp_path / "ca"), "--json")
+    assert out.returncode == 0, out.stderr
+    assert issued.serial in ca.read_crl(tmp_path / "ca" / ca.CRL, authority.cert).revoked
+    other = ca.init_ca(tmp_path / "other")  # a bundle from another CA is refused, not revoked by serial here
+    ca.issue_clinician(other, tmp_path / "foreign.pem")
+    out = run_cli("ca", "revoke", str(tmp_path / "foreign.pem"), "--ca-dir", str(tmp_path / "ca"))
+    assert out.returncode == 2 and "no certificate issued by this CA" in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr

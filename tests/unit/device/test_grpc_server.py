@@ -323,3 +323,24 @@ def test_outbox_full_at_stop_is_reported_and_retried(pki: Pki, tmp_path: Path) -
         assert delivered == [first, second]
     finally:
         s.stop()
+
+
+def test_enrolment_the_speaker_model_refuses_is_a_clear_answer_not_internal(pki: Pki, tmp_path: Path, session_with_speakers) -> None:  # type: ignore[no-untyped-def]
+    """Silence (a muted phone mic) through the real enroller: the phone hears why, not 'internal error'."""
+    import numpy as np
+
+    from edge_agent.device.grpc.background import BackgroundServer
+    from edge_agent.device.grpc.server import EdgeAgentServer
+    from edge_agent.device.visit import PipelineEnroller
+    from tests.delivery_fixtures import RecordingRunner
+
+    server = EdgeAgentServer(server_config(pki, tmp_path / "data"), RecordingRunner(), PipelineEnroller(session_with_speakers))
+    background = BackgroundServer(server)
+    background.start()
+    try:
+        target = phone.Target("127.0.0.1", background.port, server.fingerprint)
+        with pytest.raises(ClientError) as exc:
+            phone.enroll(pki.keys_a, target, np.zeros(16000 * 5, np.int16).tobytes(), 16000)
+        assert exc.value.code == "INVALID_ARGUMENT" and "silent" in exc.value.message, exc.value.message
+    finally:
+        background.stop()

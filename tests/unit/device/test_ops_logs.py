@@ -175,3 +175,49 @@ def test_full_visit_logs_and_metrics_hold_no_words_or_ids(session, jfk_path, tmp
         leaked = _words(spoken) & _words(text)
         assert not leaked, f"{name} contain transcript words {sorted(leaked)}"
         assert PSEUDONYM not in text and visit_id not in text and visit_id[2:] not in text
+
+
+def test_exception_names_reach_the_journal(captured: io.StringIO) -> None:
+    """A log argument that is the exception (or its class) shows its type; a string of its type name is redacted like any text.
+
+    Fourteen alarm and failure lines passed ``type(exc).__name__`` (or ``exc.strerror``), so the journal read
+    "EnrollVoice failed unexpectedly: <redacted>" - the line an admin is told to look for said nothing.
+    """
+    log = logging.getLogger("edge_agent.test")
+    try:
+        raise BrokenPipeError(32, "Broken pipe")
+    except OSError as exc:
+        log.error("delivery failed: %s", exc)
+        log.error("retry failed (%s)", type(exc))  # the class: its name, never its message, whatever the handler
+        log.error("held: %s", type(exc).__name__)  # what the code did: a plain string, redacted
+    out = captured.getvalue()
+    assert "delivery failed: BrokenPipeError" in out and "retry failed (BrokenPipeError)" in out and "held: <redacted>" in out, out
+    bad = []
+    for path in (ROOT / "edge_agent").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr not in ("debug", "info", "warning", "error", "exception", "critical"):
+                continue
+            if not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger", "_log")):
+                continue
+            for arg in node.args[1:]:
+                for sub in ast.walk(arg):
+                    type_name = (isinstance(sub, ast.Attribute) and sub.attr == "__name__" and isinstance(sub.value, ast.Call)
+                                 and isinstance(sub.value.func, ast.Name) and sub.value.func.id == "type")
+                    if type_name or (isinstance(sub, ast.Attribute) and sub.attr == "strerror"):
+                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not bad, f"pass type(exc) (the log filter redacts a plain string such as its type name): {bad}"
+
+
+def test_cli_stderr_shows_exception_class_names() -> None:
+    """The CLI's plain handler (no redaction) shows type(exc) as its name, not "<class 'BrokenPipeError'>"."""
+    import subprocess
+    import sys
+
+    code = ("import logging, sys; sys.argv = ['edge-agent', '--help']\n"
+            "import edge_agent.cli as cli\n"
+            "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+            "logging.getLogger('edge_agent.x').error('worker failed: %s', BrokenPipeError)\n")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert "worker failed: BrokenPipeError" in run.stderr and "<class" not in run.stderr, run.stderr

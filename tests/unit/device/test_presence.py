@@ -21,6 +21,7 @@ from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.ops.button_control import ManagerVisitControl
 from edge_agent.device.ops.gpio import RoomClaims, open_panel
 from edge_agent.device.presence import Presence, RoomCodes, code_for, load_secret
+from edge_agent.errors import ConfigError
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
@@ -210,3 +211,36 @@ def test_device_without_room_code_refuses_phone_starts(pki: Pki, tmp_path: Path)
         assert "room-code" not in phone.device_info(pki.keys_a, srv.target).capabilities
     finally:
         srv.stop()
+
+
+def test_damaged_room_code_secret_is_one_line(tmp_path: Path) -> None:
+    """A room-code secret with damaged bytes: the remedy in one line, from the library and from the CLI."""
+    secret = tmp_path / "room-code.key"
+    secret.write_bytes(b"\xff\xfe" + b"ab" * 32 + b"\n")
+    secret.chmod(0o600)
+    with pytest.raises(ConfigError, match="is not a room-code secret"):
+        load_secret(secret)
+    out = run_cli("device", "room-code", "--secret", str(secret))
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert "is not a room-code secret" in out.stderr and out.stderr.strip().count("\n") == 0
+
+
+def test_room_code_helper_uses_the_device_config(pki: Pki, tmp_path: Path) -> None:
+    """`device room-code` on a device whose config sets code_step_s prints the code the daemon accepts.
+
+    It used to ignore the config and always use the 28-day default: a display device set to
+    ``code_step_s = 60`` (or a weekly label) got a code that StartVisit refused.
+    """
+    import json
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[presence]\ncode_secret = "{pki.room_code_secret}"\ncode_step_s = 60\n')
+    secret = load_secret(pki.room_code_secret)
+    for args, env in ((("--config", str(config)), {}), ((), {"EDGE_AGENT_CONFIG": str(config)})):
+        out = run_cli("device", "room-code", *args, "--json", env=env)
+        assert out.returncode == 0, out.stderr
+        code = json.loads(out.stdout)["code"]
+        assert RoomCodes(secret, 60).matches(code) and not RoomCodes(secret, 28 * 86400).matches(code)
+    config.write_text('[presence]\ncode_secret = ""\n')
+    out = run_cli("device", "room-code", "--config", str(config))
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "presence.code_secret" in out.stderr, out.stderr

@@ -274,3 +274,27 @@ def test_phone_without_a_current_crl_refuses(tmp_path: Path) -> None:
             assert not keys.crl_pem or phone.held_crl(keys) is None
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("when", ["expired", "not yet valid"])
+def test_device_certificate_out_of_its_dates_is_said_on_both_sides(tmp_path: Path, when: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The device's own certificate expired (or the clock is behind it): the daemon says so in its journal at
+    start, and the phone is told the device's certificate is out of date - not that it is 'not from this site's CA'."""
+    import logging
+
+    pki = Pki.make(tmp_path / "pki")
+    now = dt.datetime.now(dt.timezone.utc)
+    start = now - dt.timedelta(days=40) if when == "expired" else now + dt.timedelta(days=3)
+    ca.issue_device(pki.authority, "Room 4", tmp_path / "dated.pem", ips=("127.0.0.1",), days=30, valid_from=start)
+    with caplog.at_level(logging.ERROR, logger="edge_agent"):
+        srv = ServerThread(replace(server_config(pki, tmp_path / "data"), bundle=tmp_path / "dated.pem")).start()
+    try:
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "device certificate" in logged and ("expired" in logged if when == "expired" else "not valid until" in logged), logged
+        with pytest.raises(ClientError) as exc:
+            phone.device_info(pki.keys_a, srv.target)
+        message = exc.value.message
+        assert "not from this site's CA" not in message and "IT" in message, message
+        assert ("expired" in message) if when == "expired" else ("not valid yet" in message), message
+    finally:
+        srv.stop()

@@ -110,3 +110,48 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         server.stop()
     assert "not checked" in doctor.check_pipeline(port).message  # the daemon is gone
     assert "metrics endpoint is off" in doctor.check_pipeline(None).message
+
+
+def test_a_visit_refused_because_the_microphone_is_missing_is_logged_on_the_device(
+    session_with_speakers: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Mic unplugged before the visit: the phone is told, and IT finds the reason in the journal too."""
+    import asyncio
+
+    from edge_agent.audio.mic_source import MicSource
+    from edge_agent.crypto import seal
+    from edge_agent.device.lifecycle import VisitError, VisitManager
+    from edge_agent.device.outbox import Outbox, OutboxConfig
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: MicSource("no-such-microphone"), VisitPolicy())
+    outbox = Outbox(tmp_path / "outbox.db", OutboxConfig())
+    try:
+        _, public = seal.generate_keypair()
+        with caplog.at_level(logging.WARNING, logger="edge_agent"), pytest.raises(VisitError, match="capture could not start"):
+            asyncio.run(VisitManager(runner, outbox).start("c-aaaaaaaaaaaaaaaa", public, 600, None, None))
+    finally:
+        outbox.close()
+    logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert any("could not start" in m and "no-such-microphone" in m for m in logged), logged
+
+
+def test_a_reloaded_long_silence_limit_reaches_the_running_visit(session_with_speakers: Any, tmp_path: Path) -> None:
+    """server.long_silence_stop_minutes is 'live' (docs/config.md): a SIGHUP lowering it during a silent visit
+    must end that visit; the watcher used to keep the limit the visit started with."""
+    import threading
+    from dataclasses import replace
+
+    import soundfile as sf
+
+    silent = tmp_path / "room.wav"
+    sf.write(str(silent), np.zeros(16000 * 30, np.float32), 16000)
+    stopped = threading.Event()
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: FileSource(silent, realtime=True),
+                                 VisitPolicy(long_silence_s=600))
+    runner.start(VisitContext("v-reload00000000", int(time.time()), 600, request_stop=lambda reason: stopped.set()))
+    try:
+        time.sleep(1.0)
+        runner.policy = replace(runner.policy, long_silence_s=1.0)  # what LiveTargets.apply does on SIGHUP
+        assert stopped.wait(5), "the running visit kept the old long-silence limit"
+    finally:
+        runner.abort()

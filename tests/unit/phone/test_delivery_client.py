@@ -113,3 +113,45 @@ def test_every_timing_metric_gets_a_readable_line() -> None:
 def test_bench_delivery_meets_target() -> None:
     result = bench_delivery(visits=5)
     assert result["stop_to_report_on_phone"]["p95_ms"] < 2000
+
+
+def test_a_visit_with_no_speech_says_so_instead_of_a_blank_report(session_with_speakers, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A muted or dead room microphone: the clinician's report used to be the title line and nothing else."""
+    import numpy as np
+    import soundfile as sf
+
+    from edge_agent.behaviours.classifier import BehaviourClassifier
+    from edge_agent.device.lifecycle import VisitContext
+    from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy, file_factory
+
+    silence = tmp_path / "room.wav"
+    sf.write(str(silence), np.zeros(16000 * 4, np.float32), 16000)
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), file_factory(silence, realtime=False), VisitPolicy())
+    runner.start(VisitContext("v-silent000000000", int(time.time()), 600, request_stop=lambda reason: None))
+    assert runner.wait_capture_end(60)
+    fb = runner.stop()
+    fb.duration_s, fb.started_unix_s = 4.0, int(time.time())
+    text = phone.render_report(fb)
+    assert "No speech was heard" in text and "microphone" in text, text
+
+
+def test_follow_when_the_device_restarts_says_so_plainly(pki: Pki, tmp_path: Path) -> None:
+    """`feedback --follow` across a device restart (an update): the stream ends with 'the device closed the
+    connection', not 'lost the device or it changed since its certificate was checked' (which reads like an attack)."""
+    srv = ServerThread(server_config(pki, tmp_path / "data")).start()
+    errors: list[ClientError] = []
+
+    def follow() -> None:
+        try:
+            phone.feedback(pki.keys_a, srv.target, follow=True, timeout=30)
+        except ClientError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=follow)
+    thread.start()
+    time.sleep(1.5)  # the stream is open and waiting
+    srv.stop()
+    thread.join(30)
+    assert errors, "the follow ended without telling the user"
+    message = errors[0].message
+    assert "changed since its certificate" not in message and "restart" in message, message

@@ -78,3 +78,50 @@ def test_cli_one_line_errors(tmp_path: Path) -> None:
     out = run_cli("ca", "sign-clinician", str(tmp_path / "junk.pem"), "--ca-dir", str(tmp_path / "ca"), "--out", str(tmp_path / "c.pem"))
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0 and "not a certificate request" in out.stderr
+
+
+@pytest.mark.parametrize("damage", ["directory", "binary"])
+def test_unreadable_key_file_is_one_line(tmp_path: Path, damage: str) -> None:
+    """--keys naming a folder, or a key file whose bytes were damaged: one line, exit 2, never an internal error."""
+    keys = tmp_path / "phone.keys"
+    if damage == "directory":
+        keys.mkdir(mode=0o700)
+    else:
+        keys.write_bytes(b'{"version": \xef\xbf\x00\xff garbage')
+        keys.chmod(0o600)
+    out = run_cli("phone", "feedback", "--keys", str(keys), "--device", "127.0.0.1:1")
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert len(lines) == 1 and str(keys) in lines[0], out.stderr
+
+
+def test_phone_enroll_recording_that_is_a_folder_is_one_line(tmp_path: Path) -> None:
+    keys = tmp_path / "phone.keys"  # the recording is read before any key or device is needed
+    out = run_cli("phone", "enroll", str(tmp_path), "--keys", str(keys), "--device", "127.0.0.1:1")
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "record 16-bit PCM WAV" in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize("minutes", ["-5", "100000000"])
+def test_phone_start_max_minutes_out_of_range_is_one_line(tmp_path: Path, minutes: str) -> None:
+    """A negative (or absurd) --max-minutes cannot go into the request's uint32: one line, not 'Value out of range'."""
+    out = run_cli("phone", "start", "--keys", str(tmp_path / "phone.keys"), "--device", "127.0.0.1:1", "--room", "Room 4",
+                  "--room-code", "1234 5678", "--max-minutes", minutes)
+    assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert out.stderr.strip().count("\n") == 0 and "--max-minutes" in out.stderr, out.stderr
+
+
+def test_request_ca_fingerprint_alone_is_refused_not_ignored(tmp_path: Path) -> None:
+    """--ca-fingerprint only checks the --ca file: alone it pinned nothing and said nothing ('site_ca_pinned: False')."""
+    out = run_cli("phone", "request", "--keys", str(tmp_path / "phone.keys"), "--out", str(tmp_path / "req.pem"),
+                  "--ca-fingerprint", "ab" * 32)
+    assert out.returncode == 2 and out.stderr.strip().count("\n") == 0 and "--ca" in out.stderr, out.stderr
+    assert not (tmp_path / "phone.keys").exists() and not (tmp_path / "req.pem").exists()
+
+
+def test_request_that_cannot_be_written_leaves_no_key_file(tmp_path: Path) -> None:
+    """--out naming a folder: nothing is made, so the same command works once the path is fixed."""
+    (tmp_path / "req.pem").mkdir()
+    out = run_cli("phone", "request", "--keys", str(tmp_path / "phone.keys"), "--out", str(tmp_path / "req.pem"))
+    assert out.returncode == 2 and "internal error" not in out.stderr, out.stderr
+    assert not (tmp_path / "phone.keys").exists(), "a key file was left behind: the retry would say it already exists"

@@ -46,3 +46,24 @@ def test_report_outputs(tmp_path: Path) -> None:
     again = aggregator_report("2026-Q4", tmp_path / "out", db=tmp_path / "agg.db", key=tmp_path / "agg.key",
                               metrics=("talk_share", "empathy"), console=Console(file=io.StringIO()), now=AFTER_CLOSE)
     assert [c.value for c in again] == [c.value for c in cells] and all(c.epsilon == 0 for c in again)
+
+
+def test_aggregator_cli_bad_paths_are_one_line(tmp_path: Path) -> None:
+    """A folder where a file belongs, or a file where the output folder belongs: one line, exit 2."""
+    from tests.cli_runner import run_cli
+
+    aggregator_keygen(tmp_path / "agg.key", tmp_path / "agg.pub")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    taken = tmp_path / "taken"
+    taken.write_text("not a folder\n")
+    db, key = str(tmp_path / "agg.db"), str(tmp_path / "agg.key")
+    for args, fragment in (
+        (("roster-load", str(folder), "--db", db, "--key", key), str(folder)),
+        (("report", "--db", db, "--key", str(folder)), str(folder)),
+        (("report", "--db", db, "--key", key, "--out-dir", str(taken)), str(taken)),
+    ):
+        out = run_cli("aggregator", *args)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+        assert out.returncode == 2 and "internal error" not in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(lines) == 1 and fragment in lines[0], (args, out.stderr)

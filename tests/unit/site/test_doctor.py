@@ -343,3 +343,12 @@ def test_outbox_check_reads_held_reports_from_the_daemon_metrics(tmp_path: Path)
         server.stop()
     # daemon not running: the check still runs on the files alone
     assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok
+
+
+def test_outbox_path_naming_a_file_says_so(tmp_path: Path) -> None:
+    """outbox.path set to the database file itself: the check says it is a file, not that it 'does not exist'."""
+    db = tmp_path / "outbox.db"
+    db.write_bytes(b"")
+    check = doctor.check_outbox(db, 64)
+    assert not check.ok and "not a directory" in check.message and "does not exist" not in check.message, check.message
+    assert "outbox.path" in check.fix

@@ -1,0 +1,92 @@
+"""`serve` with a bad path in its config: one line naming the key or file, exit 2, never an internal error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.crypto import ca
+from edge_agent.device.presence import load_allow_list
+from edge_agent.population.pseudonym import PeriodKeyRing
+from tests.cli_runner import run_cli
+
+
+def _serve(tmp_path: Path, state: Path, extra: str = "", *args: str) -> str:
+    """Run the real daemon with this outbox directory; it must refuse to start. Returns its one stderr line."""
+    authority = ca.init_ca(tmp_path / "ca")
+    ca.issue_device(authority, "Room 4", tmp_path / "device.pem")
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[server]\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\ncrl = "{tmp_path / "ca" / ca.CRL}"\n'
+        f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[gpio]\nbackend = "mock"\n'
+        f'[outbox]\npath = "{state}"\n[presence]\ncode_secret = ""\n{extra}'
+    )
+    out = run_cli("serve", "--config", str(config), *args, timeout=120)
+    # the daemon's own journal lines (<N>prefix, e.g. "listening on") are logs; the error is the one other line
+    lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith("<")]
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "internal error" not in out.stderr
+    assert len(lines) == 1, out.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("where", ["a file", "under a file"])
+def test_serve_with_unusable_outbox_path_is_one_line(tmp_path: Path, where: str) -> None:
+    taken = tmp_path / "outbox.db"  # IT pointed outbox.path at the database file, not its directory
+    taken.write_bytes(b"")
+    state = taken if where == "a file" else taken / "state"
+    line = _serve(tmp_path, state)
+    assert "outbox.path" in line and str(state) in line, line
+
+
+def test_allow_list_not_utf8_is_one_line_and_utf8_bom_is_read(tmp_path: Path) -> None:
+    """An allow-list saved by a Windows editor: UTF-16 is refused in one line; UTF-8 with a BOM is plain text."""
+    allow = tmp_path / "room.allow"
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n", encoding="utf-16")
+    line = _serve(tmp_path, tmp_path / "state", f'allowed_clinicians = "{allow}"\n')
+    assert str(allow) in line and "UTF-8" in line, line
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n", encoding="utf-8-sig")
+    assert load_allow_list(allow) == frozenset({"s-aaaaaaaaaaaaaaaa"})
+
+
+@pytest.mark.parametrize("damage", ["missing", "directory", "not a key"])
+def test_population_aggregator_key_is_checked_at_start(tmp_path: Path, damage: str) -> None:
+    """population.enabled with a missing, folder or junk aggregator key: refused at start in one line.
+
+    A junk key used to start fine and then skip every visit's contribution (a warning per visit).
+    """
+    period = tmp_path / "period.key"
+    PeriodKeyRing.create(period)
+    pub = tmp_path / "aggregator.pub"
+    if damage == "directory":
+        pub.mkdir()
+    elif damage == "not a key":
+        pub.write_bytes(b"-----BEGIN PUBLIC KEY-----\nnot the raw key\n")
+    line = _serve(tmp_path, tmp_path / "state", (
+        f'[population]\nenabled = true\nperiod_key = "{period}"\naggregator_public_key = "{pub}"\n'
+    ))
+    assert "population.aggregator_public_key" in line and str(pub) in line, line
+
+
+def test_serve_replay_of_a_missing_recording_is_refused_at_start(tmp_path: Path) -> None:
+    """--replay names the room microphone's stand-in: a missing file is refused now, not at the first visit."""
+    line = _serve(tmp_path, tmp_path / "state", "", "--replay", str(tmp_path / "visit.flac"))
+    assert "audio file not found" in line and str(tmp_path / "visit.flac") in line, line
+
+
+def test_a_failure_after_the_grpc_server_started_is_still_one_line(tmp_path: Path) -> None:
+    """metrics.port taken (or a bad web origin): the server already listening is shut down, no 'Exception ignored' traceback."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        line = _serve(tmp_path / "a", tmp_path / "a" / "state", f"[metrics]\nenabled = true\nport = {port}\n")
+        assert "metrics.port" in line, line
+    finally:
+        taken.close()
+    line = _serve(tmp_path / "b", tmp_path / "b" / "state", '[web]\nenabled = true\nallowed_origin = "http://phones.example"\n')
+    assert "allowed origin" in line, line
