@@ -1,0 +1,152 @@
+"""Enrolment audio through the browser endpoint leaves no whole-body copy behind.
+
+The gRPC port copies each enrolment chunk straight into one zeroed, locked region
+(docs/security.md "What the device keeps"). The gRPC-Web adapter reads the whole
+POST body first; that body is the clinician's voice, framed. This test drives the
+real adapter (the method table the endpoint serves, the real EnrollVoice servicer
+and a real sign-in over TLS) with a body whose frames the test owns and zeroes,
+then reads this process's own memory for a byte string that spans two frames:
+only a copy of the whole body can hold it (never one chunk, one protobuf message
+or the enrolment region), so any hit is a copy the adapter made and left unzeroed.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import mmap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge_agent.device.web.endpoint import method_table
+from edge_agent.device.web.grpcweb import SESSION_HEADER, GrpcWebApp, frame
+from edge_agent.proto.edge_agent.v1 import agent_pb2
+from tests.delivery_fixtures import Pki
+from tests.phone_web_fixtures import Device
+from tests.unit.phone.test_phone_web_device import ORIGIN, WebClient, _keys
+
+_READ = 8 << 20
+
+
+def _hits(needle: bytes) -> list[int]:
+    """Addresses of ``needle`` in this process's writable private memory, except the needle object itself."""
+    own = id(needle) + bytes.__basicsize__ - 1  # CPython: the data follows the header (minus the 1-byte trailer slot)
+    scratch = mmap.mmap(-1, _READ + len(needle))  # its own mapping, skipped below
+    view = (ctypes.c_char * len(scratch)).from_buffer(scratch)
+    lo_s = ctypes.addressof(view)
+    del view
+    found: list[int] = []
+    with open("/proc/self/maps") as f:
+        maps = f.read().splitlines()
+    try:
+        with open("/proc/self/mem", "rb", buffering=0) as mem:
+            for line in maps:
+                parts = line.split()
+                if len(parts) < 2 or not parts[1].startswith("rw") or (len(parts) > 5 and parts[5].startswith("[v")):
+                    continue
+                lo, hi = (int(x, 16) for x in parts[0].split("-"))
+                if lo <= lo_s < hi:
+                    continue
+                pos = lo
+                while pos < hi:
+                    size = min(_READ + len(needle) - 1, hi - pos)
+                    try:
+                        mem.seek(pos)
+                        got = mem.readinto(memoryview(scratch)[:size])
+                    except OSError:
+                        break
+                    if not got:
+                        break
+                    at = scratch.find(needle, 0, got)
+                    while at >= 0:
+                        if pos + at != own:
+                            found.append(pos + at)
+                        at = scratch.find(needle, at + 1, got)
+                    if pos + got >= hi:
+                        break
+                    pos += max(1, got - len(needle) + 1)
+    finally:
+        scratch.close()
+    return found
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return Pki.make(tmp_path_factory.mktemp("pki"))
+
+
+def test_web_enrolment_body_is_zeroed_after_the_call(pki: Pki, tmp_path: Path) -> None:
+    device = Device.start(pki, tmp_path / "data", ORIGIN)
+    try:
+        web = WebClient(pki, device.both.web.port)
+        assert web.login(*_keys(pki.clinician_a)) == (0, "")
+        endpoint = device.both.web
+        assert endpoint.sessions is not None
+        app = GrpcWebApp(method_table(device.server, endpoint.sessions), (ORIGIN,), endpoint.sessions.peer_for)
+
+        rng = np.random.default_rng(7)
+        pcm = np.asarray(rng.standard_normal(16000 * 4) * 3000, dtype="<i2")
+        raw = pcm.view(np.uint8)
+        step = 32768
+        frames = []
+        for i in range(0, raw.size, step):
+            msg = agent_pb2.EnrollVoiceChunk(sample_rate=16000 if i == 0 else 0, pcm_s16le=raw[i : i + step].tobytes())
+            frames.append(frame(msg.SerializeToString()))
+            msg.Clear()
+        body = bytearray(sum(len(f) for f in frames))
+        cut, at = [], 0
+        for f in frames:
+            body[at : at + len(f)] = f
+            at += len(f)
+            cut.append(at)
+        frames.clear()
+        # 32 bytes either side of the first frame boundary: only in a copy of the whole body
+        needle = bytes(memoryview(body)[cut[0] - 32 : cut[0] + 32])
+        pieces = [bytearray(memoryview(body)[i : i + 10000]) for i in range(0, len(body), 10000)]  # uvicorn hands the body in pieces
+        body[:] = bytes(len(body))
+        pcm.fill(0)
+
+        sent: list[dict] = []
+
+        async def run() -> None:
+            queue = list(pieces)
+
+            async def receive() -> dict:
+                if not queue:
+                    return {"type": "http.disconnect"}
+                piece = queue.pop(0)
+                return {"type": "http.request", "body": piece, "more_body": bool(queue)}
+
+            async def send(message: dict) -> None:
+                sent.append(message)
+
+            headers = [(b"origin", ORIGIN.encode()), (b"content-type", b"application/grpc-web+proto"),
+                       (SESSION_HEADER.encode(), web.token.encode())]
+            scope = {"type": "http", "method": "POST", "path": "/edge_agent.v1.EdgeAgent/EnrollVoice",
+                     "headers": headers, "client": ("127.0.0.1", 0)}
+            await app(scope, receive, send)
+
+        device.call(run())
+        trailer = bytes(sent[-1]["body"])
+        assert b"grpc-status: 0" in trailer, trailer
+        for p in pieces:
+            p[:] = bytes(len(p))
+        pieces.clear()
+        gc.collect()
+        hits = _hits(needle)
+        assert not hits, (f"{len(hits)} unzeroed copies of the framed enrolment body left in memory "
+                          f"(first at {hits[0]:#x})")
+    finally:
+        device.stop()
+
+
+def test_the_memory_probe_sees_a_live_copy() -> None:
+    """The probe itself: a copy that is still alive is found (so an empty result means something)."""
+    secret = bytearray(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    needle = bytes(memoryview(secret)[100:164])
+    try:
+        assert _hits(needle), "the probe cannot read this process's memory"
+    finally:
+        secret[:] = bytes(len(secret))
