@@ -12,9 +12,7 @@ or the enrolment region), so any hit is a copy the adapter made and left unzeroe
 
 from __future__ import annotations
 
-import ctypes
 import gc
-import mmap
 from pathlib import Path
 
 import numpy as np
@@ -24,52 +22,9 @@ from edge_agent.device.web.endpoint import method_table
 from edge_agent.device.web.grpcweb import SESSION_HEADER, GrpcWebApp, frame
 from edge_agent.proto.edge_agent.v1 import agent_pb2
 from tests.delivery_fixtures import Pki
+from tests.memory_probe import hits_in_memory
 from tests.phone_web_fixtures import Device
 from tests.unit.phone.test_phone_web_device import ORIGIN, WebClient, _keys
-
-_READ = 8 << 20
-
-
-def _hits(needle: bytes) -> list[int]:
-    """Addresses of ``needle`` in this process's writable private memory, except the needle object itself."""
-    own = id(needle) + bytes.__basicsize__ - 1  # CPython: the data follows the header (minus the 1-byte trailer slot)
-    scratch = mmap.mmap(-1, _READ + len(needle))  # its own mapping, skipped below
-    view = (ctypes.c_char * len(scratch)).from_buffer(scratch)
-    lo_s = ctypes.addressof(view)
-    del view
-    found: list[int] = []
-    with open("/proc/self/maps") as f:
-        maps = f.read().splitlines()
-    try:
-        with open("/proc/self/mem", "rb", buffering=0) as mem:
-            for line in maps:
-                parts = line.split()
-                if len(parts) < 2 or not parts[1].startswith("rw") or (len(parts) > 5 and parts[5].startswith("[v")):
-                    continue
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                if lo <= lo_s < hi:
-                    continue
-                pos = lo
-                while pos < hi:
-                    size = min(_READ + len(needle) - 1, hi - pos)
-                    try:
-                        mem.seek(pos)
-                        got = mem.readinto(memoryview(scratch)[:size])
-                    except OSError:
-                        break
-                    if not got:
-                        break
-                    at = scratch.find(needle, 0, got)
-                    while at >= 0:
-                        if pos + at != own:
-                            found.append(pos + at)
-                        at = scratch.find(needle, at + 1, got)
-                    if pos + got >= hi:
-                        break
-                    pos += max(1, got - len(needle) + 1)
-    finally:
-        scratch.close()
-    return found
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +90,7 @@ def test_web_enrolment_body_is_zeroed_after_the_call(pki: Pki, tmp_path: Path) -
             p[:] = bytes(len(p))
         pieces.clear()
         gc.collect()
-        hits = _hits(needle)
+        hits = hits_in_memory(needle)
         assert not hits, (f"{len(hits)} unzeroed copies of the framed enrolment body left in memory "
                           f"(first at {hits[0]:#x})")
     finally:
@@ -147,6 +102,6 @@ def test_the_memory_probe_sees_a_live_copy() -> None:
     secret = bytearray(np.random.default_rng(3).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     needle = bytes(memoryview(secret)[100:164])
     try:
-        assert _hits(needle), "the probe cannot read this process's memory"
+        assert hits_in_memory(needle), "the probe cannot read this process's memory"
     finally:
         secret[:] = bytes(len(secret))
