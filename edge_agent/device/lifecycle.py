@@ -93,6 +93,18 @@ class VoiceEnroller(Protocol):
         ...
 
 
+async def _started(starting: asyncio.Future[None]) -> bool:
+    """Wait for a runner start already under way (even while being cancelled); True if it succeeded."""
+    while not starting.done():
+        try:
+            await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            continue
+        except Exception:  # noqa: BLE001 - a start that failed left nothing running
+            return False
+    return not starting.cancelled() and starting.exception() is None
+
+
 # stop reasons as the metrics name them (a closed set)
 _STOP_REASON = {"max duration": "max_duration", "long_silence": "long_silence", "stop": "stop", "button": "button",
                 "admin": "admin", "shutdown": "shutdown"}
@@ -179,6 +191,25 @@ class VisitManager:
         person: str = "",
     ) -> VisitContext:
         loop = asyncio.get_running_loop()
+        try:
+            return await self._start(loop, clinician, recipient, max_duration_s, voiceprint, voiceprint_bytes, trigger, person)
+        except BaseException:
+            # refused (busy, storage full, capture failed, or anything unexpected): the voiceprint the clinician
+            # sent is theirs and must not stay in memory either
+            VisitContext("", 0, 0, voiceprint, voiceprint_bytes).wipe()
+            raise
+
+    async def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clinician: str,
+        recipient: seal.X25519PublicKey,
+        max_duration_s: int,
+        voiceprint: np.ndarray | None,
+        voiceprint_bytes: bytearray | None,
+        trigger: str,
+        person: str,
+    ) -> VisitContext:
         async with self._lock:
             if self._active is not None:
                 raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
@@ -200,11 +231,18 @@ class VisitManager:
                     pass  # the daemon is shutting down; its shutdown path stops the visit
 
             ctx = VisitContext(visit_id, int(time.time()), limit, voiceprint, voiceprint_bytes, request_stop)
+            starting = asyncio.ensure_future(asyncio.to_thread(self._runner.start, ctx))
             try:
-                await asyncio.to_thread(self._runner.start, ctx)
+                await asyncio.shield(starting)
             except EdgeAgentError as exc:
-                ctx.wipe()
                 raise VisitError("runner", f"capture could not start: {exc}") from None
+            except asyncio.CancelledError:
+                # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
+                # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
+                # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
+                if await _started(starting):
+                    await asyncio.to_thread(self._runner.abort)
+                raise
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active

@@ -52,3 +52,34 @@ def test_voiceprint_copies_are_zeroed_after_stop(session_with_speakers, jfk_16k:
     gc.collect()
     left = {"as sent": hits_in_memory(as_sent), "normalised": hits_in_memory(as_used)}
     assert not any(left.values()), {k: [hex(a) for a in v] for k, v in left.items()}
+
+
+def test_a_refused_start_zeroes_the_voiceprint_it_was_given(tmp_path: Path) -> None:
+    """A second clinician's start while a visit runs is refused; their voiceprint must not stay in memory."""
+    import asyncio
+
+    import pytest
+
+    from edge_agent.crypto import seal
+    from edge_agent.device.lifecycle import VisitError, VisitManager
+    from edge_agent.device.outbox import Outbox
+    from tests.doubles.scripted_runner import ScriptedVisitRunner
+
+    async def scenario() -> tuple[np.ndarray, bytearray]:
+        outbox = Outbox(tmp_path / "outbox.db")
+        manager = VisitManager(ScriptedVisitRunner(), outbox)
+        _priv, pub = seal.generate_keypair()
+        key = seal.load_public_key(pub)
+        first = await manager.start("c-aaaaaaaaaaaaaaaa", key, 60, None, None)
+        vp = np.random.default_rng(5).standard_normal(EMBED_DIM).astype(np.float32)
+        vp_bytes = bytearray(b"\x07" * 64)
+        with pytest.raises(VisitError) as refused:
+            await manager.start("c-bbbbbbbbbbbbbbbb", key, 60, vp, vp_bytes)
+        assert refused.value.kind == "busy"
+        await manager.stop(first.visit_id, "c-aaaaaaaaaaaaaaaa")
+        outbox.close()
+        return vp, vp_bytes
+
+    vp, vp_bytes = asyncio.run(scenario())
+    assert not vp.any(), "the refused clinician's voiceprint values were left in memory"
+    assert not any(vp_bytes), "the refused clinician's voiceprint bytes were left in memory"
