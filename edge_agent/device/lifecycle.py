@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -93,16 +93,16 @@ class VoiceEnroller(Protocol):
         ...
 
 
-async def _started(starting: asyncio.Future[None]) -> bool:
-    """Wait for a runner start already under way (even while being cancelled); True if it succeeded."""
-    while not starting.done():
+async def _settled(work: "asyncio.Future[Any]") -> bool:
+    """Wait for work already under way to finish, even while being cancelled; True if it succeeded."""
+    while not work.done():
         try:
-            await asyncio.shield(starting)
+            await asyncio.shield(work)
         except asyncio.CancelledError:
             continue
-        except Exception:  # noqa: BLE001 - a start that failed left nothing running
+        except Exception:  # noqa: BLE001 - the caller only needs to know whether it succeeded
             return False
-    return not starting.cancelled() and starting.exception() is None
+    return not work.cancelled() and work.exception() is None
 
 
 # stop reasons as the metrics name them (a closed set)
@@ -240,7 +240,7 @@ class VisitManager:
                 # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
                 # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
                 # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
-                if await _started(starting):
+                if await _settled(starting):
                     await asyncio.to_thread(self._runner.abort)
                 raise
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
@@ -261,7 +261,15 @@ class VisitManager:
                 raise VisitError("not_found", "no such visit is running in this room")
             if clinician is not None and active.clinician != clinician:
                 raise VisitError("not_owner", "this visit was started by another clinician")
-            return await self._stop_locked(active, reason)
+            # The stop runs to its end even if the caller goes away (a phone's deadline, a dropped connection):
+            # the report is sealed and queued, and the phone gets it from its feedback stream. Cut short, the
+            # visit was ended and its report thrown away.
+            stopping = asyncio.ensure_future(self._stop_locked(active, reason))
+            try:
+                return await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await _settled(stopping)  # keep the lock until the report is queued
+                raise
 
     async def _auto_stop(self, visit_id: str, reason: str) -> None:
         try:

@@ -62,3 +62,35 @@ def test_a_start_cancelled_mid_way_leaves_no_capture_running(pki: Pki, tmp_path:
             assert not runner.holds_visit_state and not visits.active
     finally:
         srv.stop()
+
+
+class SlowStopRunner(RecordingRunner):
+    def stop(self, quotes: bool = False):  # type: ignore[no-untyped-def]
+        time.sleep(1.0)  # a long visit's last segments still being decoded
+        return super().stop(quotes)
+
+
+def test_a_stop_cancelled_mid_way_still_delivers_the_report(pki: Pki, tmp_path: Path) -> None:
+    """The phone's StopVisit deadline passes while the report is built: the visit still ends, and its report is
+    sealed, queued and delivered on the next feedback stream instead of being thrown away."""
+    from edge_agent.proto.edge_agent.v1 import feedback_pb2
+
+    runner = SlowStopRunner()
+    srv = ServerThread(server_config(pki, tmp_path / "data"), runner=runner).start()
+    try:
+        priv, pub = seal.generate_keypair()
+        with raw_channel(pki.clinician_a, srv.port) as channel:
+            stub = agent_pb2_grpc.EdgeAgentStub(channel)
+            started = stub.StartVisit(agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, room_code=srv.room_code()),
+                                      timeout=10)
+            with pytest.raises(grpc.RpcError) as cut:
+                stub.StopVisit(agent_pb2.StopVisitRequest(visit_id=started.visit_id), timeout=0.3)
+            assert cut.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            time.sleep(1.5)
+            assert srv.server is not None and not srv.server.visits.active and not runner.holds_visit_state
+            items = list(stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=0), timeout=10))
+            assert len(items) == 1, "the report of a visit whose stop call was cut off was lost"
+            fb = feedback_pb2.Feedback.FromString(seal.open_envelope(seal.from_proto(items[0].envelope), priv))
+            assert fb.visit_id == started.visit_id
+    finally:
+        srv.stop()
