@@ -29,6 +29,8 @@ from urllib.parse import quote
 import grpc
 import numpy as np
 
+from edge_agent.mtls.auth import AuthError
+
 log = logging.getLogger(__name__)
 
 CONTENT_TYPES = (b"application/grpc-web+proto", b"application/grpc-web")
@@ -172,6 +174,13 @@ class GrpcWebApp:
             return
         client = scope.get("client")
         ctx = WebContext(metadata=tuple(headers.items()), client=str(client[0]) if client else "")
+        if method.authenticated:
+            ctx.peer = self._session_peer(headers.get(SESSION_HEADER, ""))
+            try:
+                ctx.peer()  # no valid session: refused before its body (up to 2.9 MB for EnrollVoice) is taken in
+            except AuthError as exc:
+                await self._reply(send, cors, ctx, [], exc.code, exc.message)
+                return
         try:
             body = await _read_body(receive, method.max_body, headers.get("content-length", ""))
         except BodyTooLarge:
@@ -184,9 +193,6 @@ class GrpcWebApp:
 
     async def _call(self, method: Method, body: bytearray, ctx: WebContext, cors: list[tuple[bytes, bytes]],
                     scope: dict[str, Any], send: Send, receive: Receive, headers: Mapping[str, str]) -> None:
-        if method.authenticated:
-            token = headers.get(SESSION_HEADER, "")
-            ctx.peer = self._session_peer(token)
         try:
             payloads = unframe(body)
         except ValueError as exc:
