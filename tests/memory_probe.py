@@ -9,35 +9,54 @@ from __future__ import annotations
 
 import ctypes
 import mmap
+import os
 
 _READ = 8 << 20
 
 
 def hits_in_memory(needle: bytes) -> list[int]:
-    """Addresses of ``needle`` in this process's writable private memory, except the needle object itself."""
+    """Addresses of ``needle`` in this process's writable private memory, except the needle object itself.
+
+    Everything it reads goes into one scratch mapping of its own (skipped), never the Python heap: a
+    freed block the probe's own reads reused would hide exactly what it looks for.
+    """
     own = id(needle) + bytes.__basicsize__ - 1  # CPython: the data follows the header (minus the 1-byte trailer slot)
-    scratch = mmap.mmap(-1, _READ + len(needle))  # its own mapping, skipped below
+    scratch = mmap.mmap(-1, _READ + len(needle))
     view = (ctypes.c_char * len(scratch)).from_buffer(scratch)
-    lo_s = ctypes.addressof(view)
+    lo_s, hi_s = ctypes.addressof(view), ctypes.addressof(view) + len(scratch)
     del view
+    ranges: list[tuple[int, int]] = []
     found: list[int] = []
-    with open("/proc/self/maps") as f:
-        maps = f.read().splitlines()
     try:
-        with open("/proc/self/mem", "rb", buffering=0) as mem:
-            for line in maps:
-                parts = line.split()
-                if len(parts) < 2 or not parts[1].startswith("rw") or (len(parts) > 5 and parts[5].startswith("[v")):
-                    continue
-                lo, hi = (int(x, 16) for x in parts[0].split("-"))
-                if lo <= lo_s < hi:
-                    continue
+        fd = os.open("/proc/self/maps", os.O_RDONLY)
+        try:
+            n = 0
+            while n < len(scratch):
+                got = os.readv(fd, [memoryview(scratch)[n:]])
+                if not got:
+                    break
+                n += got
+        finally:
+            os.close(fd)
+        start = 0
+        while start < n:
+            end = scratch.find(b"\n", start, n)
+            end = n if end < 0 else end
+            parts = scratch[start:end].split()
+            start = end + 1
+            if len(parts) < 2 or not parts[1].startswith(b"rw") or (len(parts) > 5 and parts[5].startswith(b"[v")):
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split(b"-"))
+            if not (lo <= lo_s < hi or lo < hi_s <= hi):
+                ranges.append((lo, hi))
+        fd = os.open("/proc/self/mem", os.O_RDONLY)
+        try:
+            for lo, hi in ranges:
                 pos = lo
                 while pos < hi:
                     size = min(_READ + len(needle) - 1, hi - pos)
                     try:
-                        mem.seek(pos)
-                        got = mem.readinto(memoryview(scratch)[:size])
+                        got = os.preadv(fd, [memoryview(scratch)[:size]], pos)
                     except OSError:
                         break
                     if not got:
@@ -50,6 +69,20 @@ def hits_in_memory(needle: bytes) -> list[int]:
                     if pos + got >= hi:
                         break
                     pos += max(1, got - len(needle) + 1)
+        finally:
+            os.close(fd)
     finally:
         scratch.close()
     return found
+
+
+def keep_freed_heap() -> None:
+    """Stop glibc from returning the top of the heap to the kernel on free (M_TRIM_THRESHOLD).
+
+    A block freed at the top of a small test heap is often trimmed away at once, which would hide a
+    leftover that a long-running daemon's fragmented heap keeps. Process-wide, for the rest of the run
+    (it also fixes glibc's mmap threshold at its current value): harmless for tests.
+    """
+    libc = ctypes.CDLL(None)
+    m_trim_threshold = -1
+    libc.mallopt(m_trim_threshold, 1 << 30)
