@@ -77,12 +77,15 @@ def hits_in_memory(needle: bytes) -> list[int]:
 
 
 def keep_freed_heap() -> None:
-    """Stop glibc from returning the top of the heap to the kernel on free (M_TRIM_THRESHOLD).
+    """Make a test's heap behave like a long-running daemon's: freed blocks stay where they were.
 
-    A block freed at the top of a small test heap is often trimmed away at once, which would hide a
-    leftover that a long-running daemon's fragmented heap keeps. Process-wide, for the rest of the run
-    (it also fixes glibc's mmap threshold at its current value): harmless for tests.
+    glibc returns the top of a small heap to the kernel on free (M_TRIM_THRESHOLD) and serves blocks
+    over 128 KiB from mappings of their own that vanish when freed; in a daemon that has run a while
+    its dynamic mmap threshold has grown (to 32 MiB at most), so such blocks come from the heap and
+    their contents stay after free. Both are pinned that way here, process-wide for the rest of the
+    run (harmless for tests), so a leftover the daemon would keep is not hidden from the probe.
     """
     libc = ctypes.CDLL(None)
-    m_trim_threshold = -1
+    m_trim_threshold, m_mmap_threshold = -1, -3
     libc.mallopt(m_trim_threshold, 1 << 30)
+    libc.mallopt(m_mmap_threshold, 32 << 20)

@@ -49,3 +49,29 @@ def test_speaker_features_leave_no_squared_samples() -> None:
     audio.fill(0)
     gc.collect()
     assert not hits_in_memory(needle), "squared samples of the segment were left in freed memory"
+
+
+def test_enrolment_leaves_no_rectified_audio(jfk_16k: np.ndarray) -> None:
+    """``enrol`` checked for silence with ``np.max(np.abs(audio))``: a full |audio| copy of the clinician's
+    voice, dropped unzeroed. Refused enrolments (too little speech: a common first try) left it in place."""
+    import pytest
+
+    from edge_agent.speakers.encoder import SpeakerEncoder
+    from edge_agent.speakers.enrol import EnrolmentError, enrol
+
+    keep_freed_heap()
+    encoder = SpeakerEncoder()
+    audio = np.zeros(16000 * 9, np.float32)  # 3 s of speech, then quiet: too little to enrol
+    audio[: 16000 * 3] = jfk_16k[16000 : 16000 * 4]
+    at = 16000 + 101
+    while not (audio[at : at + 16] < 0).any():
+        at += 16
+    mag = np.empty(16, np.float32)
+    np.abs(audio[at : at + 16], out=mag)
+    needle = bytes(memoryview(mag.view(np.uint8)))
+    mag.fill(0)
+    with pytest.raises(EnrolmentError, match="only"):
+        enrol(audio, encoder)
+    audio.fill(0)
+    gc.collect()
+    assert not hits_in_memory(needle), "a rectified copy of the enrolment audio was left in freed memory"
