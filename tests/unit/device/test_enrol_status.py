@@ -41,3 +41,45 @@ def test_silent_enrolment_is_invalid_argument_with_advice(session_with_speakers,
         assert "record 10" in refused.value.details()
     finally:
         bg.stop()
+
+
+def test_grpc_enrolment_leaves_no_copy_of_the_voice(session_with_speakers, jfk_16k: np.ndarray, pki: Pki, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A guard for the gRPC port's enrolment region: after a real EnrollVoice, no run of the clinician's
+    audio that spans two chunks (so only a whole copy could hold it: never one chunk's message) is left
+    in memory, as int16 (the region) or float32 (the enroller's own copy)."""
+    import gc
+
+    from tests.memory_probe import hits_in_memory, keep_freed_heap
+
+    keep_freed_heap()
+    server = EdgeAgentServer(server_config(pki, tmp_path / "data"), RecordingRunner(), PipelineEnroller(session_with_speakers))
+    bg = BackgroundServer(server)
+    bg.start()
+    try:
+        pcm = bytearray(len(jfk_16k) * 2)
+        samples = np.frombuffer(pcm, "<i2")
+        np.multiply(jfk_16k[: len(samples)], 32767, out=samples, casting="unsafe")
+        step = 32000
+        view = memoryview(pcm)
+        chunks = [agent_pb2.EnrollVoiceChunk(sample_rate=16000 if i == 0 else 0, pcm_s16le=bytes(view[i : i + step]))
+                  for i in range(0, len(pcm), step)]
+        cut = 5 * step  # a chunk boundary in the middle of speech
+        as_int16 = bytes(view[cut - 32 : cut + 32])
+        f32 = np.empty(32, np.float32)
+        np.multiply(samples[cut // 2 - 16 : cut // 2 + 16], np.float32(1 / 32768), out=f32, dtype=np.float32)
+        as_float = bytes(memoryview(f32.view(np.uint8)))
+        f32.fill(0)
+        view.release()
+        del samples
+        pcm[:] = bytes(len(pcm))
+        with raw_channel(pki.clinician_a, bg.port) as ch:
+            reply = agent_pb2_grpc.EdgeAgentStub(ch).EnrollVoice(iter(chunks), timeout=120)
+        assert len(reply.voiceprint_values) == 256
+        for c in chunks:
+            c.Clear()
+        chunks.clear()
+        gc.collect()
+        left = {"int16": hits_in_memory(as_int16), "float32": hits_in_memory(as_float)}
+        assert not any(left.values()), {k: [hex(a) for a in v] for k, v in left.items() if v}
+    finally:
+        bg.stop()
