@@ -27,6 +27,13 @@ def hits_in_memory(needle: bytes) -> list[int]:
     del view
     ranges: list[tuple[int, int]] = []
     found: list[int] = []
+    # A hardened process (PR_SET_DUMPABLE 0, edge_agent.hardening) has its /proc files owned by root:
+    # run as another user, the probe could not open /proc/self/mem. Dumpable just for the read.
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_get_dumpable, pr_set_dumpable = 3, 4
+    was_dumpable = libc.prctl(pr_get_dumpable, 0, 0, 0, 0)
+    if was_dumpable == 0:
+        libc.prctl(pr_set_dumpable, 1, 0, 0, 0)
     try:
         fd = os.open("/proc/self/maps", os.O_RDONLY)
         try:
@@ -73,6 +80,8 @@ def hits_in_memory(needle: bytes) -> list[int]:
             os.close(fd)
     finally:
         scratch.close()
+        if was_dumpable == 0:
+            libc.prctl(pr_set_dumpable, 0, 0, 0, 0)
     return found
 
 
