@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -91,6 +91,18 @@ class VoiceEnroller(Protocol):
     def enroll(self, pcm: np.ndarray, sample_rate: int) -> Sequence[float]:
         """Voiceprint from int16 mono ``pcm`` (a view the server zeroes afterwards; do not keep it)."""
         ...
+
+
+async def _settled(work: "asyncio.Future[Any]") -> bool:
+    """Wait for work already under way to finish, even while being cancelled; True if it succeeded."""
+    while not work.done():
+        try:
+            await asyncio.shield(work)
+        except asyncio.CancelledError:
+            continue
+        except Exception:  # noqa: BLE001 - the caller only needs to know whether it succeeded
+            return False
+    return not work.cancelled() and work.exception() is None
 
 
 # stop reasons as the metrics name them (a closed set)
@@ -179,6 +191,25 @@ class VisitManager:
         person: str = "",
     ) -> VisitContext:
         loop = asyncio.get_running_loop()
+        try:
+            return await self._start(loop, clinician, recipient, max_duration_s, voiceprint, voiceprint_bytes, trigger, person)
+        except BaseException:
+            # refused (busy, storage full, capture failed, or anything unexpected): the voiceprint the clinician
+            # sent is theirs and must not stay in memory either
+            VisitContext("", 0, 0, voiceprint, voiceprint_bytes).wipe()
+            raise
+
+    async def _start(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        clinician: str,
+        recipient: seal.X25519PublicKey,
+        max_duration_s: int,
+        voiceprint: np.ndarray | None,
+        voiceprint_bytes: bytearray | None,
+        trigger: str,
+        person: str,
+    ) -> VisitContext:
         async with self._lock:
             if self._active is not None:
                 raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
@@ -200,13 +231,20 @@ class VisitManager:
                     pass  # the daemon is shutting down; its shutdown path stops the visit
 
             ctx = VisitContext(visit_id, int(time.time()), limit, voiceprint, voiceprint_bytes, request_stop)
+            starting = asyncio.ensure_future(asyncio.to_thread(self._runner.start, ctx))
             try:
-                await asyncio.to_thread(self._runner.start, ctx)
+                await asyncio.shield(starting)
             except EdgeAgentError as exc:
-                ctx.wipe()
                 # the phone is told; IT must find it too (a microphone unplugged before the visit leaves no other trace)
                 log.warning("visit refused: capture could not start: %s", exc)
                 raise VisitError("runner", f"capture could not start: {exc}") from None
+            except asyncio.CancelledError:
+                # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
+                # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
+                # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
+                if await _settled(starting):
+                    await asyncio.to_thread(self._runner.abort)
+                raise
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active
@@ -225,7 +263,15 @@ class VisitManager:
                 raise VisitError("not_found", "no such visit is running in this room")
             if clinician is not None and active.clinician != clinician:
                 raise VisitError("not_owner", "this visit was started by another clinician")
-            return await self._stop_locked(active, reason)
+            # The stop runs to its end even if the caller goes away (a phone's deadline, a dropped connection):
+            # the report is sealed and queued, and the phone gets it from its feedback stream. Cut short, the
+            # visit was ended and its report thrown away.
+            stopping = asyncio.ensure_future(self._stop_locked(active, reason))
+            try:
+                return await asyncio.shield(stopping)
+            except asyncio.CancelledError:
+                await _settled(stopping)  # keep the lock until the report is queued
+                raise
 
     async def _auto_stop(self, visit_id: str, reason: str) -> None:
         try:

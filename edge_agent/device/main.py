@@ -317,7 +317,11 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
             try:
                 async with aggregator_channel(pop.client_bundle, pop.aggregator_address) as channel:
                     result = await forward_once(outbox, channel)
-                log.info("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)
+                # debug only: with a short interval each visit's record goes out minutes after its stop, so these
+                # lines' timestamps and counts would be the room's schedule (docs/security.md)
+                log.debug("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)
+                if result.dropped:
+                    log.warning("the aggregator refused %d population records for good (see its log); they were dropped", result.dropped)
             except EdgeAgentError as exc:
                 log.warning("population delivery postponed: %s", exc)
             except Exception as exc:  # noqa: BLE001 - never let housekeeping take the daemon down

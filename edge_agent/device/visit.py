@@ -203,6 +203,8 @@ class PipelineVisitRunner:
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_worker_errors_total")
         finally:
+            if voiceprint is not None:
+                voiceprint.wipe()  # the runs' attributors wiped their copies; this is the visit's own
             state.stop_event.set()
 
     def _checked(self, state: _VisitState, stats: RunStats, clean: bool) -> None:
@@ -264,7 +266,7 @@ def _shifted(u: Utterance, offset_s: float) -> Utterance:
 
 def _voiceprint_of(ctx: VisitContext) -> Voiceprint | None:
     if ctx.voiceprint_bytes:
-        return Voiceprint.from_bytes(bytes(ctx.voiceprint_bytes))
+        return Voiceprint.from_bytes(ctx.voiceprint_bytes)  # read in place: ctx.wipe() zeroes it, a bytes copy would stay
     if ctx.voiceprint is not None and len(ctx.voiceprint):
         return Voiceprint._checked(np.asarray(ctx.voiceprint, np.float32), 0.0, 0.0, 0)
     return None

@@ -44,7 +44,7 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
@@ -421,6 +421,74 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.close()
 
 
+class CheckedHealth:
+    """grpc.health.v1 under the same rules as every service: each call rechecks the caller's certificate
+    (validity, CRL; TLS alone does not look at the CRL), and ``Watch`` goes through the stream guard like
+    any stream (counted against the cap, ended at the stream deadline, ended on revocation)."""
+
+    RECHECK_S = 5.0
+
+    def __init__(self, auth: PeerAuthorizer) -> None:
+        self._auth = auth
+        self._status: dict[str, int] = {}
+        self._changed = asyncio.Condition()
+        self._closing = False
+
+    async def set(self, service: str, status: int) -> None:
+        if self._closing:
+            return
+        async with self._changed:
+            self._status[service] = status
+            self._changed.notify_all()
+
+    async def enter_graceful_shutdown(self) -> None:
+        async with self._changed:
+            for name in self._status:
+                self._status[name] = health_pb2.HealthCheckResponse.NOT_SERVING
+            self._closing = True
+            self._changed.notify_all()
+
+    @guarded(lambda exc: None)
+    async def Check(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self._auth.identify(context)
+        status = self._status.get(request.service)
+        if status is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "no such service on this server")
+        return health_pb2.HealthCheckResponse(status=status)
+
+    @guarded(lambda exc: None)
+    async def List(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        self._auth.identify(context)
+        return health_pb2.HealthListResponse(
+            statuses={name: health_pb2.HealthCheckResponse(status=st) for name, st in self._status.items()})
+
+    async def Watch(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        try:
+            self._auth.identify(context)
+        except AuthError as exc:
+            await context.abort(exc.code, exc.message)
+            return
+        if request is MALFORMED:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "request is not a valid grpc.health.v1 message")
+            return
+        last = None
+        while True:
+            status = self._status.get(request.service, health_pb2.HealthCheckResponse.SERVICE_UNKNOWN)
+            if status != last:
+                yield health_pb2.HealthCheckResponse(status=status)
+                last = status
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), self.RECHECK_S)
+                except TimeoutError:
+                    pass
+            try:
+                self._auth.identify(context)  # revoked or expired mid-watch: end it
+            except AuthError as exc:
+                await context.abort(exc.code, exc.message)
+                return
+
+
 class MutualTlsServer:
     """Bundle, caller authorisation, gRPC server, health: the part every service shares.
 
@@ -443,7 +511,7 @@ class MutualTlsServer:
         self.gate: ConnectionGate | None = None
         self._socket_dir: Path | None = None
         self._server: grpc.aio.Server | None = None
-        self._health: health.aio.HealthServicer | None = None
+        self._health: CheckedHealth | None = None
 
     @property
     def not_after_unix_s(self) -> int:
@@ -453,8 +521,8 @@ class MutualTlsServer:
         ep = self.endpoint
         server = grpc.aio.server(options=grpc_options(ep.limits), maximum_concurrent_rpcs=ep.max_concurrent_rpcs)
         names = list(add_services(server))
-        self._health = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        self._health = CheckedHealth(self.auth)
+        register(server, health_pb2, {"Health": self._health}, self.streams)
         creds = grpc.ssl_server_credentials(
             [(self.bundle.key_pem, self.bundle.cert_pem)],
             root_certificates=self.bundle.ca_pem,

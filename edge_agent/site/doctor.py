@@ -89,7 +89,7 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
         for frame in source.frames(pool):
             data = frame.samples
             samples += len(data)
-            peak = max(peak, int(np.abs(data, dtype=np.int32).max()) if len(data) else 0)
+            peak = max(peak, int(data.max()), -int(data.min())) if len(data) else peak  # no |frame| copy of the audio
             frame.release()
     except EdgeAgentError as exc:
         error = str(exc)

@@ -48,8 +48,13 @@ class Partials:
 
 
 def l2_normalise(vec: np.ndarray) -> np.ndarray:
+    """``vec`` / its norm as a new float32 array; no intermediate copy is left behind (voiceprints pass here)."""
     norm = float(np.linalg.norm(vec))
-    return (vec / norm).astype(np.float32) if norm > 0 else vec.astype(np.float32)
+    out = vec / norm if norm > 0 else np.array(vec, copy=True)
+    if out.dtype != np.float32:
+        tmp, out = out, out.astype(np.float32)
+        tmp.fill(0)
+    return out
 
 
 class SpeakerEncoder:

@@ -48,14 +48,22 @@ class Voiceprint:
         return head + np.asarray(self.embedding, "<f4").tobytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Voiceprint:
+    def from_bytes(cls, data: bytes | bytearray) -> Voiceprint:
+        """Parse the transport form (a ``bytearray`` the caller zeroes is read in place, never copied whole)."""
         if len(data) != _HEADER.size + 4 * EMBED_DIM:
             raise EdgeAgentError(f"voiceprint has {len(data)} bytes, expected {_HEADER.size + 4 * EMBED_DIM}; enrol again")
         magic, version, secs, cons, n = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != _VERSION:
             raise EdgeAgentError("voiceprint format not recognised (wrong magic or version); enrol again")
         emb = np.frombuffer(data, "<f4", count=EMBED_DIM, offset=_HEADER.size).astype(np.float32)
-        return cls._checked(emb, secs, cons, n)
+        try:
+            return cls._checked(emb, secs, cons, n)
+        finally:
+            emb.fill(0.0)  # our copy of the phone's values; the Voiceprint holds its own normalised one
+
+    def wipe(self) -> None:
+        """Zero the embedding in place (the voiceprint is the clinician's: forgotten at the end of a visit)."""
+        self.embedding.fill(0.0)
 
     def to_list(self) -> dict[str, object]:
         """JSON-friendly form."""
@@ -116,7 +124,7 @@ def enrol(
     """
     if audio.ndim != 1 or len(audio) == 0:
         raise EnrolmentError("enrolment audio is empty or not mono; record 10–30 s of the clinician speaking")
-    if float(np.max(np.abs(audio))) < 1e-4:
+    if max(float(audio.max()), -float(audio.min())) < 1e-4:  # peak level without an |audio| copy of the voice
         raise EnrolmentError("enrolment audio is silent; check the microphone and record 10–30 s of the clinician speaking")
     mask = speech_mask(audio)
     n_speech = int(mask.sum()) * _FRAME

@@ -75,7 +75,11 @@ def volume_gain(audio: np.ndarray, target_dbfs: float = TARGET_DBFS) -> float:
     """
     if len(audio) == 0:
         return 1.0
-    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64))))
+    squares = np.square(audio, dtype=np.float64)  # every sample's magnitude: audio, so zeroed below
+    try:
+        rms = float(np.sqrt(np.mean(squares)))
+    finally:
+        squares.fill(0.0)
     if rms < 1e-7:  # digital silence: no meaningful level to normalise to
         return 1.0
     change_db = target_dbfs - 20.0 * np.log10(rms)

@@ -25,6 +25,7 @@ from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
 from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.device.presence import Presence, PresenceError
+from edge_agent.errors import EdgeAgentError
 from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
@@ -273,7 +274,10 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
                 raise Invalid(f"need at least {MIN_ENROLL_SECONDS} s of speech to enrol")
             pcm = buf[:filled].view(np.int16)  # a view: zeroing the region zeroes it
             assert self._enroller is not None
-            values = await asyncio.to_thread(self._enroller.enroll, pcm, rate)
+            try:
+                values = await asyncio.to_thread(self._enroller.enroll, pcm, rate)
+            except EdgeAgentError as exc:  # audio it cannot enrol from (silent, too little speech): say what to record
+                raise Invalid(exc.message) from None
             del pcm
             return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=filled / 2 / rate)
         finally:

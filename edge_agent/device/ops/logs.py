@@ -88,10 +88,13 @@ FIELD_KINDS: dict[str, str | frozenset[str]] = {
     "outcome": frozenset({"ok", "refused", "failed"}),
 }
 
-# Shapes of identifiers: clinician pseudonyms (c-<base32>), device/admin ids,
-# hex tokens (visit ids, fingerprints, serials), base32/base64 runs, UUIDs.
+# Shapes of identifiers: clinician pseudonyms (c-<base32>), clinicians' stable subject ids
+# (s-<16 base32>), room claim ids (k-<16 urlsafe>), device/admin ids, hex tokens (visit ids,
+# fingerprints, serials), base32/base64 runs, UUIDs.
 _ID_PATTERNS = re.compile(
     r"\b[cv]-[A-Za-z0-9_-]{8,}"
+    r"|\bs-[a-z2-7]{16}\b"
+    r"|\bk-[A-Za-z0-9_-]{16}(?![A-Za-z0-9_-])"
     r"|\b[da]-[0-9a-f]{8,}\b"
     r"|\b[0-9a-fA-F]{12,}\b"
     r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"

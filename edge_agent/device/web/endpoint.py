@@ -181,7 +181,9 @@ class DeviceWebEndpoint:
         protocol = type("GatedH11", (_GatedH11,), {"gate": gate})
         b = self.server.tls.bundle
         with pem_memfile(b.key_pem + b.cert_pem, "edge-agent-web-tls") as path:
-            config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", access_log=False,
+            # log_config=None: uvicorn's default installs its own stderr handler (no redaction, no id scrubbing)
+            # and stops its loggers propagating; its lines go through the device's redacting handler instead
+            config = uvicorn.Config(app, ssl_certfile=path, lifespan="off", log_level="warning", log_config=None, access_log=False,
                                     server_header=False, date_header=False, http=protocol, ws="none",
                                     limit_concurrency=64, timeout_keep_alive=30,
                                     timeout_graceful_shutdown=1)  # open feedback streams would hold shutdown forever

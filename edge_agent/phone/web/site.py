@@ -201,7 +201,9 @@ class SiteServer:
         self.port = self._sock.getsockname()[1]
         with pem_memfile(self.bundle.key_pem + self.bundle.cert_pem, "edge-agent-site-tls") as path:
             self.app = SiteApp(load_assets(policy=self.policy), self.trust, self.policy)
-            config = uvicorn.Config(self.app, ssl_certfile=path, lifespan="off", log_level="warning",
+            # log_config=None: no uvicorn stderr handler of its own (in the demo the device shares this process,
+            # and that handler would route its browser endpoint's lines around the redacting log handler)
+            config = uvicorn.Config(self.app, ssl_certfile=path, lifespan="off", log_level="warning", log_config=None,
                                     access_log=False, server_header=False, date_header=False, http="h11", ws="none",
                                     timeout_graceful_shutdown=1)
             config.load()
