@@ -210,8 +210,16 @@ class LoggingSettings:
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    enabled: bool = field(default=False, metadata=_doc("serve Prometheus text metrics on 127.0.0.1 (counters only, never ids or text)"))
+    enabled: bool = field(default=False, metadata=_doc("serve Prometheus text metrics on 127.0.0.1 (numbers only, never ids or text; published on the publish_s clock)"))
     port: int = field(default=9464, metadata=_doc("loopback port of the metrics endpoint", min=1, max=65535))
+    publish_s: int = field(
+        default=86400,
+        metadata=_doc(
+            "the endpoint serves the counts frozen at the last multiple of this many epoch seconds, never live values "
+            "(default: daily, at 00:00 UTC); below 3600 the published numbers reveal the room's schedule at that "
+            "resolution: for test rigs only", min=1, max=604800,
+        ),
+    )
 
 
 @dataclass(frozen=True)

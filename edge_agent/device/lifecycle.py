@@ -250,7 +250,6 @@ class VisitManager:
             self._active = active
             if self._metrics is not None:
                 self._metrics.inc("edge_agent_visits_total", trigger=trigger)
-                self._metrics.set("edge_agent_visit_active", 1)
             # debug only: timestamped start/stop lines in the journal would be a room schedule
             log.debug("visit started (max %d s)", limit)
             return ctx
@@ -322,7 +321,6 @@ class VisitManager:
         if self._metrics is None:
             return
         self._metrics.inc("edge_agent_visits_stopped_total", reason=_STOP_REASON.get(reason, "error"))
-        self._metrics.set("edge_agent_visit_active", 0)
         self.record_outbox()
 
     def record_outbox(self) -> None:

@@ -239,7 +239,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         )
         if panel is not None:
             indicator.target = panel.indicator
-        metrics = MetricsServer(registry, cfg.metrics.port) if cfg.metrics.enabled else None
+        metrics = MetricsServer(registry, cfg.metrics.port, publish_s=cfg.metrics.publish_s) if cfg.metrics.enabled else None
         if metrics is not None:
             metrics.start()
         live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)

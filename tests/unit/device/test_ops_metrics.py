@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import socket
+import time
 import urllib.error
 import urllib.request
 
@@ -10,9 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from edge_agent.device.ops.metrics import METRICS, MetricDef, MetricsServer, Registry
+from edge_agent.device.ops.metrics import METRICS, MetricDef, MetricsServer, Publisher, Registry
 from edge_agent.device.pipeline import RunStats
 from edge_agent.errors import ConfigError
+from tests.doubles.clock import ManualClock
 
 
 def test_render_is_prometheus_text() -> None:
@@ -104,3 +107,84 @@ def test_endpoint_serves_on_loopback_only() -> None:
                 socket.create_connection((addr, port), timeout=1).close()
     finally:
         server.stop()
+
+
+def test_there_is_no_visit_active_gauge() -> None:
+    """A gauge that is 1 exactly while a visit runs is the room's schedule by definition."""
+    assert not [m.name for m in METRICS if "active" in m.name]
+    reg = Registry()
+    with pytest.raises(KeyError):
+        reg.set("edge_agent_visit_active", 1)
+    assert "visit_active" not in reg.render() and "visit_active" not in Publisher(reg).render()
+
+
+def test_the_publisher_serves_zeros_then_the_values_frozen_at_each_boundary() -> None:
+    reg, clock = Registry(), ManualClock(1_699_999_200.5)  # half a second after a boundary
+    pub = Publisher(reg, 3600, clock)
+    reg.inc("edge_agent_visits_total", trigger="button")
+    reg.set("edge_agent_queue_depth", 3)
+    reg.observe("edge_agent_residency_seconds", 0.2)
+    zeros = pub.render()
+    assert zeros == Publisher(Registry(), 3600, clock).render()  # before the first boundary: zeros, not values at start
+    assert "edge_agent_queue_depth 0.0" in zeros and "edge_agent_residency_seconds_count 0.0" in zeros
+    assert "edge_agent_published_unix_seconds 0.0" in zeros
+    clock.advance(3599)
+    assert not pub.publish_due() and pub.render() == zeros
+    clock.past_next_boundary(3600)
+    assert pub.render() == zeros  # a scrape after the boundary publishes nothing by itself: the timer does
+    assert pub.publish_due() and pub.published_at == 1_700_002_800 and pub.published_at % 3600 == 0
+    text = pub.render()
+    assert 'edge_agent_visits_total{trigger="button"} 1.0' in text and "edge_agent_queue_depth 3.0" in text
+    assert 'edge_agent_residency_seconds_bucket{le="0.25"} 1.0' in text and "edge_agent_residency_seconds_count 1.0" in text
+    assert "edge_agent_published_unix_seconds 1.7000028e+09" in text
+    reg.inc("edge_agent_visits_total", trigger="button")
+    reg.set("edge_agent_queue_depth", 0)
+    assert pub.render() == text and pub.published.get("edge_agent_visits_total", trigger="button") == 1  # frozen
+    assert reg.get("edge_agent_visits_total", trigger="button") == 2  # the live registry keeps counting
+    clock.advance(10 * 3600)  # a device asleep across boundaries publishes at the latest one
+    assert pub.publish_due() and pub.published_at == 1_700_002_800 + 10 * 3600
+    assert pub.published.snapshot()['edge_agent_visits_total{trigger="button"}'] == 2
+
+
+def test_the_timer_freezes_at_the_boundary_without_a_scrape() -> None:
+    """Real clock, real thread: the copy is taken at the boundary, not at the next read."""
+    reg = Registry()
+    server = MetricsServer(reg, 0, publish_s=1)
+    server.start()
+    try:
+        first = server.publisher.published_at
+        deadline = time.time() + 5
+        while server.publisher.published_at == first and time.time() < deadline:
+            time.sleep(0.02)
+        at = server.publisher.published_at
+        assert at > first and at % 1 == 0
+        assert server.publisher.frozen_wall - at < 0.5  # woke at the boundary (loose: 2 shared cores)
+        reg.inc("edge_agent_segments_total")
+        assert server.publisher.published.get("edge_agent_segments_total") == 0  # after the boundary: next publication
+        while server.publisher.published_at == at and time.time() < deadline + 2:
+            time.sleep(0.02)
+        assert server.publisher.published_at == at + 1
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
+            assert b"edge_agent_segments_total 1.0" in resp.read()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("bad", [0, -1, 604801, 1.5, True, "3600"])
+def test_publish_s_is_validated(bad: object) -> None:
+    from edge_agent.device.config import parse_config
+
+    with pytest.raises(ConfigError, match="publish_s"):
+        Publisher(Registry(), bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="metrics.publish_s"):
+        parse_config({"metrics": {"publish_s": bad}})
+
+
+def test_publish_s_defaults_to_daily_and_is_restart_only() -> None:
+    from edge_agent.device.config import MetricsSettings, parse_config
+
+    assert parse_config({}).metrics.publish_s == 86400 == MetricsServer.__init__.__defaults__[1]  # type: ignore[index]
+    assert parse_config({"metrics": {"publish_s": 2}}).metrics.publish_s == 2
+    assert parse_config({"metrics": {"publish_s": 604800}}).metrics.publish_s == 604800
+    field = next(f for f in dataclasses.fields(MetricsSettings) if f.name == "publish_s")
+    assert not field.metadata.get("live") and "schedule" in field.metadata["doc"]

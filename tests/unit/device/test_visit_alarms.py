@@ -6,8 +6,10 @@ where they cannot happen on demand (a full capture queue, a buffer left dirty, a
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from edge_agent.device.ops.notify import Heartbeat
 from edge_agent.device.ops.observed_source import ObservedSource
 from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
 from edge_agent.site import doctor
+from tests.doubles.clock import ManualClock
 
 
 def _visit(runner: PipelineVisitRunner) -> Any:
@@ -83,8 +86,9 @@ class _BufferLeftDirty:
 def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
     session_with_speakers: Any, jfk_16k: np.ndarray, jfk_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    registry = Registry()
-    server = MetricsServer(registry, 0)
+    """The journal has the alarm at once; the endpoint (and so doctor) has it from the next publication boundary."""
+    registry, clock = Registry(), ManualClock()
+    server = MetricsServer(registry, 0, publish_s=3600, clock=clock)
     port = server.start()
     try:
         assert doctor.check_pipeline(port).ok
@@ -93,15 +97,21 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         with caplog.at_level(logging.ERROR, logger="edge_agent"):
             _visit(runner)
         assert not runner.last_pools_clean
-        assert registry.get("edge_agent_pools_not_zeroed_total") == 1
+        assert registry.get("edge_agent_pools_not_zeroed_total") == 1  # the live, in-process count
         assert any("ALARM: an audio buffer still held data" in r.getMessage() for r in caplog.records)
+        assert doctor.check_pipeline(port).ok  # not published yet: a live count would date the visit
+        clock.past_next_boundary(3600)
+        assert server.publisher.publish_due()
         check = doctor.check_pipeline(port)
         assert not check.ok and "raw audio still in a buffer" in check.message and "report this bug" in check.fix
         registry2 = Registry()
         registry2.inc("edge_agent_worker_errors_total")
-        server2 = MetricsServer(registry2, 0)
+        server2 = MetricsServer(registry2, 0, publish_s=3600, clock=clock)
         port2 = server2.start()
         try:
+            assert doctor.check_pipeline(port2).ok  # a fresh daemon serves zeros until its first boundary
+            clock.past_next_boundary(3600)
+            assert server2.publisher.publish_due()
             failed = doctor.check_pipeline(port2)
             assert not failed.ok and "1 speech-pipeline worker failure" in failed.message
         finally:
@@ -110,6 +120,64 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         server.stop()
     assert "not checked" in doctor.check_pipeline(port).message  # the daemon is gone
     assert "metrics endpoint is off" in doctor.check_pipeline(None).message
+
+
+def _scrape(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:  # noqa: S310 - loopback
+        return str(resp.read().decode())
+
+
+def test_a_real_visit_is_invisible_on_the_endpoint_until_the_publication_boundary(
+    session_with_speakers: Any, jfk_path: Path, tmp_path: Path
+) -> None:
+    """No schedule: during and right after a real visit the endpoint serves exactly what it served before;
+    the visit's counts (visits, stops, segments, histograms, outbox depth) appear once the boundary has passed."""
+    from edge_agent.crypto import seal
+    from edge_agent.device.lifecycle import VisitManager
+    from edge_agent.device.outbox import Outbox
+
+    registry, clock = Registry(), ManualClock()
+    server = MetricsServer(registry, 0, publish_s=86400, clock=clock)
+    port = server.start()
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: FileSource(jfk_path), VisitPolicy(),
+                                 metrics=registry)
+    outbox = Outbox(tmp_path / "outbox.db")
+    manager = VisitManager(runner, outbox, metrics=registry)
+    try:
+        clock.past_next_boundary(86400)
+        assert server.publisher.publish_due()  # a publication with nothing in it yet
+        before = _scrape(port)
+        assert "edge_agent_visits_total" in before and "visit_active" not in before
+
+        async def visit() -> tuple[str, str]:
+            _priv, pub = seal.generate_keypair()
+            ctx = await manager.start("c-mfrggzdfmztwq2lk", seal.load_public_key(pub), 60, None, None)
+            assert await asyncio.to_thread(runner.wait_capture_end, 120)
+            during = await asyncio.to_thread(_scrape, port)
+            assert manager.active and registry.get("edge_agent_segments_total") >= 1  # the live registry is fed
+            await manager.stop(ctx.visit_id, "c-mfrggzdfmztwq2lk")
+            return during, await asyncio.to_thread(_scrape, port)
+
+        clock.advance(9 * 3600)  # 09:00: the visit
+        during, after = asyncio.run(visit())
+        assert during == before and after == before
+        assert registry.get("edge_agent_visits_stopped_total", reason="stop") == 1 and outbox.stats()[0] == 1
+        clock.advance(3600)
+        assert not server.publisher.publish_due() and _scrape(port) == before  # still the same day
+        clock.past_next_boundary(86400)
+        assert server.publisher.publish_due()
+        published = _scrape(port)
+        assert 'edge_agent_visits_total{trigger="phone"} 1.0' in published
+        assert 'edge_agent_visits_stopped_total{reason="stop"} 1.0' in published
+        assert "edge_agent_outbox_items 1.0" in published
+        values = server.publisher.published
+        assert values.get("edge_agent_segments_total") >= 1 and values.get("edge_agent_utterances_total") >= 1
+        assert values.get("edge_agent_residency_seconds") >= 1 and values.get("edge_agent_final_latency_seconds") >= 1
+        assert f"edge_agent_published_unix_seconds {float(server.publisher.published_at)}" in published
+        assert server.publisher.published_at % 86400 == 0
+    finally:
+        server.stop()
+        outbox.close()
 
 
 def test_a_visit_refused_because_the_microphone_is_missing_is_logged_on_the_device(
