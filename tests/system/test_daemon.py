@@ -1,6 +1,7 @@
 """The daemon as systemd runs it: config file, READY=1 over a real notify socket,
 a visit through the real pipeline, SIGTERM finishing that visit, a restart that
-still delivers the sealed report, and logs that carry none of the visit's words."""
+still delivers the sealed report, logs that carry none of the visit's words, and
+metrics that show the visit only from the next publication boundary (no schedule)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from edge_agent.data import bundled as demo_audio_path
 from edge_agent.device.presence import RoomCodes, make_secret
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import init_key_file
+
+PUBLISH_S = 20  # metrics.publish_s: a test rig's value (production publishes daily)
 
 
 def free_port() -> int:
@@ -62,7 +65,7 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
         f'[server]\nhost = "127.0.0.1"\nport = {port}\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\n'
         f'crl = "{tmp_path / "ca" / ca.CRL}"\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n\n[logging]\njson = true\n'
         f'\n[presence]\ncode_secret = "{tmp_path / "room-code.key"}"\ncode_step_s = 86400\n'
-        f'\n[metrics]\nenabled = true\nport = {metrics_port}\n'
+        f'\n[metrics]\nenabled = true\nport = {metrics_port}\npublish_s = {PUBLISH_S}\n'
     )
     notify_path = tmp_path / "notify.sock"
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -72,9 +75,13 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     try:
         wait_ready(notify)
         target = phone.Target("127.0.0.1", port, None)
+        time.sleep(PUBLISH_S - time.time() % PUBLISH_S + 0.2)  # just after a boundary: the visit fits in one period
+        before, t_before = _metrics(metrics_port), time.time()
         visit_id = phone.start(keys, target, room_code=code)
-        time.sleep(20)  # the replayed consultation plays in real time through the pipeline
-        during = _metrics(metrics_port)  # the production registry, fed by the real visit
+        time.sleep(12)  # the replayed consultation plays in real time through the pipeline
+        during, t_during = _metrics(metrics_port), time.time()  # the production endpoint while the real visit runs
+        assert t_before // PUBLISH_S == t_during // PUBLISH_S, "test timing: the visit crossed a publication boundary"
+        published = _next_publication(metrics_port, _value(during, "edge_agent_published_unix_seconds"))
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(60) == 0, log.read_text()[-2000:]
         notes = notify.recv(4096).decode()
@@ -86,19 +93,28 @@ def test_daemon_ready_sigterm_finishes_visit_and_restart_delivers(tmp_path: Path
     daemon = start_daemon(config, notify_path, log)
     try:
         wait_ready(notify)
-        after_restart = _metrics(metrics_port)
+        after_restart = _metrics(metrics_port)  # before this daemon's first boundary: zeros
+        restart_published = _next_publication(metrics_port, 0)
         reports = phone.feedback(keys, phone.Target("127.0.0.1", port, None), follow=False)
         after_ack = _metrics(metrics_port)
+        ack_published = _next_publication(metrics_port, _value(after_ack, "edge_agent_published_unix_seconds"))
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(60)
         notify.close()
     assert len(reports) == 1 and reports[0].visit_id == visit_id
-    assert _value(during, "edge_agent_visit_active") == 1 and _value(during, "edge_agent_segments_total") >= 1
-    assert _value(during, "edge_agent_utterances_total") >= 1 and _value(during, "edge_agent_residency_seconds_count") >= 1
-    assert _value(after_restart, "edge_agent_outbox_items") == 1  # the report sealed at SIGTERM, waiting for the phone
-    assert _value(after_ack, "edge_agent_outbox_items") == 0  # delivered and acknowledged
-    for text in (during, after_restart):  # numbers only: no visit id, no key, no room name
+    # no schedule: while the visit ran the endpoint served exactly what it served before it, and no "active" gauge
+    assert during == before and "visit_active" not in during
+    # the production registry, fed by the real visit, shows it from the boundary that followed
+    assert _value(published, 'edge_agent_visits_total{trigger="phone"}') == 1
+    assert _value(published, "edge_agent_segments_total") >= 1 and _value(published, "edge_agent_utterances_total") >= 1
+    assert _value(published, "edge_agent_residency_seconds_count") >= 1
+    assert _value(published, "edge_agent_published_unix_seconds") % PUBLISH_S == 0
+    assert _value(after_restart, "edge_agent_outbox_items") == 0 and _value(after_restart, "edge_agent_published_unix_seconds") == 0
+    assert _value(restart_published, "edge_agent_outbox_items") == 1  # the report sealed at SIGTERM, waiting for the phone
+    assert _value(after_ack, "edge_agent_outbox_items") == 1  # acknowledged, but not published before the next boundary
+    assert _value(ack_published, "edge_agent_outbox_items") == 0  # delivered and acknowledged
+    for text in (during, published, restart_published):  # numbers only: no visit id, no key, no room name
         assert visit_id not in text and "Room 4" not in text and "clin" not in text.lower()
     text = reports[0].render()
     assert "Timing:" in text
@@ -117,6 +133,17 @@ def _metrics(port: int) -> str:
 
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:  # noqa: S310 - loopback
         return str(reply.read().decode())
+
+
+def _next_publication(port: int, after: float, timeout: float = 3 * PUBLISH_S) -> str:
+    """The endpoint's text once it serves a publication later than ``after`` (polled, read-only)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = _metrics(port)
+        if _value(text, "edge_agent_published_unix_seconds") > after:
+            return text
+        time.sleep(0.25)
+    raise AssertionError(f"no publication after {after} within {timeout} s")
 
 
 def _value(text: str, series: str) -> float:
