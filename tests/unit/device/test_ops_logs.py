@@ -160,14 +160,13 @@ def test_full_visit_logs_and_metrics_hold_no_words_or_ids(session, jfk_path, tmp
 
     visit_id, items = asyncio.run(visit())
     assert items == 1
-    from tests.doubles.clock import ManualClock
+    from tests.doubles.clock import ManualClock, publish_next
 
     clock = ManualClock()
     server = MetricsServer(registry, 0, clock=clock)
     server.start()
     try:
-        clock.past_next_boundary(server.publisher.publish_s)  # the next daily publication: what leaves the process
-        assert server.publisher.publish_due()
+        publish_next(server.publisher, clock)  # the next daily publication: what leaves the process
         with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
             metrics_text = resp.read().decode()
     finally:

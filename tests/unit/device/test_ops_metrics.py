@@ -7,6 +7,7 @@ import socket
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -180,11 +181,19 @@ def test_publish_s_is_validated(bad: object) -> None:
         parse_config({"metrics": {"publish_s": bad}})
 
 
-def test_publish_s_defaults_to_daily_and_is_restart_only() -> None:
-    from edge_agent.device.config import MetricsSettings, parse_config
+def test_publish_s_defaults_to_daily_and_is_restart_only(tmp_path: Path) -> None:
+    from edge_agent.device.config import MetricsSettings, load_config, parse_config
+    from edge_agent.device.ops.signals import ConfigReloader
 
     assert parse_config({}).metrics.publish_s == 86400 == MetricsServer.__init__.__defaults__[1]  # type: ignore[index]
     assert parse_config({"metrics": {"publish_s": 2}}).metrics.publish_s == 2
     assert parse_config({"metrics": {"publish_s": 604800}}).metrics.publish_s == 604800
     field = next(f for f in dataclasses.fields(MetricsSettings) if f.name == "publish_s")
     assert not field.metadata.get("live") and "schedule" in field.metadata["doc"]
+    path = tmp_path / "config.toml"
+    path.write_text("[metrics]\npublish_s = 86400\n")
+    applied: list[object] = []
+    reloader = ConfigReloader(load_config(path, env={}), lambda cfg, keys: applied.append(keys), env={})
+    path.write_text("[metrics]\npublish_s = 60\n")
+    assert reloader.reload() == ([], ["metrics.publish_s"])  # a SIGHUP reports it as needing a restart
+    assert reloader.current.metrics.publish_s == 86400 and not applied

@@ -25,7 +25,7 @@ from edge_agent.device.ops.notify import Heartbeat
 from edge_agent.device.ops.observed_source import ObservedSource
 from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
 from edge_agent.site import doctor
-from tests.doubles.clock import ManualClock
+from tests.doubles.clock import ManualClock, publish_next
 
 
 def _visit(runner: PipelineVisitRunner) -> Any:
@@ -100,8 +100,7 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         assert registry.get("edge_agent_pools_not_zeroed_total") == 1  # the live, in-process count
         assert any("ALARM: an audio buffer still held data" in r.getMessage() for r in caplog.records)
         assert doctor.check_pipeline(port).ok  # not published yet: a live count would date the visit
-        clock.past_next_boundary(3600)
-        assert server.publisher.publish_due()
+        publish_next(server.publisher, clock)
         check = doctor.check_pipeline(port)
         assert not check.ok and "raw audio still in a buffer" in check.message and "report this bug" in check.fix
         registry2 = Registry()
@@ -110,8 +109,7 @@ def test_pools_not_zeroed_is_an_alarm_in_the_log_the_metrics_and_doctor(
         port2 = server2.start()
         try:
             assert doctor.check_pipeline(port2).ok  # a fresh daemon serves zeros until its first boundary
-            clock.past_next_boundary(3600)
-            assert server2.publisher.publish_due()
+            publish_next(server2.publisher, clock)
             failed = doctor.check_pipeline(port2)
             assert not failed.ok and "1 speech-pipeline worker failure" in failed.message
         finally:
@@ -144,8 +142,7 @@ def test_a_real_visit_is_invisible_on_the_endpoint_until_the_publication_boundar
     outbox = Outbox(tmp_path / "outbox.db")
     manager = VisitManager(runner, outbox, metrics=registry)
     try:
-        clock.past_next_boundary(86400)
-        assert server.publisher.publish_due()  # a publication with nothing in it yet
+        publish_next(server.publisher, clock)  # a publication with nothing in it yet
         before = _scrape(port)
         assert "edge_agent_visits_total" in before and "visit_active" not in before
 
@@ -164,8 +161,7 @@ def test_a_real_visit_is_invisible_on_the_endpoint_until_the_publication_boundar
         assert registry.get("edge_agent_visits_stopped_total", reason="stop") == 1 and outbox.stats()[0] == 1
         clock.advance(3600)
         assert not server.publisher.publish_due() and _scrape(port) == before  # still the same day
-        clock.past_next_boundary(86400)
-        assert server.publisher.publish_due()
+        publish_next(server.publisher, clock)
         published = _scrape(port)
         assert 'edge_agent_visits_total{trigger="phone"} 1.0' in published
         assert 'edge_agent_visits_stopped_total{reason="stop"} 1.0' in published

@@ -326,7 +326,7 @@ def test_outbox_quarantine_is_logged_counted_and_shown_by_doctor(tmp_path: Path,
 def test_outbox_check_reads_held_reports_from_the_daemon_metrics(tmp_path: Path) -> None:
     """Doctor reads the published numbers: a change shows after the next publication boundary, not before."""
     from edge_agent.device.ops.metrics import MetricsServer, Registry
-    from tests.doubles.clock import ManualClock
+    from tests.doubles.clock import ManualClock, publish_next
 
     registry, clock = Registry(), ManualClock()
     server = MetricsServer(registry, 0, publish_s=3600, clock=clock)
@@ -336,15 +336,13 @@ def test_outbox_check_reads_held_reports_from_the_daemon_metrics(tmp_path: Path)
         registry.set("edge_agent_reports_held", 3)
         registry.set("edge_agent_reports_held_bytes", 12000)
         assert doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).ok  # not published yet
-        clock.past_next_boundary(3600)
-        assert server.publisher.publish_due()
+        publish_next(server.publisher, clock)
         held = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
         assert not held.ok and "3 sealed reports (12 kB) are held" in held.message and "free space" in held.fix
         registry.set("edge_agent_reports_held", 0)
         registry.inc("edge_agent_reports_dropped_total", 2, reason="exit")
         assert "3 sealed reports" in doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port).message  # as of the boundary
-        clock.past_next_boundary(3600)
-        assert server.publisher.publish_due()
+        publish_next(server.publisher, clock)
         lost = doctor.check_outbox(tmp_path, max_mb=1, metrics_port=port)
         assert not lost.ok and "2 sealed reports were lost" in lost.message
     finally:
