@@ -197,3 +197,21 @@ def test_publish_s_defaults_to_daily_and_is_restart_only(tmp_path: Path) -> None
     path.write_text("[metrics]\npublish_s = 60\n")
     assert reloader.reload() == ([], ["metrics.publish_s"])  # a SIGHUP reports it as needing a restart
     assert reloader.current.metrics.publish_s == 86400 and not applied
+
+
+def test_every_declared_metric_is_fed_by_device_code_and_only_the_publisher_is_served() -> None:
+    """Each metric is fed from real work (a call in edge_agent/, not only in a test); the live registry is not a collector."""
+    import edge_agent
+    import edge_agent.device.ops.metrics as metrics_module
+
+    root = Path(edge_agent.__file__).parent
+    own = Path(metrics_module.__file__)
+    sources = "\n".join(p.read_text() for p in root.rglob("*.py") if p != own and "_pb2" not in p.name)
+    helpers = {"record_run": ("edge_agent_dropped_frames_total", "edge_agent_dropped_segments_total"),
+               "record_outbox": ("edge_agent_outbox_items", "edge_agent_outbox_bytes")}
+    for name, fed in helpers.items():
+        assert f".{name}(" in sources, name
+    via_helper = {m for fed in helpers.values() for m in fed}
+    unfed = [m.name for m in METRICS if m.name not in via_helper and f'"{m.name}"' not in sources]
+    assert not unfed, f"declared but never fed by device code: {unfed}"
+    assert not hasattr(Registry, "collect")  # prometheus-client cannot be handed the live numbers
