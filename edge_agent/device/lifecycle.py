@@ -61,8 +61,9 @@ class VisitContext:
     visit_id: str
     started_unix_s: int
     max_duration_s: int
-    voiceprint: np.ndarray | None = None  # float32, the clinician's embedding
-    voiceprint_bytes: bytearray | None = None  # opaque voiceprint, if the phone sent bytes
+    # the voiceprint stays out of repr(): a context that reaches a log line or a traceback carries no voice
+    voiceprint: np.ndarray | None = field(default=None, repr=False)  # float32, the clinician's embedding
+    voiceprint_bytes: bytearray | None = field(default=None, repr=False)  # opaque voiceprint, if the phone sent bytes
     request_stop: Callable[[str], None] = field(default=lambda reason: None, repr=False)
 
     def wipe(self) -> None:
@@ -126,12 +127,12 @@ Contributor = Callable[[Outbox, str, feedback_pb2.Feedback], str]
 @dataclass
 class _Active:
     ctx: VisitContext
-    clinician: str
-    recipient: seal.X25519PublicKey
+    clinician: str = field(repr=False)  # identifiers stay out of repr() (log lines, tracebacks)
+    recipient: seal.X25519PublicKey = field(repr=False)
     started_monotonic: float
     timer: asyncio.TimerHandle | None = None
     stopping: bool = False
-    person: str = ""  # the clinician's stable subject id (population unit); the routing pseudonym otherwise
+    person: str = field(default="", repr=False)  # the clinician's stable subject id (population unit); the routing pseudonym otherwise
 
 
 @dataclass(frozen=True)

@@ -53,13 +53,14 @@ MAX_CLAIMS = 64  # claims remembered (bounded memory; the oldest are forgotten)
 class Claim:
     """A phone said "I am in this room". Held in memory only."""
 
-    clinician_id: str
-    public_key: Any  # the sealing key VisitManager.start expects (edge_agent.crypto.seal.X25519PublicKey)
+    # identifiers stay out of repr(): a claim that reaches a log line or a traceback names nobody
+    clinician_id: str = field(repr=False)
+    public_key: Any = field(repr=False)  # the sealing key VisitManager.start expects (edge_agent.crypto.seal.X25519PublicKey)
     at: float  # monotonic seconds
-    claim_id: str = field(default_factory=lambda: "k-" + secrets.token_urlsafe(12))
+    claim_id: str = field(default_factory=lambda: "k-" + secrets.token_urlsafe(12), repr=False)
     state: str = PENDING
-    visit_id: str = ""
-    person: str = ""  # stable subject id of the clinician (population unit)
+    visit_id: str = field(default="", repr=False)
+    person: str = field(default="", repr=False)  # stable subject id of the clinician (population unit)
 
 
 class RoomClaims:
