@@ -28,7 +28,7 @@ from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
 from edge_agent.device.ops.button_control import ManagerVisitControl
-from edge_agent.device.ops.gpio import RoomClaims, open_panel
+from edge_agent.device.ops.gpio import RoomClaims, open_panel, pin_factory
 from edge_agent.device.ops.logs import configure_logging
 from edge_agent.device.ops.metrics import MetricsServer, Registry
 from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
@@ -233,10 +233,20 @@ def check_web(cfg: EdgeConfig) -> str:
     return f"browser endpoint on port {cfg.web.port} for origin {cfg.web.allowed_origin}"
 
 
+def check_gpio(cfg: EdgeConfig) -> str:
+    """serve's GPIO refusal at start: the backend's driver opens (the pins themselves are claimed by serve)."""
+    factory = pin_factory(cfg.gpio.backend)
+    if factory is None:
+        return "not checked: gpio.backend is none (visits start with a room code)"
+    factory.close()
+    return f"gpio.backend {cfg.gpio.backend} driver opens"
+
+
 def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
     """What serve refuses at start beyond certificates, models, outbox and ports, by doctor check name: each
     raises serve's own one-line ConfigError, or returns what it checked ('edge-agent doctor' shows them)."""
-    return {"presence": lambda: check_presence(cfg), "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
+    return {"presence": lambda: check_presence(cfg), "gpio": lambda: check_gpio(cfg),
+            "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
 
 
 async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:

@@ -502,7 +502,7 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
 
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
 
 
 def _start_check(name: str, cfg: EdgeConfig) -> Check:
@@ -533,6 +533,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "models": lambda: check_models(asr_model=cfg.asr.model, vad_engine=cfg.vad.engine),
         "certificates": lambda: check_certificates(server.bundle, server.crl, room=server.room),
         "presence": lambda: _start_check("presence", cfg),
+        "gpio": lambda: _start_check("gpio", cfg),
         "population": lambda: _start_check("population", cfg),
         "web": lambda: _start_check("web", cfg),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),

@@ -282,14 +282,14 @@ def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) ->
     )
     checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
     by_name = {c.name: c for c in checks}
-    assert list(by_name) == ["models", "certificates", "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns"]
+    assert list(by_name) == ["models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns"]
     assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok and by_name["pipeline"].ok
     assert not by_name["port"].ok
     assert doctor.exit_code(checks) == 1
     data = json.loads(doctor.render_json(checks))
     assert data["ok"] is False and {c["name"] for c in data["checks"]} == set(by_name)
     lines = doctor.render_text(checks).splitlines()
-    assert len(lines) == len(checks) and lines[8].startswith("FAIL port") and "fix:" in lines[8]
+    assert len(lines) == len(checks) and lines[9].startswith("FAIL port") and "fix:" in lines[9]
     with pytest.raises(Exception, match="unknown doctor check"):
         doctor.run_doctor(cfg, skip=("dns",))
 
@@ -378,11 +378,14 @@ def test_doctor_reports_every_refusal_serve_makes_at_start(site: dict[str, Path]
     assert not checks["presence"].ok and "is not a room-code secret" in checks["presence"].message
     assert not checks["population"].ok and "no-period.key" in checks["population"].message
     assert not checks["web"].ok and "web.allowed_origin" in checks["web"].message
+    assert checks["gpio"].ok and "gpio.backend is none" in checks["gpio"].message
     assert doctor.exit_code(list(checks.values())) == 1
     for c in checks.values():
         assert "\n" not in c.line()
     # the lines are serve's own refusals: the same functions raise the same messages
     for name, run in start_checks(cfg).items():
+        if name == "gpio":
+            continue
         with pytest.raises(EdgeAgentError) as refused:
             run()
         assert str(refused.value) in checks[name].message
@@ -437,3 +440,18 @@ def test_doctor_cli_shows_the_start_refusals_and_exits_non_zero(site: dict[str, 
     web = next(x for x in lines if x.startswith("FAIL web"))
     assert "must be exactly https://HOST[:PORT]" in web
     assert "Traceback" not in res.stderr
+
+
+def test_doctor_reports_a_gpio_backend_serve_cannot_open(tmp_path: Path) -> None:
+    """gpio.backend = "rpi" without its driver (lgpio): serve refuses at start; doctor says so with the same line."""
+    import importlib.util
+
+    if importlib.util.find_spec("lgpio") is not None:
+        pytest.skip("lgpio is installed here: the rpi backend may open")
+    cfg = parse_config({"gpio": {"backend": "rpi"}, "presence": {"code_secret": ""}})
+    checks = {c.name: c for c in doctor.run_doctor(cfg, skip=tuple(n for n in doctor.CHECK_NAMES if n not in ("presence", "gpio")))}
+    assert checks["presence"].ok and "room button (rpi)" in checks["presence"].message
+    assert not checks["gpio"].ok and "gpio.backend 'rpi' unavailable" in checks["gpio"].message and "python3-lgpio" in checks["gpio"].message
+    mock = {c.name: c for c in doctor.run_doctor(parse_config({"gpio": {"backend": "mock"}}), skip=("audio", "models", "certificates",
+            "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu"))}
+    assert mock["gpio"].ok, mock["gpio"]
