@@ -138,7 +138,7 @@ def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="JSON for fleet tools")] = False,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="check to skip (repeatable), e.g. audio")] = None,
 ) -> None:
-    """Check the device: audio, models, certificates, clock, outbox, port, mDNS, CPU. One line each."""
+    """Check the device: audio, models, certificates, presence, gpio, population, web, clock, outbox, port, mDNS, CPU. One line each."""
     import os
 
     from edge_agent.device.config import load_config
@@ -308,6 +308,28 @@ def bench_delivery_cmd(
     print(json.dumps({"delivery": bench_delivery(visits), "outbox": bench_outbox()}))
 
 
+def usage_line(exc: Exception) -> str:
+    """A click usage error in one line: what is wrong, and the --help of the command it concerns."""
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    text = "; ".join(line.strip() for line in message.splitlines() if line.strip())
+    text = text[:1].lower() + text[1:].rstrip(".")
+    ctx = getattr(exc, "ctx", None)  # most usage errors carry the command they concern
+    return f"{text} (see {ctx.command_path if ctx is not None else _command_path(sys.argv[1:])} --help)"
+
+
+def _command_path(args: list[str]) -> str:
+    """'edge-agent phone start' from the command line, for errors raised before a command had a context."""
+    import typer.main
+
+    command, path = typer.main.get_command(app), ["edge-agent"]
+    for arg in args:
+        sub = getattr(command, "commands", {}).get(arg)
+        if sub is None:
+            break
+        command, path = sub, [*path, arg]
+    return " ".join(path)
+
+
 def main() -> None:
     debug = bool(os.environ.get("EDGE_AGENT_DEBUG"))
     logging.basicConfig(
@@ -321,11 +343,19 @@ def main() -> None:
         handler.addFilter(ExceptionNames())
     try:
         try:
-            app()
-        except SystemExit as exc:
-            if exc.code == 130 and isinstance(exc.__context__, typer.Exit):  # typer turns Ctrl-C into a silent exit 130
-                raise KeyboardInterrupt from None
-            raise
+            # not standalone: typer would draw usage errors as a multi-line rich box; they are one line here
+            code = app(prog_name="edge-agent", standalone_mode=False)
+        except typer.Abort:  # end of input at a prompt
+            raise KeyboardInterrupt from None
+        except typer.TyperException as exc:  # typer's click errors: usage errors, bad values, unreadable files
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]  # `edge-agent` or a group with no command: its help, as before
+            else:
+                print(f"edge-agent: {usage_line(exc)}", file=sys.stderr)
+            sys.exit(getattr(exc, "exit_code", 2))
+        if code == 130:  # typer turns Ctrl-C into a silent exit 130
+            raise KeyboardInterrupt
+        sys.exit(code if isinstance(code, int) else 0)
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -75,7 +75,8 @@ def serve(db: Db = DEFAULT_DB, key: Key = DEFAULT_KEY,
 
 
 @app.command("report")
-def report(period: Annotated[str, typer.Option("--period", help="e.g. 2026-Q4")] = "2026-Q4",
+def report(period: Annotated[Optional[str], typer.Option(
+               "--period", help="e.g. 2026-Q4 (default: the latest period closed to late deliveries, from today's date)")] = None,
            out_dir: Annotated[Path, typer.Option("--out-dir", help="where CSV, JSON and PNG go")] = Path("."),
            db: Db = DEFAULT_DB, key: Key = DEFAULT_KEY) -> None:
     """Release what the privacy rules allow for a period: table, CSV, JSON, PNG."""

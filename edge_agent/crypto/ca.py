@@ -265,6 +265,20 @@ def load_ca(directory: Path, passphrase: bytes | None = None) -> CertificateAuth
     return CertificateAuthority(directory, key, cert)
 
 
+_DNS_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+
+
+def check_dns_name(name: str) -> str:
+    """A host name a TLS client can match: dot-separated labels of letters, digits and inner '-' (IDNs as xn--)."""
+    labels = name.split(".")
+    if (len(name) > 253 or not all(_DNS_LABEL.match(label) for label in labels)
+            or labels[-1].isdigit()):  # an all-digit last label: an IP address (or a typo), never a host name
+        hint = "give an IP address with --ip" if labels[-1].isdigit() else \
+            "letters, digits and '-' in dot-separated labels of at most 63, e.g. room4.clinic.example; an accented name as its xn-- form"
+        raise CertificateError(f"--dns {name!r} is not a DNS name; {hint}")
+    return name
+
+
 def _issue(
     ca: CertificateAuthority,
     role: str,
@@ -287,6 +301,8 @@ def _issue(
     """
     if not 1 <= days <= CA_DAYS:
         raise CertificateError(f"certificate lifetime must be 1..{CA_DAYS} days, got {days}")
+    for name in dns_names:
+        check_dns_name(name)
     key = ec.generate_private_key(ec.SECP256R1()) if public_key is None else None
     start = valid_from or (_now() - dt.timedelta(minutes=5))  # tolerate small clock skew
     not_after = start + dt.timedelta(days=days)

@@ -28,7 +28,7 @@ from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
 from edge_agent.device.ops.button_control import ManagerVisitControl
-from edge_agent.device.ops.gpio import RoomClaims, open_panel
+from edge_agent.device.ops.gpio import RoomClaims, open_panel, pin_factory
 from edge_agent.device.ops.logs import configure_logging
 from edge_agent.device.ops.metrics import MetricsServer, Registry
 from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
@@ -37,7 +37,7 @@ from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 from edge_agent.device.ops.watched_calls import watch_model_calls
 from edge_agent.device.outbox import Outbox
 from edge_agent.device.pipeline import PipelineConfig
-from edge_agent.device.presence import Presence, load_allow_list
+from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
 from edge_agent.errors import ConfigError, ModelError
@@ -188,8 +188,65 @@ def check_production(cfg: EdgeConfig) -> None:
         raise ConfigError("server.crl is not set: a device needs the site's revocation list; copy crl.pem and run 'edge-agent provision --crl'")
     if not cfg.server.crl.exists():
         raise ConfigError(f"CRL {cfg.server.crl} not found; copy crl.pem from the CA host and run 'edge-agent provision --crl'")
+    _check_presence_way(cfg)
+
+
+def _check_presence_way(cfg: EdgeConfig) -> None:
     if cfg.presence.code_secret is None and cfg.gpio.backend == "none":
         raise ConfigError("no way to prove presence: set presence.code_secret (room code) or a gpio.backend with a room button")
+
+
+def check_presence(cfg: EdgeConfig) -> str:
+    """serve's presence refusals at start: a way to prove presence, the room-code secret, the allow-list."""
+    _check_presence_way(cfg)
+    pres = cfg.presence
+    codes = RoomCodes.load(pres.code_secret, pres.code_step_s) if pres.code_secret else None
+    allowed = load_allow_list(pres.allowed_clinicians)
+    how = f"room codes every {codes.step_s} s" if codes else f"room button ({cfg.gpio.backend})"
+    who = "every clinician of the site" if allowed is None else f"allow-list of {len(allowed)} clinician id(s)"
+    return f"{how}; {who}"
+
+
+def check_population(cfg: EdgeConfig) -> str:
+    """serve's population refusal at start: the period key and the aggregator's public key (nothing written)."""
+    if not cfg.population.enabled:
+        return "not checked: population.enabled is false"
+    from edge_agent.device.population import PopulationContributor
+
+    PopulationContributor.check_files(cfg.population.period_key, cfg.population.aggregator_public_key)
+    return f"period key and aggregator public key read ({cfg.population.service_line})"
+
+
+def _web_config(cfg: EdgeConfig):  # type: ignore[no-untyped-def]
+    from edge_agent.device.web.endpoint import WebEndpointConfig
+    from edge_agent.device.web.sessions import SessionPolicy
+
+    origins = (cfg.web.allowed_origin,) if cfg.web.allowed_origin else ()
+    return WebEndpointConfig(origins, cfg.server.host, cfg.web.port, SessionPolicy(session_s=cfg.web.session_minutes * 60))
+
+
+def check_web(cfg: EdgeConfig) -> str:
+    """serve's browser-endpoint refusal at start: web.allowed_origin present and exactly https://HOST[:PORT]."""
+    if not cfg.web.enabled:
+        return "not checked: web.enabled is false"
+    _web_config(cfg)
+    return f"browser endpoint on port {cfg.web.port} for origin {cfg.web.allowed_origin}"
+
+
+def check_gpio(cfg: EdgeConfig) -> str:
+    """serve's GPIO refusal at start: the backend's driver opens (the pins themselves are claimed by serve)."""
+    factory = pin_factory(cfg.gpio.backend)
+    if factory is None:
+        return "not checked: gpio.backend is none (visits start with a room code)"
+    factory.close()
+    return f"gpio.backend {cfg.gpio.backend} driver opens"
+
+
+def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
+    """What serve refuses at start beyond certificates, models, outbox and ports, by doctor check name: each
+    raises serve's own one-line ConfigError, or returns what it checked ('edge-agent doctor' shows them)."""
+    return {"presence": lambda: check_presence(cfg), "gpio": lambda: check_gpio(cfg),
+            "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
 
 
 async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
@@ -297,11 +354,9 @@ async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[
     """The phone web app's browser endpoint (docs/phone.md), on the same loop and servicer as gRPC."""
     if not cfg.web.enabled:
         return None
-    from edge_agent.device.web.endpoint import DeviceWebEndpoint, WebEndpointConfig
-    from edge_agent.device.web.sessions import SessionPolicy
+    from edge_agent.device.web.endpoint import DeviceWebEndpoint
 
-    origins = (cfg.web.allowed_origin,) if cfg.web.allowed_origin else ()
-    web = DeviceWebEndpoint(server, WebEndpointConfig(origins, cfg.server.host, cfg.web.port, SessionPolicy(session_s=cfg.web.session_minutes * 60)))
+    web = DeviceWebEndpoint(server, _web_config(cfg))
     await web.start()
     return web
 

@@ -70,8 +70,14 @@ class PopulationContributor:
 
     @classmethod
     def from_files(cls, period_key: Path, aggregator_public_key: Path, service_line: str) -> "PopulationContributor":
-        ring = PeriodKeyRing.load(period_key)
+        ring, raw = cls.check_files(period_key, aggregator_public_key)
         ring.advance(dt.date.today())
+        return cls(ring, raw, service_line)
+
+    @staticmethod
+    def check_files(period_key: Path, aggregator_public_key: Path) -> tuple[PeriodKeyRing, bytes]:
+        """Read and check both keys, writing nothing (serve at start, and doctor); one-line refusals."""
+        ring = PeriodKeyRing.load(period_key)
         # checked now: a bad key would otherwise only show as every visit's record being skipped
         where = f"population.aggregator_public_key {aggregator_public_key}"
         try:
@@ -82,7 +88,7 @@ class PopulationContributor:
             seal.load_public_key(raw)
         except SealError:
             raise ConfigError(f"{where} is not an aggregator public key (32 raw bytes); copy aggregator.pub again") from None
-        return cls(ring, raw, service_line)
+        return ring, raw
 
     def tick(self, today: dt.date | None = None) -> None:
         """Advance the period key to today's period (erasing a finished period's key), visit or no visit."""

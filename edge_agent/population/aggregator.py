@@ -51,7 +51,7 @@ from edge_agent.crypto.errors import SealError
 from edge_agent.population import dp
 from edge_agent.population.errors import BudgetExhaustedError, ContributionRejected, PeriodOpenError, PopulationError
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
-from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period
+from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period, period_of
 from edge_agent.population.record import ContributionRecord, is_pseudonym, is_record_id, parse_record, validate_service_line
 from edge_agent.population.store import WHOLE_PERIOD, Store
 
@@ -77,6 +77,12 @@ class Policy:
             raise PopulationError("policy needs k >= 2 and n >= k")
         if not 0 < self.epsilon_budget <= 10:
             raise PopulationError("epsilon budget must be in (0, 10]")
+
+    def last_closed_period(self, today: dt.date) -> str:
+        """The latest period whose late deliveries are over on ``today`` (the one a report can release): records are
+        filed under period_of(visit day), and a period closes ``grace_days`` after its end."""
+        current = period_of(today - dt.timedelta(days=self.grace_days), self.granularity)
+        return period_of(current.start - dt.timedelta(days=1), self.granularity).label
 
     @property
     def default_epsilon(self) -> float:

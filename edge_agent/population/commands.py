@@ -19,6 +19,7 @@ import datetime as dt
 import json
 import os
 import signal
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -220,10 +221,12 @@ def plot_trends(released: list[dict[str, object]], out_png: Path, metrics: tuple
     return out_png
 
 
-def aggregator_report(period: str = "2026-Q4", out_dir: Path = Path("."), db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY,
+def aggregator_report(period: str | None = None, out_dir: Path = Path("."), db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY,
                       metrics: tuple[str, ...] = ALL_METRIC_NAMES, epsilon: float | None = None, policy: Policy | None = None,
                       console: Console | None = None, now: float | None = None) -> list[CellResult]:
-    """Release (or re-read) every cell of ``period``; print a table; write CSV, JSON and a PNG."""
+    """Release (or re-read) every cell of ``period``; print a table; write CSV, JSON and a PNG.
+
+    No ``period``: the latest one closed to late deliveries on today's date (:meth:`Policy.last_closed_period`)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise EdgeAgentError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(ALL_METRIC_NAMES)}")
@@ -233,12 +236,16 @@ def aggregator_report(period: str = "2026-Q4", out_dir: Path = Path("."), db: Pa
     except OSError as exc:
         raise EdgeAgentError(f"cannot write the report to {out_dir}: {exc.strerror}; give a folder with --out-dir") from None
     agg = Aggregator(Path(db), load_private_key(key), policy)
+    console = console or Console()
+    if period is None:
+        today = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc).date()
+        period = agg.policy.last_closed_period(today)
+        console.print(f"Reporting period {period}: the latest closed to late deliveries (--period chooses another).")
     try:
         cells = agg.report(period, tuple(metrics), epsilon, now=now)
         released = agg.store.released()
     finally:
         agg.close()
-    console = console or Console()
     if not cells:
         console.print(f"No service line has contributions for {period}.")
     else:

@@ -145,8 +145,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime | None = None) -> Check:
+def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime | None = None, room: str | None = None) -> Check:
+    """``room``: server.room, which serve refuses when the certificate names another room."""
     from edge_agent.crypto import ca
+    from edge_agent.device.grpc.server import check_certified_room
 
     now = now or _utcnow()
     fix_issue = "issue a new bundle on the CA host (`edge-agent ca issue-device`) and run `edge-agent provision`"
@@ -175,6 +177,11 @@ def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime |
         return _fail("certificates", "this device's certificate is revoked by the CRL", fix_issue)
     crl_days = (parsed.next_update - now).days
     crl_text = f"CRL #{parsed.number} ok ({len(parsed.revoked)} revoked, next update in {crl_days} days)"
+    if room is not None:
+        try:
+            check_certified_room(leaf, room)
+        except EdgeAgentError as exc:
+            return _fail("certificates", str(exc), "serve refuses to start until they agree")
     if not ca.room_of(leaf):
         return _fail("certificates", "the device certificate names no room (issued before rooms were attested): phones refuse it", fix_issue)
     soon = f"; renew within {days} days" if days < CERT_WARN_DAYS else ""
@@ -495,7 +502,17 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
 
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
+
+
+def _start_check(name: str, cfg: EdgeConfig) -> Check:
+    """One of serve's own start-time refusals (edge_agent.device.main.start_checks): its one line says what to do."""
+    from edge_agent.device.main import start_checks
+
+    try:
+        return Check(name, True, start_checks(cfg)[name]())
+    except EdgeAgentError as exc:
+        return _fail(name, str(exc), "serve refuses to start until this is fixed")
 
 
 def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 3.0, hooks: CaptureHooks | None = None) -> list[Check]:
@@ -514,7 +531,11 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
     runners: dict[str, Callable[[], Check]] = {
         "audio": lambda: check_audio(cfg.audio.device, hooks=hooks),
         "models": lambda: check_models(asr_model=cfg.asr.model, vad_engine=cfg.vad.engine),
-        "certificates": lambda: check_certificates(server.bundle, server.crl),
+        "certificates": lambda: check_certificates(server.bundle, server.crl, room=server.room),
+        "presence": lambda: _start_check("presence", cfg),
+        "gpio": lambda: _start_check("gpio", cfg),
+        "population": lambda: _start_check("population", cfg),
+        "web": lambda: _start_check("web", cfg),
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
         "pipeline": lambda: check_pipeline(cfg.metrics.port if cfg.metrics.enabled else None),

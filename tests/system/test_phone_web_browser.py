@@ -353,6 +353,40 @@ def test_real_pipeline_report_on_the_phone(env, browser: Browser, tmp_path: Path
         device.stop()
 
 
+def test_a_visit_with_no_speech_says_so_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
+    """A muted or dead room microphone: the real pipeline hears nothing, and the phone's report used to be
+    its title, "No specific suggestions" and an empty timeline; it now says no speech was heard and what to check."""
+    import numpy as np
+
+    from edge_agent.device.main import load_device as build_device
+    from edge_agent.device.visit import file_factory
+
+    _root, pki, site, _wav = env
+    silence = tmp_path / "muted-room.wav"
+    sf.write(str(silence), np.zeros(16000 * 4, np.int16), 16000, subtype="PCM_16")
+    parts = build_device(file_factory(silence, realtime=False))
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+        browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
+        browser.click("#start")
+        browser.wait_status("Visit started", 30)
+        parts.runner.wait_capture_end()
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "Visit of" in browser.text(), 60, "report")
+        text = browser.text()
+        assert "No speech was heard in this visit" in text and "microphone" in text and "tell IT" in text, text
+        assert "No specific suggestions" not in text, text
+        _shot(browser, "4-report-no-speech")
+        browser.go(site.origin + "/#/visits")
+        browser.wait(lambda: "no speech heard" in browser.text(), 10, "the visit listed as no speech heard")
+    finally:
+        device.stop()
+
+
 def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, tmp_path: Path) -> None:
     """Parity with the Python phone: the site CA pinned at enrolment, the site CRL (verified in the browser with
     WebCrypto) refusing a revoked device, the room and role read from the device certificate; sign-ins rate-limited."""

@@ -75,6 +75,17 @@ def make_data_dir(path: Path) -> None:
         ) from None
 
 
+def check_certified_room(cert: x509.Certificate, room: str) -> str:
+    """The room the device certificate names ('' for none); ConfigError when server.room says another."""
+    certified = ca.room_of(cert)
+    if certified and certified != room:
+        raise ConfigError(
+            f"server.room is {room!r} but the device certificate was issued for {certified!r}; "
+            "set server.room to match or issue a certificate for this room"
+        )
+    return certified
+
+
 def _log_certificate_dates(cert: x509.Certificate) -> None:
     """Serving on: phones refuse a device whose certificate is out of its dates, so the journal must say why."""
     now = dt.datetime.now(dt.timezone.utc)
@@ -102,12 +113,7 @@ class EdgeAgentServer:
         self.claims = claims
         make_data_dir(config.data_dir)  # before anything (the CRL number record) is written there
         self.tls = MutualTlsServer(config.endpoint(), "edge-agent")
-        certified = ca.room_of(self.tls.bundle.cert)
-        if certified and certified != config.room:
-            raise ConfigError(
-                f"server.room is {config.room!r} but the device certificate was issued for {certified!r}; "
-                "set server.room to match or issue a certificate for this room"
-            )
+        certified = check_certified_room(self.tls.bundle.cert, config.room)
         if not certified:
             log.warning("the device certificate names no room (issued before rooms were attested); phones will refuse it: re-issue it")
         _log_certificate_dates(self.tls.bundle.cert)

@@ -55,6 +55,9 @@ class WebEndpointConfig:
     session: SessionPolicy = field(default_factory=SessionPolicy)
 
     def __post_init__(self) -> None:
+        if not self.allowed_origins:
+            raise ConfigError("the browser endpoint needs web.allowed_origin (the phone web app's https origin); "
+                              "set it, or set web.enabled = false")
         for origin in self.allowed_origins:
             if not origin.startswith("https://") or origin.count("/") != 2:
                 raise ConfigError(f"web allowed origin {origin!r} must be exactly https://HOST[:PORT] (no path)")
@@ -146,8 +149,6 @@ class _GatedH11(H11Protocol):
 
 class DeviceWebEndpoint:
     def __init__(self, server: EdgeAgentServer, config: WebEndpointConfig) -> None:
-        if not config.allowed_origins:
-            raise ConfigError("the browser endpoint needs web.allowed_origin (the phone web app's https origin)")
         self.config = config
         self.server = server
         self.port = 0

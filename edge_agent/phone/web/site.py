@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import socket
 from dataclasses import dataclass
 from importlib import resources
@@ -119,6 +120,8 @@ class SiteTrust:
 
     def __init__(self, bundle: ca.Bundle, crl: Path, state_dir: Path | None = None) -> None:
         self.ca_pem = bundle.ca_pem
+        if state_dir is not None:
+            _make_state_dir(Path(state_dir))
         self._auth = PeerAuthorizer(bundle.ca_cert, crl, state_dir)
 
     def crl_pem(self) -> bytes:
@@ -171,6 +174,20 @@ class SiteApp:
                                  (b"content-security-policy", self._policy.encode())]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+
+
+def _make_state_dir(path: Path) -> None:
+    """--state-dir must be a folder the service can write: else the CRL number is never recorded, and a restart
+    would serve an older CRL (a warning in the log was all it got)."""
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        what = "is a file" if path.is_file() else f"cannot be used ({exc.strerror})"
+        raise ConfigError(f"--state-dir {path} {what}; give a folder the service can write (created if missing), "
+                          "e.g. /var/lib/edge-agent-site") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"--state-dir {path} is not writable by this user; give a folder the service can write "
+                          "(created if missing), e.g. /var/lib/edge-agent-site")
 
 
 class SiteServer:

@@ -263,3 +263,29 @@ def test_float_wav_is_heard_not_silence(tmp_path: Path, jfk_16k: np.ndarray, sub
     result = run_cli("transcribe", str(path), "--jsonl", "--no-speakers")
     assert result.returncode == 0, result.stderr
     assert "fellow Americans" in result.stdout, result.stdout[-500:]
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("transcribe", "--foo"), ("edge-agent: no such option: --foo", "(see edge-agent transcribe --help)")),
+        (("ca", "issue-device"), ("edge-agent: missing option '--ca-dir' (see edge-agent ca issue-device --help)",)),
+        (("phone", "start", "--max-minutes", "lots"), ("edge-agent: invalid value for '--max-minutes'", "(see edge-agent phone start --help)")),
+        (("phone", "enroll"), ("edge-agent: missing argument", "(see edge-agent phone enroll --help)")),
+        (("frobnicate",), ("edge-agent: no such command 'frobnicate'", "(see edge-agent --help)")),
+        (("aggregator", "report", "--period"), ("edge-agent: option '--period' requires an argument", "(see edge-agent aggregator report --help)")),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
+    """typer/click drew usage errors as a multi-line rich box ('Usage: ...', 'Try ...', a framed 'Error')."""
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    assert_one_line_error(result, *fragments)
+    assert "╭" not in result.stderr and "Usage:" not in result.stderr
+
+
+def test_help_still_renders() -> None:
+    result = run_cli("transcribe", "--help")
+    assert result.returncode == 0 and "Usage: edge-agent transcribe" in result.stdout and "--voiceprint" in result.stdout
+    bare = run_cli("ca")  # a group without a command still shows its help
+    assert "issue-device" in bare.stdout + bare.stderr and "Traceback" not in bare.stderr

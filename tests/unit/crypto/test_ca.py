@@ -149,3 +149,19 @@ def test_revoke_by_bundle_path(tmp_path: Path) -> None:
     ca.issue_clinician(other, tmp_path / "foreign.pem")
     out = run_cli("ca", "revoke", str(tmp_path / "foreign.pem"), "--ca-dir", str(tmp_path / "ca"))
     assert out.returncode == 2 and "no certificate issued by this CA" in out.stderr and out.stderr.strip().count("\n") == 0, out.stderr
+
+
+@pytest.mark.parametrize("name", ["bad name!", "room_4.clinic.example", "-room4.clinic.example", "room4..clinic", "10.0.0.7", "a" * 64 + ".example", "chambre-é.example", "room4.clinic.example."])
+def test_issue_refuses_a_name_that_is_not_a_dns_name(tmp_path: Path, name: str) -> None:
+    """`ca issue-device --dns "bad name!"` wrote a certificate naming 'bad name!', which no client can ever match."""
+    from tests.cli_runner import run_cli
+
+    ca.init_ca(tmp_path / "ca")
+    out = tmp_path / "device.pem"
+    result = run_cli("ca", "issue-device", "--ca-dir", str(tmp_path / "ca"), "--room", "Room 4", "--out", str(out), "--dns", name)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert f"--dns {name!r} is not a DNS name" in lines[0] and "Traceback" not in result.stderr, lines[0]
+    assert not out.exists()
+    ok = run_cli("ca", "issue-web", "--ca-dir", str(tmp_path / "ca"), "--out", str(tmp_path / "web.pem"), "--dns", "phones.clinic-b.example")
+    assert ok.returncode == 0, ok.stderr

@@ -95,6 +95,14 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("", {"EDGE_AGENT_ASR__DEVICE": "tpu"}, "asr.device is 'tpu'"),
         ("", {"EDGE_AGENT_PIPELINE__PARTIAL_CPU_SHARE": "nan"}, "pipeline.partial_cpu_share is 'nan'"),
         ("vad = 3\n", {}, "[vad] in"),
+        # accepted before, but a re-decode per 30 ms frame (0) or nonsense: refused naming the key and its range
+        ("[vad]\npartial_interval_ms = 0\n", {}, "vad.partial_interval_ms is 0; allowed: an integer in 100..10000"),
+        ("", {"EDGE_AGENT_VAD__PARTIAL_INTERVAL_MS": "5"}, "vad.partial_interval_ms is '5' (from EDGE_AGENT_VAD__PARTIAL_INTERVAL_MS); allowed: an integer in 100..10000"),
+        ("[vad]\npreroll_ms = 600000\n", {}, "vad.preroll_ms is 600000; allowed: an integer in 0..2000"),
+        ("[vad]\nmin_speech_ms = 100000\n", {}, "vad.min_speech_ms is 100000; allowed: an integer in 0..5000"),
+        ("[vad]\nhangover_ms = 60000\n", {}, "vad.hangover_ms is 60000; allowed: an integer in 30..5000"),
+        ("[speakers]\nkmeans_iters = 100000\n", {}, "speakers.kmeans_iters is 100000; allowed: an integer in 1..100"),
+        ("[speakers]\nmax_restarts = 100000\n", {}, "speakers.max_restarts is 100000; allowed: an integer in 1..100"),
     ],
 )
 def test_bad_keys_and_values_name_the_key_and_what_is_allowed(tmp_path: Path, text: str, env: dict[str, str], expected: str) -> None:

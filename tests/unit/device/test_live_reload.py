@@ -47,7 +47,10 @@ def _other_value(spec: KeySpec, current: Any, spare_crl: Path) -> Any:
         return spare_crl
     lo = spec.min if spec.min is not None else (current - 1 if current is not None else 0)
     hi = spec.max if spec.max is not None else (current + 1 if current is not None else 1)
-    for value in ((lo + hi) / 2, lo, hi, current * 0.9 if current else lo):
+    candidates = [(lo + hi) / 2, lo, hi, current * 0.9 if current else lo]
+    if spec.section == "vad" and spec.name.endswith("_ms") and current:
+        candidates.insert(0, current * 0.9)  # tied to each other (tail <= candidate <= hangover): stay near the running value
+    for value in candidates:
         value = int(round(value)) if base is int else float(value)
         if value != current and lo <= value <= hi:
             return value
@@ -173,6 +176,8 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
     for tables in (
         f'[server]\ncrl = "{pki.crl}"\n[vad]\nhangover_ms = {hangover + 90}\n[presence]\nallowed_clinicians = "{bad_allow}"\n',
         f'[server]\ncrl = "{foreign.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\n',
+        # a live partial re-decoded every 30 ms frame: refused at reload as at load
+        f'[server]\ncrl = "{pki.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\npartial_interval_ms = 0\n',
     ):
         path.write_text(tables)
         caplog.clear()
@@ -183,6 +188,8 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         messages = [r.getMessage() for r in caplog.records]
         assert not [m for m in messages if "applied" in m], messages
         assert any("config reload refused" in m for m in messages)
+        if "partial_interval_ms" in tables:
+            assert any("vad.partial_interval_ms is 0; allowed: an integer in 100..10000" in m for m in messages), messages
         assert not [m for m in messages if "Smith" in m], "the file's text reached the log"
 
 

@@ -573,3 +573,20 @@ def test_app_der_reader_and_crl_checks_in_node(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
     assert "# fail 0" in res.stdout and "# pass 11" in res.stdout, res.stdout[-1500:]
+
+
+def test_site_state_dir_naming_a_file_is_refused_in_one_line(pki: Pki, tmp_path: Path) -> None:
+    """`phone-web serve --state-dir` naming a file only logged a warning and served on: the CRL number was never
+    recorded, so a restart would serve an older CRL. It is now refused at start in one line, exit 2."""
+    from tests.cli_runner import run_cli
+
+    ca.issue_web(pki.authority, tmp_path / "site.pem", ips=("127.0.0.1",))
+    taken = tmp_path / "state"
+    taken.write_text("not a folder\n")
+    for state in (taken, taken / "below"):
+        res = run_cli("phone-web", "serve", "--bundle", str(tmp_path / "site.pem"), "--crl", str(pki.crl), "--host", "127.0.0.1",
+                      "--port", "0", "--state-dir", str(state), timeout=60)
+        lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+        assert res.returncode == 2 and len(lines) == 1, res.stderr
+        assert f"--state-dir {state}" in lines[0] and "folder" in lines[0] and "Traceback" not in res.stderr, lines[0]
+        assert "phone web app on" not in res.stdout

@@ -276,20 +276,20 @@ def test_cpu_keeps_up_and_fails_over_budget() -> None:
 def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) -> None:
     cfg = parse_config(
         {
-            "server": {"bundle": str(site["base"] / "device.pem"), "crl": str(site["crl"]), "port": _free_port(), "advertise": False},
+            "server": {"bundle": str(site["base"] / "device.pem"), "crl": str(site["crl"]), "room": "Room 4", "port": _free_port(), "advertise": False},
             "outbox": {"path": str(tmp_path), "max_mb": 1},
         }
     )
     checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
     by_name = {c.name: c for c in checks}
-    assert list(by_name) == ["models", "certificates", "clock", "outbox", "pipeline", "port", "mdns"]
+    assert list(by_name) == ["models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns"]
     assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok and by_name["pipeline"].ok
     assert not by_name["port"].ok
     assert doctor.exit_code(checks) == 1
     data = json.loads(doctor.render_json(checks))
     assert data["ok"] is False and {c["name"] for c in data["checks"]} == set(by_name)
     lines = doctor.render_text(checks).splitlines()
-    assert len(lines) == len(checks) and lines[5].startswith("FAIL port") and "fix:" in lines[5]
+    assert len(lines) == len(checks) and lines[9].startswith("FAIL port") and "fix:" in lines[9]
     with pytest.raises(Exception, match="unknown doctor check"):
         doctor.run_doctor(cfg, skip=("dns",))
 
@@ -358,3 +358,106 @@ def test_outbox_path_naming_a_file_says_so(tmp_path: Path) -> None:
     check = doctor.check_outbox(db, 64)
     assert not check.ok and "not a directory" in check.message and "does not exist" not in check.message, check.message
     assert "outbox.path" in check.fix
+
+
+def test_doctor_reports_every_refusal_serve_makes_at_start(site: dict[str, Path], tmp_path: Path) -> None:
+    """An IT admin runs doctor before starting the service: each start-time refusal of serve (room-code secret,
+    allow-list, population keys, web origin, server.room against the certificate) is a FAIL line, exit 1, with the
+    same one-line reason serve gives; before, doctor said all was well and serve then refused."""
+    from edge_agent.device.main import start_checks
+    from edge_agent.errors import EdgeAgentError
+
+    (tmp_path / "secret").write_text("not hex\n")
+    (tmp_path / "secret").chmod(0o600)
+    cfg = parse_config(
+        {
+            "server": {"bundle": str(site["base"] / "device.pem"), "crl": str(site["crl_empty"]), "room": "Room 9", "advertise": False},
+            "outbox": {"path": str(tmp_path / "outbox"), "max_mb": 1},
+            "presence": {"code_secret": str(tmp_path / "secret"), "allowed_clinicians": str(tmp_path / "missing-allow-list")},
+            "population": {"enabled": True, "period_key": str(tmp_path / "no-period.key"),
+                           "aggregator_public_key": str(tmp_path / "no-aggregator.pub")},
+            "web": {"enabled": True},
+        }
+    )
+    checks = {c.name: c for c in doctor.run_doctor(cfg, skip=("audio", "cpu", "models", "port", "pipeline", "outbox", "clock"))}
+    assert not checks["certificates"].ok and "server.room is 'Room 9'" in checks["certificates"].message
+    assert not checks["presence"].ok and "is not a room-code secret" in checks["presence"].message
+    assert not checks["population"].ok and "no-period.key" in checks["population"].message
+    assert not checks["web"].ok and "web.allowed_origin" in checks["web"].message
+    assert checks["gpio"].ok and "gpio.backend is none" in checks["gpio"].message
+    assert doctor.exit_code(list(checks.values())) == 1
+    for c in checks.values():
+        assert "\n" not in c.line()
+    # the lines are serve's own refusals: the same functions raise the same messages
+    for name, run in start_checks(cfg).items():
+        if name == "gpio":
+            continue
+        with pytest.raises(EdgeAgentError) as refused:
+            run()
+        assert str(refused.value) in checks[name].message
+
+    # fixed one at a time, each check passes and says what it checked
+    (tmp_path / "secret").write_text("ab" * 32 + "\n")
+    (tmp_path / "allow").write_text("# nobody yet\n")
+    from edge_agent.crypto import seal
+    from edge_agent.population.pseudonym import PeriodKeyRing
+
+    PeriodKeyRing.create(tmp_path / "period.key")
+    _, pub = seal.generate_keypair()
+    (tmp_path / "aggregator.pub").write_bytes(pub)
+    cfg2 = parse_config(
+        {
+            "server": {"bundle": str(site["base"] / "device.pem"), "crl": str(site["crl_empty"]), "room": "Room 4", "advertise": False},
+            "outbox": {"path": str(tmp_path / "outbox"), "max_mb": 1},
+            "presence": {"code_secret": str(tmp_path / "secret"), "allowed_clinicians": str(tmp_path / "allow")},
+            "population": {"enabled": True, "period_key": str(tmp_path / "period.key"),
+                           "aggregator_public_key": str(tmp_path / "aggregator.pub")},
+            "web": {"enabled": True, "allowed_origin": "https://phones.clinic.example:8443"},
+        }
+    )
+    ok = {c.name: c for c in doctor.run_doctor(cfg2, skip=("audio", "cpu", "models", "port", "pipeline", "outbox", "clock"))}
+    assert all(c.ok for c in ok.values()), [c.line() for c in ok.values()]
+    assert "allow-list" in ok["presence"].message and "origin" in ok["web"].message
+
+
+def test_doctor_cli_shows_the_start_refusals_and_exits_non_zero(site: dict[str, Path], tmp_path: Path) -> None:
+    conf = tmp_path / "edge.toml"
+    conf.write_text(textwrap.dedent(f"""
+        [server]
+        bundle = "{site['base'] / 'device.pem'}"
+        crl = "{site['crl_empty']}"
+        room = "Room 4"
+        advertise = false
+        [outbox]
+        path = "{tmp_path / 'outbox'}"
+        [presence]
+        code_secret = "{tmp_path / 'no-secret'}"
+        [web]
+        enabled = true
+        allowed_origin = "https://phones.clinic.example/app"
+    """))
+    res = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", "--config", str(conf), "--skip", "audio", "--skip", "cpu",
+                          "--skip", "models", "--skip", "port", "--skip", "pipeline"],
+                         capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert res.returncode == 1, res.stdout + res.stderr
+    lines = res.stdout.splitlines()
+    presence = next(x for x in lines if x.startswith("FAIL presence"))
+    assert "room-code secret" in presence and "not found" in presence and "edge-agent provision" in presence
+    web = next(x for x in lines if x.startswith("FAIL web"))
+    assert "must be exactly https://HOST[:PORT]" in web
+    assert "Traceback" not in res.stderr
+
+
+def test_doctor_reports_a_gpio_backend_serve_cannot_open(tmp_path: Path) -> None:
+    """gpio.backend = "rpi" without its driver (lgpio): serve refuses at start; doctor says so with the same line."""
+    import importlib.util
+
+    if importlib.util.find_spec("lgpio") is not None:
+        pytest.skip("lgpio is installed here: the rpi backend may open")
+    cfg = parse_config({"gpio": {"backend": "rpi"}, "presence": {"code_secret": ""}})
+    checks = {c.name: c for c in doctor.run_doctor(cfg, skip=tuple(n for n in doctor.CHECK_NAMES if n not in ("presence", "gpio")))}
+    assert checks["presence"].ok and "room button (rpi)" in checks["presence"].message
+    assert not checks["gpio"].ok and "gpio.backend 'rpi' unavailable" in checks["gpio"].message and "python3-lgpio" in checks["gpio"].message
+    mock = {c.name: c for c in doctor.run_doctor(parse_config({"gpio": {"backend": "mock"}}), skip=("audio", "models", "certificates",
+            "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu"))}
+    assert mock["gpio"].ok, mock["gpio"]

@@ -32,8 +32,18 @@ export function audioGap(q) {
   return parts.length ? `Note: ${parts.join(" and ")}; observations about those moments may be missing.` : "";
 }
 
+// A visit in which nothing was heard (muted or dead room microphone): the same rule and words as the
+// Python client's render_report, instead of an empty report.
+export const NO_SPEECH = "No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, " +
+  "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).";
+
+export function noSpeech(fb) {
+  return !fb.observations.length && !Object.keys(fb.timing || {}).length && !Object.keys(fb.label_counts || {}).length;
+}
+
 export function reportView(rec, { onDelete }) {
   const fb = rec.feedback;
+  const silent = noSpeech(fb);
   const obs = fb.observations.map((o, i) => h("li", { class: "obs" },
     h("p", { class: "obs-at" }, h("span", { class: "badge" }, String(i + 1)), ` At ${clock(o.at_s)}: ${o.moment}`),
     o.clinician_quote ? h("p", { class: "quote" }, `You said: “${o.clinician_quote}”`) : null,
@@ -47,9 +57,10 @@ export function reportView(rec, { onDelete }) {
     h("h2", { id: "report-title" }, `Visit of ${when(fb.started_unix_s)}`),
     h("p", { class: "muted" }, `${clock(fb.duration_s)} long · private to this phone`),
     audioGap(fb.quality) ? h("p", { class: "note", role: "note" }, audioGap(fb.quality)) : null,
-    obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
-      : h("p", {}, "No specific suggestions for this visit."),
-    h("section", {}, h("h3", {}, "The visit at a glance"), timeline(fb)),
+    silent ? h("p", { class: "note", role: "note" }, NO_SPEECH)
+      : obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
+        : h("p", {}, "No specific suggestions for this visit."),
+    silent ? null : h("section", {}, h("h3", {}, "The visit at a glance"), timeline(fb)),
     timingRows.length ? h("section", {}, h("h3", {}, "Timing"), h("table", { class: "kv" }, h("tbody", {}, timingRows))) : null,
     did.length ? h("section", {}, h("h3", {}, "What you did"),
       h("ul", { class: "counts" }, did.map(([k, n]) => h("li", {}, `${k.replaceAll("_", " ")}: ${n}`))),
