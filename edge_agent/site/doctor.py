@@ -261,6 +261,16 @@ def daemon_metrics(port: int, timeout: float = 2.0) -> dict[str, float] | None:
     return out
 
 
+def _as_of(metrics: dict[str, float]) -> str:
+    """When the daemon's figures were published: metrics are a copy taken at ``metrics.publish_s`` boundaries,
+    never live (a live count would show the room's schedule), so doctor says which copy it read."""
+    published = metrics.get("edge_agent_published_unix_seconds", 0.0)
+    if not published:
+        return "(no publication yet since the daemon started; the journal logs these at once)"
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(published))
+    return f"as of the metrics published at {when} (the journal logs these at once)"
+
+
 def _held_problem(directory: Path, metrics: dict[str, float]) -> Check | None:
     held = int(metrics.get("edge_agent_reports_held", 0))
     dropped = int(sum(v for k, v in metrics.items() if k.startswith("edge_agent_reports_dropped_total")))
@@ -270,7 +280,7 @@ def _held_problem(directory: Path, metrics: dict[str, float]) -> Check | None:
         return _fail("outbox", f"{held} sealed reports ({size:.0f} kB) are held in the daemon's memory: the outbox refuses writes "
                      "(disk or outbox full); a restart now would lose them", fix)
     if dropped:
-        return _fail("outbox", f"{dropped} sealed reports were lost since the daemon started (disk full and memory hold full)",
+        return _fail("outbox", f"{dropped} sealed reports were lost (disk full and memory hold full), {_as_of(metrics)}",
                      fix + "; then restart the service to clear this count")
     return None
 
@@ -286,12 +296,12 @@ def check_pipeline(metrics_port: int | None) -> Check:
     dirty = int(numbers.get("edge_agent_pools_not_zeroed_total", 0))
     if dirty:
         return _fail("pipeline", f"{dirty} visit(s) ended with raw audio still in a buffer (wiped afterwards, but the "
-                     "guarantee failed)", fix)
+                     f"guarantee failed), {_as_of(numbers)}", fix)
     errors = int(numbers.get("edge_agent_worker_errors_total", 0))
     if errors:
-        return _fail("pipeline", f"{errors} speech-pipeline worker failure(s) since the daemon started: those visits' "
+        return _fail("pipeline", f"{errors} speech-pipeline worker failure(s), {_as_of(numbers)}: those visits' "
                      "reports cover only the audio before the failure", fix)
-    return Check("pipeline", True, "no audio-hygiene alarm and no worker failure since the daemon started")
+    return Check("pipeline", True, f"no audio-hygiene alarm and no worker failure, {_as_of(numbers)}")
 
 
 def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
