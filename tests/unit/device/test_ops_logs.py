@@ -9,6 +9,7 @@ import json
 import logging
 import re
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -100,19 +101,22 @@ def test_json_lines(tmp_path: Path) -> None:
     assert set(rec) == {"ts", "level", "logger", "msg", "queue_depth"}
 
 
-def test_no_log_message_is_built_from_data() -> None:
-    """Log messages are constant format strings everywhere in the code base (data goes in arguments)."""
-    bad = []
+def _log_calls(loggers: tuple[str, ...]) -> Iterator[tuple[str, ast.Call]]:
+    """Every ``<logger>.<level>(...)`` call in the package, with its file:line."""
     for path in (ROOT / "edge_agent").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(), str(path))):
             if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
                 continue
             if node.func.attr not in ("debug", "info", "warning", "error", "exception", "critical"):
                 continue
-            if not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger", "logging", "_log")):
-                continue
-            if node.args and not isinstance(node.args[0], ast.Constant):
-                bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+            if isinstance(node.func.value, ast.Name) and node.func.value.id in loggers:
+                yield f"{path.relative_to(ROOT)}:{node.lineno}", node
+
+
+def test_no_log_message_is_built_from_data() -> None:
+    """Log messages are constant format strings everywhere in the code base (data goes in arguments)."""
+    bad = [where for where, node in _log_calls(("log", "logger", "logging", "_log"))
+           if node.args and not isinstance(node.args[0], ast.Constant)]
     assert not bad, f"log message must be a constant format string: {bad}"
 
 
@@ -197,20 +201,13 @@ def test_exception_names_reach_the_journal(captured: io.StringIO) -> None:
     out = captured.getvalue()
     assert "delivery failed: BrokenPipeError" in out and "retry failed (BrokenPipeError)" in out and "held: <redacted>" in out, out
     bad = []
-    for path in (ROOT / "edge_agent").rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
-                continue
-            if node.func.attr not in ("debug", "info", "warning", "error", "exception", "critical"):
-                continue
-            if not (isinstance(node.func.value, ast.Name) and node.func.value.id in ("log", "logger", "_log")):
-                continue
-            for arg in node.args[1:]:
-                for sub in ast.walk(arg):
-                    type_name = (isinstance(sub, ast.Attribute) and sub.attr == "__name__" and isinstance(sub.value, ast.Call)
-                                 and isinstance(sub.value.func, ast.Name) and sub.value.func.id == "type")
-                    if type_name or (isinstance(sub, ast.Attribute) and sub.attr == "strerror"):
-                        bad.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    for where, node in _log_calls(("log", "logger", "_log")):
+        for arg in node.args[1:]:
+            for sub in ast.walk(arg):
+                type_name = (isinstance(sub, ast.Attribute) and sub.attr == "__name__" and isinstance(sub.value, ast.Call)
+                             and isinstance(sub.value.func, ast.Name) and sub.value.func.id == "type")
+                if type_name or (isinstance(sub, ast.Attribute) and sub.attr == "strerror"):
+                    bad.append(where)
     assert not bad, f"pass type(exc) (the log filter redacts a plain string such as its type name): {bad}"
 
 
