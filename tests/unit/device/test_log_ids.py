@@ -9,31 +9,21 @@ lives) through: 18 characters, under the 20-character catch-all, not hex.
 
 from __future__ import annotations
 
-import io
 import logging
 
 from edge_agent.crypto import ca
 from edge_agent.device.ops.gpio import RoomClaims
-from edge_agent.device.ops.logs import configure_logging, scrub_ids
+from edge_agent.device.ops.logs import scrub_ids
 from edge_agent.errors import EdgeAgentError
+from tests.journal import device_journal
 
 
 def test_stable_subject_and_claim_ids_are_masked_in_log_lines() -> None:
     stable = ca.new_stable_id()
     claim = RoomClaims(30.0).claim(ca.new_pseudonym(), None).claim_id
     assert scrub_ids(f"subject {stable} claim {claim}.") == "subject <id> claim <id>."
-    out = io.StringIO()
-    root = logging.getLogger()
-    old_handlers, old_level = list(root.handlers), root.level
-    try:
-        configure_logging("debug", stream=out)
+    with device_journal("debug") as out:
         logging.getLogger("edge_agent.test").warning("refused: %s", EdgeAgentError(f"clinician {stable} is not on the list ({claim})"))
-    finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in old_handlers:
-            root.addHandler(h)
-        root.setLevel(old_level)
     line = out.getvalue()
     assert stable not in line and claim not in line and "<id>" in line, line
     # words and short tokens that look alike stay readable

@@ -17,6 +17,7 @@ import pytest
 from edge_agent.device.ops.logs import REDACTED, Safe, configure_logging, fields, scrub_ids
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.errors import EdgeAgentError
+from tests.journal import device_journal
 from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
@@ -25,16 +26,8 @@ PSEUDONYM = "c-mfrggzdfmztwq2lk"  # shape of a real clinician id (c- + 16 base32
 
 @pytest.fixture
 def captured():  # type: ignore[no-untyped-def]
-    out = io.StringIO()
-    root = logging.getLogger()
-    old_handlers, old_level = list(root.handlers), root.level
-    configure_logging("debug", json_lines=False, stream=out)
-    yield out
-    for h in list(root.handlers):
-        root.removeHandler(h)
-    for h in old_handlers:
-        root.addHandler(h)
-    root.setLevel(old_level)
+    with device_journal("debug") as out:
+        yield out
 
 
 def test_free_text_and_ids_in_arguments_are_redacted(captured: io.StringIO) -> None:

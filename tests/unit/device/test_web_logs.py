@@ -9,8 +9,6 @@ come out of the configured handler.
 
 from __future__ import annotations
 
-import io
-import logging
 import socket
 import ssl
 import time
@@ -18,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.device.ops.logs import configure_logging
 from tests.delivery_fixtures import Pki
+from tests.journal import device_journal
 from tests.phone_web_fixtures import Device
 from tests.unit.phone.test_phone_web_device import ORIGIN
 
@@ -30,28 +28,20 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def test_uvicorn_lines_go_through_the_redacting_handler(pki: Pki, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
-    out = io.StringIO()
-    root = logging.getLogger()
-    old_handlers, old_level = list(root.handlers), root.level
-    configure_logging("info", stream=out)
-    device = Device.start(pki, tmp_path / "data", ORIGIN)
-    try:
-        ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
-        ctx.check_hostname = False
-        with socket.create_connection(("127.0.0.1", device.both.web.port), timeout=10) as raw, \
-                ctx.wrap_socket(raw, server_hostname="edge-agent") as tls:
-            tls.sendall(b"NOT HTTP AT ALL c-mfrggzdfmztwq2lk\r\n\r\n")
-            assert tls.recv(4096).startswith(b"HTTP/1.1 400")
-        deadline = time.monotonic() + 5
-        while "Invalid HTTP request" not in out.getvalue() and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        device.stop()
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in old_handlers:
-            root.addHandler(h)
-        root.setLevel(old_level)
+    with device_journal("info") as out:
+        device = Device.start(pki, tmp_path / "data", ORIGIN)
+        try:
+            ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
+            ctx.check_hostname = False
+            with socket.create_connection(("127.0.0.1", device.both.web.port), timeout=10) as raw, \
+                    ctx.wrap_socket(raw, server_hostname="edge-agent") as tls:
+                tls.sendall(b"NOT HTTP AT ALL c-mfrggzdfmztwq2lk\r\n\r\n")
+                assert tls.recv(4096).startswith(b"HTTP/1.1 400")
+            deadline = time.monotonic() + 5
+            while "Invalid HTTP request" not in out.getvalue() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        finally:
+            device.stop()
     _, err = capfd.readouterr()
     assert "Invalid HTTP request" not in err, "uvicorn wrote around the device's log handler: " + err
     assert "<4>uvicorn.error: Invalid HTTP request received." in out.getvalue(), out.getvalue()

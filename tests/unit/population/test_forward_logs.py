@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import io
-import logging
 import random
 from dataclasses import replace
 from pathlib import Path
@@ -21,7 +19,6 @@ from pathlib import Path
 from edge_agent.crypto import ca, seal
 from edge_agent.device.config import EdgeConfig
 from edge_agent.device.main import _forward_population
-from edge_agent.device.ops.logs import configure_logging
 from edge_agent.device.outbox import Outbox
 from edge_agent.device.population import contribute_at_stop
 from edge_agent.population.aggregator import Aggregator, Policy
@@ -29,6 +26,7 @@ from edge_agent.population.certs import issue_contributor
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import AGGREGATOR_RECIPIENT
 from edge_agent.population.service import AggregatorServer, AggregatorServerConfig
+from tests.journal import device_journal
 from tests.population_fixtures import visit_inputs
 
 
@@ -43,11 +41,6 @@ def test_delivery_counts_are_not_logged_at_info(tmp_path: Path) -> None:
     timing, labels = visit_inputs(random.Random(4))
     contribute_at_stop(outbox, ring, pub, timing, labels, "cardiology", today, "c-clinician00001")  # one visit just stopped
     agg = Aggregator(tmp_path / "agg.db", priv, Policy(require_closed=False))
-
-    out = io.StringIO()
-    root = logging.getLogger()
-    old_handlers, old_level = list(root.handlers), root.level
-    configure_logging("info", stream=out)
 
     async def scenario() -> None:
         server = AggregatorServer(AggregatorServerConfig(tmp_path / "server.pem", host="127.0.0.1", port=0), agg)
@@ -70,13 +63,9 @@ def test_delivery_counts_are_not_logged_at_info(tmp_path: Path) -> None:
             await server.stop()
 
     try:
-        asyncio.run(scenario())
+        with device_journal("info") as out:
+            asyncio.run(scenario())
     finally:
-        for h in list(root.handlers):
-            root.removeHandler(h)
-        for h in old_handlers:
-            root.addHandler(h)
-        root.setLevel(old_level)
         outbox.close()
         agg.close()
     assert "delivered=" not in out.getvalue(), out.getvalue()
