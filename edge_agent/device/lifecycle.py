@@ -244,7 +244,11 @@ class VisitManager:
                 # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
                 # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
                 if await _settled(starting):
-                    await asyncio.to_thread(self._runner.abort)
+                    # settled too: a second cancellation (shutdown) must not end the start, wipe the voiceprint
+                    # and free the room while the abort is still turning capture off
+                    aborting = asyncio.ensure_future(asyncio.to_thread(self._runner.abort))
+                    if not await _settled(aborting) and not aborting.cancelled():
+                        log.error("ALARM: capture could not be turned off after a cancelled start (%s)", type(aborting.exception()))
                 raise
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
