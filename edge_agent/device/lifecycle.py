@@ -106,6 +106,19 @@ async def _settled(work: "asyncio.Future[Any]") -> bool:
     return not work.cancelled() and work.exception() is None
 
 
+def _log_unattended(what: str, work: "asyncio.Future[Any]") -> None:
+    """A visit start or stop failed after its caller went away: nobody else will log it."""
+    if work.cancelled():
+        return
+    exc = work.exception()
+    if isinstance(exc, VisitError):
+        return  # logged where it was raised (a refused or failed stop)
+    if what == "start" and isinstance(exc, EdgeAgentError):  # as when the phone is still there (below)
+        log.warning("visit refused: capture could not start: %s", exc)
+    else:
+        log.error("visit %s failed unexpectedly after its caller went away (%s)", what, type(exc))
+
+
 # stop reasons as the metrics name them (a closed set)
 _STOP_REASON = {"max duration": "max_duration", "long_silence": "long_silence", "stop": "stop", "button": "button",
                 "admin": "admin", "shutdown": "shutdown"}
@@ -243,7 +256,10 @@ class VisitManager:
                 # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
                 # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
                 # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
-                if await _settled(starting):
+                if not await _settled(starting):
+                    # the phone is gone, so the servicer's guard never sees this failure: the journal must say it
+                    _log_unattended("start", starting)
+                else:
                     # settled too: a second cancellation (shutdown) must not end the start, wipe the voiceprint
                     # and free the room while the abort is still turning capture off
                     aborting = asyncio.ensure_future(asyncio.to_thread(self._runner.abort))
@@ -274,7 +290,8 @@ class VisitManager:
             try:
                 return await asyncio.shield(stopping)
             except asyncio.CancelledError:
-                await _settled(stopping)  # keep the lock until the report is queued
+                if not await _settled(stopping):  # keep the lock until the report is queued
+                    _log_unattended("stop", stopping)
                 raise
 
     async def _auto_stop(self, visit_id: str, reason: str) -> None:
