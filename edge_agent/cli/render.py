@@ -48,7 +48,11 @@ class JsonLinesSink:
             except BrokenPipeError:
                 self.closed = True
                 try:  # what is still buffered must not fail again when the interpreter flushes stdout at exit
-                    os.dup2(os.open(os.devnull, os.O_WRONLY), self.out.fileno())
+                    devnull = os.open(os.devnull, os.O_WRONLY)
+                    try:
+                        os.dup2(devnull, self.out.fileno())
+                    finally:
+                        os.close(devnull)  # dup2 made the copy; this descriptor would stay open for good
                 except (OSError, ValueError):
                     pass
                 if self.on_closed is not None:
