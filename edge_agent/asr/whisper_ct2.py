@@ -138,6 +138,11 @@ def bucket_frames(frames: int) -> int:
     return -(-frames // BUCKET_FRAMES) * BUCKET_FRAMES
 
 
+
+def whisper_language(code: str) -> str:
+    """Whisper's code for a configured language: a site's "en-GB" or "en_US" is Whisper's "en"."""
+    return code.strip().replace("_", "-").split("-")[0].lower()
+
 class WhisperCT2:
     """Loads the verified model once. ``decode_*`` belong to one thread (the ASR worker);
     :meth:`features` has its own scratch and may run on another (the segment closer)."""
@@ -147,7 +152,7 @@ class WhisperCT2:
 
     def __init__(self, config: AsrConfig, max_segment_samples: int) -> None:
         from faster_whisper import WhisperModel
-        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.tokenizer import _LANGUAGE_CODES, Tokenizer
         from faster_whisper.transcribe import get_suppressed_tokens
 
         self.cfg = config
@@ -175,14 +180,18 @@ class WhisperCT2:
             ) from None
         self.load_seconds = time.perf_counter() - started
         multilingual = self.model.model.is_multilingual
-        if not multilingual and config.language != "en":
+        language = whisper_language(config.language)
+        if language not in _LANGUAGE_CODES:
+            raise ConfigError(
+                f"asr.language is {config.language!r}, which is not a language Whisper knows; "
+                'set asr.language to its two-letter code (e.g. "en")'
+            )
+        if not multilingual and language != "en":
             raise ConfigError(
                 f"asr.language is {config.language!r} but the ASR model {config.model!r} is English-only; "
                 'set asr.language = "en" or asr.model to a multilingual Whisper model'
             )
-        self.tokenizer = Tokenizer(
-            self.model.hf_tokenizer, multilingual, task="transcribe", language=config.language if multilingual else "en"
-        )
+        self.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
         self.pad_samples = int(config.pad_s * SAMPLE_RATE)
         self.max_samples = max_segment_samples
         filters = self.model.feature_extractor.mel_filters

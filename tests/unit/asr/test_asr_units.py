@@ -77,3 +77,15 @@ def test_a_language_the_english_only_model_cannot_speak_is_refused(tmp_path) -> 
     with pytest.raises(ConfigError, match=r"asr\.language is 'de'.*English-only"):
         WhisperCT2(AsrConfig(language="de"), 16000 * 10)
     assert WhisperCT2(AsrConfig(language="en"), 16000 * 10).tokenizer.language_code == "en"
+
+
+def test_a_regional_english_code_is_english_and_a_made_up_code_is_refused() -> None:
+    """A site's "en-GB" (or "en_US") is English to Whisper; it must not stop the device from loading."""
+    from edge_agent.asr.backend import AsrConfig
+    from edge_agent.asr.whisper_ct2 import WhisperCT2
+    from edge_agent.errors import ConfigError
+
+    assert WhisperCT2(AsrConfig(language="en-GB"), 16000 * 10).tokenizer.language_code == "en"
+    assert WhisperCT2(AsrConfig(language="en_US"), 16000 * 10).tokenizer.language_code == "en"
+    with pytest.raises(ConfigError, match=r"asr\.language is 'klingon', which is not a language Whisper knows"):
+        WhisperCT2(AsrConfig(language="klingon"), 16000 * 10)
