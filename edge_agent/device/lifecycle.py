@@ -129,7 +129,7 @@ class VisitError(EdgeAgentError):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "outbox"
+        self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "outbox" | "shutdown"
 
 
 # Called at stop with the outbox, the clinician's pseudonymous id and the report;
@@ -174,6 +174,7 @@ class VisitManager:
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
+        self._closing = False  # the daemon is stopping: no new visit may start
         self._held = HeldReports(max_held_bytes)  # sealed, outbox refused: kept in memory and retried
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -225,6 +226,8 @@ class VisitManager:
         person: str,
     ) -> VisitContext:
         async with self._lock:
+            if self._closing:
+                raise VisitError("shutdown", "the room device is shutting down; start the visit again once it is back")
             if self._active is not None:
                 raise VisitError("busy", "a visit is already running in this room; stop it first (or wait for its maximum duration)")
             if self._held.full:
@@ -468,7 +471,13 @@ class VisitManager:
         self._record_held()
 
     async def shutdown(self) -> None:
-        """On daemon stop, a running visit is stopped normally so its report is not lost."""
+        """On daemon stop, a running visit is stopped normally so its report is not lost.
+
+        Taken under the room's lock: a start still under way (capture turning on) finishes first and
+        is then stopped like any running visit; checked without the lock it was missed, ran on with
+        nothing left to stop it, and its report was lost at exit. Later starts are refused."""
+        async with self._lock:
+            self._closing = True
         if self._active is not None:
             try:
                 await self.stop(None, None, "shutdown")

@@ -54,6 +54,7 @@ _VISIT_CODES = {
     "not_owner": grpc.StatusCode.PERMISSION_DENIED,
     "runner": grpc.StatusCode.FAILED_PRECONDITION,
     "outbox": grpc.StatusCode.RESOURCE_EXHAUSTED,
+    "shutdown": grpc.StatusCode.UNAVAILABLE,
 }
 
 

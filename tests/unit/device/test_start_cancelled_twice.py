@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from edge_agent.crypto import seal
-from edge_agent.device.lifecycle import VisitContext, VisitManager
+from edge_agent.device.lifecycle import VisitContext, VisitError, VisitManager
 from edge_agent.device.outbox import Outbox
 from edge_agent.speakers.encoder import EMBED_DIM
 from tests.doubles.scripted_runner import ScriptedVisitRunner
@@ -72,6 +72,34 @@ def test_a_second_cancel_during_the_abort_does_not_wipe_under_running_capture(tm
             await task
         assert not runner.holds_visit_state and not manager.active and runner.aborted == 1
         assert not vp.any(), "the cancelled start's voiceprint was kept"
+        outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_shutdown_waits_for_a_start_under_way_and_stops_it(tmp_path: Path) -> None:
+    """A start still turning capture on when the daemon stops is stopped with its report queued.
+
+    ``shutdown`` used to look for a running visit without the room's lock: a start under way was
+    not running yet, so shutdown found nothing, the start then completed with capture on and
+    nothing left to stop it, and its report was lost at exit. Later starts are refused."""
+    async def scenario() -> None:
+        runner = GatedRunner()
+        outbox = Outbox(tmp_path / "outbox.db")
+        manager = VisitManager(runner, outbox)
+        _priv, pub = seal.generate_keypair()
+        key = seal.load_public_key(pub)
+        start = asyncio.ensure_future(manager.start("c-aaaaaaaaaaaaaaaa", key, 60, None, None))
+        await _until(runner.starting)
+        closing = asyncio.ensure_future(manager.shutdown())
+        await asyncio.sleep(0.1)
+        runner.let_start.set()
+        await start
+        await closing
+        assert runner.stopped == 1 and not runner.holds_visit_state and not manager.active
+        assert outbox.stats()[0] == 1, "the visit's sealed report was not queued"
+        with pytest.raises(VisitError, match="shutting down"):
+            await manager.start("c-aaaaaaaaaaaaaaaa", key, 60, None, None)
         outbox.close()
 
     asyncio.run(scenario())
