@@ -115,12 +115,18 @@ class PipelineVisitRunner:
         with self._lock:
             if self._state is not None:
                 raise EdgeAgentError("a visit is already running on this device")
+            # the voiceprint is read before the microphone opens: a damaged one refuses the visit with no device held
+            voiceprint = _voiceprint_of(ctx)
             source = self.source_factory()  # raises a clear error if the microphone is missing
             state = _VisitState(ctx)
-            voiceprint = _voiceprint_of(ctx)
             state.thread = threading.Thread(target=self._capture, args=(state, source, voiceprint), name="visit-capture", daemon=True)
             self._state = state
-            state.thread.start()
+            try:
+                state.thread.start()
+            except BaseException:
+                self._state = None
+                source.close()
+                raise
 
     def stop(self, quotes: bool = False) -> feedback_pb2.Feedback:
         """End the visit's capture and build its report on the final labels.

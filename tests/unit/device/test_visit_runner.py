@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from edge_agent.asr.events import FinalTranscript
@@ -44,3 +45,23 @@ def test_lost_capture_resumes_within_the_visit(session_with_speakers, jfk_16k: n
     # behaviour classifier's business (docs/behaviours-eval.md), not this test's.
     assert report.duration_s > 0 and len(report.label_counts) >= 1
     assert stops == []  # losing the microphone does not end the visit
+
+
+def test_a_damaged_voiceprint_refuses_the_visit_before_the_microphone_opens(session_with_speakers, jfk_path) -> None:  # type: ignore[no-untyped-def]
+    """The voiceprint used to be read after the source was opened, so a damaged one left the microphone open."""
+    from edge_agent.errors import EdgeAgentError
+
+    opened: list[FileSource] = []
+
+    def open_source() -> FileSource:
+        opened.append(FileSource(jfk_path))
+        return opened[-1]
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), open_source, VisitPolicy())
+    with pytest.raises(EdgeAgentError, match="voiceprint has 5 bytes"):
+        runner.start(VisitContext("v-damaged00000000", int(time.time()), 600, voiceprint_bytes=bytearray(b"junk!")))
+    assert opened == [], "the microphone was opened for a visit refused on its voiceprint"
+    runner.start(VisitContext("v-fine000000000000", int(time.time()), 600))  # the room is free for the next visit
+    assert runner.wait_capture_end(120)
+    runner.stop()
+    assert len(opened) == 1
