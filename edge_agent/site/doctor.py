@@ -343,7 +343,10 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
             os.close(fd)
     except OSError as exc:
         if exc.errno in (28, 122, 27):  # ENOSPC, EDQUOT, EFBIG
-            return _fail("outbox", f"outbox directory {directory} is full ({exc.strerror}); new reports would be refused", fix_space)
+            # the metrics' held-report count may be a day old (published daily): say it here, where it is known now
+            return _fail("outbox", f"outbox directory {directory} is full ({exc.strerror}); new reports would be refused "
+                         "and reports may be held in the daemon's memory", fix_space + "; do not restart the service before "
+                         "space is free (a restart loses held reports)")
         return _fail("outbox", f"outbox directory {directory} is not writable ({exc.strerror})", "chown it to the service user (systemd does this for StateDirectory=)")
     finally:
         try:

@@ -139,6 +139,7 @@ def test_outbox_full_and_too_small_tmpfs(tmp_path: Path) -> None:
     too_small, filled = json.loads(result.stdout)
     assert not too_small["ok"] and "outbox.max_mb=64 needs" in too_small["message"]
     assert not filled["ok"] and "is full" in filled["message"] and "free space" in filled["fix"]
+    assert "held in the daemon's memory" in filled["message"] and "do not restart" in filled["fix"]
 
 
 # ---- port --------------------------------------------------------------------------------------------
