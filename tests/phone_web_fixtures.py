@@ -9,12 +9,15 @@ No browser is downloaded: Debian's chromium + chromium-driver, webkit2gtk-driver
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import socket
+import ssl
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -135,6 +138,15 @@ class Device:
 
     def call(self, coro: Any, timeout: float = 30) -> Any:
         return self.background.call(coro, timeout)
+
+    @contextlib.contextmanager
+    def raw_web_tls(self, ca_pem: bytes) -> Iterator[ssl.SSLSocket]:
+        """A bare TLS connection to the browser endpoint, for bytes no browser would send."""
+        ctx = ssl.create_default_context(cadata=ca_pem.decode())
+        ctx.check_hostname = False
+        with socket.create_connection(("127.0.0.1", self.both.web.port), timeout=10) as raw, \
+                ctx.wrap_socket(raw, server_hostname="edge-agent") as tls:
+            yield tls
 
     def stop(self) -> None:
         self.background.stop()

@@ -110,16 +110,11 @@ def test_the_memory_probe_sees_a_live_copy() -> None:
 def test_no_session_no_body_buffered(pki: Pki, tmp_path: Path) -> None:
     """Without a valid session the device answers UNAUTHENTICATED at once instead of first taking in (and
     holding) a body of up to 2.9 MB: 64 such requests from anyone who can reach the port were ~190 MB."""
-    import socket
-    import ssl
     import time
 
     device = Device.start(pki, tmp_path / "data", ORIGIN)
     try:
-        ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
-        ctx.check_hostname = False
-        with socket.create_connection(("127.0.0.1", device.both.web.port), timeout=10) as raw, \
-                ctx.wrap_socket(raw, server_hostname="edge-agent") as tls:
+        with device.raw_web_tls(pki.authority.cert_pem) as tls:
             head = (f"POST /edge_agent.v1.EdgeAgent/EnrollVoice HTTP/1.1\r\nHost: edge-agent\r\nOrigin: {ORIGIN}\r\n"
                     "Content-Type: application/grpc-web+proto\r\nContent-Length: 2800000\r\n"
                     f"{SESSION_HEADER}: not-a-session\r\n\r\n")

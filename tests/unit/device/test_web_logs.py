@@ -9,8 +9,6 @@ come out of the configured handler.
 
 from __future__ import annotations
 
-import socket
-import ssl
 import time
 from pathlib import Path
 
@@ -31,10 +29,7 @@ def test_uvicorn_lines_go_through_the_redacting_handler(pki: Pki, tmp_path: Path
     with device_journal("info") as out:
         device = Device.start(pki, tmp_path / "data", ORIGIN)
         try:
-            ctx = ssl.create_default_context(cadata=pki.authority.cert_pem.decode())
-            ctx.check_hostname = False
-            with socket.create_connection(("127.0.0.1", device.both.web.port), timeout=10) as raw, \
-                    ctx.wrap_socket(raw, server_hostname="edge-agent") as tls:
+            with device.raw_web_tls(pki.authority.cert_pem) as tls:
                 tls.sendall(b"NOT HTTP AT ALL c-mfrggzdfmztwq2lk\r\n\r\n")
                 assert tls.recv(4096).startswith(b"HTTP/1.1 400")
             deadline = time.monotonic() + 5
