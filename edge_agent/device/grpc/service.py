@@ -30,7 +30,7 @@ from edge_agent.hardening import REGIONS, LockedRegion
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
-from edge_agent.speakers.enrol import EnrolmentError
+from edge_agent.speakers.enrol import EnrolmentError, Voiceprint
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +195,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             raise Invalid(f"voiceprint bytes exceed {MAX_VOICEPRINT_BYTES}")
         if len(request.voiceprint_values) > MAX_VOICEPRINT_VALUES:
             raise Invalid(f"voiceprint has more than {MAX_VOICEPRINT_VALUES} values")
+        limit = int(request.max_duration_s)
+        if limit and not MIN_DURATION_S <= limit <= MAX_DURATION_S:
+            raise Invalid(f"max_duration_s must be 0 (device default) or {MIN_DURATION_S}..{MAX_DURATION_S}")
         vp: np.ndarray | None = None
         if request.voiceprint_values:
             vp = np.asarray(request.voiceprint_values, dtype=np.float32)
@@ -202,9 +205,13 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
                 vp.fill(0)
                 raise Invalid("voiceprint values must be finite numbers")
         vp_bytes = bytearray(request.voiceprint) if request.voiceprint else None
-        limit = int(request.max_duration_s)
-        if limit and not MIN_DURATION_S <= limit <= MAX_DURATION_S:
-            raise Invalid(f"max_duration_s must be 0 (device default) or {MIN_DURATION_S}..{MAX_DURATION_S}")
+        if vp_bytes is not None:
+            # a damaged voiceprint is the request's fault (INVALID_ARGUMENT, "enrol again"), not a capture failure
+            try:
+                Voiceprint.from_bytes(vp_bytes).wipe()
+            except EdgeAgentError as exc:
+                vp_bytes[:] = bytes(len(vp_bytes))
+                raise Invalid(str(exc)) from None
         try:
             self.presence.check_code(ident, request.room_code)  # proof the clinician is in this room (or refused)
         except PresenceError:

@@ -206,6 +206,9 @@ def test_field_validation_codes(pki: Pki, srv: ServerThread) -> None:
         (stub.StartVisit, agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, voiceprint_values=[float("nan")]), "INVALID_ARGUMENT"),
         (stub.StartVisit, agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, voiceprint=b"x", voiceprint_values=[1.0]), "INVALID_ARGUMENT"),
         (stub.StartVisit, agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, voiceprint=os.urandom(20_000)), "INVALID_ARGUMENT"),
+        # a damaged voiceprint (a phone's storage, a truncated copy) is the request's fault, not a capture failure
+        (stub.StartVisit, agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, voiceprint=b"junk!"), "INVALID_ARGUMENT"),
+        (stub.StartVisit, agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, voiceprint=bytes(1039)), "INVALID_ARGUMENT"),
         (stub.StopVisit, agent_pb2.StopVisitRequest(visit_id=""), "INVALID_ARGUMENT"),
         (stub.StopVisit, agent_pb2.StopVisitRequest(visit_id="v-../../etc"), "INVALID_ARGUMENT"),
         (stub.StopVisit, agent_pb2.StopVisitRequest(visit_id="v-nosuchvisit"), "NOT_FOUND"),
