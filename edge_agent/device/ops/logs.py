@@ -90,7 +90,8 @@ FIELD_KINDS: dict[str, str | frozenset[str]] = {
 
 # Shapes of identifiers: clinician pseudonyms (c-<base32>), clinicians' stable subject ids
 # (s-<16 base32>), room claim ids (k-<16 urlsafe>), device/admin ids, hex tokens (visit ids,
-# fingerprints, serials), base32/base64 runs, UUIDs.
+# fingerprints, serials), base32/base64 runs, UUIDs. A long Python exception class name
+# (ConnectionRefusedError) is letters only in CamelCase and is no identifier: the journal keeps it.
 _ID_PATTERNS = re.compile(
     r"\b[cv]-[A-Za-z0-9_-]{8,}"
     r"|\bs-[a-z2-7]{16}\b"
@@ -99,7 +100,7 @@ _ID_PATTERNS = re.compile(
     r"|\b[0-9a-fA-F]{12,}\b"
     r"|\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b"
     r"|\b\d{12,}\b"
-    r"|(?<![\w/.])[A-Za-z0-9+_-]{20,}={0,2}(?![\w/.])"
+    r"|(?<![\w/.])(?![A-Z][A-Za-z]*(?:Error|Exception|Warning)(?![\w/.+=-]))[A-Za-z0-9+_-]{20,}={0,2}(?![\w/.])"
 )
 
 

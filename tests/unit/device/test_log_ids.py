@@ -28,3 +28,11 @@ def test_stable_subject_and_claim_ids_are_masked_in_log_lines() -> None:
     assert stable not in line and claim not in line and "<id>" in line, line
     # words and short tokens that look alike stay readable
     assert scrub_ids("s-expression and k-means, a mid-sentence dash") == "s-expression and k-means, a mid-sentence dash"
+
+
+def test_long_exception_class_names_stay_readable_and_ids_shaped_like_them_do_not() -> None:
+    """The 20-character catch-all masked ConnectionRefusedError as '<id>': the journal said 'delivery failed: <id>'."""
+    assert scrub_ids("delivery failed: ConnectionRefusedError") == "delivery failed: ConnectionRefusedError"
+    assert scrub_ids("retry (ConnectionResetError)") == "retry (ConnectionResetError)"
+    assert scrub_ids("token aB3dE5fG7hJ9kL1mN3pQ5rS7") == "token <id>"  # a random run is still an id
+    assert scrub_ids("ConnectionRefusedError9f3kQ") == "<id>"  # a class name with more after it is not exempt
