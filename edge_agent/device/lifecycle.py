@@ -106,6 +106,11 @@ async def _settled(work: "asyncio.Future[Any]") -> bool:
     return not work.cancelled() and work.exception() is None
 
 
+def _log_capture_refused(exc: BaseException) -> None:
+    """The phone is told; IT must find it too (a microphone unplugged before the visit leaves no other trace)."""
+    log.warning("visit refused: capture could not start: %s", exc)
+
+
 def _log_unattended(what: str, work: "asyncio.Future[Any]") -> None:
     """A visit start or stop failed after its caller went away: nobody else will log it."""
     if work.cancelled():
@@ -113,8 +118,8 @@ def _log_unattended(what: str, work: "asyncio.Future[Any]") -> None:
     exc = work.exception()
     if isinstance(exc, VisitError):
         return  # logged where it was raised (a refused or failed stop)
-    if what == "start" and isinstance(exc, EdgeAgentError):  # as when the phone is still there (below)
-        log.warning("visit refused: capture could not start: %s", exc)
+    if what == "start" and isinstance(exc, EdgeAgentError):  # as when the phone is still there
+        _log_capture_refused(exc)
     else:
         log.error("visit %s failed unexpectedly after its caller went away (%s)", what, type(exc))
 
@@ -252,8 +257,7 @@ class VisitManager:
             try:
                 await asyncio.shield(starting)
             except EdgeAgentError as exc:
-                # the phone is told; IT must find it too (a microphone unplugged before the visit leaves no other trace)
-                log.warning("visit refused: capture could not start: %s", exc)
+                _log_capture_refused(exc)
                 raise VisitError("runner", f"capture could not start: {exc}") from None
             except asyncio.CancelledError:
                 # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
