@@ -105,6 +105,12 @@ def release_free_heap() -> bool:
     return True
 
 
+def zero_bytes(buf: bytearray) -> None:
+    """Zero a bytearray in place (memset: no temporary, whatever its size)."""
+    if len(buf):
+        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
+
+
 def page_aligned_zeros(shape: tuple[int, ...], dtype: type) -> np.ndarray:
     """A zeroed array whose data starts on a page boundary (for madvise/mlock)."""
     itemsize = np.dtype(dtype).itemsize

@@ -19,6 +19,7 @@ from collections import deque
 from dataclasses import dataclass, replace
 
 from edge_agent.crypto.seal import Envelope
+from edge_agent.hardening import zero_bytes
 
 DEFAULT_MAX_HELD_BYTES = 16 * 1024 * 1024  # ~4000 typical reports (4 KiB each)
 BACKOFF_FIRST_S = 1.0
@@ -37,7 +38,7 @@ class HeldReport:
     def zero(self) -> None:
         sealed = self.envelope.sealed
         if isinstance(sealed, bytearray):
-            sealed[:] = bytes(len(sealed))
+            zero_bytes(sealed)
 
 
 class HeldReports:

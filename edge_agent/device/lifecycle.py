@@ -43,6 +43,7 @@ from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.feedback.quotes import enforce_quote_policy
+from edge_agent.hardening import zero_bytes
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class VisitContext:
             self.voiceprint.fill(0)
             self.voiceprint = None
         if self.voiceprint_bytes is not None:
-            self.voiceprint_bytes[:] = bytes(len(self.voiceprint_bytes))
+            zero_bytes(self.voiceprint_bytes)
             self.voiceprint_bytes = None
 
 

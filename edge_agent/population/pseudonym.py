@@ -38,6 +38,7 @@ import threading
 from pathlib import Path
 
 from edge_agent.crypto.files import write_private
+from edge_agent.hardening import zero_bytes
 from edge_agent.population.errors import PeriodKeyGoneError, PopulationError
 from edge_agent.population.periods import DEFAULT_GRANULARITY, Period, parse_period, period_of
 
@@ -48,11 +49,6 @@ _PSEUDONYM = b"edge-agent/v1 pseudonym\x00"
 STATE_LEN = 32
 PSEUDONYM_HEX_LEN = 32  # 128 bits: collisions among a site's clinicians are negligible
 MAX_RATCHET_STEPS = 100_000  # ~1900 years of weeks; guards against a garbage period
-
-
-def _zero(buf: bytearray) -> None:
-    for i in range(len(buf)):
-        buf[i] = 0
 
 
 class PeriodKeyRing:
@@ -137,12 +133,12 @@ class PeriodKeyRing:
             state = bytearray(self._state)
             for _ in range(steps):
                 nxt = bytearray(hmac.new(state, _RATCHET, hashlib.sha256).digest())
-                _zero(state)
+                zero_bytes(state)
                 state = nxt
             old = self._state
             self._state, self._period = state, target
             self._save()  # atomic replace: the previous file no longer exists under this name
-            _zero(old)
+            zero_bytes(old)
             return target
 
     def _period_key(self, period: Period) -> bytes:

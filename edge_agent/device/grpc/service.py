@@ -26,7 +26,7 @@ from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitErr
 from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.device.presence import Presence, PresenceError
 from edge_agent.errors import EdgeAgentError
-from edge_agent.hardening import REGIONS, LockedRegion
+from edge_agent.hardening import REGIONS, LockedRegion, zero_bytes
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
@@ -210,7 +210,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             try:
                 Voiceprint.from_bytes(vp_bytes).wipe()
             except EdgeAgentError as exc:
-                vp_bytes[:] = bytes(len(vp_bytes))
+                zero_bytes(vp_bytes)
                 raise Invalid(str(exc)) from None
         try:
             self.presence.check_code(ident, request.room_code)  # proof the clinician is in this room (or refused)
@@ -218,7 +218,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             if vp is not None:
                 vp.fill(0)
             if vp_bytes is not None:
-                vp_bytes[:] = bytes(len(vp_bytes))
+                zero_bytes(vp_bytes)
             raise
         ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes, person=ident.person)
         return agent_pb2.StartVisitResponse(visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s)

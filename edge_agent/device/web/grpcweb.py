@@ -18,7 +18,6 @@ limits; the body is capped before any parsing.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
@@ -29,6 +28,7 @@ from urllib.parse import quote
 import grpc
 import numpy as np
 
+from edge_agent.hardening import zero_bytes
 from edge_agent.mtls.auth import AuthError
 
 log = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class GrpcWebApp:
         try:
             await self._call(method, body, ctx, cors, scope, send, receive, headers)
         finally:
-            _zero(body)  # an EnrollVoice body is the clinician's voice: zeroed like the gRPC port's enrolment region
+            zero_bytes(body)  # an EnrollVoice body is the clinician's voice: zeroed like the gRPC port's enrolment region
 
     async def _call(self, method: Method, body: bytearray, ctx: WebContext, cors: list[tuple[bytes, bytes]],
                     scope: dict[str, Any], send: Send, receive: Receive, headers: Mapping[str, str]) -> None:
@@ -270,11 +270,6 @@ async def _aiter(items: Iterable[Any]) -> AsyncIterator[Any]:
         yield item
 
 
-def _zero(buf: bytearray) -> None:
-    if len(buf):
-        ctypes.memset((ctypes.c_char * len(buf)).from_buffer(buf), 0, len(buf))
-
-
 def _copy_into(dst: bytearray, at: int, src: Any) -> None:
     """``dst[at:at+len(src)] = src`` without the temporary copy CPython makes when ``src`` is not a bytearray."""
     if len(src):
@@ -302,19 +297,19 @@ async def _read_body(receive: Receive, limit: int, content_length: str = "") -> 
             if n + len(piece) > len(buf):
                 grown = bytearray(min(max(2 * len(buf), n + len(piece)), limit))
                 _copy_into(grown, 0, memoryview(buf)[:n])
-                _zero(buf)
+                zero_bytes(buf)
                 buf = grown
             _copy_into(buf, n, piece)
             n += len(piece)
             if not message.get("more_body", False):
                 break
     except BaseException:
-        _zero(buf)
+        zero_bytes(buf)
         raise
     if n < len(buf):
         exact = bytearray(n)
         _copy_into(exact, 0, memoryview(buf)[:n])
-        _zero(buf)
+        zero_bytes(buf)
         buf = exact
     return buf
 
