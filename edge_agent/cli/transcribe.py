@@ -45,11 +45,14 @@ def load_voiceprint(path: Path) -> Voiceprint:
 
 
 def summary_line(stats: RunStats, clean: bool) -> str:
-    return (
+    line = (
         f"{stats.utterances} utterances from {stats.audio_seconds:.1f} s of audio; "
         f"raw-audio residency max {stats.residency_max():.2f} s; "
         f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
     )
+    if stats.speakers_uncertain:
+        line += "; speaker labels uncertain: the voices sound alike and none is enrolled (--voiceprint settles it)"
+    return line
 
 
 def run_transcribe(
@@ -82,7 +85,8 @@ def run_transcribe(
                    "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
                    "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
                    "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
-                   "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries})
+                   "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
+                   "speakers_uncertain": stats.speakers_uncertain})
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

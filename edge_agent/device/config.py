@@ -386,6 +386,13 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "speakers.threshold": _doc("cosine to the clinician voiceprint above which a voice is the clinician", min=-1, max=1, live=True),
     "speakers.anchor_seconds": _doc("weight of the voiceprint in the clustering, in seconds of speech", min=0, live=True),
     "speakers.same_voice_cos": _doc("two cluster centroids closer than this are one voice", min=-1, max=1, live=True),
+    "speakers.uncertain_cos": _doc(
+        "no voiceprint: the visit's two voices this close (centroid cosine) are reported as hard to tell apart", min=-1, max=1, live=True
+    ),
+    "speakers.one_voice_spread": _doc(
+        "enrolled: both voices this close in mean cosine to the voiceprint (and above threshold) are the clinician alone",
+        min=0, max=2, live=True,
+    ),
     "speakers.other_cos": _doc("a segment below this to both centroids is a third voice", min=-1, max=1, live=True),
     "speakers.other_min_segments": _doc("history needed before 'other' is considered", min=0, live=True),
     "speakers.min_embed_s": _doc("shorter segments get no embedding", min=0, live=True),

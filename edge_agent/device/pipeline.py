@@ -147,6 +147,7 @@ class RunStats:
     first_partial_latency_s: list[float] = field(default_factory=list)
     audio_seconds: float = 0.0
     speech_seconds_lost: float = 0.0  # audio of dropped or failed segments
+    speakers_uncertain: bool = False  # no voiceprint, and the two voices too alike to tell apart reliably
 
     @property
     def dropped_frames(self) -> int:
@@ -354,6 +355,7 @@ class StreamingPipeline:
         """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""
         if self.speakers is None or not self._emitted:
             return
+        self.stats.speakers_uncertain = self.speakers.voices_uncertain()
         final = self.speakers.final_labels()
         for entry, seg_id, t0, speaker in self._emitted:
             if 0 <= entry < len(final) and final[entry][0] != speaker:

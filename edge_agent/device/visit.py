@@ -262,6 +262,7 @@ def audio_quality(runs: Sequence[RunStats]) -> feedback_pb2.AudioQuality:
         failed_segments=sum(r.discarded_by_reason.get("decode_failed", 0) for r in runs),
         dropped_frames=sum(r.dropped_frames for r in runs),
         capture_interruptions=max(0, len(runs) - 1),
+        speakers_uncertain=any(r.speakers_uncertain for r in runs),
     )
 
 

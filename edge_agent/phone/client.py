@@ -501,13 +501,24 @@ def audio_gap(q: feedback_pb2.AudioQuality) -> str:
     return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
 
 
+SPEAKERS_UNCERTAIN = (
+    "Note: the device could not reliably tell your voice from the patient's (your voice is not enrolled), "
+    "so who said what may be wrong in places. Enrol your voice on the phone to fix this."
+)
+
+
+def speakers_note(q: feedback_pb2.AudioQuality) -> str:
+    """One line when the report's speaker labels rest on voices too alike to tell apart (empty otherwise)."""
+    return SPEAKERS_UNCERTAIN if q.speakers_uncertain else ""
+
+
 def render_report(fb: feedback_pb2.Feedback) -> str:
     """A readable report for the clinician (coaching, not a score)."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fb.started_unix_s)) if fb.started_unix_s else "unknown time"
     lines = [f"Visit of {when} ({_clock(fb.duration_s)} long)", ""]
-    gap = audio_gap(fb.quality)
-    if gap:
-        lines.extend([gap, ""])
+    for note in (audio_gap(fb.quality), speakers_note(fb.quality)):
+        if note:
+            lines.extend([note, ""])
     if not (fb.observations or fb.timing or fb.label_counts):
         lines.extend(["No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
                       "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).", ""])

@@ -81,6 +81,15 @@ class AttributionConfig:
     threshold: float = 0.75  # cosine to the voiceprint; real voices, close-talk: clinician 0.83-0.97, patient 0.46-0.66 (docs/realvoice.md 5.3)
     anchor_seconds: float = 10.0  # weight of the voiceprint in the clustering
     same_voice_cos: float = 0.96  # two centroids closer than this are one voice
+    # no voiceprint: the visit's two voices at least this close (centroid cosine) are reported as hard to tell
+    # apart. Real voices (docs/speakers.md "One voice or two"): one reader split in two 0.52-0.97 (median 0.87),
+    # two readers 0.49-0.90 (median 0.69); above 0.80 are ~75 % of one-reader recordings and ~15 % of two-reader
+    # ones (mostly same-sex, far-field), where the labels are least reliable
+    uncertain_cos: float = 0.80
+    # enrolled, the voiceprint heard: both clusters' mean cosine to it above ``threshold`` and within this of each
+    # other are one voice, the clinician's. One real reader: 0.00-0.04 apart (9 of 10 recordings); the bundled
+    # demo's two synthetic voices, which sit closer to each other than real ones, 0.10 apart
+    one_voice_spread: float = 0.05
     other_cos: float = 0.55  # a segment below this to both centroids is a third voice
     other_min_segments: int = 8  # history needed before "other" is considered
     min_embed_s: float = 0.3  # shorter segments get no embedding (too little voice)
@@ -547,7 +556,16 @@ class SpeakerAttributor:
                 clin = sum(h.role_logit) > 0
             return [(CLINICIAN if clin else PATIENT, 0.5) for _ in h.embeds]
         if vp is not None:
-            clin_cluster = int(np.argmax(self._voiceprint_evidence(x, w, labels, vp)))
+            evidence = self._voiceprint_evidence(x, w, labels, vp)
+            if (
+                self._voiceprint_heard(x, w, vp)
+                and float(evidence.min()) >= cfg.threshold
+                and float(evidence.max() - evidence.min()) <= cfg.one_voice_spread
+            ):
+                # both halves sound like the voiceprint, equally: the clinician alone, split in two by the clustering
+                # (one real reader enrolled: 8 of 10 segments called patient; docs/speakers.md "One voice or two")
+                return [(CLINICIAN, 0.5) for _ in h.embeds]
+            clin_cluster = int(np.argmax(evidence))
         else:
             evidence = [sum(v for v, lab in zip(h.role_logit, labels) if lab == k) for k in (0, 1)]
             clin_cluster = int(np.argmax(evidence))
@@ -560,6 +578,22 @@ class SpeakerAttributor:
             conf = _sigmoid(abs(float(cos[0] - cos[1])) * 30) * 2 - 1
             out.append((CLINICIAN if labels[i] == clin_cluster else PATIENT, round(float(conf), 4)))
         return out
+
+    def voices_uncertain(self) -> bool:
+        """Whether the visit's labels rest on two voices the encoder cannot reliably tell apart.
+
+        Without a voiceprint nothing says how many people spoke: the whole-visit
+        clustering always finds its best two groups, and for one person (a clinician
+        alone, a dictation, a demo file) those groups are two halves of one voice
+        about as far apart as two similar real voices (docs/speakers.md "One voice
+        or two"). Rather than guess, the report says so (the visit's audio quality),
+        and an enrolled voiceprint settles it.
+        """
+        h = self._history
+        if self._voiceprint is not None or not h.embeds:
+            return False
+        labels, centroids = self._cluster(np.stack(h.embeds), np.asarray(h.seconds, np.float64), None)
+        return labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= self.config.uncertain_cos
 
     def _is_other(self, best_cos: float, seconds: float) -> bool:
         """A third voice: far from both of the visit's voices, once they are well established.

@@ -387,6 +387,34 @@ def test_a_visit_with_no_speech_says_so_on_the_phone(env, browser: Browser, tmp_
         device.stop()
 
 
+def test_one_voice_without_enrolment_is_flagged_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
+    """One real person talking, no voiceprint: the device cannot know who is the patient, and the phone's report
+    says so (and how to fix it) instead of presenting a made-up patient as fact."""
+    from edge_agent.device.main import load_device as build_device
+    from edge_agent.device.visit import file_factory
+    from tests.one_voice import one_reader_wav
+
+    _root, pki, site, _wav = env
+    parts = build_device(file_factory(one_reader_wav(tmp_path / "one-reader.wav"), realtime=False))
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+        browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
+        browser.click("#start")
+        browser.wait_status("Visit started", 30)
+        parts.runner.wait_capture_end()
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "Visit of" in browser.text(), 120, "report")
+        note = browser.driver.find_element("id", "speakers-note").text
+        assert "could not reliably tell your voice from the patient's" in note and "Enrol your voice" in note, note
+        _shot(browser, "4-report-one-voice")
+    finally:
+        device.stop()
+
+
 def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, tmp_path: Path) -> None:
     """Parity with the Python phone: the site CA pinned at enrolment, the site CRL (verified in the browser with
     WebCrypto) refusing a revoked device, the room and role read from the device certificate; sign-ins rate-limited."""

@@ -32,6 +32,14 @@ export function audioGap(q) {
   return parts.length ? `Note: ${parts.join(" and ")}; observations about those moments may be missing.` : "";
 }
 
+// One line when the speaker labels rest on voices too alike to tell apart (the Python client's speakers_note).
+export const SPEAKERS_UNCERTAIN = "Note: the device could not reliably tell your voice from the patient's (your voice is " +
+  "not enrolled), so who said what may be wrong in places. Enrol your voice on the phone to fix this.";
+
+export function speakersNote(q) {
+  return q && q.speakers_uncertain ? SPEAKERS_UNCERTAIN : "";
+}
+
 // A visit in which nothing was heard (muted or dead room microphone): the same rule and words as the
 // Python client's render_report, instead of an empty report.
 export const NO_SPEECH = "No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, " +
@@ -57,6 +65,7 @@ export function reportView(rec, { onDelete }) {
     h("h2", { id: "report-title" }, `Visit of ${when(fb.started_unix_s)}`),
     h("p", { class: "muted" }, `${clock(fb.duration_s)} long · private to this phone`),
     audioGap(fb.quality) ? h("p", { class: "note", role: "note" }, audioGap(fb.quality)) : null,
+    speakersNote(fb.quality) ? h("p", { class: "note", role: "note", id: "speakers-note" }, speakersNote(fb.quality)) : null,
     silent ? h("p", { class: "note", role: "note" }, NO_SPEECH)
       : obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
         : h("p", {}, "No specific suggestions for this visit."),

@@ -46,6 +46,11 @@ export default {
    "n": 6,
    "name": "capture_interruptions",
    "t": 13
+  },
+  {
+   "n": 7,
+   "name": "speakers_uncertain",
+   "t": 8
   }
  ],
  "edge_agent.v1.ClaimRoomRequest": [

@@ -53,20 +53,22 @@ class TimelineMark(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., at_s: _Optional[float] = ...) -> None: ...
 
 class AudioQuality(_message.Message):
-    __slots__ = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions")
+    __slots__ = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions", "speakers_uncertain")
     AUDIO_S_FIELD_NUMBER: _ClassVar[int]
     SPEECH_LOST_S_FIELD_NUMBER: _ClassVar[int]
     DROPPED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     FAILED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
     audio_s: float
     speech_lost_s: float
     dropped_segments: int
     failed_segments: int
     dropped_frames: int
     capture_interruptions: int
-    def __init__(self, audio_s: _Optional[float] = ..., speech_lost_s: _Optional[float] = ..., dropped_segments: _Optional[int] = ..., failed_segments: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., capture_interruptions: _Optional[int] = ...) -> None: ...
+    speakers_uncertain: bool
+    def __init__(self, audio_s: _Optional[float] = ..., speech_lost_s: _Optional[float] = ..., dropped_segments: _Optional[int] = ..., failed_segments: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., capture_interruptions: _Optional[int] = ..., speakers_uncertain: _Optional[bool] = ...) -> None: ...
 
 class Feedback(_message.Message):
     __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s", "contribution", "timeline", "marks", "quality")
