@@ -20,7 +20,7 @@ from edge_agent.behaviours.labels import LABELS
 from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
-from edge_agent.feedback.observations import LabelledSentence, Observation, candidates, moment, select, strength
+from edge_agent.feedback.observations import WITHHELD_TIMING, LabelledSentence, Observation, candidates, moment, select, strength
 from edge_agent.transcript import Utterance
 
 
@@ -42,6 +42,8 @@ class Feedback:
     def to_dict(self) -> dict[str, object]:
         timing = self.timing.to_dict()
         timing.pop("events", None)  # event details serve the observations; the report carries the metrics
+        for key in WITHHELD_TIMING:  # withheld with their observation here too, as in the text report and the proto
+            timing.pop(key, None)
         return {
             "visit_duration_s": round(self.visit_duration_s, 2),
             "timing": {k: _rounded(v) for k, v in timing.items()},
