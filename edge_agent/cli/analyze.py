@@ -13,6 +13,7 @@ from edge_agent.audio.file_source import FileSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.visit import audio_quality
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.report import Feedback, build_feedback
 from edge_agent.transcript import Utterance
@@ -35,11 +36,13 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
 
     console = Console(stderr=True)
     with console.status(f"analysing {path.name}…") if sys.stderr.isatty() else _null():
-        session.run(source, collect, voiceprint)
+        stats, _clean = session.run(source, collect, voiceprint)
     try:
         if not utterances:
             raise EdgeAgentError(f"no speech was recognised in {path}; nothing to report")
-        return build_feedback(apply_relabels(utterances, relabels), BehaviourClassifier())
+        feedback = build_feedback(apply_relabels(utterances, relabels), BehaviourClassifier())
+        feedback.quality = audio_quality([stats])  # as on the device: the report says when it rests on partial audio
+        return feedback
     finally:
         utterances.clear()  # the transcript ends with the report
 

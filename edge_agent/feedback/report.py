@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances
 from edge_agent.behaviours.events import VisitEvents, detect_events
@@ -21,6 +21,7 @@ from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
 from edge_agent.feedback.observations import WITHHELD_TIMING, LabelledSentence, Observation, candidates, moment, select, strength
+from edge_agent.feedback.quality import QUALITY_FIELDS, audio_gap
 from edge_agent.transcript import Utterance
 
 
@@ -38,6 +39,9 @@ class Feedback:
     turns: list[tuple[str, float, float]] = field(default_factory=list)
     strength: Observation | None = None  # one specific thing that went well (shown apart from the suggestions)
     events: VisitEvents | None = field(default=None, repr=False)  # stays on the device: serves the observations and the bench
+    # what the capture lost (feedback_pb2.AudioQuality, from device.visit.audio_quality): the report says when it rests
+    # on partial audio; None when the utterances did not come from audio (TextGrids)
+    quality: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         timing = self.timing.to_dict()
@@ -50,6 +54,7 @@ class Feedback:
             "label_counts": dict(self.label_counts),
             "observations": [o.to_dict() for o in self.observations],
             "strength": self.strength.to_dict() if self.strength else None,
+            **({"quality": {k: _rounded(getattr(self.quality, k)) for k in QUALITY_FIELDS}} if self.quality is not None else {}),
         }
 
     def render(self) -> str:
@@ -156,6 +161,9 @@ def render_text(fb: Feedback) -> str:
     """Plain-text report for the clinician (no colours, no markup)."""
     t = fb.timing
     lines = [f"Visit feedback ({moment(fb.visit_duration_s)} of conversation)", ""]
+    gap = audio_gap(fb.quality) if fb.quality is not None else ""
+    if gap:
+        lines += [gap, ""]
     lines.append("Observations")
     if not fb.observations:
         lines.append("  (nothing specific to suggest for this visit)")

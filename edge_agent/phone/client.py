@@ -34,6 +34,7 @@ from cryptography import x509
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
+from edge_agent.feedback.quality import audio_gap
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
@@ -487,18 +488,6 @@ _TIMING_LABELS = {
 def _clock(seconds: float) -> str:
     s = max(0, int(round(seconds)))
     return f"{s // 60}:{s % 60:02d}"
-
-
-def audio_gap(q: feedback_pb2.AudioQuality) -> str:
-    """One line when the report rests on partial audio (empty when nothing was lost)."""
-    parts = []
-    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
-        parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
-    if q.capture_interruptions:
-        parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
-    if not parts:
-        return ""
-    return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
 
 
 def render_report(fb: feedback_pb2.Feedback) -> str:

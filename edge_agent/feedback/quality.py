@@ -1,0 +1,26 @@
+"""The line a report carries when it rests on partial audio (every report path uses this one)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+QUALITY_FIELDS = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions")
+
+
+class AudioQualityLike(Protocol):  # feedback_pb2.AudioQuality
+    speech_lost_s: float
+    dropped_segments: int
+    failed_segments: int
+    capture_interruptions: int
+
+
+def audio_gap(q: AudioQualityLike) -> str:
+    """One line when the report rests on partial audio (empty when nothing was lost)."""
+    parts = []
+    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
+        parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
+    if q.capture_interruptions:
+        parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
+    if not parts:
+        return ""
+    return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."

@@ -1,0 +1,68 @@
+"""Speech the pipeline could not transcribe reaches the clinician on every report path.
+
+The real pipeline and models on a real recording; decode failures are injected into the
+real recogniser (the one thing that cannot be provoked on demand). What is checked is
+what a clinician reads: the device visit's sealed report (serialised and read back as the
+phone does) and its phone rendering, and the report of ``edge-agent analyze FILE``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from edge_agent.asr.events import PipelineEvent, SegmentDiscarded
+from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.device.lifecycle import VisitContext
+from edge_agent.device.ops.metrics import Registry
+from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy, file_factory
+from edge_agent.phone.client import render_report
+from edge_agent.proto.edge_agent.v1 import feedback_pb2
+
+
+class _FirstFinalsFail:
+    """The real recogniser whose first ``n`` final decodes fail (a look-ahead, the final, its retry)."""
+
+    def __init__(self, real: Any, n: int) -> None:
+        self._real = real
+        self._left = n
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def decode_features(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("final") and self._left > 0:
+            self._left -= 1
+            raise RuntimeError("injected decode failure")
+        return self._real.decode_features(*args, **kwargs)
+
+
+def _failing_session(real: TranscriptionSession) -> TranscriptionSession:
+    return replace(real, engine=_FirstFinalsFail(real.engine, 3))  # type: ignore[arg-type]
+
+
+def test_a_failed_segment_is_in_the_sealed_visit_report_and_on_the_phone(session_with_speakers: Any, jfk_path: Path) -> None:
+    events: list[PipelineEvent] = []
+    registry = Registry()
+    runner = PipelineVisitRunner(_failing_session(session_with_speakers), BehaviourClassifier(), file_factory(jfk_path, realtime=False),
+                                 VisitPolicy(), on_event=events.append, metrics=registry)
+    runner.start(VisitContext("v-loss000000000a", int(time.time()), 600, request_stop=lambda reason: None))
+    assert runner.wait_capture_end(120)
+    report = feedback_pb2.Feedback.FromString(runner.stop().SerializeToString())  # as sealed and opened
+    failed = [e for e in events if isinstance(e, SegmentDiscarded) and e.reason == "decode_failed"]
+    assert failed, "the injected failure must surface as a discarded event"
+    assert report.quality.failed_segments == len(failed) and report.quality.speech_lost_s > 0
+    assert registry.get("edge_agent_discarded_segments_total", reason="decode_failed") == len(failed)
+    assert "could not be transcribed" in render_report(report)
+
+
+def test_a_failed_segment_is_in_the_analyze_report(session_with_speakers: Any, jfk_path: Path) -> None:
+    from edge_agent.cli.analyze import report_for_audio
+
+    fb = report_for_audio(jfk_path, None, _failing_session(session_with_speakers))
+    assert "could not be transcribed" in fb.render()
+    quality = fb.to_dict()["quality"]
+    assert quality["failed_segments"] >= 1 and quality["speech_lost_s"] > 0
