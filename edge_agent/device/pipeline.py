@@ -575,7 +575,9 @@ class StreamingPipeline:
                 self.stats.dropped_segments += 1
                 self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
                 log.warning("speech dropped: no feature buffer free (ASR behind real time)")
-            self._discard(job, "too_little_speech" if job.reason == "too_little_speech" else "decode_failed")
+            # its own reason: a segment lost for want of a buffer was never decoded (it is counted in
+            # dropped_segments, not again as a failed decode in the report's quality section)
+            self._discard(job, job.reason)
             self.decoder.on_closed_without_text(job.seg_id)
             return
         assert job.features is not None

@@ -81,7 +81,7 @@ class MetricDef:
 
 _STOP_REASONS = frozenset({"stop", "button", "admin", "shutdown", "long_silence", "max_duration", "error"})
 DISCARD_REASONS = frozenset(
-    {"too_little_speech", "no_speech", "silence_hallucination", "repetition", "empty", "decode_failed"}
+    {"too_little_speech", "no_speech", "silence_hallucination", "repetition", "empty", "decode_failed", "no_buffer"}
 )
 DROP_CAUSES = frozenset({"capture_queue", "frame_pool"})  # speech lost for want of a segment buffer: dropped_segments
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)

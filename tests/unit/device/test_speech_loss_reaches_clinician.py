@@ -66,3 +66,61 @@ def test_a_failed_segment_is_in_the_analyze_report(session_with_speakers: Any, j
     assert "could not be transcribed" in fb.render()
     quality = fb.to_dict()["quality"]
     assert quality["failed_segments"] >= 1 and quality["speech_lost_s"] > 0
+
+
+class _LiveFile:
+    """A recording delivered as a microphone does: it cannot wait for the consumer (``live``)."""
+
+    live = True
+
+    def __init__(self, path: Path) -> None:
+        from edge_agent.audio.file_source import FileSource
+
+        self._src = FileSource(path)
+        self.description = self._src.description
+        self.dropped_frames = 0
+
+    def frames(self, pool: Any) -> Any:
+        return self._src.frames(pool)
+
+    def close(self) -> None:
+        self._src.close()
+
+
+class _SlowFinals:
+    """The real recogniser, a slow machine's: every final decode takes half a second longer."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._real, name)
+
+    def decode_features(self, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("final"):
+            time.sleep(0.5)
+        return self._real.decode_features(*args, **kwargs)
+
+
+def test_speech_dropped_for_want_of_a_buffer_is_reported_as_dropped_not_as_a_failed_decode(session: Any) -> None:
+    """A live source with the decoder behind: speech is lost for want of a feature buffer. It must be a
+    ``discarded`` event whose reason says so, counted once in dropped_segments, not also as a failed decode."""
+    from edge_agent.device.pipeline import PipelineConfig, StreamingPipeline
+    from edge_agent.device.visit import audio_quality
+
+    path = Path(__file__).resolve().parents[2] / "data" / "realvoice" / "visit00_cross_1998_2609_close.flac"
+    events: list[PipelineEvent] = []
+    registry = Registry()
+    cfg = replace(PipelineConfig(), segment_buffers=2, partials=False)
+    pipeline = StreamingPipeline(cfg, _SlowFinals(session.engine), events.append, metrics=registry,
+                                 max_segment_samples=session.engine.max_samples)
+    stats = pipeline.run(_LiveFile(path))  # type: ignore[arg-type]
+    discarded = [e for e in events if isinstance(e, SegmentDiscarded)]
+    no_buffer = [e for e in discarded if e.reason == "no_buffer"]
+    assert no_buffer, f"the decoder was behind on a live source; discards: {[e.reason for e in discarded]}"
+    assert not [e for e in discarded if e.reason == "decode_failed"], "nothing failed to decode"
+    assert stats.dropped_segments >= len(no_buffer) and stats.worker_errors == 0
+    assert registry.get("edge_agent_discarded_segments_total", reason="no_buffer") == len(no_buffer)
+    quality = audio_quality([stats])
+    assert quality.failed_segments == 0 and quality.dropped_segments == stats.dropped_segments and quality.speech_lost_s > 0
+    assert pipeline.pools.all_zero()
