@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel, apply_relabels
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
@@ -77,12 +77,10 @@ class _VisitState:
         self.last_speech = time.monotonic()
         self.started = time.monotonic()
         self.runs: list[RunStats] = []  # one per capture run (a lost microphone starts another)
-        self.relabels: list[SpeakerRelabel] = []
         self.pools_clean = True
 
     def wipe(self) -> None:
         self.utterances.clear()
-        self.relabels.clear()
 
 
 class PipelineVisitRunner:
@@ -138,8 +136,8 @@ class PipelineVisitRunner:
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
-            # the report is built on each voice's final label, never on a provisional one
-            utterances = apply_relabels(list(state.utterances), state.relabels)
+            # the report is built on each voice's final label, never on a provisional one (applied by the sink)
+            utterances = list(state.utterances)
             feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
@@ -227,12 +225,22 @@ class PipelineVisitRunner:
     def _sink(self, state: _VisitState, offset_s: float) -> Callable[[PipelineEvent], None]:
         """Collect finals on the visit's clock (a resumed capture starts its own clock at 0)."""
 
+        # this run's finals by the key its relabels name them with (segment, t0 on the run's clock as
+        # emitted): matched here, before the shift, since a shifted rounded time can round apart
+        emitted: dict[tuple[int, float], int] = {}
+
         def sink(event: PipelineEvent) -> None:
             if isinstance(event, FinalTranscript):
-                state.utterances.append(_shifted(event.utterance, offset_s) if offset_s > 0.5 else event.utterance)
+                u = event.utterance
+                emitted[(u.segment_id, round(u.t0, 3))] = len(state.utterances)
+                state.utterances.append(_shifted(u, offset_s) if offset_s > 0.5 else u)
                 state.last_speech = time.monotonic()
             elif isinstance(event, SpeakerRelabel):  # the run's final speaker for an earlier utterance
-                state.relabels.append(replace(event, t0=event.t0 + offset_s) if offset_s > 0.5 else event)
+                at = emitted.get((event.segment_id, round(event.t0, 3)))
+                if at is not None:
+                    state.utterances[at] = replace(state.utterances[at], speaker=event.speaker, speaker_confidence=event.confidence)
+                else:
+                    log.warning("a speaker relabel matched no final of its run")
             if self.on_event is not None:
                 self.on_event(event)
 
