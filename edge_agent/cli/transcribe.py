@@ -52,6 +52,17 @@ def summary_line(stats: RunStats, clean: bool) -> str:
     )
 
 
+def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
+    """The JSONL run summary: what the run produced and everything it lost or absorbed."""
+    return {"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
+            "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
+            "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
+            "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
+            "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
+            "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
+            "failed_open_decodes": stats.failed_open_decodes}
+
+
 def run_transcribe(
     config: PipelineConfig,
     file: Path | None,
@@ -77,12 +88,7 @@ def run_transcribe(
         stats, clean = session.run(source, sink, print_, stop=reader_gone)
         if sink.closed:
             return 0 if clean else 3
-        sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
-                   "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
-                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
-                   "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
-                   "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
-                   "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries})
+        sink.emit(summary_record(stats, clean))
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

@@ -381,9 +381,9 @@ class StreamingPipeline:
             self._watcher.forget()
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
-            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
+            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d",
             st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
-            st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.worker_errors,
+            st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
         )
 
     def _guarded(self, loop: Callable[[], None]) -> None:
@@ -517,6 +517,7 @@ class StreamingPipeline:
             with self._access.window(seg, start, stop) as view:
                 yield view
 
+        failed_before = self.decoder.stats.failed_open_decodes
         try:
             committed, partial = self.decoder.on_update(
                 seg.id, seg.t0, update.length, update.final_candidate, window,
@@ -524,6 +525,10 @@ class StreamingPipeline:
             )
         except SegmentGoneError:
             return
+        finally:
+            # absorbed by the decoder (the final covers the audio), never silently: counted where operators look
+            if self.metrics is not None and self.decoder.stats.failed_open_decodes > failed_before:
+                self.metrics.inc("edge_agent_failed_open_decodes_total", self.decoder.stats.failed_open_decodes - failed_before)
         for piece in committed:
             self._emit_committed(seg, piece)
         self._watch_speakers(seg, update.length, window)

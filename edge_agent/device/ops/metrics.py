@@ -97,6 +97,8 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_dropped_frames_total", "counter", "Audio frames lost before the VAD, by cause.", {"cause": DROP_CAUSES}),
     MetricDef("edge_agent_dropped_segments_total", "counter", "Speech lost because no segment buffer was free."),
     MetricDef("edge_agent_worker_errors_total", "counter", "Unexpected failures inside the ASR worker (each one a bug)."),
+    MetricDef("edge_agent_failed_open_decodes_total", "counter",
+              "Partial or sentence-commit decodes of an open segment that failed (its final still covers the audio)."),
     MetricDef("edge_agent_queue_depth", "gauge", "Closed segments waiting for the ASR worker."),
     MetricDef("edge_agent_residency_seconds", "histogram", "Raw-audio residency per segment: last sample to zeroed.",
               buckets=_SECONDS),
