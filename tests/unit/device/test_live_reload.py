@@ -216,3 +216,21 @@ def test_reload_to_silero_opens_its_model_or_is_refused(device, tmp_path: Path, 
         assert isinstance(session.vad_model, silero.SileroModel)
     finally:
         session.vad_model = saved_model
+
+
+def test_live_keys_tied_to_each_other_reload_together(device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A valid file that moves tied keys together (tail <= candidate <= hangover) is applied whole: the
+    running config took the live keys one at a time, so a valid new hang-over checked against the old
+    look-ahead point refused the reload (or raised out of it)."""
+    targets, pki = device
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    vad = targets.runner.session.config.vad
+    assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (150, 300, 450)
+    for tail, candidate, hangover in ((150, 200, 250), (100, 450, 700), (150, 300, 450)):
+        path.write_text(f'[server]\ncrl = "{pki.crl}"\n[vad]\nhangover_ms = {hangover}\ncandidate_ms = {candidate}\ntail_ms = {tail}\n')
+        load_config(path, env={})  # the file itself is valid
+        reloader.reload()
+        vad = targets.runner.session.config.vad
+        assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (tail, candidate, hangover)
