@@ -109,6 +109,13 @@ class PipelineConfig:
             raise ConfigError(
                 f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (a split long turn needs a second buffer)"
             )
+        # the VAD offers the decoder a partial only every vad.partial_interval_ms: a longer interval than the
+        # stated cadence makes "a partial at least every partial_max_gap_s" false (live text every 4 s at 4000)
+        if self.partials and self.vad.partial_interval_ms > self.partial_max_gap_s * 1000:
+            raise ConfigError(
+                f"vad.partial_interval_ms ({self.vad.partial_interval_ms}) must not exceed pipeline.partial_max_gap_s "
+                f"({self.partial_max_gap_s:g} s): the live view gets a partial at least that often"
+            )
 
     def decoder_config(self) -> DecoderConfig:
         return DecoderConfig(

@@ -178,6 +178,8 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         f'[server]\ncrl = "{foreign.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\n',
         # a live partial re-decoded every 30 ms frame: refused at reload as at load
         f'[server]\ncrl = "{pki.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\npartial_interval_ms = 0\n',
+        # live partials offered every 4 s: the stated cadence (pipeline.partial_max_gap_s 1.5, restart-only) would be false
+        f'[server]\ncrl = "{pki.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\npartial_interval_ms = 4000\n',
     ):
         path.write_text(tables)
         caplog.clear()
@@ -188,7 +190,7 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         messages = [r.getMessage() for r in caplog.records]
         assert not [m for m in messages if "applied" in m], messages
         assert any("config reload refused" in m for m in messages)
-        if "partial_interval_ms" in tables:
+        if "partial_interval_ms = 0" in tables:
             assert any("vad.partial_interval_ms is 0; allowed: an integer in 100..10000" in m for m in messages), messages
         assert not [m for m in messages if "Smith" in m], "the file's text reached the log"
 
