@@ -342,8 +342,8 @@ class StreamingPipeline:
                     self._capture_done = True
                     self._cond.notify_all()
                 worker.join()
-                if self._fault is None:
-                    self._relabel()
+                # a faulted run's report still covers the audio before the fault: on final labels too
+                self._relabel_after_run()
                 stop_source = getattr(source, "stop", None)
                 if callable(stop_source):
                     stop_source()
@@ -356,6 +356,16 @@ class StreamingPipeline:
     def vad_holds_audio(self) -> bool:
         """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""
         return self._vad is not None and self._vad.holds_audio()
+
+    def _relabel_after_run(self) -> None:
+        if self._fault is None:
+            self._relabel()
+            return
+        try:
+            self._relabel()
+        except Exception as exc:  # noqa: BLE001 - the run already failed (counted, raised by run()); say what else is lost
+            log.error("speaker labels could not be decided again after the worker fault (%s); the report keeps the live ones",
+                      type(exc))
 
     def _relabel(self) -> None:
         """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""

@@ -45,3 +45,33 @@ def test_relabels_of_a_resumed_capture_reach_the_report(session_with_speakers: A
     speakers = [(round(t.start_s, 1), t.speaker) for t in report.timeline]
     assert [s for _, s in speakers] == [feedback_pb2.SPEAKER_CLINICIAN, feedback_pb2.SPEAKER_PATIENT, feedback_pb2.SPEAKER_CLINICIAN,
                                          feedback_pb2.SPEAKER_PATIENT, feedback_pb2.SPEAKER_PATIENT], speakers
+
+
+def test_a_visit_cut_short_by_a_worker_bug_still_reports_on_final_labels(session_with_speakers: Any) -> None:
+    """A worker fault ends the run and the report covers the audio before it: that report too is built on
+    the speakers decided with all the evidence heard, never on the live (provisional) labels."""
+    import time
+    from pathlib import Path
+
+    from edge_agent.audio.file_source import FileSource
+
+    path = Path(__file__).resolve().parents[2] / "data" / "realvoice" / "visit01_same_1998_3331_far.flac"
+    seen: list[object] = []
+
+    def live_view_with_a_bug(event: object) -> None:
+        seen.append(event)
+        if sum(isinstance(e, FinalTranscript) for e in seen) == 18:
+            raise RuntimeError("bug in a consumer of finals")
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: FileSource(path), VisitPolicy(),
+                                 on_event=live_view_with_a_bug)
+    runner.start(VisitContext("v-relabel0000001", int(time.time()), 600))
+    assert runner.wait_capture_end(180)
+    report = runner.stop()
+    assert runner.last_runs[0].worker_errors == 1
+    finals = [e.utterance for e in seen if isinstance(e, FinalTranscript)]  # the 18th was kept by the visit, then the view raised
+    relabels = {(e.segment_id, round(e.t0, 3)): e.speaker for e in seen if isinstance(e, SpeakerRelabel)}
+    assert relabels, "no-enrolment far-field visit: some live labels are revised with the whole run's evidence"
+    names = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
+    expected = [names.get(relabels.get((u.segment_id, round(u.t0, 3)), u.speaker), feedback_pb2.SPEAKER_OTHER) for u in finals]
+    assert [t.speaker for t in report.timeline] == expected
