@@ -24,3 +24,15 @@ def audio_gap(q: AudioQualityLike) -> str:
     if not parts:
         return ""
     return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
+
+
+NO_SPEECH = ("No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
+             "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).")
+NOTHING_TRANSCRIBED = ("Speech was heard in this visit but none of it could be transcribed, so there is nothing to report: "
+                       "tell IT ('edge-agent doctor' on the device).")
+
+
+def empty_report_text(q: AudioQualityLike) -> str:
+    """What a report with no content says: silence, or speech the device heard and lost (not the microphone's fault)."""
+    lost = q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments
+    return NOTHING_TRANSCRIBED if lost else NO_SPEECH

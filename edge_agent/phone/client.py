@@ -34,7 +34,7 @@ from cryptography import x509
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
-from edge_agent.feedback.quality import audio_gap
+from edge_agent.feedback.quality import audio_gap, empty_report_text
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
@@ -498,8 +498,7 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     if gap:
         lines.extend([gap, ""])
     if not (fb.observations or fb.timing or fb.label_counts):
-        lines.extend(["No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
-                      "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).", ""])
+        lines.extend([empty_report_text(fb.quality), ""])
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):

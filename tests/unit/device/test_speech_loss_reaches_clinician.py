@@ -124,3 +124,17 @@ def test_speech_dropped_for_want_of_a_buffer_is_reported_as_dropped_not_as_a_fai
     quality = audio_quality([stats])
     assert quality.failed_segments == 0 and quality.dropped_segments == stats.dropped_segments and quality.speech_lost_s > 0
     assert pipeline.pools.all_zero()
+
+
+def test_a_visit_whose_speech_all_failed_is_not_reported_as_silence(session_with_speakers: Any, jfk_path: Path) -> None:
+    """Every segment failed to decode: speech was heard. The phone must not say 'No speech was heard ... the
+    room microphone may be muted or faulty' (IT would look at the wrong thing) beside 'could not be transcribed'."""
+    runner = PipelineVisitRunner(replace(session_with_speakers, engine=_FirstFinalsFail(session_with_speakers.engine, 10_000)),
+                                 BehaviourClassifier(), file_factory(jfk_path, realtime=False), VisitPolicy())
+    runner.start(VisitContext("v-loss000000000b", int(time.time()), 600, request_stop=lambda reason: None))
+    assert runner.wait_capture_end(120)
+    report = feedback_pb2.Feedback.FromString(runner.stop().SerializeToString())
+    assert not report.observations and report.quality.failed_segments >= 1
+    text = render_report(report)
+    assert "could not be transcribed" in text
+    assert "No speech was heard" not in text and "muted" not in text, text
