@@ -45,11 +45,18 @@ def load_voiceprint(path: Path) -> Voiceprint:
 
 
 def summary_line(stats: RunStats, clean: bool) -> str:
-    return (
+    line = (
         f"{stats.utterances} utterances from {stats.audio_seconds:.1f} s of audio; "
         f"raw-audio residency max {stats.residency_max():.2f} s; "
         f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
     )
+    # speech that gave no text for want of a buffer or a decode is never left out of what the person reads
+    failed = stats.discarded_by_reason.get("decode_failed", 0)
+    if stats.speech_seconds_lost >= 0.05 or stats.dropped_segments or failed:
+        parts = [f"{n} segment(s) {what}" for n, what in ((stats.dropped_segments, "dropped (no free buffer)"),
+                                                          (failed, "failed to decode")) if n]
+        line += f"; speech lost {stats.speech_seconds_lost:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
+    return line
 
 
 def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:

@@ -159,6 +159,11 @@ def test_a_failed_final_is_retried_and_a_second_failure_is_a_visible_discard(ses
     fb = feedback_pb2.Feedback(schema_version=1)
     fb.quality.CopyFrom(quality)
     assert "could not be transcribed" in audio_gap(quality) and "could not be transcribed" in render_report(fb)
+    # and the person running `edge-agent transcribe FILE` (no --jsonl) reads it in the run's summary line
+    from edge_agent.cli.transcribe import summary_line
+
+    line = summary_line(stats, True)
+    assert f"{len(failed)} segment(s) failed to decode" in line and "speech lost" in line, line
 
 
 class _PartialsFail:
