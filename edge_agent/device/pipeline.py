@@ -612,10 +612,16 @@ class StreamingPipeline:
             self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
             self._discard(job, "decode_failed")
             return
+        for a, b in final.lost:  # a half the retry could not decode either: lost and reported, the rest kept
+            t0 = (job.start_sample + final.start + a) / SAMPLE_RATE
+            self.stats.speech_seconds_lost += (b - a) / SAMPLE_RATE
+            log.error("a half of a segment failed to decode twice; reported as discarded, the other half kept")
+            self._discard(job, "decode_failed", t0, t0 + (b - a) / SAMPLE_RATE)
         if final.decoded.rejected == "committed":
             return  # every word of this segment went out in committed pieces
         if not final.decoded.text:
-            self._discard(job, final.decoded.rejected or "empty")
+            if not final.lost:  # what decoded of a partly lost segment was silence: the loss is the report
+                self._discard(job, final.decoded.rejected or "empty")
             return
         part = _slice_speaker(job.speaker, final.start, job.n_samples) if final.start else job.speaker
         self._emit(job.seg_id, job.start_sample + final.start, final.decoded.text, final.words, part, job.residency_s,
@@ -651,12 +657,13 @@ class StreamingPipeline:
         if self.metrics is not None:
             self.metrics.set("edge_agent_queue_depth", self._closed.qsize() + len(self._finals))
 
-    def _discard(self, job: _Closed, reason: str) -> None:
+    def _discard(self, job: _Closed, reason: str, t0: float | None = None, t1: float | None = None) -> None:
+        """Report that ``job`` (or its part ``t0``..``t1``) gives no text."""
         self.stats.discarded += 1
         self.stats.discarded_by_reason[reason] = self.stats.discarded_by_reason.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
-        self.sink(SegmentDiscarded(job.seg_id, job.t0, job.t1, reason, job.residency_s))
+        self.sink(SegmentDiscarded(job.seg_id, job.t0 if t0 is None else t0, job.t1 if t1 is None else t1, reason, job.residency_s))
 
 
 def _piece_speaker(feats: SpeakerFeatures | None, start: int, stop: int, n_samples: int) -> SpeakerFeatures | None:

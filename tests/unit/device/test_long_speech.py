@@ -194,3 +194,42 @@ def test_failed_open_segment_decodes_are_counted_where_an_operator_looks(session
     assert stats.failed_open_decodes >= 1
     assert metrics.get("edge_agent_failed_open_decodes_total") == stats.failed_open_decodes
     assert summary_record(stats, True)["failed_open_decodes"] == stats.failed_open_decodes
+
+
+class _FirstHalfFails:
+    """The real recogniser, failing every final decode of features that begin where a closed segment's features
+    begin (the whole segment, then the first half of the retry); the second half decodes."""
+
+    def __init__(self, real: WhisperCT2) -> None:
+        self._real = real
+        self.slots: list[np.ndarray] = []  # the feature pool's slots, (bins, frames) each
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def decode_features(self, features, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("final") and any(slot.any() and np.array_equal(features[:, :2], slot[:, :2]) for slot in self.slots):
+            raise RuntimeError("injected decode failure")
+        return self._real.decode_features(features, *args, **kwargs)
+
+
+def test_a_retry_keeps_the_half_that_decodes(session, jfk_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Retried on halves, a segment whose first half fails again keeps the second half's words; only the failed
+    half is lost, reported as a discarded event with its own times and counted in the speech lost."""
+    flaky = _FirstHalfFails(session.engine)
+    cfg = replace(PipelineConfig(), partials=False)
+    events: list[PipelineEvent] = []
+    pipeline = StreamingPipeline(cfg, flaky, events.append, max_segment_samples=session.engine.max_samples)
+    bins, frames = pipeline.pools.feature_shape
+    flaky.slots = [row.reshape(bins, frames) for row in pipeline.pools.features._store]  # where each segment's features start
+    stats = pipeline.run(FileSource(jfk_path))
+    finals = [e.utterance for e in events if isinstance(e, FinalTranscript)]
+    failed = [e for e in events if isinstance(e, SegmentDiscarded) and e.reason == "decode_failed"]
+    assert stats.decode_retries >= 1 and stats.worker_errors == 0
+    assert failed and finals, (failed, finals)
+    text = " ".join(u.text for u in finals).lower()
+    assert "country" in text, text  # the end of the speech (a second half) was kept
+    for d in failed:  # each loss is reported for its half, not for the whole segment, and text follows it
+        kept = [u for u in finals if u.segment_id == d.segment_id]
+        assert kept and min(u.t0 for u in kept) >= d.t1 - 0.5, (d, kept)
+    assert 0 < stats.speech_seconds_lost <= sum(d.t1 - d.t0 for d in failed) + 0.01
