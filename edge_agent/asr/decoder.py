@@ -421,6 +421,9 @@ class SegmentDecoder:
 
     def _commit(self, segment_id: int, state: _Open, start: int, stop: int, final: Decoded) -> Committed:
         """Hand out ``final`` (the decode of ``start:stop``) and move the window past it."""
+        # aligned first: a failure here must leave the window where it was (the final then covers these
+        # words); moved first, the sentence was never handed out and never decoded again
+        words = self.asr.align_words(final)
         state.window_start = stop
         state.tail_start = stop
         state.tail_prefix, state.tail_context, state.tail_units, state.tail_bounds = [], [], [], []
@@ -433,7 +436,7 @@ class SegmentDecoder:
         if state.segment_start is not None:
             self._done_until = max(self._done_until, state.segment_start + stop)
         self._remember(final)
-        return Committed(segment_id, start, stop, final, self.asr.align_words(final))
+        return Committed(segment_id, start, stop, final, words)
 
     def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow, decoded_from: int) -> Committed | None:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.

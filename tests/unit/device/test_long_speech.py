@@ -233,3 +233,43 @@ def test_a_retry_keeps_the_half_that_decodes(session, jfk_path: Path) -> None:  
         kept = [u for u in finals if u.segment_id == d.segment_id]
         assert kept and min(u.t0 for u in kept) >= d.t1 - 0.5, (d, kept)
     assert 0 < stats.speech_seconds_lost <= sum(d.t1 - d.t0 for d in failed) + 0.01
+
+
+class _CommitAlignFails:
+    """The real recogniser whose word alignment fails once for a sentence being committed inside an open segment."""
+
+    def __init__(self, real: WhisperCT2) -> None:
+        self._real = real
+        self.failed = 0
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def align_words(self, decoded):  # type: ignore[no-untyped-def]
+        import inspect
+
+        if not self.failed and any(f.function == "_commit" for f in inspect.stack()[1:4]):
+            self.failed += 1
+            raise RuntimeError("injected alignment failure")
+        return self._real.align_words(decoded)
+
+
+def test_a_commit_that_fails_loses_no_words(session, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A sentence commit inside a long segment whose decode or alignment fails is absorbed (counted): the final
+    must then still cover that sentence; the window must not have moved past words never handed out."""
+    path = tmp_path / "turn.flac"
+    sf.write(path, _continuous_voice(shared, 20.0), 16000)
+    cfg = PipelineConfig()  # 10 s segments: each commits a sentence or two before it closes
+
+    def words(recognizer) -> tuple[int, object]:  # type: ignore[no-untyped-def]
+        events: list[PipelineEvent] = []
+        stats = StreamingPipeline(cfg, recognizer, events.append, max_segment_samples=session.engine.max_samples).run(
+            FileSource(path, realtime=True))
+        return sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)), stats
+
+    clean, clean_stats = words(session.engine)
+    assert clean_stats.sentences_committed >= 1, "20 s of continuous speech commits sentences inside the segment"
+    flaky = _CommitAlignFails(session.engine)
+    got, stats = words(flaky)
+    assert flaky.failed == 1 and stats.failed_open_decodes == 1
+    assert got >= 0.9 * clean, f"{got} words against {clean} without the failure: a committed sentence was lost"
