@@ -342,6 +342,10 @@ class StreamingPipeline:
                     self._capture_done = True
                     self._cond.notify_all()
                 worker.join()
+                if self._fault is not None:
+                    # segments the closer finished after the fault (the VAD's flush) wait for a worker that is
+                    # gone: their features are zeroed here, not left in the pool
+                    self._drain_after_fault()
                 # a faulted run's report still covers the audio before the fault: on final labels too
                 self._relabel_after_run()
                 stop_source = getattr(source, "stop", None)

@@ -154,6 +154,11 @@ class PipelineVisitRunner:
         return state is None or state.stop_event.wait(timeout)
 
     def abort(self) -> None:
+        """End and wipe the running visit without a report; nothing to do if none runs (a failed stop ended it)."""
+        with self._lock:
+            running = self._state is not None
+        if not running:
+            return
         state = self._finish()
         state.wipe()
 
