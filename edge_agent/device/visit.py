@@ -77,6 +77,7 @@ class _VisitState:
         self.last_speech = time.monotonic()
         self.started = time.monotonic()
         self.runs: list[RunStats] = []  # one per capture run (a lost microphone starts another)
+        self.capture_losses = 0  # runs that ended because the microphone went away (it may not have come back)
         self.pools_clean = True
 
     def wipe(self) -> None:
@@ -141,7 +142,7 @@ class PipelineVisitRunner:
             feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
-            message.quality.CopyFrom(audio_quality(state.runs))
+            message.quality.CopyFrom(audio_quality(state.runs, state.capture_losses))
             self.last_runs, self.last_pools_clean = list(state.runs), state.pools_clean
             return message
         finally:
@@ -195,6 +196,7 @@ class PipelineVisitRunner:
                     return  # stop requested, or a replayed recording ended
                 except CaptureLost as lost:
                     self._checked(state, lost.stats, lost.pools_clean)
+                    state.capture_losses += 1
                     state.error = lost.message
                     log.warning("microphone lost during a visit; waiting for it to return")
                     if self.metrics is not None:
@@ -266,15 +268,16 @@ class PipelineVisitRunner:
                 trimmed = now
 
 
-def audio_quality(runs: Sequence[RunStats]) -> feedback_pb2.AudioQuality:
-    """What the visit's capture runs lost, for the report (a lost microphone starts a new run)."""
+def audio_quality(runs: Sequence[RunStats], capture_losses: int | None = None) -> feedback_pb2.AudioQuality:
+    """What the visit's capture runs lost, for the report. ``capture_losses``: times the microphone went away
+    (also when it never came back: then no new run started); default, the runs after the first."""
     return feedback_pb2.AudioQuality(
         audio_s=round(sum(r.audio_seconds for r in runs), 1),
         speech_lost_s=round(sum(r.speech_seconds_lost for r in runs), 1),
         dropped_segments=sum(r.dropped_segments for r in runs),
         failed_segments=sum(r.discarded_by_reason.get("decode_failed", 0) for r in runs),
         dropped_frames=sum(r.dropped_frames for r in runs),
-        capture_interruptions=max(0, len(runs) - 1),
+        capture_interruptions=max(0, len(runs) - 1) if capture_losses is None else capture_losses,
     )
 
 

@@ -75,3 +75,36 @@ def test_a_visit_cut_short_by_a_worker_bug_still_reports_on_final_labels(session
     names = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
     expected = [names.get(relabels.get((u.segment_id, round(u.t0, 3)), u.speaker), feedback_pb2.SPEAKER_OTHER) for u in finals]
     assert [t.speaker for t in report.timeline] == expected
+
+
+def test_a_microphone_that_never_came_back_is_in_the_report(session_with_speakers: Any, jfk_16k: Any, tmp_path: Any) -> None:
+    """The capture was lost mid-visit and the microphone did not return before the stop: everything after the
+    loss is missing, and the report must say so (it counted interruptions as capture runs minus one: 0 here)."""
+    import time
+
+    import soundfile as sf
+
+    from edge_agent.audio.file_source import FileSource
+    from edge_agent.errors import AudioInputError
+    from edge_agent.phone.client import render_report
+
+    whole = tmp_path / "whole.flac"
+    sf.write(str(whole), jfk_16k, 16000)
+    dying = tmp_path / "dying.flac"  # a device that stops delivering after a few seconds
+    dying.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) // 2])
+    opened: list[int] = []
+
+    def microphone() -> FileSource:
+        opened.append(1)
+        if len(opened) > 1:
+            raise AudioInputError("no capture device")  # unplugged, and not back
+        return FileSource(dying)
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), microphone, VisitPolicy(mic_retry_s=0.1))
+    runner.start(VisitContext("v-miclost0000000", int(time.time()), 600))
+    deadline = time.monotonic() + 60
+    while len(opened) < 3 and time.monotonic() < deadline:  # lost, then looked for again (and not found)
+        time.sleep(0.1)
+    report = feedback_pb2.Feedback.FromString(runner.stop().SerializeToString())
+    assert report.quality.capture_interruptions == 1, report.quality
+    assert "the microphone dropped out 1 time(s)" in render_report(report)
