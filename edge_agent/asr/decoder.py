@@ -149,6 +149,8 @@ class Final:
     decoded: Decoded
     words: list[DecodedWord]  # seconds from ``start``
     start: int  # samples into the segment where the decoded audio begins
+    # (start, stop) samples from ``start`` whose decode failed on the retry too: lost, the rest kept
+    lost: tuple[tuple[int, int], ...] = ()
 
 
 @dataclass
@@ -419,6 +421,9 @@ class SegmentDecoder:
 
     def _commit(self, segment_id: int, state: _Open, start: int, stop: int, final: Decoded) -> Committed:
         """Hand out ``final`` (the decode of ``start:stop``) and move the window past it."""
+        # aligned first: a failure here must leave the window where it was (the final then covers these
+        # words); moved first, the sentence was never handed out and never decoded again
+        words = self.asr.align_words(final)
         state.window_start = stop
         state.tail_start = stop
         state.tail_prefix, state.tail_context, state.tail_units, state.tail_bounds = [], [], [], []
@@ -431,7 +436,7 @@ class SegmentDecoder:
         if state.segment_start is not None:
             self._done_until = max(self._done_until, state.segment_start + stop)
         self._remember(final)
-        return Committed(segment_id, start, stop, final, self.asr.align_words(final))
+        return Committed(segment_id, start, stop, final, words)
 
     def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow, decoded_from: int) -> Committed | None:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.
@@ -548,17 +553,18 @@ class SegmentDecoder:
                 self._remember(candidate)
                 return Final(candidate, self.asr.align_words(candidate) if candidate.text else [], start)
         tail = features[:, start // hop :]
+        lost: tuple[tuple[int, int], ...] = ()
         try:
             decoded = self.asr.decode_features(tail, n_samples - start, final=True, context=self._final_context())
             words = self.asr.align_words(decoded) if decoded.text else []
         except Exception as exc:  # noqa: BLE001 - retried below; the caller reports a second failure
             log.warning("final decode failed (%s); retrying on two halves", type(exc))
             self.stats.retried += 1
-            decoded, words = self._decode_halves(tail, n_samples - start)
+            decoded, words, lost = self._decode_halves(tail, n_samples - start)
         self._remember(decoded)
         if state.segment_start is not None and decoded.text:
             self._done_until = max(self._done_until, state.segment_start + n_samples)
-        return Final(decoded, words, start)
+        return Final(decoded, words, start, lost)
 
     def _new_state(self, segment_start: int | None) -> _Open:
         """A segment's state, its window starting after the text already committed (when its start is known)."""
@@ -568,23 +574,50 @@ class SegmentDecoder:
             state.window_start = max(0, self._done_until - segment_start)
         return state
 
-    def _decode_halves(self, features: np.ndarray, n_samples: int) -> tuple[Decoded, list[DecodedWord]]:
-        hop, rate = self.asr.hop, self.asr.sample_rate
-        mid_frame = features.shape[1] // 2
+    def _decode_halves(self, features: np.ndarray, n_samples: int) -> tuple[Decoded, list[DecodedWord], tuple[tuple[int, int], ...]]:
+        """Each half decoded on its own: a half that fails again is lost (returned as a sample span), the
+        other's words are kept. Raises the last error only when no half decodes."""
+        hop = self.asr.hop
+        # halve the audio, not the frames: the features end in pad_s of silence, so half of the frames was the
+        # whole of any segment shorter than the pad (the "retry" decoded the same audio, the second half none).
+        # The first half gets the same silence after it (its frames then the pad's, a temporary zeroed below).
+        audio_frames = min(features.shape[1], -(-n_samples // hop))
+        mid_frame = audio_frames // 2
         mid = min(n_samples, mid_frame * hop)
-        parts = ((features[:, :mid_frame], mid, 0.0), (features[:, mid_frame:], n_samples - mid, mid / rate))
+        first = np.concatenate([features[:, :mid_frame], features[:, audio_frames:]], axis=1)
+        try:
+            return self._decode_parts(((first, mid, 0), (features[:, mid_frame:], n_samples - mid, mid)), n_samples)
+        finally:
+            first.fill(0.0)
+
+    def _decode_parts(self, parts: tuple[tuple[np.ndarray, int, int], ...], n_samples: int
+                      ) -> tuple[Decoded, list[DecodedWord], tuple[tuple[int, int], ...]]:
+        rate = self.asr.sample_rate
         tokens: list[int] = []
         words: list[DecodedWord] = []
         last: Decoded | None = None
-        for feats, samples, offset in parts:
+        lost: list[tuple[int, int]] = []
+        error: Exception | None = None
+        for feats, samples, first in parts:
             if samples <= 0:
                 continue
-            last = self.asr.decode_features(feats, samples, final=True, context=self._final_context())
-            tokens += last.tokens
-            words += [DecodedWord(w.text, w.start + offset, w.end + offset, w.probability) for w in self.asr.align_words(last)] if last.text else []
-        assert last is not None
+            offset = first / rate
+            try:
+                part = self.asr.decode_features(feats, samples, final=True, context=self._final_context())
+                part_words = self.asr.align_words(part) if part.text else []
+            except Exception as exc:  # noqa: BLE001 - this half is lost (reported by the caller); the other may decode
+                error = exc
+                lost.append((first, first + samples))
+                continue
+            last = part
+            tokens += part.tokens
+            words += [DecodedWord(w.text, w.start + offset, w.end + offset, w.probability) for w in part_words]
+        if last is None:
+            assert error is not None
+            raise error
         text = self.asr.text_of(tokens)
-        return Decoded(text, tokens, last.avg_logprob, last.no_speech_prob, n_samples, None, rejected="" if text else "empty"), words
+        decoded = Decoded(text, tokens, last.avg_logprob, last.no_speech_prob, n_samples, None, rejected="" if text else "empty")
+        return decoded, words, tuple(lost)
 
     # -- context ---------------------------------------------------------------------------------------
 

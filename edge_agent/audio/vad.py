@@ -425,11 +425,11 @@ class VadSegmenter:
         carry_len = seg.length - split
         new_buf = self._acquire()
         if new_buf is None:
-            # No buffer for the continuation: keep everything in this segment,
-            # close it at the limit and count the loss of the remainder.
-            self.dropped_segments += 1
-            self.dropped_samples += fs
-            log.warning("speech dropped at a split: all segment buffers busy")
+            # No buffer for the continuation: keep everything in this segment and close it whole. Nothing is
+            # lost here: the speech goes on into the pre-roll, and the next segment starts with it once a
+            # buffer is free; if none is by then, _idle counts that loss (counted here too, a split whose
+            # continuation found a buffer a moment later told the clinician speech was lost)
+            log.info("no segment buffer free at a split: the segment closes whole, the speech continues in the next")
             return self._close("max_length")
         new_seg = SpeechSegment(self._next_id, new_buf, seg.start_sample + split)
         self._next_id += 1

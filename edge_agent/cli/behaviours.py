@@ -106,6 +106,7 @@ def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size
 
 def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
     """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
+    from edge_agent.behaviours.reliability import SHOWN
     from edge_agent.behaviours.sources import utterances_from_textgrids
     from edge_agent.feedback.report import build_feedback, label_clinician_sentences
 
@@ -128,6 +129,8 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
     d = fb.to_dict()
     out.write(json.dumps({"type": "metrics", "visit_duration_s": d["visit_duration_s"], **d["timing"]}) + "\n")
     for s in label_clinician_sentences(utts, classifier):
-        out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text, "labels": list(s.labels)}, ensure_ascii=False) + "\n")
+        out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text,
+                              # only labels coders agree on (docs/labelling.md §8), as in the counts and on the phone
+                              "labels": [lab for lab in s.labels if lab in SHOWN]}, ensure_ascii=False) + "\n")
     out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"]}, ensure_ascii=False) + "\n")
     return 0

@@ -18,6 +18,9 @@ from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEv
 SPEAKER_STYLES = {"clinician": "bold cyan", "patient": "bold magenta", "other": "bold yellow", "unknown": "bold white"}
 
 
+LOST_REASONS = frozenset({"decode_failed", "no_buffer"})  # discards that lost speech (the others are noise or silence)
+
+
 def mmss(seconds: float) -> str:
     seconds = max(0.0, seconds)
     return f"{int(seconds // 60)}:{int(seconds % 60):02d}"
@@ -96,3 +99,7 @@ class LiveTranscriptView:
             self._live.console.print(line)
         elif isinstance(event, SegmentDiscarded):
             self._live.update(Text(""))
+            if event.reason in LOST_REASONS:  # speech, not noise: say so where it happened
+                line = Text(f"[{mmss(event.t0)}] ", style="dim")
+                line.append(f"(about {max(1, round(event.t1 - event.t0))} s of speech could not be transcribed)", style="dim italic")
+                self._live.console.print(line)

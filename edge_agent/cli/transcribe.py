@@ -50,9 +50,27 @@ def summary_line(stats: RunStats, clean: bool) -> str:
         f"raw-audio residency max {stats.residency_max():.2f} s; "
         f"audio pool {'zeroed' if clean else 'NOT zeroed'}; dropped frames {stats.dropped_frames}"
     )
+    # speech that gave no text for want of a buffer or a decode is never left out of what the person reads
+    failed = stats.discarded_by_reason.get("decode_failed", 0)
+    if stats.speech_seconds_lost >= 0.05 or stats.dropped_segments or failed:
+        parts = [f"{n} segment(s) {what}" for n, what in ((stats.dropped_segments, "dropped (no free buffer)"),
+                                                          (failed, "failed to decode")) if n]
+        line += f"; speech lost {stats.speech_seconds_lost:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
     if stats.speakers_uncertain:
         line += "; speaker labels uncertain: the voices sound alike and none is enrolled (--voiceprint settles it)"
     return line
+
+
+def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
+    """The JSONL run summary: what the run produced and everything it lost or absorbed."""
+    return {"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
+            "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
+            "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
+            "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
+            "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
+            "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
+            "failed_open_decodes": stats.failed_open_decodes,
+            "speakers_uncertain": stats.speakers_uncertain}
 
 
 def run_transcribe(
@@ -80,13 +98,7 @@ def run_transcribe(
         stats, clean = session.run(source, sink, print_, stop=reader_gone)
         if sink.closed:
             return 0 if clean else 3
-        sink.emit({"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
-                   "residency_max_s": round(stats.residency_max(), 4), "pool_zeroed": clean,
-                   "dropped_frames": stats.dropped_frames, "dropped_segments": stats.dropped_segments,
-                   "discarded": stats.discarded_by_reason, "worker_errors": stats.worker_errors,
-                   "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
-                   "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
-                   "speakers_uncertain": stats.speakers_uncertain})
+        sink.emit(summary_record(stats, clean))
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

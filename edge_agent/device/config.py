@@ -353,7 +353,7 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "vad.min_speech_ms": _doc("voiced time below which a segment is noise, not speech", min=0, max=5000, live=True),
     "vad.max_segment_s": _doc("longest segment; longer speech is split at a quiet frame (2 × split_search_s .. 28 s)"),
     "vad.split_search_s": _doc("how far back from the limit to look for a quiet split point (one frame .. half of max_segment_s)"),
-    "vad.partial_interval_ms": _doc("how often a growing segment is re-decoded for a live partial (each re-decode costs CPU)", min=100, max=10000, live=True),
+    "vad.partial_interval_ms": _doc("how often a growing segment is re-decoded for a live partial (each re-decode costs CPU); at most pipeline.partial_max_gap_s", min=100, max=10000, live=True),
     "asr.model": _doc("Whisper model: 'tiny.en' (bundled) or a CTranslate2 Whisper model directory"),
     "asr.device": _doc("compute device: cpu, cuda (Jetson) or auto", choices=("cpu", "cuda", "auto")),
     "asr.compute_type": _doc("CTranslate2 compute type (int8 on CPU, float16 on CUDA)"),

@@ -109,6 +109,13 @@ class PipelineConfig:
             raise ConfigError(
                 f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (a split long turn needs a second buffer)"
             )
+        # the VAD offers the decoder a partial only every vad.partial_interval_ms: a longer interval than the
+        # stated cadence makes "a partial at least every partial_max_gap_s" false (live text every 4 s at 4000)
+        if self.partials and self.vad.partial_interval_ms > self.partial_max_gap_s * 1000:
+            raise ConfigError(
+                f"vad.partial_interval_ms ({self.vad.partial_interval_ms}) must not exceed pipeline.partial_max_gap_s "
+                f"({self.partial_max_gap_s:g} s): the live view gets a partial at least that often"
+            )
 
     def decoder_config(self) -> DecoderConfig:
         return DecoderConfig(
@@ -336,8 +343,12 @@ class StreamingPipeline:
                     self._capture_done = True
                     self._cond.notify_all()
                 worker.join()
-                if self._fault is None:
-                    self._relabel()
+                if self._fault is not None:
+                    # segments the closer finished after the fault (the VAD's flush) wait for a worker that is
+                    # gone: their features are zeroed here, not left in the pool
+                    self._drain_after_fault()
+                # a faulted run's report still covers the audio before the fault: on final labels too
+                self._relabel_after_run()
                 stop_source = getattr(source, "stop", None)
                 if callable(stop_source):
                     stop_source()
@@ -350,6 +361,16 @@ class StreamingPipeline:
     def vad_holds_audio(self) -> bool:
         """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""
         return self._vad is not None and self._vad.holds_audio()
+
+    def _relabel_after_run(self) -> None:
+        if self._fault is None:
+            self._relabel()
+            return
+        try:
+            self._relabel()
+        except Exception as exc:  # noqa: BLE001 - the run already failed (counted, raised by run()); say what else is lost
+            log.error("speaker labels could not be decided again after the worker fault (%s); the report keeps the live ones",
+                      type(exc))
 
     def _relabel(self) -> None:
         """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""
@@ -383,9 +404,9 @@ class StreamingPipeline:
             self._watcher.forget()
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
-            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d worker_errors=%d",
+            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d",
             st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
-            st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.worker_errors,
+            st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
         )
 
     def _guarded(self, loop: Callable[[], None]) -> None:
@@ -519,6 +540,7 @@ class StreamingPipeline:
             with self._access.window(seg, start, stop) as view:
                 yield view
 
+        failed_before = self.decoder.stats.failed_open_decodes
         try:
             committed, partial = self.decoder.on_update(
                 seg.id, seg.t0, update.length, update.final_candidate, window,
@@ -526,6 +548,10 @@ class StreamingPipeline:
             )
         except SegmentGoneError:
             return
+        finally:
+            # absorbed by the decoder (the final covers the audio), never silently: counted where operators look
+            if self.metrics is not None and self.decoder.stats.failed_open_decodes > failed_before:
+                self.metrics.inc("edge_agent_failed_open_decodes_total", self.decoder.stats.failed_open_decodes - failed_before)
         for piece in committed:
             self._emit_committed(seg, piece)
         self._watch_speakers(seg, update.length, window)
@@ -577,7 +603,9 @@ class StreamingPipeline:
                 self.stats.dropped_segments += 1
                 self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
                 log.warning("speech dropped: no feature buffer free (ASR behind real time)")
-            self._discard(job, "too_little_speech" if job.reason == "too_little_speech" else "decode_failed")
+            # its own reason: a segment lost for want of a buffer was never decoded (it is counted in
+            # dropped_segments, not again as a failed decode in the report's quality section)
+            self._discard(job, job.reason)
             self.decoder.on_closed_without_text(job.seg_id)
             return
         assert job.features is not None
@@ -590,10 +618,16 @@ class StreamingPipeline:
             self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
             self._discard(job, "decode_failed")
             return
+        for a, b in final.lost:  # a half the retry could not decode either: lost and reported, the rest kept
+            t0 = (job.start_sample + final.start + a) / SAMPLE_RATE
+            self.stats.speech_seconds_lost += (b - a) / SAMPLE_RATE
+            log.error("a half of a segment failed to decode twice; reported as discarded, the other half kept")
+            self._discard(job, "decode_failed", t0, t0 + (b - a) / SAMPLE_RATE)
         if final.decoded.rejected == "committed":
             return  # every word of this segment went out in committed pieces
         if not final.decoded.text:
-            self._discard(job, final.decoded.rejected or "empty")
+            if not final.lost:  # what decoded of a partly lost segment was silence: the loss is the report
+                self._discard(job, final.decoded.rejected or "empty")
             return
         part = _slice_speaker(job.speaker, final.start, job.n_samples) if final.start else job.speaker
         self._emit(job.seg_id, job.start_sample + final.start, final.decoded.text, final.words, part, job.residency_s,
@@ -629,12 +663,13 @@ class StreamingPipeline:
         if self.metrics is not None:
             self.metrics.set("edge_agent_queue_depth", self._closed.qsize() + len(self._finals))
 
-    def _discard(self, job: _Closed, reason: str) -> None:
+    def _discard(self, job: _Closed, reason: str, t0: float | None = None, t1: float | None = None) -> None:
+        """Report that ``job`` (or its part ``t0``..``t1``) gives no text."""
         self.stats.discarded += 1
         self.stats.discarded_by_reason[reason] = self.stats.discarded_by_reason.get(reason, 0) + 1
         if self.metrics is not None:
             self.metrics.inc("edge_agent_discarded_segments_total", reason=reason)
-        self.sink(SegmentDiscarded(job.seg_id, job.t0, job.t1, reason, job.residency_s))
+        self.sink(SegmentDiscarded(job.seg_id, job.t0 if t0 is None else t0, job.t1 if t1 is None else t1, reason, job.residency_s))
 
 
 def _piece_speaker(feats: SpeakerFeatures | None, start: int, stop: int, n_samples: int) -> SpeakerFeatures | None:

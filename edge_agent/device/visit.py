@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel, apply_relabels
+from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
@@ -77,12 +77,11 @@ class _VisitState:
         self.last_speech = time.monotonic()
         self.started = time.monotonic()
         self.runs: list[RunStats] = []  # one per capture run (a lost microphone starts another)
-        self.relabels: list[SpeakerRelabel] = []
+        self.capture_losses = 0  # runs that ended because the microphone went away (it may not have come back)
         self.pools_clean = True
 
     def wipe(self) -> None:
         self.utterances.clear()
-        self.relabels.clear()
 
 
 class PipelineVisitRunner:
@@ -138,12 +137,12 @@ class PipelineVisitRunner:
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
-            # the report is built on each voice's final label, never on a provisional one
-            utterances = apply_relabels(list(state.utterances), state.relabels)
+            # the report is built on each voice's final label, never on a provisional one (applied by the sink)
+            utterances = list(state.utterances)
             feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
-            message.quality.CopyFrom(audio_quality(state.runs))
+            message.quality.CopyFrom(audio_quality(state.runs, state.capture_losses))
             self.last_runs, self.last_pools_clean = list(state.runs), state.pools_clean
             return message
         finally:
@@ -156,6 +155,11 @@ class PipelineVisitRunner:
         return state is None or state.stop_event.wait(timeout)
 
     def abort(self) -> None:
+        """End and wipe the running visit without a report; nothing to do if none runs (a failed stop ended it)."""
+        with self._lock:
+            running = self._state is not None
+        if not running:
+            return
         state = self._finish()
         state.wipe()
 
@@ -192,6 +196,7 @@ class PipelineVisitRunner:
                     return  # stop requested, or a replayed recording ended
                 except CaptureLost as lost:
                     self._checked(state, lost.stats, lost.pools_clean)
+                    state.capture_losses += 1
                     state.error = lost.message
                     log.warning("microphone lost during a visit; waiting for it to return")
                     if self.metrics is not None:
@@ -227,12 +232,22 @@ class PipelineVisitRunner:
     def _sink(self, state: _VisitState, offset_s: float) -> Callable[[PipelineEvent], None]:
         """Collect finals on the visit's clock (a resumed capture starts its own clock at 0)."""
 
+        # this run's finals by the key its relabels name them with (segment, t0 on the run's clock as
+        # emitted): matched here, before the shift, since a shifted rounded time can round apart
+        emitted: dict[tuple[int, float], int] = {}
+
         def sink(event: PipelineEvent) -> None:
             if isinstance(event, FinalTranscript):
-                state.utterances.append(_shifted(event.utterance, offset_s) if offset_s > 0.5 else event.utterance)
+                u = event.utterance
+                emitted[(u.segment_id, round(u.t0, 3))] = len(state.utterances)
+                state.utterances.append(_shifted(u, offset_s) if offset_s > 0.5 else u)
                 state.last_speech = time.monotonic()
             elif isinstance(event, SpeakerRelabel):  # the run's final speaker for an earlier utterance
-                state.relabels.append(replace(event, t0=event.t0 + offset_s) if offset_s > 0.5 else event)
+                at = emitted.get((event.segment_id, round(event.t0, 3)))
+                if at is not None:
+                    state.utterances[at] = replace(state.utterances[at], speaker=event.speaker, speaker_confidence=event.confidence)
+                else:
+                    log.warning("a speaker relabel matched no final of its run")
             if self.on_event is not None:
                 self.on_event(event)
 
@@ -253,15 +268,16 @@ class PipelineVisitRunner:
                 trimmed = now
 
 
-def audio_quality(runs: Sequence[RunStats]) -> feedback_pb2.AudioQuality:
-    """What the visit's capture runs lost, for the report (a lost microphone starts a new run)."""
+def audio_quality(runs: Sequence[RunStats], capture_losses: int | None = None) -> feedback_pb2.AudioQuality:
+    """What the visit's capture runs lost, for the report. ``capture_losses``: times the microphone went away
+    (also when it never came back: then no new run started); default, the runs after the first."""
     return feedback_pb2.AudioQuality(
         audio_s=round(sum(r.audio_seconds for r in runs), 1),
         speech_lost_s=round(sum(r.speech_seconds_lost for r in runs), 1),
         dropped_segments=sum(r.dropped_segments for r in runs),
         failed_segments=sum(r.discarded_by_reason.get("decode_failed", 0) for r in runs),
         dropped_frames=sum(r.dropped_frames for r in runs),
-        capture_interruptions=max(0, len(runs) - 1),
+        capture_interruptions=max(0, len(runs) - 1) if capture_losses is None else capture_losses,
         speakers_uncertain=any(r.speakers_uncertain for r in runs),
     )
 

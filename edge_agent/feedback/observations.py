@@ -524,7 +524,12 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         # was the audit's complaint (issue 13); with quotes off it may not repeat their words
         first = f"\"{short_quote(st.questions[0], 8)}\"" if quotes else "the first question"
         then = f"\"{short_quote(st.questions[1], 8)}\"" if quotes else "the next one"
-        if first_open:
+        n_q, times = len(st.questions), f"this happened {len(stacks)} times in the visit"
+        if not quotes:
+            # no words to name the questions by: the lesson is matched to the shape of the stack instead,
+            # with the visit's own figures (the same sentence in every report was the audit's complaint)
+            alt = _stack_alternative(st, first_open, n_q, times)
+        elif first_open:
             alt = (f"Let {first} stand on its own and wait: {then} can come after the patient's story, and is often "
                    "answered in it.")
         elif len(st.questions) >= 3:
@@ -582,6 +587,71 @@ def select(cands: list[Observation], events: VisitEvents | None = None, limit: i
     return sorted(chosen, key=lambda o: o.at_s)
 
 
+# What a safety-net named, in plain words from a fixed list (never the clinician's own phrasing).
+_SN_SIGNS = (
+    (re.compile(r"\b(?:fever|feverish|temperature|hot or sweaty|shivery)"), "a fever"),
+    (re.compile(r"\b(?:getting worse|gets? (?:a lot |any )?worse|worsening|progress\w*|spreading)"), "it getting worse"),
+    (re.compile(r"\b(?:not (?:getting )?(?:any )?better|not got better|hasn'?t got better|isn'?t (?:getting )?better|"
+                r"(?:isn'?t|not) settling|not helping)"), "it not getting better"),
+    (re.compile(r"\bbreath"), "trouble breathing"),
+    (re.compile(r"\b(?:sick|vomit\w*)\b"), "being sick"),
+    (re.compile(r"\bweak(?:ness)?\b"), "weakness"),
+    (re.compile(r"\b(?:blood|bleed\w*)\b"), "bleeding"),
+    (re.compile(r"\b(?:pain|ache|headache)\b"), "new or worse pain"),
+)
+_SN_ACTIONS = (
+    (re.compile(r"\b(?:999|ambulance)\b"), "call 999"),
+    (re.compile(r"\b(?:a (?:and|&) e|emergency department|hospital)\b"), "go to A&E"),
+    (re.compile(r"\b111\b"), "call 111"),
+    (re.compile(r"\b(?:come back|see me|follow[- ]up|appointment|book)\b"), "come back"),
+    (re.compile(r"\b(?:call|ring|phone|contact)\b"), "call the practice"),
+)
+
+
+def _safety_net_said(sentences: Sequence[Any]) -> str:
+    """What the safety-net named: the warning signs and what to do, from a fixed plain list."""
+    text = " ".join(x.text.lower() for x in sentences)
+    signs = [name for rx, name in _SN_SIGNS if rx.search(text)][:3]
+    actions = [name for rx, name in _SN_ACTIONS if rx.search(text)][:2]
+    watch = f"what to watch for ({_listed(signs)})" if signs else "what to watch for"
+    do = f"what to do then ({' or '.join(actions)})" if actions else "what to do if it happened"
+    return f"you told the patient {watch} and {do}"
+
+
+def _listed(items: Sequence[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _minutes(seconds: float) -> str:
+    m = int(round(seconds / 60))
+    return "a minute" if m <= 1 else f"{m} minutes"
+
+
+def _is_checklist(questions: Sequence[str]) -> bool:
+    """Short symptom-list questions ("Any nausea? Any vomiting?", "Sore throat? Runny nose?")."""
+    short = [q for q in questions if len(tokens(q)) <= 4 or re.match(r"(?:and |or )?any\b", " ".join(tokens(q)))]
+    return len(short) * 3 >= len(questions) * 2
+
+
+def _stack_alternative(st: Any, first_open: bool, n_q: int, times: str) -> str:
+    """The stacked-questions advice without the clinician's words, matched to what kind of stack it was."""
+    if st.kind == "menu":
+        return (f"Ask one open question about it (\"What is it like?\") and let the patient describe it before offering "
+                f"options: offered {n_q} at once, the patient picks one of yours instead of their own word ({times}).")
+    if st.kind == "rephrase":
+        return (f"Ask it once and wait: put again in other words before the answer ({n_q} versions here), a question makes "
+                f"the patient start over ({times}).")
+    if _is_checklist(st.questions):
+        return (f"Ask once what else they have noticed (\"What else has come with it?\"), let them list it, then check the "
+                f"ones they left out one at a time: {n_q} symptoms in one breath get a single \"no\" ({times}).")
+    if first_open:
+        rest = "the question after it can come" if n_q == 2 else f"the {n_q - 1} after it can come"
+        return (f"Let the open question stand on its own and wait: {rest} after the patient's story, and is often "
+                f"answered in it ({times}).")
+    return (f"Ask the first of the {n_q} questions on its own and wait for the whole answer; the patient can answer only one, "
+            f"and the answer often leads to the next ({times}).")
+
+
 def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True,
              avoid: Sequence[Observation] = ()) -> Observation | None:
     """One specific thing that went well, phrased from what happened (None if nothing stands out)."""
@@ -603,7 +673,17 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
                 "expectation": "what they hoped for from the visit"}[u.components[0] if u.components else "concern"]
         later = [p for p in ev.plan_sentences if p.turn > u.turn and re.search(r"\b(?:worr|concern|you mentioned|you said|you thought|"
                                                                                 r"you were thinking|hoping|expect)\w*", p.text.lower())]
-        tail = f", and came back to it at {moment(later[0].time)} when you explained the plan" if later else ""
+        stmt_ = ev.opening_statement
+        if later:
+            tail = f", and came back to it at {moment(later[0].time)} when you explained the plan"
+        elif stmt_ is not None and stmt_.end_turn < u.turn <= stmt_.end_turn + 3:
+            tail = ", right after their opening statement"
+        elif ev.plan_start_turn is not None and u.turn < ev.plan_start_turn:
+            tail = f", {_minutes(ev.plan_sentences[0].time - u.time) if ev.plan_sentences else 'well'} before you explained the plan"
+        elif ev.plan_start_turn is not None:
+            tail = ", after explaining the plan, before the visit ended"
+        else:
+            tail = ""
         add("strength_ice", u.time, s, f"you asked the patient {what}{tail}",
             "Eliciting ideas, concerns and expectations is what lets the plan fit the patient (Silverman, Kurtz & Draper 2013).",
             turn=u.turn)
@@ -618,7 +698,7 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
     plain = [x for x in ev.safety_netting if re.search(r"\b(?:worse|better|look out|watch|warning|a (?:and|&) e|999|settle|improv)\w*", x.text.lower())]
     if plain and not ev.emergency_escalation.value:
         u = max(plain, key=lambda x: len(x.text))
-        add("strength_safety_net", u.time, turns[u.turn].sentences[u.sentence], "you told the patient what to watch for and what to do if it happened",
+        add("strength_safety_net", u.time, turns[u.turn].sentences[u.sentence], _safety_net_said(ev.safety_netting),
             "A concrete safety-net keeps a plan made under uncertainty safe (Almond et al. 2009).", turn=u.turn)
     stmt = ev.opening_statement
     if stmt is not None and stmt.outcome == "finished" and stmt.duration >= 20:

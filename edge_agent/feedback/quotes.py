@@ -16,6 +16,7 @@ from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|'([^']{2,})'")
 _TEXT_FIELDS = ("moment", "alternative", "rationale")
+_BRACKETED_QUOTE = re.compile(r"\s*\((?:\"[^\"]*\"|“[^”]*”)\)")
 
 
 def _scrub(text: str, said: list[str]) -> str:
@@ -42,5 +43,9 @@ def enforce_quote_policy(fb: feedback_pb2.Feedback, quotes_allowed: bool) -> Non
         if said:
             for name in _TEXT_FIELDS:
                 setattr(ob, name, _scrub(getattr(ob, name), said))
-    if said and fb.summary:
-        fb.summary = _scrub(fb.summary, said)
+    if fb.summary:
+        # the strength quotes the clinician in brackets ("What went well: at m:ss ... (\"<their words>\")"):
+        # not one of the observations' quotes, so it is removed here whatever the observations said
+        fb.summary = _BRACKETED_QUOTE.sub("", fb.summary)
+        if said:
+            fb.summary = _scrub(fb.summary, said)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances
 from edge_agent.behaviours.events import VisitEvents, detect_events
@@ -20,7 +20,8 @@ from edge_agent.behaviours.labels import LABELS
 from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
-from edge_agent.feedback.observations import LabelledSentence, Observation, candidates, moment, select, strength
+from edge_agent.feedback.observations import WITHHELD_TIMING, LabelledSentence, Observation, candidates, moment, select, strength
+from edge_agent.feedback.quality import QUALITY_FIELDS, audio_gap, speakers_note
 from edge_agent.transcript import Utterance
 
 
@@ -38,16 +39,22 @@ class Feedback:
     turns: list[tuple[str, float, float]] = field(default_factory=list)
     strength: Observation | None = None  # one specific thing that went well (shown apart from the suggestions)
     events: VisitEvents | None = field(default=None, repr=False)  # stays on the device: serves the observations and the bench
+    # what the capture lost (feedback_pb2.AudioQuality, from device.visit.audio_quality): the report says when it rests
+    # on partial audio; None when the utterances did not come from audio (TextGrids)
+    quality: Any = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, object]:
         timing = self.timing.to_dict()
         timing.pop("events", None)  # event details serve the observations; the report carries the metrics
+        for key in WITHHELD_TIMING:  # withheld with their observation here too, as in the text report and the proto
+            timing.pop(key, None)
         return {
             "visit_duration_s": round(self.visit_duration_s, 2),
             "timing": {k: _rounded(v) for k, v in timing.items()},
             "label_counts": dict(self.label_counts),
             "observations": [o.to_dict() for o in self.observations],
             "strength": self.strength.to_dict() if self.strength else None,
+            **({"quality": {k: _rounded(getattr(self.quality, k)) for k in QUALITY_FIELDS}} if self.quality is not None else {}),
         }
 
     def render(self) -> str:
@@ -154,6 +161,9 @@ def render_text(fb: Feedback) -> str:
     """Plain-text report for the clinician (no colours, no markup)."""
     t = fb.timing
     lines = [f"Visit feedback ({moment(fb.visit_duration_s)} of conversation)", ""]
+    for note in (audio_gap(fb.quality), speakers_note(fb.quality)) if fb.quality is not None else ():
+        if note:
+            lines += [note, ""]
     lines.append("Observations")
     if not fb.observations:
         lines.append("  (nothing specific to suggest for this visit)")

@@ -34,6 +34,7 @@ from cryptography import x509
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
+from edge_agent.feedback.quality import audio_gap, empty_report_text, speakers_note
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
@@ -489,29 +490,6 @@ def _clock(seconds: float) -> str:
     return f"{s // 60}:{s % 60:02d}"
 
 
-def audio_gap(q: feedback_pb2.AudioQuality) -> str:
-    """One line when the report rests on partial audio (empty when nothing was lost)."""
-    parts = []
-    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
-        parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
-    if q.capture_interruptions:
-        parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
-    if not parts:
-        return ""
-    return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
-
-
-SPEAKERS_UNCERTAIN = (
-    "Note: the device could not reliably tell your voice from the patient's (your voice is not enrolled), "
-    "so who said what may be wrong in places. Enrol your voice on the phone to fix this."
-)
-
-
-def speakers_note(q: feedback_pb2.AudioQuality) -> str:
-    """One line when the report's speaker labels rest on voices too alike to tell apart (empty otherwise)."""
-    return SPEAKERS_UNCERTAIN if q.speakers_uncertain else ""
-
-
 def render_report(fb: feedback_pb2.Feedback) -> str:
     """A readable report for the clinician (coaching, not a score)."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fb.started_unix_s)) if fb.started_unix_s else "unknown time"
@@ -520,8 +498,7 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
         if note:
             lines.extend([note, ""])
     if not (fb.observations or fb.timing or fb.label_counts):
-        lines.extend(["No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
-                      "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).", ""])
+        lines.extend([empty_report_text(fb.quality), ""])
     if fb.observations:
         lines.append("What to try next time:")
         for n, ob in enumerate(fb.observations, 1):

@@ -80,6 +80,8 @@ def streaming_pass(audio: Path, realtime: bool, threads: int, vad: str | None = 
         "pool_zeroed": clean,
         "dropped_frames": stats.dropped_frames,
         "dropped_segments": stats.dropped_segments,
+        "failed_segments": stats.discarded_by_reason.get("decode_failed", 0),
+        "failed_open_decodes": stats.failed_open_decodes,
         "peak_rss_mb": round(peak_rss_mb(), 1),
     }
 

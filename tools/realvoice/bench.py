@@ -267,6 +267,8 @@ def score(cond: Condition, run: ChildRun, offline: dict[str, Any], offline_cpu: 
         "discarded": dict(discarded),
         "dropped_segments": summary.get("dropped_segments"),
         "dropped_frames": summary.get("dropped_frames"),
+        # partial/commit decodes the decoder absorbed (the final covered the audio): a silent failure otherwise
+        "failed_open_decodes": summary.get("failed_open_decodes"),
         # the pipeline logs "speech pipeline worker failed" and stops (PipelineFault); older builds
         # logged "ASR worker error" and went on: count both, or a stopped run shows 0 errors
         "worker_errors": max(summary.get("worker_errors") or 0,

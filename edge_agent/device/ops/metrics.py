@@ -81,7 +81,7 @@ class MetricDef:
 
 _STOP_REASONS = frozenset({"stop", "button", "admin", "shutdown", "long_silence", "max_duration", "error"})
 DISCARD_REASONS = frozenset(
-    {"too_little_speech", "no_speech", "silence_hallucination", "repetition", "empty", "decode_failed"}
+    {"too_little_speech", "no_speech", "silence_hallucination", "repetition", "empty", "decode_failed", "no_buffer"}
 )
 DROP_CAUSES = frozenset({"capture_queue", "frame_pool"})  # speech lost for want of a segment buffer: dropped_segments
 _SECONDS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 5.0, 10.0)
@@ -97,6 +97,8 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_dropped_frames_total", "counter", "Audio frames lost before the VAD, by cause.", {"cause": DROP_CAUSES}),
     MetricDef("edge_agent_dropped_segments_total", "counter", "Speech lost because no segment buffer was free."),
     MetricDef("edge_agent_worker_errors_total", "counter", "Unexpected failures inside the ASR worker (each one a bug)."),
+    MetricDef("edge_agent_failed_open_decodes_total", "counter",
+              "Partial or sentence-commit decodes of an open segment that failed (its final still covers the audio)."),
     MetricDef("edge_agent_queue_depth", "gauge", "Closed segments waiting for the ASR worker."),
     MetricDef("edge_agent_residency_seconds", "histogram", "Raw-audio residency per segment: last sample to zeroed.",
               buckets=_SECONDS),

@@ -61,7 +61,11 @@ class ConfigReloader:
         restart = [k.key for k in changed if not k.live]
         # the running config takes the live values only; restart-only keys keep their running value,
         # and that merged config is what is applied (a restart-only key is never half-applied)
-        merged = _merge_live(self.current, new, live)
+        try:
+            merged = _merge_live(self.current, new, live)
+        except EdgeAgentError as exc:  # a live key the running restart-only values refuse: nothing applied
+            log.error("config reload refused, keeping the running config: %s", exc)
+            return [], []
         if live:
             try:
                 self.apply_live(merged, live)
@@ -82,15 +86,18 @@ class ConfigReloader:
 def _merge_live(old: EdgeConfig, new: EdgeConfig, live: list[KeySpec]) -> EdgeConfig:
     from dataclasses import replace
 
-    merged = old
+    # one replace per section with all its live keys: keys tied by a rule (vad: tail <= candidate <= hangover)
+    # are checked together, as the file was; one at a time, a valid file failed against the old values
+    by_section: dict[str, dict[str, object]] = {}
     for spec in live:
-        value = getattr(_section_obj(new, spec.section), spec.name)
-        if spec.section in ("vad", "asr"):
-            inner = replace(getattr(merged.pipeline, spec.section), **{spec.name: value})
-            merged = replace(merged, pipeline=replace(merged.pipeline, **{spec.section: inner}))
+        by_section.setdefault(spec.section, {})[spec.name] = getattr(_section_obj(new, spec.section), spec.name)
+    merged = old
+    for section, values in by_section.items():
+        if section in ("vad", "asr"):
+            inner = replace(getattr(merged.pipeline, section), **values)
+            merged = replace(merged, pipeline=replace(merged.pipeline, **{section: inner}))
         else:
-            obj = replace(getattr(merged, spec.section), **{spec.name: value})
-            merged = replace(merged, **{spec.section: obj})
+            merged = replace(merged, **{section: replace(getattr(merged, section), **values)})
     return merged
 
 

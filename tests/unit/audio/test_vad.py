@@ -136,3 +136,41 @@ def test_shortest_allowed_split_search_still_splits(jfk_16k: np.ndarray, write_w
     cfg = with_hangover("webrtc", 900, max_segment_s=6.0, split_search_s=0.03, tail_ms=150)  # one 30 ms frame
     closed, _ = segments_of(write_wav("long.wav", speech), cfg)
     assert [c for c in closed if c[2] == "max_length"]
+
+
+def test_a_split_without_a_free_buffer_loses_nothing_when_one_comes_back(shared, write_wav) -> None:  # type: ignore[no-untyped-def]
+    """Live source, one segment buffer: at the max-length split there is no buffer for the continuation, so
+    the segment closes whole and the speech goes on into the pre-roll; the closer frees the buffer at once and
+    the next segment starts with it. Nothing was lost, so nothing may be counted as lost (the visit report would
+    tell the clinician 'speech could not be transcribed')."""
+    import glob
+
+    import soundfile as sf
+
+    files = sorted(glob.glob(str(shared / "data" / "librispeech-voices" / "test-other" / "1688" / "*.flac")))
+    parts, total = [], 0
+    for f in files:
+        audio, _ = sf.read(f, dtype="float32")
+        parts.append(audio)
+        total += len(audio)
+        if total >= 14 * SR:
+            break
+    path = write_wav("turn.wav", np.concatenate(parts)[: 14 * SR])
+    cfg = VadConfig(max_segment_s=5.0, split_search_s=2.5)
+    frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
+    segs = BufferPool("segments", 1, cfg.segment_capacity, np.float32)
+    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    closed: list[tuple[float, float, str]] = []
+    for frame in FileSource(path).frames(frames):
+        for ev in vad.process(frame):
+            if isinstance(ev, SegmentClosed):
+                closed.append((ev.segment.t0, ev.segment.t1, ev.reason))
+                ev.segment.buf.release()  # the closer takes its features and frees the buffer at once
+    for ev in vad.flush():
+        if isinstance(ev, SegmentClosed):
+            closed.append((ev.segment.t0, ev.segment.t1, ev.reason))
+            ev.segment.buf.release()
+    assert any(reason == "max_length" for _, _, reason in closed), closed
+    assert vad.dropped_segments == 0 and vad.dropped_samples == 0, (vad.dropped_segments, closed)
+    gaps = [b[0] - a[1] for a, b in zip(closed, closed[1:])]
+    assert all(g <= 0.01 for g in gaps), (gaps, closed)  # the continuation starts where the closed segment ended

@@ -77,7 +77,7 @@ def test_analyze_textgrid_jsonl_and_text(classifier):
     buf = io.StringIO()
     assert analyze_textgrid(d, p, True, buf, classifier=classifier) == 0
     rows = [json.loads(x) for x in buf.getvalue().splitlines()]
-    assert rows[0]["type"] == "metrics" and rows[0]["interruptions"] >= 0 and 0 < rows[0]["talk_share"] < 1
+    assert rows[0]["type"] == "metrics" and "interruptions" not in rows[0] and 0 < rows[0]["talk_share"] < 1
     assert rows[-1]["type"] == "feedback" and 1 <= len(rows[-1]["observations"]) <= 3
     utts = [r for r in rows if r["type"] == "utterance"]
     assert len(utts) > 50 and all(r["speaker"] == "clinician" for r in utts)
@@ -100,3 +100,25 @@ def test_bench_meets_runtime_targets():
     assert r["p95_ms_per_utterance"] <= 5
     assert r["batched_utterances_per_s"] >= 2000
     assert r["timing_agreement_with_reference"] == "57/57"
+
+
+@pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
+def test_analyze_json_shows_only_what_the_report_may_show(classifier):
+    """`analyze --jsonl/--json` is a report path: labels under the kappa bar and timing withheld with
+    its observation (interruptions) must not reach it, as they do not reach the text report or the phone."""
+    from edge_agent.behaviours.reliability import SHOWN
+    from edge_agent.feedback.observations import WITHHELD_TIMING
+
+    shown_anywhere: set[str] = set()
+    for visit in ("day1_consultation03", "day1_consultation05", "day2_consultation01"):
+        d = primock_dir() / f"{visit}_doctor.TextGrid"
+        p = primock_dir() / f"{visit}_patient.TextGrid"
+        buf = io.StringIO()
+        assert analyze_textgrid(d, p, True, buf, classifier=classifier) == 0
+        rows = [json.loads(x) for x in buf.getvalue().splitlines()]
+        assert not set(rows[0]) & WITHHELD_TIMING, rows[0]
+        for r in rows:
+            if r["type"] == "utterance":
+                shown_anywhere |= set(r["labels"])
+        assert set(rows[-1]["label_counts"]) <= set(SHOWN)
+    assert shown_anywhere and shown_anywhere <= set(SHOWN), shown_anywhere - set(SHOWN)

@@ -99,6 +99,9 @@ def test_config_path_from_environment(tmp_path: Path) -> None:
         ("[vad]\npartial_interval_ms = 0\n", {}, "vad.partial_interval_ms is 0; allowed: an integer in 100..10000"),
         ("", {"EDGE_AGENT_VAD__PARTIAL_INTERVAL_MS": "5"}, "vad.partial_interval_ms is '5' (from EDGE_AGENT_VAD__PARTIAL_INTERVAL_MS); allowed: an integer in 100..10000"),
         ("[vad]\npreroll_ms = 600000\n", {}, "vad.preroll_ms is 600000; allowed: an integer in 0..2000"),
+        # the VAD offers a partial only every partial_interval_ms: above the stated cadence the cadence is false
+        ("[vad]\npartial_interval_ms = 4000\n", {}, "vad.partial_interval_ms (4000) must not exceed pipeline.partial_max_gap_s"),
+        ("[vad]\npartial_interval_ms = 2500\n[pipeline]\npartial_max_gap_s = 2.0\n", {}, "must not exceed pipeline.partial_max_gap_s"),
         ("[vad]\nmin_speech_ms = 100000\n", {}, "vad.min_speech_ms is 100000; allowed: an integer in 0..5000"),
         ("[vad]\nhangover_ms = 60000\n", {}, "vad.hangover_ms is 60000; allowed: an integer in 30..5000"),
         ("[speakers]\nkmeans_iters = 100000\n", {}, "speakers.kmeans_iters is 100000; allowed: an integer in 1..100"),

@@ -178,6 +178,8 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         f'[server]\ncrl = "{foreign.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\n',
         # a live partial re-decoded every 30 ms frame: refused at reload as at load
         f'[server]\ncrl = "{pki.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\npartial_interval_ms = 0\n',
+        # live partials offered every 4 s: the stated cadence (pipeline.partial_max_gap_s 1.5, restart-only) would be false
+        f'[server]\ncrl = "{pki.crl}"\nmax_visit_minutes = 33\n[vad]\nhangover_ms = {hangover + 90}\npartial_interval_ms = 4000\n',
     ):
         path.write_text(tables)
         caplog.clear()
@@ -188,7 +190,7 @@ def test_a_refused_reload_changes_nothing(device, tmp_path: Path, caplog: pytest
         messages = [r.getMessage() for r in caplog.records]
         assert not [m for m in messages if "applied" in m], messages
         assert any("config reload refused" in m for m in messages)
-        if "partial_interval_ms" in tables:
+        if "partial_interval_ms = 0" in tables:
             assert any("vad.partial_interval_ms is 0; allowed: an integer in 100..10000" in m for m in messages), messages
         assert not [m for m in messages if "Smith" in m], "the file's text reached the log"
 
@@ -216,3 +218,21 @@ def test_reload_to_silero_opens_its_model_or_is_refused(device, tmp_path: Path, 
         assert isinstance(session.vad_model, silero.SileroModel)
     finally:
         session.vad_model = saved_model
+
+
+def test_live_keys_tied_to_each_other_reload_together(device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A valid file that moves tied keys together (tail <= candidate <= hangover) is applied whole: the
+    running config took the live keys one at a time, so a valid new hang-over checked against the old
+    look-ahead point refused the reload (or raised out of it)."""
+    targets, pki = device
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    vad = targets.runner.session.config.vad
+    assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (150, 300, 450)
+    for tail, candidate, hangover in ((150, 200, 250), (100, 450, 700), (150, 300, 450)):
+        path.write_text(f'[server]\ncrl = "{pki.crl}"\n[vad]\nhangover_ms = {hangover}\ncandidate_ms = {candidate}\ntail_ms = {tail}\n')
+        load_config(path, env={})  # the file itself is valid
+        reloader.reload()
+        vad = targets.runner.session.config.vad
+        assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (tail, candidate, hangover)

@@ -220,3 +220,45 @@ def test_a_reloaded_long_silence_limit_reaches_the_running_visit(session_with_sp
         assert stopped.wait(5), "the running visit kept the old long-silence limit"
     finally:
         runner.abort()
+
+
+def test_a_worker_bug_during_an_open_segment_leaves_no_audio_and_the_stop_says_what_happened(
+    session_with_speakers: Any, jfk_path: Path, tmp_path: Path
+) -> None:
+    """The bug hits while a segment is still open (a consumer of partials): the segment the VAD closes after
+    the fault still went through the closer into the decoder's queue, whose worker was gone, so its features
+    stayed in the pool (the pools-not-zeroed alarm). And the stop of a visit with nothing heard before the
+    fault answered 'no visit is running' (the runner was asked to abort a visit its stop had already ended)."""
+    from edge_agent.asr.events import PartialTranscript
+    from edge_agent.crypto import seal
+    from edge_agent.device.lifecycle import VisitError, VisitManager
+    from edge_agent.device.outbox import Outbox
+    from edge_agent.device.visit import file_factory
+
+    def buggy_live_view(event: object) -> None:
+        if isinstance(event, PartialTranscript):
+            raise RuntimeError("bug in a consumer of partials")
+
+    registry = Registry()
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), file_factory(jfk_path, realtime=True), VisitPolicy(),
+                                 on_event=buggy_live_view, metrics=registry)
+
+    async def visit() -> VisitError | None:
+        outbox = Outbox(tmp_path / "outbox.db")
+        manager = VisitManager(runner, outbox)
+        _priv, pub = seal.generate_keypair()
+        ctx = await manager.start("c-mfrggzdfmztwq2lk", seal.load_public_key(pub), 60, None, None)
+        assert await asyncio.to_thread(runner.wait_capture_end, 60)
+        try:
+            await manager.stop(ctx.visit_id, "c-mfrggzdfmztwq2lk")
+            return None
+        except VisitError as exc:
+            return exc
+        finally:
+            outbox.close()
+
+    error = asyncio.run(visit())
+    assert registry.get("edge_agent_worker_errors_total") == 1
+    assert runner.last_runs == [] or runner.last_runs[0].worker_errors == 1
+    assert registry.get("edge_agent_pools_not_zeroed_total") == 0, "features of a segment closed after the fault stayed in the pool"
+    assert error is not None and error.kind == "runner", error  # not 'no visit is running'

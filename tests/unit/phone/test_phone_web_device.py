@@ -590,3 +590,19 @@ def test_site_state_dir_naming_a_file_is_refused_in_one_line(pki: Pki, tmp_path:
         assert res.returncode == 2 and len(lines) == 1, res.stderr
         assert f"--state-dir {state}" in lines[0] and "folder" in lines[0] and "Traceback" not in res.stderr, lines[0]
         assert "phone web app on" not in res.stdout
+
+
+def test_app_report_text_rules_in_node() -> None:
+    """The phone web app words a visit whose speech was all lost as the Python client does, not as silence."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "report_text.test.mjs")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    from edge_agent.feedback.quality import NO_SPEECH, NOTHING_TRANSCRIBED
+
+    src = (ROOT / "tools" / "phone-web" / "src" / "report.js").read_text()
+    assert NOTHING_TRANSCRIBED.split(":")[0] in src and NO_SPEECH.split(".")[0] in src  # the same words on both

@@ -3,7 +3,7 @@ import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
-import { noSpeech, reportView, trendsView } from "./report.js";
+import { noSpeech, reportView, speechLost, trendsView } from "./report.js";
 import { openReport } from "./seal.js";
 import { b64, Vault, wipeAll } from "./store.js";
 import { pinSiteCa, Revocations, shortFp } from "./trust.js";
@@ -324,7 +324,7 @@ async function visitsScreen() {
   screen("Your visits",
     rows.length ? h("ul", { class: "visits" }, rows.map((r) => h("li", {}, h("a", { href: `#/report/${r.visit_id}` },
       h("strong", {}, when(r.feedback.started_unix_s)),
-      h("span", { class: "muted" }, ` · ${clock(r.feedback.duration_s)} · ${noSpeech(r.feedback) ? "no speech heard"
+      h("span", { class: "muted" }, ` · ${clock(r.feedback.duration_s)} · ${noSpeech(r.feedback) ? (speechLost(r.feedback.quality) ? "nothing transcribed" : "no speech heard")
         : `${r.feedback.observations.length} suggestion${r.feedback.observations.length === 1 ? "" : "s"}`}`)))))
       : h("p", {}, "No reports yet. Start a visit from the Room screen; the report appears here when you stop it."));
 }

@@ -25,7 +25,7 @@ const MARK_TEXT = {
 export function audioGap(q) {
   if (!q) return "";
   const parts = [];
-  if ((q.speech_lost_s || 0) >= 0.5 || q.dropped_segments || q.failed_segments) {
+  if (speechLost(q)) {
     parts.push(`about ${Math.round(q.speech_lost_s || 0)} s of speech could not be transcribed`);
   }
   if (q.capture_interruptions) parts.push(`the microphone dropped out ${q.capture_interruptions} time(s)`);
@@ -44,6 +44,19 @@ export function speakersNote(q) {
 // Python client's render_report, instead of an empty report.
 export const NO_SPEECH = "No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, " +
   "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).";
+
+// Speech heard but all of it lost (failed or dropped segments): not the microphone's fault, and not silence
+// (the same words as edge_agent/feedback/quality.py).
+export const NOTHING_TRANSCRIBED = "Speech was heard in this visit but none of it could be transcribed, so there is nothing to report: " +
+  "tell IT ('edge-agent doctor' on the device).";
+
+export function speechLost(q) {
+  return !!q && ((q.speech_lost_s || 0) >= 0.5 || !!q.dropped_segments || !!q.failed_segments);
+}
+
+export function emptyReportText(q) {
+  return speechLost(q) ? NOTHING_TRANSCRIBED : NO_SPEECH;
+}
 
 export function noSpeech(fb) {
   return !fb.observations.length && !Object.keys(fb.timing || {}).length && !Object.keys(fb.label_counts || {}).length;
@@ -66,7 +79,7 @@ export function reportView(rec, { onDelete }) {
     h("p", { class: "muted" }, `${clock(fb.duration_s)} long · private to this phone`),
     audioGap(fb.quality) ? h("p", { class: "note", role: "note" }, audioGap(fb.quality)) : null,
     speakersNote(fb.quality) ? h("p", { class: "note", role: "note", id: "speakers-note" }, speakersNote(fb.quality)) : null,
-    silent ? h("p", { class: "note", role: "note" }, NO_SPEECH)
+    silent ? h("p", { class: "note", role: "note" }, emptyReportText(fb.quality))
       : obs.length ? h("section", {}, h("h3", {}, "What to try next time"), h("ol", { class: "obs-list" }, obs))
         : h("p", {}, "No specific suggestions for this visit."),
     silent ? null : h("section", {}, h("h3", {}, "The visit at a glance"), timeline(fb)),

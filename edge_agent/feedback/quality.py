@@ -1,0 +1,52 @@
+"""The line a report carries when it rests on partial audio (every report path uses this one)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+QUALITY_FIELDS = (
+    "audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions", "speakers_uncertain",
+)
+
+
+class AudioQualityLike(Protocol):  # feedback_pb2.AudioQuality
+    speech_lost_s: float
+    dropped_segments: int
+    failed_segments: int
+    capture_interruptions: int
+    speakers_uncertain: bool
+
+
+def audio_gap(q: AudioQualityLike) -> str:
+    """One line when the report rests on partial audio (empty when nothing was lost)."""
+    parts = []
+    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
+        parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
+    if q.capture_interruptions:
+        parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
+    if not parts:
+        return ""
+    return "Note: " + " and ".join(parts) + "; observations about those moments may be missing."
+
+
+SPEAKERS_UNCERTAIN = (
+    "Note: the device could not reliably tell your voice from the patient's (your voice is not enrolled), "
+    "so who said what may be wrong in places. Enrol your voice on the phone to fix this."
+)
+
+
+def speakers_note(q: AudioQualityLike) -> str:
+    """One line when the report's speaker labels rest on voices too alike to tell apart (empty otherwise)."""
+    return SPEAKERS_UNCERTAIN if q.speakers_uncertain else ""
+
+
+NO_SPEECH = ("No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
+             "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).")
+NOTHING_TRANSCRIBED = ("Speech was heard in this visit but none of it could be transcribed, so there is nothing to report: "
+                       "tell IT ('edge-agent doctor' on the device).")
+
+
+def empty_report_text(q: AudioQualityLike) -> str:
+    """What a report with no content says: silence, or speech the device heard and lost (not the microphone's fault)."""
+    lost = q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments
+    return NOTHING_TRANSCRIBED if lost else NO_SPEECH
