@@ -11,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -353,49 +355,15 @@ def test_real_pipeline_report_on_the_phone(env, browser: Browser, tmp_path: Path
         device.stop()
 
 
-def test_a_visit_with_no_speech_says_so_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
-    """A muted or dead room microphone: the real pipeline hears nothing, and the phone's report used to be
-    its title, "No specific suggestions" and an empty timeline; it now says no speech was heard and what to check."""
-    import numpy as np
-
+@contextmanager
+def _visit_of_file(env, browser: Browser, tmp_path: Path, audio: Path) -> Iterator[None]:
+    """A real device fed ``audio`` (real pipeline), a phone enrolled without a voiceprint, one visit started and
+    stopped from the web app; yields with the report on screen."""
     from edge_agent.device.main import load_device as build_device
     from edge_agent.device.visit import file_factory
 
     _root, pki, site, _wav = env
-    silence = tmp_path / "muted-room.wav"
-    sf.write(str(silence), np.zeros(16000 * 4, np.int16), 16000, subtype="PCM_16")
-    parts = build_device(file_factory(silence, realtime=False))
-    device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
-    try:
-        enrol_phone(browser, site.origin, pki.authority, tmp_path)
-        browser.go(device.join_link(site.origin))
-        browser.wait_status("the device is verified")
-        browser.click("#consent")
-        browser.fill("#room-code", pki.room_code())
-        browser.click("#start")
-        browser.wait_status("Visit started", 30)
-        parts.runner.wait_capture_end()
-        browser.click("#stop")
-        browser.wait(lambda: "/report/" in browser.driver.current_url and "Visit of" in browser.text(), 60, "report")
-        text = browser.text()
-        assert "No speech was heard in this visit" in text and "microphone" in text and "tell IT" in text, text
-        assert "No specific suggestions" not in text, text
-        _shot(browser, "4-report-no-speech")
-        browser.go(site.origin + "/#/visits")
-        browser.wait(lambda: "no speech heard" in browser.text(), 10, "the visit listed as no speech heard")
-    finally:
-        device.stop()
-
-
-def test_one_voice_without_enrolment_is_flagged_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
-    """One real person talking, no voiceprint: the device cannot know who is the patient, and the phone's report
-    says so (and how to fix it) instead of presenting a made-up patient as fact."""
-    from edge_agent.device.main import load_device as build_device
-    from edge_agent.device.visit import file_factory
-    from tests.one_voice import one_reader_wav
-
-    _root, pki, site, _wav = env
-    parts = build_device(file_factory(one_reader_wav(tmp_path / "one-reader.wav"), realtime=False))
+    parts = build_device(file_factory(audio, realtime=False))
     device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
     try:
         enrol_phone(browser, site.origin, pki.authority, tmp_path)
@@ -408,11 +376,36 @@ def test_one_voice_without_enrolment_is_flagged_on_the_phone(env, browser: Brows
         parts.runner.wait_capture_end()
         browser.click("#stop")
         browser.wait(lambda: "/report/" in browser.driver.current_url and "Visit of" in browser.text(), 120, "report")
+        yield
+    finally:
+        device.stop()
+
+
+def test_a_visit_with_no_speech_says_so_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
+    """A muted or dead room microphone: the real pipeline hears nothing, and the phone's report used to be
+    its title, "No specific suggestions" and an empty timeline; it now says no speech was heard and what to check."""
+    import numpy as np
+
+    silence = tmp_path / "muted-room.wav"
+    sf.write(str(silence), np.zeros(16000 * 4, np.int16), 16000, subtype="PCM_16")
+    with _visit_of_file(env, browser, tmp_path, silence):
+        text = browser.text()
+        assert "No speech was heard in this visit" in text and "microphone" in text and "tell IT" in text, text
+        assert "No specific suggestions" not in text, text
+        _shot(browser, "4-report-no-speech")
+        browser.go(env[2].origin + "/#/visits")
+        browser.wait(lambda: "no speech heard" in browser.text(), 10, "the visit listed as no speech heard")
+
+
+def test_one_voice_without_enrolment_is_flagged_on_the_phone(env, browser: Browser, tmp_path: Path) -> None:
+    """One real person talking, no voiceprint: the device cannot know who is the patient, and the phone's report
+    says so (and how to fix it) instead of presenting a made-up patient as fact."""
+    from tests.one_voice import one_reader_wav
+
+    with _visit_of_file(env, browser, tmp_path, one_reader_wav(tmp_path / "one-reader.wav")):
         note = browser.driver.find_element("id", "speakers-note").text
         assert "could not reliably tell your voice from the patient's" in note and "Enrol your voice" in note, note
         _shot(browser, "4-report-one-voice")
-    finally:
-        device.stop()
 
 
 def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, tmp_path: Path) -> None:
