@@ -53,7 +53,7 @@ def summary_line(stats: RunStats, clean: bool) -> str:
     # speech that gave no text for want of a buffer or a decode is never left out of what the person reads
     failed = stats.discarded_by_reason.get("decode_failed", 0)
     if stats.speech_seconds_lost >= 0.05 or stats.dropped_segments or failed:
-        parts = [f"{n} segment(s) {what}" for n, what in ((stats.dropped_segments, "dropped (no free buffer)"),
+        parts = [f"{n} segment(s) {what}" for n, what in ((stats.dropped_segments - failed, "dropped (no free buffer)"),
                                                           (failed, "failed to decode")) if n]
         line += f"; speech lost {stats.speech_seconds_lost:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
     if stats.speakers_uncertain:

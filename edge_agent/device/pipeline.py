@@ -19,7 +19,8 @@ request per run is kept (older ones are counted as skipped). A live source
 never blocks: with no free segment or feature buffer, speech is dropped and
 counted (``dropped_segments``, metrics, the visit report's quality section).
 A decode that fails is retried on halves; failing again, the segment is
-reported as a ``discarded`` event with reason ``decode_failed``. An
+reported as a ``discarded`` event with reason ``decode_failed`` and counted in
+``dropped_segments`` too. An
 unexpected error anywhere in a worker is counted (``worker_errors``) and ends
 the run with :class:`PipelineFault` after the audio is wiped: never a log line
 the run survives.
@@ -147,7 +148,9 @@ class RunStats:
     failed_open_decodes: int = 0
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
     dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
-    dropped_segments: int = 0  # speech lost: no free segment or feature buffer
+    # speech lost, any cause: no free segment or feature buffer, or a decode that failed twice (the causes are in
+    # discarded_by_reason; the "summary still said dropped_segments: 0" must never recur)
+    dropped_segments: int = 0
     worker_errors: int = 0
     residency_s: list[float] = field(default_factory=list)
     final_latency_s: list[float] = field(default_factory=list)
@@ -603,8 +606,8 @@ class StreamingPipeline:
                 self.stats.dropped_segments += 1
                 self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
                 log.warning("speech dropped: no feature buffer free (ASR behind real time)")
-            # its own reason: a segment lost for want of a buffer was never decoded (it is counted in
-            # dropped_segments, not again as a failed decode in the report's quality section)
+            # its own reason: a segment lost for want of a buffer was never decoded (counted in dropped_segments
+            # once, and not as a failed decode in the report's quality section)
             self._discard(job, job.reason)
             self.decoder.on_closed_without_text(job.seg_id)
             return
@@ -615,11 +618,13 @@ class StreamingPipeline:
             final = self.decoder.on_closed(job.seg_id, feats, job.n_samples, job.start_sample)
         except Exception as exc:  # noqa: BLE001 - the retry on halves failed too: visible, counted, never silent
             log.error("final decode failed twice (%s); segment reported as discarded", type(exc))
+            self.stats.dropped_segments += 1
             self.stats.speech_seconds_lost += job.n_samples / SAMPLE_RATE
             self._discard(job, "decode_failed")
             return
         for a, b in final.lost:  # a half the retry could not decode either: lost and reported, the rest kept
             t0 = (job.start_sample + final.start + a) / SAMPLE_RATE
+            self.stats.dropped_segments += 1
             self.stats.speech_seconds_lost += (b - a) / SAMPLE_RATE
             log.error("a half of a segment failed to decode twice; reported as discarded, the other half kept")
             self._discard(job, "decode_failed", t0, t0 + (b - a) / SAMPLE_RATE)

@@ -95,7 +95,7 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_utterances_total", "counter", "Final utterances produced."),
     MetricDef("edge_agent_discarded_segments_total", "counter", "Segments that gave no text, by reason.", {"reason": DISCARD_REASONS}),
     MetricDef("edge_agent_dropped_frames_total", "counter", "Audio frames lost before the VAD, by cause.", {"cause": DROP_CAUSES}),
-    MetricDef("edge_agent_dropped_segments_total", "counter", "Speech lost because no segment buffer was free."),
+    MetricDef("edge_agent_dropped_segments_total", "counter", "Speech segments lost: no free buffer, or a decode that failed twice (causes: edge_agent_discarded_segments_total)."),
     MetricDef("edge_agent_worker_errors_total", "counter", "Unexpected failures inside the ASR worker (each one a bug)."),
     MetricDef("edge_agent_failed_open_decodes_total", "counter",
               "Partial or sentence-commit decodes of an open segment that failed (its final still covers the audio)."),

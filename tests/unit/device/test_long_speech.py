@@ -152,10 +152,12 @@ def test_a_failed_final_is_retried_and_a_second_failure_is_a_visible_discard(ses
     failed = [e for e in events if isinstance(e, SegmentDiscarded) and e.reason == "decode_failed"]
     assert failed and len(failed) == stats.segments and not [e for e in events if isinstance(e, FinalTranscript)]
     assert stats.discarded_by_reason["decode_failed"] == len(failed) and stats.worker_errors == 0
+    # issue 12: the lost segment is counted in dropped_segments (the run's summary said 0 while 73 % of the words were gone)
+    assert stats.dropped_segments == len(failed)
     assert metrics.get("edge_agent_discarded_segments_total", reason="decode_failed") == len(failed)
     assert stats.speech_seconds_lost > 5.0
     quality = audio_quality([stats])
-    assert quality.failed_segments == len(failed) and quality.speech_lost_s > 5.0
+    assert quality.failed_segments == len(failed) and quality.dropped_segments == len(failed) and quality.speech_lost_s > 5.0
     fb = feedback_pb2.Feedback(schema_version=1)
     fb.quality.CopyFrom(quality)
     assert "could not be transcribed" in audio_gap(quality) and "could not be transcribed" in render_report(fb)
