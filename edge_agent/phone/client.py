@@ -265,14 +265,49 @@ class ClaimResult:
 def claim_room(key_file: str | Path, target: Target) -> ClaimResult:
     """Tell the room device "I am here": a press of its button within the window starts my visit."""
     keys = load_key_file(key_file)
-    with connect(keys, target) as (channel, _fp):
+    with connect(keys, target) as (channel, fp):
         try:
             reply = agent_pb2_grpc.EdgeAgentStub(channel).ClaimRoom(
                 agent_pb2.ClaimRoomRequest(sealing_public_key=keys.sealing_public), timeout=30
             )
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
+    if reply.claim_id:  # remembered: the press may come while nobody watches the claim (its report must still open)
+        with update_key_file(key_file) as fresh:
+            remember(fresh.claims.setdefault(fp, []), reply.claim_id, MAX_CLAIMS_REMEMBERED)
     return ClaimResult(reply.claim_id, int(reply.valid_for_s), bool(reply.contested))
+
+
+MAX_CLAIMS_REMEMBERED = 64  # the device remembers no more claims than this either
+
+
+def _learn_claimed_visits(stub: agent_pb2_grpc.EdgeAgentStub, key_file: str | Path, fp: str) -> None:
+    """Ask the device about this phone's unresolved claims: a started one names a visit of mine (its report opens)."""
+    keys = load_key_file(key_file)
+    started: list[str] = []
+    settled: list[str] = []
+    for claim_id in list(keys.claims.get(fp, [])):
+        try:
+            st = stub.GetClaim(agent_pb2.GetClaimRequest(claim_id=claim_id), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):  # type: ignore[attr-defined]
+                settled.append(claim_id)  # the device no longer knows it (restarted, or long forgotten)
+            continue  # unreachable now: asked again next time
+        if st.state == agent_pb2.CLAIM_STARTED and st.visit_id:
+            started.append(st.visit_id)
+            settled.append(claim_id)
+        elif st.state != agent_pb2.CLAIM_PENDING:
+            settled.append(claim_id)  # contested or expired: it never started anything
+    if not (started or settled):
+        return
+    with update_key_file(key_file) as fresh:
+        for vid in started:
+            remember(fresh.visits, vid)
+        left = [c for c in fresh.claims.get(fp, []) if c not in settled]
+        if left:
+            fresh.claims[fp] = left
+        else:
+            fresh.claims.pop(fp, None)
 
 
 CLAIM_STATE_NAMES = {
@@ -416,6 +451,8 @@ def feedback(
         stream = stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=cursor, follow=follow), timeout=timeout)
         try:
             for item in stream:
+                if item.envelope.visit_id not in keys.visits and load_key_file(key_file).claims.get(fp):
+                    _learn_claimed_visits(stub, key_file, fp)  # a visit the room button started for one of my claims
                 report = open_item(keys, item)
                 if on_report is not None:
                     on_report(report)
