@@ -32,6 +32,7 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.outbox import Outbox
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.population.errors import PopulationError
 from edge_agent.population.metrics import TIMING_NAMES
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import AGGREGATOR_RECIPIENT, ContributionRecord, build_record, render_contribution, seal_record
@@ -71,7 +72,10 @@ class PopulationContributor:
     @classmethod
     def from_files(cls, period_key: Path, aggregator_public_key: Path, service_line: str) -> "PopulationContributor":
         ring, raw = cls.check_files(period_key, aggregator_public_key)
-        ring.advance(dt.date.today())
+        try:
+            ring.advance(dt.date.today())
+        except PopulationError as exc:  # advanced in memory; the file is rewritten by the hourly rotation once it can be
+            log.warning("period key not advanced on disk: %s", exc)
         return cls(ring, raw, service_line)
 
     @staticmethod
@@ -96,7 +100,10 @@ class PopulationContributor:
 
     def __call__(self, outbox: Outbox, clinician_cert_id: str, feedback: feedback_pb2.Feedback) -> str:
         today = dt.date.today()
-        self.keyring.advance(today)  # a finished period's key is erased before anything else
+        try:
+            self.keyring.advance(today)  # a finished period's key is erased before anything else
+        except PopulationError as exc:  # erased from memory; only the file's rewrite waits (the record is still made)
+            log.warning("period key not advanced on disk: %s", exc)
         record = contribute_at_stop(
             outbox,
             self.keyring,
