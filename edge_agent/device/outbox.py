@@ -307,15 +307,28 @@ class Outbox:
                 raise self._write_error(exc) from None
 
     def purge_expired(self, now: float | None = None) -> int:
+        return sum(self.purge_expired_by_recipient(now).values())
+
+    def purge_expired_by_recipient(self, now: float | None = None) -> dict[str, int]:
+        """Delete items past retention; how many per recipient (the caller counts and reports the loss)."""
         now = time.time() if now is None else now
         with self._lock:
             try:
-                purged = self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = {str(r): int(n) for r, n in self._db.execute(
+                        "SELECT recipient, COUNT(*) FROM items WHERE expires <= ? GROUP BY recipient", (now,))}
+                    if counts:
+                        self._db.execute("DELETE FROM items WHERE expires <= ?", (now,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
             except sqlite3.DatabaseError as exc:
                 raise self._write_error(exc) from None
-            if purged:
+            if counts:
                 self._forget_wal()
-            return purged
+            return counts
 
     # ---- reads -------------------------------------------------------------------------
 

@@ -412,7 +412,7 @@ class AdminService(agent_pb2_grpc.EdgeAgentAdminServicer):
     @_guard
     async def PurgeExpired(self, request: agent_pb2.PurgeExpiredRequest, context: grpc.aio.ServicerContext) -> agent_pb2.PurgeExpiredResponse:
         self._auth.require(context, ca.ROLE_ADMIN)
-        purged = await asyncio.to_thread(self._outbox.purge_expired)
+        purged = await asyncio.to_thread(self._visits.purge_expired)
         await asyncio.to_thread(self._visits.record_outbox)
         return agent_pb2.PurgeExpiredResponse(purged=purged)
 
