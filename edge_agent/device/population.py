@@ -63,6 +63,10 @@ def contribute_at_stop(
     return record
 
 
+NOTHING_CONTRIBUTED = ("Nothing from this visit was added to the population signal: no speech was measured in it, "
+                       "and a visit nobody was heard in says nothing about how it went.")
+
+
 @dataclass
 class PopulationContributor:
     keyring: PeriodKeyRing
@@ -104,11 +108,15 @@ class PopulationContributor:
             self.keyring.advance(today)  # a finished period's key is erased before anything else
         except PopulationError as exc:  # erased from memory; only the file's rewrite waits (the record is still made)
             log.warning("period key not advanced on disk: %s", exc)
+        timing = population_timing(feedback)
+        if not timing and not any(feedback.label_counts.values()):
+            # nothing was heard or transcribed: "no open question in this visit" would be a false statement
+            return NOTHING_CONTRIBUTED
         record = contribute_at_stop(
             outbox,
             self.keyring,
             self.aggregator_public_key,
-            timing=population_timing(feedback),
+            timing=timing,
             label_counts=dict(feedback.label_counts),
             service_line=self.service_line,
             visit_date=today,
