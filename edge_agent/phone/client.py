@@ -449,11 +449,20 @@ def feedback(
         if ack and keys.pending_acks.get(where):
             _send_acks(stub, key_file, where, list(keys.pending_acks[where]), ack_retry_delays)
         stream = stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=cursor, follow=follow), timeout=timeout)
+        refused: list[ClientError] = []
         try:
             for item in stream:
                 if item.envelope.visit_id not in keys.visits and load_key_file(key_file).claims.get(fp):
                     _learn_claimed_visits(stub, key_file, fp)  # a visit the room button started for one of my claims
-                report = open_item(keys, item)
+                try:
+                    report = open_item(keys, item)
+                except ClientError as exc:
+                    # Refused (unknown visit, replay, wrong sequence, does not open): not acknowledged, so the device
+                    # keeps it until its retention ends, but skipped, so it does not hide every report behind it.
+                    refused.append(exc)
+                    with update_key_file(key_file) as fresh:
+                        fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
+                    continue
                 if on_report is not None:
                     on_report(report)
                 got.append(report)
@@ -470,9 +479,9 @@ def feedback(
                     break
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED and max_reports is not None and len(got) >= max_reports:  # type: ignore[attr-defined]
-                return got
+                return _after_refusals(got, refused)
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and follow:  # type: ignore[attr-defined]
-                return got
+                return _after_refusals(got, refused)
             details = (exc.details() or "").lower()  # type: ignore[attr-defined]
             if exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" not in details and "failed to connect" not in details:  # type: ignore[attr-defined]
                 # the verified device was streaming and closed it (a restart, an update, the network dropped):
@@ -483,7 +492,16 @@ def feedback(
                     code="UNAVAILABLE",
                 ) from None
             raise _rpc_error(exc) from None
-    return got
+    return _after_refusals(got, refused)
+
+
+def _after_refusals(got: list[Report], refused: list[ClientError]) -> list[Report]:
+    """The reports received (already shown through ``on_report`` and acknowledged), or, if any was refused, one line."""
+    if not refused:
+        return got
+    more = f" ({len(refused) - 1} more refused; they stay on the device, unacknowledged)" if len(refused) > 1 else ""
+    shown = f"; {len(got)} other report(s) were received" if got else ""
+    raise ClientError(f"{refused[0].message}{more}{shown}", code=refused[0].code)
 
 
 def open_item(keys: ClinicianKeys, item: agent_pb2.FeedbackItem) -> Report:
