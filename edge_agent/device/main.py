@@ -305,7 +305,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         port = await server.start()
         web = await _start_web(cfg, server)
         assert server.visits is not None and server.outbox is not None
-        forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
+        forwarder = asyncio.create_task(_forward_population(cfg, server.outbox, server.visits)) if cfg.population.enabled else None
         if contributor is not None:
             from edge_agent.device.population import rotate_period_key
 
@@ -386,7 +386,7 @@ async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[
     return web
 
 
-async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
+async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitManager | None = None) -> None:
     """Send queued contribution records to the aggregator now and then; failures keep them queued."""
     from edge_agent.device.population import aggregator_channel, forward_once
     from edge_agent.errors import EdgeAgentError
@@ -397,6 +397,8 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
             try:
                 async with aggregator_channel(pop.client_bundle, pop.aggregator_address) as channel:
                     result = await forward_once(outbox, channel)
+                if visits is not None and (result.accepted or result.dropped):
+                    await asyncio.to_thread(visits.record_outbox)  # the gauges must not keep counting delivered records
                 # debug only: with a short interval each visit's record goes out minutes after its stop, so these
                 # lines' timestamps and counts would be the room's schedule (docs/security.md)
                 log.debug("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)
