@@ -303,6 +303,7 @@ def _learn_claimed_visits(stub: agent_pb2_grpc.EdgeAgentStub, key_file: str | Pa
     with update_key_file(key_file) as fresh:
         for vid in started:
             remember(fresh.visits, vid)
+            fresh.current_visit[fp] = vid  # the newest started claim is the visit 'phone stop' ends
         left = [c for c in fresh.claims.get(fp, []) if c not in settled]
         if left:
             fresh.claims[fp] = left
@@ -335,6 +336,9 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, fp):
         vid = visit_id or keys.current_visit.get(fp)
+        if not vid and keys.claims.get(fp):  # started by the room button for a claim of mine the phone did not follow
+            _learn_claimed_visits(agent_pb2_grpc.EdgeAgentStub(channel), key_file, fp)
+            vid = load_key_file(key_file).current_visit.get(fp)
         if not vid:
             raise ClientError("no visit started from this phone on that device; give the visit id")
         try:

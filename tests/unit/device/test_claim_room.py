@@ -92,10 +92,17 @@ def test_report_of_a_button_visit_opens_without_the_phone_watching_the_claim(tmp
             button.drive_high()
             time.sleep(0.5)
         assert not server.visits.active
+        phone.claim_room(pki.keys_a, target)  # again, and this time the clinician stops it from the phone
+        button.drive_low()
+        button.drive_high()
+        time.sleep(0.5)
+        assert server.visits.active
+        phone.stop(pki.keys_a, target)  # "no visit started from this phone" before: the phone never learnt its id
+        assert not server.visits.active
         phone.start(pki.keys_a, target, room_code=pki.room_code())  # a later visit, started from the phone
         phone.stop(pki.keys_a, target)
         reports = phone.feedback(pki.keys_a, target, follow=False)
     finally:
         panel.close()
         background.stop()
-    assert len(reports) == 2
+    assert len(reports) == 3
