@@ -150,9 +150,9 @@ class EdgeAgentServer:
         q = outbox.quarantined
         if q is None:
             return
-        log.error("the outbox was unusable (%s): moved aside as %s (0600, never read again) and a fresh outbox started; "
-                  "reports queued in it will not be delivered; `edge-agent doctor` shows this until IT removes the file",
-                  Safe(q.reason), q.moved_to)
+        log.error("the outbox was unusable (%s): moved aside as %s (0600, never written again) and a fresh outbox started "
+                  "with the %d intact queued reports recovered from it; any others on its damaged pages will not be "
+                  "delivered; `edge-agent doctor` shows this until IT removes the file", Safe(q.reason), q.moved_to, q.recovered)
         if self.metrics is not None:
             self.metrics.inc("edge_agent_outbox_quarantined_total", reason="empty" if q.reason == "empty file" else "damaged")
 
