@@ -353,6 +353,25 @@ class VisitManager:
         self._metrics.inc("edge_agent_visits_stopped_total", reason=_STOP_REASON.get(reason, "error"))
         self.record_outbox()
 
+    def purge_expired(self) -> int:
+        """Delete what passed the outbox's retention; a report lost that way is counted and logged (no ids)."""
+        from edge_agent.population.record import AGGREGATOR_RECIPIENT
+
+        counts = self._outbox.purge_expired_by_recipient()
+        records = counts.pop(AGGREGATOR_RECIPIENT, 0)
+        reports = sum(counts.values())
+        if reports:
+            if self._metrics is not None:
+                self._metrics.inc("edge_agent_reports_expired_total", reports)
+            days = self._outbox.config.retention_s / 86400
+            log.warning("%d sealed reports expired undelivered after %g days in the outbox and were deleted "
+                        "(their phones never collected them); outbox.retention_days sets how long reports wait", reports, days)
+        if records:
+            log.warning("%d population records expired undelivered and were deleted (is the aggregator reachable?)", records)
+        if reports or records:
+            self.record_outbox()
+        return reports + records
+
     def record_outbox(self) -> None:
         """Outbox depth and reports held in memory, for the metrics (called after every change)."""
         if self._metrics is None:

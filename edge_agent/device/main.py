@@ -40,7 +40,7 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
-from edge_agent.errors import ConfigError, ModelError
+from edge_agent.errors import ConfigError, EdgeAgentError, ModelError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
 
@@ -213,8 +213,31 @@ def check_population(cfg: EdgeConfig) -> str:
         return "not checked: population.enabled is false"
     from edge_agent.device.population import PopulationContributor
 
-    PopulationContributor.check_files(cfg.population.period_key, cfg.population.aggregator_public_key)
-    return f"period key and aggregator public key read ({cfg.population.service_line})"
+    pop = cfg.population
+    PopulationContributor.check_files(pop.period_key, pop.aggregator_public_key)
+    if not pop.aggregator_address:
+        return f"period key and aggregator public key read ({pop.service_line}); records wait in the outbox (no aggregator_address)"
+    _check_contributor_bundle(pop.client_bundle, pop.service_line)
+    return f"period key, aggregator public key and delivery certificate read ({pop.service_line})"
+
+
+def _check_contributor_bundle(path: Path, service_line: str) -> None:
+    """The delivery certificate must be a contributor's, bound to this room's service line: the aggregator refuses
+    (for good: the forwarder then deletes them) every record of another line, so a mismatch would lose them all."""
+    from edge_agent.crypto import ca
+
+    where = f"population.client_bundle {path}"
+    try:
+        ident = ca.identity_of(ca.load_bundle(path).cert)
+    except EdgeAgentError as exc:
+        raise ConfigError(f"{where}: {exc.message}; issue one with 'edge-agent aggregator issue-contributor'") from None
+    if ident.role != ca.ROLE_CONTRIBUTOR:
+        raise ConfigError(f"{where} holds a {ident.role} certificate, not a contributor's; "
+                          "issue one with 'edge-agent aggregator issue-contributor'")
+    if ident.service_line != service_line:
+        raise ConfigError(f"{where} is bound to service line {ident.service_line!r} but population.service_line is "
+                          f"{service_line!r}: the aggregator would refuse every record; fix the setting or issue a "
+                          "contributor certificate for this line")
 
 
 def _web_config(cfg: EdgeConfig):  # type: ignore[no-untyped-def]
@@ -269,6 +292,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         from edge_agent.device.population import PopulationContributor
 
         pop = cfg.population
+        if pop.aggregator_address:
+            _check_contributor_bundle(pop.client_bundle, pop.service_line)  # before any key is advanced on disk
         contributor = PopulationContributor.from_files(pop.period_key, pop.aggregator_public_key, pop.service_line)
     server = EdgeAgentServer(
         _server_config(cfg), device.runner, device.enroller, contributor, claims if cfg.gpio.backend != "none" else None, registry
@@ -280,7 +305,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
         port = await server.start()
         web = await _start_web(cfg, server)
         assert server.visits is not None and server.outbox is not None
-        forwarder = asyncio.create_task(_forward_population(cfg, server.outbox)) if cfg.population.enabled else None
+        forwarder = asyncio.create_task(_forward_population(cfg, server.outbox, server.visits)) if cfg.population.enabled else None
         if contributor is not None:
             from edge_agent.device.population import rotate_period_key
 
@@ -361,7 +386,7 @@ async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[
     return web
 
 
-async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
+async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitManager | None = None) -> None:
     """Send queued contribution records to the aggregator now and then; failures keep them queued."""
     from edge_agent.device.population import aggregator_channel, forward_once
     from edge_agent.errors import EdgeAgentError
@@ -372,6 +397,8 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox) -> None:
             try:
                 async with aggregator_channel(pop.client_bundle, pop.aggregator_address) as channel:
                     result = await forward_once(outbox, channel)
+                if visits is not None and (result.accepted or result.dropped):
+                    await asyncio.to_thread(visits.record_outbox)  # the gauges must not keep counting delivered records
                 # debug only: with a short interval each visit's record goes out minutes after its stop, so these
                 # lines' timestamps and counts would be the room's schedule (docs/security.md)
                 log.debug("population records delivered=%d dropped=%d kept=%d", result.accepted, result.dropped, result.kept)

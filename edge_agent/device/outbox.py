@@ -126,6 +126,17 @@ def quarantined_files(path: Path) -> list[Path]:
     return sorted(names, key=lambda p: int(p.name[len(prefix):]))
 
 
+MAX_RECOVERY_MISSES = 100_000  # ids stepped over while recovering a damaged outbox (bounds the time: ~seconds)
+
+
+def _intact(row: tuple, now: float, max_item_bytes: int) -> bool:
+    """A recovered row has the outbox's column types and sizes and has not expired (else it is left behind)."""
+    _, recipient, visit_id, seq, suite, key_id, sealed, created, expires = row
+    return (isinstance(recipient, str) and isinstance(visit_id, str) and isinstance(seq, int) and isinstance(suite, str)
+            and isinstance(key_id, bytes) and isinstance(sealed, bytes) and 0 < len(sealed) <= max_item_bytes
+            and isinstance(created, float | int) and isinstance(expires, float | int) and expires > now)
+
+
 def _quarantine(path: Path) -> Path:
     """Rename ``path`` (and its -wal/-shm) to the next free ``<name>.corrupt-<n>``, 0600."""
     existing = quarantined_files(path)
@@ -148,6 +159,7 @@ class Quarantined:
 
     reason: str  # "empty file" | "not a database" | "integrity check failed" | ...
     moved_to: Path
+    recovered: int = 0  # intact, unexpired items copied from it into the fresh outbox (still delivered)
 
 
 class Outbox:
@@ -172,11 +184,11 @@ class Outbox:
                 if not heal:
                     raise OutboxError(f"outbox {self.path} is damaged ({damaged}); move it aside and restart") from None
                 moved = _quarantine(self.path)
-                self.quarantined = Quarantined(str(damaged), moved)
                 try:
                     self._db = self._open()
                 except _Damaged as again:
                     raise OutboxError(f"a fresh outbox at {self.path} could not be created ({again}); check the disk") from None
+                self.quarantined = Quarantined(str(damaged), moved, self._recover(moved))
         except OSError as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc.strerror}; check the path and free space") from None
         except sqlite3.DatabaseError as exc:
@@ -227,6 +239,60 @@ class Outbox:
             if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in str(exc) or "malformed" in str(exc):
                 raise _Damaged("not a database" if "NOTADB" in code or "not a database" in str(exc) else "malformed database") from None
             raise
+
+    def _recover(self, damaged: Path) -> int:
+        """Copy every intact, unexpired item of a quarantined outbox into this fresh one; how many.
+
+        A damaged page loses the items on it, not the whole queue: a scan stops at the first bad page, so the
+        scan is resumed past it one id at a time. Items keep their order, routing and expiry (new ids: phones
+        key their cursors by the new outbox id). The quarantined file itself is only ever read.
+        """
+        cols = "id, recipient, visit_id, seq, suite, key_id, sealed, created, expires"
+        rows: dict[int, tuple] = {}
+        try:
+            src = sqlite3.connect(f"file:{damaged}?mode=ro&immutable=1", uri=True)
+        except sqlite3.Error:
+            return 0
+        try:
+            try:
+                top = src.execute("SELECT seq FROM sqlite_sequence WHERE name='items'").fetchone()
+                top = int(top[0]) if top else 0
+            except (sqlite3.Error, TypeError, ValueError):
+                top = 0
+            after, misses = 0, 0
+            while misses < MAX_RECOVERY_MISSES:
+                try:
+                    for row in src.execute(f"SELECT {cols} FROM items WHERE id > ? ORDER BY id", (after,)):
+                        rows[int(row[0])] = row
+                        after = int(row[0])
+                    break
+                except sqlite3.Error:
+                    after += 1  # the item after the last good one is on a damaged page: step over its id
+                    misses += 1
+                    if top and after > top:
+                        break
+        except sqlite3.Error:
+            pass
+        finally:
+            src.close()
+        now = time.time()
+        good = [r for _, r in sorted(rows.items()) if _intact(r, now, self.config.max_item_bytes)]
+        if not good:
+            return 0
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                n = 0
+                for r in good:
+                    n += self._db.execute(
+                        "INSERT OR IGNORE INTO items (recipient, visit_id, seq, suite, key_id, sealed, created, expires) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", r[1:]).rowcount
+                self._db.execute("COMMIT")
+            except sqlite3.DatabaseError:
+                self._rollback()
+                return 0
+        self._checkpoint()
+        return n
 
     # ---- writes ------------------------------------------------------------------------
 
@@ -307,15 +373,28 @@ class Outbox:
                 raise self._write_error(exc) from None
 
     def purge_expired(self, now: float | None = None) -> int:
+        return sum(self.purge_expired_by_recipient(now).values())
+
+    def purge_expired_by_recipient(self, now: float | None = None) -> dict[str, int]:
+        """Delete items past retention; how many per recipient (the caller counts and reports the loss)."""
         now = time.time() if now is None else now
         with self._lock:
             try:
-                purged = self._db.execute("DELETE FROM items WHERE expires <= ?", (now,)).rowcount
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    counts = {str(r): int(n) for r, n in self._db.execute(
+                        "SELECT recipient, COUNT(*) FROM items WHERE expires <= ? GROUP BY recipient", (now,))}
+                    if counts:
+                        self._db.execute("DELETE FROM items WHERE expires <= ?", (now,))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
             except sqlite3.DatabaseError as exc:
                 raise self._write_error(exc) from None
-            if purged:
+            if counts:
                 self._forget_wal()
-            return purged
+            return counts
 
     # ---- reads -------------------------------------------------------------------------
 

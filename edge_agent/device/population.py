@@ -32,6 +32,7 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.outbox import Outbox
 from edge_agent.errors import ConfigError, EdgeAgentError
+from edge_agent.population.errors import PopulationError
 from edge_agent.population.metrics import TIMING_NAMES
 from edge_agent.population.pseudonym import PeriodKeyRing
 from edge_agent.population.record import AGGREGATOR_RECIPIENT, ContributionRecord, build_record, render_contribution, seal_record
@@ -62,6 +63,10 @@ def contribute_at_stop(
     return record
 
 
+NOTHING_CONTRIBUTED = ("Nothing from this visit was added to the population signal: no speech was measured in it, "
+                       "and a visit nobody was heard in says nothing about how it went.")
+
+
 @dataclass
 class PopulationContributor:
     keyring: PeriodKeyRing
@@ -71,7 +76,10 @@ class PopulationContributor:
     @classmethod
     def from_files(cls, period_key: Path, aggregator_public_key: Path, service_line: str) -> "PopulationContributor":
         ring, raw = cls.check_files(period_key, aggregator_public_key)
-        ring.advance(dt.date.today())
+        try:
+            ring.advance(dt.date.today())
+        except PopulationError as exc:  # advanced in memory; the file is rewritten by the hourly rotation once it can be
+            log.warning("period key not advanced on disk: %s", exc)
         return cls(ring, raw, service_line)
 
     @staticmethod
@@ -96,12 +104,19 @@ class PopulationContributor:
 
     def __call__(self, outbox: Outbox, clinician_cert_id: str, feedback: feedback_pb2.Feedback) -> str:
         today = dt.date.today()
-        self.keyring.advance(today)  # a finished period's key is erased before anything else
+        try:
+            self.keyring.advance(today)  # a finished period's key is erased before anything else
+        except PopulationError as exc:  # erased from memory; only the file's rewrite waits (the record is still made)
+            log.warning("period key not advanced on disk: %s", exc)
+        timing = population_timing(feedback)
+        if not timing and not any(feedback.label_counts.values()):
+            # nothing was heard or transcribed: "no open question in this visit" would be a false statement
+            return NOTHING_CONTRIBUTED
         record = contribute_at_stop(
             outbox,
             self.keyring,
             self.aggregator_public_key,
-            timing=population_timing(feedback),
+            timing=timing,
             label_counts=dict(feedback.label_counts),
             service_line=self.service_line,
             visit_date=today,

@@ -63,6 +63,7 @@ class PeerAuthorizer:
         self._clock = clock
         self._crl: ca.Crl | None = None
         self._crl_mtime: float | None = None
+        self._stale_said: int | None = None  # number of the held CRL whose running out was logged (once per CRL)
         self._checked_at = 0.0
         self._lock = threading.Lock()
         self._cache: OrderedDict[bytes, ca.Identity] = OrderedDict()  # pem -> identity (parsing is the cost)
@@ -206,6 +207,11 @@ class PeerAuthorizer:
         crl = self._crl
         if crl is not None:
             if not crl.current(now):
+                if self._stale_said != crl.number:  # every call is refused from now on: IT must hear it, once
+                    self._stale_said = crl.number
+                    log.error("the revocation list (CRL #%d) passed its next update (%s UTC): every call is refused "
+                              "until IT copies a fresh crl.pem from the CA host to %s", crl.number,
+                              f"{crl.next_update:%Y-%m-%d %H:%M}", self._crl_path)
                 raise AuthError(
                     grpc.StatusCode.FAILED_PRECONDITION,
                     f"this server's revocation list expired on {crl.next_update:%Y-%m-%d}; IT must copy a fresh crl.pem to it",

@@ -265,14 +265,50 @@ class ClaimResult:
 def claim_room(key_file: str | Path, target: Target) -> ClaimResult:
     """Tell the room device "I am here": a press of its button within the window starts my visit."""
     keys = load_key_file(key_file)
-    with connect(keys, target) as (channel, _fp):
+    with connect(keys, target) as (channel, fp):
         try:
             reply = agent_pb2_grpc.EdgeAgentStub(channel).ClaimRoom(
                 agent_pb2.ClaimRoomRequest(sealing_public_key=keys.sealing_public), timeout=30
             )
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
+    if reply.claim_id:  # remembered: the press may come while nobody watches the claim (its report must still open)
+        with update_key_file(key_file) as fresh:
+            remember(fresh.claims.setdefault(fp, []), reply.claim_id, MAX_CLAIMS_REMEMBERED)
     return ClaimResult(reply.claim_id, int(reply.valid_for_s), bool(reply.contested))
+
+
+MAX_CLAIMS_REMEMBERED = 64  # the device remembers no more claims than this either
+
+
+def _learn_claimed_visits(stub: agent_pb2_grpc.EdgeAgentStub, key_file: str | Path, fp: str) -> None:
+    """Ask the device about this phone's unresolved claims: a started one names a visit of mine (its report opens)."""
+    keys = load_key_file(key_file)
+    started: list[str] = []
+    settled: list[str] = []
+    for claim_id in list(keys.claims.get(fp, [])):
+        try:
+            st = stub.GetClaim(agent_pb2.GetClaimRequest(claim_id=claim_id), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.INVALID_ARGUMENT):  # type: ignore[attr-defined]
+                settled.append(claim_id)  # the device no longer knows it (restarted, or long forgotten)
+            continue  # unreachable now: asked again next time
+        if st.state == agent_pb2.CLAIM_STARTED and st.visit_id:
+            started.append(st.visit_id)
+            settled.append(claim_id)
+        elif st.state != agent_pb2.CLAIM_PENDING:
+            settled.append(claim_id)  # contested or expired: it never started anything
+    if not (started or settled):
+        return
+    with update_key_file(key_file) as fresh:
+        for vid in started:
+            remember(fresh.visits, vid)
+            fresh.current_visit[fp] = vid  # the newest started claim is the visit 'phone stop' ends
+        left = [c for c in fresh.claims.get(fp, []) if c not in settled]
+        if left:
+            fresh.claims[fp] = left
+        else:
+            fresh.claims.pop(fp, None)
 
 
 CLAIM_STATE_NAMES = {
@@ -300,6 +336,9 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, fp):
         vid = visit_id or keys.current_visit.get(fp)
+        if not vid and keys.claims.get(fp):  # started by the room button for a claim of mine the phone did not follow
+            _learn_claimed_visits(agent_pb2_grpc.EdgeAgentStub(channel), key_file, fp)
+            vid = load_key_file(key_file).current_visit.get(fp)
         if not vid:
             raise ClientError("no visit started from this phone on that device; give the visit id")
         try:
@@ -414,9 +453,20 @@ def feedback(
         if ack and keys.pending_acks.get(where):
             _send_acks(stub, key_file, where, list(keys.pending_acks[where]), ack_retry_delays)
         stream = stub.StreamFeedback(agent_pb2.StreamFeedbackRequest(cursor=cursor, follow=follow), timeout=timeout)
+        refused: list[ClientError] = []
         try:
             for item in stream:
-                report = open_item(keys, item)
+                if item.envelope.visit_id not in keys.visits and load_key_file(key_file).claims.get(fp):
+                    _learn_claimed_visits(stub, key_file, fp)  # a visit the room button started for one of my claims
+                try:
+                    report = open_item(keys, item)
+                except ClientError as exc:
+                    # Refused (unknown visit, replay, wrong sequence, does not open): not acknowledged, so the device
+                    # keeps it until its retention ends, but skipped, so it does not hide every report behind it.
+                    refused.append(exc)
+                    with update_key_file(key_file) as fresh:
+                        fresh.cursors[where] = max(item.id, fresh.cursors.get(where, 0))
+                    continue
                 if on_report is not None:
                     on_report(report)
                 got.append(report)
@@ -433,9 +483,9 @@ def feedback(
                     break
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.CANCELLED and max_reports is not None and len(got) >= max_reports:  # type: ignore[attr-defined]
-                return got
+                return _after_refusals(got, refused)
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED and follow:  # type: ignore[attr-defined]
-                return got
+                return _after_refusals(got, refused)
             details = (exc.details() or "").lower()  # type: ignore[attr-defined]
             if exc.code() == grpc.StatusCode.UNAVAILABLE and "handshake" not in details and "failed to connect" not in details:  # type: ignore[attr-defined]
                 # the verified device was streaming and closed it (a restart, an update, the network dropped):
@@ -446,7 +496,16 @@ def feedback(
                     code="UNAVAILABLE",
                 ) from None
             raise _rpc_error(exc) from None
-    return got
+    return _after_refusals(got, refused)
+
+
+def _after_refusals(got: list[Report], refused: list[ClientError]) -> list[Report]:
+    """The reports received (already shown through ``on_report`` and acknowledged), or, if any was refused, one line."""
+    if not refused:
+        return got
+    more = f" ({len(refused) - 1} more refused; they stay on the device, unacknowledged)" if len(refused) > 1 else ""
+    shown = f"; {len(got)} other report(s) were received" if got else ""
+    raise ClientError(f"{refused[0].message}{more}{shown}", code=refused[0].code)
 
 
 def open_item(keys: ClinicianKeys, item: agent_pb2.FeedbackItem) -> Report:

@@ -53,6 +53,9 @@ class ClinicianKeys:
     pins: dict[str, str] = field(default_factory=dict)  # room -> device certificate fingerprint, from provisioning
     visits: list[str] = field(default_factory=list)  # visit ids this phone started or claimed (newest last, bounded)
     opened: list[str] = field(default_factory=list)  # 'visit id/seq' of reports already opened (bounded)
+    # device fingerprint -> ids of room claims not yet seen to start (or fail): a press may start a visit for one
+    # while the phone is not watching; its visit id is asked for before that visit's report is judged unknown
+    claims: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def sealing_private(self) -> X25519PrivateKey:

@@ -59,6 +59,7 @@ class PeriodKeyRing:
         self._period = period
         self._state = state
         self._lock = threading.Lock()
+        self._unsaved = False  # the file still holds an older state than memory (its rewrite failed)
 
     # ---- files -----------------------------------------------------------------------
 
@@ -127,6 +128,8 @@ class PeriodKeyRing:
         with self._lock:
             steps = target.index - self._period.index
             if steps <= 0:
+                if self._unsaved:
+                    self._save_advanced()  # an earlier rewrite failed: the finished period's state is still on disk
                 return self._period
             if steps > MAX_RATCHET_STEPS:
                 raise PopulationError(f"date {today} is implausibly far ahead of {self._period.label}; check the clock")
@@ -137,9 +140,21 @@ class PeriodKeyRing:
                 state = nxt
             old = self._state
             self._state, self._period = state, target
-            self._save()  # atomic replace: the previous file no longer exists under this name
-            zero_bytes(old)
+            zero_bytes(old)  # gone from memory at once, whether or not the file can be rewritten now
+            self._unsaved = True
+            self._save_advanced()  # atomic replace: the previous file no longer exists under this name
             return target
+
+    def _save_advanced(self) -> None:
+        """Write the advanced state over the file; on failure say so (one line) and retry at the next advance."""
+        try:
+            self._save()
+        except OSError as exc:
+            raise PopulationError(
+                f"period key file {self.path} cannot be rewritten ({exc.strerror}): the finished period's key stays on "
+                "disk until it can; make its folder writable by the service user and free space (retried every hour)"
+            ) from None
+        self._unsaved = False
 
     def _period_key(self, period: Period) -> bytes:
         if period.granularity != self.granularity:

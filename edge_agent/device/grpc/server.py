@@ -133,9 +133,9 @@ class EdgeAgentServer:
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
         self._report_quarantine(self.outbox)
-        self.outbox.purge_expired()
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics,
                                    cfg.max_held_bytes)
+        self.visits.purge_expired()  # what expired while the device was off is counted and said too
         self.visits.quotes = cfg.quotes
         self.visits.record_outbox()  # a restart's queue shows at once, not after the next change
         agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims, self.presence)
@@ -150,9 +150,9 @@ class EdgeAgentServer:
         q = outbox.quarantined
         if q is None:
             return
-        log.error("the outbox was unusable (%s): moved aside as %s (0600, never read again) and a fresh outbox started; "
-                  "reports queued in it will not be delivered; `edge-agent doctor` shows this until IT removes the file",
-                  Safe(q.reason), q.moved_to)
+        log.error("the outbox was unusable (%s): moved aside as %s (0600, never written again) and a fresh outbox started "
+                  "with the %d intact queued reports recovered from it; any others on its damaged pages will not be "
+                  "delivered; `edge-agent doctor` shows this until IT removes the file", Safe(q.reason), q.moved_to, q.recovered)
         if self.metrics is not None:
             self.metrics.inc("edge_agent_outbox_quarantined_total", reason="empty" if q.reason == "empty file" else "damaged")
 
@@ -161,7 +161,7 @@ class EdgeAgentServer:
             await asyncio.sleep(3600)
             try:
                 assert self.outbox is not None and self.visits is not None
-                await asyncio.to_thread(self.outbox.purge_expired)
+                await asyncio.to_thread(self.visits.purge_expired)
                 self.visits.space_freed()
                 await asyncio.to_thread(self.visits.record_outbox)
             except Exception as exc:  # noqa: BLE001 - housekeeping must never take the daemon down

@@ -95,12 +95,23 @@ def _status_of(exc: Exception) -> grpc.StatusCode | None:
 _guard = guarded(_status_of)
 
 
+class _HeldPeer:
+    """The caller's certificate as the TLS (or browser) session presented it, to judge again later."""
+
+    def __init__(self, auth_context: Any) -> None:
+        self._pems = list(auth_context.get("x509_pem_cert") or [])
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {"x509_pem_cert": self._pems}
+
+
 class RoomClaimsLike(Protocol):
     """edge_agent.device.ops.gpio.RoomClaims (kept structural: the server does not import GPIO code)."""
 
     window_s: float
 
-    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Any: ...
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "",
+              recheck: Any = None) -> Any: ...
 
     def status(self, claim_id: str, clinician_id: str) -> Any: ...
 
@@ -159,7 +170,12 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             recipient = seal.load_public_key(bytes(request.sealing_public_key))
         except SealError as exc:
             raise Invalid(str(exc)) from None
-        claim = self._claims.claim(ident.subject_id, recipient, person=ident.person)
+        peer = _HeldPeer(context.auth_context())
+
+        def recheck() -> None:  # at the press: the same certificate through the same checks (clock, CRL, allow-list)
+            self.presence.allow(self._auth.require(peer, ca.ROLE_CLINICIAN))
+
+        claim = self._claims.claim(ident.subject_id, recipient, person=ident.person, recheck=recheck)
         return agent_pb2.ClaimRoomResponse(valid_for_s=int(self._claims.window_s), claim_id=claim.claim_id,
                                            contested=claim.state == "contested")
 
@@ -396,7 +412,7 @@ class AdminService(agent_pb2_grpc.EdgeAgentAdminServicer):
     @_guard
     async def PurgeExpired(self, request: agent_pb2.PurgeExpiredRequest, context: grpc.aio.ServicerContext) -> agent_pb2.PurgeExpiredResponse:
         self._auth.require(context, ca.ROLE_ADMIN)
-        purged = await asyncio.to_thread(self._outbox.purge_expired)
+        purged = await asyncio.to_thread(self._visits.purge_expired)
         await asyncio.to_thread(self._visits.record_outbox)
         return agent_pb2.PurgeExpiredResponse(purged=purged)
 

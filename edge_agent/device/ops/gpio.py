@@ -61,6 +61,9 @@ class Claim:
     state: str = PENDING
     visit_id: str = field(default="", repr=False)
     person: str = field(default="", repr=False)  # stable subject id of the clinician (population unit)
+    # Raises if the claimer may no longer start a visit here (certificate revoked or expired, taken off the
+    # room's allow-list): the press rechecks it, since a claim lives for minutes after the call that made it.
+    recheck: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
 
 class RoomClaims:
@@ -87,7 +90,8 @@ class RoomClaims:
         while len(self._claims) > MAX_CLAIMS:
             self._claims.popitem(last=False)
 
-    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "") -> Claim:
+    def claim(self, clinician_id: str, public_key: Any, now: float | None = None, person: str = "",
+              recheck: Callable[[], None] | None = None) -> Claim:
         """Record a claim; it (and any other clinician's live claim) is CONTESTED if another clinician claimed too."""
         now = self._clock() if now is None else now
         with self._lock:
@@ -95,7 +99,7 @@ class RoomClaims:
             for c in self._claims.values():
                 if c.clinician_id == clinician_id and c.state == PENDING:
                     c.state = EXPIRED  # replaced by this newer claim of the same clinician
-            mine = Claim(clinician_id, public_key, now, person=person)
+            mine = Claim(clinician_id, public_key, now, person=person, recheck=recheck)
             rivals = [c for c in self._claims.values() if c.state in (PENDING, CONTESTED) and c.clinician_id != clinician_id]
             if rivals:
                 mine.state = CONTESTED
@@ -129,6 +133,12 @@ class RoomClaims:
                 return None
             pending = [c for c in self._claims.values() if c.state == PENDING]
             return pending[-1] if len(pending) == 1 else None
+
+    def void(self, claim: Claim) -> None:
+        """The claimer is no longer trusted (revoked, expired, off the allow-list): the claim is dead (EXPIRED)."""
+        with self._lock:
+            if claim.state in (PENDING, CONTESTED):
+                claim.state = EXPIRED
 
     def take(self, claim: Claim, visit_id: str) -> None:
         """The claim started visit ``visit_id`` (used up; its phone reads STARTED and the id)."""
@@ -284,6 +294,15 @@ class RoomButton:
             log.debug("button press refused: no phone claimed this room recently")
             self.indicator.refuse()
             return "refused"
+        if claim.recheck is not None:
+            try:
+                claim.recheck()  # the claim was trusted minutes ago; capture starts only if it still is
+            except Exception as exc:  # noqa: BLE001 - AuthError, PresenceError: any doubt refuses the press
+                log.warning("button press refused: the clinician who claimed the room is no longer allowed to start (%s)",
+                            type(exc).__name__)
+                self.claims.void(claim)
+                self.indicator.refuse()
+                return "refused"
         try:
             visit_id = self.control.start_from_button(claim)
         except EdgeAgentError as exc:

@@ -112,6 +112,8 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_reports_dropped_total", "counter",
               "Sealed reports lost: memory hold full while the outbox refused writes, or still held at exit.",
               {"reason": frozenset({"held_full", "exit"})}),
+    MetricDef("edge_agent_reports_expired_total", "counter",
+              "Sealed reports deleted undelivered at the outbox's retention limit (never collected by the phone)."),
     MetricDef("edge_agent_outbox_quarantined_total", "counter",
               "Damaged or empty outbox files moved aside at start (a fresh outbox was started).",
               {"reason": frozenset({"empty", "damaged"})}),

@@ -67,3 +67,42 @@ def test_claim_without_a_button_is_refused(tmp_path: Path) -> None:
             phone.claim_room(pki.keys_a, srv.target)
     finally:
         srv.stop()
+
+
+def test_report_of_a_button_visit_opens_without_the_phone_watching_the_claim(tmp_path: Path) -> None:
+    """`phone claim --no-wait` (or a phone that lost the network while waiting), then the button: the phone never
+    read the started claim's visit id. Its report was refused as "a visit this phone did not start or claim" and,
+    first in the queue, blocked every later report of that clinician on every collection."""
+    pki = Pki.make(tmp_path)
+    claims = RoomClaims(window_s=60)
+    server = EdgeAgentServer(server_config(pki, tmp_path / "state"), ScriptedVisitRunner(), SpectralVoiceEnroller(), claims=claims)
+    background = BackgroundServer(server)
+    port = background.start()
+    target = phone.Target("127.0.0.1", port, server.fingerprint)
+    factory = MockFactory()
+    settings = GpioSettings(backend="mock", button_pin=17, led_pin=27, red_led_pin=22)
+    assert background.loop is not None and server.visits is not None
+    panel = open_panel(settings, ManagerVisitControl(server.visits, background.loop), claims, factory=factory, bounce_s=None)
+    assert panel is not None
+    button = factory.pin(17)
+    try:
+        phone.claim_room(pki.keys_a, target)  # no claim_status afterwards
+        for _ in range(2):  # press: start; press: stop
+            button.drive_low()
+            button.drive_high()
+            time.sleep(0.5)
+        assert not server.visits.active
+        phone.claim_room(pki.keys_a, target)  # again, and this time the clinician stops it from the phone
+        button.drive_low()
+        button.drive_high()
+        time.sleep(0.5)
+        assert server.visits.active
+        phone.stop(pki.keys_a, target)  # "no visit started from this phone" before: the phone never learnt its id
+        assert not server.visits.active
+        phone.start(pki.keys_a, target, room_code=pki.room_code())  # a later visit, started from the phone
+        phone.stop(pki.keys_a, target)
+        reports = phone.feedback(pki.keys_a, target, follow=False)
+    finally:
+        panel.close()
+        background.stop()
+    assert len(reports) == 3

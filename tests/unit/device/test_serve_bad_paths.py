@@ -90,3 +90,30 @@ def test_a_failure_after_the_grpc_server_started_is_still_one_line(tmp_path: Pat
         taken.close()
     line = _serve(tmp_path / "b", tmp_path / "b" / "state", '[web]\nenabled = true\nallowed_origin = "http://phones.example"\n')
     assert "allowed origin" in line, line
+
+
+@pytest.mark.parametrize("damage", ["other service line", "missing", "not a contributor"])
+def test_population_delivery_bundle_is_checked_at_start(tmp_path: Path, damage: str) -> None:
+    """population.service_line other than the line the contributor certificate is bound to: the aggregator refused
+    every record for good and the forwarder deleted them (all of the room's population records lost, one warning a
+    day); a missing bundle only showed at the first delivery. Refused at start in one line instead."""
+    from edge_agent.crypto import seal
+    from edge_agent.population.certs import issue_contributor
+
+    period = tmp_path / "period.key"
+    PeriodKeyRing.create(period)
+    pub = tmp_path / "aggregator.pub"
+    pub.write_bytes(seal.generate_keypair()[1])
+    site = ca.init_ca(tmp_path / "site-ca")
+    bundle = tmp_path / "contributor.pem"
+    if damage == "other service line":
+        issue_contributor(site, bundle, "cardiology")
+    elif damage == "not a contributor":
+        ca.issue_admin(site, bundle)
+    line = _serve(tmp_path, tmp_path / "state", (
+        f'[population]\nenabled = true\nservice_line = "oncology"\nperiod_key = "{period}"\naggregator_public_key = "{pub}"\n'
+        f'aggregator_address = "127.0.0.1:9"\nclient_bundle = "{bundle}"\n'
+    ))
+    assert "population.client_bundle" in line and str(bundle) in line, line
+    if damage == "other service line":
+        assert "cardiology" in line and "oncology" in line, line

@@ -62,3 +62,17 @@ def test_exposure_score(unit: Path) -> None:
     match = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
     assert match, result.stdout + result.stderr
     assert float(match.group(1)) <= MAX_EXPOSURE, result.stdout
+
+
+def test_the_period_key_the_daemon_must_rewrite_is_writable_under_the_unit() -> None:
+    """The ratchet erases a finished period's key by rewriting its file; the unit mounted /etc/edge-agent read-only
+    (ReadOnlyPaths) with the default population.period_key inside it, so every rewrite failed in production and
+    the finished period's key stayed on disk. Only that one folder is writable again (the rest of /etc stays read-only)."""
+    from edge_agent.device.config import PopulationSettings
+
+    d = _directives(ROOT / "systemd" / "edge-agent.service")
+    folder = str(PopulationSettings().period_key.parent)
+    writable = [p.lstrip("-") for line in d.get("ReadWritePaths", []) for p in line.split()]
+    assert folder in writable
+    assert d["ReadOnlyPaths"] == ["/etc/edge-agent"]
+    assert folder in (ROOT / "docs" / "operations.md").read_text()
