@@ -299,7 +299,7 @@ class RoomButton:
                 claim.recheck()  # the claim was trusted minutes ago; capture starts only if it still is
             except Exception as exc:  # noqa: BLE001 - AuthError, PresenceError: any doubt refuses the press
                 log.warning("button press refused: the clinician who claimed the room is no longer allowed to start (%s)",
-                            type(exc).__name__)
+                            type(exc))
                 self.claims.void(claim)
                 self.indicator.refuse()
                 return "refused"
