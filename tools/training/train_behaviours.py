@@ -128,7 +128,7 @@ def evaluate(data: Sources, spec: bh.Spec, emb: bh.Embeddings | None, log=print)
     out_of = bh.loso(data.train, data.gold_all, spec, emb, log)
     pooled = bh.pooled([out_of[s] for s in out_of])
     heads, th = bh.fit_with_thresholds(data.train, spec, emb)
-    proba = heads.proba([r["text"] for r in data.gold_test])
+    proba = heads.proba([r["text"] for r in data.gold_test], bh.ctx_of(data.gold_test))
     in_dom = bh.score(data.gold_test, proba >= th, proba)
     head_only = bh.score(data.gold_test, proba >= th, None, jargon_from_lexicon=False)
     strip = lambda sc: {lab: {k: sc[lab][k] for k in ("p", "r", "f1", "n", "tp", "fp", "fn")} for lab in LABELS}  # noqa: E731
