@@ -35,7 +35,7 @@ Features of one sentence (all lower-cased):
                     something you...", "what you're saying is") against
                     information with a third-person subject ("your test
                     came back...", "the tablets usually...").
-  q5:<cue>          (featuriser version 5 only) dialogue context, from the
+  q5:<cue>          (featuriser version 5 and 6) dialogue context, from the
                     previous patient turn (``Context``; docs/behaviours-eval.md,
                     "Dialogue context"): whether there is one, whether the
                     sentence opens the clinician's reply to it, whether the
@@ -44,6 +44,14 @@ Features of one sentence (all lower-cased):
                     reflection restates what the client said). Without a context
                     (a caller that has none, a source of single sentences) the
                     only cue is ``q5:ctx-none``.
+  q5:<cue> in v6    (featuriser version 6) the version-5 cues with the two
+                    states ``ctx-none`` conflated kept apart: context unknown (a
+                    caller that gives none, ``ctx`` None; a source of single
+                    sentences) has no context cue at all, so the sentence is
+                    featurised on its own words alone; a sentence of a dialogue
+                    with no patient turn before it yet (``Context`` with
+                    ``prev_patient`` None: the opening of a visit) gets
+                    ``q5:ctx-no-patient-turn``. The other cues are version 5's.
 Weights: (1 + log tf) * idf, then L2-normalised; the q: cues are appended
 after the normalisation with the fixed value CUE_VALUE, so that a handful of
 form cues is not drowned by a hundred character n-grams.
@@ -113,7 +121,7 @@ def cues(text: str, words: list[str]) -> list[str]:
 
 # ---- version 3: sentence-form cues (docs/labelling.md §4.2 and §5.5) ------------------------------
 
-FEATURISER_VERSIONS = (2, 3, 4, 5)
+FEATURISER_VERSIONS = (2, 3, 4, 5, 6)
 _WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "what's", "how's", "where's", "who's"})
 _AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
                   "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "don't", "doesn't", "didn't",
@@ -238,7 +246,8 @@ class Context:
     """What the featuriser may know of a clinician sentence's place in the conversation.
 
     ``prev_patient``: the text of the last patient turn before the sentence (None: no patient turn
-    before it, or unknown); ``turn_start``: the sentence is the first of a clinician turn that directly
+    before it yet; featuriser version 5 also featurises an unknown context so, version 6 keeps the two
+    apart: a caller that does not know the context passes no ``Context`` at all); ``turn_start``: the sentence is the first of a clinician turn that directly
     follows that patient turn (the clinician's reply opens with it)."""
 
     prev_patient: str | None = None
@@ -273,10 +282,14 @@ def content_stems(text: str) -> frozenset[str]:
     return frozenset(_stem(w) for w in tokens(text) if w != "?" and w not in _STOP and not w.isdigit() and len(w) > 2)
 
 
-def context_cues(text: str, ctx: Context | None) -> list[str]:
-    """Version-5 cues (names without prefix) of a sentence in its dialogue context."""
+def context_cues(text: str, ctx: Context | None, version: int = 5) -> list[str]:
+    """Version-5 (or 6) cues (names without prefix) of a sentence in its dialogue context. Version 5: one cue
+    ``ctx-none`` both when the context is unknown (``ctx`` None) and when there is no patient turn before the
+    sentence; version 6: nothing when unknown, ``ctx-no-patient-turn`` when no patient turn yet."""
+    if version >= 6 and ctx is None:
+        return []
     if ctx is None or ctx.prev_patient is None or not ctx.prev_patient.strip():
-        return ["ctx-none"]
+        return ["ctx-no-patient-turn" if version >= 6 else "ctx-none"]
     prev = ctx.prev_patient
     out = ["ctx-turn-start" if ctx.turn_start else "ctx-later"]
     if "?" in prev:
@@ -302,7 +315,8 @@ def tokens(text: str) -> list[str]:
 
 def extract(text: str, version: int = 2, ctx: Context | None = None) -> Counter[str]:
     """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``), 4 the ``q4:`` cues, 5 the
-    dialogue-context cues (``q5:``) of ``ctx`` (None: no context)."""
+    dialogue-context cues (``q5:``) of ``ctx`` (None: no context), 6 the same cues with an unknown context
+    (None) apart from no patient turn yet (``Context(None)``)."""
     toks = tokens(text)
     words = [t for t in toks if t != "?"]
     feats: list[str] = ["w:" + w for w in words]
@@ -328,7 +342,7 @@ def extract(text: str, version: int = 2, ctx: Context | None = None) -> Counter[
         for cue in form_cues4(text):
             counts["q4:" + cue] = 1
     if version >= 5:
-        for cue in context_cues(text, ctx):
+        for cue in context_cues(text, ctx, version):
             counts["q5:" + cue] = 1
     return counts
 

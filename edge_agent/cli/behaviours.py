@@ -19,8 +19,9 @@ app = typer.Typer(help="Communication-behaviour detection.", no_args_is_help=Tru
 def classify(batch_size: Annotated[int, typer.Option(help="utterances per ONNX batch")] = 256) -> None:
     """Read JSON lines {"text": ...} on stdin; write {"text","labels","scores"} per line, in order.
 
-    Optional per line: "previous_patient" (the patient turn before the sentence) and "turn_start" (true when the
-    sentence opens the clinician's reply to it); models that read dialogue context use them."""
+    Optional per line: "previous_patient" (the patient turn before the sentence; null: no patient turn yet, the
+    opening of a visit) and "turn_start" (true when the sentence opens the clinician's reply to it); models that read
+    dialogue context use them. A line with neither field has an unknown context."""
     raise typer.Exit(classify_stream(sys.stdin, sys.stdout, sys.stderr, batch_size=batch_size))
 
 
@@ -75,7 +76,7 @@ def _parse_item(line: str) -> tuple[str, Any]:
     start = obj.get("turn_start", False)
     if not isinstance(start, bool):
         raise ValueError(f'"turn_start" must be true or false, got {type(start).__name__}')
-    if prev is None and "turn_start" not in obj:
+    if "previous_patient" not in obj and "turn_start" not in obj:  # context unknown (not "no patient turn yet")
         return text, None
     from edge_agent.behaviours.features import Context
 

@@ -60,6 +60,8 @@ class Spec:
             parts.append(("form cues v3" if self.version >= 3 else "question cues v2") if self.cues_only else f"n-grams v{self.version}")
         if self.ngram and self.version >= 5:
             parts[-1] += " with dialogue-context cues (previous patient turn)"
+            if self.version >= 6:
+                parts[-1] += ", context unknown kept apart from no patient turn yet"
         text = " + ".join(parts) + f"; C {self.c:g}; thresholds by inner {'leave-one-source-out' if self.inner == 'loso' else 'grouped 5-fold CV'}"
         if self.old_weight != 1.0:
             text += "; older PriMock57 labels " + ("left out" if self.old_weight == 0 else f"weighted {self.old_weight:g}")

@@ -69,6 +69,8 @@ SPECS: tuple[bh.Spec, ...] = (
 # ``choose`` until they pass their own pre-registered acceptance (docs/behaviours-eval.md, "Dialogue context").
 CANDIDATES: tuple[bh.Spec, ...] = (
     bh.Spec("encoder+ngram-v5+units2", version=5, embedding=True, units=2),
+    # variant B: v5's cues with "context unknown" (no cue) kept apart from "no patient turn yet" (docs, "Dialogue context")
+    bh.Spec("encoder+ngram-v6+units2", version=6, embedding=True, units=2),
 )
 BASELINE = "ngram-v2"  # the recipe shipped before (features v2), refitted on the same sources
 # The set shipped before this build, as it was evaluated then (six sources; a reference row, never chosen).
