@@ -10,7 +10,10 @@ call, as in training), fed to the per-label heads in ``behaviours.onnx``. When t
 file says ``units``, each text is first cut into labelling units (sentences, a trailing
 question clause; question form restored in unpunctuated ASR text) and the units'
 probabilities are combined per text (edge_agent.behaviours.units), exactly as the training
-script evaluated.
+script evaluated. Featuriser version 5 also reads each sentence's dialogue context
+(``features.Context``: the previous patient turn, whether the sentence opens the reply);
+``classify(texts)`` without contexts is still accepted and featurises every text as having
+no context (what the model saw for the sources of single sentences).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.behaviours.encoder import SentenceEncoder, make_session
-from edge_agent.behaviours.features import FEATURISER_VERSIONS, Vocabulary, batch_arrays
+from edge_agent.behaviours.features import FEATURISER_VERSIONS, Context, Vocabulary, batch_arrays
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
 from edge_agent.behaviours.units import VERSIONS as UNIT_VERSIONS
@@ -98,25 +101,41 @@ class BehaviourClassifier:
         self.jargon = JargonDetector(lexicon_path)
         self._jargon_k = LABELS.index("jargon")
 
-    def model_probabilities(self, texts: list[str]) -> np.ndarray:
-        """(len(texts), 11) probabilities of the ONNX heads alone (the jargon column is the model's, unused)."""
+    @property
+    def uses_context(self) -> bool:
+        """Whether the model reads the dialogue context (featuriser version 5 and later)."""
+        return self.version >= 5
+
+    def model_probabilities(self, texts: list[str], contexts: list[Context | None] | None = None) -> np.ndarray:
+        """(len(texts), 11) probabilities of the ONNX heads alone (the jargon column is the model's, unused).
+        ``contexts``: one per text (None, or a None item: no context)."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
+        if contexts is not None and len(contexts) != len(texts):
+            raise ValueError(f"{len(contexts)} contexts for {len(texts)} texts")
+        if not self.uses_context:
+            contexts = None
         if not self.units:
-            return self._heads(texts)
+            return self._heads(texts, contexts)
         flat, where = expand(texts, self.units)
-        return combine(self._heads(flat), where, QUESTION_COLUMNS)
+        flat_ctx: list[Context | None] | None = None
+        if contexts is not None:
+            flat_ctx = [None] * len(flat)
+            for c, mine in zip(contexts, where):
+                for _, j in mine:
+                    flat_ctx[j] = c
+        return combine(self._heads(flat, flat_ctx), where, QUESTION_COLUMNS)
 
-    def _heads(self, texts: list[str]) -> np.ndarray:
-        idx, val = batch_arrays(texts, self.vocab, self.version)
+    def _heads(self, texts: list[str], contexts: list[Context | None] | None = None) -> np.ndarray:
+        idx, val = batch_arrays(texts, self.vocab, self.version, contexts)
         feeds = {"indices": idx, "values": val}
         if self.encoder is not None:
             feeds["embedding"] = self.encoder.embed(texts)
         return self.session.run(None, feeds)[0]
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
+    def probabilities(self, texts: list[str], contexts: list[Context | None] | None = None) -> np.ndarray:
         """(len(texts), 11) model probabilities, jargon column from the lexicon detector."""
-        probs = self.model_probabilities(texts)
+        probs = self.model_probabilities(texts, contexts)
         for i, t in enumerate(texts):
             hits = self.jargon.find(t)
             if any(not h.explained for h in hits):
@@ -125,8 +144,10 @@ class BehaviourClassifier:
                 probs[i, self._jargon_k] = JARGON_EXPLAINED if hits else JARGON_NONE
         return probs
 
-    def classify(self, texts: list[str]) -> list[Classification]:
-        probs = self.probabilities(list(texts))
+    def classify(self, texts: list[str], contexts: list[Context | None] | None = None) -> list[Classification]:
+        """Labels of each text; ``contexts`` (one per text) gives each sentence's dialogue context
+        (``features.Context``: the previous patient turn), read by models of featuriser version 5."""
+        probs = self.probabilities(list(texts), None if contexts is None else list(contexts))
         on = probs >= self.thresholds
         on[:, self._jargon_k] = probs[:, self._jargon_k] >= 0.5
         out = []

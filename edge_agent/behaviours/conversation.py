@@ -20,6 +20,7 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+from edge_agent.behaviours.features import Context
 from edge_agent.behaviours.text import FILLER_WORDS, split_sentences
 from edge_agent.transcript import Utterance, Word
 
@@ -313,6 +314,22 @@ def _previous(turns: list[Turn], k: int, speaker: str) -> Turn | None:
         if turns[j].speaker == speaker:
             return turns[j]
     return None
+
+
+def sentence_contexts(turns: list[Turn]) -> dict[str, Context]:
+    """The dialogue context of every clinician sentence, by sentence id (``tNNN:sNN``): the text of the last
+    patient turn before it, and whether it is the first sentence of a clinician turn that directly follows a
+    patient turn. The behaviour classifier reads it (featuriser version 5); the training rows of PriMock57
+    get theirs the same way from the same turns (tools/training/behaviour_sources.py)."""
+    out: dict[str, Context] = {}
+    for t in turns:
+        if not t.clinician:
+            continue
+        prev = _previous(turns, t.index, PATIENT)
+        starts = t.index > 0 and turns[t.index - 1].patient
+        for s in t.sentences:
+            out[s.id] = Context(prev.text if prev is not None else None, starts and s.index == 0)
+    return out
 
 
 def _is_echo(text: str, other: Turn | None, max_content: int = 3) -> bool:

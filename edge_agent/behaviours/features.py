@@ -35,6 +35,23 @@ Features of one sentence (all lower-cased):
                     something you...", "what you're saying is") against
                     information with a third-person subject ("your test
                     came back...", "the tablets usually...").
+  q5:<cue>          (featuriser version 5 and 6) dialogue context, from the
+                    previous patient turn (``Context``; docs/behaviours-eval.md,
+                    "Dialogue context"): whether there is one, whether the
+                    sentence opens the clinician's reply to it, whether the
+                    patient asked something or said very little, and how many
+                    content-word stems the sentence shares with it (MITI/MISC: a
+                    reflection restates what the client said). Without a context
+                    (a caller that has none, a source of single sentences) the
+                    only cue is ``q5:ctx-none``.
+  q5:<cue> in v6    (featuriser version 6) the version-5 cues with the two
+                    states ``ctx-none`` conflated kept apart: context unknown (a
+                    caller that gives none, ``ctx`` None; a source of single
+                    sentences) has no context cue at all, so the sentence is
+                    featurised on its own words alone; a sentence of a dialogue
+                    with no patient turn before it yet (``Context`` with
+                    ``prev_patient`` None: the opening of a visit) gets
+                    ``q5:ctx-no-patient-turn``. The other cues are version 5's.
 Weights: (1 + log tf) * idf, then L2-normalised; the q: cues are appended
 after the normalisation with the fixed value CUE_VALUE, so that a handful of
 form cues is not drowned by a hundred character n-grams.
@@ -104,7 +121,7 @@ def cues(text: str, words: list[str]) -> list[str]:
 
 # ---- version 3: sentence-form cues (docs/labelling.md §4.2 and §5.5) ------------------------------
 
-FEATURISER_VERSIONS = (2, 3, 4)
+FEATURISER_VERSIONS = (2, 3, 4, 5, 6)
 _WH = frozenset({"what", "how", "why", "when", "where", "who", "which", "whereabouts", "what's", "how's", "where's", "who's"})
 _AUX = frozenset({"is", "are", "was", "were", "do", "does", "did", "have", "has", "had", "can", "could", "would", "will",
                   "should", "shall", "may", "might", "any", "anything", "isn't", "aren't", "don't", "doesn't", "didn't",
@@ -221,12 +238,85 @@ def form_cues4(text: str) -> list[str]:
     return [name for name, rx in _CUES4 if rx.search(lowered)]
 
 
+# ---- version 5: dialogue context (the previous patient turn) ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the featuriser may know of a clinician sentence's place in the conversation.
+
+    ``prev_patient``: the text of the last patient turn before the sentence (None: no patient turn
+    before it yet; featuriser version 5 also featurises an unknown context so, version 6 keeps the two
+    apart: a caller that does not know the context passes no ``Context`` at all); ``turn_start``: the sentence is the first of a clinician turn that directly
+    follows that patient turn (the clinician's reply opens with it)."""
+
+    prev_patient: str | None = None
+    turn_start: bool = False
+
+
+NO_CONTEXT = Context()
+# Function words, pronouns, fillers and back-channel words: overlap in these says nothing about
+# restating the patient (MITI reflection: the clinician restates the *content* of what was said).
+_STOP = frozenset("""a an the and or but so if then than that this these those there here it its it's i i'm i've i'd i'll me my
+mine you you're you've you'd you'll your yours he she him her his they them their we us our is are was were be been being am do
+does did doing done have has had having can could would will should shall may might must not no yes yeah ok okay right well oh
+just really very quite bit little lot of to in on at for with from by about as into over up down out off again also too any
+some all what how why when where who which whether because like mm um uh er erm hmm yep yup sure thanks thank please sorry
+got get gets getting go goes going went know think mean feel felt say said tell told see thing things one now kind sort
+don't didn't doesn't isn't aren't wasn't weren't haven't hasn't can't won't wouldn't couldn't""".split())
+
+
+def _stem(word: str) -> str:
+    w = word.strip("'")
+    if w.endswith("'s"):
+        w = w[:-2]
+    for suf in ("ing", "ed", "ly", "es", "s"):
+        if w.endswith(suf) and len(w) - len(suf) >= 3:
+            return w[: -len(suf)]
+    return w
+
+
+@lru_cache(maxsize=1 << 12)
+def content_stems(text: str) -> frozenset[str]:
+    """Stems of the content words of ``text`` (cached: every sentence of a turn shares its patient turn)."""
+    return frozenset(_stem(w) for w in tokens(text) if w != "?" and w not in _STOP and not w.isdigit() and len(w) > 2)
+
+
+def context_cues(text: str, ctx: Context | None, version: int = 5) -> list[str]:
+    """Version-5 (or 6) cues (names without prefix) of a sentence in its dialogue context. Version 5: one cue
+    ``ctx-none`` both when the context is unknown (``ctx`` None) and when there is no patient turn before the
+    sentence; version 6: nothing when unknown, ``ctx-no-patient-turn`` when no patient turn yet."""
+    if version >= 6 and ctx is None:
+        return []
+    if ctx is None or ctx.prev_patient is None or not ctx.prev_patient.strip():
+        return ["ctx-no-patient-turn" if version >= 6 else "ctx-none"]
+    prev = ctx.prev_patient
+    out = ["ctx-turn-start" if ctx.turn_start else "ctx-later"]
+    if "?" in prev:
+        out.append("ctx-patient-asked")
+    if len([w for w in tokens(prev) if w != "?"]) <= 3:
+        out.append("ctx-patient-short")
+    mine = content_stems(text)
+    shared = len(mine & content_stems(prev))
+    out.append(f"ctx-overlap-{min(shared, 3)}")
+    question = "?" in text
+    if shared >= 1:
+        out.append("ctx-echo-question" if question else "ctx-echo-statement")
+        if len(mine) >= 2 and shared * 2 >= len(mine):
+            out.append("ctx-echo-half")
+    if ctx.turn_start:
+        out.append("ctx-start-question" if question else "ctx-start-statement")
+    return out
+
+
 def tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _DISFLUENCY]
 
 
-def extract(text: str, version: int = 2) -> Counter[str]:
-    """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``), 4 the ``q4:`` cues."""
+def extract(text: str, version: int = 2, ctx: Context | None = None) -> Counter[str]:
+    """Features of one sentence; ``version`` 3 adds the sentence-form cues (``q3:``), 4 the ``q4:`` cues, 5 the
+    dialogue-context cues (``q5:``) of ``ctx`` (None: no context), 6 the same cues with an unknown context
+    (None) apart from no patient turn yet (``Context(None)``)."""
     toks = tokens(text)
     words = [t for t in toks if t != "?"]
     feats: list[str] = ["w:" + w for w in words]
@@ -251,6 +341,9 @@ def extract(text: str, version: int = 2) -> Counter[str]:
     if version >= 4:
         for cue in form_cues4(text):
             counts["q4:" + cue] = 1
+    if version >= 5:
+        for cue in context_cues(text, ctx, version):
+            counts["q5:" + cue] = 1
     return counts
 
 
@@ -303,12 +396,14 @@ def weights(counts: Counter[str], vocab: Vocabulary) -> list[tuple[int, float]]:
     return list(zip(idx.tolist(), val.tolist()))
 
 
-def batch_arrays(texts: list[str], vocab: Vocabulary, version: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Padded (indices int64, values float32) arrays for the ONNX model.
+def batch_arrays(texts: list[str], vocab: Vocabulary, version: int = 2,
+                 contexts: list[Context | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Padded (indices int64, values float32) arrays for the ONNX model (``contexts``: one per text, or None).
 
     Padding points at row ``vocab.size`` of the weight matrix, which is zero.
     """
-    rows = [weight_arrays(extract(t, version), vocab) for t in texts]
+    ctxs = contexts if contexts is not None else [None] * len(texts)
+    rows = [weight_arrays(extract(t, version, c), vocab) for t, c in zip(texts, ctxs)]
     if len(rows) == 1:  # the device's case: one sentence per call
         i, v = rows[0]
         if len(i):

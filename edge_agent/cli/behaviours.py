@@ -17,7 +17,11 @@ app = typer.Typer(help="Communication-behaviour detection.", no_args_is_help=Tru
 
 @app.command("classify")
 def classify(batch_size: Annotated[int, typer.Option(help="utterances per ONNX batch")] = 256) -> None:
-    """Read JSON lines {"text": ...} on stdin; write {"text","labels","scores"} per line, in order."""
+    """Read JSON lines {"text": ...} on stdin; write {"text","labels","scores"} per line, in order.
+
+    Optional per line: "previous_patient" (the patient turn before the sentence; null: no patient turn yet, the
+    opening of a visit) and "turn_start" (true when the sentence opens the clinician's reply to it); models that read
+    dialogue context use them. A line with neither field has an unknown context."""
     raise typer.Exit(classify_stream(sys.stdin, sys.stdout, sys.stderr, batch_size=batch_size))
 
 
@@ -48,6 +52,11 @@ MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a
 
 def _parse_line(line: str) -> str:
     """The text of one JSON line, or ValueError with a reason a person can act on."""
+    return _parse_item(line)[0]
+
+
+def _parse_item(line: str) -> tuple[str, Any]:
+    """(text, dialogue context or None) of one JSON line, or ValueError with a reason a person can act on."""
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
@@ -61,7 +70,17 @@ def _parse_line(line: str) -> str:
         raise ValueError(f'"text" must be a string, got {type(text).__name__}')
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f'"text" is longer than {MAX_TEXT_CHARS} characters')
-    return text
+    prev = obj.get("previous_patient")
+    if prev is not None and not isinstance(prev, str):
+        raise ValueError(f'"previous_patient" must be a string or null, got {type(prev).__name__}')
+    start = obj.get("turn_start", False)
+    if not isinstance(start, bool):
+        raise ValueError(f'"turn_start" must be true or false, got {type(start).__name__}')
+    if "previous_patient" not in obj and "turn_start" not in obj:  # context unknown (not "no patient turn yet")
+        return text, None
+    from edge_agent.behaviours.features import Context
+
+    return text, Context(prev[:MAX_TEXT_CHARS] if prev else None, start)
 
 
 def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size: int = DEFAULT_BATCH, classifier: Any = None) -> int:
@@ -78,18 +97,26 @@ def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size
 
         classifier = BehaviourClassifier(threads=2)
     pending: list[str] = []
+    contexts: list[Any] = []
     bad = 0
 
     def flush() -> None:
-        for res in classifier.classify(pending):
+        if any(c is not None for c in contexts) and getattr(classifier, "uses_context", False):
+            results = classifier.classify(pending, list(contexts))
+        else:
+            results = classifier.classify(pending)
+        for res in results:
             stdout.write(json.dumps(res.to_dict(), ensure_ascii=False) + "\n")
         pending.clear()
+        contexts.clear()
 
     for n, line in enumerate(stdin, 1):
         if not line.strip():
             continue
         try:
-            pending.append(_parse_line(line))
+            text, ctx = _parse_item(line)
+            pending.append(text)
+            contexts.append(ctx)
         except ValueError as exc:
             # Keep order: everything before the bad line is written first.
             flush()

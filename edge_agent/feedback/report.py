@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances
+from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances, sentence_contexts
 from edge_agent.behaviours.events import VisitEvents, detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
@@ -81,7 +81,14 @@ def _rounded(v: object) -> object:
 def _classify_turns(turns: list[Turn], classifier: _Classifier) -> dict[str, tuple[str, ...]]:
     """The classifier's labels for every non-filler clinician sentence, by sentence id (``tNNN:sNN``)."""
     items = [s for t in turns if t.speaker == CLINICIAN for s in t.sentences if not is_filler(s.text)]
-    results = classifier.classify([s.text for s in items]) if items else []
+    if not items:
+        return {}
+    texts = [s.text for s in items]
+    if getattr(classifier, "uses_context", False):  # the model reads the previous patient turn (featuriser v5)
+        ctx = sentence_contexts(turns)
+        results = classifier.classify(texts, [ctx[s.id] for s in items])
+    else:
+        results = classifier.classify(texts)
     return {s.id: tuple(r.labels) for s, r in zip(items, results)}
 
 

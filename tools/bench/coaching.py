@@ -223,6 +223,18 @@ def _fmt(v: float | None) -> str:
     return "  n/a" if v is None else f"{v:.3f}"
 
 
+def _label_contexts(cids: list[str]) -> dict[str, Any]:
+    """Dialogue context of every clinician sentence of these visits, by label-gold id (``<visit>:tNNN:sNN``)."""
+    from edge_agent.behaviours.conversation import build_turns, sentence_contexts
+    from tools.corpus.primock import load_consultation, utterances_from_consultation
+
+    out: dict[str, Any] = {}
+    for cid in cids:
+        for sid, c in sentence_contexts(build_turns(utterances_from_consultation(load_consultation(cid)))).items():
+            out[f"{cid}:{sid}"] = c
+    return out
+
+
 def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: list[str] | None = None) -> dict[str, Any]:
     from edge_agent.feedback.observations import WITHHELD, candidates
     from edge_agent.feedback.report import build_feedback
@@ -283,7 +295,11 @@ def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: l
         rows = [r for r in label_rows if r["id"].split(":")[0] in cids]
         if rows:
             texts = [r["text"] for r in rows]
-            preds = [set(c.labels) for c in classifier.classify(texts)]
+            if getattr(classifier, "uses_context", False):  # each gold sentence in its visit's context, as the report labels it
+                ctx = _label_contexts(cids)
+                preds = [set(c.labels) for c in classifier.classify(texts, [ctx.get(r["id"]) for r in rows])]
+            else:
+                preds = [set(c.labels) for c in classifier.classify(texts)]
             from edge_agent.behaviours.labels import LABELS
 
             model_labels = tuple(getattr(classifier, "labels", None) or LABELS)

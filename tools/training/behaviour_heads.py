@@ -25,7 +25,7 @@ import numpy as np
 from scipy.sparse import csr_matrix, hstack
 from sklearn.linear_model import LogisticRegression
 
-from edge_agent.behaviours.features import Vocabulary, extract, weights
+from edge_agent.behaviours.features import Context, Vocabulary, extract, weights
 from edge_agent.behaviours.labels import LABELS
 from edge_agent.behaviours.units import combine, expand, normalise
 from tools.training.behaviour_sources import norm
@@ -58,6 +58,10 @@ class Spec:
             parts.append("encoder" + ("" if self.emb_scale == 1.0 else f"x{self.emb_scale:g}"))
         if self.ngram:
             parts.append(("form cues v3" if self.version >= 3 else "question cues v2") if self.cues_only else f"n-grams v{self.version}")
+        if self.ngram and self.version >= 5:
+            parts[-1] += " with dialogue-context cues (previous patient turn)"
+            if self.version >= 6:
+                parts[-1] += ", context unknown kept apart from no patient turn yet"
         text = " + ".join(parts) + f"; C {self.c:g}; thresholds by inner {'leave-one-source-out' if self.inner == 'loso' else 'grouped 5-fold CV'}"
         if self.old_weight != 1.0:
             text += "; older PriMock57 labels " + ("left out" if self.old_weight == 0 else f"weighted {self.old_weight:g}")
@@ -104,19 +108,31 @@ class Embeddings:
 # ---------------------------------------------------------------- features
 
 
-def build_vocab(texts: list[str], version: int, cues_only: bool) -> Vocabulary:
+Ctxs = list[Context | None] | None  # one dialogue context per text (None: none known), read by featuriser v5
+
+
+def _ctxs(texts: list[str], ctxs: Ctxs) -> list[Context | None]:
+    return list(ctxs) if ctxs is not None else [None] * len(texts)
+
+
+def ctx_of(rows: list[dict]) -> list[Context | None]:
+    """The rows' dialogue contexts (behaviour_sources ``ctx``)."""
+    return [r.get("ctx") for r in rows]
+
+
+def build_vocab(texts: list[str], version: int, cues_only: bool, ctxs: Ctxs = None) -> Vocabulary:
     df: Counter[str] = Counter()
-    for t in texts:
-        df.update(set(extract(t, version)))
+    for t, c in zip(texts, _ctxs(texts, ctxs)):
+        df.update(set(extract(t, version, c)))
     kept = sorted(f for f, n in df.items() if n >= MIN_DF and (not cues_only or f.startswith(("q:", "q3:", "q4:"))))
     n = len(texts)
     return Vocabulary({f: i for i, f in enumerate(kept)}, [math.log((1 + n) / (1 + df[f])) + 1.0 for f in kept])
 
 
-def sparse_matrix(texts: list[str], vocab: Vocabulary, version: int) -> csr_matrix:
+def sparse_matrix(texts: list[str], vocab: Vocabulary, version: int, ctxs: Ctxs = None) -> csr_matrix:
     data, ind, ptr = [], [], [0]
-    for t in texts:
-        for j, v in sorted(weights(extract(t, version), vocab)):
+    for t, c in zip(texts, _ctxs(texts, ctxs)):
+        for j, v in sorted(weights(extract(t, version, c), vocab)):
             ind.append(j)
             data.append(v)
         ptr.append(len(ind))
@@ -130,16 +146,16 @@ class Featuriser:
         self.spec, self.emb = spec, emb
         self.vocab: Vocabulary | None = None
 
-    def fit(self, texts: list[str]) -> Featuriser:
+    def fit(self, texts: list[str], ctxs: Ctxs = None) -> Featuriser:
         if self.spec.ngram:
-            self.vocab = build_vocab(texts, self.spec.version, self.spec.cues_only)
+            self.vocab = build_vocab(texts, self.spec.version, self.spec.cues_only, ctxs)
         return self
 
-    def transform(self, texts: list[str]) -> csr_matrix:
+    def transform(self, texts: list[str], ctxs: Ctxs = None) -> csr_matrix:
         parts = []
         if self.spec.ngram:
             assert self.vocab is not None
-            parts.append(sparse_matrix(texts, self.vocab, self.spec.version))
+            parts.append(sparse_matrix(texts, self.vocab, self.spec.version, ctxs))
         if self.spec.embedding:
             assert self.emb is not None
             parts.append(csr_matrix(self.emb.matrix(texts).astype(np.float64) * self.spec.emb_scale))
@@ -167,23 +183,29 @@ class Heads:
     coef: np.ndarray  # (n_features, 11)
     bias: np.ndarray  # (11,)
 
-    def raw_proba(self, texts: list[str]) -> np.ndarray:
-        x = self.featuriser.transform(texts)
+    def raw_proba(self, texts: list[str], ctxs: Ctxs = None) -> np.ndarray:
+        x = self.featuriser.transform(texts, ctxs)
         return 1.0 / (1.0 + np.exp(-(np.asarray(x @ self.coef) + self.bias)))
 
-    def proba(self, texts: list[str]) -> np.ndarray:
-        """What the device computes for ``texts`` (per unit and combined when the spec says so)."""
+    def proba(self, texts: list[str], ctxs: Ctxs = None) -> np.ndarray:
+        """What the device computes for ``texts`` (per unit and combined when the spec says so); ``ctxs``: each
+        text's dialogue context (every unit of a text gets its text's)."""
         if not self.featuriser.spec.units:
-            return self.raw_proba(texts)
+            return self.raw_proba(texts, ctxs)
         flat, where = expand(texts, self.featuriser.spec.units)
-        return combine(self.raw_proba(flat), where, QUESTION_COLUMNS)
+        flat_ctx: list[Context | None] = [None] * len(flat)
+        for c, mine in zip(_ctxs(texts, ctxs), where):
+            for _, j in mine:
+                flat_ctx[j] = c
+        return combine(self.raw_proba(flat, flat_ctx), where, QUESTION_COLUMNS)
 
 
 def fit(rows: list[dict], spec: Spec, emb: Embeddings | None) -> Heads:
     rows = [r for r in rows if spec.old_weight > 0 or r["origin"] != "primock57-old"]
     texts = [normalise(r["text"]) if spec.units else r["text"] for r in rows]
-    fz = Featuriser(spec, emb).fit(texts)
-    x = fz.transform(texts)
+    ctxs = ctx_of(rows)
+    fz = Featuriser(spec, emb).fit(texts, ctxs)
+    x = fz.transform(texts, ctxs)
     y = targets(rows)
     sw = row_weights(rows, spec)
     coef = np.zeros((x.shape[1], len(LABELS)))
@@ -226,7 +248,7 @@ def oof_proba(rows: list[dict], spec: Spec, emb: Embeddings | None) -> np.ndarra
     for tr_idx, te_idx in folds:
         te = [rows[i] for i in te_idx]
         tr = without_duplicates([rows[i] for i in tr_idx], te)
-        out[te_idx] = fit(tr, spec, emb).proba([r["text"] for r in te])
+        out[te_idx] = fit(tr, spec, emb).proba([r["text"] for r in te], ctx_of(te))
     return out
 
 
@@ -322,7 +344,7 @@ def loso(train: list[dict], gold_all: list[dict], spec: Spec, emb: Embeddings | 
         test = gold_all if s == "primock57" else [r for r in train if r["source"] == s]
         tr = without_duplicates([r for r in train if r["source"] != s], test)
         heads, th = fit_with_thresholds(tr, spec, emb)
-        proba = heads.proba([r["text"] for r in test])
+        proba = heads.proba([r["text"] for r in test], ctx_of(test))
         out[s] = score(test, proba >= th, proba)
         out[s]["_thresholds"] = dict(zip(LABELS, map(float, th)))
         log(f"  {spec.name} LOSO {s:<20} " + " ".join(f"{lab[:5]} {out[s][lab]['f1']:.2f}" for lab in TARGET_LABELS))

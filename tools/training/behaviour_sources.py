@@ -3,7 +3,11 @@
     from tools.training.behaviour_sources import load_sources
     data = load_sources()          # data.train: rows the heads may learn from; data.gold_test: held-out gold rows
 
-A row is ``{"id", "text", "labels" (the 11 interface labels), "source", "group", "origin"}``:
+A row is ``{"id", "text", "labels" (the 11 interface labels), "source", "group", "origin", "ctx"}``:
+``ctx`` is the sentence's dialogue context (edge_agent.behaviours.features.Context: the previous
+patient turn and whether the sentence opens the clinician's reply), computed for PriMock57 from
+the transcripts exactly as the device computes it (conversation.sentence_contexts) and for the
+dialogue sources from their ``context`` field; None for the sources of single sentences;
 ``group`` is the session (consultation, dialogue, written pseudo-group) and never
 crosses sources, so grouped splits keep a session on one side.
 
@@ -32,7 +36,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.behaviours.features import tokens
+from edge_agent.behaviours.features import Context, tokens
 from edge_agent.behaviours.labels import LABELS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,24 +110,50 @@ def load_sources(old_primock_labels: bool = True) -> Sources:
             train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "primock57",
                           "group": cons, "origin": "primock57-old"})
             n_old += 1
+    ctx = primock_contexts()
+    for r in [*train, *gold_all]:
+        r["ctx"] = ctx.get(r["id"])
     missing = set(gold) - {r["id"] for r in gold_all}
     assert not missing, f"gold ids not in primock57.jsonl: {sorted(missing)[:3]}"
     for name in DIALOGUE_SOURCES:
         for r in _jsonl(DIALOGUES / f"{name}.jsonl"):
             train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": name,
-                          "group": f"{name}:{r['session']}", "origin": name})
+                          "group": f"{name}:{r['session']}", "origin": name, "ctx": dialogue_context(r)})
     for r in _jsonl(BEHAVIOURS / "written.jsonl"):
         train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "written",
-                      "group": r["group"], "origin": "written"})
+                      "group": r["group"], "origin": "written", "ctx": None})
     for r in _jsonl(PROBE):
         train.append({"id": r["id"], "text": r["text"], "labels": to_interface(r["labels"]), "source": "probe_mi",
-                      "group": r["group"], "origin": "probe_mi"})
+                      "group": r["group"], "origin": "probe_mi", "ctx": None})
     for r in forms_rows():
         train.append(r)
     gold_test = [r for r in gold_all if r["group"] in held_set]
     ids = [r["id"] for r in train]
     assert len(ids) == len(set(ids)), "duplicate ids across sources"
     return Sources(train, gold_all, gold_test, n_old, sorted(held_set))
+
+
+def primock_contexts() -> dict[str, Context]:
+    """Dialogue context of every PriMock57 clinician sentence, by row id (``<consultation>:tNNN:sNN``), from the
+    transcripts through the device's own turn building (so training and the device agree by construction)."""
+    from edge_agent.behaviours.conversation import build_turns, sentence_contexts
+    from tools.corpus.primock import iter_consultations, utterances_from_consultation
+
+    out: dict[str, Context] = {}
+    for cons in iter_consultations():
+        for sid, c in sentence_contexts(build_turns(utterances_from_consultation(cons))).items():
+            out[f"{cons.id}:{sid}"] = c
+    return out
+
+
+def dialogue_context(row: dict) -> Context:
+    """Context of a dialogue-source row from its ``context`` field (the turns before it, oldest first; the
+    clinician's own earlier sentences of the same turn carry ``same_turn``)."""
+    items = row.get("context") or []
+    patient = [c["text"] for c in items if c["speaker"] == "patient"]
+    same_turn = any(c.get("same_turn") for c in items)
+    starts = bool(items) and items[-1]["speaker"] == "patient" and not same_turn
+    return Context(patient[-1] if patient else None, starts)
 
 
 def forms_rows(path: Path = FORMS) -> list[dict]:
@@ -136,7 +166,7 @@ def forms_rows(path: Path = FORMS) -> list[dict]:
         bad = [x for x in labels.split(",") if x not in LABELS and x not in GUIDE_EXTRA]
         assert not bad, f"{path.name}: unknown label(s) {bad} in {text!r}"
         out.append({"id": f"miti_forms:{len(out):04d}", "text": text, "labels": to_interface(labels.split(",")),
-                    "source": "miti_forms", "group": f"miti_forms-{group}", "origin": "miti_forms"})
+                    "source": "miti_forms", "group": f"miti_forms-{group}", "origin": "miti_forms", "ctx": None})
     return out
 
 

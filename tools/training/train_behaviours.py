@@ -65,6 +65,13 @@ SPECS: tuple[bh.Spec, ...] = (
     bh.Spec("ngram-v3", version=3),
     bh.Spec("encoder+cues-v3", version=3, cues_only=True, embedding=True),
 )
+# Candidates evaluated and built on request (``--candidate``) and recorded as reference rows, never chosen by
+# ``choose`` until they pass their own pre-registered acceptance (docs/behaviours-eval.md, "Dialogue context").
+CANDIDATES: tuple[bh.Spec, ...] = (
+    bh.Spec("encoder+ngram-v5+units2", version=5, embedding=True, units=2),
+    # variant B: v5's cues with "context unknown" (no cue) kept apart from "no patient turn yet" (docs, "Dialogue context")
+    bh.Spec("encoder+ngram-v6+units2", version=6, embedding=True, units=2),
+)
 BASELINE = "ngram-v2"  # the recipe shipped before (features v2), refitted on the same sources
 # The set shipped before this build, as it was evaluated then (six sources; a reference row, never chosen).
 PREVIOUS_SHIPPED = "encoder+ngram-v3 (shipped before; six sources)"
@@ -128,7 +135,7 @@ def evaluate(data: Sources, spec: bh.Spec, emb: bh.Embeddings | None, log=print)
     out_of = bh.loso(data.train, data.gold_all, spec, emb, log)
     pooled = bh.pooled([out_of[s] for s in out_of])
     heads, th = bh.fit_with_thresholds(data.train, spec, emb)
-    proba = heads.proba([r["text"] for r in data.gold_test])
+    proba = heads.proba([r["text"] for r in data.gold_test], bh.ctx_of(data.gold_test))
     in_dom = bh.score(data.gold_test, proba >= th, proba)
     head_only = bh.score(data.gold_test, proba >= th, None, jargon_from_lexicon=False)
     strip = lambda sc: {lab: {k: sc[lab][k] for k in ("p", "r", "f1", "n", "tp", "fp", "fn")} for lab in LABELS}  # noqa: E731
@@ -225,6 +232,7 @@ def features_json(heads: bh.Heads, th: np.ndarray, meta: dict | None) -> dict:
         "featuriser": f"edge_agent.behaviours.features v{spec.version}" + (" (form cues only)" if spec.cues_only else "") if spec.ngram else None,
         "featuriser_version": spec.version,
         "units": f"edge_agent.behaviours.units v{spec.units}" if spec.units else None,
+        "context": "previous patient turn (edge_agent.behaviours.features.Context)" if spec.ngram and spec.version >= 5 else None,
         "encoder": None if not spec.embedding else {
             "onnx": ENCODER_FILE, "tokenizer": TOKENIZER_FILE, "dim": int(meta["dim"]), "max_length": max_tokens(meta),
             "special_tokens": bool(meta["special_tokens"]), "one_sentence_per_call": True, "name": meta["name"]},
@@ -278,15 +286,19 @@ def write_notice(meta: dict) -> Path:
     return path
 
 
-def parity(heads: bh.Heads, texts: list[str]) -> float:
-    """Max |p| difference between the runtime classifier (ONNX, device featuriser/encoder) and the training heads."""
+def parity(heads: bh.Heads, texts: list[str], ctxs: list | None = None) -> float:
+    """Max |p| difference between the runtime classifier (ONNX, device featuriser/encoder) and the training heads,
+    with the rows' dialogue contexts and without any."""
     from edge_agent.behaviours.classifier import BehaviourClassifier
 
     clf = BehaviourClassifier(threads=1, models_dir=MODELS)
-    run = clf.model_probabilities(texts)
-    ref = heads.proba(texts)
     keep = [k for k, lab in enumerate(LABELS) if lab != "jargon"]
-    return float(np.abs(run[:, keep] - ref[:, keep]).max())
+    worst = 0.0
+    for c in (None, ctxs) if ctxs is not None else (None,):
+        run = clf.model_probabilities(texts, c)
+        ref = heads.proba(texts, c)
+        worst = max(worst, float(np.abs(run[:, keep] - ref[:, keep]).max()))
+    return worst
 
 
 def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: dict) -> dict:
@@ -312,7 +324,8 @@ def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: di
     # record the heads again with the parity figure.
     for i, f in enumerate([*files, onnx_path]):
         if i == len(files):
-            p = parity(heads, [r["text"] for r in data.train[::7]] + [r["text"] for r in data.gold_test])
+            rows = data.train[::7] + data.gold_test
+            p = parity(heads, [r["text"] for r in rows], bh.ctx_of(rows))
             assert p < 1e-4, f"ONNX parity failed: {p}"
         own = f in (onnx_path, feat_path)
         desc = {
@@ -366,6 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--only", nargs="*", help="with --select: run only these feature sets (others kept from the JSON)")
     ap.add_argument("--keep-shipped", action="store_true",
                     help="with --select: if the shipped set stays the choice, do not refit it; record the new sets and rewrite the document")
+    ap.add_argument("--candidate", choices=[s.name for s in CANDIDATES],
+                    help="evaluate this candidate (recorded as a reference row) and build it into models/ for its acceptance "
+                         "checks, whatever the selection would choose; restore models/ from git if it is not accepted")
     args = ap.parse_args(argv)
     t0 = time.time()
     data = load_sources()
@@ -386,8 +402,22 @@ def main(argv: list[str] | None = None) -> None:
             fitted[spec.name] = (heads, th)
             RESULTS.mkdir(parents=True, exist_ok=True)
             SELECTION.write_text(json.dumps({"results": results, "chosen": choose(results)}, indent=1) + "\n", encoding="utf-8")
+    if args.candidate:
+        spec = next(s for s in CANDIDATES if s.name == args.candidate)
+        res, heads, th = evaluate(data, spec, emb if spec.embedding else None)
+        results[spec.name] = slim(res)
+        shipped = ship(data, spec, heads, th, meta)
+        shipped["build_seconds"] = round(time.time() - t0)
+        SELECTION.write_text(json.dumps({**saved, "results": results, "candidate_built": spec.name}, indent=1) + "\n", encoding="utf-8")
+        (RESULTS / "behaviour_errors.json").write_text(json.dumps({"loso": res["loso_errors"], "in_domain": res["in_domain_errors"]},
+                                                                  indent=0, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_doc(data, results, spec.name, shipped, time.time() - t0)
+        print(f"built candidate {spec.name}: LOSO macro5 F1 {res['loso_summary']['macro5_f1']:.3f}, common folds "
+              f"{common_summary(res, common_sources(results))['macro5_f1']:.3f}, in-domain {res['in_domain_summary']['macro5_f1']:.3f}; "
+              f"parity {shipped['parity']:.1e}; {time.time() - t0:.0f} s")
+        return
     chosen = choose(results)
-    spec = next(s for s in SPECS if s.name == chosen)
+    spec = next(s for s in [*SPECS, *CANDIDATES] if s.name == chosen)
     if args.keep_shipped and chosen == saved.get("chosen") and chosen not in fitted and "shipped" in saved:
         SELECTION.write_text(json.dumps({**saved, "results": results}, indent=1) + "\n", encoding="utf-8")
         write_doc(data, results, chosen, saved["shipped"], saved["shipped"].get("build_seconds", 0.0))
@@ -417,7 +447,7 @@ def _f(x: float) -> str:
 
 
 # Sections of the document written by other tools (the benches), kept as they are when the document is regenerated.
-KEPT_SECTIONS = ("coaching-bench", "latency")
+KEPT_SECTIONS = ("coaching-bench", "latency", "context")
 
 
 def write_doc(data: Sources, results: dict[str, dict], chosen: str, shipped: dict, secs: float) -> None:
