@@ -408,6 +408,28 @@ def test_one_voice_without_enrolment_is_flagged_on_the_phone(env, browser: Brows
         _shot(browser, "4-report-one-voice")
 
 
+def test_a_device_revoked_after_sign_in_is_refused_before_capture(env, browser: Browser, tmp_path: Path) -> None:
+    """Issue 16: the web app read the site CRL only at sign-in, so for the rest of its session (10 minutes) it
+    would start capture on, or send the clinician's voice to, a room device IT had just revoked."""
+    _root, pki, site, _wav = env
+    ca.issue_device(pki.authority, "Room 4", tmp_path / "soon-revoked.pem", ips=("127.0.0.1",))
+    device = Device.start(pki, tmp_path / "d", site.origin, bundle=tmp_path / "soon-revoked.pem")
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")  # signed in: a session token is held
+        ca.revoke(pki.authority, str(ca.load_bundle(tmp_path / "soon-revoked.pem").cert.serial_number))
+        time.sleep(1.3)  # the site re-reads crl.pem within a second
+        browser.click("#consent")
+        browser.fill("#room-code", pki.room_code())
+        browser.click("#start")
+        assert browser.wait_status("Device revoked").startswith("Device revoked: the site has revoked this room device's certificate")
+        visits = device.server.visits
+        assert visits is not None and not visits.active, "capture started on a device revoked after sign-in"
+    finally:
+        device.stop()
+
+
 def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, tmp_path: Path) -> None:
     """Parity with the Python phone: the site CA pinned at enrolment, the site CRL (verified in the browser with
     WebCrypto) refusing a revoked device, the room and role read from the device certificate; sign-ins rate-limited."""

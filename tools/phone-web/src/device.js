@@ -55,6 +55,11 @@ export function friendly(e, room) {
 
 const REVOKED = "Device revoked: the site has revoked this room device's certificate; do not use it and tell IT.";
 
+// Calls after which something cannot be taken back (capture on, the clinician's voice sent, a room claimed):
+// the trust decided at sign-in is checked again first, so a device revoked since then is refused at once
+// rather than for the rest of its session (issue 16: every trust decision holds after the handshake).
+const RECHECKED = new Set(["StartVisit", "EnrollVoice", "ClaimRoom"]);
+
 export class DeviceSession {
   // `revocations`: the site CRL this phone holds (trust.js), checked before sign-in and after GetDeviceInfo.
   constructor(room, profile, revocations) {
@@ -128,8 +133,18 @@ export class DeviceSession {
     return cert;
   }
 
+  // The site's current CRL (best effort: offline, the list held stays) against the device signed in to.
+  async recheck() {
+    await this.revocations.refreshFromSite();
+    if (this.certificate && (await this.revocations.isRevoked(this.certificate.serial))) {
+      this.token = null;
+      throw new UserError(REVOKED);
+    }
+  }
+
   async call(method, req, opts = {}) {
     if (!this.token) await this.signIn();
+    else if (RECHECKED.has(method)) await this.recheck();
     try {
       return await unary(this.room.url, "EdgeAgent", method, req, { ...opts, token: this.token });
     } catch (e) {
