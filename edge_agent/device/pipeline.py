@@ -379,8 +379,7 @@ class StreamingPipeline:
         """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""
         if self.speakers is None or not self._emitted:
             return
-        self.stats.speakers_uncertain = self.speakers.voices_uncertain()
-        final = self.speakers.final_labels()
+        final, self.stats.speakers_uncertain = self.speakers.final_decision()
         for entry, seg_id, t0, speaker in self._emitted:
             if 0 <= entry < len(final) and final[entry][0] != speaker:
                 self.sink(SpeakerRelabel(seg_id, t0, final[entry][0], final[entry][1]))

@@ -87,8 +87,8 @@ class AttributionConfig:
     # ones (mostly same-sex, far-field), where the labels are least reliable
     uncertain_cos: float = 0.80
     # enrolled, the voiceprint heard: both clusters' mean cosine to it above ``threshold`` and within this of each
-    # other are one voice, the clinician's. One real reader: 0.00-0.04 apart (9 of 10 recordings); the bundled
-    # demo's two synthetic voices, which sit closer to each other than real ones, 0.10 apart
+    # other are one voice, the clinician's. One real reader: 0.00-0.04 apart on 8 of 10 recordings (0.09 on a
+    # ninth); the bundled demo's two synthetic voices, which sit closer to each other than real ones, 0.10 apart
     one_voice_spread: float = 0.05
     other_cos: float = 0.55  # a segment below this to both centroids is a third voice
     other_min_segments: int = 8  # history needed before "other" is considered
@@ -531,7 +531,12 @@ class SpeakerAttributor:
         return len(self._history.embeds) - 1 if n_samples >= self.config.min_embed_s * SAMPLE_RATE else -1
 
     def final_labels(self) -> list[tuple[str, float]]:
-        """The visit's labels for every history entry, decided once with all its evidence.
+        """The visit's labels for every history entry (see :meth:`final_decision`)."""
+        return self.final_decision()[0]
+
+    def final_decision(self) -> tuple[list[tuple[str, float]], bool]:
+        """The visit's labels for every history entry, decided once with all its evidence, and whether they
+        rest on two voices the encoder cannot reliably tell apart.
 
         Live labels are provisional: each is decided when its segment closes, from
         what was heard so far. Here the whole visit is clustered once more and the
@@ -539,14 +544,30 @@ class SpeakerAttributor:
         clinician; without one, the voice whose words read more like a clinician's
         over the whole visit. One name per voice for the whole visit, so no
         identity can swap mid-visit in the report.
+
+        Uncertain: without a voiceprint nothing says how many people spoke. The
+        clustering always finds its best two groups, and for one person (a clinician
+        alone, a dictation, a demo file) those are two halves of one voice about as
+        far apart as two similar real voices (docs/speakers.md "One voice or two").
+        Rather than guess, the report says so (the visit's audio quality), and an
+        enrolled voiceprint settles it.
         """
         h = self._history
         if not h.embeds:
-            return []
+            return [], False
         cfg = self.config
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         labels, centroids = self._cluster(x, w, None)
+        uncertain = (
+            self._voiceprint is None and labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= cfg.uncertain_cos
+        )
+        return self._named_labels(x, w, labels, centroids), uncertain
+
+    def _named_labels(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> list[tuple[str, float]]:
+        """Clinician / patient / other for every history entry, given the whole-visit clustering."""
+        h = self._history
+        cfg = self.config
         two_voices = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < cfg.same_voice_cos
         vp = self._voiceprint
         if not two_voices:
@@ -578,22 +599,6 @@ class SpeakerAttributor:
             conf = _sigmoid(abs(float(cos[0] - cos[1])) * 30) * 2 - 1
             out.append((CLINICIAN if labels[i] == clin_cluster else PATIENT, round(float(conf), 4)))
         return out
-
-    def voices_uncertain(self) -> bool:
-        """Whether the visit's labels rest on two voices the encoder cannot reliably tell apart.
-
-        Without a voiceprint nothing says how many people spoke: the whole-visit
-        clustering always finds its best two groups, and for one person (a clinician
-        alone, a dictation, a demo file) those groups are two halves of one voice
-        about as far apart as two similar real voices (docs/speakers.md "One voice
-        or two"). Rather than guess, the report says so (the visit's audio quality),
-        and an enrolled voiceprint settles it.
-        """
-        h = self._history
-        if self._voiceprint is not None or not h.embeds:
-            return False
-        labels, centroids = self._cluster(np.stack(h.embeds), np.asarray(h.seconds, np.float64), None)
-        return labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= self.config.uncertain_cos
 
     def _is_other(self, best_cos: float, seconds: float) -> bool:
         """A third voice: far from both of the visit's voices, once they are well established.
