@@ -17,10 +17,15 @@ class AudioQualityLike(Protocol):  # feedback_pb2.AudioQuality
     speakers_uncertain: bool
 
 
+def speech_lost(q: AudioQualityLike) -> bool:
+    """Whether the visit lost speech it heard (dropped, or failed to decode); the web app's speechLost is the same rule."""
+    return bool(q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments)
+
+
 def audio_gap(q: AudioQualityLike) -> str:
     """One line when the report rests on partial audio (empty when nothing was lost)."""
     parts = []
-    if q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments:
+    if speech_lost(q):
         parts.append(f"about {q.speech_lost_s:.0f} s of speech could not be transcribed")
     if q.capture_interruptions:
         parts.append(f"the microphone dropped out {q.capture_interruptions} time(s)")
@@ -40,6 +45,11 @@ def speakers_note(q: AudioQualityLike) -> str:
     return SPEAKERS_UNCERTAIN if q.speakers_uncertain else ""
 
 
+def quality_notes(q: AudioQualityLike) -> list[str]:
+    """The lines every rendering of a report puts above its content: partial audio, uncertain speakers."""
+    return [note for note in (audio_gap(q), speakers_note(q)) if note]
+
+
 NO_SPEECH = ("No speech was heard in this visit, so there is nothing to report. If you and the patient spoke, "
              "the room microphone may be muted or faulty: tell IT ('edge-agent doctor' on the device).")
 NOTHING_TRANSCRIBED = ("Speech was heard in this visit but none of it could be transcribed, so there is nothing to report: "
@@ -48,5 +58,4 @@ NOTHING_TRANSCRIBED = ("Speech was heard in this visit but none of it could be t
 
 def empty_report_text(q: AudioQualityLike) -> str:
     """What a report with no content says: silence, or speech the device heard and lost (not the microphone's fault)."""
-    lost = q.speech_lost_s >= 0.5 or q.dropped_segments or q.failed_segments
-    return NOTHING_TRANSCRIBED if lost else NO_SPEECH
+    return NOTHING_TRANSCRIBED if speech_lost(q) else NO_SPEECH

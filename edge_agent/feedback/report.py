@@ -21,7 +21,7 @@ from edge_agent.behaviours.reliability import SHOWN as SHOWN_LABELS
 from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
 from edge_agent.feedback.observations import WITHHELD_TIMING, LabelledSentence, Observation, candidates, moment, select, strength
-from edge_agent.feedback.quality import QUALITY_FIELDS, audio_gap, speakers_note
+from edge_agent.feedback.quality import QUALITY_FIELDS, quality_notes
 from edge_agent.transcript import Utterance
 
 
@@ -168,9 +168,8 @@ def render_text(fb: Feedback) -> str:
     """Plain-text report for the clinician (no colours, no markup)."""
     t = fb.timing
     lines = [f"Visit feedback ({moment(fb.visit_duration_s)} of conversation)", ""]
-    for note in (audio_gap(fb.quality), speakers_note(fb.quality)) if fb.quality is not None else ():
-        if note:
-            lines += [note, ""]
+    for note in quality_notes(fb.quality) if fb.quality is not None else ():
+        lines += [note, ""]
     lines.append("Observations")
     if not fb.observations:
         lines.append("  (nothing specific to suggest for this visit)")

@@ -34,7 +34,7 @@ from cryptography import x509
 
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
-from edge_agent.feedback.quality import audio_gap, empty_report_text, speakers_note
+from edge_agent.feedback.quality import empty_report_text, quality_notes
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
@@ -553,9 +553,8 @@ def render_report(fb: feedback_pb2.Feedback) -> str:
     """A readable report for the clinician (coaching, not a score)."""
     when = time.strftime("%Y-%m-%d %H:%M", time.localtime(fb.started_unix_s)) if fb.started_unix_s else "unknown time"
     lines = [f"Visit of {when} ({_clock(fb.duration_s)} long)", ""]
-    for note in (audio_gap(fb.quality), speakers_note(fb.quality)):
-        if note:
-            lines.extend([note, ""])
+    for note in quality_notes(fb.quality):
+        lines.extend([note, ""])
     if not (fb.observations or fb.timing or fb.label_counts):
         lines.extend([empty_report_text(fb.quality), ""])
     if fb.observations:

@@ -29,7 +29,8 @@ from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import PipelineConfig, StreamingPipeline
 from edge_agent.device.visit import audio_quality
 from edge_agent.errors import ConfigError
-from edge_agent.phone.client import audio_gap, render_report
+from edge_agent.feedback.quality import audio_gap
+from edge_agent.phone.client import render_report
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 MAX_ALLOWED_S = 28.0
