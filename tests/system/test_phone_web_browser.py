@@ -98,11 +98,23 @@ def _join(browser: Browser, link: str) -> None:
     browser.go(link)
 
 
-def _start_stop(browser: Browser, room_code: str) -> float:
-    browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+def _enrol_and_join(browser: Browser, env, tmp_path: Path, device: Device) -> None:
+    """The phone gets its certificate, joins ``device`` by its QR link and signs in (the device verified)."""
+    _root, pki, site, _wav = env
+    enrol_phone(browser, site.origin, pki.authority, tmp_path)
+    browser.go(device.join_link(site.origin))
+    browser.wait_status("the device is verified")
+
+
+def _press_start(browser: Browser, room_code: str) -> None:
     browser.click("#consent")
     browser.fill("#room-code", room_code)  # read off the device in the room (issue 16: presence before capture)
     browser.click("#start")
+
+
+def _start_stop(browser: Browser, room_code: str) -> float:
+    browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+    _press_start(browser, room_code)
     browser.wait_status("Visit started")
     t0 = time.monotonic()
     browser.click("#stop")
@@ -261,9 +273,7 @@ def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_pat
 
         # room busy: another clinician's visit, started over mutual-TLS gRPC by the reference client
         cli_phone.start(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint), room_code=pki.room_code())
-        browser.click("#consent")
-        browser.fill("#room-code", pki.room_code())
-        browser.click("#start")
+        _press_start(browser, pki.room_code())
         assert browser.wait_status("Room busy").startswith("Room busy: a visit is already running")
         cli_phone.stop(pki.keys_b, cli_phone.Target("127.0.0.1", device.grpc_port, device.server.fingerprint))
 
@@ -326,16 +336,12 @@ def test_real_pipeline_report_on_the_phone(env, browser: Browser, tmp_path: Path
     parts = build_device(file_factory(demo_audio_path(), realtime=False))
     device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
     try:
-        enrol_phone(browser, site.origin, pki.authority, tmp_path)
-        browser.go(device.join_link(site.origin))
-        browser.wait_status("the device is verified")
+        _enrol_and_join(browser, env, tmp_path, device)
         browser.click("#enrol")
         time.sleep(12)
         browser.click("#enrol-stop")
         browser.wait_status("Voice enrolled", 60)
-        browser.click("#consent")
-        browser.fill("#room-code", pki.room_code())
-        browser.click("#start")
+        _press_start(browser, pki.room_code())
         browser.wait_status("Visit started", 30)
         parts.runner.wait_capture_end()
         t0 = time.monotonic()
@@ -366,12 +372,8 @@ def _visit_of_file(env, browser: Browser, tmp_path: Path, audio: Path) -> Iterat
     parts = build_device(file_factory(audio, realtime=False))
     device = Device.start(pki, tmp_path / "data", site.origin, runner=parts.runner, enroller=parts.enroller)
     try:
-        enrol_phone(browser, site.origin, pki.authority, tmp_path)
-        browser.go(device.join_link(site.origin))
-        browser.wait_status("the device is verified")
-        browser.click("#consent")
-        browser.fill("#room-code", pki.room_code())
-        browser.click("#start")
+        _enrol_and_join(browser, env, tmp_path, device)
+        _press_start(browser, pki.room_code())
         browser.wait_status("Visit started", 30)
         parts.runner.wait_capture_end()
         browser.click("#stop")
@@ -415,14 +417,10 @@ def test_a_device_revoked_after_sign_in_is_refused_before_capture(env, browser: 
     ca.issue_device(pki.authority, "Room 4", tmp_path / "soon-revoked.pem", ips=("127.0.0.1",))
     device = Device.start(pki, tmp_path / "d", site.origin, bundle=tmp_path / "soon-revoked.pem")
     try:
-        enrol_phone(browser, site.origin, pki.authority, tmp_path)
-        browser.go(device.join_link(site.origin))
-        browser.wait_status("the device is verified")  # signed in: a session token is held
+        _enrol_and_join(browser, env, tmp_path, device)  # signed in: a session token is held
         ca.revoke(pki.authority, str(ca.load_bundle(tmp_path / "soon-revoked.pem").cert.serial_number))
         time.sleep(1.3)  # the site re-reads crl.pem within a second
-        browser.click("#consent")
-        browser.fill("#room-code", pki.room_code())
-        browser.click("#start")
+        _press_start(browser, pki.room_code())
         assert browser.wait_status("Device revoked").startswith("Device revoked: the site has revoked this room device's certificate")
         visits = device.server.visits
         assert visits is not None and not visits.active, "capture started on a device revoked after sign-in"
