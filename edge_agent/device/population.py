@@ -63,6 +63,15 @@ def contribute_at_stop(
     return record
 
 
+def _advance(ring: PeriodKeyRing, today: dt.date) -> None:
+    """Advance the period key; a file that cannot be rewritten is one log line, not a failure: the finished
+    period's key is already erased from memory, and the hourly rotation rewrites the file once it can."""
+    try:
+        ring.advance(today)
+    except PopulationError as exc:
+        log.warning("period key not advanced on disk: %s", exc)
+
+
 NOTHING_CONTRIBUTED = ("Nothing from this visit was added to the population signal: no speech was measured in it, "
                        "and a visit nobody was heard in says nothing about how it went.")
 
@@ -76,10 +85,7 @@ class PopulationContributor:
     @classmethod
     def from_files(cls, period_key: Path, aggregator_public_key: Path, service_line: str) -> "PopulationContributor":
         ring, raw = cls.check_files(period_key, aggregator_public_key)
-        try:
-            ring.advance(dt.date.today())
-        except PopulationError as exc:  # advanced in memory; the file is rewritten by the hourly rotation once it can be
-            log.warning("period key not advanced on disk: %s", exc)
+        _advance(ring, dt.date.today())
         return cls(ring, raw, service_line)
 
     @staticmethod
@@ -104,10 +110,7 @@ class PopulationContributor:
 
     def __call__(self, outbox: Outbox, clinician_cert_id: str, feedback: feedback_pb2.Feedback) -> str:
         today = dt.date.today()
-        try:
-            self.keyring.advance(today)  # a finished period's key is erased before anything else
-        except PopulationError as exc:  # erased from memory; only the file's rewrite waits (the record is still made)
-            log.warning("period key not advanced on disk: %s", exc)
+        _advance(self.keyring, today)  # a finished period's key is erased before anything else
         timing = population_timing(feedback)
         if not timing and not any(feedback.label_counts.values()):
             # nothing was heard or transcribed: "no open question in this visit" would be a false statement
