@@ -50,11 +50,6 @@ DEFAULT_BATCH = 256
 MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a sentence
 
 
-def _parse_line(line: str) -> str:
-    """The text of one JSON line, or ValueError with a reason a person can act on."""
-    return _parse_item(line)[0]
-
-
 def _parse_item(line: str) -> tuple[str, Any]:
     """(text, dialogue context or None) of one JSON line, or ValueError with a reason a person can act on."""
     try:
