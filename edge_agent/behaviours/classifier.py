@@ -88,6 +88,12 @@ class BehaviourClassifier:
         if self.units and self.units not in UNIT_VERSIONS:
             raise ModelError(f"{feat_path} needs labelling units v{self.units}, this code has {UNIT_VERSIONS}; update edge-agent")
         self.thresholds = np.array([float(meta["thresholds"][lab]) for lab in LABELS], dtype=np.float32)
+        # A model that reads dialogue context may carry a second threshold vector for sentences whose context is
+        # unknown (featured on their own words alone, so their probabilities are calibrated differently).
+        unknown = meta.get("thresholds_no_context")
+        self.thresholds_no_context = (
+            np.array([float(unknown[lab]) for lab in LABELS], dtype=np.float32) if unknown and self.uses_context else None
+        )
         self.encoder: SentenceEncoder | None = None
         enc = meta.get("encoder")
         if enc:
@@ -144,11 +150,19 @@ class BehaviourClassifier:
                 probs[i, self._jargon_k] = JARGON_EXPLAINED if hits else JARGON_NONE
         return probs
 
+    def row_thresholds(self, n: int, contexts: list[Context | None] | None) -> np.ndarray:
+        """(n, labels) thresholds: the unknown-context vector for a sentence without a context, when the model has one."""
+        out = np.tile(self.thresholds, (n, 1))
+        if self.thresholds_no_context is not None:
+            unknown = [True] * n if contexts is None else [c is None for c in contexts]
+            out[np.array(unknown, dtype=bool)] = self.thresholds_no_context
+        return out
+
     def classify(self, texts: list[str], contexts: list[Context | None] | None = None) -> list[Classification]:
         """Labels of each text; ``contexts`` (one per text) gives each sentence's dialogue context
         (``features.Context``: the previous patient turn), read by models of featuriser version 5."""
         probs = self.probabilities(list(texts), None if contexts is None else list(contexts))
-        on = probs >= self.thresholds
+        on = probs >= self.row_thresholds(len(probs), contexts)
         on[:, self._jargon_k] = probs[:, self._jargon_k] >= 0.5
         out = []
         for t, p, o in zip(texts, probs, on):

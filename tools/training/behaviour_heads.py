@@ -50,6 +50,9 @@ class Spec:
     inner: str = "loso"  # threshold tuning inside training rows: "loso" | "grouped"
     source_balance: bool = False  # weight rows so that every source weighs the same in total
     units: int = 0  # labelling units version (edge_agent.behaviours.units; 0 = whole rows): fit on normalised rows, predict per unit and combine
+    # Two threshold vectors, one for sentences with a known dialogue context and one for sentences without
+    # (featuriser v6 features them differently, so their probabilities are calibrated differently).
+    context_thresholds: bool = False
     extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def describe(self) -> str:
@@ -63,6 +66,8 @@ class Spec:
             if self.version >= 6:
                 parts[-1] += ", context unknown kept apart from no patient turn yet"
         text = " + ".join(parts) + f"; C {self.c:g}; thresholds by inner {'leave-one-source-out' if self.inner == 'loso' else 'grouped 5-fold CV'}"
+        if self.context_thresholds:
+            text += ", chosen apart for sentences with and without a known dialogue context"
         if self.old_weight != 1.0:
             text += "; older PriMock57 labels " + ("left out" if self.old_weight == 0 else f"weighted {self.old_weight:g}")
         if self.source_balance:
@@ -271,10 +276,39 @@ def choose_thresholds(rows: list[dict], oof: np.ndarray) -> np.ndarray:
     return out
 
 
+def context_known(rows: list[dict]) -> np.ndarray:
+    """Per row, whether its dialogue context is known ("no patient turn yet" is known; a single sentence is not)."""
+    return np.array([c is not None for c in ctx_of(rows)], dtype=bool)
+
+
+def choose_context_thresholds(rows: list[dict], oof: np.ndarray) -> np.ndarray:
+    """(2, labels): thresholds chosen on the rows with a known context, then on the rows without one."""
+    known = context_known(rows)
+    pick = lambda mask: choose_thresholds([r for r, m in zip(rows, mask) if m], oof[mask])  # noqa: E731
+    return np.stack([pick(known), pick(~known)])
+
+
+def predict(th: np.ndarray, proba: np.ndarray, rows: list[dict]) -> np.ndarray:
+    """Labels on/off: one threshold vector for every row, or (2, labels) picked by whether the row's context is known."""
+    if th.ndim == 1:
+        return proba >= th
+    return np.where(context_known(rows)[:, None], proba >= th[0], proba >= th[1])
+
+
 def fit_with_thresholds(rows: list[dict], spec: Spec, emb: Embeddings | None) -> tuple[Heads, np.ndarray]:
     """Heads on all ``rows`` and thresholds from out-of-fold predictions inside ``rows``."""
-    th = choose_thresholds(rows, oof_proba(rows, spec, emb))
+    oof = oof_proba(rows, spec, emb)
+    th = choose_context_thresholds(rows, oof) if spec.context_thresholds else choose_thresholds(rows, oof)
     return fit(rows, spec, emb), th
+
+
+def threshold_record(th: np.ndarray) -> dict:
+    """The thresholds as the results files and behaviours_features.json record them."""
+    known = th if th.ndim == 1 else th[0]
+    out = {"thresholds": dict(zip(LABELS, map(float, known)))}
+    if th.ndim == 2:
+        out["thresholds_no_context"] = dict(zip(LABELS, map(float, th[1])))
+    return out
 
 
 # ---------------------------------------------------------------- scores
@@ -345,8 +379,8 @@ def loso(train: list[dict], gold_all: list[dict], spec: Spec, emb: Embeddings | 
         tr = without_duplicates([r for r in train if r["source"] != s], test)
         heads, th = fit_with_thresholds(tr, spec, emb)
         proba = heads.proba([r["text"] for r in test], ctx_of(test))
-        out[s] = score(test, proba >= th, proba)
-        out[s]["_thresholds"] = dict(zip(LABELS, map(float, th)))
+        out[s] = score(test, predict(th, proba, test), proba)
+        out[s]["_thresholds"] = threshold_record(th)["thresholds"] if th.ndim == 1 else threshold_record(th)
         log(f"  {spec.name} LOSO {s:<20} " + " ".join(f"{lab[:5]} {out[s][lab]['f1']:.2f}" for lab in TARGET_LABELS))
     return out
 

@@ -71,6 +71,8 @@ CANDIDATES: tuple[bh.Spec, ...] = (
     bh.Spec("encoder+ngram-v5+units2", version=5, embedding=True, units=2),
     # variant B: v5's cues with "context unknown" (no cue) kept apart from "no patient turn yet" (docs, "Dialogue context")
     bh.Spec("encoder+ngram-v6+units2", version=6, embedding=True, units=2),
+    # variant C: variant B with thresholds chosen apart for sentences with and without a known context (docs, "Variant C")
+    bh.Spec("encoder+ngram-v6+units2+ctxth", version=6, embedding=True, units=2, context_thresholds=True),
 )
 BASELINE = "ngram-v2"  # the recipe shipped before (features v2), refitted on the same sources
 # The set shipped before this build, as it was evaluated then (six sources; a reference row, never chosen).
@@ -136,8 +138,9 @@ def evaluate(data: Sources, spec: bh.Spec, emb: bh.Embeddings | None, log=print)
     pooled = bh.pooled([out_of[s] for s in out_of])
     heads, th = bh.fit_with_thresholds(data.train, spec, emb)
     proba = heads.proba([r["text"] for r in data.gold_test], bh.ctx_of(data.gold_test))
-    in_dom = bh.score(data.gold_test, proba >= th, proba)
-    head_only = bh.score(data.gold_test, proba >= th, None, jargon_from_lexicon=False)
+    pred = bh.predict(th, proba, data.gold_test)
+    in_dom = bh.score(data.gold_test, pred, proba)
+    head_only = bh.score(data.gold_test, pred, None, jargon_from_lexicon=False)
     strip = lambda sc: {lab: {k: sc[lab][k] for k in ("p", "r", "f1", "n", "tp", "fp", "fn")} for lab in LABELS}  # noqa: E731
     res = {
         "describe": spec.describe(),
@@ -150,7 +153,7 @@ def evaluate(data: Sources, spec: bh.Spec, emb: bh.Embeddings | None, log=print)
         "in_domain_head_only": strip(head_only),
         "in_domain_summary": bh.summary(in_dom),
         "in_domain_errors": in_dom["_errors"],
-        "thresholds": dict(zip(LABELS, map(float, th))),
+        **bh.threshold_record(th),
         "seconds": round(time.time() - t0, 1),
     }
     log(f"{spec.name}: LOSO macro5 {res['loso_summary']['macro5_f1']:.3f}, in-domain macro5 F1 {res['in_domain_summary']['macro5_f1']:.3f} "
@@ -226,7 +229,7 @@ def features_json(heads: bh.Heads, th: np.ndarray, meta: dict | None) -> dict:
     return {
         "format": 2,
         "labels": list(LABELS),
-        "thresholds": dict(zip(LABELS, map(float, th))),
+        **bh.threshold_record(th),
         "jargon_from": "lexicon",
         "feature_set": spec.name,
         "featuriser": f"edge_agent.behaviours.features v{spec.version}" + (" (form cues only)" if spec.cues_only else "") if spec.ngram else None,
@@ -298,7 +301,17 @@ def parity(heads: bh.Heads, texts: list[str], ctxs: list | None = None) -> float
         run = clf.model_probabilities(texts, c)
         ref = heads.proba(texts, c)
         worst = max(worst, float(np.abs(run[:, keep] - ref[:, keep]).max()))
+        # the runtime picks the same threshold vector per sentence as the evaluation did
+        rows = [{"ctx": x} for x in (c if c is not None else [None] * len(texts))]
+        want = bh.predict(np.array(th_of(clf)), ref, rows)[:, keep]
+        got = (ref >= clf.row_thresholds(len(texts), c))[:, keep]
+        assert (want == got).all(), "runtime thresholds differ from the evaluated ones"
     return worst
+
+
+def th_of(clf) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The classifier's thresholds in the training code's shape."""
+    return clf.thresholds if clf.thresholds_no_context is None else np.stack([clf.thresholds, clf.thresholds_no_context])
 
 
 def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: dict) -> dict:
