@@ -272,7 +272,13 @@ def test_a_commit_that_fails_loses_no_words(session, shared: Path, tmp_path: Pat
 
     clean, clean_stats = words(session.engine)
     assert clean_stats.sentences_committed >= 1, "20 s of continuous speech commits sentences inside the segment"
-    flaky = _CommitAlignFails(session.engine)
-    got, stats = words(flaky)
-    assert flaky.failed == 1 and stats.failed_open_decodes == 1
+    # Whether a commit is attempted while the injection is armed depends on when the paced worker gets the CPU
+    # (a starved worker skips partials, so commits come later or not at all): the injection firing is this test's
+    # precondition, not its subject, so a run where it did not fire is repeated (twice at most).
+    for _attempt in range(3):
+        flaky = _CommitAlignFails(session.engine)
+        got, stats = words(flaky)
+        if flaky.failed:
+            break
+    assert flaky.failed == 1 and stats.failed_open_decodes == 1, "no sentence commit was attempted in three paced runs"
     assert got >= 0.9 * clean, f"{got} words against {clean} without the failure: a committed sentence was lost"
