@@ -462,3 +462,25 @@ def test_doctor_reports_a_gpio_backend_serve_cannot_open(tmp_path: Path) -> None
     mock = {c.name: c for c in doctor.run_doctor(parse_config({"gpio": {"backend": "mock"}}), skip=("audio", "models", "certificates",
             "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu"))}
     assert mock["gpio"].ok, mock["gpio"]
+
+
+def test_doctor_json_reports_a_config_it_cannot_load(tmp_path: Path) -> None:
+    """The fleet loop (docs/operations.md) saves `doctor --json` per room and lists the rooms whose `.ok` is false.
+    A room with a bad config value printed only a plain line on stderr and nothing on stdout, so its JSON file was
+    empty and jq listed it nowhere: the room that most needed a look vanished from the list."""
+    conf = tmp_path / "edge.toml"
+    conf.write_text("[vad]\naggressiveness = 7\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    for args, problem in ((["--config", str(conf)], "vad.aggressiveness is 7"),
+                          (["--config", str(tmp_path / "missing.toml")], "not found")):
+        res = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", *args, "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 1, res.stdout + res.stderr
+        report = json.loads(res.stdout)
+        assert report["ok"] is False
+        (check,) = report["checks"]
+        assert check["name"] == "config" and check["ok"] is False and problem in check["message"], check
+        assert "docs/config.md" in check["fix"] and "Traceback" not in res.stderr
+        text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert text.returncode == 1 and text.stdout.startswith("FAIL config") and problem in text.stdout, text.stdout + text.stderr
