@@ -155,7 +155,13 @@ def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime |
     try:
         loaded = ca.load_bundle(bundle)
     except EdgeAgentError as exc:
-        return _fail("certificates", str(exc), fix_issue)
+        try:
+            loose = bool(Path(bundle).stat().st_mode & 0o077)
+        except OSError:
+            loose = False
+        # a bundle others can read is intact: tighten it here, no trip to the CA host
+        fix = f"chmod 600 {bundle} (`edge-agent provision` sets it)" if loose else fix_issue
+        return _fail("certificates", str(exc), fix)
     leaf, root = loaded.cert, loaded.ca_cert
     for what, cert in (("device certificate", leaf), ("site CA certificate", root)):
         if now < cert.not_valid_before_utc:

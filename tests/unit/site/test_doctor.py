@@ -484,3 +484,16 @@ def test_doctor_json_reports_a_config_it_cannot_load(tmp_path: Path) -> None:
         text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", *args],
                               capture_output=True, text=True, env=env, timeout=120)
         assert text.returncode == 1 and text.stdout.startswith("FAIL config") and problem in text.stdout, text.stdout + text.stderr
+
+
+def test_a_bundle_readable_by_others_gets_the_chmod_fix_not_a_reissue(site: dict[str, Path], tmp_path: Path) -> None:
+    """A 0644 bundle (copied with cp, or an image build) was told 'run: chmod 600 …' and then '— fix: issue a new
+    bundle on the CA host': two contradictory instructions, the second a needless trip to the offline CA host."""
+    loose = tmp_path / "device.pem"
+    shutil.copy(site["base"] / "device.pem", loose)
+    loose.chmod(0o644)
+    got = doctor.check_certificates(loose, site["crl"])
+    assert not got.ok and "chmod 600" in got.message
+    assert "issue" not in got.fix and "chmod 600" in got.fix, got.line()
+    not_yet = doctor.check_certificates(site["base"] / "device.pem", site["crl"], now=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))
+    assert not not_yet.ok and "not valid until" in not_yet.message and "clock" in not_yet.fix
