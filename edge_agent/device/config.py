@@ -190,7 +190,7 @@ class PresenceSettings:
     )
     allowed_clinicians: Path | None = field(
         default=None,
-        metadata=_doc("allow-list file: clinician ids (s-... or c-...), one a line, who may start or claim visits here; empty = every clinician", live=True),
+        metadata=_doc("allow-list file: clinician ids (s-... or c-...), one a line, who may start or claim visits here; empty = every clinician. After editing the file, `systemctl reload edge-agent` re-reads it", live=True),
     )
 
 
