@@ -497,3 +497,39 @@ def test_a_bundle_readable_by_others_gets_the_chmod_fix_not_a_reissue(site: dict
     assert "issue" not in got.fix and "chmod 600" in got.fix, got.line()
     not_yet = doctor.check_certificates(site["base"] / "device.pem", site["crl"], now=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))
     assert not not_yet.ok and "not valid until" in not_yet.message and "clock" in not_yet.fix
+
+
+RO_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from pathlib import Path
+    from edge_agent.site.doctor import run_doctor
+    from edge_agent.device.config import load_config
+    conf = Path(sys.argv[2])
+    conf.write_text(f'[outbox]\\npath = "{sys.argv[3]}"\\n')
+    (check,) = run_doctor(load_config(conf, env={}), skip=[n for n in ("audio", "models", "certificates", "presence", "gpio",
+                          "population", "web", "clock", "pipeline", "port", "mdns", "cpu")])
+    print(json.dumps(check.__dict__))
+    """
+)
+
+
+def test_a_read_only_outbox_is_explained_not_a_crash(tmp_path: Path) -> None:
+    """A state directory on a read-only filesystem (an image mounted ro, a remount after disk errors) made the
+    probe's clean-up raise EROFS: doctor said 'check crashed (OSError) — report this as a bug'."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux)")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o ro,size=1m tmpfs {ro} && exec "$0" -c "$1" "$2" "$3" "$4"',
+         sys.executable, RO_SCRIPT, str(ROOT), str(tmp_path / "edge.toml"), str(ro)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0 and "mount" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    check = json.loads(result.stdout)
+    assert not check["ok"] and "crashed" not in check["message"] and "read-only" in check["message"].lower(), check
+    assert "read-write" in check["fix"] and "chown" not in check["fix"], check
