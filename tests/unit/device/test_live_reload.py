@@ -260,3 +260,19 @@ def test_an_edited_allow_list_file_is_reread_on_reload(device, tmp_path: Path, c
     assert reloader.reload() == ([], []) and targets.presence.allowed == frozenset({"s-bbbbbbbbbbbbbbbb"})
     allow.write_text("s-bbbbbbbbbbbbbbbb\n")  # put back as it was applied: nothing changed
     assert reloader.reload() == ([], [])
+
+
+def test_emptying_the_allow_list_key_opens_the_room_to_every_clinician(device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`allowed_clinicians = ""` (documented: every clinician) was logged as applied, but the old list stayed in
+    force until a restart: None meant both 'no list' and 'nothing to apply'."""
+    targets, pki = device
+    allow = tmp_path / "room.allow"
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n")
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = "{allow}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})  # what serve loaded at start
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = ""\n')
+    applied, _ = reloader.reload()
+    assert applied == ["presence.allowed_clinicians"]
+    assert targets.presence.allowed is None, "the room still refuses every clinician not on the old list"
