@@ -64,7 +64,9 @@ class TimelineRunner(RecordingRunner):
         speakers = {"clinician": feedback_pb2.SPEAKER_CLINICIAN, "patient": feedback_pb2.SPEAKER_PATIENT}
         for ln in lines:
             fb.timeline.add(speaker=speakers.get(ln.speaker, feedback_pb2.SPEAKER_OTHER), start_s=ln.t0, end_s=ln.t1)
-        fb.marks.add(kind="interruption", at_s=9.0)
+        # marks the real device sends (edge_agent/feedback/proto.py: interruption marks are withheld)
+        fb.marks.add(kind="opening_redirected", at_s=9.0)
+        fb.marks.add(kind="longest_wait", at_s=21.0)
         return fb
 
 

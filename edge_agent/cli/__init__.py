@@ -142,9 +142,15 @@ def doctor(
     import os
 
     from edge_agent.device.config import load_config
-    from edge_agent.site.doctor import exit_code, render_json, render_text, run_doctor
+    from edge_agent.errors import ConfigError
+    from edge_agent.site.doctor import Check, exit_code, render_json, render_text, run_doctor
 
-    checks = run_doctor(load_config(config, os.environ), skip=tuple(skip or ()))
+    try:
+        cfg = load_config(config, os.environ)
+    except ConfigError as exc:  # a failed check like any other: a fleet's --json file must say the room is not ok
+        checks = [Check("config", False, exc.message, "correct the file or the EDGE_AGENT_* variable (keys: docs/config.md)")]
+    else:
+        checks = run_doctor(cfg, skip=tuple(skip or ()))
     print(render_json(checks) if json_out else render_text(checks))
     raise typer.Exit(exit_code(checks))
 

@@ -1,4 +1,4 @@
-"""`edge-agent phone-web serve` (the site's phone web app) and `edge-agent device qr` (a room's join code)."""
+"""`edge-agent phone-web serve` (the site's phone web app) and `edge-agent device qr|room-code|status|force-stop|purge-expired`."""
 
 from __future__ import annotations
 
@@ -86,3 +86,36 @@ def room_code(
         return
     print(f"room code {now.code[:4]} {now.code[4:]}  (valid until {when(now.valid_until)}, and one step after as the previous code)")
     print(f"next code {nxt.code[:4]} {nxt.code[4:]}  (from {when(nxt.valid_from)}): print the next label before then")
+
+
+_AdminBundle = Annotated[Path, typer.Option("--admin-bundle", help="IT's admin bundle from `edge-agent ca issue-admin` (0600)")]
+_Address = Annotated[str, typer.Option("--device", help="the room device, HOST:PORT (config server.port)")]
+_Fingerprint = Annotated[Optional[str], typer.Option(help="expected device certificate SHA-256 (from provisioning); refuses any other")]
+_Json = Annotated[bool, typer.Option("--json", help="JSON output")]
+
+
+@device_app.command("status")
+def status(admin_bundle: _AdminBundle, device: _Address, fingerprint: _Fingerprint = None, json_out: _Json = False) -> None:
+    """A room device's status over mutual TLS (admin certificate): visit running, outbox, certificate, CRL."""
+    from edge_agent.cli.output import emit
+    from edge_agent.site.admin_client import status as get_status
+
+    emit(get_status(admin_bundle, device, fingerprint), json_out)
+
+
+@device_app.command("force-stop")
+def force_stop(admin_bundle: _AdminBundle, device: _Address, fingerprint: _Fingerprint = None, json_out: _Json = False) -> None:
+    """Stop the running visit (its report is still sealed to its clinician and queued)."""
+    from edge_agent.cli.output import emit
+    from edge_agent.site.admin_client import force_stop as stop
+
+    emit(stop(admin_bundle, device, fingerprint), json_out)
+
+
+@device_app.command("purge-expired")
+def purge_expired(admin_bundle: _AdminBundle, device: _Address, fingerprint: _Fingerprint = None, json_out: _Json = False) -> None:
+    """Delete the sealed reports past outbox.retention_days now (the device also does it hourly)."""
+    from edge_agent.cli.output import emit
+    from edge_agent.site.admin_client import purge_expired as purge
+
+    emit(purge(admin_bundle, device, fingerprint), json_out)

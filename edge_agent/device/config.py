@@ -136,7 +136,7 @@ class OutboxSettings:
         metadata=_doc("directory holding outbox.db (sealed feedback only); the unit's StateDirectory"),
     )
     retention_days: float = field(
-        default=14.0, metadata=_doc("undelivered reports are deleted after this long", min=0.01, max=365, live=True)
+        default=14.0, metadata=_doc("undelivered reports are deleted this long after they were queued (a changed value applies to the reports already queued too)", min=0.01, max=365, live=True)
     )
     max_mb: int = field(default=64, metadata=_doc("outbox size limit; new reports are refused beyond it", min=1, max=65536))
 
@@ -190,7 +190,7 @@ class PresenceSettings:
     )
     allowed_clinicians: Path | None = field(
         default=None,
-        metadata=_doc("allow-list file: clinician ids (s-... or c-...), one a line, who may start or claim visits here; empty = every clinician", live=True),
+        metadata=_doc("allow-list file: clinician ids (s-... or c-...), one a line, who may start or claim visits here; empty = every clinician. After editing the file, `systemctl reload edge-agent` re-reads it", live=True),
     )
 
 

@@ -93,9 +93,9 @@ class LiveTargets:
         """``cfg`` is the running config with the changed live keys merged in (restart-only keys unchanged)."""
         sections = {k.section for k in keys}
         # what can be refused is checked before anything changes: a refused reload changes nothing
-        allowed = None
-        if "presence" in sections and self.presence is not None:
-            allowed = load_allow_list(cfg.presence.allowed_clinicians)  # a bad file: ConfigError
+        reload_allowed = "presence" in sections and self.presence is not None
+        # None is a valid result (the key emptied: every clinician), so whether to apply is its own flag
+        allowed = load_allow_list(cfg.presence.allowed_clinicians) if reload_allowed else None  # a bad file: ConfigError
         if "server" in sections:
             try:
                 self.auth.check_crl(cfg.server.crl)
@@ -121,7 +121,7 @@ class LiveTargets:
             self.outbox.config = cfg.outbox.outbox_config()
         if "gpio" in sections:
             self.claims.window_s = cfg.gpio.claim_window_s
-        if allowed is not None and self.presence is not None:
+        if reload_allowed and self.presence is not None:
             self.presence.allowed = allowed
         if "feedback" in sections:
             self.visits.quotes = cfg.feedback.quotes

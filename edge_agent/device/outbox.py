@@ -86,7 +86,7 @@ CREATE TABLE IF NOT EXISTS items (
     key_id BLOB NOT NULL,
     sealed BLOB NOT NULL,
     created REAL NOT NULL,
-    expires REAL NOT NULL,
+    expires REAL NOT NULL,  -- as of queueing; expiry is decided from created + the current retention (Outbox._oldest)
     UNIQUE (recipient, visit_id, seq)
 );
 CREATE INDEX IF NOT EXISTS items_by_recipient ON items (recipient, id);
@@ -129,12 +129,12 @@ def quarantined_files(path: Path) -> list[Path]:
 MAX_RECOVERY_MISSES = 100_000  # ids stepped over while recovering a damaged outbox (bounds the time: ~seconds)
 
 
-def _intact(row: tuple, now: float, max_item_bytes: int) -> bool:
+def _intact(row: tuple, now: float, config: OutboxConfig) -> bool:
     """A recovered row has the outbox's column types and sizes and has not expired (else it is left behind)."""
     _, recipient, visit_id, seq, suite, key_id, sealed, created, expires = row
     return (isinstance(recipient, str) and isinstance(visit_id, str) and isinstance(seq, int) and isinstance(suite, str)
-            and isinstance(key_id, bytes) and isinstance(sealed, bytes) and 0 < len(sealed) <= max_item_bytes
-            and isinstance(created, float | int) and isinstance(expires, float | int) and expires > now)
+            and isinstance(key_id, bytes) and isinstance(sealed, bytes) and 0 < len(sealed) <= config.max_item_bytes
+            and isinstance(created, float | int) and isinstance(expires, float | int) and created + config.retention_s > now)
 
 
 def _quarantine(path: Path) -> Path:
@@ -276,7 +276,7 @@ class Outbox:
         finally:
             src.close()
         now = time.time()
-        good = [r for _, r in sorted(rows.items()) if _intact(r, now, self.config.max_item_bytes)]
+        good = [r for _, r in sorted(rows.items()) if _intact(r, now, self.config)]
         if not good:
             return 0
         with self._lock:
@@ -318,7 +318,7 @@ class Outbox:
                         self._db.execute("COMMIT")
                         return int(existing[0])
                     count, total = self._db.execute(
-                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(sealed)), 0) FROM items WHERE expires > ?", (now,)
+                        "SELECT COUNT(*), COALESCE(SUM(LENGTH(sealed)), 0) FROM items WHERE created > ?", (self._oldest(now),)
                     ).fetchone()
                     if count + 1 > self.config.max_items or total + size > self.config.max_bytes:
                         raise OutboxFullError(
@@ -377,15 +377,15 @@ class Outbox:
 
     def purge_expired_by_recipient(self, now: float | None = None) -> dict[str, int]:
         """Delete items past retention; how many per recipient (the caller counts and reports the loss)."""
-        now = time.time() if now is None else now
+        oldest = self._oldest(time.time() if now is None else now)
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
                 try:
                     counts = {str(r): int(n) for r, n in self._db.execute(
-                        "SELECT recipient, COUNT(*) FROM items WHERE expires <= ? GROUP BY recipient", (now,))}
+                        "SELECT recipient, COUNT(*) FROM items WHERE created <= ? GROUP BY recipient", (oldest,))}
                     if counts:
-                        self._db.execute("DELETE FROM items WHERE expires <= ?", (now,))
+                        self._db.execute("DELETE FROM items WHERE created <= ?", (oldest,))
                     self._db.execute("COMMIT")
                 except BaseException:
                     self._rollback()
@@ -403,11 +403,12 @@ class Outbox:
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, recipient, suite, visit_id, seq, key_id, sealed, created, expires FROM items "
-                "WHERE recipient=? AND id>? AND expires>? ORDER BY id LIMIT ?",
-                (recipient, after, now, limit),
+                "WHERE recipient=? AND id>? AND created>? ORDER BY id LIMIT ?",
+                (recipient, after, self._oldest(now), limit),
             ).fetchall()
         return [
-            OutboxItem(r[0], r[1], Envelope(r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), int(r[7])), r[8]) for r in rows
+            OutboxItem(r[0], r[1], Envelope(r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), int(r[7])), r[7] + self.config.retention_s)
+            for r in rows
         ]
 
     def stats(self, now: float | None = None) -> tuple[int, int]:
@@ -415,7 +416,7 @@ class Outbox:
         now = time.time() if now is None else now
         with self._lock:
             count, total = self._db.execute(
-                "SELECT COUNT(*), COALESCE(SUM(LENGTH(sealed)), 0) FROM items WHERE expires > ?", (now,)
+                "SELECT COUNT(*), COALESCE(SUM(LENGTH(sealed)), 0) FROM items WHERE created > ?", (self._oldest(now),)
             ).fetchone()
         return int(count), int(total)
 
@@ -424,6 +425,12 @@ class Outbox:
             self._db.close()
 
     # ---- internals -----------------------------------------------------------------------
+
+    def _oldest(self, now: float) -> float:
+        """Items created at or before this have expired. The limit is the *current* ``config.retention_s``
+        counted from each item's creation (not the ``expires`` column written at queueing time):
+        outbox.retention_days is a live key, and a reload or restart must apply it to the queue too."""
+        return now - self.config.retention_s
 
     @property
     def _page_size(self) -> int:

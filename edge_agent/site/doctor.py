@@ -155,7 +155,13 @@ def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime |
     try:
         loaded = ca.load_bundle(bundle)
     except EdgeAgentError as exc:
-        return _fail("certificates", str(exc), fix_issue)
+        try:
+            loose = bool(Path(bundle).stat().st_mode & 0o077)
+        except OSError:
+            loose = False
+        # a bundle others can read is intact: tighten it here, no trip to the CA host
+        fix = f"chmod 600 {bundle} (`edge-agent provision` sets it)" if loose else fix_issue
+        return _fail("certificates", str(exc), fix)
     leaf, root = loaded.cert, loaded.ca_cert
     for what, cert in (("device certificate", leaf), ("site CA certificate", root)):
         if now < cert.not_valid_before_utc:
@@ -347,11 +353,15 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
             return _fail("outbox", f"outbox directory {directory} is full ({exc.strerror}); new reports would be refused "
                          "and reports may be held in the daemon's memory", fix_space + "; do not restart the service before "
                          "space is free (a restart loses held reports)")
+        if exc.errno == 30:  # EROFS: ownership is not the problem
+            return _fail("outbox", f"outbox directory {directory} is on a read-only filesystem; reports cannot be queued",
+                         "remount that filesystem read-write (check the journal for disk errors) or set outbox.path to a "
+                         "writable directory (the unit's StateDirectory, /var/lib/edge-agent)")
         return _fail("outbox", f"outbox directory {directory} is not writable ({exc.strerror})", "chown it to the service user (systemd does this for StateDirectory=)")
     finally:
         try:
             probe.unlink()
-        except FileNotFoundError:
+        except OSError:  # never made (read-only filesystem, no permission): nothing to remove
             pass
     st = os.statvfs(directory)
     free = st.f_bavail * st.f_frsize

@@ -126,6 +126,9 @@ def _device_bundle(bundle: Path | None, ca_bundle: Path | None, device_cert: Pat
         probe = tmpdir / "device.pem"
         write_private(probe, data)
         loaded = ca.load_bundle(probe)
+    except EdgeAgentError as exc:  # name what IT gave, not the temp copy (gone by the time the line is read)
+        given = str(bundle) if bundle is not None else f"the files {device_key}, {device_cert} and {ca_bundle}"
+        raise ProvisionError(exc.message.replace(str(probe), given)) from None
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     if ca.identity_of(loaded.cert).role != ca.ROLE_DEVICE:

@@ -172,7 +172,14 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         assert "At 0:09" in report and "Try:" in report and "You said" in report
         turns = browser.driver.execute_script("return document.querySelectorAll('svg.timeline rect.turn').length")
         assert turns >= 6
-        assert "interruptions at 0:09" in browser.driver.execute_script("return document.querySelector('svg.timeline').getAttribute('aria-label')")
+        # every timing mark the device sent is drawn and said in words (the phone has no hover for an SVG title);
+        # the device withholds interruption marks, so the picture must not offer a key for them
+        label = browser.driver.execute_script("return document.querySelector('svg.timeline').getAttribute('aria-label')")
+        assert "opening statement redirected at 0:09" in label and "longest wait for an answer at 0:21" in label, label
+        assert browser.driver.execute_script("return document.querySelectorAll('svg.timeline .mark').length") == 2
+        legend = browser.text("figure.timeline-fig")
+        assert "0:09 opening statement redirected" in legend and "0:21 longest wait for an answer" in legend, legend
+        assert "interruption" not in legend, legend
         _shot(browser, "4-report")
 
         _start_stop(browser, pki.room_code())

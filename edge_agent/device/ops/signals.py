@@ -25,7 +25,7 @@ import signal
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
-from edge_agent.device.config import EdgeConfig, KeySpec, changed_keys, load_config
+from edge_agent.device.config import EdgeConfig, KeySpec, all_keys, changed_keys, load_config
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.notify import SystemdNotifier
 from edge_agent.errors import EdgeAgentError
@@ -48,6 +48,8 @@ class ConfigReloader:
         self.path = path if path is not None else current.source
         self.env = env
         self.pending_restart: list[str] = []
+        self._contents = _file_contents(current)
+
 
     def reload(self) -> tuple[list[str], list[str]]:
         """Returns (keys applied live, keys that need a restart). Never raises for a bad file."""
@@ -57,6 +59,10 @@ class ConfigReloader:
             log.error("config reload refused, keeping the running config: %s", exc)
             return [], []
         changed = changed_keys(self.current, new)
+        # a live key naming a file IT edits in place (the allow-list): same path, new content is a change too
+        contents = _file_contents(new)
+        changed += [k for k in all_keys() if k.key in contents and k not in changed
+                    and contents[k.key] != self._contents.get(k.key)]
         live = [k for k in changed if k.live]
         restart = [k.key for k in changed if not k.live]
         # the running config takes the live values only; restart-only keys keep their running value,
@@ -73,6 +79,7 @@ class ConfigReloader:
                 log.error("config reload refused, keeping the running config: %s", exc)
                 return [], []
         self.current = merged
+        self._contents = contents
         self.pending_restart = restart
         for key in (k.key for k in live):
             log.info("config reload: %s applied", Safe(key))
@@ -81,6 +88,25 @@ class ConfigReloader:
         if not changed:
             log.info("config reload: nothing changed")
         return [k.key for k in live], restart
+
+
+# live keys whose value is a file that is read when the key is applied (the CRL has a watcher of its own)
+FILE_KEYS = ("presence.allowed_clinicians",)
+
+
+def _file_contents(cfg: EdgeConfig) -> dict[str, bytes | None]:
+    """Bytes of each set FILE_KEYS file (None: unreadable; applying the key then says why)."""
+    out: dict[str, bytes | None] = {}
+    for key in FILE_KEYS:
+        section, name = key.split(".")
+        path = getattr(_section_obj(cfg, section), name)
+        if path is None or not str(path):
+            continue
+        try:
+            out[key] = Path(path).read_bytes()
+        except OSError:
+            out[key] = None
+    return out
 
 
 def _merge_live(old: EdgeConfig, new: EdgeConfig, live: list[KeySpec]) -> EdgeConfig:

@@ -236,3 +236,43 @@ def test_live_keys_tied_to_each_other_reload_together(device, tmp_path: Path) ->
         reloader.reload()
         vad = targets.runner.session.config.vad
         assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (tail, candidate, hangover)
+
+
+def test_an_edited_allow_list_file_is_reread_on_reload(device, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """IT edits room.allow (a new clinician, or one who left) and runs `systemctl reload`: the path in
+    config.toml is the same, so the reload logged 'nothing changed' and kept the old list until a restart
+    (a removed clinician could still start visits in the room)."""
+    targets, pki = device
+    allow = tmp_path / "room.allow"
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n")
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = "{allow}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})  # what serve loaded at start
+    assert reloader.reload() == ([], [])  # same file, same content: nothing to do
+    allow.write_text("s-bbbbbbbbbbbbbbbb\n")  # A left, B joined
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="edge_agent"):
+        applied, _ = reloader.reload()
+    assert applied == ["presence.allowed_clinicians"] and targets.presence.allowed == frozenset({"s-bbbbbbbbbbbbbbbb"})
+    assert any("presence.allowed_clinicians applied" in r.getMessage() for r in caplog.records)
+    allow.write_text("Dr Jane Smith\n")  # a broken edit: refused, the list in use stays
+    assert reloader.reload() == ([], []) and targets.presence.allowed == frozenset({"s-bbbbbbbbbbbbbbbb"})
+    allow.write_text("s-bbbbbbbbbbbbbbbb\n")  # put back as it was applied: nothing changed
+    assert reloader.reload() == ([], [])
+
+
+def test_emptying_the_allow_list_key_opens_the_room_to_every_clinician(device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`allowed_clinicians = ""` (documented: every clinician) was logged as applied, but the old list stayed in
+    force until a restart: None meant both 'no list' and 'nothing to apply'."""
+    targets, pki = device
+    allow = tmp_path / "room.allow"
+    allow.write_text("s-aaaaaaaaaaaaaaaa\n")
+    path = tmp_path / "config.toml"
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = "{allow}"\n')
+    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
+    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})  # what serve loaded at start
+    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = ""\n')
+    applied, _ = reloader.reload()
+    assert applied == ["presence.allowed_clinicians"]
+    assert targets.presence.allowed is None, "the room still refuses every clinician not on the old list"

@@ -223,3 +223,23 @@ def test_a_damaged_page_loses_only_the_items_on_it(tmp_path: Path) -> None:
     assert a == sorted(a) and all(n % 2 for n in a)  # order and routing kept
     assert all(i.expires_unix_s > time.time() for i in got)
     healed.close()
+
+
+def test_a_changed_retention_applies_to_reports_already_queued(tmp_path: Path) -> None:
+    """outbox.retention_days is a live key: after a reload (or a restart) the new limit counts from each queued
+    report's creation. The expiry used to be fixed when the report was queued, so lowering the retention left
+    the queue's reports for the old 14 days, and raising it (a clinician on leave) still deleted them at 14."""
+    box = Outbox(tmp_path / "o.db", OutboxConfig(retention_s=14 * DAY_S))
+    box.put("c-alice", _env("v1"), now=1000.0)
+    box.config = OutboxConfig(retention_s=30 * DAY_S)  # what LiveTargets.apply does on SIGHUP
+    assert len(box.fetch("c-alice", now=1000.0 + 20 * DAY_S)) == 1
+    assert box.purge_expired(now=1000.0 + 20 * DAY_S) == 0
+    box.config = OutboxConfig(retention_s=2 * DAY_S)
+    assert box.stats(now=1000.0 + 3 * DAY_S) == (0, 0)
+    assert box.fetch("c-alice", now=1000.0 + 3 * DAY_S) == []
+    assert box.purge_expired(now=1000.0 + 3 * DAY_S) == 1
+    box.put("c-bob", _env("v2"), now=1000.0)
+    box.close()
+    box = Outbox(tmp_path / "o.db", OutboxConfig(retention_s=1 * DAY_S))  # a restart with a shorter limit
+    assert box.purge_expired(now=1000.0 + 1.5 * DAY_S) == 1
+    box.close()

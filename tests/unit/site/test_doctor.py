@@ -462,3 +462,74 @@ def test_doctor_reports_a_gpio_backend_serve_cannot_open(tmp_path: Path) -> None
     mock = {c.name: c for c in doctor.run_doctor(parse_config({"gpio": {"backend": "mock"}}), skip=("audio", "models", "certificates",
             "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu"))}
     assert mock["gpio"].ok, mock["gpio"]
+
+
+def test_doctor_json_reports_a_config_it_cannot_load(tmp_path: Path) -> None:
+    """The fleet loop (docs/operations.md) saves `doctor --json` per room and lists the rooms whose `.ok` is false.
+    A room with a bad config value printed only a plain line on stderr and nothing on stdout, so its JSON file was
+    empty and jq listed it nowhere: the room that most needed a look vanished from the list."""
+    conf = tmp_path / "edge.toml"
+    conf.write_text("[vad]\naggressiveness = 7\n")
+    env = {**__import__("os").environ, "PYTHONPATH": str(ROOT)}
+    for args, problem in ((["--config", str(conf)], "vad.aggressiveness is 7"),
+                          (["--config", str(tmp_path / "missing.toml")], "not found")):
+        res = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", *args, "--json"],
+                             capture_output=True, text=True, env=env, timeout=120)
+        assert res.returncode == 1, res.stdout + res.stderr
+        report = json.loads(res.stdout)
+        assert report["ok"] is False
+        (check,) = report["checks"]
+        assert check["name"] == "config" and check["ok"] is False and problem in check["message"], check
+        assert "docs/config.md" in check["fix"] and "Traceback" not in res.stderr
+        text = subprocess.run([sys.executable, "-m", "edge_agent.cli", "doctor", *args],
+                              capture_output=True, text=True, env=env, timeout=120)
+        assert text.returncode == 1 and text.stdout.startswith("FAIL config") and problem in text.stdout, text.stdout + text.stderr
+
+
+def test_a_bundle_readable_by_others_gets_the_chmod_fix_not_a_reissue(site: dict[str, Path], tmp_path: Path) -> None:
+    """A 0644 bundle (copied with cp, or an image build) was told 'run: chmod 600 …' and then '— fix: issue a new
+    bundle on the CA host': two contradictory instructions, the second a needless trip to the offline CA host."""
+    loose = tmp_path / "device.pem"
+    shutil.copy(site["base"] / "device.pem", loose)
+    loose.chmod(0o644)
+    got = doctor.check_certificates(loose, site["crl"])
+    assert not got.ok and "chmod 600" in got.message
+    assert "issue" not in got.fix and "chmod 600" in got.fix, got.line()
+    not_yet = doctor.check_certificates(site["base"] / "device.pem", site["crl"], now=dt.datetime(2025, 6, 1, tzinfo=dt.timezone.utc))
+    assert not not_yet.ok and "not valid until" in not_yet.message and "clock" in not_yet.fix
+
+
+RO_SCRIPT = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from pathlib import Path
+    from edge_agent.site.doctor import run_doctor
+    from edge_agent.device.config import load_config
+    conf = Path(sys.argv[2])
+    conf.write_text(f'[outbox]\\npath = "{sys.argv[3]}"\\n')
+    (check,) = run_doctor(load_config(conf, env={}), skip=[n for n in ("audio", "models", "certificates", "presence", "gpio",
+                          "population", "web", "clock", "pipeline", "port", "mdns", "cpu")])
+    print(json.dumps(check.__dict__))
+    """
+)
+
+
+def test_a_read_only_outbox_is_explained_not_a_crash(tmp_path: Path) -> None:
+    """A state directory on a read-only filesystem (an image mounted ro, a remount after disk errors) made the
+    probe's clean-up raise EROFS: doctor said 'check crashed (OSError) — report this as a bug'."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare (util-linux)")
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    result = subprocess.run(
+        ["unshare", "-rm", "sh", "-c", f'mount -t tmpfs -o ro,size=1m tmpfs {ro} && exec "$0" -c "$1" "$2" "$3" "$4"',
+         sys.executable, RO_SCRIPT, str(ROOT), str(tmp_path / "edge.toml"), str(ro)],
+        capture_output=True, text=True, timeout=60,
+    )
+    if result.returncode != 0 and "mount" in result.stderr:
+        pytest.skip(f"cannot mount a tmpfs in a user namespace here: {result.stderr.strip()}")
+    assert result.returncode == 0, result.stderr
+    check = json.loads(result.stdout)
+    assert not check["ok"] and "crashed" not in check["message"] and "read-only" in check["message"].lower(), check
+    assert "read-write" in check["fix"] and "chown" not in check["fix"], check

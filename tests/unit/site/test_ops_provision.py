@@ -156,3 +156,17 @@ def test_corrupt_model_refuses_provisioning(site: dict[str, Path], tmp_path: Pat
     with pytest.raises(ProvisionError, match="role_classifier.onnx does not match its MANIFEST"):
         provision("Room 4", bundle=site["base"] / "room4.pem", crl=site["ca"] / "crl.pem", root=tmp_path / "r", models_root=models)
     assert not (tmp_path / "r").exists()
+
+
+def test_a_file_that_is_not_a_bundle_is_named_as_given(site: dict[str, Path], tmp_path: Path) -> None:
+    """The bundle is validated through a private temp copy; the error named that copy
+    (/tmp/edge-agent-provision-XXXX/device.pem), a path IT never typed and that no longer exists."""
+    wrong = site["ca"] / "crl.pem"  # the CRL given as the bundle: an easy slip in the fleet loop
+    with pytest.raises(ProvisionError) as err:
+        provision("Room 4", bundle=wrong, root=tmp_path, crl=site["ca"] / "crl.pem")
+    assert str(wrong) in str(err.value) and "edge-agent-provision-" not in str(err.value), err.value
+    b = site["base"]
+    with pytest.raises(ProvisionError) as err:  # separate files: name the three files it was made from
+        provision("Room 4", ca_bundle=b / "ca.crt", device_cert=b / "device.crt", device_key=b / "ca.crt", root=tmp_path,
+                  crl=site["ca"] / "crl.pem")
+    assert "edge-agent-provision-" not in str(err.value) and "device.crt" in str(err.value), err.value

@@ -21,6 +21,10 @@ const MARK_TEXT = {
   stacked_questions: "questions stacked", opening_interrupted: "opening interrupted", opening_yielded: "patient finished opening",
 };
 
+function markText(kind) {
+  return MARK_TEXT[kind] || kind.replace(/_/g, " ");
+}
+
 // One line when the report rests on partial audio (the same rule as the Python client's audio_gap).
 export function audioGap(q) {
   if (!q) return "";
@@ -111,10 +115,13 @@ export function timeline(fb) {
     }
   });
   const yEnd = top + lanes.length * lane;
-  for (const m of fb.marks) {
-    if (m.kind === "interruption" || m.kind === "opening_interrupted") {
-      kids.push(s("path", { d: `M${x(m.at_s)} ${top - 2} l-4 -7 h8 z`, class: "mark-interrupt" }, s("title", {}, `${MARK_TEXT[m.kind]} at ${clock(m.at_s)}`)));
-    }
+  // every mark the device sends is drawn (it withholds the ones it cannot state reliably, e.g. interruptions);
+  // only reports stored before that may still carry an interruption mark, drawn red
+  const interrupt = (m) => m.kind === "interruption" || m.kind === "opening_interrupted";
+  const marks = fb.marks.slice().sort((a, b) => a.at_s - b.at_s);
+  for (const m of marks) {
+    kids.push(s("path", { d: `M${x(m.at_s)} ${top - 2} l-4 -7 h8 z`, class: `mark ${interrupt(m) ? "mark-interrupt" : "mark-timing"}` },
+      s("title", {}, `${markText(m.kind)} at ${clock(m.at_s)}`)));
   }
   fb.observations.forEach((o, i) => {
     kids.push(s("line", { x1: x(o.at_s), x2: x(o.at_s), y1: top - 4, y2: yEnd, class: "obs-line" }));
@@ -124,15 +131,21 @@ export function timeline(fb) {
   for (let t = 0; t <= dur; t += step) kids.push(s("text", { x: x(t), y: H - 4, class: "tick" }, clock(t)));
   const you = fb.timeline.filter((t) => t.speaker === 1).reduce((a, t) => a + t.end_s - t.start_s, 0);
   const all = fb.timeline.reduce((a, t) => a + t.end_s - t.start_s, 0) || 1;
-  const ints = fb.marks.filter((m) => m.kind === "interruption").map((m) => clock(m.at_s));
   const label = `Timeline: you spoke ${Math.round((100 * you) / all)} % of the speaking time` +
-    (ints.length ? `; interruptions at ${ints.join(", ")}` : "; no interruptions marked") +
+    (marks.length ? `; marked: ${marks.map((m) => `${markText(m.kind)} at ${clock(m.at_s)}`).join(", ")}` : "") +
     (fb.observations.length ? `; numbered lines mark the ${fb.observations.length} moments above` : "");
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, class: "timeline" }, s("title", {}, label), ...kids);
   const legend = h("p", { class: "legend muted" },
     h("span", { class: "key you" }), " you ", h("span", { class: "key patient" }), " patient ",
-    h("span", { class: "key mark" }), " interruption ", h("span", { class: "key obs" }), " moment noted above");
-  return h("figure", { class: "timeline-fig" }, svg, legend, fb.timeline.length ? null : h("p", { class: "muted" }, "No turn timing in this report."));
+    marks.some((m) => !interrupt(m)) ? [h("span", { class: "key mark-timing" }), " timing mark "] : null,
+    marks.some(interrupt) ? [h("span", { class: "key mark" }), " interruption "] : null,
+    fb.observations.length ? [h("span", { class: "key obs" }), " moment noted above"] : null);
+  // a phone has no hover for an SVG title: the marks are also listed in words
+  const listed = marks.length
+    ? h("p", { class: "marks muted" }, "Marked: " + marks.map((m) => `${clock(m.at_s)} ${markText(m.kind)}`).join(" · "))
+    : null;
+  return h("figure", { class: "timeline-fig" }, svg, legend, listed,
+    fb.timeline.length ? null : h("p", { class: "muted" }, "No turn timing in this report."));
 }
 
 const TRENDS = [
