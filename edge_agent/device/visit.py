@@ -21,6 +21,7 @@ from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.behaviours.features import forget_text
 from edge_agent.device.lifecycle import VisitContext
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import RunStats
@@ -147,6 +148,7 @@ class PipelineVisitRunner:
             return message
         finally:
             state.wipe()
+            forget_text()  # the featuriser's memo of the visit's words
             release_free_heap()  # the visit's transcript and the report's working memory
 
     def wait_capture_end(self, timeout: float | None = None) -> bool:
@@ -162,6 +164,7 @@ class PipelineVisitRunner:
             return
         state = self._finish()
         state.wipe()
+        forget_text()
 
     # -- internals ---------------------------------------------------------------
 
