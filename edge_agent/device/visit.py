@@ -140,6 +140,9 @@ class PipelineVisitRunner:
                 raise EdgeAgentError(state.error)
             # the report is built on each voice's final label, never on a provisional one (applied by the sink)
             utterances = list(state.utterances)
+            # voices the device could not tell apart: "the clinician's words" may be the patient's, which are never
+            # quoted (docs/privacy.md §4b), so the report is phrased without quotes whatever the site allows
+            quotes = quotes and not any(r.speakers_uncertain for r in state.runs)
             feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
