@@ -63,7 +63,8 @@ HARDENED = [[0, 0], 0]  # RLIMIT_CORE (soft, hard) = 0 and not dumpable
     ("enroll", str(ENROL)),
     ("transcribe", "{jfk}", "--jsonl", "--voiceprint", str(ENROL)),
     ("analyze", "{jfk}", "--json", "--voiceprint", str(ENROL)),
-], ids=["enroll", "transcribe", "analyze"])
+    ("demo", "--fast", "--jsonl"),  # the daemon's own load_device(), as `serve` runs it
+], ids=["enroll", "transcribe", "analyze", "demo"])
 def test_audio_verbs_disable_core_dumps_before_reading_audio(tmp_path: Path, jfk_path: Path, verb: tuple[str, ...]) -> None:
     args = [a.replace("{jfk}", str(jfk_path)) for a in verb]
     seen, at_exit, stdout = _probe(tmp_path, *args)
