@@ -38,6 +38,16 @@ def observed(self, *args, **kwargs):
     return opened(self, *args, **kwargs)
 
 soundfile.SoundFile.__init__ = observed
+
+from edge_agent.audio import mic_source  # the room microphone, opened (doctor's audio check, --mic)
+
+mic_opened = mic_source.MicSource.__init__
+
+def observed_mic(self, *args, **kwargs):
+    seen.append(state())
+    return mic_opened(self, *args, **kwargs)
+
+mic_source.MicSource.__init__ = observed_mic
 atexit.register(lambda: sys.stderr.write("PROBE " + json.dumps({"seen": seen, "exit": state()}) + "\\n"))
 sys.argv = ["edge-agent", *sys.argv[1:]]
 from edge_agent.cli import main
@@ -45,11 +55,11 @@ main()
 """
 
 
-def _probe(tmp_path: Path, *args: str) -> tuple[list[list[object]], list[object], str]:
+def _probe(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> tuple[list[list[object]], list[object], str]:
     script = tmp_path / "probe.py"
     script.write_text(PROBE)
     result = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=600,
-                            env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"), cwd=tmp_path)
+                            env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1", **(env or {})), cwd=tmp_path)
     line = next((x for x in result.stderr.splitlines() if x.startswith("PROBE ")), None)
     assert line is not None, result.stderr[-2000:]
     probe = json.loads(line[len("PROBE "):])
@@ -71,4 +81,17 @@ def test_audio_verbs_disable_core_dumps_before_reading_audio(tmp_path: Path, jfk
     assert stdout.strip(), "the verb produced nothing: the probe did not exercise it"
     assert seen, "no audio file was opened: the probe did not see the reads"
     assert all(s == HARDENED for s in seen), f"audio read while a crash could dump it: {seen}"
+    assert at_exit == HARDENED
+
+
+def test_doctor_disables_core_dumps_before_it_reads_the_room_microphone(tmp_path: Path, jfk_16k, alsa_file_mic) -> None:  # type: ignore[no-untyped-def]
+    """`edge-agent doctor` reads a second of the room microphone (whoever is in the room is on it)."""
+    from edge_agent.site.doctor import CHECK_NAMES
+
+    home = alsa_file_mic(jfk_16k[: 3 * 16000])
+    skips = [a for name in CHECK_NAMES if name != "audio" for a in ("--skip", name)]
+    seen, at_exit, stdout = _probe(tmp_path, "doctor", *skips, env={"HOME": str(home), "EDGE_AGENT_AUDIO__DEVICE": "micin"})
+    assert "micin" in stdout, stdout  # the audio check really read the (file-backed ALSA) microphone
+    assert seen, "the microphone was not opened: the probe did not see it"
+    assert all(s == HARDENED for s in seen), f"room audio read while a crash could dump it: {seen}"
     assert at_exit == HARDENED
