@@ -354,6 +354,13 @@ def _char_grams(word: str) -> tuple[str, ...]:
     return tuple("c:" + padded[i : i + n] for n in range(CHAR_MIN, CHAR_MAX + 1) for i in range(len(padded) - n + 1))
 
 
+def forget_text() -> None:
+    """Empty the memo caches above: their keys are words and sentences (with context, patient turns) of the
+    visit. Called at every visit end (docs/design.md §3.3: transcripts live for the visit only)."""
+    content_stems.cache_clear()
+    _char_grams.cache_clear()
+
+
 @dataclass
 class Vocabulary:
     index: dict[str, int]

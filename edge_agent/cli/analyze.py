@@ -16,12 +16,14 @@ from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import audio_quality
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.report import Feedback, build_feedback
+from edge_agent.hardening import harden_process
 from edge_agent.transcript import Utterance
 
 
 def report_for_audio(path: Path, voiceprint_path: Path | None, session: TranscriptionSession | None = None) -> Feedback:
     from edge_agent.cli.transcribe import load_voiceprint
 
+    harden_process()  # before the first sample (a --voiceprint recording is read first): a crash must not dump audio
     voiceprint = load_voiceprint(voiceprint_path) if voiceprint_path is not None else None
     source = FileSource(path)
     session = session or TranscriptionSession.load(PipelineConfig(), speakers=True)

@@ -10,6 +10,7 @@ import numpy as np
 
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.pool import BufferPool
+from edge_agent.hardening import harden_process
 from edge_agent.speakers.enrol import voiceprint_from
 
 
@@ -31,6 +32,7 @@ def record_mic(device: str | None, seconds: float) -> np.ndarray:
 
 
 def run_enroll(file: Path | None, mic_device: str | None, seconds: float) -> None:
+    harden_process()  # before the first sample: a crash must not dump the clinician's voice
     if file is not None:
         voiceprint = voiceprint_from(path=file)
     else:

@@ -15,6 +15,7 @@ from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.device.pipeline import PipelineConfig, RunStats
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.errors import EdgeAgentError
+from edge_agent.hardening import harden_process
 from edge_agent.speakers.enrol import Voiceprint
 
 
@@ -85,6 +86,9 @@ def run_transcribe(
     speakers: bool = False,
     voiceprint: Path | None = None,
 ) -> int:
+    # before the first sample (an enrolment recording given as --voiceprint is read here, before the session
+    # loads and hardened the process too): a crash must not dump audio
+    harden_process()
     print_ = load_voiceprint(voiceprint) if voiceprint is not None else None
     source = open_source(file, mic, mic_device, realtime, seconds)
     err = Console(stderr=True)

@@ -80,8 +80,20 @@ ISSUED = "issued.jsonl"
 CRL = "crl.pem"
 
 _ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
+# a title and a name after it ("Dr Patel", "Exam 2 - Dr. Lee"): a room named after the clinician who works in it
+# ("ms"/"pa" are left out: "MS clinic", "PA room" are rooms, not people)
+_PERSON_TITLE_RE = re.compile(r"(?:^|[ ._-])(?:dr|doctor|prof|professor|mr|mrs|miss|nurse)\.?[ ._-]+[a-z]", re.IGNORECASE)
 _SERVICE_LINE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 _STABLE_ID_RE = re.compile(r"^s-[a-z2-7]{16}$")
+
+
+ROOM_PERSON_HINT = ("room label {room!r} looks like a person's name; name the room (e.g. 'Exam 3'), never the clinician "
+                    "who works in it: the label is advertised to the whole network (mDNS)")
+
+
+def names_a_person(room: str) -> bool:
+    """Whether a room label carries a title and a name (docs/design.md §3.5: no clinician identifier in mDNS)."""
+    return _PERSON_TITLE_RE.search(room) is not None
 
 
 @dataclass(frozen=True)
@@ -361,6 +373,8 @@ def issue_device(
     """A room device's server certificate, as a bundle file (key + cert + CA)."""
     if not _ROOM_RE.match(room):
         raise CertificateError("room label must be 1-40 letters, digits, space, '.', '_' or '-'")
+    if names_a_person(room):
+        raise CertificateError(ROOM_PERSON_HINT.format(room=room))
     device_id = "d-" + secrets.token_hex(6)  # the CN names the box; the room is attested in L (re-issue to move it)
     return _issue(ca, ROLE_DEVICE, device_id, out, days, dns_names, ips, valid_from,
                   extra=(x509.NameAttribute(NameOID.LOCALITY_NAME, room),))

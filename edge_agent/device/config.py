@@ -92,7 +92,7 @@ class ServerSettings:
     port: int = field(default=50443, metadata=_doc("listen port (0 = ephemeral, tests only)", min=0, max=65535))
     room: str = field(
         default="room",
-        metadata=_doc("room label shown to phones (mDNS TXT); 1-40 letters, digits, space . _ -; must be the room in the device certificate"),
+        metadata=_doc("room label shown to phones (mDNS TXT); 1-40 letters, digits, space . _ -; a room, never a person (\"Dr Patel\" is refused); must be the room in the device certificate"),
     )
     bundle: Path = field(
         default=Path("/etc/edge-agent/tls/device.pem"),
@@ -127,6 +127,10 @@ class ServerSettings:
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}", self.room):
             raise ConfigError(f"server.room is {self.room!r}; allowed: 1-40 letters, digits, space, '.', '_' or '-'")
+        from edge_agent.crypto.ca import ROOM_PERSON_HINT, names_a_person
+
+        if names_a_person(self.room):
+            raise ConfigError("server." + ROOM_PERSON_HINT.format(room=self.room))
 
 
 @dataclass(frozen=True)

@@ -327,7 +327,9 @@ class VisitManager:
             fb.duration_s = round(max(fb.duration_s, duration), 2)
             fb.started_unix_s = ctx.started_unix_s
             fb.schema_version = fb.schema_version or SCHEMA_VERSION
-            enforce_quote_policy(fb, self.quotes)  # the site's quote policy holds whatever built the report
+            # the site's quote policy holds whatever built the report; no quote at all when the report says the voices
+            # could not be told apart (a "clinician" quote may then be the patient's words)
+            enforce_quote_policy(fb, self.quotes and not fb.quality.speakers_uncertain)
             if self._contributor is not None:
                 fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()

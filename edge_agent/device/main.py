@@ -411,6 +411,24 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitMana
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 
+class DaemonCrash(EdgeAgentError):
+    """The daemon stopped on an unexpected error (a bug); its message names the type only."""
+
+    exit_code = 70
+
+
 def serve(config_path: Path | None, replay: Path | None) -> None:
     """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM."""
-    asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
+    try:
+        asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
+    except EdgeAgentError:
+        raise
+    except Exception as exc:
+        # the last line goes to the journal: a foreign exception's message may quote data (a transcript word, an
+        # id), so it is logged through the redacting handler (type and frames) and the line names the type only
+        from edge_agent.device.ops.logs import is_configured
+
+        if is_configured():
+            log.critical("the daemon stopped on an unexpected error", exc_info=exc)
+        raise DaemonCrash(f"internal error ({type(exc).__name__}); the daemon stopped; report it with the journal "
+                          "lines above (journalctl -u edge-agent)") from None

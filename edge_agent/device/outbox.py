@@ -29,6 +29,7 @@ disk, acknowledgements still go through and free space, and new reports wait.
 from __future__ import annotations
 
 import errno
+import math
 import os
 import secrets
 import sqlite3
@@ -330,11 +331,12 @@ class Outbox:
                             f"disk almost full under outbox {self.path}; the last {reserve // 1024} KiB are kept for "
                             f"acknowledgements; free space on {self.path.parent} (queued reports are intact)"
                         )
+                    created, expires = self._times(now)
                     cur = self._db.execute(
                         "INSERT INTO items (recipient, visit_id, seq, suite, key_id, sealed, created, expires) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (recipient, env.visit_id, env.seq, env.suite, env.recipient_key_id, bytes(env.sealed), now,
-                         now + self.config.retention_s),
+                        (recipient, env.visit_id, env.seq, env.suite, env.recipient_key_id, bytes(env.sealed), created,
+                         expires),
                     )
                     self._db.execute("COMMIT")
                     self._checkpoint()
@@ -348,6 +350,15 @@ class Outbox:
                 if exc.errno == errno.ENOSPC:
                     raise OutboxDiskFullError(f"disk full writing outbox {self.path}; free space, nothing queued was lost") from None
                 raise OutboxError(f"cannot write outbox {self.path}: {exc.strerror}") from None
+
+    def _times(self, now: float) -> tuple[float, float]:
+        """(created, expires) as stored. Each row names its clinician (the routing id), so exact times would be
+        when each clinician saw patients, on disk: with a retention of a day or more both are whole UTC days
+        (expiry rounded up: never sooner than the retention). Shorter retentions (test rigs) keep exact times."""
+        retention = self.config.retention_s
+        if retention < DAY_S:
+            return now, now + retention
+        return math.floor(now / DAY_S) * DAY_S, math.ceil((now + retention) / DAY_S) * DAY_S
 
     def ack(self, recipient: str, ids: list[int]) -> int:
         """Delete delivered items; only the recipient's own ids are touched."""

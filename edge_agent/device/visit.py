@@ -21,6 +21,7 @@ from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
+from edge_agent.behaviours.features import forget_text
 from edge_agent.device.lifecycle import VisitContext
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import RunStats
@@ -139,6 +140,9 @@ class PipelineVisitRunner:
                 raise EdgeAgentError(state.error)
             # the report is built on each voice's final label, never on a provisional one (applied by the sink)
             utterances = list(state.utterances)
+            # voices the device could not tell apart: "the clinician's words" may be the patient's, which are never
+            # quoted (docs/privacy.md §4b), so the report is phrased without quotes whatever the site allows
+            quotes = quotes and not any(r.speakers_uncertain for r in state.runs)
             feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
@@ -147,6 +151,7 @@ class PipelineVisitRunner:
             return message
         finally:
             state.wipe()
+            forget_text()  # the featuriser's memo of the visit's words
             release_free_heap()  # the visit's transcript and the report's working memory
 
     def wait_capture_end(self, timeout: float | None = None) -> bool:
@@ -162,6 +167,7 @@ class PipelineVisitRunner:
             return
         state = self._finish()
         state.wipe()
+        forget_text()
 
     # -- internals ---------------------------------------------------------------
 

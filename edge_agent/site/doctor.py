@@ -70,7 +70,9 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 
     from edge_agent.audio.mic_source import MicSource
     from edge_agent.audio.pool import BufferPool
+    from edge_agent.hardening import harden_process
 
+    harden_process()  # a second of the room microphone: whoever is in the room is on it, never in a core dump
     try:
         source = MicSource(device or None, duration_s=duration_s)
     except EdgeAgentError as exc:

@@ -170,7 +170,8 @@ def _read_16k_mono(path: Path) -> np.ndarray:
     mono = audio.mean(axis=1) if audio.shape[1] > 1 else audio[:, 0].copy()
     audio.fill(0.0)
     if rate != SAMPLE_RATE:
-        out = soxr.resample(mono, rate, SAMPLE_RATE).astype(np.float32)
+        # asarray, not astype: a copy would leave soxr's array (the clinician's voice) unzeroed (the caller zeroes this one)
+        out = np.asarray(soxr.resample(mono, rate, SAMPLE_RATE), dtype=np.float32)
         mono.fill(0.0)
         return out
     return np.ascontiguousarray(mono, dtype=np.float32)

@@ -30,6 +30,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import traceback
 from collections.abc import Iterable, Mapping
 from typing import IO, Any
@@ -295,7 +296,21 @@ def configure_logging(level: str = "info", json_lines: bool = False, stream: IO[
     # chatty libraries: their INFO lines describe internals, not the device
     for name in ("faster_whisper", "zeroconf", "grpc", "asyncio"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    threading.excepthook = _thread_failed
     return handler
+
+
+def _thread_failed(args: threading.ExceptHookArgs) -> None:
+    """An exception escaping a thread goes through the redacting handler (type and frames), not Python's default
+    hook, which prints its message (which may quote data) and the whole traceback to stderr: the journal."""
+    if args.exc_type is SystemExit:
+        return
+    logging.getLogger(__name__).error("a thread ended on an unexpected error", exc_info=(args.exc_type, args.exc_value, args.exc_traceback))
+
+
+def is_configured() -> bool:
+    """Whether the root logger writes through the redacting handler (``configure_logging`` ran)."""
+    return any(h.get_name() == "edge-agent" for h in logging.getLogger().handlers)
 
 
 def register_safe_tokens(tokens: Iterable[str]) -> None:
