@@ -68,6 +68,13 @@ class OutboxConfig:
     max_bytes: int = 64 * 1024 * 1024
     max_item_bytes: int = 1024 * 1024
 
+    @property
+    def lifetime_s(self) -> float:
+        """How long after its stored ``created`` an item is kept. With a retention of a day or more ``created`` is
+        the start of the UTC day (Outbox._times: no time of day on disk), so a day is added: an item lives at least
+        the full retention from the real stop and at most a day more."""
+        return self.retention_s + (DAY_S if self.retention_s >= DAY_S else 0.0)
+
 
 @dataclass(frozen=True)
 class OutboxItem:
@@ -135,7 +142,7 @@ def _intact(row: tuple, now: float, config: OutboxConfig) -> bool:
     _, recipient, visit_id, seq, suite, key_id, sealed, created, expires = row
     return (isinstance(recipient, str) and isinstance(visit_id, str) and isinstance(seq, int) and isinstance(suite, str)
             and isinstance(key_id, bytes) and isinstance(sealed, bytes) and 0 < len(sealed) <= config.max_item_bytes
-            and isinstance(created, float | int) and isinstance(expires, float | int) and created + config.retention_s > now)
+            and isinstance(created, float | int) and isinstance(expires, float | int) and created + config.lifetime_s > now)
 
 
 def _quarantine(path: Path) -> Path:
@@ -418,7 +425,7 @@ class Outbox:
                 (recipient, after, self._oldest(now), limit),
             ).fetchall()
         return [
-            OutboxItem(r[0], r[1], Envelope(r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), int(r[7])), r[7] + self.config.retention_s)
+            OutboxItem(r[0], r[1], Envelope(r[2], r[3], r[4], bytes(r[5]), bytes(r[6]), int(r[7])), r[7] + self.config.lifetime_s)
             for r in rows
         ]
 
@@ -441,7 +448,7 @@ class Outbox:
         """Items created at or before this have expired. The limit is the *current* ``config.retention_s``
         counted from each item's creation (not the ``expires`` column written at queueing time):
         outbox.retention_days is a live key, and a reload or restart must apply it to the queue too."""
-        return now - self.config.retention_s
+        return now - self.config.lifetime_s
 
     @property
     def _page_size(self) -> int:
