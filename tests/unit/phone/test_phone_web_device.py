@@ -606,3 +606,17 @@ def test_app_report_text_rules_in_node() -> None:
 
     src = (ROOT / "tools" / "phone-web" / "src" / "report.js").read_text()
     assert NOTHING_TRANSCRIBED.split(":")[0] in src and NO_SPEECH.split(".")[0] in src  # the same words on both
+
+
+def test_app_zeroes_the_enrolment_voice_even_when_enrolment_fails() -> None:
+    """The web app's recording is zeroed after EnrollVoice whatever the outcome (it was skipped on a failed call)."""
+    import shutil
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "voice.test.mjs")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    app = (ROOT / "tools" / "phone-web" / "src" / "app.js").read_text()
+    assert "sendVoice(" in app and "EnrollVoice" not in app  # the app enrols only through the zeroing path

@@ -9,6 +9,7 @@ import { b64, Vault, wipeAll } from "./store.js";
 import { pinSiteCa, Revocations, shortFp } from "./trust.js";
 import { scriptUrl } from "./tt.js";
 import { clock, h, when } from "./ui.js";
+import { sendVoice } from "./voice.js";
 
 const main = document.getElementById("main");
 const status = document.getElementById("status");
@@ -192,11 +193,7 @@ function enrolCard() {
     const { pcm, rate } = await recordVoice(20, (t) => { secs.textContent = `${t} s`; }, (fn) => { stopRec = fn; });
     stopBtn.hidden = true;
     say("Computing your voiceprint on the room device…");
-    const bytes = new Uint8Array(pcm.buffer);
-    const chunks = [];
-    for (let i = 0; i < bytes.length; i += 32768) chunks.push({ sample_rate: i ? 0 : rate, pcm_s16le: bytes.subarray(i, i + 32768) });
-    const r = await s.call("EnrollVoice", null, { stream: chunks, timeoutMs: 120000 });
-    bytes.fill(0);
+    const r = await sendVoice((...a) => s.call(...a), pcm, rate);
     await app.vault.put("voiceprint", r.voiceprint_values);
     say(`Voice enrolled from ${r.audio_s.toFixed(0)} s of speech; the voiceprint stays on this phone.`, "ok");
     rec.disabled = false;
