@@ -32,3 +32,10 @@ class ModelError(EdgeAgentError):
 
 class ConfigError(EdgeAgentError):
     """A configuration key or value is invalid."""
+
+
+class ServiceCrash(EdgeAgentError):
+    """A long-running service (the daemon, the aggregator) stopped on an unexpected error, i.e. a bug. Its message
+    names the exception's type only: the line goes to the journal, and a foreign exception's message may quote data."""
+
+    exit_code = 70

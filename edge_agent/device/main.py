@@ -40,7 +40,7 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
 from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, SourceFactory, VisitPolicy, file_factory
-from edge_agent.errors import ConfigError, EdgeAgentError, ModelError
+from edge_agent.errors import ConfigError, EdgeAgentError, ModelError, ServiceCrash
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
 
@@ -411,12 +411,6 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitMana
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 
-class DaemonCrash(EdgeAgentError):
-    """The daemon stopped on an unexpected error (a bug); its message names the type only."""
-
-    exit_code = 70
-
-
 def serve(config_path: Path | None, replay: Path | None) -> None:
     """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM."""
     try:
@@ -430,5 +424,5 @@ def serve(config_path: Path | None, replay: Path | None) -> None:
 
         if is_configured():
             log.critical("the daemon stopped on an unexpected error", exc_info=exc)
-        raise DaemonCrash(f"internal error ({type(exc).__name__}); the daemon stopped; report it with the journal "
+        raise ServiceCrash(f"internal error ({type(exc).__name__}); the daemon stopped; report it with the journal "
                           "lines above (journalctl -u edge-agent)") from None

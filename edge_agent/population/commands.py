@@ -28,7 +28,7 @@ from rich.table import Table
 
 from edge_agent.crypto import seal
 from edge_agent.crypto.files import write_private, write_public
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EdgeAgentError, ServiceCrash
 from edge_agent.population.aggregator import RELEASED, Aggregator, CellResult, Policy
 from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period
@@ -135,7 +135,14 @@ def aggregator_serve(db: Path = DEFAULT_DB, key: Path = DEFAULT_KEY, bundle: Pat
             await server.stop()
             agg.close()
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())
+    except EdgeAgentError:
+        raise
+    except Exception as exc:
+        # the last line goes to the journal: a foreign exception's message may quote data, so it names the type only
+        raise ServiceCrash(f"internal error ({type(exc).__name__}); the aggregator stopped; report it with the journal "
+                           "lines above (journalctl -u edge-agent-aggregator)") from None
 
 
 # ---- report -----------------------------------------------------------------------------

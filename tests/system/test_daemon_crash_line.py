@@ -47,3 +47,33 @@ def test_a_crash_of_the_daemon_or_its_thread_keeps_the_message_out_of_the_journa
     assert "ValueError" in err and "KeyError" in err, err  # both failures are reported, by type
     assert "chest pain" not in err and "Mrs Example" not in err and PSEUDONYM not in err, err
     assert "Traceback (most recent call last)" not in err, err
+
+
+AGGREGATOR_PROBE = f"""
+import sys
+import edge_agent.population.commands as commands
+
+class Failing:
+    def __init__(self, *a, **k):
+        raise ValueError({SECRET!r} + " {PSEUDONYM}")
+
+commands.Aggregator = Failing
+commands.load_private_key = lambda path: None
+open("crl.pem", "w").close()
+sys.argv = ["edge-agent", "aggregator", "serve", "--crl", "crl.pem"]
+from edge_agent.cli import main as cli
+cli()
+"""
+
+
+def test_a_crash_of_the_aggregator_keeps_the_message_out_of_the_journal(tmp_path: Path) -> None:
+    """`edge-agent aggregator serve` is a service too (systemd/edge-agent-aggregator.service): its last line printed
+    ``internal error (ValueError: <message>)``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_") or k == "EDGE_AGENT_SHARED"}
+    result = subprocess.run([sys.executable, "-c", AGGREGATOR_PROBE], capture_output=True, text=True, env=env, cwd=tmp_path,
+                            timeout=120)
+    err = result.stderr
+    assert result.returncode == 70, err
+    assert "internal error (ValueError)" in err and "aggregator stopped" in err, err
+    assert "chest pain" not in err and "Mrs Example" not in err and PSEUDONYM not in err, err
+    assert "Traceback (most recent call last)" not in err, err
