@@ -238,17 +238,23 @@ def test_live_keys_tied_to_each_other_reload_together(device, tmp_path: Path) ->
         assert (vad.tail_ms, vad.candidate_ms, vad.hangover_ms) == (tail, candidate, hangover)
 
 
-def test_an_edited_allow_list_file_is_reread_on_reload(device, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
-    """IT edits room.allow (a new clinician, or one who left) and runs `systemctl reload`: the path in
-    config.toml is the same, so the reload logged 'nothing changed' and kept the old list until a restart
-    (a removed clinician could still start visits in the room)."""
-    targets, pki = device
+def _room_with_allow_list(targets, pki, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A device whose config names an allow-list file holding one clinician, as serve loaded it at start."""
     allow = tmp_path / "room.allow"
     allow.write_text("s-aaaaaaaaaaaaaaaa\n")
     path = tmp_path / "config.toml"
     path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = "{allow}"\n')
     reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
-    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})  # what serve loaded at start
+    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})
+    return allow, path, reloader
+
+
+def test_an_edited_allow_list_file_is_reread_on_reload(device, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """IT edits room.allow (a new clinician, or one who left) and runs `systemctl reload`: the path in
+    config.toml is the same, so the reload logged 'nothing changed' and kept the old list until a restart
+    (a removed clinician could still start visits in the room)."""
+    targets, pki = device
+    allow, path, reloader = _room_with_allow_list(targets, pki, tmp_path)
     assert reloader.reload() == ([], [])  # same file, same content: nothing to do
     allow.write_text("s-bbbbbbbbbbbbbbbb\n")  # A left, B joined
     caplog.clear()
@@ -266,12 +272,7 @@ def test_emptying_the_allow_list_key_opens_the_room_to_every_clinician(device, t
     """`allowed_clinicians = ""` (documented: every clinician) was logged as applied, but the old list stayed in
     force until a restart: None meant both 'no list' and 'nothing to apply'."""
     targets, pki = device
-    allow = tmp_path / "room.allow"
-    allow.write_text("s-aaaaaaaaaaaaaaaa\n")
-    path = tmp_path / "config.toml"
-    path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = "{allow}"\n')
-    reloader = ConfigReloader(load_config(path, env={}), targets.apply, env={})
-    targets.presence.allowed = frozenset({"s-aaaaaaaaaaaaaaaa"})  # what serve loaded at start
+    allow, path, reloader = _room_with_allow_list(targets, pki, tmp_path)
     path.write_text(f'[server]\ncrl = "{pki.crl}"\n[presence]\nallowed_clinicians = ""\n')
     applied, _ = reloader.reload()
     assert applied == ["presence.allowed_clinicians"]

@@ -592,16 +592,20 @@ def test_site_state_dir_naming_a_file_is_refused_in_one_line(pki: Pki, tmp_path:
         assert "phone web app on" not in res.stdout
 
 
-def test_app_report_text_rules_in_node() -> None:
-    """The phone web app words a visit whose speech was all lost as the Python client does, not as silence."""
+def _node_test(name: str) -> None:
+    """Run one of the web app's own tests (tools/phone-web/test) with ``node --test``; it must pass."""
     import shutil
 
     node = shutil.which("node")
     if node is None:
         pytest.skip("node missing (apt-get install nodejs)")
-    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "report_text.test.mjs")],
-                         capture_output=True, text=True, timeout=120)
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / name)], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+
+
+def test_app_report_text_rules_in_node() -> None:
+    """The phone web app words a visit whose speech was all lost as the Python client does, not as silence."""
+    _node_test("report_text.test.mjs")
     from edge_agent.feedback.quality import NO_SPEECH, NOTHING_TRANSCRIBED
 
     src = (ROOT / "tools" / "phone-web" / "src" / "report.js").read_text()
@@ -610,13 +614,6 @@ def test_app_report_text_rules_in_node() -> None:
 
 def test_app_zeroes_the_enrolment_voice_even_when_enrolment_fails() -> None:
     """The web app's recording is zeroed after EnrollVoice whatever the outcome (it was skipped on a failed call)."""
-    import shutil
-
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node missing (apt-get install nodejs)")
-    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "voice.test.mjs")],
-                         capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    _node_test("voice.test.mjs")
     app = (ROOT / "tools" / "phone-web" / "src" / "app.js").read_text()
     assert "sendVoice(" in app and "EnrollVoice" not in app  # the app enrols only through the zeroing path
