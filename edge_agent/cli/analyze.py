@@ -12,14 +12,16 @@ from edge_agent.asr.events import FinalTranscript, PipelineEvent, SpeakerRelabel
 from edge_agent.audio.file_source import FileSource
 from edge_agent.behaviours.classifier import BehaviourClassifier
 from edge_agent.device.pipeline import PipelineConfig
-from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.session import CaptureLost, TranscriptionSession
 from edge_agent.device.visit import audio_quality
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import AudioInputError, EdgeAgentError
 from edge_agent.feedback.report import Feedback, build_feedback
 from edge_agent.transcript import Utterance
 
 
 def report_for_audio(path: Path, voiceprint_path: Path | None, session: TranscriptionSession | None = None) -> Feedback:
+    """The coaching report of a recording. A file that turns out truncated or corrupt part-way still gets the report of
+    the part that was read, then its one-line error (:class:`PartialInput`)."""
     from edge_agent.cli.transcribe import load_voiceprint
 
     voiceprint = load_voiceprint(voiceprint_path) if voiceprint_path is not None else None
@@ -35,20 +37,44 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
             relabels.append(event)
 
     console = Console(stderr=True)
+    lost: CaptureLost | None = None
     with console.status(f"analysing {path.name}…") if sys.stderr.isatty() else _null():
-        stats, _clean = session.run(source, collect, voiceprint)
+        try:
+            stats, _clean = session.run(source, collect, voiceprint)
+        except CaptureLost as exc:  # what was read before the damage is kept, as the error message promises
+            lost, stats = exc, exc.stats
     try:
         if not utterances:
+            if lost is not None:
+                raise lost
             raise EdgeAgentError(f"no speech was recognised in {path}; nothing to report")
         feedback = build_feedback(apply_relabels(utterances, relabels), BehaviourClassifier())
         feedback.quality = audio_quality([stats])  # as on the device: the report says when it rests on partial audio
+        if lost is not None:
+            raise PartialInput(lost.message, feedback)
         return feedback
     finally:
         utterances.clear()  # the transcript ends with the report
 
 
+class PartialInput(AudioInputError):
+    """The recording broke off part-way; ``feedback`` is the report of the part that was read."""
+
+    def __init__(self, message: str, feedback: Feedback) -> None:
+        super().__init__(message)
+        self.feedback = feedback
+
+
 def analyze_audio(path: Path, voiceprint_path: Path | None, as_json: bool) -> None:
-    feedback = report_for_audio(path, voiceprint_path)
+    try:
+        feedback = report_for_audio(path, voiceprint_path)
+    except PartialInput as partial:  # the report of what was read goes out first; the one-line error and exit 2 follow
+        _print_report(partial.feedback, as_json)
+        raise
+    _print_report(feedback, as_json)
+
+
+def _print_report(feedback: Feedback, as_json: bool) -> None:
     if as_json:
         print(json.dumps(feedback.to_dict(), ensure_ascii=False))
     else:

@@ -33,6 +33,10 @@ def analyze(
     voiceprint: Annotated[Optional[Path], typer.Option("--voiceprint", help="clinician voiceprint JSON or enrolment audio")] = None,
 ) -> None:
     """Coaching report for a visit: from audio (full pipeline) or from PriMock57 TextGrids."""
+    if textgrid and len(textgrid) == 1 and file is not None and file.suffix.lower() == ".textgrid":
+        # `--textgrid DOCTOR.TextGrid PATIENT.TextGrid`, as issue 5 writes it: the option takes one value, so the
+        # patient's file arrives as FILE; it is the pair's second half, not an audio recording
+        textgrid, file = [textgrid[0], file], None
     if textgrid:
         if len(textgrid) != 2 or file is not None:
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")

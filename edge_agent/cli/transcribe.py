@@ -13,7 +13,7 @@ from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.frames import AudioSource
 from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.device.pipeline import PipelineConfig, RunStats
-from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.session import CaptureLost, TranscriptionSession
 from edge_agent.errors import EdgeAgentError
 from edge_agent.speakers.enrol import Voiceprint
 
@@ -41,7 +41,10 @@ def load_voiceprint(path: Path) -> Voiceprint:
         raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
     if not isinstance(data, dict):
         raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")
-    return Voiceprint.from_list(data)
+    from edge_agent.speakers.encoder import speaker_model_id
+    from edge_agent.speakers.enrol import check_model
+
+    return check_model(Voiceprint.from_list(data), speaker_model_id(), path)
 
 
 def summary_line(stats: RunStats, clean: bool) -> str:
@@ -95,7 +98,12 @@ def run_transcribe(
     if jsonl:
         reader_gone = threading.Event()  # `| head`: stop the run instead of failing it
         sink = JsonLinesSink(sys.stdout, on_closed=reader_gone.set)
-        stats, clean = session.run(source, sink, print_, stop=reader_gone)
+        try:
+            stats, clean = session.run(source, sink, print_, stop=reader_gone)
+        except CaptureLost as lost:  # the input ended badly: the reader still learns what the run did, then the error
+            if not sink.closed:
+                sink.emit(summary_record(lost.stats, lost.pools_clean))
+            raise
         if sink.closed:
             return 0 if clean else 3
         sink.emit(summary_record(stats, clean))

@@ -1,0 +1,93 @@
+"""Acceptance paths of issues 3-5 as a user runs them: the real console entry point, real models, real files.
+
+Each test here failed before its fix (see the commit that added it)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.cli_runner import run_cli
+from tests.unit.cli.test_bad_input import assert_one_line_error
+from tools.corpus.primock import primock_dir
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def _json_lines(stdout: str) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stdout.splitlines()]  # every line must be JSON, or this raises
+
+
+def _truncated_wav(tmp_path: Path, audio: np.ndarray) -> Path:
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), audio, 16000, subtype="PCM_16")
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(whole.read_bytes()[: len(whole.read_bytes()) * 2 // 3])
+    return cut
+
+
+def test_transcribe_jsonl_of_a_truncated_file_still_ends_with_its_summary(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """A program reading --jsonl learns what the run did (its summary) even when the input was cut short."""
+    result = run_cli("transcribe", str(_truncated_wav(tmp_path, jfk_16k)), "--jsonl", "--no-speakers")
+    assert_one_line_error(result, "is truncated")
+    rows = _json_lines(result.stdout)
+    assert any(r["type"] == "final" and "fellow Americans" in str(r["text"]) for r in rows)
+    assert rows[-1]["type"] == "summary" and rows[-1]["audio_s"] > 0  # type: ignore[operator]
+
+
+def test_analyze_of_a_truncated_recording_reports_on_the_part_that_was_read(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """The error says "that part was processed": the clinician's report of that part is not thrown away."""
+    result = run_cli("analyze", str(_truncated_wav(tmp_path, jfk_16k)), "--json")
+    assert_one_line_error(result, "is truncated")
+    report = json.loads(result.stdout)
+    assert report["visit_duration_s"] > 0
+    assert report["quality"]["audio_s"] > 0
+
+
+@pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
+def test_analyze_textgrid_pair_in_the_form_the_issue_gives() -> None:
+    """Issue 5: `edge-agent analyze --textgrid DOCTOR.TextGrid PATIENT.TextGrid --jsonl`."""
+    d = primock_dir() / "day1_consultation03_doctor.TextGrid"
+    p = primock_dir() / "day1_consultation03_patient.TextGrid"
+    result = run_cli("analyze", "--textgrid", str(d), str(p), "--jsonl")
+    assert result.returncode == 0, result.stderr
+    rows = _json_lines(result.stdout)
+    assert rows[0]["type"] == "metrics" and rows[-1]["type"] == "feedback"
+
+
+def test_corrupt_jargon_lexicon_is_one_line(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models", models)
+    (models / "jargon_lexicon.tsv").write_bytes(np.random.default_rng(3).bytes(3000))
+    result = run_cli("behaviours", "classify", env={"EDGE_AGENT_MODELS_DIR": str(models)})
+    assert_one_line_error(result, "jargon_lexicon.tsv", "restore")
+
+
+def test_voiceprint_with_an_impossible_number_is_one_line(tmp_path: Path, jfk_path: Path) -> None:
+    bad = tmp_path / "vp.json"
+    bad.write_text(json.dumps({"embedding": [0.1] * 256, "speech_seconds": 12.0, "consistency": 0.9})[:-1] + ', "n_segments": 1e400}')
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(bad)), "voiceprint", "enrol again")
+
+
+def test_voiceprint_names_its_speaker_model_and_another_models_is_refused(tmp_path: Path, jfk_path: Path) -> None:
+    """A voiceprint is only comparable with embeddings of the encoder that made it: after a model update, an old
+    voiceprint would score every voice wrongly (and confidently). It says which model made it; another's is refused."""
+    from edge_agent.models import manifest_entry
+
+    made = run_cli("enroll", str(jfk_path))
+    assert made.returncode == 0, made.stderr
+    voiceprint = json.loads(made.stdout)
+    assert voiceprint["model"] == "speaker_ge2e.onnx@" + manifest_entry("speaker_ge2e.onnx").sha256[:16]
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps(voiceprint))
+    assert run_cli("transcribe", str(jfk_path), "--jsonl", "--voiceprint", str(good)).returncode == 0
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**voiceprint, "model": "speaker_ge2e.onnx@0123456789abcdef"}))
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(other)),
+                          "another speaker model", "edge-agent enroll")
+    assert_one_line_error(run_cli("analyze", str(jfk_path), "--voiceprint", str(other)), "another speaker model")
