@@ -25,6 +25,9 @@ from edge_agent.speakers.frontend import SAMPLE_RATE
 MIN_SPEECH_S = 8.0  # below this the mean embedding is not stable enough (consistency drops)
 RECOMMENDED_SPEECH_S = (10.0, 30.0)
 MAX_SPEECH_S = 60.0  # more adds nothing; cap the work
+# A file much longer than an enrolment is a visit or a dictation: refused before it is decoded (it would sit whole in
+# memory, and a visit holds the patient's voice too)
+MAX_FILE_S = 180.0
 _FRAME = 480  # 30 ms at 16 kHz, a webrtcvad frame size
 _MAGIC = b"EAVP"
 _VERSION = 1
@@ -177,6 +180,13 @@ def enrol(
 
 def _read_16k_mono(path: Path) -> np.ndarray:
     handle = open_audio_file(path)  # the same one-line refusals as transcribe (missing, directory, not audio)
+    length_s = handle.frames / handle.samplerate
+    if length_s > MAX_FILE_S:
+        handle.close()
+        raise EnrolmentError(
+            f"{path} is {length_s:.0f} s long; enrolment needs {RECOMMENDED_SPEECH_S[0]:g}–{RECOMMENDED_SPEECH_S[1]:g} s of "
+            f"the clinician speaking alone (at most {MAX_FILE_S:g} s): cut that part out, e.g. `sox IN OUT trim START 30`"
+        )
     try:
         audio = handle.read(dtype="float32", always_2d=True)
         rate = handle.samplerate

@@ -91,3 +91,12 @@ def test_voiceprint_names_its_speaker_model_and_another_models_is_refused(tmp_pa
     assert_one_line_error(run_cli("transcribe", str(jfk_path), "--voiceprint", str(other)),
                           "another speaker model", "edge-agent enroll")
     assert_one_line_error(run_cli("analyze", str(jfk_path), "--voiceprint", str(other)), "another speaker model")
+
+
+def test_enrolling_from_a_long_recording_is_refused_before_it_is_read(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """`enroll` read the whole file into memory (an hour: 0.5 GB; a long 48 kHz stereo recording: gigabytes, on a
+    2-core room PC) although it uses at most 60 s of speech; and a whole-visit recording holds the patient's voice
+    too, so its voiceprint would not be the clinician's. A recording far longer than an enrolment is refused."""
+    long = tmp_path / "whole_visit.wav"
+    sf.write(str(long), np.tile(jfk_16k, 20), 16000, subtype="PCM_16")  # 220 s of speech
+    assert_one_line_error(run_cli("enroll", str(long)), "220 s long", "10–30 s")
