@@ -100,3 +100,18 @@ def test_enrolling_from_a_long_recording_is_refused_before_it_is_read(tmp_path: 
     long = tmp_path / "whole_visit.wav"
     sf.write(str(long), np.tile(jfk_16k, 20), 16000, subtype="PCM_16")  # 220 s of speech
     assert_one_line_error(run_cli("enroll", str(long)), "220 s long", "10–30 s")
+
+
+def test_doctor_models_check_names_asr_device_cuda_without_a_gpu() -> None:
+    """IT set asr.device = "cuda" on a box without CUDA: serve refuses it, so doctor's models line must not say ok
+    (it did, while the cpu line said "fix the models check first")."""
+    import ctranslate2
+
+    from edge_agent.site import doctor
+
+    if ctranslate2.get_cuda_device_count() > 0:
+        pytest.skip("this machine has CUDA")
+    check = doctor.check_models(asr_device="cuda")
+    assert not check.ok and "asr.device" in check.message and "no CUDA device" in check.message
+    assert "asr.device" in check.fix and "reinstall" not in check.fix
+    assert doctor.check_models(asr_device="cpu").ok
