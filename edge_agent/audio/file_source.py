@@ -29,6 +29,8 @@ def open_audio_file(path: Path) -> sf.SoundFile:
         raise AudioInputError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioInputError(f"{path} is a directory, not an audio file")
+    if path.is_file() and path.stat().st_size == 0:  # libsndfile would say "Format not recognised"
+        raise AudioInputError(f"{path} is empty (0 bytes); the recording did not reach this file: export or copy it again")
     try:
         handle = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -98,7 +100,10 @@ class FileSource:
                         np.multiply(floats[:n], 32767, out=block[:n], casting="unsafe")
                         floats[:n] = 0.0
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise AudioInputError(f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({exc})") from None
+                    raise AudioInputError(
+                        f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({str(exc).strip()}); the part "
+                        "before it was processed: export or copy the recording again"
+                    ) from None
                 read_total += n
                 last = n < _BLOCK
                 if mixed is None:

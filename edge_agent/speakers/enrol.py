@@ -191,7 +191,8 @@ def _read_16k_mono(path: Path) -> np.ndarray:
         audio = handle.read(dtype="float32", always_2d=True)
         rate = handle.samplerate
     except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-        raise AudioInputError(f"cannot read audio file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        reason = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+        raise AudioInputError(f"cannot read audio file {path} ({reason}); it is damaged: export or copy the recording again") from None
     finally:
         handle.close()
     # a copy either way: the decoded block is zeroed right after

@@ -115,3 +115,28 @@ def test_doctor_models_check_names_asr_device_cuda_without_a_gpu() -> None:
     assert not check.ok and "asr.device" in check.message and "no CUDA device" in check.message
     assert "asr.device" in check.fix and "reinstall" not in check.fix
     assert doctor.check_models(asr_device="cpu").ok
+
+
+def _corrupt_flac(tmp_path: Path, audio: np.ndarray) -> Path:
+    whole = tmp_path / "whole.flac"
+    sf.write(str(whole), audio, 16000)
+    data = bytearray(whole.read_bytes())
+    for i in range(len(data) // 2, len(data), 400):  # damage the second half: the first still decodes
+        data[i] ^= 0xFF
+    bad = tmp_path / "damaged.flac"
+    bad.write_bytes(bytes(data))
+    return bad
+
+
+@pytest.mark.parametrize("command", [("transcribe", "--jsonl", "--no-speakers"), ("enroll",)])
+def test_corrupt_flac_says_what_to_do(tmp_path: Path, jfk_16k: np.ndarray, command: tuple[str, ...]) -> None:
+    """It said only "is corrupt after 5.1 s (Error : flac decoder lost sync.)": what is wrong, not what to do."""
+    bad = _corrupt_flac(tmp_path, np.tile(jfk_16k, 2))
+    result = run_cli(command[0], str(bad), *command[1:])
+    assert_one_line_error(result, str(bad), "again")
+
+
+def test_empty_file_is_called_empty(tmp_path: Path) -> None:
+    empty = tmp_path / "visit.wav"
+    empty.write_bytes(b"")
+    assert_one_line_error(run_cli("transcribe", str(empty)), "is empty (0 bytes)")
