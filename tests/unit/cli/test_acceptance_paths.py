@@ -140,3 +140,23 @@ def test_empty_file_is_called_empty(tmp_path: Path) -> None:
     empty = tmp_path / "visit.wav"
     empty.write_bytes(b"")
     assert_one_line_error(run_cli("transcribe", str(empty)), "is empty (0 bytes)")
+
+
+@pytest.mark.parametrize("ack", ["Right?", "Okay?", "OK?", "Yeah?", "Alright?", "Mm-hm?"])
+def test_an_acknowledgement_with_a_question_mark_does_not_start_a_stack(ack: str) -> None:
+    """Whisper writes the clinician's "Right?" after an answer with a question mark. On the bundled demo visit
+    it made two of three "stacks" and the coaching line 'Try: Ask "Right?" on its own and wait for the whole answer'.
+    It is an acknowledgement (labelling guide 4.1: not a question); real questions around it still stack."""
+    from edge_agent.behaviours.events import detect_events
+    from edge_agent.transcript import Utterance
+
+    utts = [
+        Utterance(0.0, 3.0, "How long has this been going on for?", speaker="clinician"),
+        Utterance(3.5, 8.0, "About two weeks now, maybe a bit more.", speaker="patient"),
+        Utterance(8.5, 13.0, f"{ack} And where exactly is the pain?", speaker="clinician"),
+        Utterance(13.5, 15.0, "Just here on the left.", speaker="patient"),
+        Utterance(15.5, 20.0, f"{ack} Does it spread anywhere? Is it worse at night?", speaker="clinician"),
+        Utterance(20.5, 22.0, "No, not really.", speaker="patient"),
+    ]
+    stacks = detect_events(utts).stacked_questions
+    assert [s.questions for s in stacks] == [["Does it spread anywhere?", "Is it worse at night?"]]
