@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -32,7 +33,8 @@ def open_audio_file(path: Path) -> sf.SoundFile:
     if path.is_file() and path.stat().st_size == 0:  # libsndfile would say "Format not recognised"
         raise AudioInputError(f"{path} is empty (0 bytes); the recording did not reach this file: export or copy it again")
     try:
-        handle = sf.SoundFile(str(path))
+        # bytes, not str: a name that is not UTF-8 (copied from a Latin-1 stick) cannot be re-encoded by soundfile
+        handle = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = str(exc).split(":")[-1].strip() or "unreadable"
         raise AudioInputError(

@@ -160,3 +160,19 @@ def test_an_acknowledgement_with_a_question_mark_does_not_start_a_stack(ack: str
     ]
     stacks = detect_events(utts).stacked_questions
     assert [s.questions for s in stacks] == [["Does it spread anywhere?", "Is it worse at night?"]]
+
+
+def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """A recording copied from a Latin-1 USB stick ("visit_é.wav" as the byte e9): transcribe, enroll and analyze
+    ended in "internal error (UnicodeEncodeError ...)" before the file was even opened."""
+    import os
+    import subprocess
+    import sys
+
+    name = os.fsdecode(b"visit_\xe9.wav")
+    sf.write(str(tmp_path / "plain.wav"), jfk_16k, 16000, subtype="PCM_16")
+    (tmp_path / "plain.wav").rename(tmp_path / name)
+    result = subprocess.run([sys.executable, "-m", "edge_agent.cli", "transcribe", "--jsonl", "--no-speakers", name],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "fellow Americans" in result.stdout
