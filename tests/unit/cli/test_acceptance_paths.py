@@ -176,3 +176,27 @@ def test_a_file_name_that_is_not_utf8_is_read(tmp_path: Path, jfk_16k: np.ndarra
                             capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "fellow Americans" in result.stdout
+
+
+@pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
+def test_textgrid_saved_by_praat_as_utf16_is_read(tmp_path: Path) -> None:
+    """Praat saves a TextGrid as UTF-16 as soon as its text has one non-ASCII character; it was refused as
+    'not a Praat TextGrid'."""
+    from edge_agent.behaviours.textgrid import read_textgrid
+
+    d = primock_dir() / "day1_consultation03_doctor.TextGrid"
+    wide = tmp_path / "doctor.TextGrid"
+    wide.write_text(d.read_text(encoding="utf-8"), encoding="utf-16")
+    assert read_textgrid(wide) == read_textgrid(d)
+
+
+@pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
+def test_truncated_textgrid_is_refused_not_measured(tmp_path: Path) -> None:
+    """A TextGrid cut short (a failed copy) was read silently: the metrics of a third of the visit, exit 0."""
+    d = primock_dir() / "day1_consultation03_doctor.TextGrid"
+    p = primock_dir() / "day1_consultation03_patient.TextGrid"
+    cut = tmp_path / "doctor.TextGrid"
+    cut.write_bytes(d.read_bytes()[: len(d.read_bytes()) // 3])
+    result = run_cli("analyze", "--textgrid", str(cut), "--textgrid", str(p), "--jsonl")
+    assert_one_line_error(result, str(cut), "truncated")
+    assert result.stdout == ""
