@@ -76,6 +76,16 @@ def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
             "speakers_uncertain": stats.speakers_uncertain}
 
 
+def _check_written(sink: JsonLinesSink) -> None:
+    """A reader that went away (`| head`) is normal; output that could not be written (a full disk) is an error."""
+    if sink.write_error is not None:
+        raise output_error(sink.write_error)
+
+
+def output_error(exc: OSError) -> EdgeAgentError:
+    return EdgeAgentError(f"cannot write the output ({exc.strerror or exc}); free space where it goes, or send it elsewhere")
+
+
 def run_transcribe(
     config: PipelineConfig,
     file: Path | None,
@@ -103,10 +113,11 @@ def run_transcribe(
         except CaptureLost as lost:  # the input ended badly: the reader still learns what the run did, then the error
             if not sink.closed:
                 sink.emit(summary_record(lost.stats, lost.pools_clean))
+            _check_written(sink)
             raise
-        if sink.closed:
-            return 0 if clean else 3
-        sink.emit(summary_record(stats, clean))
+        if not sink.closed:
+            sink.emit(summary_record(stats, clean))
+        _check_written(sink)
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

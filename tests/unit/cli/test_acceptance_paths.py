@@ -200,3 +200,22 @@ def test_truncated_textgrid_is_refused_not_measured(tmp_path: Path) -> None:
     result = run_cli("analyze", "--textgrid", str(cut), "--textgrid", str(p), "--jsonl")
     assert_one_line_error(result, str(cut), "truncated")
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [("transcribe", "{jfk}", "--jsonl", "--no-speakers"), ("enroll", "{jfk}"),
+                                  ("behaviours", "classify")])
+def test_output_to_a_full_disk_is_one_line_not_an_internal_error(jfk_path: Path, args: tuple[str, ...]) -> None:
+    """`> result.jsonl` on a full disk: 'internal error (OSError: [Errno 28] ...)' (transcribe: a pipeline-worker
+    failure and two lines). Nothing was written, so the exit is non-zero and the line says why."""
+    import subprocess
+    import sys
+
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    with open("/dev/full", "w") as full:
+        result = subprocess.run([sys.executable, "-m", "edge_agent.cli", *(a.format(jfk=jfk_path) for a in args)],
+                                stdout=full, stderr=subprocess.PIPE, input='{"text": "How are you?"}\n', text=True, timeout=300)
+    assert result.returncode != 0
+    assert "internal error" not in result.stderr and "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and "output" in lines[0], result.stderr
