@@ -21,6 +21,7 @@ _BLOCK = 4096
 # libsndfile notes a WAV whose header promises more data than the file holds
 _SHORT_DATA = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
 _BLOCK_ALIGN = re.compile(r"Block Align\s*:\s*(\d+)")
+_PLACEHOLDER_LENGTH = 0x7FFF0000  # a data length this large is a streaming writer's "unknown" (a real one is < 2 GiB - 64 KiB)
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
@@ -77,7 +78,9 @@ class FileSource:
         info = self._handle.extra_info or ""
         short = _SHORT_DATA.search(info)
         align = _BLOCK_ALIGN.search(info)
-        if short and align:
+        # A writer that cannot seek back (`sox ... -t wav -`, `arecord | ...`) leaves a placeholder length
+        # (0x7ffff000, 0x7fffffff, 0xffffffff): the length is unknown, not promised, so the end of the data is no loss.
+        if short and align and int(short.group(1)) < _PLACEHOLDER_LENGTH:
             self.declared_s = int(short.group(1)) / (int(align.group(1)) * self.input_rate)
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:

@@ -219,3 +219,24 @@ def test_output_to_a_full_disk_is_one_line_not_an_internal_error(jfk_path: Path,
     assert "internal error" not in result.stderr and "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "No space left on device" in lines[0] and "output" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("placeholder", [0x7FFFF000, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_a_wav_written_to_a_pipe_is_not_called_truncated(tmp_path: Path, jfk_16k: np.ndarray, placeholder: int) -> None:
+    """`sox ... -t wav - | ...` or `arecord | ...` cannot seek back to write the length, so the header keeps a
+    placeholder (sox 0x7ffff000, arecord 0x7fffffff, others 0xffffffff). The complete file was called 'truncated:
+    its header promises 67108.7 s ... copy the file again', exit 2."""
+    import struct
+
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), jfk_16k, 16000, subtype="PCM_16")
+    data = bytearray(whole.read_bytes())
+    at = data.find(b"data")
+    struct.pack_into("<I", data, at + 4, placeholder)
+    struct.pack_into("<I", data, 4, placeholder if placeholder == 0xFFFFFFFF else placeholder + 36)
+    piped = tmp_path / "piped.wav"
+    piped.write_bytes(bytes(data))
+    result = run_cli("transcribe", str(piped), "--jsonl", "--no-speakers")
+    assert result.returncode == 0 and result.stderr == "", result.stderr
+    rows = _json_lines(result.stdout)
+    assert any("fellow Americans" in str(r.get("text")) for r in rows if r["type"] == "final")
