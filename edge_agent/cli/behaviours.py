@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,10 @@ def classify(batch_size: Annotated[int, typer.Option(help="utterances per ONNX b
     Optional per line: "previous_patient" (the patient turn before the sentence; null: no patient turn yet, the
     opening of a visit) and "turn_start" (true when the sentence opens the clinician's reply to it); models that read
     dialogue context use them. A line with neither field has an unknown context."""
-    raise typer.Exit(classify_stream(sys.stdin, sys.stdout, sys.stderr, batch_size=batch_size))
+    # bytes that are not UTF-8 must not end the stream (a UnicodeDecodeError under a UTF-8 locale): decoded with
+    # surrogateescape, the line is refused by _parse_item and the rest goes on
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
+    raise typer.Exit(classify_stream(stdin, sys.stdout, sys.stderr, batch_size=batch_size))
 
 
 def analyze(
@@ -54,6 +58,15 @@ DEFAULT_BATCH = 256
 MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a sentence
 
 
+def _check_unicode(field: str, value: str) -> None:
+    """Bytes that were not UTF-8 (decoded as surrogates) or a JSON lone surrogate ("\\ud800"): the tokenizer refuses
+    them, and one such line used to end the whole stream."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f'"{field}" is not valid UTF-8 text (save the input as UTF-8)') from None
+
+
 def _parse_item(line: str) -> tuple[str, Any]:
     """(text, dialogue context or None) of one JSON line, or ValueError with a reason a person can act on."""
     try:
@@ -69,9 +82,12 @@ def _parse_item(line: str) -> tuple[str, Any]:
         raise ValueError(f'"text" must be a string, got {type(text).__name__}')
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f'"text" is longer than {MAX_TEXT_CHARS} characters')
+    _check_unicode("text", text)
     prev = obj.get("previous_patient")
     if prev is not None and not isinstance(prev, str):
         raise ValueError(f'"previous_patient" must be a string or null, got {type(prev).__name__}')
+    if prev is not None:
+        _check_unicode("previous_patient", prev)
     start = obj.get("turn_start", False)
     if not isinstance(start, bool):
         raise ValueError(f'"turn_start" must be true or false, got {type(start).__name__}')

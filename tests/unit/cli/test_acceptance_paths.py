@@ -240,3 +240,21 @@ def test_a_wav_written_to_a_pipe_is_not_called_truncated(tmp_path: Path, jfk_16k
     assert result.returncode == 0 and result.stderr == "", result.stderr
     rows = _json_lines(result.stdout)
     assert any("fellow Americans" in str(r.get("text")) for r in rows if r["type"] == "final")
+
+
+@pytest.mark.parametrize("locale", ["C", "C.UTF-8"])
+def test_classify_skips_a_line_that_is_not_utf8_and_goes_on(locale: str) -> None:
+    """One line of Latin-1 text (or a JSON lone surrogate) in `behaviours classify` ended the whole stream with
+    'internal error (TypeError: TextInputSequence must be str)' (or a UnicodeDecodeError under a UTF-8 locale):
+    every other line was lost. Issue 5: a clear per-line error, the rest of the stream still processed."""
+    import subprocess
+    import sys
+
+    stream = b'{"text": "caf\xe9 ok?"}\n{"text": "How are you \\ud800 today?"}\n{"text": "How are you feeling today?"}\n'
+    result = subprocess.run([sys.executable, "-m", "edge_agent.cli", "behaviours", "classify"], input=stream,
+                            capture_output=True, timeout=300, env={**__import__("os").environ, "LC_ALL": locale, "LANG": locale})
+    err = result.stderr.decode("utf-8", "replace")
+    assert result.returncode == 1 and "internal error" not in err, err
+    rows = [json.loads(x) for x in result.stdout.decode("utf-8").splitlines()]
+    assert [r["text"] for r in rows] == ["How are you feeling today?"]
+    assert [ln.split(":")[0] for ln in err.splitlines()] == ["line 1", "line 2"]
