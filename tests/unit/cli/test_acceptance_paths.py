@@ -258,3 +258,14 @@ def test_classify_skips_a_line_that_is_not_utf8_and_goes_on(locale: str) -> None
     rows = [json.loads(x) for x in result.stdout.decode("utf-8").splitlines()]
     assert [r["text"] for r in rows] == ["How are you feeling today?"]
     assert [ln.split(":")[0] for ln in err.splitlines()] == ["line 1", "line 2"]
+
+
+def test_jsonl_of_a_recording_with_one_short_utterance_ends_with_its_summary(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """One short utterance gives the speaker model one voice: its 'uncertain' flag came back as numpy's bool, and
+    the summary line failed with 'internal error (TypeError: Object of type bool is not JSON serializable)', exit 70."""
+    clip = tmp_path / "one_line.wav"
+    sf.write(str(clip), jfk_16k[int(7.9 * 16000):], 16000, subtype="PCM_16")  # "Ask what you can do for your country."
+    result = run_cli("transcribe", str(clip), "--jsonl")
+    assert result.returncode == 0, result.stderr
+    rows = _json_lines(result.stdout)
+    assert rows[-1]["type"] == "summary" and rows[-1]["speakers_uncertain"] is False
