@@ -269,3 +269,10 @@ def test_jsonl_of_a_recording_with_one_short_utterance_ends_with_its_summary(tmp
     assert result.returncode == 0, result.stderr
     rows = _json_lines(result.stdout)
     assert rows[-1]["type"] == "summary" and rows[-1]["speakers_uncertain"] is False
+
+
+def test_bench_coaching_without_the_shared_data_says_where_it_looks(tmp_path: Path) -> None:
+    """`edge-agent bench coaching` on a clone without ../shared said 'cannot read TextGrid ...: No such file or
+    directory; check the path'; the other benches name EDGE_AGENT_SHARED."""
+    result = run_cli("bench", "coaching", env={"EDGE_AGENT_SHARED": str(tmp_path / "no-shared")})
+    assert_one_line_error(result, "PriMock57 transcripts not found", "EDGE_AGENT_SHARED")
