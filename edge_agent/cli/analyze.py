@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 
@@ -19,9 +20,11 @@ from edge_agent.feedback.report import Feedback, build_feedback
 from edge_agent.transcript import Utterance
 
 
-def report_for_audio(path: Path, voiceprint_path: Path | None, session: TranscriptionSession | None = None) -> Feedback:
+def report_for_audio(path: Path, voiceprint_path: Path | None, session: TranscriptionSession | None = None,
+                     lines_to: IO[str] | None = None) -> Feedback:
     """The coaching report of a recording. A file that turns out truncated or corrupt part-way still gets the report of
-    the part that was read, then its one-line error (:class:`PartialInput`)."""
+    the part that was read, then its one-line error (:class:`PartialInput`). ``lines_to``: also write the
+    `analyze --jsonl` lines there (the transcript is gone once this returns)."""
     from edge_agent.cli.transcribe import load_voiceprint
 
     voiceprint = load_voiceprint(voiceprint_path) if voiceprint_path is not None else None
@@ -48,8 +51,14 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
             if lost is not None:
                 raise lost
             raise EdgeAgentError(f"no speech was recognised in {path}; nothing to report")
-        feedback = build_feedback(apply_relabels(utterances, relabels), BehaviourClassifier())
+        final = apply_relabels(utterances, relabels)
+        classifier = BehaviourClassifier()
+        feedback = build_feedback(final, classifier)
         feedback.quality = audio_quality([stats])  # as on the device: the report says when it rests on partial audio
+        if lines_to is not None:
+            from edge_agent.cli.behaviours import write_report_lines
+
+            write_report_lines(feedback, final, classifier, lines_to)
         if lost is not None:
             raise PartialInput(lost.message, feedback)
         return feedback
@@ -65,13 +74,16 @@ class PartialInput(AudioInputError):
         self.feedback = feedback
 
 
-def analyze_audio(path: Path, voiceprint_path: Path | None, as_json: bool) -> None:
+def analyze_audio(path: Path, voiceprint_path: Path | None, as_json: bool, jsonl: bool = False) -> None:
+    """The report readably, as one JSON object (``as_json``) or as the JSON lines of the TextGrid path (``jsonl``)."""
     try:
-        feedback = report_for_audio(path, voiceprint_path)
+        feedback = report_for_audio(path, voiceprint_path, lines_to=sys.stdout if jsonl else None)
     except PartialInput as partial:  # the report of what was read goes out first; the one-line error and exit 2 follow
-        _print_report(partial.feedback, as_json)
+        if not jsonl:
+            _print_report(partial.feedback, as_json)
         raise
-    _print_report(feedback, as_json)
+    if not jsonl:
+        _print_report(feedback, as_json)
 
 
 def _print_report(feedback: Feedback, as_json: bool) -> None:

@@ -51,7 +51,7 @@ def analyze(
         raise EdgeAgentError("give an audio FILE, or --textgrid DOCTOR.TextGrid --textgrid PATIENT.TextGrid")
     from edge_agent.cli.analyze import analyze_audio
 
-    analyze_audio(file, voiceprint, as_json=json_out or jsonl)
+    analyze_audio(file, voiceprint, as_json=json_out, jsonl=jsonl)
 
 
 DEFAULT_BATCH = 256
@@ -148,9 +148,8 @@ def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size
 
 def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
     """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
-    from edge_agent.behaviours.reliability import SHOWN
     from edge_agent.behaviours.sources import utterances_from_textgrids
-    from edge_agent.feedback.report import build_feedback, label_clinician_sentences
+    from edge_agent.feedback.report import build_feedback
 
     for p in (doctor_path, patient_path):
         if Path(p).is_dir():
@@ -168,11 +167,22 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
     if not jsonl:
         out.write(fb.render())
         return 0
+    write_report_lines(fb, utts, classifier, out)
+    return 0
+
+
+def write_report_lines(fb: Any, utts: list[Any], classifier: Any, out: IO[str]) -> None:
+    """`analyze --jsonl`, from TextGrids or from the live pipeline alike: metrics, labelled clinician sentences, feedback."""
+    from edge_agent.behaviours.reliability import SHOWN
+    from edge_agent.feedback.report import label_clinician_sentences
+
     d = fb.to_dict()
     out.write(json.dumps({"type": "metrics", "visit_duration_s": d["visit_duration_s"], **d["timing"]}) + "\n")
     for s in label_clinician_sentences(utts, classifier):
         out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text,
                               # only labels coders agree on (docs/labelling.md §8), as in the counts and on the phone
                               "labels": [lab for lab in s.labels if lab in SHOWN]}, ensure_ascii=False) + "\n")
-    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"]}, ensure_ascii=False) + "\n")
-    return 0
+    # from audio, what the capture lost (the report rests on partial audio when it did)
+    extra = {"quality": d["quality"]} if "quality" in d else {}
+    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"], **extra},
+                         ensure_ascii=False) + "\n")

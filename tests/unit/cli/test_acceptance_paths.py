@@ -276,3 +276,17 @@ def test_bench_coaching_without_the_shared_data_says_where_it_looks(tmp_path: Pa
     directory; check the path'; the other benches name EDGE_AGENT_SHARED."""
     result = run_cli("bench", "coaching", env={"EDGE_AGENT_SHARED": str(tmp_path / "no-shared")})
     assert_one_line_error(result, "PriMock57 transcripts not found", "EDGE_AGENT_SHARED")
+
+
+def test_analyze_audio_jsonl_gives_the_same_lines_as_the_textgrid_path() -> None:
+    """`analyze --help` says --jsonl gives 'metrics and labelled utterances as JSON lines'; for an audio FILE it gave
+    the report object of --json instead, so a program could not read live-pipeline output the way it reads the
+    TextGrid path (issue 5: the same code on both)."""
+    demo = REPO / "edge_agent" / "data" / "demo_conversation.flac"
+    result = run_cli("analyze", str(demo), "--jsonl", "--voiceprint", str(REPO / "edge_agent" / "data" / "demo_enrol.flac"))
+    assert result.returncode == 0, result.stderr
+    rows = _json_lines(result.stdout)
+    assert rows[0]["type"] == "metrics" and 0 < rows[0]["talk_share"] < 1  # type: ignore[operator]
+    assert rows[-1]["type"] == "feedback" and rows[-1]["observations"]
+    utts = [r for r in rows if r["type"] == "utterance"]
+    assert utts and all(r["speaker"] == "clinician" and r["text"] for r in utts)
