@@ -109,13 +109,17 @@ def demo(
 @app.command()
 def enroll(
     file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
-    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
-    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead: `--mic [DEVICE]`")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic, same as `--mic DEVICE`")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="how long to record with --mic [default: 20]")] = None,
 ) -> None:
     """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
     from edge_agent.cli.enroll import run_enroll
 
+    if mic and file is not None:  # `--mic DEVICE`, as transcribe takes it
+        if mic_device is not None:
+            raise EdgeAgentError("give the microphone once: `--mic DEVICE` or `--mic --mic-device DEVICE`")
+        mic_device, file = str(file), None
     if mic == (file is not None):
         raise EdgeAgentError("give either an audio FILE or --mic to enrol")
     _check_mic_options(mic, seconds, mic_device)

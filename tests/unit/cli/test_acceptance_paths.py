@@ -290,3 +290,9 @@ def test_analyze_audio_jsonl_gives_the_same_lines_as_the_textgrid_path() -> None
     assert rows[-1]["type"] == "feedback" and rows[-1]["observations"]
     utts = [r for r in rows if r["type"] == "utterance"]
     assert utts and all(r["speaker"] == "clinician" and r["text"] for r in utts)
+
+
+def test_enroll_takes_the_microphone_the_way_transcribe_does(tmp_path: Path) -> None:
+    """`transcribe --mic DEVICE` works; `enroll --mic DEVICE` said 'give either an audio FILE or --mic to enrol'."""
+    result = run_cli("enroll", "--mic", "no-such-mic", "--seconds", "1", env={"HOME": str(tmp_path)})
+    assert_one_line_error(result, "microphone 'no-such-mic' not found")
