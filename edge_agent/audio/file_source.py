@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ _BLOCK = 4096
 # libsndfile notes a WAV whose header promises more data than the file holds
 _SHORT_DATA = re.compile(r"data\s*:\s*(\d+)\s*\(should be (\d+)\)")
 _BLOCK_ALIGN = re.compile(r"Block Align\s*:\s*(\d+)")
+_PLACEHOLDER_LENGTH = 0x7FFF0000  # a data length this large is a streaming writer's "unknown" (a real one is < 2 GiB - 64 KiB)
 _FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")
 
 
@@ -29,8 +31,11 @@ def open_audio_file(path: Path) -> sf.SoundFile:
         raise AudioInputError(f"audio file not found: {path}")
     if path.is_dir():
         raise AudioInputError(f"{path} is a directory, not an audio file")
+    if path.is_file() and path.stat().st_size == 0:  # libsndfile would say "Format not recognised"
+        raise AudioInputError(f"{path} is empty (0 bytes); the recording did not reach this file: export or copy it again")
     try:
-        handle = sf.SoundFile(str(path))
+        # bytes, not str: a name that is not UTF-8 (copied from a Latin-1 stick) cannot be re-encoded by soundfile
+        handle = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
         reason = str(exc).split(":")[-1].strip() or "unreadable"
         raise AudioInputError(
@@ -73,7 +78,9 @@ class FileSource:
         info = self._handle.extra_info or ""
         short = _SHORT_DATA.search(info)
         align = _BLOCK_ALIGN.search(info)
-        if short and align:
+        # A writer that cannot seek back (`sox ... -t wav -`, `arecord | ...`) leaves a placeholder length
+        # (0x7ffff000, 0x7fffffff, 0xffffffff): the length is unknown, not promised, so the end of the data is no loss.
+        if short and align and int(short.group(1)) < _PLACEHOLDER_LENGTH:
             self.declared_s = int(short.group(1)) / (int(align.group(1)) * self.input_rate)
 
     def frames(self, pool: BufferPool) -> Iterator[AudioFrame]:
@@ -98,7 +105,10 @@ class FileSource:
                         np.multiply(floats[:n], 32767, out=block[:n], casting="unsafe")
                         floats[:n] = 0.0
                 except (sf.LibsndfileError, RuntimeError) as exc:
-                    raise AudioInputError(f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({exc})") from None
+                    raise AudioInputError(
+                        f"{self.path} is corrupt after {read_total / self.input_rate:.1f} s ({str(exc).strip()}); the part "
+                        "before it was processed: export or copy the recording again"
+                    ) from None
                 read_total += n
                 last = n < _BLOCK
                 if mixed is None:

@@ -26,7 +26,7 @@ import numpy as np
 
 from edge_agent.behaviours.encoder import SentenceEncoder, make_session
 from edge_agent.behaviours.features import FEATURISER_VERSIONS, Context, Vocabulary, batch_arrays
-from edge_agent.behaviours.jargon import JargonDetector
+from edge_agent.behaviours.jargon import LEXICON_NAME, JargonDetector, verified_lexicon_path
 from edge_agent.behaviours.labels import LABELS
 from edge_agent.behaviours.units import VERSIONS as UNIT_VERSIONS
 from edge_agent.behaviours.units import combine, expand
@@ -102,8 +102,8 @@ class BehaviourClassifier:
                 special_tokens=bool(enc["special_tokens"]), dim=int(enc["dim"]), threads=threads, provider=provider,
             )
         self.session = make_session(model_path, threads, provider, "behaviour model")
-        if models_dir is not None and lexicon_path is None and (models_dir / "jargon_lexicon.tsv").is_file():
-            lexicon_path = models_dir / "jargon_lexicon.tsv"
+        if models_dir is not None and lexicon_path is None and (models_dir / LEXICON_NAME).is_file():
+            lexicon_path = verified_lexicon_path(models_dir)
         self.jargon = JargonDetector(lexicon_path)
         self._jargon_k = LABELS.index("jargon")
 

@@ -492,6 +492,9 @@ def detect_stretches(turns: Sequence[Turn]) -> list[Monologue]:
 _RITUAL_TAG = re.compile(r",? (?:ok|okay|alright|all right)\s*\?$|\b(?:i'?ll|we'?ll|i will|we will|i'?m going|we'?re going|i'?m gonna|let'?s|"
                          r"i'?d like you|you (?:should|need to|can|could))\b[^?]*,\s*(?:yeah|right|ok|okay)\s*\?$")
 
+# A sentence that is only an acknowledgement or continuer ("Right?", "Yeah?", "Mm-hm?"): the gold stacks hold one in 288.
+_ACK_ONLY = re.compile(r"(?:(?:right|okay|ok|alright|all right|yeah|yes|yep|mm|mhm|mm-hm|hm|hmm|uh huh|uh-huh|great|oh|ah)\s*)+")
+
 
 def clinical_question(t: Turn, s: Sentence) -> bool:
     """A question the patient is asked to answer (not an ID/audio check, a repair or a ritual tag)."""
@@ -500,6 +503,8 @@ def clinical_question(t: Turn, s: Sentence) -> bool:
     low = s.text.lower().strip()
     if _RITUAL_TAG.search(low):
         return False
+    if _ACK_ONLY.fullmatch(" ".join(tokens(low))):
+        return False  # "Right?" after an answer: ASR's question mark on an acknowledgement (labelling §4.1), nothing to answer
     if re.fullmatch(r"(?:(?:um|uh|so|and|ok|okay|right)[ ,]*)*(?:do you,? )?(?:can|could|may) i (?:just )?ask(?: you)?(?: (?:a|some|a few|a couple(?: of)?) "
                     r"(?:\w+ )?questions?)?(?: (?:about|on) [^?]*)?\?", " ".join(tokens(low)) + "?"):
         return False  # a preface asking permission to ask is signposting (labelling §4.1)

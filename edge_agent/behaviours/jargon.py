@@ -57,9 +57,15 @@ _GLOSS_NEXT = re.compile(
 
 
 def default_lexicon_path() -> Path:
-    from edge_agent.models import models_dir  # local import: keeps this module light for the dataset build
+    return verified_lexicon_path(None)
 
-    return models_dir() / LEXICON_NAME
+
+def verified_lexicon_path(models_root: Path | None) -> Path:
+    """The lexicon of a models folder after its MANIFEST sha256 check: an edited or damaged lexicon silently changes
+    which words count as jargon, so it is refused like any other model file."""
+    from edge_agent.models import verify_model  # local import: keeps this module light for the dataset build
+
+    return verify_model(LEXICON_NAME, models_root)
 
 
 @lru_cache(maxsize=4)
@@ -68,6 +74,8 @@ def load_lexicon(path: Path) -> tuple[LexiconEntry, ...]:
         raw = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ModelError(f"jargon lexicon {path} cannot be read ({exc.strerror}); restore models/{LEXICON_NAME} from the repository") from None
+    except UnicodeDecodeError:
+        raise ModelError(f"jargon lexicon {path} is not UTF-8 text (damaged?); restore models/{LEXICON_NAME} from the repository") from None
     entries = []
     for n, line in enumerate(raw.splitlines(), 1):
         if not line.strip() or line.startswith("#"):

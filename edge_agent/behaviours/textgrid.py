@@ -24,20 +24,31 @@ _INTERVAL = re.compile(
     re.MULTILINE,
 )
 
+_DECLARED = re.compile(r"intervals:\s*size\s*=\s*(\d+)")
+
 
 def read_textgrid(path: Path) -> list[Interval]:
     """Return the non-empty intervals of the first IntervalTier, in time order."""
     try:
-        raw = path.read_text(encoding="utf-8", errors="replace")
+        data = path.read_bytes()
     except OSError as exc:
         raise EdgeAgentError(f"cannot read TextGrid {path}: {exc.strerror}; check the path") from None
+    # Praat writes UTF-16 (with a BOM) as soon as the text has a non-ASCII character, UTF-8 otherwise
+    utf16 = data[:2] in (b"\xff\xfe", b"\xfe\xff")
+    raw = data.decode("utf-16" if utf16 else "utf-8-sig", errors="replace")
     if "ooTextFile" not in raw[:200] or "IntervalTier" not in raw:
         raise EdgeAgentError(f"{path} is not a Praat TextGrid with an IntervalTier")
     intervals = []
+    found = 0
     for match in _INTERVAL.finditer(raw):
+        found += 1
         text = match.group(3).replace('""', '"').strip()
         if text:
             intervals.append(Interval(float(match.group(1)), float(match.group(2)), text))
+    declared = sum(int(n) for n in _DECLARED.findall(raw))
+    if found < declared:  # cut short (a failed copy): its metrics would be those of part of the visit, silently
+        raise EdgeAgentError(f"{path} is truncated: its tiers declare {declared} intervals but {found} could be read; "
+                             "copy the file again")
     intervals.sort(key=lambda iv: iv.start)
     return intervals
 

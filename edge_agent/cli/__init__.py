@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sys
@@ -108,13 +109,17 @@ def demo(
 @app.command()
 def enroll(
     file: Annotated[Optional[Path], typer.Argument(help="10-30 s of the clinician speaking alone")] = None,
-    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead")] = False,
-    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic")] = None,
+    mic: Annotated[bool, typer.Option("--mic", help="record from the microphone instead: `--mic [DEVICE]`")] = False,
+    mic_device: Annotated[Optional[str], typer.Option("--mic-device", help="input device for --mic, same as `--mic DEVICE`")] = None,
     seconds: Annotated[Optional[float], typer.Option("--seconds", help="how long to record with --mic [default: 20]")] = None,
 ) -> None:
     """Compute a clinician voiceprint; prints it as JSON (the device keeps nothing)."""
     from edge_agent.cli.enroll import run_enroll
 
+    if mic and file is not None:  # `--mic DEVICE`, as transcribe takes it
+        if mic_device is not None:
+            raise EdgeAgentError("give the microphone once: `--mic DEVICE` or `--mic --mic-device DEVICE`")
+        mic_device, file = str(file), None
     if mic == (file is not None):
         raise EdgeAgentError("give either an audio FILE or --mic to enrol")
     _check_mic_options(mic, seconds, mic_device)
@@ -336,6 +341,21 @@ def _command_path(args: list[str]) -> str:
     return " ".join(path)
 
 
+_OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
+
+
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered would fail again at exit ('Exception ignored' and a trace)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    except (OSError, ValueError):
+        pass
+
+
 def main() -> None:
     debug = bool(os.environ.get("EDGE_AGENT_DEBUG"))
     logging.basicConfig(
@@ -371,6 +391,12 @@ def main() -> None:
     except Exception as exc:  # a traceback is a bug: say so in one line
         if debug:
             raise
+        if isinstance(exc, OSError) and not exc.filename and exc.errno in _OUTPUT_ERRNOS:
+            # the only unnamed file a command writes is its output (`> result.jsonl` on a full disk)
+            _drop_stdout()
+            print(f"edge-agent: cannot write the output ({exc.strerror}); free space where it goes, or send it elsewhere",
+                  file=sys.stderr)
+            sys.exit(2)
         if isinstance(exc, OSError) and exc.filename:
             # a path the user gave (or configured) that cannot be used: a folder in the way, no permission, a full disk
             print(f"edge-agent: cannot use {exc.filename}: {exc.strerror}; check the path, its permissions and free space", file=sys.stderr)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
@@ -22,7 +23,10 @@ def classify(batch_size: Annotated[int, typer.Option(help="utterances per ONNX b
     Optional per line: "previous_patient" (the patient turn before the sentence; null: no patient turn yet, the
     opening of a visit) and "turn_start" (true when the sentence opens the clinician's reply to it); models that read
     dialogue context use them. A line with neither field has an unknown context."""
-    raise typer.Exit(classify_stream(sys.stdin, sys.stdout, sys.stderr, batch_size=batch_size))
+    # bytes that are not UTF-8 must not end the stream (a UnicodeDecodeError under a UTF-8 locale): decoded with
+    # surrogateescape, the line is refused by _parse_item and the rest goes on
+    stdin = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape") if hasattr(sys.stdin, "buffer") else sys.stdin
+    raise typer.Exit(classify_stream(stdin, sys.stdout, sys.stderr, batch_size=batch_size))
 
 
 def analyze(
@@ -33,6 +37,10 @@ def analyze(
     voiceprint: Annotated[Optional[Path], typer.Option("--voiceprint", help="clinician voiceprint JSON or enrolment audio")] = None,
 ) -> None:
     """Coaching report for a visit: from audio (full pipeline) or from PriMock57 TextGrids."""
+    if textgrid and len(textgrid) == 1 and file is not None and file.suffix.lower() == ".textgrid":
+        # `--textgrid DOCTOR.TextGrid PATIENT.TextGrid`, as issue 5 writes it: the option takes one value, so the
+        # patient's file arrives as FILE; it is the pair's second half, not an audio recording
+        textgrid, file = [textgrid[0], file], None
     if textgrid:
         if len(textgrid) != 2 or file is not None:
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")
@@ -43,11 +51,20 @@ def analyze(
         raise EdgeAgentError("give an audio FILE, or --textgrid DOCTOR.TextGrid --textgrid PATIENT.TextGrid")
     from edge_agent.cli.analyze import analyze_audio
 
-    analyze_audio(file, voiceprint, as_json=json_out or jsonl)
+    analyze_audio(file, voiceprint, as_json=json_out, jsonl=jsonl)
 
 
 DEFAULT_BATCH = 256
 MAX_TEXT_CHARS = 10_000  # one utterance; longer input is almost certainly not a sentence
+
+
+def _check_unicode(field: str, value: str) -> None:
+    """Bytes that were not UTF-8 (decoded as surrogates) or a JSON lone surrogate ("\\ud800"): the tokenizer refuses
+    them, and one such line used to end the whole stream."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f'"{field}" is not valid UTF-8 text (save the input as UTF-8)') from None
 
 
 def _parse_item(line: str) -> tuple[str, Any]:
@@ -65,9 +82,12 @@ def _parse_item(line: str) -> tuple[str, Any]:
         raise ValueError(f'"text" must be a string, got {type(text).__name__}')
     if len(text) > MAX_TEXT_CHARS:
         raise ValueError(f'"text" is longer than {MAX_TEXT_CHARS} characters')
+    _check_unicode("text", text)
     prev = obj.get("previous_patient")
     if prev is not None and not isinstance(prev, str):
         raise ValueError(f'"previous_patient" must be a string or null, got {type(prev).__name__}')
+    if prev is not None:
+        _check_unicode("previous_patient", prev)
     start = obj.get("turn_start", False)
     if not isinstance(start, bool):
         raise ValueError(f'"turn_start" must be true or false, got {type(start).__name__}')
@@ -128,9 +148,8 @@ def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size
 
 def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
     """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
-    from edge_agent.behaviours.reliability import SHOWN
     from edge_agent.behaviours.sources import utterances_from_textgrids
-    from edge_agent.feedback.report import build_feedback, label_clinician_sentences
+    from edge_agent.feedback.report import build_feedback
 
     for p in (doctor_path, patient_path):
         if Path(p).is_dir():
@@ -148,11 +167,22 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
     if not jsonl:
         out.write(fb.render())
         return 0
+    write_report_lines(fb, utts, classifier, out)
+    return 0
+
+
+def write_report_lines(fb: Any, utts: list[Any], classifier: Any, out: IO[str]) -> None:
+    """`analyze --jsonl`, from TextGrids or from the live pipeline alike: metrics, labelled clinician sentences, feedback."""
+    from edge_agent.behaviours.reliability import SHOWN
+    from edge_agent.feedback.report import label_clinician_sentences
+
     d = fb.to_dict()
     out.write(json.dumps({"type": "metrics", "visit_duration_s": d["visit_duration_s"], **d["timing"]}) + "\n")
     for s in label_clinician_sentences(utts, classifier):
         out.write(json.dumps({"type": "utterance", "speaker": "clinician", "t0": round(s.at_s, 2), "text": s.text,
                               # only labels coders agree on (docs/labelling.md §8), as in the counts and on the phone
                               "labels": [lab for lab in s.labels if lab in SHOWN]}, ensure_ascii=False) + "\n")
-    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"]}, ensure_ascii=False) + "\n")
-    return 0
+    # from audio, what the capture lost (the report rests on partial audio when it did)
+    extra = {"quality": d["quality"]} if "quality" in d else {}
+    out.write(json.dumps({"type": "feedback", "label_counts": d["label_counts"], "observations": d["observations"], **extra},
+                         ensure_ascii=False) + "\n")

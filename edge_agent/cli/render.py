@@ -34,6 +34,7 @@ class JsonLinesSink:
         self.include_partials = include_partials
         self.on_closed = on_closed
         self.closed = False
+        self.write_error: OSError | None = None  # the output cannot be written (a full disk): the run stops, the CLI says so
         self._lock = threading.Lock()
 
     def __call__(self, event: PipelineEvent) -> None:
@@ -48,8 +49,10 @@ class JsonLinesSink:
             try:
                 self.out.write(json.dumps(record, ensure_ascii=False) + "\n")
                 self.out.flush()
-            except BrokenPipeError:
+            except OSError as exc:
                 self.closed = True
+                if not isinstance(exc, BrokenPipeError):
+                    self.write_error = exc
                 try:  # what is still buffered must not fail again when the interpreter flushes stdout at exit
                     devnull = os.open(os.devnull, os.O_WRONLY)
                     try:

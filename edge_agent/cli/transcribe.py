@@ -13,7 +13,7 @@ from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.frames import AudioSource
 from edge_agent.cli.render import JsonLinesSink, LiveTranscriptView
 from edge_agent.device.pipeline import PipelineConfig, RunStats
-from edge_agent.device.session import TranscriptionSession
+from edge_agent.device.session import CaptureLost, TranscriptionSession
 from edge_agent.errors import EdgeAgentError
 from edge_agent.hardening import harden_process
 from edge_agent.speakers.enrol import Voiceprint
@@ -42,7 +42,10 @@ def load_voiceprint(path: Path) -> Voiceprint:
         raise EdgeAgentError(f"{path} is not a voiceprint (not JSON); make one with `edge-agent enroll`") from None
     if not isinstance(data, dict):
         raise EdgeAgentError(f"{path} is not a voiceprint; make one with `edge-agent enroll`")
-    return Voiceprint.from_list(data)
+    from edge_agent.speakers.encoder import speaker_model_id
+    from edge_agent.speakers.enrol import check_model
+
+    return check_model(Voiceprint.from_list(data), speaker_model_id(), path)
 
 
 def summary_line(stats: RunStats, clean: bool) -> str:
@@ -71,7 +74,17 @@ def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
             "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
             "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
             "failed_open_decodes": stats.failed_open_decodes,
-            "speakers_uncertain": stats.speakers_uncertain}
+            "speakers_uncertain": bool(stats.speakers_uncertain)}
+
+
+def _check_written(sink: JsonLinesSink) -> None:
+    """A reader that went away (`| head`) is normal; output that could not be written (a full disk) is an error."""
+    if sink.write_error is not None:
+        raise output_error(sink.write_error)
+
+
+def output_error(exc: OSError) -> EdgeAgentError:
+    return EdgeAgentError(f"cannot write the output ({exc.strerror or exc}); free space where it goes, or send it elsewhere")
 
 
 def run_transcribe(
@@ -99,10 +112,16 @@ def run_transcribe(
     if jsonl:
         reader_gone = threading.Event()  # `| head`: stop the run instead of failing it
         sink = JsonLinesSink(sys.stdout, on_closed=reader_gone.set)
-        stats, clean = session.run(source, sink, print_, stop=reader_gone)
-        if sink.closed:
-            return 0 if clean else 3
-        sink.emit(summary_record(stats, clean))
+        try:
+            stats, clean = session.run(source, sink, print_, stop=reader_gone)
+        except CaptureLost as lost:  # the input ended badly: the reader still learns what the run did, then the error
+            if not sink.closed:
+                sink.emit(summary_record(lost.stats, lost.pools_clean))
+            _check_written(sink)
+            raise
+        if not sink.closed:
+            sink.emit(summary_record(stats, clean))
+        _check_written(sink)
     else:
         if print_ is not None and chatty:
             err.print(f"[dim]{title}: clinician voiceprint from {print_.speech_seconds:.0f} s of speech (held for this run only)[/dim]")

@@ -120,8 +120,9 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 # ---- models -----------------------------------------------------------------------------------
 
 
-def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", vad_engine: str = "webrtc") -> Check:
-    from edge_agent.asr.whisper_ct2 import resolve_model_path
+def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", vad_engine: str = "webrtc",
+                 asr_device: str = "cpu") -> Check:
+    from edge_agent.asr.whisper_ct2 import check_device, resolve_model_path
     from edge_agent.models import load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()
@@ -137,6 +138,10 @@ def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", va
             vad = f"; Silero VAD model at {SileroModel().path}"
     except EdgeAgentError as exc:
         return _fail("models", str(exc), "reinstall edge-agent or restore the models folder, then run `edge-agent provision` again")
+    try:  # serve refuses a device the models cannot run on: a setting to change, not files to restore
+        check_device(asr_device)
+    except EdgeAgentError as exc:
+        return _fail("models", str(exc), "set asr.device = \"cpu\" in the config (or \"auto\"), or run on a box with CUDA")
     return Check("models", True, f"{len(names)} artefacts match {root / 'MANIFEST'}; ASR model {asr_model} at {asr_path}{vad}")
 
 
@@ -555,7 +560,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         pass
     runners: dict[str, Callable[[], Check]] = {
         "audio": lambda: check_audio(cfg.audio.device, hooks=hooks),
-        "models": lambda: check_models(asr_model=cfg.asr.model, vad_engine=cfg.vad.engine),
+        "models": lambda: check_models(asr_model=cfg.asr.model, vad_engine=cfg.vad.engine, asr_device=cfg.asr.device),
         "certificates": lambda: check_certificates(server.bundle, server.crl, room=server.room),
         "presence": lambda: _start_check("presence", cfg),
         "gpio": lambda: _start_check("gpio", cfg),

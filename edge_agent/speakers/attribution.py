@@ -559,7 +559,7 @@ class SpeakerAttributor:
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         labels, centroids = self._cluster(x, w, None)
-        uncertain = (
+        uncertain = bool(  # a Python bool: numpy's (from labels.min() != labels.max()) breaks the JSON summary
             self._voiceprint is None and labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= cfg.uncertain_cos
         )
         return self._named_labels(x, w, labels, centroids), uncertain

@@ -16,11 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.models import verify_model
+from edge_agent.models import manifest_entry, sha256_of, verify_model
 from edge_agent.ort_session import open_session
 from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, SpeakerFeatures, partial_slices
 
 MODEL_NAME = "speaker_ge2e.onnx"
+
+
+def speaker_model_id(root: Path | None = None) -> str:
+    """Which encoder made an embedding: name and sha256 prefix from the MANIFEST. Voiceprints carry it, because a
+    voiceprint compared with another encoder's embeddings scores every voice wrongly, and confidently."""
+    return f"{MODEL_NAME}@{manifest_entry(MODEL_NAME, root).sha256[:16]}"
 EMBED_DIM = 256
 # Below this many windows a segment is embedded in one batch: the LSTM costs ~4.6 ms per window
 # alone, ~2 ms per window in batches of 4 or more (1 thread, this x86), so a coarse pass plus a
@@ -64,6 +70,8 @@ class SpeakerEncoder:
         self.config = config or EncoderConfig()
         t0 = time.perf_counter()
         path = model_path or verify_model(MODEL_NAME)
+        # the identity voiceprints made with this encoder carry (equal to speaker_model_id() for the bundled model)
+        self.model_id = f"{MODEL_NAME if model_path is None else path.name}@{sha256_of(path)[:16]}"
         self.session = open_session(path, self.config.threads, self.config.provider, "speaker model",
                                     "python -m tools.training.build_speaker_model")
         self.frontend = MelFrontend()

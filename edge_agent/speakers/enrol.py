@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,9 @@ from edge_agent.speakers.frontend import SAMPLE_RATE
 MIN_SPEECH_S = 8.0  # below this the mean embedding is not stable enough (consistency drops)
 RECOMMENDED_SPEECH_S = (10.0, 30.0)
 MAX_SPEECH_S = 60.0  # more adds nothing; cap the work
+# A file much longer than an enrolment is a visit or a dictation: refused before it is decoded (it would sit whole in
+# memory, and a visit holds the patient's voice too)
+MAX_FILE_S = 180.0
 _FRAME = 480  # 30 ms at 16 kHz, a webrtcvad frame size
 _MAGIC = b"EAVP"
 _VERSION = 1
@@ -41,6 +44,7 @@ class Voiceprint:
     speech_seconds: float  # speech (VAD) the embedding was computed from
     consistency: float  # mean cosine of the 1.6 s partial embeddings to their mean (1 = uniform)
     n_segments: int  # number of 1.6 s partial windows averaged
+    model: str = ""  # the encoder that made it (speaker_model_id()); "" when unknown (gRPC values, older JSON)
 
     def to_bytes(self) -> bytes:
         """Compact transport form (4 + 1 + 4 + 4 + 2 + 1024 bytes) for gRPC."""
@@ -72,14 +76,19 @@ class Voiceprint:
             "speech_seconds": round(float(self.speech_seconds), 3),
             "consistency": round(float(self.consistency), 4),
             "n_segments": int(self.n_segments),
+            **({"model": self.model} if self.model else {}),
         }
 
     @classmethod
     def from_list(cls, data: dict[str, object]) -> Voiceprint:
         try:
             emb = np.asarray(data["embedding"], np.float32)
-            return cls._checked(emb, float(data["speech_seconds"]), float(data["consistency"]), int(data["n_segments"]))  # type: ignore[arg-type]
-        except (KeyError, TypeError, ValueError) as exc:
+            model = data.get("model", "")
+            if not isinstance(model, str):
+                raise TypeError(f"model must be a string, not {type(model).__name__}")
+            vp = cls._checked(emb, float(data["speech_seconds"]), float(data["consistency"]), int(data["n_segments"]))  # type: ignore[arg-type]
+            return replace(vp, model=model)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # OverflowError: "n_segments": 1e400
             raise EdgeAgentError(f"voiceprint is malformed ({exc}); enrol again") from None
 
     @classmethod
@@ -87,6 +96,18 @@ class Voiceprint:
         if emb.shape != (EMBED_DIM,) or not np.all(np.isfinite(emb)) or float(np.linalg.norm(emb)) < 1e-6:
             raise EdgeAgentError(f"voiceprint embedding must be {EMBED_DIM} finite values, not all zero; enrol again")
         return cls(l2_normalise(emb), float(secs), float(cons), int(n))
+
+
+def check_model(voiceprint: Voiceprint, current: str, where: object) -> Voiceprint:
+    """Refuse a voiceprint another speaker encoder made: its cosines to this encoder's embeddings mean nothing.
+    A voiceprint that does not say (made before voiceprints named their model, when only this encoder existed) passes."""
+    if voiceprint.model and voiceprint.model != current:
+        voiceprint.wipe()
+        raise EdgeAgentError(
+            f"voiceprint {where} was made with another speaker model ({voiceprint.model}; this device has {current}); "
+            "enrol again with `edge-agent enroll`"
+        )
+    return voiceprint
 
 
 def speech_mask(audio: np.ndarray, aggressiveness: int = 3) -> np.ndarray:
@@ -154,16 +175,24 @@ def enrol(
     consistency = float(np.mean(partials @ mean))
     if not math.isfinite(consistency):
         raise EnrolmentError("enrolment audio gave no usable embedding; record 10–30 s of the clinician speaking")
-    return Voiceprint(mean, min(speech_s, MAX_SPEECH_S), consistency, len(partials))
+    return Voiceprint(mean, min(speech_s, MAX_SPEECH_S), consistency, len(partials), getattr(encoder, "model_id", ""))
 
 
 def _read_16k_mono(path: Path) -> np.ndarray:
     handle = open_audio_file(path)  # the same one-line refusals as transcribe (missing, directory, not audio)
+    length_s = handle.frames / handle.samplerate
+    if length_s > MAX_FILE_S:
+        handle.close()
+        raise EnrolmentError(
+            f"{path} is {length_s:.0f} s long; enrolment needs {RECOMMENDED_SPEECH_S[0]:g}–{RECOMMENDED_SPEECH_S[1]:g} s of "
+            f"the clinician speaking alone (at most {MAX_FILE_S:g} s): cut that part out, e.g. `sox IN OUT trim START 30`"
+        )
     try:
         audio = handle.read(dtype="float32", always_2d=True)
         rate = handle.samplerate
     except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-        raise AudioInputError(f"cannot read audio file {path}: {str(exc).splitlines()[0] if str(exc) else exc}") from None
+        reason = str(exc).splitlines()[0].strip() if str(exc) else type(exc).__name__
+        raise AudioInputError(f"cannot read audio file {path} ({reason}); it is damaged: export or copy the recording again") from None
     finally:
         handle.close()
     # a copy either way: the decoded block is zeroed right after

@@ -57,6 +57,8 @@ def consultation_ids(root: Path | None = None) -> list[str]:
 
 def load_consultation(cid: str, root: Path | None = None) -> Consultation:
     root = root or primock_dir()
+    if not root.is_dir():  # `bench coaching` without ../shared: say where the data is expected, as the other benches do
+        raise EdgeAgentError(f"PriMock57 transcripts not found at {root}; set EDGE_AGENT_SHARED to the shared folder")
     turns: list[Turn] = []
     for role in ROLES:
         for iv in read_textgrid(root / f"{cid}_{role}.TextGrid"):

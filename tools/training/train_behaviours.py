@@ -320,7 +320,8 @@ def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: di
     onnx_path, feat_path = MODELS / "behaviours.onnx", MODELS / "behaviours_features.json"
     export_onnx(heads, onnx_path)
     feat_path.write_text(json.dumps(features_json(heads, th, meta), ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
-    files = [onnx_path, feat_path]
+    lexicon_path = MODELS / "jargon_lexicon.tsv"  # hand-written, read by the featuriser and the runtime: listed like the rest
+    files = [onnx_path, feat_path, lexicon_path]
     if not spec.embedding:  # a set without the encoder: the encoder files are not shipped
         drop_encoder_entries()
     if spec.embedding:
@@ -340,11 +341,12 @@ def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: di
             rows = data.train[::7] + data.gold_test
             p = parity(heads, [r["text"] for r in rows], bh.ctx_of(rows))
             assert p < 1e-4, f"ONNX parity failed: {p}"
-        own = f in (onnx_path, feat_path)
+        own = f in (onnx_path, feat_path, lexicon_path)
         desc = {
             onnx_path: "language behaviours: indices/values (batch, features) n-grams" + (" + embedding (batch, 384)" if spec.embedding else "")
                        + " -> probabilities (batch, 11), labels in metadata",
             feat_path: "featuriser vocabulary, idf, per-label thresholds and encoder settings for behaviours.onnx",
+            lexicon_path: "jargon lexicon (hand-written; provenance in its header): term, kind, case, gloss cues, plain wording",
             MODELS / ENCODER_FILE: "sentence encoder of the behaviour classifier: input_ids/attention_mask (1, tokens) -> unit embedding (1, 384); one sentence per call",
             MODELS / TOKENIZER_FILE: "WordPiece tokenizer of behaviours_encoder.onnx",
             MODELS / NOTICE_FILE: "Apache-2.0 licence notice of behaviours_encoder.onnx / behaviours_tokenizer.json (modified all-MiniLM-L6-v2)",
