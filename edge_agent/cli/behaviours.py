@@ -46,7 +46,7 @@ def analyze(
             raise EdgeAgentError("give --textgrid twice: the doctor's TextGrid, then the patient's")
         if voiceprint is not None:
             raise EdgeAgentError("--voiceprint applies to an audio FILE; TextGrids already say who spoke")
-        raise typer.Exit(analyze_textgrid(textgrid[0], textgrid[1], jsonl or json_out, sys.stdout))
+        raise typer.Exit(analyze_textgrid(textgrid[0], textgrid[1], jsonl, sys.stdout, as_json=json_out))
     if file is None:
         raise EdgeAgentError("give an audio FILE, or --textgrid DOCTOR.TextGrid --textgrid PATIENT.TextGrid")
     from edge_agent.cli.analyze import analyze_audio
@@ -146,8 +146,10 @@ def classify_stream(stdin: IO[str], stdout: IO[str], stderr: IO[str], batch_size
     return 1 if bad else 0
 
 
-def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None) -> int:
-    """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids."""
+def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO[str], classifier: Any = None,
+                     as_json: bool = False) -> int:
+    """Metrics and labelled clinician sentences of a PriMock57-style pair of TextGrids: readable, as JSON lines
+    (``jsonl``) or as the coaching report in one JSON object (``as_json``, as ``analyze FILE --json``)."""
     from edge_agent.behaviours.sources import utterances_from_textgrids
     from edge_agent.feedback.report import build_feedback
 
@@ -164,6 +166,9 @@ def analyze_textgrid(doctor_path: Path, patient_path: Path, jsonl: bool, out: IO
 
         classifier = BehaviourClassifier(threads=2)
     fb = build_feedback(utts, classifier)
+    if as_json and not jsonl:
+        out.write(json.dumps(fb.to_dict(), ensure_ascii=False) + "\n")
+        return 0
     if not jsonl:
         out.write(fb.render())
         return 0

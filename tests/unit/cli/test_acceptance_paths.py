@@ -60,6 +60,19 @@ def test_analyze_textgrid_pair_in_the_form_the_issue_gives() -> None:
     assert rows[0]["type"] == "metrics" and rows[-1]["type"] == "feedback"
 
 
+
+@pytest.mark.skipif(not primock_dir().is_dir(), reason="PriMock57 not available")
+def test_analyze_textgrid_json_is_one_report_object() -> None:
+    """`analyze --help`: --json is 'the coaching report as one JSON object'. From TextGrids it printed the --jsonl lines
+    (metrics, one line per utterance, feedback), which json.loads refuses ('Extra data'), unlike `analyze FILE --json`."""
+    d = primock_dir() / "day1_consultation03_doctor.TextGrid"
+    p = primock_dir() / "day1_consultation03_patient.TextGrid"
+    result = run_cli("analyze", "--textgrid", str(d), str(p), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert {"visit_duration_s", "timing", "label_counts", "observations"} <= set(report), sorted(report)
+    assert all(o["at_s"] >= 0 for o in report["observations"])
+
 def test_corrupt_jargon_lexicon_is_one_line(tmp_path: Path) -> None:
     models = tmp_path / "models"
     shutil.copytree(REPO / "models", models)
