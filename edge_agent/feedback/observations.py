@@ -1,4 +1,4 @@
-"""Pick 1–3 coaching observations for one visit, and one strength, from the visit's events.
+"""Pick up to 3 coaching observations for one visit (none where no evidence holds), and one strength, from the visit's events.
 
 Every observation kind has a **truth condition** stated on the visit's events in the
 shape of the event gold (docs/gold-events.md §4; the conditions are listed in

@@ -1,7 +1,7 @@
 """The clinician's coaching report for one visit (docs/design.md §5).
 
 ``build_feedback`` turns attributed utterances into a :class:`Feedback`:
-visit duration, timing metrics, label counts and 1–3 observations. It is
+visit duration, timing metrics, label counts and up to 3 observations. It is
 coaching, never an evaluation: no score, grade, rank or comparison with
 colleagues appears anywhere (tests grep the rendered text for such words).
 Only the clinician's words are ever quoted.
