@@ -88,6 +88,10 @@ def _silero(threshold: float, neg_threshold: float, hangover_ms: int) -> tuple[V
                      silero_hangover_ms=hangover_ms), None
 
 
+def _hybrid(end_threshold: float, noisy_ms: int) -> tuple[VadConfig, float | None]:
+    return VadConfig(engine="hybrid", silero_neg_threshold=end_threshold, silero_hangover_ms=noisy_ms), None
+
+
 # Silero VAD settings measured in docs/realvoice.md 8 (thresholds spelled out: the engine's defaults may move)
 SILERO_VARIANTS: dict[str, tuple[VadConfig, float | None]] = {
     "silero 0.5/0.35 hang450": _silero(0.5, 0.35, 450),
@@ -97,9 +101,14 @@ SILERO_VARIANTS: dict[str, tuple[VadConfig, float | None]] = {
     "silero 0.3/0.2 hang300": _silero(0.3, 0.2, 300),
     "silero 0.3/0.15 hang300": _silero(0.3, 0.15, 300),
     "silero 0.2/0.1 hang300": _silero(0.2, 0.1, 300),
+    # the hybrid (webrtcvad starts; Silero below END for NOISY ms while webrtcvad hears sound ends): "hybrid END/NOISY"
+    "hybrid 0.15/300": _hybrid(0.15, 300),
+    "hybrid 0.1/300": _hybrid(0.1, 300),
+    "hybrid 0.3/300": _hybrid(0.3, 300),
 }
 
 overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
+noisy_pause_ends: list[int] = [0]  # segments the hybrid's noisy-pause rule closed in the last vad_segments call
 
 
 def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None) -> list[Seg]:
@@ -123,6 +132,7 @@ def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None)
         position[0] = (frame.index + 1) * cfg.frame_samples / SAMPLE_RATE
         take(vad.process(frame))
     take(vad.flush())
+    noisy_pause_ends[0] = vad.noisy_pause_ends
     return out
 
 
@@ -314,6 +324,7 @@ def cmd_vad(args: argparse.Namespace) -> None:
                 "turn_end_held_p50_s": M.percentile(held, 50), "turn_end_held_p95_s": M.percentile(held, 95),
                 "speech_in_segments": round(covered / speech, 4),
                 "segments_spanning_a_turn_change": _spanning(segs, turns),
+                "noisy_pause_ends": noisy_pause_ends[0],
             }), flush=True)
 
 
