@@ -260,11 +260,13 @@ class HybridClassifier:
         self._vad = webrtcvad.Vad(aggressiveness)
         self.end_threshold = end_threshold
         self.sound = False
+        self.heard = False  # Silero's verdict on the last frame (p >= end_threshold)
 
     def voiced(self, samples: np.ndarray) -> bool:
         prob = self.stream.score(samples)  # every frame, also outside segments: the LSTM state follows the whole run
         self.sound = bool(self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE))
-        return self.sound and prob >= self.end_threshold
+        self.heard = prob >= self.end_threshold
+        return self.sound and self.heard
 
     def close(self) -> None:
         self.stream.close()
