@@ -153,3 +153,69 @@ def test_hybrid_config() -> None:
     assert cfg.uses_silero and VadConfig(engine="silero").uses_silero and not VadConfig().uses_silero
     assert cfg.engine_hangover_ms == cfg.hangover_ms == 450 and cfg.engine_candidate_ms == 300
     assert cfg.noisy_pause_ms == cfg.silero_hangover_ms and VadConfig().noisy_pause_ms is None
+
+
+class _Scripted:
+    """A frame classifier that replays fixed (speech, sound) verdicts: the segmenter's rule under test, not a VAD."""
+
+    def __init__(self, verdicts: list[tuple[bool, bool]]) -> None:
+        self._verdicts = iter(verdicts)
+        self.sound = False
+
+    def voiced(self, samples: np.ndarray) -> bool:
+        speech, self.sound = next(self._verdicts, (False, False))
+        return speech
+
+    def close(self) -> None:
+        pass
+
+    def holds_audio(self) -> bool:
+        return False
+
+
+def scripted_run(verdicts: list[tuple[bool, bool]], write_wav, model: SileroModel) -> tuple[list[Closed], list[SegmentUpdate]]:  # type: ignore[no-untyped-def]
+    cfg = VadConfig(engine="hybrid")
+    path = write_wav("scripted.wav", np.zeros(len(verdicts) * cfg.frame_samples + cfg.frame_samples, np.float32))
+    frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
+    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
+    vad = VadSegmenter(cfg, segs, block_when_full=True, silero=model)
+    vad.classifier = _Scripted(verdicts)
+    closed: list[Closed] = []
+    updates: list[SegmentUpdate] = []
+    for frame in FileSource(path).frames(frames):
+        for ev in vad.process(frame):
+            if isinstance(ev, SegmentClosed):
+                closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
+                ev.segment.buf.release()
+            else:
+                updates.append(ev)
+    for ev in vad.flush():
+        if isinstance(ev, SegmentClosed):
+            closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
+            ev.segment.buf.release()
+    return closed, updates
+
+
+def test_the_noisy_pause_rule_frame_by_frame(model: SileroModel, write_wav) -> None:  # type: ignore[no-untyped-def]
+    """Sound without voice ends a segment after silero_hangover_ms (10 frames of 30 ms), not one frame sooner;
+    silence on which both agree counts only towards the 450 ms hang-over (15 frames)."""
+    lead, speech = [(False, False)] * 10, [(True, True)] * 20
+
+    def speech_segments(pause: list[tuple[bool, bool]]) -> list[Closed]:
+        closed, _ = scripted_run(lead + speech + pause + speech, write_wav, model)
+        return [c for c in closed if c[3]]
+
+    assert len(speech_segments([(False, True)] * 9)) == 1
+    ended = speech_segments([(False, True)] * 10)
+    assert len(ended) == 2 and ended[0][2] == "silence"
+    assert ended[0][1] == pytest.approx(0.9 + 0.15, abs=1e-6), "kept end: the last speech frame (0.9 s) + tail_ms"
+    # 9 frames of sound and 5 of silence: neither rule is due (the Silero engine's 300 ms would have closed it)
+    assert len(speech_segments([(False, True)] * 9 + [(False, False)] * 5)) == 1
+    assert len(speech_segments([(False, True)] * 9 + [(False, False)] * 6)) == 2
+
+
+def test_a_segment_opened_on_noise_is_neither_decoded_nor_looked_ahead(model: SileroModel, write_wav) -> None:  # type: ignore[no-untyped-def]
+    """webrtcvad hears flickering noise (2 frames of 3), Silero no voice: segments open, but nothing is decoded."""
+    closed, updates = scripted_run([(False, True), (False, True), (False, False)] * 40, write_wav, model)
+    assert closed and not any(is_speech for _, _, _, is_speech in closed)
+    assert updates == [], "no partial and no look-ahead decode of a segment without a speech frame"
