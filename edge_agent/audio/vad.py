@@ -1,9 +1,12 @@
-"""Voice-activity segmentation: webrtcvad or Silero VAD v6 decides, per frame, what is speech.
+"""Voice-activity segmentation: webrtcvad, Silero VAD v6, or both decide, per frame, what is speech.
 
 ``vad.engine`` picks the frame classifier: ``webrtc`` (webrtcvad's GMM, no model
-file) or ``silero`` (the neural VAD, :mod:`edge_agent.audio.silero`, with
-hysteresis between a start and an end threshold). The segmentation around it
-(onset window, pre-roll, hang-over, tail, splits) is the same for both.
+file), ``silero`` (the neural VAD, :mod:`edge_agent.audio.silero`, with
+hysteresis between a start and an end threshold) or ``hybrid`` (webrtcvad starts
+a segment; inside it a frame is speech only if Silero hears voice too, and sound
+Silero does not call voice ends the segment after Silero's shorter hang-over).
+The segmentation around it (onset window, pre-roll, hang-over, tail, splits) is
+the same for all three.
 
 Frames are copied into a float32 segment buffer from a fixed pool as they
 arrive and released (zeroed) at once, so raw int16 frames live no longer than
@@ -31,12 +34,15 @@ log = logging.getLogger(__name__)
 
 _INT16_SCALE = np.float32(1.0 / 32768.0)
 LIVE_WAIT_S = 0.2
-ENGINES = ("webrtc", "silero")
+ENGINES = ("webrtc", "silero", "hybrid")
+SILERO_ENGINES = ("silero", "hybrid")  # the engines that open the Silero model
 
 
 @dataclass(frozen=True)
 class VadConfig:
-    engine: str = "webrtc"  # frame classifier: "webrtc" (webrtcvad) or "silero" (Silero VAD v6, ONNX)
+    # frame classifier: "webrtc" (webrtcvad), "silero" (Silero VAD v6, ONNX) or "hybrid" (webrtcvad starts,
+    # Silero ends noisy pauses: docs/realvoice.md, "A hybrid end")
+    engine: str = "webrtc"
     aggressiveness: int = 2  # webrtcvad mode 0 (permissive) .. 3 (strict)
     # Silero: a frame starts speech at probability >= threshold and, once in speech, stays speech
     # while >= neg_threshold (hysteresis: a dip inside a word does not end it). Silero's usual 0.5 / 0.35
@@ -48,6 +54,9 @@ class VadConfig:
     # Silero's end does not wait on noisy pauses (it scores voice, not energy), so it can close sooner
     # than webrtcvad's 450 ms: a turn change with a shorter gap then ends the segment (docs/realvoice.md 8)
     silero_hangover_ms: int = 300
+    # engine "hybrid" uses silero_neg_threshold as the probability below which Silero hears no voice, and
+    # silero_hangover_ms as how long webrtcvad may go on hearing sound Silero does not call voice before the
+    # segment ends (a noisy pause); an ordinary pause (both quiet) still closes on hangover_ms
     frame_ms: int = 30  # 10, 20 or 30
     preroll_ms: int = 240  # audio kept before the detected onset
     onset_ms: int = 150  # window in which most frames must be voiced to open a segment
@@ -94,8 +103,18 @@ class VadConfig:
             raise ConfigError("vad.candidate_ms must lie between vad.tail_ms and vad.hangover_ms")
 
     @property
+    def uses_silero(self) -> bool:
+        """True when the engine needs the Silero model (``silero`` and ``hybrid``)."""
+        return self.engine in SILERO_ENGINES
+
+    @property
+    def noisy_pause_ms(self) -> int | None:
+        """Hybrid engine: sound Silero does not call voice that ends a segment (None: no such rule)."""
+        return self.silero_hangover_ms if self.engine == "hybrid" else None
+
+    @property
     def engine_hangover_ms(self) -> int:
-        """The hang-over in force: ``silero_hangover_ms`` with the Silero engine, else ``hangover_ms``."""
+        """The silence that closes a segment: ``silero_hangover_ms`` with the Silero engine, else ``hangover_ms``."""
         return self.silero_hangover_ms if self.engine == "silero" else self.hangover_ms
 
     @property
@@ -169,7 +188,13 @@ SegmentEvent = SegmentUpdate | SegmentClosed
 
 
 class FrameClassifier(Protocol):
-    """Says whether one int16 frame is speech, given the frames of the run before it."""
+    """Says whether one int16 frame is speech, given the frames of the run before it.
+
+    ``sound`` is what the start rule counts for the frame just classified: the same
+    as :meth:`voiced` for a single VAD; for the hybrid, webrtcvad's verdict alone.
+    """
+
+    sound: bool
 
     def voiced(self, samples: np.ndarray) -> bool: ...
 
@@ -184,9 +209,11 @@ class WebrtcClassifier:
 
     def __init__(self, aggressiveness: int) -> None:
         self._vad = webrtcvad.Vad(aggressiveness)
+        self.sound = False
 
     def voiced(self, samples: np.ndarray) -> bool:
-        return bool(self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE))
+        self.sound = bool(self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE))
+        return self.sound
 
     def close(self) -> None:
         pass
@@ -203,10 +230,12 @@ class SileroClassifier:
         self.threshold = threshold
         self.neg_threshold = neg_threshold
         self._speaking = False
+        self.sound = False
 
     def voiced(self, samples: np.ndarray) -> bool:
         prob = self.stream.score(samples)
         self._speaking = prob >= self.threshold or (self._speaking and prob >= self.neg_threshold)
+        self.sound = self._speaking
         return self._speaking
 
     def close(self) -> None:
@@ -217,13 +246,45 @@ class SileroClassifier:
         return self.stream.holds_audio()
 
 
+class HybridClassifier:
+    """webrtcvad decides the start; a frame is speech only while Silero's probability is >= ``end_threshold`` too.
+
+    Why both: webrtcvad passes quiet far-field voices that Silero's start threshold loses, but it
+    hears steady noise and babble as speech and holds segments open through noisy pauses; Silero
+    scores voice, not energy. ``sound`` (webrtcvad's verdict) drives the onset window and the
+    noisy-pause count; ``voiced`` (both) sets the kept end, the silence run and the speech time.
+    """
+
+    def __init__(self, stream: SileroStream, aggressiveness: int, end_threshold: float) -> None:
+        self.stream = stream
+        self._vad = webrtcvad.Vad(aggressiveness)
+        self.end_threshold = end_threshold
+        self.sound = False
+        self.heard = False  # Silero's verdict on the last frame (p >= end_threshold)
+
+    def voiced(self, samples: np.ndarray) -> bool:
+        prob = self.stream.score(samples)  # every frame, also outside segments: the LSTM state follows the whole run
+        self.sound = bool(self._vad.is_speech(samples.view(np.uint8), SAMPLE_RATE))
+        self.heard = prob >= self.end_threshold
+        return self.sound and self.heard
+
+    def close(self) -> None:
+        self.stream.close()
+        self.sound = False
+
+    def holds_audio(self) -> bool:
+        return self.stream.holds_audio()
+
+
 def make_classifier(config: VadConfig, silero: SileroModel | None = None) -> FrameClassifier:
     """The frame classifier ``config.engine`` names; Silero opens its model here unless one is given.
 
     Each call makes fresh per-run state (a Silero stream starts from a zero LSTM state).
     """
-    if config.engine == "silero":
+    if config.uses_silero:
         model = silero if silero is not None else SileroModel()
+        if config.engine == "hybrid":
+            return HybridClassifier(model.stream(), config.aggressiveness, config.silero_neg_threshold)
         return SileroClassifier(model.stream(), config.silero_threshold, config.silero_neg_threshold)
     return WebrtcClassifier(config.aggressiveness)
 
@@ -236,21 +297,25 @@ class VadSegmenter:
         self.pool = segment_pool
         self.block_when_full = block_when_full
         self.classifier = make_classifier(config, silero)
-        self._preroll: deque[tuple[AudioFrame, bool]] = deque()
+        self._preroll: deque[tuple[AudioFrame, bool, bool]] = deque()  # (frame, voiced, sound)
         self._preroll_frames = config.frames_for(config.preroll_ms) if config.preroll_ms else 0
         self._onset_frames = config.frames_for(config.onset_ms)
         self._recent: deque[bool] = deque(maxlen=self._onset_frames)
         self._hangover_frames = config.frames_for(config.engine_hangover_ms)
+        noisy = config.noisy_pause_ms
+        self._noisy_frames = config.frames_for(noisy) if noisy is not None else None
         self._tail = config.frames_for(config.tail_ms) * config.frame_samples if config.tail_ms else 0
         self._candidate_frames = config.frames_for(config.engine_candidate_ms)
         self._partial_step = config.partial_interval_ms * SAMPLE_RATE // 1000
         self._segment: SpeechSegment | None = None
         self._split_request: tuple[int, int] | None = None  # (segment id, sample) from the ASR worker
         self._silence_run = 0
+        self._noisy_run = 0  # frames of the silence run on which the start rule heard sound (hybrid: a noisy pause)
         self._last_voiced_end = 0
         self._last_update_len = 0
         self._candidate_sent = False
         self._next_id = 0
+        self.noisy_pause_ends = 0  # segments the hybrid's noisy-pause rule closed (diagnosis)
         self.dropped_segments = 0
         self.dropped_samples = 0  # speech lost with them
         self.frames_seen = 0
@@ -273,8 +338,9 @@ class VadSegmenter:
         if pending is not None and self._segment is not None and self._segment.id == pending[0]:
             events = self._split_at(pending[1], "speaker_change")
         voiced = self.classifier.voiced(frame.samples)
-        step = self._idle if self._segment is None else self._speaking
-        return events + step(frame, voiced)
+        if self._segment is None:
+            return events + self._idle(frame, voiced, self.classifier.sound)
+        return events + self._speaking(frame, voiced)
 
     def flush(self) -> list[SegmentEvent]:
         """End of stream: close any open segment, release pre-roll frames, zero the classifier's audio."""
@@ -292,9 +358,9 @@ class VadSegmenter:
 
     # -- states ---------------------------------------------------------------
 
-    def _idle(self, frame: AudioFrame, voiced: bool) -> list[SegmentEvent]:
-        self._recent.append(voiced)
-        self._preroll.append((frame, voiced))
+    def _idle(self, frame: AudioFrame, voiced: bool, sound: bool) -> list[SegmentEvent]:
+        self._recent.append(sound)  # the start rule's view (hybrid: webrtcvad alone)
+        self._preroll.append((frame, voiced, sound))
         onset = len(self._recent) == self._onset_frames and sum(self._recent) * 2 > self._onset_frames
         if not onset:
             keep = max(self._preroll_frames, self._onset_frames)
@@ -319,6 +385,8 @@ class VadSegmenter:
         self._next_id += 1
         self._segment = seg
         self._silence_run = 0
+        self._noisy_run = 0
+        self._last_voiced_end = 0  # the hybrid can open a segment with no voiced frame yet (webrtcvad heard noise)
         self._last_update_len = 0
         self._candidate_sent = False
         while self._preroll:
@@ -333,9 +401,14 @@ class VadSegmenter:
         if seg.length + self.cfg.frame_samples > self.pool.slot_len:
             events.extend(self._split())
             if self._segment is None:  # no buffer for the continuation
-                return events + self._idle(frame, voiced)
-        self._append(frame, voiced)
+                return events + self._idle(frame, voiced, self.classifier.sound)
+        self._append(frame, voiced, self.classifier.sound)
         if self._silence_run >= self._hangover_frames:
+            events.extend(self._close("silence"))
+            return events
+        if self._noisy_frames is not None and self._noisy_run >= self._noisy_frames:
+            # webrtcvad still hears sound that Silero does not call voice: a noisy pause, not speech
+            self.noisy_pause_ends += 1
             events.extend(self._close("silence"))
             return events
         events.extend(self._maybe_update())
@@ -343,7 +416,7 @@ class VadSegmenter:
 
     # -- helpers --------------------------------------------------------------
 
-    def _append(self, frame: AudioFrame, voiced: bool) -> None:
+    def _append(self, frame: AudioFrame, voiced: bool, sound: bool) -> None:
         seg = self._segment
         assert seg is not None
         fs = self.cfg.frame_samples
@@ -360,10 +433,12 @@ class VadSegmenter:
         frame.release()
         if voiced:
             self._silence_run = 0
+            self._noisy_run = 0
             self._last_voiced_end = seg.length
             self._candidate_sent = False
         else:
             self._silence_run += 1
+            self._noisy_run += sound
 
     def _acquire(self) -> PooledBuffer | None:
         # A live source may wait a moment: the segment closer frees a buffer within tens of
@@ -379,7 +454,8 @@ class VadSegmenter:
         seg = self._segment
         assert seg is not None
         end = self._speech_end()
-        if self._silence_run >= self._candidate_frames and end == self._last_voiced_end + self._tail and not self._candidate_sent:
+        heard = seg.onset_arrival is not None  # no look-ahead decode of a segment with no voiced frame (hybrid: noise)
+        if heard and self._silence_run >= self._candidate_frames and end == self._last_voiced_end + self._tail and not self._candidate_sent:
             # The tail after the last voiced frame is complete: if no more speech
             # comes, this is exactly the audio of the final, so decode it now.
             self._candidate_sent = True

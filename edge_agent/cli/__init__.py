@@ -61,7 +61,7 @@ def transcribe(
     device: DeviceOpt = "cpu",
     compute_type: ComputeOpt = "int8",
     threads: ThreadsOpt = 1,
-    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine: webrtc | silero (default: vad.engine's default)")] = None,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine: webrtc | silero | hybrid (default: vad.engine's default)")] = None,
 ) -> None:
     """Transcribe a file or a microphone, streaming partials and finals."""
     from edge_agent.cli.transcribe import run_transcribe
@@ -218,7 +218,7 @@ def bench_asr(
     audio: Annotated[Optional[Path], typer.Option("--audio", help="recording (default: tools/bench/data/bench_conversation.flac)")] = None,
     skip_realtime: Annotated[bool, typer.Option("--skip-realtime", help="skip the real-time paced pass")] = False,
     threads: ThreadsOpt = 1,
-    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming passes: webrtc | silero")] = None,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming passes: webrtc | silero | hybrid")] = None,
 ) -> None:
     """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
     from tools.bench.asr import run_asr_bench
@@ -249,7 +249,7 @@ def bench_realvoice_cmd(
     fast: Annotated[bool, typer.Option("--fast", help="unpaced: CPU and accuracy only, no latencies")] = False,
     jobs: Annotated[int, typer.Option("--jobs", help="streaming runs at once")] = 2,
     only: Annotated[Optional[str], typer.Option("--only", help="only visits whose name contains this")] = None,
-    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming runs: webrtc | silero")] = None,
+    vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming runs: webrtc | silero | hybrid")] = None,
 ) -> None:
     """Real human voices (LibriSpeech), close-talk and far-field: coverage, attribution, swaps, boundaries, latency, CPU, residency."""
     from tools.realvoice.bench import main as realvoice_main

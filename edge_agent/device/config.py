@@ -311,10 +311,11 @@ SECTIONS: tuple[Section, ...] = (
     Section("audio", AudioSettings, "Microphone capture."),
     Section(
         "vad", VadConfig,
-        "Voice-activity segmentation: webrtcvad (default) or Silero VAD v6 (`engine`). Measured side by side on real "
-        "voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but same-sex attribution was lower; "
+        "Voice-activity segmentation: webrtcvad (default), Silero VAD v6, or both (`engine`). Measured side by side on "
+        "real voices in docs/realvoice.md 8: close-talk, Silero's finals come sooner but same-sex attribution was lower; "
         "in a room its segments stay open through babble, and its thresholds trade far-field words (lower "
-        "`silero_neg_threshold`) against noise opening segments (higher).",
+        "`silero_neg_threshold`) against noise opening segments (higher). 'hybrid' starts segments as webrtcvad does and "
+        "ends them when webrtcvad goes on hearing sound that Silero does not call voice (a noisy pause).",
     ),
     Section("asr", AsrConfig, "Speech recognition (faster-whisper / CTranslate2)."),
     Section("pipeline", PipelineConfig, "Buffers and CPU budget between capture and ASR."),
@@ -335,23 +336,30 @@ SECTION_BY_NAME = {s.name: s for s in SECTIONS}
 # plain comments; validation they lack is added here via min/max/choices).
 EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "vad.engine": _doc(
-        "frame classifier: 'webrtc' (webrtcvad) or 'silero' (Silero VAD v6, the ONNX model inside the faster-whisper "
-        "wheel; a reload to 'silero' opens it first and is refused if it cannot be loaded)",
+        "frame classifier: 'webrtc' (webrtcvad), 'silero' (Silero VAD v6, the ONNX model inside the faster-whisper "
+        "wheel) or 'hybrid' (webrtcvad starts a segment, Silero ends noisy pauses; both models); a reload to 'silero' "
+        "or 'hybrid' opens the Silero model first and is refused if it cannot be loaded",
         choices=ENGINES, live=True,
     ),
     "vad.aggressiveness": _doc("webrtcvad mode: 0 permissive .. 3 strict (engine 'webrtc')", choices=(0, 1, 2, 3), live=True),
-    "vad.silero_threshold": _doc("engine 'silero': speech probability at which a frame starts speech", min=0.1, max=0.95, live=True),
+    "vad.silero_threshold": _doc(
+        "engine 'silero': speech probability at which a frame starts speech (engine 'hybrid': unused, webrtcvad starts)",
+        min=0.1, max=0.95, live=True,
+    ),
     "vad.silero_neg_threshold": _doc(
-        "engine 'silero': once in speech, frames stay speech while their probability is at least this (at most silero_threshold)",
+        "engine 'silero': once in speech, frames stay speech while their probability is at least this (at most "
+        "silero_threshold); engine 'hybrid': below it, Silero hears no voice",
         min=0.05, max=0.5, live=True,
     ),
     "vad.silero_hangover_ms": _doc(
-        "engine 'silero': silence that closes a segment (replaces hangover_ms; candidate_ms is capped at it)", min=30, max=5000, live=True,
+        "engine 'silero': silence that closes a segment (replaces hangover_ms; candidate_ms is capped at it); engine "
+        "'hybrid': how long webrtcvad may hear sound that Silero does not call voice before the segment closes",
+        min=30, max=5000, live=True,
     ),
     "vad.frame_ms": _doc("VAD frame length in ms", choices=(10, 20, 30)),
     "vad.preroll_ms": _doc("audio kept before the detected speech onset", min=0, max=2000, live=True),
     "vad.onset_ms": _doc("window in which most frames must be voiced to open a segment", min=0, max=2000, live=True),
-    "vad.hangover_ms": _doc("silence that closes a segment (engine 'webrtc')", min=30, max=5000, live=True),
+    "vad.hangover_ms": _doc("silence that closes a segment (engines 'webrtc' and 'hybrid')", min=30, max=5000, live=True),
     "vad.tail_ms": _doc("audio kept after the last voiced frame (at most hangover_ms)", min=0, max=5000, live=True),
     "vad.candidate_ms": _doc("silence after which the final's audio is decoded ahead (between tail_ms and hangover_ms)", min=0, max=5000, live=True),
     "vad.min_speech_ms": _doc("voiced time below which a segment is noise, not speech", min=0, max=5000, live=True),

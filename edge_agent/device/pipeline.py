@@ -285,7 +285,7 @@ class StreamingPipeline:
         self.asr = recognizer
         self.sink = sink
         self.speakers = speakers
-        self.vad_model = vad_model  # Silero, loaded once per process (engine "silero"); None: the segmenter opens it
+        self.vad_model = vad_model  # Silero, loaded once per process (engines "silero", "hybrid"); None: the segmenter opens it
         self.pools = pools or AudioPools(cfg, recognizer.feature_shape(cfg.vad.segment_capacity))
         self.metrics = metrics
         self.stats = RunStats()

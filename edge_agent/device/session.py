@@ -41,7 +41,7 @@ class TranscriptionSession:
     config: PipelineConfig
     engine: WhisperCT2
     speakers: SpeakerModels | None = None
-    vad_model: SileroModel | None = None  # loaded when vad.engine is "silero" (at start, or by a reload)
+    vad_model: SileroModel | None = None  # loaded when vad.engine is "silero" or "hybrid" (at start, or by a reload)
 
     @classmethod
     def load(cls, config: PipelineConfig, speakers: bool = False, attribution: AttributionConfig | None = None) -> "TranscriptionSession":
@@ -57,7 +57,7 @@ class TranscriptionSession:
 
     def ensure_vad_model(self, vad: VadConfig) -> None:
         """Open the Silero model if ``vad`` needs it and it is not open yet (ModelError if it cannot be)."""
-        if vad.engine == "silero" and self.vad_model is None:
+        if vad.uses_silero and self.vad_model is None:
             self.vad_model = SileroModel()
 
     def run(

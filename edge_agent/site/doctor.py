@@ -123,6 +123,7 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", vad_engine: str = "webrtc",
                  asr_device: str = "cpu") -> Check:
     from edge_agent.asr.whisper_ct2 import check_device, resolve_model_path
+    from edge_agent.audio.vad import SILERO_ENGINES
     from edge_agent.models import load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()
@@ -132,7 +133,7 @@ def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", va
         for name in names:
             verify_model(name, root)
         asr_path = resolve_model_path(asr_model)
-        if vad_engine == "silero":  # opened the way the daemon opens it, so a damaged file fails here too
+        if vad_engine in SILERO_ENGINES:  # opened the way the daemon opens it, so a damaged file fails here too
             from edge_agent.audio.silero import SileroModel
 
             vad = f"; Silero VAD model at {SileroModel().path}"

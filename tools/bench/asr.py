@@ -176,7 +176,7 @@ def _main() -> None:
     parser.add_argument("--audio", type=Path, default=None)
     parser.add_argument("--realtime", action="store_true")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--vad", choices=("webrtc", "silero"), default=None)
+    parser.add_argument("--vad", choices=("webrtc", "silero", "hybrid"), default=None)
     args = parser.parse_args()
     try:
         if args.which == "streaming":

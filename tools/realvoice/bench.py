@@ -482,7 +482,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2, help="streaming runs at once (paced runs mostly wait)")
     parser.add_argument("--threads", type=int, default=1, help="offline CTranslate2 threads (the pipeline uses 1)")
     parser.add_argument("--only", default=None, help="only references whose name contains this")
-    parser.add_argument("--vad", default=None, choices=("webrtc", "silero"), help="voice-activity engine of the streaming runs (default: the pipeline's)")
+    parser.add_argument("--vad", default=None, choices=("webrtc", "silero", "hybrid"), help="voice-activity engine of the streaming runs (default: the pipeline's)")
     parser.add_argument("--rescore", action="store_true", help="score the raw outputs already in OUT again (no runs)")
     args = parser.parse_args(argv)
     data = args.data or TEST_SET

@@ -83,9 +83,73 @@ class GatedVad(VadSegmenter):
         self.classifier = _Gate()
 
 
+class WebrtcKeptHybrid(VadSegmenter):
+    """Exploratory (docs/realvoice.md, "A hybrid end", designed after the pre-registered rule was measured).
+
+    webrtcvad decides start, kept end and speech time exactly as its own engine; Silero only ends a
+    segment: after ``silero_hangover_ms`` of frames on which webrtcvad heard sound since Silero last
+    scored >= ``silero_neg_threshold`` (kept end: that frame + tail). A segment in which Silero never
+    heard voice is not speech (webrtcvad reopening on the noise of a noisy pause).
+    """
+
+    def __init__(self, config: VadConfig, pool: BufferPool) -> None:
+        super().__init__(replace(config, engine="hybrid"), pool, block_when_full=True)
+        self._noisy_frames = None  # the parent's rule is replaced by the one below
+        self._n = config.frames_for(config.silero_hangover_ms)
+        self._heard_end = 0
+        self._heard_frames = 0
+        self._quiet_sound = 0
+
+    def process(self, frame: AudioFrame) -> list[Any]:
+        self.frames_seen += 1
+        self.classifier.voiced(frame.samples)
+        w, s = self.classifier.sound, self.classifier.heard  # type: ignore[attr-defined]
+        if self._segment is None:
+            events = self._idle(frame, w, w)
+            if self._segment is not None:
+                self._heard_end, self._heard_frames, self._quiet_sound = 0, 0, 0
+            return events
+        seg = self._segment
+        if seg.length + self.cfg.frame_samples > self.pool.slot_len:
+            out = self._split()
+            if self._segment is None:
+                return out + self._idle(frame, w, w)
+            return out + self._step(frame, w, s)
+        return self._step(frame, w, s)
+
+    def _step(self, frame: AudioFrame, w: bool, s: bool) -> list[Any]:
+        seg = self._segment
+        assert seg is not None
+        self._append(frame, w, w)
+        if s:
+            self._heard_end, self._heard_frames, self._quiet_sound = seg.length, self._heard_frames + 1, 0
+        else:
+            self._quiet_sound += w
+        if self._silence_run >= self._hangover_frames:
+            return self._judge(self._close("silence"))
+        if self._quiet_sound >= self._n:
+            self.noisy_pause_ends += 1
+            self._last_voiced_end = min(self._last_voiced_end, self._heard_end)
+            return self._judge(self._close("silence"))
+        return self._maybe_update()
+
+    def _judge(self, events: list[Any]) -> list[Any]:
+        heard = self._heard_frames > 0
+        return [replace(e, is_speech=e.is_speech and heard) if isinstance(e, SegmentClosed) else e for e in events]
+
+    def _split_at(self, split: int, reason: str) -> list[Any]:
+        events = self._judge(super()._split_at(split, reason))
+        self._heard_end = max(0, self._heard_end - split)
+        return events
+
+
 def _silero(threshold: float, neg_threshold: float, hangover_ms: int) -> tuple[VadConfig, float | None]:
     return VadConfig(engine="silero", silero_threshold=threshold, silero_neg_threshold=neg_threshold,
                      silero_hangover_ms=hangover_ms), None
+
+
+def _hybrid(end_threshold: float, noisy_ms: int) -> tuple[VadConfig, float | None]:
+    return VadConfig(engine="hybrid", silero_neg_threshold=end_threshold, silero_hangover_ms=noisy_ms), None
 
 
 # Silero VAD settings measured in docs/realvoice.md 8 (thresholds spelled out: the engine's defaults may move)
@@ -97,15 +161,28 @@ SILERO_VARIANTS: dict[str, tuple[VadConfig, float | None]] = {
     "silero 0.3/0.2 hang300": _silero(0.3, 0.2, 300),
     "silero 0.3/0.15 hang300": _silero(0.3, 0.15, 300),
     "silero 0.2/0.1 hang300": _silero(0.2, 0.1, 300),
+    # the hybrid (webrtcvad starts; Silero below END for NOISY ms while webrtcvad hears sound ends): "hybrid END/NOISY"
+    "hybrid 0.15/300": _hybrid(0.15, 300),
+    "hybrid 0.1/300": _hybrid(0.1, 300),
+    "hybrid 0.3/300": _hybrid(0.3, 300),
+    # exploratory: webrtcvad keeps its own speech, Silero only ends noisy pauses (WebrtcKeptHybrid); gate -1 selects it
+    "kept-hybrid 0.15/300": (VadConfig(silero_neg_threshold=0.15, silero_hangover_ms=300), -1.0),
+    "kept-hybrid 0.3/300": (VadConfig(silero_neg_threshold=0.3, silero_hangover_ms=300), -1.0),
 }
 
 overflowing_updates: list[int] = []  # partial/candidate windows longer than the log-mel scratch (all calls)
+noisy_pause_ends: list[int] = [0]  # segments the hybrid's noisy-pause rule closed in the last vad_segments call
 
 
 def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None) -> list[Seg]:
     pool = BufferPool("segments", 8, cfg.segment_capacity, np.float32)
     frames = BufferPool("frames", 256, cfg.frame_samples, np.int16)
-    vad = GatedVad(cfg, pool, gate_db) if gate_db is not None else VadSegmenter(cfg, pool, block_when_full=True)
+    if gate_db == -1.0:
+        vad: VadSegmenter = WebrtcKeptHybrid(cfg, pool)
+    elif gate_db is not None:
+        vad = GatedVad(cfg, pool, gate_db)
+    else:
+        vad = VadSegmenter(cfg, pool, block_when_full=True)
     out: list[Seg] = []
     position = [0.0]
 
@@ -123,6 +200,7 @@ def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None)
         position[0] = (frame.index + 1) * cfg.frame_samples / SAMPLE_RATE
         take(vad.process(frame))
     take(vad.flush())
+    noisy_pause_ends[0] = vad.noisy_pause_ends
     return out
 
 
@@ -314,6 +392,7 @@ def cmd_vad(args: argparse.Namespace) -> None:
                 "turn_end_held_p50_s": M.percentile(held, 50), "turn_end_held_p95_s": M.percentile(held, 95),
                 "speech_in_segments": round(covered / speech, 4),
                 "segments_spanning_a_turn_change": _spanning(segs, turns),
+                "noisy_pause_ends": noisy_pause_ends[0],
             }), flush=True)
 
 

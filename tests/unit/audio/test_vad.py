@@ -11,7 +11,7 @@ from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSeg
 from edge_agent.errors import ConfigError
 
 SR = 16000
-ENGINES = pytest.mark.parametrize("engine", ["webrtc", "silero"])
+ENGINES = pytest.mark.parametrize("engine", ["webrtc", "silero", "hybrid"])
 
 
 def with_hangover(engine: str, ms: int, **kw) -> VadConfig:  # type: ignore[no-untyped-def]
@@ -107,7 +107,7 @@ def test_invalid_vad_settings_name_the_key() -> None:
         VadConfig(frame_ms=25)
     with pytest.raises(ConfigError, match="vad.aggressiveness"):
         VadConfig(aggressiveness=5)
-    with pytest.raises(ConfigError, match="vad.engine is 'rnnoise'; allowed values: webrtc, silero"):
+    with pytest.raises(ConfigError, match="vad.engine is 'rnnoise'; allowed values: webrtc, silero, hybrid"):
         VadConfig(engine="rnnoise")
     with pytest.raises(ConfigError, match="silero_neg_threshold <= silero_threshold"):
         VadConfig(silero_threshold=0.3, silero_neg_threshold=0.4)

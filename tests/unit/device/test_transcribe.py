@@ -84,31 +84,56 @@ def test_silence_and_noise_give_no_text(session, write_wav) -> None:  # type: ig
         assert clean
 
 
-@pytest.fixture(scope="module")
-def silero_session(session):  # type: ignore[no-untyped-def]
-    """The shared Whisper engine behind a session whose segmenter is Silero (model opened at load, as the daemon does)."""
+@pytest.fixture(scope="module", params=["silero", "hybrid"])
+def silero_session(session, request):  # type: ignore[no-untyped-def]
+    """The shared Whisper engine behind a session whose segmenter uses Silero (model opened at load, as the daemon does)."""
     from dataclasses import replace
 
     from edge_agent.audio.vad import VadConfig
     from edge_agent.device.session import TranscriptionSession
 
-    out = TranscriptionSession(replace(session.config, vad=VadConfig(engine="silero")), session.engine)
+    out = TranscriptionSession(replace(session.config, vad=VadConfig(engine=request.param)), session.engine)
     out.ensure_vad_model(out.config.vad)
     assert out.vad_model is not None
     return out
 
 
+def words_found(reference: str, text: str) -> float:
+    """Share of the reference's words that the text holds in order (repeats in the text cost nothing)."""
+    ref, hyp = _norm(reference), _norm(text)
+    best = [0] * (len(hyp) + 1)  # longest common subsequence, one row at a time
+    for r in ref:
+        prev = 0
+        for j, h in enumerate(hyp):
+            prev, best[j + 1] = best[j + 1], prev + 1 if r == h else max(best[j + 1], best[j])
+    return best[-1] / len(ref)
+
+
+def _norm(text: str) -> list[str]:
+    return "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split()
+
+
+def jfk_ok(engine: str, text: str) -> bool:
+    """Silero: the clip as well as webrtcvad does it. The hybrid ends jfk.flac's noisy pauses, so its
+    first segment is 2.5 s long ("And so my fellow Americans" alone) and tiny.en repeats that
+    segment's text in its final (docs/realvoice.md, "A hybrid end"): no word is lost but "my"."""
+    return wer(JFK_TEXT, text) <= 0.05 if engine == "silero" else words_found(JFK_TEXT, text) >= 0.9
+
+
 def test_silero_engine_transcribes_and_wipes(silero_session, jfk_path: Path, write_wav) -> None:  # type: ignore[no-untyped-def]
     events, stats, clean = collect(silero_session, FileSource(jfk_path))
     text = " ".join(e.utterance.text for e in events if isinstance(e, FinalTranscript))
-    assert wer(JFK_TEXT, text) <= 0.05, text
+    assert jfk_ok(silero_session.config.vad.engine, text), text
     assert clean, "pools and the Silero scorer's buffers must hold only zeros after the run"
     assert stats.worker_errors == 0 and stats.dropped_segments == 0
     # silence and hum are not speech for it; a second run starts from fresh state and gives no text
-    # (white noise can be: a 0.37 blip opened a segment in 2 of 12 clips, docs/realvoice.md 8)
+    # (white noise can be for the Silero engine: a 0.37 blip opened a segment in 2 of 12 clips, docs/realvoice.md 8;
+    # the hybrid starts as webrtcvad does and needs Silero's voice inside the segment, so hiss is checked for it)
     quiet = np.zeros(16000 * 4, np.float32)
     hum = (0.2 * np.sin(2 * np.pi * 120 * np.arange(16000 * 3) / 16000)).astype(np.float32)
-    for name, audio in (("silence.wav", quiet), ("hum.wav", hum)):
+    hiss = (np.random.default_rng(7).standard_normal(16000 * 4) * 0.02).astype(np.float32)
+    noises = [("silence.wav", quiet), ("hum.wav", hum)] + ([("hiss.wav", hiss)] if silero_session.config.vad.engine == "hybrid" else [])
+    for name, audio in noises:
         events, _, clean = collect(silero_session, FileSource(write_wav(name, audio)))
         assert [e for e in events if isinstance(e, FinalTranscript)] == [] and clean, name
 
@@ -127,13 +152,14 @@ def test_cli_jsonl_contract(jfk_path: Path) -> None:
 
 
 def test_cli_vad_option(jfk_path: Path) -> None:
-    result = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", "silero")
-    assert result.returncode == 0, result.stderr
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    assert records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
-    assert wer(JFK_TEXT, " ".join(r["text"] for r in records if r["type"] == "final")) <= 0.05
+    for engine in ("silero", "hybrid"):
+        result = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", engine)
+        assert result.returncode == 0, result.stderr
+        records = [json.loads(line) for line in result.stdout.splitlines()]
+        assert records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
+        assert jfk_ok(engine, " ".join(r["text"] for r in records if r["type"] == "final")), engine
     bad = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", "rnnoise")
-    assert bad.returncode == 2 and bad.stderr.strip() == "edge-agent: vad.engine is 'rnnoise'; allowed values: webrtc, silero"
+    assert bad.returncode == 2 and bad.stderr.strip() == "edge-agent: vad.engine is 'rnnoise'; allowed values: webrtc, silero, hybrid"
 
 
 def test_two_channel_44k_input_is_downmixed_and_resampled(session, jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]

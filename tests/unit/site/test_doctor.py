@@ -58,6 +58,8 @@ def test_models(tmp_path: Path) -> None:
     assert doctor.check_models(asr_model=str(tmp_path / "no-such-whisper")).message.startswith("ASR model directory not found")
     silero = doctor.check_models(vad_engine="silero")
     assert silero.ok and "Silero VAD model at" in silero.message and "silero_vad_v6.onnx" in silero.message
+    hybrid = doctor.check_models(vad_engine="hybrid")  # the hybrid opens the same model
+    assert hybrid.ok and "Silero VAD model at" in hybrid.message
 
 
 # ---- certificates and clock --------------------------------------------------------------------
