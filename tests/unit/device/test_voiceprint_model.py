@@ -136,14 +136,35 @@ def test_the_model_id_is_validated(pki: Pki, dev: ServerThread) -> None:
     assert ok.voiceprint_use == agent_pb2.VOICEPRINT_STALE
 
 
-def test_the_device_model_is_its_speaker_encoder(session_with_speakers) -> None:  # type: ignore[no-untyped-def]
-    """The id a real device returns at enrolment is the one the CLI checks (`speaker_model_id()`), from the encoder
-    its visits attribute with."""
+def test_a_real_device_returns_its_speaker_encoder_and_uses_the_voiceprint(pki: Pki, tmp_path: Path,
+                                                                          session_with_speakers) -> None:  # type: ignore[no-untyped-def]
+    """The real enroller over gRPC: the id the phone gets is the one the CLI checks (`speaker_model_id()`), of the
+    encoder the visits attribute with, and a start with it uses the voiceprint."""
+    import soundfile as sf
+
+    from edge_agent.data import bundled
+    from edge_agent.device.grpc.background import BackgroundServer
+    from edge_agent.device.grpc.server import EdgeAgentServer
     from edge_agent.device.visit import PipelineEnroller
     from edge_agent.speakers.encoder import speaker_model_id
+    from tests.delivery_fixtures import RecordingRunner
 
+    runner = RecordingRunner()
     enroller = PipelineEnroller(session_with_speakers)
     assert enroller.model_id == speaker_model_id() == session_with_speakers.speakers.encoder.model_id
+    server = EdgeAgentServer(server_config(pki, tmp_path / "data"), runner, enroller)
+    background = BackgroundServer(server)
+    background.start()
+    try:
+        target = phone.Target("127.0.0.1", background.port, server.fingerprint)
+        audio, rate = sf.read(str(bundled("demo_enrol.flac")), dtype="int16")
+        phone.enroll(pki.keys_a, target, audio.tobytes(), rate)
+        assert load_key_file(pki.keys_a).voiceprint_model == speaker_model_id()
+        started = phone.start_visit(pki.keys_a, target, room_code=pki.room_code())
+        assert started.voiceprint == "used" and not started.notice and runner.contexts[-1].voiceprint is not None
+        phone.stop(pki.keys_a, target)
+    finally:
+        background.stop()
 
 
 def _pub() -> bytes:
