@@ -40,7 +40,7 @@ PROTOCOL_VERSION = 1
 MAX_VOICEPRINT_BYTES = 16 * 1024
 MAX_VOICEPRINT_VALUES = 4096
 # a speaker model id as enrolment returns it ("speaker_ge2e.onnx@" + 16 hex digits): printable ASCII, no spaces
-_MODEL_ID_RE = re.compile(r"^[!-~]{1,128}$")
+_MODEL_ID_RE = re.compile(r"[!-~]{1,128}")  # fullmatch: "$" would let a trailing newline in
 # said to the phone (one line) when its voiceprint came from another speaker model and the visit runs without it
 STALE_VOICEPRINT_NOTICE = "your voice profile was made by an older speaker model: re-enrol on the phone"
 MAX_ACK_IDS = 1000
@@ -221,7 +221,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         if len(request.voiceprint_values) > MAX_VOICEPRINT_VALUES:
             raise Invalid(f"voiceprint has more than {MAX_VOICEPRINT_VALUES} values")
         stated = request.voiceprint_model
-        if stated and not _MODEL_ID_RE.match(stated):
+        if stated and not _MODEL_ID_RE.fullmatch(stated):
             raise Invalid("voiceprint_model must be the id enrolment returned (printable ASCII, at most 128 characters)")
         if stated and not (request.voiceprint or request.voiceprint_values):
             raise Invalid("voiceprint_model names the model of a voiceprint: send it with the voiceprint, or neither")

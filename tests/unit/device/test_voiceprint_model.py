@@ -123,6 +123,7 @@ def test_the_model_id_is_validated(pki: Pki, dev: ServerThread) -> None:
         dict(voiceprint_values=[0.5] * 32, voiceprint_model="x" * 129),  # too long
         dict(voiceprint_values=[0.5] * 32, voiceprint_model="speaker ge2e"),  # not the id enrolment returns
         dict(voiceprint_values=[0.5] * 32, voiceprint_model="model\n2"),
+        dict(voiceprint_values=[0.5] * 32, voiceprint_model="model\n"),  # a trailing newline too
         dict(voiceprint_model=DEVICE_MODEL),  # a model id without the voiceprint it names
     ]
     for fields in bad:
