@@ -95,6 +95,7 @@ class ServerThread:
 
     config: ServerConfig
     runner: RecordingRunner = field(default_factory=RecordingRunner)
+    metrics: Any = None  # an edge_agent.device.ops.metrics.Registry to count into, if the test reads counters
     server: EdgeAgentServer | None = None
     _background: BackgroundServer | None = None
 
@@ -103,7 +104,7 @@ class ServerThread:
         return self._background.port if self._background is not None else 0
 
     def start(self) -> ServerThread:
-        self.server = EdgeAgentServer(self.config, self.runner, SpectralVoiceEnroller())
+        self.server = EdgeAgentServer(self.config, self.runner, SpectralVoiceEnroller(), metrics=self.metrics)
         self._background = BackgroundServer(self.server)
         self._background.start()
         return self

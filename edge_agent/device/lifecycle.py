@@ -90,6 +90,11 @@ class VisitRunner(Protocol):
 
 @runtime_checkable
 class VoiceEnroller(Protocol):
+    # The speaker model its voiceprints (and the runner's attribution) are made with, e.g.
+    # "speaker_ge2e.onnx@<16 hex>" (SpeakerEncoder.model_id). Returned with each voiceprint; a phone start whose
+    # voiceprint names another model has it ignored. "" = unknown (a voiceprint is then never judged stale).
+    model_id: str
+
     def enroll(self, pcm: np.ndarray, sample_rate: int) -> Sequence[float]:
         """Voiceprint from int16 mono ``pcm`` (a view the server zeroes afterwards; do not keep it)."""
         ...

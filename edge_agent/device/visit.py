@@ -309,6 +309,11 @@ class PipelineEnroller:
             raise ValueError("enrolment needs the speaker models: load the session with speakers=True")
         self.encoder = session.speakers.encoder
 
+    @property
+    def model_id(self) -> str:
+        """The encoder the runner attributes with too (one session): a voiceprint from another one is stale."""
+        return str(self.encoder.model_id)
+
     def enroll(self, pcm: np.ndarray, sample_rate: int) -> Sequence[float]:
         import soxr
 

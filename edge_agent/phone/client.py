@@ -19,6 +19,7 @@ site CA could be substituted (see docs/security.md).
 from __future__ import annotations
 
 import hashlib
+import re
 import socket
 import ssl
 import time
@@ -237,13 +238,35 @@ def device_info(key_file: str | Path, target: Target) -> agent_pb2.DeviceInfo:
             raise _rpc_error(exc) from None
 
 
+VOICEPRINT_USE_NAMES = {
+    agent_pb2.VOICEPRINT_USE_UNSPECIFIED: "unknown",  # a device from before it said (it used any voiceprint sent)
+    agent_pb2.VOICEPRINT_NONE: "none", agent_pb2.VOICEPRINT_USED: "used",
+    agent_pb2.VOICEPRINT_UNCHECKED: "used unchecked", agent_pb2.VOICEPRINT_STALE: "not used: re-enrol",
+}
+
+
+@dataclass(frozen=True)
+class StartedVisit:
+    visit_id: str
+    voiceprint: str  # VOICEPRINT_USE_NAMES: what the device did with the voiceprint this phone holds
+    notice: str  # one line for the clinician from the device (e.g. re-enrol), else ""
+
+
 def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True, room_code: str = "") -> str:
     """Start a visit (the clinician confirms the patient knows capture is on, and types the room's code)."""
+    return start_visit(key_file, target, max_duration_s, consent, room_code).visit_id
+
+
+def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True,
+                room_code: str = "") -> StartedVisit:
+    """:func:`start`, also saying what the device did with the voiceprint (a stale one is not used: re-enrol)."""
     keys = load_key_file(key_file)
     with connect(keys, target) as (channel, fp):
         request = agent_pb2.StartVisitRequest(
             consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=keys.voiceprint, max_duration_s=max_duration_s,
             room_code=room_code,
+            # the model id goes with the voiceprint it names, never alone
+            voiceprint_model=keys.voiceprint_model if keys.voiceprint else "",
         )
         try:
             reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
@@ -252,7 +275,18 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
     with update_key_file(key_file) as fresh:
         fresh.current_visit[fp] = reply.visit_id
         remember(fresh.visits, reply.visit_id)
-    return str(reply.visit_id)
+    # The voiceprint is kept even when this device calls it stale: another room's device may still run the model
+    # that made it (a fleet is updated room by room); re-enrolling replaces it.
+    return StartedVisit(str(reply.visit_id), VOICEPRINT_USE_NAMES.get(reply.voiceprint_use, "unknown"), _one_line(reply.notice))
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    """A device's notice as one short printable line (it is shown to the clinician as is)."""
+    first = text.splitlines()[0] if text else ""
+    return "".join(c if c.isprintable() else " " for c in first).strip()[:limit]
+
+
+_MODEL_ID_RE = re.compile(r"[!-~]{1,128}")  # what a device accepts back as StartVisitRequest.voiceprint_model
 
 
 @dataclass(frozen=True)
@@ -383,6 +417,8 @@ def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: 
             raise _rpc_error(exc) from None
     with update_key_file(key_file) as fresh:
         fresh.voiceprint = list(reply.voiceprint_values)
+        # "" from a device that does not say (or says something no device would take back): sent unchecked
+        fresh.voiceprint_model = reply.voiceprint_model if _MODEL_ID_RE.fullmatch(reply.voiceprint_model) else ""
     return list(reply.voiceprint_values)
 
 

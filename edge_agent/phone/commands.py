@@ -70,8 +70,11 @@ def phone_start(key_file: str | Path, device: str | None = None, fingerprint: st
     if not 0 <= max_duration_s < 2**32:  # the request's uint32; the device applies its own limits to the rest
         raise ClientError("--max-minutes must be 0 (the device's default) or a number of minutes, e.g. 30")
     target = resolve(device, fingerprint, room)
-    visit = phone.start(key_file, target, max_duration_s=max_duration_s, room_code=room_code)
-    return {"visit_id": visit, "room": room, "device": f"{target.host}:{target.port}"}
+    visit = phone.start_visit(key_file, target, max_duration_s=max_duration_s, room_code=room_code)
+    out = {"visit_id": visit.visit_id, "room": room, "device": f"{target.host}:{target.port}", "voiceprint": visit.voiceprint}
+    if visit.notice:
+        out["notice"] = visit.notice  # e.g. the voiceprint is from an older speaker model: re-enrol
+    return out
 
 
 def phone_stop(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
@@ -84,7 +87,7 @@ def phone_enroll(key_file: str | Path, wav: str | Path, device: str | None = Non
                  room: str | None = None) -> dict[str, Any]:
     pcm, rate = phone.read_wav_pcm(wav)
     values = phone.enroll(key_file, resolve(device, fingerprint, room), pcm, rate)
-    return {"voiceprint_dims": len(values), "stored_in": str(key_file)}
+    return {"voiceprint_dims": len(values), "speaker_model": load_key_file(key_file).voiceprint_model, "stored_in": str(key_file)}
 
 
 def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,

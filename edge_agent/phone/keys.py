@@ -46,6 +46,9 @@ class ClinicianKeys:
     ca_pem: str
     sealing_private_b64: str
     voiceprint: list[float] = field(default_factory=list)
+    # the speaker model that made it (EnrollVoiceResponse.voiceprint_model), sent with it: a device with another
+    # model does not use it and says to re-enrol. "" = enrolled on a device that did not say (sent unchecked)
+    voiceprint_model: str = ""
     cursors: dict[str, int] = field(default_factory=dict)  # 'device fingerprint/outbox id' -> last delivered id
     current_visit: dict[str, str] = field(default_factory=dict)  # device fingerprint -> running visit id
     pending_acks: dict[str, list[int]] = field(default_factory=dict)  # 'fingerprint/outbox id' -> ids shown, ack not yet confirmed

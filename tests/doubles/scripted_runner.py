@@ -126,6 +126,8 @@ class SpectralVoiceEnroller:
     """A real, simple enroller: 32 log band energies, L2-normalised (not a speaker model)."""
 
     bands = 32
+    # its "speaker model" (the device returns it with each voiceprint and checks phone starts against it)
+    model_id = "spectral-bands-32@test"
 
     def enroll(self, pcm: np.ndarray, sample_rate: int) -> list[float]:
         x = pcm.astype(np.float32) / 32768.0

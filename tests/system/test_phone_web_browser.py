@@ -256,6 +256,52 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         device.stop()
 
 
+
+def test_a_voiceprint_from_before_a_speaker_model_update_is_not_used_and_the_phone_says_re_enrol(
+        env, browser: Browser, tmp_path: Path) -> None:
+    """Enrol in the browser; the device's speaker model is then updated. The next start still starts the visit (its
+    report arrives), without the voiceprint, and the phone says in one line to re-enrol; after re-enrolling the
+    voiceprint is used again."""
+    from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE
+
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "data", site.origin)
+    try:
+        _enrol_and_join(browser, env, tmp_path, device)
+        browser.click("#enrol")
+        time.sleep(3.5)
+        browser.click("#enrol-stop")
+        browser.wait_status("Voice enrolled", 30)
+        service = device.server.agent_service
+        assert service is not None
+        service.speaker_model = "spectral-bands-32@updated"  # the device updated its speaker model since
+
+        browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+        _press_start(browser, pki.room_code())
+        status = browser.wait_status("Visit started")
+        assert "older speaker model" in status and "re-enrol on the phone" in status, status
+        assert STALE_VOICEPRINT_NOTICE[1:] in status and "\n" not in status, status
+        assert browser.driver.execute_script("return document.getElementById('status').className") == "status warn"
+        ctx = device.server.runner.contexts[-1]
+        assert ctx.voiceprint is None and ctx.voiceprint_bytes is None  # the old voiceprint was not used
+        assert browser.driver.execute_script("return !document.getElementById('reenrol').hidden")  # the hint stays
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
+
+        browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+        assert browser.driver.execute_script("return !document.getElementById('reenrol').hidden")
+        browser.click("#enrol")
+        time.sleep(3.5)
+        browser.click("#enrol-stop")
+        browser.wait_status("Voice enrolled", 30)
+        assert browser.driver.execute_script("return document.getElementById('reenrol').hidden")
+        _press_start(browser, pki.room_code())
+        status = browser.wait_status("Visit started")
+        assert "re-enrol" not in status and browser.driver.execute_script("return document.getElementById('status').className") == "status ok"
+        assert device.server.runner.contexts[-1].voiceprint is not None  # made by the device's model now: used
+    finally:
+        device.stop()
+
 def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_path: Path) -> None:
     _root, pki, site, _wav = env
     device = Device.start(pki, tmp_path / "a", site.origin)

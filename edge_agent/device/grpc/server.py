@@ -138,7 +138,8 @@ class EdgeAgentServer:
         self.visits.purge_expired()  # what expired while the device was off is counted and said too
         self.visits.quotes = cfg.quotes
         self.visits.record_outbox()  # a restart's queue shows at once, not after the next change
-        agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims, self.presence)
+        agent = EdgeAgentService(cfg.room, self.auth, self.visits, self.outbox, self.enroller, cfg.limits, self.claims, self.presence,
+                                 self.metrics)
         self.agent_service = agent  # also served to browsers (edge_agent.device.web), same authorisation
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
         self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}, self.tls.streams))

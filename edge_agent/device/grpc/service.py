@@ -23,6 +23,7 @@ from edge_agent import __version__
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import SealError
 from edge_agent.device.lifecycle import MAX_DURATION_S, MIN_DURATION_S, VisitError, VisitManager, VoiceEnroller
+from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.device.presence import Presence, PresenceError
 from edge_agent.errors import EdgeAgentError
@@ -38,6 +39,10 @@ PROTOCOL_VERSION = 1
 
 MAX_VOICEPRINT_BYTES = 16 * 1024
 MAX_VOICEPRINT_VALUES = 4096
+# a speaker model id as enrolment returns it ("speaker_ge2e.onnx@" + 16 hex digits): printable ASCII, no spaces
+_MODEL_ID_RE = re.compile(r"[!-~]{1,128}")  # fullmatch: "$" would let a trailing newline in
+# said to the phone (one line) when its voiceprint came from another speaker model and the visit runs without it
+STALE_VOICEPRINT_NOTICE = "your voice profile was made by an older speaker model: re-enrol on the phone"
 MAX_ACK_IDS = 1000
 MAX_ENROLL_CHUNK = 64 * 1024
 MAX_ENROLL_SECONDS = 30
@@ -127,8 +132,12 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         limits: Limits = Limits(),
         claims: RoomClaimsLike | None = None,
         presence: Presence | None = None,
+        metrics: Registry | None = None,
     ) -> None:
         self._claims = claims
+        self._metrics = metrics
+        # the speaker model the runner attributes with (the enroller shares its encoder); "" = unknown
+        self.speaker_model = str(getattr(enroller, "model_id", "") or "")
         self.presence = presence or Presence(None)  # no room code: phones start only by claim + button
         self._room = room
         self._auth = auth
@@ -211,6 +220,11 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             raise Invalid(f"voiceprint bytes exceed {MAX_VOICEPRINT_BYTES}")
         if len(request.voiceprint_values) > MAX_VOICEPRINT_VALUES:
             raise Invalid(f"voiceprint has more than {MAX_VOICEPRINT_VALUES} values")
+        stated = request.voiceprint_model
+        if stated and not _MODEL_ID_RE.fullmatch(stated):
+            raise Invalid("voiceprint_model must be the id enrolment returned (printable ASCII, at most 128 characters)")
+        if stated and not (request.voiceprint or request.voiceprint_values):
+            raise Invalid("voiceprint_model names the model of a voiceprint: send it with the voiceprint, or neither")
         limit = int(request.max_duration_s)
         if limit and not MIN_DURATION_S <= limit <= MAX_DURATION_S:
             raise Invalid(f"max_duration_s must be 0 (device default) or {MIN_DURATION_S}..{MAX_DURATION_S}")
@@ -236,8 +250,43 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             if vp_bytes is not None:
                 zero_bytes(vp_bytes)
             raise
+        use = self._voiceprint_use(vp is not None or vp_bytes is not None, stated)
+        if use == agent_pb2.VOICEPRINT_STALE:
+            # Another encoder's voiceprint: its cosines to this encoder's embeddings mean nothing and would
+            # mis-attribute clinician and patient with confidence. Not used, and forgotten now; the visit still
+            # starts (coaching is not lost: attribution works without enrolment) and the phone is told to re-enrol.
+            if vp is not None:
+                vp.fill(0)
+            if vp_bytes is not None:
+                zero_bytes(vp_bytes)
+            vp = vp_bytes = None
         ctx = await self._visits.start(ident.subject_id, recipient, limit, vp, vp_bytes, person=ident.person)
-        return agent_pb2.StartVisitResponse(visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s)
+        self._count_voiceprint(use)
+        return agent_pb2.StartVisitResponse(
+            visit_id=ctx.visit_id, started_unix_s=ctx.started_unix_s, max_duration_s=ctx.max_duration_s, voiceprint_use=use,
+            notice=STALE_VOICEPRINT_NOTICE if use == agent_pb2.VOICEPRINT_STALE else "",
+        )
+
+    def _voiceprint_use(self, sent: bool, stated: str) -> int:
+        """What this start does with the voiceprint: none sent, used (same model), unchecked (no id), stale (other model)."""
+        if not sent:
+            return agent_pb2.VOICEPRINT_NONE
+        if not stated or not self.speaker_model:  # an old phone, or a device that cannot say: as before
+            return agent_pb2.VOICEPRINT_UNCHECKED
+        return agent_pb2.VOICEPRINT_USED if stated == self.speaker_model else agent_pb2.VOICEPRINT_STALE
+
+    def _count_voiceprint(self, use: int) -> None:
+        # a count only (no clinician, no model id), published on the metrics clock; the line is per visit: debug
+        check = {agent_pb2.VOICEPRINT_USED: "matched", agent_pb2.VOICEPRINT_STALE: "stale",
+                 agent_pb2.VOICEPRINT_UNCHECKED: "unstated"}.get(use)
+        if check is None:
+            return
+        if self._metrics is not None:
+            self._metrics.inc("edge_agent_start_voiceprints_total", check=check)
+        if check == "stale":
+            log.debug("a phone start sent a voiceprint of another speaker model: the visit runs without it (phone told to re-enrol)")
+        elif check == "unstated":
+            log.debug("a phone start sent a voiceprint without its speaker model id (a phone from before): used unchecked")
 
     @_guard
     async def StopVisit(self, request: agent_pb2.StopVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StopVisitResponse:
@@ -303,7 +352,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             except EdgeAgentError as exc:  # audio it cannot enrol from (silent, too little speech): say what to record
                 raise Invalid(exc.message) from None
             del pcm
-            return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=filled / 2 / rate)
+            return agent_pb2.EnrollVoiceResponse(voiceprint_values=list(values), audio_s=filled / 2 / rate,
+                                                 voiceprint_model=self.speaker_model)
         finally:
             if region is not None:
                 REGIONS.give(region)  # zeroed, then reused by the next enrolment (the clinician's voice is not kept)

@@ -13,7 +13,7 @@ the publication clock are ours.
 Who feeds what (each from real work, never from a test only): the pipeline
 (segments, utterances, discards by reason, dropped frames by cause, queue
 depth, residency and final-latency histograms, worker errors), the visit
-(visits, mic loss, the pools-zeroed check), the lifecycle (stops by reason,
+(visits, mic loss, the pools-zeroed check), the gRPC start (voiceprints by speaker-model check), the lifecycle (stops by reason,
 outbox depth, reports held in memory), the watchdog (stalls).
 
 Published on a coarse clock, never live. Almost every series moves only while a
@@ -118,6 +118,10 @@ METRICS: tuple[MetricDef, ...] = (
               "Damaged or empty outbox files moved aside at start (a fresh outbox was started).",
               {"reason": frozenset({"empty", "damaged"})}),
     MetricDef("edge_agent_mic_lost_total", "counter", "Times the microphone disappeared during a visit."),
+    MetricDef("edge_agent_start_voiceprints_total", "counter",
+              "Voiceprints sent with phone starts, by speaker-model check: matched (used), stale (another model: "
+              "not used, the phone was told to re-enrol), unstated (no model id, a phone from before: used unchecked).",
+              {"check": frozenset({"matched", "stale", "unstated"})}),
     MetricDef("edge_agent_watchdog_stalls_total", "counter", "Heartbeat stalls that withheld the systemd watchdog."),
 )
 

@@ -219,6 +219,31 @@ def test_enrolment_is_one_post_of_chunks_with_the_grpc_limits(pki: Pki, device: 
     assert b"grpc-status: 3" in frames[-1][1]
 
 
+
+def test_browser_start_with_a_voiceprint_of_another_speaker_model(pki: Pki, device: Device) -> None:
+    """Over gRPC-Web as over gRPC: enrolment names the model; a start with another model's voiceprint runs the visit
+    without it and says to re-enrol (one line); with the device's own model the voiceprint is used."""
+    from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE
+
+    web = WebClient(pki, device.both.web.port)
+    web.login(*_keys(pki.clinician_a))
+    import numpy as np
+
+    pcm = (8000 * np.sin(2 * np.pi * 220 * np.arange(16000 * 2) / 16000)).astype("<i2").tobytes()
+    code, msg, enrolled = web.call("EdgeAgent", "EnrollVoice", None, agent_pb2.EnrollVoiceResponse,
+                                   stream=[agent_pb2.EnrollVoiceChunk(sample_rate=16000, pcm_s16le=pcm)])
+    assert code == 0, msg
+    assert enrolled.voiceprint_model == SpectralVoiceEnroller.model_id
+    _, pub = seal.generate_keypair()
+    for model, use, notice in ((enrolled.voiceprint_model, agent_pb2.VOICEPRINT_USED, ""),
+                               ("spectral-bands-16@older", agent_pb2.VOICEPRINT_STALE, STALE_VOICEPRINT_NOTICE)):
+        req = agent_pb2.StartVisitRequest(consent=True, sealing_public_key=pub, room_code=pki.room_code(),
+                                          voiceprint_values=enrolled.voiceprint_values, voiceprint_model=model)
+        code, msg, started = web.call("EdgeAgent", "StartVisit", req, agent_pb2.StartVisitResponse)
+        assert code == 0, msg
+        assert started.visit_id and started.voiceprint_use == use and started.notice == notice
+        assert web.call("EdgeAgent", "StopVisit", agent_pb2.StopVisitRequest(visit_id=started.visit_id))[0] == 0
+
 def test_site_serves_the_app_with_a_strict_policy(pki: Pki, tmp_path: Path) -> None:
     ca.issue_web(pki.authority, tmp_path / "site.pem", ips=("127.0.0.1",))
     site = Site.start(tmp_path / "site.pem", pki.crl)
@@ -617,3 +642,14 @@ def test_app_zeroes_the_enrolment_voice_even_when_enrolment_fails() -> None:
     _node_test("voice.test.mjs")
     app = (ROOT / "tools" / "phone-web" / "src" / "app.js").read_text()
     assert "sendVoice(" in app and "EnrollVoice" not in app  # the app enrols only through the zeroing path
+
+
+def test_app_keeps_the_voiceprint_model_and_shows_the_re_enrol_notice() -> None:
+    """The web app stores the speaker model id with the voiceprint, sends it with it, and shows the device's notice."""
+    _node_test("voiceprint.test.mjs")
+    from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE
+
+    src = (ROOT / "tools" / "phone-web" / "src" / "voiceprint.js").read_text()
+    assert STALE_VOICEPRINT_NOTICE[1:] in src  # the app's own fallback says what the device says
+    app = (ROOT / "tools" / "phone-web" / "src" / "app.js").read_text()
+    assert "voiceprintFields(" in app and "enrolledVoiceprint(" in app and "startNotice(" in app

@@ -3,6 +3,7 @@ import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
+import { STALE_FALLBACK, enrolledVoiceprint, readVoiceprint, startNotice, voiceprintFields } from "./voiceprint.js";
 import { noSpeech, reportView, speechLost, trendsView } from "./report.js";
 import { openReport } from "./seal.js";
 import { b64, Vault, wipeAll } from "./store.js";
@@ -116,18 +117,24 @@ async function roomScreen() {
   h("button", { type: "submit", id: "join" }, "Join room"));
   if (!app.room) { screen("Room", join); return; }
   const visit = await app.vault.get(`visit:${app.room.fp}`);
+  const voiceprint = readVoiceprint(await app.vault.get("voiceprint"));
   const consent = h("input", { type: "checkbox", id: "consent" });
   const roomCode = h("input", { type: "text", id: "room-code", inputmode: "numeric", autocomplete: "off", maxlength: "12" });
   const progress = h("div", { id: "progress", class: "progress", hidden: true }, h("progress", {}), h("p", {}, "Visit stopped. Preparing your report…"));
   const start = h("button", { type: "button", id: "start", onclick: () => act(async () => {
     if (!consent.checked) throw new UserError("Confirm that the patient knows capture is on, then start.");
     const s = await ensureSession();
-    const vp = await app.vault.get("voiceprint");
-    const req = { consent: true, sealing_public_key: await sealingPublic(), voiceprint_values: vp || [] };
+    const vp = readVoiceprint(await app.vault.get("voiceprint"));
+    const req = { consent: true, sealing_public_key: await sealingPublic(), ...voiceprintFields(vp) };
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
     const r = await s.call("StartVisit", req);
     await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
-    say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.`, "ok");
+    // the device did not use a voiceprint of another speaker model: the visit runs without it, the clinician re-enrols
+    // (kept, marked: another room's device may still run the model that made it; a new enrolment replaces it)
+    const notice = startNotice(r);
+    if (notice && vp.values.length) await app.vault.put("voiceprint", { ...vp, stale: true });
+    say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.${notice ? " " + notice : ""}`,
+      notice ? "warn" : "ok");
     roomScreen();
   }) }, "Start visit");
   const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
@@ -155,7 +162,7 @@ async function roomScreen() {
       : h("div", { class: "card" },
         h("p", { class: "check" }, consent, h("label", { for: "consent" }, " The patient knows capture is on")),
         h("label", { for: "room-code" }, "Room code shown on the device (to start from the phone)"), roomCode, start, claim),
-    enrolCard(),
+    enrolCard(voiceprint.stale),
     h("details", {}, h("summary", {}, "Join another room"), join));
 }
 
@@ -183,8 +190,9 @@ async function act(fn, onError) {
   try { await fn(); } catch (e) { if (onError) onError(); say(friendly(e, app.room), "error"); }
 }
 
-function enrolCard() {
+function enrolCard(stale) {
   const secs = h("output", { id: "rec-secs" }, "");
+  const reenrol = h("p", { id: "reenrol", class: "warn", hidden: !stale }, STALE_FALLBACK);
   let stopRec = null;
   const stopBtn = h("button", { type: "button", id: "enrol-stop", class: "secondary", hidden: true, onclick: () => stopRec && stopRec() }, "Stop and enrol");
   const rec = h("button", { type: "button", id: "enrol", class: "secondary", onclick: () => act(async () => {
@@ -194,12 +202,13 @@ function enrolCard() {
     stopBtn.hidden = true;
     say("Computing your voiceprint on the room device…");
     const r = await sendVoice((...a) => s.call(...a), pcm, rate);
-    await app.vault.put("voiceprint", r.voiceprint_values);
+    await app.vault.put("voiceprint", enrolledVoiceprint(r)); // with the speaker model that made it
+    reenrol.hidden = true;
     say(`Voice enrolled from ${r.audio_s.toFixed(0)} s of speech; the voiceprint stays on this phone.`, "ok");
     rec.disabled = false;
   }, () => { rec.disabled = false; stopBtn.hidden = true; }) }, "Enrol my voice");
   return h("div", { class: "card" }, h("p", {}, "Your voiceprint helps the device tell you from the patient. Speak alone for 10–20 s."),
-    rec, stopBtn, secs);
+    reenrol, rec, stopBtn, secs);
 }
 
 async function recordVoice(maxSeconds, onTick, setStopper) {

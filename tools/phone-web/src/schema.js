@@ -207,6 +207,11 @@ export default {
    "n": 2,
    "name": "audio_s",
    "t": 1
+  },
+  {
+   "n": 3,
+   "name": "voiceprint_model",
+   "t": 9
   }
  ],
  "edge_agent.v1.Envelope": [
@@ -415,6 +420,11 @@ export default {
    "n": 6,
    "name": "room_code",
    "t": 9
+  },
+  {
+   "n": 7,
+   "name": "voiceprint_model",
+   "t": 9
   }
  ],
  "edge_agent.v1.StartVisitResponse": [
@@ -432,6 +442,16 @@ export default {
    "n": 3,
    "name": "max_duration_s",
    "t": 13
+  },
+  {
+   "n": 4,
+   "name": "voiceprint_use",
+   "t": 14
+  },
+  {
+   "n": 5,
+   "name": "notice",
+   "t": 9
   }
  ],
  "edge_agent.v1.StopVisitRequest": [

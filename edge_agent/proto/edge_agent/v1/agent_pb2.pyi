@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class VoiceprintUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VOICEPRINT_USE_UNSPECIFIED: _ClassVar[VoiceprintUse]
+    VOICEPRINT_NONE: _ClassVar[VoiceprintUse]
+    VOICEPRINT_USED: _ClassVar[VoiceprintUse]
+    VOICEPRINT_UNCHECKED: _ClassVar[VoiceprintUse]
+    VOICEPRINT_STALE: _ClassVar[VoiceprintUse]
+
 class ClaimState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     CLAIM_STATE_UNSPECIFIED: _ClassVar[ClaimState]
@@ -14,6 +22,11 @@ class ClaimState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLAIM_STARTED: _ClassVar[ClaimState]
     CLAIM_CONTESTED: _ClassVar[ClaimState]
     CLAIM_EXPIRED: _ClassVar[ClaimState]
+VOICEPRINT_USE_UNSPECIFIED: VoiceprintUse
+VOICEPRINT_NONE: VoiceprintUse
+VOICEPRINT_USED: VoiceprintUse
+VOICEPRINT_UNCHECKED: VoiceprintUse
+VOICEPRINT_STALE: VoiceprintUse
 CLAIM_STATE_UNSPECIFIED: ClaimState
 CLAIM_PENDING: ClaimState
 CLAIM_STARTED: ClaimState
@@ -43,30 +56,36 @@ class DeviceInfo(_message.Message):
     def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
-    __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code")
+    __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code", "voiceprint_model")
     CONSENT_FIELD_NUMBER: _ClassVar[int]
     SEALING_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     VOICEPRINT_FIELD_NUMBER: _ClassVar[int]
     VOICEPRINT_VALUES_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
     ROOM_CODE_FIELD_NUMBER: _ClassVar[int]
+    VOICEPRINT_MODEL_FIELD_NUMBER: _ClassVar[int]
     consent: bool
     sealing_public_key: bytes
     voiceprint: bytes
     voiceprint_values: _containers.RepeatedScalarFieldContainer[float]
     max_duration_s: int
     room_code: str
-    def __init__(self, consent: _Optional[bool] = ..., sealing_public_key: _Optional[bytes] = ..., voiceprint: _Optional[bytes] = ..., voiceprint_values: _Optional[_Iterable[float]] = ..., max_duration_s: _Optional[int] = ..., room_code: _Optional[str] = ...) -> None: ...
+    voiceprint_model: str
+    def __init__(self, consent: _Optional[bool] = ..., sealing_public_key: _Optional[bytes] = ..., voiceprint: _Optional[bytes] = ..., voiceprint_values: _Optional[_Iterable[float]] = ..., max_duration_s: _Optional[int] = ..., room_code: _Optional[str] = ..., voiceprint_model: _Optional[str] = ...) -> None: ...
 
 class StartVisitResponse(_message.Message):
-    __slots__ = ("visit_id", "started_unix_s", "max_duration_s")
+    __slots__ = ("visit_id", "started_unix_s", "max_duration_s", "voiceprint_use", "notice")
     VISIT_ID_FIELD_NUMBER: _ClassVar[int]
     STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     MAX_DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    VOICEPRINT_USE_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_FIELD_NUMBER: _ClassVar[int]
     visit_id: str
     started_unix_s: int
     max_duration_s: int
-    def __init__(self, visit_id: _Optional[str] = ..., started_unix_s: _Optional[int] = ..., max_duration_s: _Optional[int] = ...) -> None: ...
+    voiceprint_use: VoiceprintUse
+    notice: str
+    def __init__(self, visit_id: _Optional[str] = ..., started_unix_s: _Optional[int] = ..., max_duration_s: _Optional[int] = ..., voiceprint_use: _Optional[_Union[VoiceprintUse, str]] = ..., notice: _Optional[str] = ...) -> None: ...
 
 class StopVisitRequest(_message.Message):
     __slots__ = ("visit_id",)
@@ -93,12 +112,14 @@ class EnrollVoiceChunk(_message.Message):
     def __init__(self, sample_rate: _Optional[int] = ..., pcm_s16le: _Optional[bytes] = ...) -> None: ...
 
 class EnrollVoiceResponse(_message.Message):
-    __slots__ = ("voiceprint_values", "audio_s")
+    __slots__ = ("voiceprint_values", "audio_s", "voiceprint_model")
     VOICEPRINT_VALUES_FIELD_NUMBER: _ClassVar[int]
     AUDIO_S_FIELD_NUMBER: _ClassVar[int]
+    VOICEPRINT_MODEL_FIELD_NUMBER: _ClassVar[int]
     voiceprint_values: _containers.RepeatedScalarFieldContainer[float]
     audio_s: float
-    def __init__(self, voiceprint_values: _Optional[_Iterable[float]] = ..., audio_s: _Optional[float] = ...) -> None: ...
+    voiceprint_model: str
+    def __init__(self, voiceprint_values: _Optional[_Iterable[float]] = ..., audio_s: _Optional[float] = ..., voiceprint_model: _Optional[str] = ...) -> None: ...
 
 class Envelope(_message.Message):
     __slots__ = ("suite", "visit_id", "seq", "recipient_key_id", "sealed", "created_unix_s")
