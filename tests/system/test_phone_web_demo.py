@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_runner import ctrl_c_reachable
 from tests.phone_web_fixtures import ROOT, Browser, skip_without_browser
 
 pytestmark = [skip_without_browser, pytest.mark.slow]
@@ -23,7 +24,7 @@ pytestmark = [skip_without_browser, pytest.mark.slow]
 def test_demo_phone_flow(tmp_path: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "demo", "--phone", "--fast"], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), "DISPLAY": ""})
+                            env={**os.environ, "PYTHONPATH": str(ROOT), "DISPLAY": ""}, preexec_fn=ctrl_c_reachable)
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()  # type: ignore[union-attr]
 

@@ -143,8 +143,11 @@ def test_ctrl_c_is_one_line_and_exit_130(jfk_path: Path) -> None:
     import subprocess
     import sys
 
+    from tests.cli_runner import ctrl_c_reachable
+
     proc = subprocess.Popen([sys.executable, "-m", "edge_agent.cli", "transcribe", str(jfk_path), "--realtime", "--jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ),
+                            preexec_fn=ctrl_c_reachable)
     try:
         assert proc.stdout is not None and proc.stdout.readline()  # running: the first partial is out
         proc.send_signal(signal.SIGINT)
