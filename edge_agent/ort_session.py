@@ -53,3 +53,28 @@ def open_session(path: Path, threads: int, provider: str, what: str, rebuild: st
         return ort.InferenceSession(str(path), sess_options=opts, providers=providers)
     except Exception as exc:  # onnxruntime raises its own types for a damaged file
         raise ModelError(f"{what} {path} cannot be loaded ({first_line(exc)}); rebuild it: {rebuild}") from None
+
+
+def int8_kernel_class() -> str:
+    """Which family of onnxruntime's int8 matrix kernels this CPU runs: "x86-vnni", "x86-avx2", "arm64" or "other".
+
+    The int8 sentence encoder's outputs are exact within a family and differ across families: without VNNI,
+    x86 multiplies u8 x s8 pairs with an instruction that saturates at 16 bits, so a model quantised and
+    evaluated on one family gives slightly different probabilities on another (measured in
+    docs/behaviours-eval.md). Parity with training is checked within the family it was recorded on.
+    """
+    import platform
+
+    machine = platform.machine().lower()
+    if machine in ("aarch64", "arm64"):
+        return "arm64"
+    if machine not in ("x86_64", "amd64"):
+        return "other"
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return "other"
+    words = set(flags.split())
+    if {"avx512_vnni", "avx_vnni"} & words:
+        return "x86-vnni"
+    return "x86-avx2" if "avx2" in words else "other"

@@ -367,10 +367,11 @@ def ship(data: Sources, spec: bh.Spec, heads: bh.Heads, th: np.ndarray, meta: di
 def write_parity_reference(data: Sources, heads: bh.Heads, onnx_path: Path) -> None:
     """Training-side probabilities of a few sentences, for the runtime parity test (tests/unit/behaviours)."""
     from edge_agent.models import sha256_of
+    from edge_agent.ort_session import int8_kernel_class
 
     texts = [r["text"] for r in data.train[::150]] + [r["text"] for r in data.gold_test[::25]]
     ref = heads.proba(texts)
-    PARITY.write_text(json.dumps({"behaviours.onnx sha256": sha256_of(onnx_path), "texts": texts,
+    PARITY.write_text(json.dumps({"behaviours.onnx sha256": sha256_of(onnx_path), "int8 kernels": int8_kernel_class(), "texts": texts,
                                   "probabilities": [[round(float(v), 7) for v in row] for row in ref]}, indent=0) + "\n", encoding="utf-8")
 
 

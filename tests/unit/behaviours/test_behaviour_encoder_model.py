@@ -58,10 +58,21 @@ def test_runtime_loads_encoder_and_heads(classifier):
 
 
 def test_runtime_computes_what_training_evaluated(classifier):
+    """Exact on the int8 kernel family training ran on; on another family (VNNI vs plain AVX2, ARM) the encoder's
+    int8 arithmetic differs, so the bound is the one measured across families (docs/behaviours-eval.md) and no
+    sentence may change its labels at the shipped thresholds."""
+    from edge_agent.ort_session import int8_kernel_class
+
     ref = json.loads(PARITY.read_text(encoding="utf-8"))
     assert ref["behaviours.onnx sha256"] == sha256_of(models_dir() / "behaviours.onnx"), "parity reference is stale: rebuild"
     got = classifier.model_probabilities(ref["texts"])
-    assert np.abs(got - np.array(ref["probabilities"])).max() < 1e-4
+    want = np.array(ref["probabilities"])
+    if ref["int8 kernels"] == int8_kernel_class():
+        assert np.abs(got - want).max() < 1e-4
+        return
+    assert np.abs(got - want).max() < 0.15 and np.abs(got - want).mean() < 0.005, (ref["int8 kernels"], int8_kernel_class())
+    thresholds = classifier.row_thresholds(len(ref["texts"]), None)
+    assert ((got >= thresholds) == (want >= thresholds)).all(), "a label changed across int8 kernel families"
 
 
 def test_onnx_graph_equals_training_featurisation_times_weights(classifier):
