@@ -321,7 +321,8 @@ def check_pipeline(metrics_port: int | None) -> Check:
 def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
     """The outbox directory exists, takes a write+fsync, and has room for the configured maximum.
 
-    Also fails while a quarantined (damaged) outbox lies next to it, and, when the daemon's
+    Also fails on an outbox written by a newer release (its format, read without writing), while a quarantined
+    (damaged) outbox lies next to it, and, when the daemon's
     metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
     """
     fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
@@ -329,8 +330,11 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
         return _fail("outbox", f"outbox.path {directory} is a file, not a directory", "set outbox.path to the directory that holds outbox.db")
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
-    from edge_agent.device.outbox import quarantined_files
+    from edge_agent.device.outbox import OUTBOX_FORMAT, format_problem, outbox_format, quarantined_files
 
+    found = outbox_format(directory / "outbox.db")  # read only: a newer release's outbox is not touched
+    if found is not None and found > OUTBOX_FORMAT:
+        return _fail("outbox", *format_problem(directory / "outbox.db", found))
     moved = quarantined_files(directory / "outbox.db")
     if moved:
         when = dt.datetime.fromtimestamp(max(m.stat().st_mtime for m in moved), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -376,7 +380,8 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
     need = max(0, max_mb * 1024 * 1024 - used)
     items = _outbox_items(files[0]) if files[0].exists() else 0
     items_text = "unknown items" if items is None else f"{items} queued"
-    size = f"{used / 1e6:.1f} MB used, {items_text}, {free / 1e6:.0f} MB free"
+    version = {None: "", 0: f", format 0 (stamped {OUTBOX_FORMAT} at the next start)"}.get(found, f", format {found}")
+    size = f"{used / 1e6:.1f} MB used, {items_text}{version}, {free / 1e6:.0f} MB free"
     if free < need:
         return _fail("outbox", f"outbox {directory}: {size}, but outbox.max_mb={max_mb} needs {need / 1e6:.0f} MB more", fix_space)
     return Check("outbox", True, f"outbox {directory} writable: {size}")
