@@ -427,6 +427,20 @@ def check_port(host: str, port: int, bundle: Path | None = None, timeout: float 
     return Check("port", True, f"{target}:{port} completes {version} with this device's certificate (fp {fp[:12]}…)")
 
 
+def check_ports(cfg: EdgeConfig) -> Check:
+    """The configured ports (server.port, web.port, metrics.port) are free or held by this device's edge-agent
+    (edge_agent/site/ports.py); held by another program, or not usable at all, fails naming the port and its key."""
+    from edge_agent.site.ports import check_ports as port_findings
+
+    found = port_findings(cfg)
+    if not found:
+        return Check("ports", True, "not checked: no fixed port configured (server.port = 0)")
+    bad = [f for f in found if not f.ok]
+    if bad:
+        return _fail("ports", "; ".join(f.message for f in bad), "; ".join(dict.fromkeys(f.fix for f in bad)))
+    return Check("ports", True, ", ".join(f.message for f in found))
+
+
 def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequence[str] | None = None) -> Check:
     """Browse ``_edge-agent._tcp.local.`` for this device's instance."""
     try:
@@ -538,7 +552,7 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
 
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port", "mdns", "cpu")
 
 
 def _start_check(name: str, cfg: EdgeConfig) -> Check:
@@ -575,6 +589,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
         "pipeline": lambda: check_pipeline(cfg.metrics.port if cfg.metrics.enabled else None),
+        "ports": lambda: check_ports(cfg),
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
         "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
         "cpu": lambda: check_cpu(cfg),
