@@ -8,6 +8,11 @@ without a traceback; the daemon logs it and stays up.
 
 from __future__ import annotations
 
+# Exit status of a start refusal that retrying cannot fix (sysexits' EX_CONFIG): the unit's
+# RestartPreventExitStatus= names it, so systemd does not restart-loop on it. Only for refusals that stay true
+# until IT acts (e.g. an outbox written by a newer release); never a busy port, a missing device or a full disk.
+EXIT_NOT_RESTARTABLE = 78
+
 
 class EdgeAgentError(Exception):
     """An error with a one-line, actionable message for the user."""

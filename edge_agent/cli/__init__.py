@@ -143,7 +143,7 @@ def doctor(
     json_out: Annotated[bool, typer.Option("--json", help="JSON for fleet tools")] = False,
     skip: Annotated[Optional[list[str]], typer.Option("--skip", help="check to skip (repeatable), e.g. audio")] = None,
 ) -> None:
-    """Check the device: audio, models, certificates, presence, gpio, population, web, clock, outbox, port, mDNS, CPU. One line each."""
+    """Check the device: audio, models, certificates, presence, gpio, population, web, clock, outbox, ports, port, mDNS, CPU. One line each."""
     import os
 
     from edge_agent.device.config import load_config

@@ -30,18 +30,33 @@ def serve(
 
 @device_app.command("qr")
 def qr(
-    site: Annotated[str, typer.Option(help="https origin of the phone web app, e.g. https://phones.clinic.example:8443")],
-    address: Annotated[str, typer.Option(help="the device's browser endpoint, https://HOST:PORT (config web.port)")],
-    room: Annotated[str, typer.Option(help="room label (as in the device config)")],
-    bundle: Annotated[Optional[Path], typer.Option(help="device bundle (to read its certificate fingerprint)")] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="device config the QR code is read from (default /etc/edge-agent/config.toml, "
+                                                   "as serve; EDGE_AGENT_* env overrides): web.allowed_origin, web.port, server.room, server.bundle")] = None,
+    site: Annotated[Optional[str], typer.Option(help="https origin of the phone web app (default: config web.allowed_origin)")] = None,
+    address: Annotated[Optional[str], typer.Option(help="the device's browser endpoint, https://HOST:PORT (default: a name in the device "
+                                                   "certificate and config web.port)")] = None,
+    host: Annotated[Optional[str], typer.Option(help="the name or IP phones reach this device at, one the certificate names "
+                                                "(default: server.host, else the certificate's first name)")] = None,
+    room: Annotated[Optional[str], typer.Option(help="room label (default: config server.room)")] = None,
+    bundle: Annotated[Optional[Path], typer.Option(help="device bundle, to read its certificate fingerprint (default: config server.bundle)")] = None,
     fingerprint: Annotated[Optional[str], typer.Option(help="device certificate SHA-256, if the bundle is not at hand")] = None,
     png: Annotated[Optional[Path], typer.Option(help="also write a printable PNG of the QR code here")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="JSON instead of the QR code")] = False,
 ) -> None:
-    """Print the room's join link and QR code (address + certificate fingerprint + room) for phones."""
-    from edge_agent.device.web.qr import join_code, qr_png, qr_text
+    """Print the room's join link and QR code (address + certificate fingerprint + room) for phones, from the device config."""
+    import os
 
-    code = join_code(site, address, room, bundle, fingerprint)
+    from edge_agent.device.config import load_config, parse_config
+    from edge_agent.device.web.qr import join_code, qr_png, qr_text
+    from edge_agent.device.web.qr_config import qr_parameters
+    from edge_agent.errors import EdgeAgentError
+
+    if host is not None and address is not None:
+        raise EdgeAgentError("give --address or --host, not both (--host picks the name inside the address)")
+    complete = None not in (site, address, room) and (bundle is not None or fingerprint is not None)
+    cfg = parse_config({}) if complete and config is None else load_config(config, os.environ)  # every part given: no config needed
+    p = qr_parameters(cfg, site=site, address=address, room=room, host=host, bundle=bundle, fingerprint=fingerprint)
+    code = join_code(p.site, p.address, p.room, p.bundle, p.fingerprint)
     if png is not None:
         qr_png(code.link, png)
     if json_out:

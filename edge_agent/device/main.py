@@ -36,6 +36,7 @@ from edge_agent.device.ops.observed_source import Indicator, ObservedSource
 from edge_agent.device.ops.signals import ConfigReloader, SignalHandlers
 from edge_agent.device.ops.watched_calls import watch_model_calls
 from edge_agent.device.outbox import Outbox
+from edge_agent.device.outbox import check_format as check_outbox_format
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.presence import Presence, RoomCodes, load_allow_list
 from edge_agent.device.session import TranscriptionSession
@@ -275,6 +276,7 @@ def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
 async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
     configure_logging(cfg.logging.level, cfg.logging.json)
     check_production(cfg)
+    check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
     notifier = SystemdNotifier()
     registry = Registry()
     capture_beat = Heartbeat("capture", max_age_s=10.0)

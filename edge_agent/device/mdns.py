@@ -19,11 +19,12 @@ from zeroconf import InterfaceChoice, IPVersion
 from zeroconf.asyncio import AsyncServiceInfo, AsyncZeroconf
 
 from edge_agent.errors import ConfigError
+from edge_agent.protocol import PROTOCOL_VERSION as _PROTOCOL
 
 log = logging.getLogger(__name__)
 
 SERVICE_TYPE = "_edge-agent._tcp.local."
-PROTOCOL_VERSION = "1"
+PROTOCOL_VERSION = str(_PROTOCOL)  # TXT "v": the device's protocol version (edge_agent.protocol)
 TXT_KEYS = ("v", "room", "fp")
 
 

@@ -19,6 +19,13 @@ or a 0-byte one is never left to keep the room down. It is renamed, with its
 again), a fresh outbox (new ``outbox_id``) is started, and the move is reported
 in :attr:`Outbox.quarantined` for the logs, the metrics and ``doctor``.
 
+Format version: ``PRAGMA user_version`` is the outbox format, :data:`OUTBOX_FORMAT` (1). It is set when an
+outbox is created; an existing outbox without one (0, from before versions were written) is today's format
+and is stamped 1. Formats only go forward: an outbox written by a newer release (a higher number) is
+refused at open with :class:`OutboxFormatError` (exit 78, which the unit does not restart on), and nothing
+is written to it, not even the -wal/-shm files, so rolling forward again finds it intact
+(docs/operations.md, "Updating and rolling back").
+
 Space for acknowledgements: every write first checks that the filesystem
 (plus the database's own free pages) keeps :data:`ACK_RESERVE_BYTES` free
 after it, and the WAL is checkpointed after each commit so it is reused from
@@ -37,9 +44,10 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from edge_agent.crypto.seal import Envelope
-from edge_agent.errors import EdgeAgentError
+from edge_agent.errors import EXIT_NOT_RESTARTABLE, EdgeAgentError
 
 DAY_S = 86400.0
 SQLITE_FULL = 13
@@ -47,6 +55,8 @@ SQLITE_FULL = 13
 # report that would eat into it is refused as "disk full" and held in memory instead.
 ACK_RESERVE_BYTES = 64 * 1024
 QUARANTINE_PREFIX = "corrupt-"
+OUTBOX_FORMAT = 1  # PRAGMA user_version this release writes and reads (forward-only; see the module docstring)
+_SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 class OutboxError(EdgeAgentError):
@@ -59,6 +69,63 @@ class OutboxFullError(OutboxError):
 
 class OutboxDiskFullError(OutboxError):
     """The disk holding the outbox is full."""
+
+
+class OutboxFormatError(OutboxError):
+    """The outbox was written by a newer release: this one cannot read it, and a retry will not help."""
+
+    exit_code = EXIT_NOT_RESTARTABLE
+
+
+def format_problem(path: Path, found: int) -> tuple[str, str]:
+    """(what is wrong, what to do) when the outbox at ``path`` has a newer format than this release reads."""
+    return (f"the outbox at {path} was written by a newer edge-agent (format {found}); this release reads format {OUTBOX_FORMAT}",
+            "roll forward to that release, or move the outbox aside after delivering its reports "
+            "(docs/operations.md, \"Updating and rolling back\")")
+
+
+def format_refusal(path: Path, found: int) -> str:
+    """The one line the daemon exits with (doctor shows the same two halves as its message and fix)."""
+    what, fix = format_problem(path, found)
+    return f"{what}: {fix}"
+
+
+def outbox_format(path: Path) -> int | None:
+    """The format (``PRAGMA user_version``) of the outbox at ``path``, read without writing anything.
+
+    None when there is no database to read (missing, 0 bytes, not an SQLite file, unreadable): opening decides
+    what to do with those. Without a ``-wal`` next to it the file's own header is the whole truth and is read
+    as bytes, so not even SQLite's -wal/-shm files are created; with one (a daemon running, or a crash) a
+    read-only SQLite connection reads the version the WAL holds (it never checkpoints into the file).
+    """
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            header = fh.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        return None
+    if not Path(str(path) + "-wal").exists():
+        return int.from_bytes(header[60:64], "big", signed=True)
+    try:
+        con = sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=2.0)
+    except sqlite3.Error:
+        return None
+    try:
+        return int(con.execute("PRAGMA user_version").fetchone()[0])
+    except sqlite3.Error:
+        return None
+    finally:
+        con.close()
+
+
+def check_format(path: Path) -> int | None:
+    """:func:`outbox_format`, refusing (:class:`OutboxFormatError`, nothing written) a format newer than this release's."""
+    found = outbox_format(path)
+    if found is not None and found > OUTBOX_FORMAT:
+        raise OutboxFormatError(format_refusal(Path(path), found))
+    return found
 
 
 @dataclass(frozen=True)
@@ -214,6 +281,8 @@ class Outbox:
             # SQLite would silently turn a 0-byte file into a new database: say so instead
             # (the old file may have been truncated: its reports are gone, the phones keep their cursors).
             raise _Damaged("empty file")
+        if size is not None:
+            check_format(self.path)  # a newer release's outbox: refused before anything here writes to it
         # Only the daemon's user may read even the ciphertext (metadata is still metadata).
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         os.close(fd)
@@ -229,14 +298,19 @@ class Outbox:
                 tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
                 if tables and not {"items", "meta"} <= tables:
                     raise _Damaged("not an outbox database")
+            version = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if version > OUTBOX_FORMAT:  # written since the check above (another process): still refused, unchanged
+                raise OutboxFormatError(format_refusal(self.path, version))
             db.executescript(_SCHEMA)
+            if version < OUTBOX_FORMAT:  # new, or today's format from before versions were written: stamp it
+                db.execute(f"PRAGMA user_version = {OUTBOX_FORMAT}")
             # A random id per database: if the outbox is ever recreated, ids restart, and
             # phones must not resume from a cursor of the old one (they key cursors by it).
             db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('outbox_id', ?)", (secrets.token_hex(8),))
             self.outbox_id = str(db.execute("SELECT value FROM meta WHERE key='outbox_id'").fetchone()[0])
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return db
-        except _Damaged:
+        except (_Damaged, OutboxFormatError):
             db.close()
             raise
         except sqlite3.DatabaseError as exc:

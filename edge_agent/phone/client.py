@@ -8,6 +8,8 @@ never one learned from mDNS, which anyone on the network can answer), and not
 be revoked by the newest site CRL the phone holds. The phone learns newer CRLs
 from every device it talks to (``DeviceInfo.crl``, CA-signed, only ever
 replaced by a higher CRL number) and refuses to work without a current one.
+A device whose ``DeviceInfo.protocol_version`` this client does not understand
+is refused before any other call (:mod:`edge_agent.protocol`).
 
 Fingerprint check: gRPC Python exposes no peer certificate on the client side,
 so we complete one TLS handshake with :mod:`ssl` (same CA, same client cert)
@@ -39,6 +41,7 @@ from edge_agent.feedback.quality import empty_report_text, quality_notes
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
+from edge_agent.protocol import compatibility
 
 ENROLL_CHUNK_BYTES = 32 * 1024
 REPORT_SEQ = 1  # the sequence number a visit's coaching report is sealed under (population records use 0)
@@ -213,6 +216,15 @@ def _check_over_mtls(keys: ClinicianKeys, channel: grpc.Channel, device: Verifie
                           "connect to another room device or ask IT (edge-agent phone crl)")
     if device.serial in crl.revoked:
         raise ClientError("this device's certificate has been revoked by the site; do not use it, tell IT")
+    check_protocol(info)
+
+
+def check_protocol(info: agent_pb2.DeviceInfo) -> None:
+    """The device's protocol version against the range this client understands (edge_agent.protocol): before any
+    other call, a device this client would misunderstand is refused in one line that says what to update."""
+    compat = compatibility(info.protocol_version)
+    if not compat.usable:
+        raise ClientError(compat.reason)
 
 
 def _rpc_error(exc: grpc.RpcError) -> ClientError:

@@ -58,8 +58,11 @@ def phone_install(key_file: str | Path, certificate: str | Path, ca_fingerprint:
 def phone_discover(timeout: float = 3.0) -> list[dict[str, Any]]:
     from edge_agent.phone.discover import discover
 
+    # usable/reason: the protocol rule (edge_agent.protocol) on the advertised version, so IT and clinicians see
+    # which rooms this client cannot use (and what to update) before trying one
     return [
-        {"room": d.room, "address": f"{d.addresses[0]}:{d.port}" if d.addresses else "", "fingerprint": d.fingerprint, "version": d.version}
+        {"room": d.room, "address": f"{d.addresses[0]}:{d.port}" if d.addresses else "", "fingerprint": d.fingerprint, "version": d.version,
+         "usable": d.usable, "reason": d.reason}
         for d in discover(timeout)
     ]
 

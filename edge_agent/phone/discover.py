@@ -12,6 +12,7 @@ from zeroconf import InterfaceChoice, IPVersion, ServiceBrowser, ServiceListener
 from edge_agent.device.mdns import SERVICE_TYPE
 from edge_agent.phone.client import Target
 from edge_agent.phone.keys import ClientError
+from edge_agent.protocol import Compatibility, compatibility
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,20 @@ class DiscoveredDevice:
     fingerprint: str
     port: int
     addresses: tuple[str, ...]
+
+    @property
+    def compatibility(self) -> Compatibility:
+        """The protocol rule (edge_agent.protocol) on the advertised ``v``: a hint for the list only (mDNS is
+        unauthenticated); the decision is made again on the device's own answer over mutual TLS."""
+        return compatibility(self.version)
+
+    @property
+    def usable(self) -> bool:
+        return self.compatibility.usable
+
+    @property
+    def reason(self) -> str:
+        return self.compatibility.reason
 
     def target(self, room: str | None = None, fingerprint: str | None = None) -> Target:
         """Where to connect. The advertised ``room`` and ``fp`` are unauthenticated (anyone on the network

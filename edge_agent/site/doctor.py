@@ -321,7 +321,8 @@ def check_pipeline(metrics_port: int | None) -> Check:
 def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
     """The outbox directory exists, takes a write+fsync, and has room for the configured maximum.
 
-    Also fails while a quarantined (damaged) outbox lies next to it, and, when the daemon's
+    Also fails on an outbox written by a newer release (its format, read without writing), while a quarantined
+    (damaged) outbox lies next to it, and, when the daemon's
     metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
     """
     fix_space = f"free space on the filesystem of {directory} or lower outbox.max_mb"
@@ -329,8 +330,11 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
         return _fail("outbox", f"outbox.path {directory} is a file, not a directory", "set outbox.path to the directory that holds outbox.db")
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
-    from edge_agent.device.outbox import quarantined_files
+    from edge_agent.device.outbox import OUTBOX_FORMAT, format_problem, outbox_format, quarantined_files
 
+    found = outbox_format(directory / "outbox.db")  # read only: a newer release's outbox is not touched
+    if found is not None and found > OUTBOX_FORMAT:
+        return _fail("outbox", *format_problem(directory / "outbox.db", found))
     moved = quarantined_files(directory / "outbox.db")
     if moved:
         when = dt.datetime.fromtimestamp(max(m.stat().st_mtime for m in moved), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -376,7 +380,8 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
     need = max(0, max_mb * 1024 * 1024 - used)
     items = _outbox_items(files[0]) if files[0].exists() else 0
     items_text = "unknown items" if items is None else f"{items} queued"
-    size = f"{used / 1e6:.1f} MB used, {items_text}, {free / 1e6:.0f} MB free"
+    version = {None: "", 0: f", format 0 (stamped {OUTBOX_FORMAT} at the next start)"}.get(found, f", format {found}")
+    size = f"{used / 1e6:.1f} MB used, {items_text}{version}, {free / 1e6:.0f} MB free"
     if free < need:
         return _fail("outbox", f"outbox {directory}: {size}, but outbox.max_mb={max_mb} needs {need / 1e6:.0f} MB more", fix_space)
     return Check("outbox", True, f"outbox {directory} writable: {size}")
@@ -420,6 +425,20 @@ def check_port(host: str, port: int, bundle: Path | None = None, timeout: float 
     if fp != loaded.fingerprint:
         return _fail("port", f"{target}:{port} serves a different certificate (fp {fp[:12]}…)", "restart edge-agent after provisioning, or free the port")
     return Check("port", True, f"{target}:{port} completes {version} with this device's certificate (fp {fp[:12]}…)")
+
+
+def check_ports(cfg: EdgeConfig) -> Check:
+    """The configured ports (server.port, web.port, metrics.port) are free or held by this device's edge-agent
+    (edge_agent/site/ports.py); held by another program, or not usable at all, fails naming the port and its key."""
+    from edge_agent.site.ports import check_ports as port_findings
+
+    found = port_findings(cfg)
+    if not found:
+        return Check("ports", True, "not checked: no fixed port configured (server.port = 0)")
+    bad = [f for f in found if not f.ok]
+    if bad:
+        return _fail("ports", "; ".join(f.message for f in bad), "; ".join(dict.fromkeys(f.fix for f in bad)))
+    return Check("ports", True, ", ".join(f.message for f in found))
 
 
 def check_mdns(fingerprint: str | None, timeout: float = 3.0, interfaces: Sequence[str] | None = None) -> Check:
@@ -533,7 +552,7 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
 
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port", "mdns", "cpu")
 
 
 def _start_check(name: str, cfg: EdgeConfig) -> Check:
@@ -570,6 +589,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "clock": lambda: check_clock(bundle=server.bundle if server.bundle.exists() else None),
         "outbox": lambda: check_outbox(cfg.outbox.path, cfg.outbox.max_mb, cfg.metrics.port if cfg.metrics.enabled else None),
         "pipeline": lambda: check_pipeline(cfg.metrics.port if cfg.metrics.enabled else None),
+        "ports": lambda: check_ports(cfg),
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
         "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
         "cpu": lambda: check_cpu(cfg),

@@ -481,6 +481,33 @@ def test_a_device_revoked_after_sign_in_is_refused_before_capture(env, browser: 
         device.stop()
 
 
+def test_a_device_of_a_newer_protocol_is_refused_with_update_the_app(env, browser: Browser, tmp_path: Path) -> None:
+    """A room device updated past the app (DeviceInfo.protocol_version above what compat.js understands): joining
+    it is refused with one line saying to update the app (the room is not joined, nothing can start on it); back in
+    range, the same room joins."""
+    from edge_agent.protocol import PROTOCOL_VERSION
+
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "d", site.origin)
+    service = device.server.agent_service
+    assert service is not None
+    service.protocol_version = PROTOCOL_VERSION + 1
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin))
+        status = browser.wait_status("update the app")
+        assert f"protocol {PROTOCOL_VERSION + 1}" in status and "\n" not in status, status
+        assert browser.driver.execute_script("return document.getElementById('status').className") == "status error"
+        assert browser.driver.execute_script("return !document.getElementById('start')")  # not joined: no start button
+        visits = device.server.visits
+        assert visits is not None and not visits.active and device.server.runner.contexts == []
+        service.protocol_version = PROTOCOL_VERSION
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+    finally:
+        device.stop()
+
+
 def test_trust_pinned_site_ca_crl_and_device_certificate(env, browser: Browser, tmp_path: Path) -> None:
     """Parity with the Python phone: the site CA pinned at enrolment, the site CRL (verified in the browser with
     WebCrypto) refusing a revoked device, the room and role read from the device certificate; sign-ins rate-limited."""

@@ -181,4 +181,6 @@ def test_visit_through_the_sandboxed_daemon_and_clean_journal(live: dict) -> Non
 def test_doctor_against_the_live_service(live: dict) -> None:
     checks = {c["name"]: c for c in live["doctor"]["checks"]}
     assert checks["port"]["ok"], checks["port"]  # serves this device's certificate over TLS
+    # the running daemon holding its own ports (gRPC, metrics) is not a conflict
+    assert checks["ports"]["ok"] and "held by this device's edge-agent" in checks["ports"]["message"], checks["ports"]
     assert checks["outbox"]["ok"], checks["outbox"]  # and it read the daemon's metrics: nothing held

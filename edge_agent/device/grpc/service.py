@@ -31,11 +31,11 @@ from edge_agent.hardening import REGIONS, LockedRegion, zero_bytes
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from edge_agent.protocol import PROTOCOL_VERSION
 from edge_agent.speakers.enrol import EnrolmentError, Voiceprint
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
 
 MAX_VOICEPRINT_BYTES = 16 * 1024
 MAX_VOICEPRINT_VALUES = 4096
@@ -138,6 +138,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         self._metrics = metrics
         # the speaker model the runner attributes with (the enroller shares its encoder); "" = unknown
         self.speaker_model = str(getattr(enroller, "model_id", "") or "")
+        self.protocol_version = PROTOCOL_VERSION  # what GetDeviceInfo states (edge_agent.protocol; tests set another)
         self.presence = presence or Presence(None)  # no room code: phones start only by claim + button
         self._room = room
         self._auth = auth
@@ -162,7 +163,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             caps.append("button")
         crl = self._auth.crl
         return agent_pb2.DeviceInfo(
-            protocol_version=PROTOCOL_VERSION, room=self._room, capabilities=caps,
+            protocol_version=self.protocol_version, room=self._room, capabilities=caps,
             software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
             crl=crl.pem if crl is not None else b"",
         )

@@ -285,14 +285,16 @@ def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) ->
     )
     checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
     by_name = {c.name: c for c in checks}
-    assert list(by_name) == ["models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "port", "mdns"]
+    assert list(by_name) == ["models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port",
+                             "mdns"]
     assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok and by_name["pipeline"].ok
+    assert by_name["ports"].ok and "free" in by_name["ports"].message  # the daemon is not running: its port is free
     assert not by_name["port"].ok
     assert doctor.exit_code(checks) == 1
     data = json.loads(doctor.render_json(checks))
     assert data["ok"] is False and {c["name"] for c in data["checks"]} == set(by_name)
     lines = doctor.render_text(checks).splitlines()
-    assert len(lines) == len(checks) and lines[9].startswith("FAIL port") and "fix:" in lines[9]
+    assert len(lines) == len(checks) and lines[10].startswith("FAIL port ") and "fix:" in lines[10]
     with pytest.raises(Exception, match="unknown doctor check"):
         doctor.run_doctor(cfg, skip=("dns",))
 
@@ -511,7 +513,7 @@ RO_SCRIPT = textwrap.dedent(
     conf = Path(sys.argv[2])
     conf.write_text(f'[outbox]\\npath = "{sys.argv[3]}"\\n')
     (check,) = run_doctor(load_config(conf, env={}), skip=[n for n in ("audio", "models", "certificates", "presence", "gpio",
-                          "population", "web", "clock", "pipeline", "port", "mdns", "cpu")])
+                          "population", "web", "clock", "pipeline", "ports", "port", "mdns", "cpu")])
     print(json.dumps(check.__dict__))
     """
 )

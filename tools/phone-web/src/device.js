@@ -1,4 +1,5 @@
 // A room device, joined from its QR code, and the signed-in session to it.
+import { deviceCompatibility } from "./compat.js";
 import { concat, parseCertificate } from "./der.js";
 import { PolicyBlocked, RpcError, serverStream, Status, unary } from "./grpcweb.js";
 import { hex, sha256, sign, verifySignedBy } from "./keys.js";
@@ -94,6 +95,9 @@ export class DeviceSession {
     await this.revocations.offerPem(info.crl);
     await this.revocations.requireCurrent();
     if (await this.revocations.isRevoked(cert.serial)) throw new UserError(REVOKED);
+    // a device this app would misunderstand is refused before any other call: which side to update (compat.js)
+    const compat = deviceCompatibility(info.protocol_version);
+    if (!compat.usable) throw new UserError(compat.message);
     this.certificate = cert;
     this.deviceInfo = info;
     this.token = login.token;
