@@ -135,7 +135,7 @@ def serve(
     """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
     from edge_agent.device.main import serve as run_serve
 
-    run_serve(config, replay)
+    raise typer.Exit(run_serve(config, replay))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
 
 
 @app.command()
