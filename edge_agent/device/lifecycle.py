@@ -41,7 +41,7 @@ from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, DEFAULT_SHUTDOWN_GRAC
 from edge_agent.device.lost import mount_point, reason_of, report_lost
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
-from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
+from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.feedback.quotes import enforce_quote_policy
@@ -413,27 +413,25 @@ class VisitManager:
                 cursor = await asyncio.to_thread(self._outbox.put, clinician, env)
             except OutboxError as exc:
                 why = str(exc)
-                disk = isinstance(exc, OutboxDiskFullError)
                 self._refusal = exc
             else:
                 async with self.queued:
                     self.queued.notify_all()
                 return cursor
         else:
-            why, disk = "earlier reports are still waiting for space in the outbox", True
+            why = "earlier reports are still waiting for space in the outbox"
         held = self._held.add(clinician, env)
         if held is None:
             # Over the memory bound as well: the one place a report can be lost. Counted and logged.
             if self._metrics is not None:
                 self._metrics.inc("edge_agent_reports_dropped_total", reason="held_full")
-            log.debug("the memory hold is full: %d reports (%d bytes) already wait", len(self._held), self._held.nbytes)
             # one LOST line, and a note: the journal rotates and the count resets at a restart, doctor keeps failing
             await asyncio.to_thread(report_lost, self._outbox.path.parent, 1, self._refusal, "running")
             raise VisitError("outbox", f"{why}; the device's memory for waiting reports is full too, so this report "
                                        "could not be kept; tell IT to free space on the device") from None
         if len(self._held) == 1:
             log.warning("outbox refused a sealed report (%s): holding it in memory and retrying with back-off; "
-                        "free space on %s", "disk full" if disk else "outbox full", self._outbox.path.parent)
+                        "free space on %s", Safe(reason_of(self._refusal)), self._outbox.path.parent)
         else:
             log.debug("another sealed report held in memory (%d held)", len(self._held))
         self._record_held()
@@ -544,4 +542,5 @@ class VisitManager:
             try:
                 await self.stop(None, None, "shutdown")
             except VisitError as exc:
-                log.warning("stop at shutdown failed: %s", exc)
+                if exc.kind != "outbox":  # "outbox": the report is held; the hold's own lines, then close(), say the rest
+                    log.warning("stop at shutdown failed: %s", exc)

@@ -99,15 +99,19 @@ def _fsync_dir(directory: Path) -> None:
 
 
 def report_lost(directory: Path, count: int, exc: BaseException | None, at: str) -> None:
-    """Exactly one LOST line for ``count`` reports the daemon could not keep, and the note for doctor."""
+    """Exactly one LOST line for ``count`` reports the daemon could not keep, and the note for doctor.
+
+    ``at``: "exit" (the shutdown grace ran out) or "running" (the memory hold for refused reports was full).
+    """
     reason = reason_of(exc)
     failed = append_note(directory, count, reason, at)
+    why = reason if at == "exit" else f"{reason}, and the memory for waiting reports is full"
     if failed is None:
         noted = Safe(f"noted in {NOTE_NAME} there; edge-agent doctor fails until IT deletes it")
     else:
         noted = Safe(f"the note {NOTE_NAME} could not be written there either ({failed}): record this loss by hand")
     log.error("LOST: %d sealed report(s) could not be written to %s: %s; %s — the visit feedback is gone; %s",
-              count, Path(directory), Safe(reason), Safe(_fix(reason, directory)), noted)
+              count, Path(directory), Safe(why), Safe(_fix(reason, directory)), noted)
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,8 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
             return fb
 
     def serve(max_held: int, runner: RecordingRunner) -> tuple[BackgroundServer, phone.Target]:
-        cfg = server_config(pki, tmp_path / f"data{max_held}", outbox=OutboxConfig(max_items=1), max_held_bytes=max_held)
+        cfg = server_config(pki, tmp_path / f"data{max_held}", outbox=OutboxConfig(max_items=1), max_held_bytes=max_held,
+                            shutdown_grace_s=0)  # what is held at the end is not this test's subject
         server = EdgeAgentServer(cfg, runner, SpectralVoiceEnroller(), metrics=registry)
         bg = BackgroundServer(server)
         bg.start()
