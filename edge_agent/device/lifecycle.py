@@ -505,7 +505,7 @@ class VisitManager:
                 pass
         if self._held:
             await self._retry_for(self.shutdown_grace_s)
-        count, size = self._held.drop_all()
+        count, _size = self._held.drop_all()
         if count and self._metrics is not None:
             self._metrics.inc("edge_agent_reports_dropped_total", count, reason="exit")
         self._record_held()
