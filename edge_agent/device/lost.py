@@ -8,8 +8,10 @@ fails until IT acknowledges it by deleting the note: the journal rotates, metric
 reset at a restart, and the daemon that knew about the loss has exited.
 
 Neither the line nor the note holds a clinician id, a visit id or any report text:
-a count, a reason from a closed vocabulary, and the time (which the journal's own
-timestamp on the LOST line gives anyway).
+a count, a reason from a closed vocabulary, and the UTC day. Only the day: the note
+lies in the state directory, which keeps no time of day (a stop often follows a visit,
+and times on disk would add up to the room's schedule; see the outbox's ``created``).
+The journal's LOST line has the minute for IT.
 """
 
 from __future__ import annotations
@@ -67,8 +69,8 @@ def append_note(directory: Path, count: int, reason: str, at: str, now: float | 
     The file may be left empty when the disk has room for its inode but not its data: doctor still
     fails on an empty note (count unknown), which is better than no note.
     """
-    stamp = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc)
-    line = json.dumps({"time": stamp.strftime("%Y-%m-%dT%H:%M:%SZ"), "count": count, "reason": reason, "at": at}) + "\n"
+    day = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.timezone.utc).strftime("%Y-%m-%d")
+    line = json.dumps({"time": day, "count": count, "reason": reason, "at": at}) + "\n"
     path = Path(directory) / NOTE_NAME
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -121,12 +123,12 @@ class LostNote:
     path: Path
     count: int | None
     reasons: tuple[str, ...]
-    last: str  # "YYYY-MM-DD HH:MM UTC" of the latest entry, "" if none could be read
+    last: str  # UTC day (YYYY-MM-DD) of the latest entry, "" if none could be read
 
     def describe(self) -> str:
         how_many = "sealed reports (count unreadable)" if self.count is None else f"{self.count} sealed report(s)"
         why = ", ".join(self.reasons) or "reason unreadable"
-        when = f", last {self.last}" if self.last else ""
+        when = f", last on {self.last} UTC" if self.last else ""
         return f"{how_many} could not be written and are gone ({why}{when}): the clinicians never get that visit feedback"
 
 
@@ -156,5 +158,4 @@ def read_note(directory: Path) -> LostNote | None:
         last = max(last, stamp)
     if not text.strip():
         total = None  # created, but the disk had no room for the line
-    shown = last.replace("T", " ")[:16] + " UTC" if last else ""
-    return LostNote(path, total, tuple(reasons), shown)
+    return LostNote(path, total, tuple(reasons), last[:10])
