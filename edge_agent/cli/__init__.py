@@ -12,6 +12,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from edge_agent.cli.output import drop_output, reader_gone
 from edge_agent.errors import EdgeAgentError
 
 app = typer.Typer(
@@ -134,7 +135,7 @@ def serve(
     """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
     from edge_agent.device.main import serve as run_serve
 
-    run_serve(config, replay)
+    raise typer.Exit(run_serve(config, replay))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
 
 
 @app.command()
@@ -344,19 +345,18 @@ def _command_path(args: list[str]) -> str:
 _OUTPUT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO)
 
 
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null: what is still buffered would fail again at exit ('Exception ignored' and a trace)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        try:
-            os.dup2(devnull, sys.stdout.fileno())
-        finally:
-            os.close(devnull)
-    except (OSError, ValueError):
-        pass
-
-
 def main() -> None:
+    """The console script. ``| head -1``: a reader that goes away ends any command quietly with 0 (cli/output.py)."""
+    try:
+        _main()
+    except (SystemExit, BrokenPipeError) as exc:  # BrokenPipeError here: stderr too was the closed pipe (2>&1 | head)
+        if not reader_gone(exc):
+            raise
+        drop_output()
+        sys.exit(0)
+
+
+def _main() -> None:
     debug = bool(os.environ.get("EDGE_AGENT_DEBUG"))
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
@@ -381,7 +381,14 @@ def main() -> None:
             sys.exit(getattr(exc, "exit_code", 2))
         if code == 130:  # typer turns Ctrl-C into a silent exit 130
             raise KeyboardInterrupt
+        try:
+            sys.stdout.flush()  # a reader gone before the last buffered line shows here, not as a trace at exit
+        except BrokenPipeError:
+            drop_output()  # the command finished: its own status stands (a reader leaving is not a failure)
         sys.exit(code if isinstance(code, int) else 0)
+    except BrokenPipeError:  # stdout's reader went away (`| head -1`): its choice, not an error
+        drop_output()
+        sys.exit(0)
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -393,7 +400,7 @@ def main() -> None:
             raise
         if isinstance(exc, OSError) and not exc.filename and exc.errno in _OUTPUT_ERRNOS:
             # the only unnamed file a command writes is its output (`> result.jsonl` on a full disk)
-            _drop_stdout()
+            drop_output()
             print(f"edge-agent: cannot write the output ({exc.strerror}); free space where it goes, or send it elsewhere",
                   file=sys.stderr)
             sys.exit(2)

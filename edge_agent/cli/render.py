@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from rich.live import Live
 from rich.text import Text
 
 from edge_agent.asr.events import FinalTranscript, PartialTranscript, PipelineEvent, SegmentDiscarded, SpeakerRelabel
+from edge_agent.cli.output import drop_output
 
 SPEAKER_STYLES = {"clinician": "bold cyan", "patient": "bold magenta", "other": "bold yellow", "unknown": "bold white"}
 
@@ -53,14 +53,7 @@ class JsonLinesSink:
                 self.closed = True
                 if not isinstance(exc, BrokenPipeError):
                     self.write_error = exc
-                try:  # what is still buffered must not fail again when the interpreter flushes stdout at exit
-                    devnull = os.open(os.devnull, os.O_WRONLY)
-                    try:
-                        os.dup2(devnull, self.out.fileno())
-                    finally:
-                        os.close(devnull)  # dup2 made the copy; this descriptor would stay open for good
-                except (OSError, ValueError):
-                    pass
+                drop_output(self.out)  # what is still buffered must not fail again when the interpreter flushes at exit
                 if self.on_closed is not None:
                     self.on_closed()
 

@@ -47,6 +47,7 @@ from typing import Any
 from edge_agent.asr.backend import AsrConfig
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.vad import ENGINES, VadConfig
+from edge_agent.device.held import DEFAULT_SHUTDOWN_GRACE_S, MAX_SHUTDOWN_GRACE_S
 from edge_agent.device.outbox import DAY_S, OutboxConfig
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.errors import ConfigError
@@ -143,6 +144,15 @@ class OutboxSettings:
         default=14.0, metadata=_doc("undelivered reports are deleted this long after they were queued (a changed value applies to the reports already queued too)", min=0.01, max=365, live=True)
     )
     max_mb: int = field(default=64, metadata=_doc("outbox size limit; new reports are refused beyond it", min=1, max=65536))
+    shutdown_grace_s: float = field(
+        default=DEFAULT_SHUTDOWN_GRACE_S,
+        metadata=_doc(
+            "at stop, sealed reports the outbox refuses (disk full) are retried every second for this long, so space IT "
+            "frees meanwhile keeps them; then they are lost: one LOST line, a reports-lost note for doctor, exit status 74. "
+            "Kept under the unit's TimeoutStopSec (90 s), which also covers finishing the visit",
+            min=0, max=MAX_SHUTDOWN_GRACE_S, live=True,
+        ),
+    )
 
     def outbox_config(self) -> OutboxConfig:
         """The server's :class:`OutboxConfig` for these settings."""

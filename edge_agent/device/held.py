@@ -24,6 +24,12 @@ from edge_agent.hardening import zero_bytes
 DEFAULT_MAX_HELD_BYTES = 16 * 1024 * 1024  # ~4000 typical reports (4 KiB each)
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MAX_S = 60.0
+# At stop, held reports are retried this long before they are given up as lost (outbox.shutdown_grace_s): IT may
+# free space meanwhile. The maximum stays well under the unit's TimeoutStopSec, which also covers building the
+# running visit's report and the gRPC drain; past it systemd kills the daemon and the loss would go unreported.
+DEFAULT_SHUTDOWN_GRACE_S = 30.0
+MAX_SHUTDOWN_GRACE_S = 50.0
+SHUTDOWN_RETRY_S = 1.0  # how often, during that grace, the write is tried again
 
 
 @dataclass

@@ -37,9 +37,11 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from edge_agent.crypto import seal
-from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, HeldReports
+from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_RETRY_S, HeldReports
+from edge_agent.device.lost import mount_point, reason_of, report_lost
+from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
-from edge_agent.device.outbox import Outbox, OutboxDiskFullError, OutboxError
+from edge_agent.device.outbox import Outbox, OutboxError
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION
 from edge_agent.feedback.quotes import enforce_quote_policy
@@ -176,6 +178,7 @@ class VisitManager:
         contributor: Contributor | None = None,
         metrics: Registry | None = None,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S,
     ) -> None:
         self._runner = runner
         self._contributor = contributor
@@ -187,6 +190,8 @@ class VisitManager:
         self._active: _Active | None = None
         self._closing = False  # the daemon is stopping: no new visit may start
         self._held = HeldReports(max_held_bytes)  # sealed, outbox refused: kept in memory and retried
+        self.shutdown_grace_s = shutdown_grace_s  # live: read when the daemon stops
+        self._refusal: BaseException | None = None  # why the outbox last refused a write (the LOST line says it)
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._last_ack = 0.0
@@ -408,25 +413,25 @@ class VisitManager:
                 cursor = await asyncio.to_thread(self._outbox.put, clinician, env)
             except OutboxError as exc:
                 why = str(exc)
-                disk = isinstance(exc, OutboxDiskFullError)
+                self._refusal = exc
             else:
                 async with self.queued:
                     self.queued.notify_all()
                 return cursor
         else:
-            why, disk = "earlier reports are still waiting for space in the outbox", True
+            why = "earlier reports are still waiting for space in the outbox"
         held = self._held.add(clinician, env)
         if held is None:
             # Over the memory bound as well: the one place a report can be lost. Counted and logged.
             if self._metrics is not None:
                 self._metrics.inc("edge_agent_reports_dropped_total", reason="held_full")
-            log.error("a sealed report was dropped: the outbox refused it and %d reports (%d bytes) are already held in memory",
-                      len(self._held), self._held.nbytes)
+            # one LOST line, and a note: the journal rotates and the count resets at a restart, doctor keeps failing
+            await asyncio.to_thread(report_lost, self._outbox.path.parent, 1, self._refusal, "running")
             raise VisitError("outbox", f"{why}; the device's memory for waiting reports is full too, so this report "
                                        "could not be kept; tell IT to free space on the device") from None
         if len(self._held) == 1:
             log.warning("outbox refused a sealed report (%s): holding it in memory and retrying with back-off; "
-                        "free space on %s", "disk full" if disk else "outbox full", self._outbox.path.parent)
+                        "free space on %s", Safe(reason_of(self._refusal)), self._outbox.path.parent)
         else:
             log.debug("another sealed report held in memory (%d held)", len(self._held))
         self._record_held()
@@ -469,7 +474,8 @@ class VisitManager:
         while (held := self._held.first()) is not None:
             try:
                 await asyncio.to_thread(self._outbox.put, held.clinician, held.envelope, None, reserve)
-            except OutboxError:
+            except OutboxError as exc:
+                self._refusal = exc
                 self._held.failed()
                 break
             self._held.pop_written(held)
@@ -483,8 +489,14 @@ class VisitManager:
             log.info("all held reports are now in the outbox (the outbox refused writes for %.0f s)", lasted)
         return done
 
-    async def close(self) -> None:
-        """At exit: a last try to persist held reports (no ack can come now: no reserve), then count and zero the rest."""
+    async def close(self) -> tuple[int, BaseException | None]:
+        """At exit: retry held reports for ``shutdown_grace_s``, then count and zero the rest.
+
+        Returns (reports lost, the error that refused the last write); the caller reports the loss once the
+        outbox is closed (:func:`edge_agent.device.lost.report_lost`). No ack can come any more, so the writes
+        use no ack reserve. Retrying every second, not once: IT freeing space during ``systemctl stop`` is the
+        last chance to keep these reports, and a single try lost them to a disk that was full for seconds.
+        """
         if self._retry_task is not None:
             self._retry_task.cancel()
             try:
@@ -492,14 +504,31 @@ class VisitManager:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001
                 pass
         if self._held:
-            await self.retry_held(reserve=0)
-        count, size = self._held.drop_all()
-        if count:
-            if self._metrics is not None:
-                self._metrics.inc("edge_agent_reports_dropped_total", count, reason="exit")
-            log.error("%d sealed reports (%d bytes) could not be written to the outbox before exit and are lost; "
-                      "free space on %s", count, size, self._outbox.path.parent)
+            await self._retry_for(self.shutdown_grace_s)
+        count, _size = self._held.drop_all()
+        if count and self._metrics is not None:
+            self._metrics.inc("edge_agent_reports_dropped_total", count, reason="exit")
         self._record_held()
+        return count, self._refusal if count else None
+
+    async def _retry_for(self, grace_s: float) -> None:
+        """Write held reports (no reserve) every SHUTDOWN_RETRY_S until all are in or ``grace_s`` has passed."""
+        deadline = time.monotonic() + grace_s
+        announced = False
+        while self._held:
+            try:
+                await self.retry_held(reserve=0)
+            except Exception as exc:  # noqa: BLE001 - an unexpected error is one more refused write: keep trying, then report
+                self._refusal = exc
+            left = deadline - time.monotonic()
+            if not self._held or left <= 0:
+                return
+            if not announced:
+                announced = True
+                log.warning("stopping: %d sealed report(s) cannot be written to %s (%s); retrying every %g s for up to "
+                            "%.0f s before they are lost: free space on %s now", len(self._held), self._outbox.path.parent,
+                            Safe(reason_of(self._refusal)), SHUTDOWN_RETRY_S, left, mount_point(self._outbox.path.parent))
+            await asyncio.sleep(min(SHUTDOWN_RETRY_S, left))
 
     async def shutdown(self) -> None:
         """On daemon stop, a running visit is stopped normally so its report is not lost.
@@ -513,4 +542,5 @@ class VisitManager:
             try:
                 await self.stop(None, None, "shutdown")
             except VisitError as exc:
-                log.warning("stop at shutdown failed: %s", exc)
+                if exc.kind != "outbox":  # "outbox": the report is held; the hold's own lines, then close(), say the rest
+                    log.warning("stop at shutdown failed: %s", exc)

@@ -27,6 +27,7 @@ from edge_agent.crypto.errors import CertificateError
 from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
+from edge_agent.device.lost import EX_IOERR
 from edge_agent.device.ops.button_control import ManagerVisitControl
 from edge_agent.device.ops.gpio import RoomClaims, open_panel, pin_factory
 from edge_agent.device.ops.logs import configure_logging
@@ -120,6 +121,7 @@ class LiveTargets:
             self.runner.policy = replace(self.runner.policy, long_silence_s=cfg.server.long_silence_stop_minutes * 60)
         if "outbox" in sections:
             self.outbox.config = cfg.outbox.outbox_config()
+            self.visits.shutdown_grace_s = cfg.outbox.shutdown_grace_s
         if "gpio" in sections:
             self.claims.window_s = cfg.gpio.claim_window_s
         if reload_allowed and self.presence is not None:
@@ -180,6 +182,7 @@ def _server_config(cfg: EdgeConfig) -> ServerConfig:
         room_code_step_s=cfg.presence.code_step_s,
         allowed_clinicians=cfg.presence.allowed_clinicians,
         quotes=cfg.feedback.quotes,
+        shutdown_grace_s=cfg.outbox.shutdown_grace_s,
     )
 
 
@@ -273,7 +276,8 @@ def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
             "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
 
 
-async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
+async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
+    """Serve until SIGTERM; the exit status: 0, or EX_IOERR (74) when sealed reports were lost at stop."""
     configure_logging(cfg.logging.level, cfg.logging.json)
     check_production(cfg)
     check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
@@ -351,6 +355,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> None:
             await web.stop()
         await server.stop()
         notifier.close()
+    # the LOST line is already in the journal; the status makes `systemctl status` show the stop as failed too
+    return EX_IOERR if server.reports_lost else 0
 
 
 FAULT_ENV = "EDGE_AGENT_FAULT_INJECTION"
@@ -413,10 +419,10 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitMana
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 
-def serve(config_path: Path | None, replay: Path | None) -> None:
-    """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM."""
+def serve(config_path: Path | None, replay: Path | None) -> int:
+    """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM; the exit status."""
     try:
-        asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
+        return asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
     except EdgeAgentError:
         raise
     except Exception as exc:

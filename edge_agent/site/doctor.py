@@ -321,7 +321,8 @@ def check_pipeline(metrics_port: int | None) -> Check:
 def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) -> Check:
     """The outbox directory exists, takes a write+fsync, and has room for the configured maximum.
 
-    Also fails on an outbox written by a newer release (its format, read without writing), while a quarantined
+    Also fails on an outbox written by a newer release (its format, read without writing), while a
+    ``reports-lost`` note says sealed reports were lost (until IT deletes it), while a quarantined
     (damaged) outbox lies next to it, and, when the daemon's
     metrics endpoint answers (``metrics_port``), while it holds reports in memory or has lost any.
     """
@@ -330,11 +331,18 @@ def check_outbox(directory: Path, max_mb: int, metrics_port: int | None = None) 
         return _fail("outbox", f"outbox.path {directory} is a file, not a directory", "set outbox.path to the directory that holds outbox.db")
     if not directory.is_dir():
         return _fail("outbox", f"outbox directory {directory} does not exist", "start the service once (systemd creates its StateDirectory) or create it, owned by the service user")
+    from edge_agent.device.lost import mount_point, read_note
     from edge_agent.device.outbox import OUTBOX_FORMAT, format_problem, outbox_format, quarantined_files
 
     found = outbox_format(directory / "outbox.db")  # read only: a newer release's outbox is not touched
     if found is not None and found > OUTBOX_FORMAT:
         return _fail("outbox", *format_problem(directory / "outbox.db", found))
+    # then: a loss is the gravest thing here, and it outlives the daemon, its metrics and (in time) the journal
+    lost = read_note(directory)
+    if lost is not None:
+        return _fail("outbox", lost.describe(),
+                     f"free space on {mount_point(directory)} (df -h {directory}) so it does not happen again, tell the "
+                     f"clinicians of the visits around that time that their feedback is gone, then acknowledge: rm {lost.path}")
     moved = quarantined_files(directory / "outbox.db")
     if moved:
         when = dt.datetime.fromtimestamp(max(m.stat().st_mtime for m in moved), dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")

@@ -22,8 +22,9 @@ from cryptography import x509
 
 from edge_agent.crypto import ca
 from edge_agent.device.grpc.service import PROTOCOL_VERSION, AdminService, EdgeAgentService, Limits, RoomClaimsLike
-from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES
+from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, DEFAULT_SHUTDOWN_GRACE_S
 from edge_agent.device.lifecycle import DEFAULT_MAX_DURATION_S, Contributor, VisitManager, VisitRunner, VoiceEnroller
+from edge_agent.device.lost import report_lost
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxConfig
@@ -49,6 +50,7 @@ class ServerConfig:
     max_concurrent_rpcs: int = 64
     grace_s: float = 5.0
     max_held_bytes: int = DEFAULT_MAX_HELD_BYTES  # sealed reports kept in memory while the outbox refuses them
+    shutdown_grace_s: float = DEFAULT_SHUTDOWN_GRACE_S  # at stop, refused reports are retried this long, then lost
     tls_limits: ServerLimits = field(default_factory=ServerLimits)
     # presence (docs/security.md): without a room-code secret phones start visits only by claim + button
     room_code_secret: Path | None = None
@@ -128,13 +130,14 @@ class EdgeAgentServer:
         self.agent_service: EdgeAgentService | None = None
         self._purge_task: asyncio.Task[None] | None = None
         self.port = 0
+        self.reports_lost = 0  # sealed reports given up at stop (the daemon then exits EX_IOERR)
 
     async def start(self) -> int:
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
         self._report_quarantine(self.outbox)
         self.visits = VisitManager(self.runner, self.outbox, cfg.default_max_duration_s, self.contributor, self.metrics,
-                                   cfg.max_held_bytes)
+                                   cfg.max_held_bytes, cfg.shutdown_grace_s)
         self.visits.purge_expired()  # what expired while the device was off is counted and said too
         self.visits.quotes = cfg.quotes
         self.visits.record_outbox()  # a restart's queue shows at once, not after the next change
@@ -175,11 +178,13 @@ class EdgeAgentServer:
         if self._purge_task is not None:
             self._purge_task.cancel()
         await self.tls.stop()
-        if self.visits is not None:
-            await self.visits.close()  # held reports: a last write, the rest counted and logged
+        lost, why = (await self.visits.close()) if self.visits is not None else (0, None)  # held reports: retried, then given up
         if self.outbox is not None:
-            self.outbox.close()
+            self.outbox.close()  # first: closing deletes the WAL, giving back what failed writes took (room for the note)
             self.outbox = None
+        if lost:
+            self.reports_lost += lost
+            await asyncio.to_thread(report_lost, Path(self.config.data_dir), lost, why, "exit")
 
     async def wait(self) -> None:
         await self.tls.wait()

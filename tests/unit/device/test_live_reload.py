@@ -87,7 +87,8 @@ def _read_back(targets: LiveTargets) -> dict[str, Callable[[str], Any]]:
         "vad": lambda name: getattr(runner.session.config.vad, name),
         "speakers": lambda name: getattr(runner.session.speakers.config or AttributionConfig(), name),
         "server": server_value,
-        "outbox": lambda name: {"retention_days": targets.outbox.config.retention_s / DAY_S}[name],
+        "outbox": lambda name: {"retention_days": targets.outbox.config.retention_s / DAY_S,
+                                "shutdown_grace_s": targets.visits.shutdown_grace_s}[name],
         "gpio": lambda name: {"claim_window_s": targets.claims.window_s}[name],
         # the component holds the parsed list; compare with what the file says
         "presence": lambda name: {"allowed_clinicians": spare_allow(targets)}[name],

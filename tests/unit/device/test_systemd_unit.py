@@ -76,3 +76,18 @@ def test_the_period_key_the_daemon_must_rewrite_is_writable_under_the_unit() -> 
     assert folder in writable
     assert d["ReadOnlyPaths"] == ["/etc/edge-agent"]
     assert folder in (ROOT / "docs" / "operations.md").read_text()
+
+
+def test_the_stop_timeout_outlasts_the_longest_shutdown_grace() -> None:
+    """At stop, refused reports are retried for outbox.shutdown_grace_s and then reported LOST (exit 74). systemd
+    must not SIGKILL the daemon first: then the loss would be silent. The timeout also covers finishing the
+    running visit's report and the gRPC drain, so the longest grace the config accepts leaves a margin."""
+    from edge_agent.device.config import keys
+    from edge_agent.device.grpc.server import ServerConfig
+
+    d = _directives(ROOT / "systemd" / "edge-agent.service")
+    stop_s = int(d["TimeoutStopSec"][0])
+    grace = next(k for k in keys("outbox") if k.name == "shutdown_grace_s")
+    finishing_the_visit_s = 30  # Whisper's last segment + behaviours + sealing, with room for a slow device
+    assert grace.max is not None and grace.max + ServerConfig.grace_s + finishing_the_visit_s <= stop_s
+    assert f"TimeoutStopSec={stop_s}" in (ROOT / "docs" / "operations.md").read_text()

@@ -537,3 +537,25 @@ def test_a_read_only_outbox_is_explained_not_a_crash(tmp_path: Path) -> None:
     check = json.loads(result.stdout)
     assert not check["ok"] and "crashed" not in check["message"] and "read-only" in check["message"].lower(), check
     assert "read-write" in check["fix"] and "chown" not in check["fix"], check
+
+
+def test_outbox_check_fails_on_a_reports_lost_note_until_it_is_removed(tmp_path: Path) -> None:
+    """The note the daemon leaves when it lost sealed reports (device/lost.py): doctor fails, says how many, why,
+    when, and how to clear it; two losses add up; a note the disk had no room to fill still fails (count unknown)."""
+    from edge_agent.device.lost import append_note
+
+    assert doctor.check_outbox(tmp_path, max_mb=1).ok
+    assert append_note(tmp_path, 2, "disk full", "exit", now=1_800_000_000) is None
+    assert append_note(tmp_path, 1, "outbox full", "running", now=1_800_000_600) is None
+    assert (tmp_path / "reports-lost").stat().st_mode & 0o777 == 0o600
+    check = doctor.check_outbox(tmp_path, max_mb=1)
+    assert not check.ok and check.name == "outbox"
+    assert check.message.startswith("3 sealed report(s) could not be written and are gone (disk full, outbox full, "
+                                    "last on 2027-01-15 UTC)")
+    assert "08:" not in (tmp_path / "reports-lost").read_text()  # the day only: the state directory keeps no time of day
+    assert f"rm {tmp_path / 'reports-lost'}" in check.fix and "df -h" in check.fix
+    (tmp_path / "reports-lost").write_text("")  # created, but no room for its line
+    blank = doctor.check_outbox(tmp_path, max_mb=1)
+    assert not blank.ok and "count unreadable" in blank.message
+    (tmp_path / "reports-lost").unlink()  # IT acknowledged it
+    assert doctor.check_outbox(tmp_path, max_mb=1).ok
