@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import re
 import zlib
+from collections.abc import Sequence
+
+from edge_agent.asr.backend import DecodedWord
 
 _MAX_LOOP = 32  # longest repeated phrase looked for, in tokens
+# A final's trailing copy of the words before it is invented when Whisper aligns it at under this
+# many seconds a word: no audio holds it (real speech is ~0.2-0.5 s a word; see unvoiced_repeat_start)
+REPEAT_MIN_WORDS = 3
+UNVOICED_S_PER_WORD = 0.05
+_NOT_WORD = re.compile(r"[^\w']+")
 
 # Phrases Whisper produces from silence or noise (learned from subtitle data).
 SILENCE_HALLUCINATIONS = frozenset(
@@ -61,3 +70,38 @@ def is_silence_hallucination(text: str, no_speech_prob: float, avg_logprob: floa
 def has_no_speech(no_speech_prob: float, avg_logprob: float, no_speech_threshold: float, logprob_threshold: float) -> bool:
     """Whisper's own rule: confident 'no speech' and an unconfident decode."""
     return no_speech_prob > no_speech_threshold and avg_logprob < logprob_threshold
+
+
+def _normalised(text: str) -> str:
+    return _NOT_WORD.sub("", text.lower()).strip("'")
+
+
+def trailing_repeat_lengths(texts: Sequence[str]) -> list[int]:
+    """Lengths k >= REPEAT_MIN_WORDS (shortest first) for which the last k words repeat the k
+    words just before them, case and punctuation aside."""
+    norm = [_normalised(t) for t in texts]
+    n = len(norm)
+    return [k for k in range(REPEAT_MIN_WORDS, n // 2 + 1)
+            if all(norm[n - k : n]) and norm[n - k : n] == norm[n - 2 * k : n - k]]
+
+
+def unvoiced_repeat_start(words: Sequence[DecodedWord]) -> int | None:
+    """Index of the first word of an invented repeat at the end of ``words``, else None.
+
+    tiny.en sometimes ends a final by saying its last words again: a trailing run of
+    >= REPEAT_MIN_WORDS words equal (case and punctuation aside) to the words just
+    before it, which the alignment squeezes together (under UNVOICED_S_PER_WORD on
+    average: no audio supports it), often at the very end of the window. A repeat
+    the speaker really said has its own audio, so normal word durations, and is kept;
+    so are shorter repeats ("no, no"). A loop of several such copies returns the
+    start of the first unvoiced one.
+    """
+    end, found = len(words), None
+    while True:
+        for k in trailing_repeat_lengths([w.text for w in words[:end]]):
+            copy = words[end - k : end]
+            if sum(w.end - w.start for w in copy) / k < UNVOICED_S_PER_WORD:
+                end = found = end - k
+                break
+        else:
+            return found
