@@ -1,6 +1,7 @@
 """Invented repeats at the end of finals, with and without the guard (docs/realvoice.md 5.8).
 
     PYTHONPATH=. python -m tools.bench.repeats [--voices DIR] [--extra FILE ...] [--limit N] [--jsonl OUT]
+    PYTHONPATH=. python -m tools.bench.repeats --doubled 0.3 [--voices DIR] [--limit N]
 
 Every FLAC under ``--voices`` (default ``$EDGE_AGENT_SHARED/data/librispeech-voices``,
 sorted by path) and each ``--extra`` file is cut into segments by the pipeline's
@@ -22,6 +23,11 @@ other difference is counted as ``other_changes``: the guard must not touch
 anything else). It also counts every cut ``guards.truncate_repetition`` makes
 in these finals (a decode's tokens, or a final's tokens with its continuation)
 and prints what it cut.
+
+``--doubled GAP_S`` measures real spoken repeats instead: every speech segment
+short enough is decoded once alone and once said twice (its own audio, GAP_S
+seconds of silence between), and the second copy must stay (neither guard may
+take it; ``truncate_repetition`` cuts a second copy whose tokens are identical).
 
 Deterministic: CTranslate2 on one thread, greedy VAD on file input; the same
 command prints the same figures. Partials are not decoded (the guard is for
@@ -185,6 +191,74 @@ def run(paths: list[Path], jsonl: Path | None) -> dict[str, Any]:
     return totals
 
 
+def run_doubled(paths: list[Path], gap_s: float) -> dict[str, Any]:
+    """Real spoken repeats: each speech segment short enough, said twice (its own audio, ``gap_s`` of
+    silence between), decoded as a final with the guard as the device runs it, no context. Counts
+    the decodes that keep the second copy (at least 1.6 times the words of the segment decoded
+    alone) and, for those that lose it, what cut it. Then the same with the recording's next
+    segment after the two copies (a repeat and then more words): are the last two words of that
+    segment (decoded alone) still in the final?"""
+    cfg = VadConfig()
+    engine = WhisperCT2(AsrConfig(), cfg.segment_capacity)
+    cuts = Cuts()
+    cuts.active = True
+    whisper_ct2.truncate_repetition = cuts  # type: ignore[assignment]  # measurement only
+    gap = np.zeros(int(gap_s * 16000), np.float32)
+    totals = {"doubled": 0, "second_copy_kept": 0, "lost_to_truncate_repetition": 0, "lost_to_unvoiced_repeat_guard": 0,
+              "lost_otherwise": 0, "unvoiced_repeat_guard_dropped": 0,
+              "then_more": 0, "then_more_kept": 0, "then_more_lost_to_truncate_repetition": 0, "then_more_lost_otherwise": 0}
+    for path in paths:
+        segments = speech_segments(path, cfg)
+        singles = [engine.decode_audio(audio, final=True).text for _, audio in segments]
+        for i, (start, audio) in enumerate(segments):
+            single = singles[i]
+            twice = np.concatenate([audio, gap, audio])
+            if len(twice) > cfg.segment_capacity or len(single.split()) < 3:
+                continue
+            totals["doubled"] += 1
+            before = len(cuts.log)
+            decoded = engine.decode_audio(twice, final=True)
+            cut = cuts.log[before:]
+            totals["unvoiced_repeat_guard_dropped"] += bool(decoded.repeat_dropped)
+            if len(decoded.text.split()) >= 1.6 * len(single.split()):
+                totals["second_copy_kept"] += 1
+            else:
+                why = ("lost_to_unvoiced_repeat_guard" if decoded.repeat_dropped else
+                       "lost_to_truncate_repetition" if cut else "lost_otherwise")
+                totals[why] += 1
+                _print_loss(engine, path, start, why, single, decoded, cut)
+            if i + 1 == len(segments) or len(singles[i + 1].split()) < 2:
+                continue
+            more = np.concatenate([twice, gap, segments[i + 1][1]])
+            if len(more) > cfg.segment_capacity:
+                continue
+            totals["then_more"] += 1
+            before = len(cuts.log)
+            decoded = engine.decode_audio(more, final=True)
+            cut = cuts.log[before:]
+            if _normal(singles[i + 1])[-2:] == _normal(decoded.text)[-2:]:
+                totals["then_more_kept"] += 1
+            else:
+                why = "then_more_lost_to_truncate_repetition" if cut else "then_more_lost_otherwise"
+                totals[why] += 1
+                _print_loss(engine, path, start, why, f"{single} | {singles[i + 1]}", decoded, cut)
+    return totals
+
+
+def _print_loss(engine: WhisperCT2, path: Path, start: float, why: str, single: str, decoded: Decoded,
+                cut: list[tuple[list[int], list[int]]]) -> None:
+    row: dict[str, Any] = {"kind": "doubled", "recording": path.name, "start_s": round(start, 2), "lost": why,
+                           "single": single, "final": decoded.text}
+    if cut:
+        full, kept = cut[-1]
+        row.update(cut=engine.text_of(full[len(kept):]), **cut_timing(engine, decoded, full, kept))
+    print(json.dumps(row), flush=True)
+
+
+def _normal(text: str) -> list[str]:
+    return [w for w in (w.strip(".,!?;:\"'").lower() for w in text.split()) if w]
+
+
 def _same_words(a: list[str], b: list[str]) -> bool:
     """Equal but for the punctuation a cut can leave on the last word."""
     strip = str.maketrans("", "", ".,!?;:")
@@ -197,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--extra", type=Path, nargs="*", default=[], help="more recordings (any audio file)")
     parser.add_argument("--limit", type=int, default=0, help="only the first N recordings of --voices")
     parser.add_argument("--jsonl", type=Path, help="write one line per segment here")
+    parser.add_argument("--doubled", type=float, metavar="GAP_S",
+                        help="instead: real spoken repeats, each short segment said twice GAP_S seconds apart")
     args = parser.parse_args(argv)
     paths = sorted(args.voices.rglob("*.flac"))
     if not paths and not args.extra:
@@ -204,7 +280,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.limit:
         paths = paths[: args.limit]
-    totals = run(paths + list(args.extra), args.jsonl)
+    if args.doubled is not None:
+        totals = run_doubled(paths + list(args.extra), args.doubled)
+    else:
+        totals = run(paths + list(args.extra), args.jsonl)
     print(json.dumps({"kind": "totals", **totals}))
     return 0
 
