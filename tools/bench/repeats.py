@@ -196,8 +196,8 @@ def run_doubled(paths: list[Path], gap_s: float) -> dict[str, Any]:
     silence between), decoded as a final with the guard as the device runs it, no context. Counts
     the decodes that keep the second copy (at least 1.6 times the words of the segment decoded
     alone) and, for those that lose it, what cut it. Then the same with the recording's next
-    segment after the two copies (a repeat and then more words): are the last two words of that
-    segment (decoded alone) still in the final?"""
+    segment after the two copies (a repeat and then more words): kept when the final holds at
+    least 1.6 times the first segment's words plus 0.6 times the next one's."""
     cfg = VadConfig()
     engine = WhisperCT2(AsrConfig(), cfg.segment_capacity)
     cuts = Cuts()
@@ -220,6 +220,8 @@ def run_doubled(paths: list[Path], gap_s: float) -> dict[str, Any]:
             decoded = engine.decode_audio(twice, final=True)
             cut = cuts.log[before:]
             totals["unvoiced_repeat_guard_dropped"] += bool(decoded.repeat_dropped)
+            if decoded.repeat_dropped:
+                _print_loss(engine, path, start, "unvoiced_repeat_guard_dropped", single, decoded, cut)
             if len(decoded.text.split()) >= 1.6 * len(single.split()):
                 totals["second_copy_kept"] += 1
             else:
@@ -236,7 +238,7 @@ def run_doubled(paths: list[Path], gap_s: float) -> dict[str, Any]:
             before = len(cuts.log)
             decoded = engine.decode_audio(more, final=True)
             cut = cuts.log[before:]
-            if _normal(singles[i + 1])[-2:] == _normal(decoded.text)[-2:]:
+            if len(decoded.text.split()) >= 1.6 * len(single.split()) + 0.6 * len(singles[i + 1].split()):
                 totals["then_more_kept"] += 1
             else:
                 why = "then_more_lost_to_truncate_repetition" if cut else "then_more_lost_otherwise"
@@ -253,10 +255,6 @@ def _print_loss(engine: WhisperCT2, path: Path, start: float, why: str, single: 
         full, kept = cut[-1]
         row.update(cut=engine.text_of(full[len(kept):]), **cut_timing(engine, decoded, full, kept))
     print(json.dumps(row), flush=True)
-
-
-def _normal(text: str) -> list[str]:
-    return [w for w in (w.strip(".,!?;:\"'").lower() for w in text.split()) if w]
 
 
 def _same_words(a: list[str], b: list[str]) -> bool:
