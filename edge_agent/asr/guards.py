@@ -40,8 +40,12 @@ SILENCE_HALLUCINATIONS = frozenset(
 def truncate_repetition(tokens: list[int]) -> list[int]:
     """Cut a decoded token list at the start of a repeating loop.
 
-    A loop is an n-gram immediately repeated: 2 copies for n >= 4 tokens (a
-    phrase), 3 for n = 2..3, 5 for a single token ("no no no" is speech).
+    A loop is an n-gram immediately repeated: 5 copies for a single token ("no no
+    no" is speech), 3 for n = 2..3; a phrase of n >= 4 tokens 3 times, or twice
+    with nothing after it but the start of a third copy (the decode ends in the
+    loop). Twice and then other words is kept: a real voice saying a sentence
+    twice decodes to identical tokens, and cutting there lost the second copy and
+    every word after it (tools/bench/repeats.py --doubled, docs/realvoice.md 5.8).
     """
     n_tokens = len(tokens)
     for start in range(n_tokens):
@@ -51,7 +55,9 @@ def truncate_repetition(tokens: list[int]) -> list[int]:
                 continue
             gram = tokens[start : start + n]
             if all(tokens[start + k * n : start + (k + 1) * n] == gram for k in range(1, needed)):
-                return tokens[: start + n]
+                after = tokens[start + 2 * n : start + 3 * n]
+                if n < 4 or after == gram or (after == gram[: len(after)] and start + 3 * n >= n_tokens):
+                    return tokens[: start + n]
     return tokens
 
 

@@ -17,7 +17,7 @@ import soundfile as sf
 from edge_agent.asr.backend import AsrConfig, Decoded, DecodedWord, Sentence
 from edge_agent.asr.decoder import DecoderConfig, SegmentDecoder
 from edge_agent.asr.events import FinalTranscript, PipelineEvent
-from edge_agent.asr.guards import trailing_repeat_lengths, unvoiced_repeat_start
+from edge_agent.asr.guards import trailing_repeat_lengths, truncate_repetition, unvoiced_repeat_start
 from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio.file_source import FileSource
 from edge_agent.cli.transcribe import summary_record
@@ -80,6 +80,20 @@ def test_a_loop_of_copies_is_cut_at_the_first_unvoiced_one() -> None:
     spoken = said("hold on now hold on now", 0.0, 0.3)  # said twice, aloud
     assert unvoiced_repeat_start(spoken + said("hold on now hold on now", 1.8, 0.01)) == 6
     assert unvoiced_repeat_start(said("hold on now", 0.0, 0.3) + said("hold on now " * 3, 0.9, 0.0)) == 3
+
+
+def test_a_phrase_said_twice_and_then_more_words_is_not_a_loop() -> None:
+    phrase, more = [11, 12, 13, 14, 15], [21, 22, 23]
+    assert truncate_repetition(phrase * 2 + more) == phrase * 2 + more  # a repeat, then the turn goes on
+    assert truncate_repetition(more + phrase * 2 + more) == more + phrase * 2 + more
+    # the decode ends in the loop: cut as before
+    assert truncate_repetition(phrase * 2) == phrase
+    assert truncate_repetition(more + phrase * 2 + phrase[:3]) == more + phrase
+    assert truncate_repetition(phrase * 3 + more) == phrase
+    # shorter grams keep their rules
+    assert truncate_repetition([7, 8] * 3 + more) == [7, 8]
+    assert truncate_repetition([9] * 5 + more) == [9]
+    assert truncate_repetition([9] * 4 + more) == [9] * 4 + more
 
 
 # -- the continuation guard --------------------------------------------------------------------------
@@ -159,6 +173,17 @@ def test_a_repeat_said_aloud_on_a_real_voice_is_kept(asr: WhisperCT2, shared: Pa
     final = asr.decode_audio(np.concatenate([once, np.zeros(4800, np.float32), once]), final=True)
     assert final.text.lower().count("loan of the torch") == 2, final.text
     assert final.repeat_dropped == 0
+
+
+def test_a_real_voice_saying_a_sentence_twice_and_going_on_keeps_every_word(asr: WhisperCT2, shared: Path) -> None:
+    """truncate_repetition cut a phrase said twice at its second copy, and every word after it with it:
+    "begged for a moment's loan of the torch," was all that was left of this final."""
+    once = _voice(shared, "307-127535-0000.flac", 182400, 38880)
+    then = _voice(shared, "307-127535-0000.flac", 228000, 31680)  # "Silver briefly agreed."
+    gap = np.zeros(4800, np.float32)
+    final = asr.decode_audio(np.concatenate([once, gap, once, gap, then]), final=True)
+    text = final.text.lower()
+    assert text.count("loan of the torch") == 2 and "briefly agreed" in text, final.text
 
 
 def test_partials_are_not_guarded(asr: WhisperCT2, jfk_16k: np.ndarray, monkeypatch: pytest.MonkeyPatch) -> None:
