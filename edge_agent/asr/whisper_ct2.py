@@ -265,7 +265,9 @@ class WhisperCT2:
         A final whose text stops well before its audio does (Whisper often ends the text
         after a first sentence, with a beam) is continued from the last timestamp, as
         ``transcribe()`` moves its seek: measured on real voices, this recovers words the
-        window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1).
+        window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1); never from
+        where the last decode began. A final then loses a repeat of its last words that has no
+        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8).
         """
         decoded = self._decode_once(features, n_samples, final, context)
         if not final or not decoded.text:
