@@ -84,6 +84,7 @@ class Decoded:
     encoder_output: Any = field(repr=False, default=None)
     sentences: list[Sentence] = field(default_factory=list)
     rejected: str = ""  # why the text was suppressed, if it was
+    repeat_dropped: int = 0  # words of an invented trailing repeat a final's guard dropped (guards.unvoiced_repeat_start)
 
 
 class Recognizer(Protocol):

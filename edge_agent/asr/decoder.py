@@ -129,6 +129,8 @@ class DecodeStats:
     tail_partials: int = 0  # partials that decoded a tail of their window (partial_window_s)
     partial_audio_s: float = 0.0  # seconds of audio the partials decoded
     partial_window_max_s: float = 0.0  # ... the longest of them
+    repeats_dropped: int = 0  # finals handed out without the repeat of their last words Whisper invented
+    repeat_words_dropped: int = 0  # ... the words of those copies
 
 
 @dataclass(frozen=True)
@@ -597,6 +599,7 @@ class SegmentDecoder:
         words: list[DecodedWord] = []
         last: Decoded | None = None
         lost: list[tuple[int, int]] = []
+        repeat_dropped = 0
         error: Exception | None = None
         for feats, samples, first in parts:
             if samples <= 0:
@@ -611,17 +614,23 @@ class SegmentDecoder:
                 continue
             last = part
             tokens += part.tokens
+            repeat_dropped += part.repeat_dropped
             words += [DecodedWord(w.text, w.start + offset, w.end + offset, w.probability) for w in part_words]
         if last is None:
             assert error is not None
             raise error
         text = self.asr.text_of(tokens)
-        decoded = Decoded(text, tokens, last.avg_logprob, last.no_speech_prob, n_samples, None, rejected="" if text else "empty")
+        decoded = Decoded(text, tokens, last.avg_logprob, last.no_speech_prob, n_samples, None, rejected="" if text else "empty",
+                          repeat_dropped=repeat_dropped)
         return decoded, words, tuple(lost)
 
     # -- context ---------------------------------------------------------------------------------------
 
     def _remember(self, decoded: Decoded) -> None:
+        """A final is handed out: count what its guards dropped, keep its tokens as context."""
+        if decoded.repeat_dropped:
+            self.stats.repeats_dropped += 1
+            self.stats.repeat_words_dropped += decoded.repeat_dropped
         if self.cfg.context_tokens > 0 and decoded.tokens:
             self._context.extend(decoded.tokens)
 

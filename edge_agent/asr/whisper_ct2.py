@@ -29,7 +29,14 @@ import numpy as np
 
 from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWord, Sentence
 from edge_agent.asr.features import HOP, LogMel
-from edge_agent.asr.guards import compression_ratio, has_no_speech, is_silence_hallucination, truncate_repetition
+from edge_agent.asr.guards import (
+    compression_ratio,
+    has_no_speech,
+    is_silence_hallucination,
+    trailing_repeat_lengths,
+    truncate_repetition,
+    unvoiced_repeat_start,
+)
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ConfigError, ModelError
 from edge_agent.models import sha256_of
@@ -258,17 +265,25 @@ class WhisperCT2:
         A final whose text stops well before its audio does (Whisper often ends the text
         after a first sentence, with a beam) is continued from the last timestamp, as
         ``transcribe()`` moves its seek: measured on real voices, this recovers words the
-        window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1).
+        window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1); never from
+        where the last decode began. A final then loses a repeat of its last words that has no
+        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8).
         """
         decoded = self._decode_once(features, n_samples, final, context)
         if not final or not decoded.text:
             return decoded
         duration = n_samples / SAMPLE_RATE
+        decoded_from = 0  # frame the last decode started at
         for _ in range(MAX_CONTINUATIONS):
             reached = decoded.sentences[-1].end if decoded.sentences else 0.0
             if duration - reached < CONTINUE_AFTER_S:
                 break
             start_frame = int(reached * SAMPLE_RATE) // HOP
+            if start_frame <= decoded_from:
+                # the text ends where the last decode began (a sentence closed at its first timestamp):
+                # decoding from there again would give the same words again, up to MAX_CONTINUATIONS times
+                break
+            decoded_from = start_frame
             more = self._decode_once(features[:, start_frame:], n_samples - start_frame * HOP, True,
                                      ((context or []) + decoded.tokens)[-_MAX_TOKENS // 4 :])
             if not more.text:
@@ -277,8 +292,36 @@ class WhisperCT2:
             decoded.sentences += [Sentence(s.start + offset, min(s.end + offset, duration), s.tokens) for s in more.sentences]
             decoded.tokens = truncate_repetition(decoded.tokens + more.tokens)
             decoded.text = self.tokenizer.decode(decoded.tokens).strip()
+        self._drop_unvoiced_repeat(decoded)
         self._apply_guards(decoded)
         return decoded
+
+    def _drop_unvoiced_repeat(self, decoded: Decoded) -> None:
+        """A final without the repeat of its last words that Whisper sometimes invents at its end
+        (:func:`~edge_agent.asr.guards.unvoiced_repeat_start`: a copy aligned where no audio is);
+        the words dropped are counted in ``decoded.repeat_dropped``. Words are aligned only when
+        the text ends in a repeat at all, so other finals cost nothing more."""
+        if not decoded.tokens or not trailing_repeat_lengths(decoded.text.split()):
+            return
+        words = self.align_words(decoded)
+        start = unvoiced_repeat_start(words)
+        if start is None:
+            return
+        kept = [t for w in words[:start] for t in w.tokens]
+        if kept != decoded.tokens[: len(kept)]:
+            log.warning("aligned words do not tile the decoded tokens; invented repeat kept")
+            return
+        decoded.repeat_dropped += len(words) - start
+        decoded.tokens = kept
+        decoded.text = self.tokenizer.decode(kept).strip()
+        sentences, used = [], 0
+        for sentence in decoded.sentences:
+            if used >= len(kept):
+                break
+            part = sentence.tokens[: len(kept) - used]
+            sentences.append(sentence if len(part) == len(sentence.tokens) else Sentence(sentence.start, min(sentence.end, words[start - 1].end), part))
+            used += len(part)
+        decoded.sentences = sentences
 
     def _decode_once(self, features: np.ndarray, n_samples: int, final: bool, context: list[int] | None) -> Decoded:
         encoder_output = self._encode(features)

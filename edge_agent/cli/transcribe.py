@@ -74,6 +74,7 @@ def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
             "speech_lost_s": round(stats.speech_seconds_lost, 2), "sentences_committed": stats.sentences_committed,
             "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
             "failed_open_decodes": stats.failed_open_decodes,
+            "repeats_dropped": stats.repeats_dropped, "repeat_words_dropped": stats.repeat_words_dropped,
             "speakers_uncertain": bool(stats.speakers_uncertain)}
 
 

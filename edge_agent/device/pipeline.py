@@ -146,6 +146,8 @@ class RunStats:
     pause_commits: int = 0  # finals handed out at a pause inside a segment that went on (or closed later)
     decode_retries: int = 0
     failed_open_decodes: int = 0
+    repeats_dropped: int = 0  # finals without the repeat of their last words Whisper invented (no audio under it)
+    repeat_words_dropped: int = 0  # ... the words of those copies
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
     dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
     # speech lost, any cause: no free segment or feature buffer, or a decode that failed twice (the causes are in
@@ -400,15 +402,18 @@ class StreamingPipeline:
         st.pause_commits = ds.pause_commits
         st.tail_partials, st.partial_audio_s, st.partial_window_max_s = ds.tail_partials, ds.partial_audio_s, ds.partial_window_max_s
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
+        st.repeats_dropped, st.repeat_words_dropped = ds.repeats_dropped, ds.repeat_words_dropped
         self.decoder.forget()
         self._waiting_commits.clear()
         if self._watcher is not None:
             self._watcher.forget()
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
-            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d",
+            "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d "
+            "repeats_dropped=%d",
             st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
             st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
+            st.repeats_dropped,
         )
 
     def _guarded(self, loop: Callable[[], None]) -> None:
