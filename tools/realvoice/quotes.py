@@ -9,6 +9,7 @@ quote gate's rule (``edge_agent/feedback/quote_gate.py``) was chosen from these 
 
     python -m tools.realvoice.quotes run --out DIR [--data DIR] [--only NAME]   # stream, write DIR/words.jsonl
     python -m tools.realvoice.quotes score --out DIR                           # the gate's figures on the rows
+    python -m tools.realvoice.quotes primock --out DIR                         # what the margin costs on PriMock57
 
 A word counts as the patient's when the patient is active at its midpoint (overlaps and the
 patient's back-channels included) or, in a gap, is the nearest speaker within 0.3 s: the
@@ -19,9 +20,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,8 @@ def word_rows(utts: Sequence[Any], intervals: Sequence[M.Interval]) -> list[dict
                 "prev_label": prev.speaker if prev else None, "prev_gap": round(u.t0 - prev.t1, 3) if prev else None,
                 "next_label": nxt.speaker if nxt else None, "next_gap": round(nxt.t0 - u.t1, 3) if nxt else None,
                 "patient": patient_at(mid, intervals), "ref": M.active_speakers(mid, intervals),
+                "patient_backchannel": any(iv.speaker == "patient" and iv.kind == "backchannel" and iv.start - 0.1 <= mid <= iv.stop + 0.1
+                                           for iv in intervals),
             })
     return rows
 
@@ -102,43 +104,104 @@ def load_rows(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "words.jsonl").read_text().splitlines() if line.strip()]
 
 
-def edge_distances(row: dict[str, Any], change_only: bool) -> tuple[float, float]:
-    """Seconds from the word to its utterance's start and end edges; inf for an edge that is not a speaker
-    change when ``change_only`` (the neighbouring utterance has the same label, or there is none)."""
-    to_start, to_end = row["t0"] - row["u_t0"], row["u_t1"] - row["t1"]
-    if change_only:
-        if row["prev_label"] in (None, row["label"]):
-            to_start = math.inf
-        if row["next_label"] in (None, row["label"]):
-            to_end = math.inf
-    return to_start, to_end
+def _utterances(rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """One visit run's utterances rebuilt from its word rows (times, final label and confidence, voiceprint similarity)."""
+    from edge_agent.transcript import Utterance, Word
+
+    by: dict[int, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["utt"], []).append(r)
+    out = []
+    for i in sorted(by):
+        ws = sorted(by[i], key=lambda r: r["word"])
+        r0 = ws[0]
+        out.append(Utterance(r0["u_t0"], r0["u_t1"], " ".join(w["text"] for w in ws),
+                             tuple(Word(w["text"], w["t0"], w["t1"]) for w in ws), r0["label"], r0["confidence"], i,
+                             voiceprint_similarity=r0["vp"]))
+    return out
 
 
-def gate_passes(row: dict[str, Any], min_vp: float | None, min_conf: float, margin_s: float, change_only: bool) -> bool:
-    if row["label"] != "clinician" or row["confidence"] < min_conf:
-        return False
-    if min_vp is not None and (row["vp"] is None or row["vp"] < min_vp):
-        return False
-    a, b = edge_distances(row, change_only)
-    return a >= margin_s and b >= margin_s
+def gate_rows(rows: Sequence[dict[str, Any]], gate: Any) -> list[tuple[dict[str, Any], bool]]:
+    """Each word with whether ``gate`` would let a sentence holding it be quoted (a sentence passes only if all its words do)."""
+    runs: dict[tuple[str, bool], list[dict[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault((r["visit"], r["enrolled"]), []).append(r)
+    out = []
+    for run_rows in runs.values():
+        utts = _utterances(run_rows)
+        regions = gate.regions(utts)
+        for r in run_rows:
+            out.append((r, any(a - 1e-6 <= r["t0"] and r["t1"] <= b + 1e-6 for a, b in regions[r["utt"]])))
+    return out
 
 
-def score(rows: Iterable[dict[str, Any]], min_vp: float | None, min_conf: float, margin_s: float, change_only: bool
-          ) -> dict[str, Any]:
-    rows = list(rows)
-    clin_true = [r for r in rows if r["label"] == "clinician" and not r["patient"]]
-    leaks = [r for r in rows if r["label"] == "clinician" and r["patient"]]
-    passed_leaks = [r for r in leaks if gate_passes(r, min_vp, min_conf, margin_s, change_only)]
-    kept = [r for r in clin_true if gate_passes(r, min_vp, min_conf, margin_s, change_only)]
-    return {"clinician_words": len(clin_true), "patient_words_labelled_clinician": len(leaks),
-            "patient_words_passing": len(passed_leaks), "clinician_words_passing": len(kept),
-            "kept_share": round(len(kept) / len(clin_true), 3) if clin_true else None,
-            "passing_leaks": [(r["visit"], r["text"], r["t0"], r["vp"], r["confidence"]) for r in passed_leaks][:10]}
+def score(rows: Sequence[dict[str, Any]], gate: Any) -> dict[str, Any]:
+    gated = gate_rows(rows, gate)
+    clin = [(r, ok) for r, ok in gated if r["label"] == "clinician" and not r["patient"]]
+    leaks = [(r, ok) for r, ok in gated if r["label"] == "clinician" and r["patient"]]
+    through = [r for r, ok in leaks if ok]
+    return {
+        "clinician_words": len(clin), "clinician_words_quotable": sum(ok for _, ok in clin),
+        "quotable_share": round(sum(ok for _, ok in clin) / len(clin), 3) if clin else None,
+        "patient_words_labelled_clinician": len(leaks),
+        "patient_words_quotable": len(through),
+        "of_which_backchannels": sum(1 for r in through if r.get("patient_backchannel")),
+        "examples": [(r["visit"], r["text"], r["t0"]) for r in through][:6],
+    }
+
+
+def sweep(rows: Sequence[dict[str, Any]]) -> None:
+    """The gate's figures per condition, at its settings and around them."""
+    from edge_agent.feedback.quote_gate import MARGIN_S, MIN_CONFIDENCE, MIN_VOICEPRINT_SIMILARITY, QuoteGate
+
+    for enrolled in (True, False):
+        for mic in ("close", "far"):
+            sub = [r for r in rows if r["enrolled"] == enrolled and r["visit"].endswith(mic)]
+            if not sub:
+                continue
+            for sim in (None, MIN_VOICEPRINT_SIMILARITY):
+                for margin in (0.0, 1.0, 1.5, 2.0, MARGIN_S, 3.0):
+                    # sim None: what confidence and margin alone would let through (the similarity not asked for)
+                    gate = QuoteGate(-2.0 if sim is None else sim, MIN_CONFIDENCE, margin)
+                    if sim is None:
+                        sub_ = [dict(r, vp=r["vp"] if r["vp"] is not None else 1.0) for r in sub]
+                    else:
+                        sub_ = sub
+                    print(json.dumps({"enrolled": enrolled, "mic": mic, "min_similarity": sim, "margin_s": margin,
+                                      **score(sub_, gate)}))
+
+
+def primock_cost(margins: Sequence[float] = (0.0, 1.0, 1.5, 2.0, 2.3, 3.0)) -> None:
+    """What the margin alone costs on real clinic turn-taking: PriMock57's 57 consultations (human labels and
+    times), every clinician utterance taken as verified, quotes counted in the report (observations and the
+    strength) without the gate and with it at each margin."""
+    from dataclasses import replace
+
+    from edge_agent.behaviours.classifier import BehaviourClassifier
+    from edge_agent.feedback.quote_gate import QuoteGate
+    from edge_agent.feedback.report import build_feedback
+    from tools.corpus.primock import consultation_ids, load_consultation, utterances_from_consultation
+
+    classifier = BehaviourClassifier(threads=1)
+    totals = {m: 0 for m in margins}
+    base = 0
+    for cid in consultation_ids():
+        utts = [replace(u, voiceprint_similarity=0.9 if u.speaker == "clinician" else None)
+                for u in utterances_from_consultation(load_consultation(cid))]
+        for margin in (None, *margins):
+            fb = build_feedback(utts, classifier, quotes=True, gate=None if margin is None else QuoteGate(margin_s=margin))
+            n = sum(1 for o in fb.observations if o.clinician_quote) + int(bool(fb.strength and fb.strength.clinician_quote))
+            if margin is None:
+                base += n
+            else:
+                totals[margin] += n
+    print(json.dumps({"consultations": len(consultation_ids()), "quotes_without_gate": base,
+                      "quotes_with_gate_by_margin_s": totals}))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=("run", "score"))
+    parser.add_argument("command", choices=("run", "score", "primock"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=TEST_SET)
     parser.add_argument("--only", default=None)
@@ -146,17 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         run(args.out, args.data, args.only)
         return 0
-    rows = load_rows(args.out)
-    for enrolled in (True, False):
-        for cond in ("close", "far"):
-            sub = [r for r in rows if r["enrolled"] == enrolled and r["visit"].endswith(cond)]
-            if not sub:
-                continue
-            for min_vp, conf, margin, change_only in ((None, 0.0, 0.0, True), (0.75, 0.0, 0.0, True), (0.75, 0.0, 2.3, True),
-                                                     (0.75, 0.0, 2.3, False)):
-                res = score(sub, min_vp if enrolled else None, conf, margin, change_only)
-                print(json.dumps({"enrolled": enrolled, "mic": cond, "min_vp": min_vp, "min_conf": conf, "margin_s": margin,
-                                  "change_only": change_only, **res}))
+    if args.command == "primock":
+        primock_cost()
+        return 0
+    sweep(load_rows(args.out))
     return 0
 
 
