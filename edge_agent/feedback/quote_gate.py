@@ -18,8 +18,10 @@ Measured basis (real voices, ``python -m tools.realvoice.quotes``; docs/privacy.
 enrolment, close-talk, every patient word the pipeline labelled clinician with a voiceprint
 similarity of at least 0.75 lay within 1.12 s of such an utterance edge and within 1.79 s of speech
 labelled otherwise (patient back-channels spoken over the clinician aside); the margin is the
-measured turn-boundary error p90 (2.3 s, docs/realvoice.md). The numbers are fixed here, not site
-settings: a site chooses whether to quote, not how sure the device must be.
+turn-boundary error p90 measured on real voices (2.28-2.36 s, docs/realvoice.md section 4). Far-field
+(a room microphone, a close-talk voiceprint) no utterance reaches the similarity bar, so nothing is
+quoted there. The numbers are fixed here, not site settings: a site chooses whether to quote, not how
+sure the device must be.
 
 When the gate refuses, the report phrases the moment as with quotes off (the builders' one
 no-quote path); :func:`quotable_sentences` is what the sealing backstop checks every quote against
