@@ -94,8 +94,8 @@ def run(out: Path, data: Path, only: str | None) -> None:
             for enrolled in (True, False):
                 vp = voiceprint_from(data / ref["enrolment"]["file"]) if enrolled else None
                 utts = stream_utterances(session, data / ref["audio"], vp)
-                for row in word_rows(utts, intervals):
-                    f.write(json.dumps({"visit": ref_path.stem, "enrolled": enrolled, **row}) + "\n")
+                for row in word_rows(utts, intervals):  # the set's folder in the name: several sets can share one DIR
+                    f.write(json.dumps({"visit": f"{data.name}/{ref_path.stem}", "enrolled": enrolled, **row}) + "\n")
                 f.flush()
                 print(f"{ref_path.stem} enrolled={enrolled}: {len(utts)} utterances", file=sys.stderr)
 
