@@ -31,6 +31,10 @@ class Utterance:
     speaker_confidence: float = 0.0
     segment_id: int = -1
     extra: dict[str, float] = field(default_factory=dict, compare=False)
+    # cosine of this stretch's voice (its speaker embedding) to the clinician's enrolled voiceprint: the voiceprint's
+    # verification of it. None: no voiceprint, or too little audio to embed. The report quotes the clinician only
+    # where it verifies the voice (edge_agent/feedback/quote_gate.py)
+    voiceprint_similarity: float | None = None
 
     @property
     def duration(self) -> float:

@@ -49,6 +49,7 @@ class FinalTranscript:
             "words": [{"w": w.text, "t0": round(w.t0, 3), "t1": round(w.t1, 3), "p": round(w.probability, 3)} for w in u.words],
             "speaker": u.speaker,
             "speaker_confidence": round(u.speaker_confidence, 3),
+            **({"voiceprint_similarity": round(u.voiceprint_similarity, 3)} if u.voiceprint_similarity is not None else {}),
             "residency_s": round(self.residency_s, 4),
         }
 
@@ -86,10 +87,12 @@ class SpeakerRelabel:
     t0: float  # the final's t0, as it was emitted
     speaker: str
     confidence: float
+    # False: the speaker stays, only its confidence is decided again (a live view has nothing to correct)
+    changed: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {"type": "relabel", "segment": self.segment_id, "t0": round(self.t0, 3), "speaker": self.speaker,
-                "speaker_confidence": round(self.confidence, 3)}
+                "speaker_confidence": round(self.confidence, 3), "changed": self.changed}
 
 
 PipelineEvent = PartialTranscript | FinalTranscript | SegmentDiscarded | SpeakerRelabel

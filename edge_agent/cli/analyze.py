@@ -16,6 +16,7 @@ from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.device.session import CaptureLost, TranscriptionSession
 from edge_agent.device.visit import audio_quality
 from edge_agent.errors import AudioInputError, EdgeAgentError
+from edge_agent.feedback.quote_gate import QuoteGate
 from edge_agent.feedback.report import Feedback, build_feedback
 from edge_agent.hardening import harden_process
 from edge_agent.transcript import Utterance
@@ -55,7 +56,8 @@ def report_for_audio(path: Path, voiceprint_path: Path | None, session: Transcri
             raise EdgeAgentError(f"no speech was recognised in {path}; nothing to report")
         final = apply_relabels(utterances, relabels)
         classifier = BehaviourClassifier()
-        feedback = build_feedback(final, classifier)
+        # attributed from audio: quotes only where the per-utterance quote gate vouches for the clinician's voice
+        feedback = build_feedback(final, classifier, gate=QuoteGate())
         feedback.quality = audio_quality([stats])  # as on the device: the report says when it rests on partial audio
         if lines_to is not None:
             from edge_agent.cli.behaviours import write_report_lines

@@ -87,7 +87,7 @@ class LiveTranscriptView:
             line.append(u.text)
             self._live.update(Text(""))
             self._live.console.print(line)
-        elif isinstance(event, SpeakerRelabel):
+        elif isinstance(event, SpeakerRelabel) and event.changed:  # a confidence decided again corrects nothing
             # printed when the visit's clustering revisits an earlier line, so after later lines: say which
             line = Text(f"[{mmss(event.t0)}] ", style="dim")
             who = "another speaker" if event.speaker == "other" else f"the {event.speaker}"

@@ -84,10 +84,20 @@ class VisitRunner(Protocol):
     def start(self, ctx: VisitContext) -> None: ...
 
     def stop(self, quotes: bool = False) -> feedback_pb2.Feedback | bytes:
-        """End capture and build the report; ``quotes=False``: phrased without the clinician's words."""
+        """End capture and build the report; ``quotes=False``: phrased without the clinician's words.
+
+        A runner whose report may quote also has ``quote_clearance() -> list[str]``: the sentences its
+        per-utterance quote gate cleared, taken once after ``stop`` (docs/privacy.md §4b)."""
         ...
 
     def abort(self) -> None: ...
+
+
+def _quote_clearance(runner: VisitRunner) -> list[str]:
+    """The sentences the runner's quote gate let its last report quote (``runner.quote_clearance()``, optional:
+    a runner without it vouches for no sentence, and its report leaves with no quote)."""
+    take = getattr(runner, "quote_clearance", None)
+    return list(take()) if callable(take) else []
 
 
 @runtime_checkable
@@ -338,8 +348,9 @@ class VisitManager:
             fb.started_unix_s = ctx.started_unix_s
             fb.schema_version = fb.schema_version or SCHEMA_VERSION
             # the site's quote policy holds whatever built the report; no quote at all when the report says the voices
-            # could not be told apart (a "clinician" quote may then be the patient's words)
-            enforce_quote_policy(fb, self.quotes and not fb.quality.speakers_uncertain)
+            # could not be told apart (a "clinician" quote may then be the patient's words); with quotes on, every quote
+            # must be words of a sentence the runner's per-utterance quote gate cleared (none cleared: no quote)
+            enforce_quote_policy(fb, self.quotes and not fb.quality.speakers_uncertain, _quote_clearance(self._runner))
             if self._contributor is not None:
                 fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()

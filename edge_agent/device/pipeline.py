@@ -65,6 +65,7 @@ class SpeakerSpan(Protocol):
     speaker: str
     confidence: float
     entry: int  # the voice this span added to the visit's history (-1: none)
+    voiceprint_similarity: float | None  # the span's cosine to the enrolled voiceprint (None: no voiceprint / no embedding)
 
 
 class SpeakerStage(Protocol):
@@ -307,7 +308,7 @@ class StreamingPipeline:
         self._vad: VadSegmenter | None = None
         self._watcher: ChangeWatcher | None = None
         # which emitted utterances each speaker-history entry labelled (ids and times only, no text)
-        self._emitted: list[tuple[int, int, float, str]] = []  # (entry, segment id, t0, speaker)
+        self._emitted: list[tuple[int, int, float, str, float]] = []  # (entry, segment id, t0, speaker, confidence)
 
     # -- control ---------------------------------------------------------------------------------------
 
@@ -378,13 +379,20 @@ class StreamingPipeline:
                       type(exc))
 
     def _relabel(self) -> None:
-        """Give every final its speaker as decided with the whole run's evidence (see SpeakerRelabel)."""
+        """Give every final its speaker and confidence as decided with the whole run's evidence (see SpeakerRelabel).
+
+        A final whose label stays gets a relabel too when its confidence moves (``changed=False``): the report
+        decides on final labels *and* final confidences (what it may quote rests on them, docs/privacy.md §4b).
+        """
         if self.speakers is None or not self._emitted:
             return
         final, self.stats.speakers_uncertain = self.speakers.final_decision()
-        for entry, seg_id, t0, speaker in self._emitted:
-            if 0 <= entry < len(final) and final[entry][0] != speaker:
-                self.sink(SpeakerRelabel(seg_id, t0, final[entry][0], final[entry][1]))
+        for entry, seg_id, t0, speaker, confidence in self._emitted:
+            if not 0 <= entry < len(final):
+                continue
+            label, conf = final[entry]
+            if label != speaker or round(conf, 4) != round(confidence, 4):
+                self.sink(SpeakerRelabel(seg_id, t0, label, conf, changed=label != speaker))
         self._emitted.clear()
 
     def _finish_stats(self, source: AudioSource, vad: VadSegmenter, frames_seen: int) -> None:
@@ -654,19 +662,20 @@ class StreamingPipeline:
         if self.metrics is not None:
             self.metrics.observe("edge_agent_final_latency_seconds", latency)
         for utterance, entry in _utterances(seg_id, start_sample / SAMPLE_RATE, text, words, spans):
-            self._emitted.append((entry, seg_id, round(utterance.t0, 3), utterance.speaker))
+            self._emitted.append((entry, seg_id, round(utterance.t0, 3), utterance.speaker, utterance.speaker_confidence))
             self.stats.utterances += 1
             if self.metrics is not None:
                 self.metrics.inc("edge_agent_utterances_total")
             self.sink(FinalTranscript(utterance, residency, latency))
 
-    def _attribute(self, speaker: SpeakerFeatures | None, text: str, words: list[DecodedWord]) -> list[tuple[float, float, str, float, int]]:
-        """Speaker spans (seconds within the piece) with their history entry."""
+    def _attribute(self, speaker: SpeakerFeatures | None, text: str, words: list[DecodedWord]) -> list[_Span]:
+        """Speaker spans (seconds within the piece) with their history entry and voiceprint similarity."""
         if self.speakers is None or speaker is None:
             end = words[-1].end if words else 0.0
-            return [(0.0, end, "unknown", 0.0, -1)]
+            return [(0.0, end, "unknown", 0.0, -1, None)]
         spans = self.speakers.attribute_segment(speaker, text, [(w.text, w.start, w.end) for w in words])
-        return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence, s.entry) for s in spans]
+        return [(s.start / SAMPLE_RATE, s.stop / SAMPLE_RATE, s.speaker, s.confidence, s.entry, s.voiceprint_similarity)
+                for s in spans]
 
     def _gauge_queue(self) -> None:
         if self.metrics is not None:
@@ -704,13 +713,17 @@ def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> Spea
     return SpeakerFeatures(feats.mel[start // HOP :], feats.energy[start // ENERGY_HOP : stop // ENERGY_HOP], stop - start)
 
 
+# a speaker span of a piece: (start s, stop s, speaker, confidence, history entry, voiceprint similarity)
+_Span = tuple[float, float, str, float, int, float | None]
+
+
 def _utterances(
-    seg_id: int, offset: float, text: str, words: list[DecodedWord], spans: list[tuple[float, float, str, float, int]]
+    seg_id: int, offset: float, text: str, words: list[DecodedWord], spans: list[_Span]
 ) -> list[tuple[Utterance, int]]:
     """One utterance per speaker span, with the span's history entry; a word belongs to the span
     holding its middle (a word's start is often early at a change of speaker)."""
     if len(spans) <= 1 or not words:
-        speaker, confidence, entry = (spans[0][2], spans[0][3], spans[0][4]) if spans else ("unknown", 0.0, -1)
+        speaker, confidence, entry, similarity = spans[0][2:6] if spans else ("unknown", 0.0, -1, None)
         return [(
             Utterance(
                 t0=offset + (words[0].start if words else 0.0),
@@ -720,11 +733,12 @@ def _utterances(
                 speaker=speaker,
                 speaker_confidence=confidence,
                 segment_id=seg_id,
+                voiceprint_similarity=similarity,
             ),
             entry,
         )]
     out = []
-    for i, (start, stop, speaker, confidence, entry) in enumerate(spans):
+    for i, (start, stop, speaker, confidence, entry, similarity) in enumerate(spans):
         last = i == len(spans) - 1
         part = [w for w in words if start <= (w.start + w.end) / 2 < stop or (last and (w.start + w.end) / 2 >= stop) or (i == 0 and (w.start + w.end) / 2 < start)]
         if not part:
@@ -738,6 +752,7 @@ def _utterances(
                 speaker=speaker,
                 speaker_confidence=confidence,
                 segment_id=seg_id,
+                voiceprint_similarity=similarity,
             ),
             entry,
         ))

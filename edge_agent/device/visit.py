@@ -28,6 +28,7 @@ from edge_agent.device.pipeline import RunStats
 from edge_agent.device.session import CaptureLost, RunFault, TranscriptionSession
 from edge_agent.errors import EdgeAgentError
 from edge_agent.feedback.proto import SCHEMA_VERSION, feedback_to_proto
+from edge_agent.feedback.quote_gate import QuoteGate, quotable_sentences
 from edge_agent.feedback.report import build_feedback
 from edge_agent.hardening import release_free_heap
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
@@ -106,6 +107,7 @@ class PipelineVisitRunner:
         # what the last visit's capture runs counted (numbers only: for benchmarks and doctor-style checks)
         self.last_runs: list[RunStats] = []
         self.last_pools_clean = True
+        self._quote_clearance: list[str] = []  # the last report's quotable sentences, until the lifecycle takes them
         self._state: _VisitState | None = None
         self._lock = threading.Lock()
 
@@ -133,17 +135,24 @@ class PipelineVisitRunner:
 
         ``quotes=False`` (the site's default): the report is phrased without the clinician's
         words ("ask the first question on its own"), not built with them and blanked afterwards.
+        With quotes on, only sentences the quote gate lets through are quoted, utterance by
+        utterance (:mod:`edge_agent.feedback.quote_gate`); :meth:`quote_clearance` hands the
+        lifecycle the same sentences for its check at sealing.
         """
         state = self._finish()
+        self._quote_clearance = []
         try:
             if state.error and not state.utterances:
                 raise EdgeAgentError(state.error)
-            # the report is built on each voice's final label, never on a provisional one (applied by the sink)
+            # the report is built on each voice's final label and confidence, never on provisional ones (applied by the sink)
             utterances = list(state.utterances)
             # voices the device could not tell apart: "the clinician's words" may be the patient's, which are never
             # quoted (docs/privacy.md §4b), so the report is phrased without quotes whatever the site allows
             quotes = quotes and not any(r.speakers_uncertain for r in state.runs)
-            feedback = build_feedback(utterances, self.classifier, quotes=quotes) if utterances else None
+            gate = QuoteGate()
+            feedback = build_feedback(utterances, self.classifier, quotes=quotes, gate=gate) if utterances else None
+            if quotes and utterances:
+                self._quote_clearance = quotable_sentences(utterances, gate)
             # the lifecycle stamps the visit's own duration and start time on it
             message = feedback_to_proto(feedback) if feedback else feedback_pb2.Feedback(schema_version=SCHEMA_VERSION)
             message.quality.CopyFrom(audio_quality(state.runs, state.capture_losses))
@@ -153,6 +162,12 @@ class PipelineVisitRunner:
             state.wipe()
             forget_text()  # the featuriser's memo of the visit's words
             release_free_heap()  # the visit's transcript and the report's working memory
+
+    def quote_clearance(self) -> list[str]:
+        """The sentences the last report may quote (its quote gate's), handed over once: the lifecycle holds
+        every quote to them where it seals the report (:func:`edge_agent.feedback.quotes.enforce_quote_policy`)."""
+        cleared, self._quote_clearance = self._quote_clearance, []
+        return cleared
 
     def wait_capture_end(self, timeout: float | None = None) -> bool:
         """Block until the running visit's audio source ends (a replayed file); True if it did."""

@@ -19,7 +19,7 @@ the impact order is internal and never shown.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,15 +301,28 @@ def _after_question(ev: VisitEvents, p: Turn) -> bool:
     return last is not None and last.text.rstrip().endswith("?")
 
 
-def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True) -> list[Observation]:
-    """Every observation the events support (each meets its own truth condition), strongest first."""
+MayQuote = Callable[[Sentence], bool]
+
+
+def _may(may_quote: MayQuote | None, sentences: Sequence[Sentence | None]) -> bool:
+    """Whether the quote gate lets every one of ``sentences`` be quoted (no gate: a human transcript's labels)."""
+    return may_quote is None or all(s is not None and may_quote(s) for s in sentences)
+
+
+def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True,
+               may_quote: MayQuote | None = None) -> list[Observation]:
+    """Every observation the events support (each meets its own truth condition), strongest first.
+
+    ``may_quote``: the per-utterance quote gate (:mod:`edge_agent.feedback.quote_gate`); a sentence it refuses
+    is not quoted and its observation is phrased as with ``quotes=False``.
+    """
     ev = events
     turns = ev.turns
     gold_like = ev.to_gold()
     out: list[Observation] = []
 
     def add(kind: str, at: float, s: Sentence | None, happened: str, alternative: str, rationale: str, impact: float, **evidence: Any) -> None:
-        quote = short_quote(s.text) if (quotes and _quotable(s)) and s is not None else ""
+        quote = short_quote(s.text) if (quotes and _quotable(s)) and s is not None and _may(may_quote, [s]) else ""
         obs = Observation(kind, round(at, 2), moment(at), quote, alternative, rationale, happened, dict(evidence), impact)
         if truth_condition(obs, gold_like, labels) is not False:  # only what the evidence supports
             out.append(obs)
@@ -520,12 +533,15 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         quote_text = " ".join(st.questions[:3])
         obs_s = Sentence(s.turn, s.index, quote_text, s.t0, s.t1, True) if s is not None else None
         first_open = bool(_OPENISH.search(" ".join(tokens(st.questions[0]))))
+        # every question the quote and the alternative repeat must pass the gate, or none is repeated
+        stack_quotes = quotes and _may(may_quote, [x for k in st.turns for x in turns[k].sentences if x.text in st.questions[:3]]
+                                       or [None])
         # with quotes on, the alternative names the clinician's own questions: one script for every visit
         # was the audit's complaint (issue 13); with quotes off it may not repeat their words
-        first = f"\"{short_quote(st.questions[0], 8)}\"" if quotes else "the first question"
-        then = f"\"{short_quote(st.questions[1], 8)}\"" if quotes else "the next one"
+        first = f"\"{short_quote(st.questions[0], 8)}\"" if stack_quotes else "the first question"
+        then = f"\"{short_quote(st.questions[1], 8)}\"" if stack_quotes else "the next one"
         n_q, times = len(st.questions), f"this happened {len(stacks)} times in the visit"
-        if not quotes:
+        if not stack_quotes:
             # no words to name the questions by: the lesson is matched to the shape of the stack instead,
             # with the visit's own figures (the same sentence in every report was the audit's complaint)
             alt = _stack_alternative(st, first_open, n_q, times)
@@ -538,7 +554,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         else:
             alt = (f"Ask {first}, pause until the answer is complete, then ask {then} — the checklist goes no slower "
                    f"(this happened {len(stacks)} times).")
-        add("stacked_questions", st.time, obs_s,
+        add("stacked_questions", st.time, obs_s if stack_quotes else None,
             f"you asked {len(st.questions)} questions in a row before the patient could answer ({len(stacks)} times in the visit)",
             alt,
             "Several questions at once leave the patient to choose which to answer, and the others go unanswered "
@@ -653,15 +669,18 @@ def _stack_alternative(st: Any, first_open: bool, n_q: int, times: str) -> str:
 
 
 def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = None, quotes: bool = True,
-             avoid: Sequence[Observation] = ()) -> Observation | None:
-    """One specific thing that went well, phrased from what happened (None if nothing stands out)."""
+             avoid: Sequence[Observation] = (), may_quote: MayQuote | None = None) -> Observation | None:
+    """One specific thing that went well, phrased from what happened (None if nothing stands out).
+
+    Its bracketed quote obeys the same gate as the observations' (``may_quote``, see :func:`candidates`).
+    """
     ev = events
     turns = ev.turns
     gold_like = ev.to_gold()
     cands: list[Observation] = []
 
     def add(kind: str, at: float, s: Sentence | None, happened: str, why: str, **evidence: Any) -> None:
-        quote = short_quote(s.text) if quotes and s is not None and _quotable(s) else ""
+        quote = short_quote(s.text) if quotes and s is not None and _quotable(s) and _may(may_quote, [s]) else ""
         o = Observation(kind, round(at, 2), moment(at), quote, "", why, happened, dict(evidence))
         if truth_condition(o, gold_like, labels) is not False:
             cands.append(o)

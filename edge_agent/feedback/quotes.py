@@ -6,23 +6,55 @@ the report whose words were taken from those quotes is replaced by "…", so the
 moment is described (paraphrased), never quoted. The lifecycle calls this on
 every report just before sealing it (``edge_agent.device.lifecycle``), whatever
 built the report; builders may honour the policy earlier, this is the backstop.
+
+With quotes on, a quote must still come from the sentences the per-utterance
+quote gate cleared (``cleared``: :func:`edge_agent.feedback.quote_gate.quotable_sentences`,
+handed over by the visit runner): every word of it, piece by piece, inside one
+cleared sentence. A quote that is not is removed as with quotes off, with its
+copies; so is the strength's bracketed quote in the summary.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
 
 _QUOTED = re.compile(r"\"([^\"]+)\"|“([^”]+)”|'([^']{2,})'")
 _TEXT_FIELDS = ("moment", "alternative", "rationale")
-_BRACKETED_QUOTE = re.compile(r"\s*\((?:\"[^\"]*\"|“[^”]*”)\)")
+_BRACKETED_QUOTE = re.compile(r"\s*\((?:\"([^\"]*)\"|“([^”]*)”)\)")
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z0-9]+)*")
+_PIECES = re.compile(r"…|\.\.\.|[.?!;:]")  # a quote is cut and redacted ("…") and tidied at sentence ends
+
+
+def _tokens(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def _inside(part: Sequence[str], whole: Sequence[str]) -> bool:
+    n = len(part)
+    return any(list(whole[i : i + n]) == list(part) for i in range(len(whole) - n + 1))
+
+
+def _cleared(quote: str, cleared: Sequence[list[str]]) -> bool:
+    """Every piece of ``quote`` (between cuts, redactions and sentence ends) is a run of words of one cleared sentence."""
+    pieces = [p for p in (_tokens(x) for x in _PIECES.split(quote)) if p]
+    return all(any(_inside(p, c) for c in cleared) for p in pieces)
+
+
+def _copies(inner: str, said: Sequence[list[str]]) -> bool:
+    """``inner`` (a quoted span of the report's prose) repeats words of one of the removed quotes."""
+    pieces = [p for p in (_tokens(x) for x in _PIECES.split(inner)) if p]
+    return bool(pieces) and all(any(_inside(p, s) for s in said) for p in pieces)
 
 
 def _scrub(text: str, said: list[str]) -> str:
+    said_tokens = [_tokens(s) for s in said]
+
     def replace(m: re.Match[str]) -> str:
         inner = next(g for g in m.groups() if g is not None).strip().rstrip("?.!,").lower()
-        if inner and any(inner in s for s in said):
+        if inner and (any(inner in s for s in said) or _copies(inner, said_tokens)):
             return "\u201c\u2026\u201d"
         return m.group(0)
 
@@ -33,19 +65,33 @@ def _scrub(text: str, said: list[str]) -> str:
     return text
 
 
-def enforce_quote_policy(fb: feedback_pb2.Feedback, quotes_allowed: bool) -> None:
-    """Remove verbatim words from ``fb`` in place unless the site allows quotes."""
-    if quotes_allowed:
+def enforce_quote_policy(fb: feedback_pb2.Feedback, quotes_allowed: bool, cleared: Collection[str] | None = None) -> None:
+    """Remove verbatim words from ``fb`` in place unless the site allows quotes; with quotes allowed and
+    ``cleared`` given, remove every quote that is not made of the cleared sentences' words."""
+    if quotes_allowed and cleared is None:
         return
-    said = [ob.clinician_quote.strip().lower() for ob in fb.observations if ob.clinician_quote.strip()]
+    ok = [_tokens(c) for c in (cleared or ())] if quotes_allowed else []
+    removed: list[str] = []
     for ob in fb.observations:
-        ob.clinician_quote = ""
-        if said:
+        quote = ob.clinician_quote.strip()
+        if quote and not (quotes_allowed and _cleared(quote, ok)):
+            removed.append(quote.lower())
+            ob.clinician_quote = ""
+    if removed:
+        for ob in fb.observations:
             for name in _TEXT_FIELDS:
-                setattr(ob, name, _scrub(getattr(ob, name), said))
+                setattr(ob, name, _scrub(getattr(ob, name), removed))
     if fb.summary:
         # the strength quotes the clinician in brackets ("What went well: at m:ss ... (\"<their words>\")"):
-        # not one of the observations' quotes, so it is removed here whatever the observations said
-        fb.summary = _BRACKETED_QUOTE.sub("", fb.summary)
-        if said:
-            fb.summary = _scrub(fb.summary, said)
+        # not one of the observations' quotes, so it is checked (quotes off: removed) on its own
+        def bracket(m: re.Match[str]) -> str:
+            inner = next((g for g in m.groups() if g is not None), "")
+            if quotes_allowed and inner.strip() and _cleared(inner, ok):
+                return m.group(0)
+            removed.append(inner.strip().lower())
+            return ""
+
+        fb.summary = _BRACKETED_QUOTE.sub(bracket, fb.summary)
+        removed = [r for r in removed if r]
+        if removed:
+            fb.summary = _scrub(fb.summary, removed)

@@ -10,10 +10,11 @@ Only the clinician's words are ever quoted.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from edge_agent.behaviours.conversation import Turn, build_turns, clean_utterances, sentence_contexts
+from edge_agent.behaviours.conversation import Sentence, Turn, build_turns, clean_utterances, sentence_contexts
 from edge_agent.behaviours.events import VisitEvents, detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.behaviours.labels import LABELS
@@ -22,6 +23,7 @@ from edge_agent.behaviours.text import is_filler
 from edge_agent.behaviours.timing import CLINICIAN, TimingMetrics, compute_timing
 from edge_agent.feedback.observations import WITHHELD_TIMING, LabelledSentence, Observation, candidates, moment, select, strength
 from edge_agent.feedback.quality import QUALITY_FIELDS, quality_notes
+from edge_agent.feedback.quote_gate import QuoteGate
 from edge_agent.transcript import Utterance
 
 
@@ -127,8 +129,13 @@ def label_clinician_sentences(utterances: list[Utterance], classifier: _Classifi
 
 
 def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon: JargonDetector | None = None,
-                   quotes: bool = True) -> Feedback:
-    """The coaching report for one visit. ``quotes=False``: no verbatim clinician words in it."""
+                   quotes: bool = True, gate: QuoteGate | None = None) -> Feedback:
+    """The coaching report for one visit. ``quotes=False``: no verbatim clinician words in it.
+
+    ``gate``: utterances attributed from audio (the device, ``analyze FILE``) quote only what the gate lets
+    through, utterance by utterance (:mod:`edge_agent.feedback.quote_gate`); a refused moment is phrased as
+    with quotes off. None: the labels are a human transcript's (TextGrids), taken as they are.
+    """
     utts = sorted(clean_utterances(list(utterances)), key=lambda u: (u.t0, u.t1))
     turns = build_turns(utts)
     if jargon is None:
@@ -137,12 +144,19 @@ def build_feedback(utterances: list[Utterance], classifier: _Classifier, jargon:
     timing = compute_timing(utts, events)
     sentences = label_clinician_sentences(utts, classifier, jargon, events)
     counts = Counter(lab for s in sentences for lab in s.labels)
-    observations = select(candidates(events, quotes=quotes), events)
-    best = strength(events, quotes=quotes, avoid=observations)
+    # events.turns are these utterances in this order: a sentence's turn is its utterance's index
+    may_quote = _gate_of(gate, utts) if quotes and gate is not None else None
+    observations = select(candidates(events, quotes=quotes, may_quote=may_quote), events)
+    best = strength(events, quotes=quotes, avoid=observations, may_quote=may_quote)
     duration = (max(u.t1 for u in utts) - min(0.0, min(u.t0 for u in utts))) if utts else 0.0
     spans = [(u.speaker, u.t0, u.t1) for u in utts]
     # only labels coders agree on reach the clinician (docs/labelling.md §8)
     return Feedback(duration, timing, {lab: counts.get(lab, 0) for lab in SHOWN_LABELS}, observations, spans, best, events)
+
+
+def _gate_of(gate: QuoteGate, utts: list[Utterance]) -> Callable[[Sentence], bool]:
+    regions = gate.regions(utts)
+    return lambda s: gate.allows(regions[s.turn], s)
 
 
 _LABEL_NAMES = {

@@ -145,6 +145,9 @@ class Attribution:
     speaker: str  # provisional: the visit's final labels come from final_labels()
     confidence: float
     entry: int = -1  # index of this part's voice in the visit's history (-1: decided by text alone)
+    # the part's cosine to the enrolled voiceprint (the voiceprint's verification of this voice); None without
+    # a voiceprint or without an embedding (too short: decided by text alone)
+    voiceprint_similarity: float | None = None
 
 
 @dataclass
@@ -238,7 +241,8 @@ class SpeakerAttributor:
         n = feats.n_samples
         if n < cfg.split_min_s * SAMPLE_RATE:
             speaker, conf = self.attribute(feats, text)
-            return [Attribution(0, n, speaker, conf, self._last_entry(n))]
+            entry = self._last_entry(n)
+            return [Attribution(0, n, speaker, conf, entry, self._voiceprint_similarity(entry))]
         wins = self.encoder.refined_window_embeddings(feats, cfg.split_step_s, self._fine_gaps, cfg.coarse_every)
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
@@ -261,7 +265,8 @@ class SpeakerAttributor:
                 if tau is not None and len(bounds) > 2 and self._voiceprint is not None:
                     step = float((wins.embeds[inside] @ self._voiceprint).mean()) - tau
                 speaker, conf = self._decide(embed, (b - a) / SAMPLE_RATE, part_text, step, norm)
-                parts.append(Attribution(a, b, speaker, conf, len(self._history.embeds) - 1))
+                entry = len(self._history.embeds) - 1
+                parts.append(Attribution(a, b, speaker, conf, entry, self._voiceprint_similarity(entry)))
             return parts
         finally:
             wins.embeds.fill(0.0)
@@ -525,6 +530,12 @@ class SpeakerAttributor:
                 cand = starts[near]
                 point = int(cand[np.argmin(np.abs(cand - point))]) - int(0.02 * SAMPLE_RATE)
         return max(0, min(feats.n_samples, point))
+
+    def _voiceprint_similarity(self, entry: int) -> float | None:
+        """History entry ``entry``'s cosine to the voiceprint (None without a voiceprint or an entry)."""
+        if self._voiceprint is None or not 0 <= entry < len(self._history.embeds):
+            return None
+        return round(float(self._history.embeds[entry] @ self._voiceprint), 4)
 
     def _last_entry(self, n_samples: int) -> int:
         """The history entry a whole-segment decision just made (-1 if it was too short to embed)."""

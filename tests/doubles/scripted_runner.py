@@ -68,6 +68,10 @@ class ScriptedVisitRunner:
         lines.clear()
         return fb
 
+    def quote_clearance(self) -> list[str]:
+        """A script's labels are its truth: every clinician line may be quoted (the device's gate is per utterance)."""
+        return [ln.text for ln in self._script_source if ln.speaker == "clinician"]
+
     def abort(self) -> None:
         with self._lock:
             self._lines, self._ctx = None, None

@@ -7,6 +7,7 @@ the edge_agent package does on import.
 
     python -m tools.realvoice.offline --audio FILE [--threads 1]
     python -m tools.realvoice.offline --turns REF.json   # clean per-turn pseudo-reference
+    python -m tools.realvoice.offline --readers 1998,2609  # one pseudo-reference text per source utterance
 
 ``--turns`` transcribes each reference turn alone from the dry source
 utterances (no overlap, no room, no noise, oracle turn boundaries): the best
@@ -89,13 +90,33 @@ def transcribe_turns(ref_path: Path, threads: int) -> dict[str, Any]:
     return {"visit": ref["visit"], "turns": turns, "text": " ".join(t["text"] for t in turns)}
 
 
+def transcribe_readers(readers: list[str], threads: int) -> dict[str, str]:
+    """The pseudo-reference text of every test-other utterance of ``readers`` (LibriSpeech ships no transcripts
+    here): offline tiny.en on the dry utterance, levelled as the visits use it. Kept in
+    tests/data/realvoice/transcripts.json for tests that check which words were whose."""
+    from tools.realvoice.generate import load_utterance, reader_utterances
+
+    model = load_model(threads)
+    out = {}
+    for rid in readers:
+        for stem in reader_utterances(rid):
+            segments, _ = model.transcribe(np.array(load_utterance(stem)), vad_filter=True)
+            out[stem] = " ".join(s.text.strip() for s in segments)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--audio", type=Path)
     group.add_argument("--turns", type=Path)
+    group.add_argument("--readers", help="comma-separated test-other reader ids: one pseudo-reference text per utterance")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    if args.readers:
+        print(json.dumps({"generator": "tools.realvoice.offline --readers", "model": "tiny.en int8, beam 5, vad_filter",
+                          "texts": transcribe_readers(args.readers.split(","), args.threads)}, indent=1, sort_keys=True))
+        return
     result = transcribe_file(args.audio, args.threads) if args.audio else transcribe_turns(args.turns, args.threads)
     print(json.dumps(result))
 

@@ -34,3 +34,12 @@ def test_speech_that_could_not_be_transcribed_is_shown_where_it_happened() -> No
     assert "[0:31] (about 5 s of speech could not be transcribed)" in text, text
     assert "[0:40] (about 1 s of speech could not be transcribed)" in text, text
     assert "0:50" not in text
+
+
+def test_a_final_confidence_decided_again_corrects_nothing_in_the_live_view() -> None:
+    """At the end of a run every final gets its final confidence (the report's quote gate rests on it); when the
+    speaker stays the same (``changed=False``) the person watching has nothing to be told."""
+    out = io.StringIO()
+    with LiveTranscriptView(Console(file=out, width=100, color_system=None)) as view:
+        view(SpeakerRelabel(segment_id=3, t0=26.4, speaker="clinician", confidence=0.97, changed=False))
+    assert "correction" not in out.getvalue()
