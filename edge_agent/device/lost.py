@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.device.ops.logs import Safe
-from edge_agent.device.outbox import OutboxDiskFullError, OutboxFullError
+from edge_agent.device.outbox import OutboxDiskFullError, OutboxFullError, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +81,10 @@ def append_note(directory: Path, count: int, reason: str, at: str, now: float | 
             os.fsync(fd)
         finally:
             os.close(fd)
-        _fsync_dir(path.parent)  # a new note must survive a power cut as the LOST line would not
+        fsync_dir(path.parent)  # a new note must survive a power cut as the LOST line would not
     except OSError as exc:
         return exc.strerror or type(exc).__name__
     return None
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def report_lost(directory: Path, count: int, exc: BaseException | None, at: str) -> None:

@@ -173,7 +173,8 @@ def _is_full(exc: sqlite3.Error) -> bool:
     return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Make a file created (or renamed) in ``directory`` survive a power cut; best effort."""
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     except OSError:
@@ -224,7 +225,7 @@ def _quarantine(path: Path) -> Path:
         dst = Path(str(target) + suffix)
         os.chmod(src, 0o600)
         os.replace(src, dst)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
     return target
 
 

@@ -26,8 +26,9 @@ from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 
-SCRIPT = r'''
-import asyncio, errno, json, logging, os, sys, time
+# what both child scripts start with: the checkout on the path, the device's parts, the log lines kept
+PRELUDE = r'''
+import errno, json, logging, os, sys, time
 from pathlib import Path
 sys.path.insert(0, ROOT)
 from tests.delivery_fixtures import Pki, RecordingRunner, server_config
@@ -36,18 +37,22 @@ from edge_agent.device.grpc.background import BackgroundServer
 from edge_agent.device.grpc.server import EdgeAgentServer
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.phone import client as phone
-from edge_agent.phone.keys import ClientError
 
 class Lines(logging.Handler):
     def __init__(self):
         super().__init__()
         self.lines = []
     def emit(self, record):
-        self.lines.append((record.levelname, record.getMessage()))
+        self.lines.append((record.levelname, record.getMessage(), record.created))
 
 lines = Lines()
 logging.getLogger("edge_agent").addHandler(lines)
 logging.getLogger("edge_agent").setLevel(logging.INFO)
+'''
+
+SCRIPT = PRELUDE + r'''
+import asyncio
+from edge_agent.phone.keys import ClientError
 
 work, mnt = Path(WORK), Path(MNT)
 pki = Pki.make(work / "pki")
@@ -169,7 +174,7 @@ def test_visit_stream_on_a_full_tmpfs_delivers_every_confirmed_visit(tmp_path: P
     result = subprocess.run([*prefix, "sh", "-c", cmd, script], capture_output=True, text=True, timeout=300, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(result.stdout.strip().splitlines()[-1])
-    msgs = [m for _, m in out["lines"]]
+    msgs = [m for _, m, _ in out["lines"]]
 
     assert not out["refused"], out["refused"]
     assert out["ok"] >= 1 and out["held"] >= 8, out  # the disk really ran out part-way
@@ -247,29 +252,10 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
 
 # ---- at stop: the grace, then LOST -------------------------------------------------------------------------------------
 
-SHUTDOWN_SCRIPT = r'''
-import errno, json, logging, os, sqlite3, sys, threading, time
-from pathlib import Path
-sys.path.insert(0, ROOT)
-from tests.delivery_fixtures import Pki, RecordingRunner, server_config
-from tests.doubles.scripted_runner import SpectralVoiceEnroller
-from edge_agent.device.grpc.background import BackgroundServer
-from edge_agent.device.grpc.server import EdgeAgentServer
-from edge_agent.device.ops.metrics import Registry
-from edge_agent.phone import client as phone
+SHUTDOWN_SCRIPT = PRELUDE + r'''
+import sqlite3, threading
 from edge_agent.phone.keys import load_key_file
 from edge_agent.site.doctor import check_outbox
-
-class Lines(logging.Handler):
-    def __init__(self):
-        super().__init__()
-        self.lines = []
-    def emit(self, record):
-        self.lines.append((record.levelname, record.getMessage(), record.created))
-
-lines = Lines()
-logging.getLogger("edge_agent").addHandler(lines)
-logging.getLogger("edge_agent").setLevel(logging.INFO)
 work, mnt = Path(WORK), Path(MNT)
 pki = Pki.make(work / "pki")
 registry = Registry()

@@ -9,7 +9,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,23 +17,11 @@ from edge_agent import protocol
 from edge_agent.phone import client as phone
 from edge_agent.phone.keys import ClientError
 from tests.cli_runner import run_cli
-from tests.delivery_fixtures import Pki, ServerThread, server_config
+from tests.delivery_fixtures import Pki, ServerThread, pki, server_config, srv  # noqa: F401 (pytest fixtures)
 from tests.paths import REPO_ROOT
 
 ROOT = REPO_ROOT
 COMPAT_JS = ROOT / "tools" / "phone-web" / "src" / "compat.js"
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    return Pki.make(tmp_path_factory.mktemp("pki"))
-
-
-@pytest.fixture
-def srv(pki: Pki, tmp_path: Path) -> Iterator[ServerThread]:
-    s = ServerThread(server_config(pki, tmp_path / "data")).start()
-    yield s
-    s.stop()
 
 
 # ---- the rule ----------------------------------------------------------------------------------------
