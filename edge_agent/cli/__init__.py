@@ -157,7 +157,10 @@ def doctor(
         checks = [Check("config", False, exc.message, "correct the file or the EDGE_AGENT_* variable (keys: docs/config.md)")]
     else:
         checks = run_doctor(cfg, skip=tuple(skip or ()))
-    print(render_json(checks) if json_out else render_text(checks))
+    try:
+        print(render_json(checks) if json_out else render_text(checks), flush=True)
+    except BrokenPipeError:  # `doctor | head -1`: the reader left, but a failed check must still fail the command
+        drop_output()
     raise typer.Exit(exit_code(checks))
 
 

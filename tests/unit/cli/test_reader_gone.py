@@ -89,3 +89,11 @@ def test_help_to_a_reader_already_gone(args: list[str]) -> None:
     assert err == b"", err.decode(errors="replace")
     assert status == 0
 
+
+
+def test_doctor_still_fails_when_its_reader_has_gone(tmp_path: Path) -> None:
+    """`doctor | head -1` in a fleet script: a reader leaving is not a failure, but it is not a pass either."""
+    config = tmp_path / "config.toml"
+    config.write_text('[server]\nroom = "Room 4"\nbundle = "/nonexistent/device.pem"\n', encoding="utf-8")
+    status, _, err = _run(["doctor", "--config", str(config), "--skip", "audio"], read_first_line=False)
+    assert status == 1 and b"Traceback" not in err and b"BrokenPipe" not in err, (status, err)
