@@ -201,6 +201,9 @@ class VisitManager:
         self._closing = False  # the daemon is stopping: no new visit may start
         self._held = HeldReports(max_held_bytes)  # sealed, outbox refused: kept in memory and retried
         self.shutdown_grace_s = shutdown_grace_s  # live: read when the daemon stops
+        # where a wait at stop is shown besides the journal (the daemon: systemd's STATUS=, so `systemctl status`
+        # says why `systemctl stop` is waiting); a text with no clinician, visit or report content
+        self.on_status: Callable[[str], object] | None = None
         self._refusal: BaseException | None = None  # why the outbox last refused a write (the LOST line says it)
         self._retry_task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -536,6 +539,9 @@ class VisitManager:
                 return
             if not announced:
                 announced = True
+                if self.on_status is not None:
+                    self.on_status(f"stopping: {len(self._held)} sealed report(s) cannot be written ({reason_of(self._refusal)}); "
+                                   f"retrying for up to {left:.0f} s: free space on {mount_point(self._outbox.path.parent)} now")
                 log.warning("stopping: %d sealed report(s) cannot be written to %s (%s); retrying every %g s for up to "
                             "%.0f s before they are lost: free space on %s now", len(self._held), self._outbox.path.parent,
                             Safe(reason_of(self._refusal)), SHUTDOWN_RETRY_S, left, mount_point(self._outbox.path.parent))

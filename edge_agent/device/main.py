@@ -311,6 +311,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
         port = await server.start()
         web = await _start_web(cfg, server)
         assert server.visits is not None and server.outbox is not None
+        server.visits.on_status = notifier.status
         forwarder = asyncio.create_task(_forward_population(cfg, server.outbox, server.visits)) if cfg.population.enabled else None
         if contributor is not None:
             from edge_agent.device.population import rotate_period_key

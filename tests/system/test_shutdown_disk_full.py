@@ -110,6 +110,13 @@ def test_sigterm_with_a_full_outbox_disk_exits_74_with_one_lost_line_and_doctor_
         daemon.send_signal(signal.SIGTERM)
         status = daemon.wait(60)
         took = time.monotonic() - stopped_at
+        notify.setblocking(False)
+        told: list[str] = []
+        while True:
+            try:
+                told += notify.recv(4096).decode().splitlines()
+            except BlockingIOError:
+                break
         notify.close()
         text = log.read_text()
 
@@ -124,6 +131,9 @@ def test_sigterm_with_a_full_outbox_disk_exits_74_with_one_lost_line_and_doctor_
         assert visit_id not in text and pseudonym not in text  # the journal never names the visit or the clinician
         waiting = [line for line in text.splitlines() if "retrying every 1 s" in line]
         assert len(waiting) == 1, text[-3000:]  # said once when the wait began, so `systemctl stop` hanging is explained
+        # and `systemctl status` shows it while systemd waits
+        assert any(m.startswith("STATUS=stopping: 1 sealed report(s) cannot be written (disk full)") and str(mnt) in m
+                   for m in told), told
 
         note_text = Path(f"/proc/{holder.pid}/root{state}/reports-lost").read_text()
         entries = [json.loads(line) for line in note_text.splitlines()]
