@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,9 +28,10 @@ from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE, EdgeAgentSer
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.phone import client as phone
 from edge_agent.phone.commands import phone_start
-from edge_agent.phone.keys import MAX_VOICEPRINTS, load_key_file
+from edge_agent.phone.keys import MAX_VOICEPRINTS, ClinicianKeys, load_key_file
 from tests.delivery_fixtures import Pki, ServerThread, server_config
 from tests.doubles.scripted_runner import SpectralVoiceEnroller
+from tests.paths import REPO_ROOT
 
 OLD_MODEL = SpectralVoiceEnroller.model_id  # the rooms not updated yet
 NEW_MODEL = "spectral-bands-32@new-release"  # the rooms already updated to a release with another speaker model
@@ -208,3 +211,32 @@ def test_the_phone_keeps_at_most_a_few_models_the_oldest_dropped(pki: Pki) -> No
     assert keys.voiceprint_for("") == ("model-5", [5.0])  # a device that does not say: the most recent
     keys.save()
     assert load_key_file(pki.keys_a).voiceprints == keys.voiceprints  # the order survives the file
+
+
+def test_the_web_app_chooses_as_the_python_phone_in_node(tmp_path: Path) -> None:
+    """tools/phone-web/test/voiceprint.test.mjs runs voiceprint.js on enrolment sequences and device models whose
+    answers (kept, chosen, said before the start) come from ClinicianKeys here: both phones follow one rule."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    models = ["m-a", "m-b", "m-c", "m-d", ""]
+    sequences = [[], ["m-a"], ["m-a", "m-b"], ["m-b", "m-a"], ["m-a", "m-b", "m-a"], ["m-a", "m-b", "m-c", "m-d"],
+                 ["m-a", "m-b", "m-c", "m-a", "m-d"], [""], ["", "m-a"], ["m-a", ""], ["", "m-a", "m-b", "m-c"]]
+    cases = []
+    for seq in sequences:
+        for device in models:
+            keys = ClinicianKeys(tmp_path / "unused.json", "", "", "", "", "")
+            enrolments = [(m, [float(i), 0.5]) for i, m in enumerate(seq)]
+            for m, values in enrolments:
+                keys.keep_voiceprint(m, values)
+            chosen = keys.voiceprint_for(device)
+            cases.append({"enrolments": enrolments, "device": device, "kept": [[m, v] for m, v in keys.voiceprints.items()],
+                          "chosen": list(chosen) if chosen else None, "said": bool(keys.voiceprints) and chosen is None})
+    assert any(c["said"] for c in cases) and any(c["chosen"] for c in cases)
+    fixtures = tmp_path / "voiceprints.json"
+    notice = phone.OTHER_MODEL_NOTICE[0].upper() + phone.OTHER_MODEL_NOTICE[1:] + "."  # as the app words its lines
+    fixtures.write_text(json.dumps({"max": MAX_VOICEPRINTS, "notice": notice, "cases": cases}))
+    res = subprocess.run([node, "--test", str(REPO_ROOT / "tools" / "phone-web" / "test" / "voiceprint.test.mjs")],
+                         env={**os.environ, "EDGE_AGENT_VOICEPRINT_CASES": str(fixtures)}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "# fail 0" in res.stdout and "# skipped 0" in res.stdout, res.stdout[-1500:]
