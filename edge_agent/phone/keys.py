@@ -113,6 +113,10 @@ class ClinicianKeys:
         write_private(self.path, json.dumps(data, indent=1).encode())
 
 
+def _is_values(values: object) -> bool:
+    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
 def _bound(voiceprints: dict[str, list[float]]) -> None:
     for old in list(voiceprints)[: max(0, len(voiceprints) - MAX_VOICEPRINTS)]:  # the oldest go first
         del voiceprints[old]
@@ -245,8 +249,8 @@ def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> Clin
         # had one) becomes the map's oldest entry; written back in the new form by the next save
         legacy, legacy_model = data.pop("voiceprint", []), data.pop("voiceprint_model", "")
         keys = ClinicianKeys(path=key_file, **data)
-        if not (isinstance(keys.voiceprints, dict) and all(isinstance(v, list) for v in keys.voiceprints.values())
-                and isinstance(legacy, list) and isinstance(legacy_model, str)):
+        if not (isinstance(keys.voiceprints, dict) and all(map(_is_values, keys.voiceprints.values()))
+                and _is_values(legacy) and isinstance(legacy_model, str)):
             raise TypeError("voiceprints")
         if legacy and legacy_model not in keys.voiceprints:
             keys.voiceprints = {legacy_model: legacy, **keys.voiceprints}

@@ -240,3 +240,14 @@ def test_the_web_app_chooses_as_the_python_phone_in_node(tmp_path: Path) -> None
                          env={**os.environ, "EDGE_AGENT_VOICEPRINT_CASES": str(fixtures)}, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     assert "# fail 0" in res.stdout and "# skipped 0" in res.stdout, res.stdout[-1500:]
+
+
+def test_a_damaged_voiceprint_map_is_one_line_not_a_traceback(pki: Pki) -> None:
+    from edge_agent.phone.keys import ClientError
+
+    for bad in ({"m": ["a"]}, {"m": "x"}, ["x"], {"m": [True]}):
+        data = json.loads(pki.keys_a.read_text())
+        data["voiceprints"] = bad
+        pki.keys_a.write_text(json.dumps(data))
+        with pytest.raises(ClientError, match="damaged or from another version"):
+            load_key_file(pki.keys_a)
