@@ -85,7 +85,8 @@ def start(keys: KeyFile, device: Device = None, fingerprint: Fingerprint = None,
     """Start a visit in the room you are in (you confirm the patient has agreed: consent=true is sent)."""
     from edge_agent.phone.commands import phone_start
 
-    emit(phone_start(keys, device, fingerprint, room, max_duration_s=max_minutes * 60, room_code=room_code), json_out)
+    emit(phone_start(keys, device, fingerprint, room, max_duration_s=max_minutes * 60, room_code=room_code,
+                     emit=lambda line: typer.echo(line, err=True)), json_out)
 
 
 @app.command("stop")

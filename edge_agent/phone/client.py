@@ -190,18 +190,25 @@ def connect(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel,
     trust anchor): a different device, even one of the same site CA, that
     answers the second connection fails the handshake.
     """
+    with connect_info(keys, target) as (channel, fp, _info):
+        yield channel, fp
+
+
+@contextmanager
+def connect_info(keys: ClinicianKeys, target: Target) -> Iterator[tuple[grpc.Channel, str, agent_pb2.DeviceInfo]]:
+    """:func:`connect`, also handing over the DeviceInfo the checks read (e.g. its speaker model)."""
     device = verify_device(keys, target)
     fp = device.fingerprint
     creds = grpc.ssl_channel_credentials(device.certificate_pem.encode(), keys.key_pem.encode(), keys.cert_pem.encode())
     channel = grpc.secure_channel(f"{target.host}:{target.port}", creds, options=channel_options())
     try:
-        _check_over_mtls(keys, channel, device)
-        yield channel, fp
+        info = _check_over_mtls(keys, channel, device)
+        yield channel, fp, info
     finally:
         channel.close()
 
 
-def _check_over_mtls(keys: ClinicianKeys, channel: grpc.Channel, device: VerifiedDevice) -> None:
+def _check_over_mtls(keys: ClinicianKeys, channel: grpc.Channel, device: VerifiedDevice) -> agent_pb2.DeviceInfo:
     """Over the pinned channel: the device's room, a current CRL (learning a newer one), and its serial against it."""
     try:
         info = agent_pb2_grpc.EdgeAgentStub(channel).GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10)
@@ -217,6 +224,7 @@ def _check_over_mtls(keys: ClinicianKeys, channel: grpc.Channel, device: Verifie
     if device.serial in crl.revoked:
         raise ClientError("this device's certificate has been revoked by the site; do not use it, tell IT")
     check_protocol(info)
+    return info
 
 
 def check_protocol(info: agent_pb2.DeviceInfo) -> None:
@@ -257,11 +265,17 @@ VOICEPRINT_USE_NAMES = {
 }
 
 
+# Said before a start when this phone holds voiceprints but none made by the room device's speaker model (the room runs
+# another release's model while the fleet is updated): the visit may start, without one. The web app says the same.
+OTHER_MODEL_NOTICE = ("this room uses another voice model: enrol here to use your voice profile in this room too "
+                      "(your other rooms keep theirs); the visit can start without it")
+
+
 @dataclass(frozen=True)
 class StartedVisit:
     visit_id: str
-    voiceprint: str  # VOICEPRINT_USE_NAMES: what the device did with the voiceprint this phone holds
-    notice: str  # one line for the clinician from the device (e.g. re-enrol), else ""
+    voiceprint: str  # VOICEPRINT_USE_NAMES: what the device did with the voiceprint this phone sent
+    notice: str  # one line for the clinician (the device's, e.g. re-enrol; else OTHER_MODEL_NOTICE if said), else ""
 
 
 def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True, room_code: str = "") -> str:
@@ -270,15 +284,26 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
 
 
 def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True,
-                room_code: str = "") -> StartedVisit:
-    """:func:`start`, also saying what the device did with the voiceprint (a stale one is not used: re-enrol)."""
+                room_code: str = "", before_start: Callable[[str], None] | None = None) -> StartedVisit:
+    """:func:`start`, also saying what the device did with the voiceprint.
+
+    The voiceprint sent is the one made by the device's speaker model (``DeviceInfo.speaker_model``, read over the
+    checked channel just before); a device that does not state its model gets the most recent one, as before. When
+    this phone holds voiceprints but none for that model, ``before_start`` hears :data:`OTHER_MODEL_NOTICE` before
+    the start is sent, and the visit starts without one.
+    """
     keys = load_key_file(key_file)
-    with connect(keys, target) as (channel, fp):
+    with connect_info(keys, target) as (channel, fp, info):
+        chosen = keys.voiceprint_for(info.speaker_model)
+        said = OTHER_MODEL_NOTICE if chosen is None and keys.voiceprints else ""
+        if said and before_start is not None:
+            before_start(said)
+        model, values = chosen or ("", [])
         request = agent_pb2.StartVisitRequest(
-            consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=keys.voiceprint, max_duration_s=max_duration_s,
+            consent=consent, sealing_public_key=keys.sealing_public, voiceprint_values=values, max_duration_s=max_duration_s,
             room_code=room_code,
             # the model id goes with the voiceprint it names, never alone
-            voiceprint_model=keys.voiceprint_model if keys.voiceprint else "",
+            voiceprint_model=model if values else "",
         )
         try:
             reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
@@ -287,9 +312,10 @@ def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, c
     with update_key_file(key_file) as fresh:
         fresh.current_visit[fp] = reply.visit_id
         remember(fresh.visits, reply.visit_id)
-    # The voiceprint is kept even when this device calls it stale: another room's device may still run the model
-    # that made it (a fleet is updated room by room); re-enrolling replaces it.
-    return StartedVisit(str(reply.visit_id), VOICEPRINT_USE_NAMES.get(reply.voiceprint_use, "unknown"), _one_line(reply.notice))
+    # Every voiceprint is kept, even one this device calls stale: another room's device may still run the model that
+    # made it (a fleet is updated room by room); enrolling here adds this device's model beside it.
+    return StartedVisit(str(reply.visit_id), VOICEPRINT_USE_NAMES.get(reply.voiceprint_use, "unknown"),
+                        _one_line(reply.notice) or said)
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -415,7 +441,8 @@ def read_wav_pcm(path: str | Path) -> tuple[bytes, int]:
 
 
 def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: int) -> list[float]:
-    """Send the clinician's own recording; the voiceprint comes back and is kept in the key file."""
+    """Send the clinician's own recording; the voiceprint comes back and is kept in the key file, beside those of
+    other speaker models (replacing only the one of this device's model)."""
     keys = load_key_file(key_file)
 
     def chunks() -> Iterator[agent_pb2.EnrollVoiceChunk]:
@@ -428,9 +455,9 @@ def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: 
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
     with update_key_file(key_file) as fresh:
-        fresh.voiceprint = list(reply.voiceprint_values)
         # "" from a device that does not say (or says something no device would take back): sent unchecked
-        fresh.voiceprint_model = reply.voiceprint_model if _MODEL_ID_RE.fullmatch(reply.voiceprint_model) else ""
+        fresh.keep_voiceprint(reply.voiceprint_model if _MODEL_ID_RE.fullmatch(reply.voiceprint_model) else "",
+                              list(reply.voiceprint_values))
     return list(reply.voiceprint_values)
 
 

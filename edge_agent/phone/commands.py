@@ -68,15 +68,17 @@ def phone_discover(timeout: float = 3.0) -> list[dict[str, Any]]:
 
 
 def phone_start(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
-                max_duration_s: int = 0, room_code: str = "") -> dict[str, Any]:
+                max_duration_s: int = 0, room_code: str = "", emit: Callable[[str], None] = lambda _line: None) -> dict[str, Any]:
+    """Start a visit; ``emit`` hears, before the start is sent, that this room needs its own enrolment (if it does)."""
     _room_needed(room, "a visit starts")
     if not 0 <= max_duration_s < 2**32:  # the request's uint32; the device applies its own limits to the rest
         raise ClientError("--max-minutes must be 0 (the device's default) or a number of minutes, e.g. 30")
     target = resolve(device, fingerprint, room)
-    visit = phone.start_visit(key_file, target, max_duration_s=max_duration_s, room_code=room_code)
+    visit = phone.start_visit(key_file, target, max_duration_s=max_duration_s, room_code=room_code,
+                              before_start=lambda line: emit(line[0].upper() + line[1:] + "."))
     out = {"visit_id": visit.visit_id, "room": room, "device": f"{target.host}:{target.port}", "voiceprint": visit.voiceprint}
     if visit.notice:
-        out["notice"] = visit.notice  # e.g. the voiceprint is from an older speaker model: re-enrol
+        out["notice"] = visit.notice  # e.g. no voiceprint for this room's speaker model: enrol here
     return out
 
 
@@ -90,7 +92,9 @@ def phone_enroll(key_file: str | Path, wav: str | Path, device: str | None = Non
                  room: str | None = None) -> dict[str, Any]:
     pcm, rate = phone.read_wav_pcm(wav)
     values = phone.enroll(key_file, resolve(device, fingerprint, room), pcm, rate)
-    return {"voiceprint_dims": len(values), "speaker_model": load_key_file(key_file).voiceprint_model, "stored_in": str(key_file)}
+    keys = load_key_file(key_file)
+    return {"voiceprint_dims": len(values), "speaker_model": keys.voiceprint_model,
+            "speaker_models_kept": len(keys.voiceprints), "stored_in": str(key_file)}
 
 
 def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,

@@ -1,8 +1,9 @@
-"""The phone's key file: TLS bundle, sealing key pair, voiceprint and delivery cursor (0600 JSON).
+"""The phone's key file: TLS bundle, sealing key pair, voiceprints and delivery cursors (0600 JSON).
 
 Everything that identifies or decrypts for the clinician lives only here, on
 the phone. The device sees the public sealing key and the voiceprint during a
-visit and forgets both at stop.
+visit and forgets both at stop. The phone keeps one voiceprint per speaker model
+(rooms of two releases may run two models while a fleet is updated).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from edge_agent.crypto.files import write_private
 from edge_agent.errors import EdgeAgentError
 
 KEY_FILE_VERSION = 1
+MAX_VOICEPRINTS = 3  # speaker models a phone keeps a voiceprint for (a fleet mid-update runs two; one spare)
 
 
 class ClientError(EdgeAgentError):
@@ -45,10 +47,11 @@ class ClinicianKeys:
     cert_pem: str
     ca_pem: str
     sealing_private_b64: str
-    voiceprint: list[float] = field(default_factory=list)
-    # the speaker model that made it (EnrollVoiceResponse.voiceprint_model), sent with it: a device with another
-    # model does not use it and says to re-enrol. "" = enrolled on a device that did not say (sent unchecked)
-    voiceprint_model: str = ""
+    # The clinician's voiceprints, one per speaker model that made them (EnrollVoiceResponse.voiceprint_model ->
+    # values), oldest first, at most MAX_VOICEPRINTS: while a fleet is updated room by room, rooms of two releases
+    # may run two models, and a voiceprint works only on a device of its own model. "" = a model not known (enrolled
+    # on a device that did not say, or before phones kept it): sent unchecked. See voiceprint_for().
+    voiceprints: dict[str, list[float]] = field(default_factory=dict)
     cursors: dict[str, int] = field(default_factory=dict)  # 'device fingerprint/outbox id' -> last delivered id
     current_visit: dict[str, str] = field(default_factory=dict)  # device fingerprint -> running visit id
     pending_acks: dict[str, list[int]] = field(default_factory=dict)  # 'fingerprint/outbox id' -> ids shown, ack not yet confirmed
@@ -59,6 +62,41 @@ class ClinicianKeys:
     # device fingerprint -> ids of room claims not yet seen to start (or fail): a press may start a visit for one
     # while the phone is not watching; its visit id is asked for before that visit's report is judged unknown
     claims: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def voiceprint(self) -> list[float]:
+        """The most recent enrolment's values ([] before any)."""
+        return next(reversed(self.voiceprints.values()), [])
+
+    @property
+    def voiceprint_model(self) -> str:
+        """The speaker model of the most recent enrolment ("" before any, or not known)."""
+        return next(reversed(self.voiceprints), "")
+
+    def keep_voiceprint(self, model: str, values: list[float]) -> None:
+        """An enrolment's voiceprint: replaces the one of the same model, keeps the others (the oldest beyond
+        MAX_VOICEPRINTS is dropped)."""
+        self.voiceprints.pop(model, None)
+        self.voiceprints[model] = list(values)
+        _bound(self.voiceprints)
+
+    def voiceprint_for(self, device_model: str) -> tuple[str, list[float]] | None:
+        """(model, values) to send to a device attributing with ``device_model`` (DeviceInfo.speaker_model), or
+        None: this phone holds none that device would use, so the visit runs without one (say so before it starts).
+
+        * the device states its model: the voiceprint made by that model; else one of a model not known (from before
+          phones kept it: sent without a model, the device uses it unchecked as it always did); else None;
+        * the device does not state it (a release from before the field, or one without enrolment): the most recent
+          voiceprint, as phones did before keeping several.
+        """
+        if not self.voiceprints:
+            return None
+        if not device_model:
+            return self.voiceprint_model, self.voiceprint
+        for model in (device_model, ""):
+            if model in self.voiceprints:
+                return model, self.voiceprints[model]
+        return None
 
     @property
     def sealing_private(self) -> X25519PrivateKey:
@@ -73,6 +111,15 @@ class ClinicianKeys:
         data.pop("path")
         data["version"] = KEY_FILE_VERSION
         write_private(self.path, json.dumps(data, indent=1).encode())
+
+
+def _is_values(values: object) -> bool:
+    return isinstance(values, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+
+
+def _bound(voiceprints: dict[str, list[float]]) -> None:
+    for old in list(voiceprints)[: max(0, len(voiceprints) - MAX_VOICEPRINTS)]:  # the oldest go first
+        del voiceprints[old]
 
 
 def init_key_file(bundle: str | Path, key_file: str | Path, overwrite: bool = False) -> ClinicianKeys:
@@ -198,7 +245,16 @@ def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> Clin
         data = json.loads(raw)
         if data.pop("version", None) != KEY_FILE_VERSION:
             raise ValueError("version")
+        # a key file from before phones kept a voiceprint per speaker model: its one voiceprint (and model, if it
+        # had one) becomes the map's oldest entry; written back in the new form by the next save
+        legacy, legacy_model = data.pop("voiceprint", []), data.pop("voiceprint_model", "")
         keys = ClinicianKeys(path=key_file, **data)
+        if not (isinstance(keys.voiceprints, dict) and all(map(_is_values, keys.voiceprints.values()))
+                and _is_values(legacy) and isinstance(legacy_model, str)):
+            raise TypeError("voiceprints")
+        if legacy and legacy_model not in keys.voiceprints:
+            keys.voiceprints = {legacy_model: legacy, **keys.voiceprints}
+            _bound(keys.voiceprints)
     except (ValueError, TypeError):
         raise ClientError(f"key file {key_file} is damaged or from another version; re-create it from your bundle") from None
     if not keys.cert_pem and not allow_uncertified:

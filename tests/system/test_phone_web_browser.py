@@ -202,7 +202,7 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         import json
 
         data = json.loads(exported.read_text())
-        assert data["pseudonym"] == pseudonym and len(data["reports"]) == 2 and data["voiceprint"]
+        assert data["pseudonym"] == pseudonym and len(data["reports"]) == 2 and data["voiceprints"]
         assert all(r["timeline"] for r in data["reports"])
 
         # installable: Chromium's own installability check, manifest, service worker in control
@@ -257,50 +257,169 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
 
 
 
-def test_a_voiceprint_from_before_a_speaker_model_update_is_not_used_and_the_phone_says_re_enrol(
-        env, browser: Browser, tmp_path: Path) -> None:
-    """Enrol in the browser; the device's speaker model is then updated. The next start still starts the visit (its
-    report arrives), without the voiceprint, and the phone says in one line to re-enrol; after re-enrolling the
-    voiceprint is used again."""
-    from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE
+def _to_room(browser: Browser) -> None:
+    """The Room screen drawn afresh (it asks the device which speaker model it runs)."""
+    base = browser.driver.current_url.split("#")[0]
+    browser.go(base + "#/visits")
+    browser.wait(lambda: "Your visits" in browser.text(), 10, "the visits screen")
+    browser.go(base + "#/room")
+    browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 20, "the room screen")
+
+
+def _enrol_voice(browser: Browser) -> None:
+    browser.click("#enrol")
+    time.sleep(3.5)
+    browser.click("#enrol-stop")
+    browser.wait_status("Voice enrolled", 30)
+
+
+def _stop_for_report(browser: Browser) -> None:
+    browser.click("#stop")
+    browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
+
+
+def test_a_voiceprint_per_speaker_model_works_across_rooms_of_two_releases(env, browser: Browser, tmp_path: Path) -> None:
+    """Enrol in a room whose device runs speaker model A; the device then runs model B (a room already updated to a
+    release with another model). Before the start the phone says this room needs its own enrolment and the visit can
+    start without it (it does, without a voiceprint); enrol there; back on model A the first voiceprint is used
+    without enrolling again: nobody is told to re-enrol."""
+    from edge_agent.device.ops.metrics import Registry
+    from edge_agent.phone.client import OTHER_MODEL_NOTICE
 
     _root, pki, site, _wav = env
-    device = Device.start(pki, tmp_path / "data", site.origin)
+    metrics = Registry()
+    device = Device.start(pki, tmp_path / "data", site.origin, metrics=metrics)
+    service = device.server.agent_service
+    assert service is not None
+    model_a, model_b = service.speaker_model, "spectral-bands-32@new-release"
+
+    def counts() -> dict[str, float]:
+        return {c: metrics.get("edge_agent_start_voiceprints_total", check=c) for c in ("matched", "stale", "unstated")}
+
+    def said_before() -> str:
+        return str(browser.driver.execute_script(
+            "const e = document.getElementById('other-model'); return e && !e.hidden ? e.textContent : ''"))
+
+    def status_class() -> str:
+        return str(browser.driver.execute_script("return document.getElementById('status').className"))
+
     try:
         _enrol_and_join(browser, env, tmp_path, device)
-        browser.click("#enrol")
-        time.sleep(3.5)
-        browser.click("#enrol-stop")
-        browser.wait_status("Voice enrolled", 30)
-        service = device.server.agent_service
-        assert service is not None
-        service.speaker_model = "spectral-bands-32@updated"  # the device updated its speaker model since
+        _enrol_voice(browser)  # made by model A
+        service.speaker_model = model_b  # the room's device now runs the new release's speaker model
 
-        browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+        _to_room(browser)
+        notice = said_before()  # on the screen before anything is pressed
+        assert OTHER_MODEL_NOTICE[1:] in notice and "\n" not in notice, notice
+        _press_start(browser, pki.room_code())
+        status = browser.wait_status("Visit started")  # it still starts
+        assert "not used in this room until you enrol here" in status and status_class() == "status warn", status
+        assert device.server.runner.contexts[-1].voiceprint is None  # none sent: model A's would mislead model B
+        assert counts() == {"matched": 0, "stale": 0, "unstated": 0}
+        _stop_for_report(browser)
+
+        _to_room(browser)
+        assert said_before()
+        _enrol_voice(browser)  # made by model B, kept beside model A's
+        assert said_before() == ""
         _press_start(browser, pki.room_code())
         status = browser.wait_status("Visit started")
-        assert "older speaker model" in status and "re-enrol on the phone" in status, status
-        assert STALE_VOICEPRINT_NOTICE[1:] in status and "\n" not in status, status
-        assert browser.driver.execute_script("return document.getElementById('status').className") == "status warn"
-        ctx = device.server.runner.contexts[-1]
-        assert ctx.voiceprint is None and ctx.voiceprint_bytes is None  # the old voiceprint was not used
-        assert browser.driver.execute_script("return !document.getElementById('reenrol').hidden")  # the hint stays
-        browser.click("#stop")
-        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
+        assert status_class() == "status ok" and "enrol" not in status, status
+        assert device.server.runner.contexts[-1].voiceprint is not None and counts()["matched"] == 1
+        _stop_for_report(browser)
 
-        browser.go(browser.driver.current_url.split("#")[0] + "#/room")
-        assert browser.driver.execute_script("return !document.getElementById('reenrol').hidden")
-        browser.click("#enrol")
-        time.sleep(3.5)
-        browser.click("#enrol-stop")
-        browser.wait_status("Voice enrolled", 30)
-        assert browser.driver.execute_script("return document.getElementById('reenrol').hidden")
+        service.speaker_model = model_a  # a room of the release not updated yet (or this one rolled back)
+        _to_room(browser)
+        assert said_before() == ""
         _press_start(browser, pki.room_code())
         status = browser.wait_status("Visit started")
-        assert "re-enrol" not in status and browser.driver.execute_script("return document.getElementById('status').className") == "status ok"
-        assert device.server.runner.contexts[-1].voiceprint is not None  # made by the device's model now: used
+        assert status_class() == "status ok" and "enrol" not in status, status
+        assert device.server.runner.contexts[-1].voiceprint is not None  # model A's, without enrolling again
+        assert counts() == {"matched": 2, "stale": 0, "unstated": 0}
+        _stop_for_report(browser)
+
+        # the device changes model while the room screen is open: the press says it first and starts nothing;
+        # a second press starts without a voiceprint
+        _to_room(browser)
+        assert said_before() == ""
+        service.speaker_model = "spectral-bands-32@third"
+        started = len(device.server.runner.contexts)
+        _press_start(browser, pki.room_code())
+        status = browser.wait_status("Press Start visit again")
+        assert OTHER_MODEL_NOTICE[1:] in status and status_class() == "status warn", status
+        assert len(device.server.runner.contexts) == started and said_before()
+        browser.click("#start")
+        browser.wait_status("Visit started")
+        assert len(device.server.runner.contexts) == started + 1 and device.server.runner.contexts[-1].voiceprint is None
     finally:
         device.stop()
+
+
+VAULT_RECORD = """
+const [id, value] = [arguments[0], arguments[1]];
+const done = arguments[arguments.length - 1];
+const open = (name) => new Promise((ok, no) => { const q = indexedDB.open(name, 1); q.onsuccess = () => ok(q.result); q.onerror = () => no(q.error); });
+const aad = { additionalData: new TextEncoder().encode(id) };
+(async () => {
+  const keys = await open('edge-agent-keys');
+  const key = await new Promise((ok) => { keys.transaction('keys').objectStore('keys').get('storage').onsuccess = (e) => ok(e.target.result.key); });
+  const data = await open('edge-agent-data');
+  if (value !== null) {  // written as the app writes a record: AES-GCM under the storage key, the id as associated data
+    const iv = crypto.getRandomValues(new Uint8Array(12));
+    const ct = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, ...aad }, key, new TextEncoder().encode(JSON.stringify(value))));
+    const t = data.transaction('records', 'readwrite');
+    t.objectStore('records').put({ id, iv, ct });
+    t.oncomplete = () => done('written');
+    return;
+  }
+  const rec = await new Promise((ok) => { data.transaction('records').objectStore('records').get(id).onsuccess = (e) => ok(e.target.result); });
+  const pt = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: rec.iv, ...aad }, key, rec.ct);
+  done(JSON.parse(new TextDecoder().decode(pt)));
+})().catch((e) => done('error: ' + e));
+"""
+
+
+def test_an_older_apps_single_voiceprint_is_migrated_and_used_in_its_models_rooms(env, browser: Browser, tmp_path: Path) -> None:
+    """A phone whose app kept one voiceprint (the record {values, model, stale}) is updated: the record is rewritten as
+    one voiceprint per model when the app opens, still encrypted; a room of that model uses it, and enrolling in a
+    room of another model keeps it."""
+    from edge_agent.device.ops.metrics import Registry
+
+    _root, pki, site, _wav = env
+    metrics = Registry()
+    device = Device.start(pki, tmp_path / "data", site.origin, metrics=metrics)
+    service = device.server.agent_service
+    assert service is not None
+    model_a = service.speaker_model
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        old = {"values": [0.25] * 32, "model": model_a, "stale": True}  # as the app before this one stored it
+        assert browser.driver.execute_async_script(VAULT_RECORD, "voiceprint", old) == "written"
+        browser.driver.refresh()  # the app opens again (updated)
+        browser.wait(lambda: browser.driver.execute_script("return document.body.dataset.ready === '1'"), 20, "app ready")
+        stored = browser.driver.execute_async_script(VAULT_RECORD, "voiceprint", None)
+        assert stored == {"entries": [{"model": model_a, "values": [0.25] * 32}], "values": [0.25] * 32, "model": model_a}, stored
+
+        browser.go(device.join_link(site.origin))
+        browser.wait_status("the device is verified")
+        _to_room(browser)
+        assert browser.driver.execute_script("return document.getElementById('other-model').hidden")
+        _press_start(browser, pki.room_code())
+        assert "enrol" not in browser.wait_status("Visit started")
+        vp = device.server.runner.contexts[-1].voiceprint
+        assert vp is not None and abs(float(vp[0]) - 0.25) < 1e-6  # the migrated voiceprint, checked and used
+        assert metrics.get("edge_agent_start_voiceprints_total", check="matched") == 1
+        _stop_for_report(browser)
+
+        service.speaker_model = "spectral-bands-32@new-release"
+        _to_room(browser)
+        _enrol_voice(browser)
+        stored = browser.driver.execute_async_script(VAULT_RECORD, "voiceprint", None)
+        assert [e["model"] for e in stored["entries"]] == [model_a, "spectral-bands-32@new-release"], stored
+        assert stored["entries"][0]["values"] == [0.25] * 32
+    finally:
+        device.stop()
+
 
 def test_bad_input_is_refused_with_one_clear_line(env, browser: Browser, tmp_path: Path) -> None:
     _root, pki, site, _wav = env

@@ -166,6 +166,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             protocol_version=self.protocol_version, room=self._room, capabilities=caps,
             software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
             crl=crl.pem if crl is not None else b"",
+            # the model's id (the same on every device of a release; no clinician in it): phones pick the voiceprint
+            # made by it, or say before the start that this room needs its own enrolment
+            speaker_model=self.speaker_model,
         )
 
     # ---- visits ------------------------------------------------------------------

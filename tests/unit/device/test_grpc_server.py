@@ -33,7 +33,7 @@ def _stub(bundle: Path, port: int) -> agent_pb2_grpc.EdgeAgentStub:
 
 def test_full_visit_phone_decrypts_and_outbox_is_ciphertext(pki: Pki, srv: ServerThread, tmp_path: Path) -> None:
     keys = load_key_file(pki.keys_a)
-    keys.voiceprint = [0.25] * 32
+    keys.voiceprints = {"": [0.25] * 32}  # model not known (as before phones kept it): used unchecked
     keys.save()
     info = phone.device_info(pki.keys_a, srv.target)
     assert info.room == "Room 4" and not info.visit_active

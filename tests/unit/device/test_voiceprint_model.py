@@ -56,6 +56,7 @@ def test_enrolment_returns_the_model_and_a_matching_voiceprint_is_used(pki: Pki,
     values = _enrol(pki, dev)
     keys = load_key_file(pki.keys_a)
     assert keys.voiceprint == values and keys.voiceprint_model == DEVICE_MODEL
+    assert phone.device_info(pki.keys_a, dev.target).speaker_model == DEVICE_MODEL  # stated before any start, too
     started = phone.start_visit(pki.keys_a, dev.target, room_code=dev.room_code())
     assert started.voiceprint == "used" and started.notice == ""
     ctx = dev.runner.contexts[-1]
@@ -67,21 +68,34 @@ def test_enrolment_returns_the_model_and_a_matching_voiceprint_is_used(pki: Pki,
 def test_a_voiceprint_of_another_model_is_not_used_the_visit_starts_and_the_phone_is_told(pki: Pki, dev: ServerThread) -> None:
     values = _enrol(pki, dev)
     keys = load_key_file(pki.keys_a)
-    keys.voiceprint_model = OLDER_MODEL  # enrolled before the device's speaker model was updated
+    keys.voiceprints = {OLDER_MODEL: values}  # enrolled before the device's speaker model was updated
     keys.save()
-    out = phone_start(pki.keys_a, f"127.0.0.1:{dev.port}", dev.server.fingerprint, "Room 4", room_code=dev.room_code())  # type: ignore[union-attr]
-    assert out["visit_id"] and out["voiceprint"] == "not used: re-enrol"
-    assert out["notice"] == STALE_VOICEPRINT_NOTICE
-    assert "older speaker model" in out["notice"] and "re-enrol on the phone" in out["notice"] and "\n" not in out["notice"]
+    # the device states its model, so the phone knows before the start that it holds none for it: said, not sent
+    # (tests/unit/phone/test_voiceprints_per_model.py); a device from before that field is told the model and says
+    said: list[str] = []
+    out = phone_start(pki.keys_a, f"127.0.0.1:{dev.port}", dev.server.fingerprint, "Room 4", room_code=dev.room_code(),  # type: ignore[union-attr]
+                      emit=said.append)
+    assert out["visit_id"] and out["voiceprint"] == "none" and out["notice"] == phone.OTHER_MODEL_NOTICE and len(said) == 1
     ctx = dev.runner.contexts[-1]
     assert ctx.voiceprint is None and ctx.voiceprint_bytes is None  # the runner never saw it
-    assert _counts(dev) == {"matched": 0, "stale": 1, "unstated": 0}
-    # the phone keeps it (another room's device may still run the model that made it); re-enrolling replaces it
-    assert load_key_file(pki.keys_a).voiceprint == values
+    assert _counts(dev) == {"matched": 0, "stale": 0, "unstated": 0}
+    # the phone keeps it (another room's device may still run the model that made it); enrolling here adds this model
+    assert load_key_file(pki.keys_a).voiceprints == {OLDER_MODEL: values}
     _stop_and_read_report(pki, dev, out["visit_id"])
 
-    # the bytes form too, from a raw client: not used, and the device says so in the response
+    # sent anyway (a phone that cannot know, a raw client): not used, and the device says so in one line
     stub = agent_pb2_grpc.EdgeAgentStub(raw_channel(pki.clinician_a, dev.port))
+    reply = stub.StartVisit(agent_pb2.StartVisitRequest(
+        consent=True, sealing_public_key=_pub(), voiceprint_values=values, voiceprint_model=OLDER_MODEL, room_code=dev.room_code(),
+    ), timeout=30)
+    assert reply.visit_id and reply.voiceprint_use == agent_pb2.VOICEPRINT_STALE and reply.notice == STALE_VOICEPRINT_NOTICE
+    assert "older speaker model" in reply.notice and "re-enrol on the phone" in reply.notice and "\n" not in reply.notice
+    ctx = dev.runner.contexts[-1]
+    assert ctx.voiceprint is None and ctx.voiceprint_bytes is None
+    assert _counts(dev) == {"matched": 0, "stale": 1, "unstated": 0}
+    assert stub.StopVisit(agent_pb2.StopVisitRequest(visit_id=reply.visit_id), timeout=60).cursor > 0
+
+    # the bytes form too
     vp = Voiceprint(np.full(256, 1 / 16, np.float32), 12.0, 0.9, 10, OLDER_MODEL)
     reply = stub.StartVisit(agent_pb2.StartVisitRequest(
         consent=True, sealing_public_key=_pub(), voiceprint=vp.to_bytes(), voiceprint_model=OLDER_MODEL, room_code=dev.room_code(),
@@ -95,7 +109,7 @@ def test_a_voiceprint_of_another_model_is_not_used_the_visit_starts_and_the_phon
 def test_a_voiceprint_without_a_model_id_is_used_as_before_and_counted(pki: Pki, dev: ServerThread) -> None:
     """Phones from before the id (key files without it, the web app before it stored one): today's behaviour."""
     keys = load_key_file(pki.keys_a)
-    keys.voiceprint, keys.voiceprint_model = [0.25] * 32, ""
+    keys.voiceprints = {"": [0.25] * 32}
     keys.save()
     started = phone.start_visit(pki.keys_a, dev.target, room_code=dev.room_code())
     assert started.voiceprint == "used unchecked" and started.notice == ""
@@ -161,6 +175,7 @@ def test_a_real_device_returns_its_speaker_encoder_and_uses_the_voiceprint(pki: 
         audio, rate = sf.read(str(bundled("demo_enrol.flac")), dtype="int16")
         phone.enroll(pki.keys_a, target, audio.tobytes(), rate)
         assert load_key_file(pki.keys_a).voiceprint_model == speaker_model_id()
+        assert phone.device_info(pki.keys_a, target).speaker_model == speaker_model_id()  # what the phone picks by
         started = phone.start_visit(pki.keys_a, target, room_code=pki.room_code())
         assert started.voiceprint == "used" and not started.notice and runner.contexts[-1].voiceprint is not None
         phone.stop(pki.keys_a, target)

@@ -645,11 +645,15 @@ def test_app_zeroes_the_enrolment_voice_even_when_enrolment_fails() -> None:
 
 
 def test_app_keeps_the_voiceprint_model_and_shows_the_re_enrol_notice() -> None:
-    """The web app stores the speaker model id with the voiceprint, sends it with it, and shows the device's notice."""
+    """The web app keeps a voiceprint per speaker model, sends the device's, says before a start when it has none for
+    the room's model, migrates an older app's single voiceprint, and shows the device's notice."""
     _node_test("voiceprint.test.mjs")
     from edge_agent.device.grpc.service import STALE_VOICEPRINT_NOTICE
+    from edge_agent.phone.client import OTHER_MODEL_NOTICE
 
     src = (ROOT / "tools" / "phone-web" / "src" / "voiceprint.js").read_text()
     assert STALE_VOICEPRINT_NOTICE[1:] in src  # the app's own fallback says what the device says
+    assert OTHER_MODEL_NOTICE[1:40] in src  # and says what the Python phone says before a start
     app = (ROOT / "tools" / "phone-web" / "src" / "app.js").read_text()
-    assert "voiceprintFields(" in app and "enrolledVoiceprint(" in app and "startNotice(" in app
+    for used in ("voiceprintFields(", "chooseVoiceprint(", "preStartNotice(", "enrolled(", "readVoiceprints(", "startNotice("):
+        assert used in app, used

@@ -3,7 +3,7 @@ import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
-import { STALE_FALLBACK, enrolledVoiceprint, readVoiceprint, startNotice, voiceprintFields } from "./voiceprint.js";
+import { STALE_FALLBACK, chooseVoiceprint, enrolled, preStartNotice, readVoiceprints, startNotice, voiceprintFields, voiceprintRecord } from "./voiceprint.js";
 import { noSpeech, reportView, speechLost, trendsView } from "./report.js";
 import { openReport } from "./seal.js";
 import { b64, Vault, wipeAll } from "./store.js";
@@ -14,7 +14,7 @@ import { sendVoice } from "./voice.js";
 
 const main = document.getElementById("main");
 const status = document.getElementById("status");
-const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0 };
+const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null };
 
 function say(text, kind = "info") {
   status.textContent = text;
@@ -75,6 +75,22 @@ async function setupScreen() {
 
 // ---- room: join, sign in, start/stop, enrol --------------------------------------
 
+// The clinician's voiceprints, one per speaker model (voiceprint.js); a record from before (one voiceprint) is
+// written back in the new form the first time it is read.
+async function voiceprints() {
+  const { entries, migrated } = readVoiceprints(await app.vault.get("voiceprint"));
+  if (migrated) await app.vault.put("voiceprint", voiceprintRecord(entries));
+  return entries;
+}
+
+// The speaker model the joined room's device attributes with, asked now (a device updated since sign-in may run
+// another); "" for a device from before DeviceInfo.speaker_model.
+async function deviceModel(s, timeoutMs = 30000) {
+  const info = await s.call("GetDeviceInfo", {}, { timeoutMs });
+  s.deviceInfo = { ...s.deviceInfo, speaker_model: info.speaker_model || "" };
+  return s.deviceInfo.speaker_model;
+}
+
 // A room is joined only once its device passed every check and signed this phone in: a device that fails
 // (wrong, revoked, unreachable, …) leaves the room joined before, if any, in place.
 async function joinRoom(room) {
@@ -117,24 +133,44 @@ async function roomScreen() {
   h("button", { type: "submit", id: "join" }, "Join room"));
   if (!app.room) { screen("Room", join); return; }
   const visit = await app.vault.get(`visit:${app.room.fp}`);
-  const voiceprint = readVoiceprint(await app.vault.get("voiceprint"));
+  // before any start: does this phone hold a voiceprint this room's device uses? (asked again at the press)
+  let model = app.session?.deviceInfo?.speaker_model || "";
+  if (app.session?.token && !visit) model = await deviceModel(app.session, 5000).catch(() => model);
+  const otherModel = h("p", { id: "other-model", class: "warn", hidden: true }, "");
+  const showOtherModel = (notice, m) => {
+    otherModel.textContent = notice;
+    otherModel.hidden = !notice;
+    otherModel.dataset.model = m;
+  };
+  showOtherModel(preStartNotice(await voiceprints(), model), model);
   const consent = h("input", { type: "checkbox", id: "consent" });
   const roomCode = h("input", { type: "text", id: "room-code", inputmode: "numeric", autocomplete: "off", maxlength: "12" });
   const progress = h("div", { id: "progress", class: "progress", hidden: true }, h("progress", {}), h("p", {}, "Visit stopped. Preparing your report…"));
   const start = h("button", { type: "button", id: "start", onclick: () => act(async () => {
     if (!consent.checked) throw new UserError("Confirm that the patient knows capture is on, then start.");
     const s = await ensureSession();
-    const vp = readVoiceprint(await app.vault.get("voiceprint"));
+    const m = await deviceModel(s);
+    const entries = await voiceprints();
+    // none of this room's speaker model: said before the start; a second press starts without one
+    const before = preStartNotice(entries, m);
+    if (before && (otherModel.hidden || otherModel.dataset.model !== m)) {
+      showOtherModel(before, m);
+      say(`${before} Press Start visit again to start without it.`, "warn");
+      return;
+    }
+    const vp = chooseVoiceprint(entries, m);
     const req = { consent: true, sealing_public_key: await sealingPublic(), ...voiceprintFields(vp) };
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
     const r = await s.call("StartVisit", req);
     await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
-    // the device did not use a voiceprint of another speaker model: the visit runs without it, the clinician re-enrols
-    // (kept, marked: another room's device may still run the model that made it; a new enrolment replaces it)
+    // a device that does not state its model was sent the most recent voiceprint and did not use it (another speaker
+    // model): the visit runs without it and the device says to re-enrol. Every voiceprint is kept: other rooms' devices
+    // may run the model that made it; enrolling here adds this device's model.
     const notice = startNotice(r);
-    if (notice && vp.values.length) await app.vault.put("voiceprint", { ...vp, stale: true });
-    say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.${notice ? " " + notice : ""}`,
-      notice ? "warn" : "ok");
+    app.staleIn = notice ? app.room.fp : app.staleIn === app.room.fp ? null : app.staleIn;
+    const without = !notice && before ? " Your voice profile is not used in this room until you enrol here." : "";
+    say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.${notice ? " " + notice : without}`,
+      notice || without ? "warn" : "ok");
     roomScreen();
   }) }, "Start visit");
   const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
@@ -161,8 +197,8 @@ async function roomScreen() {
       ? h("div", { class: "card" }, h("p", {}, `Visit running since ${new Date(visit.started * 1000).toLocaleTimeString()}.`), stop, progress)
       : h("div", { class: "card" },
         h("p", { class: "check" }, consent, h("label", { for: "consent" }, " The patient knows capture is on")),
-        h("label", { for: "room-code" }, "Room code shown on the device (to start from the phone)"), roomCode, start, claim),
-    enrolCard(voiceprint.stale),
+        h("label", { for: "room-code" }, "Room code shown on the device (to start from the phone)"), roomCode, otherModel, start, claim),
+    enrolCard(app.staleIn === app.room.fp, () => showOtherModel("", model)),
     h("details", {}, h("summary", {}, "Join another room"), join));
 }
 
@@ -190,7 +226,7 @@ async function act(fn, onError) {
   try { await fn(); } catch (e) { if (onError) onError(); say(friendly(e, app.room), "error"); }
 }
 
-function enrolCard(stale) {
+function enrolCard(stale, onEnrolled) {
   const secs = h("output", { id: "rec-secs" }, "");
   const reenrol = h("p", { id: "reenrol", class: "warn", hidden: !stale }, STALE_FALLBACK);
   let stopRec = null;
@@ -202,8 +238,11 @@ function enrolCard(stale) {
     stopBtn.hidden = true;
     say("Computing your voiceprint on the room device…");
     const r = await sendVoice((...a) => s.call(...a), pcm, rate);
-    await app.vault.put("voiceprint", enrolledVoiceprint(r)); // with the speaker model that made it
+    // with the speaker model that made it, beside the voiceprints of other models (other rooms keep theirs)
+    await app.vault.put("voiceprint", voiceprintRecord(enrolled(await voiceprints(), r)));
+    if (app.staleIn === app.room?.fp) app.staleIn = null;
     reenrol.hidden = true;
+    onEnrolled();
     say(`Voice enrolled from ${r.audio_s.toFixed(0)} s of speech; the voiceprint stays on this phone.`, "ok");
     rec.disabled = false;
   }, () => { rec.disabled = false; stopBtn.hidden = true; }) }, "Enrol my voice");
@@ -356,7 +395,7 @@ async function settingsScreen() {
     h("dl", { class: "kv" }, h("dt", {}, "Your pseudonym"), h("dd", {}, p.pseudonym), h("dt", {}, "Certificate valid until"),
       h("dd", { id: "cert-until" }, new Date(p.notAfter).toLocaleDateString()), h("dt", {}, "Room"), h("dd", {}, app.room ? app.room.room : "none")),
     h("button", { type: "button", id: "export", class: "secondary", onclick: async () => {
-      const data = { exported_at: new Date().toISOString(), pseudonym: p.pseudonym, voiceprint: await app.vault.get("voiceprint"),
+      const data = { exported_at: new Date().toISOString(), pseudonym: p.pseudonym, voiceprints: await voiceprints(),
         reports: (await reports()).map((r) => r.feedback) };
       download("edge-agent-my-data.json", JSON.stringify(data, (_k, v) => (v instanceof Uint8Array ? b64(v) : v), 1), "application/json");
       say("Your data was exported to a file.", "ok");
@@ -415,6 +454,7 @@ async function boot() {
     app.vault = await Vault.open();
     app.profile = await app.vault.get("profile");
     app.room = await app.vault.get("room");
+    await voiceprints().catch(() => {}); // a voiceprint stored by an app from before is migrated now (else at the room)
     // installed before the pin existed: the CA it was installed with is the pin
     if (app.profile && !(await app.vault.get("site-ca"))) await app.vault.put("site-ca", { der: app.profile.ca, fp: hex(await sha256(app.profile.ca)) });
   } catch (e) {

@@ -130,6 +130,11 @@ export default {
    "n": 7,
    "name": "crl",
    "t": 12
+  },
+  {
+   "n": 8,
+   "name": "speaker_model",
+   "t": 9
   }
  ],
  "edge_agent.v1.DeviceStatus": [

@@ -38,7 +38,7 @@ class GetDeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl")
+    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl", "speaker_model")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -46,6 +46,7 @@ class DeviceInfo(_message.Message):
     VISIT_ACTIVE_FIELD_NUMBER: _ClassVar[int]
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     CRL_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_MODEL_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     room: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -53,7 +54,8 @@ class DeviceInfo(_message.Message):
     visit_active: bool
     outbox_id: str
     crl: bytes
-    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ...) -> None: ...
+    speaker_model: str
+    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ..., speaker_model: _Optional[str] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
     __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code", "voiceprint_model")
