@@ -539,12 +539,14 @@ class VisitManager:
                 return
             if not announced:
                 announced = True
+                directory, reason = self._outbox.path.parent, reason_of(self._refusal)
+                mount = mount_point(directory)
                 if self.on_status is not None:
-                    self.on_status(f"stopping: {len(self._held)} sealed report(s) cannot be written ({reason_of(self._refusal)}); "
-                                   f"retrying for up to {left:.0f} s: free space on {mount_point(self._outbox.path.parent)} now")
+                    self.on_status(f"stopping: {len(self._held)} sealed report(s) cannot be written ({reason}); "
+                                   f"retrying for up to {left:.0f} s: free space on {mount} now")
                 log.warning("stopping: %d sealed report(s) cannot be written to %s (%s); retrying every %g s for up to "
-                            "%.0f s before they are lost: free space on %s now", len(self._held), self._outbox.path.parent,
-                            Safe(reason_of(self._refusal)), SHUTDOWN_RETRY_S, left, mount_point(self._outbox.path.parent))
+                            "%.0f s before they are lost: free space on %s now", len(self._held), directory,
+                            Safe(reason), SHUTDOWN_RETRY_S, left, mount)
             await asyncio.sleep(min(SHUTDOWN_RETRY_S, left))
 
     async def shutdown(self) -> None:

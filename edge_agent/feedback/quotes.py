@@ -37,15 +37,19 @@ def _inside(part: Sequence[str], whole: Sequence[str]) -> bool:
     return any(list(whole[i : i + n]) == list(part) for i in range(len(whole) - n + 1))
 
 
+def _word_runs(text: str) -> list[list[str]]:
+    """The words of ``text`` between cuts, redactions and sentence ends (empty pieces left out)."""
+    return [p for p in (_tokens(x) for x in _PIECES.split(text)) if p]
+
+
 def _cleared(quote: str, cleared: Sequence[list[str]]) -> bool:
     """Every piece of ``quote`` (between cuts, redactions and sentence ends) is a run of words of one cleared sentence."""
-    pieces = [p for p in (_tokens(x) for x in _PIECES.split(quote)) if p]
-    return all(any(_inside(p, c) for c in cleared) for p in pieces)
+    return all(any(_inside(p, c) for c in cleared) for p in _word_runs(quote))
 
 
 def _copies(inner: str, said: Sequence[list[str]]) -> bool:
     """``inner`` (a quoted span of the report's prose) repeats words of one of the removed quotes."""
-    pieces = [p for p in (_tokens(x) for x in _PIECES.split(inner)) if p]
+    pieces = _word_runs(inner)
     return bool(pieces) and all(any(_inside(p, s) for s in said) for p in pieces)
 
 
