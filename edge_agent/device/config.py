@@ -58,6 +58,8 @@ ENV_PREFIX = "EDGE_AGENT_"
 ENV_CONFIG_PATH = "EDGE_AGENT_CONFIG"
 GPIO_BACKENDS = ("none", "mock", "rpi", "jetson")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# listen addresses that mean "every address of this device" (server.host, web, metrics)
+ANY_ADDRESS_HOSTS = ("", "0.0.0.0", "::")
 
 
 def _doc(text: str, **extra: Any) -> dict[str, Any]:

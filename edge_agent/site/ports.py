@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.device.config import EdgeConfig
+from edge_agent.device.config import ANY_ADDRESS_HOSTS, EdgeConfig
 from edge_agent.errors import EdgeAgentError
 
 FREE, OURS, OTHER, UNUSABLE = "free", "edge-agent", "other", "unusable"
@@ -241,11 +241,10 @@ def probe(use: ConfiguredPort, fingerprint: str | None, ca_pem: str | None, sour
 
 def duplicate_ports(uses: Sequence[ConfiguredPort]) -> list[tuple[ConfiguredPort, ConfiguredPort]]:
     """Two keys naming the same port (the daemon would take the first and fail on the second)."""
-    wildcard = ("", "0.0.0.0", "::")
     out = []
     for i, a in enumerate(uses):
         for b in uses[i + 1 :]:
-            if a.port == b.port and (a.host == b.host or a.host in wildcard or b.host in wildcard):
+            if a.port == b.port and (a.host == b.host or a.host in ANY_ADDRESS_HOSTS or b.host in ANY_ADDRESS_HOSTS):
                 out.append((a, b))
     return out
 

@@ -25,10 +25,8 @@ from pathlib import Path
 from cryptography import x509
 
 from edge_agent.crypto import ca
-from edge_agent.device.config import EdgeConfig
+from edge_agent.device.config import ANY_ADDRESS_HOSTS, EdgeConfig
 from edge_agent.errors import ConfigError
-
-_WILDCARDS = ("", "0.0.0.0", "::")
 
 
 @dataclass(frozen=True)
@@ -106,7 +104,7 @@ def _pick_host(cfg: EdgeConfig, cert: x509.Certificate | None, host: str | None)
                               "the connection; give one of those, or issue the certificate with --dns/--ip for it")
         return host
     listen = cfg.server.host
-    if listen not in _WILDCARDS and any(_same_host(listen, n) for n in names):
+    if listen not in ANY_ADDRESS_HOSTS and any(_same_host(listen, n) for n in names):
         return listen  # the daemon listens on this one address only, and the certificate names it
     if names:
         return names[0]
