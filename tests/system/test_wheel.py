@@ -9,6 +9,7 @@ copy answered and where its models were found.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,11 @@ def test_wheel_in_a_fresh_venv_runs_the_demo_with_no_environment(tmp_path: Path)
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True, timeout=600)
+    # without the caller's PYTHONPATH: a checkout on it (with the egg-info the wheel build leaves there) makes
+    # pip think edge-agent is already installed, and the venv would silently answer with the checkout's copy
+    outer = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", str(wheel)], check=True, capture_output=True, timeout=600,
+                   env=outer)
     bare = {"HOME": str(tmp_path / "home"), "PATH": f"{venv / 'bin'}:/usr/bin:/bin"}  # no EDGE_AGENT_*, no PYTHONPATH
     where = subprocess.run(
         [str(py), "-c", "import edge_agent, edge_agent.models as m; print(edge_agent.__file__); print(m.models_dir())"],
