@@ -592,6 +592,11 @@ def stack_kind(qs: list[str]) -> str:
     return "different"
 
 
+# A clinician sentence that only echoes the patient's answer ("No, OK.", "Yes, right.") shows an answer came between two
+# questions, seen rather than heard (a video visit); the protocol's "a nod you cannot see" (docs/gold-events.md §2(e)).
+_ANSWER_ECHO = re.compile(r"(?:no|nope|yes|yeah|yep)(?:[ ,]*(?:no|ok|okay|right|good|fine|alright|all right))*")
+
+
 def detect_stacks(turns: Sequence[Turn]) -> list[StackedQuestion]:
     """Two or more questions before the patient can answer (docs/gold-events.md §2(e))."""
     out: list[StackedQuestion] = []
@@ -617,6 +622,9 @@ def detect_stacks(turns: Sequence[Turn]) -> list[StackedQuestion]:
         if prev_c is not None and (t.t0 - prev_c.t1 >= STACK_SILENCE_S or _patient_between(turns, prev_c, t)):
             flush()
         for s in t.sentences:
+            if run and _ANSWER_ECHO.fullmatch(" ".join(tokens(s.text))):
+                flush()  # "Any discharge? No, OK. Any fever?": the clinician echoes an answer they saw (a shake of the head)
+                continue
             if not clinical_question(t, s):
                 continue
             if run and _patient_breaks(turns, run[-1][1], s):

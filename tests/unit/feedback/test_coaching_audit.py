@@ -261,3 +261,15 @@ def test_agenda_observation_cites_the_first_specific_question_not_an_invitation_
         agenda = _kinds(utts).get("agenda_not_set")
         assert agenda is not None
         assert agenda.clinician_quote == "When did it all start?", agenda.clinician_quote
+
+
+def test_an_echoed_answer_between_two_questions_ends_the_stack():
+    # Before: "Any discharge coming out of the ear? No, OK. Have you had any fever?" counted as two questions
+    # asked at once; the clinician's "No, OK." shows the patient answered (a shake of the head on video).
+    ev = detect_events(_dialogue([
+        (C, "Hello, what brings you in today?", 2),
+        (P, "My hearing has gone muffled in one ear for six weeks.", 8),
+        (C, "Any discharge coming out of the ear? No, OK. Have you had any fever?", 6),
+        (P, "No.", 1),
+    ]))
+    assert ev.stacked_questions == []
