@@ -724,6 +724,10 @@ def _plan_sentences(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> li
     return out
 
 
+_ASKS_HISTORY = re.compile(r"\b(?:ever|before|in the past|last time|previously)\b|^(?:(?:um|uh|so|and|right|ok|okay)\s)*(?:did|have|has|had|"
+                           r"were|was)\b")
+
+
 def detect_emergency(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> Flag:
     for t in turns:
         if not t.clinician:
@@ -731,6 +735,8 @@ def detect_emergency(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> F
         for s in t.sentences:
             if "emergency" not in labels.get(s.id, set()):
                 continue
+            if s.question and _ASKS_HISTORY.search(" ".join(tokens(s.text))):
+                continue  # "has your mum ever said you had to go to hospital…?" asks about the past, it arranges nothing
             prev = t.sentences[s.index - 1].text.lower() if s.index > 0 else ""
             low = " ".join(tokens(s.text))
             if re.search(r"\b(?:if|should|in case|unless)\b", prev) and re.match(r"(?:(?:um|uh|so|and|then)\s)*(?:either|or|then|just|do|go|call)\b", low):

@@ -35,6 +35,10 @@ REPORT_MONOLOGUE_S = 70.0  # observations name stretches well over the 60 s even
 OPENING_TOL_S = 2.0
 INTERRUPTION_TOL_S = 1.0
 MONOLOGUE_IOU = 0.5
+ESCALATION_TURNS = 6  # the reason for emergency care is given within a few turns of arranging it
+_REASON = re.compile(r"\b(?:because|'cause|cause your|so that|in case|can get worse|could get worse|might get worse|the reason)\b")
+_MEANTIME = re.compile(r"\b(?:in the meantime|meanwhile|while (?:you(?:'re| are)? )?wait\w*|while the ambulance|until (?:the ambulance|they|"
+                       r"help|someone) (?:arrives?|comes?|gets? there))\b")
 
 # Observations that give the same lesson from different evidence: at most one per group.
 GROUPS = {
@@ -171,6 +175,9 @@ def truth_condition(obs: Observation, gold: Mapping[str, Any], labels: Mapping[s
     oq = gold.get("opening_question")
     if k == "opening_redirected":
         return bool(os_) and os_["outcome"] == "redirected" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
+    if k == "strength_escalation":
+        esc = gold.get("emergency_escalation") or {}
+        return bool(esc.get("value")) and (esc.get("turn") is None or abs(int(esc["turn"]) - int(e["turn"])) <= ESCALATION_TURNS)
     if k == "strength_opening":
         return bool(os_) and os_["outcome"] == "finished" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
     if k == "notes_led_opening":
@@ -778,6 +785,18 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
         if truth_condition(o, gold_like, labels) is not False:
             cands.append(o)
 
+    esc = ev.emergency_escalation
+    if esc.value and esc.turn is not None:
+        # in an emergency every suggestion is withheld; what can go well is the escalation itself, said with its reason
+        # and what to do while waiting (Silverman, Kurtz & Draper 2013: explain the rationale of the plan)
+        near = [x for t in turns[esc.turn : esc.turn + ESCALATION_TURNS + 1] if t.clinician for x in t.sentences]
+        why = next((x for x in near if _REASON.search(" ".join(tokens(x.text)))), None)
+        if why is not None:
+            meantime = any(_MEANTIME.search(" ".join(tokens(x.text))) for x in near)
+            add("strength_escalation", esc.time or why.t0, why,
+                "you arranged emergency care and told the patient why" + (" and what to do while waiting" if meantime else ""),
+                "Saying why urgent care is needed, and what to do until it comes, helps the patient act on an alarming "
+                "instruction (Silverman, Kurtz & Draper 2013: explaining the rationale of the plan).", turn=esc.turn)
     if ev.ice_questions:
         u = ev.ice_questions[0]
         s = turns[u.turn].sentences[u.sentence]

@@ -273,3 +273,40 @@ def test_an_echoed_answer_between_two_questions_ends_the_stack():
         (P, "No.", 1),
     ]))
     assert ev.stacked_questions == []
+
+
+# ---- a strength in an emergency ---------------------------------------------------------------
+
+
+def test_an_emergency_visit_gets_the_escalation_with_its_reason_as_its_strength():
+    # Before: a wasp sting with breathing difficulty, the ambulance called with a reason and what to do while
+    # waiting, got neither a suggestion (right: none fits an emergency) nor a strength (nothing to name it by).
+    utts = _dialogue([
+        (C, "How can I help you?", 2),
+        (P, "I was stung by a wasp fifteen minutes ago and now my breathing feels shallow and my lips tingle.", 8),
+        (C, "Any swelling of your lips or your throat?", 3),
+        (P, "My lips a bit.", 2),
+        (C, "You do need to have medical attention straight away. Is there someone at home with you?", 5),
+        (P, "Yes, my wife.", 2),
+        (C, "Because your breathing can get worse very quickly, I'd like her to call an ambulance now. In the meantime, take "
+            "one of your antihistamines while the ambulance is coming.", 10),
+        (P, "OK, she's calling now.", 2),
+    ])
+    ev = detect_events(utts)
+    assert ev.emergency_escalation.value
+    st = strength(ev)
+    assert st is not None and st.behaviour == "strength_escalation"
+    assert st.happened == "you arranged emergency care and told the patient why and what to do while waiting"
+    assert "breathing can get worse" in st.clinician_quote
+
+
+def test_a_question_about_past_hospital_visits_is_not_an_emergency_escalation():
+    # Before: "Has your mum ever said that you had to go to hospital because you had a severe allergic reaction?"
+    # (history) set the emergency flag, so the report treated a history question as the moment care was arranged.
+    ev = detect_events(_dialogue([
+        (C, "How can I help you?", 2),
+        (P, "My lips feel tingly after I ate prawns.", 5),
+        (C, "Has your mum ever said that you had to go to hospital because you had a severe allergic reaction?", 5),
+        (P, "No, never.", 2),
+    ]))
+    assert not ev.emergency_escalation.value
