@@ -106,50 +106,37 @@ def test_a_medicine_the_clinician_advises_against_is_not_the_plan_the_alternativ
 # ---- ideas, concerns, expectations the patient volunteered ----------------------------------
 
 
+def _numb_face_visit(opening: str, asks: str, answer: str, plan: str) -> list[Utterance]:
+    return _dialogue([
+        (C, "Hello, how can I help you today?", 2),
+        (P, opening, 9),
+        (C, "Which side of your face?", 2),
+        (P, "The left side.", 2),
+        (C, asks, 4),
+        (P, answer, 8),
+        (C, plan, 12),
+        (P, "OK, thank you.", 1),
+    ])
+
+
+_NUMB = "I can't hear very well and my face has been feeling numb for three weeks."
+_CLINIC = "I would like you to be seen in a clinic today, and I'll send a message to book you in."
+
+
 def test_no_ice_not_elicited_when_the_patient_put_their_concern_into_words_and_it_was_answered():
     # Before: "you did not ask … what worried them" with "ask 'What were you thinking it might be?'"
     # straight after the patient had said what they feared and the clinician had answered it.
-    utts = _dialogue([
-        (C, "Hello, how can I help you today?", 2),
-        (P, "I can't hear very well and my face has been feeling numb for three weeks.", 9),
-        (C, "Which side of your face?", 2),
-        (P, "The left side.", 2),
-        (C, "Is there anything else you wanted to tell me about what's been going on?", 4),
-        (P, "I've been looking online and I'm worried it's something really serious, like a stroke.", 8),
-        (C, "From what you've told me this doesn't seem like a stroke, so I don't think you need to worry about that. I would "
-            "like you to be seen in a clinic today, and I'll send a message to book you in.", 12),
-        (P, "OK, thank you.", 1),
-    ])
-    kinds = _kinds(utts)
-    assert "ice_not_elicited" not in kinds
+    utts = _numb_face_visit(_NUMB, "Is there anything else you wanted to tell me about what's been going on?",
+                            "I've been looking online and I'm worried it's something really serious, like a stroke.",
+                            "From what you've told me this doesn't seem like a stroke, so I don't think you need to worry about "
+                            "that. " + _CLINIC)
+    assert "ice_not_elicited" not in _kinds(utts)
 
 
-def test_ice_not_elicited_still_said_when_the_patient_voiced_nothing():
-    utts = _dialogue([
-        (C, "Hello, how can I help you today?", 2),
-        (P, "I can't hear very well and my face has been feeling numb for three weeks.", 9),
-        (C, "Which side of your face?", 2),
-        (P, "The left side.", 2),
-        (C, "Any ringing in the ears?", 2),
-        (P, "Sometimes.", 1),
-        (C, "I would like you to be seen in a clinic today, and I'll send a message to book you in.", 8),
-        (P, "OK, thank you.", 1),
-    ])
-    assert "ice_not_elicited" in _kinds(utts)
-
-
-def test_ice_not_elicited_still_said_when_a_volunteered_worry_was_left_unanswered():
-    utts = _dialogue([
-        (C, "Hello, how can I help you today?", 2),
-        (P, "I can't hear very well and my face has been feeling numb for three weeks, and I'm worried it's serious.", 9),
-        (C, "Which side of your face?", 2),
-        (P, "The left side.", 2),
-        (C, "Any ringing in the ears?", 2),
-        (P, "Sometimes.", 1),
-        (C, "I would like you to be seen in a clinic today, and I'll send a message to book you in.", 8),
-        (P, "OK, thank you.", 1),
-    ])
-    assert "ice_not_elicited" in _kinds(utts)
+def test_ice_not_elicited_still_said_when_the_patient_voiced_nothing_or_was_left_unanswered():
+    for opening in (_NUMB, _NUMB[:-1] + ", and I'm worried it's serious."):
+        utts = _numb_face_visit(opening, "Any ringing in the ears?", "Sometimes.", _CLINIC)
+        assert "ice_not_elicited" in _kinds(utts), opening
 
 
 # ---- a cue answered with a question: say what happened, not a symptom question ---------------
