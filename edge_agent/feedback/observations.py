@@ -309,6 +309,9 @@ def _no_ice_before(ev: VisitEvents, upto: int | None = None) -> bool:
     return not any(s.text.rstrip().endswith("?") and maybe_ice(s.text) for s in _clinician_sentences(ev, upto))
 
 
+_YES_NO_START = re.compile(r"(?:(?:um|uh|and|so|ok|okay|right|now)\s)*(?:do|did|does|is|are|was|were|have|has|had|could|would|can|will)\b")
+
+
 # What a patient says when they volunteer an idea, a concern or an expectation ("I'm worried it's something serious",
 # "I was hoping for antibiotics"), judged liberally: it blocks a claim of absence, it never makes one.
 # (An illness named alone is not one: "my father died of bowel cancer" is family history.)
@@ -802,6 +805,11 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
         s = turns[u.turn].sentences[u.sentence]
         what = {"idea": "what they thought was going on", "concern": "what was worrying them",
                 "expectation": "what they hoped for from the visit"}[u.components[0] if u.components else "concern"]
+        low = " ".join(tokens(u.text))
+        if u.components[:1] == ("idea",) and _YES_NO_START.match(low) and not re.search(r"\b(?:what|why|how)\b", low):
+            # "Do you think that might be related to the stress?" offers the clinician's idea for a yes or no: it asks for
+            # the patient's view on it, not their own account of what is going on ("Any thoughts as to what…?" still is)
+            what = "whether they linked it to a possible cause"
         later = [p for p in ev.plan_sentences if p.turn > u.turn and re.search(r"\b(?:worr|concern|you mentioned|you said|you thought|"
                                                                                 r"you were thinking|hoping|expect)\w*", p.text.lower())]
         stmt_ = ev.opening_statement

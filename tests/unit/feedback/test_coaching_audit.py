@@ -297,3 +297,23 @@ def test_a_question_about_past_hospital_visits_is_not_an_emergency_escalation():
         (P, "No, never.", 2),
     ]))
     assert not ev.emergency_escalation.value
+
+
+def test_a_yes_no_question_about_a_cause_is_not_praised_as_asking_what_the_patient_thought():
+    # Before: "Do you think that might have any correlation to your symptoms?" (the clinician's idea, stress, offered for
+    # a yes or no) was praised as "you asked the patient what they thought was going on".
+    for question, praised in (("Do you think that might have any correlation to your symptoms?", "whether they linked it to a possible cause"),
+                              ("Did you have any thoughts as to what might be going on?", "what they thought was going on")):
+        ev = detect_events(_dialogue([
+            (C, "Hello, how can I help you today?", 2),
+            (P, "I've had dry itchy skin on my hands for a week, and work has been really busy.", 20),
+            (C, "Whereabouts on your hands?", 2),
+            (P, "The backs of them.", 2),
+            (C, question, 4),
+            (P, "I'm not sure.", 2),
+            (C, "I'll prescribe a steroid cream for you to use twice a day.", 5),
+            (P, "OK.", 1),
+        ]))
+        st = strength(ev)
+        assert st is not None and st.behaviour == "strength_ice"
+        assert st.happened.startswith(f"you asked the patient {praised}"), st.happened
