@@ -582,7 +582,7 @@ _MENU = re.compile(r"^(?:(?:um|uh|so|and|or)[ ,]*)*(?:or\b|for example|like\b|su
                    r"(?:any|no) \w+(?: \w+)?$)|\bor\b[^?]*$")
 
 
-def _stack_kind(qs: list[str]) -> str:
+def stack_kind(qs: list[str]) -> str:
     a, b = " ".join(tokens(qs[0])), " ".join(tokens(qs[1]))
     ca, cb = _content(a.split()), _content(b.split())
     if _MENU.search(b) or (len(b.split()) <= 4 and not re.match(r"(?:and )?(?:what|how|when|where|why|who|which|do|did|have|has|is|are)\b", b)):
@@ -590,6 +590,11 @@ def _stack_kind(qs: list[str]) -> str:
     if ca & cb and len(ca & cb) >= max(1, min(len(ca), len(cb)) // 2):
         return "rephrase"
     return "different"
+
+
+# A clinician sentence that only echoes the patient's answer ("No, OK.", "Yes, right.") shows an answer came between two
+# questions, seen rather than heard (a video visit); the protocol's "a nod you cannot see" (docs/gold-events.md §2(e)).
+_ANSWER_ECHO = re.compile(r"(?:no|nope|yes|yeah|yep)(?:[ ,]*(?:no|ok|okay|right|good|fine|alright|all right))*")
 
 
 def detect_stacks(turns: Sequence[Turn]) -> list[StackedQuestion]:
@@ -607,7 +612,7 @@ def detect_stacks(turns: Sequence[Turn]) -> list[StackedQuestion]:
         if len(qs) >= 2:
             texts = [s.text for _, s in qs]
             turns_ = sorted({t.index for t, _ in qs})
-            out.append(StackedQuestion(turns_[0], turns_, qs[0][1].t0, texts, _stack_kind(texts)))
+            out.append(StackedQuestion(turns_[0], turns_, qs[0][1].t0, texts, stack_kind(texts)))
         run.clear()
 
     prev_c: Turn | None = None
@@ -617,6 +622,9 @@ def detect_stacks(turns: Sequence[Turn]) -> list[StackedQuestion]:
         if prev_c is not None and (t.t0 - prev_c.t1 >= STACK_SILENCE_S or _patient_between(turns, prev_c, t)):
             flush()
         for s in t.sentences:
+            if run and _ANSWER_ECHO.fullmatch(" ".join(tokens(s.text))):
+                flush()  # "Any discharge? No, OK. Any fever?": the clinician echoes an answer they saw (a shake of the head)
+                continue
             if not clinical_question(t, s):
                 continue
             if run and _patient_breaks(turns, run[-1][1], s):
@@ -649,7 +657,7 @@ _PLAN = re.compile(
     r"book|give|write|organi[sz]e|request|get you|put you|start you|order|do some|take some|check|call|ring|pass)\b|"
     r"\b(?:i'?d|i would|we'?d|we would) (?:like|advise|suggest|recommend)(?: you)? (?:to )?\b|\b(?:you (?:should|need to|can|could|must|might "
     r"want to)|try (?:to|and)|make sure you|keep) (?:\w+ )?(?:take|use|apply|drink|rest|avoid|stop|keep|try|get|go|come|book|call|see|eat|have)\b|"
-    r"\b(?:take|use|apply) (?:one|two|three|a|the|this|these|it|them|some|\d)\b|\b(?:tablets?|capsules?|cream|ointment|spray|inhaler|"
+    r"\b(?:take|use|apply) (?:one|two|three|a|the|this|these|it|them|some|\d)\b|\b(?:tablets?|capsules?|creams?|ointments?|sprays?|inhalers?|"
     r"antibiotics?|antihistamines?|painkillers?|paracetamol|ibuprofen|prescription|referral|appointment|blood tests?|x-ray|scan|"
     r"rehydration|fluids|time off|days off|sick note|fit note)\b"
 )
@@ -687,16 +695,37 @@ _PLAN_STRONG = re.compile(
 )
 
 
+# A recap of what the patient already had or did ("So you had a blood test done", "You've tried the antihistamines and
+# it didn't work") is history taking, not the plan: the plan is what will be done (docs/gold-events.md §2(f)), so a
+# past-tense statement about the patient with no word for what comes next does not start it.
+_HISTORY_RECAP = re.compile(
+    r"^(?:(?:so|and|ok|okay|right|um|uh|now|but|yeah|alright)\s)*(?:you|you'?ve|you have|you'?d|he|she|they|he'?s|she'?s)\s"
+    r"(?:\w+\s)?(?:had|tried|took|taken|used|bought|got|were|was|been|did|mentioned|said|told)\b"
+)
+_NEXT = re.compile(r"\b(?:will|'ll|going to|gonna|should|need|needs|can|could|would|'d|let'?s|try|want|now|today|tomorrow|next)\b")
+
+
+def is_history_recap(text: str) -> bool:
+    low = " ".join(tokens(text))
+    return bool(_HISTORY_RECAP.match(low)) and not _NEXT.search(low)
+
+
 def _plan_sentences(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> list[Utterance_]:
     out = []
     for t in turns:
         if not t.clinician:
             continue
         for s in t.sentences:
+            if is_history_recap(s.text):
+                continue
             labs = labels.get(s.id, set())
             if "advice" in labs or "safety_netting" in labs or (_PLAN.search(s.text.lower()) and not s.question):
                 out.append(Utterance_(t.index, s.t0, s.text, s.index))
     return out
+
+
+_ASKS_HISTORY = re.compile(r"\b(?:ever|before|in the past|last time|previously)\b|^(?:(?:um|uh|so|and|right|ok|okay)\s)*(?:did|have|has|had|"
+                           r"were|was)\b")
 
 
 def detect_emergency(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> Flag:
@@ -706,6 +735,8 @@ def detect_emergency(turns: Sequence[Turn], labels: Mapping[str, set[str]]) -> F
         for s in t.sentences:
             if "emergency" not in labels.get(s.id, set()):
                 continue
+            if s.question and _ASKS_HISTORY.search(" ".join(tokens(s.text))):
+                continue  # "has your mum ever said you had to go to hospital…?" asks about the past, it arranges nothing
             prev = t.sentences[s.index - 1].text.lower() if s.index > 0 else ""
             low = " ".join(tokens(s.text))
             if re.search(r"\b(?:if|should|in case|unless)\b", prev) and re.match(r"(?:(?:um|uh|so|and|then)\s)*(?:either|or|then|just|do|go|call)\b", low):

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from edge_agent.behaviours.conversation import Sentence, Turn, sentence_act, tokens
-from edge_agent.behaviours.events import VisitEvents, clinical_question, ends_stretch, maybe_plan_said_back
+from edge_agent.behaviours.events import StackedQuestion, VisitEvents, clinical_question, ends_stretch, maybe_plan_said_back, stack_kind
 from edge_agent.behaviours.functions import maybe_agenda, maybe_emergency, maybe_ice, maybe_safety_net
 
 MAX_QUOTE_WORDS = 20
@@ -35,6 +35,10 @@ REPORT_MONOLOGUE_S = 70.0  # observations name stretches well over the 60 s even
 OPENING_TOL_S = 2.0
 INTERRUPTION_TOL_S = 1.0
 MONOLOGUE_IOU = 0.5
+ESCALATION_TURNS = 6  # the reason for emergency care is given within a few turns of arranging it
+_REASON = re.compile(r"\b(?:because|'cause|cause your|so that|in case|can get worse|could get worse|might get worse|the reason)\b")
+_MEANTIME = re.compile(r"\b(?:in the meantime|meanwhile|while (?:you(?:'re| are)? )?wait\w*|while the ambulance|until (?:the ambulance|they|"
+                       r"help|someone) (?:arrives?|comes?|gets? there))\b")
 
 # Observations that give the same lesson from different evidence: at most one per group.
 GROUPS = {
@@ -115,6 +119,14 @@ _NOT_NAMES = frozenset(
     perfect lovely excellent brilliant um uh and but or also then because sorry hello hi thanks thank please sir madam
     monday tuesday wednesday thursday friday saturday sunday january february march may june july august september october
     november december english doctor""".split()
+).union(
+    # sentence adverbs and connectives that open a sentence with a comma ("However, …"): a closed class of English
+    # words, never a name; left out as "…" they misquoted the clinician and read as if a name had been said
+    """however obviously basically essentially unfortunately fortunately actually honestly generally usually normally
+    typically hopefully ideally personally certainly definitely absolutely apparently clearly otherwise therefore anyway
+    anyways meanwhile also again firstly secondly thirdly finally lastly additionally alternatively importantly
+    interestingly overall equally similarly likewise instead besides plus next luckily sadly frankly
+    presumably possibly probably maybe perhaps initially originally previously currently recently""".split()
 )
 _TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Doctor|Mister)\.? ([A-Z][a-z'-]+)")
 _VOCATIVE = re.compile(r"(?:(?<=, )|(?<=^))([A-Z][a-z'-]+)(?=\s*[,.?!]|$)")
@@ -163,6 +175,9 @@ def truth_condition(obs: Observation, gold: Mapping[str, Any], labels: Mapping[s
     oq = gold.get("opening_question")
     if k == "opening_redirected":
         return bool(os_) and os_["outcome"] == "redirected" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
+    if k == "strength_escalation":
+        esc = gold.get("emergency_escalation") or {}
+        return bool(esc.get("value")) and (esc.get("turn") is None or abs(int(esc["turn"]) - int(e["turn"])) <= ESCALATION_TURNS)
     if k == "strength_opening":
         return bool(os_) and os_["outcome"] == "finished" and abs(float(os_["end"]) - float(e["end"])) <= OPENING_TOL_S
     if k == "notes_led_opening":
@@ -241,12 +256,18 @@ _SELFCARE = re.compile(r"\b(?:fluids|rest|time off|days off|sleep|hydrat|diet|ex
 
 def _plan_kind(ev: VisitEvents) -> tuple[str, str]:
     """What the plan was about ("medicine", "referral", "test", "self-care", "plan") and the clinician's own word for it."""
-    text = " ".join(u.text for u in ev.plan_sentences)
+    # a medicine named only to advise against it ("don't take any other paracetamol", "painkillers wouldn't be helpful")
+    # is not what the plan is about: the alternative would name a medicine the clinician did not suggest
+    text = " ".join(u.text for u in ev.plan_sentences if not _ADVISED_AGAINST.search(" ".join(tokens(u.text))))
     for kind, rx in (("medicine", _DRUG), ("referral", _REFERRAL), ("test", _TEST), ("self-care", _SELFCARE)):
         m = rx.search(text)
         if m:
             return kind, m.group(0)
     return "plan", ""
+
+
+_ADVISED_AGAINST = re.compile(r"\b(?:don'?t|do not|shouldn'?t|should not|wouldn'?t|would not|won'?t|isn'?t|is not|not (?:be )?"
+                              r"(?:helpful|advisable|needed|necessary)|no need|avoid|stop taking)\b")
 
 
 def _the(word: str) -> str:
@@ -263,7 +284,7 @@ _PLAIN_TRAILERS = ("and", "but", "or", "like", "because", "cause", "so")
 
 _OPENISH = re.compile(r"\b(?:tell me|talk me through|describe|explain|how (?:has|have|is|are|was|were|do you feel)|what (?:happened|was it like))\b")
 _FEELING_WORDS = {"worry": "a worry", "fear": "being frightened", "serious illness": "a fear of something serious",
-                  "stress": "feeling stressed", "low mood": "feeling low", "coping": "not knowing what to do"}
+                  "stress": "feeling stressed", "low mood": "feeling low", "coping": "finding it hard to cope"}
 
 
 def _trailing(text: str) -> str:
@@ -286,6 +307,52 @@ def _no_ice_before(ev: VisitEvents, upto: int | None = None) -> bool:
     if any(upto is None or u.turn <= upto for u in ev.ice_questions):
         return False
     return not any(s.text.rstrip().endswith("?") and maybe_ice(s.text) for s in _clinician_sentences(ev, upto))
+
+
+_YES_NO_START = re.compile(r"(?:(?:um|uh|and|so|ok|okay|right|now)\s)*(?:do|did|does|is|are|was|were|have|has|had|could|would|can|will)\b")
+
+
+# What a patient says when they volunteer an idea, a concern or an expectation ("I'm worried it's something serious",
+# "I was hoping for antibiotics"), judged liberally: it blocks a claim of absence, it never makes one.
+# (An illness named alone is not one: "my father died of bowel cancer" is family history.)
+_PATIENT_ICE = re.compile(r"\b(?:worr\w*|concern\w*|scared|frighten\w*|afraid|anxious|anxiety|panic\w*|frantic|terrified|serious|"
+                          r"hop(?:e|ed|ing)|expect\w*|was thinking it|could it be|is it something|something (?:bad|wrong))\b")
+
+
+_TAKEN_UP = re.compile(r"\b(?:worr\w*|concern\w*|reassur\w*|serious|frighten\w*|scar\w*|afraid|anxious|anxiety|in answer to|"
+                       r"your question|you (?:were )?ask(?:ed|ing)|you(?:'re| are| were) (?:hoping|expecting|thinking))\b")
+
+
+def patient_voiced_concern(ev: VisitEvents, upto: int | None) -> bool:
+    """The patient put an idea, concern or expectation into words before turn ``upto`` (all visit: None), and the
+    clinician took it up: a clinician turn among the next few, or a plan sentence, speaks to it.
+
+    Then "you did not ask what worried them" and "you reassured before asking what they were worried about" do not fit:
+    the concern was on the table and answered (Calgary-Cambridge asks that it be elicited *or* picked up when
+    volunteered). A volunteered concern left unanswered keeps the observation; a cue answered with a question is the
+    other observation, ``cue_not_explored``."""
+    plan = " ".join(tokens(" ".join(u.text for u in ev.plan_sentences)))
+    for p in ev.turns:
+        if not (p.patient and p.act == "content" and (upto is None or p.index < upto) and _PATIENT_ICE.search(" ".join(tokens(p.text)))):
+            continue
+        replies = [t for t in ev.turns[p.index + 1 :] if t.clinician and t.act not in ("backchannel", "fragment")][:3]
+        if any(_TAKEN_UP.search(" ".join(tokens(t.text))) for t in replies) or _TAKEN_UP.search(plan):
+            return True
+    return False
+
+
+_CLINICAL_JOB = r"(?:nurse|doctor|gp|medic|paramedic|pharmacist|physio(?:therapist)?|midwife|dentist|surgeon|physician|radiographer|" \
+    r"medical student|healthcare professional|health care professional)"
+_PATIENT_JOB = re.compile(rf"\bi(?:'m| am) (?:a |an )?(?:\w+ )?{_CLINICAL_JOB}\b|\bi work (?:as|in) (?:a |an )?(?:\w+ )?{_CLINICAL_JOB}\b|"
+                          rf"\bi'?ve been (?:a |an )?{_CLINICAL_JOB}\b")
+_CLINICIAN_SAYS_JOB = re.compile(rf"\byou'?re (?:a |an )?(?:\w+ )?{_CLINICAL_JOB}\b|\byou are (?:a |an )?(?:\w+ )?{_CLINICAL_JOB}\b|"
+                                 rf"\b{_CLINICAL_JOB} yourself\b")
+
+
+def patient_in_health_care(ev: VisitEvents) -> bool:
+    """The patient said they work as a clinician ("I work as a nurse"), or the clinician said so ("you're a medic yourself")."""
+    return any(_PATIENT_JOB.search(" ".join(tokens(t.text))) if t.patient else _CLINICIAN_SAYS_JOB.search(" ".join(tokens(t.text)))
+               for t in ev.turns)
 
 
 def _robust_monologue(ev: VisitEvents, start: float, end: float) -> bool:
@@ -402,7 +469,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         missed = [c for c in ev.cues if c.response == "biomedical_question" and c.response_turn is not None
                   and _no_ice_before(ev, c.response_turn + 3)]
         reassure = [r for r in ev.reassurance if (stmt is None or r.turn > stmt.end_turn) and _STRICT_REASSURE.search(r.text.lower())
-                    and _no_ice_before(ev, r.turn)]
+                    and _no_ice_before(ev, r.turn) and not patient_voiced_concern(ev, r.turn)]
         if missed:
             c = missed[0]
             t = turns[c.response_turn]  # type: ignore[index]
@@ -413,10 +480,11 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
                 "serious illness": "\"You wondered whether it could be something serious — what were you thinking of?\"",
                 "stress": "\"You mentioned feeling stressed by it — how has that been for you?\"",
                 "low mood": "\"You said it's been getting you down — tell me a bit more about that.\"",
-                "coping": "\"It sounds hard to know what to do — what were you hoping we could do today?\"",
+                "coping": "\"It sounds like it's been hard going — how are you managing with it all?\"",
             }[c.feeling]
             add("cue_not_explored", t.t0, s,
-                f"you went on with a symptom question just after the patient mentioned {_FEELING_WORDS[c.feeling]}",
+                # the next question may be about symptoms, work or smoking: say only what is certain
+                f"you went on to your next question just after the patient mentioned {_FEELING_WORDS[c.feeling]}",
                 f"Pick the cue up before the checklist — {pick} — then come back to your questions.",
                 "Patients voice concerns indirectly; when a cue is answered with a biomedical question it rarely comes back, "
                 "and the visit ends with the worry unaddressed (Levinson et al. 2000; Silverman, Kurtz & Draper 2013).",
@@ -434,7 +502,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
                 "Reassurance before the patient's concern is known often misses it and does not stick (Silverman, Kurtz & "
                 "Draper 2013).",
                 70.0, turn=r.turn, sentence=f"t{r.turn:03d}:s{r.sentence:02d}")
-        if ev.plan_sentences and _no_ice_before(ev):
+        if ev.plan_sentences and _no_ice_before(ev) and not patient_voiced_concern(ev, ev.plan_start_turn):
             u = ev.plan_sentences[0]
             s = turns[u.turn].sentences[u.sentence]
             kind, word = _plan_kind(ev)
@@ -459,7 +527,11 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
     # Agenda (Heritage et al. 2007; Marvel et al. 1999).
     if not emergency:
         if not ev.agenda_questions and stmt is not None and not any(maybe_agenda(x.text) for x in _clinician_sentences(ev)):
-            first_q = next((s for t in turns[stmt.end_turn + 1 :] if t.clinician for s in t.sentences if clinical_question(t, s)), None)
+            # the first *specific* question: an invitation to say more ("Do you want to tell me a bit more about it?") or a
+            # check on a summary ("Is that right?") still belongs to hearing the patient out
+            first_q = next((s for t in turns[stmt.end_turn + 1 :] if t.clinician for s in t.sentences if clinical_question(t, s)
+                            and not _CHECK_TAG.fullmatch(" ".join(tokens(s.text))) and not _INVITE_MORE.search(" ".join(tokens(s.text)))),
+                           None)
             if first_q is not None:
                 if oq is not None and oq.notes_led:
                     alt = ("You started from the booking note; before the first specific question, ask \"Is there something else "
@@ -525,11 +597,10 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
                 60.0, turn=last.turn)
 
     # Stacked questions (Silverman, Kurtz & Draper 2013: one question at a time).
-    stacks = [x for x in ev.stacked_questions if x.kind == "different" or len(x.questions) >= 3]
+    stacks = [x for x in map(_coachable_stack, ev.stacked_questions) if x is not None]
     if len(stacks) >= MIN_STACKS and not emergency:
         st = max(stacks, key=lambda x: (len(x.questions), -x.time))
-        t = turns[st.turn]
-        s = next((x for x in t.sentences if x.text == st.questions[0]), None)
+        s = next((x for k in st.turns for x in turns[k].sentences if x.text == st.questions[0]), None)
         quote_text = " ".join(st.questions[:3])
         obs_s = Sentence(s.turn, s.index, quote_text, s.t0, s.t1, True) if s is not None else None
         first_open = bool(_OPENISH.search(" ".join(tokens(st.questions[0]))))
@@ -541,10 +612,18 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         first = f"\"{short_quote(st.questions[0], 8)}\"" if stack_quotes else "the first question"
         then = f"\"{short_quote(st.questions[1], 8)}\"" if stack_quotes else "the next one"
         n_q, times = len(st.questions), f"this happened {len(stacks)} times in the visit"
+        real_menu = st.kind == "menu" and not _is_checklist(st.questions)
         if not stack_quotes:
             # no words to name the questions by: the lesson is matched to the shape of the stack instead,
             # with the visit's own figures (the same sentence in every report was the audit's complaint)
             alt = _stack_alternative(st, first_open, n_q, times)
+        elif st.kind == "rephrase":
+            # one question in several wordings: "the patient can answer only one" is not what happened
+            alt = (f"Ask {first} once and wait: put again in other words before the answer ({n_q} versions here), a question "
+                   f"makes the patient start over ({times}).")
+        elif real_menu:
+            alt = (f"Ask {first} on its own and let the patient describe it in their words before offering options: offered "
+                   f"{n_q - 1} at once, the patient picks one of yours ({times}).")
         elif first_open:
             alt = (f"Let {first} stand on its own and wait: {then} can come after the patient's story, and is often "
                    "answered in it.")
@@ -555,15 +634,18 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             alt = (f"Ask {first}, pause until the answer is complete, then ask {then} — the checklist goes no slower "
                    f"(this happened {len(stacks)} times).")
         add("stacked_questions", st.time, obs_s if stack_quotes else None,
-            f"you asked {len(st.questions)} questions in a row before the patient could answer ({len(stacks)} times in the visit)",
+            (f"you put one question {n_q} ways" if st.kind == "rephrase" else f"you asked {n_q} questions in a row")
+            + f" before the patient could answer ({len(stacks)} times in the visit)",
             alt,
-            "Several questions at once leave the patient to choose which to answer, and the others go unanswered "
-            "(Silverman, Kurtz & Draper 2013).",
+            ("A question reworded before the answer makes the patient start again; one question and then silence gets the "
+             "fuller answer (Silverman, Kurtz & Draper 2013; Rowe 1986)." if st.kind == "rephrase" else
+             "Several questions at once leave the patient to choose which to answer, and the others go unanswered "
+             "(Silverman, Kurtz & Draper 2013)."),
             20.0 + 5.0 * min(len(stacks), 6), turn=st.turn)
 
-    # Jargon (Castro et al. 2007).
+    # Jargon (Castro et al. 2007): a term is jargon for a lay patient; not coached when the patient works in health care.
     j = next((x for x in ev.jargon if x.unexplained), None)
-    if j is not None:
+    if j is not None and not patient_in_health_care(ev):
         s = turns[j.turn].sentences[j.sentence]
         add("jargon", j.time, s,
             f"you said \"{j.term}\" without explaining it nearby",
@@ -643,6 +725,27 @@ def _minutes(seconds: float) -> str:
     return "a minute" if m <= 1 else f"{m} minutes"
 
 
+_INVITE_MORE = re.compile(r"\b(?:tell me|talk me through|describe|explain)\b(?: \w+){0,3} (?:more|what'?s (?:been )?(?:going on|happening))\b|"
+                          r"^(?:(?:so|and|ok|okay|um|uh)\s)*(?:go on|carry on|and then)\b")
+
+
+# A check on a summary ("…, is that right?") asks the patient to confirm what was just said back: summarising and
+# checking is a Calgary-Cambridge skill, not a second question competing for the answer.
+_CHECK_TAG = re.compile(r"(?:(?:so|and|ok|okay|um|uh|yeah|right)\s)*(?:is that (?:right|correct|true|ok|okay|fair)|"
+                        r"is that what you (?:mean|meant)|am i right|have i got that right|did i get that right|"
+                        r"does that sound right|(?:is )?that right|correct|isn'?t it|is it)")
+
+
+def _coachable_stack(st: StackedQuestion) -> StackedQuestion | None:
+    """The stack as coaching sees it: summary checks dropped; kept if what is left is two different questions, or three or more."""
+    qs = [q for q in st.questions if not _CHECK_TAG.fullmatch(" ".join(tokens(q)))]
+    if len(qs) < 2:
+        return None
+    if len(qs) < len(st.questions):
+        st = replace(st, questions=qs, kind=stack_kind(qs))
+    return st if st.kind == "different" or len(qs) >= 3 else None
+
+
 def _is_checklist(questions: Sequence[str]) -> bool:
     """Short symptom-list questions ("Any nausea? Any vomiting?", "Sore throat? Runny nose?")."""
     short = [q for q in questions if len(tokens(q)) <= 4 or re.match(r"(?:and |or )?any\b", " ".join(tokens(q)))]
@@ -651,7 +754,7 @@ def _is_checklist(questions: Sequence[str]) -> bool:
 
 def _stack_alternative(st: Any, first_open: bool, n_q: int, times: str) -> str:
     """The stacked-questions advice without the clinician's words, matched to what kind of stack it was."""
-    if st.kind == "menu":
+    if st.kind == "menu" and not _is_checklist(st.questions):  # "Any fever? Any sweats?" is a checklist, not options
         return (f"Ask one open question about it (\"What is it like?\") and let the patient describe it before offering "
                 f"options: offered {n_q} at once, the patient picks one of yours instead of their own word ({times}).")
     if st.kind == "rephrase":
@@ -685,11 +788,28 @@ def strength(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None = N
         if truth_condition(o, gold_like, labels) is not False:
             cands.append(o)
 
+    esc = ev.emergency_escalation
+    if esc.value and esc.turn is not None:
+        # in an emergency every suggestion is withheld; what can go well is the escalation itself, said with its reason
+        # and what to do while waiting (Silverman, Kurtz & Draper 2013: explain the rationale of the plan)
+        near = [x for t in turns[esc.turn : esc.turn + ESCALATION_TURNS + 1] if t.clinician for x in t.sentences]
+        why = next((x for x in near if _REASON.search(" ".join(tokens(x.text)))), None)
+        if why is not None:
+            meantime = any(_MEANTIME.search(" ".join(tokens(x.text))) for x in near)
+            add("strength_escalation", esc.time or why.t0, why,
+                "you arranged emergency care and told the patient why" + (" and what to do while waiting" if meantime else ""),
+                "Saying why urgent care is needed, and what to do until it comes, helps the patient act on an alarming "
+                "instruction (Silverman, Kurtz & Draper 2013: explaining the rationale of the plan).", turn=esc.turn)
     if ev.ice_questions:
         u = ev.ice_questions[0]
         s = turns[u.turn].sentences[u.sentence]
         what = {"idea": "what they thought was going on", "concern": "what was worrying them",
                 "expectation": "what they hoped for from the visit"}[u.components[0] if u.components else "concern"]
+        low = " ".join(tokens(u.text))
+        if u.components[:1] == ("idea",) and _YES_NO_START.match(low) and not re.search(r"\b(?:what|why|how)\b", low):
+            # "Do you think that might be related to the stress?" offers the clinician's idea for a yes or no: it asks for
+            # the patient's view on it, not their own account of what is going on ("Any thoughts as to what…?" still is)
+            what = "whether they linked it to a possible cause"
         later = [p for p in ev.plan_sentences if p.turn > u.turn and re.search(r"\b(?:worr|concern|you mentioned|you said|you thought|"
                                                                                 r"you were thinking|hoping|expect)\w*", p.text.lower())]
         stmt_ = ev.opening_statement
