@@ -20,6 +20,7 @@ site CA could be substituted (see docs/security.md).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import socket
@@ -125,8 +126,22 @@ def learn_crl(keys: ClinicianKeys, pem: bytes) -> bool:
 _CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED = 9, 10  # OpenSSL X509_V_ERR_CERT_NOT_YET_VALID / X509_V_ERR_CERT_HAS_EXPIRED
 
 
+def check_own_certificate(keys: ClinicianKeys, now: dt.datetime | None = None) -> None:
+    """The phone's own certificate out of its dates, said before connecting: the device refuses it after the
+    handshake (TLS 1.3 checks the client last), which the phone could only report as a lost connection."""
+    cert = x509.load_pem_x509_certificate(keys.cert_pem.encode())
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if now >= cert.not_valid_after_utc:
+        raise ClientError(f"this phone's certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}; make a new request "
+                          "(`edge-agent phone request`) and ask IT to sign it")
+    if now < cert.not_valid_before_utc:
+        raise ClientError(f"this phone's certificate is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
+                          "check this phone's clock (date and time zone)")
+
+
 def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
     """Fetch the device certificate over TLS; check chain, room, pinned fingerprint and the phone's CRL."""
+    check_own_certificate(keys)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=keys.ca_pem)
