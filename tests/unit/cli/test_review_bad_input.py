@@ -1,0 +1,58 @@
+"""Bad input found in a review of every command as a newcomer and as hospital IT: one line, what is wrong and what
+to do, the right exit status, never an internal error."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.cli_runner import run_cli
+
+
+def one_line(result: subprocess.CompletedProcess[str], *fragments: str, status: int = 2) -> str:
+    assert result.returncode == status, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr and "internal error" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def run_unprivileged(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The CLI as a user without the file's permission: as root, inside a user namespace where root's files are
+    another user's and no capability overrides their mode (root reads a 0000 file otherwise)."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("unshare") is None:
+            pytest.skip("needs unshare (util-linux) to drop root's file access")
+        prefix = ["unshare", "--user", "--map-user=1000", "--map-group=1000"]
+    return subprocess.run([*prefix, sys.executable, "-m", "edge_agent.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=300, env=dict(os.environ))
+
+
+def test_unreadable_recording_says_permission_not_format(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    """libsndfile calls a file it may not open 'System error', and the line then advised another format."""
+    path = tmp_path / "visit.wav"
+    sf.write(str(path), jfk_16k, 16000, subtype="PCM_16")
+    path.chmod(0)
+    result = run_unprivileged("transcribe", path.name, "--jsonl", cwd=tmp_path)
+    if result.returncode == 0:
+        pytest.skip("this user can read a 0000 file")
+    line = one_line(result, "cannot open visit.wav", "Permission denied", "read access")
+    assert "WAV, FLAC or OGG" not in line
+
+
+def test_a_header_without_samples_says_what_to_do(tmp_path: Path, jfk_16k: np.ndarray) -> None:
+    whole = tmp_path / "whole.wav"
+    sf.write(str(whole), jfk_16k, 16000, subtype="PCM_16")
+    header = tmp_path / "header.wav"
+    header.write_bytes(whole.read_bytes()[:44])
+    one_line(run_cli("analyze", str(header)), "contains no audio samples", "copy it again")
