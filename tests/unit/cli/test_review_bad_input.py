@@ -56,3 +56,16 @@ def test_a_header_without_samples_says_what_to_do(tmp_path: Path, jfk_16k: np.nd
     header = tmp_path / "header.wav"
     header.write_bytes(whole.read_bytes()[:44])
     one_line(run_cli("analyze", str(header)), "contains no audio samples", "copy it again")
+
+
+@pytest.mark.parametrize("missing", ["config.json", "tokenizer.json"])
+def test_whisper_folder_missing_a_file_is_refused_at_load(tmp_path: Path, jfk_path: Path, missing: str) -> None:
+    """Without config.json the model loaded and every decode failed: warnings, no text, exit 0 (all speech lost).
+    Without tokenizer.json the line blamed 'the Hub' on a device that never downloads."""
+    from edge_agent.asr.whisper_ct2 import resolve_model_path
+
+    folder = tmp_path / "whisper"
+    shutil.copytree(resolve_model_path("tiny.en"), folder, ignore=shutil.ignore_patterns(missing))
+    subprocess.run("sha256sum * > SHA256SUMS", shell=True, cwd=folder, check=True)
+    line = one_line(run_cli("transcribe", str(jfk_path), "--jsonl", "--model", str(folder)), f"has no {missing}", "copy")
+    assert "Hub" not in line
