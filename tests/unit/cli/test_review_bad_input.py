@@ -69,3 +69,18 @@ def test_whisper_folder_missing_a_file_is_refused_at_load(tmp_path: Path, jfk_pa
     subprocess.run("sha256sum * > SHA256SUMS", shell=True, cwd=folder, check=True)
     line = one_line(run_cli("transcribe", str(jfk_path), "--jsonl", "--model", str(folder)), f"has no {missing}", "copy")
     assert "Hub" not in line
+
+
+def test_ca_passphrase_missing_wrong_or_unexpected_says_which_and_names_the_variable(tmp_path: Path) -> None:
+    """Was 'cannot read the CA key in ca: wrong or missing passphrase' for all of them: the passphrase comes from the
+    environment, which a newcomer cannot guess from the command line."""
+    secret = {"EDGE_AGENT_CA_PASSPHRASE": "correct horse"}
+    assert run_cli("ca", "init", "--ca-dir", str(tmp_path / "locked"), env=secret).returncode == 0
+    issue = ("ca", "issue-admin", "--out", str(tmp_path / "admin.pem"), "--ca-dir")
+    one_line(run_cli(*issue, str(tmp_path / "locked"), env={"EDGE_AGENT_CA_PASSPHRASE": ""}),
+             "protected by a passphrase", "set EDGE_AGENT_CA_PASSPHRASE")
+    one_line(run_cli(*issue, str(tmp_path / "locked"), env={"EDGE_AGENT_CA_PASSPHRASE": "wrong"}),
+             "wrong passphrase", "EDGE_AGENT_CA_PASSPHRASE", "ca init")
+    assert run_cli("ca", "init", "--ca-dir", str(tmp_path / "open"), env={"EDGE_AGENT_CA_PASSPHRASE": ""}).returncode == 0
+    one_line(run_cli(*issue, str(tmp_path / "open"), env=secret), "has no passphrase", "unset EDGE_AGENT_CA_PASSPHRASE")
+    assert run_cli(*issue, str(tmp_path / "locked"), env=secret).returncode == 0
