@@ -84,3 +84,24 @@ def test_ca_passphrase_missing_wrong_or_unexpected_says_which_and_names_the_vari
     assert run_cli("ca", "init", "--ca-dir", str(tmp_path / "open"), env={"EDGE_AGENT_CA_PASSPHRASE": ""}).returncode == 0
     one_line(run_cli(*issue, str(tmp_path / "open"), env=secret), "has no passphrase", "unset EDGE_AGENT_CA_PASSPHRASE")
     assert run_cli(*issue, str(tmp_path / "locked"), env=secret).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "fragments"),
+    [
+        (("bench", "delivery", "--visits", "0"), ("--visits",)),  # was: internal error (StatisticsError)
+        (("bench", "soak", "--minutes", "-1"), ("--minutes", "more than 0")),  # was: exit 0 with null figures
+        (("bench", "soak", "--every", "0"), ("--every", "more than 0")),
+        (("bench", "speakers", "--seconds", "-5"), ("--seconds", "more than 0")),  # was: 'max_duration_s must be positive'
+        (("bench", "speakers", "--conversations", "0"), ("--conversations",)),  # was: exit 0 with null figures
+        (("bench", "realvoice", "--out", "{tmp}/out", "--jobs", "0"), ("--jobs",)),
+        (("bench", "realvoice", "--out", "{tmp}/file"), ("--out", "is a file")),  # was: 'cannot use ...: File exists'
+        (("bench", "realvoice", "--out", "{tmp}/out", "--data", "{tmp}"), ("no visit references", "tools.realvoice.generate")),  # was: bare, exit 1
+        (("bench", "asr", "--audio", "{tmp}"), ("is a directory",)),  # was: 'not found; run ... make_bench_recording'
+        (("bench", "asr", "--audio", "{tmp}/visit.wav"), ("reference transcript", "visit.json", "--audio")),
+    ],
+)
+def test_bench_bad_values_are_one_line_exit_2(tmp_path: Path, args: tuple[str, ...], fragments: tuple[str, ...]) -> None:
+    (tmp_path / "file").write_text("not a folder\n")
+    sf.write(str(tmp_path / "visit.wav"), np.zeros(16000, np.float32), 16000)
+    one_line(run_cli(*(arg.format(tmp=tmp_path) for arg in args), timeout=120), *fragments)
