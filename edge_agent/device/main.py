@@ -269,6 +269,12 @@ def check_gpio(cfg: EdgeConfig) -> str:
     return f"gpio.backend {cfg.gpio.backend} driver opens"
 
 
+def _restart_problems(cfg: EdgeConfig, keys: list[str]) -> list[str]:
+    from edge_agent.site.doctor import restart_problems  # doctor imports this module (start_checks)
+
+    return restart_problems(cfg, keys)
+
+
 def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
     """What serve refuses at start beyond certificates, models, outbox and ports, by doctor check name: each
     raises serve's own one-line ConfigError, or returns what it checked ('edge-agent doctor' shows them)."""
@@ -332,7 +338,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
         if metrics is not None:
             metrics.start()
         live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
-        handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
+        reloader = ConfigReloader(cfg, live.apply, restart_check=_restart_problems)
+        handlers = SignalHandlers(on_terminate=server.stop, on_reload=reloader.reload, notifier=notifier)
         handlers.install()
         watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
         watchdog_task = asyncio.create_task(watchdog.run())
