@@ -105,3 +105,30 @@ def test_bench_bad_values_are_one_line_exit_2(tmp_path: Path, args: tuple[str, .
     (tmp_path / "file").write_text("not a folder\n")
     sf.write(str(tmp_path / "visit.wav"), np.zeros(16000, np.float32), 16000)
     one_line(run_cli(*(arg.format(tmp=tmp_path) for arg in args), timeout=120), *fragments)
+
+
+def test_phone_install_of_the_wrong_file_names_what_the_file_is(tmp_path: Path) -> None:
+    """IT's answer to another phone's request was 'the key in X does not match its certificate; issue a new bundle'
+    (the certificate was sound); a whole bundle from 'ca issue-clinician' was 'not an edge-agent bundle'."""
+    open_ca = {"EDGE_AGENT_CA_PASSPHRASE": ""}
+    ca_dir = tmp_path / "ca"
+    assert run_cli("ca", "init", "--ca-dir", str(ca_dir), env=open_ca).returncode == 0
+    site_ca = str(ca_dir / "ca.cert.pem")
+    for phone in ("mine", "theirs"):
+        made = run_cli("phone", "request", "--keys", str(tmp_path / f"{phone}.json"), "--out", str(tmp_path / f"{phone}.csr"), "--ca", site_ca)
+        assert made.returncode == 0, made.stderr
+    assert run_cli("ca", "sign-clinician", str(tmp_path / "theirs.csr"), "--ca-dir", str(ca_dir), "--out",
+                   str(tmp_path / "theirs.pem"), env=open_ca).returncode == 0
+    assert run_cli("ca", "issue-clinician", "--ca-dir", str(ca_dir), "--out", str(tmp_path / "bundle.pem"), env=open_ca).returncode == 0
+    install = ("phone", "install", "--keys", str(tmp_path / "mine.json"))
+    line = one_line(run_cli(*install, str(tmp_path / "theirs.pem")), "signed for another request", "mine.json")
+    assert "issue a new bundle" not in line
+    one_line(run_cli(*install, str(tmp_path / "bundle.pem")), "whole bundle", "phone init --bundle")
+    one_line(run_cli(*install, str(tmp_path / "mine.csr")), "is a certificate request", "ca sign-clinician")
+    one_line(run_cli("phone", "install", "--keys", str(tmp_path / "typo.json"), str(tmp_path / "theirs.pem")),
+             "typo.json not found", "phone request")
+    one_line(run_cli("phone", "request", "--keys", str(tmp_path / "mine.json"), "--out", str(tmp_path / "again.csr")), "--overwrite")
+    # the right answer still installs
+    assert run_cli("ca", "sign-clinician", str(tmp_path / "mine.csr"), "--ca-dir", str(ca_dir), "--out",
+                   str(tmp_path / "mine.pem"), env=open_ca).returncode == 0
+    assert run_cli(*install, str(tmp_path / "mine.pem")).returncode == 0
