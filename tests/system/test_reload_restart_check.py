@@ -12,16 +12,8 @@ import time
 from pathlib import Path
 
 from edge_agent.crypto import ca
-from edge_agent.device.presence import make_secret
-from tests.system.test_daemon import free_port, start_daemon, wait_ready
-
-
-def _config(tmp_path: Path, port: int, extra: str = "") -> str:
-    return (
-        f'[server]\nhost = "127.0.0.1"\nport = {port}\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\n'
-        f'crl = "{tmp_path / "ca" / ca.CRL}"\nadvertise = false\n\n[outbox]\npath = "{tmp_path / "state"}"\n'
-        f'\n[presence]\ncode_secret = "{tmp_path / "room-code.key"}"\n{extra}'
-    )
+from tests.daemon_site import device_config, make_room, running_daemon
+from tests.system.test_daemon import free_port
 
 
 def _wait_for(log: Path, text: str, since: int = 0, timeout: float = 30.0) -> str:
@@ -35,31 +27,23 @@ def _wait_for(log: Path, text: str, since: int = 0, timeout: float = 30.0) -> st
 
 
 def test_reload_to_a_config_a_restart_would_refuse_says_so_and_keeps_serving(tmp_path: Path) -> None:
-    authority = ca.init_ca(tmp_path / "ca", site="Test")
-    ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
-    make_secret(tmp_path / "room-code.key")
+    room = make_room(tmp_path)
     port = free_port()
     config = tmp_path / "config.toml"
-    config.write_text(_config(tmp_path, port))
-    notify_path = tmp_path / "notify.sock"
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(str(notify_path))
-    log = tmp_path / "daemon.log"
-    daemon = start_daemon(config, notify_path, log)
-    try:
-        wait_ready(notify)
-        config.write_text(_config(tmp_path, port, f'\n[asr]\nmodel = "{tmp_path / "no-such-model"}"\n'))
+    config.write_text(device_config(tmp_path, port))
+    with running_daemon(tmp_path, config) as (daemon, log):
+        config.write_text(device_config(tmp_path, port, f'\n[asr]\nmodel = "{tmp_path / "no-such-model"}"\n'))
         daemon.send_signal(signal.SIGHUP)
-        journal = _wait_for(log, "asr.model changed")
+        _wait_for(log, "asr.model changed")
         journal = _wait_for(log, "do not restart yet")
         refusal = next(line for line in journal.splitlines() if "do not restart yet" in line)
         assert "ASR model directory not found" in refusal and "no-such-model" in refusal, refusal
         assert 'set asr.model = "tiny.en"' in refusal, refusal  # the fix is the setting, not reinstalling edge-agent
         # a reload whose restart-only change is sound (a renewed bundle in a new file) says nothing of the kind
         renewed = tmp_path / "renewed.pem"
-        ca.issue_device(authority, "Room 4", renewed, ips=("127.0.0.1",))
+        ca.issue_device(room.authority, "Room 4", renewed, ips=("127.0.0.1",))
         mark = len(log.read_text(errors="replace"))
-        config.write_text(_config(tmp_path, port).replace(str(tmp_path / "device.pem"), str(renewed)))
+        config.write_text(device_config(tmp_path, port).replace(str(tmp_path / "device.pem"), str(renewed)))
         daemon.send_signal(signal.SIGHUP)
         later = _wait_for(log, "server.bundle changed", since=mark)
         time.sleep(2.0)
@@ -67,9 +51,3 @@ def test_reload_to_a_config_a_restart_would_refuse_says_so_and_keeps_serving(tmp
         assert daemon.poll() is None  # the running device kept serving throughout
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
-        daemon.send_signal(signal.SIGTERM)
-        assert daemon.wait(60) == 0, log.read_text()[-2000:]
-    finally:
-        if daemon.poll() is None:
-            daemon.kill()
-        notify.close()
