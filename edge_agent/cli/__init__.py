@@ -134,8 +134,9 @@ def serve(
 ) -> None:
     """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
     from edge_agent.device.main import serve as run_serve
+    from edge_agent.site.doctor import restart_problems
 
-    raise typer.Exit(run_serve(config, replay))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
+    raise typer.Exit(run_serve(config, replay, restart_problems))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
 
 
 @app.command()

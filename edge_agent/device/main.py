@@ -269,12 +269,6 @@ def check_gpio(cfg: EdgeConfig) -> str:
     return f"gpio.backend {cfg.gpio.backend} driver opens"
 
 
-def _restart_problems(cfg: EdgeConfig, keys: list[str]) -> list[str]:
-    from edge_agent.site.doctor import restart_problems  # doctor imports this module (start_checks)
-
-    return restart_problems(cfg, keys)
-
-
 def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
     """What serve refuses at start beyond certificates, models, outbox and ports, by doctor check name: each
     raises serve's own one-line ConfigError, or returns what it checked ('edge-agent doctor' shows them)."""
@@ -282,8 +276,14 @@ def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
             "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
 
 
-async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
-    """Serve until SIGTERM; the exit status: 0, or EX_IOERR (74) when sealed reports were lost at stop."""
+RestartCheck = Callable[[EdgeConfig, list[str]], list[str]]
+
+
+async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check: RestartCheck | None = None) -> int:
+    """Serve until SIGTERM; the exit status: 0, or EX_IOERR (74) when sealed reports were lost at stop.
+
+    ``restart_check``: after a reload changed restart-only keys, what a restart with the new file would refuse
+    (``edge-agent serve`` passes doctor's; the site package imports this one, so it comes in from the CLI)."""
     configure_logging(cfg.logging.level, cfg.logging.json)
     check_production(cfg)
     check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
@@ -338,7 +338,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
         if metrics is not None:
             metrics.start()
         live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
-        reloader = ConfigReloader(cfg, live.apply, restart_check=_restart_problems)
+        reloader = ConfigReloader(cfg, live.apply, restart_check=restart_check)
         handlers = SignalHandlers(on_terminate=server.stop, on_reload=reloader.reload, notifier=notifier)
         handlers.install()
         watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
@@ -427,10 +427,10 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitMana
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 
-def serve(config_path: Path | None, replay: Path | None) -> int:
+def serve(config_path: Path | None, replay: Path | None, restart_check: RestartCheck | None = None) -> int:
     """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM; the exit status."""
     try:
-        return asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
+        return asyncio.run(run_daemon(load_config(config_path, os.environ), replay, restart_check))
     except EdgeAgentError:
         raise
     except Exception as exc:

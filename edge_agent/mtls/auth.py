@@ -31,7 +31,7 @@ from cryptography import x509
 from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
 from edge_agent.crypto.files import write_private
-from edge_agent.device.ops.logs import Safe
+from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +102,10 @@ class PeerAuthorizer:
                 self._number_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_private(self._number_file, f"{crl.number}\n".encode())
             except OSError as exc:
-                log.warning("cannot record the CRL number in %s (%s); a restart would accept an older CRL: make that "
-                            "folder writable by the service and free space on it", Safe(str(self._number_file.parent)),
-                            Safe(exc.strerror or type(exc).__name__))
+                # as an EdgeAgentError, whose message the journal keeps (device/ops/logs; mtls cannot import Safe)
+                log.warning("%s", EdgeAgentError(
+                    f"cannot record the CRL number in {self._number_file.parent} ({exc.strerror or type(exc).__name__}); "
+                    "a restart would accept an older CRL: make that folder writable by the service and free space on it"))
         self._floor = max(self._floor, crl.number)
 
     def _judge(self, path: Path) -> ca.Crl:
