@@ -102,10 +102,12 @@ class PeerAuthorizer:
                 self._number_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_private(self._number_file, f"{crl.number}\n".encode())
             except OSError as exc:
-                # as an EdgeAgentError, whose message the journal keeps (device/ops/logs; mtls cannot import Safe)
-                log.warning("%s", EdgeAgentError(
-                    f"cannot record the CRL number in {self._number_file.parent} ({exc.strerror or type(exc).__name__}); "
-                    "a restart would accept an older CRL: make that folder writable by the service and free space on it"))
+                reason = exc.strerror or type(exc).__name__
+                # an EdgeAgentError, whose message the journal keeps (device/ops/logs; mtls cannot import Safe):
+                # a folder and an OS reason, no visit data
+                note = EdgeAgentError(f"cannot record the CRL number in {self._number_file.parent} ({reason}); a restart "
+                                      "would accept an older CRL: make that folder writable by the service and free space on it")
+                log.warning("%s", note)
         self._floor = max(self._floor, crl.number)
 
     def _judge(self, path: Path) -> ca.Crl:
