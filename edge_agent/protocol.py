@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 PROTOCOL_VERSION = 1  # what this release's device states; the newest this release's clients understand
 OLDEST_DEVICE_PROTOCOL = 1  # the oldest device protocol this release's clients still understand
+MAX_ENROLL_SECONDS = 30  # EnrollVoice refuses more audio than this; clients refuse a longer recording before sending it
 
 UPDATE_APP = "update-app"
 UPDATE_DEVICE = "update-device"

@@ -53,6 +53,11 @@ CHECKSUMS_FILE = "SHA256SUMS"
 _MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
 
 
+# Besides model.bin. Without config.json CTranslate2 loads the model and then fails every decode (each segment
+# discarded, the run "succeeds" with no text); without tokenizer.json faster-whisper looks for it on the Hub.
+_REQUIRED_FILES = (("config.json",), ("tokenizer.json",), ("vocabulary.json", "vocabulary.txt"))
+
+
 def resolve_model_path(name: str) -> str:
     """Folder of the Whisper model after checking every file against known hashes.
 
@@ -78,6 +83,12 @@ def resolve_model_path(name: str) -> str:
         )
     if not (path / "model.bin").is_file():
         raise ModelError(f"ASR model folder {name} has no model.bin; it is not a CTranslate2 Whisper model")
+    for choices in _REQUIRED_FILES:
+        if not any((path / file).is_file() for file in choices):
+            raise ModelError(
+                f"ASR model folder {name} has no {' or '.join(choices)}; it is not a whole CTranslate2 Whisper model: "
+                "copy the complete folder again (with its SHA256SUMS)"
+            )
     _verify_against_sums(path)
     return str(path)
 

@@ -34,6 +34,13 @@ def open_audio_file(path: Path) -> sf.SoundFile:
     if path.is_file() and path.stat().st_size == 0:  # libsndfile would say "Format not recognised"
         raise AudioInputError(f"{path} is empty (0 bytes); the recording did not reach this file: export or copy it again")
     try:
+        # libsndfile reports a file it may not open as "System error" and the advice would be another format
+        os.close(os.open(path, os.O_RDONLY))
+    except OSError as exc:
+        raise AudioInputError(
+            f"cannot open {path} ({exc.strerror}); give the user running edge-agent read access to it, or copy it somewhere readable"
+        ) from None
+    try:
         # bytes, not str: a name that is not UTF-8 (copied from a Latin-1 stick) cannot be re-encoded by soundfile
         handle = sf.SoundFile(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as exc:
@@ -43,7 +50,7 @@ def open_audio_file(path: Path) -> sf.SoundFile:
         ) from None
     if handle.frames == 0 or handle.samplerate <= 0:
         handle.close()
-        raise AudioInputError(f"{path} contains no audio samples")
+        raise AudioInputError(f"{path} contains no audio samples (a header only); the recording did not reach this file: export or copy it again")
     if handle.samplerate < 8000:
         handle.close()
         raise AudioInputError(

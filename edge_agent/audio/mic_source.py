@@ -36,22 +36,36 @@ def list_input_devices() -> list[str]:
     return [d["name"] for d in sd.query_devices() if d["max_input_channels"] > 0]
 
 
-def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]:
-    """Find an input device by index, exact name or name substring."""
-    sd = _sounddevice()
+def _query_input(sd: Any, device: str | int | None) -> dict[str, Any] | None:
     try:
         if device is None or device == "":
-            info = sd.query_devices(kind="input")
-        else:
-            key: str | int = int(device) if str(device).isdigit() else device
-            info = sd.query_devices(key, kind="input")
+            return dict(sd.query_devices(kind="input"))
+        key: str | int = int(device) if str(device).isdigit() else device
+        return dict(sd.query_devices(key, kind="input"))
     except (ValueError, sd.PortAudioError):
+        return None
+
+
+def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]:
+    """Find an input device by index, exact name or name substring.
+
+    PortAudio lists devices once, when it is initialised: a microphone plugged in (or back in) after that was never
+    found, and a daemon refused every visit until it was restarted. Not found, the list is read again once; only
+    called before a stream opens (a visit's capture, a command's), so no open stream is cut off by it.
+    """
+    sd = _sounddevice()
+    info = _query_input(sd, device)
+    if info is None:
+        sd._terminate()  # noqa: SLF001 - sounddevice's documented way to refresh the device list
+        sd._initialize()  # noqa: SLF001
+        info = _query_input(sd, device)
+    if info is None:
         names = ", ".join(list_input_devices()) or "none"
         wanted = "default input" if device in (None, "") else f"'{device}'"
         raise AudioInputError(
-            f"microphone {wanted} not found; available input devices: {names}; set audio.device"
-        ) from None
-    return int(info["index"]), dict(info)
+            f"microphone {wanted} not found (input devices: {names}); connect it, or set audio.device to one of those"
+        )
+    return int(info["index"]), info
 
 
 class MicSource:

@@ -134,8 +134,9 @@ def serve(
 ) -> None:
     """Run the room-device daemon (systemd: Type=notify, watchdog, SIGTERM finishes the visit, SIGHUP reloads)."""
     from edge_agent.device.main import serve as run_serve
+    from edge_agent.site.doctor import restart_problems
 
-    raise typer.Exit(run_serve(config, replay))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
+    raise typer.Exit(run_serve(config, replay, restart_problems))  # 74 (EX_IOERR): sealed reports were lost at stop (the journal's LOST line)
 
 
 @app.command()
@@ -203,6 +204,13 @@ def _register_subcommands() -> None:
 
 _register_subcommands()
 
+def _positive(value: float) -> float:
+    """A length or interval: 0 or less measured nothing and printed null figures (or crashed on an empty median)."""
+    if not value > 0:
+        raise typer.BadParameter(f"must be more than 0 (got {value:g})")
+    return value
+
+
 bench_app = typer.Typer(help="Benchmarks that print JSON figures (targets in the issues).", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -232,10 +240,10 @@ def bench_asr(
 
 @bench_app.command("speakers")
 def bench_speakers_cmd(
-    conversations: Annotated[int, typer.Option("--conversations", help="held-out PriMock57 consultations to synthesise")] = 10,
-    seconds: Annotated[float, typer.Option("--seconds", help="audio per conversation")] = 180.0,
-    pipeline: Annotated[int, typer.Option("--pipeline", help="of those, how many also go through VAD + Whisper + attribution")] = 2,
-    paced_seconds: Annotated[float, typer.Option("--paced-seconds", help="audio streamed in real time for the cost share (0: skip)")] = 120.0,
+    conversations: Annotated[int, typer.Option("--conversations", min=1, help="held-out PriMock57 consultations to synthesise")] = 10,
+    seconds: Annotated[float, typer.Option("--seconds", callback=_positive, help="audio per conversation")] = 180.0,
+    pipeline: Annotated[int, typer.Option("--pipeline", min=0, help="of those, how many also go through VAD + Whisper + attribution")] = 2,
+    paced_seconds: Annotated[float, typer.Option("--paced-seconds", min=0.0, help="audio streamed in real time for the cost share (0: skip)")] = 120.0,
 ) -> None:
     """Attribution accuracy with and without enrolment (segments and live pipeline), embedding cost share, model load."""
     import json
@@ -247,11 +255,11 @@ def bench_speakers_cmd(
 
 @bench_app.command("realvoice")
 def bench_realvoice_cmd(
-    out: Annotated[Path, typer.Option("--out", help="folder for results.jsonl, raw outputs and caches")],
-    data: Annotated[Optional[Path], typer.Option("--data", help="folder of visits (default: the committed tests/data/realvoice)")] = None,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="folder for results.jsonl, raw outputs and caches")],
+    data: Annotated[Optional[Path], typer.Option("--data", exists=True, file_okay=False, help="folder of visits (default: the committed tests/data/realvoice)")] = None,
     full: Annotated[bool, typer.Option("--full", help="generate (once) and run 6 visits of ~150 s")] = False,
     fast: Annotated[bool, typer.Option("--fast", help="unpaced: CPU and accuracy only, no latencies")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", help="streaming runs at once")] = 2,
+    jobs: Annotated[int, typer.Option("--jobs", min=1, help="streaming runs at once")] = 2,
     only: Annotated[Optional[str], typer.Option("--only", help="only visits whose name contains this")] = None,
     vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming runs: webrtc | silero | hybrid")] = None,
 ) -> None:
@@ -294,8 +302,8 @@ def bench_coaching_cmd(
 
 @bench_app.command("soak")
 def bench_soak_cmd(
-    minutes: Annotated[float, typer.Option("--minutes", help="length of the visit (paced in real time)")] = 60.0,
-    every: Annotated[float, typer.Option("--every", help="seconds between RSS samples")] = 30.0,
+    minutes: Annotated[float, typer.Option("--minutes", callback=_positive, help="length of the visit (paced in real time)")] = 60.0,
+    every: Annotated[float, typer.Option("--every", callback=_positive, help="seconds between RSS samples")] = 30.0,
 ) -> None:
     """One long visit through the real device path: RSS over time, growth, residency p100 (JSON lines)."""
     import json
@@ -307,7 +315,7 @@ def bench_soak_cmd(
 
 @bench_app.command("delivery")
 def bench_delivery_cmd(
-    visits: Annotated[int, typer.Option(help="visits to run")] = 20,
+    visits: Annotated[int, typer.Option(min=1, help="visits to run")] = 20,
     pipeline: Annotated[bool, typer.Option("--pipeline", help="real 10-minute visits through the full pipeline (slow)")] = False,
 ) -> None:
     """Stop -> report on the phone latency, outbox write cost."""
@@ -392,6 +400,12 @@ def _main() -> None:
     except BrokenPipeError:  # stdout's reader went away (`| head -1`): its choice, not an error
         drop_output()
         sys.exit(0)
+    except SystemExit as exc:
+        if not isinstance(exc.code, str):
+            raise
+        # a bench tool's `raise SystemExit("message")`: Python printed it bare and exited 1 (1 is 'a check failed')
+        print(f"edge-agent: {exc.code}", file=sys.stderr)
+        sys.exit(2)
     except EdgeAgentError as exc:
         print(f"edge-agent: {exc.message}", file=sys.stderr)
         sys.exit(exc.exit_code)

@@ -259,6 +259,27 @@ def init_ca(directory: Path, site: str = "edge-agent site", days: int = CA_DAYS,
     return ca
 
 
+# The CA key's optional passphrase comes from this variable, never argv (ps shows argv).
+PASSPHRASE_ENV = "EDGE_AGENT_CA_PASSPHRASE"
+
+
+def passphrase_from_env() -> bytes | None:
+    value = os.environ.get(PASSPHRASE_ENV)
+    return value.encode() if value else None
+
+
+def _key_refusal(directory: Path, key_pem: bytes, passphrase: bytes | None) -> str:
+    """Why the CA key did not load, and what to do: the passphrase is set in the environment, which the user
+    cannot see in the command they typed."""
+    if b"ENCRYPTED" not in key_pem:
+        if passphrase is not None:
+            return f"the CA key in {directory} has no passphrase; unset {PASSPHRASE_ENV}"
+        return f"the CA key {directory / CA_KEY} is damaged; restore the CA folder from its backup"
+    if passphrase is None:
+        return f"the CA key in {directory} is protected by a passphrase; set {PASSPHRASE_ENV} to it (not on the command line)"
+    return f"wrong passphrase for the CA key in {directory}; set {PASSPHRASE_ENV} to the one given at 'edge-agent ca init'"
+
+
 def load_ca(directory: Path, passphrase: bytes | None = None) -> CertificateAuthority:
     directory = Path(directory)
     try:
@@ -271,7 +292,7 @@ def load_ca(directory: Path, passphrase: bytes | None = None) -> CertificateAuth
     try:
         key = serialization.load_pem_private_key(key_pem, password=passphrase)
     except (TypeError, ValueError):
-        raise CertificateError(f"cannot read the CA key in {directory}: wrong or missing passphrase") from None
+        raise CertificateError(_key_refusal(directory, key_pem, passphrase)) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise CertificateError(f"the CA key in {directory} is not a P-256 key")
     return CertificateAuthority(directory, key, cert)

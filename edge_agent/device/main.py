@@ -276,8 +276,14 @@ def start_checks(cfg: EdgeConfig) -> dict[str, Callable[[], str]]:
             "population": lambda: check_population(cfg), "web": lambda: check_web(cfg)}
 
 
-async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
-    """Serve until SIGTERM; the exit status: 0, or EX_IOERR (74) when sealed reports were lost at stop."""
+RestartCheck = Callable[[EdgeConfig, list[str]], list[str]]
+
+
+async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check: RestartCheck | None = None) -> int:
+    """Serve until SIGTERM; the exit status: 0, or EX_IOERR (74) when sealed reports were lost at stop.
+
+    ``restart_check``: after a reload changed restart-only keys, what a restart with the new file would refuse
+    (``edge-agent serve`` passes doctor's; the site package imports this one, so it comes in from the CLI)."""
     configure_logging(cfg.logging.level, cfg.logging.json)
     check_production(cfg)
     check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
@@ -332,7 +338,8 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None) -> int:
         if metrics is not None:
             metrics.start()
         live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
-        handlers = SignalHandlers(on_terminate=server.stop, on_reload=ConfigReloader(cfg, live.apply).reload, notifier=notifier)
+        reloader = ConfigReloader(cfg, live.apply, restart_check=restart_check)
+        handlers = SignalHandlers(on_terminate=server.stop, on_reload=reloader.reload, notifier=notifier)
         handlers.install()
         watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
         watchdog_task = asyncio.create_task(watchdog.run())
@@ -420,10 +427,10 @@ async def _forward_population(cfg: EdgeConfig, outbox: Outbox, visits: VisitMana
         await asyncio.sleep(pop.forward_interval_minutes * 60)
 
 
-def serve(config_path: Path | None, replay: Path | None) -> int:
+def serve(config_path: Path | None, replay: Path | None, restart_check: RestartCheck | None = None) -> int:
     """``edge-agent serve``: load the config (file < EDGE_AGENT_* environment) and run until SIGTERM; the exit status."""
     try:
-        return asyncio.run(run_daemon(load_config(config_path, os.environ), replay))
+        return asyncio.run(run_daemon(load_config(config_path, os.environ), replay, restart_check))
     except EdgeAgentError:
         raise
     except Exception as exc:

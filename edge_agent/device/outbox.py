@@ -169,8 +169,22 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower()
+_NO_SPACE_BYTES = 1 << 20  # below this a filesystem is full for an I/O error's purposes (a WAL index alone is 32 KiB)
+
+
+def _is_full(exc: sqlite3.Error, directory: Path | None = None) -> bool:
+    """SQLITE_FULL, or an I/O error on a filesystem with no space left: SQLite cannot grow the WAL index
+    (outbox.db-shm) on a full disk and says SQLITE_IOERR_SHMSIZE, which read as 'check the disk' (a failing disk)."""
+    if getattr(exc, "sqlite_errorcode", None) == SQLITE_FULL or "full" in str(exc).lower():
+        return True
+    if directory is None or not str(getattr(exc, "sqlite_errorname", "")).startswith("SQLITE_IOERR"):
+        return False
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < _NO_SPACE_BYTES
+
 
 
 def fsync_dir(directory: Path) -> None:
@@ -268,7 +282,7 @@ class Outbox:
         except OSError as exc:
             raise OutboxError(f"cannot open outbox {self.path}: {exc.strerror}; check the path and free space") from None
         except sqlite3.DatabaseError as exc:
-            if _is_full(exc):
+            if _is_full(exc, self.path.parent):
                 raise OutboxDiskFullError(f"disk full opening outbox {self.path}; free space on {self.path.parent}") from None
             raise OutboxError(f"outbox {self.path} cannot be opened ({exc}); check the disk") from None
 
@@ -316,7 +330,7 @@ class Outbox:
             raise
         except sqlite3.DatabaseError as exc:
             db.close()
-            if _is_full(exc):
+            if _is_full(exc, self.path.parent):
                 raise
             code = getattr(exc, "sqlite_errorname", "") or type(exc).__name__
             if code in ("SQLITE_NOTADB", "SQLITE_CORRUPT") or "not a database" in str(exc) or "malformed" in str(exc):
@@ -566,7 +580,7 @@ class Outbox:
             pass  # SQLite may already have rolled back (e.g. after SQLITE_FULL)
 
     def _write_error(self, exc: sqlite3.DatabaseError) -> OutboxError:
-        if _is_full(exc):
+        if _is_full(exc, self.path.parent):
             return OutboxDiskFullError(
                 f"disk full writing outbox {self.path}; free space on {self.path.parent} (queued reports are intact)"
             )

@@ -31,6 +31,7 @@ from cryptography import x509
 from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
 from edge_agent.crypto.files import write_private
+from edge_agent.errors import EdgeAgentError
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,11 @@ class PeerAuthorizer:
             return 0
         try:
             return int(self._number_file.read_text().strip() or 0)
-        except FileNotFoundError:
+        except OSError:
+            # missing, or a folder that cannot be used: recording the CRL accepted next (any number is above 0)
+            # fails too, and that line says where and what to do
             return 0
-        except (OSError, ValueError):
+        except ValueError:
             log.warning("CRL number record unreadable; it is rewritten with the next CRL")
             return 0
 
@@ -99,7 +102,12 @@ class PeerAuthorizer:
                 self._number_file.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
                 write_private(self._number_file, f"{crl.number}\n".encode())
             except OSError as exc:
-                log.warning("cannot record the CRL number (%s); a restart would accept an older CRL", type(exc))
+                reason = exc.strerror or type(exc).__name__
+                # an EdgeAgentError, whose message the journal keeps (device/ops/logs; mtls cannot import Safe):
+                # a folder and an OS reason, no visit data
+                note = EdgeAgentError(f"cannot record the CRL number in {self._number_file.parent} ({reason}); a restart "
+                                      "would accept an older CRL: make that folder writable by the service and free space on it")
+                log.warning("%s", note)
         self._floor = max(self._floor, crl.number)
 
     def _judge(self, path: Path) -> ca.Crl:

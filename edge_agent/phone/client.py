@@ -20,12 +20,12 @@ site CA could be substituted (see docs/security.md).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import re
 import socket
 import ssl
 import time
-import wave
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +33,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+import soundfile as sf
 from cryptography import x509
 
 from edge_agent.crypto import ca, seal
@@ -41,7 +42,7 @@ from edge_agent.feedback.quality import empty_report_text, quality_notes
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
-from edge_agent.protocol import compatibility
+from edge_agent.protocol import MAX_ENROLL_SECONDS, compatibility
 
 ENROLL_CHUNK_BYTES = 32 * 1024
 REPORT_SEQ = 1  # the sequence number a visit's coaching report is sealed under (population records use 0)
@@ -125,8 +126,22 @@ def learn_crl(keys: ClinicianKeys, pem: bytes) -> bool:
 _CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED = 9, 10  # OpenSSL X509_V_ERR_CERT_NOT_YET_VALID / X509_V_ERR_CERT_HAS_EXPIRED
 
 
+def check_own_certificate(keys: ClinicianKeys, now: dt.datetime | None = None) -> None:
+    """The phone's own certificate out of its dates, said before connecting: the device refuses it after the
+    handshake (TLS 1.3 checks the client last), which the phone could only report as a lost connection."""
+    cert = x509.load_pem_x509_certificate(keys.cert_pem.encode())
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if now >= cert.not_valid_after_utc:
+        raise ClientError(f"this phone's certificate expired on {cert.not_valid_after_utc:%Y-%m-%d}; make a new request "
+                          "(`edge-agent phone request`) and ask IT to sign it")
+    if now < cert.not_valid_before_utc:
+        raise ClientError(f"this phone's certificate is not valid until {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC; "
+                          "check this phone's clock (date and time zone)")
+
+
 def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> VerifiedDevice:
     """Fetch the device certificate over TLS; check chain, room, pinned fingerprint and the phone's CRL."""
+    check_own_certificate(keys)
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_verify_locations(cadata=keys.ca_pem)
@@ -424,20 +439,29 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
 
 
 def read_wav_pcm(path: str | Path) -> tuple[bytes, int]:
-    try:
-        with wave.open(str(path), "rb") as w:
-            if w.getsampwidth() != 2:
-                raise ClientError(f"{path} must be 16-bit PCM WAV")
-            frames = w.readframes(w.getnframes())
-            rate, channels = w.getframerate(), w.getnchannels()
-    except (wave.Error, EOFError, FileNotFoundError) as exc:
-        raise ClientError(f"cannot read {path} as a WAV file ({exc}); record 16-bit PCM WAV") from None
-    except OSError as exc:  # a directory, no permission
-        raise ClientError(f"cannot read {path} as a WAV file ({exc.strerror}); record 16-bit PCM WAV") from None
-    if channels > 1:
-        pcm = np.frombuffer(frames, dtype=np.int16).reshape(-1, channels).mean(axis=1).astype(np.int16)
-        frames = pcm.tobytes()
-    return frames, rate
+    """The recording as mono PCM s16le at its own rate, for EnrollVoice.
+
+    Read through libsndfile, as every other command reads audio: Python's ``wave`` refused a 16-bit PCM WAV with an
+    extensible header (what sox and many recorders write for stereo or 8/48 kHz) with 'unknown format: 65534;
+    record 16-bit PCM WAV'. A recording longer than the device takes is refused before it is read: it was read whole
+    into memory (a long file, gigabytes) and sent, only for the device to refuse it after 30 s.
+    """
+    from edge_agent.audio.file_source import open_audio_file
+
+    with open_audio_file(Path(path)) as handle:
+        seconds = handle.frames / handle.samplerate
+        if seconds > MAX_ENROLL_SECONDS + 1:
+            raise ClientError(
+                f"{path} is {seconds:.0f} s long; enrolment takes 10–{MAX_ENROLL_SECONDS} s of you speaking alone: cut "
+                f"that part out, e.g. `sox IN OUT trim START {MAX_ENROLL_SECONDS}`"
+            )
+        try:
+            audio = handle.read(dtype="float32", always_2d=True)  # float: libsndfile scales every subtype into -1..1
+        except (RuntimeError, sf.LibsndfileError) as exc:
+            raise ClientError(f"{path} is damaged ({str(exc).strip()}); record or copy it again") from None
+        rate = handle.samplerate
+    mono = np.clip(audio.mean(axis=1), -1.0, 1.0)
+    return (mono * 32767).astype("<i2").tobytes(), rate
 
 
 def enroll(key_file: str | Path, target: Target, pcm_s16le: bytes, sample_rate: int) -> list[float]:

@@ -200,6 +200,9 @@ def install_certificate(key_file: str | Path, certificate: str | Path, ca_finger
         answer = Path(certificate).read_bytes()
     except FileNotFoundError:
         raise ClientError(f"certificate {certificate} not found; ask IT for the file 'ca sign-clinician' wrote") from None
+    problem = _answer_problem(answer, certificate, keys.key_pem, key_file)
+    if problem:
+        raise ClientError(problem)
     bundle = ca.parse_bundle(keys.key_pem.encode() + answer, str(certificate))  # checks the key matches and the CA signed it
     got = ca.fingerprint(bundle.ca_cert)
     if keys.ca_pem:
@@ -214,9 +217,29 @@ def install_certificate(key_file: str | Path, certificate: str | Path, ca_finger
     return certified
 
 
+def _answer_problem(answer: bytes, certificate: str | Path, key_pem: str, key_file: Path) -> str | None:
+    """A file that is not this phone's answer, named for what it is: parse_bundle would call each of these a bundle
+    that is not one, or a key that 'does not match its certificate; issue a new bundle' (nothing was wrong with it)."""
+    if b"PRIVATE KEY" in answer:
+        return (f"{certificate} is a whole bundle with its own key, not the answer to this phone's request; set it up with "
+                f"'edge-agent phone init --bundle {certificate} --keys NEW-FILE' instead")
+    if b"CERTIFICATE REQUEST" in answer:
+        return f"{certificate} is a certificate request; give it to IT ('edge-agent ca sign-clinician') and install the file they return"
+    try:
+        certs = x509.load_pem_x509_certificates(answer)
+    except ValueError:
+        return None  # parse_bundle says what is wrong with it
+    spki = serialization.PublicFormat.SubjectPublicKeyInfo
+    ours = serialization.load_pem_private_key(key_pem.encode(), None).public_key().public_bytes(serialization.Encoding.DER, spki)
+    if not any(c.public_key().public_bytes(serialization.Encoding.DER, spki) == ours for c in certs):
+        return (f"{certificate} was signed for another request than the one made with {key_file} (another phone's, or an "
+                "earlier one); give IT this key file's request and install the file they return")
+    return None
+
+
 def _refuse_existing(key_file: Path, overwrite: bool) -> None:
     if key_file.exists() and not overwrite:
-        raise ClientError(f"{key_file} already exists; it holds your keys — choose another path or pass overwrite")
+        raise ClientError(f"{key_file} already exists; it holds your keys — choose another path or pass --overwrite")
 
 
 def _certified(key_file: Path, bundle: ca.Bundle, sealing_private_b64: str, source: str) -> ClinicianKeys:
@@ -234,7 +257,8 @@ def load_key_file(key_file: str | Path, allow_uncertified: bool = False) -> Clin
         st = key_file.stat()
         raw = key_file.read_text()
     except FileNotFoundError:
-        raise ClientError(f"key file {key_file} not found; create it with 'edge-agent phone init BUNDLE'") from None
+        raise ClientError(f"key file {key_file} not found; check --keys, or create it: 'edge-agent phone request' (then "
+                          "'phone install' of IT's answer) or 'edge-agent phone init --bundle BUNDLE'") from None
     except OSError as exc:  # a directory, no permission
         raise ClientError(f"cannot read key file {key_file}: {exc.strerror}; give the phone's key file (--keys)") from None
     except UnicodeDecodeError:

@@ -17,7 +17,6 @@ import asyncio
 import csv
 import datetime as dt
 import json
-import os
 import signal
 import time
 from collections import defaultdict
@@ -72,8 +71,7 @@ def roster_for_period(ca_dir: Path, period_key: Path, out: Path, today: dt.date 
     """
     from edge_agent.crypto import ca
 
-    passphrase = os.environ.get("EDGE_AGENT_CA_PASSPHRASE", "")
-    authority = ca.load_ca(Path(ca_dir), passphrase.encode() if passphrase else None)
+    authority = ca.load_ca(Path(ca_dir), ca.passphrase_from_env())
     ring = PeriodKeyRing.load(Path(period_key))
     ring.advance(today or dt.date.today())
     period = ring.period

@@ -8,17 +8,10 @@ wires them up; nothing here prints a traceback for a user mistake (they raise
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 from edge_agent.crypto import ca as _ca
-
-
-def _passphrase() -> bytes | None:
-    # An optional CA key passphrase comes from the environment, never argv (ps shows argv).
-    value = os.environ.get("EDGE_AGENT_CA_PASSPHRASE")
-    return value.encode() if value else None
 
 
 def _issued_dict(item: _ca.Issued) -> dict[str, Any]:
@@ -33,7 +26,7 @@ def _issued_dict(item: _ca.Issued) -> dict[str, Any]:
 
 
 def ca_init(ca_dir: str | Path, site: str = "edge-agent site", days: int = _ca.CA_DAYS) -> dict[str, Any]:
-    authority = _ca.init_ca(Path(ca_dir), site=site, days=days, passphrase=_passphrase())
+    authority = _ca.init_ca(Path(ca_dir), site=site, days=days, passphrase=_ca.passphrase_from_env())
     return {
         "ca_dir": str(authority.directory),
         "ca_cert": str(authority.directory / _ca.CA_CERT),
@@ -46,7 +39,7 @@ def ca_init(ca_dir: str | Path, site: str = "edge-agent site", days: int = _ca.C
 def ca_issue_device(
     ca_dir: str | Path, room: str, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None, days: int = _ca.DEVICE_DAYS
 ) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     result = _issued_dict(_ca.issue_device(authority, room, Path(out), tuple(dns or ()), tuple(ip or ()), days=days))
     result["room"] = room
     return result
@@ -88,47 +81,47 @@ def _cert_of(bundle: Path) -> bytes:
 
 
 def ca_issue_clinician(ca_dir: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS, renew: str | None = None) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     return _with_subject(_ca.issue_clinician(authority, Path(out), days=days, renew=renew))
 
 
 def ca_sign_clinician(ca_dir: str | Path, request: str | Path, out: str | Path, days: int = _ca.CLINICIAN_DAYS,
                       renew: str | None = None) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     return _with_subject(_ca.sign_clinician_request(authority, Path(request), Path(out), days=days, renew=renew))
 
 
 def ca_issue_admin(ca_dir: str | Path, out: str | Path, days: int = _ca.ADMIN_DAYS) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     return _issued_dict(_ca.issue_admin(authority, Path(out), days=days))
 
 
 def ca_issue_quality(ca_dir: str | Path, out: str | Path, days: int = _ca.QUALITY_DAYS) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     return _issued_dict(_ca.issue_quality(authority, Path(out), days=days))
 
 
 def ca_issue_aggregator(ca_dir: str | Path, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     return _issued_dict(_ca.issue_aggregator(authority, Path(out), tuple(dns or ()), tuple(ip or ())))
 
 
 def ca_issue_web(ca_dir: str | Path, out: str | Path, dns: list[str] | None = None, ip: list[str] | None = None) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     result = _issued_dict(_ca.issue_web(authority, Path(out), tuple(dns or ()), tuple(ip or ())))
     result["next_step"] = f"edge-agent phone-web serve --bundle {out} --crl crl.pem (copy crl.pem from the CA directory, weekly)"
     return result
 
 
 def ca_issue_contributor(ca_dir: str | Path, service_line: str, out: str | Path) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     result = _issued_dict(_ca.issue_contributor(authority, service_line, Path(out)))
     result["service_line"] = service_line
     return result
 
 
 def ca_revoke(ca_dir: str | Path, who: str) -> dict[str, Any]:
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     if Path(who).is_file():  # a bundle (or certificate) file: revoke the certificate it holds
         who = str(_serial_in(Path(who), authority))
     serial, crl = _ca.revoke(authority, who)
@@ -137,7 +130,7 @@ def ca_revoke(ca_dir: str | Path, who: str) -> dict[str, Any]:
 
 def ca_crl(ca_dir: str | Path, days: int = _ca.CRL_DAYS) -> dict[str, Any]:
     """Re-sign crl.pem (same revocations, next CRL number, fresh next-update): run it weekly, copy it to devices."""
-    authority = _ca.load_ca(Path(ca_dir), _passphrase())
+    authority = _ca.load_ca(Path(ca_dir), _ca.passphrase_from_env())
     path = _ca.write_crl(authority, days=days)
     crl = _ca.read_crl(path, authority.cert)
     return {"crl": str(path), "number": crl.number, "next_update": crl.next_update.isoformat(), "revoked": len(crl.revoked),

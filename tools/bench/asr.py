@@ -28,8 +28,12 @@ def reference_text(audio: Path) -> str:
     """Reference transcript: the JSON beside the audio (list of turns or strings)."""
     ref = audio.with_suffix(".json")
     if not ref.is_file():
-        raise EdgeAgentError(f"reference transcript {ref} not found next to the benchmark audio")
-    data = json.loads(ref.read_text())
+        raise EdgeAgentError(f"reference transcript {ref} not found: bench asr scores words against it; put the "
+                             f"recording's words beside it as {ref.name} (a JSON list of turns), or leave --audio out")
+    try:
+        data = json.loads(ref.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise EdgeAgentError(f"reference transcript {ref} is not JSON ({exc}); write it as a JSON list of turns") from None
     if isinstance(data, dict):
         turns = next((data[key] for key in ("utterances", "turns") if key in data), None)
         if turns is None:
@@ -108,7 +112,10 @@ def run_asr_bench(audio: Path | None, realtime: bool = True, threads: int = 1, j
 
     audio = audio or DEFAULT_AUDIO
     if not audio.is_file():
-        raise EdgeAgentError(f"benchmark audio {audio} not found; run: python -m tools.corpus.make_bench_recording")
+        if audio == DEFAULT_AUDIO:
+            raise EdgeAgentError(f"benchmark audio {audio} not found; run: python -m tools.corpus.make_bench_recording")
+        state = "is a directory" if audio.is_dir() else "not found"
+        raise EdgeAgentError(f"benchmark audio {audio} {state}; give --audio a recording file, or leave it out")
     reference = reference_text(audio)
     console = Console(stderr=True)
     module = "tools.bench.asr"

@@ -136,7 +136,8 @@ class Condition:
 def discover(data: Path) -> list[Path]:
     refs = sorted(p for p in data.glob("*.json") if "visit" in p.stem)
     if not refs:
-        raise SystemExit(f"no visit references (*.json) in {data}")
+        raise SystemExit(f"no visit references (visit*.json) in {data}; give --data a folder made by "
+                         "`python -m tools.realvoice.generate --out DIR`, or leave --data out for the committed set")
     return refs
 
 

@@ -31,7 +31,7 @@ from edge_agent.hardening import REGIONS, LockedRegion, zero_bytes
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
 from edge_agent.mtls.server import MALFORMED, Invalid, guarded
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
-from edge_agent.protocol import PROTOCOL_VERSION
+from edge_agent.protocol import MAX_ENROLL_SECONDS, PROTOCOL_VERSION
 from edge_agent.speakers.enrol import EnrolmentError, Voiceprint
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ _MODEL_ID_RE = re.compile(r"[!-~]{1,128}")  # fullmatch: "$" would let a trailin
 STALE_VOICEPRINT_NOTICE = "your voice profile was made by an older speaker model: re-enrol on the phone"
 MAX_ACK_IDS = 1000
 MAX_ENROLL_CHUNK = 64 * 1024
-MAX_ENROLL_SECONDS = 30
 MIN_ENROLL_SECONDS = 1
 FETCH_BATCH = 16
 FOLLOW_POLL_S = 5.0  # followers re-check (revocation, expiry) at least this often

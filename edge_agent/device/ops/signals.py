@@ -42,9 +42,13 @@ class ConfigReloader:
         apply_live: Callable[[EdgeConfig, list[KeySpec]], None],
         path: str | Path | None = None,
         env: Mapping[str, str] | None = None,
+        restart_check: Callable[[EdgeConfig, list[str]], list[str]] | None = None,
     ) -> None:
         self.current = current
         self.apply_live = apply_live
+        # what a restart with the file as it now is would refuse (doctor's checks for the restart-only keys that
+        # changed): "takes effect after restart" alone sent IT into a restart that left the room without a device
+        self.restart_check = restart_check
         self.path = path if path is not None else current.source
         self.env = env
         self.pending_restart: list[str] = []
@@ -85,6 +89,9 @@ class ConfigReloader:
             log.info("config reload: %s applied", Safe(key))
         for key in restart:
             log.warning("config reload: %s changed; it takes effect after 'systemctl restart edge-agent'", Safe(key))
+        if restart and self.restart_check is not None:
+            for problem in self.restart_check(new, restart):
+                log.error("config reload: do not restart yet, the service would refuse to start: %s", Safe(problem))
         if not changed:
             log.info("config reload: nothing changed")
         return [k.key for k in live], restart

@@ -31,7 +31,6 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from edge_agent.device.grpc.server import EdgeAgentServer
-from edge_agent.device.grpc.service import MAX_ENROLL_SECONDS
 from edge_agent.device.web.grpcweb import GrpcWebApp, Method, WebContext
 from edge_agent.device.web.sessions import SessionPolicy, WebSessions
 from edge_agent.errors import ConfigError
@@ -40,6 +39,7 @@ from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.mtls.server import MALFORMED, ConnectionGate, Invalid
 from edge_agent.mtls.server import safe_parser as _safe_parser
 from edge_agent.proto.edge_agent.v1 import agent_pb2, web_pb2
+from edge_agent.protocol import MAX_ENROLL_SECONDS
 
 log = logging.getLogger(__name__)
 
