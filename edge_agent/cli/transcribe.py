@@ -65,6 +65,21 @@ def summary_line(stats: RunStats, clean: bool) -> str:
     return line
 
 
+POOL_NOT_ZEROED_EXIT = 3
+SPEECH_LOST_EXIT = 4
+
+
+def exit_status(stats: RunStats, clean: bool) -> int:
+    """0 when every frame was heard and the pool wiped; 3 when the audio pool was not zeroed (a privacy alarm,
+    reported first); 4 when speech was lost (dropped frames or segments, failed decodes): the finals are printed, but a
+    program reading them must learn they are incomplete without parsing the summary."""
+    if not clean:
+        return POOL_NOT_ZEROED_EXIT
+    if stats.dropped_frames or stats.dropped_segments or stats.discarded_by_reason.get("decode_failed", 0):
+        return SPEECH_LOST_EXIT
+    return 0
+
+
 def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
     """The JSONL run summary: what the run produced and everything it lost or absorbed."""
     return {"type": "summary", "utterances": stats.utterances, "audio_s": round(stats.audio_seconds, 2),
@@ -131,4 +146,4 @@ def run_transcribe(
         with LiveTranscriptView() as view:
             stats, clean = session.run(source, view, print_)
         err.print(f"[dim]{summary_line(stats, clean)}[/dim]")
-    return 0 if clean else 3
+    return exit_status(stats, clean)

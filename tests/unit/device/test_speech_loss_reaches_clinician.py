@@ -138,3 +138,38 @@ def test_a_visit_whose_speech_all_failed_is_not_reported_as_silence(session_with
     text = render_report(report)
     assert "could not be transcribed" in text
     assert "No speech was heard" not in text and "muted" not in text, text
+
+
+def test_transcribe_exits_4_when_speech_was_lost(session_with_speakers: Any, jfk_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    """`transcribe --jsonl` whose decodes failed prints what it has and the summary, and its exit status says the
+    output is incomplete (it exited 0: a program reading the finals took a partial transcript for a whole one)."""
+    import importlib
+    import json
+
+    from edge_agent.device.pipeline import PipelineConfig
+
+    transcribe = importlib.import_module("edge_agent.cli.transcribe")  # the package exports a command of that name
+
+    failing = _failing_session(session_with_speakers)
+    monkeypatch.setattr(TranscriptionSession, "load", classmethod(lambda cls, *a, **k: failing))
+    monkeypatch.setattr(transcribe, "harden_process", lambda: None)  # process-wide limits: not for the test runner
+    code = transcribe.run_transcribe(PipelineConfig(), jfk_path, mic=False, mic_device=None, realtime=False, jsonl=True)
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    summary = records[-1]
+    assert summary["type"] == "summary" and summary["discarded"].get("decode_failed", 0) >= 1 and summary["pool_zeroed"]
+    assert code == transcribe.SPEECH_LOST_EXIT
+
+
+def test_transcribe_exits_0_when_nothing_was_lost(session: Any, jfk_path: Path, monkeypatch: Any, capsys: Any) -> None:
+    import importlib
+    import json
+
+    from edge_agent.device.pipeline import PipelineConfig
+
+    transcribe = importlib.import_module("edge_agent.cli.transcribe")  # the package exports a command of that name
+
+    monkeypatch.setattr(TranscriptionSession, "load", classmethod(lambda cls, *a, **k: session))
+    monkeypatch.setattr(transcribe, "harden_process", lambda: None)
+    code = transcribe.run_transcribe(PipelineConfig(), jfk_path, mic=False, mic_device=None, realtime=False, jsonl=True)
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["dropped_segments"] == 0 and summary["discarded"] == {} and code == 0
