@@ -181,6 +181,20 @@ class LockedRegion:
         self._map = None
 
 
+def locked_zeros(shape: int | tuple[int, ...], dtype: type | np.dtype) -> np.ndarray:  # type: ignore[type-arg]
+    """A zeroed array in pages of its own, ``mlock``-ed where the limit allows and excluded from core dumps.
+
+    For long-lived scratch space that holds audio or audio-derived samples (STFT frames, log-mel input,
+    the resampler's carry, the VAD's model input): like the pools, it must not reach swap. The mapping
+    lives as long as the array (numpy keeps the mmap as its base); unmapping unlocks it. Where mlock is
+    refused (RLIMIT_MEMLOCK: the unit raises it), the array still works and the unit's MemorySwapMax=0 holds.
+    """
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    count = int(np.prod(dims))
+    region = LockedRegion(max(1, count * np.dtype(dtype).itemsize))
+    return region.array(dims, dtype)  # type: ignore[arg-type]
+
+
 class RegionCache:
     """Zeroed, still-locked regions of closed pools, reused by the next pool of the same size.
 
