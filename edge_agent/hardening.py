@@ -132,7 +132,7 @@ class LockedRegion:
     gone (heap pools stayed locked after free: 96 -> 288 kB over 30 visits).
     """
 
-    def __init__(self, nbytes: int) -> None:
+    def __init__(self, nbytes: int, lock: bool = True) -> None:
         if nbytes < 1:
             raise ValueError("a region needs at least one byte")
         self.nbytes = nbytes
@@ -149,7 +149,7 @@ class LockedRegion:
             except OSError:
                 pass
         libc = _libc()
-        self.locked = bool(libc is not None and libc.mlock(ctypes.c_void_p(self.address), ctypes.c_size_t(self.size)) == 0)
+        self.locked = bool(lock and libc is not None and libc.mlock(ctypes.c_void_p(self.address), ctypes.c_size_t(self.size)) == 0)
 
     @property
     def closed(self) -> bool:
@@ -191,8 +191,30 @@ def locked_zeros(shape: int | tuple[int, ...], dtype: type | np.dtype) -> np.nda
     """
     dims = (shape,) if isinstance(shape, int) else tuple(shape)
     count = int(np.prod(dims))
-    region = LockedRegion(max(1, count * np.dtype(dtype).itemsize))
+    nbytes = max(1, count * np.dtype(dtype).itemsize)
+    # the raw-audio pools come later (each visit) and matter more: scratch never takes their share of the limit
+    region = LockedRegion(nbytes, lock=_lock_headroom() >= nbytes + POOL_LOCK_RESERVE)
     return region.array(dims, dtype)  # type: ignore[arg-type]
+
+
+# what the default pools lock (frames, segments, features: 5.2 MB at the default 10 s segment limit), kept free
+# for them when scratch is locked: under a low RLIMIT_MEMLOCK the raw audio keeps its lock, the scratch goes without
+POOL_LOCK_RESERVE = 6 * 1024 * 1024
+
+
+def _lock_headroom() -> int:
+    """Bytes this process may still lock (RLIMIT_MEMLOCK minus VmLck); 0 where unknown."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if soft == resource.RLIM_INFINITY:
+        return sys.maxsize
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmLck:"):
+                    return int(soft) - int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
 
 
 class RegionCache:

@@ -43,9 +43,10 @@ def flags(array):
             return sorted(set(line.split()[1:]) & {"lo", "dd"})
     return ["unmapped"]
 
-# the production classes, sized small so that all of them fit the default 8 MB RLIMIT_MEMLOCK together
-engine = WhisperCT2(AsrConfig(), 16000)
-speaker = MelFrontend(max_samples=2 * 16000)
+# the production classes, sized small so that all of them fit in what the default 8 MB RLIMIT_MEMLOCK leaves
+# beside the pools' reserve (hardening.POOL_LOCK_RESERVE)
+engine = WhisperCT2(AsrConfig(pad_s=0.5), 8000)
+speaker = MelFrontend(max_samples=8000)
 found = {}
 for name, owner in (("whisper live", engine._live_mel), ("whisper closer", engine._close_mel), ("speaker", speaker)):
     for i, buf in enumerate(owner.scratch_buffers()):
@@ -92,3 +93,23 @@ def test_the_unit_lets_the_daemon_lock_all_of_its_audio_memory(session_with_spea
             limit = line.partition("=")[2].strip()
     assert limit.endswith("M"), f"the unit sets no LimitMEMLOCK in megabytes ({limit!r}): the 8 MB default locks {8 * 2**20 / need:.0%} of {need / 2**20:.0f} MB"
     assert int(limit[:-1]) * 2**20 >= 2 * need, (limit, need)
+
+
+def test_scratch_never_takes_the_pools_share_of_a_low_lock_limit() -> None:
+    """Under the default 8 MB limit (a daemon run by hand, a container) the raw-audio pools keep their lock:
+    full-size scratch is left unlocked rather than locked first and the pools refused."""
+    probe = (
+        "import resource\n"
+        "from edge_agent.device.pipeline import AudioPools, PipelineConfig\n"
+        "from edge_agent.speakers.frontend import MelFrontend\n"
+        "resource.setrlimit(resource.RLIMIT_MEMLOCK, (8 * 2**20, resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]))\n"
+        "scratch = [MelFrontend() for _ in range(3)]  # 22 MB of speaker-mel scratch, made before any pool\n"
+        "pools = AudioPools(PipelineConfig())\n"
+        "print('PROBE', all(p._region.locked for p in (pools.frames, pools.segments, pools.features)))\n"
+    )
+    soft, hard = resource.getrlimit(resource.RLIMIT_MEMLOCK)
+    if hard != resource.RLIM_INFINITY and hard < 8 * 2**20:
+        pytest.skip("RLIMIT_MEMLOCK hard limit below 8 MB here")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1"), cwd=REPO_ROOT)
+    assert "PROBE True" in result.stdout, (result.stdout, result.stderr[-2000:])
