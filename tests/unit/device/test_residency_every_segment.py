@@ -18,7 +18,8 @@ from edge_agent.asr.events import FinalTranscript, SegmentDiscarded
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.vad import SegmentClosed, speech_end_arrival
 from edge_agent.device import pipeline as pipeline_module
-from edge_agent.device.session import RunFault
+from edge_agent.device.session import CaptureLost, RunFault
+from edge_agent.errors import AudioInputError
 from edge_agent.speakers import attribution
 
 
@@ -95,3 +96,34 @@ def test_residency_counts_from_the_last_kept_sample_also_for_max_length_splits(
     assert max(stats.residency_s) <= bound, stats.residency_s  # paced: a split's carry plus the closer's time
     silence = [closed[i] for i, (_, _, r) in entered.items() if r in ("silence", "end_of_stream")]
     assert silence and max(silence) <= 1.0, silence  # a pause-ended segment: the design's bound
+
+
+class _Unplugged(FileSource):
+    """jfk paced in real time, and the microphone gone 2.1 s in: mid-word of its first sentence."""
+
+    def frames(self, pool):  # type: ignore[no-untyped-def]
+        for i, frame in enumerate(super().frames(pool)):
+            if i * 0.03 >= 2.1:
+                frame.release()
+                raise AudioInputError("microphone 'test' stopped delivering audio (unplugged?)")
+            yield frame
+
+
+def test_the_segment_open_when_the_microphone_goes_away_is_zeroed_and_measured(
+    session_with_speakers: Any, jfk_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reasons: list[str] = []
+    hand_off = pipeline_module.StreamingPipeline._hand_off
+
+    def counting_hand_off(self: Any, event: Any) -> None:
+        if isinstance(event, SegmentClosed):
+            reasons.append(event.reason)
+        hand_off(self, event)
+
+    monkeypatch.setattr(pipeline_module.StreamingPipeline, "_hand_off", counting_hand_off)
+    with pytest.raises(CaptureLost) as lost:
+        session_with_speakers.run(_Unplugged(jfk_path, realtime=True), lambda event: None)
+    assert reasons and reasons[-1] == "end_of_stream", reasons  # speech was under way at the unplug
+    assert lost.value.pools_clean
+    assert len(lost.value.stats.residency_s) == len(reasons)
+    assert max(lost.value.stats.residency_s) <= 1.0, lost.value.stats.residency_s
