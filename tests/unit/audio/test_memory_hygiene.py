@@ -201,3 +201,24 @@ def test_a_visit_trims_the_heap_on_its_cadence(session_with_speakers, jfk_path: 
     runner.stop()
     assert during >= 3  # jfk plays 11 s in real time: a trim about every second
     assert len(calls) == during + 1  # and one after the report is built
+
+
+def test_enrolment_zeroes_the_devices_own_copy_of_the_voiceprint(session_with_speakers, jfk_16k: np.ndarray,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedding goes back to the phone as values; the device's array of it was freed unzeroed (heap residue
+    of the clinician's voiceprint, docs/design.md §3.6: the device forgets it)."""
+    from edge_agent.device import visit as visit_module
+
+    made: list[object] = []
+    real = visit_module.enrol
+
+    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
+        vp = real(*args, **kwargs)
+        made.append(vp)
+        return vp
+
+    monkeypatch.setattr(visit_module, "enrol", keep)
+    pcm = np.clip(jfk_16k * 32767, -32768, 32767).astype(np.int16)
+    values = visit_module.PipelineEnroller(session_with_speakers).enroll(pcm, 16000)
+    assert len(values) > 16 and any(v != 0 for v in values)
+    assert len(made) == 1 and not made[0].embedding.any(), "the device kept a copy of the voiceprint it returned"  # type: ignore[attr-defined]
