@@ -1,11 +1,12 @@
 """The real daemon, capturing a real (file-backed ALSA) microphone through PortAudio, at debug log level, with
-core dumps allowed by its parent: after a visit that is stopped and delivered, and after visits ended by
-SIGSEGV and SIGABRT mid-capture, nothing written anywhere holds the visit.
+core dumps allowed by its parent: after a voice enrolment, a visit that is stopped and delivered, and visits
+ended by SIGSEGV and SIGABRT mid-capture, nothing written anywhere holds the visit or the clinician's voice.
 
 Searched: every file under the test's directory (the state directory, HOME, XDG_CACHE_HOME, TMPDIR, the working
 directory where the kernel would put a core), /dev/shm and the system temp directory, for
 * a core file (the parent set RLIMIT_CORE unlimited: only the daemon's own hardening can prevent one);
-* raw audio: 64-byte windows of the PCM the microphone delivered;
+* raw audio: 64-byte windows of the PCM the microphone delivered and of the enrolment recording, and the
+  voiceprint's float32 bytes;
 * the patient's words (distinctive words only the patient says in the recording);
 * the clinician's identifiers (certificate pseudonym, stable subject id) and the visit ids, anywhere but the
   phone's own key file: the outbox's routing key is gone, free pages included, once the report is acknowledged.
@@ -80,6 +81,9 @@ class Rig:
         audio, rate = sf.read(str(bundled()), dtype="float32", always_2d=True)
         assert rate == 16000
         self.pcm = (np.clip(audio.mean(axis=1), -1, 1) * 32767).astype("<i2")
+        enrol, rate = sf.read(str(bundled("demo_enrol.flac")), dtype="float32", always_2d=True)
+        assert rate == 16000
+        self.enrol_pcm = (np.clip(enrol.mean(axis=1), -1, 1) * 32767).astype("<i2")  # the clinician's enrolment recording
         self.mic_raw = tmp / "mic.raw"
         self.pcm.tofile(self.mic_raw)
         self.home = tmp / "home"
@@ -145,6 +149,7 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
     reports: list[phone.Report] = []
     try:
         rig.start()
+        voiceprint = phone.enroll(rig.keys, rig.target, rig.enrol_pcm.tobytes(), 16000)  # then every start sends it
         vid = rig.visit()
         time.sleep(15)
         phone.stop(rig.keys, rig.target, visit_id=vid)
@@ -162,6 +167,7 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
     finally:
         rig.close()
     assert len(reports) == 1 and reports[0].visit_id == rig.visits[0]  # the stopped visit was heard and delivered
+    assert len(voiceprint) == 256 and any(voiceprint)
     assert "Timing:" in reports[0].render()
 
     inputs = {rig.mic_raw, rig.keys, tmp_path / "clin.pem", tmp_path / "device.pem"}
@@ -171,9 +177,11 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
               and tmp_path not in p.parents and os.access(p, os.R_OK) and p.stat().st_size < 64 * 2**20]
     cores = [p for p in files if p.name == "core" or p.name.startswith("core.")]
     assert not cores, f"core dumps written: {cores}"
-    windows = _pcm_windows(rig.pcm)
+    windows = _pcm_windows(rig.pcm) + _pcm_windows(rig.enrol_pcm)
+    embedding = np.asarray(voiceprint, "<f4").tobytes()  # the voiceprint as the device computed it (float32)
+    windows += [embedding[i : i + 32] for i in range(0, len(embedding) - 32, 64)]
     words = _patient_only_words()
-    assert len(windows) >= 100 and len(words) >= 5
+    assert len(windows) >= 300 and len(words) >= 5
     leaks: list[str] = []
     for path in files:
         try:
@@ -181,7 +189,7 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
         except OSError:
             continue
         if any(w in data for w in windows):
-            leaks.append(f"{path}: raw audio")
+            leaks.append(f"{path}: raw audio or the voiceprint")
         text = data.decode("utf-8", "replace").lower()
         said = sorted(w for w in words if re.search(rf"\b{w}\b", text))
         if said:
