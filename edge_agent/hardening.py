@@ -91,6 +91,28 @@ def harden_process() -> dict[str, bool]:
     return {"core_dumps_disabled": disable_core_dumps()}
 
 
+_M_PERTURB = -6  # glibc mallopt: fill each block with a byte when it is freed (and its complement when allocated)
+FREED_FILL = 0xFF
+
+
+def scrub_freed_heap() -> bool:
+    """From now on glibc overwrites every heap block it frees (``M_PERTURB``); False where unavailable.
+
+    The visit's words pass through many short-lived buffers that are not ours to zero: Python strings,
+    the tokenizer's decoded text, regex and lower-case copies. Freed, they stayed readable in the heap
+    until reused (a memory scan after stop found the patient's sentences). With every freed block
+    overwritten, and Python's own small-object allocator routed through malloc (``PYTHONMALLOC=malloc``,
+    set by the unit), nothing of a stopped visit stays in freed memory. Called after the models load: the
+    allocation fill would otherwise make every page of the models' buffers resident (RSS 330 -> 980 MB).
+    Cost measured on a visit: about 10 % more CPU (1.35 -> 1.50 CPU-s for 61 s of audio), RSS +4 %.
+    """
+    libc = _libc()
+    mallopt = getattr(libc, "mallopt", None) if libc is not None else None
+    if mallopt is None:
+        return False
+    return bool(mallopt(ctypes.c_int(_M_PERTURB), ctypes.c_int(FREED_FILL)) == 1)
+
+
 def release_free_heap() -> bool:
     """Give the heap's free pages back to the kernel (glibc ``malloc_trim(0)``); False where unavailable.
 
