@@ -6,6 +6,7 @@ Real pipeline and models on a real recording; faults are injected where they can
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -30,24 +31,25 @@ def test_a_segment_closer_fault_leaves_no_closed_segment_unzeroed_or_unmeasured(
     every segment the VAD closes after that (its flush at the end of the run included) still has its raw audio
     zeroed by the pipeline itself, and its residency recorded; the dead segment's features are zeroed too."""
     calls: list[int] = []
-    original = attribution.SpeakerAttributor.features
+    handed: list[int] = []
+    queued = threading.Event()  # a second closed segment waits for the closer
 
     def failing_features(self: Any, audio: np.ndarray) -> Any:
         calls.append(len(audio))
+        queued.wait(60)  # the recording is read on meanwhile (not paced): the VAD hands over the next segment
         raise RuntimeError("bug in the speaker front-end")
 
     monkeypatch.setattr(attribution.SpeakerAttributor, "features", failing_features)
-    assert original is not failing_features
-    handed: list[int] = []
     hand_off = pipeline_module.StreamingPipeline._hand_off
 
     def counting_hand_off(self: Any, event: Any) -> None:
         if isinstance(event, SegmentClosed):
             handed.append(event.segment.id)
         hand_off(self, event)
+        if len(handed) >= 2:
+            queued.set()
 
     monkeypatch.setattr(pipeline_module.StreamingPipeline, "_hand_off", counting_hand_off)
-    # the VAD's end-of-run flush closes the segment open when the fault stopped capture: a second segment
     with pytest.raises(RunFault) as fault:
         session_with_speakers.run(FileSource(jfk_path), lambda event: None)
     assert len(calls) == 1 and len(handed) >= 2, (calls, handed)
