@@ -39,6 +39,7 @@ from edge_agent.asr.guards import (
 )
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ConfigError, ModelError
+from edge_agent.hardening import locked_zeros
 from edge_agent.models import sha256_of
 
 log = logging.getLogger(__name__)
@@ -219,7 +220,7 @@ class WhisperCT2:
         max_frames = bucket_frames((max_segment_samples + self.pad_samples) // HOP + 1)
         # owned and zeroed after each encode; a flat buffer, so every bucket's (1, 80, frames) view is
         # contiguous and CTranslate2 reads it in place (a non-contiguous slice would be copied to the heap)
-        self._encoder_input = np.zeros(N_MELS * max_frames, np.float32)
+        self._encoder_input = locked_zeros(N_MELS * max_frames, np.float32)  # log-mel of speech: locked, no swap
         self._ts_begin = self.tokenizer.timestamp_begin
         self._eot = self.tokenizer.eot
         self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])

@@ -17,6 +17,7 @@ import soxr
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
+from edge_agent.hardening import locked_zeros
 
 
 class Framer:
@@ -29,7 +30,7 @@ class Framer:
             else None
         )
         ratio = SAMPLE_RATE / input_rate
-        self._carry = np.zeros(self.frame_samples + int(max_block * ratio) * 2 + 4096, np.int16)
+        self._carry = locked_zeros(self.frame_samples + int(max_block * ratio) * 2 + 4096, np.int16)  # raw audio: locked
         self._carried = 0
         self._next_index = 0
 

@@ -26,6 +26,7 @@ import numpy as np
 
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ModelError
+from edge_agent.hardening import locked_zeros
 from edge_agent.ort_session import open_session
 
 CHUNK = 512  # samples per model call at 16 kHz (the model's fixed input)
@@ -69,10 +70,10 @@ class SileroStream:
     def __init__(self, session: Any) -> None:
         self._session = session
         # [context | chunk]: the model input, reused for every call (no per-call audio arrays)
-        self._input = np.zeros((1, CONTEXT + CHUNK), np.float32)
+        self._input = locked_zeros((1, CONTEXT + CHUNK), np.float32)  # raw audio (scaled): locked, like the pools
         # samples of the current frame not yet scored; at most CHUNK - 1 remain between calls,
         # plus one frame (<= 30 ms = 480 samples) appended before scoring
-        self._pending = np.zeros(CHUNK + SAMPLE_RATE * 30 // 1000, np.float32)
+        self._pending = locked_zeros(CHUNK + SAMPLE_RATE * 30 // 1000, np.float32)
         self._n = 0
         self._h = np.zeros(STATE_SHAPE, np.float32)
         self._c = np.zeros(STATE_SHAPE, np.float32)

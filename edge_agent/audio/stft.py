@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from edge_agent.hardening import locked_zeros
+
 N_FFT = 400
 HOP = 160
 HALF = N_FFT // 2
@@ -31,10 +33,11 @@ class ScratchPowerSpectrum:
     def _alloc(self, max_samples: int) -> None:
         self.max_samples = max_samples
         max_frames = 1 + max_samples // HOP
-        self._wave = np.zeros(max_samples + 2 * HALF + HOP, np.float32)
-        self._windowed = np.zeros((max_frames, N_FFT), np.float32)
-        self._spectrum = np.zeros((max_frames, N_FFT // 2 + 1), np.complex64)
-        self._power = np.zeros((max_frames, N_FFT // 2 + 1), np.float32)
+        # locked, dump-excluded pages (hardening.locked_zeros): copies of speech must not reach swap
+        self._wave = locked_zeros(max_samples + 2 * HALF + HOP, np.float32)
+        self._windowed = locked_zeros((max_frames, N_FFT), np.float32)
+        self._spectrum = locked_zeros((max_frames, N_FFT // 2 + 1), np.complex64)
+        self._power = locked_zeros((max_frames, N_FFT // 2 + 1), np.float32)
 
     def power(self, audio: np.ndarray, total_samples: int, reflect_start: bool) -> np.ndarray:
         """Frames of ``audio`` followed by zeros up to ``total_samples``.

@@ -83,6 +83,8 @@ _ROOM_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$")
 # a title and a name after it ("Dr Patel", "Exam 2 - Dr. Lee"): a room named after the clinician who works in it
 # ("ms"/"pa" are left out: "MS clinic", "PA room" are rooms, not people)
 _PERSON_TITLE_RE = re.compile(r"(?:^|[ ._-])(?:dr|doctor|prof|professor|mr|mrs|miss|nurse)\.?[ ._-]+[a-z]", re.IGNORECASE)
+# ... or glued to it, CamelCase ("DrPatel", "Room ProfOkafor"): case-sensitive, so "DRoom", "Drawing room" stay rooms
+_PERSON_TITLE_GLUED_RE = re.compile(r"(?:^|[ ._-])(?:Dr|Doctor|Prof|Professor|Mr|Mrs|Miss|Nurse)[A-Z][a-z]")
 _SERVICE_LINE_RE = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 _STABLE_ID_RE = re.compile(r"^s-[a-z2-7]{16}$")
 
@@ -93,7 +95,7 @@ ROOM_PERSON_HINT = ("room label {room!r} looks like a person's name; name the ro
 
 def names_a_person(room: str) -> bool:
     """Whether a room label carries a title and a name (docs/design.md §3.5: no clinician identifier in mDNS)."""
-    return _PERSON_TITLE_RE.search(room) is not None
+    return _PERSON_TITLE_RE.search(room) is not None or _PERSON_TITLE_GLUED_RE.search(room) is not None
 
 
 @dataclass(frozen=True)
@@ -436,6 +438,8 @@ def issue_contributor(
     """A room device's client certificate for population deliveries, bound to its service line."""
     if not _SERVICE_LINE_RE.match(service_line):
         raise CertificateError(f"service line {service_line!r} must be 2-32 lowercase letters, digits or '-'")
+    if names_a_person(service_line):
+        raise CertificateError(f"service line {service_line!r} looks like a person's name; name the department, never a clinician")
     return _issue(ca, ROLE_CONTRIBUTOR, "d-" + secrets.token_hex(6), out, days, valid_from=valid_from,
                   extra=(x509.NameAttribute(NameOID.BUSINESS_CATEGORY, service_line),))
 

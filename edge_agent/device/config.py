@@ -266,9 +266,16 @@ class PopulationSettings:
     def __post_init__(self) -> None:
         import re
 
+        from edge_agent.crypto.ca import names_a_person
+
         if not re.fullmatch(r"[a-z0-9-]{2,32}", self.service_line):
             raise ConfigError(
                 f"population.service_line is {self.service_line!r}; allowed: 2-32 lowercase letters, digits or '-' (a department, never a person)"
+            )
+        if names_a_person(self.service_line):  # it is in every record and every released cell's name
+            raise ConfigError(
+                f"population.service_line {self.service_line!r} looks like a person's name; name the department (e.g. 'cardiology'), "
+                "never a clinician: quality & safety see it beside every released figure"
             )
 
 

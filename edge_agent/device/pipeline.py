@@ -345,6 +345,7 @@ class StreamingPipeline:
             finally:
                 self._closed.put(None)
                 closer.join()
+                self._zero_unclosed()  # only a failed closer leaves any
                 with self._cond:
                     self._capture_done = True
                     self._cond.notify_all()
@@ -507,12 +508,40 @@ class StreamingPipeline:
                 if self.speakers is not None:
                     job.speaker = self.speakers.features(audio)
                 return job
+            except BaseException:
+                job.release()  # the features taken before the failure: nobody else will hold this job
+                raise
             finally:
                 seg.buf.release()  # raw audio ends here
-                job.residency_s = time.monotonic() - seg.last_arrival
-                self.stats.residency_s.append(job.residency_s)
-                if self.metrics is not None:
-                    self.metrics.observe("edge_agent_residency_seconds", job.residency_s)
+                job.residency_s = self._resided(seg)
+
+    def _resided(self, seg: SpeechSegment) -> float:
+        """Record the residency of a segment whose buffer was just zeroed: from the arrival of its last *kept*
+        sample (a split's carry and a silence close's trimmed hang-over arrived later and were moved or zeroed
+        at the close), so a segment cut by a max-length split is not shown younger than its audio."""
+        resided = time.monotonic() - speech_end_arrival(seg)
+        self.stats.residency_s.append(resided)
+        if self.metrics is not None:
+            self.metrics.observe("edge_agent_residency_seconds", resided)
+        return resided
+
+    def _zero_unclosed(self) -> None:
+        """Segments the VAD handed to a closer that failed: zero their raw audio here, measure it, count it lost.
+
+        Without this they waited, raw, for the end-of-run pool wipe (an ALARM, residency never recorded)."""
+        while True:
+            try:
+                event = self._closed.get_nowait()
+            except queue.Empty:
+                return
+            if event is None:
+                continue
+            seg = event.segment
+            with self._access.closing(seg.id):
+                seg.buf.release()
+            self._resided(seg)
+            self.stats.dropped_segments += 1
+            self.stats.speech_seconds_lost += seg.length / SAMPLE_RATE
 
     # -- worker thread -----------------------------------------------------------------------------------
 

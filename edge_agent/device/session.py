@@ -12,7 +12,7 @@ from edge_agent.audio.vad import VadConfig
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.pipeline import EventSink, PipelineConfig, PipelineFault, RunStats, StreamingPipeline
 from edge_agent.errors import AudioInputError
-from edge_agent.hardening import harden_process
+from edge_agent.hardening import harden_process, scrub_freed_heap
 from edge_agent.speakers.attribution import AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import EncoderConfig, SpeakerEncoder
 from edge_agent.speakers.enrol import Voiceprint
@@ -53,6 +53,7 @@ class TranscriptionSession:
             models.config = attribution
         session = cls(config, engine, models)
         session.ensure_vad_model(config.vad)
+        scrub_freed_heap()  # the models are loaded: from here on, freed buffers (the visit's words) are overwritten
         return session
 
     def ensure_vad_model(self, vad: VadConfig) -> None:

@@ -339,6 +339,10 @@ class PipelineEnroller:
                 resampled = np.asarray(soxr.resample(audio, sample_rate, SAMPLE_RATE), dtype=np.float32)
                 audio.fill(0)
                 audio = resampled
-            return [float(v) for v in enrol(audio, self.encoder).embedding]
+            voiceprint = enrol(audio, self.encoder)
+            try:
+                return [float(v) for v in voiceprint.embedding]
+            finally:
+                voiceprint.wipe()  # the phone keeps the voiceprint; the device's array of it is zeroed, not just freed
         finally:
             audio.fill(0)

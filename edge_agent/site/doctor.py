@@ -567,9 +567,31 @@ def check_cpu(cfg: EdgeConfig, seconds: float = CPU_AUDIO_S, max_rtf: float = CP
     return Check("cpu", True, text)
 
 
+# ---- core dumps ------------------------------------------------------------------------------------------
+
+SUID_DUMPABLE = Path("/proc/sys/fs/suid_dumpable")
+CORE_PATTERN = Path("/proc/sys/kernel/core_pattern")
+
+
+def check_dumps(suid_dumpable: Path = SUID_DUMPABLE, core_pattern: Path = CORE_PATTERN) -> Check:
+    """The kernel honours the daemon's PR_SET_DUMPABLE=0: with fs.suid_dumpable=2 it dumps a non-dumpable process
+    anyway (root-owned, to a pipe or an absolute path: apport, systemd-coredump), whatever LimitCORE says."""
+    try:
+        mode = suid_dumpable.read_text().strip()
+        pattern = core_pattern.read_text().strip()
+    except OSError:
+        return Check("dumps", True, "not checked: no /proc/sys (not Linux)")
+    if mode == "2":
+        return _fail("dumps", f"fs.suid_dumpable is 2: a crash of the daemon would be dumped to {pattern!r} although it disables "
+                     "its own core dumps, and the dump would hold the running visit's transcript",
+                     "set fs.suid_dumpable = 0 in /etc/sysctl.d/ (sysctl -w fs.suid_dumpable=0 now), or remove the crash collector")
+    return Check("dumps", True, f"a crash of the daemon is not dumped (fs.suid_dumpable {mode}; the daemon makes itself non-dumpable)")
+
+
 # ---- all ------------------------------------------------------------------------------------------------
 
-CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port", "mdns", "cpu")
+CHECK_NAMES = ("audio", "models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port", "mdns", "cpu",
+               "dumps")
 
 
 def _start_check(name: str, cfg: EdgeConfig) -> Check:
@@ -610,6 +632,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
         "port": lambda: check_port(server.host, server.port, server.bundle if server.bundle.exists() else None),
         "mdns": (lambda: check_mdns(fingerprint, mdns_timeout)) if server.advertise else (lambda: Check("mdns", True, "not checked: server.advertise is false")),
         "cpu": lambda: check_cpu(cfg),
+        "dumps": check_dumps,
     }
     out = []
     for name in CHECK_NAMES:

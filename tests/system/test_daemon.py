@@ -161,4 +161,7 @@ def test_population_settings_refuse_a_person_like_service_line() -> None:
 
     with pytest.raises(ConfigError, match="population.service_line"):
         parse_config({"population": {"enabled": True, "service_line": "Dr Smith"}})
+    for slug in ("dr-smith", "nurse-kim", "prof-okafor"):  # the slug form passes the character rule: still a person
+        with pytest.raises(ConfigError, match="person"):
+            parse_config({"population": {"enabled": True, "service_line": slug}})
     assert parse_config({"population": {"service_line": "cardiology"}}).population.service_line == "cardiology"

@@ -155,6 +155,20 @@ def test_enrolment_audio_lives_in_one_zeroed_region(tmp_path: Path) -> None:
     assert not view.any(), "enrolment audio was not zeroed after the embedding"
 
 
+def _results_of(monkeypatch: pytest.MonkeyPatch, owner: object, name: str) -> list:  # type: ignore[type-arg]
+    """Every value ``owner.name(...)`` returns from now on (the real function still runs)."""
+    made: list = []  # type: ignore[type-arg]
+    real = getattr(owner, name)
+
+    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
+        out = real(*args, **kwargs)
+        made.append(out)
+        return out
+
+    monkeypatch.setattr(owner, name, keep)
+    return made
+
+
 def test_enrolment_at_a_browser_rate_zeroes_the_resampled_voice(session_with_speakers, jfk_16k: np.ndarray,  # type: ignore[no-untyped-def]
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """A phone records at 48 kHz: the 16 kHz copy soxr makes of the clinician's voice is zeroed too."""
@@ -162,15 +176,8 @@ def test_enrolment_at_a_browser_rate_zeroes_the_resampled_voice(session_with_spe
 
     from edge_agent.device.visit import PipelineEnroller
 
-    made: list[np.ndarray] = []
     real = soxr.resample
-
-    def keep(*args, **kwargs):  # type: ignore[no-untyped-def]
-        out = real(*args, **kwargs)
-        made.append(out)
-        return out
-
-    monkeypatch.setattr(soxr, "resample", keep)
+    made = _results_of(monkeypatch, soxr, "resample")
     pcm48 = np.clip(real(jfk_16k.astype(np.float32), 16000, 48000) * 32767, -32768, 32767).astype(np.int16)
     made.clear()
     values = PipelineEnroller(session_with_speakers).enroll(pcm48, 48000)
@@ -201,3 +208,16 @@ def test_a_visit_trims_the_heap_on_its_cadence(session_with_speakers, jfk_path: 
     runner.stop()
     assert during >= 3  # jfk plays 11 s in real time: a trim about every second
     assert len(calls) == during + 1  # and one after the report is built
+
+
+def test_enrolment_zeroes_the_devices_own_copy_of_the_voiceprint(session_with_speakers, jfk_16k: np.ndarray,  # type: ignore[no-untyped-def]
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedding goes back to the phone as values; the device's array of it was freed unzeroed (heap residue
+    of the clinician's voiceprint, docs/design.md §3.6: the device forgets it)."""
+    from edge_agent.device import visit as visit_module
+
+    made = _results_of(monkeypatch, visit_module, "enrol")
+    pcm = np.clip(jfk_16k * 32767, -32768, 32767).astype(np.int16)
+    values = visit_module.PipelineEnroller(session_with_speakers).enroll(pcm, 16000)
+    assert len(values) > 16 and any(v != 0 for v in values)
+    assert len(made) == 1 and not made[0].embedding.any(), "the device kept a copy of the voiceprint it returned"  # type: ignore[attr-defined]

@@ -13,8 +13,11 @@ from edge_agent.crypto.errors import CertificateError
 from edge_agent.device.config import parse_config
 from edge_agent.errors import ConfigError
 
-PERSON_LIKE = ["Dr Smith", "Exam 2 - Dr. Patel", "Doctor Jones", "Prof Okafor room", "dr_lee", "Nurse Kim", "Mrs Brown"]
-ROOMS = ["Exam 3", "Room 4", "MS clinic 2", "Cardiology 4B", "Drop-in 1", "Dermatology", "Demo room"]
+PERSON_LIKE = ["Dr Smith", "Exam 2 - Dr. Patel", "Doctor Jones", "Prof Okafor room", "dr_lee", "Nurse Kim", "Mrs Brown",
+               # the title glued to the name, CamelCase (an IT naming habit: hostnames, AD objects)
+               "DrPatel", "Room DrSmith", "ProfOkafor", "MrsBrown 2", "NurseKim"]
+ROOMS = ["Exam 3", "Room 4", "MS clinic 2", "Cardiology 4B", "Drop-in 1", "Dermatology", "Demo room", "Drawing room",
+         "DRoom 1", "MRI 2", "Dressing room"]
 
 
 @pytest.mark.parametrize("label", PERSON_LIKE)
@@ -34,3 +37,12 @@ def test_the_ca_refuses_a_device_certificate_for_a_person_like_room(tmp_path: Pa
         ca.issue_device(authority, "Dr Smith", tmp_path / "device.pem")
     assert not (tmp_path / "device.pem").exists()
     assert ca.issue_device(authority, "Exam 3", tmp_path / "device.pem").bundle.is_file()
+
+
+def test_the_ca_refuses_a_contributor_certificate_for_a_person_like_service_line(tmp_path: Path) -> None:
+    """The service line is in every population record and beside every released cell (docs/privacy.md §1)."""
+    authority = ca.init_ca(tmp_path / "ca", site="Test")
+    with pytest.raises(CertificateError, match="person"):
+        ca.issue_contributor(authority, "dr-smith", tmp_path / "contrib.pem")
+    assert not (tmp_path / "contrib.pem").exists()
+    assert ca.issue_contributor(authority, "cardiology", tmp_path / "contrib.pem").bundle.is_file()

@@ -46,6 +46,9 @@ def test_main_unit_has_the_required_hardening() -> None:
     assert "@system-service" in d["SystemCallFilter"]
     assert sorted(d["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw"]
     assert "ORT_DISABLE_TELEMETRY=1" in d["Environment"][0].split()
+    # Python's small objects through glibc malloc, whose freed blocks the daemon has overwritten (hardening.scrub_freed_heap)
+    assert "PYTHONMALLOC=malloc" in d["Environment"][0].split()
+    assert d["LimitMEMLOCK"] == ["64M"]
     assert d["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
     # CTranslate2 needs W+X pages (oneDNN JIT): the choice is explicit and documented
     assert d["MemoryDenyWriteExecute"] == ["no"]

@@ -286,7 +286,7 @@ def test_run_doctor_json_and_exit_code(site: dict[str, Path], tmp_path: Path) ->
     checks = doctor.run_doctor(cfg, skip=("audio", "cpu"))
     by_name = {c.name: c for c in checks}
     assert list(by_name) == ["models", "certificates", "presence", "gpio", "population", "web", "clock", "outbox", "pipeline", "ports", "port",
-                             "mdns"]
+                             "mdns", "dumps"]
     assert by_name["certificates"].ok and by_name["outbox"].ok and by_name["mdns"].ok and by_name["pipeline"].ok
     assert by_name["ports"].ok and "free" in by_name["ports"].message  # the daemon is not running: its port is free
     assert not by_name["port"].ok
@@ -464,7 +464,7 @@ def test_doctor_reports_a_gpio_backend_serve_cannot_open(tmp_path: Path) -> None
     assert checks["presence"].ok and "room button (rpi)" in checks["presence"].message
     assert not checks["gpio"].ok and "gpio.backend 'rpi' unavailable" in checks["gpio"].message and "python3-lgpio" in checks["gpio"].message
     mock = {c.name: c for c in doctor.run_doctor(parse_config({"gpio": {"backend": "mock"}}), skip=("audio", "models", "certificates",
-            "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu"))}
+            "presence", "population", "web", "clock", "outbox", "pipeline", "port", "mdns", "cpu", "dumps"))}
     assert mock["gpio"].ok, mock["gpio"]
 
 
@@ -513,7 +513,7 @@ RO_SCRIPT = textwrap.dedent(
     conf = Path(sys.argv[2])
     conf.write_text(f'[outbox]\\npath = "{sys.argv[3]}"\\n')
     (check,) = run_doctor(load_config(conf, env={}), skip=[n for n in ("audio", "models", "certificates", "presence", "gpio",
-                          "population", "web", "clock", "pipeline", "ports", "port", "mdns", "cpu")])
+                          "population", "web", "clock", "pipeline", "ports", "port", "mdns", "cpu", "dumps")])
     print(json.dumps(check.__dict__))
     """
 )
@@ -559,3 +559,17 @@ def test_outbox_check_fails_on_a_reports_lost_note_until_it_is_removed(tmp_path:
     assert not blank.ok and "count unreadable" in blank.message
     (tmp_path / "reports-lost").unlink()  # IT acknowledged it
     assert doctor.check_outbox(tmp_path, max_mb=1).ok
+
+
+def test_dumps_fails_where_the_kernel_would_dump_the_non_dumpable_daemon(tmp_path: Path) -> None:
+    """fs.suid_dumpable=2 (set with crash collectors such as apport) dumps a process that made itself non-dumpable:
+    LimitCORE=0 and PR_SET_DUMPABLE=0 then keep no transcript out of a crash dump (docs/security.md)."""
+    suid, pattern = tmp_path / "suid_dumpable", tmp_path / "core_pattern"
+    pattern.write_text("|/usr/share/apport/apport -p%p -s%s -c%c -d%d -P%P -u%u -g%g -- %E\n")
+    suid.write_text("2\n")
+    bad = doctor.check_dumps(suid, pattern)
+    assert not bad.ok and "fs.suid_dumpable is 2" in bad.message and "apport" in bad.message and "sysctl" in bad.fix
+    suid.write_text("0\n")
+    good = doctor.check_dumps(suid, pattern)
+    assert good.ok and "not dumped" in good.message
+    assert doctor.check_dumps(tmp_path / "absent", pattern).ok  # not Linux: nothing to say
