@@ -131,6 +131,7 @@ class DecodeStats:
     partial_window_max_s: float = 0.0  # ... the longest of them
     repeats_dropped: int = 0  # finals handed out without the repeat of their last words Whisper invented
     repeat_words_dropped: int = 0  # ... the words of those copies
+    skips_recovered: int = 0  # finals decoded again without context: with it, Whisper skipped speech
 
 
 @dataclass(frozen=True)
@@ -628,6 +629,7 @@ class SegmentDecoder:
 
     def _remember(self, decoded: Decoded) -> None:
         """A final is handed out: count what its guards dropped, keep its tokens as context."""
+        self.stats.skips_recovered += decoded.skip_recovered
         if decoded.repeat_dropped:
             self.stats.repeats_dropped += 1
             self.stats.repeat_words_dropped += decoded.repeat_dropped

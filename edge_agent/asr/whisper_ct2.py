@@ -32,7 +32,9 @@ from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import (
     compression_ratio,
     has_no_speech,
+    SKIPPED_SPEECH_S,
     is_silence_hallucination,
+    longest_unworded,
     trailing_repeat_lengths,
     truncate_repetition,
     unvoiced_repeat_start,
@@ -267,10 +269,30 @@ class WhisperCT2:
         ``transcribe()`` moves its seek: measured on real voices, this recovers words the
         window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1); never from
         where the last decode began. A final then loses a repeat of its last words that has no
-        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8).
+        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8). A final whose
+        aligned words leave a long stretch of its audio unworded (the context made Whisper skip
+        speech: :func:`~edge_agent.asr.guards.longest_unworded`) is decoded again without context,
+        and that decode kept when it leaves less unworded (``skip_recovered``).
         """
-        decoded = self._decode_once(features, n_samples, final, context)
-        if not final or not decoded.text:
+        if not final:
+            return self._decode_once(features, n_samples, final, context)
+        decoded = self._decode_continued(features, n_samples, context)
+        if context and decoded.text:
+            # context made Whisper skip speech (its timestamps still cover the window): the decode
+            # without it, as the first window of a visit is decoded, when it leaves less unworded
+            duration = n_samples / SAMPLE_RATE
+            skipped = longest_unworded(self.align_words(decoded), duration)
+            if skipped >= SKIPPED_SPEECH_S:
+                plain = self._decode_continued(features, n_samples, None)
+                if plain.text and longest_unworded(self.align_words(plain), duration) <= skipped - SKIPPED_SPEECH_S / 2:
+                    plain.skip_recovered = True
+                    decoded = plain
+        return decoded
+
+    def _decode_continued(self, features: np.ndarray, n_samples: int, context: list[int] | None) -> Decoded:
+        """A final's decode, continued from its last timestamp while its text ends well before its audio."""
+        decoded = self._decode_once(features, n_samples, True, context)
+        if not decoded.text:
             return decoded
         duration = n_samples / SAMPLE_RATE
         decoded_from = 0  # frame the last decode started at
@@ -417,6 +439,8 @@ class WhisperCT2:
 
         if not decoded.tokens:
             return []
+        if decoded.aligned is not None and decoded.aligned[0] == tuple(decoded.tokens):
+            return list(decoded.aligned[1])  # aligned already (the skipped-speech check): once per decode
         num_frames = max(1, decoded.n_samples // HOP)
         alignment = self.model.find_alignment(self.tokenizer, [decoded.tokens], decoded.encoder_output, num_frames)
         words = alignment[0] if alignment else []
@@ -429,4 +453,5 @@ class WhisperCT2:
             start = float(min(max(0.0, w["start"]), duration))
             end = float(min(max(start, w["end"]), duration))
             out.append(DecodedWord(w["word"].strip(), start, end, float(w["probability"]), [int(t) for t in w.get("tokens", [])]))
-        return out
+        decoded.aligned = (tuple(decoded.tokens), out)
+        return list(out)
