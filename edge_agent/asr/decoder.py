@@ -132,6 +132,7 @@ class DecodeStats:
     repeats_dropped: int = 0  # finals handed out without the repeat of their last words Whisper invented
     repeat_words_dropped: int = 0  # ... the words of those copies
     skips_recovered: int = 0  # finals decoded again without context: with it, Whisper skipped speech
+    stretches_filled: int = 0  # stretches of speech a final's decode skipped, decoded alone and put in
 
 
 @dataclass(frozen=True)
@@ -630,6 +631,7 @@ class SegmentDecoder:
     def _remember(self, decoded: Decoded) -> None:
         """A final is handed out: count what its guards dropped, keep its tokens as context."""
         self.stats.skips_recovered += decoded.skip_recovered
+        self.stats.stretches_filled += decoded.filled
         if decoded.repeat_dropped:
             self.stats.repeats_dropped += 1
             self.stats.repeat_words_dropped += decoded.repeat_dropped

@@ -124,18 +124,25 @@ WORD_SPAN_PER_CHAR_S = 0.07
 SKIPPED_SPEECH_S = 1.2
 
 
-def longest_unworded(words: Sequence[DecodedWord], duration: float) -> float:
-    """Seconds of the longest stretch of a window that no aligned word covers.
+def unworded_stretch(words: Sequence[DecodedWord], duration: float) -> tuple[float, float]:
+    """(start, end) in seconds of the longest stretch of a window that no aligned word covers.
 
     Each word covers the end of its aligned span, at most WORD_SPAN_BASE_S plus WORD_SPAN_PER_CHAR_S
     per character: a word stretched over speech that was skipped leaves the stretch uncovered.
     """
-    if not words:
-        return duration
-    longest, reached = 0.0, 0.0
+    best, reached = (0.0, duration if not words else 0.0), 0.0
     for w in words:
         span = WORD_SPAN_BASE_S + WORD_SPAN_PER_CHAR_S * len(w.text)
         start = max(w.start, w.end - span)
-        longest = max(longest, start - reached)
+        if start - reached > best[1] - best[0]:
+            best = (reached, start)
         reached = max(reached, w.end)
-    return max(longest, duration - reached)
+    if words and duration - reached > best[1] - best[0]:
+        best = (reached, duration)
+    return best
+
+
+def longest_unworded(words: Sequence[DecodedWord], duration: float) -> float:
+    """Seconds of :func:`unworded_stretch`."""
+    start, end = unworded_stretch(words, duration)
+    return end - start

