@@ -30,15 +30,15 @@ import numpy as np
 from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWord, Sentence
 from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import (
+    SKIPPED_SPEECH_S,
     compression_ratio,
     has_no_speech,
-    SKIPPED_SPEECH_S,
     is_silence_hallucination,
     longest_unworded,
     trailing_repeat_lengths,
-    unworded_stretch,
     truncate_repetition,
     unvoiced_repeat_start,
+    unworded_stretch,
 )
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ConfigError, ModelError

@@ -85,3 +85,24 @@ def test_recovered_finals_are_counted(asr: WhisperCT2, shared: Path) -> None:
     final = decoder.on_closed(1, mel, len(audio), 0)
     assert "margaret" in final.decoded.text.lower(), final.decoded.text
     assert decoder.stats.skips_recovered == 1
+
+
+def test_another_voice_between_two_sentences_is_not_skipped(asr: WhisperCT2, shared: Path, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A real-voice visit not in the committed set (readers 3331 and 2033, `tools.realvoice.generate
+    --seed 5 --first 4 --visits 1 --duration 90`): one VAD segment holds the patient's "Point him out to
+    me.", the clinician's "Put her feet in the fender.", then the patient again. Whisper, with or without
+    context, went from "me." straight to "He who recited...": the clinician's sentence was in no final."""
+    from tools.realvoice.generate import main as generate
+
+    monkeypatch.setenv("EDGE_AGENT_SHARED", str(shared))
+    generate(["--out", str(tmp_path), "--seed", "5", "--first", "4", "--visits", "1", "--duration", "90", "--conditions", "close"])
+    visit, rate = sf.read(str(tmp_path / "visit04_cross_3331_2033_close.flac"), dtype="float32")
+    assert rate == 16000
+    audio = np.ascontiguousarray(visit[929280 : 929280 + 138240])  # the VAD's segment 11 (58.08-66.72 s)
+    final = asr.decode_audio(audio, final=True)
+    text = final.text.lower()
+    assert "point him out" in text and "fender" in text and "who recited the first time" in text, final.text
+    assert text.index("point him out") < text.index("fender") < text.index("who recited"), final.text
+    assert final.filled >= 1
+    assert sum(len(s.tokens) for s in final.sentences) == len(final.tokens)
