@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 
 N_MELS = 80
 _MAX_TOKENS = 224
+MAX_ENCODER_FRAMES = 3000  # Whisper's 30 s input
 BUCKET_FRAMES = 100  # encoder inputs are a whole number of seconds long (bounded set of shapes)
 CONTINUE_AFTER_S = 1.0  # a final whose text ends this far before its audio is decoded on from there ...
 MAX_CONTINUATIONS = 3  # ... at most this many times
@@ -237,8 +238,11 @@ class WhisperCT2:
     def _encode(self, features: np.ndarray) -> Any:
         import ctranslate2
 
-        frames = features.shape[-1]
-        padded = bucket_frames(frames)
+        # Whisper's encoder takes at most 30 s (3000 frames). The longest segment (vad.max_segment_s <= 28 s) fits;
+        # the silence padded after it may not (28 s + pad_s 3 s), so the padding is what gives way
+        frames = min(features.shape[-1], MAX_ENCODER_FRAMES)
+        features = features[:, :frames]
+        padded = min(bucket_frames(frames), MAX_ENCODER_FRAMES)
         buf = self._encoder_input[: N_MELS * padded].reshape(1, N_MELS, padded)
         buf[0, :, :frames] = features
         # the frames past the speech are silence: Whisper's log-mel floor (the maximum minus 2)
