@@ -283,6 +283,8 @@ class WhisperCT2:
         if not final:
             return self._decode_once(features, n_samples, final, context)
         decoded = self._decode_continued(features, n_samples, context)
+        if decoded.encoder_output is None:  # nothing to align the words against (a decode given from outside)
+            return decoded
         if context and decoded.text:
             # context made Whisper skip speech (its timestamps still cover the window): the decode
             # without it, as the first window of a visit is decoded, when it leaves less unworded
