@@ -421,10 +421,10 @@ class StreamingPipeline:
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
             "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d "
-            "repeats_dropped=%d",
+            "repeats_dropped=%d skips_recovered=%d stretches_filled=%d",
             st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
             st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
-            st.repeats_dropped,
+            st.repeats_dropped, st.skips_recovered, st.stretches_filled,
         )
 
     def _guarded(self, loop: Callable[[], None]) -> None:
