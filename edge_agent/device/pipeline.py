@@ -18,6 +18,8 @@ segment pool, features in a pool of their own, and only the newest partial
 request per run is kept (older ones are counted as skipped). A live source
 never blocks: with no free segment or feature buffer, speech is dropped and
 counted (``dropped_segments``, metrics, the visit report's quality section).
+A recording is read no faster than its closed segments can be turned into
+features at once, so a slow decoder delays text, never the wipe, there too.
 A decode that fails is retried on halves; failing again, the segment is
 reported as a ``discarded`` event with reason ``decode_failed`` and counted in
 ``dropped_segments`` too. An
@@ -340,6 +342,8 @@ class StreamingPipeline:
                     break
                 for event in vad.process(frame):
                     self._hand_off(event)
+                if not source.live:
+                    self._wait_for_features()
         finally:
             try:
                 for event in vad.flush():
@@ -365,6 +369,18 @@ class StreamingPipeline:
         if self._fault is not None:
             raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
+
+    def _wait_for_features(self) -> None:
+        """A recording is read no faster than its closed segments can be turned into features at once.
+
+        Read ahead of the decoder, closed segments waited (their raw audio in the pool) for a feature
+        buffer the decoder still held: residency grew with the decoder's backlog (1.2-1.3 s on real
+        continuous speech). A microphone is never held back: there speech without a buffer is dropped
+        and counted.
+        """
+        while self._fault is None and not self._stop.is_set():
+            if self.pools.features.wait_free(self._closed.qsize() + 1, timeout=0.1):
+                return
 
     def vad_holds_audio(self) -> bool:
         """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""

@@ -312,3 +312,40 @@ def test_continuous_speech_at_the_largest_limit_needs_no_retry(session, shared: 
     assert stats.segments >= 2 and stats.worker_errors == 0 and stats.dropped_segments == 0
     assert stats.decode_retries == 0 and stats.failed_open_decodes == 0, (stats.decode_retries, stats.failed_open_decodes)
     assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 150
+
+
+class _SlowWhisper:
+    """The real recogniser on a slow or loaded machine: every decode takes 0.3 s longer."""
+
+    def __init__(self, real: WhisperCT2) -> None:
+        self._real = real
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self._real, name)
+
+    def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.3)
+        return self._real.decode_features(*args, **kwargs)
+
+
+def test_a_recording_never_leaves_raw_audio_waiting_for_a_slow_decoder(session, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A slow decoder delays text, never the wipe, also for a recording (unpaced): read ahead of the decoder,
+    closed segments held their raw audio until a feature buffer came free (unpaced real continuous speech:
+    residency 1.2-1.3 s on a normal run; 2-3 s here), past the 1 s bound."""
+    voice = _continuous_voice(shared, 60.0)
+    path = tmp_path / "turn.flac"
+    sf.write(path, voice, 16000)
+    cfg = replace(PipelineConfig(), vad=VadConfig(max_segment_s=MIN_ALLOWED_S))
+    events, stats, clean = _run(_SlowSession(session), path, cfg)
+    assert clean and stats.worker_errors == 0 and stats.dropped_segments == 0
+    assert stats.segments >= 10
+    assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 120
+    # features take tens of milliseconds; waiting for the decoder took seconds
+    assert stats.residency_max() <= 0.5, sorted(stats.residency_s)[-5:]
+
+
+class _SlowSession:
+    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+        self.engine = _SlowWhisper(session.engine)
