@@ -169,14 +169,18 @@ def test_a_failed_final_is_retried_and_a_second_failure_is_a_visible_discard(ses
     assert f"{len(failed)} segment(s) failed to decode" in line and "speech lost" in line, line
 
 
-class _PartialsFail:
-    """The real recogniser whose partial (non-final) decodes all fail."""
+class _Wrapped:
+    """The real recogniser, one method changed by a subclass (fault injection)."""
 
     def __init__(self, real: WhisperCT2) -> None:
         self._real = real
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._real, name)
+
+
+class _PartialsFail(_Wrapped):
+    """The real recogniser whose partial (non-final) decodes all fail."""
 
     def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if not kwargs.get("final"):
@@ -314,14 +318,8 @@ def test_continuous_speech_at_the_largest_limit_needs_no_retry(session, shared: 
     assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 150
 
 
-class _SlowWhisper:
+class _SlowWhisper(_Wrapped):
     """The real recogniser on a slow or loaded machine: every decode takes 0.3 s longer."""
-
-    def __init__(self, real: WhisperCT2) -> None:
-        self._real = real
-
-    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
-        return getattr(self._real, name)
 
     def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         import time
