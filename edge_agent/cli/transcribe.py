@@ -90,6 +90,7 @@ def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
             "partial_decodes": stats.partial_decodes, "decode_retries": stats.decode_retries,
             "failed_open_decodes": stats.failed_open_decodes,
             "repeats_dropped": stats.repeats_dropped, "repeat_words_dropped": stats.repeat_words_dropped,
+            "skips_recovered": stats.skips_recovered, "stretches_filled": stats.stretches_filled,
             "speakers_uncertain": bool(stats.speakers_uncertain)}
 
 

@@ -18,6 +18,8 @@ segment pool, features in a pool of their own, and only the newest partial
 request per run is kept (older ones are counted as skipped). A live source
 never blocks: with no free segment or feature buffer, speech is dropped and
 counted (``dropped_segments``, metrics, the visit report's quality section).
+A recording is read no faster than its closed segments can be turned into
+features at once, so a slow decoder delays text, never the wipe, there too.
 A decode that fails is retried on halves; failing again, the segment is
 reported as a ``discarded`` event with reason ``decode_failed`` and counted in
 ``dropped_segments`` too. An
@@ -149,6 +151,8 @@ class RunStats:
     failed_open_decodes: int = 0
     repeats_dropped: int = 0  # finals without the repeat of their last words Whisper invented (no audio under it)
     repeat_words_dropped: int = 0  # ... the words of those copies
+    skips_recovered: int = 0  # finals decoded again without context because with it Whisper skipped speech
+    stretches_filled: int = 0  # stretches of speech a final's decode skipped, decoded alone and put in
     # frames lost before the VAD: "capture_queue" (the source's queue was full), "frame_pool" (no free frame slot)
     dropped_frames_by_cause: dict[str, int] = field(default_factory=dict)
     # speech lost, any cause: no free segment or feature buffer, or a decode that failed twice (the causes are in
@@ -338,6 +342,8 @@ class StreamingPipeline:
                     break
                 for event in vad.process(frame):
                     self._hand_off(event)
+                if not source.live:
+                    self._wait_for_features()
         finally:
             try:
                 for event in vad.flush():
@@ -364,6 +370,18 @@ class StreamingPipeline:
         if self._fault is not None:
             raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
+
+    def _wait_for_features(self) -> None:
+        """A recording is read no faster than its closed segments can be turned into features at once.
+
+        Read ahead of the decoder, closed segments waited (their raw audio in the pool) for a feature
+        buffer the decoder still held: residency grew with the decoder's backlog (1.2-1.3 s on real
+        continuous speech). A microphone is never held back: there speech without a buffer is dropped
+        and counted.
+        """
+        while self._fault is None and not self._stop.is_set():
+            if self.pools.features.wait_free(self._closed.qsize() + 1, timeout=0.1):
+                return
 
     def vad_holds_audio(self) -> bool:
         """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""
@@ -412,6 +430,7 @@ class StreamingPipeline:
         st.tail_partials, st.partial_audio_s, st.partial_window_max_s = ds.tail_partials, ds.partial_audio_s, ds.partial_window_max_s
         st.decode_retries, st.failed_open_decodes = ds.retried, ds.failed_open_decodes
         st.repeats_dropped, st.repeat_words_dropped = ds.repeats_dropped, ds.repeat_words_dropped
+        st.skips_recovered, st.stretches_filled = ds.skips_recovered, ds.stretches_filled
         self.decoder.forget()
         self._waiting_commits.clear()
         if self._watcher is not None:
@@ -419,10 +438,10 @@ class StreamingPipeline:
         log.info(
             "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
             "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d "
-            "repeats_dropped=%d",
+            "repeats_dropped=%d skips_recovered=%d stretches_filled=%d",
             st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
             st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
-            st.repeats_dropped,
+            st.repeats_dropped, st.skips_recovered, st.stretches_filled,
         )
 
     def _guarded(self, loop: Callable[[], None]) -> None:

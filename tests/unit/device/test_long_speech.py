@@ -169,14 +169,18 @@ def test_a_failed_final_is_retried_and_a_second_failure_is_a_visible_discard(ses
     assert f"{len(failed)} segment(s) failed to decode" in line and "speech lost" in line, line
 
 
-class _PartialsFail:
-    """The real recogniser whose partial (non-final) decodes all fail."""
+class _Wrapped:
+    """The real recogniser, one method changed by a subclass (fault injection)."""
 
     def __init__(self, real: WhisperCT2) -> None:
         self._real = real
 
     def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
         return getattr(self._real, name)
+
+
+class _PartialsFail(_Wrapped):
+    """The real recogniser whose partial (non-final) decodes all fail."""
 
     def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
         if not kwargs.get("final"):
@@ -282,3 +286,64 @@ def test_a_commit_that_fails_loses_no_words(session, shared: Path, tmp_path: Pat
             break
     assert flaky.failed == 1 and stats.failed_open_decodes == 1, "no sentence commit was attempted in three paced runs"
     assert got >= 0.9 * clean, f"{got} words against {clean} without the failure: a committed sentence was lost"
+
+
+def test_a_window_at_the_largest_limit_decodes_at_the_first_try(widest: WhisperCT2, shared: Path) -> None:
+    """A final window is the segment plus asr.pad_s of silence; past 27 s of speech that was more than the
+    30 s (3000 frames) Whisper's encoder takes, so every segment split at a limit of 27.5-28 s failed its
+    final ("Invalid input features shape"), then its look-ahead, and was decoded only as two halves cut
+    mid-sentence: a retry on every long turn, logged as a failure."""
+    capacity = VadConfig(max_segment_s=MAX_ALLOWED_S).segment_capacity
+    voice = np.ascontiguousarray(_continuous_voice(shared, capacity / 16000))
+    final = widest.decode_audio(voice, final=True)
+    assert len(final.text.split()) >= 60, final.text
+    bins, frames = widest.feature_shape(capacity)
+    out = np.zeros((bins, frames), np.float32)
+    feats = widest.features(voice, out)
+    assert widest.decode_features(feats, len(voice), final=True).text == final.text
+    assert widest.decode_features(feats, len(voice), final=False).text  # a partial of the whole window too
+
+
+def test_continuous_speech_at_the_largest_limit_needs_no_retry(session, shared: Path, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                widest: WhisperCT2) -> None:
+    voice = _continuous_voice(shared, 75.0)
+    path = tmp_path / "turn.flac"
+    sf.write(path, voice, 16000)
+    cfg = replace(PipelineConfig(), vad=VadConfig(max_segment_s=MAX_ALLOWED_S))
+    events: list[PipelineEvent] = []
+    pipeline = StreamingPipeline(cfg, widest, events.append, max_segment_samples=widest.max_samples)
+    stats = pipeline.run(FileSource(path))
+    assert stats.segments >= 2 and stats.worker_errors == 0 and stats.dropped_segments == 0
+    assert stats.decode_retries == 0 and stats.failed_open_decodes == 0, (stats.decode_retries, stats.failed_open_decodes)
+    assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 150
+
+
+class _SlowWhisper(_Wrapped):
+    """The real recogniser on a slow or loaded machine: every decode takes 0.3 s longer."""
+
+    def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(0.3)
+        return self._real.decode_features(*args, **kwargs)
+
+
+def test_a_recording_never_leaves_raw_audio_waiting_for_a_slow_decoder(session, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A slow decoder delays text, never the wipe, also for a recording (unpaced): read ahead of the decoder,
+    closed segments held their raw audio until a feature buffer came free (unpaced real continuous speech:
+    residency 1.2-1.3 s on a normal run; 2-3 s here), past the 1 s bound."""
+    voice = _continuous_voice(shared, 60.0)
+    path = tmp_path / "turn.flac"
+    sf.write(path, voice, 16000)
+    cfg = replace(PipelineConfig(), vad=VadConfig(max_segment_s=MIN_ALLOWED_S))
+    events, stats, clean = _run(_SlowSession(session), path, cfg)
+    assert clean and stats.worker_errors == 0 and stats.dropped_segments == 0
+    assert stats.segments >= 10
+    assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 120
+    # features take tens of milliseconds; waiting for the decoder took seconds
+    assert stats.residency_max() <= 0.5, sorted(stats.residency_s)[-5:]
+
+
+class _SlowSession:
+    def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
+        self.engine = _SlowWhisper(session.engine)

@@ -35,11 +35,15 @@ SAME_FAR = "visit01_same_1998_3331_far"
 # cross close 0.974 / 0.967, cross far 0.994 / 0.994, same close 0.988 / 0.983, same far 0.936 / 0.936.
 # Floors sit at the bar where the bar is met, and a little under the measured figure where it is not
 # (cross close enrolled: two turn-end words; same far enrolled: turn changes inside one VAD segment).
+# Cross far enrolled 0.994 -> 0.967 (h/rv12): four of the patient's words ("It's out to me", 53.0-53.9 s)
+# that Whisper used to skip are now decoded (docs/realvoice.md 10), and they sit in a 1.2 s patient tail
+# of a clinician segment that the speaker stage does not split: speech no longer lost, but on the
+# wrong speaker, which this floor (the bar) counts and the lost words never were.
 FLOORS: dict[tuple[str, bool], float] = {
     ("visit00_cross_1998_2609_close", False): 0.92,
     ("visit00_cross_1998_2609_close", True): 0.95,
     ("visit00_cross_1998_2609_far", False): 0.92,
-    ("visit00_cross_1998_2609_far", True): 0.97,
+    ("visit00_cross_1998_2609_far", True): 0.96,
     ("visit01_same_1998_3331_close", False): 0.92,
     ("visit01_same_1998_3331_close", True): 0.97,
     (SAME_FAR, False): 0.90,
