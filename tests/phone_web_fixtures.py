@@ -114,11 +114,12 @@ class Device:
     @classmethod
     def start(cls, pki: Pki, data_dir: Path, allowed_origin: str, runner: Any = None, enroller: Any = None,
               bundle: Path | None = None, room: str = "Room 4", quotes: bool = False,
-              session: SessionPolicy | None = None, metrics: Any = None) -> Device:
+              session: SessionPolicy | None = None, metrics: Any = None, web_port: int = 0) -> Device:
+        """``web_port``: the browser endpoint's port (0: any free one); a restarted device takes its old one again."""
         cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device, quotes=quotes)
         server = EdgeAgentServer(cfg, runner if runner is not None else TimelineRunner(),
                                  enroller if enroller is not None else SpectralVoiceEnroller(), metrics=metrics)
-        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0, session=session or SessionPolicy()))
+        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=web_port, session=session or SessionPolicy()))
         bg = BackgroundServer(both)
         bg.start()
         return cls(both, bg, room)

@@ -173,11 +173,31 @@ async function roomScreen() {
       notice || without ? "warn" : "ok");
     roomScreen();
   }) }, "Start visit");
+  const room = app.room;
   const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
     const s = await ensureSession();
     progress.hidden = false;
     say("Stopping the visit…");
-    const r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
+    let r;
+    try {
+      r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
+    } catch (e) {
+      if (!(e instanceof RpcError)) throw e;
+      if (e.code === Status.NOT_FOUND) {
+        // the device ended it already (its time limit, long silence, the room button, a restart): a report made
+        // then comes by the feedback stream; the Stop button must not stay on screen for ever
+        await visitEnded(room, visit.visit_id);
+        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok");
+        return;
+      }
+      // the device answered but did not stop it (e.g. the report could not be built): if no visit runs there any
+      // more, this one is over; the device's own line says what happened
+      if (![Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.UNAUTHENTICATED].includes(e.code)) {
+        const info = await s.call("GetDeviceInfo", {}).catch(() => null);
+        if (info && !info.visit_active) await visitEnded(room, visit.visit_id);
+      }
+      throw e;
+    }
     app.stoppedAt = performance.now();
     app.awaitingVisit = r.visit_id;
     await app.vault.delete(`visit:${app.room.fp}`);
@@ -346,10 +366,20 @@ async function receive(session, item) {
     return;
   }
   await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: app.room.room, received: Date.now(), feedback: fb });
+  await visitEnded(app.room, fb.visit_id); // its report is here: however it was stopped, that visit is over
   if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
   else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${app.room.room}.`, "ok");
   // stored (encrypted) before the ack: a report is never lost between the device and this phone
   await session.call("Ack", { ids: [item.id] });
+}
+
+// The phone's record of the visit running in `room` is dropped if it is `visitId`; an open Room screen is redrawn.
+async function visitEnded(room, visitId) {
+  const key = `visit:${room.fp}`;
+  const running = await app.vault.get(key);
+  if (!running || running.visit_id !== visitId) return;
+  await app.vault.delete(key);
+  if (location.hash === "#/room" && app.room === room) await roomScreen();
 }
 
 function showArrived(visitId) {

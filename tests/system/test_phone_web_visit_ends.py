@@ -1,0 +1,118 @@
+"""The clinician's phone web app when a visit ends somewhere else than at the phone's Stop button (the room device
+restarted, its time limit, the room button), in headless Chromium against a real room device on loopback with
+real TLS: the report still arrives, and the phone does not stay stuck on "Visit running" with a Stop button that
+can only fail, which would leave the clinician unable to start the next visit from the phone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from edge_agent.device.lifecycle import VisitError
+
+from tests.phone_web_fixtures import Browser, Device, TimelineRunner, skip_without_browser
+from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
+
+pytestmark = skip_without_browser
+
+
+def _room_screen(browser: Browser) -> str:
+    """The Room screen drawn afresh, as when the clinician opens it: 'start' (a visit can start) or 'stop'."""
+    base = browser.driver.current_url.split("#")[0]
+    browser.go(base + "#/visits")
+    browser.go(base + "#/room")
+    return str(browser.wait(lambda: browser.driver.execute_script(
+        "return document.getElementById('start') ? 'start' : document.getElementById('stop') ? 'stop' : ''"),
+        20, "the room screen"))
+
+
+def _reports(browser: Browser) -> int:
+    return int(browser.driver.execute_script("return document.querySelectorAll('ul.visits li').length"))
+
+
+def test_a_device_restart_during_a_visit_does_not_leave_the_phone_stuck_on_stop(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """The device restarts while a visit runs (its shutdown stops the visit and seals the report). The phone gets the
+    report once the device is back, says one clear line while it is away, and offers Start again, not a Stop that
+    the device can only refuse ("no such visit is running")."""
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "data", site.origin)
+    try:
+        _enrol_and_join(browser, env, tmp_path, device)
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        port = device.both.web.port
+        device.stop()  # shutdown: the running visit is stopped and its report sealed into the outbox on disk
+        seen: set[str] = set()
+        browser.wait(lambda: seen.add(browser.status()) or "Device unreachable" in browser.status(), 20, "the phone notices")
+        device = Device.start(pki, tmp_path / "data", site.origin, web_port=port)  # back, same address
+        browser.wait(lambda: seen.add(browser.status()) or "New report" in browser.status() or "report is ready" in browser.status(),
+                     40, "the report sealed at the restart")
+        # every line said while the device was away is one a clinician can act on (no bare "network error")
+        for line in seen - {""}:
+            assert line.startswith(("Visit started", "Device unreachable", "New report", "Checking the device", "Your report")), seen
+        browser.go(browser.driver.current_url.split("#")[0] + "#/visits")
+        assert browser.wait(lambda: _reports(browser) == 1, 10, "the report in the list")
+
+        assert _room_screen(browser) == "start", browser.text()
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+    finally:
+        device.stop()
+
+
+class _FaultAtStop(TimelineRunner):
+    """The scripted runner whose pipeline fails when the visit is stopped (the device then ends and wipes the visit
+    and has no report to send); ``faults`` counts the stops still to fail."""
+
+    faults = 0
+
+    def stop(self, quotes: bool = False):  # type: ignore[no-untyped-def]
+        if self.faults:
+            self.faults -= 1
+            raise RuntimeError("pipeline fault at stop")
+        return super().stop(quotes)
+
+
+def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """The device ends the visit itself (its time limit, long silence: the system stop the room button also uses):
+    the report arrives and the Room screen offers Start again. When the device ended it without a report (the pipeline
+    failed at that stop), the Stop still on screen is answered with one line saying the visit had already ended and
+    the screen is freed; when the pipeline fails at the phone's own Stop, the device's line is shown and the screen
+    is freed too."""
+    _root, pki, site, _wav = env
+    runner = _FaultAtStop()
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=runner)
+    visits = device.server.visits
+    assert visits is not None
+    try:
+        _enrol_and_join(browser, env, tmp_path, device)
+        assert _room_screen(browser) == "start"
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        device.call(visits.stop(None, None, "max duration"))  # the report is sealed and streamed to the phone
+        browser.wait(lambda: "New report" in browser.status(), 30, "the report of the visit the device stopped")
+        assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
+        assert _room_screen(browser) == "start"
+
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        runner.faults = 1
+        with contextlib.suppress(VisitError):
+            device.call(visits.stop(None, None, "max duration"))  # ended and wiped, no report
+        browser.click("#stop")  # still on screen: nothing told the phone
+        line = browser.wait(lambda: "already ended" in browser.status() and browser.status(), 20, "the stop answered")
+        assert "\n" not in line, line
+        assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
+
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        runner.faults = 1
+        browser.click("#stop")  # the pipeline fails at this stop: the device ends and wipes the visit
+        line = browser.wait(lambda: "could not be built" in browser.status() and browser.status(), 30, "the device's line")
+        assert "\n" not in line, line
+        assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+    finally:
+        device.stop()
