@@ -10,7 +10,6 @@ import contextlib
 from pathlib import Path
 
 from edge_agent.device.lifecycle import VisitError
-
 from tests.phone_web_fixtures import Browser, Device, TimelineRunner, skip_without_browser
 from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
 
