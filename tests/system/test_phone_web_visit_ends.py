@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from edge_agent.crypto import ca
 from edge_agent.device.lifecycle import VisitError
 from tests.phone_web_fixtures import Browser, Device, TimelineRunner, skip_without_browser
 from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
@@ -24,6 +25,13 @@ def _room_screen(browser: Browser) -> str:
     return str(browser.wait(lambda: browser.driver.execute_script(
         "return document.getElementById('start') ? 'start' : document.getElementById('stop') ? 'stop' : ''"),
         20, "the room screen"))
+
+
+def _queued(device: Device) -> int:
+    """Reports waiting in the device's outbox (any recipient)."""
+    outbox = device.server.outbox
+    assert outbox is not None
+    return outbox.stats()[0]
 
 
 def _reports(browser: Browser) -> int:
@@ -115,3 +123,42 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         browser.wait_status("Visit started")
     finally:
         device.stop()
+
+
+def test_a_report_waiting_in_the_last_room_arrives_after_joining_the_next(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """A clinician starts a visit in Room 4 from the phone, puts the phone away (the app is closed or suspended), the
+    visit is stopped in the room (the room button, the time limit), and opens the app again by scanning Room 5's QR
+    code for the next patient. The Room 4 report must still reach the phone (it was sealed to this phone's key and
+    waits in Room 4's outbox), not sit there until it expires; Room 5's visit works as usual."""
+    _root, pki, site, _wav = env
+    room4 = Device.start(pki, tmp_path / "data4", site.origin)
+    bundle5 = tmp_path / "device5.pem"
+    ca.issue_device(pki.authority, "Room 5", bundle5, ips=("127.0.0.1",))
+    room5 = Device.start(pki, tmp_path / "data5", site.origin, bundle=bundle5, room="Room 5")
+    try:
+        _enrol_and_join(browser, env, tmp_path, room4)
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        browser.driver.get("about:blank")  # the app closed (a phone suspends a page in the pocket the same way)
+        visits = room4.server.visits
+        assert visits is not None
+        stopped = room4.call(visits.stop(None, None, "button"))  # stopped in the room, sealed to this phone's key
+        browser.go(room5.join_link(site.origin))  # the next room's QR code opens the app
+        browser.wait_status("the device is verified")
+        base = browser.driver.current_url.split("#")[0]
+        browser.go(base + "#/visits")
+        browser.wait(lambda: _reports(browser) == 1, 30, "Room 4's report on the phone")
+        browser.go(f"{base}#/report/{stopped.visit_id}")
+        browser.wait(lambda: "What to try" in browser.text(), 10, "Room 4's report opens")
+        assert browser.wait(lambda: _queued(room4) == 0, 10, "acknowledged: gone from Room 4's outbox")
+
+        assert _room_screen(browser) == "start" and "Room 5" in browser.text()
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "Room 5's report")
+        browser.go(base + "#/visits")
+        assert browser.wait(lambda: _reports(browser) == 2, 10, "both reports")
+    finally:
+        room5.stop()
+        room4.stop()

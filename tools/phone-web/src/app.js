@@ -108,6 +108,7 @@ async function joinRoom(room) {
     throw e;
   }
   await app.vault.put("room", room);
+  collectElsewhere(); // the room left may still hold a report of this phone's
   return room;
 }
 
@@ -163,6 +164,7 @@ async function roomScreen() {
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
     const r = await s.call("StartVisit", req);
     await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
+    await awaitReport(app.room, r.visit_id);
     // a device that does not state its model was sent the most recent voiceprint and did not use it (another speaker
     // model): the visit runs without it and the device says to re-enrol. Every voiceprint is kept: other rooms' devices
     // may run the model that made it; enrolling here adds this device's model.
@@ -233,6 +235,7 @@ async function watchClaim(claimId, seconds) {
     try { st = await (await ensureSession()).call("GetClaim", { claim_id: claimId }); } catch (e) { say(friendly(e, room), "error"); return; }
     if (st.state === CLAIM_STARTED) {
       await app.vault.put(`visit:${room.fp}`, { visit_id: st.visit_id, started: Math.floor(Date.now() / 1000) });
+      await awaitReport(room, st.visit_id);
       say("The room button started your visit; capture is on.", "ok");
       roomScreen();
       return;
@@ -334,14 +337,7 @@ function startFollowing() {
   (async () => {
     while (!ctl.signal.aborted) {
       try {
-        const s = await ensureSession();
-        const where = `cursor:${app.room.fp}/${s.deviceInfo.outbox_id}`;
-        let cursor = (await app.vault.get(where)) || 0;
-        await s.stream("StreamFeedback", { cursor, follow: true }, async (item) => {
-          await receive(s, item);
-          cursor = Math.max(cursor, item.id);
-          await app.vault.put(where, cursor);
-        }, ctl.signal);
+        await fetchReports(await ensureSession(), app.room, true, ctl.signal);
       } catch (e) {
         if (ctl.signal.aborted) return;
         if (e instanceof RpcError && e.code === Status.UNAUTHENTICATED && /session|signed in/.test(e.message)) {
@@ -356,19 +352,77 @@ function startFollowing() {
   })();
 }
 
-async function receive(session, item) {
+// The reports queued for this phone in `room` from the cursor held (with `follow`, also those still to come).
+async function fetchReports(session, room, follow, signal) {
+  if (!session.token) await session.signIn();
+  const where = `cursor:${room.fp}/${session.deviceInfo.outbox_id}`;
+  let cursor = (await app.vault.get(where)) || 0;
+  await session.stream("StreamFeedback", { cursor, follow }, async (item) => {
+    await receive(session, room, item);
+    cursor = Math.max(cursor, item.id);
+    await app.vault.put(where, cursor);
+  }, signal);
+}
+
+// A visit this phone started is awaited until its report is here. A clinician who leaves a room whose visit is then
+// stopped there (the room button, the time limit, the phone asleep in a pocket) and joins the next room would
+// otherwise never fetch that report: it waits in the first room's outbox, sealed to this phone, until it expires.
+// Such rooms are asked in the background, with every check a join makes (device proof, CRL, protocol).
+const AWAIT_MS = 15 * 86400 * 1000; // the device keeps a report 14 days (outbox retention): after that none can come
+const AWAIT_RETRY_MS = 60000; // a sign-in per room and minute: well inside the device's per-address limit
+
+async function awaitReport(room, visitId) {
+  const w = (await app.vault.get("awaiting")) || {};
+  w[visitId] = { room, since: Date.now() };
+  await app.vault.put("awaiting", w);
+}
+
+async function reportHere(visitId) {
+  const w = (await app.vault.get("awaiting")) || {};
+  if (!(visitId in w)) return;
+  delete w[visitId];
+  await app.vault.put("awaiting", w);
+}
+
+let collecting = false;
+async function collectElsewhere() {
+  if (collecting || !app.profile) return;
+  collecting = true;
+  try {
+    for (;;) {
+      const w = (await app.vault.get("awaiting")) || {};
+      const rooms = new Map();
+      for (const [id, a] of Object.entries(w)) {
+        if (Date.now() - a.since > AWAIT_MS) { await reportHere(id); continue; }
+        if (a.room.fp !== app.room?.fp) rooms.set(a.room.fp, a.room); // the joined room is followed already
+      }
+      if (!rooms.size) return;
+      for (const room of rooms.values()) {
+        // unreachable or refused now (out of Wi-Fi range, revoked): asked again later; the report waits on the device
+        await fetchReports(new DeviceSession(room, app.profile, new Revocations(app.vault, app.profile.ca)), room, false)
+          .catch(() => {});
+      }
+      await new Promise((r) => setTimeout(r, AWAIT_RETRY_MS));
+    }
+  } finally {
+    collecting = false;
+  }
+}
+
+async function receive(session, room, item) {
   let fb;
   try {
     fb = await openReport(item.envelope, await sealingKeys(), await sealingPublic());
   } catch (e) {
     // not ours or tampered: shown, never stored, not acknowledged (the device keeps its copy until it expires)
-    say(`A report from ${app.room.room} could not be opened: ${e.message}.`, "error");
+    say(`A report from ${room.room} could not be opened: ${e.message}.`, "error");
     return;
   }
-  await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: app.room.room, received: Date.now(), feedback: fb });
-  await visitEnded(app.room, fb.visit_id); // its report is here: however it was stopped, that visit is over
+  await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: room.room, received: Date.now(), feedback: fb });
+  await reportHere(fb.visit_id);
+  await visitEnded(room, fb.visit_id); // its report is here: however it was stopped, that visit is over
   if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
-  else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${app.room.room}.`, "ok");
+  else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${room.room}.`, "ok");
   // stored (encrypted) before the ack: a report is never lost between the device and this phone
   await session.call("Ack", { ids: [item.id] });
 }
@@ -379,7 +433,7 @@ async function visitEnded(room, visitId) {
   const running = await app.vault.get(key);
   if (!running || running.visit_id !== visitId) return;
   await app.vault.delete(key);
-  if (location.hash === "#/room" && app.room === room) await roomScreen();
+  if (location.hash === "#/room" && app.room?.fp === room.fp) await roomScreen();
 }
 
 function showArrived(visitId) {
@@ -496,6 +550,7 @@ async function boot() {
   window.addEventListener("hashchange", route);
   await route();
   if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
+  collectElsewhere();
   if ("serviceWorker" in navigator) navigator.serviceWorker.register(scriptUrl("./sw.js")).catch(() => {});
   document.body.dataset.ready = "1";
 }
