@@ -164,12 +164,23 @@ class Browser:
     shots: list[Path] = field(default_factory=list)
 
     @classmethod
-    def launch(cls, root: Path, ca_pem: Path, fake_audio: Path | None = None) -> Browser:
+    def launch(cls, root: Path, ca_pem: Path, fake_audio: Path | None = None, profile_mb: int | None = None) -> Browser:
+        """``profile_mb``: the browser profile on a disk of that size of its own (a tmpfs in a private mount
+        namespace around chromedriver), so the app meets a phone whose storage is full."""
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
         home = nss_home(root / "home", ca_pem)
         profile = root / "chromium-profile"
+        driver_path = CHROMEDRIVER
+        if profile_mb is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            driver_path = str(root / "chromedriver-small-disk")
+            Path(driver_path).write_text(
+                "#!/bin/sh\n"
+                f"exec unshare -rm sh -c 'mount -t tmpfs -o size={profile_mb}m tmpfs \"$0\" && exec {CHROMEDRIVER} \"$@\"' "
+                f"'{profile}' \"$@\"\n")
+            Path(driver_path).chmod(0o755)
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
         for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -183,7 +194,7 @@ class Browser:
         if fake_audio is not None:
             opts.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
         env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_GB.UTF-8"}
-        service = Service(CHROMEDRIVER, env=env, log_output=str(root / "chromedriver.log"))
+        service = Service(driver_path, env=env, log_output=str(root / "chromedriver.log"))
         driver = webdriver.Chrome(service=service, options=opts)
         driver.set_page_load_timeout(30)
         driver.set_script_timeout(60)

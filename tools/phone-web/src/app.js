@@ -163,8 +163,15 @@ async function roomScreen() {
     const req = { consent: true, sealing_public_key: await sealingPublic(), ...voiceprintFields(vp) };
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
     const r = await s.call("StartVisit", req);
-    await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
-    await awaitReport(app.room, r.visit_id);
+    try {
+      await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
+      await awaitReport(app.room, r.visit_id);
+    } catch (e) {
+      // capture is on but this phone could not note the visit (storage full): with no Stop on screen the room would
+      // record until its time limit, so it is stopped at once
+      const stopped = await s.call("StopVisit", { visit_id: r.visit_id }).then(() => true, () => false);
+      throw new Error(`${e.message} ${stopped ? "The visit was stopped at once: capture is off." : "Capture is still on: stop it with the room button."}`);
+    }
     // a device that does not state its model was sent the most recent voiceprint and did not use it (another speaker
     // model): the visit runs without it and the device says to re-enrol. Every voiceprint is kept: other rooms' devices
     // may run the model that made it; enrolling here adds this device's model.
