@@ -396,7 +396,7 @@ async function collectElsewhere() {
   if (collecting || !app.profile) return;
   collecting = true;
   try {
-    for (;;) {
+    while (app.profile) { // a new certificate request or "delete everything" ends it
       const w = (await app.vault.get("awaiting")) || {};
       const rooms = new Map();
       for (const [id, a] of Object.entries(w)) {
@@ -405,6 +405,7 @@ async function collectElsewhere() {
       }
       if (!rooms.size) return;
       for (const room of rooms.values()) {
+        if (!app.profile) return;
         // unreachable or refused now (out of Wi-Fi range, revoked): asked again later; the report waits on the device
         await fetchReports(new DeviceSession(room, app.profile, new Revocations(app.vault, app.profile.ca)), room, false)
           .catch(() => {});
