@@ -108,7 +108,7 @@ async function joinRoom(room) {
     throw e;
   }
   await app.vault.put("room", room);
-  collectElsewhere(); // the room left may still hold a report of this phone's
+  collectElsewhere().catch(() => {}); // the room left may still hold a report of this phone's (asked again at the next join)
   return room;
 }
 
@@ -558,7 +558,7 @@ async function boot() {
   window.addEventListener("hashchange", route);
   await route();
   if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
-  collectElsewhere();
+  collectElsewhere().catch(() => {});
   if ("serviceWorker" in navigator) navigator.serviceWorker.register(scriptUrl("./sw.js")).catch(() => {});
   document.body.dataset.ready = "1";
 }
