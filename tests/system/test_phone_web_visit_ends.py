@@ -97,9 +97,12 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         assert _room_screen(browser) == "start"
         _press_start(browser, pki.room_code())
         browser.wait_status("Visit started")
+        assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('stop')"), 10, "stop offered")
+        browser.go(browser.driver.current_url.split("#")[0] + "#/visits")  # the clinician looks at the list meanwhile
+        browser.wait(lambda: "No reports yet" in browser.text(), 10, "the empty list")
         device.call(visits.stop(None, None, "max duration"))  # the report is sealed and streamed to the phone
         browser.wait(lambda: "New report" in browser.status(), 30, "the report of the visit the device stopped")
-        assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
+        assert browser.wait(lambda: _reports(browser) == 1, 10, "the list on screen shows it"), browser.text()
         assert _room_screen(browser) == "start"
 
         _press_start(browser, pki.room_code())
@@ -144,9 +147,9 @@ def test_a_report_waiting_in_the_last_room_arrives_after_joining_the_next(env, b
         assert visits is not None
         stopped = room4.call(visits.stop(None, None, "button"))  # stopped in the room, sealed to this phone's key
         browser.go(room5.join_link(site.origin))  # the next room's QR code opens the app
-        browser.wait_status("the device is verified")
+        browser.wait(lambda: "Room: Room 5" in browser.text() and "Verified device" in browser.text(), 20, "Room 5 joined")
         base = browser.driver.current_url.split("#")[0]
-        browser.go(base + "#/visits")
+        browser.go(base + "#/visits")  # drawn at once, before Room 4 is asked: the list gains the report by itself
         browser.wait(lambda: _reports(browser) == 1, 30, "Room 4's report on the phone")
         browser.go(f"{base}#/report/{stopped.visit_id}")
         browser.wait(lambda: "What to try" in browser.text(), 10, "Room 4's report opens")

@@ -430,7 +430,12 @@ async function receive(session, room, item) {
   await reportHere(fb.visit_id);
   await visitEnded(room, fb.visit_id); // its report is here: however it was stopped, that visit is over
   if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
-  else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${room.room}.`, "ok");
+  else if (!location.hash.endsWith(fb.visit_id)) {
+    say(`New report from ${room.room}.`, "ok");
+    // the list or the trends on screen gain it at once (they said "No reports yet" beside "New report")
+    if (["", "#/visits"].includes(location.hash)) await visitsScreen();
+    else if (location.hash === "#/trends") await trendsScreen();
+  }
   // stored (encrypted) before the ack: a report is never lost between the device and this phone
   await session.call("Ack", { ids: [item.id] });
 }
