@@ -1,4 +1,5 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
+import { UPDATE_APP } from "./compat.js";
 import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
@@ -526,6 +527,7 @@ async function route() {
         room = parseJoin(hash);
         await joinRoom(room);
       } catch (e) {
+        if (e.action === UPDATE_APP && (await takeUpdate(hash))) return;
         await roomScreen();
         say(friendly(e, room), "error");
         return;
@@ -544,6 +546,29 @@ async function route() {
   } catch (e) {
     say(friendly(e, app.room), "error");
   }
+}
+
+// A device newer than this app: the site may already serve an app that understands it, while this page runs the
+// service worker's copy of the old one (closing and opening the app once would not change that). The site's current
+// version is asked for now; if there is one it takes over and the page opens again on the same join link.
+const UPDATE_WAIT_MS = 15000;
+async function takeUpdate(joinHash) {
+  const reg = "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration().catch(() => null) : null;
+  if (!reg) return false;
+  try { await reg.update(); } catch { return false; } // offline, or the site unreachable: the line says what to do
+  const next = reg.installing || reg.waiting;
+  if (!next) return false; // no newer app yet: IT may not have updated the site
+  const ready = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), UPDATE_WAIT_MS);
+    const check = () => { if (next.state === "activated") { clearTimeout(timer); resolve(true); } else if (next.state === "redundant") { clearTimeout(timer); resolve(false); } };
+    next.addEventListener("statechange", check);
+    check();
+  });
+  if (!ready) return false;
+  say("Updating the app…");
+  sessionStorage.setItem("pending-join", joinHash);
+  location.reload();
+  return true;
 }
 
 async function boot() {
