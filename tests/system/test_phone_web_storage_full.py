@@ -1,4 +1,4 @@
-"""The phone web app on a phone whose storage is full, in headless Chromium against a real room device on loopback
+"""The phone web app when its storage is full or cleared, in headless Chromium against a real room device on loopback
 with real TLS. The browser profile lives on a small disk of its own (a tmpfs in a private mount namespace around
 chromedriver), filled by another database of the same origin until IndexedDB refuses with QuotaExceededError, as it
 does on a full phone."""
@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.phone_web_fixtures import Browser, Device, skip_without_browser
-from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, env  # noqa: F401 - fixture
+from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
 from tests.system.test_phone_web_visit_ends import _room_screen
 
 pytestmark = skip_without_browser
@@ -87,5 +87,29 @@ def test_a_full_phone_says_so_and_the_report_comes_once_there_is_room(env, small
         assert browser.driver.execute_async_script(FREE) == "freed"  # the clinician frees space
         browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
         browser.wait(lambda: outbox.stats()[0] == 0, 10, "acknowledged once stored")
+    finally:
+        device.stop()
+
+
+def test_site_data_cleared_while_the_app_is_open_is_said_in_one_line(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """The browser's data for the app is cleared while a visit runs (the clinician in the browser's settings, or the
+    browser evicting it). When the report arrives the app says the keys are gone and what to do, in one line, not a
+    script error ("Cannot read properties of null"); the report is not acknowledged (the device keeps it until it
+    expires; no other key can open it)."""
+    _root, pki, site, _wav = env
+    device = Device.start(pki, tmp_path / "data", site.origin)
+    visits, outbox = device.server.visits, device.server.outbox
+    assert visits is not None and outbox is not None
+    try:
+        _enrol_and_join(browser, env, tmp_path, device)
+        _press_start(browser, pki.room_code())
+        browser.wait_status("Visit started")
+        browser.driver.execute_cdp_cmd("Storage.clearDataForOrigin", {"origin": site.origin, "storageTypes": "all"})
+        device.call(visits.stop(None, None, "max duration"))
+        line = browser.wait(lambda: "keys are gone" in browser.status() and browser.status(), 20, "the line")
+        assert "\n" not in line and "Cannot read" not in line and "set this phone up" in line, line
+        assert outbox.stats()[0] == 1
+        browser.driver.refresh()  # reopened: set-up, as the line says
+        browser.wait(lambda: "Make my keys" in browser.text(), 20, "the set-up screen")
     finally:
         device.stop()

@@ -2,7 +2,7 @@
 import { UPDATE_APP } from "./compat.js";
 import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
-import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
+import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, KeysGone, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
 import { STALE_FALLBACK, chooseVoiceprint, enrolled, preStartNotice, readVoiceprints, startNotice, voiceprintFields, voiceprintRecord } from "./voiceprint.js";
 import { noSpeech, reportView, speechLost, trendsView } from "./report.js";
@@ -353,7 +353,7 @@ function startFollowing() {
           continue;
         }
         say(friendly(e, app.room), "error");
-        if (e instanceof UserError || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
+        if (e instanceof UserError || e instanceof KeysGone || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
       }
       await new Promise((r) => setTimeout(r, 3000));
     }
@@ -419,9 +419,10 @@ async function collectElsewhere() {
 }
 
 async function receive(session, room, item) {
+  const keys = await sealingKeys(); // gone (site data cleared): said as such, the report left on the device
   let fb;
   try {
-    fb = await openReport(item.envelope, await sealingKeys(), await sealingPublic());
+    fb = await openReport(item.envelope, keys, await sealingPublic());
   } catch (e) {
     // not ours or tampered: shown, never stored, not acknowledged (the device keeps its copy until it expires)
     say(`A report from ${room.room} could not be opened: ${e.message}.`, "error");
