@@ -114,11 +114,12 @@ class Device:
     @classmethod
     def start(cls, pki: Pki, data_dir: Path, allowed_origin: str, runner: Any = None, enroller: Any = None,
               bundle: Path | None = None, room: str = "Room 4", quotes: bool = False,
-              session: SessionPolicy | None = None, metrics: Any = None) -> Device:
+              session: SessionPolicy | None = None, metrics: Any = None, web_port: int = 0) -> Device:
+        """``web_port``: the browser endpoint's port (0: any free one); a restarted device takes its old one again."""
         cfg = replace(server_config(pki, data_dir), room=room, bundle=bundle or pki.device, quotes=quotes)
         server = EdgeAgentServer(cfg, runner if runner is not None else TimelineRunner(),
                                  enroller if enroller is not None else SpectralVoiceEnroller(), metrics=metrics)
-        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=0, session=session or SessionPolicy()))
+        both = DeviceWithWeb(server, WebEndpointConfig((allowed_origin,), host="127.0.0.1", port=web_port, session=session or SessionPolicy()))
         bg = BackgroundServer(both)
         bg.start()
         return cls(both, bg, room)
@@ -163,12 +164,23 @@ class Browser:
     shots: list[Path] = field(default_factory=list)
 
     @classmethod
-    def launch(cls, root: Path, ca_pem: Path, fake_audio: Path | None = None) -> Browser:
+    def launch(cls, root: Path, ca_pem: Path, fake_audio: Path | None = None, profile_mb: int | None = None) -> Browser:
+        """``profile_mb``: the browser profile on a disk of that size of its own (a tmpfs in a private mount
+        namespace around chromedriver), so the app meets a phone whose storage is full."""
         from selenium import webdriver
         from selenium.webdriver.chrome.service import Service
 
         home = nss_home(root / "home", ca_pem)
         profile = root / "chromium-profile"
+        driver_path = CHROMEDRIVER
+        if profile_mb is not None:
+            profile.mkdir(parents=True, exist_ok=True)
+            driver_path = str(root / "chromedriver-small-disk")
+            Path(driver_path).write_text(
+                "#!/bin/sh\n"
+                f"exec unshare -rm sh -c 'mount -t tmpfs -o size={profile_mb}m tmpfs \"$0\" && exec {CHROMEDRIVER} \"$@\"' "
+                f"'{profile}' \"$@\"\n")
+            Path(driver_path).chmod(0o755)
         opts = webdriver.ChromeOptions()
         opts.binary_location = CHROMIUM
         for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -182,7 +194,7 @@ class Browser:
         if fake_audio is not None:
             opts.add_argument(f"--use-file-for-fake-audio-capture={fake_audio}")
         env = {"HOME": str(home), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "en_GB.UTF-8"}
-        service = Service(CHROMEDRIVER, env=env, log_output=str(root / "chromedriver.log"))
+        service = Service(driver_path, env=env, log_output=str(root / "chromedriver.log"))
         driver = webdriver.Chrome(service=service, options=opts)
         driver.set_page_load_timeout(30)
         driver.set_script_timeout(60)

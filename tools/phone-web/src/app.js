@@ -1,7 +1,8 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
+import { UPDATE_APP } from "./compat.js";
 import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
-import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
+import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, KeysGone, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
 import { STALE_FALLBACK, chooseVoiceprint, enrolled, preStartNotice, readVoiceprints, startNotice, voiceprintFields, voiceprintRecord } from "./voiceprint.js";
 import { noSpeech, reportView, speechLost, trendsView } from "./report.js";
@@ -108,6 +109,7 @@ async function joinRoom(room) {
     throw e;
   }
   await app.vault.put("room", room);
+  collectElsewhere().catch(() => {}); // the room left may still hold a report of this phone's (asked again at the next join)
   return room;
 }
 
@@ -162,7 +164,15 @@ async function roomScreen() {
     const req = { consent: true, sealing_public_key: await sealingPublic(), ...voiceprintFields(vp) };
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
     const r = await s.call("StartVisit", req);
-    await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
+    try {
+      await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
+      await awaitReport(app.room, r.visit_id);
+    } catch (e) {
+      // capture is on but this phone could not note the visit (storage full): with no Stop on screen the room would
+      // record until its time limit, so it is stopped at once
+      const stopped = await s.call("StopVisit", { visit_id: r.visit_id }).then(() => true, () => false);
+      throw new Error(`${e.message} ${stopped ? "The visit was stopped at once: capture is off." : "Capture is still on: stop it with the room button."}`);
+    }
     // a device that does not state its model was sent the most recent voiceprint and did not use it (another speaker
     // model): the visit runs without it and the device says to re-enrol. Every voiceprint is kept: other rooms' devices
     // may run the model that made it; enrolling here adds this device's model.
@@ -173,11 +183,31 @@ async function roomScreen() {
       notice || without ? "warn" : "ok");
     roomScreen();
   }) }, "Start visit");
+  const room = app.room;
   const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
     const s = await ensureSession();
     progress.hidden = false;
     say("Stopping the visit…");
-    const r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
+    let r;
+    try {
+      r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
+    } catch (e) {
+      if (!(e instanceof RpcError)) throw e;
+      if (e.code === Status.NOT_FOUND) {
+        // the device ended it already (its time limit, long silence, the room button, a restart): a report made
+        // then comes by the feedback stream; the Stop button must not stay on screen for ever
+        await visitEnded(room, visit.visit_id);
+        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok");
+        return;
+      }
+      // the device answered but did not stop it (e.g. the report could not be built): if no visit runs there any
+      // more, this one is over; the device's own line says what happened
+      if (![Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.UNAUTHENTICATED].includes(e.code)) {
+        const info = await s.call("GetDeviceInfo", {}).catch(() => null);
+        if (info && !info.visit_active) await visitEnded(room, visit.visit_id);
+      }
+      throw e;
+    }
     app.stoppedAt = performance.now();
     app.awaitingVisit = r.visit_id;
     await app.vault.delete(`visit:${app.room.fp}`);
@@ -213,6 +243,7 @@ async function watchClaim(claimId, seconds) {
     try { st = await (await ensureSession()).call("GetClaim", { claim_id: claimId }); } catch (e) { say(friendly(e, room), "error"); return; }
     if (st.state === CLAIM_STARTED) {
       await app.vault.put(`visit:${room.fp}`, { visit_id: st.visit_id, started: Math.floor(Date.now() / 1000) });
+      await awaitReport(room, st.visit_id);
       say("The room button started your visit; capture is on.", "ok");
       roomScreen();
       return;
@@ -314,14 +345,7 @@ function startFollowing() {
   (async () => {
     while (!ctl.signal.aborted) {
       try {
-        const s = await ensureSession();
-        const where = `cursor:${app.room.fp}/${s.deviceInfo.outbox_id}`;
-        let cursor = (await app.vault.get(where)) || 0;
-        await s.stream("StreamFeedback", { cursor, follow: true }, async (item) => {
-          await receive(s, item);
-          cursor = Math.max(cursor, item.id);
-          await app.vault.put(where, cursor);
-        }, ctl.signal);
+        await fetchReports(await ensureSession(), app.room, true, ctl.signal);
       } catch (e) {
         if (ctl.signal.aborted) return;
         if (e instanceof RpcError && e.code === Status.UNAUTHENTICATED && /session|signed in/.test(e.message)) {
@@ -329,27 +353,102 @@ function startFollowing() {
           continue;
         }
         say(friendly(e, app.room), "error");
-        if (e instanceof UserError || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
+        if (e instanceof UserError || e instanceof KeysGone || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
       }
       await new Promise((r) => setTimeout(r, 3000));
     }
   })();
 }
 
-async function receive(session, item) {
+// The reports queued for this phone in `room` from the cursor held (with `follow`, also those still to come).
+async function fetchReports(session, room, follow, signal) {
+  if (!session.token) await session.signIn();
+  const where = `cursor:${room.fp}/${session.deviceInfo.outbox_id}`;
+  let cursor = (await app.vault.get(where)) || 0;
+  await session.stream("StreamFeedback", { cursor, follow }, async (item) => {
+    await receive(session, room, item);
+    cursor = Math.max(cursor, item.id);
+    await app.vault.put(where, cursor);
+  }, signal);
+}
+
+// A visit this phone started is awaited until its report is here. A clinician who leaves a room whose visit is then
+// stopped there (the room button, the time limit, the phone asleep in a pocket) and joins the next room would
+// otherwise never fetch that report: it waits in the first room's outbox, sealed to this phone, until it expires.
+// Such rooms are asked in the background, with every check a join makes (device proof, CRL, protocol).
+const AWAIT_MS = 15 * 86400 * 1000; // the device keeps a report 14 days (outbox retention): after that none can come
+const AWAIT_RETRY_MS = 60000; // a sign-in per room and minute: well inside the device's per-address limit
+
+async function awaitReport(room, visitId) {
+  const w = (await app.vault.get("awaiting")) || {};
+  w[visitId] = { room, since: Date.now() };
+  await app.vault.put("awaiting", w);
+}
+
+async function reportHere(visitId) {
+  const w = (await app.vault.get("awaiting")) || {};
+  if (!(visitId in w)) return;
+  delete w[visitId];
+  await app.vault.put("awaiting", w);
+}
+
+let collecting = false;
+async function collectElsewhere() {
+  if (collecting || !app.profile) return;
+  collecting = true;
+  try {
+    while (app.profile) { // a new certificate request or "delete everything" ends it
+      const w = (await app.vault.get("awaiting")) || {};
+      const rooms = new Map();
+      for (const [id, a] of Object.entries(w)) {
+        if (Date.now() - a.since > AWAIT_MS) { await reportHere(id); continue; }
+        if (a.room.fp !== app.room?.fp) rooms.set(a.room.fp, a.room); // the joined room is followed already
+      }
+      if (!rooms.size) return;
+      for (const room of rooms.values()) {
+        if (!app.profile) return;
+        // unreachable or refused now (out of Wi-Fi range, revoked): asked again later; the report waits on the device
+        await fetchReports(new DeviceSession(room, app.profile, new Revocations(app.vault, app.profile.ca)), room, false)
+          .catch(() => {});
+      }
+      await new Promise((r) => setTimeout(r, AWAIT_RETRY_MS));
+    }
+  } finally {
+    collecting = false;
+  }
+}
+
+async function receive(session, room, item) {
+  const keys = await sealingKeys(); // gone (site data cleared): said as such, the report left on the device
   let fb;
   try {
-    fb = await openReport(item.envelope, await sealingKeys(), await sealingPublic());
+    fb = await openReport(item.envelope, keys, await sealingPublic());
   } catch (e) {
     // not ours or tampered: shown, never stored, not acknowledged (the device keeps its copy until it expires)
-    say(`A report from ${app.room.room} could not be opened: ${e.message}.`, "error");
+    say(`A report from ${room.room} could not be opened: ${e.message}.`, "error");
     return;
   }
-  await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: app.room.room, received: Date.now(), feedback: fb });
+  await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: room.room, received: Date.now(), feedback: fb });
+  await reportHere(fb.visit_id);
+  await visitEnded(room, fb.visit_id); // its report is here: however it was stopped, that visit is over
   if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
-  else if (!location.hash.endsWith(fb.visit_id)) say(`New report from ${app.room.room}.`, "ok");
+  else if (!location.hash.endsWith(fb.visit_id)) {
+    say(`New report from ${room.room}.`, "ok");
+    // the list or the trends on screen gain it at once (they said "No reports yet" beside "New report")
+    if (["", "#/visits"].includes(location.hash)) await visitsScreen();
+    else if (location.hash === "#/trends") await trendsScreen();
+  }
   // stored (encrypted) before the ack: a report is never lost between the device and this phone
   await session.call("Ack", { ids: [item.id] });
+}
+
+// The phone's record of the visit running in `room` is dropped if it is `visitId`; an open Room screen is redrawn.
+async function visitEnded(room, visitId) {
+  const key = `visit:${room.fp}`;
+  const running = await app.vault.get(key);
+  if (!running || running.visit_id !== visitId) return;
+  await app.vault.delete(key);
+  if (location.hash === "#/room" && app.room?.fp === room.fp) await roomScreen();
 }
 
 function showArrived(visitId) {
@@ -429,6 +528,7 @@ async function route() {
         room = parseJoin(hash);
         await joinRoom(room);
       } catch (e) {
+        if (e.action === UPDATE_APP && (await takeUpdate(hash))) return;
         await roomScreen();
         say(friendly(e, room), "error");
         return;
@@ -449,6 +549,29 @@ async function route() {
   }
 }
 
+// A device newer than this app: the site may already serve an app that understands it, while this page runs the
+// service worker's copy of the old one (closing and opening the app once would not change that). The site's current
+// version is asked for now; if there is one it takes over and the page opens again on the same join link.
+const UPDATE_WAIT_MS = 15000;
+async function takeUpdate(joinHash) {
+  const reg = "serviceWorker" in navigator ? await navigator.serviceWorker.getRegistration().catch(() => null) : null;
+  if (!reg) return false;
+  try { await reg.update(); } catch { return false; } // offline, or the site unreachable: the line says what to do
+  const next = reg.installing || reg.waiting;
+  if (!next) return false; // no newer app yet: IT may not have updated the site
+  const ready = await new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), UPDATE_WAIT_MS);
+    const check = () => { if (next.state === "activated") { clearTimeout(timer); resolve(true); } else if (next.state === "redundant") { clearTimeout(timer); resolve(false); } };
+    next.addEventListener("statechange", check);
+    check();
+  });
+  if (!ready) return false;
+  say("Updating the app…");
+  sessionStorage.setItem("pending-join", joinHash);
+  location.reload();
+  return true;
+}
+
 async function boot() {
   try {
     app.vault = await Vault.open();
@@ -466,6 +589,7 @@ async function boot() {
   window.addEventListener("hashchange", route);
   await route();
   if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
+  collectElsewhere().catch(() => {});
   if ("serviceWorker" in navigator) navigator.serviceWorker.register(scriptUrl("./sw.js")).catch(() => {});
   document.body.dataset.ready = "1";
 }

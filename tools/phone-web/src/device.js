@@ -97,7 +97,7 @@ export class DeviceSession {
     if (await this.revocations.isRevoked(cert.serial)) throw new UserError(REVOKED);
     // a device this app would misunderstand is refused before any other call: which side to update (compat.js)
     const compat = deviceCompatibility(info.protocol_version);
-    if (!compat.usable) throw new UserError(compat.message);
+    if (!compat.usable) throw Object.assign(new UserError(compat.message), { action: compat.action });
     this.certificate = cert;
     this.deviceInfo = info;
     this.token = login.token;

@@ -78,7 +78,15 @@ async function* frames(res) {
       if (flags & 0x80) { yield { trailers: parseTrailers(payload) }; return; }
       yield { message: payload };
     }
-    const { value, done } = await reader.read();
+    let chunk;
+    try {
+      chunk = await reader.read();
+    } catch (e) {
+      // the device went away mid-answer (restart, Wi-Fi lost): the browser says only "network error"
+      if (e.name === "AbortError") throw e;
+      throw new RpcError(Status.UNAVAILABLE, "the connection to the room device was lost");
+    }
+    const { value, done } = chunk;
     if (done) break;
     const joined = new Uint8Array(buf.length + value.length);
     joined.set(buf); joined.set(value, buf.length);

@@ -52,12 +52,27 @@ async function unwrapSealKey(w) {
   return { privateKey, publicKey: await crypto.subtle.importKey("raw", w.pub, X25519, true, []) };
 }
 
-export async function signingKeys() { return getKey("sign"); }
+// The keys were there when the app opened but are gone now: the browser's data for this site was cleared (by the
+// clinician, or evicted by the browser) while the app was open. Said in one line, not as a script error.
+export class KeysGone extends Error {
+  constructor() {
+    super("This phone's keys are gone (the browser's data for this app was cleared): reports sealed to them can no longer "
+      + "be opened. Close the app and open it again to set this phone up, then ask IT to sign the new request.");
+  }
+}
+
+export async function signingKeys() {
+  const pair = await getKey("sign");
+  if (!pair) throw new KeysGone();
+  return pair;
+}
+
 export async function sealingKeys() {
   const stored = await getKey("seal");
   if (stored) return stored;
   const wrapped = await getKey("seal-wrapped");
-  return wrapped ? unwrapSealKey(wrapped) : null;
+  if (!wrapped) throw new KeysGone();
+  return unwrapSealKey(wrapped);
 }
 
 export async function sealingPublic() {

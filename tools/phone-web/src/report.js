@@ -1,15 +1,15 @@
 // The report screen: observations, the picture of the visit, timing, what you did.
-import { clock, h, s, when } from "./ui.js";
+import { clock, fixed, h, percent, s, when } from "./ui.js";
 
 const TIMING = {
-  opening_uninterrupted_s: ["Patient's opening statement ran", (v) => `${Math.round(v)} s`],
-  interruptions: ["Interruptions", (v) => `${Math.round(v)}`],
-  talk_share: ["Your share of talk", (v) => `${Math.round(v * 100)} %`],
-  longest_monologue_s: ["Longest stretch of you talking", (v) => `${Math.round(v)} s`],
-  wait_after_question_median_s: ["Patient's pause before answering (median; 0 when you went on)", (v) => `${v.toFixed(1)} s`],
-  pause_after_answer_median_s: ["Your pause after the patient's answer (median)", (v) => `${v.toFixed(1)} s`],
-  stacked_questions: ["Two or more questions before an answer", (v) => `${Math.round(v)}`],
-  speech_rate_wpm: ["Speech rate", (v) => `${Math.round(v)} words/min`],
+  opening_uninterrupted_s: ["Patient's opening statement ran", (v) => `${fixed(v)} s`],
+  interruptions: ["Interruptions", (v) => `${fixed(v)}`],
+  talk_share: ["Your share of talk", (v) => `${percent(v)} %`],
+  longest_monologue_s: ["Longest stretch of you talking", (v) => `${fixed(v)} s`],
+  wait_after_question_median_s: ["Patient's pause before answering (median; 0 when you went on)", (v) => `${fixed(v, 1)} s`],
+  pause_after_answer_median_s: ["Your pause after the patient's answer (median)", (v) => `${fixed(v, 1)} s`],
+  stacked_questions: ["Two or more questions before an answer", (v) => `${fixed(v)}`],
+  speech_rate_wpm: ["Speech rate", (v) => `${fixed(v)} words/min`],
 };
 
 // Timing mark kinds (edge_agent/feedback/proto.py _MARK_KINDS); the two opening_* names before issue 13 stay
@@ -30,7 +30,7 @@ export function audioGap(q) {
   if (!q) return "";
   const parts = [];
   if (speechLost(q)) {
-    parts.push(`about ${Math.round(q.speech_lost_s || 0)} s of speech could not be transcribed`);
+    parts.push(`about ${fixed(q.speech_lost_s || 0)} s of speech could not be transcribed`);
   }
   if (q.capture_interruptions) parts.push(`the microphone dropped out ${q.capture_interruptions} time(s)`);
   return parts.length ? `Note: ${parts.join(" and ")}; observations about those moments may be missing.` : "";
@@ -149,11 +149,11 @@ export function timeline(fb) {
 }
 
 const TRENDS = [
-  ["talk_share", "Your share of talk", (v) => `${Math.round(v * 100)} %`],
-  ["opening_uninterrupted_s", "Patient's opening statement", (v) => `${Math.round(v)} s`],
-  ["interruptions", "Interruptions", (v) => `${Math.round(v)}`],
-  ["longest_monologue_s", "Longest stretch of you talking", (v) => `${Math.round(v)} s`],
-  ["wait_after_question_median_s", "Pause after a question", (v) => `${v.toFixed(1)} s`],
+  ["talk_share", "Your share of talk", (v) => `${percent(v)} %`],
+  ["opening_uninterrupted_s", "Patient's opening statement", (v) => `${fixed(v)} s`],
+  ["interruptions", "Interruptions", (v) => `${fixed(v)}`],
+  ["longest_monologue_s", "Longest stretch of you talking", (v) => `${fixed(v)} s`],
+  ["wait_after_question_median_s", "Pause after a question", (v) => `${fixed(v, 1)} s`],
 ];
 
 // Your own figures over your visits; never anyone else's.

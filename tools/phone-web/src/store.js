@@ -22,8 +22,18 @@ function tx(db, store, mode, fn) {
     const r = fn(s);
     if (r) r.onsuccess = () => { out = r.result; };
     t.oncomplete = () => resolve(out);
-    t.onerror = () => reject(new Error("storage error; free some space on the phone"));
+    // a full disk aborts the transaction at commit (QuotaExceededError) without an error event: unheard, the
+    // caller waited for ever (a report arriving on a full phone hung on "Preparing your report…")
+    t.onerror = t.onabort = () => reject(storageError(t.error));
   });
+}
+
+const STORAGE_FULL = "This phone's storage is full: free some space on the phone (or delete old visits in Settings); "
+  + "reports wait on the room device and come here once there is room.";
+
+function storageError(err) {
+  if (err && err.name === "QuotaExceededError") return new Error(STORAGE_FULL);
+  return new Error(`This phone could not save (${(err && err.name) || "storage error"}): free some space on the phone and try again.`);
 }
 
 export async function getKey(id) {

@@ -19,8 +19,25 @@ export function s(tag, attrs = {}, ...kids) {
   return el;
 }
 
+// `x` with `digits` decimals as Python prints it (format and round() break exact ties to even; toFixed and
+// Math.round break them upward), so the web app and the Python phone print the same moments and figures:
+// a moment at 14.5 s is "0:14" on both, not "0:15" here. Ties are found on the exact binary value (toFixed is exact).
+export function fixed(x, digits = 0) {
+  const a = Math.abs(x);
+  const exact = a.toFixed(digits + 30);
+  const dot = exact.indexOf(".");
+  const kept = exact.slice(0, digits ? dot + 1 + digits : dot);
+  const out = /^50*$/.test(exact.slice(dot + 1 + digits)) && Number(kept[kept.length - 1]) % 2 === 0 ? kept : a.toFixed(digits);
+  return x < 0 && Number(out) !== 0 ? `-${out}` : out;
+}
+
+// Python's "{:.0%}" (the float times 100, then as above)
+export function percent(share) {
+  return Number(fixed(share * 100, 0));
+}
+
 export function clock(seconds) {
-  const t = Math.max(0, Math.round(seconds));
+  const t = Math.max(0, Number(fixed(seconds, 0)));
   return `${Math.floor(t / 60)}:${String(t % 60).padStart(2, "0")}`;
 }
 

@@ -1,10 +1,13 @@
 // Service worker: the app shell is cached so stored reports open offline. Calls to room
 // devices (cross-origin POST) are never touched or cached, nor are the site CA and CRL.
-const VERSION = "edge-agent-78ff24ccabd165c8";
+const VERSION = "edge-agent-31a2088c71ad406a";
 const SHELL = ["./", "./index.html", "./app.js", "./app.css", "./capture-worklet.js", "./manifest.webmanifest", "./icon-192.png", "./icon-512.png"];
 
 self.addEventListener("install", (ev) => {
-  ev.waitUntil(caches.open(VERSION).then((c) => c.addAll(SHELL)).then(() => self.skipWaiting()));
+  // from the site itself, not the HTTP cache: app.js may be cached there for an hour, and a new version would
+  // otherwise keep the old code under its new name
+  ev.waitUntil(caches.open(VERSION).then((c) => c.addAll(SHELL.map((u) => new Request(u, { cache: "reload" }))))
+    .then(() => self.skipWaiting()));
 });
 
 self.addEventListener("activate", (ev) => {
