@@ -21,6 +21,7 @@ import re
 import resource
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -59,12 +60,21 @@ def _patient_only_words() -> set[str]:
     return {w for w in words("patient") - words("doctor") if len(w) >= 6}
 
 
-def _files(*roots: Path) -> list[Path]:
-    found = []
+def _files(*roots: Path) -> dict[Path, os.stat_result]:
+    """Regular files under ``roots`` with their status; a file gone between the listing and its stat (another
+    program's temp file) is skipped, not an error."""
+    found: dict[Path, os.stat_result] = {}
     for root in roots:
         for dirpath, _, names in os.walk(root):
-            found.extend(Path(dirpath) / n for n in names)
-    return [p for p in found if p.is_file() and not p.is_symlink()]
+            for name in names:
+                path = Path(dirpath) / name
+                try:
+                    st = path.lstat()
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    found[path] = st
+    return found
 
 
 class Rig:
@@ -143,7 +153,7 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
     pattern = Path("/proc/sys/kernel/core_pattern").read_text().strip()
     if pattern.startswith("|") or pattern.startswith("/"):
         pytest.skip(f"core_pattern {pattern!r} sends cores elsewhere; this test reads cores from the working directory")
-    shm_before = {p: p.stat().st_mtime for p in _files(Path("/dev/shm"))}
+    shm_before = {p: st.st_mtime for p, st in _files(Path("/dev/shm")).items()}
     system_tmp = Path(tempfile.gettempdir())
     rig = Rig(tmp_path)
     reports: list[phone.Report] = []
@@ -172,9 +182,9 @@ def test_no_audio_words_or_identifiers_anywhere_after_stop_and_crashes(tmp_path:
 
     inputs = {rig.mic_raw, rig.keys, tmp_path / "clin.pem", tmp_path / "device.pem"}
     files = [p for p in _files(tmp_path) if p not in inputs and tmp_path / "ca" not in p.parents]
-    files += [p for p in _files(Path("/dev/shm")) if shm_before.get(p) != p.stat().st_mtime]
-    files += [p for p in _files(system_tmp) if p.stat().st_mtime >= rig.log.stat().st_ctime - 1
-              and tmp_path not in p.parents and os.access(p, os.R_OK) and p.stat().st_size < 64 * 2**20]
+    files += [p for p, st in _files(Path("/dev/shm")).items() if shm_before.get(p) != st.st_mtime]
+    files += [p for p, st in _files(system_tmp).items() if st.st_mtime >= rig.log.stat().st_ctime - 1
+              and tmp_path not in p.parents and os.access(p, os.R_OK) and st.st_size < 64 * 2**20]
     cores = [p for p in files if p.name == "core" or p.name.startswith("core.")]
     assert not cores, f"core dumps written: {cores}"
     windows = _pcm_windows(rig.pcm) + _pcm_windows(rig.enrol_pcm)
