@@ -1,0 +1,87 @@
+"""The web app's StartVisit answer is lost (the Wi-Fi drops after the request reached the room device): capture is on in
+the room. In real Chromium, against a real room device on loopback with real TLS, with the answer lost for real by a
+TCP relay between browser and device (tests/lossy_link.py): the phone learns its visit runs, shows it with a Stop
+button that works, and its report arrives; a second clinician's phone is told "Room busy" and is offered no Stop."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from edge_agent.device.lifecycle import VisitContext
+from tests.lossy_link import LossyLink
+from tests.phone_web_fixtures import Browser, Device, TimelineRunner, enrol_phone, skip_without_browser
+from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
+from tests.system.test_phone_web_visit_ends import _room_screen
+
+pytestmark = skip_without_browser
+
+
+class HookedRunner(TimelineRunner):
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_start: Callable[[], None] = lambda: None
+
+    def start(self, ctx: VisitContext) -> None:
+        self.on_start()
+        super().start(ctx)
+
+
+def _lose_next_answer(device: Device, runner: HookedRunner, link: LossyLink) -> None:
+    visits = device.server.visits
+    assert visits is not None
+
+    def drop_after_start() -> None:
+        deadline = time.monotonic() + 20
+        while not visits.active and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the answer is written (into the void) right after the visit is recorded
+        link.cut()
+
+    def on_start() -> None:
+        runner.on_start = lambda: None  # once
+        link.blackhole()
+        threading.Thread(target=drop_after_start, daemon=True).start()
+
+    runner.on_start = on_start
+
+
+def test_a_lost_start_answer_shows_the_running_visit_with_a_working_stop(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    _root, pki, site, _wav = env
+    runner = HookedRunner()
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=runner)
+    link = LossyLink(device.both.web.port)
+    visits = device.server.visits
+    assert visits is not None
+    second = Browser.launch(tmp_path / "second", pki.root / "ca" / "ca.cert.pem")
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin, url=f"https://127.0.0.1:{link.port}"))  # the phone's Wi-Fi path
+        browser.wait_status("the device is verified")
+        (tmp_path / "second").mkdir(exist_ok=True)
+        _enrol_and_join(second, env, tmp_path / "second", device)
+
+        _lose_next_answer(device, runner, link)
+        _press_start(browser, pki.room_code())
+        # (Chromium resends a POST whose reused connection died before any answer: the device then says "already
+        # running" for that same visit; either way the phone must find its visit)
+        browser.wait_status("your visit IS running in this room: capture is on. Stop it here")
+        assert link.discarded() > 0 and visits.active  # the answer really was lost; capture really is on
+        assert _room_screen(browser) == "stop"  # shown as running, drawn afresh too
+        assert "Visit running since" in browser.text()
+
+        # the other clinician: busy, told nothing of whose, and offered no Stop
+        assert _room_screen(second) == "start"
+        _press_start(second, pki.room_code())
+        assert second.wait_status("Room busy").startswith("Room busy: a visit is already running")
+        assert _room_screen(second) == "start" and visits.active
+
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
+        assert not visits.active
+    finally:
+        second.quit()
+        link.close()
+        device.stop()
