@@ -3,15 +3,22 @@
 The phone connects to the relay, the relay to the room device; TLS runs end to end through it (the relay sees only
 ciphertext, the device its real client certificate). :meth:`LossyLink.blackhole` marks the connections open now:
 whatever the device sends on them from then on is thrown away (the request already went through; its answer never
-arrives). :meth:`LossyLink.cut` then closes them, as the phone's Wi-Fi dropping would. Connections made afterwards
-(the phone reconnecting) are relayed normally.
+arrives). :meth:`LossyLink.cut` then closes them, as the phone's Wi-Fi dropping would. :meth:`LossyLink.vanish`
+drops only the phone's side: the device is told nothing and carries on (a phone gone out of range). Connections made
+afterwards (the phone reconnecting) are relayed normally.
+
+:func:`lose_next_answer` arms a :class:`StartHook` runner so that the next StartVisit's answer is lost that way.
 """
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+
+from edge_agent.device.lifecycle import VisitContext
 
 
 @dataclass
@@ -19,6 +26,7 @@ class _Pair:
     phone: socket.socket
     device: socket.socket
     lost: bool = False
+    vanished: bool = False  # the phone's side is gone; the device's stays open and hears nothing
 
 
 @dataclass
@@ -61,7 +69,7 @@ class LossyLink:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
+            for s in (src, dst) if not pair.vanished else (pair.phone,):
                 try:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
@@ -72,6 +80,18 @@ class LossyLink:
         with self._lock:
             for pair in self._pairs:
                 pair.lost = True
+
+    def vanish(self) -> None:
+        """The phone disappears from the connections open now; the device is not told (no FIN, no reset)."""
+        with self._lock:
+            pairs = list(self._pairs)
+            for pair in pairs:
+                pair.lost = pair.vanished = True
+        for pair in pairs:
+            try:
+                pair.phone.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def discarded(self) -> int:
         with self._lock:
@@ -97,3 +117,31 @@ class LossyLink:
         for pair in pairs:
             pair.phone.close()
             pair.device.close()
+
+
+class StartHook:
+    """Mixed into a test runner: ``on_start`` runs while the device turns capture on (the start request has arrived)."""
+
+    on_start: Callable[[], None] = staticmethod(lambda: None)
+
+    def start(self, ctx: VisitContext) -> None:
+        hook, self.on_start = self.on_start, lambda: None  # once
+        hook()
+        super().start(ctx)  # type: ignore[misc]
+
+
+def lose_next_answer(runner: StartHook, link: LossyLink, active: Callable[[], bool]) -> None:
+    """The next start's answer is thrown away, and its connection dropped once the device has started the visit."""
+
+    def drop_after_start() -> None:
+        deadline = time.monotonic() + 20
+        while not active() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # the answer is written (into the void) right after the visit is recorded
+        link.cut()
+
+    def on_start() -> None:
+        link.blackhole()
+        threading.Thread(target=drop_after_start, daemon=True).start()
+
+    runner.on_start = on_start

@@ -371,28 +371,29 @@ def own_visit(key_file: str | Path, target: Target) -> tuple[str, agent_pb2.Devi
 
 def _after_lost_start(key_file: str | Path, target: Target, failure: ClientError, lost: bool) -> StartedVisit:
     """After a start with no answer (``lost``) or a busy refusal: is a visit of mine running there?"""
+    why = ("the room device did not answer the start in time" if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED.name
+           else "the connection to the room device was lost before it answered the start")
     try:
         vid, info = own_visit(key_file, target)
     except ClientError:
         if not lost:
             raise failure from None
         raise ClientError(
-            f"no answer to the start ({failure}) and the device cannot be reached to check: your visit MAY be running "
+            f"{why}, and it cannot be reached to check: your visit MAY be running "
             "(capture on); run 'edge-agent phone stop' as soon as the device is reachable, or press the room button",
             code=failure.code) from None
     if vid:
         return StartedVisit(vid, "unknown", RECOVERED_NOTICE if lost else
                             "a visit you started earlier is still running in this room (capture is on): "
                             "stop it with 'edge-agent phone stop' first", recovered=True)
-    if OWN_VISIT_CAPABILITY not in info.capabilities:  # a device from before: it cannot say whose visit runs
-        if lost and info.visit_active:
-            raise ClientError(f"no answer to the start ({failure}); a visit is running in this room and this device "
-                              "cannot say whose: if it is yours, press the room button to stop it", code=failure.code)
+    if not lost:
         raise failure
-    if lost:
-        raise ClientError(f"no answer to the start ({failure}); the device says no visit of yours is running: "
-                          "capture is off, start again", code=failure.code)
-    raise failure
+    if OWN_VISIT_CAPABILITY in info.capabilities or not info.visit_active:
+        tail = "another clinician's visit runs here, yours did not start" if info.visit_active else "capture is off, start again"
+        raise ClientError(f"{why}; the device says no visit of yours is running: {tail}", code=failure.code)
+    # a device from before "own-visit": it cannot say whose the running visit is
+    raise ClientError(f"{why}; a visit is running in this room and this device cannot say whose: if it is yours, "
+                      "press the room button to stop it", code=failure.code)
 
 
 def _one_line(text: str, limit: int = 200) -> str:

@@ -5,13 +5,9 @@ button that works, and its report arrives; a second clinician's phone is told "R
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from edge_agent.device.lifecycle import VisitContext
-from tests.lossy_link import LossyLink
+from tests.lossy_link import LossyLink, StartHook, lose_next_answer
 from tests.phone_web_fixtures import Browser, Device, TimelineRunner, enrol_phone, skip_without_browser
 from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
 from tests.system.test_phone_web_visit_ends import _room_screen
@@ -19,33 +15,8 @@ from tests.system.test_phone_web_visit_ends import _room_screen
 pytestmark = skip_without_browser
 
 
-class HookedRunner(TimelineRunner):
-    def __init__(self) -> None:
-        super().__init__()
-        self.on_start: Callable[[], None] = lambda: None
-
-    def start(self, ctx: VisitContext) -> None:
-        self.on_start()
-        super().start(ctx)
-
-
-def _lose_next_answer(device: Device, runner: HookedRunner, link: LossyLink) -> None:
-    visits = device.server.visits
-    assert visits is not None
-
-    def drop_after_start() -> None:
-        deadline = time.monotonic() + 20
-        while not visits.active and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # the answer is written (into the void) right after the visit is recorded
-        link.cut()
-
-    def on_start() -> None:
-        runner.on_start = lambda: None  # once
-        link.blackhole()
-        threading.Thread(target=drop_after_start, daemon=True).start()
-
-    runner.on_start = on_start
+class HookedRunner(StartHook, TimelineRunner):
+    pass
 
 
 def test_a_lost_start_answer_shows_the_running_visit_with_a_working_stop(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
@@ -63,7 +34,7 @@ def test_a_lost_start_answer_shows_the_running_visit_with_a_working_stop(env, br
         (tmp_path / "second").mkdir(exist_ok=True)
         _enrol_and_join(second, env, tmp_path / "second", device)
 
-        _lose_next_answer(device, runner, link)
+        lose_next_answer(runner, link, lambda: visits.active)
         _press_start(browser, pki.room_code())
         # (Chromium resends a POST whose reused connection died before any answer: the device then says "already
         # running" for that same visit; either way the phone must find its visit)

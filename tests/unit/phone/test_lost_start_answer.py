@@ -9,31 +9,22 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
 
-from edge_agent.device.lifecycle import VisitContext
 from edge_agent.phone import client as phone
 from edge_agent.phone import commands as cli
 from edge_agent.phone.keys import ClientError, load_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 from tests.delivery_fixtures import Pki, RecordingRunner, ServerThread, pki, raw_channel, server_config  # noqa: F401
-from tests.lossy_link import LossyLink
+from tests.lossy_link import LossyLink, StartHook, lose_next_answer
 
 
-class HookedRunner(RecordingRunner):
+class HookedRunner(StartHook, RecordingRunner):
     """The scripted runner; ``on_start`` runs while the device is turning capture on (the request has arrived)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.on_start: Callable[[], None] = lambda: None
-
-    def start(self, ctx: VisitContext) -> None:
-        self.on_start()
-        super().start(ctx)
 
 
 @pytest.fixture
@@ -51,23 +42,8 @@ def _active(srv: ServerThread) -> bool:
 
 
 def _lose_next_answer(srv: ServerThread, link: LossyLink) -> None:
-    """The next start's answer is thrown away and its connection dropped once the device has started the visit."""
-    runner = srv.runner
-    assert isinstance(runner, HookedRunner)
-
-    def drop_after_start() -> None:
-        deadline = time.monotonic() + 20
-        while not _active(srv) and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.2)  # the answer is written (into the void) right after the visit is recorded
-        link.cut()
-
-    def on_start() -> None:
-        runner.on_start = lambda: None  # once
-        link.blackhole()
-        threading.Thread(target=drop_after_start, daemon=True).start()
-
-    runner.on_start = on_start
+    assert isinstance(srv.runner, HookedRunner)
+    lose_next_answer(srv.runner, link, lambda: _active(srv))
 
 
 def test_a_lost_start_answer_is_recovered_and_only_its_clinician_can_stop_it(pki: Pki, device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -153,3 +129,26 @@ def test_a_deadline_during_the_start_leaves_capture_off_and_says_so(pki: Pki, de
     assert failed.value.code == grpc.StatusCode.DEADLINE_EXCEEDED.name
     time.sleep(2.5)  # the start finishes and is undone
     assert not _active(srv)
+
+
+def test_a_phone_that_vanished_mid_start_hears_its_visit_runs_while_capture_is_still_turning_on(pki: Pki, device, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The phone left Wi-Fi range right after sending the start; the device never heard (no reset) and is still
+    opening the microphone when the phone asks again from elsewhere: it must hear "running", not "capture is off"."""
+    srv, link = device
+    a = tmp_path / "a.json"
+    cli.phone_init(pki.clinician_a, a)
+    runner = srv.runner
+    assert isinstance(runner, HookedRunner)
+    asked = threading.Event()
+
+    def slow_start() -> None:
+        link.vanish()
+        asked.wait(20)  # the microphone is still being opened when the phone asks
+        time.sleep(0.3)
+
+    runner.on_start = slow_start
+    started = cli.phone_start(a, f"127.0.0.1:{link.port}", srv.target.fingerprint, room="Room 4", room_code=srv.room_code())
+    asked.set()
+    assert started["recovered"] is True
+    stopped = cli.phone_stop(a, f"127.0.0.1:{srv.port}", srv.target.fingerprint)  # waits for the start, then stops it
+    assert stopped["visit_id"] == started["visit_id"] == runner.contexts[-1].visit_id and not _active(srv)

@@ -138,10 +138,13 @@ async function afterLostStart(s, room, e) {
     await roomScreen();
     return;
   }
-  if (lost && hasField("DeviceInfo", "own_visit_id") && (info.capabilities || []).includes("own-visit")) {
-    throw new UserError("No answer from the room device to the start; it says no visit of yours is running: capture is off. Start again.");
+  if (!lost) throw e;
+  if ((info.capabilities || []).includes("own-visit") || !info.visit_active) {
+    throw new UserError("No answer from the room device to the start; it says no visit of yours is running: " +
+      (info.visit_active ? "another clinician's visit runs there, yours did not start." : "capture is off. Start again."));
   }
-  throw e;
+  // a device from before "own-visit" cannot say whose the running visit is
+  throw new UserError("No answer from the room device to the start; a visit is running there and this device cannot say whose: if it is yours, press the room button to stop it.");
 }
 
 // A room is joined only once its device passed every check and signed this phone in: a device that fails
