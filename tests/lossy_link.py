@@ -36,6 +36,7 @@ class LossyLink:
     _pairs: list[_Pair] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _discarded: int = 0  # bytes the device sent that never reached the phone
+    offline: bool = False  # new connections are dropped at once (the phone is still out of Wi-Fi range)
 
     def __post_init__(self) -> None:
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -51,6 +52,9 @@ class LossyLink:
                 phone, _ = self._listener.accept()
             except OSError:
                 return
+            if self.offline:
+                phone.close()
+                continue
             device = socket.create_connection(("127.0.0.1", self.device_port))
             pair = _Pair(phone, device)
             with self._lock:
@@ -130,8 +134,9 @@ class StartHook:
         super().start(ctx)  # type: ignore[misc]
 
 
-def lose_next_answer(runner: StartHook, link: LossyLink, active: Callable[[], bool]) -> None:
-    """The next start's answer is thrown away, and its connection dropped once the device has started the visit."""
+def lose_next_answer(runner: StartHook, link: LossyLink, active: Callable[[], bool], stay_offline: bool = False) -> None:
+    """The next start's answer is thrown away, and its connection dropped once the device has started the visit;
+    ``stay_offline``: the phone cannot reconnect either until the test sets ``link.offline = False``."""
 
     def drop_after_start() -> None:
         deadline = time.monotonic() + 20
@@ -141,6 +146,7 @@ def lose_next_answer(runner: StartHook, link: LossyLink, active: Callable[[], bo
         link.cut()
 
     def on_start() -> None:
+        link.offline = stay_offline
         link.blackhole()
         threading.Thread(target=drop_after_start, daemon=True).start()
 

@@ -56,3 +56,30 @@ def test_a_lost_start_answer_shows_the_running_visit_with_a_working_stop(env, br
         second.quit()
         link.close()
         device.stop()
+
+
+def test_back_in_range_the_room_screen_offers_stop_for_the_visit_whose_answer_was_lost(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
+    """The answer is lost and the phone stays out of range: it says the visit MAY be running; back in range, opening the
+    Room screen asks the device and shows the visit with a Stop that works."""
+    _root, pki, site, _wav = env
+    runner = HookedRunner()
+    device = Device.start(pki, tmp_path / "data", site.origin, runner=runner)
+    link = LossyLink(device.both.web.port)
+    visits = device.server.visits
+    assert visits is not None
+    try:
+        enrol_phone(browser, site.origin, pki.authority, tmp_path)
+        browser.go(device.join_link(site.origin, url=f"https://127.0.0.1:{link.port}"))
+        browser.wait_status("the device is verified")
+        lose_next_answer(runner, link, lambda: visits.active, stay_offline=True)
+        _press_start(browser, pki.room_code())
+        assert "your visit MAY be running" in browser.wait_status("cannot be reached to check")
+        assert visits.active
+        link.offline = False  # back on the clinic Wi-Fi
+        assert _room_screen(browser) == "stop"
+        browser.click("#stop")
+        browser.wait(lambda: "/report/" in browser.driver.current_url and "What to try" in browser.text(), 30, "the report")
+        assert not visits.active
+    finally:
+        link.close()
+        device.stop()
