@@ -198,6 +198,9 @@ class VisitManager:
         self._metrics = metrics
         self._lock = asyncio.Lock()
         self._active: _Active | None = None
+        # the visit whose capture is being turned on, and whose it is: a phone whose StartVisit answer is lost asks
+        # right away (GetDeviceInfo), possibly before the start has finished, and must hear that its visit runs
+        self._starting: tuple[str, VisitContext] | None = None
         self._closing = False  # the daemon is stopping: no new visit may start
         self._held = HeldReports(max_held_bytes)  # sealed, outbox refused: kept in memory and retried
         self.shutdown_grace_s = shutdown_grace_s  # live: read when the daemon stops
@@ -214,6 +217,17 @@ class VisitManager:
     @property
     def active(self) -> bool:
         return self._active is not None
+
+    def own_visit(self, clinician: str) -> VisitContext | None:
+        """The visit running or starting here if ``clinician`` (a certificate's pseudonym) started it, else None.
+
+        Another clinician's visit is None as much as no visit: whose a visit is, and its id, are never said to anyone
+        but the one who started it (who alone may stop it)."""
+        active = self._active
+        if active is not None:
+            return active.ctx if active.clinician == clinician else None
+        starting = self._starting
+        return starting[1] if starting is not None and starting[0] == clinician else None
 
     @property
     def unqueued(self) -> int:
@@ -278,12 +292,14 @@ class VisitManager:
 
             ctx = VisitContext(visit_id, int(time.time()), limit, voiceprint, voiceprint_bytes, request_stop)
             starting = asyncio.ensure_future(asyncio.to_thread(self._runner.start, ctx))
+            self._starting = (clinician, ctx)
             try:
                 await asyncio.shield(starting)
             except EdgeAgentError as exc:
                 _log_capture_refused(exc)
                 raise VisitError("runner", f"capture could not start: {exc}") from None
             except asyncio.CancelledError:
+                self._starting = None  # being undone: a phone asking now must not be told its visit runs
                 # The caller went away while capture was starting (a phone's deadline, a dropped connection). The
                 # worker thread carries on and turns capture on; a visit recorded nowhere could never be stopped
                 # (no stop, admin stop, silence or duration limit finds it), so turn capture off again.
@@ -297,6 +313,8 @@ class VisitManager:
                     if not await _settled(aborting) and not aborting.cancelled():
                         log.error("ALARM: capture could not be turned off after a cancelled start (%s)", type(aborting.exception()))
                 raise
+            finally:
+                self._starting = None
             active = _Active(ctx, clinician, recipient, time.monotonic(), person=person)
             active.timer = loop.call_later(limit, lambda: asyncio.ensure_future(self._auto_stop(visit_id, "max duration")))
             self._active = active

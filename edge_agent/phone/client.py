@@ -291,6 +291,16 @@ class StartedVisit:
     visit_id: str
     voiceprint: str  # VOICEPRINT_USE_NAMES: what the device did with the voiceprint this phone sent
     notice: str  # one line for the clinician (the device's, e.g. re-enrol; else OTHER_MODEL_NOTICE if said), else ""
+    recovered: bool = False  # the start's answer was lost; the device said afterwards that this visit of ours runs
+
+
+# A start whose answer may have been lost on the way back (the device may have started the visit): the phone asks
+# the device afterwards whether a visit of its own runs there. Refusals (busy, wrong code, ...) are answers.
+ANSWER_LOST = (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED,
+               grpc.StatusCode.UNKNOWN)
+OWN_VISIT_CAPABILITY = "own-visit"  # DeviceInfo.own_visit_id is filled by this device
+RECOVERED_NOTICE = ("the device's answer to the start was lost, but your visit IS running (capture is on): "
+                    "stop it with 'edge-agent phone stop' when the visit ends")
 
 
 def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True, room_code: str = "") -> str:
@@ -299,13 +309,17 @@ def start(key_file: str | Path, target: Target, max_duration_s: int = 0, consent
 
 
 def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, consent: bool = True,
-                room_code: str = "", before_start: Callable[[str], None] | None = None) -> StartedVisit:
+                room_code: str = "", before_start: Callable[[str], None] | None = None, timeout: float = 30) -> StartedVisit:
     """:func:`start`, also saying what the device did with the voiceprint.
 
     The voiceprint sent is the one made by the device's speaker model (``DeviceInfo.speaker_model``, read over the
     checked channel just before); a device that does not state its model gets the most recent one, as before. When
     this phone holds voiceprints but none for that model, ``before_start`` hears :data:`OTHER_MODEL_NOTICE` before
     the start is sent, and the visit starts without one.
+
+    A start whose answer is lost (deadline, dropped connection), or refused as busy, asks the device on a new
+    connection whether a visit of this phone's runs there (:func:`own_visit`): if so it is adopted (remembered, so
+    ``phone stop`` ends it and its report opens) and returned with ``recovered``; if not, the line says capture is off.
     """
     keys = load_key_file(key_file)
     with connect_info(keys, target) as (channel, fp, info):
@@ -320,10 +334,18 @@ def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, c
             # the model id goes with the voiceprint it names, never alone
             voiceprint_model=model if values else "",
         )
+        failure: ClientError | None = None
+        lost = False
         try:
-            reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=30)
+            reply = agent_pb2_grpc.EdgeAgentStub(channel).StartVisit(request, timeout=timeout)
         except grpc.RpcError as exc:
-            raise _rpc_error(exc) from None
+            failure = _rpc_error(exc)
+            lost = exc.code() in ANSWER_LOST  # type: ignore[attr-defined]
+            busy = exc.code() == grpc.StatusCode.FAILED_PRECONDITION and "already running" in (exc.details() or "")  # type: ignore[attr-defined]
+            if not (lost or busy):
+                raise failure from None
+    if failure is not None:  # asked on a new connection: the old one may be the one that failed
+        return _after_lost_start(key_file, target, failure, lost)
     with update_key_file(key_file) as fresh:
         fresh.current_visit[fp] = reply.visit_id
         remember(fresh.visits, reply.visit_id)
@@ -331,6 +353,47 @@ def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, c
     # made it (a fleet is updated room by room); enrolling here adds this device's model beside it.
     return StartedVisit(str(reply.visit_id), VOICEPRINT_USE_NAMES.get(reply.voiceprint_use, "unknown"),
                         _one_line(reply.notice) or said)
+
+
+def own_visit(key_file: str | Path, target: Target) -> tuple[str, agent_pb2.DeviceInfo]:
+    """The visit this phone's certificate started that runs on the device now ("" if none), adopted as this phone's
+    current visit there (``phone stop`` ends it; its report opens). The device says only the caller's own visit."""
+    keys = load_key_file(key_file)
+    with connect_info(keys, target) as (_channel, fp, info):
+        pass
+    vid = info.own_visit_id if OWN_VISIT_CAPABILITY in info.capabilities else ""
+    if vid:
+        with update_key_file(key_file) as fresh:
+            remember(fresh.visits, vid)
+            fresh.current_visit[fp] = vid
+    return vid, info
+
+
+def _after_lost_start(key_file: str | Path, target: Target, failure: ClientError, lost: bool) -> StartedVisit:
+    """After a start with no answer (``lost``) or a busy refusal: is a visit of mine running there?"""
+    why = ("the room device did not answer the start in time" if failure.code == grpc.StatusCode.DEADLINE_EXCEEDED.name
+           else "the connection to the room device was lost before it answered the start")
+    try:
+        vid, info = own_visit(key_file, target)
+    except ClientError:
+        if not lost:
+            raise failure from None
+        raise ClientError(
+            f"{why}, and it cannot be reached to check: your visit MAY be running "
+            "(capture on); run 'edge-agent phone stop' as soon as the device is reachable, or press the room button",
+            code=failure.code) from None
+    if vid:
+        return StartedVisit(vid, "unknown", RECOVERED_NOTICE if lost else
+                            "a visit you started earlier is still running in this room (capture is on): "
+                            "stop it with 'edge-agent phone stop' first", recovered=True)
+    if not lost:
+        raise failure
+    if OWN_VISIT_CAPABILITY in info.capabilities or not info.visit_active:
+        tail = "another clinician's visit runs here, yours did not start" if info.visit_active else "capture is off, start again"
+        raise ClientError(f"{why}; the device says no visit of yours is running: {tail}", code=failure.code)
+    # a device from before "own-visit": it cannot say whose the running visit is
+    raise ClientError(f"{why}; a visit is running in this room and this device cannot say whose: if it is yours, "
+                      "press the room button to stop it", code=failure.code)
 
 
 def _one_line(text: str, limit: int = 200) -> str:
@@ -421,8 +484,14 @@ def claim_status(key_file: str | Path, target: Target, claim_id: str) -> agent_p
 
 def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> agent_pb2.StopVisitResponse:
     keys = load_key_file(key_file)
-    with connect(keys, target) as (channel, fp):
-        vid = visit_id or keys.current_visit.get(fp)
+    with connect_info(keys, target) as (channel, fp, info):
+        # the device names the visit of this certificate's that runs there (also one whose start answer was lost,
+        # or one the room button started for a claim): ahead of what this phone noted, which may have ended since
+        own = info.own_visit_id if OWN_VISIT_CAPABILITY in info.capabilities else ""
+        if own and not visit_id:
+            with update_key_file(key_file) as fresh:
+                remember(fresh.visits, own)  # its report opens on this phone
+        vid = visit_id or own or keys.current_visit.get(fp)
         if not vid and keys.claims.get(fp):  # started by the room button for a claim of mine the phone did not follow
             _learn_claimed_visits(agent_pb2_grpc.EdgeAgentStub(channel), key_file, fp)
             vid = load_key_file(key_file).current_visit.get(fp)

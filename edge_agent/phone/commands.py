@@ -79,6 +79,8 @@ def phone_start(key_file: str | Path, device: str | None = None, fingerprint: st
     out = {"visit_id": visit.visit_id, "room": room, "device": f"{target.host}:{target.port}", "voiceprint": visit.voiceprint}
     if visit.notice:
         out["notice"] = visit.notice  # e.g. no voiceprint for this room's speaker model: enrol here
+    if visit.recovered:
+        out["recovered"] = True  # the start's answer was lost (or refused as busy); the device says this visit is ours
     return out
 
 

@@ -152,8 +152,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
 
     @_guard
     async def GetDeviceInfo(self, request: agent_pb2.GetDeviceInfoRequest, context: grpc.aio.ServicerContext) -> agent_pb2.DeviceInfo:
-        self._auth.identify(context)
-        caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor"]
+        ident = self._auth.identify(context)
+        caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor", "own-visit"]
         if self._enroller is not None:
             caps.append("enrol")
         if self.presence.codes is not None:
@@ -161,6 +161,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         if self._claims is not None:
             caps.append("button")
         crl = self._auth.crl
+        # the caller's own running visit (same certificate), so a phone that lost its StartVisit answer can stop it
+        own = self._visits.own_visit(ident.subject_id) if ident.role == ca.ROLE_CLINICIAN else None
         return agent_pb2.DeviceInfo(
             protocol_version=self.protocol_version, room=self._room, capabilities=caps,
             software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
@@ -168,6 +170,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             # the model's id (the same on every device of a release; no clinician in it): phones pick the voiceprint
             # made by it, or say before the start that this room needs its own enrolment
             speaker_model=self.speaker_model,
+            own_visit_id=own.visit_id if own is not None else "",
+            own_visit_started_unix_s=own.started_unix_s if own is not None else 0,
         )
 
     # ---- visits ------------------------------------------------------------------

@@ -84,12 +84,67 @@ async function voiceprints() {
   return entries;
 }
 
-// The speaker model the joined room's device attributes with, asked now (a device updated since sign-in may run
-// another); "" for a device from before DeviceInfo.speaker_model.
-async function deviceModel(s, timeoutMs = 30000) {
+// The joined room's device as it is now: its speaker model (a device updated since sign-in may run another; "" for
+// a device from before DeviceInfo.speaker_model) and the visit of this phone's that runs there, if any.
+async function deviceNow(s, timeoutMs = 30000) {
   const info = await s.call("GetDeviceInfo", {}, { timeoutMs });
-  s.deviceInfo = { ...s.deviceInfo, speaker_model: info.speaker_model || "" };
-  return s.deviceInfo.speaker_model;
+  s.deviceInfo = { ...s.deviceInfo, speaker_model: info.speaker_model || "", own_visit_id: info.own_visit_id || "",
+    own_visit_started_unix_s: info.own_visit_started_unix_s || 0 };
+  return info;
+}
+
+async function deviceModel(s, timeoutMs = 30000) {
+  return (await deviceNow(s, timeoutMs)).speaker_model || "";
+}
+
+// The device names the visit running in `room` that this phone's certificate started (never another clinician's):
+// one whose StartVisit answer was lost (Wi-Fi drop, timeout), or one the room button started for a claim the phone
+// stopped watching. It becomes this phone's running visit, so the Room screen shows it with a Stop button and its
+// report is awaited. Returns the record, or null when the device names none.
+async function adoptOwnVisit(room, info) {
+  const id = info && info.own_visit_id;
+  if (!id) return null;
+  const key = `visit:${room.fp}`;
+  const held = await app.vault.get(key);
+  if (held && held.visit_id === id) return held;
+  const rec = { visit_id: id, started: Number(info.own_visit_started_unix_s) || Math.floor(Date.now() / 1000) };
+  await app.vault.put(key, rec);
+  await awaitReport(room, id);
+  return rec;
+}
+
+// Start answers that may have been lost on the way back: the device may have started the visit all the same.
+const ANSWER_LOST = [Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.CANCELLED, Status.INTERNAL];
+// (a browser may resend a start whose connection dropped: the device then answers "already running", for this visit)
+const RUNNING = "your visit IS running in this room: capture is on. Stop it here when the visit ends.";
+
+// After a start with no answer (or refused as busy): is a visit of this phone's running there? If so it is adopted
+// and the Room screen shows it with Stop; if not, the clinician is told whether capture is off.
+async function afterLostStart(s, room, e) {
+  const lost = e instanceof RpcError && ANSWER_LOST.includes(e.code);
+  const busy = e instanceof RpcError && e.code === Status.FAILED_PRECONDITION && /already running/.test(e.message);
+  if (!lost && !busy) throw e;
+  let info;
+  try {
+    info = await deviceNow(s);
+  } catch {
+    if (!lost) throw e;
+    throw new UserError("No answer from the room device to the start, and it cannot be reached to check: your visit MAY be running. " +
+      "Open this Room screen again when back on the clinic Wi-Fi to stop it, or press the room button.");
+  }
+  const rec = await adoptOwnVisit(room, info);
+  if (rec) {
+    say(lost ? `The room device's answer to the start was lost, but ${RUNNING}` : `Room not free: ${RUNNING}`, "warn");
+    await roomScreen();
+    return;
+  }
+  if (!lost) throw e;
+  if ((info.capabilities || []).includes("own-visit") || !info.visit_active) {
+    throw new UserError("No answer from the room device to the start; it says no visit of yours is running: " +
+      (info.visit_active ? "another clinician's visit runs there, yours did not start." : "capture is off. Start again."));
+  }
+  // a device from before "own-visit" cannot say whose the running visit is
+  throw new UserError("No answer from the room device to the start; a visit is running there and this device cannot say whose: if it is yours, press the room button to stop it.");
 }
 
 // A room is joined only once its device passed every check and signed this phone in: a device that fails
@@ -119,6 +174,8 @@ async function ensureSession() {
   if (!app.session.token) {
     say(`Checking the device of ${app.room.room}…`);
     await app.session.signIn();
+    // a visit of this phone's already running there (its start answer lost, or started by the button) gets its Stop
+    if ((await adoptOwnVisit(app.room, app.session.deviceInfo)) && location.hash === "#/room") roomScreen().catch(() => {});
     document.body.dataset.crlNumber = (await app.session.revocations.number()) ?? ""; // which site CRL is in force (not secret)
     startFollowing();
   }
@@ -134,10 +191,16 @@ async function roomScreen() {
   } }, h("label", { for: "join-text" }, "Room link: scan the QR code on the room device with the camera, or paste its link"), code,
   h("button", { type: "submit", id: "join" }, "Join room"));
   if (!app.room) { screen("Room", join); return; }
-  const visit = await app.vault.get(`visit:${app.room.fp}`);
+  let visit = await app.vault.get(`visit:${app.room.fp}`);
   // before any start: does this phone hold a voiceprint this room's device uses? (asked again at the press)
   let model = app.session?.deviceInfo?.speaker_model || "";
-  if (app.session?.token && !visit) model = await deviceModel(app.session, 5000).catch(() => model);
+  if (app.session?.token && !visit) {
+    const info = await deviceNow(app.session, 5000).catch(() => null);
+    if (info) {
+      model = info.speaker_model || "";
+      visit = await adoptOwnVisit(app.room, info); // a visit of mine runs there: shown with its Stop button
+    }
+  }
   const otherModel = h("p", { id: "other-model", class: "warn", hidden: true }, "");
   const showOtherModel = (notice, m) => {
     otherModel.textContent = notice;
@@ -163,7 +226,13 @@ async function roomScreen() {
     const vp = chooseVoiceprint(entries, m);
     const req = { consent: true, sealing_public_key: await sealingPublic(), ...voiceprintFields(vp) };
     if (roomCode.value.trim() && hasField("StartVisitRequest", "room_code")) req.room_code = roomCode.value.trim();
-    const r = await s.call("StartVisit", req);
+    let r;
+    try {
+      r = await s.call("StartVisit", req);
+    } catch (e) {
+      await afterLostStart(s, app.room, e);
+      return;
+    }
     try {
       await app.vault.put(`visit:${app.room.fp}`, { visit_id: r.visit_id, started: r.started_unix_s });
       await awaitReport(app.room, r.visit_id);

@@ -135,6 +135,16 @@ export default {
    "n": 8,
    "name": "speaker_model",
    "t": 9
+  },
+  {
+   "n": 9,
+   "name": "own_visit_id",
+   "t": 9
+  },
+  {
+   "n": 10,
+   "name": "own_visit_started_unix_s",
+   "t": 3
   }
  ],
  "edge_agent.v1.DeviceStatus": [

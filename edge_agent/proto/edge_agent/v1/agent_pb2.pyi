@@ -38,7 +38,7 @@ class GetDeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl", "speaker_model")
+    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl", "speaker_model", "own_visit_id", "own_visit_started_unix_s")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -47,6 +47,8 @@ class DeviceInfo(_message.Message):
     OUTBOX_ID_FIELD_NUMBER: _ClassVar[int]
     CRL_FIELD_NUMBER: _ClassVar[int]
     SPEAKER_MODEL_FIELD_NUMBER: _ClassVar[int]
+    OWN_VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    OWN_VISIT_STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     room: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -55,7 +57,9 @@ class DeviceInfo(_message.Message):
     outbox_id: str
     crl: bytes
     speaker_model: str
-    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ..., speaker_model: _Optional[str] = ...) -> None: ...
+    own_visit_id: str
+    own_visit_started_unix_s: int
+    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ..., speaker_model: _Optional[str] = ..., own_visit_id: _Optional[str] = ..., own_visit_started_unix_s: _Optional[int] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
     __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code", "voiceprint_model")
