@@ -3,8 +3,8 @@
 :func:`load_device` loads every model once (Whisper, speaker encoder, role
 and behaviour classifiers) and makes the visit runner and the voice enroller;
 the demo and the benchmarks use it too. :func:`run_daemon` is ``edge-agent
-serve``: config -> logging -> models -> mutual-TLS server -> mDNS -> button/LED
--> metrics -> watchdog -> signals. Order matters: READY=1 is sent only once
+serve``: config -> logging -> button/LED pins -> models -> mutual-TLS server, web, metrics (bound, not yet announced) -> "listening on" -> mDNS
+-> watchdog -> signals. Order matters: READY=1 is sent only once
 every model is loaded and the server listens; SIGTERM finishes the running
 visit (its report is sealed and queued) before the process exits; SIGHUP
 applies every key the config marks ``live`` through :class:`LiveTargets` and
@@ -29,7 +29,7 @@ from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
 from edge_agent.device.lost import EX_IOERR
 from edge_agent.device.ops.button_control import ManagerVisitControl
-from edge_agent.device.ops.gpio import RoomClaims, open_panel, pin_factory
+from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
 from edge_agent.device.ops.logs import configure_logging
 from edge_agent.device.ops.metrics import MetricsServer, Registry
 from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
@@ -147,6 +147,38 @@ class _LateIndicator:
     def on_mic_lost(self) -> None:
         if self.target is not None:
             self.target.on_mic_lost()
+
+
+class _LateControl:
+    """The button's way to the visit lifecycle: the pins are claimed before the server (and its lifecycle) starts,
+    so a press while the device loads its models, or stops, is refused with a line instead of reaching nothing."""
+
+    def __init__(self) -> None:
+        self.target: ManagerVisitControl | None = None
+
+    def _live(self) -> ManagerVisitControl:
+        if self.target is None:
+            raise EdgeAgentError("the device is starting or stopping; press the button again in a minute")
+        return self.target
+
+    def start_from_button(self, claim: Claim) -> str:
+        return self._live().start_from_button(claim)
+
+    def stop_from_button(self) -> None:
+        self._live().stop_from_button()
+
+    def is_active(self) -> bool:
+        return self.target is not None and self.target.is_active()
+
+
+@dataclass
+class _Room:
+    """What serve opens before the models load: the claimed pins, the button's late-bound control, the metrics."""
+
+    panel: RoomPanel | None
+    control: _LateControl
+    claims: RoomClaims
+    registry: Registry
 
 
 def _microphone_factory(cfg: EdgeConfig, replay: Path | None, beat: Heartbeat, indicator: Indicator) -> SourceFactory:
@@ -287,11 +319,29 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check:
     configure_logging(cfg.logging.level, cfg.logging.json)
     check_production(cfg)
     check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
-    notifier = SystemdNotifier()
+    check_web(cfg)  # a bad web origin: refused now, not after the gRPC port listens
     registry = Registry()
+    claims = RoomClaims(cfg.gpio.claim_window_s)
+    control = _LateControl()
+    # the pins are claimed once, here, before anything listens or is announced: a missing driver or a pin another
+    # process holds refuses the start before the journal could show the device ready
+    panel = open_panel(cfg.gpio, control, claims,
+                       on_outcome=lambda outcome: registry.inc("edge_agent_button_presses_total", outcome=outcome))
+    try:
+        return await _run_with_panel(cfg, replay, restart_check, _Room(panel, control, claims, registry))
+    finally:
+        if panel is not None:
+            panel.close()
+
+
+async def _run_with_panel(cfg: EdgeConfig, replay: Path | None, restart_check: RestartCheck | None,
+                          room: _Room) -> int:
+    panel, control, claims, registry = room.panel, room.control, room.claims, room.registry
+    notifier = SystemdNotifier()
     capture_beat = Heartbeat("capture", max_age_s=10.0)
     indicator = _LateIndicator()
-    claims = RoomClaims(cfg.gpio.claim_window_s)
+    if panel is not None:
+        indicator.target = panel.indicator
     notifier.status("loading models")
     policy = VisitPolicy(long_silence_s=cfg.server.long_silence_stop_minutes * 60)
     make_source = _microphone_factory(cfg, replay, capture_beat, indicator)
@@ -311,32 +361,23 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check:
         _server_config(cfg), device.runner, device.enroller, contributor, claims if cfg.gpio.backend != "none" else None, registry
     )
     # everything started from here on is stopped in the finally, also when a later step fails (a metrics port
-    # taken, a bad web origin): the listening gRPC server must not be left to the garbage collector
-    web = forwarder = rotation = advertiser = panel = metrics = handlers = watchdog_task = None
+    # taken, a web port taken): the listening gRPC server must not be left to the garbage collector. Nothing is
+    # announced (journal "listening on", mDNS, READY=1) until every port is bound
+    web = forwarder = rotation = advertiser = metrics = handlers = watchdog_task = None
     try:
-        port = await server.start()
+        port = await server.start(announce=False)
         web = await _start_web(cfg, server)
+        metrics = MetricsServer(registry, cfg.metrics.port, publish_s=cfg.metrics.publish_s) if cfg.metrics.enabled else None
+        if metrics is not None:
+            metrics.start()
         assert server.visits is not None and server.outbox is not None
         server.visits.on_status = notifier.status
+        control.target = ManagerVisitControl(server.visits, asyncio.get_running_loop())
         forwarder = asyncio.create_task(_forward_population(cfg, server.outbox, server.visits)) if cfg.population.enabled else None
         if contributor is not None:
             from edge_agent.device.population import rotate_period_key
 
             rotation = asyncio.create_task(rotate_period_key(contributor))  # a finished period's key goes within the hour
-        if cfg.server.advertise:
-            from edge_agent.device.mdns import Advertiser
-
-            advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
-            await advertiser.start()
-        panel = open_panel(
-            cfg.gpio, ManagerVisitControl(server.visits, asyncio.get_running_loop()), claims,
-            on_outcome=lambda outcome: registry.inc("edge_agent_button_presses_total", outcome=outcome),
-        )
-        if panel is not None:
-            indicator.target = panel.indicator
-        metrics = MetricsServer(registry, cfg.metrics.port, publish_s=cfg.metrics.publish_s) if cfg.metrics.enabled else None
-        if metrics is not None:
-            metrics.start()
         live = LiveTargets(device.runner, server.visits, server.outbox, server.auth, claims, server.presence)
         reloader = ConfigReloader(cfg, live.apply, restart_check=restart_check)
         handlers = SignalHandlers(on_terminate=server.stop, on_reload=reloader.reload, notifier=notifier)
@@ -344,6 +385,14 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check:
         watchdog = Watchdog(notifier, [capture_beat, model_beat], on_stall=lambda _beat: registry.inc("edge_agent_watchdog_stalls_total"))
         watchdog_task = asyncio.create_task(watchdog.run())
         _install_fault_hooks()
+        server.announce()
+        if web is not None:
+            web.announce()
+        if cfg.server.advertise:
+            from edge_agent.device.mdns import Advertiser
+
+            advertiser = Advertiser(room=cfg.server.room, port=port, fingerprint=server.fingerprint)
+            await advertiser.start()
         notifier.ready(f"listening on port {port}")
         log.info("device ready")
         await handlers.stopped.wait()
@@ -353,8 +402,7 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check:
                 task.cancel()
         if handlers is not None:
             handlers.uninstall()
-        if panel is not None:
-            panel.close()
+        control.target = None  # a press during the stop is refused, not sent to a stopped lifecycle
         if metrics is not None:
             metrics.stop()
         if advertiser is not None:
@@ -392,13 +440,13 @@ def _install_fault_hooks() -> None:
 
 
 async def _start_web(cfg: EdgeConfig, server: EdgeAgentServer):  # type: ignore[no-untyped-def]
-    """The phone web app's browser endpoint (docs/phone.md), on the same loop and servicer as gRPC."""
+    """The phone web app's browser endpoint (docs/phone.md), on the same loop and servicer as gRPC (not announced)."""
     if not cfg.web.enabled:
         return None
     from edge_agent.device.web.endpoint import DeviceWebEndpoint
 
     web = DeviceWebEndpoint(server, _web_config(cfg))
-    await web.start()
+    await web.start(announce=False)
     return web
 
 

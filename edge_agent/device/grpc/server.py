@@ -132,7 +132,9 @@ class EdgeAgentServer:
         self.port = 0
         self.reports_lost = 0  # sealed reports given up at stop (the daemon then exits EX_IOERR)
 
-    async def start(self) -> int:
+    async def start(self, announce: bool = True) -> int:
+        """Open the outbox and listen; ``announce=False`` leaves the "listening on" line to :meth:`announce` (serve
+        says it only once nothing else can refuse the start: a journal must not show a device ready, then gone)."""
         cfg = self.config
         self.outbox = Outbox(Path(cfg.data_dir) / "outbox.db", cfg.outbox)
         self._report_quarantine(self.outbox)
@@ -147,8 +149,12 @@ class EdgeAgentServer:
         admin = AdminService(cfg.room, self.auth, self.visits, self.outbox, self.tls.not_after_unix_s)
         self.port = await self.tls.start(lambda server: register(server, agent_pb2, {"EdgeAgent": agent, "EdgeAgentAdmin": admin}, self.tls.streams))
         self._purge_task = asyncio.create_task(self._purge_loop())
-        log.info("listening on %s:%d (mutual TLS, protocol v%d)", cfg.host, self.port, PROTOCOL_VERSION)
+        if announce:
+            self.announce()
         return self.port
+
+    def announce(self) -> None:
+        log.info("listening on %s:%d (mutual TLS, protocol v%d)", self.config.host, self.port, PROTOCOL_VERSION)
 
     def _report_quarantine(self, outbox: Outbox) -> None:
         q = outbox.quarantined

@@ -158,7 +158,7 @@ class DeviceWebEndpoint:
         self._uvicorn: _Uvicorn | None = None
         self._task: asyncio.Task[None] | None = None
 
-    async def start(self) -> int:
+    async def start(self, announce: bool = True) -> int:
         """The TCP port belongs to the same :class:`ConnectionGate` as the gRPC port's (per-address and total caps,
         silent connections closed after 5 s); uvicorn listens on a unix socket in a private directory behind it."""
         cfg = self.config
@@ -197,8 +197,12 @@ class DeviceWebEndpoint:
                 self._task.result()
                 raise ConfigError("browser endpoint did not start")
             await asyncio.sleep(0.01)
-        log.info("browser endpoint (gRPC-Web, HTTPS) on %s:%d", cfg.host, self.port)
+        if announce:
+            self.announce()
         return self.port
+
+    def announce(self) -> None:
+        log.info("browser endpoint (gRPC-Web, HTTPS) on %s:%d", self.config.host, self.port)
 
     async def stop(self) -> None:
         if self.gate is not None:
