@@ -52,6 +52,7 @@ from edge_agent.device.outbox import DAY_S, OutboxConfig
 from edge_agent.device.pipeline import PipelineConfig
 from edge_agent.errors import ConfigError
 from edge_agent.speakers.attribution import AttributionConfig
+from edge_agent.wording import shown
 
 DEFAULT_PATH = Path("/etc/edge-agent/config.toml")
 ENV_PREFIX = "EDGE_AGENT_"
@@ -129,7 +130,7 @@ class ServerSettings:
         import re
 
         if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}", self.room):
-            raise ConfigError(f"server.room is {self.room!r}; allowed: 1-40 letters, digits, space, '.', '_' or '-'")
+            raise ConfigError(f"server.room is {shown(self.room)}; allowed: 1-40 letters, digits, space, '.', '_' or '-'")
         from edge_agent.crypto.ca import ROOM_PERSON_HINT, names_a_person
 
         if names_a_person(self.room):
@@ -270,7 +271,7 @@ class PopulationSettings:
 
         if not re.fullmatch(r"[a-z0-9-]{2,32}", self.service_line):
             raise ConfigError(
-                f"population.service_line is {self.service_line!r}; allowed: 2-32 lowercase letters, digits or '-' (a department, never a person)"
+                f"population.service_line is {shown(self.service_line)}; allowed: 2-32 lowercase letters, digits or '-' (a department, never a person)"
             )
         if names_a_person(self.service_line):  # it is in every record and every released cell's name
             raise ConfigError(
@@ -569,7 +570,7 @@ def _allowed(spec: KeySpec) -> str:
 
 
 def _bad(spec: KeySpec, value: Any, origin: str) -> ConfigError:
-    return ConfigError(f"{spec.key} is {value!r}{origin}; {_allowed(spec)}")
+    return ConfigError(f"{spec.key} is {shown(value)}{origin}; {_allowed(spec)}")
 
 
 def convert(spec: KeySpec, value: Any, origin: str = "") -> Any:

@@ -45,6 +45,7 @@ from edge_agent.device.visit import PipelineEnroller, PipelineVisitRunner, Sourc
 from edge_agent.errors import ConfigError, EdgeAgentError, ModelError, ServiceCrash
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.speakers.attribution import AttributionConfig
+from edge_agent.wording import a_or_an
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +269,7 @@ def _check_contributor_bundle(path: Path, service_line: str) -> None:
     except EdgeAgentError as exc:
         raise ConfigError(f"{where}: {exc.message}; issue one with 'edge-agent aggregator issue-contributor'") from None
     if ident.role != ca.ROLE_CONTRIBUTOR:
-        raise ConfigError(f"{where} holds a {ident.role} certificate, not a contributor's; "
+        raise ConfigError(f"{where} holds {a_or_an(ident.role)} certificate, not a contributor's; "
                           "issue one with 'edge-agent aggregator issue-contributor'")
     if ident.service_line != service_line:
         raise ConfigError(f"{where} is bound to service line {ident.service_line!r} but population.service_line is "

@@ -32,6 +32,7 @@ from edge_agent.crypto import ca
 from edge_agent.crypto.errors import CertificateError
 from edge_agent.crypto.files import write_private
 from edge_agent.errors import EdgeAgentError
+from edge_agent.wording import a_or_an
 
 log = logging.getLogger(__name__)
 
@@ -231,5 +232,5 @@ class PeerAuthorizer:
     def require(self, context: grpc.aio.ServicerContext, *roles: str) -> ca.Identity:
         ident = self.identify(context)
         if ident.role not in roles:
-            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"this operation needs a {' or '.join(roles)} certificate")
+            raise AuthError(grpc.StatusCode.PERMISSION_DENIED, f"this operation needs {a_or_an(' or '.join(roles))} certificate")
         return ident

@@ -49,6 +49,7 @@ from grpc_health.v1 import health_pb2
 from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import AuthError, PeerAuthorizer
+from edge_agent.wording import a_or_an
 
 log = logging.getLogger(__name__)
 
@@ -503,7 +504,7 @@ class MutualTlsServer:
         role = ca.identity_of(self.bundle.cert).role
         if role not in roles:
             issue = "issue-aggregator" if ca.ROLE_AGGREGATOR in roles else "issue-device"
-            raise ConfigError(f"{endpoint.bundle} is a {role} bundle, not a {what} server's; issue one with 'edge-agent ca {issue}'")
+            raise ConfigError(f"{endpoint.bundle} is {a_or_an(role)} bundle, not {a_or_an(what)} server's; issue one with 'edge-agent ca {issue}'")
         self.fingerprint = self.bundle.fingerprint
         self.auth = PeerAuthorizer(self.bundle.ca_cert, endpoint.crl, endpoint.state_dir)
         self.streams = StreamGuard(endpoint.limits)

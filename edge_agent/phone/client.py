@@ -43,6 +43,7 @@ from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
 from edge_agent.protocol import MAX_ENROLL_SECONDS, compatibility
+from edge_agent.wording import a_or_an
 
 ENROLL_CHUNK_BYTES = 32 * 1024
 REPORT_SEQ = 1  # the sequence number a visit's coaching report is sealed under (population records use 0)
@@ -170,7 +171,7 @@ def verify_device(keys: ClinicianKeys, target: Target, timeout: float = 5.0) -> 
     except (ValueError, CertificateError):
         raise ClientError(f"device at {target.host}:{target.port} has no edge-agent device certificate; do not use it") from None
     if ident.role != ca.ROLE_DEVICE:
-        raise ClientError(f"{target.host}:{target.port} is not a room device (its certificate is a {ident.role}'s); do not use it")
+        raise ClientError(f"{target.host}:{target.port} is not a room device (its certificate is {a_or_an(ident.role)}'s); do not use it")
     if not ident.room:
         raise ClientError("the device certificate names no room (issued before rooms were attested); IT must re-issue it")
     if target.room is not None and ident.room != target.room:

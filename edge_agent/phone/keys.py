@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from edge_agent.crypto import ca, seal
 from edge_agent.crypto.files import write_private
 from edge_agent.errors import EdgeAgentError
+from edge_agent.wording import a_or_an
 
 KEY_FILE_VERSION = 1
 MAX_VOICEPRINTS = 3  # speaker models a phone keeps a voiceprint for (a fleet mid-update runs two; one spare)
@@ -245,7 +246,7 @@ def _refuse_existing(key_file: Path, overwrite: bool) -> None:
 def _certified(key_file: Path, bundle: ca.Bundle, sealing_private_b64: str, source: str) -> ClinicianKeys:
     ident = ca.identity_of(bundle.cert)
     if ident.role != ca.ROLE_CLINICIAN:
-        raise ClientError(f"{source} holds a {ident.role} certificate; the phone needs a clinician bundle or certificate")
+        raise ClientError(f"{source} holds {a_or_an(ident.role)} certificate; the phone needs a clinician bundle or certificate")
     return ClinicianKeys(
         key_file, ident.subject_id, bundle.key_pem.decode(), bundle.cert_pem.decode(), bundle.ca_pem.decode(), sealing_private_b64
     )

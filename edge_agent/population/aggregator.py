@@ -54,6 +54,7 @@ from edge_agent.population.metrics import ALL_METRIC_NAMES, METRICS
 from edge_agent.population.periods import DEFAULT_GRANULARITY, parse_period, period_of
 from edge_agent.population.record import ContributionRecord, is_pseudonym, is_record_id, parse_record, validate_service_line
 from edge_agent.population.store import WHOLE_PERIOD, Store
+from edge_agent.wording import a_or_an
 
 EPS_SLACK = 1e-6  # OpenDP's privacy maps round up by ~1e-8; never more than this over the budget
 RELEASED, SUPPRESSED = "released", "suppressed"
@@ -145,7 +146,7 @@ class Aggregator:
         except PopulationError as exc:
             raise ContributionRejected(str(exc)) from None
         if parse_period(record.period).granularity != self.policy.granularity:
-            raise ContributionRejected(f"period {record.period} is not a {self.policy.granularity}; fix the site's period setting")
+            raise ContributionRejected(f"period {record.period} is not {a_or_an(self.policy.granularity)}; fix the site's period setting")
         if self.policy.service_lines is not None and record.service_line not in self.policy.service_lines:
             raise ContributionRejected(f"service line {record.service_line!r} is not configured at the aggregator")
         return record
@@ -208,7 +209,7 @@ class Aggregator:
 
     def _check_period(self, period: str) -> None:
         if parse_period(period).granularity != self.policy.granularity:
-            raise PopulationError(f"period {period} is not a {self.policy.granularity}; this site reports per {self.policy.granularity}")
+            raise PopulationError(f"period {period} is not {a_or_an(self.policy.granularity)}; this site reports per {self.policy.granularity}")
 
     # ---- queries ------------------------------------------------------------------------
 

@@ -41,6 +41,7 @@ from edge_agent.crypto.files import write_private
 from edge_agent.hardening import zero_bytes
 from edge_agent.population.errors import PeriodKeyGoneError, PopulationError
 from edge_agent.population.periods import DEFAULT_GRANULARITY, Period, parse_period, period_of
+from edge_agent.wording import a_or_an
 
 _KIND = "edge-agent population period key"
 _RATCHET = b"edge-agent/v1 population ratchet"
@@ -158,7 +159,7 @@ class PeriodKeyRing:
 
     def _period_key(self, period: Period) -> bytes:
         if period.granularity != self.granularity:
-            raise PopulationError(f"period {period.label} is not a {self.granularity}; the site's periods are {self.granularity}s")
+            raise PopulationError(f"period {period.label} is not {a_or_an(self.granularity)}; the site's periods are {self.granularity}s")
         if period.index < self._period.index:
             raise PeriodKeyGoneError(f"the key of period {period.label} was destroyed when it ended; this contribution is dropped")
         if period.index > self._period.index:

@@ -27,6 +27,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.mtls.memfile import pem_memfile
 from edge_agent.phone.client import Target, channel_options
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
+from edge_agent.wording import a_or_an
 
 
 class AdminError(EdgeAgentError):
@@ -37,7 +38,7 @@ def _admin_bundle(path: Path) -> ca.Bundle:
     bundle = ca.load_bundle(path)
     role = ca.identity_of(bundle.cert).role
     if role != ca.ROLE_ADMIN:
-        raise AdminError(f"{path} holds a {role} certificate, not an admin's; issue one with 'edge-agent ca issue-admin'")
+        raise AdminError(f"{path} holds {a_or_an(role)} certificate, not an admin's; issue one with 'edge-agent ca issue-admin'")
     return bundle
 
 

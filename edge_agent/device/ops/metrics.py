@@ -51,6 +51,7 @@ from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, ma
 from prometheus_client.registry import CollectorRegistry
 
 from edge_agent.errors import ConfigError
+from edge_agent.wording import a_or_an
 
 _NAME_OK = frozenset("abcdefghijklmnopqrstuvwxyz_")  # label names and values: no digits (no ids, no room numbers)
 _METRIC_NAME = re.compile(r"edge_agent_[a-z][a-z0-9_]*")
@@ -180,7 +181,7 @@ class Registry:
 
     def _kind(self, name: str, *kinds: str) -> None:
         if self._defs[name].kind not in kinds:
-            raise ValueError(f"{name} is a {self._defs[name].kind}; use {'inc()' if self._defs[name].kind == 'counter' else 'the matching call'}")
+            raise ValueError(f"{name} is {a_or_an(self._defs[name].kind)}; use {'inc()' if self._defs[name].kind == 'counter' else 'the matching call'}")
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
         amount = self._number(amount)

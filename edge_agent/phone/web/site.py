@@ -36,6 +36,7 @@ from edge_agent.crypto import ca
 from edge_agent.errors import ConfigError
 from edge_agent.mtls.auth import PeerAuthorizer
 from edge_agent.mtls.memfile import pem_memfile
+from edge_agent.wording import a_or_an
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ class SiteServer:
         self.bundle = ca.load_bundle(bundle)
         role = ca.identity_of(self.bundle.cert).role
         if role != ca.ROLE_WEB:
-            raise ConfigError(f"{bundle} is a {role} bundle, not the site web server's; issue one with "
+            raise ConfigError(f"{bundle} is {a_or_an(role)} bundle, not the site web server's; issue one with "
                               "'edge-agent ca issue-web --dns SITE-HOST'")
         self.trust = SiteTrust(self.bundle, crl, state_dir)
         self.policy = csp(tuple(check_device_origin(o) for o in device_origins))

@@ -54,3 +54,33 @@ def test_serve_refusal_comes_before_any_listening_line(tmp_path: Path, case: str
     line = one_line(result, "edge-agent:")
     assert {"gpio driver missing": "gpio.backend", "web origin": "allowed origin", "web port taken": "web.port",
             "metrics port taken": "metrics.port"}[case] in line, line
+
+
+def test_certificate_role_takes_the_right_article(tmp_path: Path) -> None:
+    """'holds a admin certificate' / 'needs a admin certificate': the article follows the role's word."""
+    assert run_cli("ca", "init", "--ca-dir", str(tmp_path / "ca")).returncode == 0
+    assert run_cli("ca", "issue-admin", "--ca-dir", str(tmp_path / "ca"), "--out", str(tmp_path / "admin.pem")).returncode == 0
+    line = one_line(run_cli("phone", "init", "--bundle", str(tmp_path / "admin.pem"), "--keys", str(tmp_path / "k.json")),
+                    "holds an admin certificate", "clinician")
+    assert " a admin" not in line
+
+
+def test_article_before_vowel_sounds() -> None:
+    from edge_agent.wording import a_or_an
+
+    assert [a_or_an(w) for w in ("admin", "aggregator", "clinician", "admin or clinician", "hour", "user")] == [
+        "an admin", "an aggregator", "a clinician", "an admin or clinician", "an hour", "a user"]
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("1979-05-27", "server.port is 1979-05-27;"),
+    ("1979-05-27T07:32:00Z", "server.port is 1979-05-27T07:32:00Z;"),
+    ("07:32:00", "server.port is 07:32:00;"),
+    ("true", "server.port is true;"),
+])
+def test_config_value_is_shown_as_written_not_as_a_python_repr(tmp_path: Path, written: str, expected: str) -> None:
+    """A TOML date in an integer key showed as 'datetime.date(1979, 5, 27)' (and true as 'True')."""
+    config = tmp_path / "config.toml"
+    config.write_text(f"[server]\nport = {written}\n")
+    line = one_line(run_cli("serve", "--config", str(config)), expected, "allowed: an integer")
+    assert "datetime" not in line and "True" not in line
