@@ -38,13 +38,29 @@ def _check_mic_options(mic: bool, seconds: float | None, mic_device: str | None)
         raise EdgeAgentError(f"--seconds must be more than 0 (got {seconds:g})")
 
 
+# the config keys the ASR flags set: a refusal names the flag the user typed, not a key of a file they never wrote
+FLAG_OF_KEY = {"asr.model": "--model", "asr.device": "--device", "asr.compute_type": "--compute-type",
+               "asr.cpu_threads": "--threads", "vad.engine": "--vad"}
+
+
+def named_by_flag(exc: EdgeAgentError) -> EdgeAgentError:
+    """``exc`` with a leading config key that came from a flag replaced by that flag ("--threads is 0; ...")."""
+    for key, flag in FLAG_OF_KEY.items():
+        if exc.message.startswith(key + " "):
+            return type(exc)(flag + exc.message[len(key):])
+    return exc
+
+
 def _pipeline_config(model: str, device: str, compute_type: str, threads: int, vad_engine: str | None = None):  # type: ignore[no-untyped-def]
     from edge_agent.asr.backend import AsrConfig
     from edge_agent.device.pipeline import PipelineConfig
 
-    config = replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
-    if vad_engine is not None:
-        config = replace(config, vad=replace(config.vad, engine=vad_engine))  # VadConfig refuses an unknown engine
+    try:
+        config = replace(PipelineConfig(), asr=AsrConfig(model=model, device=device, compute_type=compute_type, cpu_threads=threads))
+        if vad_engine is not None:
+            config = replace(config, vad=replace(config.vad, engine=vad_engine))  # VadConfig refuses an unknown engine
+    except EdgeAgentError as exc:
+        raise named_by_flag(exc) from None
     return config
 
 
@@ -233,6 +249,7 @@ def bench_asr(
     vad: Annotated[Optional[str], typer.Option("--vad", help="voice-activity engine of the streaming passes: webrtc | silero | hybrid")] = None,
 ) -> None:
     """Streaming vs offline CPU, latencies, RSS, residency and WER in one run."""
+    _pipeline_config("tiny.en", "cpu", "int8", threads, vad)  # a bad flag is refused here, named as typed
     from tools.bench.asr import run_asr_bench
 
     run_asr_bench(audio, realtime=not skip_realtime, threads=threads, vad=vad)

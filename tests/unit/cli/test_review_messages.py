@@ -84,3 +84,17 @@ def test_config_value_is_shown_as_written_not_as_a_python_repr(tmp_path: Path, w
     config.write_text(f"[server]\nport = {written}\n")
     line = one_line(run_cli("serve", "--config", str(config)), expected, "allowed: an integer")
     assert "datetime" not in line and "True" not in line
+
+
+@pytest.mark.parametrize(("flag", "value", "key"), [("--threads", "0", "asr.cpu_threads"), ("--device", "tpu", "asr.device"),
+                                                    ("--compute-type", "int3", "asr.compute_type"), ("--vad", "loud", "vad.engine")])
+def test_a_bad_flag_is_named_as_typed_not_as_a_config_key(tmp_path: Path, flag: str, value: str, key: str) -> None:
+    """`transcribe --threads 0` said 'asr.cpu_threads is 0': a key of a config file the user never wrote."""
+    line = one_line(run_cli("transcribe", str(tmp_path / "visit.wav"), flag, value), f"{flag} is ", value)
+    assert key not in line, line
+
+
+def test_bench_threads_zero_is_named_as_the_flag() -> None:
+    """`bench asr --threads 0` started a benchmark pass that failed with 'asr.cpu_threads is 0' nested in its line."""
+    line = one_line(run_cli("bench", "asr", "--threads", "0"), "--threads is 0")
+    assert "asr.cpu_threads" not in line and "benchmark pass" not in line, line
