@@ -90,9 +90,22 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_folder(folder: Path) -> None:
+    """A missing models folder is said as such (not as a missing manifest inside it), with who chose the folder."""
+    if folder.is_dir():
+        return
+    what = "does not exist" if not folder.exists() else "is not a folder"
+    env = os.environ.get(ENV_MODELS_DIR)
+    if env and Path(env) == folder:
+        raise ModelError(f"models folder {folder} ({ENV_MODELS_DIR}) {what}; point {ENV_MODELS_DIR} at the folder holding "
+                         "the models, or unset it to use the installed ones")
+    raise ModelError(f"models folder {folder} {what}: the installation is incomplete; reinstall edge-agent")
+
+
 def load_manifest(root: Path | None = None) -> dict[str, ManifestEntry]:
     """All entries of the MANIFEST, keyed by file name."""
     path = manifest_path(root)
+    _check_folder(path.parent)
     if not path.is_file():
         raise ModelError(f"model manifest not found at {path}; reinstall edge-agent (or set {ENV_MODELS_DIR} to the folder holding the models)")
     try:

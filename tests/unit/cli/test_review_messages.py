@@ -98,3 +98,14 @@ def test_bench_threads_zero_is_named_as_the_flag() -> None:
     """`bench asr --threads 0` started a benchmark pass that failed with 'asr.cpu_threads is 0' nested in its line."""
     line = one_line(run_cli("bench", "asr", "--threads", "0"), "--threads is 0")
     assert "asr.cpu_threads" not in line and "benchmark pass" not in line, line
+
+
+def test_a_missing_models_folder_is_named_as_a_folder(tmp_path: Path) -> None:
+    """EDGE_AGENT_MODELS_DIR at a folder that does not exist said 'model manifest not found at .../MANIFEST'."""
+    from edge_agent.models import ENV_MODELS_DIR
+
+    recording = Path(__file__).resolve().parents[3] / "edge_agent" / "data" / "demo_conversation.flac"
+    gone = tmp_path / "models"
+    line = one_line(run_cli("analyze", str(recording), env={ENV_MODELS_DIR: str(gone)}),
+                    f"models folder {gone} ({ENV_MODELS_DIR}) does not exist", f"point {ENV_MODELS_DIR} at")
+    assert "manifest" not in line, line
