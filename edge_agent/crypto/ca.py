@@ -58,6 +58,18 @@ ROLE_AGGREGATOR = "aggregator"  # the population aggregator's own server identit
 ROLE_CONTRIBUTOR = "contributor"  # a room device's client identity for delivering population records
 ROLE_WEB = "web"  # the site's phone web app server (edge-agent phone-web serve): a TLS server, never a device
 ROLES = (ROLE_DEVICE, ROLE_CLINICIAN, ROLE_ADMIN, ROLE_QUALITY, ROLE_AGGREGATOR, ROLE_CONTRIBUTOR, ROLE_WEB)
+# the command that makes each role's bundle, for the one-line refusals of a missing or foreign bundle
+ISSUE_COMMANDS = {
+    ROLE_DEVICE: "edge-agent ca issue-device", ROLE_CLINICIAN: "edge-agent ca issue-clinician",
+    ROLE_ADMIN: "edge-agent ca issue-admin", ROLE_QUALITY: "edge-agent ca issue-quality",
+    ROLE_AGGREGATOR: "edge-agent ca issue-aggregator", ROLE_CONTRIBUTOR: "edge-agent aggregator issue-contributor",
+    ROLE_WEB: "edge-agent ca issue-web --dns SITE-HOST",
+}
+
+
+def issue_hint(role: str) -> str:
+    """What to do about a missing or foreign bundle of ``role``: "issue one with '<its command>'"."""
+    return f"issue one with '{ISSUE_COMMANDS[role]}'"
 
 CA_DAYS = 3650
 DEVICE_DAYS = 365
@@ -573,13 +585,15 @@ def revoke(ca: CertificateAuthority, who: str) -> tuple[int, Path]:
 # ---- bundles, CRLs and peers -----------------------------------------------------------
 
 
-def load_bundle(path: Path) -> Bundle:
-    """Read a bundle file (one PEM key, the leaf certificate, the CA certificate)."""
+def load_bundle(path: Path, role: str | None = None) -> Bundle:
+    """Read a bundle file (one PEM key, the leaf certificate, the CA certificate); ``role``, the role the caller
+    needs, names the command that issues one when the file is missing."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise CertificateError(f"bundle {path} not found; issue one with 'edge-agent ca issue-...'") from None
+        fix = issue_hint(role) if role else "check the path given"
+        raise CertificateError(f"bundle {path} not found; {fix}") from None
     except OSError as exc:
         raise CertificateError(f"cannot read bundle {path}: {exc.strerror}") from None
     if os.name == "posix" and path.stat().st_mode & 0o077:

@@ -265,12 +265,12 @@ def _check_contributor_bundle(path: Path, service_line: str) -> None:
 
     where = f"population.client_bundle {path}"
     try:
-        ident = ca.identity_of(ca.load_bundle(path).cert)
-    except EdgeAgentError as exc:
-        raise ConfigError(f"{where}: {exc.message}; issue one with 'edge-agent aggregator issue-contributor'") from None
+        ident = ca.identity_of(ca.load_bundle(path, ca.ROLE_CONTRIBUTOR).cert)
+    except EdgeAgentError as exc:  # its line already says what to do (issue one, chmod 600, ...)
+        raise ConfigError(f"population.client_bundle: {exc.message}") from None
     if ident.role != ca.ROLE_CONTRIBUTOR:
         raise ConfigError(f"{where} holds {a_or_an(ident.role)} certificate, not a contributor's; "
-                          "issue one with 'edge-agent aggregator issue-contributor'")
+                          f"{ca.issue_hint(ca.ROLE_CONTRIBUTOR)}")
     if ident.service_line != service_line:
         raise ConfigError(f"{where} is bound to service line {ident.service_line!r} but population.service_line is "
                           f"{service_line!r}: the aggregator would refuse every record; fix the setting or issue a "

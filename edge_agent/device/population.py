@@ -149,7 +149,7 @@ def aggregator_channel(bundle_path: Path, address: str) -> grpc.aio.Channel:
     The server must present the aggregator's TLS name, which no room device's
     certificate carries: another site device cannot pose as the aggregator.
     """
-    bundle = ca.load_bundle(bundle_path)
+    bundle = ca.load_bundle(bundle_path, ca.ROLE_CONTRIBUTOR)
     creds = grpc.ssl_channel_credentials(bundle.ca_pem, bundle.key_pem, bundle.cert_pem)
     return grpc.aio.secure_channel(address, creds, options=[("grpc.ssl_target_name_override", ca.AGGREGATOR_TLS_NAME)])
 

@@ -500,11 +500,10 @@ class MutualTlsServer:
     def __init__(self, endpoint: TlsEndpoint, what: str, roles: tuple[str, ...] = (ca.ROLE_DEVICE,)) -> None:
         self.endpoint = endpoint
         self.what = what
-        self.bundle = ca.load_bundle(endpoint.bundle)
+        self.bundle = ca.load_bundle(endpoint.bundle, roles[0])
         role = ca.identity_of(self.bundle.cert).role
         if role not in roles:
-            issue = "issue-aggregator" if ca.ROLE_AGGREGATOR in roles else "issue-device"
-            raise ConfigError(f"{endpoint.bundle} is {a_or_an(role)} bundle, not {a_or_an(what)} server's; issue one with 'edge-agent ca {issue}'")
+            raise ConfigError(f"{endpoint.bundle} is {a_or_an(role)} bundle, not {a_or_an(what)} server's; {ca.issue_hint(roles[0])}")
         self.fingerprint = self.bundle.fingerprint
         self.auth = PeerAuthorizer(self.bundle.ca_cert, endpoint.crl, endpoint.state_dir)
         self.streams = StreamGuard(endpoint.limits)

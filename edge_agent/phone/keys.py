@@ -128,7 +128,7 @@ def init_key_file(bundle: str | Path, key_file: str | Path, overwrite: bool = Fa
     key_file = Path(key_file)
     _refuse_existing(key_file, overwrite)
     priv, _ = seal.generate_keypair()
-    keys = _certified(key_file, ca.load_bundle(Path(bundle)), base64.b64encode(seal.private_key_bytes(priv)).decode(), str(bundle))
+    keys = _certified(key_file, ca.load_bundle(Path(bundle), ca.ROLE_CLINICIAN), base64.b64encode(seal.private_key_bytes(priv)).decode(), str(bundle))
     keys.save()
     return keys
 

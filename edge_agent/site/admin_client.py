@@ -35,10 +35,10 @@ class AdminError(EdgeAgentError):
 
 
 def _admin_bundle(path: Path) -> ca.Bundle:
-    bundle = ca.load_bundle(path)
+    bundle = ca.load_bundle(path, ca.ROLE_ADMIN)
     role = ca.identity_of(bundle.cert).role
     if role != ca.ROLE_ADMIN:
-        raise AdminError(f"{path} holds {a_or_an(role)} certificate, not an admin's; issue one with 'edge-agent ca issue-admin'")
+        raise AdminError(f"{path} holds {a_or_an(role)} certificate, not an admin's; {ca.issue_hint(ca.ROLE_ADMIN)}")
     return bundle
 
 

@@ -170,7 +170,7 @@ def check_certificates(bundle: Path, crl: Path | None = None, now: dt.datetime |
     now = now or _utcnow()
     fix_issue = "issue a new bundle on the CA host (`edge-agent ca issue-device`) and run `edge-agent provision`"
     try:
-        loaded = ca.load_bundle(bundle)
+        loaded = ca.load_bundle(bundle, ca.ROLE_DEVICE)
     except EdgeAgentError as exc:
         try:
             loose = bool(Path(bundle).stat().st_mode & 0o077)
@@ -240,7 +240,7 @@ def check_clock(now: dt.datetime | None = None, bundle: Path | None = None, sync
         try:
             from edge_agent.crypto import ca
 
-            not_before = ca.load_bundle(bundle).cert.not_valid_before_utc
+            not_before = ca.load_bundle(bundle, ca.ROLE_DEVICE).cert.not_valid_before_utc
             if now < not_before:
                 return _fail("clock", f"system time {now:%Y-%m-%d %H:%M} UTC is before the device certificate was issued", fix)
         except EdgeAgentError:
@@ -424,7 +424,7 @@ def check_port(host: str, port: int, bundle: Path | None = None, timeout: float 
     from edge_agent.crypto import ca
 
     try:
-        loaded = ca.load_bundle(bundle)
+        loaded = ca.load_bundle(bundle, ca.ROLE_DEVICE)
     except EdgeAgentError:
         sock.close()
         return Check("port", True, f"{target}:{port} accepts TCP (TLS not checked: bundle unreadable)")
@@ -614,7 +614,7 @@ def run_doctor(cfg: EdgeConfig, skip: Sequence[str] = (), mdns_timeout: float = 
     try:
         from edge_agent.crypto import ca
 
-        fingerprint = ca.load_bundle(server.bundle).fingerprint
+        fingerprint = ca.load_bundle(server.bundle, ca.ROLE_DEVICE).fingerprint
     except EdgeAgentError:
         pass
     runners: dict[str, Callable[[], Check]] = {

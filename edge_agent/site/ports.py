@@ -255,7 +255,7 @@ def check_ports(cfg: EdgeConfig, timeout: float = 3.0) -> list[PortFinding]:
 
     fingerprint = ca_pem = None
     try:
-        bundle = ca.load_bundle(cfg.server.bundle)
+        bundle = ca.load_bundle(cfg.server.bundle, ca.ROLE_DEVICE)
         fingerprint, ca_pem = bundle.fingerprint, bundle.ca_pem.decode()
     except EdgeAgentError:
         pass  # the certificates check reports it; an in-use port is then not called a stranger's

@@ -125,7 +125,7 @@ def _device_bundle(bundle: Path | None, ca_bundle: Path | None, device_cert: Pat
     try:
         probe = tmpdir / "device.pem"
         write_private(probe, data)
-        loaded = ca.load_bundle(probe)
+        loaded = ca.load_bundle(probe, ca.ROLE_DEVICE)
     except EdgeAgentError as exc:  # name what IT gave, not the temp copy (gone by the time the line is read)
         given = str(bundle) if bundle is not None else f"the files {device_key}, {device_cert} and {ca_bundle}"
         raise ProvisionError(exc.message.replace(str(probe), given)) from None

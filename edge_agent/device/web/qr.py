@@ -42,7 +42,7 @@ def _origin(url: str, what: str) -> str:
 def join_code(site: str, device: str, room: str, bundle: Path | None = None, fingerprint: str | None = None) -> JoinCode:
     """From the device bundle (IT has it when provisioning) or a fingerprint printed by ``doctor``/mDNS."""
     if bundle is not None:
-        b = ca.load_bundle(bundle)
+        b = ca.load_bundle(bundle, ca.ROLE_DEVICE)
         fp = b.fingerprint
     elif fingerprint:
         fp = fingerprint.lower().replace(":", "")

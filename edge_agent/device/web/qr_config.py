@@ -80,7 +80,7 @@ def qr_parameters(cfg: EdgeConfig, site: str | None = None, address: str | None 
         site = cfg.web.allowed_origin
     if fingerprint is None and bundle is None:
         bundle = cfg.server.bundle
-    cert = ca.load_bundle(bundle).cert if bundle is not None else None
+    cert = ca.load_bundle(bundle, ca.ROLE_DEVICE).cert if bundle is not None else None
     if room is None:
         room = cfg.server.room
         if cert is not None:

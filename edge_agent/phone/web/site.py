@@ -198,11 +198,11 @@ class SiteServer:
                  device_origins: tuple[str, ...] = (), state_dir: Path | None = None) -> None:
         import uvicorn
 
-        self.bundle = ca.load_bundle(bundle)
+        self.bundle = ca.load_bundle(bundle, ca.ROLE_WEB)
         role = ca.identity_of(self.bundle.cert).role
         if role != ca.ROLE_WEB:
-            raise ConfigError(f"{bundle} is {a_or_an(role)} bundle, not the site web server's; issue one with "
-                              "'edge-agent ca issue-web --dns SITE-HOST'")
+            raise ConfigError(f"{bundle} is {a_or_an(role)} bundle, not the site web server's; "
+                              f"{ca.issue_hint(ca.ROLE_WEB)}")
         self.trust = SiteTrust(self.bundle, crl, state_dir)
         self.policy = csp(tuple(check_device_origin(o) for o in device_origins))
         self.host, self.port = host, port

@@ -109,3 +109,25 @@ def test_a_missing_models_folder_is_named_as_a_folder(tmp_path: Path) -> None:
     line = one_line(run_cli("analyze", str(recording), env={ENV_MODELS_DIR: str(gone)}),
                     f"models folder {gone} ({ENV_MODELS_DIR}) does not exist", f"point {ENV_MODELS_DIR} at")
     assert "manifest" not in line, line
+
+
+@pytest.mark.parametrize(("command", "issue"), [
+    (("phone", "init", "--keys", "k.json", "--bundle"), "edge-agent ca issue-clinician"),
+    (("device", "status", "--device", "127.0.0.1:1", "--admin-bundle"), "edge-agent ca issue-admin"),
+])
+def test_a_missing_bundle_names_the_command_that_issues_it(tmp_path: Path, command: tuple[str, ...], issue: str) -> None:
+    """Was "issue one with 'edge-agent ca issue-...'" for every kind: the reader had to guess which command."""
+    gone = tmp_path / "gone.pem"
+    line = one_line(run_cli(*command, str(gone)), f"bundle {gone} not found", f"issue one with '{issue}'")
+    assert "..." not in line, line
+
+
+def test_a_missing_contributor_bundle_is_one_hint_not_two(tmp_path: Path) -> None:
+    """population.client_bundle missing said 'issue one with ...' twice (the generic one and the contributor's)."""
+    from edge_agent.device.main import _check_contributor_bundle
+    from edge_agent.errors import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        _check_contributor_bundle(tmp_path / "contributor.pem", "cardiology")
+    assert exc.value.message.count("issue one with") == 1, exc.value.message
+    assert "'edge-agent aggregator issue-contributor'" in exc.value.message
