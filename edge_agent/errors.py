@@ -15,13 +15,21 @@ EXIT_NOT_RESTARTABLE = 78
 
 
 class EdgeAgentError(Exception):
-    """An error with a one-line, actionable message for the user."""
+    """An error with a one-line, actionable message for the user.
+
+    ``clinician``: the same refusal for a clinician (phone, web app), when ``message`` is IT's (names a config key,
+    a device list): what the clinician can do about it, which is often to call IT."""
 
     exit_code = 2
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, clinician: str | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.clinician = clinician
+
+    @property
+    def for_clinician(self) -> str:
+        return getattr(self, "clinician", None) or self.message  # a subclass may set only its message
 
     def __str__(self) -> str:
         return self.message

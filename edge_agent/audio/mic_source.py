@@ -46,6 +46,12 @@ def _query_input(sd: Any, device: str | int | None) -> dict[str, Any] | None:
         return None
 
 
+# what a clinician starting a visit reads (phone, web app); IT's line, with the key and the device list, goes to the
+# journal and to `edge-agent doctor`
+MIC_MISSING = "the room microphone is not connected; check its cable is plugged in, or call IT"
+MIC_UNUSABLE = "the room microphone cannot record; call IT"
+
+
 def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]:
     """Find an input device by index, exact name or name substring.
 
@@ -63,7 +69,8 @@ def resolve_input_device(device: str | int | None) -> tuple[int, dict[str, Any]]
         names = ", ".join(list_input_devices()) or "none"
         wanted = "default input" if device in (None, "") else f"'{device}'"
         raise AudioInputError(
-            f"microphone {wanted} not found (input devices: {names}); connect it, or set audio.device to one of those"
+            f"microphone {wanted} not found (input devices: {names}); connect it, or set audio.device to one of those",
+            clinician=MIC_MISSING,
         )
     return int(info["index"]), info
 
@@ -99,7 +106,8 @@ class MicSource:
             except (ValueError, sd.PortAudioError) as exc:
                 raise AudioInputError(
                     f"microphone '{self.device_name}' cannot deliver mono 16-bit audio at "
-                    f"{sample_rate} Hz or {self.input_rate} Hz ({exc}); choose another audio.device"
+                    f"{sample_rate} Hz or {self.input_rate} Hz ({exc}); choose another audio.device",
+                    clinician=MIC_UNUSABLE,
                 ) from None
         self.block = max(1, self.input_rate * block_ms // 1000)
         self.description = f"microphone '{self.device_name}' ({self.input_rate} Hz)"

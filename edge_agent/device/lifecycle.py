@@ -296,8 +296,8 @@ class VisitManager:
             try:
                 await asyncio.shield(starting)
             except EdgeAgentError as exc:
-                _log_capture_refused(exc)
-                raise VisitError("runner", f"capture could not start: {exc}") from None
+                _log_capture_refused(exc)  # IT's line (config key, device list) goes to the journal
+                raise VisitError("runner", f"capture could not start: {exc.for_clinician}") from None
             except asyncio.CancelledError:
                 self._starting = None  # being undone: a phone asking now must not be told its visit runs
                 # The caller went away while capture was starting (a phone's deadline, a dropped connection). The

@@ -192,12 +192,16 @@ def test_a_visit_refused_because_the_microphone_is_missing_is_logged_on_the_devi
     outbox = Outbox(tmp_path / "outbox.db", OutboxConfig())
     try:
         _, public = seal.generate_keypair()
-        with caplog.at_level(logging.WARNING, logger="edge_agent"), pytest.raises(VisitError, match="capture could not start"):
+        with caplog.at_level(logging.WARNING, logger="edge_agent"), pytest.raises(VisitError, match="capture could not start") as refused:
             asyncio.run(VisitManager(runner, outbox).start("c-aaaaaaaaaaaaaaaa", public, 600, None, None))
     finally:
         outbox.close()
     logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert any("could not start" in m and "no-such-microphone" in m for m in logged), logged
+    assert any("could not start" in m and "no-such-microphone" in m and "audio.device" in m for m in logged), logged
+    # the phone's line is the clinician's: what to do (check the cable, call IT), not IT's config key
+    told = str(refused.value)
+    assert "room microphone is not connected" in told and "call IT" in told, told
+    assert "audio.device" not in told and "input devices" not in told, told
 
 
 def test_a_reloaded_long_silence_limit_reaches_the_running_visit(session_with_speakers: Any, tmp_path: Path) -> None:
