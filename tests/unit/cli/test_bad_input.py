@@ -114,7 +114,7 @@ def test_cuda_requested_without_gpu(jfk_path: Path) -> None:
 
 
 def test_bad_option_value(jfk_path: Path) -> None:
-    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--compute-type", "int3"), "asr.compute_type", "allowed values")
+    assert_one_line_error(run_cli("transcribe", str(jfk_path), "--compute-type", "int3"), "--compute-type is 'int3'", "allowed values")
 
 
 def test_no_input_given() -> None:
