@@ -29,7 +29,7 @@ from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
 from edge_agent.device.lost import EX_IOERR
 from edge_agent.device.ops.button_control import ManagerVisitControl
-from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, open_panel, pin_factory
+from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, VisitControl, open_panel, pin_factory
 from edge_agent.device.ops.logs import configure_logging
 from edge_agent.device.ops.metrics import MetricsServer, Registry
 from edge_agent.device.ops.notify import BusyHeartbeat, Heartbeat, SystemdNotifier, Watchdog
@@ -155,9 +155,9 @@ class _LateControl:
     so a press while the device loads its models, or stops, is refused with a line instead of reaching nothing."""
 
     def __init__(self) -> None:
-        self.target: ManagerVisitControl | None = None
+        self.target: VisitControl | None = None
 
-    def _live(self) -> ManagerVisitControl:
+    def _live(self) -> VisitControl:
         if self.target is None:
             raise EdgeAgentError("the device is starting or stopping; press the button again in a minute")
         return self.target

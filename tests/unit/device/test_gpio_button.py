@@ -297,3 +297,26 @@ def test_led_is_lit_exactly_while_frames_are_read(jfk_path) -> None:  # type: ig
             break
     finally:
         panel.close()
+
+
+def test_pins_claimed_before_the_lifecycle_exists_refuse_a_press_until_it_does() -> None:
+    """serve claims the pins once, before the models load and before anything is announced (a held pin or a
+    missing driver refuses the start first); a press in that window is refused with a red blink, the claim kept."""
+    from edge_agent.device.main import _LateControl
+
+    factory = MockFactory()
+    claims = RoomClaims(60)
+    control = _LateControl()
+    panel = open_panel(SETTINGS, control, claims, factory=factory, bounce_s=None)
+    assert panel is not None
+    try:
+        claims.claim("c-x", b"k")
+        assert panel.room_button.press() == "refused"  # still loading: no lifecycle to start a visit in
+        assert claims.current() is not None
+        assert _blinked(factory, SETTINGS.red_led_pin) == 3  # type: ignore[arg-type]
+        visits = Visits()
+        visits.panel = panel
+        control.target = visits  # the server started: the same pins, now live
+        assert panel.room_button.press() == "started" and visits.started_for == ["c-x"]
+    finally:
+        panel.close()
