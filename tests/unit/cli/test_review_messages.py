@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from edge_agent.crypto import ca
 from tests.cli_runner import run_cli
 from tests.unit.cli.test_review_bad_input import one_line
-
-
-def _serve_refused(tmp_path: Path, extra: str) -> subprocess.CompletedProcess[str]:
-    authority = ca.init_ca(tmp_path / "ca")
-    ca.issue_device(authority, "Room 4", tmp_path / "device.pem")
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f'[server]\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\ncrl = "{tmp_path / "ca" / ca.CRL}"\n'
-        f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[outbox]\npath = "{tmp_path / "state"}"\n'
-        f'[presence]\ncode_secret = ""\n{extra}'
-    )
-    return run_cli("serve", "--config", str(config), timeout=120)
+from tests.unit.device.test_serve_bad_paths import serve_config
 
 
 def _taken_port() -> socket.socket:
@@ -40,13 +27,14 @@ def test_serve_refusal_comes_before_any_listening_line(tmp_path: Path, case: str
     port = taken.getsockname()[1]
     try:
         extra = {
-            "gpio driver missing": '[gpio]\nbackend = "rpi"\n',  # no lgpio on this box: the driver cannot open
-            "web origin": '[gpio]\nbackend = "mock"\n[web]\nenabled = true\nallowed_origin = "http://phones.example"\n',
-            "web port taken": f'[gpio]\nbackend = "mock"\n[web]\nenabled = true\nport = {port}\n'
-                              'allowed_origin = "https://phones.example"\n',
-            "metrics port taken": f'[gpio]\nbackend = "mock"\n[metrics]\nenabled = true\nport = {port}\n',
+            "gpio driver missing": "",
+            "web origin": '[web]\nenabled = true\nallowed_origin = "http://phones.example"\n',
+            "web port taken": f'[web]\nenabled = true\nport = {port}\nallowed_origin = "https://phones.example"\n',
+            "metrics port taken": f"[metrics]\nenabled = true\nport = {port}\n",
         }[case]
-        result = _serve_refused(tmp_path, extra)
+        # rpi: no lgpio on this box, the driver cannot open
+        config = serve_config(tmp_path, tmp_path / "state", extra, gpio="rpi" if case == "gpio driver missing" else "mock")
+        result = run_cli("serve", "--config", str(config), timeout=120)
     finally:
         taken.close()
     if case == "gpio driver missing" and result.returncode == 0:

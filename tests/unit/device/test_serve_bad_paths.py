@@ -12,17 +12,22 @@ from edge_agent.population.pseudonym import PeriodKeyRing
 from tests.cli_runner import run_cli
 
 
-def _serve(tmp_path: Path, state: Path, extra: str = "", *args: str) -> str:
-    """Run the real daemon with this outbox directory; it must refuse to start. Returns its one stderr line."""
+def serve_config(tmp_path: Path, state: Path, extra: str = "", gpio: str = "mock") -> Path:
+    """A device CA, bundle and config for Room 4 with this outbox directory (``extra``: more TOML sections)."""
     authority = ca.init_ca(tmp_path / "ca")
     ca.issue_device(authority, "Room 4", tmp_path / "device.pem")
     config = tmp_path / "config.toml"
     config.write_text(
         f'[server]\nroom = "Room 4"\nbundle = "{tmp_path / "device.pem"}"\ncrl = "{tmp_path / "ca" / ca.CRL}"\n'
-        f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[gpio]\nbackend = "mock"\n'
+        f'advertise = false\nhost = "127.0.0.1"\nport = 0\n[gpio]\nbackend = "{gpio}"\n'
         f'[outbox]\npath = "{state}"\n[presence]\ncode_secret = ""\n{extra}'
     )
-    out = run_cli("serve", "--config", str(config), *args, timeout=120)
+    return config
+
+
+def _serve(tmp_path: Path, state: Path, extra: str = "", *args: str) -> str:
+    """Run the real daemon with this outbox directory; it must refuse to start. Returns its one stderr line."""
+    out = run_cli("serve", "--config", str(serve_config(tmp_path, state, extra)), *args, timeout=120)
     # the daemon's own journal lines (<N>prefix, e.g. "listening on") are logs; the error is the one other line
     lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith("<")]
     assert out.returncode == 2, out.stderr
