@@ -124,7 +124,7 @@ def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", va
                  asr_device: str = "cpu") -> Check:
     from edge_agent.asr.whisper_ct2 import BUNDLED_MODEL, MODEL_PACKAGE, check_device, resolve_model_path
     from edge_agent.audio.vad import SILERO_ENGINES
-    from edge_agent.models import load_manifest, models_dir, verify_model
+    from edge_agent.models import ENV_MODELS_DIR, load_manifest, models_dir, verify_model
 
     root = models_root or models_dir()
     vad = ""
@@ -134,7 +134,9 @@ def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", va
         for name in names:
             verify_model(name, root)
     except EdgeAgentError as exc:
-        return _fail("models", str(exc), fix_files)
+        # a folder the environment chose: reinstalling would not help, the line itself says what to do
+        fix = f"correct or unset {ENV_MODELS_DIR}" if ENV_MODELS_DIR in exc.message else fix_files
+        return _fail("models", str(exc), fix)
     try:
         asr_path = resolve_model_path(asr_model)
     except EdgeAgentError as exc:
@@ -147,7 +149,9 @@ def check_models(models_root: Path | None = None, asr_model: str = "tiny.en", va
 
             vad = f"; Silero VAD model at {SileroModel().path}"
     except EdgeAgentError as exc:
-        return _fail("models", str(exc), fix_files)
+        # a folder the environment chose: reinstalling would not help, the line itself says what to do
+        fix = f"correct or unset {ENV_MODELS_DIR}" if ENV_MODELS_DIR in exc.message else fix_files
+        return _fail("models", str(exc), fix)
     try:  # serve refuses a device the models cannot run on: a setting to change, not files to restore
         check_device(asr_device)
     except EdgeAgentError as exc:

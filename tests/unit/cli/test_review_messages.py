@@ -119,3 +119,12 @@ def test_a_missing_contributor_bundle_is_one_hint_not_two(tmp_path: Path) -> Non
         _check_contributor_bundle(tmp_path / "contributor.pem", "cardiology")
     assert exc.value.message.count("issue one with") == 1, exc.value.message
     assert "'edge-agent aggregator issue-contributor'" in exc.value.message
+
+
+def test_doctor_does_not_advise_reinstalling_for_a_models_folder_the_environment_chose(tmp_path: Path) -> None:
+    """The line said to point EDGE_AGENT_MODELS_DIR elsewhere, and its fix then said to reinstall edge-agent."""
+    from edge_agent.models import ENV_MODELS_DIR
+
+    result = run_cli("doctor", "--skip", "audio", "--skip", "cpu", "--skip", "mdns", env={ENV_MODELS_DIR: str(tmp_path / "models")})
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("FAIL models"))
+    assert "does not exist" in line and f"correct or unset {ENV_MODELS_DIR}" in line and "reinstall" not in line, line
