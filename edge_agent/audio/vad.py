@@ -33,13 +33,6 @@ from edge_agent.errors import ConfigError
 log = logging.getLogger(__name__)
 
 _INT16_SCALE = np.float32(1.0 / 32768.0)
-# Inside the split search window, QUIET_SPLIT_FRAMES frames in a row within QUIET_SPLIT_RATIO of the segment's quiet
-# level (its 10th-percentile frame energy: the gaps between words) are a pause, and the segment is split there as
-# they arrive (VadSegmenter._quiet_split). One frame was not enough: dips inside words passed, and finals lost words
-# (WER against offline 0.071 -> 0.088 on 126 real recordings); two (60 ms) gave 0.074 (docs/realvoice.md 11)
-QUIET_SPLIT_RATIO = 2.0
-QUIET_SPLIT_FRAMES = 2
-QUIET_FLOOR_PERCENTILE = 10
 LIVE_WAIT_S = 0.2
 ENGINES = ("webrtc", "silero", "hybrid")
 SILERO_ENGINES = ("silero", "hybrid")  # the engines that open the Silero model
@@ -321,7 +314,6 @@ class VadSegmenter:
         self._last_voiced_end = 0
         self._last_update_len = 0
         self._candidate_sent = False
-        self._split_floor: float | None = None  # the open segment's quiet level, fixed as it enters the split window
         self._next_id = 0
         self.noisy_pause_ends = 0  # segments the hybrid's noisy-pause rule closed (diagnosis)
         self.dropped_segments = 0
@@ -392,7 +384,6 @@ class VadSegmenter:
         seg = SpeechSegment(self._next_id, buf, first.index * self.cfg.frame_samples)
         self._next_id += 1
         self._segment = seg
-        self._split_floor = None
         self._silence_run = 0
         self._noisy_run = 0
         self._last_voiced_end = 0  # the hybrid can open a segment with no voiced frame yet (webrtcvad heard noise)
@@ -419,9 +410,6 @@ class VadSegmenter:
             # webrtcvad still hears sound that Silero does not call voice: a noisy pause, not speech
             self.noisy_pause_ends += 1
             events.extend(self._close("silence"))
-            return events
-        events.extend(self._quiet_split())
-        if self._segment is None:  # split with no buffer for the continuation: closed whole, speech goes on in the pre-roll
             return events
         events.extend(self._maybe_update())
         return events
@@ -491,27 +479,6 @@ class VadSegmenter:
         is_speech = seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms
         return [SegmentClosed(seg, is_speech, reason)]
 
-    def _quiet_split(self) -> list[SegmentEvent]:
-        """Within ``split_search_s`` of the limit, split at the first pause as it arrives.
-
-        Why not wait for the limit and look back for the quietest frame (``_split``, still the fallback when the
-        window holds no pause): the audio before that frame had already waited up to ``split_search_s`` (2.5 s)
-        when the segment closed, so raw audio outlived the ~1 s residency bound on every long turn. Taken as it
-        arrives, the split's audio waits one frame. The text holds: docs/realvoice.md section 11.
-        """
-        seg = self._segment
-        assert seg is not None
-        n = len(seg.frame_energy)
-        window_start = self.pool.slot_len // self.cfg.frame_samples - int(self.cfg.split_search_s * 1000 / self.cfg.frame_ms)
-        if n < max(window_start + QUIET_SPLIT_FRAMES, 3):
-            return []
-        if self._split_floor is None:  # the quiet level of the speech before the window, fixed once per segment
-            self._split_floor = float(np.percentile(seg.frame_energy[: n - QUIET_SPLIT_FRAMES], QUIET_FLOOR_PERCENTILE))
-        if any(e > QUIET_SPLIT_RATIO * self._split_floor for e in seg.frame_energy[-QUIET_SPLIT_FRAMES:]):
-            return []
-        # the newest pause frame starts the continuation (a split keeps at least one frame on each side)
-        return self._split_at(seg.length, "max_length")
-
     def _split(self) -> list[SegmentEvent]:
         """Close the full segment at its quietest recent frame; carry the rest on."""
         seg = self._segment
@@ -556,7 +523,6 @@ class VadSegmenter:
         self._segment = None
         closed = SegmentClosed(seg, seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms, reason)
         self._segment = new_seg
-        self._split_floor = None
         self._last_voiced_end = max(0, self._last_voiced_end - split)
         self._last_update_len = 0
         self._candidate_sent = False
