@@ -221,14 +221,20 @@ class Browser:
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what}; status line: {self.status()!r}; last: {last!r}")
 
-    def status(self) -> str:
+    def lines(self) -> list[str]:
+        """The status lines shown: the top one (highest rank), then the one beneath it, if any."""
         try:
-            return self.driver.execute_script("return document.getElementById('status')?.textContent || ''")
+            return [t for t in self.driver.execute_script(
+                "return ['status', 'notice'].map((id) => document.getElementById(id)?.textContent || '')") if t]
         except Exception:  # noqa: BLE001
-            return ""
+            return []
+
+    def status(self) -> str:
+        return " | ".join(self.lines())
 
     def wait_status(self, text: str, timeout: float = 20) -> str:
-        return self.wait(lambda: text in self.status() and self.status(), timeout, f"status containing {text!r}")
+        """The status line that contains ``text``, once one does."""
+        return self.wait(lambda: next((ln for ln in self.lines() if text in ln), None), timeout, f"status containing {text!r}")
 
     def click(self, css: str) -> None:
         from selenium.webdriver.common.by import By

@@ -152,7 +152,7 @@ class VisitError(EdgeAgentError):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "outbox" | "shutdown"
+        self.kind = kind  # "busy" | "not_found" | "not_owner" | "runner" | "failed" | "outbox" | "shutdown"
 
 
 # Called at stop with the outbox, the clinician's pseudonymous id and the report;
@@ -361,7 +361,8 @@ class VisitManager:
             except Exception as exc:  # noqa: BLE001 - a pipeline fault must not keep the room busy or crash the server
                 log.error("runner failed at stop (%s); visit state wiped, no report", type(exc))
                 await asyncio.to_thread(self._runner.abort)
-                raise VisitError("runner", "the report could not be built; the visit was ended and wiped") from None
+                # "failed", not "runner": the device broke, nothing the phone asked was refused (INTERNAL on the wire)
+                raise VisitError("failed", "the report could not be built; the visit was ended and wiped") from None
             fb = feedback_pb2.Feedback.FromString(result) if isinstance(result, bytes | bytearray) else result
             fb.visit_id = ctx.visit_id
             # the lifecycle owns the visit's clock; the report may only extend it (speech timed past it)

@@ -83,6 +83,13 @@ def test_a_full_phone_says_so_and_the_report_comes_once_there_is_room(env, small
         # capture never stays on behind a phone that shows no Stop: the visit whose record could not be written is
         # stopped at once (its report then waits on the device like any other)
         browser.wait(lambda: visits.last_stop is not None and not visits.active, 10, "the visit stopped at once")
+        # the report follower then meets the full phone too (that visit's report cannot be stored) and says so: its
+        # line goes beneath the one saying capture is off, never over it
+        follower = browser.wait(lambda: [ln for ln in browser.lines() if "reports wait" in ln and "capture" not in ln], 30,
+                                "the report follower's line")
+        assert follower[0].startswith("This phone's storage is full"), follower
+        top = browser.lines()[0]
+        assert "free some space" in top and top.endswith("The visit was stopped at once: capture is off."), browser.lines()
         assert not browser.driver.execute_script("return !!document.getElementById('stop')")
         assert outbox.stats()[0] == 1
         assert browser.driver.execute_async_script(FREE) == "freed"

@@ -51,13 +51,14 @@ def test_a_device_restart_during_a_visit_does_not_leave_the_phone_stuck_on_stop(
         port = device.both.web.port
         device.stop()  # shutdown: the running visit is stopped and its report sealed into the outbox on disk
         seen: set[str] = set()
-        browser.wait(lambda: seen.add(browser.status()) or "Device unreachable" in browser.status(), 20, "the phone notices")
+        browser.wait(lambda: seen.update(browser.lines()) or "Device unreachable" in browser.status(), 20, "the phone notices")
         device = Device.start(pki, tmp_path / "data", site.origin, web_port=port)  # back, same address
-        browser.wait(lambda: seen.add(browser.status()) or "New report" in browser.status() or "report is ready" in browser.status(),
+        browser.wait(lambda: seen.update(browser.lines()) or "New report" in browser.status() or "report is ready" in browser.status(),
                      40, "the report sealed at the restart")
         # every line said while the device was away is one a clinician can act on (no bare "network error")
-        for line in seen - {""}:
-            assert line.startswith(("Visit started", "Device unreachable", "New report", "Checking the device", "Your report")), seen
+        for line in seen:
+            assert line.startswith(("Visit started", "Device unreachable", "New report", "Checking the device", "Your report",
+                                    "Your visit in Room 4 has ended: capture is off")), seen
         browser.go(browser.driver.current_url.split("#")[0] + "#/visits")
         assert browser.wait(lambda: _reports(browser) == 1, 10, "the report in the list")
 
@@ -102,6 +103,8 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         browser.wait(lambda: "No reports yet" in browser.text(), 10, "the empty list")
         device.call(visits.stop(None, None, "max duration"))  # the report is sealed and streamed to the phone
         browser.wait(lambda: "New report" in browser.status(), 30, "the report of the visit the device stopped")
+        # the line that said capture is on is replaced by one saying it is off; the notice goes beneath it
+        assert browser.lines() == ["Your visit in Room 4 has ended: capture is off.", "New report from Room 4."], browser.lines()
         assert browser.wait(lambda: _reports(browser) == 1, 10, "the list on screen shows it"), browser.text()
         assert _room_screen(browser) == "start"
 
@@ -120,7 +123,8 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         runner.faults = 1
         browser.click("#stop")  # the pipeline fails at this stop: the device ends and wipes the visit
         line = browser.wait(lambda: "could not be built" in browser.status() and browser.status(), 30, "the device's line")
-        assert "\n" not in line, line
+        # the device failed, it did not say no: not led in as a refusal
+        assert line.startswith("Fault on the room device: the report could not be built") and "\n" not in line, line
         assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
         _press_start(browser, pki.room_code())
         browser.wait_status("Visit started")

@@ -57,6 +57,7 @@ _VISIT_CODES = {
     "not_found": grpc.StatusCode.NOT_FOUND,
     "not_owner": grpc.StatusCode.PERMISSION_DENIED,
     "runner": grpc.StatusCode.FAILED_PRECONDITION,
+    "failed": grpc.StatusCode.INTERNAL,
     "outbox": grpc.StatusCode.RESOURCE_EXHAUSTED,
     "shutdown": grpc.StatusCode.UNAVAILABLE,
 }

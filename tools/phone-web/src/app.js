@@ -15,11 +15,21 @@ import { sendVoice } from "./voice.js";
 
 const main = document.getElementById("main");
 const status = document.getElementById("status");
+const notice = document.getElementById("notice");
 const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null };
 
-function say(text, kind = "info") {
-  status.textContent = text;
-  status.className = `status ${kind}`;
+// What a line is about, by rank: whether capture is on or off and what went wrong with the visit (VISIT) outrank
+// replies to the clinician's other actions (ACT), which outrank background notices (NOTE). The top line is replaced
+// only by a line of equal or higher rank; a lower one goes on the line beneath it (until the top line is replaced),
+// so "The visit was stopped at once: capture is off" is not lost to the report follower's next notice.
+const NOTE = 0, ACT = 1, VISIT = 2;
+let topRank = NOTE;
+function say(text, kind = "info", rank = ACT) {
+  const top = rank >= topRank;
+  if (top) { topRank = rank; notice.textContent = ""; }
+  const el = top ? status : notice;
+  el.textContent = text;
+  el.className = `status ${kind}`;
 }
 
 function screen(title, ...kids) {
@@ -134,7 +144,7 @@ async function afterLostStart(s, room, e) {
   }
   const rec = await adoptOwnVisit(room, info);
   if (rec) {
-    say(lost ? `The room device's answer to the start was lost, but ${RUNNING}` : `Room not free: ${RUNNING}`, "warn");
+    say(lost ? `The room device's answer to the start was lost, but ${RUNNING}` : `Room not free: ${RUNNING}`, "warn", VISIT);
     await roomScreen();
     return;
   }
@@ -168,11 +178,12 @@ async function joinRoom(room) {
   return room;
 }
 
-async function ensureSession() {
+// `rank`: of the "Checking the device" line (NOTE when the report follower signs in again in the background)
+async function ensureSession(rank = ACT) {
   if (!app.room) throw new UserError("Join a room first: scan the QR code the room device shows.");
   if (!app.session) app.session = new DeviceSession(app.room, app.profile, new Revocations(app.vault, app.profile.ca));
   if (!app.session.token) {
-    say(`Checking the device of ${app.room.room}…`);
+    say(`Checking the device of ${app.room.room}…`, "info", rank);
     await app.session.signIn();
     // a visit of this phone's already running there (its start answer lost, or started by the button) gets its Stop
     if ((await adoptOwnVisit(app.room, app.session.deviceInfo)) && location.hash === "#/room") roomScreen().catch(() => {});
@@ -220,7 +231,7 @@ async function roomScreen() {
     const before = preStartNotice(entries, m);
     if (before && (otherModel.hidden || otherModel.dataset.model !== m)) {
       showOtherModel(before, m);
-      say(`${before} Press Start visit again to start without it.`, "warn");
+      say(`${before} Press Start visit again to start without it.`, "warn", VISIT);
       return;
     }
     const vp = chooseVoiceprint(entries, m);
@@ -249,14 +260,14 @@ async function roomScreen() {
     app.staleIn = notice ? app.room.fp : app.staleIn === app.room.fp ? null : app.staleIn;
     const without = !notice && before ? " Your voice profile is not used in this room until you enrol here." : "";
     say(`Visit started at ${new Date(r.started_unix_s * 1000).toLocaleTimeString()}; capture is on.${notice ? " " + notice : without}`,
-      notice || without ? "warn" : "ok");
+      notice || without ? "warn" : "ok", VISIT);
     roomScreen();
-  }) }, "Start visit");
+  }, null, VISIT) }, "Start visit");
   const room = app.room;
   const stop = h("button", { type: "button", id: "stop", onclick: () => act(async () => {
     const s = await ensureSession();
     progress.hidden = false;
-    say("Stopping the visit…");
+    say("Stopping the visit…", "info", VISIT);
     let r;
     try {
       r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
@@ -266,7 +277,7 @@ async function roomScreen() {
         // the device ended it already (its time limit, long silence, the room button, a restart): a report made
         // then comes by the feedback stream; the Stop button must not stay on screen for ever
         await visitEnded(room, visit.visit_id);
-        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok");
+        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok", VISIT);
         return;
       }
       // the device answered but did not stop it (e.g. the report could not be built): if no visit runs there any
@@ -280,16 +291,16 @@ async function roomScreen() {
     app.stoppedAt = performance.now();
     app.awaitingVisit = r.visit_id;
     await app.vault.delete(`visit:${app.room.fp}`);
-    say(`Visit stopped after ${clock(r.duration_s)}. Preparing your report…`);
+    say(`Visit stopped after ${clock(r.duration_s)}; capture is off. Preparing your report…`, "info", VISIT);
     if (await app.vault.get(`report:${r.visit_id}`)) showArrived(r.visit_id);
-  }, () => { progress.hidden = true; }) }, "Stop visit");
+  }, () => { progress.hidden = true; }, VISIT) }, "Stop visit");
   const claim = h("button", { type: "button", id: "claim", class: "secondary", onclick: () => act(async () => {
     const s = await ensureSession();
     const r = await s.call("ClaimRoom", { sealing_public_key: await sealingPublic() });
     if (r.contested) throw new UserError("Another clinician claimed this room too: the button will refuse. Start with the room code instead.");
-    say(`Room claimed: press the room button within ${r.valid_for_s} s to start.`, "ok");
+    say(`Room claimed: press the room button within ${r.valid_for_s} s to start.`, "ok", VISIT);
     if (r.claim_id) watchClaim(r.claim_id, r.valid_for_s);
-  }) }, "Claim room (button start)");
+  }, null, VISIT) }, "Claim room (button start)");
   screen(`Room: ${app.room.room}`,
     h("p", { class: "muted", id: "device-line" }, app.session?.token ? `Verified device ${app.room.fp.slice(0, 12)}…` : "Not signed in yet"),
     visit
@@ -309,21 +320,21 @@ async function watchClaim(claimId, seconds) {
   while (Date.now() < until && app.room === room) {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     let st;
-    try { st = await (await ensureSession()).call("GetClaim", { claim_id: claimId }); } catch (e) { say(friendly(e, room), "error"); return; }
+    try { st = await (await ensureSession()).call("GetClaim", { claim_id: claimId }); } catch (e) { say(friendly(e, room), "error", VISIT); return; }
     if (st.state === CLAIM_STARTED) {
       await app.vault.put(`visit:${room.fp}`, { visit_id: st.visit_id, started: Math.floor(Date.now() / 1000) });
       await awaitReport(room, st.visit_id);
-      say("The room button started your visit; capture is on.", "ok");
+      say("The room button started your visit; capture is on.", "ok", VISIT);
       roomScreen();
       return;
     }
-    if (st.state === CLAIM_CONTESTED) { say("Another clinician claimed this room too: the button refused. Start with the room code instead.", "error"); return; }
-    if (st.state === CLAIM_EXPIRED) { say("The claim expired before the button was pressed.", "error"); return; }
+    if (st.state === CLAIM_CONTESTED) { say("Another clinician claimed this room too: the button refused. Start with the room code instead.", "error", VISIT); return; }
+    if (st.state === CLAIM_EXPIRED) { say("The claim expired before the button was pressed.", "error", VISIT); return; }
   }
 }
 
-async function act(fn, onError) {
-  try { await fn(); } catch (e) { if (onError) onError(); say(friendly(e, app.room), "error"); }
+async function act(fn, onError, rank = ACT) {
+  try { await fn(); } catch (e) { if (onError) onError(); say(friendly(e, app.room), "error", rank); }
 }
 
 function enrolCard(stale, onEnrolled) {
@@ -414,14 +425,14 @@ function startFollowing() {
   (async () => {
     while (!ctl.signal.aborted) {
       try {
-        await fetchReports(await ensureSession(), app.room, true, ctl.signal);
+        await fetchReports(await ensureSession(NOTE), app.room, true, ctl.signal);
       } catch (e) {
         if (ctl.signal.aborted) return;
         if (e instanceof RpcError && e.code === Status.UNAUTHENTICATED && /session|signed in/.test(e.message)) {
           app.session.token = null;
           continue;
         }
-        say(friendly(e, app.room), "error");
+        say(friendly(e, app.room), "error", NOTE);
         if (e instanceof UserError || e instanceof KeysGone || (e instanceof RpcError && e.code !== Status.UNAVAILABLE)) { app.follow = null; return; }
       }
       await new Promise((r) => setTimeout(r, 3000));
@@ -494,15 +505,16 @@ async function receive(session, room, item) {
     fb = await openReport(item.envelope, keys, await sealingPublic());
   } catch (e) {
     // not ours or tampered: shown, never stored, not acknowledged (the device keeps its copy until it expires)
-    say(`A report from ${room.room} could not be opened: ${e.message}.`, "error");
+    say(`A report from ${room.room} could not be opened: ${e.message}.`, "error", NOTE);
     return;
   }
   await app.vault.put(`report:${fb.visit_id}`, { visit_id: fb.visit_id, room: room.room, received: Date.now(), feedback: fb });
   await reportHere(fb.visit_id);
-  await visitEnded(room, fb.visit_id); // its report is here: however it was stopped, that visit is over
+  // its report is here: however it was stopped, that visit is over (a line that said capture is on is replaced)
+  if (await visitEnded(room, fb.visit_id)) say(`Your visit in ${room.room} has ended: capture is off.`, "ok", VISIT);
   if (app.awaitingVisit === fb.visit_id) showArrived(fb.visit_id);
   else if (!location.hash.endsWith(fb.visit_id)) {
-    say(`New report from ${room.room}.`, "ok");
+    say(`New report from ${room.room}.`, "ok", NOTE);
     // the list or the trends on screen gain it at once (they said "No reports yet" beside "New report")
     if (["", "#/visits"].includes(location.hash)) await visitsScreen();
     else if (location.hash === "#/trends") await trendsScreen();
@@ -515,16 +527,17 @@ async function receive(session, room, item) {
 async function visitEnded(room, visitId) {
   const key = `visit:${room.fp}`;
   const running = await app.vault.get(key);
-  if (!running || running.visit_id !== visitId) return;
+  if (!running || running.visit_id !== visitId) return false;
   await app.vault.delete(key);
   if (location.hash === "#/room" && app.room?.fp === room.fp) await roomScreen();
+  return true;
 }
 
 function showArrived(visitId) {
   app.awaitingVisit = null;
   const ms = Math.round(performance.now() - app.stoppedAt);
   document.body.dataset.reportLatencyMs = String(ms);
-  say("Your report is ready.", "ok");
+  say("Your report is ready.", "ok", VISIT);
   location.hash = `#/report/${visitId}`;
 }
 
@@ -657,7 +670,7 @@ async function boot() {
   if (pending && app.profile) { sessionStorage.removeItem("pending-join"); location.hash = pending; }
   window.addEventListener("hashchange", route);
   await route();
-  if (app.profile && app.room) ensureSession().catch((e) => say(friendly(e, app.room), "error"));
+  if (app.profile && app.room) ensureSession(NOTE).catch((e) => say(friendly(e, app.room), "error", NOTE));
   collectElsewhere().catch(() => {});
   if ("serviceWorker" in navigator) navigator.serviceWorker.register(scriptUrl("./sw.js")).catch(() => {});
   document.body.dataset.ready = "1";

@@ -26,6 +26,10 @@ export function parseJoin(text) {
 
 export class UserError extends Error {}
 
+// The statuses by which the device says no to what was asked (a rule, a check, a state): only these read "refused".
+const REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.PERMISSION_DENIED,
+  Status.FAILED_PRECONDITION, Status.OUT_OF_RANGE, Status.UNIMPLEMENTED, Status.UNAUTHENTICATED]);
+
 // One line a clinician can act on.
 export function friendly(e, room) {
   if (e instanceof UserError || e instanceof TrustError) return e.message;
@@ -49,7 +53,9 @@ export function friendly(e, room) {
     }
     if (e.code === Status.UNAUTHENTICATED && /revoked/.test(m)) return "Certificate revoked: ask IT to enrol this phone again.";
     if (e.code === Status.DEADLINE_EXCEEDED) return "The room device took too long to answer; try again.";
-    return `The room device refused: ${m}`;
+    if (REFUSALS.has(e.code)) return `The room device refused: ${m}`;
+    if (e.code === Status.RESOURCE_EXHAUSTED) return `The room device is at a limit: ${m}`;
+    return `Fault on the room device: ${m}`; // INTERNAL and the like: it broke, it did not say no
   }
   return e && e.message ? e.message : String(e);
 }
