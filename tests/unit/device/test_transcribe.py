@@ -159,7 +159,7 @@ def test_cli_vad_option(jfk_path: Path) -> None:
         assert records[-1]["type"] == "summary" and records[-1]["pool_zeroed"] is True
         assert jfk_ok(engine, " ".join(r["text"] for r in records if r["type"] == "final")), engine
     bad = run_cli("transcribe", str(jfk_path), "--jsonl", "--vad", "rnnoise")
-    assert bad.returncode == 2 and bad.stderr.strip() == "edge-agent: vad.engine is 'rnnoise'; allowed values: webrtc, silero, hybrid"
+    assert bad.returncode == 2 and bad.stderr.strip() == "edge-agent: --vad is 'rnnoise'; allowed values: webrtc, silero, hybrid"
 
 
 def test_two_channel_44k_input_is_downmixed_and_resampled(session, jfk_16k: np.ndarray, write_wav) -> None:  # type: ignore[no-untyped-def]
