@@ -347,9 +347,7 @@ def start_visit(key_file: str | Path, target: Target, max_duration_s: int = 0, c
                 raise failure from None
     if failure is not None:  # asked on a new connection: the old one may be the one that failed
         return _after_lost_start(key_file, target, failure, lost)
-    with update_key_file(key_file) as fresh:
-        fresh.current_visit[fp] = reply.visit_id
-        remember(fresh.visits, reply.visit_id)
+    _adopt_visit(key_file, fp, reply.visit_id)
     # Every voiceprint is kept, even one this device calls stale: another room's device may still run the model that
     # made it (a fleet is updated room by room); enrolling here adds this device's model beside it.
     return StartedVisit(str(reply.visit_id), VOICEPRINT_USE_NAMES.get(reply.voiceprint_use, "unknown"),
@@ -362,12 +360,22 @@ def own_visit(key_file: str | Path, target: Target) -> tuple[str, agent_pb2.Devi
     keys = load_key_file(key_file)
     with connect_info(keys, target) as (_channel, fp, info):
         pass
-    vid = info.own_visit_id if OWN_VISIT_CAPABILITY in info.capabilities else ""
+    vid = _own_visit_id(info)
     if vid:
-        with update_key_file(key_file) as fresh:
-            remember(fresh.visits, vid)
-            fresh.current_visit[fp] = vid
+        _adopt_visit(key_file, fp, vid)
     return vid, info
+
+
+def _own_visit_id(info: agent_pb2.DeviceInfo) -> str:
+    """The caller's own running visit as the device names it; "" if none or the device cannot say."""
+    return info.own_visit_id if OWN_VISIT_CAPABILITY in info.capabilities else ""
+
+
+def _adopt_visit(key_file: str | Path, fp: str, visit_id: str) -> None:
+    """Remember a visit as this phone's (its report opens) and as its current one on that device ('phone stop')."""
+    with update_key_file(key_file) as fresh:
+        remember(fresh.visits, visit_id)
+        fresh.current_visit[fp] = visit_id
 
 
 def _after_lost_start(key_file: str | Path, target: Target, failure: ClientError, lost: bool) -> StartedVisit:
@@ -477,9 +485,7 @@ def claim_status(key_file: str | Path, target: Target, claim_id: str) -> agent_p
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
     if reply.state == agent_pb2.CLAIM_STARTED and reply.visit_id:
-        with update_key_file(key_file) as fresh:
-            remember(fresh.visits, reply.visit_id)
-            fresh.current_visit[fp] = reply.visit_id
+        _adopt_visit(key_file, fp, reply.visit_id)
     return reply
 
 
@@ -488,7 +494,7 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
     with connect_info(keys, target) as (channel, fp, info):
         # the device names the visit of this certificate's that runs there (also one whose start answer was lost,
         # or one the room button started for a claim): ahead of what this phone noted, which may have ended since
-        own = info.own_visit_id if OWN_VISIT_CAPABILITY in info.capabilities else ""
+        own = _own_visit_id(info)
         if own and not visit_id:
             with update_key_file(key_file) as fresh:
                 remember(fresh.visits, own)  # its report opens on this phone
