@@ -413,12 +413,21 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             95.0, end=stmt.end, turn=stmt.redirect_turn)
     elif oq is not None and oq.notes_led and stmt is not None:
         t = turns[oq.turn]
-        s = next((x for x in t.sentences if x.text == oq.text), None) or _best_sentence(t)
+        notes_s = oq.notes_text or oq.text
+        s = next((x for x in t.sentences if x.text == notes_s), None) or _best_sentence(t)
         short = stmt.duration < 20
+        # an open invitation said first and then narrowed to the note before the patient could answer ("Tell me what's
+        # been going on. You've been saying there's a problem with your hearing. Is that right?"): the invitation was
+        # there, the lesson is to let it stand (Marvel et al. 1999: the agenda is solicited before any one concern)
+        narrowed = bool(oq.notes_text) and oq.notes_text != oq.text
         add("notes_led_opening", oq.start, s,
-            "you opened with the problem from the booking notes" + (f"; the patient confirmed it and spoke for {stmt.duration:.0f} s" if short else ""),
-            "Start with an open invitation before the notes: \"Before I look at what you wrote, what would you like to talk about "
-            "today?\"; then check the note against what they say.",
+            ("you asked an open question and then named the problem from the booking notes before the patient could answer"
+             if narrowed else "you opened with the problem from the booking notes")
+            + (f"; the patient confirmed it and spoke for {stmt.duration:.0f} s" if short else ""),
+            ("Let the open question stand and wait for the answer; bring in the note afterwards (\"I also see you mentioned … "
+             "on the form\") to check it against what they said." if narrowed else
+             "Start with an open invitation before the notes: \"Before I look at what you wrote, what would you like to talk about "
+             "today?\"; then check the note against what they say."),
             "An opening built on the booking note narrows the agenda to one problem before the patient has spoken; an open "
             "opening question brings out the concerns that otherwise surface at the door (Silverman, Kurtz & Draper 2013; "
             "Marvel et al. 1999).",
