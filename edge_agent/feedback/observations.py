@@ -128,21 +128,38 @@ _NOT_NAMES = frozenset(
     interestingly overall equally similarly likewise instead besides plus next luckily sadly frankly
     presumably possibly probably maybe perhaps initially originally previously currently recently""".split()
 )
-_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Doctor|Mister)\.? ([A-Z][a-z'-]+)")
+# "Dr. Mesa" but not "…Doctor. How can I help?": a full stop after a title spelt out ends the sentence
+_TITLE = re.compile(r"\b(?:(?:Mr|Mrs|Ms|Dr)\.?|Miss|Doctor|Mister) ([A-Z][a-z'-]+)")
 _VOCATIVE = re.compile(r"(?:(?<=, )|(?<=^))([A-Z][a-z'-]+)(?=\s*[,.?!]|$)")
 
 
-def redact_names(text: str) -> str:
+def redact_names(text: str, not_names: frozenset[str] = frozenset()) -> str:
     """Names said to or about someone ("…, Lou.", "April, how…", "Doctor Jacob") become "…": a quote carries
-    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto)."""
+    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto).
+    ``not_names``: words known not to be names here (a word just before a transcript gap)."""
     out = _TITLE.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "…", text)
-    return _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or _DRUG.fullmatch(m.group(1)) else "…", out)
+    out = _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or m.group(1) in not_names
+                        or _DRUG.fullmatch(m.group(1)) else "…", out)
+    # a name left out just before a full stop: one mark, not "…." (stray punctuation)
+    return re.sub(r"…\.+", "…", out)
+
+
+# A transcript gap: PriMock57 (and the quote gate's own redaction) leave " ," or " ." where words were not
+# transcribed or were removed. The word before the gap is the clinician's own (a verb cut off: "Examine , and we're
+# gonna need…"), not a name said to someone: the vocative rule must not take it for one. A sentence that starts with
+# one or two words cut off by a gap is quoted from after the gap, so the quote is words the clinician said in a row.
+_GAP_BEFORE = re.compile(r"([A-Za-z][a-z'-]*)\s+[,.](?=\s|$)")
+_LEADING_FRAGMENT = re.compile(r"^\s*(?:\S+\s+){0,1}\S+\s+,\s*(?:(?:and|but|so|then)\s+)?", re.IGNORECASE)
 
 
 def short_quote(text: str, max_words: int = MAX_QUOTE_WORDS) -> str:
     """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut); names left out."""
     # a sentence split after a comma leaves it leading ("…, sore throat?"): not part of the quote
-    words = redact_names(clean_quote(text)).lstrip(",;: ").split()
+    rest = _LEADING_FRAGMENT.sub("", text, count=1)
+    if rest != text and len(rest.split()) >= 3:
+        text = rest
+    gap_words = frozenset(m.group(1) for m in _GAP_BEFORE.finditer(text))
+    words = redact_names(clean_quote(text), gap_words).lstrip(",;: ").split()
     if len(words) <= max_words:
         return " ".join(words)
     return " ".join(words[:max_words]).rstrip(",;:") + " …"
