@@ -759,7 +759,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
 
 _STRICT_REASSURE = re.compile(r"\b(?:nothing (?:too |really |much )?(?:to worry|serious|sinister|dangerous)|(?:don'?t|no need to) worry|"
                               r"(?:not|isn'?t|nothing) (?:anything )?(?:serious|sinister|dangerous|worrying)|very common|nothing to be "
-                              r"(?:worried|concerned))\b")
+                              r"(?:worried|concerned)|(?:not|(?:don'?t|do not) think there'?s) (?:a lot|much|too much|anything much) to worry)\b")
 
 
 def select(cands: list[Observation], events: VisitEvents | None = None, limit: int = MAX_OBSERVATIONS) -> list[Observation]:
