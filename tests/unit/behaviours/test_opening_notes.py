@@ -11,20 +11,11 @@ from __future__ import annotations
 from edge_agent.behaviours.events import detect_events
 from edge_agent.feedback.observations import candidates
 from edge_agent.transcript import Utterance
-
-C, P = "clinician", "patient"
-
-
-def _dialogue(lines: list[tuple[str, str, float]]) -> list[Utterance]:
-    out, t = [], 0.0
-    for who, text, dur in lines:
-        out.append(Utterance(t, t + dur, text, speaker=who))
-        t += dur + 0.5
-    return out
+from tests.dialogue import C, P, dialogue
 
 
 def _visit(opening: str, id_answer: str = "Peter Jones, twelfth of March nineteen eighty.") -> list[Utterance]:
-    return _dialogue([
+    return dialogue([
         (C, "Hello there, good morning. Can you hear me OK?", 3),
         (P, "Yes.", 1),
         (C, "Before we start, could I confirm your full name and date of birth please?", 4),
@@ -62,7 +53,7 @@ def test_an_id_answer_is_not_what_the_patient_said_about_their_problem():
 def test_a_recap_of_the_id_answer_is_not_the_opening_question():
     # Before: "you're forty years old, you said, yeah?" (a "you said" with no patient content before) was taken as a
     # notes-led opening question; the opening question is the later "how can I help?".
-    utts = _dialogue([
+    utts = dialogue([
         (C, "Hi, good morning. Could I confirm your full name and how old you are?", 4),
         (P, "Mary Richards, and I'm forty years old.", 3),
         (C, "OK, fine. So you're forty years old, you said, yeah?", 3),
@@ -80,7 +71,7 @@ def test_a_recap_of_the_id_answer_is_not_the_opening_question():
 def test_a_recap_of_what_the_patient_said_is_not_the_opening_question_nor_the_notes():
     # Before: "you mentioned that you are wheezy", repeating the patient's answer to "how are you?", was taken as the
     # opening question; the gold's opening question is the invitation that follows it, and it is not notes-led.
-    utts = _dialogue([
+    utts = dialogue([
         (C, "Hi. How are you?", 2),
         (P, "I'm all right, thanks. Though I'm actually feeling a bit wheezy.", 5),
         (C, "OK. Can I confirm your name and date of birth, please?", 3),

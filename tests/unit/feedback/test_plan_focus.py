@@ -12,16 +12,7 @@ from __future__ import annotations
 from edge_agent.behaviours.events import detect_events
 from edge_agent.feedback.observations import candidates
 from edge_agent.transcript import Utterance
-
-C, P = "clinician", "patient"
-
-
-def _dialogue(lines: list[tuple[str, str, float]]) -> list[Utterance]:
-    out, t = [], 0.0
-    for who, text, dur in lines:
-        out.append(Utterance(t, t + dur, text, speaker=who))
-        t += dur + 0.5
-    return out
+from tests.dialogue import C, P, dialogue
 
 
 def _skin_visit(plan: list[str]) -> list[Utterance]:
@@ -39,7 +30,7 @@ def _skin_visit(plan: list[str]) -> list[Utterance]:
         lines.append((C, sentence, 6))
         lines.append((P, "OK.", 0.6))
     lines += [(C, "If it isn't better in two weeks or it gets infected, call us.", 4), (P, "OK, thank you.", 1)]
-    return _dialogue(lines)
+    return dialogue(lines)
 
 
 def _teach_back(utts: list[Utterance]) -> str:

@@ -7,17 +7,7 @@ from __future__ import annotations
 from edge_agent.behaviours.events import detect_events
 from edge_agent.behaviours.functions import is_reassurance
 from edge_agent.feedback.observations import candidates
-from edge_agent.transcript import Utterance
-
-C, P = "clinician", "patient"
-
-
-def _dialogue(lines: list[tuple[str, str, float]]) -> list[Utterance]:
-    out, t = [], 0.0
-    for who, text, dur in lines:
-        out.append(Utterance(t, t + dur, text, speaker=who))
-        t += dur + 0.5
-    return out
+from tests.dialogue import C, P, dialogue
 
 
 def test_hedged_reassurance_is_reassurance_and_a_question_about_worry_is_not():
@@ -27,7 +17,7 @@ def test_hedged_reassurance_is_reassurance_and_a_question_about_worry_is_not():
 
 
 def test_hedged_reassurance_before_any_concern_was_asked_is_coached():
-    utts = _dialogue([
+    utts = dialogue([
         (C, "Hello, how can I help you today?", 2),
         (P, "I've had a sore throat and a cough for five days, and I've been feeling hot and achy.", 10),
         (C, "Have you had a temperature?", 2),
