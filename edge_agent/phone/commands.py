@@ -101,12 +101,19 @@ def phone_enroll(key_file: str | Path, wav: str | Path, device: str | None = Non
 
 def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
                    follow: bool = False, emit: Callable[[str], None] = print) -> int:
-    """Print each decrypted report readably as it arrives; returns how many were shown."""
+    """Print each decrypted report readably as it arrives, and each visit of this phone's that ended with no report
+    (one line: why); returns how many reports were shown."""
     target = resolve(device, fingerprint, room)
-    reports = phone.feedback(key_file, target, follow=follow, on_report=lambda r: emit(r.render()))
-    while follow:  # the device ends a followed stream after its server-side deadline: open it again
-        reports += phone.feedback(key_file, target, follow=True, on_report=lambda r: emit(r.render()))
-    if not reports:
+    told: list[str] = []
+
+    def no_report(visit_id: str, line: str) -> None:
+        told.append(visit_id)
+        emit(f"{line} (visit {visit_id})")
+
+    reports = phone.feedback(key_file, target, follow=follow, on_report=lambda r: emit(r.render()), on_no_report=no_report)
+    while follow:  # the device ends a followed stream after its server-side deadline, or when a visit has no report
+        reports += phone.feedback(key_file, target, follow=True, on_report=lambda r: emit(r.render()), on_no_report=no_report)
+    if not reports and not told:
         emit("No new feedback.")
     return len(reports)
 
