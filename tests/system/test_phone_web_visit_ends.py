@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from edge_agent.crypto import ca
 from edge_agent.audio.mic_source import MIC_MISSING
+from edge_agent.crypto import ca
 from edge_agent.device.lifecycle import VisitError
 from edge_agent.errors import EdgeAgentError
 from tests.phone_web_fixtures import Browser, Device, TimelineRunner, skip_without_browser
