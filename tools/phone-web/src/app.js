@@ -16,7 +16,8 @@ import { sendVoice } from "./voice.js";
 const main = document.getElementById("main");
 const status = document.getElementById("status");
 const notice = document.getElementById("notice");
-const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null };
+const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null,
+  stopping: null };
 
 // What a line is about, by rank: whether capture is on or off and what went wrong with the visit (VISIT) outrank
 // replies to the clinician's other actions (ACT), which outrank background notices (NOTE). The top line is replaced
@@ -115,15 +116,16 @@ async function noReportFor(room, info, visitId) {
   return noReportLine(ended.reason);
 }
 
-// Every visit of this phone's in `room` that the device says ended with no report (too little of the visit was
-// captured, a fault, nowhere to keep it, a start undone): said once, and no longer awaited.
+// Every visit of this phone's in `room` that the device says ended with no report (a fault, capture failed before
+// any speech, nowhere to keep it, a start undone): said once, and no longer awaited. A visit whose Stop is under way
+// is left to that Stop, which says the device's answer with it (the follower would otherwise say it twice).
 async function noReportsNoticed(room, info) {
   const ended = endedWithoutReport(info);
   if (!room || !ended.length) return;
   const awaiting = (await app.vault.get("awaiting")) || {};
   const running = await app.vault.get(`visit:${room.fp}`);
   for (const e of ended) {
-    if (!(e.visit_id in awaiting) && running?.visit_id !== e.visit_id) continue;
+    if (app.stopping === e.visit_id || (!(e.visit_id in awaiting) && running?.visit_id !== e.visit_id)) continue;
     const line = await noReportFor(room, info, e.visit_id);
     say(room.fp === app.room?.fp ? line : line.replace("this visit", `your visit in ${room.room}`), "warn", VISIT);
   }
@@ -296,6 +298,7 @@ async function roomScreen() {
     progress.hidden = false;
     say("Stopping the visit…", "info", VISIT);
     let r;
+    app.stopping = visit.visit_id;
     try {
       r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
     } catch (e) {
@@ -317,6 +320,8 @@ async function roomScreen() {
       if (info && !info.visit_active) await visitEnded(room, visit.visit_id);
       if (none) throw new UserError(`${friendly(e, room)} ${none}`);
       throw e;
+    } finally {
+      app.stopping = null;
     }
     app.stoppedAt = performance.now();
     app.awaitingVisit = r.visit_id;
