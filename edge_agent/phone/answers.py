@@ -34,19 +34,32 @@ NO_REPORT_REASONS = {
 }
 NO_REPORT_CAPABILITY = "no-report"
 
+# ClaimStatus.failure: a press of the room button for this phone's claim could not start the visit (the claim holds)
+BUTTON = "The room button could not start your visit: "
+
 _SAYS_WHAT_TO_DO = re.compile(r"\bIT\b")
 
 
 def device_answer(code: str, details: str) -> str:
     """The one line for a status the device answered (``code``: the gRPC status name) with its message."""
     if code == "FAILED_PRECONDITION" and details.startswith(CAPTURE_PREFIX):
-        why = details[len(CAPTURE_PREFIX):].rstrip(".")
-        return CAPTURE + why + ("" if _SAYS_WHAT_TO_DO.search(why) else CAPTURE_ADVICE) + "."
+        return capture_line(details)
     if code in REFUSAL_CODES:
         return REFUSED + details
     if code == "RESOURCE_EXHAUSTED":
         return AT_LIMIT + details
     return FAULT + details
+
+
+def capture_line(details: str) -> str:
+    """``details`` is the device's "capture could not start: <why>": what happened, and what to do about it."""
+    why = details[len(CAPTURE_PREFIX):].rstrip(".")
+    return CAPTURE + why + ("" if _SAYS_WHAT_TO_DO.search(why) else CAPTURE_ADVICE) + "."
+
+
+def button_line(failure: str) -> str:
+    """A press for this phone's claim could not start the visit (``ClaimStatus.failure``)."""
+    return capture_line(failure) if failure.startswith(CAPTURE_PREFIX) else BUTTON + failure.rstrip(".") + "."
 
 
 def no_report_line(reason: int) -> str:
@@ -58,5 +71,5 @@ TABLE: dict[str, Any] = {
     "refusalCodes": list(REFUSAL_CODES), "refused": REFUSED, "atLimit": AT_LIMIT, "fault": FAULT,
     "capturePrefix": CAPTURE_PREFIX, "capture": CAPTURE, "captureAdvice": CAPTURE_ADVICE,
     "noReport": NO_REPORT, "noReportReasons": {str(k): v for k, v in NO_REPORT_REASONS.items()},
-    "noReportCapability": NO_REPORT_CAPABILITY,
+    "noReportCapability": NO_REPORT_CAPABILITY, "button": BUTTON,
 }

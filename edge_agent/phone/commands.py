@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.phone import client as phone
+from edge_agent.phone.answers import button_line
 from edge_agent.phone.keys import ClientError, init_key_file, install_certificate, load_key_file, request_key_file, update_key_file
 
 
@@ -132,12 +133,18 @@ def phone_claim(key_file: str | Path, device: str | None = None, fingerprint: st
         return out
     emit(f"Press the button on the device in {room} within {claim.valid_for_s} s.")
     deadline = time.monotonic() + claim.valid_for_s + 2
+    failure = ""
     while time.monotonic() < deadline:
         time.sleep(poll_s)
         status = phone.claim_status(key_file, target, claim.claim_id)
         state = phone.CLAIM_STATE_NAMES.get(status.state, "expired")
+        if state == "pending" and status.failure and status.failure != failure:  # a press could not start it: said now
+            failure = status.failure
+            out["note"] = button_line(failure)
+            emit(out["note"])
         if state != "pending":
             out["state"] = state
+            out.pop("note", None)  # a press that failed before is not this outcome's note
             if status.visit_id:
                 out["visit_id"] = status.visit_id
             if state == "contested":

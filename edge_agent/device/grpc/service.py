@@ -213,7 +213,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         left = 0
         if claim.state == "pending":
             left = max(0, int(self._claims.window_s - (time.monotonic() - claim.at)))
-        return agent_pb2.ClaimStatus(state=_CLAIM_STATES[claim.state], visit_id=claim.visit_id, valid_for_s=left)
+        return agent_pb2.ClaimStatus(state=_CLAIM_STATES[claim.state], visit_id=claim.visit_id, valid_for_s=left,
+                                     failure=claim.failure if claim.state == "pending" else "")
 
     @_guard
     async def StartVisit(self, request: agent_pb2.StartVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StartVisitResponse:

@@ -135,3 +135,32 @@ def test_capture_that_could_not_start_says_what_to_do(pki: Pki, device: ServerTh
     with pytest.raises(ClientError) as told:
         _start(pki, srv, keys)
     assert told.value.message == f"Capture could not start, so nothing is being recorded: {why}{advice}.", told.value.message
+
+
+def test_a_button_press_whose_capture_cannot_start_is_said_to_the_claimer(tmp_path: Path) -> None:
+    """`phone claim` follows its claim: a press whose capture could not start said nothing, then "expired" once the
+    window had passed, as if nobody had pressed. The device now hands the claimer the press's line; the claim holds,
+    so a press once the microphone is back starts the visit."""
+    from edge_agent.audio.mic_source import MIC_MISSING
+    from tests.button_device import button_device
+
+    runner = FaultyRunner()
+    runner.start_fault = EdgeAgentError("no input device matches audio.device", clinician=MIC_MISSING)
+    lines: list[str] = []
+    with button_device(tmp_path, window_s=60, runner=runner) as dev:
+        result: dict[str, object] = {}
+        where = f"{dev.target.host}:{dev.target.port}"
+        waiter = threading.Thread(target=lambda: result.update(cli.phone_claim(
+            dev.pki.keys_a, where, dev.target.fingerprint, room="Room 4", poll_s=0.2, emit=lines.append)), daemon=True)
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while not any(line.startswith("Press the button") for line in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        dev.press()  # capture cannot start: refused
+        deadline = time.monotonic() + 10
+        while len(lines) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lines[1:] == [f"Capture could not start, so nothing is being recorded: {MIC_MISSING}."], lines
+        dev.press()  # the microphone is back: the same claim starts the visit
+        waiter.join(10)
+        assert result.get("state") == "started" and "note" not in result, result

@@ -628,6 +628,38 @@ def _node_test(name: str) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
 
 
+def test_app_words_device_answers_as_the_python_phone_in_node(tmp_path: Path) -> None:
+    """The web app and `edge-agent phone` say the same line for the same answer: one table (answers.py, generated into
+    src/answers.js), and the same rules on it, checked on the Python phone's own lines."""
+    import json
+    import shutil
+
+    from edge_agent.phone import answers
+
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("node missing (apt-get install nodejs)")
+    answered = [("INTERNAL", "the report could not be built; the visit was ended and wiped"), ("UNKNOWN", "boom"),
+                ("NOT_FOUND", "no such visit is running in this room"), ("PERMISSION_DENIED", "wrong room code"),
+                ("RESOURCE_EXHAUSTED", "too many open feedback streams; close one and retry"),
+                ("FAILED_PRECONDITION", "capture could not start: the room microphone cannot record; call IT"),
+                ("FAILED_PRECONDITION", "capture could not start: cannot open the audio input."),
+                ("FAILED_PRECONDITION", "the room code is missing"), ("INVALID_ARGUMENT", "consent must be true")]
+    failures = ["capture could not start: the room microphone is not connected; check its cable is plugged in, or call IT",
+                "capture could not start: no input", "the visit did not respond to the button in time"]
+    cases = {
+        "answers": [{"code": c, "details": d, "line": answers.device_answer(c, d)} for c, d in answered],
+        "buttons": [{"failure": f, "line": answers.button_line(f)} for f in failures],
+        "no_report": [{"reason": r, "line": answers.no_report_line(r)} for r in range(0, 7)],
+    }
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "answers.test.mjs")],
+                         env={**os.environ, "EDGE_AGENT_ANSWER_CASES": str(tmp_path / "cases.json")},
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert "# fail 0" in res.stdout and "# skipped 0" in res.stdout, res.stdout[-1500:]
+
+
 def test_app_report_text_rules_in_node() -> None:
     """The phone web app words a visit whose speech was all lost as the Python client does, not as silence."""
     _node_test("report_text.test.mjs")

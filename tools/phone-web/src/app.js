@@ -1,6 +1,6 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
 import { UPDATE_APP } from "./compat.js";
-import { DeviceSession, endedWithoutReport, friendly, noReportLine, parseJoin, UserError } from "./device.js";
+import { buttonLine, DeviceSession, endedWithoutReport, friendly, noReportLine, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, KeysGone, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
@@ -352,6 +352,7 @@ const CLAIM_STARTED = 2, CLAIM_CONTESTED = 3, CLAIM_EXPIRED = 4;
 async function watchClaim(claimId, seconds) {
   const room = app.room;
   const until = Date.now() + (seconds + 2) * 1000;
+  let failure = "";
   while (Date.now() < until && app.room === room) {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     let st;
@@ -364,7 +365,9 @@ async function watchClaim(claimId, seconds) {
       return;
     }
     if (st.state === CLAIM_CONTESTED) { say("Another clinician claimed this room too: the button refused. Start with the room code instead.", "error", VISIT); return; }
-    if (st.state === CLAIM_EXPIRED) { say("The claim expired before the button was pressed.", "error", VISIT); return; }
+    // a press that could not start the visit (capture, storage): said at once; the claim holds for another press
+    if (st.failure && st.failure !== failure) { failure = st.failure; say(buttonLine(failure), "error", VISIT); }
+    if (st.state === CLAIM_EXPIRED) { if (!failure) say("The claim expired before the button was pressed.", "error", VISIT); return; }
   }
 }
 

@@ -36,6 +36,17 @@ export function noReportLine(reason) {
   return ANSWERS.noReport + (ANSWERS.noReportReasons[String(reason || 0)] || ANSWERS.noReportReasons["0"]) + ".";
 }
 
+// The device's "capture could not start: <why>": what happened, and what to do (the microphone, or IT).
+function captureLine(m) {
+  const why = m.slice(ANSWERS.capturePrefix.length).replace(/\.+$/, "");
+  return `${ANSWERS.capture}${why}${/\bIT\b/.test(why) ? "" : ANSWERS.captureAdvice}.`;
+}
+
+// A press of the room button for this phone's claim could not start the visit (ClaimStatus.failure; the claim holds).
+export function buttonLine(failure) {
+  return failure.startsWith(ANSWERS.capturePrefix) ? captureLine(failure) : `${ANSWERS.button}${failure.replace(/\.+$/, "")}.`;
+}
+
 // The visits the device says ended with no report (only a device with the "no-report" capability says it).
 export function endedWithoutReport(info) {
   return info && (info.capabilities || []).includes(ANSWERS.noReportCapability) ? info.ended_without_report || [] : [];
@@ -64,11 +75,8 @@ export function friendly(e, room) {
     }
     if (e.code === Status.UNAUTHENTICATED && /revoked/.test(m)) return "Certificate revoked: ask IT to enrol this phone again.";
     if (e.code === Status.DEADLINE_EXCEEDED) return "The room device took too long to answer; try again.";
-    if (e.code === Status.FAILED_PRECONDITION && m.startsWith(ANSWERS.capturePrefix)) {
-      // nothing records: what happened and what to do (the microphone, or IT), not "refused"
-      const why = m.slice(ANSWERS.capturePrefix.length).replace(/\.+$/, "");
-      return `${ANSWERS.capture}${why}${/\bIT\b/.test(why) ? "" : ANSWERS.captureAdvice}.`;
-    }
+    // nothing records: what happened and what to do (the microphone, or IT), not "refused"
+    if (e.code === Status.FAILED_PRECONDITION && m.startsWith(ANSWERS.capturePrefix)) return captureLine(m);
     if (REFUSALS.has(e.code)) return ANSWERS.refused + m;
     if (e.code === Status.RESOURCE_EXHAUSTED) return ANSWERS.atLimit + m;
     return ANSWERS.fault + m; // INTERNAL and the like: it broke, it did not say no

@@ -92,6 +92,11 @@ export default {
    "n": 3,
    "name": "valid_for_s",
    "t": 13
+  },
+  {
+   "n": 4,
+   "name": "failure",
+   "t": 9
   }
  ],
  "edge_agent.v1.DeviceInfo": [

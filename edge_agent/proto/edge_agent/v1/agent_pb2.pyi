@@ -219,14 +219,16 @@ class GetClaimRequest(_message.Message):
     def __init__(self, claim_id: _Optional[str] = ...) -> None: ...
 
 class ClaimStatus(_message.Message):
-    __slots__ = ("state", "visit_id", "valid_for_s")
+    __slots__ = ("state", "visit_id", "valid_for_s", "failure")
     STATE_FIELD_NUMBER: _ClassVar[int]
     VISIT_ID_FIELD_NUMBER: _ClassVar[int]
     VALID_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     state: ClaimState
     visit_id: str
     valid_for_s: int
-    def __init__(self, state: _Optional[_Union[ClaimState, str]] = ..., visit_id: _Optional[str] = ..., valid_for_s: _Optional[int] = ...) -> None: ...
+    failure: str
+    def __init__(self, state: _Optional[_Union[ClaimState, str]] = ..., visit_id: _Optional[str] = ..., valid_for_s: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()
