@@ -34,6 +34,9 @@ NO_REPORT_REASONS = {
 }
 NO_REPORT_CAPABILITY = "no-report"
 
+# A Stop of this phone's own visit that the device had already ended (NOT_FOUND), with no word of a missing report
+ALREADY_ENDED = "This visit had already ended on the room device; its report, if one was made, comes to this phone by itself."
+
 # ClaimStatus.failure: a press of the room button for this phone's claim could not start the visit (the claim holds)
 BUTTON = "The room button could not start your visit: "
 
@@ -72,4 +75,5 @@ TABLE: dict[str, Any] = {
     "capturePrefix": CAPTURE_PREFIX, "capture": CAPTURE, "captureAdvice": CAPTURE_ADVICE,
     "noReport": NO_REPORT, "noReportReasons": {str(k): v for k, v in NO_REPORT_REASONS.items()},
     "noReportCapability": NO_REPORT_CAPABILITY, "button": BUTTON,
+    "alreadyEnded": ALREADY_ENDED,
 }

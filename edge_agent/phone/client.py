@@ -40,7 +40,7 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
 from edge_agent.feedback.quality import empty_report_text, quality_notes
 from edge_agent.mtls.memfile import pem_memfile
-from edge_agent.phone.answers import NO_REPORT_CAPABILITY, device_answer, no_report_line
+from edge_agent.phone.answers import ALREADY_ENDED, NO_REPORT_CAPABILITY, device_answer, no_report_line
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
 from edge_agent.protocol import MAX_ENROLL_SECONDS, compatibility
@@ -533,6 +533,13 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
                 why = _no_report(stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10), vid)
             except grpc.RpcError:
                 why = None
+            if why is None and failure.code == grpc.StatusCode.NOT_FOUND.name and not visit_id:
+                # this phone's own visit, which the device ended already (time limit, silence, the button, a
+                # restart): not this phone's current visit any more; a report made then comes with `phone feedback`
+                with update_key_file(key_file) as fresh:
+                    if fresh.current_visit.get(fp) == vid:
+                        fresh.current_visit.pop(fp)
+                raise ClientError(ALREADY_ENDED, code=failure.code) from None
             if why is None:
                 raise failure from None
             _forget_visit(key_file, vid)

@@ -164,3 +164,23 @@ def test_a_button_press_whose_capture_cannot_start_is_said_to_the_claimer(tmp_pa
         dev.press()  # the microphone is back: the same claim starts the visit
         waiter.join(10)
         assert result.get("state") == "started" and "note" not in result, result
+
+
+def test_a_stop_of_a_visit_the_device_already_ended_says_so_as_the_web_app(pki: Pki, device: ServerThread, tmp_path: Path) -> None:
+    """The device ended the visit with a report (its time limit): `phone stop` said "device refused: no such visit is
+    running in this room" and kept it as the current visit, so every later `phone stop` failed the same way."""
+    from edge_agent.phone.answers import ALREADY_ENDED
+
+    srv, keys = device, tmp_path / "a.json"
+    where = f"127.0.0.1:{srv.port}"
+    cli.phone_init(pki.clinician_a, keys)
+    vid = _start(pki, srv, keys)
+    _system_stop(srv)  # the report is sealed and queued
+    with pytest.raises(ClientError) as told:
+        cli.phone_stop(keys, where, srv.target.fingerprint, room="Room 4")
+    assert told.value.message == ALREADY_ENDED, told.value.message
+    assert not load_key_file(keys).current_visit
+    with pytest.raises(ClientError, match="no visit started from this phone"):
+        cli.phone_stop(keys, where, srv.target.fingerprint, room="Room 4")
+    lines: list[str] = []
+    assert cli.phone_feedback(keys, where, srv.target.fingerprint, emit=lines.append) == 1 and vid in load_key_file(keys).visits

@@ -1,6 +1,6 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
 import { UPDATE_APP } from "./compat.js";
-import { buttonLine, DeviceSession, endedWithoutReport, friendly, noReportLine, parseJoin, UserError } from "./device.js";
+import { ALREADY_ENDED, buttonLine, DeviceSession, endedWithoutReport, friendly, noReportLine, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, KeysGone, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
@@ -312,7 +312,7 @@ async function roomScreen() {
         // then comes by the feedback stream; the Stop button must not stay on screen for ever
         await visitEnded(room, visit.visit_id);
         if (none) throw new UserError(none);
-        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok", VISIT);
+        say(ALREADY_ENDED, "ok", VISIT);
         return;
       }
       // the device answered but did not stop it (e.g. the report could not be built): if no visit runs there any

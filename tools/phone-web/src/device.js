@@ -27,6 +27,8 @@ export function parseJoin(text) {
 
 export class UserError extends Error {}
 
+export const ALREADY_ENDED = ANSWERS.alreadyEnded;
+
 // How the device's answers are worded: the Python phone's table (edge_agent/phone/answers.py, via gen_schema.py).
 // Only the statuses by which the device says no (a rule, a check, a state) read "refused".
 const REFUSALS = new Set(ANSWERS.refusalCodes.map((name) => Status[name]));
