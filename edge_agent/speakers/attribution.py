@@ -114,6 +114,13 @@ class AttributionConfig:
     # window at it left out) is a change, the voice with the lower mean the patient (0: off)
     relative_step: float = 0.10
     relative_side_s: float = 3.2  # ... with the windows on each side of the step covering this much audio
+    # a short part of the other voice at a segment's edge (docs/speakers.md "Edges"): word-bounded edges of this
+    # length are scored alone against the two voices; a change when the edge sides with the voice the neighbouring
+    # part does not by more than edge_margin (cosine difference); edge_max_s 0: off
+    edge_min_s: float = 0.3
+    edge_max_s: float = 1.6
+    edge_margin: float = 0.10
+    edge_lean: float = 0.03  # ... and the neighbouring part sides with its voice by more than this
     min_part_s: float = 0.8  # no part shorter than this ...
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates
@@ -136,6 +143,10 @@ class AttributionConfig:
     # 0.2-0.3 lower in cosine for everyone): the voiceprint only names the visit's own two clusters, the one whose
     # segments are nearer to it on average; live names change when the other naming leads by this much (cosine)
     vp_rename_margin: float = 0.02
+    # enrolled, no segment reaches ``threshold``: the voiceprint's voice counts as heard through a room microphone only
+    # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
+    # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
+    room_floor: float = 0.55
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,7 @@ class SpeakerAttributor:
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
+        self._unheard = False  # final_decision: enrolled, but the voiceprint named none of the visit's voices
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -247,6 +259,8 @@ class SpeakerAttributor:
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
             points, tau = self._change_points(feats, wins.embeds, centres, words)
+            head, tail = self._edge_changes(feats, wins.embeds, centres, points, words) if tau is None else (None, None)
+            points = sorted({*points, *(e[0] for e in (head, tail) if e is not None)})
             bounds = [0, *points, n]
             parts = []
             for a, b in zip(bounds, bounds[1:]):
@@ -255,11 +269,15 @@ class SpeakerAttributor:
                 else:
                     part_text = text if len(bounds) == 2 else ""
                 inside = (centres >= a) & (centres < b)
-                if not inside.any():
-                    inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
-                mean = wins.embeds[inside].mean(axis=0)
-                norm = float(np.linalg.norm(mean))
-                embed = l2_normalise(mean)
+                edge = tail[1] if tail is not None and a == tail[0] else head[1] if head is not None and b == head[0] else None
+                if edge is not None:  # a short part at the segment's edge: its own (tiled) window, not its neighbours'
+                    norm, embed = 0.0, edge
+                else:
+                    if not inside.any():
+                        inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
+                    mean = wins.embeds[inside].mean(axis=0)
+                    norm = float(np.linalg.norm(mean))
+                    embed = l2_normalise(mean)
                 # split by the relative step: the part's side of it (while no patient voice is known)
                 step = None
                 if tau is not None and len(bounds) > 2 and self._voiceprint is not None:
@@ -324,6 +342,77 @@ class SpeakerAttributor:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
         return kept, tau
+
+    def _edge_changes(
+        self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, points: list[int],
+        words: Sequence[WordTime] | None,
+    ) -> tuple[tuple[int, np.ndarray] | None, tuple[int, np.ndarray] | None]:
+        """A short part of the other voice at the segment's start or end: (change point, its embedding) per edge.
+
+        The 1.6 s windows step 0.8 s and stop short of the end, so the last (or first)
+        0.3-1.5 s of a segment never dominates a window: a back-channel or the next
+        turn's first words before the VAD closes went to the majority voice. Here
+        each word boundary that leaves ``edge_min_s``-``edge_max_s`` of words at the
+        edge is tested: the edge's words alone (their mel frames repeated to one
+        window) are scored against the two voices, and the best candidate is a
+        change when it sides with the voice *not* holding the neighbouring part by
+        more than ``edge_margin`` in cosine difference. Only with two reference
+        voices and word ends (the speech, not the VAD's hang-over, makes the edge).
+        """
+        cfg = self.config
+        models = self._models()
+        if cfg.edge_max_s <= 0 or models is None or not words or len(words) < 2 or any(len(w) < 3 for w in words):
+            return None, None
+        a, b = models
+        n = feats.n_samples
+        bounds = _word_boundaries(words)
+        half = PARTIAL_FRAMES * HOP // 2
+        first = float(words[0][1]) * SAMPLE_RATE  # type: ignore[arg-type]
+        last = float(words[-1][2]) * SAMPLE_RATE  # type: ignore[arg-type]
+        out: list[tuple[int, np.ndarray] | None] = []
+        for at_end in (False, True):
+            lo_part, hi_part = (points[-1] if points else 0, n) if at_end else (0, points[0] if points else n)
+            cands = []
+            for c in bounds:
+                edge = (last - c) if at_end else (c - first)
+                rest = (c - lo_part) if at_end else (hi_part - c)
+                if cfg.edge_min_s * SAMPLE_RATE <= edge <= cfg.edge_max_s * SAMPLE_RATE and rest >= cfg.min_part_s * SAMPLE_RATE:
+                    cands.append(int(c))
+            if not cands:
+                out.append(None)
+                continue
+            # the neighbouring part's voice: its windows clear of every candidate edge (any of its windows if none is)
+            lo, hi = (lo_part, min(cands)) if at_end else (max(cands), hi_part)
+            inside = (centres - half >= lo) & (centres + half <= hi)
+            if not inside.any():
+                inside = (centres >= lo) & (centres < hi)
+            if not inside.any():
+                out.append(None)
+                continue
+            main = embeds[inside].mean(axis=0)
+            main /= max(float(np.linalg.norm(main)), 1e-9)
+            lean = float(main @ a - main @ b)
+            if abs(lean) <= cfg.edge_lean:  # the neighbouring part itself is not clearly one of the two voices
+                out.append(None)
+                continue
+            toward_b = lean > 0  # the neighbouring part is voice a: the edge must side with b
+            spans = [(c, int(last)) if at_end else (int(first), c) for c in cands]
+            edge_embeds = self._tiled_embeddings(feats, spans)
+            z = (edge_embeds @ b - edge_embeds @ a) * (1.0 if toward_b else -1.0)
+            lengths = np.asarray([e - s_ for s_, e in spans], np.float64)
+            k = int(np.argmax(np.where(z > cfg.edge_margin, z * lengths, -np.inf))) if (z > cfg.edge_margin).any() else int(np.argmax(z))
+            out.append((cands[k], edge_embeds[k].copy()) if float(z[k]) > cfg.edge_margin else None)
+            edge_embeds.fill(0.0)
+        return out[0], out[1]
+
+    def _tiled_embeddings(self, feats: SpeakerFeatures, spans: list[tuple[int, int]]) -> np.ndarray:
+        """One embedding per (start, stop) sample span shorter than a window: its mel frames repeated to fill one."""
+        mels = np.stack([np.resize(feats.mel[s // HOP : max(s // HOP + 1, e // HOP)], (PARTIAL_FRAMES, feats.mel.shape[1])) for s, e in spans])
+        try:
+            raw = self.encoder._run(mels)
+        finally:
+            mels.fill(0.0)
+        return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
 
     def _place(
         self, feats: SpeakerFeatures, i: int, labels: np.ndarray, llr: np.ndarray, centres: np.ndarray,
@@ -564,16 +653,46 @@ class SpeakerAttributor:
         enrolled voiceprint settles it.
         """
         h = self._history
+        self._unheard = False
         if not h.embeds:
             return [], False
         cfg = self.config
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         labels, centroids = self._cluster(x, w, None)
+        self._unheard = self._voiceprint_unheard(x, w, labels, centroids)
         uncertain = bool(  # a Python bool: numpy's (from labels.min() != labels.max()) breaks the JSON summary
             self._voiceprint is None and labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= cfg.uncertain_cos
         )
         return self._named_labels(x, w, labels, centroids), uncertain
+
+    @property
+    def voiceprint_unheard(self) -> bool:
+        """After :meth:`final_decision`: a voiceprint was enrolled but the visit never showed its voice, so the
+        report's speaker split did not use it (the run's and the report's quality say so)."""
+        return self._unheard
+
+    def _voiceprint_unheard(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> bool:
+        """Enrolled, but no segment reaches ``threshold`` and the voiceprint does not tell the visit's voices apart.
+
+        Not reaching the threshold alone is the room microphone's normal case (a close-talk
+        voiceprint is 0.2-0.3 lower in cosine for everyone there), and then the voiceprint still
+        names the visit's two voices relatively: the clinician's segments sit 0.03-0.22 nearer to
+        it than the patient's. Another clinician's voiceprint (the person enrolled is not in the
+        room) is no nearer to one voice than to the other: with patient-only audio the clustering's
+        two halves of one voice were 0.00-0.05 apart (20 of 20 reader / voiceprint pairs at or below
+        0.054), the spread within which two halves are one voice when it *is* heard
+        (``one_voice_spread``). Then the voiceprint names nothing, the report falls back to the
+        un-enrolled decision and says so (docs/speakers.md "A voiceprint never heard").
+        """
+        vp = self._voiceprint
+        if vp is None or self._voiceprint_heard(x, w, vp):
+            return False
+        two_voices = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < self.config.same_voice_cos
+        if not two_voices:
+            return True
+        evidence = self._voiceprint_evidence(x, w, labels, vp)
+        return bool(float(evidence.max() - evidence.min()) < self.config.one_voice_spread or float(evidence.max()) < self.config.room_floor)
 
     def _named_labels(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> list[tuple[str, float]]:
         """Clinician / patient / other for every history entry, given the whole-visit clustering."""
@@ -587,7 +706,7 @@ class SpeakerAttributor:
             else:
                 clin = sum(h.role_logit) > 0
             return [(CLINICIAN if clin else PATIENT, 0.5) for _ in h.embeds]
-        if vp is not None:
+        if vp is not None and not self._unheard:
             evidence = self._voiceprint_evidence(x, w, labels, vp)
             if (
                 self._voiceprint_heard(x, w, vp)
@@ -640,6 +759,7 @@ class SpeakerAttributor:
             self._named.fill(0.0)
         self._named = None
         self._vp_heard = False
+        self._unheard = False
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
