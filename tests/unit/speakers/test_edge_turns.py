@@ -25,7 +25,7 @@ import soundfile as sf
 from edge_agent.speakers.encoder import SpeakerEncoder
 from edge_agent.speakers.enrol import enrol
 from tests.streamed_words import final_words
-from tools.realvoice.generate import SR, backchannel_clip, load_utterance, pieces_of, reader_utterances
+from tools.realvoice.generate import SR, frame_db, load_utterance, pieces_of, reader_utterances
 
 HE, SHE = "2609", "1998"
 
@@ -42,16 +42,22 @@ def _pieces(rid: str, utterances: slice) -> list[np.ndarray]:
     return out
 
 
-def _short(rid: str, index: int, seconds: float) -> np.ndarray:
-    stem = reader_utterances(rid)[index]
-    piece = next(p for p in pieces_of(stem) if p.seconds >= 2.0)
-    a, b = backchannel_clip(piece, seconds)
-    return _level(load_utterance(stem)[a:b])
+def _shorts(rid: str) -> list[np.ndarray]:
+    """The first 0.9-1.4 s of her pieces (utterances the turns do not use), cut at the quietest 20 ms there."""
+    out = []
+    for stem in reader_utterances(rid)[4:]:
+        audio = load_utterance(stem)
+        for p in pieces_of(stem):
+            if p.seconds >= 2.0:
+                db = frame_db(audio[p.start : p.stop])
+                cut = 45 + int(np.argmin(db[45:70]))  # 20 ms frames
+                out.append(_level(audio[p.start : p.start + cut * SR // 50]))
+    return out
 
 
 def _conversation(path: Path) -> tuple[Path, list[tuple[float, float]], list[tuple[float, float]], list[tuple[float, float]]]:
     """The WAV, her ~1 s edge parts, his stretches next to them, and her own turns (seconds)."""
-    his, hers = _pieces(HE, slice(0, 4)), _pieces(SHE, slice(0, 4))
+    his, hers, shorts = _pieces(HE, slice(0, 4)), _pieces(SHE, slice(0, 4)), _shorts(SHE)
     parts: list[np.ndarray] = []
     t = 0.0
     edges: list[tuple[float, float]] = []
@@ -70,8 +76,8 @@ def _conversation(path: Path) -> tuple[Path, list[tuple[float, float]], list[tup
         her_turns.append(add(hers[i], 1.2))
     long_his = np.concatenate([his[2], np.zeros(int(0.15 * SR), np.float32), his[3]])
     beside.append(add(long_his[: int(5.5 * SR)], 0.1))
-    edges.append(add(_short(SHE, 5, 1.1), 1.5))  # her first words before his segment closes
-    edges.append(add(_short(SHE, 6, 1.1), 0.1))  # her words open a segment of his
+    edges.append(add(shorts[0], 1.5))  # her first words before his segment closes
+    edges.append(add(shorts[1], 0.1))  # her words open a segment of his
     beside.append(add(np.concatenate([his[4], his[5]])[: int(5.5 * SR)], 1.5))
     her_turns.append(add(hers[2], 1.5))
     sf.write(str(path), np.concatenate(parts), SR, subtype="PCM_16")
