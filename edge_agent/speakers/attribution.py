@@ -346,73 +346,83 @@ class SpeakerAttributor:
     def _edge_changes(
         self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, points: list[int],
         words: Sequence[WordTime] | None,
-    ) -> tuple[tuple[int, np.ndarray] | None, tuple[int, np.ndarray] | None]:
-        """A short part of the other voice at the segment's start or end: (change point, its embedding) per edge.
+    ) -> tuple[_Edge | None, _Edge | None]:
+        """A short part of the other voice at the segment's start and at its end: (change point, the part's embedding).
 
         The 1.6 s windows step 0.8 s and stop short of the end, so the last (or first)
-        0.3-1.5 s of a segment never dominates a window: a back-channel or the next
-        turn's first words before the VAD closes went to the majority voice. Here
-        each word boundary that leaves ``edge_min_s``-``edge_max_s`` of words at the
-        edge is tested: the edge's words alone (their mel frames repeated to one
-        window) are scored against the two voices, and the best candidate is a
-        change when it sides with the voice *not* holding the neighbouring part by
-        more than ``edge_margin`` in cosine difference. Only with two reference
-        voices and word ends (the speech, not the VAD's hang-over, makes the edge).
+        0.3-1.5 s of a segment rarely dominates a window: a back-channel or the next
+        turn's first words before the VAD closes went to the majority voice. Only with
+        two reference voices and word ends (the words, not the VAD's hang-over, make
+        the edge); see :meth:`_edge_change`.
         """
         cfg = self.config
         models = self._models()
         if cfg.edge_max_s <= 0 or models is None or not words or len(words) < 2 or any(len(w) < 3 for w in words):
             return None, None
-        a, b = models
         n = feats.n_samples
         bounds = _word_boundaries(words)
+        first = int(float(words[0][1]) * SAMPLE_RATE)  # type: ignore[arg-type]
+        last = int(float(words[-1][2]) * SAMPLE_RATE)  # type: ignore[arg-type]
+        head = self._edge_change(feats, embeds, centres, models, bounds, (first, points[0] if points else n), False)
+        tail = self._edge_change(feats, embeds, centres, models, bounds, (points[-1] if points else 0, last), True)
+        return head, tail
+
+    def _edge_change(
+        self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, models: tuple[np.ndarray, np.ndarray],
+        bounds: np.ndarray, part: tuple[int, int], at_end: bool,
+    ) -> _Edge | None:
+        """The edge test on one end of ``part`` (samples from its first word's start, or to its last word's end).
+
+        Each word boundary leaving ``edge_min_s``-``edge_max_s`` of words at that end is a
+        candidate: the edge's mel frames repeated to one window are embedded and scored
+        ``cos(other voice) - cos(neighbour's voice)``, the neighbour being the rest of the
+        part (its windows clear of every candidate). A change needs the neighbour to side
+        with its voice by more than ``edge_lean`` (one voice that the clustering split in
+        two sides with neither: no change there, docs/speakers.md "Edges") and the edge to
+        side with the other voice by more than ``edge_margin``; among such candidates the
+        most evidence wins (score times length: a longer edge of the other voice is more of it).
+        """
+        cfg = self.config
+        lo_part, hi_part = part
+        near, far = (hi_part, lo_part) if at_end else (lo_part, hi_part)  # the edge's end of the part, and the other
+        cands = [int(c) for c in bounds
+                 if cfg.edge_min_s * SAMPLE_RATE <= abs(near - c) <= cfg.edge_max_s * SAMPLE_RATE
+                 and abs(c - far) >= cfg.min_part_s * SAMPLE_RATE and lo_part < c < hi_part]
+        if not cands:
+            return None
         half = PARTIAL_FRAMES * HOP // 2
-        first = float(words[0][1]) * SAMPLE_RATE  # type: ignore[arg-type]
-        last = float(words[-1][2]) * SAMPLE_RATE  # type: ignore[arg-type]
-        out: list[tuple[int, np.ndarray] | None] = []
-        for at_end in (False, True):
-            lo_part, hi_part = (points[-1] if points else 0, n) if at_end else (0, points[0] if points else n)
-            cands = []
-            for c in bounds:
-                edge = (last - c) if at_end else (c - first)
-                rest = (c - lo_part) if at_end else (hi_part - c)
-                if cfg.edge_min_s * SAMPLE_RATE <= edge <= cfg.edge_max_s * SAMPLE_RATE and rest >= cfg.min_part_s * SAMPLE_RATE:
-                    cands.append(int(c))
-            if not cands:
-                out.append(None)
-                continue
-            # the neighbouring part's voice: its windows clear of every candidate edge (any of its windows if none is)
-            lo, hi = (lo_part, min(cands)) if at_end else (max(cands), hi_part)
-            inside = (centres - half >= lo) & (centres + half <= hi)
-            if not inside.any():
-                inside = (centres >= lo) & (centres < hi)
-            if not inside.any():
-                out.append(None)
-                continue
-            main = embeds[inside].mean(axis=0)
-            main /= max(float(np.linalg.norm(main)), 1e-9)
-            lean = float(main @ a - main @ b)
-            if abs(lean) <= cfg.edge_lean:  # the neighbouring part itself is not clearly one of the two voices
-                out.append(None)
-                continue
-            toward_b = lean > 0  # the neighbouring part is voice a: the edge must side with b
-            spans = [(c, int(last)) if at_end else (int(first), c) for c in cands]
-            edge_embeds = self._tiled_embeddings(feats, spans)
-            z = (edge_embeds @ b - edge_embeds @ a) * (1.0 if toward_b else -1.0)
-            lengths = np.asarray([e - s_ for s_, e in spans], np.float64)
-            k = int(np.argmax(np.where(z > cfg.edge_margin, z * lengths, -np.inf))) if (z > cfg.edge_margin).any() else int(np.argmax(z))
-            out.append((cands[k], edge_embeds[k].copy()) if float(z[k]) > cfg.edge_margin else None)
+        lo, hi = (lo_part, min(cands)) if at_end else (max(cands), hi_part)
+        inside = (centres - half >= lo) & (centres + half <= hi)
+        if not inside.any():
+            inside = (centres >= lo) & (centres < hi)
+        if not inside.any():
+            return None
+        a, b = models
+        neighbour = l2_normalise(embeds[inside].mean(axis=0))
+        lean = float(neighbour @ a - neighbour @ b)  # > 0: the neighbour is voice a, so the edge must side with b
+        if abs(lean) <= cfg.edge_lean:
+            return None
+        spans = [(c, near) if at_end else (near, c) for c in cands]
+        edge_embeds = self._tiled_embeddings(feats, spans)
+        try:
+            z = (edge_embeds @ b - edge_embeds @ a) * np.sign(lean)
+            if not (z > cfg.edge_margin).any():
+                return None
+            k = int(np.argmax(np.where(z > cfg.edge_margin, z * np.asarray([e - s for s, e in spans], np.float64), -np.inf)))
+            return cands[k], edge_embeds[k].copy()
+        finally:
             edge_embeds.fill(0.0)
-        return out[0], out[1]
 
     def _tiled_embeddings(self, feats: SpeakerFeatures, spans: list[tuple[int, int]]) -> np.ndarray:
-        """One embedding per (start, stop) sample span shorter than a window: its mel frames repeated to fill one."""
+        """One unit embedding per (start, stop) sample span shorter than a window: its mel frames repeated to fill one."""
         mels = np.stack([np.resize(feats.mel[s // HOP : max(s // HOP + 1, e // HOP)], (PARTIAL_FRAMES, feats.mel.shape[1])) for s, e in spans])
         try:
             raw = self.encoder._run(mels)
         finally:
             mels.fill(0.0)
-        return raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
+        out = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
+        raw.fill(0.0)
+        return out.astype(np.float32, copy=False)
 
     def _place(
         self, feats: SpeakerFeatures, i: int, labels: np.ndarray, llr: np.ndarray, centres: np.ndarray,
@@ -1068,6 +1078,7 @@ class OpenSegmentWatcher:
 
 
 WindowReader = Callable[[int, int], AbstractContextManager[np.ndarray]]
+_Edge = tuple[int, np.ndarray]  # a change point near a segment's edge (samples) and the edge part's embedding
 
 
 def _word_gaps(words: Sequence[Sequence[object]] | None) -> np.ndarray:
