@@ -379,7 +379,8 @@ class VisitManager:
             # the site's quote policy holds whatever built the report; no quote at all when the report says the voices
             # could not be told apart (a "clinician" quote may then be the patient's words); with quotes on, every quote
             # must be words of a sentence the runner's per-utterance quote gate cleared (none cleared: no quote)
-            enforce_quote_policy(fb, self.quotes and not fb.quality.speakers_uncertain, _quote_clearance(self._runner))
+            unsure = fb.quality.speakers_uncertain or fb.quality.voiceprint_unheard
+            enforce_quote_policy(fb, self.quotes and not unsure, _quote_clearance(self._runner))
             if self._contributor is not None:
                 fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()

@@ -51,6 +51,11 @@ export default {
    "n": 7,
    "name": "speakers_uncertain",
    "t": 8
+  },
+  {
+   "n": 8,
+   "name": "voiceprint_unheard",
+   "t": 8
   }
  ],
  "edge_agent.v1.ClaimRoomRequest": [
