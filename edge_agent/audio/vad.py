@@ -95,6 +95,15 @@ class VadConfig:
         for name in ("preroll_ms", "onset_ms", "hangover_ms", "silero_hangover_ms", "tail_ms", "min_speech_ms", "partial_interval_ms"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"vad.{name} must be zero or positive")
+        # A segment opens holding its onset window and the pre-roll before it. Longer than the segment buffer
+        # (a small max_segment_s, or a SIGHUP raising the live pre-roll/onset), the VAD wrote past the buffer
+        # and the run failed: refused here, which also refuses such a reload (the merged config is rebuilt).
+        if self.opening_s > self.max_segment_s:
+            raise ConfigError(
+                f"vad.max_segment_s ({self.max_segment_s:g} s) must hold the audio a segment opens with: "
+                f"vad.preroll_ms ({self.preroll_ms}) + vad.onset_ms ({self.onset_ms}) = {self.opening_s:g} s; "
+                "lower those two or raise vad.max_segment_s"
+            )
         if self.tail_ms > self.hangover_ms:
             raise ConfigError("vad.tail_ms must not exceed vad.hangover_ms")
         if self.tail_ms > self.silero_hangover_ms:
@@ -128,6 +137,12 @@ class VadConfig:
 
     def frames_for(self, ms: float) -> int:
         return max(1, int(round(ms / self.frame_ms)))
+
+    @property
+    def opening_s(self) -> float:
+        """Seconds a segment holds when it opens: the onset window plus the pre-roll (as VadSegmenter keeps them)."""
+        frames = self.frames_for(self.onset_ms) + (self.frames_for(self.preroll_ms) if self.preroll_ms else 0)
+        return frames * self.frame_ms / 1000
 
     @property
     def segment_capacity(self) -> int:

@@ -311,6 +311,21 @@ class EdgeConfig:
     web: WebSettings = field(default_factory=WebSettings)
     source: Path | None = None  # the file that was read, if any
 
+    def __post_init__(self) -> None:
+        # While no one speaks the VAD holds max(pre-roll, onset window) + 1 frames of the frame pool. Holding all
+        # of it, a recording's reader waited forever for a free frame (the visit hung, no text) and a microphone's
+        # frames were all dropped. Checked here, across sections, so a SIGHUP raising the live pre-roll past the
+        # running (restart-only) pool is refused as the file would be. A tenth of a second stays for capture in flight.
+        vad, pool_s = self.pipeline.vad, self.pipeline.frame_pool_s
+        pool = max(8, int(pool_s * 1000 / vad.frame_ms))  # as AudioPools sizes it
+        held = max(vad.frames_for(vad.preroll_ms) if vad.preroll_ms else 0, vad.frames_for(vad.onset_ms)) + 1
+        if held + vad.frames_for(100) > pool:
+            raise ConfigError(
+                f"pipeline.frame_pool_s ({pool_s:g} s) must hold the audio the VAD keeps while waiting for speech, "
+                f"max(vad.preroll_ms {vad.preroll_ms}, vad.onset_ms {vad.onset_ms}) + 0.1 s for capture; "
+                f"raise pipeline.frame_pool_s to {(held + vad.frames_for(100)) * vad.frame_ms / 1000:g} s or lower those keys"
+            )
+
     @property
     def vad(self) -> VadConfig:
         return self.pipeline.vad

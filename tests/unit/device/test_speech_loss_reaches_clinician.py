@@ -56,6 +56,9 @@ def test_a_failed_segment_is_in_the_sealed_visit_report_and_on_the_phone(session
     assert failed, "the injected failure must surface as a discarded event"
     assert report.quality.failed_segments == len(failed) and report.quality.speech_lost_s > 0
     assert registry.get("edge_agent_discarded_segments_total", reason="decode_failed") == len(failed)
+    # and in the counter an operator alerts on, and in what the metrics endpoint serves
+    assert registry.get("edge_agent_dropped_segments_total") == report.quality.dropped_segments == len(failed)
+    assert f"edge_agent_dropped_segments_total {len(failed)}" in registry.render()
     assert "could not be transcribed" in render_report(report)
 
 
