@@ -186,7 +186,6 @@ class StreamFeaturizer:
         self._ages: deque[tuple[int, int, float]] = deque(maxlen=4096)  # (from, to, age) of every zeroing
         self.max_age_s = 0.0  # the oldest raw sample's age when zeroed, over the whole run
         self.pinned: int | None = None  # first frame a reader may still need (the open segment's start): never overwritten
-        self.seals = 0
 
     # -- capture thread -----------------------------------------------------------------------------
 
@@ -223,7 +222,6 @@ class StreamFeaturizer:
         self._energy_until(-(-self.received // HOP))  # a last part-block counts what it has
         self._frames_until((self.received + HALF - 1) // HOP + 1)  # every frame that sees any audio (zeros after it)
         self._zero_before(self.received)
-        self.seals += 1
 
     def holds_audio(self) -> bool:
         return self.received > self._carry_start and bool(self._carry.any())
