@@ -29,13 +29,19 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from edge_agent.audio.stft import HALF, HOP, N_FFT
 from edge_agent.hardening import locked_zeros
+
+if TYPE_CHECKING:
+    from edge_agent.speakers.frontend import SpeakerFeatures
 
 WHISPER_BINS = 80
 SPEAKER_BINS = 40
@@ -187,6 +193,19 @@ class StreamFeaturizer:
         self.max_age_s = 0.0  # the oldest raw sample's age when zeroed, over the whole run
         self.pinned: int | None = None  # first frame a reader may still need (the open segment's start): never overwritten
 
+    @classmethod
+    def standalone(cls, frame_samples: int, max_samples: int, whisper_filters: np.ndarray | None = None) -> StreamFeaturizer:
+        """A featurizer with a ring of its own (tools and tests that run the VAD without a pipeline)."""
+        from edge_agent.speakers.frontend import mel_filterbank
+
+        if whisper_filters is None:
+            from faster_whisper.feature_extractor import FeatureExtractor
+
+            whisper_filters = FeatureExtractor(feature_size=WHISPER_BINS).mel_filters
+        frames = max_samples // HOP + 128
+        ring = locked_zeros(FeatureLayout.ring(frames).slot_len, np.float32)
+        return cls(whisper_filters, mel_filterbank(), ring, frames, 1600, frame_samples)
+
     # -- capture thread -----------------------------------------------------------------------------
 
     def push(self, samples: np.ndarray, arrival: float) -> float:
@@ -197,7 +216,10 @@ class StreamFeaturizer:
             self.compute()
             at = self.received - self._carry_start
         dst = self._carry[at : at + n]
-        np.multiply(samples, _INT16_SCALE, out=dst, dtype=np.float32)
+        if samples.dtype == np.int16:
+            np.multiply(samples, _INT16_SCALE, out=dst, dtype=np.float32)
+        else:  # float audio already on the [-1, 1] scale (tools and tests that featurise an array)
+            dst[:] = samples
         rms = float(np.sqrt(np.dot(dst, dst) / n)) if n else 0.0
         self._arrivals.append((self.received, arrival))
         self.received += n
@@ -310,3 +332,46 @@ class StreamFeaturizer:
             self._arrivals.popleft()
         if keep >= self.received:
             self._arrivals.clear()
+
+
+class ArrayFeatures:
+    """A whole array of 16 kHz float32 audio featurised as the stream featurizer does it: the view the decoder
+    and the speaker watcher read of an open segment, for tools and tests that start from audio they hold.
+
+    The features are computed once and the caller's array is not kept; :meth:`wipe` zeroes them."""
+
+    def __init__(self, audio: np.ndarray, whisper_filters: np.ndarray, window_pad: Callable[[bool], int]) -> None:
+        from edge_agent.speakers.frontend import mel_filterbank
+
+        frames = len(audio) // HOP + 4
+        self._store = np.zeros(FeatureLayout.ring(frames).slot_len, np.float32)
+        featurizer = StreamFeaturizer(whisper_filters, mel_filterbank(), self._store, frames, 4800, 480)
+        for i in range(0, len(audio), 480):
+            featurizer.push(audio[i : i + 480], 0.0)
+        featurizer.seal()
+        featurizer.wipe()
+        self.rows = featurizer.rows
+        self.n_samples = len(audio)
+        self._pad = window_pad
+        self._scratch = np.zeros(((len(audio) + window_pad(True)) // HOP + 1, WHISPER_BINS), np.float32)
+
+    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
+        return whisper_window(self.rows, (start + HOP // 2) // HOP, stop - start, self._pad(final), self._scratch)
+
+    def energy(self, start: int, stop: int) -> np.ndarray:
+        return span_energy(self.rows, start // HOP, stop // HOP - start // HOP)
+
+    @contextmanager
+    def speaker_window(self, start: int, stop: int) -> Iterator[SpeakerFeatures]:
+        from edge_agent.speakers.frontend import SpeakerFeatures
+
+        mel, energy = speaker_span(self.rows, (start + HOP // 2) // HOP, stop - start)
+        feats = SpeakerFeatures(mel, energy, stop - start)
+        try:
+            yield feats
+        finally:
+            feats.wipe()
+
+    def wipe(self) -> None:
+        self._store.fill(0.0)
+        self._scratch.fill(0.0)
