@@ -227,8 +227,8 @@ def test_a_retry_keeps_the_half_that_decodes(session, jfk_path: Path) -> None:  
     cfg = replace(PipelineConfig(), partials=False)
     events: list[PipelineEvent] = []
     pipeline = StreamingPipeline(cfg, flaky, events.append, max_segment_samples=session.engine.max_samples)
-    bins, frames = pipeline.pools.feature_shape
-    flaky.slots = [row.reshape(bins, frames) for row in pipeline.pools.features._store]  # where each segment's features start
+    # where each closed segment's decoder features start: (bins, frames) views of each store
+    flaky.slots = [pipeline.pools.layout.views(row)[0].T for row in pipeline.pools.features._store]
     stats = pipeline.run(FileSource(jfk_path))
     finals = [e.utterance for e in events if isinstance(e, FinalTranscript)]
     failed = [e for e in events if isinstance(e, SegmentDiscarded) and e.reason == "decode_failed"]
