@@ -352,6 +352,11 @@ class VadSegmenter:
             events.extend(self._close("end_of_stream"))
         return events
 
+    @property
+    def mid_speech(self) -> bool:
+        """A segment is open and its last frame was voiced (not in a pause): a seam here would cut a word."""
+        return self._segment is not None and self._silence_run == 0
+
     def holds_audio(self) -> bool:
         """True while the featurizer or the classifier still holds audio (privacy check after a run)."""
         return self.featurizer.holds_audio() or self.classifier.holds_audio()

@@ -464,15 +464,20 @@ class StreamingPipeline:
 
         One frame can close two segments (a speaker-change split, then a max-length one), so two
         stores are kept free. Before waiting for the decoder to free one, the featurizer finishes the
-        stream as if silence followed (a seam like a segment's edge): no raw sample waits with us.
-        A microphone is never held back: there speech without a store is dropped and counted.
+        stream as if silence followed (a seam like a segment's edge), so no raw sample waits with us.
+        The wait is taken in a pause where one comes: mid-speech the reader goes on while one store
+        is free (the open segment needs none until it closes). A microphone is never held back:
+        there speech without a store is dropped and counted.
         """
-        if self.pools.features.wait_free(2, timeout=0) or self._featurizer is None:
+        features, vad = self.pools.features, self._vad
+        if features.wait_free(2, timeout=0) or self._featurizer is None or vad is None:
+            return
+        if vad.mid_speech and features.wait_free(1, timeout=0):
             return
         self._featurizer.seal()
         self.stats.feature_seals += 1
         while self._fault is None and not self._stop.is_set():
-            if self.pools.features.wait_free(2, timeout=0.1):
+            if features.wait_free(2, timeout=0.1):
                 return
 
     def _rows(self) -> FrameRows:
