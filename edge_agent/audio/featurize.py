@@ -334,11 +334,46 @@ class StreamFeaturizer:
             self._arrivals.clear()
 
 
-class ArrayFeatures:
-    """A whole array of 16 kHz float32 audio featurised as the stream featurizer does it: the view the decoder
-    and the speaker watcher read of an open segment, for tools and tests that start from audio they hold.
+class RowsView:
+    """A segment starting at stream sample ``start_sample``, read from ``rows``: what the decoder
+    (:class:`~edge_agent.asr.decoder.SegmentView`) and the speaker watcher read of an open segment.
 
-    The features are computed once and the caller's array is not kept; :meth:`wipe` zeroes them."""
+    Windows start at the nearest hop (the decoder's cut points are samples, frames are 10 ms).
+    Decode windows go into ``scratch`` (the caller zeroes them once decoded); speaker features
+    are new arrays the caller wipes."""
+
+    def __init__(self, rows: FrameRows, start_sample: int, window_pad: Callable[[bool], int], scratch: np.ndarray) -> None:
+        self.rows, self.start_sample, self._pad, self._scratch = rows, start_sample, window_pad, scratch
+
+    def _frame(self, start: int) -> int:
+        return (self.start_sample + start + HOP // 2) // HOP
+
+    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
+        return whisper_window(self.rows, self._frame(start), stop - start, self._pad(final), self._scratch)
+
+    def energy(self, start: int, stop: int) -> np.ndarray:
+        first = (self.start_sample + start) // HOP
+        return span_energy(self.rows, first, (self.start_sample + stop) // HOP - first)
+
+    def speaker(self, start: int, stop: int) -> SpeakerFeatures:
+        from edge_agent.speakers.frontend import SpeakerFeatures
+
+        mel, energy = speaker_span(self.rows, self._frame(start), stop - start)
+        return SpeakerFeatures(mel, energy, stop - start)
+
+    @contextmanager
+    def speaker_window(self, start: int, stop: int) -> Iterator[SpeakerFeatures]:
+        feats = self.speaker(start, stop)
+        try:
+            yield feats
+        finally:
+            feats.wipe()
+
+
+class ArrayFeatures(RowsView):
+    """A whole array of 16 kHz float32 audio featurised as the stream featurizer does it (tools and tests that
+    start from audio they hold). The features are computed once and the caller's array is not kept; :meth:`wipe`
+    zeroes them."""
 
     def __init__(self, audio: np.ndarray, whisper_filters: np.ndarray, window_pad: Callable[[bool], int]) -> None:
         from edge_agent.speakers.frontend import mel_filterbank
@@ -350,27 +385,9 @@ class ArrayFeatures:
             featurizer.push(audio[i : i + 480], 0.0)
         featurizer.seal()
         featurizer.wipe()
-        self.rows = featurizer.rows
         self.n_samples = len(audio)
-        self._pad = window_pad
-        self._scratch = np.zeros(((len(audio) + window_pad(True)) // HOP + 1, WHISPER_BINS), np.float32)
-
-    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
-        return whisper_window(self.rows, (start + HOP // 2) // HOP, stop - start, self._pad(final), self._scratch)
-
-    def energy(self, start: int, stop: int) -> np.ndarray:
-        return span_energy(self.rows, start // HOP, stop // HOP - start // HOP)
-
-    @contextmanager
-    def speaker_window(self, start: int, stop: int) -> Iterator[SpeakerFeatures]:
-        from edge_agent.speakers.frontend import SpeakerFeatures
-
-        mel, energy = speaker_span(self.rows, (start + HOP // 2) // HOP, stop - start)
-        feats = SpeakerFeatures(mel, energy, stop - start)
-        try:
-            yield feats
-        finally:
-            feats.wipe()
+        super().__init__(featurizer.rows, 0, window_pad,
+                         np.zeros(((len(audio) + window_pad(True)) // HOP + 1, WHISPER_BINS), np.float32))
 
     def wipe(self) -> None:
         self._store.fill(0.0)

@@ -59,12 +59,10 @@ from edge_agent.audio.featurize import (
     SPEAKER_PAD_FRAMES,
     FeatureLayout,
     FrameRows,
+    RowsView,
     StreamFeaturizer,
     normalise_log_mel,
-    span_energy,
-    speaker_span,
     volume_gain,
-    whisper_window,
 )
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
@@ -263,39 +261,26 @@ class _SegmentAccess:
             self._locks.pop(seg_id, None)
 
 
-class _OpenView:
-    """An open segment's features in the stream's ring, as the decoder and the speaker watcher read them."""
+class _OpenView(RowsView):
+    """An open segment's features in the stream's ring, each read under the segment's lock (a closed one is gone)."""
 
     def __init__(self, pipeline: StreamingPipeline, seg: SpeechSegment) -> None:
-        self._p = pipeline
+        super().__init__(pipeline._rows(), seg.start_sample, pipeline.asr.window_pad, pipeline._window_scratch)
+        self._access = pipeline._access
         self._seg = seg
 
-    def _frame(self, start: int) -> int:
-        return (self._seg.start_sample + start + HOP // 2) // HOP
-
     def features(self, start: int, stop: int, final: bool) -> np.ndarray:
-        p = self._p
-        with p._access.reading(self._seg):
-            return whisper_window(p._rows(), self._frame(start), stop - start, p.asr.window_pad(final), p._window_scratch)
+        with self._access.reading(self._seg):
+            return super().features(start, stop, final)
 
     def energy(self, start: int, stop: int) -> np.ndarray:
-        first = (self._seg.start_sample + start) // HOP
-        with self._p._access.reading(self._seg):
-            return span_energy(self._p._rows(), first, (self._seg.start_sample + stop) // HOP - first)
+        with self._access.reading(self._seg):
+            return super().energy(start, stop)
 
     def speaker(self, start: int, stop: int) -> SpeakerFeatures:
         """Speaker features of ``start:stop`` (gain over the span, as for a segment of its own); the caller wipes them."""
-        with self._p._access.reading(self._seg):
-            mel, energy = speaker_span(self._p._rows(), self._frame(start), stop - start)
-        return SpeakerFeatures(mel, energy, stop - start)
-
-    @contextlib.contextmanager
-    def speaker_window(self, start: int, stop: int) -> Iterator[SpeakerFeatures]:
-        feats = self.speaker(start, stop)
-        try:
-            yield feats
-        finally:
-            feats.wipe()
+        with self._access.reading(self._seg):
+            return super().speaker(start, stop)
 
 
 @dataclass
