@@ -292,7 +292,7 @@ class VadSegmenter:
         self.featurizer = featurizer
         self.classifier = make_classifier(config, silero)
         # (frame index, voiced, sound, energy, arrival): the pre-roll keeps no audio
-        self._preroll: deque[_FrameInfo] = deque()
+        self._preroll: deque[FrameInfo] = deque()
         self._preroll_frames = config.frames_for(config.preroll_ms) if config.preroll_ms else 0
         self._onset_frames = config.frames_for(config.onset_ms)
         self._recent: deque[bool] = deque(maxlen=self._onset_frames)
@@ -335,7 +335,7 @@ class VadSegmenter:
         try:
             voiced = self.classifier.voiced(frame.samples)
             energy = self.featurizer.push(frame.samples, frame.arrival)
-            info = _FrameInfo(frame.index, voiced, self.classifier.sound, energy, frame.arrival)
+            info = FrameInfo(frame.index, voiced, self.classifier.sound, energy, frame.arrival)
         finally:
             frame.release()  # raw audio leaves the VAD here: the featurizer holds its float copy until used
         if self._segment is None:
@@ -363,7 +363,7 @@ class VadSegmenter:
 
     # -- states ---------------------------------------------------------------
 
-    def _idle(self, info: _FrameInfo) -> list[SegmentEvent]:
+    def _idle(self, info: FrameInfo) -> list[SegmentEvent]:
         self._recent.append(info.sound)  # the start rule's view (hybrid: webrtcvad alone)
         self._preroll.append(info)
         onset = len(self._recent) == self._onset_frames and sum(self._recent) * 2 > self._onset_frames
@@ -390,7 +390,7 @@ class VadSegmenter:
         self._recent.clear()
         return self._maybe_update()
 
-    def _speaking(self, info: _FrameInfo) -> list[SegmentEvent]:
+    def _speaking(self, info: FrameInfo) -> list[SegmentEvent]:
         seg = self._segment
         assert seg is not None
         events: list[SegmentEvent] = []
@@ -415,7 +415,7 @@ class VadSegmenter:
         # the ring never overwrites an open segment's frames (readers may still need them)
         self.featurizer.pinned = seg.start_sample // HOP if seg is not None else None
 
-    def _append(self, info: _FrameInfo) -> None:
+    def _append(self, info: FrameInfo) -> None:
         seg = self._segment
         assert seg is not None
         fs = self.cfg.frame_samples
@@ -515,7 +515,7 @@ class VadSegmenter:
 
 
 @dataclass(frozen=True)
-class _FrameInfo:
+class FrameInfo:
     """What the VAD keeps of a frame once its audio went to the featurizer."""
 
     index: int
