@@ -133,7 +133,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.segment_buffers < 2:
             raise ConfigError(
-                f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (a split long turn needs a second buffer)"
+                f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (closed segments wait here for the decoder)"
             )
         # the VAD offers the decoder a partial only every vad.partial_interval_ms: a longer interval than the
         # stated cadence makes "a partial at least every partial_max_gap_s" false (live text every 4 s at 4000)
