@@ -35,9 +35,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 
-from edge_agent.audio.stft import HALF, HOP, N_FFT
+from edge_agent.audio.stft import HALF, HOP, N_FFT, hann_window, power_frames
 from edge_agent.hardening import locked_zeros
 
 if TYPE_CHECKING:
@@ -175,7 +174,7 @@ class StreamFeaturizer:
         self.whisper_filters_t = np.ascontiguousarray(np.asarray(whisper_filters, np.float32).T)
         self.speaker_filters_t = np.ascontiguousarray(np.asarray(speaker_filters, np.float32).T)
         self.chunk = max(HOP, chunk_samples)
-        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
+        self.window = hann_window()
         max_pending = self.chunk + frame_samples + N_FFT + 2 * HOP
         max_frames = max_pending // HOP + 2
         # raw audio and its copies: locked, dump-excluded pages, zeroed after every chunk
@@ -269,18 +268,9 @@ class StreamFeaturizer:
         if self.pinned is not None and end - 1 - self.pinned >= self.layout.whisper_frames:
             raise RuntimeError("feature ring overrun: the open segment outgrew the ring (a sizing bug)")
         first = f0 * HOP - HALF - self._carry_start  # carry offset of frame f0's window
-        item = self._carry.itemsize
-        need = first + (k - 1) * HOP + N_FFT
-        if first < 0 or need > len(self._carry):
+        if first < 0 or first + (k - 1) * HOP + N_FFT > len(self._carry):
             raise RuntimeError("feature carry misaligned (a bug)")
-        frames = as_strided(self._carry[first:], shape=(k, N_FFT), strides=(HOP * item, item), writeable=False)
-        windowed = self._windowed[:k]
-        np.multiply(frames, self.window, out=windowed)
-        spectrum = self._spectrum[:k]
-        np.fft.rfft(windowed, axis=-1, out=spectrum)
-        power = self._power[:k]
-        np.abs(spectrum, out=power)
-        np.square(power, out=power)
+        power = power_frames(self._carry[first:], k, self.window, self._windowed, self._spectrum, self._power)
         mel_w, mel_s = self._mel_w[:k], self._mel_s[:k]
         np.matmul(power, self.whisper_filters_t, out=mel_w)
         np.maximum(mel_w, 1e-10, out=mel_w)
@@ -294,7 +284,7 @@ class StreamFeaturizer:
         if n1 < k:
             self.rows.whisper[: k - n1] = mel_w[n1:]
             self.rows.speaker[: k - n1] = mel_s[n1:]
-        for buf in (windowed, spectrum, power, mel_w, mel_s):
+        for buf in (self._windowed[:k], self._spectrum[:k], power, mel_w, mel_s):
             buf.fill(0)
         self.rows.available = end
 
