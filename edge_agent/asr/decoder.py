@@ -520,16 +520,17 @@ class SegmentDecoder:
         return out
 
     def _quiet_point(self, audio: SegmentView, start: int, offset: int) -> int:
-        """``offset`` moved to the middle of the quietest 20 ms within 0.15 s (the pause after the sentence),
-        on the 10 ms grid of the segment's energies."""
+        """``offset`` moved to the middle of the quietest 20 ms within 0.15 s (the pause after the sentence):
+        20 ms blocks from 0.15 s before it, made of the segment's 10 ms energies."""
         rate, hop = self.asr.sample_rate, self.asr.hop
         reach = int(0.15 * rate)
-        lo = max(0, start + offset - reach) // hop * hop  # segment sample of the first block
+        lo = (max(0, start + offset - reach) + hop // 2) // hop * hop  # segment sample of the first block
         energy = audio.energy(lo, start + offset + reach)
-        if len(energy) < 4:
+        k = len(energy) // 2
+        if k < 3:
             return offset
-        quiet = int(np.argmin(energy[:-1] + energy[1:]))  # 20 ms windows on a 10 ms grid
-        return lo + quiet * hop + hop - start
+        quiet = int(np.argmin(energy[0 : 2 * k : 2] + energy[1 : 2 * k : 2]))
+        return lo + quiet * 2 * hop + hop - start
 
     def _decode_window(self, audio: SegmentView, start: int, stop: int, final: bool, context: list[int] | None = None) -> Decoded:
         features = audio.features(start, stop, final)

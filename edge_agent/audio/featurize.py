@@ -85,6 +85,25 @@ class FrameRows:
     def __init__(self, whisper: np.ndarray, speaker: np.ndarray, energy: np.ndarray) -> None:
         self.whisper, self.speaker, self.energy = whisper, speaker, energy
         self.available = 0  # frames 0 .. available-1 are written (set after the rows, read by other threads)
+        # Whisper frames of the stream's newest edge, as if silence followed its last sample (``edge_end``): the
+        # frames a decode window ending there has at its end (a partial of an open segment). Read under a sequence
+        # number: odd while the capture thread writes, changed when it wrote another edge
+        self.edge_whisper = np.zeros((0, WHISPER_BINS), np.float32)
+        self.edge_from = self.edge_count = self.edge_end = -1
+        self.edge_version = 0
+
+    def copy_edge(self, f0: int, end_sample: int, out: np.ndarray) -> int:
+        """Frames from ``f0`` of a window ending at stream sample ``end_sample``, up to its last edge frame, when
+        the newest edge is that one: how many (0 when it is not, or was replaced while being read)."""
+        version = self.edge_version
+        if version % 2 or self.edge_end != end_sample or f0 > self.edge_from:
+            return 0
+        got = self.copy(self.whisper, f0, self.edge_from, out)
+        if got != self.edge_from - f0:
+            return 0
+        n = min(self.edge_count, len(out) - got)
+        out[got : got + n] = self.edge_whisper[:n]
+        return got + n if self.edge_version == version else 0
 
     def copy(self, kind: np.ndarray, f0: int, f1: int, out: np.ndarray) -> int:
         """Rows ``f0 .. f1`` (clipped to what is written) into ``out``; returns how many."""
@@ -101,15 +120,21 @@ class FrameRows:
         return n
 
 
-def whisper_window(rows: FrameRows, f0: int, n_samples: int, pad_samples: int, out: np.ndarray) -> np.ndarray:
+def whisper_window(rows: FrameRows, f0: int, n_samples: int, pad_samples: int, out: np.ndarray,
+                   end_sample: int | None = None) -> np.ndarray:
     """Whisper features of ``n_samples`` from frame ``f0`` plus ``pad_samples`` of silence: (80, frames), in ``out``.
 
-    The frames whose centre lies in the span are the stream's (they see a little audio past
-    its ends, where a per-window extractor saw zeros or a reflection); the pad's are silence.
-    Normalised over the window, as Whisper's extractor does. ``out`` is (max frames, 80)."""
+    A window ending at the stream's newest edge (``end_sample``, a partial of an open segment)
+    ends in the edge's frames, computed as if silence followed: what a per-window extractor
+    gives. Elsewhere the frames whose centre lies in the span are the stream's (the one or two
+    at a cut see a little audio past it, where a per-window extractor saw zeros or a
+    reflection); the pad's are silence. Normalised over the window, as Whisper's extractor
+    does. ``out`` is (max frames, 80)."""
     total = (n_samples + pad_samples) // HOP
     rows_out = out[:total]
-    got = rows.copy(rows.whisper, f0, f0 + min(total, -(-n_samples // HOP)), rows_out)
+    got = rows.copy_edge(f0, end_sample, rows_out) if end_sample is not None else 0
+    if not got:
+        got = rows.copy(rows.whisper, f0, f0 + min(total, -(-n_samples // HOP)), rows_out)
     rows_out[got:] = SILENCE_LOG_MEL
     normalise_log_mel(rows_out)
     return rows_out.T
@@ -171,6 +196,7 @@ class StreamFeaturizer:
                  chunk_samples: int, frame_samples: int) -> None:
         self.layout = FeatureLayout.ring(ring_frames)
         self.rows = FrameRows(*self.layout.views(ring))
+        self.rows.edge_whisper = locked_zeros((N_FFT // HOP + 2, WHISPER_BINS), np.float32)
         self.whisper_filters_t = np.ascontiguousarray(np.asarray(whisper_filters, np.float32).T)
         self.speaker_filters_t = np.ascontiguousarray(np.asarray(speaker_filters, np.float32).T)
         self.chunk = max(HOP, chunk_samples)
@@ -232,6 +258,32 @@ class StreamFeaturizer:
         self._energy_until(self.received // HOP)
         self._zero_before(min(self.rows.available * HOP - HALF, self._energy_done * HOP))
 
+    def edge(self) -> None:
+        """Whisper frames of the stream's edge as if silence followed (``rows.edge_*``), for a decode window that
+        ends here: computed from the carry without consuming it (the stream goes on as before)."""
+        self.compute()
+        end = self.received
+        f0 = (end - HALF) // HOP + 1 if end >= HALF else 0  # the first frame whose window reaches past the edge
+        k = -(-(end + HALF) // HOP) - f0  # ... up to the last that sees any of its audio
+        first = f0 * HOP - HALF - self._carry_start
+        rows = self.rows
+        rows.edge_version += 1  # odd: being written
+        try:
+            if k <= 0 or first < 0 or first + (k - 1) * HOP + N_FFT > len(self._carry):
+                rows.edge_end = -1
+                return
+            power = power_frames(self._carry[first:], k, self.window, self._windowed, self._spectrum, self._power)
+            mel = self._mel_w[:k]
+            np.matmul(power, self.whisper_filters_t, out=mel)
+            np.maximum(mel, 1e-10, out=mel)
+            np.log10(mel, out=mel)
+            rows.edge_whisper[:k] = mel
+            rows.edge_from, rows.edge_count, rows.edge_end = f0, k, end
+            for buf in (self._windowed[:k], self._spectrum[:k], power, mel):
+                buf.fill(0)
+        finally:
+            rows.edge_version += 1
+
     def seal(self) -> None:
         """Finish the stream as if silence followed (before a wait, and at its end): no raw sample is left.
 
@@ -248,7 +300,7 @@ class StreamFeaturizer:
         return self.received > self._carry_start and bool(self._carry.any())
 
     def scratch_buffers(self) -> tuple[np.ndarray, ...]:
-        return (self._carry, self._windowed, self._spectrum, self._power, self._mel_w, self._mel_s)
+        return (self._carry, self._windowed, self._spectrum, self._power, self._mel_w, self._mel_s, self.rows.edge_whisper)
 
     def wipe(self) -> None:
         for buf in self.scratch_buffers():
@@ -339,7 +391,8 @@ class RowsView:
         return (self.start_sample + start + HOP // 2) // HOP
 
     def features(self, start: int, stop: int, final: bool) -> np.ndarray:
-        return whisper_window(self.rows, self._frame(start), stop - start, self._pad(final), self._scratch)
+        return whisper_window(self.rows, self._frame(start), stop - start, self._pad(final), self._scratch,
+                              self.start_sample + stop)
 
     def energy(self, start: int, stop: int) -> np.ndarray:
         first = (self.start_sample + start) // HOP

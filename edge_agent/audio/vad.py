@@ -455,7 +455,7 @@ class VadSegmenter:
             return [SegmentUpdate(seg, end, final_candidate=True)]
         if self._silence_run == 0 and seg.length - self._last_update_len >= self._partial_step:
             self._last_update_len = seg.length
-            self.featurizer.compute()
+            self.featurizer.edge()  # the partial's window ends at the stream's edge: its last frames as if silence followed
             return [SegmentUpdate(seg, seg.length, final_candidate=False)]
         return []
 
