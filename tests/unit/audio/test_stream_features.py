@@ -109,3 +109,32 @@ def test_a_seal_is_a_seam_like_a_segment_edge(jfk_16k: np.ndarray, filters: np.n
     mel_a, _ = speaker_span(out[0], 0, len(samples))
     mel_b, _ = speaker_span(out[1], 0, len(samples))
     assert np.allclose(mel_a[: seam - 2], mel_b[: seam - 2]) and np.allclose(mel_a[seam + 4 :], mel_b[seam + 4 :])
+
+
+def test_a_partial_at_the_stream_edge_ends_as_a_per_window_extractor_ends_it(jfk_16k: np.ndarray, filters: np.ndarray) -> None:
+    """A partial decodes up to the newest audio. Its last frames' windows reach past the edge: they are computed
+    as if silence followed (edge()), as the per-window extractor computes them, not left as silence (which
+    changed partials, and the sentences committed from them: LibriSpeech WER vs offline 0.079 -> 0.098)."""
+    from edge_agent.speakers.frontend import mel_filterbank
+
+    samples = _int16(jfk_16k[: 5 * 16000])
+    audio = samples.astype(np.float32) / 32768.0
+    frames = len(samples) // HOP + 64
+    fz = StreamFeaturizer(filters, mel_filterbank(), np.zeros(frames * 121, np.float32), frames, 1600, FRAME)
+    end = 141 * FRAME  # 4.23 s: mid-word, not on a chunk boundary
+    for i in range(0, end, FRAME):
+        fz.push(samples[i : i + FRAME], 0.0)
+    start = 16000
+    own = LogMel(filters, len(audio) + 8000)(audio[start:end], 8000)
+    out = np.zeros((frames, 80), np.float32)
+    fz.edge()
+    ours = whisper_window(fz.rows, start // HOP, end - start, 8000, out, end_sample=end).copy()
+    assert ours.shape == own.shape
+    assert np.abs(ours[:, 2:] - own[:, 2:]).max() < 2e-3  # all but the window's first two frames
+    without = whisper_window(fz.rows, start // HOP, end - start, 8000, out).copy()  # not at the edge: silence there
+    assert np.abs(without[:, 2:] - own[:, 2:]).max() > 0.1
+    fz.push(samples[end : end + FRAME], 0.0)
+    fz.edge()  # a newer edge: a window ending at the old one no longer gets edge frames
+    stale = whisper_window(fz.rows, start // HOP, end - start, 8000, out, end_sample=end).copy()
+    assert np.array_equal(stale, whisper_window(fz.rows, start // HOP, end - start, 8000, out).copy())
+    assert np.abs(stale[:, 2:] - own[:, 2:]).max() > 0.1
