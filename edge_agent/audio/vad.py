@@ -435,6 +435,10 @@ class VadSegmenter:
         else:
             self._silence_run += 1
             self._noisy_run += info.sound
+        if self._tail and seg.length == self._last_voiced_end + self._tail:
+            # the kept end if no more speech comes (the look-ahead's and the final's): its last frames as if
+            # silence followed, while the raw samples around it are still there
+            self.featurizer.edge()
 
     def _speech_end(self) -> int:
         seg = self._segment

@@ -289,7 +289,8 @@ class _Stored:
 
     event: SegmentClosed
     store: PooledBuffer | None
-    frames: int  # feature frames copied (centred inside the segment)
+    whisper_frames: int  # Whisper frames copied (centred inside the segment, or reaching into it from a kept end)
+    frames: int  # GE2E frames copied (centred inside the segment)
     residency_s: float
 
 
@@ -584,7 +585,7 @@ class StreamingPipeline:
         assert featurizer is not None
         with self._access.closing(seg.id):
             store = None
-            frames = 0
+            frames = whisper_frames = 0
             if event.is_speech:
                 store = self.pools.features.acquire(block=False)
                 if store is None and not self._live:
@@ -597,14 +598,18 @@ class StreamingPipeline:
                     rows = featurizer.rows
                     f0 = seg.start_sample // HOP
                     frames = -(-seg.length // HOP)  # frames centred inside the segment
-                    rows.copy(rows.whisper, f0, f0 + frames, whisper)
+                    # a segment ended at its kept end (a pause): its last frames as if silence followed (the edge
+                    # the featurizer computed there); one cut in speech (a split): the stream's frames
+                    whisper_frames = rows.copy_edge(f0, seg.start_sample + seg.length, whisper)
+                    if not whisper_frames:
+                        whisper_frames = rows.copy(rows.whisper, f0, f0 + frames, whisper)
                     frames = rows.copy(rows.speaker, f0, f0 + frames, speaker)
                     rows.copy(rows.energy, f0, f0 + seg.length // HOP, energy)
         resided = featurizer.age_over(seg.start_sample, seg.start_sample + seg.length)
         self.stats.residency_s.append(resided)
         if self.metrics is not None:
             self.metrics.observe("edge_agent_residency_seconds", resided)
-        return _Stored(event, store, frames, resided)
+        return _Stored(event, store, whisper_frames, frames, resided)
 
     # -- closer thread ----------------------------------------------------------------------------------
 
@@ -637,7 +642,7 @@ class StreamingPipeline:
             if stored.store is None:
                 job.reason = "no_buffer"
                 return job
-            job.whisper, job.n_frames = self._closed_features(stored.store, seg.length, stored.frames)
+            job.whisper, job.n_frames = self._closed_features(stored.store, seg.length, stored.whisper_frames)
             if self.speakers is not None:
                 job.speaker = self._closed_speaker(stored.store, seg.length)
             return job
