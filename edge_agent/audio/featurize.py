@@ -6,7 +6,11 @@ Fourier transform of the continuous stream (n_fft 400, hop 160, periodic Hann):
 
 * Whisper's log-mel frames (80 bands, ``log10(max(mel, 1e-10))``), stored *before* Whisper's
   per-window normalisation (clamp at the window's maximum less 8, then ``(x + 4) / 4``), which
-  each decode window applies over its own frames as a per-window extractor would;
+  each decode window applies over its own frames as a per-window extractor would. For every hop
+  position also the five frames a decode window *starting* or *ending* there has at its edge
+  (two whose window reaches before the start, reflected as torch.stft pads a window's start; three
+  whose window reaches past the end, zero-padded): a window cut anywhere out of the stream is then
+  exactly what a per-window extractor gives for its audio (:func:`whisper_window`);
 * the GE2E speaker encoder's mel frames (40 Slaney bands, power, no gain: a span's volume gain
   is applied when its features are read, from the span's energies);
 * the energy of every 10 ms block (sum of squares), for quiet split points and the gain.
@@ -49,6 +53,17 @@ _INT16_SCALE = np.float32(1.0 / 32768.0)
 _BINS = N_FFT // 2 + 1
 SPEAKER_PAD_FRAMES = 160  # a speaker span's mel is zero-padded one 1.6 s encoder window past its end
 _TARGET_DBFS = -30.0  # the GE2E front-end's volume normalisation (increase only)
+# The window-edge variants of the frames at hop position h (sample e = h * HOP), as sample offsets from e of each
+# of the 400 points of the frame's window, and whether the point is zero (past a window's end):
+#   0: the frame centred on e, its window reflected about e (the first frame of a window starting at e)
+#   1: the frame centred on e + HOP, its first 40 points reflected about e (the second)
+#   2, 3, 4: the frames centred on e - HOP, e, e + HOP, zero from e on (the last frames of a window ending at e)
+EDGE_VARIANTS = 5
+_J = np.arange(N_FFT)
+_EDGE_OFFSETS = np.stack([np.abs(_J - HALF), np.abs(_J - (HALF - HOP)), _J - HALF - HOP, _J - HALF, _J - (HALF - HOP)])
+_START_REACH = N_FFT - (HALF - HOP)  # a position's start variants reach this far into the audio (360 samples)
+_END_REACH = HALF + HOP  # ... its end variants this far back (360)
+_EDGE_ZERO = np.stack([np.zeros(N_FFT, bool), np.zeros(N_FFT, bool), _J - HALF - HOP >= 0, _J - HALF >= 0, _J - (HALF - HOP) >= 0])
 
 
 @dataclass(frozen=True)
@@ -58,10 +73,11 @@ class FeatureLayout:
     whisper_frames: int
     speaker_frames: int
     energy_frames: int
+    edge_frames: int = 0  # rows of the five window-edge variants of each Whisper frame (the ring only)
 
     @classmethod
     def ring(cls, frames: int) -> FeatureLayout:
-        return cls(frames, frames, frames)
+        return cls(frames, frames, frames, frames)
 
     @classmethod
     def segment(cls, max_samples: int, pad_samples: int) -> FeatureLayout:
@@ -70,7 +86,8 @@ class FeatureLayout:
 
     @property
     def slot_len(self) -> int:
-        return self.whisper_frames * WHISPER_BINS + self.speaker_frames * SPEAKER_BINS + self.energy_frames
+        return (self.whisper_frames * WHISPER_BINS + self.speaker_frames * SPEAKER_BINS + self.energy_frames
+                + self.edge_frames * EDGE_VARIANTS * WHISPER_BINS)
 
     def views(self, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a = self.whisper_frames * WHISPER_BINS
@@ -78,32 +95,29 @@ class FeatureLayout:
         return (data[:a].reshape(self.whisper_frames, WHISPER_BINS), data[a:b].reshape(self.speaker_frames, SPEAKER_BINS),
                 data[b : b + self.energy_frames])
 
+    def edge_view(self, data: np.ndarray) -> np.ndarray:
+        """(edge frames, EDGE_VARIANTS, bins): the window-edge variants of each position."""
+        start = self.whisper_frames * WHISPER_BINS + self.speaker_frames * SPEAKER_BINS + self.energy_frames
+        return data[start : start + self.edge_frames * EDGE_VARIANTS * WHISPER_BINS].reshape(
+            self.edge_frames, EDGE_VARIANTS, WHISPER_BINS)
+
 
 class FrameRows:
     """Rows of frames ``f`` at ``f % len`` (a ring), or at ``f`` (a plain store); ``available`` frames written."""
 
-    def __init__(self, whisper: np.ndarray, speaker: np.ndarray, energy: np.ndarray) -> None:
+    def __init__(self, whisper: np.ndarray, speaker: np.ndarray, energy: np.ndarray, edges: np.ndarray | None = None) -> None:
         self.whisper, self.speaker, self.energy = whisper, speaker, energy
+        self.edges = edges  # (positions, EDGE_VARIANTS, bins) window-edge variants, or None (a store without them)
         self.available = 0  # frames 0 .. available-1 are written (set after the rows, read by other threads)
-        # Whisper frames of the stream's newest edge, as if silence followed its last sample (``edge_end``): the
-        # frames a decode window ending there has at its end (a partial of an open segment). Read under a sequence
-        # number: odd while the capture thread writes, changed when it wrote another edge
-        self.edge_whisper = np.zeros((0, WHISPER_BINS), np.float32)
-        self.edge_from = self.edge_count = self.edge_end = -1
-        self.edge_version = 0
+        self.starts_available = 0  # positions whose start variants (0, 1) are written
+        self.ends_available = 0  # ... whose end variants (2, 3, 4) are written
 
-    def copy_edge(self, f0: int, end_sample: int, out: np.ndarray) -> int:
-        """Frames from ``f0`` of a window ending at stream sample ``end_sample``, up to its last edge frame, when
-        the newest edge is that one: how many (0 when it is not, or was replaced while being read)."""
-        version = self.edge_version
-        if version % 2 or self.edge_end != end_sample or f0 > self.edge_from:
-            return 0
-        got = self.copy(self.whisper, f0, self.edge_from, out)
-        if got != self.edge_from - f0:
-            return 0
-        n = min(self.edge_count, len(out) - got)
-        out[got : got + n] = self.edge_whisper[:n]
-        return got + n if self.edge_version == version else 0
+    def edge_row(self, position: int, variant: int) -> np.ndarray | None:
+        """A window-edge variant of the frame at ``position`` (None if not computed)."""
+        done = self.starts_available if variant < 2 else self.ends_available
+        if self.edges is None or position < 0 or position >= done:
+            return None
+        return self.edges[position % len(self.edges), variant]
 
     def copy(self, kind: np.ndarray, f0: int, f1: int, out: np.ndarray) -> int:
         """Rows ``f0 .. f1`` (clipped to what is written) into ``out``; returns how many."""
@@ -120,22 +134,31 @@ class FrameRows:
         return n
 
 
-def whisper_window(rows: FrameRows, f0: int, n_samples: int, pad_samples: int, out: np.ndarray,
-                   end_sample: int | None = None) -> np.ndarray:
-    """Whisper features of ``n_samples`` from frame ``f0`` plus ``pad_samples`` of silence: (80, frames), in ``out``.
+def window_rows(rows: FrameRows, f0: int, n_samples: int, pad_samples: int, out: np.ndarray) -> np.ndarray:
+    """Whisper log10-mel rows (before normalisation) of the window of ``n_samples`` from frame ``f0`` plus
+    ``pad_samples`` of silence, into ``out[:frames]``: what a per-window extractor computes for that audio.
 
-    A window ending at the stream's newest edge (``end_sample``, a partial of an open segment)
-    ends in the edge's frames, computed as if silence followed: what a per-window extractor
-    gives. Elsewhere the frames whose centre lies in the span are the stream's (the one or two
-    at a cut see a little audio past it, where a per-window extractor saw zeros or a
-    reflection); the pad's are silence. Normalised over the window, as Whisper's extractor
-    does. ``out`` is (max frames, 80)."""
+    The window's first two frames are the start variants of position ``f0``, its last three the end variants
+    of its end's position (the nearest hop), the frames between them the stream's, the rest silence. Where a
+    variant is not there (a store without them, or not computed yet) the stream's frame stands in."""
     total = (n_samples + pad_samples) // HOP
     rows_out = out[:total]
-    got = rows.copy_edge(f0, end_sample, rows_out) if end_sample is not None else 0
-    if not got:
-        got = rows.copy(rows.whisper, f0, f0 + min(total, -(-n_samples // HOP)), rows_out)
+    h = f0 + (n_samples + HOP // 2) // HOP  # the end's position
+    inner = min(total, h - f0 + 2)  # frames up to the last whose window reaches into the audio
+    got = rows.copy(rows.whisper, f0, f0 + min(inner, h - f0), rows_out)
     rows_out[got:] = SILENCE_LOG_MEL
+    if h - f0 >= 4:  # a window too short for both edges keeps the stream's frames
+        for k, position, variant in ((0, f0, 0), (1, f0, 1), (h - f0 - 1, h, 2), (h - f0, h, 3), (h - f0 + 1, h, 4)):
+            row = rows.edge_row(position, variant) if k < total else None
+            if row is not None:
+                rows_out[k] = row
+    return rows_out
+
+
+def whisper_window(rows: FrameRows, f0: int, n_samples: int, pad_samples: int, out: np.ndarray) -> np.ndarray:
+    """Whisper features of ``n_samples`` from frame ``f0`` plus ``pad_samples`` of silence: (80, frames), in ``out``
+    (max frames, 80), normalised over the window as Whisper's extractor does (:func:`window_rows`)."""
+    rows_out = window_rows(rows, f0, n_samples, pad_samples, out)
     normalise_log_mel(rows_out)
     return rows_out.T
 
@@ -195,13 +218,12 @@ class StreamFeaturizer:
     def __init__(self, whisper_filters: np.ndarray, speaker_filters: np.ndarray, ring: np.ndarray, ring_frames: int,
                  chunk_samples: int, frame_samples: int) -> None:
         self.layout = FeatureLayout.ring(ring_frames)
-        self.rows = FrameRows(*self.layout.views(ring))
-        self.rows.edge_whisper = locked_zeros((N_FFT // HOP + 2, WHISPER_BINS), np.float32)
+        self.rows = FrameRows(*self.layout.views(ring), self.layout.edge_view(ring))
         self.whisper_filters_t = np.ascontiguousarray(np.asarray(whisper_filters, np.float32).T)
         self.speaker_filters_t = np.ascontiguousarray(np.asarray(speaker_filters, np.float32).T)
         self.chunk = max(HOP, chunk_samples)
         self.window = hann_window()
-        max_pending = self.chunk + frame_samples + N_FFT + 2 * HOP
+        max_pending = self.chunk + frame_samples + 2 * N_FFT + 2 * HOP
         max_frames = max_pending // HOP + 2
         # raw audio and its copies: locked, dump-excluded pages, zeroed after every chunk
         self._carry = locked_zeros(max_pending + N_FFT, np.float32)
@@ -210,8 +232,9 @@ class StreamFeaturizer:
         self._power = locked_zeros((max_frames, _BINS), np.float32)
         self._mel_w = locked_zeros((max_frames, WHISPER_BINS), np.float32)
         self._mel_s = locked_zeros((max_frames, SPEAKER_BINS), np.float32)
+        self._index = np.zeros((max_frames, N_FFT), np.intp)  # where each point of an edge variant's window is
         self.received = 0  # stream samples pushed
-        self._carry_start = -HALF  # stream sample of _carry[0] (the stream starts after half a window of silence)
+        self._carry_start = -N_FFT  # stream sample of _carry[0] (the stream starts after a window of silence)
         self._energy_done = 0  # next 10 ms block to compute
         self._arrivals: deque[tuple[int, float]] = deque()  # (first stream sample, arrival) of each pushed frame
         self._ages: deque[tuple[int, int, float]] = deque(maxlen=4096)  # (from, to, age) of every zeroing
@@ -254,35 +277,12 @@ class StreamFeaturizer:
 
     def compute(self) -> None:
         """Every frame and energy the audio so far allows; the raw samples no frame needs any more zeroed."""
-        self._frames_until((self.received - HALF) // HOP + 1 if self.received >= HALF else 0)
-        self._energy_until(self.received // HOP)
-        self._zero_before(min(self.rows.available * HOP - HALF, self._energy_done * HOP))
-
-    def edge(self) -> None:
-        """Whisper frames of the stream's edge as if silence followed (``rows.edge_*``), for a decode window that
-        ends here: computed from the carry without consuming it (the stream goes on as before)."""
-        self.compute()
-        end = self.received
-        f0 = (end - HALF) // HOP + 1 if end >= HALF else 0  # the first frame whose window reaches past the edge
-        k = -(-(end + HALF) // HOP) - f0  # ... up to the last that sees any of its audio
-        first = f0 * HOP - HALF - self._carry_start
-        rows = self.rows
-        rows.edge_version += 1  # odd: being written
-        try:
-            if k <= 0 or first < 0 or first + (k - 1) * HOP + N_FFT > len(self._carry):
-                rows.edge_end = -1
-                return
-            power = power_frames(self._carry[first:], k, self.window, self._windowed, self._spectrum, self._power)
-            mel = self._mel_w[:k]
-            np.matmul(power, self.whisper_filters_t, out=mel)
-            np.maximum(mel, 1e-10, out=mel)
-            np.log10(mel, out=mel)
-            rows.edge_whisper[:k] = mel
-            rows.edge_from, rows.edge_count, rows.edge_end = f0, k, end
-            for buf in (self._windowed[:k], self._spectrum[:k], power, mel):
-                buf.fill(0)
-        finally:
-            rows.edge_version += 1
+        received = self.received
+        self._frames_until((received - HALF) // HOP + 1 if received >= HALF else 0)
+        self._edges_until(True, (received - _START_REACH) // HOP + 1 if received >= _START_REACH else 0)
+        self._edges_until(False, received // HOP + 1)
+        self._energy_until(received // HOP)
+        self._zero_before(self._needed_from())
 
     def seal(self) -> None:
         """Finish the stream as if silence followed (before a wait, and at its end): no raw sample is left.
@@ -290,17 +290,21 @@ class StreamFeaturizer:
         The frames whose window reaches past the last sample see zeros there, as at the end of a
         segment today; audio pushed afterwards starts a new stretch (its first frames see zeros
         before it). Up to one hop of it lies before the next frame's window and is in no frame."""
-        if self.received <= self._carry_start:
+        if self.received <= max(0, self._carry_start):
             return
-        self._energy_until(-(-self.received // HOP))  # a last part-block counts what it has
-        self._frames_until((self.received + HALF - 1) // HOP + 1)  # every frame that sees any audio (zeros after it)
-        self._zero_before(self.received)
+        received = self.received
+        self._energy_until(-(-received // HOP))  # a last part-block counts what it has
+        self._frames_until((received + HALF - 1) // HOP + 1)  # every frame that sees any audio (zeros after it)
+        self._edges_until(True, -(-received // HOP))  # every position inside the audio
+        self._edges_until(False, received // HOP + 1)
+        self._zero_before(received)
+        self._carry_start = received - N_FFT  # what comes next starts after a window of silence (all zero now)
 
     def holds_audio(self) -> bool:
         return self.received > self._carry_start and bool(self._carry.any())
 
     def scratch_buffers(self) -> tuple[np.ndarray, ...]:
-        return (self._carry, self._windowed, self._spectrum, self._power, self._mel_w, self._mel_s, self.rows.edge_whisper)
+        return (self._carry, self._windowed, self._spectrum, self._power, self._mel_w, self._mel_s)
 
     def wipe(self) -> None:
         for buf in self.scratch_buffers():
@@ -339,6 +343,49 @@ class StreamFeaturizer:
         for buf in (self._windowed[:k], self._spectrum[:k], power, mel_w, mel_s):
             buf.fill(0)
         self.rows.available = end
+
+    def _needed_from(self) -> int:
+        """The first raw sample a frame, edge variant or energy still to compute needs."""
+        rows = self.rows
+        return min(rows.available * HOP - HALF, rows.starts_available * HOP, rows.ends_available * HOP - _END_REACH,
+                   self._energy_done * HOP)
+
+    def _edges_until(self, starts: bool, end: int) -> None:
+        """The start (0, 1) or end (2, 3, 4) variants of positions up to ``end``."""
+        rows = self.rows
+        first = rows.starts_available if starts else rows.ends_available
+        k = end - first
+        if k <= 0 or rows.edges is None:
+            return
+        if self.pinned is not None and end - 1 - self.pinned >= len(rows.edges):
+            raise RuntimeError("feature ring overrun: the open segment outgrew the ring (a sizing bug)")
+        zero_at = len(self._carry) - 1  # never written (a push keeps N_FFT spare): a point past a window's end
+        base = (np.arange(first, end) * HOP - self._carry_start)[:, None]
+        size = len(rows.edges)
+        positions = np.arange(first, end) % size
+        for variant in ((0, 1) if starts else (2, 3, 4)):
+            index = self._index[:k]
+            np.add(base, _EDGE_OFFSETS[variant], out=index)
+            index[:, _EDGE_ZERO[variant]] = zero_at
+            if index.min() < 0 or index.max() > zero_at:
+                raise RuntimeError("feature carry misaligned (a bug)")
+            windowed = self._windowed[:k]
+            np.take(self._carry, index, out=windowed)
+            windowed *= self.window
+            spectrum, power, mel = self._spectrum[:k], self._power[:k], self._mel_w[:k]
+            np.fft.rfft(windowed, axis=-1, out=spectrum)
+            np.abs(spectrum, out=power)
+            np.square(power, out=power)
+            np.matmul(power, self.whisper_filters_t, out=mel)
+            np.maximum(mel, 1e-10, out=mel)
+            np.log10(mel, out=mel)
+            rows.edges[positions, variant] = mel
+            for buf in (windowed, spectrum, power, mel):
+                buf.fill(0)
+        if starts:
+            rows.starts_available = end
+        else:
+            rows.ends_available = end
 
     def _energy_until(self, end: int) -> None:
         size = len(self.rows.energy)
@@ -391,8 +438,7 @@ class RowsView:
         return (self.start_sample + start + HOP // 2) // HOP
 
     def features(self, start: int, stop: int, final: bool) -> np.ndarray:
-        return whisper_window(self.rows, self._frame(start), stop - start, self._pad(final), self._scratch,
-                              self.start_sample + stop)
+        return whisper_window(self.rows, self._frame(start), stop - start, self._pad(final), self._scratch)
 
     def energy(self, start: int, stop: int) -> np.ndarray:
         first = (self.start_sample + start) // HOP

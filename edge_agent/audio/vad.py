@@ -435,10 +435,6 @@ class VadSegmenter:
         else:
             self._silence_run += 1
             self._noisy_run += info.sound
-        if self._tail and seg.length == self._last_voiced_end + self._tail:
-            # the kept end if no more speech comes (the look-ahead's and the final's): its last frames as if
-            # silence followed, while the raw samples around it are still there
-            self.featurizer.edge()
 
     def _speech_end(self) -> int:
         seg = self._segment
@@ -459,7 +455,7 @@ class VadSegmenter:
             return [SegmentUpdate(seg, end, final_candidate=True)]
         if self._silence_run == 0 and seg.length - self._last_update_len >= self._partial_step:
             self._last_update_len = seg.length
-            self.featurizer.edge()  # the partial's window ends at the stream's edge: its last frames as if silence followed
+            self.featurizer.compute()  # the decoder reads features up to here
             return [SegmentUpdate(seg, seg.length, final_candidate=False)]
         return []
 

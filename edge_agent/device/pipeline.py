@@ -63,6 +63,7 @@ from edge_agent.audio.featurize import (
     StreamFeaturizer,
     normalise_log_mel,
     volume_gain,
+    window_rows,
 )
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
@@ -598,11 +599,8 @@ class StreamingPipeline:
                     rows = featurizer.rows
                     f0 = seg.start_sample // HOP
                     frames = -(-seg.length // HOP)  # frames centred inside the segment
-                    # a segment ended at its kept end (a pause): its last frames as if silence followed (the edge
-                    # the featurizer computed there); one cut in speech (a split): the stream's frames
-                    whisper_frames = rows.copy_edge(f0, seg.start_sample + seg.length, whisper)
-                    if not whisper_frames:
-                        whisper_frames = rows.copy(rows.whisper, f0, f0 + frames, whisper)
+                    # the decoder's features of the whole segment and its silence pad, before normalisation
+                    whisper_frames = len(window_rows(rows, f0, seg.length, self.asr.window_pad(True), whisper))
                     frames = rows.copy(rows.speaker, f0, f0 + frames, speaker)
                     rows.copy(rows.energy, f0, f0 + seg.length // HOP, energy)
         resided = featurizer.age_over(seg.start_sample, seg.start_sample + seg.length)
@@ -655,7 +653,7 @@ class StreamingPipeline:
         per-segment extractor gives them): (bins, frames) in the store."""
         whisper = self.pools.layout.views(store.data)[0]
         total = (n_samples + self.asr.window_pad(True)) // HOP
-        whisper[frames:total] = SILENCE_LOG_MEL
+        whisper[frames:total] = SILENCE_LOG_MEL  # (none: the store holds the window's rows; kept for a short copy)
         normalise_log_mel(whisper[:total])
         return whisper[:total].T, total
 
