@@ -55,7 +55,6 @@ from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscard
 from edge_agent.asr.whisper_ct2 import whisper_feature_shape
 from edge_agent.audio import SAMPLE_RATE
 from edge_agent.audio.featurize import (
-    SILENCE_LOG_MEL,
     SPEAKER_PAD_FRAMES,
     FeatureLayout,
     FrameRows,
@@ -290,7 +289,7 @@ class _Stored:
 
     event: SegmentClosed
     store: PooledBuffer | None
-    whisper_frames: int  # Whisper frames copied (centred inside the segment, or reaching into it from a kept end)
+    whisper_frames: int  # Whisper rows of the segment's decode window (its audio and silence pad), not normalised
     frames: int  # GE2E frames copied (centred inside the segment)
     residency_s: float
 
@@ -640,7 +639,7 @@ class StreamingPipeline:
             if stored.store is None:
                 job.reason = "no_buffer"
                 return job
-            job.whisper, job.n_frames = self._closed_features(stored.store, seg.length, stored.whisper_frames)
+            job.whisper, job.n_frames = self._closed_features(stored.store, stored.whisper_frames)
             if self.speakers is not None:
                 job.speaker = self._closed_speaker(stored.store, seg.length)
             return job
@@ -648,12 +647,10 @@ class StreamingPipeline:
             job.release()  # nobody else will hold this job
             raise
 
-    def _closed_features(self, store: PooledBuffer, n_samples: int, frames: int) -> tuple[np.ndarray, int]:
-        """Whisper features of the whole segment plus ``pad_s`` of silence, normalised over them (as a
-        per-segment extractor gives them): (bins, frames) in the store."""
+    def _closed_features(self, store: PooledBuffer, total: int) -> tuple[np.ndarray, int]:
+        """Whisper features of the whole segment plus ``pad_s`` of silence (the store's ``total`` rows), normalised
+        over them as a per-segment extractor gives them: (bins, frames) in the store."""
         whisper = self.pools.layout.views(store.data)[0]
-        total = (n_samples + self.asr.window_pad(True)) // HOP
-        whisper[frames:total] = SILENCE_LOG_MEL  # (none: the store holds the window's rows; kept for a short copy)
         normalise_log_mel(whisper[:total])
         return whisper[:total].T, total
 
