@@ -20,8 +20,8 @@ frames (three hops) share one grid: a segment is a range of frames, and a split 
 audio. Frames go into a ring (one pooled buffer) that holds the open segment; a closed
 segment's frames are copied out of it into a pooled store of their own.
 
-Raw samples are kept only until no frame needs them: the STFT overlap (at most 400 samples)
-plus the part of a chunk not yet computed. The age of the oldest raw sample at the moment it
+Raw samples are kept only until no frame needs them: the STFT overlap and the edge variants'
+reach (at most 400 samples) plus the part of a chunk not yet computed. The age of the oldest raw sample at the moment it
 is zeroed is measured for every chunk (:attr:`StreamFeaturizer.max_age_s`, and per segment by
 :meth:`StreamFeaturizer.age_over`). A caller that must wait (a recording read no faster than
 its decoder) first :meth:`seal`\\ s the stream: the pending frames are computed as if silence
