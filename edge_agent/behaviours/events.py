@@ -36,6 +36,7 @@ from edge_agent.behaviours.conversation import (
     is_confirmation,
     is_social,
     overlapping_patient_turn,
+    sentence_act,
     tokens,
 )
 from edge_agent.behaviours.functions import SentenceFunctions, anything_wording, ice_components
@@ -66,6 +67,7 @@ class OpeningQuestion:
     end: float
     text: str
     notes_led: bool
+    notes_text: str = ""  # the sentence that refers to the booking notes (quoted by the notes-led observation)
 
 
 @dataclass
@@ -262,25 +264,71 @@ def _patient_content_before(turns: Sequence[Turn], k: int) -> bool:
     """Has the patient already said something about a problem before turn ``k``?"""
     for t in turns[:k]:
         if t.patient and t.act == "content" and len(tokens(t.text)) >= 6 and not asks_question(t.text):
+            asked = next((c for c in reversed(turns[: t.index]) if c.clinician and c.t0 <= t.t0), None)
+            if asked is not None and (asked.act == "admin" or (asked.sentences and sentence_act(asked.sentences[-1].text) == "admin")):
+                continue  # an ID answer ("Jack Smith, thirty first October nineteen ninety"): protocol §2(b) skips it
             if not re.search(r"\b(?:my name|date of birth|born|years old|i'?m \w+ (?:years|yrs)|hear you|see you|i'?m fine|i'?m good|"
                              r"i'?m ok|i'?m well|not bad|e-?mail|address|postcode|dot com|live (?:at|on|in))\b", t.text.lower()):
                 return True
     return False
 
 
-def _opening_candidate(turns: Sequence[Turn], start: int) -> tuple[int, Sentence, bool] | None:
-    """The first clinician sentence from ``start`` that invites the reason for the visit."""
+# A second-person statement of a complaint ("You've been having some difficulty breathing.", "You said you're a bit
+# short of breath.") said before the patient has described any problem can only come from the booking notes: the
+# protocol codes such a turn notes-led even when an open invitation precedes it (docs/gold-events.md §2(a); Marvel
+# et al. 1999 count an opening that names a specific concern as narrowing the agenda before the patient speaks).
+_PROBLEM_STATED = re.compile(r"\byou(?:'ve| have)? (?:been )?(?:having|had|got|suffering|experiencing|noticed|feeling)\b|"
+                             r"\byou(?:'re| are) (?:having|feeling|suffering|experiencing|a (?:bit|little))\b")
+_CHECK_AFTER = re.compile(r"(?:is|was) (?:that|this|it) (?:right|correct|true)|(?:that'?s|am i) (?:right|correct)|\b(?:right|correct|yeah|yes)$")
+_ID_WORDS = re.compile(r"\b(?:name|date of birth|born|address|e-?mail|postcode|years old|age)\b")
+_FUNCTION_WORDS = frozenset("""you you're you've your yours that this there they them then than been being have having has had
+    said saying told mentioned described about some with just like also still really quite little bit what when well okay yeah
+    right sure good great lovely fine thanks thank today here into from were will would could should does doing mean feel
+    feeling felt getting going problem problems issue issues things something""".split())
+
+
+def _echoes_patient(turns: Sequence[Turn], k: int, low: str) -> bool:
+    """Does a "you mentioned / you said" sentence at turn ``k`` repeat words the patient said earlier in this visit?
+
+    Then it recaps this conversation (an ID answer, a complaint put in reply to "how are you?"), not the booking notes,
+    and it is not itself the opening question: the invitation that follows is (docs/gold-events.md §2(a))."""
+    mine = {w for w in low.split() if len(w) >= 4 and w not in _FUNCTION_WORDS}
+    theirs = {w for t in turns[:k] if t.patient for w in tokens(t.text)}
+    return bool(mine & theirs)
+
+
+def _notes_sentence(turns: Sequence[Turn], t: Turn, i: int, before: bool) -> bool:
+    """Sentence ``i`` of clinician turn ``t`` refers to the booking notes (names them, or states a complaint the
+    patient has not yet described: reported "you've been saying…", or "you've been having…" with a check)."""
+    low = " ".join(tokens(t.sentences[i].text))
+    if _NOTES.search(low):
+        return True
+    if before or _ID_WORDS.search(low) or _echoes_patient(turns, t.index, low):
+        return False
+    if _MENTIONED.search(low):
+        return True
+    rest = " ".join(" ".join(tokens(x.text)) for x in t.sentences[i : i + 2])
+    return bool(_PROBLEM_STATED.search(low)) and bool(_CHECK_AFTER.search(rest))
+
+
+def _opening_candidate(turns: Sequence[Turn], start: int) -> tuple[int, Sentence, bool, str] | None:
+    """The first clinician sentence from ``start`` that invites the reason for the visit, whether the turn refers to the
+    booking notes, and the sentence that does (a notes-led opening is quoted by it)."""
     for t in turns[start:]:
         if not t.clinician or t.act in ("admin", "social", "backchannel", "repair", "empathy", "fragment"):
             continue
-        for s in t.sentences:
+        before = _patient_content_before(turns, t.index)
+        notes_at = [i for i in range(len(t.sentences)) if _notes_sentence(turns, t, i, before)]
+        for i, s in enumerate(t.sentences):
             low = " ".join(tokens(s.text))
-            mentioned = bool(_MENTIONED.search(low))
-            notes = bool(_NOTES.search(low)) or (mentioned and not _patient_content_before(turns, t.index))
-            if _OPENING.search(low) or ((notes or mentioned) and not re.search(r"\b(?:name|date of birth|address|e-?mail)\b", low)):
-                return t.index, s, notes or any(_NOTES.search(" ".join(tokens(x.text))) for x in t.sentences)
+            # a recap of what the patient said in this visit ("you're forty years old, you said, yeah?", "you mentioned that
+            # you are wheezy" after "I'm feeling a bit wheezy") is neither the notes nor the opening question
+            mentioned = bool(_MENTIONED.search(low)) and not _ID_WORDS.search(low) and not _echoes_patient(turns, t.index, low)
+            if _OPENING.search(low) or i in notes_at or mentioned:
+                later = [j for j in notes_at if j >= i]
+                return t.index, s, bool(later), t.sentences[later[0]].text if later else ""
             if _TELL_MORE.search(low) and t.index > 0 and s.question:
-                return t.index, s, False
+                return t.index, s, False, ""
     return None
 
 
@@ -292,10 +340,10 @@ def detect_opening(turns: Sequence[Turn]) -> tuple[OpeningQuestion | None, Openi
         cand = _opening_candidate(turns, k0)
         if cand is None:
             break
-        k, s, notes = cand
+        k, s, notes, notes_text = cand
         text = s.text
         t = turns[k]
-        oq = OpeningQuestion(k, t.t0, t.t1, text, notes)
+        oq = OpeningQuestion(k, t.t0, t.t1, text, notes, notes_text)
         nxt = next((x for x in turns[k + 1 :] if x.patient and x.t0 >= t.t0), None)
         if nxt is not None and nxt.act == "repair":
             k0 = nxt.index + 1

@@ -216,7 +216,9 @@ _REASSURE = re.compile(
     r"(?:worried|concerned))|\bdon'?t (?:you )?worry\b|\b(?:not|isn'?t|nothing) (?:anything )?(?:serious|sinister|dangerous|"
     r"worrying|concerning)\b|\b(?:very|quite|really|extremely|pretty) common\b|\b(?:should|will|tends? to|usually|normally) "
     r"(?:settle|get better|clear up|go away|resolve|pass)\b|\bit'?s (?:just|only|probably just) (?:a |an )?(?:viral|virus|bug|cold|"
-    r"simple|minor|mild|normal)\b|\bnothing to (?:be )?(?:worried|concerned) about\b|\breassur(?:ing|ed)\b"
+    r"simple|minor|mild|normal)\b|\bnothing to (?:be )?(?:worried|concerned) about\b|\breassur(?:ing|ed)\b|"
+    # the hedged form of "no need to worry" (labelling §5.10): "I don't think there's a lot to worry about"
+    r"\b(?:not|(?:don'?t|do not) think there'?s) (?:a lot|much|too much|anything much) to worry\b"
 )
 
 

@@ -62,6 +62,8 @@ def summary_line(stats: RunStats, clean: bool) -> str:
         line += f"; speech lost {stats.speech_seconds_lost:.1f} s" + (f" ({', '.join(parts)})" if parts else "")
     if stats.speakers_uncertain:
         line += "; speaker labels uncertain: the voices sound alike and none is enrolled (--voiceprint settles it)"
+    if stats.voiceprint_unheard:
+        line += "; the voiceprint's voice was never heard: speaker labels decided without it (is it this clinician's?)"
     return line
 
 
@@ -92,7 +94,7 @@ def summary_record(stats: RunStats, clean: bool) -> dict[str, object]:
             "failed_open_decodes": stats.failed_open_decodes,
             "repeats_dropped": stats.repeats_dropped, "repeat_words_dropped": stats.repeat_words_dropped,
             "skips_recovered": stats.skips_recovered, "stretches_filled": stats.stretches_filled,
-            "speakers_uncertain": bool(stats.speakers_uncertain)}
+            "speakers_uncertain": bool(stats.speakers_uncertain), "voiceprint_unheard": bool(stats.voiceprint_unheard)}
 
 
 def _check_written(sink: JsonLinesSink) -> None:

@@ -425,6 +425,21 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         "enrolled: both voices this close in mean cosine to the voiceprint (and above threshold) are the clinician alone",
         min=0, max=2, live=True,
     ),
+    "speakers.room_floor": _doc(
+        "enrolled, no segment at threshold: the voice nearer the voiceprint must average this (cosine) for the voiceprint to"
+        " count as heard through a room microphone; otherwise the report's labels are decided without it and say so",
+        min=-1, max=1, live=True,
+    ),
+    "speakers.edge_min_s": _doc("shortest part of the other voice split off at a segment's start or end (seconds of words)", min=0, live=True),
+    "speakers.edge_max_s": _doc("longest part tested at a segment's start or end (0 = no edge test)", min=0, max=10, live=True),
+    "speakers.edge_margin": _doc(
+        "an edge part is the other voice when its cosine to it exceeds its cosine to the neighbouring part's voice by this",
+        min=0, max=2, live=True,
+    ),
+    "speakers.edge_lean": _doc(
+        "... and the neighbouring part sides with its own voice by more than this (one voice split in two does not)",
+        min=0, max=2, live=True,
+    ),
     "speakers.other_cos": _doc("a segment below this to both centroids is a third voice", min=-1, max=1, live=True),
     "speakers.other_min_segments": _doc("history needed before 'other' is considered", min=0, live=True),
     "speakers.min_embed_s": _doc("shorter segments get no embedding", min=0, live=True),

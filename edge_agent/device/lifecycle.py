@@ -39,6 +39,7 @@ import numpy as np
 from edge_agent.crypto import seal
 from edge_agent.device.held import DEFAULT_MAX_HELD_BYTES, DEFAULT_SHUTDOWN_GRACE_S, SHUTDOWN_RETRY_S, HeldReports
 from edge_agent.device.lost import mount_point, reason_of, report_lost
+from edge_agent.device.no_report import CAPTURE_FAILED, DISCARDED, FAULT, STORAGE_FULL, NoReports
 from edge_agent.device.ops.logs import Safe
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.device.outbox import Outbox, OutboxError
@@ -213,6 +214,7 @@ class VisitManager:
         self._last_ack = 0.0
         self.queued = asyncio.Condition()  # notified whenever an envelope lands in the outbox
         self.last_stop: StopResult | None = None
+        self.no_reports = NoReports()  # visits that ended with no report, for their clinicians' phones (DeviceInfo)
 
     @property
     def active(self) -> bool:
@@ -312,6 +314,8 @@ class VisitManager:
                     aborting = asyncio.ensure_future(asyncio.to_thread(self._runner.abort))
                     if not await _settled(aborting) and not aborting.cancelled():
                         log.error("ALARM: capture could not be turned off after a cancelled start (%s)", type(aborting.exception()))
+                    # the phone may have learnt this visit's id meanwhile (DeviceInfo.own_visit_id): no report comes
+                    self._ended_without_report(clinician, visit_id, DISCARDED)
                 raise
             finally:
                 self._starting = None
@@ -361,6 +365,9 @@ class VisitManager:
             except Exception as exc:  # noqa: BLE001 - a pipeline fault must not keep the room busy or crash the server
                 log.error("runner failed at stop (%s); visit state wiped, no report", type(exc))
                 await asyncio.to_thread(self._runner.abort)
+                # the runner's own refusal (capture failed before any speech: EdgeAgentError) or a fault
+                self._ended_without_report(active.clinician, ctx.visit_id,
+                                           CAPTURE_FAILED if isinstance(exc, EdgeAgentError) else FAULT)
                 # "failed", not "runner": the device broke, nothing the phone asked was refused (INTERNAL on the wire)
                 raise VisitError("failed", "the report could not be built; the visit was ended and wiped") from None
             fb = feedback_pb2.Feedback.FromString(result) if isinstance(result, bytes | bytearray) else result
@@ -372,7 +379,8 @@ class VisitManager:
             # the site's quote policy holds whatever built the report; no quote at all when the report says the voices
             # could not be told apart (a "clinician" quote may then be the patient's words); with quotes on, every quote
             # must be words of a sentence the runner's per-utterance quote gate cleared (none cleared: no quote)
-            enforce_quote_policy(fb, self.quotes and not fb.quality.speakers_uncertain, _quote_clearance(self._runner))
+            unsure = fb.quality.speakers_uncertain or fb.quality.voiceprint_unheard
+            enforce_quote_policy(fb, self.quotes and not unsure, _quote_clearance(self._runner))
             if self._contributor is not None:
                 fb.contribution = await self._contribute(active.person or active.clinician, fb)
             plaintext = fb.SerializeToString()
@@ -391,6 +399,15 @@ class VisitManager:
         self._record_stop(reason)
         log.debug("visit stopped (%s); report sealed and queued", reason)
         return result_
+
+    def _ended_without_report(self, clinician: str, visit_id: str, reason: int) -> None:
+        """Remember, for that clinician's phone, that this visit's report will never come; wake their feedback streams."""
+        self.no_reports.add(clinician, visit_id, reason)
+        asyncio.ensure_future(self._notify_queued())
+
+    async def _notify_queued(self) -> None:
+        async with self.queued:
+            self.queued.notify_all()
 
     def _record_stop(self, reason: str) -> None:
         if self._metrics is None:
@@ -460,6 +477,7 @@ class VisitManager:
                 self._metrics.inc("edge_agent_reports_dropped_total", reason="held_full")
             # one LOST line, and a note: the journal rotates and the count resets at a restart, doctor keeps failing
             await asyncio.to_thread(report_lost, self._outbox.path.parent, 1, self._refusal, "running")
+            self._ended_without_report(clinician, env.visit_id, STORAGE_FULL)
             raise VisitError("outbox", f"{why}; the device's memory for waiting reports is full too, so this report "
                                        "could not be kept; tell IT to free space on the device") from None
         if len(self._held) == 1:

@@ -3,7 +3,7 @@
 :func:`load_device` loads every model once (Whisper, speaker encoder, role
 and behaviour classifiers) and makes the visit runner and the voice enroller;
 the demo and the benchmarks use it too. :func:`run_daemon` is ``edge-agent
-serve``: config -> logging -> button/LED pins -> models -> mutual-TLS server, web, metrics (bound, not yet announced) -> "listening on" -> mDNS
+serve``: config -> logging -> ports free -> button/LED pins -> models -> mutual-TLS server, web, metrics (bound, not yet announced) -> "listening on" -> mDNS
 -> watchdog -> signals. Order matters: READY=1 is sent only once
 every model is loaded and the server listens; SIGTERM finishes the running
 visit (its report is sealed and queued) before the process exits; SIGHUP
@@ -27,6 +27,7 @@ from edge_agent.crypto.errors import CertificateError
 from edge_agent.device.config import EdgeConfig, KeySpec, load_config
 from edge_agent.device.grpc.server import EdgeAgentServer, ServerConfig
 from edge_agent.device.lifecycle import VisitManager
+from edge_agent.device.listen_ports import check_listen_ports
 from edge_agent.device.lost import EX_IOERR
 from edge_agent.device.ops.button_control import ManagerVisitControl
 from edge_agent.device.ops.gpio import Claim, RoomClaims, RoomPanel, VisitControl, open_panel, pin_factory
@@ -321,6 +322,9 @@ async def run_daemon(cfg: EdgeConfig, replay: Path | None = None, restart_check:
     check_production(cfg)
     check_outbox_format(cfg.outbox.db_path)  # a newer release's outbox: refused (exit 78) before the models load
     check_web(cfg)  # a bad web origin: refused now, not after the gRPC port listens
+    # every port it will listen on (server, web, metrics), before the models load and before anything listens: a busy
+    # web or metrics port used to show only once the gRPC port was already accepting phones
+    check_listen_ports(cfg)
     registry = Registry()
     claims = RoomClaims(cfg.gpio.claim_window_s)
     control = _LateControl()

@@ -100,6 +100,11 @@ class SpeakerStage(Protocol):
 
     def final_labels(self) -> list[tuple[str, float]]: ...
 
+    def final_decision(self) -> tuple[list[tuple[str, float]], bool]: ...
+
+    @property
+    def voiceprint_unheard(self) -> bool: ...
+
     def open_watcher(self) -> ChangeWatcher: ...
 
 
@@ -189,6 +194,7 @@ class RunStats:
     audio_seconds: float = 0.0
     speech_seconds_lost: float = 0.0  # audio of dropped or failed segments
     speakers_uncertain: bool = False  # no voiceprint, and the two voices too alike to tell apart reliably
+    voiceprint_unheard: bool = False  # a voiceprint, but its voice never heard: the final labels were decided without it
 
     @property
     def dropped_frames(self) -> int:
@@ -493,6 +499,7 @@ class StreamingPipeline:
         if self.speakers is None or not self._emitted:
             return
         final, self.stats.speakers_uncertain = self.speakers.final_decision()
+        self.stats.voiceprint_unheard = self.speakers.voiceprint_unheard
         for entry, seg_id, t0, speaker, confidence in self._emitted:
             if not 0 <= entry < len(final):
                 continue

@@ -148,7 +148,7 @@ class PipelineVisitRunner:
             utterances = list(state.utterances)
             # voices the device could not tell apart: "the clinician's words" may be the patient's, which are never
             # quoted (docs/privacy.md §4b), so the report is phrased without quotes whatever the site allows
-            quotes = quotes and not any(r.speakers_uncertain for r in state.runs)
+            quotes = quotes and not any(r.speakers_uncertain or r.voiceprint_unheard for r in state.runs)
             gate = QuoteGate()
             feedback = build_feedback(utterances, self.classifier, quotes=quotes, gate=gate) if utterances else None
             if quotes and utterances:
@@ -300,6 +300,7 @@ def audio_quality(runs: Sequence[RunStats], capture_losses: int | None = None) -
         dropped_frames=sum(r.dropped_frames for r in runs),
         capture_interruptions=max(0, len(runs) - 1) if capture_losses is None else capture_losses,
         speakers_uncertain=any(r.speakers_uncertain for r in runs),
+        voiceprint_unheard=any(r.voiceprint_unheard for r in runs),
     )
 
 

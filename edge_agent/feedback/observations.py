@@ -128,21 +128,38 @@ _NOT_NAMES = frozenset(
     interestingly overall equally similarly likewise instead besides plus next luckily sadly frankly
     presumably possibly probably maybe perhaps initially originally previously currently recently""".split()
 )
-_TITLE = re.compile(r"\b(?:Mr|Mrs|Ms|Miss|Dr|Doctor|Mister)\.? ([A-Z][a-z'-]+)")
+# "Dr. Mesa" but not "…Doctor. How can I help?": a full stop after a title spelt out ends the sentence
+_TITLE = re.compile(r"\b(?:(?:Mr|Mrs|Ms|Dr)\.?|Miss|Doctor|Mister) ([A-Z][a-z'-]+)")
 _VOCATIVE = re.compile(r"(?:(?<=, )|(?<=^))([A-Z][a-z'-]+)(?=\s*[,.?!]|$)")
 
 
-def redact_names(text: str) -> str:
+def redact_names(text: str, not_names: frozenset[str] = frozenset()) -> str:
     """Names said to or about someone ("…, Lou.", "April, how…", "Doctor Jacob") become "…": a quote carries
-    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto)."""
+    the clinician's words about the care, never who anyone is (proto/edge_agent/v1/feedback.proto).
+    ``not_names``: words known not to be names here (a word just before a transcript gap)."""
     out = _TITLE.sub(lambda m: m.group(0)[: m.start(1) - m.start(0)] + "…", text)
-    return _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or _DRUG.fullmatch(m.group(1)) else "…", out)
+    out = _VOCATIVE.sub(lambda m: m.group(1) if m.group(1).lower() in _NOT_NAMES or m.group(1) in not_names
+                        or _DRUG.fullmatch(m.group(1)) else "…", out)
+    # a name left out just before a full stop: one mark, not "…." (stray punctuation)
+    return re.sub(r"…\.+", "…", out)
+
+
+# A transcript gap: PriMock57 (and the quote gate's own redaction) leave " ," or " ." where words were not
+# transcribed or were removed. The word before the gap is the clinician's own (a verb cut off: "Examine , and we're
+# gonna need…"), not a name said to someone: the vocative rule must not take it for one. A sentence that starts with
+# one or two words cut off by a gap is quoted from after the gap, so the quote is words the clinician said in a row.
+_GAP_BEFORE = re.compile(r"([A-Za-z][a-z'-]*)\s+[,.](?=\s|$)")
+_LEADING_FRAGMENT = re.compile(r"^\s*(?:\S+\s+){0,1}\S+\s+,\s*(?:(?:and|but|so|then)\s+)?", re.IGNORECASE)
 
 
 def short_quote(text: str, max_words: int = MAX_QUOTE_WORDS) -> str:
     """The clinician's words, cut to ``max_words`` (an ellipsis marks the cut); names left out."""
     # a sentence split after a comma leaves it leading ("…, sore throat?"): not part of the quote
-    words = redact_names(clean_quote(text)).lstrip(",;: ").split()
+    rest = _LEADING_FRAGMENT.sub("", text, count=1)
+    if rest != text and len(rest.split()) >= 3:
+        text = rest
+    gap_words = frozenset(m.group(1) for m in _GAP_BEFORE.finditer(text))
+    words = redact_names(clean_quote(text), gap_words).lstrip(",;: ").split()
     if len(words) <= max_words:
         return " ".join(words)
     return " ".join(words[:max_words]).rstrip(",;:") + " …"
@@ -259,11 +276,85 @@ def _plan_kind(ev: VisitEvents) -> tuple[str, str]:
     # a medicine named only to advise against it ("don't take any other paracetamol", "painkillers wouldn't be helpful")
     # is not what the plan is about: the alternative would name a medicine the clinician did not suggest
     text = " ".join(u.text for u in ev.plan_sentences if not _ADVISED_AGAINST.search(" ".join(tokens(u.text))))
+    focus = _medicine_focus(ev) if _DRUG.search(text) else None
+    if focus is not None:
+        return "medicine", focus
     for kind, rx in (("medicine", _DRUG), ("referral", _REFERRAL), ("test", _TEST), ("self-care", _SELFCARE)):
         m = rx.search(text)
         if m:
             return kind, m.group(0)
     return "plan", ""
+
+
+# How to take or use a medicine: amount, frequency, duration, method. What the patient must get right is what a
+# teach-back checks (Schillinger et al. 2003: the patient restates the key instructions; Silverman, Kurtz & Draper 2013,
+# Calgary-Cambridge "explanation and planning": give specific instructions and check understanding).
+_INSTRUCTION = re.compile(
+    r"\b(?:once|twice|three times|four times|\w+ times a day|(?:a|per) day|daily|every (?:\w+ )?(?:hours?|morning|evening|night|day)|"
+    r"at night|in the morning|before bed|fingertips?|milligrams?|mg|puffs?|dose|doses|thin(?:ly| layer)|small amounts?|apply|rub|"
+    r"with food|for (?:the next )?(?:a |one |two |three |five |seven |ten |fourteen |\d+ |couple of |few )?(?:days?|weeks?))\b")
+# A medicine named by its own name ("it's called Fexofenadine", "some Betnovate"): an open class no lexicon holds.
+_NAMED_MEDICINE = re.compile(r"\b(?:called|like|some|prescribe|try|of)\s+([A-Z][a-z]{4,})\b")
+_GENERIC_MEDICINE = frozenset({"cream", "ointment", "tablet", "tablets", "capsule", "capsules", "drops", "spray", "medication",
+                               "medicine", "painkiller", "painkillers"})
+
+
+def _medicine_focus(ev: VisitEvents) -> str | None:
+    """The medicine the plan is about: the one the clinician gave the most specific instructions for.
+
+    Each clinician sentence from the start of the plan names at most one medicine (a name of its own before a class
+    word, a class word before "tablet" or "cream"); a sentence that names none but points back ("use it twice a day",
+    "it's one tablet three times a day") speaks of the last one named; one about something else (fluids, sleep)
+    does not. The medicine with the most instructions wins; with none, the first named (what the alternative
+    said before). Naming the first medicine of the plan had the teach-back check an antihistamine mentioned in
+    passing instead of the new cream with its fingertip amounts (docs/coaching-audit-2026-12.md)."""
+    if ev.plan_start_turn is None:
+        return None
+    order: list[str] = []
+    score: dict[str, int] = {}
+    last: str | None = None
+    for s in _clinician_sentences(ev, since=ev.plan_start_turn):
+        low = " ".join(tokens(s.text))
+        if _ADVISED_AGAINST.search(low):
+            last = None
+            continue
+        named = [m.group(1) for m in _NAMED_MEDICINE.finditer(s.text) if not _NAMED_MEDICINE_STOP.match(m.group(1).lower())]
+        classes = [m.group(0) for m in _DRUG.finditer(s.text)]
+        specific = [w for w in classes if w.lower() not in _GENERIC_MEDICINE]
+        name = (named or specific or ([] if last is not None else classes) or [None])[0]
+        if name is not None:
+            key = next((k for k in order if k.lower() == name.lower()), name)
+            if key not in score:
+                order.append(key)
+                score[key] = 0
+            last = key
+        elif not (classes or _ANAPHOR.search(low)):
+            last = None  # fluids, sleep, a referral: the instructions are not about the medicine named before
+            continue
+        if last is not None:
+            score[last] += len(_INSTRUCTION.findall(low))
+    if not order:
+        return None
+    return max(order, key=lambda k: (score[k], -order.index(k)))
+
+
+_APPLIED = re.compile(r"\b(?:creams?|ointments?|emollients?|gels?|lotions?|apply|applied|rub|fingertips?|sprays?|inhalers?|"
+                      r"drops|puffs?|paste|skin)\b")
+
+
+def _take_or_use(ev: VisitEvents, word: str) -> str:
+    """"use" for a cream, spray, inhaler or drops ("how are you going to take the steroid?" for a cream misread the plan)."""
+    if _APPLIED.search(word.lower()):
+        return "use"
+    sents = _clinician_sentences(ev, since=ev.plan_start_turn)
+    near = [" ".join(tokens(x.text)) for i, s in enumerate(sents) if word.lower() in s.text.lower() for x in sents[i : i + 2]]
+    return "use" if any(_APPLIED.search(x) for x in near) else "take"
+
+
+# "use it twice a day", "one tablet three times a day" after a medicine was named: the same medicine
+_ANAPHOR = re.compile(r"\b(?:it|them|that|this|those|these|one)\b")
+_NAMED_MEDICINE_STOP = re.compile(r"(?:this|that|these|those|there|their|about|maybe|things|something|which|where|what|when|"
+                                  r"monday|tuesday|wednesday|thursday|friday|saturday|sunday|boots|babylon|doctor)$")
 
 
 _ADVISED_AGAINST = re.compile(r"\b(?:don'?t|do not|shouldn'?t|should not|wouldn'?t|would not|won'?t|isn'?t|is not|not (?:be )?"
@@ -413,12 +504,21 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
             95.0, end=stmt.end, turn=stmt.redirect_turn)
     elif oq is not None and oq.notes_led and stmt is not None:
         t = turns[oq.turn]
-        s = next((x for x in t.sentences if x.text == oq.text), None) or _best_sentence(t)
+        notes_s = oq.notes_text or oq.text
+        s = next((x for x in t.sentences if x.text == notes_s), None) or _best_sentence(t)
         short = stmt.duration < 20
+        # an open invitation said first and then narrowed to the note before the patient could answer ("Tell me what's
+        # been going on. You've been saying there's a problem with your hearing. Is that right?"): the invitation was
+        # there, the lesson is to let it stand (Marvel et al. 1999: the agenda is solicited before any one concern)
+        narrowed = bool(oq.notes_text) and oq.notes_text != oq.text
         add("notes_led_opening", oq.start, s,
-            "you opened with the problem from the booking notes" + (f"; the patient confirmed it and spoke for {stmt.duration:.0f} s" if short else ""),
-            "Start with an open invitation before the notes: \"Before I look at what you wrote, what would you like to talk about "
-            "today?\"; then check the note against what they say.",
+            ("you asked an open question and then named the problem from the booking notes before the patient could answer"
+             if narrowed else "you opened with the problem from the booking notes")
+            + (f"; the patient confirmed it and spoke for {stmt.duration:.0f} s" if short else ""),
+            ("Let the open question stand and wait for the answer; bring in the note afterwards (\"I also see you mentioned … "
+             "on the form\") to check it against what they said." if narrowed else
+             "Start with an open invitation before the notes: \"Before I look at what you wrote, what would you like to talk about "
+             "today?\"; then check the note against what they say."),
             "An opening built on the booking note narrows the agenda to one problem before the patient has spoken; an open "
             "opening question brings out the concerns that otherwise surface at the door (Silverman, Kurtz & Draper 2013; "
             "Marvel et al. 1999).",
@@ -573,7 +673,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
         quote_s = turns[firm[-1].turn].sentences[firm[-1].sentence] if firm else s
         if not ev.teach_back_requests and not ev.plan_said_back.value and not maybe_plan_said_back(turns, ev.plan_start_turn):
             ask = {
-                "medicine": f"\"So I know I've explained it well, how are you going to take {_the(word)}?\"",
+                "medicine": f"\"So I know I've explained it well, how are you going to {_take_or_use(ev, word)} {_the(word)}?\"",
                 "referral": "\"So I know I've been clear, what happens next with the referral, and what would you do if you hadn't heard?\"",
                 "test": f"\"So I know I've been clear, can you tell me what {_the(word)} is for and how you'll get the result?\"",
                 "self-care": "\"So I know I've been clear, what are you going to do over the next few days?\"",
@@ -659,7 +759,7 @@ def candidates(events: VisitEvents, labels: Mapping[str, Sequence[str]] | None =
 
 _STRICT_REASSURE = re.compile(r"\b(?:nothing (?:too |really |much )?(?:to worry|serious|sinister|dangerous)|(?:don'?t|no need to) worry|"
                               r"(?:not|isn'?t|nothing) (?:anything )?(?:serious|sinister|dangerous|worrying)|very common|nothing to be "
-                              r"(?:worried|concerned))\b")
+                              r"(?:worried|concerned)|(?:not|(?:don'?t|do not) think there'?s) (?:a lot|much|too much|anything much) to worry)\b")
 
 
 def select(cands: list[Observation], events: VisitEvents | None = None, limit: int = MAX_OBSERVATIONS) -> list[Observation]:

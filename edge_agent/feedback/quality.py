@@ -6,6 +6,7 @@ from typing import Protocol
 
 QUALITY_FIELDS = (
     "audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions", "speakers_uncertain",
+    "voiceprint_unheard",
 )
 
 
@@ -15,6 +16,7 @@ class AudioQualityLike(Protocol):  # feedback_pb2.AudioQuality
     failed_segments: int
     capture_interruptions: int
     speakers_uncertain: bool
+    voiceprint_unheard: bool
 
 
 def speech_lost(q: AudioQualityLike) -> bool:
@@ -40,8 +42,17 @@ SPEAKERS_UNCERTAIN = (
 )
 
 
+VOICEPRINT_UNHEARD = (
+    "Note: the enrolled voice was not heard in this visit, so who said what was decided without it and may be wrong "
+    "in places. If you led this visit, enrol your voice again on the phone; if someone else did, their voice was not enrolled."
+)
+
+
 def speakers_note(q: AudioQualityLike) -> str:
-    """One line when the report's speaker labels rest on voices too alike to tell apart (empty otherwise)."""
+    """One line when the report's speaker labels rest on voices too alike to tell apart, or were decided without the
+    enrolled voiceprint because its voice was never heard (empty otherwise)."""
+    if q.voiceprint_unheard:
+        return VOICEPRINT_UNHEARD
     return SPEAKERS_UNCERTAIN if q.speakers_uncertain else ""
 
 

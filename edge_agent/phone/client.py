@@ -40,6 +40,7 @@ from edge_agent.crypto import ca, seal
 from edge_agent.crypto.errors import CertificateError, SealError
 from edge_agent.feedback.quality import empty_report_text, quality_notes
 from edge_agent.mtls.memfile import pem_memfile
+from edge_agent.phone.answers import ALREADY_ENDED, NO_REPORT_CAPABILITY, device_answer, no_report_line
 from edge_agent.phone.keys import ClientError, ClinicianKeys, load_key_file, remember, update_key_file
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc, feedback_pb2
 from edge_agent.protocol import MAX_ENROLL_SECONDS, compatibility
@@ -259,7 +260,25 @@ def _rpc_error(exc: grpc.RpcError) -> ClientError:
         return ClientError(
             f"lost the device or it changed since its certificate was checked ({details.splitlines()[0][:120]}); "
             "retry, and if it persists tell IT", code=code.name)
-    return ClientError(f"device refused: {details}", code=code.name)
+    # the web app's wording (edge_agent.phone.answers): a refusal, a limit, a fault, capture that could not start
+    return ClientError(device_answer(code.name, details), code=code.name)
+
+
+def _no_report(info: agent_pb2.DeviceInfo, visit_id: str) -> int | None:
+    """Why ``visit_id`` (one of the caller's) ended with no report, if the device says it did (else None)."""
+    if NO_REPORT_CAPABILITY not in info.capabilities:
+        return None
+    return next((int(e.reason) for e in info.ended_without_report if e.visit_id == visit_id), None)
+
+
+def _forget_visit(key_file: str | Path, visit_id: str) -> None:
+    """A visit whose report will never come: no longer this phone's current visit, and not waited for any more."""
+    with update_key_file(key_file) as fresh:
+        if visit_id in fresh.visits:
+            fresh.visits.remove(visit_id)
+        for fp, current in list(fresh.current_visit.items()):
+            if current == visit_id:
+                fresh.current_visit.pop(fp)
 
 
 # ---- verbs ------------------------------------------------------------------------------
@@ -504,10 +523,29 @@ def stop(key_file: str | Path, target: Target, visit_id: str | None = None) -> a
             vid = load_key_file(key_file).current_visit.get(fp)
         if not vid:
             raise ClientError("no visit started from this phone on that device; give the visit id")
+        stub = agent_pb2_grpc.EdgeAgentStub(channel)
         try:
-            reply = agent_pb2_grpc.EdgeAgentStub(channel).StopVisit(agent_pb2.StopVisitRequest(visit_id=vid), timeout=120)
+            reply = stub.StopVisit(agent_pb2.StopVisitRequest(visit_id=vid), timeout=120)
         except grpc.RpcError as exc:
-            raise _rpc_error(exc) from None
+            failure = _rpc_error(exc)
+            # the visit ended on the device with no report (before this stop, or at it): say so, and stop waiting
+            try:
+                why = _no_report(stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10), vid)
+            except grpc.RpcError:
+                why = None
+            if why is None and failure.code == grpc.StatusCode.NOT_FOUND.name and not visit_id:
+                # this phone's own visit, which the device ended already (time limit, silence, the button, a
+                # restart): not this phone's current visit any more; a report made then comes with `phone feedback`
+                with update_key_file(key_file) as fresh:
+                    if fresh.current_visit.get(fp) == vid:
+                        fresh.current_visit.pop(fp)
+                raise ClientError(ALREADY_ENDED, code=failure.code) from None
+            if why is None:
+                raise failure from None
+            _forget_visit(key_file, vid)
+            if failure.code == grpc.StatusCode.NOT_FOUND.name:
+                raise ClientError(no_report_line(why), code=failure.code) from None
+            raise ClientError(f"{failure.message} {no_report_line(why)}", code=failure.code) from None
     with update_key_file(key_file) as fresh:
         if fresh.current_visit.get(fp) == reply.visit_id:
             fresh.current_visit.pop(fp, None)
@@ -606,6 +644,7 @@ def feedback(
     ack: bool = True,
     timeout: float | None = None,
     ack_retry_delays: Sequence[float] = ACK_RETRY_DELAYS_S,
+    on_no_report: Callable[[str, str], None] | None = None,
 ) -> list[Report]:
     """Receive, decrypt and acknowledge reports, resuming from the saved cursor.
 
@@ -614,15 +653,27 @@ def feedback(
     the last saved id, so nothing is shown twice and nothing is skipped. Acks are
     retried with back-off, and ones that never got through are kept in the key
     file and sent first the next time.
+
+    A visit of this phone's that the device says ended with no report (``DeviceInfo.ended_without_report``) is
+    handed to ``on_no_report`` (visit id, one line) once, and no longer waited for. The device ends a followed
+    stream when that happens, so a follower hears it on its next call.
     """
     keys = load_key_file(key_file)
     got: list[Report] = []
     with connect(keys, target) as (channel, fp):
         stub = agent_pb2_grpc.EdgeAgentStub(channel)
         try:
-            outbox_id = stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10).outbox_id
+            info = stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10)
         except grpc.RpcError as exc:
             raise _rpc_error(exc) from None
+        outbox_id = info.outbox_id
+        for vid in [e.visit_id for e in info.ended_without_report if e.visit_id in keys.visits]:
+            why = _no_report(info, vid)
+            if why is not None:
+                _forget_visit(key_file, vid)
+                keys.visits.remove(vid)
+                if on_no_report is not None:
+                    on_no_report(vid, no_report_line(why))
         where = f"{fp}/{outbox_id}"  # ids are only meaningful within one outbox database
         cursor = keys.cursors.get(where, 0)
         if ack and keys.pending_acks.get(where):

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent.phone import client as phone
+from edge_agent.phone.answers import button_line
 from edge_agent.phone.keys import ClientError, init_key_file, install_certificate, load_key_file, request_key_file, update_key_file
 
 
@@ -101,12 +102,19 @@ def phone_enroll(key_file: str | Path, wav: str | Path, device: str | None = Non
 
 def phone_feedback(key_file: str | Path, device: str | None = None, fingerprint: str | None = None, room: str | None = None,
                    follow: bool = False, emit: Callable[[str], None] = print) -> int:
-    """Print each decrypted report readably as it arrives; returns how many were shown."""
+    """Print each decrypted report readably as it arrives, and each visit of this phone's that ended with no report
+    (one line: why); returns how many reports were shown."""
     target = resolve(device, fingerprint, room)
-    reports = phone.feedback(key_file, target, follow=follow, on_report=lambda r: emit(r.render()))
-    while follow:  # the device ends a followed stream after its server-side deadline: open it again
-        reports += phone.feedback(key_file, target, follow=True, on_report=lambda r: emit(r.render()))
-    if not reports:
+    told: list[str] = []
+
+    def no_report(visit_id: str, line: str) -> None:
+        told.append(visit_id)
+        emit(f"{line} (visit {visit_id})")
+
+    reports = phone.feedback(key_file, target, follow=follow, on_report=lambda r: emit(r.render()), on_no_report=no_report)
+    while follow:  # the device ends a followed stream after its server-side deadline, or when a visit has no report
+        reports += phone.feedback(key_file, target, follow=True, on_report=lambda r: emit(r.render()), on_no_report=no_report)
+    if not reports and not told:
         emit("No new feedback.")
     return len(reports)
 
@@ -125,12 +133,18 @@ def phone_claim(key_file: str | Path, device: str | None = None, fingerprint: st
         return out
     emit(f"Press the button on the device in {room} within {claim.valid_for_s} s.")
     deadline = time.monotonic() + claim.valid_for_s + 2
+    failure = ""
     while time.monotonic() < deadline:
         time.sleep(poll_s)
         status = phone.claim_status(key_file, target, claim.claim_id)
         state = phone.CLAIM_STATE_NAMES.get(status.state, "expired")
+        if state == "pending" and status.failure and status.failure != failure:  # a press could not start it: said now
+            failure = status.failure
+            out["note"] = button_line(failure)
+            emit(out["note"])
         if state != "pending":
             out["state"] = state
+            out.pop("note", None)  # a press that failed before is not this outcome's note
             if status.visit_id:
                 out["visit_id"] = status.visit_id
             if state == "contested":

@@ -25,6 +25,7 @@ from cryptography import x509
 from edge_agent.crypto import ca
 from edge_agent.errors import EdgeAgentError
 from edge_agent.mtls.memfile import pem_memfile
+from edge_agent.phone.answers import REFUSAL_CODES
 from edge_agent.phone.client import Target, channel_options
 from edge_agent.proto.edge_agent.v1 import agent_pb2, agent_pb2_grpc
 from edge_agent.wording import a_or_an
@@ -80,10 +81,23 @@ def admin_stub(bundle_path: Path, address: str, fingerprint: str | None = None) 
     try:
         yield agent_pb2_grpc.EdgeAgentAdminStub(channel)
     except grpc.RpcError as exc:
-        details = (exc.details() or exc.code().name).splitlines()[0][:200]  # type: ignore[attr-defined]
-        raise AdminError(f"the device refused: {details}") from None
+        raise AdminError(_answer_line(exc)) from None
     finally:
         channel.close()
+
+
+def _answer_line(exc: grpc.RpcError) -> str:
+    """One line for IT: a refusal (a rule said no), a limit, an unreachable device, or a fault on the device
+    (it broke: its journal says why), never all of them read as "refused"."""
+    code = exc.code()  # type: ignore[attr-defined]
+    details = (exc.details() or code.name).splitlines()[0][:200]  # type: ignore[attr-defined]
+    if code.name in REFUSAL_CODES:
+        return f"the device refused: {details}"
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return f"the device is at a limit: {details}"
+    if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+        return f"the device did not answer ({details}); check it is running (`edge-agent doctor` on it) and the address"
+    return f"fault on the device: {details}; its journal says why (`journalctl -u edge-agent` on it)"
 
 
 def status(bundle_path: Path, address: str, fingerprint: str | None = None) -> dict[str, Any]:

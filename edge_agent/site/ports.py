@@ -25,24 +25,15 @@ import os
 import socket
 import ssl
 import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.device.config import ANY_ADDRESS_HOSTS, EdgeConfig
+from edge_agent.device.config import EdgeConfig
+from edge_agent.device.listen_ports import ConfiguredPort, configured_ports, duplicate_ports, try_bind
 from edge_agent.errors import EdgeAgentError
 
 FREE, OURS, OTHER, UNUSABLE = "free", "edge-agent", "other", "unusable"
-METRICS_HOST = "127.0.0.1"  # the metrics endpoint listens on loopback only
 UNPRIVILEGED_START = Path("/proc/sys/net/ipv4/ip_unprivileged_port_start")
-
-
-@dataclass(frozen=True)
-class ConfiguredPort:
-    key: str  # the config key that sets it, e.g. "server.port"
-    host: str  # the listen address it is bound on
-    port: int
-    kind: str  # "grpc" | "web" | "metrics": how the holder is asked who it is
 
 
 @dataclass(frozen=True)
@@ -55,18 +46,6 @@ class PortFinding:
     @property
     def ok(self) -> bool:
         return self.state in (FREE, OURS)
-
-
-def configured_ports(cfg: EdgeConfig) -> list[ConfiguredPort]:
-    """The ports ``edge-agent serve`` would listen on with this config (port 0, tests' ephemeral port: none)."""
-    out = []
-    if cfg.server.port:
-        out.append(ConfiguredPort("server.port", cfg.server.host, cfg.server.port, "grpc"))
-    if cfg.web.enabled:
-        out.append(ConfiguredPort("web.port", cfg.server.host, cfg.web.port, "web"))
-    if cfg.metrics.enabled:
-        out.append(ConfiguredPort("metrics.port", METRICS_HOST, cfg.metrics.port, "metrics"))
-    return out
 
 
 def _where(cfg_source: Path | None) -> str:
@@ -82,22 +61,6 @@ def _unprivileged_start() -> int:
 
 def _loopback_for(host: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
-
-
-def _try_bind(host: str, port: int) -> OSError | None:
-    """Bind (not listen) as the daemon's listener does; the error if it cannot (socket.gaierror for a bad name)."""
-    try:
-        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        return exc
-    family, kind, proto, _, addr = infos[0]
-    with socket.socket(family, kind, proto) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as asyncio's start_server: TIME_WAIT is not "in use"
-        try:
-            sock.bind(addr)
-        except OSError as exc:
-            return exc
-    return None
 
 
 # ---- who holds it --------------------------------------------------------------------------------------
@@ -195,7 +158,7 @@ def probe(use: ConfiguredPort, fingerprint: str | None, ca_pem: str | None, sour
     """One configured port: free, this device's edge-agent, another program, or not usable at all."""
     where = _where(source)
     restart = "then `systemctl restart edge-agent`"
-    error = _try_bind(use.host, use.port)
+    error = try_bind(use.host, use.port)
     if isinstance(error, socket.gaierror) or (error is not None and error.errno == errno.EADDRNOTAVAIL):
         return PortFinding(use, UNUSABLE, f"cannot listen on {use.host}:{use.port} ({use.key}): {use.host} is not an address of this device",
                            f"set server.host{where} to one of this device's addresses (ip addr) or 0.0.0.0, {restart}")
@@ -237,16 +200,6 @@ def probe(use: ConfiguredPort, fingerprint: str | None, ca_pem: str | None, sour
         answer = "does not answer with this device's certificate"
     return PortFinding(use, OTHER, f"port {use.port} ({use.key}) is held by {name}, which {answer}: the daemon cannot listen there",
                        f"stop that program, or set {use.key}{where} to a free port, {restart}")
-
-
-def duplicate_ports(uses: Sequence[ConfiguredPort]) -> list[tuple[ConfiguredPort, ConfiguredPort]]:
-    """Two keys naming the same port (the daemon would take the first and fail on the second)."""
-    out = []
-    for i, a in enumerate(uses):
-        for b in uses[i + 1 :]:
-            if a.port == b.port and (a.host == b.host or a.host in ANY_ADDRESS_HOSTS or b.host in ANY_ADDRESS_HOSTS):
-                out.append((a, b))
-    return out
 
 
 def check_ports(cfg: EdgeConfig, timeout: float = 3.0) -> list[PortFinding]:

@@ -114,6 +114,13 @@ class AttributionConfig:
     # window at it left out) is a change, the voice with the lower mean the patient (0: off)
     relative_step: float = 0.10
     relative_side_s: float = 3.2  # ... with the windows on each side of the step covering this much audio
+    # a short part of the other voice at a segment's edge (docs/speakers.md "Edges"): word-bounded edges of this
+    # length are scored alone against the two voices; a change when the edge sides with the voice the neighbouring
+    # part does not by more than edge_margin (cosine difference); edge_max_s 0: off
+    edge_min_s: float = 0.3
+    edge_max_s: float = 1.6
+    edge_margin: float = 0.10
+    edge_lean: float = 0.03  # ... and the neighbouring part sides with its voice by more than this
     min_part_s: float = 0.8  # no part shorter than this ...
     min_word_part_s: float = 0.4  # ... or this, when word times place the change (one short word)
     word_reach_s: float = 0.8  # word boundaries this close to a window change are candidates
@@ -136,6 +143,10 @@ class AttributionConfig:
     # 0.2-0.3 lower in cosine for everyone): the voiceprint only names the visit's own two clusters, the one whose
     # segments are nearer to it on average; live names change when the other naming leads by this much (cosine)
     vp_rename_margin: float = 0.02
+    # enrolled, no segment reaches ``threshold``: the voiceprint's voice counts as heard through a room microphone only
+    # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
+    # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
+    room_floor: float = 0.55
 
 
 @dataclass(frozen=True)
@@ -193,6 +204,7 @@ class SpeakerAttributor:
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
+        self._unheard = False  # final_decision: enrolled, but the voiceprint named none of the visit's voices
 
     # -- public API ----------------------------------------------------------------------------------
     @property
@@ -247,6 +259,8 @@ class SpeakerAttributor:
         try:
             centres = (wins.starts + np.minimum(wins.stops, n)) // 2
             points, tau = self._change_points(feats, wins.embeds, centres, words)
+            head, tail = self._edge_changes(feats, wins.embeds, centres, points, words) if tau is None else (None, None)
+            points = sorted({*points, *(e[0] for e in (head, tail) if e is not None)})
             bounds = [0, *points, n]
             parts = []
             for a, b in zip(bounds, bounds[1:]):
@@ -255,11 +269,15 @@ class SpeakerAttributor:
                 else:
                     part_text = text if len(bounds) == 2 else ""
                 inside = (centres >= a) & (centres < b)
-                if not inside.any():
-                    inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
-                mean = wins.embeds[inside].mean(axis=0)
-                norm = float(np.linalg.norm(mean))
-                embed = l2_normalise(mean)
+                edge = tail[1] if tail is not None and a == tail[0] else head[1] if head is not None and b == head[0] else None
+                if edge is not None:  # a short part at the segment's edge: its own (tiled) window, not its neighbours'
+                    norm, embed = 0.0, edge
+                else:
+                    if not inside.any():
+                        inside = np.abs(centres - (a + b) // 2) == np.abs(centres - (a + b) // 2).min()
+                    mean = wins.embeds[inside].mean(axis=0)
+                    norm = float(np.linalg.norm(mean))
+                    embed = l2_normalise(mean)
                 # split by the relative step: the part's side of it (while no patient voice is known)
                 step = None
                 if tau is not None and len(bounds) > 2 and self._voiceprint is not None:
@@ -324,6 +342,87 @@ class SpeakerAttributor:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
         return kept, tau
+
+    def _edge_changes(
+        self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, points: list[int],
+        words: Sequence[WordTime] | None,
+    ) -> tuple[_Edge | None, _Edge | None]:
+        """A short part of the other voice at the segment's start and at its end: (change point, the part's embedding).
+
+        The 1.6 s windows step 0.8 s and stop short of the end, so the last (or first)
+        0.3-1.5 s of a segment rarely dominates a window: a back-channel or the next
+        turn's first words before the VAD closes went to the majority voice. Only with
+        two reference voices and word ends (the words, not the VAD's hang-over, make
+        the edge); see :meth:`_edge_change`.
+        """
+        cfg = self.config
+        models = self._models()
+        if cfg.edge_max_s <= 0 or models is None or not words or len(words) < 2 or any(len(w) < 3 for w in words):
+            return None, None
+        n = feats.n_samples
+        bounds = _word_boundaries(words)
+        first = int(float(words[0][1]) * SAMPLE_RATE)  # type: ignore[arg-type]
+        last = int(float(words[-1][2]) * SAMPLE_RATE)  # type: ignore[arg-type]
+        head = self._edge_change(feats, embeds, centres, models, bounds, (first, points[0] if points else n), False)
+        tail = self._edge_change(feats, embeds, centres, models, bounds, (points[-1] if points else 0, last), True)
+        return head, tail
+
+    def _edge_change(
+        self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, models: tuple[np.ndarray, np.ndarray],
+        bounds: np.ndarray, part: tuple[int, int], at_end: bool,
+    ) -> _Edge | None:
+        """The edge test on one end of ``part`` (samples from its first word's start, or to its last word's end).
+
+        Each word boundary leaving ``edge_min_s``-``edge_max_s`` of words at that end is a
+        candidate: the edge's mel frames repeated to one window are embedded and scored
+        ``cos(other voice) - cos(neighbour's voice)``, the neighbour being the rest of the
+        part (its windows clear of every candidate). A change needs the neighbour to side
+        with its voice by more than ``edge_lean`` (one voice that the clustering split in
+        two sides with neither: no change there, docs/speakers.md "Edges") and the edge to
+        side with the other voice by more than ``edge_margin``; among such candidates the
+        most evidence wins (score times length: a longer edge of the other voice is more of it).
+        """
+        cfg = self.config
+        lo_part, hi_part = part
+        near, far = (hi_part, lo_part) if at_end else (lo_part, hi_part)  # the edge's end of the part, and the other
+        cands = [int(c) for c in bounds
+                 if cfg.edge_min_s * SAMPLE_RATE <= abs(near - c) <= cfg.edge_max_s * SAMPLE_RATE
+                 and abs(c - far) >= cfg.min_part_s * SAMPLE_RATE and lo_part < c < hi_part]
+        if not cands:
+            return None
+        half = PARTIAL_FRAMES * HOP // 2
+        lo, hi = (lo_part, min(cands)) if at_end else (max(cands), hi_part)
+        inside = (centres - half >= lo) & (centres + half <= hi)
+        if not inside.any():
+            inside = (centres >= lo) & (centres < hi)
+        if not inside.any():
+            return None
+        a, b = models
+        neighbour = l2_normalise(embeds[inside].mean(axis=0))
+        lean = float(neighbour @ a - neighbour @ b)  # > 0: the neighbour is voice a, so the edge must side with b
+        if abs(lean) <= cfg.edge_lean:
+            return None
+        spans = [(c, near) if at_end else (near, c) for c in cands]
+        edge_embeds = self._tiled_embeddings(feats, spans)
+        try:
+            z = (edge_embeds @ b - edge_embeds @ a) * np.sign(lean)
+            if not (z > cfg.edge_margin).any():
+                return None
+            k = int(np.argmax(np.where(z > cfg.edge_margin, z * np.asarray([e - s for s, e in spans], np.float64), -np.inf)))
+            return cands[k], edge_embeds[k].copy()
+        finally:
+            edge_embeds.fill(0.0)
+
+    def _tiled_embeddings(self, feats: SpeakerFeatures, spans: list[tuple[int, int]]) -> np.ndarray:
+        """One unit embedding per (start, stop) sample span shorter than a window: its mel frames repeated to fill one."""
+        mels = np.stack([np.resize(feats.mel[s // HOP : max(s // HOP + 1, e // HOP)], (PARTIAL_FRAMES, feats.mel.shape[1])) for s, e in spans])
+        try:
+            raw = self.encoder._run(mels)
+        finally:
+            mels.fill(0.0)
+        out = raw / np.maximum(np.linalg.norm(raw, axis=1, keepdims=True), 1e-9)
+        raw.fill(0.0)
+        return out.astype(np.float32, copy=False)
 
     def _place(
         self, feats: SpeakerFeatures, i: int, labels: np.ndarray, llr: np.ndarray, centres: np.ndarray,
@@ -564,16 +663,46 @@ class SpeakerAttributor:
         enrolled voiceprint settles it.
         """
         h = self._history
+        self._unheard = False
         if not h.embeds:
             return [], False
         cfg = self.config
         x = np.stack(h.embeds)
         w = np.asarray(h.seconds, np.float64)
         labels, centroids = self._cluster(x, w, None)
+        self._unheard = self._voiceprint_unheard(x, w, labels, centroids)
         uncertain = bool(  # a Python bool: numpy's (from labels.min() != labels.max()) breaks the JSON summary
             self._voiceprint is None and labels.min() != labels.max() and float(centroids[0] @ centroids[1]) >= cfg.uncertain_cos
         )
         return self._named_labels(x, w, labels, centroids), uncertain
+
+    @property
+    def voiceprint_unheard(self) -> bool:
+        """After :meth:`final_decision`: a voiceprint was enrolled but the visit never showed its voice, so the
+        report's speaker split did not use it (the run's and the report's quality say so)."""
+        return self._unheard
+
+    def _voiceprint_unheard(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> bool:
+        """Enrolled, but no segment reaches ``threshold`` and the voiceprint does not tell the visit's voices apart.
+
+        Not reaching the threshold alone is the room microphone's normal case (a close-talk
+        voiceprint is 0.2-0.3 lower in cosine for everyone there), and then the voiceprint still
+        names the visit's two voices relatively: the clinician's segments sit 0.03-0.22 nearer to
+        it than the patient's. Another clinician's voiceprint (the person enrolled is not in the
+        room) is no nearer to one voice than to the other: with patient-only audio the clustering's
+        two halves of one voice were 0.00-0.05 apart (20 of 20 reader / voiceprint pairs at or below
+        0.054), the spread within which two halves are one voice when it *is* heard
+        (``one_voice_spread``). Then the voiceprint names nothing, the report falls back to the
+        un-enrolled decision and says so (docs/speakers.md "A voiceprint never heard").
+        """
+        vp = self._voiceprint
+        if vp is None or self._voiceprint_heard(x, w, vp):
+            return False
+        two_voices = labels.min() != labels.max() and float(centroids[0] @ centroids[1]) < self.config.same_voice_cos
+        if not two_voices:
+            return True
+        evidence = self._voiceprint_evidence(x, w, labels, vp)
+        return bool(float(evidence.max() - evidence.min()) < self.config.one_voice_spread or float(evidence.max()) < self.config.room_floor)
 
     def _named_labels(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> list[tuple[str, float]]:
         """Clinician / patient / other for every history entry, given the whole-visit clustering."""
@@ -587,7 +716,7 @@ class SpeakerAttributor:
             else:
                 clin = sum(h.role_logit) > 0
             return [(CLINICIAN if clin else PATIENT, 0.5) for _ in h.embeds]
-        if vp is not None:
+        if vp is not None and not self._unheard:
             evidence = self._voiceprint_evidence(x, w, labels, vp)
             if (
                 self._voiceprint_heard(x, w, vp)
@@ -640,6 +769,7 @@ class SpeakerAttributor:
             self._named.fill(0.0)
         self._named = None
         self._vp_heard = False
+        self._unheard = False
 
     # -- internals -----------------------------------------------------------------------------------
     def _role_logit(self, text: str) -> float:
@@ -943,6 +1073,7 @@ class OpenSegmentWatcher:
 
 # (start, stop) samples of the open segment -> its speaker features (the caller wipes them after the block)
 WindowReader = Callable[[int, int], AbstractContextManager[SpeakerFeatures]]
+_Edge = tuple[int, np.ndarray]  # a change point near a segment's edge (samples) and the edge part's embedding
 
 
 def _word_gaps(words: Sequence[Sequence[object]] | None) -> np.ndarray:

@@ -183,11 +183,13 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
         _shot(browser, "4-report")
 
         _start_stop(browser, pki.room_code())
-        browser.go(site.origin + "/#/visits")
+        browser.go(site.origin + "/#/visits")  # a hash change: the list renders from IndexedDB a moment later
+        browser.wait(lambda: browser.text().count("suggestion") >= 2, what="both visits listed")
         assert browser.text().count("suggestion") == 2
         _shot(browser, "3-visits")
         browser.go(site.origin + "/#/trends")
-        assert browser.driver.execute_script("return document.querySelectorAll('svg.spark').length") >= 2
+        browser.wait(lambda: browser.driver.execute_script("return document.querySelectorAll('svg.spark').length") >= 2,
+                     what="trend sparklines")
         assert "Never compared with colleagues" in browser.text()
         _shot(browser, "5-trends")
         browser.go(site.origin + "/#/settings")
@@ -225,6 +227,8 @@ def test_clinician_flow_screens_installable_offline(env, browser: Browser, tmp_p
 
         # offline: the shell comes from the service worker, the reports from the encrypted store
         browser.go(site.origin + "/#/visits")
+        # a hash change keeps the page (and its ready flag): the list renders from IndexedDB a moment later
+        browser.wait(lambda: browser.driver.execute_script("return !!document.querySelector('.visits a')"), what="visit list")
         link = browser.driver.execute_script("return document.querySelector('.visits a').getAttribute('href')")
         browser.driver.execute_cdp_cmd("Network.enable", {})
         browser.driver.execute_cdp_cmd("Network.emulateNetworkConditions",

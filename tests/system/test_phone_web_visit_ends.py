@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
+from edge_agent.audio.mic_source import MIC_MISSING
 from edge_agent.crypto import ca
 from edge_agent.device.lifecycle import VisitError
+from edge_agent.errors import EdgeAgentError
 from tests.phone_web_fixtures import Browser, Device, TimelineRunner, skip_without_browser
 from tests.system.test_phone_web_browser import _enrol_and_join, _press_start, browser, env  # noqa: F401 - fixtures
 
@@ -71,9 +73,17 @@ def test_a_device_restart_during_a_visit_does_not_leave_the_phone_stuck_on_stop(
 
 class _FaultAtStop(TimelineRunner):
     """The scripted runner whose pipeline fails when the visit is stopped (the device then ends and wipes the visit
-    and has no report to send); ``faults`` counts the stops still to fail."""
+    and has no report to send); ``faults`` counts the stops still to fail. ``start_fault``: the next start's capture
+    cannot begin (the device's one-line refusal)."""
 
     faults = 0
+    start_fault: EdgeAgentError | None = None
+
+    def start(self, ctx):  # type: ignore[no-untyped-def]
+        if self.start_fault is not None:
+            fault, self.start_fault = self.start_fault, None
+            raise fault
+        super().start(ctx)
 
     def stop(self, quotes: bool = False):  # type: ignore[no-untyped-def]
         if self.faults:
@@ -85,9 +95,10 @@ class _FaultAtStop(TimelineRunner):
 def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: Browser, tmp_path: Path) -> None:  # noqa: F811
     """The device ends the visit itself (its time limit, long silence: the system stop the room button also uses):
     the report arrives and the Room screen offers Start again. When the device ended it without a report (the pipeline
-    failed at that stop), the Stop still on screen is answered with one line saying the visit had already ended and
-    the screen is freed; when the pipeline fails at the phone's own Stop, the device's line is shown and the screen
-    is freed too."""
+    failed at that stop), the phone says so by itself in one line (why, what to do) and frees the screen: it no longer
+    shows "Visit running" with a Stop that can only fail, nor waits for a report that cannot come (until 2026-12-02 it
+    did both); when the pipeline fails at the phone's own Stop, the device's fault (not a refusal) and that no report
+    comes are said, and the screen is freed too. A start whose capture cannot begin says what to do."""
     _root, pki, site, _wav = env
     runner = _FaultAtStop()
     device = Device.start(pki, tmp_path / "data", site.origin, runner=runner)
@@ -113,9 +124,9 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         runner.faults = 1
         with contextlib.suppress(VisitError):
             device.call(visits.stop(None, None, "max duration"))  # ended and wiped, no report
-        browser.click("#stop")  # still on screen: nothing told the phone
-        line = browser.wait(lambda: "already ended" in browser.status() and browser.status(), 20, "the stop answered")
-        assert "\n" not in line, line
+        # told by the device, with no press of Stop (the followed stream ends, the phone reads why)
+        line = browser.wait(lambda: "No report" in browser.status() and browser.status(), 20, "the phone told no report comes")
+        assert line == "No report for this visit: the room device failed while building it; tell IT.", browser.lines()
         assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
 
         _press_start(browser, pki.room_code())
@@ -125,9 +136,20 @@ def test_a_visit_ended_on_the_device_frees_the_phones_room_screen(env, browser: 
         line = browser.wait(lambda: "could not be built" in browser.status() and browser.status(), 30, "the device's line")
         # the device failed, it did not say no: not led in as a refusal
         assert line.startswith("Fault on the room device: the report could not be built") and "\n" not in line, line
+        assert line.endswith("No report for this visit: the room device failed while building it; tell IT."), line
         assert browser.wait(lambda: browser.driver.execute_script("return !!document.getElementById('start')"), 10, "start offered")
         _press_start(browser, pki.room_code())
         browser.wait_status("Visit started")
+        browser.click("#stop")
+        browser.wait(lambda: "report is ready" in browser.status(), 30, "the report")
+
+        # capture cannot begin (the room microphone unplugged): what happened and what to do, not "refused"
+        runner.start_fault = EdgeAgentError("no input device matches audio.device = 'hw:1'", clinician=MIC_MISSING)
+        browser.go(browser.driver.current_url.split("#")[0] + "#/room")
+        _press_start(browser, pki.room_code())
+        line = browser.wait(lambda: "Capture could not start" in browser.status() and browser.status(), 20, "the start answered")
+        assert line == f"Capture could not start, so nothing is being recorded: {MIC_MISSING}.", line
+        assert browser.driver.execute_script("return !!document.getElementById('start')")
     finally:
         device.stop()
 

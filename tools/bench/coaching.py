@@ -6,7 +6,7 @@ two blind annotators + adjudication, docs/gold-events.md) and the sentence-label
 development half and the held-out half of the visits separately:
 
 - event precision/recall: opening statement (end within 2 s of the gold and the
-  redirected flag right), floor-taking interruptions (matched one-to-one by clinician
+  redirected flag right), opening question (turn within 1 of the gold's and the notes-led flag right), floor-taking interruptions (matched one-to-one by clinician
   start within 1 s), monologues (> 60 s, matched by time overlap, IoU >= 0.5), and the
   utterance events (ICE, teach-back, safety-netting, agenda, stacked questions; by turn
   +-1) and visit flags (emergency escalation, plan said back);
@@ -132,6 +132,7 @@ class EventScores:
     utterances: dict[str, PR] = field(default_factory=lambda: defaultdict(PR))
     flags: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))  # name -> [agree, n]
     opening_misses: list[str] = field(default_factory=list)
+    opening_question_ok: int = 0  # turn within 1 of the gold's and the notes-led flag right
 
 
 _UTTER_KEYS = ("ice_questions", "teach_back_requests", "safety_netting", "agenda_questions", "stacked_questions")
@@ -150,6 +151,9 @@ def score_events(cid: str, ev: Any, gold: dict[str, Any], s: EventScores) -> Non
     s.opening_ok += ok_end and ok_red
     if not (ok_end and ok_red):
         s.opening_misses.append(cid)
+    g_oq, m_oq = gold.get("opening_question"), ev.opening_question
+    s.opening_question_ok += (g_oq is None and m_oq is None) or (
+        g_oq is not None and m_oq is not None and abs(int(g_oq["turn"]) - m_oq.turn) <= 1 and bool(g_oq.get("notes_led")) == m_oq.notes_led)
     g_int = [o["time"] for o in gold["overlaps"] if o["kind"] == "interruption"]
     s.interruptions.add(match_times([o.time for o in ev.interruptions], g_int, INTERRUPTION_TOL_S))
     s.monologues.add(match_spans([(m.start, m.end) for m in ev.monologues], [(m["start"], m["end"]) for m in gold["monologues"]]))
@@ -279,6 +283,7 @@ def bench_coaching(out: IO[str] | None = None, classifier: Any = None, visits: l
             "opening_end_within_2s": ev_scores.opening_end_ok / max(1, ev_scores.visits),
             "redirected_flag_correct": ev_scores.redirected_ok / max(1, ev_scores.visits),
             "opening_misses": ev_scores.opening_misses,
+            "opening_question_correct": ev_scores.opening_question_ok / max(1, ev_scores.visits),
             "interruption_precision": ev_scores.interruptions.precision,
             "interruption_recall": ev_scores.interruptions.recall,
             "interruption_counts": [ev_scores.interruptions.tp, ev_scores.interruptions.fp, ev_scores.interruptions.fn],
@@ -332,6 +337,7 @@ def _print(r: dict[str, Any], out: IO[str]) -> None:
     row("opening: end within 2 s and redirected right", "opening_correct", ">= 0.90 (held-out)")
     row("  end within 2 s", "opening_end_within_2s")
     row("  redirected flag right", "redirected_flag_correct")
+    row("opening question: turn +-1, notes-led right", "opening_question_correct")
     row("floor-taking interruptions: precision", "interruption_precision", ">= 0.85 (held-out)")
     row("floor-taking interruptions: recall", "interruption_recall", ">= 0.80 (held-out)")
     w(f"  {'  tp / fp / fn':<44}" + "".join(f"{'/'.join(map(str, r[h]['interruption_counts'])):>14}" for h in halves) + "\n")

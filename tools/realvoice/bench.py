@@ -270,6 +270,7 @@ def score(cond: Condition, run: ChildRun, offline: dict[str, Any], offline_cpu: 
         "dropped_frames": summary.get("dropped_frames"),
         # no voiceprint and voices too alike to tell apart: what the report's quality section tells the clinician
         "speakers_uncertain": summary.get("speakers_uncertain"),
+        "voiceprint_unheard": summary.get("voiceprint_unheard"),
         # partial/commit decodes the decoder absorbed (the final covered the audio): a silent failure otherwise
         "failed_open_decodes": summary.get("failed_open_decodes"),
         # the pipeline logs "speech pipeline worker failed" and stops (PipelineFault); older builds

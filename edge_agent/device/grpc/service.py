@@ -154,7 +154,7 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
     @_guard
     async def GetDeviceInfo(self, request: agent_pb2.GetDeviceInfoRequest, context: grpc.aio.ServicerContext) -> agent_pb2.DeviceInfo:
         ident = self._auth.identify(context)
-        caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor", "own-visit"]
+        caps = ["visit", "feedback-" + seal.SUITE_NAME, "resume-cursor", "own-visit", "no-report"]
         if self._enroller is not None:
             caps.append("enrol")
         if self.presence.codes is not None:
@@ -164,6 +164,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         crl = self._auth.crl
         # the caller's own running visit (same certificate), so a phone that lost its StartVisit answer can stop it
         own = self._visits.own_visit(ident.subject_id) if ident.role == ca.ROLE_CLINICIAN else None
+        # the caller's own visits whose report will never come, so its phone stops waiting and says why
+        ended = self._visits.no_reports.of(ident.subject_id) if ident.role == ca.ROLE_CLINICIAN else []
         return agent_pb2.DeviceInfo(
             protocol_version=self.protocol_version, room=self._room, capabilities=caps,
             software_version=__version__, visit_active=self._visits.active, outbox_id=self._outbox.outbox_id,
@@ -173,6 +175,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             speaker_model=self.speaker_model,
             own_visit_id=own.visit_id if own is not None else "",
             own_visit_started_unix_s=own.started_unix_s if own is not None else 0,
+            ended_without_report=[agent_pb2.EndedVisit(visit_id=e.visit_id, reason=e.reason, ended_unix_s=e.ended_unix_s)
+                                  for e in ended],
         )
 
     # ---- visits ------------------------------------------------------------------
@@ -209,7 +213,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
         left = 0
         if claim.state == "pending":
             left = max(0, int(self._claims.window_s - (time.monotonic() - claim.at)))
-        return agent_pb2.ClaimStatus(state=_CLAIM_STATES[claim.state], visit_id=claim.visit_id, valid_for_s=left)
+        return agent_pb2.ClaimStatus(state=_CLAIM_STATES[claim.state], visit_id=claim.visit_id, valid_for_s=left,
+                                     failure=claim.failure if claim.state == "pending" else "")
 
     @_guard
     async def StartVisit(self, request: agent_pb2.StartVisitRequest, context: grpc.aio.ServicerContext) -> agent_pb2.StartVisitResponse:
@@ -389,6 +394,9 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
             return
         self._streams[me] += 1
         cursor = int(request.cursor)
+        # a visit of this clinician's ending with no report ends a followed stream: the phone then reads DeviceInfo
+        # (ended_without_report) and stops waiting for that report
+        no_report = self._visits.no_reports.generation.get(me)
         try:
             while True:
                 # no retry of held reports here: fetches must never take the space an ack needs
@@ -405,6 +413,8 @@ class EdgeAgentService(agent_pb2_grpc.EdgeAgentServicer):
                         await asyncio.wait_for(self._visits.queued.wait(), FOLLOW_POLL_S)
                     except TimeoutError:
                         pass
+                if self._visits.no_reports.generation.get(me) != no_report:
+                    return
                 try:
                     self._auth.require(context, ca.ROLE_CLINICIAN)  # revoked mid-stream: end it
                 except AuthError as exc:

@@ -60,6 +60,7 @@ class Claim:
     claim_id: str = field(default_factory=lambda: "k-" + secrets.token_urlsafe(12), repr=False)
     state: str = PENDING
     visit_id: str = field(default="", repr=False)
+    failure: str = ""  # the last press could not start the visit: its line for the clinician (names nobody)
     person: str = field(default="", repr=False)  # stable subject id of the clinician (population unit)
     # Raises if the claimer may no longer start a visit here (certificate revoked or expired, taken off the
     # room's allow-list): the press rechecks it, since a claim lives for minutes after the call that made it.
@@ -145,6 +146,12 @@ class RoomClaims:
         with self._lock:
             claim.state = STARTED
             claim.visit_id = visit_id
+
+    def failed(self, claim: Claim, failure: str) -> None:
+        """A press for this claim could not start the visit: the claim stays (a press once fixed starts), and its
+        phone reads why at once (it read nothing, then "expired" once the window had passed)."""
+        with self._lock:
+            claim.failure = failure
 
     def clear(self) -> None:
         with self._lock:
@@ -307,6 +314,7 @@ class RoomButton:
             visit_id = self.control.start_from_button(claim)
         except EdgeAgentError as exc:
             log.warning("button start refused: %s", exc)
+            self.claims.failed(claim, exc.for_clinician)  # the phone following its claim is told why
             visit_id = ""
         if not visit_id:
             self.indicator.refuse()

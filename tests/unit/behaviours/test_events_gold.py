@@ -32,6 +32,9 @@ def test_development_half_events():
         ev = detect_events(utterances_from_consultation(load_consultation(cid)))
         score_events(cid, ev, load_gold(cid), s)
     assert s.opening_ok / s.visits >= 0.9
+    # the opening question and its notes-led flag (gold §2(a)); 23/28 before notes named after an invitation
+    # ("tell me what's been going on. You've been saying…") and recaps of the patient's own words were read right
+    assert s.opening_question_ok / s.visits >= 0.95
     assert s.interruptions.precision >= 0.85 and s.interruptions.recall >= 0.8
     assert s.monologues.precision >= 0.8 and s.monologues.recall >= 0.8
     assert s.utterances["ice_questions"].recall >= 0.85

@@ -204,6 +204,7 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
     from edge_agent.device.outbox import OutboxConfig
     from edge_agent.phone import client as phone
     from edge_agent.phone.keys import ClientError
+    from edge_agent.proto.edge_agent.v1 import agent_pb2
     from tests.delivery_fixtures import Pki, RecordingRunner, server_config
     from tests.doubles.scripted_runner import SpectralVoiceEnroller
 
@@ -233,6 +234,10 @@ def test_memory_bound_refuses_new_visits_and_counts_what_it_cannot_keep(tmp_path
             phone.stop(pki.keys_a, target, visit_id=vid)
         assert exc.value.code == "RESOURCE_EXHAUSTED"
         assert registry.get("edge_agent_reports_dropped_total", reason="held_full") == 1
+        # the clinician's phone is told no report will come for it (and why), so it stops waiting
+        ended = phone.device_info(pki.keys_a, target).ended_without_report
+        assert [(e.visit_id, e.reason) for e in ended] == [(vid, agent_pb2.NO_REPORT_STORAGE_FULL)], ended
+        assert not phone.device_info(pki.keys_b, target).ended_without_report  # never another clinician's
     finally:
         bg.stop()
 

@@ -152,6 +152,7 @@ def test_runner_refusal_blinks_red(rig) -> None:  # type: ignore[no-untyped-def]
     visits.refuse_next = True
     assert panel.room_button.press() == "refused"
     assert claims.current() is not None  # not used up by a refused start
+    assert claims.current().failure == "a visit is already running in this room"  # the claimer's phone reads why
     assert _blinked(factory, SETTINGS.red_led_pin) == 3  # type: ignore[arg-type]
 
 

@@ -274,8 +274,13 @@ def test_a_commit_that_fails_loses_no_words(session, shared: Path, tmp_path: Pat
             FileSource(path, realtime=True))
         return sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)), stats
 
-    clean, clean_stats = words(session.engine)
-    assert clean_stats.sentences_committed >= 1, "20 s of continuous speech commits sentences inside the segment"
+    # commits come from partial decodes, which a starved paced worker skips (a fully loaded machine ran one
+    # without any): the reference run is repeated like the injected one below, at most twice
+    for _attempt in range(3):
+        clean, clean_stats = words(session.engine)
+        if clean_stats.sentences_committed:
+            break
+    assert clean_stats.sentences_committed >= 1, "20 s of continuous speech committed no sentence in three paced runs"
     # Whether a commit is attempted while the injection is armed depends on when the paced worker gets the CPU
     # (a starved worker skips partials, so commits come later or not at all): the injection firing is this test's
     # precondition, not its subject, so a run where it did not fire is repeated (twice at most).

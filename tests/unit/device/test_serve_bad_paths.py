@@ -97,6 +97,34 @@ def test_a_failure_after_the_grpc_server_started_is_still_one_line(tmp_path: Pat
     assert "allowed origin" in line, line
 
 
+@pytest.mark.parametrize("key", ["web.port", "metrics.port", "server.port"])
+def test_a_busy_port_is_refused_before_anything_loads_or_listens(tmp_path: Path, key: str) -> None:
+    """Every port serve listens on is checked first: a busy web or metrics port was found only after the models had
+    loaded and the gRPC port was accepting phones (a half-started daemon). The Whisper model is missing here, so a
+    daemon that loads models before checking its ports says that instead of the port."""
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        section, name = key.split(".")
+        config = serve_config(tmp_path, tmp_path / "state", f'[asr]\nmodel = "{tmp_path / "no-such-model"}"\n')
+        text = config.read_text().replace("port = 0\n", "port = 0\n" if key != "server.port" else f"port = {port}\n")
+        if key != "server.port":
+            text += (f'[web]\nenabled = true\nport = {port}\nallowed_origin = "https://phones.example"\n' if section == "web"
+                     else f"[metrics]\nenabled = true\nport = {port}\n")
+        config.write_text(text)
+        out = run_cli("serve", "--config", str(config), timeout=120)
+        lines = [ln for ln in out.stderr.splitlines() if ln.strip() and not ln.startswith("<")]
+        assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert f"port {port} ({key}) is already in use" in lines[0] and f"set {key} in {config}" in lines[0], lines[0]
+        assert not any("listening" in ln for ln in out.stderr.splitlines()), out.stderr
+    finally:
+        taken.close()
+
+
 @pytest.mark.parametrize("damage", ["other service line", "missing", "not a contributor"])
 def test_population_delivery_bundle_is_checked_at_start(tmp_path: Path, damage: str) -> None:
     """population.service_line other than the line the contributor certificate is bound to: the aggregator refused

@@ -55,6 +55,9 @@ def test_a_start_cancelled_mid_way_leaves_no_capture_running(pki: Pki, tmp_path:
             # the clinician's voiceprint from the cancelled start was not kept either
             vp = runner.contexts[-1].voiceprint
             assert vp is None or not vp.any()
+            # a phone that learnt the id meanwhile (own_visit_id) is told no report comes for it, and why
+            ended = stub.GetDeviceInfo(agent_pb2.GetDeviceInfoRequest(), timeout=10).ended_without_report
+            assert [(e.visit_id, e.reason) for e in ended] == [(runner.contexts[-1].visit_id, agent_pb2.NO_REPORT_DISCARDED)]
             # and the room is usable: the next start works and can be stopped
             started = stub.StartVisit(req, timeout=10)
             stopped = stub.StopVisit(agent_pb2.StopVisitRequest(visit_id=started.visit_id), timeout=10)

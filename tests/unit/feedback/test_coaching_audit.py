@@ -11,17 +11,9 @@ from edge_agent.behaviours.events import detect_events
 from edge_agent.behaviours.jargon import JargonDetector
 from edge_agent.feedback.observations import candidates, short_quote, strength
 from edge_agent.transcript import Utterance
+from tests.dialogue import C, P, dialogue
 
-C, P = "clinician", "patient"
-
-
-def _dialogue(lines: list[tuple[str, str, float]]) -> list[Utterance]:
-    """(speaker, text, seconds) in order, 0.5 s apart."""
-    out, t = [], 0.0
-    for who, text, dur in lines:
-        out.append(Utterance(t, t + dur, text, speaker=who))
-        t += dur + 0.5
-    return out
+_dialogue = dialogue
 
 
 def _kinds(utts: list[Utterance], jargon: JargonDetector | None = None) -> dict[str, object]:

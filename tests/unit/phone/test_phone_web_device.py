@@ -554,14 +554,10 @@ def test_site_policy_lists_the_room_devices_when_it_knows_them(pki: Pki, tmp_pat
 def test_app_der_reader_and_crl_checks_in_node(tmp_path: Path) -> None:
     import datetime as dt
     import json
-    import shutil
 
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes
 
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node missing (apt-get install nodejs)")
     authority = ca.init_ca(tmp_path / "ca", site="Test Clinic")
     older = (authority.directory / ca.CRL).read_text()
     ca.issue_device(authority, "Room 4", tmp_path / "device.pem", ips=("127.0.0.1",))
@@ -593,11 +589,8 @@ def test_app_der_reader_and_crl_checks_in_node(tmp_path: Path) -> None:
         "crl_forged": x509.load_der_x509_crl(bytes(forged)).public_bytes(serialization.Encoding.PEM).decode(),
     }
     (tmp_path / "fixtures.json").write_text(json.dumps(fixtures))
-    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / "der_crl.test.mjs")],
-                         env={**os.environ, "EDGE_AGENT_DER_FIXTURES": str(tmp_path / "fixtures.json")},
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
-    assert "# fail 0" in res.stdout and "# pass 11" in res.stdout, res.stdout[-1500:]
+    out = _node_test("der_crl.test.mjs", {"EDGE_AGENT_DER_FIXTURES": str(tmp_path / "fixtures.json")}, timeout=300)
+    assert "# pass 11" in out, out[-1500:]
 
 
 def test_site_state_dir_naming_a_file_is_refused_in_one_line(pki: Pki, tmp_path: Path) -> None:
@@ -617,15 +610,44 @@ def test_site_state_dir_naming_a_file_is_refused_in_one_line(pki: Pki, tmp_path:
         assert "phone web app on" not in res.stdout
 
 
-def _node_test(name: str) -> None:
-    """Run one of the web app's own tests (tools/phone-web/test) with ``node --test``; it must pass."""
+def _node_test(name: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run one of the web app's own tests (tools/phone-web/test) with ``node --test`` (``env``: added to the
+    environment, e.g. the path of cases computed in Python); it must pass. Returns its TAP output."""
     import shutil
 
     node = shutil.which("node")
     if node is None:
         pytest.skip("node missing (apt-get install nodejs)")
-    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / name)], capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    res = subprocess.run([node, "--test", str(ROOT / "tools" / "phone-web" / "test" / name)], env={**os.environ, **(env or {})},
+                         capture_output=True, text=True, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-4000:] + res.stderr[-2000:]
+    assert "# fail 0" in res.stdout, res.stdout[-1500:]
+    return res.stdout
+
+
+def test_app_words_device_answers_as_the_python_phone_in_node(tmp_path: Path) -> None:
+    """The web app and `edge-agent phone` say the same line for the same answer: one table (answers.py, generated into
+    src/answers.js), and the same rules on it, checked on the Python phone's own lines."""
+    import json
+
+    from edge_agent.phone import answers
+
+    answered = [("INTERNAL", "the report could not be built; the visit was ended and wiped"), ("UNKNOWN", "boom"),
+                ("NOT_FOUND", "no such visit is running in this room"), ("PERMISSION_DENIED", "wrong room code"),
+                ("RESOURCE_EXHAUSTED", "too many open feedback streams; close one and retry"),
+                ("FAILED_PRECONDITION", "capture could not start: the room microphone cannot record; call IT"),
+                ("FAILED_PRECONDITION", "capture could not start: cannot open the audio input."),
+                ("FAILED_PRECONDITION", "the room code is missing"), ("INVALID_ARGUMENT", "consent must be true")]
+    failures = ["capture could not start: the room microphone is not connected; check its cable is plugged in, or call IT",
+                "capture could not start: no input", "the visit did not respond to the button in time"]
+    cases = {
+        "answers": [{"code": c, "details": d, "line": answers.device_answer(c, d)} for c, d in answered],
+        "buttons": [{"failure": f, "line": answers.button_line(f)} for f in failures],
+        "no_report": [{"reason": r, "line": answers.no_report_line(r)} for r in range(0, 7)],
+    }
+    (tmp_path / "cases.json").write_text(json.dumps(cases))
+    out = _node_test("answers.test.mjs", {"EDGE_AGENT_ANSWER_CASES": str(tmp_path / "cases.json")})
+    assert "# skipped 0" in out, out[-1500:]
 
 
 def test_app_report_text_rules_in_node() -> None:

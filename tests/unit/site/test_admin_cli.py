@@ -39,3 +39,19 @@ def test_admin_cli_refusals_are_one_line(pki: Pki, srv: ServerThread, tmp_path: 
         assert "Traceback" not in res.stderr
     res = run_cli("device", "status", "--admin-bundle", str(pki.clinician_a), *device, timeout=120)
     assert res.returncode != 0 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_a_fault_on_the_device_is_not_read_to_it_as_a_refusal(pki: Pki, srv: ServerThread) -> None:  # noqa: F811
+    """The admin client worded every failed call "the device refused: ...", a device that broke included: IT
+    would look for a rule that said no instead of the device's journal."""
+    where = ["--admin-bundle", str(pki.admin), "--device", f"127.0.0.1:{srv.port}", "--fingerprint", srv.target.fingerprint or ""]
+    visits = srv.server.visits
+    assert visits is not None
+
+    def broken() -> int:
+        raise OSError("injected: the outbox directory could not be listed")
+
+    visits.purge_expired = broken  # type: ignore[method-assign]  # the device's own store fails, not the client
+    res = run_cli("device", "purge-expired", *where, timeout=120)
+    assert res.returncode != 0 and "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "refused" not in res.stderr and "fault on the device" in res.stderr and "journal" in res.stderr, res.stderr

@@ -79,3 +79,42 @@ def test_the_visit_report_tells_the_clinician_and_the_phone_shows_it(session_wit
     assert report.quality.speakers_uncertain
     text = render_report(report)
     assert "could not reliably tell your voice from the patient's" in text and "Enrol your voice" in text, text
+
+
+def test_another_clinicians_voiceprint_is_never_heard_and_the_report_says_so(session_with_speakers: Any, tmp_path: Path) -> None:
+    """The patient alone in the room (reader 2033) while another clinician's voiceprint (reader 1998) is enrolled.
+
+    Before: nothing noticed that the enrolled voice never spoke; the voiceprint named one half of
+    the patient's voice "clinician" (27 % of his words) and the report said nothing. Now the
+    voiceprint is reported as never heard, the labels are decided without it, and the sealed
+    report's quality carries the flag to the phone's text; no quote rests on those labels.
+    """
+    import time
+
+    from edge_agent.behaviours.classifier import BehaviourClassifier
+    from edge_agent.device.lifecycle import VisitContext
+    from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy
+    from edge_agent.feedback.quality import VOICEPRINT_UNHEARD
+    from edge_agent.phone.client import render_report
+
+    other = np.concatenate([load_utterance(s) for s in reader_utterances("1998")[6:9]])
+    voiceprint = enrol(other, SpeakerEncoder())
+    wav = one_reader_wav(tmp_path / "one-reader.wav")
+    stats, _ = _run(session_with_speakers, wav, voiceprint)
+    assert stats.voiceprint_unheard
+
+    runner = PipelineVisitRunner(session_with_speakers, BehaviourClassifier(), lambda: FileSource(wav), VisitPolicy())
+    ctx = VisitContext("v-unheard00000000", int(time.time()), 600, voiceprint=np.array(voiceprint.embedding, np.float32),
+                       request_stop=lambda reason: None)
+    runner.start(ctx)
+    assert runner.wait_capture_end(120)
+    report = runner.stop()
+    assert report.quality.voiceprint_unheard
+    assert not any(o.clinician_quote for o in report.observations)
+    assert VOICEPRINT_UNHEARD in render_report(report)
+
+
+def test_the_clinicians_own_voiceprint_is_heard(session_with_speakers: Any, tmp_path: Path) -> None:
+    enrolment = np.concatenate([load_utterance(s) for s in reader_utterances(READER)[6:9]])
+    stats, _ = _run(session_with_speakers, one_reader_wav(tmp_path / "one-reader.wav"), enrol(enrolment, SpeakerEncoder()))
+    assert not stats.voiceprint_unheard

@@ -1,6 +1,6 @@
 // The clinician's phone app: screens, and the flow between keys, room and reports.
 import { UPDATE_APP } from "./compat.js";
-import { DeviceSession, friendly, parseJoin, UserError } from "./device.js";
+import { ALREADY_ENDED, buttonLine, DeviceSession, endedWithoutReport, friendly, noReportLine, parseJoin, UserError } from "./device.js";
 import { RpcError, Status } from "./grpcweb.js";
 import { certificateRequestPem, checkCertificateAnswer, haveKeys, hex, KeysGone, makeKeys, sealingKeys, sealingPublic, renewSigningKey, sha256 } from "./keys.js";
 import { hasField } from "./pb.js";
@@ -16,7 +16,8 @@ import { sendVoice } from "./voice.js";
 const main = document.getElementById("main");
 const status = document.getElementById("status");
 const notice = document.getElementById("notice");
-const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null };
+const app = { vault: null, profile: null, room: null, session: null, follow: null, awaitingVisit: null, stoppedAt: 0, staleIn: null,
+  stopping: null };
 
 // What a line is about, by rank: whether capture is on or off and what went wrong with the visit (VISIT) outrank
 // replies to the clinician's other actions (ACT), which outrank background notices (NOTE). The top line is replaced
@@ -100,7 +101,34 @@ async function deviceNow(s, timeoutMs = 30000) {
   const info = await s.call("GetDeviceInfo", {}, { timeoutMs });
   s.deviceInfo = { ...s.deviceInfo, speaker_model: info.speaker_model || "", own_visit_id: info.own_visit_id || "",
     own_visit_started_unix_s: info.own_visit_started_unix_s || 0 };
+  await noReportsNoticed(s.room, info);
   return info;
+}
+
+// The device says `visitId` (this phone's) ended with no report: it is not waited for any more, its Stop goes, and
+// the line says why. Returns that line, or "" when the device does not say so.
+async function noReportFor(room, info, visitId) {
+  const ended = endedWithoutReport(info).find((e) => e.visit_id === visitId);
+  if (!ended) return "";
+  await reportHere(visitId);
+  if (app.awaitingVisit === visitId) app.awaitingVisit = null;
+  await visitEnded(room, visitId);
+  return noReportLine(ended.reason);
+}
+
+// Every visit of this phone's in `room` that the device says ended with no report (a fault, capture failed before
+// any speech, nowhere to keep it, a start undone): said once, and no longer awaited. A visit whose Stop is under way
+// is left to that Stop, which says the device's answer with it (the follower would otherwise say it twice).
+async function noReportsNoticed(room, info) {
+  const ended = endedWithoutReport(info);
+  if (!room || !ended.length) return;
+  const awaiting = (await app.vault.get("awaiting")) || {};
+  const running = await app.vault.get(`visit:${room.fp}`);
+  for (const e of ended) {
+    if (app.stopping === e.visit_id || (!(e.visit_id in awaiting) && running?.visit_id !== e.visit_id)) continue;
+    const line = await noReportFor(room, info, e.visit_id);
+    say(room.fp === app.room?.fp ? line : line.replace("this visit", `your visit in ${room.room}`), "warn", VISIT);
+  }
 }
 
 async function deviceModel(s, timeoutMs = 30000) {
@@ -185,6 +213,7 @@ async function ensureSession(rank = ACT) {
   if (!app.session.token) {
     say(`Checking the device of ${app.room.room}…`, "info", rank);
     await app.session.signIn();
+    await noReportsNoticed(app.room, app.session.deviceInfo); // a visit of this phone's that ended there with no report
     // a visit of this phone's already running there (its start answer lost, or started by the button) gets its Stop
     if ((await adoptOwnVisit(app.room, app.session.deviceInfo)) && location.hash === "#/room") roomScreen().catch(() => {});
     document.body.dataset.crlNumber = (await app.session.revocations.number()) ?? ""; // which site CRL is in force (not secret)
@@ -269,24 +298,30 @@ async function roomScreen() {
     progress.hidden = false;
     say("Stopping the visit…", "info", VISIT);
     let r;
+    app.stopping = visit.visit_id;
     try {
       r = await s.call("StopVisit", { visit_id: visit.visit_id }, { timeoutMs: 120000 });
     } catch (e) {
       if (!(e instanceof RpcError)) throw e;
+      const answered = ![Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.UNAUTHENTICATED].includes(e.code);
+      const info = answered ? await s.call("GetDeviceInfo", {}).catch(() => null) : null;
+      // the device says this visit ended with no report (before this Stop, or at it): said, and not waited for
+      const none = info ? await noReportFor(room, info, visit.visit_id) : "";
       if (e.code === Status.NOT_FOUND) {
         // the device ended it already (its time limit, long silence, the room button, a restart): a report made
         // then comes by the feedback stream; the Stop button must not stay on screen for ever
         await visitEnded(room, visit.visit_id);
-        say("This visit had already ended on the room device; its report, if one was made, comes to this phone by itself.", "ok", VISIT);
+        if (none) throw new UserError(none);
+        say(ALREADY_ENDED, "ok", VISIT);
         return;
       }
       // the device answered but did not stop it (e.g. the report could not be built): if no visit runs there any
       // more, this one is over; the device's own line says what happened
-      if (![Status.UNAVAILABLE, Status.DEADLINE_EXCEEDED, Status.UNAUTHENTICATED].includes(e.code)) {
-        const info = await s.call("GetDeviceInfo", {}).catch(() => null);
-        if (info && !info.visit_active) await visitEnded(room, visit.visit_id);
-      }
+      if (info && !info.visit_active) await visitEnded(room, visit.visit_id);
+      if (none) throw new UserError(`${friendly(e, room)} ${none}`);
       throw e;
+    } finally {
+      app.stopping = null;
     }
     app.stoppedAt = performance.now();
     app.awaitingVisit = r.visit_id;
@@ -317,6 +352,7 @@ const CLAIM_STARTED = 2, CLAIM_CONTESTED = 3, CLAIM_EXPIRED = 4;
 async function watchClaim(claimId, seconds) {
   const room = app.room;
   const until = Date.now() + (seconds + 2) * 1000;
+  let failure = "";
   while (Date.now() < until && app.room === room) {
     await new Promise((resolve) => setTimeout(resolve, 2000));
     let st;
@@ -329,7 +365,9 @@ async function watchClaim(claimId, seconds) {
       return;
     }
     if (st.state === CLAIM_CONTESTED) { say("Another clinician claimed this room too: the button refused. Start with the room code instead.", "error", VISIT); return; }
-    if (st.state === CLAIM_EXPIRED) { say("The claim expired before the button was pressed.", "error", VISIT); return; }
+    // a press that could not start the visit (capture, storage): said at once; the claim holds for another press
+    if (st.failure && st.failure !== failure) { failure = st.failure; say(buttonLine(failure), "error", VISIT); }
+    if (st.state === CLAIM_EXPIRED) { if (!failure) say("The claim expired before the button was pressed.", "error", VISIT); return; }
   }
 }
 
@@ -425,7 +463,10 @@ function startFollowing() {
   (async () => {
     while (!ctl.signal.aborted) {
       try {
-        await fetchReports(await ensureSession(NOTE), app.room, true, ctl.signal);
+        const s = await ensureSession(NOTE);
+        await fetchReports(s, app.room, true, ctl.signal);
+        // the device ends a followed stream when a visit of this phone's ended with no report: ask why
+        if (!ctl.signal.aborted) await deviceNow(s, 10000).catch(() => null);
       } catch (e) {
         if (ctl.signal.aborted) return;
         if (e instanceof RpcError && e.code === Status.UNAUTHENTICATED && /session|signed in/.test(e.message)) {
@@ -488,8 +529,9 @@ async function collectElsewhere() {
       for (const room of rooms.values()) {
         if (!app.profile) return;
         // unreachable or refused now (out of Wi-Fi range, revoked): asked again later; the report waits on the device
-        await fetchReports(new DeviceSession(room, app.profile, new Revocations(app.vault, app.profile.ca)), room, false)
-          .catch(() => {});
+        const s = new DeviceSession(room, app.profile, new Revocations(app.vault, app.profile.ca));
+        await fetchReports(s, room, false).catch(() => {});
+        if (s.deviceInfo) await noReportsNoticed(room, s.deviceInfo).catch(() => {}); // none will come: not asked again
       }
       await new Promise((r) => setTimeout(r, AWAIT_RETRY_MS));
     }

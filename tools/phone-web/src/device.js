@@ -1,4 +1,5 @@
 // A room device, joined from its QR code, and the signed-in session to it.
+import ANSWERS from "./answers.js";
 import { deviceCompatibility } from "./compat.js";
 import { concat, parseCertificate } from "./der.js";
 import { PolicyBlocked, RpcError, serverStream, Status, unary } from "./grpcweb.js";
@@ -26,9 +27,32 @@ export function parseJoin(text) {
 
 export class UserError extends Error {}
 
-// The statuses by which the device says no to what was asked (a rule, a check, a state): only these read "refused".
-const REFUSALS = new Set([Status.INVALID_ARGUMENT, Status.NOT_FOUND, Status.ALREADY_EXISTS, Status.PERMISSION_DENIED,
-  Status.FAILED_PRECONDITION, Status.OUT_OF_RANGE, Status.UNIMPLEMENTED, Status.UNAUTHENTICATED]);
+export const ALREADY_ENDED = ANSWERS.alreadyEnded;
+
+// How the device's answers are worded: the Python phone's table (edge_agent/phone/answers.py, via gen_schema.py).
+// Only the statuses by which the device says no (a rule, a check, a state) read "refused".
+const REFUSALS = new Set(ANSWERS.refusalCodes.map((name) => Status[name]));
+
+// A visit of this phone's that the device says ended with no report (DeviceInfo.ended_without_report): its line.
+export function noReportLine(reason) {
+  return ANSWERS.noReport + (ANSWERS.noReportReasons[String(reason || 0)] || ANSWERS.noReportReasons["0"]) + ".";
+}
+
+// The device's "capture could not start: <why>": what happened, and what to do (the microphone, or IT).
+function captureLine(m) {
+  const why = m.slice(ANSWERS.capturePrefix.length).replace(/\.+$/, "");
+  return `${ANSWERS.capture}${why}${/\bIT\b/.test(why) ? "" : ANSWERS.captureAdvice}.`;
+}
+
+// A press of the room button for this phone's claim could not start the visit (ClaimStatus.failure; the claim holds).
+export function buttonLine(failure) {
+  return failure.startsWith(ANSWERS.capturePrefix) ? captureLine(failure) : `${ANSWERS.button}${failure.replace(/\.+$/, "")}.`;
+}
+
+// The visits the device says ended with no report (only a device with the "no-report" capability says it).
+export function endedWithoutReport(info) {
+  return info && (info.capabilities || []).includes(ANSWERS.noReportCapability) ? info.ended_without_report || [] : [];
+}
 
 // One line a clinician can act on.
 export function friendly(e, room) {
@@ -53,9 +77,11 @@ export function friendly(e, room) {
     }
     if (e.code === Status.UNAUTHENTICATED && /revoked/.test(m)) return "Certificate revoked: ask IT to enrol this phone again.";
     if (e.code === Status.DEADLINE_EXCEEDED) return "The room device took too long to answer; try again.";
-    if (REFUSALS.has(e.code)) return `The room device refused: ${m}`;
-    if (e.code === Status.RESOURCE_EXHAUSTED) return `The room device is at a limit: ${m}`;
-    return `Fault on the room device: ${m}`; // INTERNAL and the like: it broke, it did not say no
+    // nothing records: what happened and what to do (the microphone, or IT), not "refused"
+    if (e.code === Status.FAILED_PRECONDITION && m.startsWith(ANSWERS.capturePrefix)) return captureLine(m);
+    if (REFUSALS.has(e.code)) return ANSWERS.refused + m;
+    if (e.code === Status.RESOURCE_EXHAUSTED) return ANSWERS.atLimit + m;
+    return ANSWERS.fault + m; // INTERNAL and the like: it broke, it did not say no
   }
   return e && e.message ? e.message : String(e);
 }

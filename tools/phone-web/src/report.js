@@ -40,7 +40,13 @@ export function audioGap(q) {
 export const SPEAKERS_UNCERTAIN = "Note: the device could not reliably tell your voice from the patient's (your voice is " +
   "not enrolled), so who said what may be wrong in places. Enrol your voice on the phone to fix this.";
 
+// The enrolled voice was never heard: the labels were decided without it (the Python client's VOICEPRINT_UNHEARD).
+export const VOICEPRINT_UNHEARD = "Note: the enrolled voice was not heard in this visit, so who said what was decided " +
+  "without it and may be wrong in places. If you led this visit, enrol your voice again on the phone; if someone else did, " +
+  "their voice was not enrolled.";
+
 export function speakersNote(q) {
+  if (q && q.voiceprint_unheard) return VOICEPRINT_UNHEARD;
   return q && q.speakers_uncertain ? SPEAKERS_UNCERTAIN : "";
 }
 

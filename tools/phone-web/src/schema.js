@@ -51,6 +51,11 @@ export default {
    "n": 7,
    "name": "speakers_uncertain",
    "t": 8
+  },
+  {
+   "n": 8,
+   "name": "voiceprint_unheard",
+   "t": 8
   }
  ],
  "edge_agent.v1.ClaimRoomRequest": [
@@ -92,6 +97,11 @@ export default {
    "n": 3,
    "name": "valid_for_s",
    "t": 13
+  },
+  {
+   "n": 4,
+   "name": "failure",
+   "t": 9
   }
  ],
  "edge_agent.v1.DeviceInfo": [
@@ -145,6 +155,13 @@ export default {
    "n": 10,
    "name": "own_visit_started_unix_s",
    "t": 3
+  },
+  {
+   "m": "edge_agent.v1.EndedVisit",
+   "n": 11,
+   "name": "ended_without_report",
+   "r": 1,
+   "t": 11
   }
  ],
  "edge_agent.v1.DeviceStatus": [
@@ -197,6 +214,23 @@ export default {
    "n": 10,
    "name": "revoked_serials",
    "t": 13
+  }
+ ],
+ "edge_agent.v1.EndedVisit": [
+  {
+   "n": 1,
+   "name": "visit_id",
+   "t": 9
+  },
+  {
+   "n": 2,
+   "name": "reason",
+   "t": 14
+  },
+  {
+   "n": 3,
+   "name": "ended_unix_s",
+   "t": 3
   }
  ],
  "edge_agent.v1.EnrollVoiceChunk": [

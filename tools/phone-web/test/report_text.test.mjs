@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { NO_SPEECH, audioGap, emptyReportText } from "../src/report.js";
+import { NO_SPEECH, SPEAKERS_UNCERTAIN, VOICEPRINT_UNHEARD, audioGap, emptyReportText, speakersNote } from "../src/report.js";
 
 test("a visit with no speech at all: the microphone may be muted", () => {
   assert.equal(emptyReportText({ speech_lost_s: 0, dropped_segments: 0, failed_segments: 0 }), NO_SPEECH);
@@ -17,4 +17,11 @@ test("a visit whose speech was heard but lost is not reported as silence", () =>
   assert.match(text, /none of it could be transcribed/);
   assert.doesNotMatch(text, /muted/);
   assert.match(audioGap(q), /could not be transcribed/);
+});
+
+test("a voiceprint never heard in the visit says so, before the un-enrolled note", () => {
+  assert.equal(speakersNote({ voiceprint_unheard: true, speakers_uncertain: true }), VOICEPRINT_UNHEARD);
+  assert.match(speakersNote({ voiceprint_unheard: true }), /enrolled voice was not heard/);
+  assert.equal(speakersNote({ speakers_uncertain: true }), SPEAKERS_UNCERTAIN);
+  assert.equal(speakersNote({}), "");
 });

@@ -1,6 +1,6 @@
 // Service worker: the app shell is cached so stored reports open offline. Calls to room
 // devices (cross-origin POST) are never touched or cached, nor are the site CA and CRL.
-const VERSION = "edge-agent-da498a44dc861f29";
+const VERSION = "edge-agent-d46afa5e52677881";
 const SHELL = ["./", "./index.html", "./app.js", "./app.css", "./capture-worklet.js", "./manifest.webmanifest", "./icon-192.png", "./icon-512.png"];
 
 self.addEventListener("install", (ev) => {

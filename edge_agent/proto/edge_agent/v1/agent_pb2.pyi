@@ -7,6 +7,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NoReportReason(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NO_REPORT_REASON_UNSPECIFIED: _ClassVar[NoReportReason]
+    NO_REPORT_FAULT: _ClassVar[NoReportReason]
+    NO_REPORT_CAPTURE_FAILED: _ClassVar[NoReportReason]
+    NO_REPORT_STORAGE_FULL: _ClassVar[NoReportReason]
+    NO_REPORT_DISCARDED: _ClassVar[NoReportReason]
+
 class VoiceprintUse(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     VOICEPRINT_USE_UNSPECIFIED: _ClassVar[VoiceprintUse]
@@ -22,6 +30,11 @@ class ClaimState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CLAIM_STARTED: _ClassVar[ClaimState]
     CLAIM_CONTESTED: _ClassVar[ClaimState]
     CLAIM_EXPIRED: _ClassVar[ClaimState]
+NO_REPORT_REASON_UNSPECIFIED: NoReportReason
+NO_REPORT_FAULT: NoReportReason
+NO_REPORT_CAPTURE_FAILED: NoReportReason
+NO_REPORT_STORAGE_FULL: NoReportReason
+NO_REPORT_DISCARDED: NoReportReason
 VOICEPRINT_USE_UNSPECIFIED: VoiceprintUse
 VOICEPRINT_NONE: VoiceprintUse
 VOICEPRINT_USED: VoiceprintUse
@@ -38,7 +51,7 @@ class GetDeviceInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class DeviceInfo(_message.Message):
-    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl", "speaker_model", "own_visit_id", "own_visit_started_unix_s")
+    __slots__ = ("protocol_version", "room", "capabilities", "software_version", "visit_active", "outbox_id", "crl", "speaker_model", "own_visit_id", "own_visit_started_unix_s", "ended_without_report")
     PROTOCOL_VERSION_FIELD_NUMBER: _ClassVar[int]
     ROOM_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +62,7 @@ class DeviceInfo(_message.Message):
     SPEAKER_MODEL_FIELD_NUMBER: _ClassVar[int]
     OWN_VISIT_ID_FIELD_NUMBER: _ClassVar[int]
     OWN_VISIT_STARTED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    ENDED_WITHOUT_REPORT_FIELD_NUMBER: _ClassVar[int]
     protocol_version: int
     room: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
@@ -59,7 +73,18 @@ class DeviceInfo(_message.Message):
     speaker_model: str
     own_visit_id: str
     own_visit_started_unix_s: int
-    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ..., speaker_model: _Optional[str] = ..., own_visit_id: _Optional[str] = ..., own_visit_started_unix_s: _Optional[int] = ...) -> None: ...
+    ended_without_report: _containers.RepeatedCompositeFieldContainer[EndedVisit]
+    def __init__(self, protocol_version: _Optional[int] = ..., room: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., software_version: _Optional[str] = ..., visit_active: _Optional[bool] = ..., outbox_id: _Optional[str] = ..., crl: _Optional[bytes] = ..., speaker_model: _Optional[str] = ..., own_visit_id: _Optional[str] = ..., own_visit_started_unix_s: _Optional[int] = ..., ended_without_report: _Optional[_Iterable[_Union[EndedVisit, _Mapping]]] = ...) -> None: ...
+
+class EndedVisit(_message.Message):
+    __slots__ = ("visit_id", "reason", "ended_unix_s")
+    VISIT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ENDED_UNIX_S_FIELD_NUMBER: _ClassVar[int]
+    visit_id: str
+    reason: NoReportReason
+    ended_unix_s: int
+    def __init__(self, visit_id: _Optional[str] = ..., reason: _Optional[_Union[NoReportReason, str]] = ..., ended_unix_s: _Optional[int] = ...) -> None: ...
 
 class StartVisitRequest(_message.Message):
     __slots__ = ("consent", "sealing_public_key", "voiceprint", "voiceprint_values", "max_duration_s", "room_code", "voiceprint_model")
@@ -194,14 +219,16 @@ class GetClaimRequest(_message.Message):
     def __init__(self, claim_id: _Optional[str] = ...) -> None: ...
 
 class ClaimStatus(_message.Message):
-    __slots__ = ("state", "visit_id", "valid_for_s")
+    __slots__ = ("state", "visit_id", "valid_for_s", "failure")
     STATE_FIELD_NUMBER: _ClassVar[int]
     VISIT_ID_FIELD_NUMBER: _ClassVar[int]
     VALID_FOR_S_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     state: ClaimState
     visit_id: str
     valid_for_s: int
-    def __init__(self, state: _Optional[_Union[ClaimState, str]] = ..., visit_id: _Optional[str] = ..., valid_for_s: _Optional[int] = ...) -> None: ...
+    failure: str
+    def __init__(self, state: _Optional[_Union[ClaimState, str]] = ..., visit_id: _Optional[str] = ..., valid_for_s: _Optional[int] = ..., failure: _Optional[str] = ...) -> None: ...
 
 class GetStatusRequest(_message.Message):
     __slots__ = ()

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64ge_agent/v1/feedback.proto\x12\redge_agent.v1\"\x7f\n\x0bObservation\x12\x11\n\tbehaviour\x18\x01 \x01(\t\x12\x0c\n\x04\x61t_s\x18\x02 \x01(\x01\x12\x0e\n\x06moment\x18\x03 \x01(\t\x12\x17\n\x0f\x63linician_quote\x18\x04 \x01(\t\x12\x13\n\x0b\x61lternative\x18\x05 \x01(\t\x12\x11\n\trationale\x18\x06 \x01(\t\"O\n\x04Turn\x12\'\n\x07speaker\x18\x01 \x01(\x0e\x32\x16.edge_agent.v1.Speaker\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\"*\n\x0cTimelineMark\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x61t_s\x18\x02 \x01(\x02\"\xbc\x01\n\x0c\x41udioQuality\x12\x0f\n\x07\x61udio_s\x18\x01 \x01(\x01\x12\x15\n\rspeech_lost_s\x18\x02 \x01(\x01\x12\x18\n\x10\x64ropped_segments\x18\x03 \x01(\r\x12\x17\n\x0f\x66\x61iled_segments\x18\x04 \x01(\r\x12\x16\n\x0e\x64ropped_frames\x18\x05 \x01(\r\x12\x1d\n\x15\x63\x61pture_interruptions\x18\x06 \x01(\r\x12\x1a\n\x12speakers_uncertain\x18\x07 \x01(\x08\"\x92\x04\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x33\n\x06timing\x18\x04 \x03(\x0b\x32#.edge_agent.v1.Feedback.TimingEntry\x12>\n\x0clabel_counts\x18\x05 \x03(\x0b\x32(.edge_agent.v1.Feedback.LabelCountsEntry\x12\x30\n\x0cobservations\x18\x06 \x03(\x0b\x32\x1a.edge_agent.v1.Observation\x12\x0f\n\x07summary\x18\x07 \x01(\t\x12\x16\n\x0estarted_unix_s\x18\x08 \x01(\x03\x12\x14\n\x0c\x63ontribution\x18\t \x01(\t\x12%\n\x08timeline\x18\n \x03(\x0b\x32\x13.edge_agent.v1.Turn\x12*\n\x05marks\x18\x0b \x03(\x0b\x32\x1b.edge_agent.v1.TimelineMark\x12,\n\x07quality\x18\x0c \x01(\x0b\x32\x1b.edge_agent.v1.AudioQuality\x1a-\n\x0bTimingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*a\n\x07Speaker\x12\x17\n\x13SPEAKER_UNSPECIFIED\x10\x00\x12\x15\n\x11SPEAKER_CLINICIAN\x10\x01\x12\x13\n\x0fSPEAKER_PATIENT\x10\x02\x12\x11\n\rSPEAKER_OTHER\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1c\x65\x64ge_agent/v1/feedback.proto\x12\redge_agent.v1\"\x7f\n\x0bObservation\x12\x11\n\tbehaviour\x18\x01 \x01(\t\x12\x0c\n\x04\x61t_s\x18\x02 \x01(\x01\x12\x0e\n\x06moment\x18\x03 \x01(\t\x12\x17\n\x0f\x63linician_quote\x18\x04 \x01(\t\x12\x13\n\x0b\x61lternative\x18\x05 \x01(\t\x12\x11\n\trationale\x18\x06 \x01(\t\"O\n\x04Turn\x12\'\n\x07speaker\x18\x01 \x01(\x0e\x32\x16.edge_agent.v1.Speaker\x12\x0f\n\x07start_s\x18\x02 \x01(\x02\x12\r\n\x05\x65nd_s\x18\x03 \x01(\x02\"*\n\x0cTimelineMark\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04\x61t_s\x18\x02 \x01(\x02\"\xd8\x01\n\x0c\x41udioQuality\x12\x0f\n\x07\x61udio_s\x18\x01 \x01(\x01\x12\x15\n\rspeech_lost_s\x18\x02 \x01(\x01\x12\x18\n\x10\x64ropped_segments\x18\x03 \x01(\r\x12\x17\n\x0f\x66\x61iled_segments\x18\x04 \x01(\r\x12\x16\n\x0e\x64ropped_frames\x18\x05 \x01(\r\x12\x1d\n\x15\x63\x61pture_interruptions\x18\x06 \x01(\r\x12\x1a\n\x12speakers_uncertain\x18\x07 \x01(\x08\x12\x1a\n\x12voiceprint_unheard\x18\x08 \x01(\x08\"\x92\x04\n\x08\x46\x65\x65\x64\x62\x61\x63k\x12\x16\n\x0eschema_version\x18\x01 \x01(\r\x12\x10\n\x08visit_id\x18\x02 \x01(\t\x12\x12\n\nduration_s\x18\x03 \x01(\x01\x12\x33\n\x06timing\x18\x04 \x03(\x0b\x32#.edge_agent.v1.Feedback.TimingEntry\x12>\n\x0clabel_counts\x18\x05 \x03(\x0b\x32(.edge_agent.v1.Feedback.LabelCountsEntry\x12\x30\n\x0cobservations\x18\x06 \x03(\x0b\x32\x1a.edge_agent.v1.Observation\x12\x0f\n\x07summary\x18\x07 \x01(\t\x12\x16\n\x0estarted_unix_s\x18\x08 \x01(\x03\x12\x14\n\x0c\x63ontribution\x18\t \x01(\t\x12%\n\x08timeline\x18\n \x03(\x0b\x32\x13.edge_agent.v1.Turn\x12*\n\x05marks\x18\x0b \x03(\x0b\x32\x1b.edge_agent.v1.TimelineMark\x12,\n\x07quality\x18\x0c \x01(\x0b\x32\x1b.edge_agent.v1.AudioQuality\x1a-\n\x0bTimingEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a\x32\n\x10LabelCountsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01*a\n\x07Speaker\x12\x17\n\x13SPEAKER_UNSPECIFIED\x10\x00\x12\x15\n\x11SPEAKER_CLINICIAN\x10\x01\x12\x13\n\x0fSPEAKER_PATIENT\x10\x02\x12\x11\n\rSPEAKER_OTHER\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,8 +35,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEEDBACK_TIMINGENTRY']._serialized_options = b'8\001'
   _globals['_FEEDBACK_LABELCOUNTSENTRY']._loaded_options = None
   _globals['_FEEDBACK_LABELCOUNTSENTRY']._serialized_options = b'8\001'
-  _globals['_SPEAKER']._serialized_start=1025
-  _globals['_SPEAKER']._serialized_end=1122
+  _globals['_SPEAKER']._serialized_start=1053
+  _globals['_SPEAKER']._serialized_end=1150
   _globals['_OBSERVATION']._serialized_start=47
   _globals['_OBSERVATION']._serialized_end=174
   _globals['_TURN']._serialized_start=176
@@ -44,11 +44,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TIMELINEMARK']._serialized_start=257
   _globals['_TIMELINEMARK']._serialized_end=299
   _globals['_AUDIOQUALITY']._serialized_start=302
-  _globals['_AUDIOQUALITY']._serialized_end=490
-  _globals['_FEEDBACK']._serialized_start=493
-  _globals['_FEEDBACK']._serialized_end=1023
-  _globals['_FEEDBACK_TIMINGENTRY']._serialized_start=926
-  _globals['_FEEDBACK_TIMINGENTRY']._serialized_end=971
-  _globals['_FEEDBACK_LABELCOUNTSENTRY']._serialized_start=973
-  _globals['_FEEDBACK_LABELCOUNTSENTRY']._serialized_end=1023
+  _globals['_AUDIOQUALITY']._serialized_end=518
+  _globals['_FEEDBACK']._serialized_start=521
+  _globals['_FEEDBACK']._serialized_end=1051
+  _globals['_FEEDBACK_TIMINGENTRY']._serialized_start=954
+  _globals['_FEEDBACK_TIMINGENTRY']._serialized_end=999
+  _globals['_FEEDBACK_LABELCOUNTSENTRY']._serialized_start=1001
+  _globals['_FEEDBACK_LABELCOUNTSENTRY']._serialized_end=1051
 # @@protoc_insertion_point(module_scope)

@@ -53,7 +53,7 @@ class TimelineMark(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., at_s: _Optional[float] = ...) -> None: ...
 
 class AudioQuality(_message.Message):
-    __slots__ = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions", "speakers_uncertain")
+    __slots__ = ("audio_s", "speech_lost_s", "dropped_segments", "failed_segments", "dropped_frames", "capture_interruptions", "speakers_uncertain", "voiceprint_unheard")
     AUDIO_S_FIELD_NUMBER: _ClassVar[int]
     SPEECH_LOST_S_FIELD_NUMBER: _ClassVar[int]
     DROPPED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
@@ -61,6 +61,7 @@ class AudioQuality(_message.Message):
     DROPPED_FRAMES_FIELD_NUMBER: _ClassVar[int]
     CAPTURE_INTERRUPTIONS_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_UNCERTAIN_FIELD_NUMBER: _ClassVar[int]
+    VOICEPRINT_UNHEARD_FIELD_NUMBER: _ClassVar[int]
     audio_s: float
     speech_lost_s: float
     dropped_segments: int
@@ -68,7 +69,8 @@ class AudioQuality(_message.Message):
     dropped_frames: int
     capture_interruptions: int
     speakers_uncertain: bool
-    def __init__(self, audio_s: _Optional[float] = ..., speech_lost_s: _Optional[float] = ..., dropped_segments: _Optional[int] = ..., failed_segments: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., capture_interruptions: _Optional[int] = ..., speakers_uncertain: _Optional[bool] = ...) -> None: ...
+    voiceprint_unheard: bool
+    def __init__(self, audio_s: _Optional[float] = ..., speech_lost_s: _Optional[float] = ..., dropped_segments: _Optional[int] = ..., failed_segments: _Optional[int] = ..., dropped_frames: _Optional[int] = ..., capture_interruptions: _Optional[int] = ..., speakers_uncertain: _Optional[bool] = ..., voiceprint_unheard: _Optional[bool] = ...) -> None: ...
 
 class Feedback(_message.Message):
     __slots__ = ("schema_version", "visit_id", "duration_s", "timing", "label_counts", "observations", "summary", "started_unix_s", "contribution", "timeline", "marks", "quality")
