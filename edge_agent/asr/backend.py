@@ -97,6 +97,11 @@ class Recognizer(Protocol):
 
     sample_rate: int
     hop: int  # samples per feature frame
+    mel_filters: np.ndarray  # (bins, 201) filters over the 400-point power spectrum (the stream featurizer's)
+
+    def window_pad(self, final: bool) -> int:
+        """Samples of silence the features of a decode window end with (final or partial)."""
+        ...
 
     def window_features(self, audio: np.ndarray, final: bool = True) -> np.ndarray:
         """Features of a raw window (float32, 16 kHz) of an open segment, plus trailing silence

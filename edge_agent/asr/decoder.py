@@ -44,8 +44,8 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -184,13 +184,24 @@ class _Open:
     sentence_ends: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
 
 
-# (start, stop) samples of the open segment -> a context holding a read-only view; the caller's lock keeps
-# the segment from being zeroed meanwhile, so it is held only while features are taken, not while decoding
-AudioWindow = Callable[[int, int], AbstractContextManager[np.ndarray]]
+class SegmentView(Protocol):
+    """What the decoder reads of an open segment: features, never audio (the raw samples are gone).
+
+    Samples are relative to the segment's start. Both methods raise :class:`SegmentGoneError`
+    once the segment closed (its features moved to the closed segment's store)."""
+
+    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
+        """Decoder features of ``start:stop`` plus the silence a final (or a partial) window gets, normalised
+        over the window; scratch the caller zeroes once decoded."""
+        ...
+
+    def energy(self, start: int, stop: int) -> np.ndarray:
+        """Energies of the 10 ms blocks from the block holding ``start`` up to ``stop`` (a copy)."""
+        ...
 
 
 class SegmentGoneError(Exception):
-    """Raised by an :data:`AudioWindow` whose segment closed (and was zeroed) before the read."""
+    """Raised by a :class:`SegmentView` whose segment closed before the read."""
 
 
 class SegmentDecoder:
@@ -226,7 +237,7 @@ class SegmentDecoder:
         return new >= self.cfg.partial_min_step_s
 
     def on_update(
-        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: AudioWindow,
+        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: SegmentView,
         absolute_end_sample: int, onset_arrival: float | None,
     ) -> tuple[list[Committed], PartialTranscript | None]:
         """A segment grew to ``length`` samples: maybe commit sentences, maybe give a partial.
@@ -244,7 +255,7 @@ class SegmentDecoder:
             return [], None
 
     def _on_update(
-        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: AudioWindow,
+        self, segment_id: int, t0: float, length: int, final_candidate: bool, audio: SegmentView,
         absolute_end_sample: int, onset_arrival: float | None,
     ) -> tuple[list[Committed], PartialTranscript | None]:
         rate = self.asr.sample_rate
@@ -442,7 +453,7 @@ class SegmentDecoder:
         self._remember(final)
         return Committed(segment_id, start, stop, final, words)
 
-    def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: AudioWindow, decoded_from: int) -> Committed | None:
+    def _maybe_commit(self, segment_id: int, state: _Open, decoded: Decoded, audio: SegmentView, decoded_from: int) -> Committed | None:
         """Two consecutive decodes agree on a whole first sentence well inside the window: finalise it.
 
         ``decoded_from`` is the segment sample the decode started at (a tail partial starts past the
@@ -508,22 +519,21 @@ class SegmentDecoder:
                 since = []
         return out
 
-    def _quiet_point(self, audio: AudioWindow, start: int, offset: int) -> int:
-        """``offset`` moved to the quietest 20 ms within 0.15 s (the pause after the sentence)."""
-        rate = self.asr.sample_rate
-        frame, reach = rate // 50, int(0.15 * rate)
-        lo = max(0, offset - reach)
-        with audio(start + lo, start + offset + reach) as view:
-            k = len(view) // frame
-            if k < 3:
-                return offset
-            block = view[: k * frame].reshape(k, frame)
-            quiet = int(np.argmin(np.einsum("ij,ij->i", block, block)))
-        return lo + quiet * frame + frame // 2
+    def _quiet_point(self, audio: SegmentView, start: int, offset: int) -> int:
+        """``offset`` moved to the middle of the quietest 20 ms within 0.15 s (the pause after the sentence):
+        20 ms blocks from 0.15 s before it, made of the segment's 10 ms energies."""
+        rate, hop = self.asr.sample_rate, self.asr.hop
+        reach = int(0.15 * rate)
+        lo = (max(0, start + offset - reach) + hop // 2) // hop * hop  # segment sample of the first block
+        energy = audio.energy(lo, start + offset + reach)
+        k = len(energy) // 2
+        if k < 3:
+            return offset
+        quiet = int(np.argmin(energy[0 : 2 * k : 2] + energy[1 : 2 * k : 2]))
+        return lo + quiet * 2 * hop + hop - start
 
-    def _decode_window(self, audio: AudioWindow, start: int, stop: int, final: bool, context: list[int] | None = None) -> Decoded:
-        with audio(start, stop) as view:
-            features = self.asr.window_features(view, final)
+    def _decode_window(self, audio: SegmentView, start: int, stop: int, final: bool, context: list[int] | None = None) -> Decoded:
+        features = audio.features(start, stop, final)
         try:
             return self.asr.decode_features(features, stop - start, final=final, context=self._final_context() if final else context)
         finally:

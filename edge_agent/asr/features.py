@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edge_agent.audio.featurize import normalise_log_mel
 from edge_agent.audio.stft import HOP, N_FFT, ScratchPowerSpectrum
 
 __all__ = ["HOP", "N_FFT", "LogMel"]
@@ -36,7 +37,4 @@ class LogMel:
             self._stft.clear()  # nothing of the waveform stays behind in scratch space
         np.maximum(mel, 1e-10, out=mel)
         np.log10(mel, out=mel)
-        np.maximum(mel, mel.max() - 8.0, out=mel)
-        mel += 4.0
-        mel /= 4.0
-        return mel
+        return normalise_log_mel(mel)

@@ -219,6 +219,7 @@ class WhisperCT2:
         self.pad_samples = int(config.pad_s * SAMPLE_RATE)
         self.max_samples = max_segment_samples
         filters = self.model.feature_extractor.mel_filters
+        self.mel_filters = np.ascontiguousarray(filters, dtype=np.float32)  # the stream featurizer's Whisper bands
         # one scratch per thread that extracts features: the worker (open segments) and the closer
         self._live_mel = LogMel(filters, max_segment_samples + self.pad_samples)
         self._close_mel = LogMel(filters, max_segment_samples + self.pad_samples)
@@ -267,8 +268,12 @@ class WhisperCT2:
 
     # -- decoding -------------------------------------------------------------------------------------
 
+    def window_pad(self, final: bool) -> int:
+        """Samples of silence after a decode window's audio: ``pad_s`` for a final, ``partial_pad_s`` for a partial."""
+        return self.pad_samples if final else int(self.cfg.partial_pad_s * SAMPLE_RATE)
+
     def window_features(self, audio: np.ndarray, final: bool = True) -> np.ndarray:
-        return self._live_mel(audio, self.pad_samples if final else int(self.cfg.partial_pad_s * SAMPLE_RATE))
+        return self._live_mel(audio, self.window_pad(final))
 
     def decode_audio(self, audio: np.ndarray, final: bool = False, context: list[int] | None = None) -> Decoded:
         """Decode raw audio in one go (benchmarks, tests)."""

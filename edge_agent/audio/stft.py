@@ -20,11 +20,31 @@ HOP = 160
 HALF = N_FFT // 2
 
 
+def hann_window() -> np.ndarray:
+    """The periodic Hann window of both front-ends (torch.hann_window, librosa's 'hann')."""
+    return (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)
+
+
+def power_frames(wave: np.ndarray, n_frames: int, window: np.ndarray, windowed: np.ndarray, spectrum: np.ndarray,
+                 power: np.ndarray) -> np.ndarray:
+    """|STFT|² of ``n_frames`` frames of ``wave`` (frame i starts at ``i * HOP``), in the given scratch (rows reused)."""
+    item = wave.itemsize
+    frames = as_strided(wave, shape=(n_frames, N_FFT), strides=(HOP * item, item), writeable=False)
+    windowed = windowed[:n_frames]
+    np.multiply(frames, window, out=windowed)
+    spectrum = spectrum[:n_frames]
+    np.fft.rfft(windowed, axis=-1, out=spectrum)
+    power = power[:n_frames]
+    np.abs(spectrum, out=power)
+    np.square(power, out=power)
+    return power
+
+
 class ScratchPowerSpectrum:
     """``power(audio, total)`` -> (1 + total // HOP, 201) |STFT|² frames, a view into scratch."""
 
     def __init__(self, max_samples: int, grow: bool = False) -> None:
-        self.window = (0.5 - 0.5 * np.cos(2 * np.pi * np.arange(N_FFT) / N_FFT)).astype(np.float32)  # periodic Hann
+        self.window = hann_window()
         self.grow = grow
         self._used_samples = 0
         self._used_frames = 0
@@ -61,15 +81,7 @@ class ScratchPowerSpectrum:
         if reflect_start and k > 0:
             wave[HALF - k : HALF] = audio[1 : k + 1][::-1]
         n_frames = 1 + total // HOP
-        item = wave.itemsize
-        frames = as_strided(wave, shape=(n_frames, N_FFT), strides=(HOP * item, item), writeable=False)
-        windowed = self._windowed[:n_frames]
-        np.multiply(frames, self.window, out=windowed)
-        spectrum = self._spectrum[:n_frames]
-        np.fft.rfft(windowed, axis=-1, out=spectrum)
-        power = self._power[:n_frames]
-        np.abs(spectrum, out=power)
-        np.square(power, out=power)
+        power = power_frames(wave, n_frames, self.window, self._windowed, self._spectrum, self._power)
         self._used_samples, self._used_frames = 2 * HALF + total, n_frames
         return power
 

@@ -8,10 +8,13 @@ Silero does not call voice ends the segment after Silero's shorter hang-over).
 The segmentation around it (onset window, pre-roll, hang-over, tail, splits) is
 the same for all three.
 
-Frames are copied into a float32 segment buffer from a fixed pool as they
-arrive and released (zeroed) at once, so raw int16 frames live no longer than
-the pre-roll. Long speech is split at the quietest frame near the limit rather
-than cut mid-word.
+Each frame, once classified, goes to the stream featurizer
+(:mod:`edge_agent.audio.featurize`) and is released (zeroed) at once: no raw
+audio is kept here, not even for the pre-roll, which holds only each frame's
+verdicts, energy and arrival time. A segment is a range of the stream's
+feature frames (30 ms VAD frames are three 10 ms feature hops). Long speech is
+split at the quietest frame near the limit rather than cut mid-word; a split
+moves no audio, the continuation simply starts at the split point.
 """
 
 from __future__ import annotations
@@ -25,15 +28,15 @@ import numpy as np
 import webrtcvad
 
 from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.frames import AudioFrame
-from edge_agent.audio.pool import BufferPool, PooledBuffer
 from edge_agent.audio.silero import SileroModel, SileroStream
+from edge_agent.audio.stft import HOP
 from edge_agent.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 _INT16_SCALE = np.float32(1.0 / 32768.0)
-LIVE_WAIT_S = 0.2
 ENGINES = ("webrtc", "silero", "hybrid")
 SILERO_ENGINES = ("silero", "hybrid")  # the engines that open the Silero model
 
@@ -152,24 +155,16 @@ class VadConfig:
 
 @dataclass
 class SpeechSegment:
-    """A stretch of speech held in one pool buffer, in memory only."""
+    """A stretch of speech: a range of the stream's feature frames (no audio)."""
 
     id: int
-    buf: PooledBuffer
-    start_sample: int  # position of buf[0] since the source started
+    start_sample: int  # position of its first sample since the source started (a multiple of the hop)
     length: int = 0
     last_arrival: float = 0.0  # monotonic time the newest sample arrived
     received: int = 0  # samples appended, including hang-over later trimmed
     onset_arrival: float | None = None  # monotonic time of the first voiced sample
     frame_voiced: list[bool] = field(default_factory=list)
     frame_energy: list[float] = field(default_factory=list)
-
-    @property
-    def audio(self) -> np.ndarray:
-        """A read-only view of the valid samples (no copy)."""
-        view = self.buf.data[: self.length]
-        view.flags.writeable = False
-        return view
 
     @property
     def t0(self) -> float:
@@ -306,13 +301,13 @@ def make_classifier(config: VadConfig, silero: SileroModel | None = None) -> Fra
 
 class VadSegmenter:
     def __init__(
-        self, config: VadConfig, segment_pool: BufferPool, block_when_full: bool, silero: SileroModel | None = None
+        self, config: VadConfig, featurizer: StreamFeaturizer, silero: SileroModel | None = None
     ) -> None:
         self.cfg = config
-        self.pool = segment_pool
-        self.block_when_full = block_when_full
+        self.featurizer = featurizer
         self.classifier = make_classifier(config, silero)
-        self._preroll: deque[tuple[AudioFrame, bool, bool]] = deque()  # (frame, voiced, sound)
+        # (frame index, voiced, sound, energy, arrival): the pre-roll keeps no audio
+        self._preroll: deque[FrameInfo] = deque()
         self._preroll_frames = config.frames_for(config.preroll_ms) if config.preroll_ms else 0
         self._onset_frames = config.frames_for(config.onset_ms)
         self._recent: deque[bool] = deque(maxlen=self._onset_frames)
@@ -331,8 +326,8 @@ class VadSegmenter:
         self._candidate_sent = False
         self._next_id = 0
         self.noisy_pause_ends = 0  # segments the hybrid's noisy-pause rule closed (diagnosis)
-        self.dropped_segments = 0
-        self.dropped_samples = 0  # speech lost with them
+        self.dropped_segments = 0  # no segment is lost here any more (no buffer to wait for); kept for the stats
+        self.dropped_samples = 0
         self.frames_seen = 0
 
     # -- public ---------------------------------------------------------------
@@ -352,72 +347,71 @@ class VadSegmenter:
         events: list[SegmentEvent] = []
         if pending is not None and self._segment is not None and self._segment.id == pending[0]:
             events = self._split_at(pending[1], "speaker_change")
-        voiced = self.classifier.voiced(frame.samples)
+        try:
+            voiced = self.classifier.voiced(frame.samples)
+            energy = self.featurizer.push(frame.samples, frame.arrival)
+            info = FrameInfo(frame.index, voiced, self.classifier.sound, energy, frame.arrival)
+        finally:
+            frame.release()  # raw audio leaves the VAD here: the featurizer holds its float copy until used
         if self._segment is None:
-            return events + self._idle(frame, voiced, self.classifier.sound)
-        return events + self._speaking(frame, voiced)
+            return events + self._idle(info)
+        return events + self._speaking(info)
 
     def flush(self) -> list[SegmentEvent]:
-        """End of stream: close any open segment, release pre-roll frames, zero the classifier's audio."""
+        """End of stream: features of everything received, any open segment closed, the classifier's audio zeroed."""
         events: list[SegmentEvent] = []
         self.classifier.close()
-        while self._preroll:
-            self._preroll.popleft()[0].release()
+        self.featurizer.seal()
+        self._preroll.clear()
         if self._segment is not None:
             events.extend(self._close("end_of_stream"))
         return events
 
+    @property
+    def mid_speech(self) -> bool:
+        """A segment is open and its last frame was voiced (not in a pause): a seam here would cut a word."""
+        return self._segment is not None and self._silence_run == 0
+
     def holds_audio(self) -> bool:
-        """True while a pre-roll frame or the classifier still holds audio (privacy check after a run)."""
-        return bool(self._preroll) or self.classifier.holds_audio()
+        """True while the featurizer or the classifier still holds audio (privacy check after a run)."""
+        return self.featurizer.holds_audio() or self.classifier.holds_audio()
 
     # -- states ---------------------------------------------------------------
 
-    def _idle(self, frame: AudioFrame, voiced: bool, sound: bool) -> list[SegmentEvent]:
-        self._recent.append(sound)  # the start rule's view (hybrid: webrtcvad alone)
-        self._preroll.append((frame, voiced, sound))
+    def _idle(self, info: FrameInfo) -> list[SegmentEvent]:
+        self._recent.append(info.sound)  # the start rule's view (hybrid: webrtcvad alone)
+        self._preroll.append(info)
         onset = len(self._recent) == self._onset_frames and sum(self._recent) * 2 > self._onset_frames
         if not onset:
             keep = max(self._preroll_frames, self._onset_frames)
             while len(self._preroll) > keep:
-                self._preroll.popleft()[0].release()
-            return []
-        buf = self._acquire()
-        if buf is None:
-            self.dropped_segments += 1
-            self.dropped_samples += len(self._preroll) * self.cfg.frame_samples
-            log.warning("speech dropped: all %d segment buffers busy", self.pool.slots)
-            while self._preroll:
-                self._preroll.popleft()[0].release()
-            self._recent.clear()
+                self._preroll.popleft()
             return []
         # Keep the onset window plus the configured pre-roll before it.
         keep = self._onset_frames + self._preroll_frames
         while len(self._preroll) > keep:
-            self._preroll.popleft()[0].release()
-        first = self._preroll[0][0]
-        seg = SpeechSegment(self._next_id, buf, first.index * self.cfg.frame_samples)
+            self._preroll.popleft()
+        first = self._preroll[0]
+        seg = SpeechSegment(self._next_id, first.index * self.cfg.frame_samples)
         self._next_id += 1
-        self._segment = seg
+        self._open(seg)
         self._silence_run = 0
         self._noisy_run = 0
         self._last_voiced_end = 0  # the hybrid can open a segment with no voiced frame yet (webrtcvad heard noise)
         self._last_update_len = 0
         self._candidate_sent = False
         while self._preroll:
-            self._append(*self._preroll.popleft())
+            self._append(self._preroll.popleft())
         self._recent.clear()
         return self._maybe_update()
 
-    def _speaking(self, frame: AudioFrame, voiced: bool) -> list[SegmentEvent]:
+    def _speaking(self, info: FrameInfo) -> list[SegmentEvent]:
         seg = self._segment
         assert seg is not None
         events: list[SegmentEvent] = []
-        if seg.length + self.cfg.frame_samples > self.pool.slot_len:
+        if seg.length + self.cfg.frame_samples > self.cfg.segment_capacity:
             events.extend(self._split())
-            if self._segment is None:  # no buffer for the continuation
-                return events + self._idle(frame, voiced, self.classifier.sound)
-        self._append(frame, voiced, self.classifier.sound)
+        self._append(info)
         if self._silence_run >= self._hangover_frames:
             events.extend(self._close("silence"))
             return events
@@ -431,21 +425,23 @@ class VadSegmenter:
 
     # -- helpers --------------------------------------------------------------
 
-    def _append(self, frame: AudioFrame, voiced: bool, sound: bool) -> None:
+    def _open(self, seg: SpeechSegment | None) -> None:
+        self._segment = seg
+        # the ring never overwrites an open segment's frames (readers may still need them)
+        self.featurizer.pinned = seg.start_sample // HOP if seg is not None else None
+
+    def _append(self, info: FrameInfo) -> None:
         seg = self._segment
         assert seg is not None
         fs = self.cfg.frame_samples
-        dst = seg.buf.data[seg.length : seg.length + fs]
-        np.multiply(frame.samples, _INT16_SCALE, out=dst, dtype=np.float32)
         seg.length += fs
         seg.received += fs
-        seg.last_arrival = frame.arrival
+        seg.last_arrival = info.arrival
+        voiced = info.voiced
         if voiced and seg.onset_arrival is None:
-            seg.onset_arrival = frame.arrival - self.cfg.frame_ms / 1000.0
+            seg.onset_arrival = info.arrival - self.cfg.frame_ms / 1000.0
         seg.frame_voiced.append(voiced)
-        # RMS from the float copy: no temporary array of audio is made.
-        seg.frame_energy.append(float(np.sqrt(np.dot(dst, dst) / fs)))
-        frame.release()
+        seg.frame_energy.append(info.energy)
         if voiced:
             self._silence_run = 0
             self._noisy_run = 0
@@ -453,12 +449,7 @@ class VadSegmenter:
             self._candidate_sent = False
         else:
             self._silence_run += 1
-            self._noisy_run += sound
-
-    def _acquire(self) -> PooledBuffer | None:
-        # A live source may wait a moment: the segment closer frees a buffer within tens of
-        # milliseconds, and the microphone's queue holds two seconds meanwhile.
-        return self.pool.acquire(block=True, timeout=None if self.block_when_full else LIVE_WAIT_S)
+            self._noisy_run += info.sound
 
     def _speech_end(self) -> int:
         seg = self._segment
@@ -475,9 +466,11 @@ class VadSegmenter:
             # comes, this is exactly the audio of the final, so decode it now.
             self._candidate_sent = True
             self._last_update_len = end
+            self.featurizer.compute()  # the decoder reads features up to here
             return [SegmentUpdate(seg, end, final_candidate=True)]
         if self._silence_run == 0 and seg.length - self._last_update_len >= self._partial_step:
             self._last_update_len = seg.length
+            self.featurizer.compute()  # the decoder reads features up to here
             return [SegmentUpdate(seg, seg.length, final_candidate=False)]
         return []
 
@@ -485,12 +478,12 @@ class VadSegmenter:
         seg = self._segment
         assert seg is not None
         end = self._speech_end() if reason != "max_length" else seg.length
-        seg.buf.data[end : seg.length] = 0
         seg.length = end
         nframes = -(-end // self.cfg.frame_samples)
         del seg.frame_voiced[nframes:], seg.frame_energy[nframes:]
-        self._segment = None
+        self._open(None)
         self._recent.clear()
+        self.featurizer.compute()
         is_speech = seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms
         return [SegmentClosed(seg, is_speech, reason)]
 
@@ -505,7 +498,9 @@ class VadSegmenter:
         return self._split_at((quietest + 1) * self.cfg.frame_samples, "max_length")
 
     def _split_at(self, split: int, reason: str) -> list[SegmentEvent]:
-        """Close the open segment at sample ``split`` (rounded to a frame); carry the rest on."""
+        """Close the open segment at sample ``split`` (rounded to a frame); the rest goes on as a new segment.
+
+        No audio moves: the continuation is the range of feature frames after the split point."""
         seg = self._segment
         assert seg is not None
         fs = self.cfg.frame_samples
@@ -514,34 +509,35 @@ class VadSegmenter:
             return self._close(reason if reason != "speaker_change" else "max_length")
         last_frame = split // fs - 1  # the frame that ends the first part
         carry_len = seg.length - split
-        new_buf = self._acquire()
-        if new_buf is None:
-            # No buffer for the continuation: keep everything in this segment and close it whole. Nothing is
-            # lost here: the speech goes on into the pre-roll, and the next segment starts with it once a
-            # buffer is free; if none is by then, _idle counts that loss (counted here too, a split whose
-            # continuation found a buffer a moment later told the clinician speech was lost)
-            log.info("no segment buffer free at a split: the segment closes whole, the speech continues in the next")
-            return self._close("max_length")
-        new_seg = SpeechSegment(self._next_id, new_buf, seg.start_sample + split)
+        new_seg = SpeechSegment(self._next_id, seg.start_sample + split)
         self._next_id += 1
-        new_buf.data[:carry_len] = seg.buf.data[split : seg.length]
         new_seg.length = carry_len
         new_seg.received = carry_len
         new_seg.last_arrival = seg.last_arrival
         new_seg.onset_arrival = seg.last_arrival - carry_len / SAMPLE_RATE
         new_seg.frame_voiced = seg.frame_voiced[last_frame + 1 :]
         new_seg.frame_energy = seg.frame_energy[last_frame + 1 :]
-        seg.buf.data[split : seg.length] = 0
         seg.received = seg.length
         seg.length = split
         del seg.frame_voiced[last_frame + 1 :], seg.frame_energy[last_frame + 1 :]
-        self._segment = None
+        self.featurizer.compute()
         closed = SegmentClosed(seg, seg.voiced_seconds(self.cfg.frame_ms) * 1000 >= self.cfg.min_speech_ms, reason)
-        self._segment = new_seg
+        self._open(new_seg)
         self._last_voiced_end = max(0, self._last_voiced_end - split)
         self._last_update_len = 0
         self._candidate_sent = False
         return [closed]
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """What the VAD keeps of a frame once its audio went to the featurizer."""
+
+    index: int
+    voiced: bool
+    sound: bool
+    energy: float  # RMS
+    arrival: float
 
 
 def speech_end_arrival(seg: SpeechSegment) -> float:

@@ -416,8 +416,8 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
     "asr.compression_ratio_threshold": _doc("gzip compression ratio above which a decode is a repetition loop", min=1),
     "pipeline.frame_pool_s": _doc("raw int16 audio in flight between capture and VAD (fixed pool)", min=0.5, max=30),
     "pipeline.segment_buffers": _doc(
-        "speech segments in flight between VAD and the segment closer (fixed pool; as many feature buffers again for the "
-        "decoder); two at least, so a long turn split at max_segment_s always has a buffer for its continuation",
+        "closed speech segments whose features wait for the decoder (a fixed pool of this many stores plus two; raw "
+        "audio is not kept for them: it becomes features as it arrives); a live source drops speech that finds no store",
         min=2, max=64,
     ),
     "pipeline.partials": _doc("decode live partial transcripts (finals are always decoded)"),

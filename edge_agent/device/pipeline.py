@@ -2,24 +2,31 @@
 
 Three threads, each with one job:
 
-* the **caller's thread** reads the source and runs the (cheap) VAD;
-* the **closer** takes each segment the VAD closes, turns it into the features
-  the decoder and the speaker model need (Whisper log-mel, GE2E mel, a 10 ms
-  energy envelope) and zeroes its raw audio at once. Raw-audio residency is
-  therefore the closer's few tens of milliseconds, not the decoder's latency:
-  a slow or loaded machine delays text, never the wipe;
+* the **caller's thread** reads the source, runs the (cheap) VAD and turns the
+  audio into features as it arrives (:mod:`edge_agent.audio.featurize`: the
+  Whisper log-mel before its per-window normalisation, the GE2E mel, a 10 ms
+  energy envelope, every 0.1 s of audio), zeroing each raw sample once no
+  feature needs it. Raw-audio residency is therefore about a chunk plus the
+  STFT overlap (docs/architecture.md "Residency"), whatever the decoder does:
+  a slow or loaded machine delays text, never the wipe. When the VAD closes a
+  segment, its feature frames are copied from the stream's ring into a store
+  of its own;
+* the **closer** finishes each closed segment's store (Whisper's
+  normalisation over the segment, the speaker features' volume gain);
 * the **ASR worker** runs :class:`~edge_agent.asr.decoder.SegmentDecoder`:
-  partials and committed sentences while a segment is open (reading its audio
-  under the segment's lock, so the closer never zeroes a window mid-read),
-  the final from the features once it closed, then speaker attribution.
+  partials and committed sentences while a segment is open (reading its
+  *features* from the ring under the segment's lock), the final from the
+  closed segment's store, then speaker attribution. Nothing downstream of
+  the featurizer ever reads audio.
 
-Hand-offs are bounded: closed segments wait in a queue no longer than the
-segment pool, features in a pool of their own, and only the newest partial
-request per run is kept (older ones are counted as skipped). A live source
-never blocks: with no free segment or feature buffer, speech is dropped and
-counted (``dropped_segments``, metrics, the visit report's quality section).
-A recording is read no faster than its closed segments can be turned into
-features at once, so a slow decoder delays text, never the wipe, there too.
+Hand-offs are bounded: features live in the ring (the open segment) and a pool
+of closed-segment stores, and only the newest partial request per run is kept
+(older ones are counted as skipped). A live source never blocks: with no free
+store for a closed segment, its speech is dropped and counted
+(``dropped_segments``, metrics, the visit report's quality section). A
+recording is read no faster than its closed segments find a store; before it
+waits, the featurizer finishes the stream as if silence followed, so no raw
+sample waits with it.
 A decode that fails is retried on halves; failing again, the segment is
 reported as a ``discarded`` event with reason ``decode_failed`` and counted in
 ``dropped_segments`` too. An
@@ -47,18 +54,32 @@ from edge_agent.asr.decoder import Committed, DecoderConfig, SegmentDecoder, Seg
 from edge_agent.asr.events import FinalTranscript, PipelineEvent, SegmentDiscarded, SpeakerRelabel
 from edge_agent.asr.whisper_ct2 import whisper_feature_shape
 from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.featurize import (
+    SPEAKER_PAD_FRAMES,
+    FeatureLayout,
+    FrameRows,
+    RowsView,
+    StreamFeaturizer,
+    normalise_log_mel,
+    volume_gain,
+    window_rows,
+)
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
 from edge_agent.audio.silero import SileroModel
+from edge_agent.audio.stft import HOP
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.speakers.frontend import SpeakerFeatures
+from edge_agent.hardening import locked_zeros
+from edge_agent.speakers.frontend import SpeakerFeatures, mel_filterbank
 from edge_agent.transcript import Utterance, Word
 
 log = logging.getLogger(__name__)
 
 EventSink = Callable[[PipelineEvent], None]
+FEATURE_CHUNK_S = 0.1  # raw audio is turned into features (and zeroed) at least this often
+PARTIAL_PAD = SPEAKER_PAD_FRAMES * HOP  # a closed segment's GE2E mel runs one encoder window past its end
 
 
 class SpeakerSpan(Protocol):
@@ -72,8 +93,6 @@ class SpeakerSpan(Protocol):
 
 class SpeakerStage(Protocol):
     """Attributes a stretch of speech from its features; keeps no audio."""
-
-    def features(self, audio: np.ndarray) -> SpeakerFeatures: ...
 
     def attribute_segment(
         self, source: SpeakerFeatures, text: str = "", words: Sequence[tuple[str, float, float]] | None = None
@@ -89,10 +108,13 @@ class SpeakerStage(Protocol):
     def open_watcher(self) -> ChangeWatcher: ...
 
 
-class ChangeWatcher(Protocol):
-    """Finds where another voice takes over in an open segment (sample offset), from its audio."""
+SpeakerWindow = Callable[[int, int], contextlib.AbstractContextManager[SpeakerFeatures]]
 
-    def feed(self, segment_id: int, length: int, window: Callable[[int, int], contextlib.AbstractContextManager[np.ndarray]]) -> int | None: ...
+
+class ChangeWatcher(Protocol):
+    """Finds where another voice takes over in an open segment (sample offset), from its speaker features."""
+
+    def feed(self, segment_id: int, length: int, window: SpeakerWindow) -> int | None: ...
 
     def forget(self) -> None: ...
 
@@ -102,7 +124,7 @@ class PipelineConfig:
     vad: VadConfig = field(default_factory=VadConfig)
     asr: AsrConfig = field(default_factory=AsrConfig)
     frame_pool_s: float = 3.0  # raw int16 frames in flight (capture -> VAD)
-    segment_buffers: int = 4  # float32 speech segments in flight (VAD -> closer); features get as many again
+    segment_buffers: int = 4  # closed segments' feature stores in flight (VAD -> decoder), plus two
     partials: bool = True
     # live view: a partial at least every partial_max_gap_s of new speech (a stated cadence), more
     # often while partial_cpu_share of a core allows (docs/architecture.md has the measured cost)
@@ -116,7 +138,7 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         if self.segment_buffers < 2:
             raise ConfigError(
-                f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (a split long turn needs a second buffer)"
+                f"pipeline.segment_buffers is {self.segment_buffers}; allowed: 2..64 (closed segments wait here for the decoder)"
             )
         # the VAD offers the decoder a partial only every vad.partial_interval_ms: a longer interval than the
         # stated cadence makes "a partial at least every partial_max_gap_s" false (live text every 4 s at 4000)
@@ -164,7 +186,9 @@ class RunStats:
     # discarded_by_reason; the issue's "summary still said dropped_segments: 0" must never recur)
     dropped_segments: int = 0
     worker_errors: int = 0
-    residency_s: list[float] = field(default_factory=list)
+    residency_s: list[float] = field(default_factory=list)  # per segment: the oldest raw sample's age when zeroed
+    raw_residency_max_s: float = 0.0  # ... over every raw sample of the run, between segments too
+    feature_seals: int = 0  # times the stream was finished early so that no raw sample waited (a recording's backlog)
     final_latency_s: list[float] = field(default_factory=list)
     first_partial_latency_s: list[float] = field(default_factory=list)
     audio_seconds: float = 0.0
@@ -177,7 +201,7 @@ class RunStats:
         return sum(self.dropped_frames_by_cause.values())
 
     def residency_max(self) -> float:
-        return max(self.residency_s, default=0.0)
+        return max(max(self.residency_s, default=0.0), self.raw_residency_max_s)
 
     def residency_p95(self) -> float:
         return float(np.percentile(self.residency_s, 95)) if self.residency_s else 0.0
@@ -188,15 +212,20 @@ class PipelineFault(EdgeAgentError):
 
 
 class AudioPools:
-    """The only memory that ever holds raw audio in this process, and the features made from it."""
+    """The only memory that ever holds raw audio in this process (capture frames), and the features made from it."""
 
     def __init__(self, cfg: PipelineConfig, feature_shape: tuple[int, int] | None = None) -> None:
         feature_shape = feature_shape or whisper_feature_shape(cfg.vad.segment_capacity, cfg.asr.pad_s)
         frames = max(8, int(cfg.frame_pool_s * 1000 / cfg.vad.frame_ms))
         self.frames = BufferPool("frames", frames, cfg.vad.frame_samples, np.int16)
-        self.segments = BufferPool("segments", cfg.segment_buffers, cfg.vad.segment_capacity, np.float32)
+        capacity = cfg.vad.segment_capacity
+        # the stream's feature ring holds the open segment (at most its capacity) and what the featurizer
+        # computed past it before the VAD's next decision: never overwritten while a reader may need it
+        self.ring_frames = capacity // HOP + int(FEATURE_CHUNK_S * SAMPLE_RATE) // HOP + 64
+        self.segments = BufferPool("segments", 1, FeatureLayout.ring(self.ring_frames).slot_len, np.float32)
         self.feature_shape = feature_shape
-        self.features = BufferPool("features", cfg.segment_buffers + 2, feature_shape[0] * feature_shape[1], np.float32)
+        self.layout = FeatureLayout(feature_shape[1], FeatureLayout.segment(capacity, 0).speaker_frames, capacity // HOP + 1)
+        self.features = BufferPool("features", cfg.segment_buffers + 2, self.layout.slot_len, np.float32)
 
     def all_zero(self) -> bool:
         return self.frames.all_zero() and self.segments.all_zero() and self.features.all_zero()
@@ -211,7 +240,7 @@ class AudioPools:
 
 
 class _SegmentAccess:
-    """Reads of an open segment's audio, excluded from the closer's zeroing by one lock per segment."""
+    """Reads of an open segment's features, excluded from its close by one lock per segment."""
 
     def __init__(self) -> None:
         self._locks: dict[int, threading.Lock] = {}
@@ -223,16 +252,11 @@ class _SegmentAccess:
             return self._locks.setdefault(seg_id, threading.Lock())
 
     @contextlib.contextmanager
-    def window(self, seg: SpeechSegment, start: int, stop: int) -> Iterator[np.ndarray]:
+    def reading(self, seg: SpeechSegment) -> Iterator[None]:
         with self.lock_of(seg.id):
             if seg.id in self._closed:
                 raise SegmentGoneError
-            view = seg.buf.data[start:stop]
-            view.flags.writeable = False
-            try:
-                yield view
-            finally:
-                view.flags.writeable = True
+            yield
 
     @contextlib.contextmanager
     def closing(self, seg_id: int) -> Iterator[None]:
@@ -243,9 +267,42 @@ class _SegmentAccess:
             self._locks.pop(seg_id, None)
 
 
+class _OpenView(RowsView):
+    """An open segment's features in the stream's ring, each read under the segment's lock (a closed one is gone)."""
+
+    def __init__(self, pipeline: StreamingPipeline, seg: SpeechSegment) -> None:
+        super().__init__(pipeline._rows(), seg.start_sample, pipeline.asr.window_pad, pipeline._window_scratch)
+        self._access = pipeline._access
+        self._seg = seg
+
+    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
+        with self._access.reading(self._seg):
+            return super().features(start, stop, final)
+
+    def energy(self, start: int, stop: int) -> np.ndarray:
+        with self._access.reading(self._seg):
+            return super().energy(start, stop)
+
+    def speaker(self, start: int, stop: int) -> SpeakerFeatures:
+        """Speaker features of ``start:stop`` (gain over the span, as for a segment of its own); the caller wipes them."""
+        with self._access.reading(self._seg):
+            return super().speaker(start, stop)
+
+
+@dataclass
+class _Stored:
+    """A closed segment's feature frames, copied out of the ring by the capture thread (not yet normalised)."""
+
+    event: SegmentClosed
+    store: PooledBuffer | None
+    whisper_frames: int  # Whisper rows of the segment's decode window (its audio and silence pad), not normalised
+    frames: int  # GE2E frames copied (centred inside the segment)
+    residency_s: float
+
+
 @dataclass
 class _Closed:
-    """A closed segment after the closer: raw audio already zeroed."""
+    """A closed segment after the closer: its features in a store of its own (no audio anywhere)."""
 
     seg_id: int
     start_sample: int
@@ -254,7 +311,8 @@ class _Closed:
     speech_end: float
     is_speech: bool
     features: PooledBuffer | None = None
-    n_frames: int = 0  # feature frames used in ``features``
+    n_frames: int = 0  # decoder feature frames (audio and its silence pad)
+    whisper: np.ndarray | None = None  # (bins, n_frames) view into ``features``
     speaker: SpeakerFeatures | None = None
     reason: str = ""  # why it gives no text, when it cannot ("too_little_speech", "no_buffer")
 
@@ -267,12 +325,13 @@ class _Closed:
         return (self.start_sample + self.n_samples) / SAMPLE_RATE
 
     def release(self) -> None:
-        if self.features is not None:
-            self.features.release()
-            self.features = None
         if self.speaker is not None:
             self.speaker.wipe()
             self.speaker = None
+        self.whisper = None
+        if self.features is not None:
+            self.features.release()
+            self.features = None
 
 
 class StreamingPipeline:
@@ -305,7 +364,11 @@ class StreamingPipeline:
         self.decoder = SegmentDecoder(recognizer, cfg.decoder_config())
         self._access = _SegmentAccess()
         self._cond = threading.Condition()
-        self._closed: queue.Queue[SegmentClosed | None] = queue.Queue()
+        self._closed: queue.Queue[_Stored | None] = queue.Queue()
+        self._featurizer: StreamFeaturizer | None = None
+        self._ring: PooledBuffer | None = None
+        # one decode window's features at a time (the worker's); locked, zeroed by the decoder after each decode
+        self._window_scratch = locked_zeros((self.pools.feature_shape[1], self.pools.feature_shape[0]), np.float32)
         self._finals: list[_Closed] = []
         self._update: SegmentUpdate | None = None  # newest partial request
         self._candidate: SegmentUpdate | None = None  # newest look-ahead request (a final at a pause)
@@ -331,7 +394,14 @@ class StreamingPipeline:
 
         Raises :class:`PipelineFault` if a worker failed (after every buffer was zeroed).
         """
-        vad = VadSegmenter(self.cfg.vad, self.pools.segments, block_when_full=not source.live, silero=self.vad_model)
+        ring = self.pools.segments.acquire()
+        if ring is None:
+            raise ConfigError("the audio pools are in use by another run")  # one run per pipeline at a time
+        self._ring = ring
+        featurizer = StreamFeaturizer(self.asr.mel_filters, mel_filterbank(), ring.data, self.pools.ring_frames,
+                                      int(FEATURE_CHUNK_S * SAMPLE_RATE), self.cfg.vad.frame_samples)
+        self._featurizer = featurizer
+        vad = VadSegmenter(self.cfg.vad, featurizer, silero=self.vad_model)
         self._vad = vad
         self._watcher = self.speakers.open_watcher() if self.speakers is not None else None
         self._live = source.live
@@ -355,6 +425,8 @@ class StreamingPipeline:
                 for event in vad.flush():
                     self._hand_off(event)
             finally:
+                featurizer.seal()  # also after a failure: no raw sample outlives the run
+                featurizer.wipe()
                 self._closed.put(None)
                 closer.join()
                 self._zero_unclosed()  # only a failed closer leaves any
@@ -373,24 +445,39 @@ class StreamingPipeline:
                     stop_source()
                 source.close()
                 self._finish_stats(source, vad, frames_seen)
+                self._window_scratch.fill(0.0)
+                ring.release()  # the stream's features: zeroed
         if self._fault is not None:
             raise PipelineFault(f"speech pipeline stopped by an internal error ({type(self._fault).__name__}); the audio was wiped")
         return self.stats
 
     def _wait_for_features(self) -> None:
-        """A recording is read no faster than its closed segments can be turned into features at once.
+        """A recording is read no faster than its closed segments find a feature store.
 
-        Read ahead of the decoder, closed segments waited (their raw audio in the pool) for a feature
-        buffer the decoder still held: residency grew with the decoder's backlog (1.2-1.3 s on real
-        continuous speech). A microphone is never held back: there speech without a buffer is dropped
-        and counted.
+        One frame can close two segments (a speaker-change split, then a max-length one), so two
+        stores are kept free. Before waiting for the decoder to free one, the featurizer finishes the
+        stream as if silence followed (a seam like a segment's edge), so no raw sample waits with us.
+        The wait is taken in a pause where one comes: mid-speech the reader goes on while one store
+        is free (the open segment needs none until it closes). A microphone is never held back:
+        there speech without a store is dropped and counted.
         """
+        features, vad = self.pools.features, self._vad
+        if features.wait_free(2, timeout=0) or self._featurizer is None or vad is None:
+            return
+        if vad.mid_speech and features.wait_free(1, timeout=0):
+            return
+        self._featurizer.seal()
+        self.stats.feature_seals += 1
         while self._fault is None and not self._stop.is_set():
-            if self.pools.features.wait_free(self._closed.qsize() + 1, timeout=0.1):
+            if features.wait_free(2, timeout=0.1):
                 return
 
+    def _rows(self) -> FrameRows:
+        assert self._featurizer is not None
+        return self._featurizer.rows
+
     def vad_holds_audio(self) -> bool:
-        """True if the run's segmenter still holds audio (pre-roll frames, the Silero scorer's buffers)."""
+        """True if the run's segmenter still holds audio (the featurizer's carry, the Silero scorer's buffers)."""
         return self._vad is not None and self._vad.holds_audio()
 
     def _relabel_after_run(self) -> None:
@@ -425,6 +512,7 @@ class StreamingPipeline:
         st = self.stats
         st.dropped_segments += vad.dropped_segments
         st.speech_seconds_lost += vad.dropped_samples / SAMPLE_RATE
+        st.raw_residency_max_s = vad.featurizer.max_age_s
         st.dropped_frames_by_cause = {
             "capture_queue": int(source.dropped_frames),
             "frame_pool": self.pools.frames.exhausted_count,
@@ -443,10 +531,10 @@ class StreamingPipeline:
         if self._watcher is not None:
             self._watcher.forget()
         log.info(
-            "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f dropped_frames=%d "
+            "audio run ended: segments=%d utterances=%d residency_max_s=%.3f residency_p95_s=%.3f feature_seals=%d dropped_frames=%d "
             "dropped_segments=%d discarded=%d partials_skipped=%d partials_budgeted=%d failed_open_decodes=%d worker_errors=%d "
             "repeats_dropped=%d skips_recovered=%d stretches_filled=%d",
-            st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.dropped_frames,
+            st.segments, st.utterances, st.residency_max(), st.residency_p95(), st.feature_seals, st.dropped_frames,
             st.dropped_segments, st.discarded, st.partials_skipped, st.partials_over_budget, st.failed_open_decodes, st.worker_errors,
             st.repeats_dropped, st.skips_recovered, st.stretches_filled,
         )
@@ -478,7 +566,7 @@ class StreamingPipeline:
 
     def _hand_off(self, event: SegmentUpdate | SegmentClosed) -> None:
         if isinstance(event, SegmentClosed):
-            self._closed.put(event)
+            self._closed.put(self._store(event))
             self._gauge_queue()
             return
         if not self.decoder.wants_update(event.segment.id, event.length, event.final_candidate):
@@ -493,14 +581,48 @@ class StreamingPipeline:
                 self._update = event
             self._cond.notify()
 
+    def _store(self, event: SegmentClosed) -> _Stored:
+        """A closed segment's feature frames out of the ring into a store of its own, its residency measured.
+
+        Runs on the capture thread, before the ring moves on (a copy of at most a segment's frames). A
+        reader of the segment finishes first; later reads find it gone. A microphone never waits: with
+        no free store the speech is dropped (counted by the worker)."""
+        seg = event.segment
+        featurizer = self._featurizer
+        assert featurizer is not None
+        with self._access.closing(seg.id):
+            store = None
+            frames = whisper_frames = 0
+            if event.is_speech:
+                store = self.pools.features.acquire(block=False)
+                if store is None and not self._live:
+                    featurizer.seal()  # nothing raw waits with us
+                    self.stats.feature_seals += 1
+                    while store is None and self._fault is None and not self._stop.is_set():
+                        store = self.pools.features.acquire(block=True, timeout=0.1)
+                if store is not None:
+                    whisper, speaker, energy = self.pools.layout.views(store.data)
+                    rows = featurizer.rows
+                    f0 = seg.start_sample // HOP
+                    frames = -(-seg.length // HOP)  # frames centred inside the segment
+                    # the decoder's features of the whole segment and its silence pad, before normalisation
+                    whisper_frames = len(window_rows(rows, f0, seg.length, self.asr.window_pad(True), whisper))
+                    frames = rows.copy(rows.speaker, f0, f0 + frames, speaker)
+                    rows.copy(rows.energy, f0, f0 + seg.length // HOP, energy)
+        resided = featurizer.age_over(seg.start_sample, seg.start_sample + seg.length)
+        self.stats.residency_s.append(resided)
+        if self.metrics is not None:
+            self.metrics.observe("edge_agent_residency_seconds", resided)
+        return _Stored(event, store, whisper_frames, frames, resided)
+
     # -- closer thread ----------------------------------------------------------------------------------
 
     def _close_loop(self) -> None:
         while True:
-            event = self._closed.get()
-            if event is None:
+            stored = self._closed.get()
+            if stored is None:
                 break
-            job = self._close(event)
+            job = self._close(stored)
             with self._cond:
                 self._finals.append(job)
                 if self._update is not None and self._update.segment.id == job.seg_id:
@@ -512,62 +634,57 @@ class StreamingPipeline:
             self._closer_done = True
             self._cond.notify_all()
 
-    def _close(self, event: SegmentClosed) -> _Closed:
-        """Features out, raw audio zeroed: everything a closed segment needs, in tens of milliseconds."""
-        seg = event.segment
-        with self._access.closing(seg.id):
-            job = _Closed(seg.id, seg.start_sample, seg.length, 0.0, speech_end_arrival(seg), event.is_speech)
-            try:
-                if not event.is_speech:
-                    job.reason = "too_little_speech"
-                    return job
-                # A recording waits for the decoder; a microphone cannot: with every feature buffer
-                # still queued for the decoder, this speech is lost and counted (never held unbounded)
-                slot = self.pools.features.acquire(block=not self._live)
-                if slot is None:
-                    job.reason = "no_buffer"
-                    return job
-                job.features = slot
-                bins, frames = self.pools.feature_shape
-                audio = seg.audio
-                job.n_frames = self.asr.features(audio, slot.data.reshape(bins, frames)).shape[1]
-                if self.speakers is not None:
-                    job.speaker = self.speakers.features(audio)
+    def _close(self, stored: _Stored) -> _Closed:
+        """The closed segment's features as the decoder and the speaker stage read them, in its store."""
+        seg = stored.event.segment
+        job = _Closed(seg.id, seg.start_sample, seg.length, stored.residency_s, speech_end_arrival(seg), stored.event.is_speech,
+                      features=stored.store)
+        try:
+            if not stored.event.is_speech:
+                job.reason = "too_little_speech"
                 return job
-            except BaseException:
-                job.release()  # the features taken before the failure: nobody else will hold this job
-                raise
-            finally:
-                seg.buf.release()  # raw audio ends here
-                job.residency_s = self._resided(seg)
+            if stored.store is None:
+                job.reason = "no_buffer"
+                return job
+            job.whisper, job.n_frames = self._closed_features(stored.store, stored.whisper_frames)
+            if self.speakers is not None:
+                job.speaker = self._closed_speaker(stored.store, seg.length)
+            return job
+        except BaseException:
+            job.release()  # nobody else will hold this job
+            raise
 
-    def _resided(self, seg: SpeechSegment) -> float:
-        """Record the residency of a segment whose buffer was just zeroed: from the arrival of its last *kept*
-        sample (a split's carry and a silence close's trimmed hang-over arrived later and were moved or zeroed
-        at the close), so a segment cut by a max-length split is not shown younger than its audio."""
-        resided = time.monotonic() - speech_end_arrival(seg)
-        self.stats.residency_s.append(resided)
-        if self.metrics is not None:
-            self.metrics.observe("edge_agent_residency_seconds", resided)
-        return resided
+    def _closed_features(self, store: PooledBuffer, total: int) -> tuple[np.ndarray, int]:
+        """Whisper features of the whole segment plus ``pad_s`` of silence (the store's ``total`` rows), normalised
+        over them as a per-segment extractor gives them: (bins, frames) in the store."""
+        whisper = self.pools.layout.views(store.data)[0]
+        normalise_log_mel(whisper[:total])
+        return whisper[:total].T, total
+
+    def _closed_speaker(self, store: PooledBuffer, n_samples: int) -> SpeakerFeatures:
+        """GE2E mel (zero-padded one encoder window past the end) with the segment's volume gain, and energies."""
+        _, mel, energy = self.pools.layout.views(store.data)
+        frames, blocks = 1 + (n_samples + PARTIAL_PAD) // HOP, n_samples // HOP
+        gain = volume_gain(float(energy[:blocks].sum(dtype=np.float64)), blocks * HOP)
+        if gain != 1.0:
+            mel[:frames] *= np.float32(gain * gain)
+        return SpeakerFeatures(mel[:frames], energy[:blocks], n_samples)
 
     def _zero_unclosed(self) -> None:
-        """Segments the VAD handed to a closer that failed: zero their raw audio here, measure it, count it lost.
+        """Segments the capture thread stored for a closer that failed: their features zeroed here, counted lost.
 
-        Without this they waited, raw, for the end-of-run pool wipe (an ALARM, residency never recorded)."""
+        (Their raw audio was zeroed as it arrived and their residency measured when they were stored.)"""
         while True:
             try:
-                event = self._closed.get_nowait()
+                stored = self._closed.get_nowait()
             except queue.Empty:
                 return
-            if event is None:
+            if stored is None:
                 continue
-            seg = event.segment
-            with self._access.closing(seg.id):
-                seg.buf.release()
-            self._resided(seg)
+            if stored.store is not None:
+                stored.store.release()
             self.stats.dropped_segments += 1
-            self.stats.speech_seconds_lost += seg.length / SAMPLE_RATE
+            self.stats.speech_seconds_lost += stored.event.segment.length / SAMPLE_RATE
 
     # -- worker thread -----------------------------------------------------------------------------------
 
@@ -604,16 +721,11 @@ class StreamingPipeline:
 
     def _decode_open(self, update: SegmentUpdate) -> None:
         seg = update.segment
-
-        @contextlib.contextmanager
-        def window(start: int, stop: int) -> Iterator[np.ndarray]:
-            with self._access.window(seg, start, stop) as view:
-                yield view
-
+        view = _OpenView(self, seg)
         failed_before = self.decoder.stats.failed_open_decodes
         try:
             committed, partial = self.decoder.on_update(
-                seg.id, seg.t0, update.length, update.final_candidate, window,
+                seg.id, seg.t0, update.length, update.final_candidate, view,
                 seg.start_sample + update.length, seg.onset_arrival,
             )
         except SegmentGoneError:
@@ -623,14 +735,14 @@ class StreamingPipeline:
             if self.metrics is not None and self.decoder.stats.failed_open_decodes > failed_before:
                 self.metrics.inc("edge_agent_failed_open_decodes_total", self.decoder.stats.failed_open_decodes - failed_before)
         for piece in committed:
-            self._emit_committed(seg, piece)
-        self._watch_speakers(seg, update.length, window)
+            self._emit_committed(seg, view, piece)
+        self._watch_speakers(seg, update.length, view.speaker_window)
         if partial is not None:
             if partial.onset_latency_s is not None:
                 self.stats.first_partial_latency_s.append(partial.onset_latency_s)
             self.sink(partial)
 
-    def _watch_speakers(self, seg: SpeechSegment, length: int, window: Callable[[int, int], contextlib.AbstractContextManager[np.ndarray]]) -> None:
+    def _watch_speakers(self, seg: SpeechSegment, length: int, window: SpeakerWindow) -> None:
         """Close the open segment where another voice takes over, so its final need not wait for a pause."""
         if self._watcher is None or self._vad is None:
             return
@@ -642,13 +754,12 @@ class StreamingPipeline:
         if point is not None and point > self.decoder.committed_until(seg.id):
             self._vad.request_split(seg.id, point)
 
-    def _emit_committed(self, seg: SpeechSegment, piece: Committed) -> None:
-        """A sentence finalised inside an open segment: attribute it from its own audio now, if still there."""
+    def _emit_committed(self, seg: SpeechSegment, view: _OpenView, piece: Committed) -> None:
+        """A sentence finalised inside an open segment: attribute it from its own features now, if still open."""
         speaker = None
         if self.speakers is not None:
             try:
-                with self._access.window(seg, piece.start, piece.stop) as view:
-                    speaker = self.speakers.features(view)
+                speaker = view.speaker(piece.start, piece.stop)
             except SegmentGoneError:
                 self._waiting_commits.setdefault(seg.id, []).append(piece)  # attributed from the closed segment's features
                 return
@@ -678,9 +789,8 @@ class StreamingPipeline:
             self._discard(job, job.reason)
             self.decoder.on_closed_without_text(job.seg_id)
             return
-        assert job.features is not None
-        bins, frames = self.pools.feature_shape
-        feats = job.features.data.reshape(bins, frames)[:, : job.n_frames]
+        assert job.whisper is not None
+        feats = job.whisper
         try:
             final = self.decoder.on_closed(job.seg_id, feats, job.n_samples, job.start_sample)
         except Exception as exc:  # noqa: BLE001 - the retry on halves failed too: visible, counted, never silent

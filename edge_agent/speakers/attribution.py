@@ -1013,7 +1013,7 @@ class OpenSegmentWatcher:
     Real turn-taking rarely leaves a pause as long as the VAD's hang-over: 42 of 68
     turn changes fell inside one segment on real voices, so finals waited for the
     next pause, often many seconds (docs/realvoice.md 5.5). The ASR worker feeds the
-    open segment's growing audio here; every ``split_step_s`` one more 1.6 s window is
+    open segment's growing features here (never audio); every ``split_step_s`` one more 1.6 s window is
     embedded (a few milliseconds) and scored against the visit's two voices. When the
     last ``open_change_windows`` windows all side clearly with the other voice, the
     change point is returned and the segment is closed there, like at a pause.
@@ -1044,12 +1044,8 @@ class OpenSegmentWatcher:
         step = int(cfg.split_step_s * SAMPLE_RATE)
         start = len(self._centres) * step
         while start + win <= length:
-            with window(start, start + win) as view:
-                feats = att.encoder.features(view)
-            try:
+            with window(start, start + win) as feats:
                 self._embeds.append(att.encoder.embed(feats))
-            finally:
-                feats.wipe()
             self._centres.append(start + win // 2)
             start += step
         need = cfg.open_change_windows
@@ -1065,19 +1061,18 @@ class OpenSegmentWatcher:
         i = int(np.flatnonzero(labels[1:] != labels[:-1])[-1])
         point = (self._centres[i] + self._centres[i + 1]) // 2
         reach = int(cfg.snap_s * SAMPLE_RATE)
-        lo, hi = max(0, point - reach), min(length, point + reach)
-        with window(lo, hi) as view:
-            frame = SAMPLE_RATE // 50
-            k = len(view) // frame
-            if k >= 3:
-                block = view[: k * frame].reshape(k, frame)
-                point = lo + int(np.argmin(np.einsum("ij,ij->i", block, block))) * frame + frame // 2
+        lo, hi = max(0, point - reach) // ENERGY_HOP * ENERGY_HOP, min(length, point + reach)
+        with window(lo, hi) as feats:
+            energy = feats.energy
+            if len(energy) >= 4:  # the middle of the quietest 20 ms, on the 10 ms grid
+                point = lo + int(np.argmin(energy[:-1] + energy[1:])) * ENERGY_HOP + ENERGY_HOP
         if point < cfg.min_part_s * SAMPLE_RATE:
             return None
         return int(point)
 
 
-WindowReader = Callable[[int, int], AbstractContextManager[np.ndarray]]
+# (start, stop) samples of the open segment -> its speaker features (the caller wipes them after the block)
+WindowReader = Callable[[int, int], AbstractContextManager[SpeakerFeatures]]
 _Edge = tuple[int, np.ndarray]  # a change point near a segment's edge (samples) and the edge part's embedding
 
 

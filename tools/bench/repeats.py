@@ -52,9 +52,11 @@ from edge_agent.asr import guards, whisper_ct2
 from edge_agent.asr.backend import AsrConfig, Decoded
 from edge_agent.asr.guards import UNVOICED_S_PER_WORD, trailing_repeat_lengths
 from edge_agent.asr.whisper_ct2 import WhisperCT2
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.vad import SegmentClosed, VadConfig, VadSegmenter
+from tools.realvoice.tap import Tap
 
 CONTEXT_TOKENS = 64  # DecoderConfig.context_tokens
 
@@ -65,19 +67,17 @@ def default_voices() -> Path:
 
 def speech_segments(path: Path, cfg: VadConfig) -> list[tuple[float, np.ndarray]]:
     """(start s, audio copy) of each speech segment the pipeline's VAD closes on ``path``."""
-    pool = BufferPool("segments", 8, cfg.segment_capacity, np.float32)
     frames = BufferPool("frames", 256, cfg.frame_samples, np.int16)
-    vad = VadSegmenter(cfg, pool, block_when_full=True)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity))
+    tap = Tap()
     out: list[tuple[float, np.ndarray]] = []
 
     def take(events: list[Any]) -> None:
         for ev in events:
-            if isinstance(ev, SegmentClosed):
-                if ev.is_speech:
-                    out.append((ev.segment.t0, ev.segment.buf.data[: ev.segment.length].copy()))
-                ev.segment.buf.release()
+            if isinstance(ev, SegmentClosed) and ev.is_speech:
+                out.append((ev.segment.t0, tap.audio(ev.segment)))
 
-    for frame in FileSource(path).frames(frames):
+    for frame in tap.frames(FileSource(path).frames(frames)):
         take(vad.process(frame))
     take(vad.flush())
     return out

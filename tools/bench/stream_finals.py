@@ -19,9 +19,7 @@ then a totals line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy lo
 from edge_agent.asr.decoder import SegmentDecoder
 from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.featurize import RowsView, StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadSegmenter
@@ -40,23 +39,21 @@ from edge_agent.device.pipeline import PipelineConfig
 def stream(path: Path, engine: WhisperCT2, config: PipelineConfig) -> list[dict[str, Any]]:
     cfg = config.vad
     decoder = SegmentDecoder(engine, config.decoder_config())
-    pool = BufferPool("segments", 8, cfg.segment_capacity, np.float32)
     frames = BufferPool("frames", 256, cfg.frame_samples, np.int16)
-    vad = VadSegmenter(cfg, pool, block_when_full=True)
+    featurizer = StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity, engine.mel_filters)
+    vad = VadSegmenter(cfg, featurizer)
+    bins, n_frames = engine.feature_shape(cfg.segment_capacity)
+    scratch = np.zeros((n_frames, bins), np.float32)
     out: list[dict[str, Any]] = []
 
     def take(events: list[Any]) -> None:
         for ev in events:
             seg = ev.segment
+            view = RowsView(featurizer.rows, seg.start_sample, engine.window_pad, scratch)
             if isinstance(ev, SegmentUpdate):
                 if not decoder.wants_update(seg.id, ev.length, ev.final_candidate):
                     continue
-
-                @contextlib.contextmanager
-                def window(start: int, stop: int, data: np.ndarray = seg.buf.data) -> Iterator[np.ndarray]:
-                    yield data[start:stop]
-
-                pieces, _ = decoder.on_update(seg.id, seg.t0, ev.length, ev.final_candidate, window,
+                pieces, _ = decoder.on_update(seg.id, seg.t0, ev.length, ev.final_candidate, view,
                                               seg.start_sample + ev.length, None)
                 for piece in pieces:
                     out.append({"recording": path.name, "kind": "committed", "start_s": round(seg.t0 + piece.start / SAMPLE_RATE, 2),
@@ -64,21 +61,20 @@ def stream(path: Path, engine: WhisperCT2, config: PipelineConfig) -> list[dict[
                 continue
             assert isinstance(ev, SegmentClosed)
             if ev.is_speech:
-                bins, n_frames = engine.feature_shape(cfg.segment_capacity)
-                buf = np.zeros((bins, n_frames), np.float32)
-                feats = engine.features(seg.buf.data[: seg.length], buf)
+                # the closed segment's features as the pipeline's store holds them (its frames, then silence)
+                feats = view.features(0, seg.length, True)
                 final = decoder.on_closed(seg.id, feats, seg.length, seg.start_sample)
                 if final.decoded.text:
                     out.append({"recording": path.name, "kind": "final", "start_s": round(seg.t0 + final.start / SAMPLE_RATE, 2),
                                 "text": final.decoded.text})
             else:
                 decoder.on_closed_without_text(seg.id)
-            seg.buf.release()
 
     for frame in FileSource(path).frames(frames):
         take(vad.process(frame))
     take(vad.flush())
     decoder.forget()
+    featurizer.wipe()
     return out
 
 

@@ -30,11 +30,13 @@ import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy lo
 from edge_agent.asr.backend import AsrConfig, Decoded
 from edge_agent.asr.whisper_ct2 import WhisperCT2 as WhisperEngine
 from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.frames import AudioFrame
 from edge_agent.audio.pool import BufferPool
-from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSegmenter
+from edge_agent.audio.vad import FrameInfo, SegmentClosed, SegmentUpdate, VadConfig, VadSegmenter
 from tools.realvoice import metrics as M
+from tools.realvoice.tap import Tap
 
 # ------------------------------------------------------------------ segments
 
@@ -60,8 +62,8 @@ class GatedVad(VadSegmenter):
     as speech while real onsets, well above them, still do.
     """
 
-    def __init__(self, config: VadConfig, pool: BufferPool, margin_db: float = 9.0) -> None:
-        super().__init__(config, pool, block_when_full=True)
+    def __init__(self, config: VadConfig, featurizer: StreamFeaturizer, margin_db: float = 9.0) -> None:
+        super().__init__(config, featurizer)
         self.margin_db = margin_db
         self.floor_db = -60.0
         inner = self.classifier
@@ -92,8 +94,8 @@ class WebrtcKeptHybrid(VadSegmenter):
     heard voice is not speech (webrtcvad reopening on the noise of a noisy pause).
     """
 
-    def __init__(self, config: VadConfig, pool: BufferPool) -> None:
-        super().__init__(replace(config, engine="hybrid"), pool, block_when_full=True)
+    def __init__(self, config: VadConfig, featurizer: StreamFeaturizer) -> None:
+        super().__init__(replace(config, engine="hybrid"), featurizer)
         self._noisy_frames = None  # the parent's rule is replaced by the one below
         self._n = config.frames_for(config.silero_hangover_ms)
         self._heard_end = 0
@@ -104,27 +106,28 @@ class WebrtcKeptHybrid(VadSegmenter):
         self.frames_seen += 1
         self.classifier.voiced(frame.samples)
         w, s = self.classifier.sound, self.classifier.heard  # type: ignore[attr-defined]
+        try:
+            info = FrameInfo(frame.index, w, w, self.featurizer.push(frame.samples, frame.arrival), frame.arrival)
+        finally:
+            frame.release()
         if self._segment is None:
-            events = self._idle(frame, w, w)
+            events = self._idle(info)
             if self._segment is not None:
                 self._heard_end, self._heard_frames, self._quiet_sound = 0, 0, 0
             return events
         seg = self._segment
-        if seg.length + self.cfg.frame_samples > self.pool.slot_len:
-            out = self._split()
-            if self._segment is None:
-                return out + self._idle(frame, w, w)
-            return out + self._step(frame, w, s)
-        return self._step(frame, w, s)
+        if seg.length + self.cfg.frame_samples > self.cfg.segment_capacity:
+            return self._split() + self._step(info, s)
+        return self._step(info, s)
 
-    def _step(self, frame: AudioFrame, w: bool, s: bool) -> list[Any]:
+    def _step(self, info: FrameInfo, s: bool) -> list[Any]:
         seg = self._segment
         assert seg is not None
-        self._append(frame, w, w)
+        self._append(info)
         if s:
             self._heard_end, self._heard_frames, self._quiet_sound = seg.length, self._heard_frames + 1, 0
         else:
-            self._quiet_sound += w
+            self._quiet_sound += info.sound
         if self._silence_run >= self._hangover_frames:
             return self._judge(self._close("silence"))
         if self._quiet_sound >= self._n:
@@ -175,14 +178,15 @@ noisy_pause_ends: list[int] = [0]  # segments the hybrid's noisy-pause rule clos
 
 
 def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None) -> list[Seg]:
-    pool = BufferPool("segments", 8, cfg.segment_capacity, np.float32)
+    featurizer = StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity)
     frames = BufferPool("frames", 256, cfg.frame_samples, np.int16)
     if gate_db == -1.0:
-        vad: VadSegmenter = WebrtcKeptHybrid(cfg, pool)
+        vad: VadSegmenter = WebrtcKeptHybrid(cfg, featurizer)
     elif gate_db is not None:
-        vad = GatedVad(cfg, pool, gate_db)
+        vad = GatedVad(cfg, featurizer, gate_db)
     else:
-        vad = VadSegmenter(cfg, pool, block_when_full=True)
+        vad = VadSegmenter(cfg, featurizer)
+    tap = Tap()
     out: list[Seg] = []
     position = [0.0]
 
@@ -192,11 +196,10 @@ def vad_segments(audio_path: Path, cfg: VadConfig, gate_db: float | None = None)
                 overflowing_updates.append(ev.length)  # a partial decode of this window raises
             if isinstance(ev, SegmentClosed):
                 seg = ev.segment
-                out.append(Seg(seg.t0, seg.buf.data[: seg.length].copy(), ev.reason, ev.is_speech, position[0]))
-                seg.buf.release()
+                out.append(Seg(seg.t0, tap.audio(seg), ev.reason, ev.is_speech, position[0]))
 
     frame: AudioFrame
-    for frame in FileSource(audio_path).frames(frames):
+    for frame in tap.frames(FileSource(audio_path).frames(frames)):
         position[0] = (frame.index + 1) * cfg.frame_samples / SAMPLE_RATE
         take(vad.process(frame))
     take(vad.flush())

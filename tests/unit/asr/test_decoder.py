@@ -7,9 +7,6 @@ look-ahead reuse and the final from features can each be checked on their own.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -18,24 +15,45 @@ from edge_agent.asr.backend import AsrConfig
 from edge_agent.asr.decoder import DecoderConfig, SegmentDecoder, SegmentGoneError
 from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio.featurize import ArrayFeatures
+
+_ASR: list[WhisperCT2] = []  # the module's recogniser (the views below featurise with its mel bands)
 
 
 @pytest.fixture(scope="module")
 def asr() -> WhisperCT2:
     # sized for a 16 s segment: the long turn below is fed as one segment (the VAD would split at 10 s)
-    return WhisperCT2(AsrConfig(), 16 * SAMPLE_RATE)
+    _ASR[:] = [WhisperCT2(AsrConfig(), 16 * SAMPLE_RATE)]
+    return _ASR[0]
 
 
-def _window_of(audio: np.ndarray, gone: set[int] | None = None):  # type: ignore[no-untyped-def]
-    @contextlib.contextmanager
-    def window(start: int, stop: int) -> Iterator[np.ndarray]:
-        if gone:
+class _View:
+    """An open segment as the pipeline shows it to the decoder: its features (computed as the stream featurizer
+    does), never its audio; gone (closed) for every read when ``gone`` is set."""
+
+    _cache: dict[tuple[int, int, float], ArrayFeatures] = {}
+
+    def __init__(self, audio: np.ndarray, gone: set[int] | None) -> None:
+        self.gone = gone
+        key = (id(audio), len(audio), float(np.abs(audio[::997]).sum()))  # an id alone may be a freed array's
+        if key not in self._cache:
+            self._cache.clear()
+            self._cache[key] = ArrayFeatures(audio, _ASR[0].mel_filters, _ASR[0].window_pad)
+        self.feats = self._cache[key]
+
+    def features(self, start: int, stop: int, final: bool) -> np.ndarray:
+        if self.gone:
             raise SegmentGoneError
-        view = audio[start:stop]
-        view.flags.writeable = False
-        yield view
+        return self.feats.features(start, stop, final)
 
-    return window
+    def energy(self, start: int, stop: int) -> np.ndarray:
+        if self.gone:
+            raise SegmentGoneError
+        return self.feats.energy(start, stop)
+
+
+def _window_of(audio: np.ndarray, gone: set[int] | None = None) -> _View:
+    return _View(audio, gone)
 
 
 def _feed(decoder: SegmentDecoder, audio: np.ndarray, step_s: float = 0.5):  # type: ignore[no-untyped-def]

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.silero import SileroModel
@@ -40,8 +41,7 @@ def utterance(shared: Path, name: str) -> np.ndarray:
 
 def run(path: Path, cfg: VadConfig, model: SileroModel) -> tuple[list[Closed], list[SegmentUpdate], VadSegmenter]:
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=True, silero=model)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity), silero=model)
     closed: list[Closed] = []
     updates: list[SegmentUpdate] = []
 
@@ -49,7 +49,6 @@ def run(path: Path, cfg: VadConfig, model: SileroModel) -> tuple[list[Closed], l
         for ev in events:
             if isinstance(ev, SegmentClosed):
                 closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
-                ev.segment.buf.release()
             else:
                 updates.append(ev)
 
@@ -59,7 +58,7 @@ def run(path: Path, cfg: VadConfig, model: SileroModel) -> tuple[list[Closed], l
         held = held or vad.classifier.holds_audio()
     handle(vad.flush())
     assert held or not cfg.uses_silero, "the Silero scorer holds its unscored remainder while running ..."
-    assert frames.all_zero() and segs.all_zero() and frames.in_use() == 0 and segs.in_use() == 0
+    assert frames.all_zero() and frames.in_use() == 0 and not vad.featurizer.holds_audio()
     assert not vad.holds_audio(), "... and nothing after the run"
     return closed, updates, vad
 
@@ -177,8 +176,7 @@ def scripted_run(verdicts: list[tuple[bool, bool]], write_wav, model: SileroMode
     cfg = VadConfig(engine="hybrid")
     path = write_wav("scripted.wav", np.zeros(len(verdicts) * cfg.frame_samples + cfg.frame_samples, np.float32))
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=True, silero=model)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity), silero=model)
     vad.classifier = _Scripted(verdicts)
     closed: list[Closed] = []
     updates: list[SegmentUpdate] = []
@@ -186,13 +184,11 @@ def scripted_run(verdicts: list[tuple[bool, bool]], write_wav, model: SileroMode
         for ev in vad.process(frame):
             if isinstance(ev, SegmentClosed):
                 closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
-                ev.segment.buf.release()
             else:
                 updates.append(ev)
     for ev in vad.flush():
         if isinstance(ev, SegmentClosed):
             closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
-            ev.segment.buf.release()
     return closed, updates
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.silero import CHUNK, SileroModel, default_model_path
@@ -37,15 +38,13 @@ def int16_frames(audio: np.ndarray, frame: int) -> list[np.ndarray]:
 
 def run_segmenter(path: Path, cfg: VadConfig, model: SileroModel) -> tuple[list[tuple[float, float, str, bool]], VadSegmenter]:
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=False, silero=model)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity), silero=model)
     closed: list[tuple[float, float, str, bool]] = []
 
     def handle(events) -> None:  # type: ignore[no-untyped-def]
         for ev in events:
             if isinstance(ev, SegmentClosed):
                 closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
-                ev.segment.buf.release()
 
     held = False
     for frame in FileSource(path).frames(frames):
@@ -53,7 +52,7 @@ def run_segmenter(path: Path, cfg: VadConfig, model: SileroModel) -> tuple[list[
         held = held or vad.classifier.holds_audio()
     assert held or cfg.engine != "silero"  # the scorer does keep the unscored remainder (< 36 ms) while running ...
     handle(vad.flush())
-    assert frames.all_zero() and segs.all_zero() and frames.in_use() == 0 and segs.in_use() == 0
+    assert frames.all_zero() and frames.in_use() == 0 and not vad.featurizer.holds_audio()
     assert not vad.holds_audio(), "... and its buffers must be zeroed at the end of the run"
     return closed, vad
 
@@ -181,16 +180,13 @@ def test_another_onnx_model_is_refused(tmp_path: Path) -> None:
 def test_segmenter_opens_the_model_itself_when_none_is_given(jfk_path: Path) -> None:
     cfg = VadConfig(engine="silero")
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity))
     closed = []
     for frame in FileSource(jfk_path).frames(frames):
         closed += [e for e in vad.process(frame) if isinstance(e, SegmentClosed)]
     closed += [e for e in vad.flush() if isinstance(e, SegmentClosed)]
     assert any(e.is_speech for e in closed)
-    for e in closed:
-        e.segment.buf.release()
-    assert segs.all_zero() and not vad.holds_audio()
+    assert not vad.holds_audio()
 
 
 def test_streaming_scores_equal_faster_whispers_batch_run(shared: Path, model: SileroModel) -> None:

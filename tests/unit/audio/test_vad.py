@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, VadConfig, VadSegmenter
@@ -22,8 +23,7 @@ def with_hangover(engine: str, ms: int, **kw) -> VadConfig:  # type: ignore[no-u
 
 def segments_of(path, cfg: VadConfig):  # type: ignore[no-untyped-def]
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 4, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity))
     closed: list[tuple[float, float, str, bool]] = []
     updates: list[SegmentUpdate] = []
 
@@ -31,7 +31,6 @@ def segments_of(path, cfg: VadConfig):  # type: ignore[no-untyped-def]
         for ev in events:
             if isinstance(ev, SegmentClosed):
                 closed.append((ev.segment.t0, ev.segment.t1, ev.reason, ev.is_speech))
-                ev.segment.buf.release()
             else:
                 updates.append(ev)
 
@@ -39,7 +38,7 @@ def segments_of(path, cfg: VadConfig):  # type: ignore[no-untyped-def]
     for frame in source.frames(frames):
         handle(vad.process(frame))
     handle(vad.flush())
-    assert frames.all_zero() and segs.all_zero() and frames.in_use() == 0 and segs.in_use() == 0
+    assert frames.all_zero() and frames.in_use() == 0 and not vad.featurizer.holds_audio()
     return closed, updates
 
 
@@ -138,11 +137,11 @@ def test_shortest_allowed_split_search_still_splits(jfk_16k: np.ndarray, write_w
     assert [c for c in closed if c[2] == "max_length"]
 
 
-def test_a_split_without_a_free_buffer_loses_nothing_when_one_comes_back(shared, write_wav) -> None:  # type: ignore[no-untyped-def]
-    """Live source, one segment buffer: at the max-length split there is no buffer for the continuation, so
-    the segment closes whole and the speech goes on into the pre-roll; the closer frees the buffer at once and
-    the next segment starts with it. Nothing was lost, so nothing may be counted as lost (the visit report would
-    tell the clinician 'speech could not be transcribed')."""
+def test_a_max_length_split_loses_nothing_and_leaves_no_gap(shared, write_wav) -> None:  # type: ignore[no-untyped-def]
+    """Continuous speech split at the length limit: the continuation starts where the closed segment ended (a
+    split moves no audio, only where the next segment's range of feature frames starts), and nothing is counted
+    lost (the visit report would tell the clinician 'speech could not be transcribed'). It once needed a free
+    segment buffer for the continuation; segments now hold no audio, so there is none to wait for."""
     import glob
 
     import soundfile as sf
@@ -158,18 +157,15 @@ def test_a_split_without_a_free_buffer_loses_nothing_when_one_comes_back(shared,
     path = write_wav("turn.wav", np.concatenate(parts)[: 14 * SR])
     cfg = VadConfig(max_segment_s=5.0, split_search_s=2.5)
     frames = BufferPool("frames", 64, cfg.frame_samples, np.int16)
-    segs = BufferPool("segments", 1, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity))
     closed: list[tuple[float, float, str]] = []
     for frame in FileSource(path).frames(frames):
         for ev in vad.process(frame):
             if isinstance(ev, SegmentClosed):
                 closed.append((ev.segment.t0, ev.segment.t1, ev.reason))
-                ev.segment.buf.release()  # the closer takes its features and frees the buffer at once
     for ev in vad.flush():
         if isinstance(ev, SegmentClosed):
             closed.append((ev.segment.t0, ev.segment.t1, ev.reason))
-            ev.segment.buf.release()
     assert any(reason == "max_length" for _, _, reason in closed), closed
     assert vad.dropped_segments == 0 and vad.dropped_samples == 0, (vad.dropped_segments, closed)
     gaps = [b[0] - a[1] for a, b in zip(closed, closed[1:])]

@@ -24,7 +24,7 @@ def _pipeline() -> StreamingPipeline:
 
 
 def _segment(seg_id: int) -> SpeechSegment:
-    return SpeechSegment(seg_id, None, 0)  # type: ignore[arg-type]  # never read here
+    return SpeechSegment(seg_id, 0)
 
 
 def test_a_look_ahead_is_never_replaced_by_a_later_partial_request() -> None:
