@@ -44,7 +44,7 @@ from edge_agent.audio.stft import HALF, HOP, N_FFT, hann_window, power_frames
 from edge_agent.hardening import locked_zeros
 
 if TYPE_CHECKING:
-    from edge_agent.speakers.frontend import SpeakerFeatures
+    from edge_agent.audio.speaker_frontend import SpeakerFeatures
 
 WHISPER_BINS = 80
 SPEAKER_BINS = 40
@@ -244,7 +244,7 @@ class StreamFeaturizer:
     @classmethod
     def standalone(cls, frame_samples: int, max_samples: int, whisper_filters: np.ndarray | None = None) -> StreamFeaturizer:
         """A featurizer with a ring of its own (tools and tests that run the VAD without a pipeline)."""
-        from edge_agent.speakers.frontend import mel_filterbank
+        from edge_agent.audio.speaker_frontend import mel_filterbank
 
         if whisper_filters is None:
             from faster_whisper.feature_extractor import FeatureExtractor
@@ -445,7 +445,7 @@ class RowsView:
         return span_energy(self.rows, first, (self.start_sample + stop) // HOP - first)
 
     def speaker(self, start: int, stop: int) -> SpeakerFeatures:
-        from edge_agent.speakers.frontend import SpeakerFeatures
+        from edge_agent.audio.speaker_frontend import SpeakerFeatures
 
         mel, energy = speaker_span(self.rows, self._frame(start), stop - start)
         return SpeakerFeatures(mel, energy, stop - start)
@@ -465,7 +465,7 @@ class ArrayFeatures(RowsView):
     zeroes them."""
 
     def __init__(self, audio: np.ndarray, whisper_filters: np.ndarray, window_pad: Callable[[bool], int]) -> None:
-        from edge_agent.speakers.frontend import mel_filterbank
+        from edge_agent.audio.speaker_frontend import mel_filterbank
 
         frames = len(audio) // HOP + 4
         self._store = np.zeros(FeatureLayout.ring(frames).slot_len, np.float32)

@@ -1,7 +1,7 @@
 """Power spectrum of speech frames in scratch buffers that are zeroed after use.
 
 Both mel front-ends (Whisper's log-mel in ``edge_agent.asr.features`` and the
-speaker encoder's in ``edge_agent.speakers.frontend``) frame audio the same
+speaker encoder's in ``edge_agent.audio.speaker_frontend``) frame audio the same
 way: n_fft 400, hop 160, periodic Hann, centred (half a window of padding on
 each side). The padded wave, the windowed frames and the spectrum are copies
 of the audio or close to it, so they live only here, preallocated, and

@@ -311,10 +311,21 @@ def _notes_sentence(turns: Sequence[Turn], t: Turn, i: int, before: bool) -> boo
     return bool(_PROBLEM_STATED.search(low)) and bool(_CHECK_AFTER.search(rest))
 
 
+# The opening solicitation is the clinician's invitation at the start of the visit (Beckman & Frankel 1984; Marvel et al.
+# 1999): once the patient has described their problem for this long without one, they opened on their own, and a
+# sentence found later ("it says here…", "you mentioned…" minutes in) is not an opening question or a notes-led opening.
+_PATIENT_OPENED_S = 30.0
+
+
 def _opening_candidate(turns: Sequence[Turn], start: int) -> tuple[int, Sentence, bool, str] | None:
     """The first clinician sentence from ``start`` that invites the reason for the visit, whether the turn refers to the
     booking notes, and the sentence that does (a notes-led opening is quoted by it)."""
+    told = 0.0  # seconds the patient has spent describing a problem before turn t
     for t in turns[start:]:
+        if t.patient and t.act == "content":
+            told += t.t1 - t.t0
+        if told >= _PATIENT_OPENED_S:
+            return None  # the patient opened on their own: a later "it says…" or invitation is not the opening question
         if not t.clinician or t.act in ("admin", "social", "backchannel", "repair", "empathy", "fragment"):
             continue
         before = _patient_content_before(turns, t.index)

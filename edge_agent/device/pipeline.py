@@ -67,12 +67,12 @@ from edge_agent.audio.featurize import (
 from edge_agent.audio.frames import AudioSource
 from edge_agent.audio.pool import BufferPool, PooledBuffer
 from edge_agent.audio.silero import SileroModel
+from edge_agent.audio.speaker_frontend import SpeakerFeatures, mel_filterbank
 from edge_agent.audio.stft import HOP
 from edge_agent.audio.vad import SegmentClosed, SegmentUpdate, SpeechSegment, VadConfig, VadSegmenter, speech_end_arrival
 from edge_agent.device.ops.metrics import Registry
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.hardening import locked_zeros
-from edge_agent.speakers.frontend import SpeakerFeatures, mel_filterbank
 from edge_agent.transcript import Utterance, Word
 
 log = logging.getLogger(__name__)
@@ -873,7 +873,7 @@ def _slice_speaker(feats: SpeakerFeatures | None, start: int, stop: int) -> Spea
     """The features of part of a closed segment (views; windows past ``stop`` see the audio after it)."""
     if feats is None:
         return None
-    from edge_agent.speakers.frontend import ENERGY_HOP, HOP
+    from edge_agent.audio.speaker_frontend import ENERGY_HOP, HOP
 
     return SpeakerFeatures(feats.mel[start // HOP :], feats.energy[start // ENERGY_HOP : stop // ENERGY_HOP], stop - start)
 

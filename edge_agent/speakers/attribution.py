@@ -61,9 +61,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from edge_agent.audio.speaker_frontend import ENERGY_HOP, HOP, PARTIAL_FRAMES, SAMPLE_RATE, SpeakerFeatures
 from edge_agent.speakers.encoder import SpeakerEncoder, l2_normalise
 from edge_agent.speakers.enrol import Voiceprint
-from edge_agent.speakers.frontend import ENERGY_HOP, HOP, PARTIAL_FRAMES, SAMPLE_RATE, SpeakerFeatures
 from edge_agent.speakers.role import RoleClassifier
 
 CLINICIAN, PATIENT, OTHER = "clinician", "patient", "other"

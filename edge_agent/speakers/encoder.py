@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_agent.audio.speaker_frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, SpeakerFeatures, partial_slices
 from edge_agent.models import manifest_entry, sha256_of, verify_model
 from edge_agent.ort_session import open_session
-from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES, SAMPLE_RATE, MelFrontend, SpeakerFeatures, partial_slices
 
 MODEL_NAME = "speaker_ge2e.onnx"
 

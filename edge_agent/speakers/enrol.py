@@ -18,9 +18,9 @@ import soxr
 import webrtcvad
 
 from edge_agent.audio.file_source import open_audio_file
+from edge_agent.audio.speaker_frontend import SAMPLE_RATE
 from edge_agent.errors import AudioInputError, EdgeAgentError
 from edge_agent.speakers.encoder import EMBED_DIM, EncoderConfig, SpeakerEncoder, l2_normalise
-from edge_agent.speakers.frontend import SAMPLE_RATE
 
 MIN_SPEECH_S = 8.0  # below this the mean embedding is not stable enough (consistency drops)
 RECOMMENDED_SPEECH_S = (10.0, 30.0)

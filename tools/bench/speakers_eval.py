@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 import webrtcvad
 
+from edge_agent.audio.speaker_frontend import SAMPLE_RATE
 from edge_agent.speakers.attribution import CLINICIAN, AttributionConfig, SpeakerAttributor
 from edge_agent.speakers.encoder import SpeakerEncoder
 from edge_agent.speakers.enrol import Voiceprint
-from edge_agent.speakers.frontend import SAMPLE_RATE
 from edge_agent.speakers.role import RoleClassifier
 
 FRAME_S = 0.01

@@ -28,7 +28,7 @@ import numpy as np
 
 import edge_agent  # noqa: F401  (first: pins BLAS to one thread before numpy loads, as the CLI does)
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.speakers.frontend import SpeakerFeatures
+from edge_agent.audio.speaker_frontend import SpeakerFeatures
 from tools.realvoice import metrics as M
 
 READERS = ("1998", "3331", "1688", "2033", "2609")

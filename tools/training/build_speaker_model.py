@@ -32,8 +32,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 
+from edge_agent.audio.speaker_frontend import MelFrontend, partial_slices, volume_gain  # noqa: E402
 from edge_agent.models import Source, record_artefact  # noqa: E402
-from edge_agent.speakers.frontend import MelFrontend, partial_slices, volume_gain  # noqa: E402
 from tools.corpus.primock import shared_dir  # noqa: E402
 
 BUILD = "python -m tools.training.build_speaker_model"

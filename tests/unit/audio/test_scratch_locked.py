@@ -39,7 +39,7 @@ from edge_agent.asr.whisper_ct2 import WhisperCT2
 from edge_agent.audio.framer import Framer
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.silero import SileroModel
-from edge_agent.speakers.frontend import MelFrontend
+from edge_agent.audio.speaker_frontend import MelFrontend
 
 def flags(array):
     address = array.ctypes.data
@@ -111,7 +111,7 @@ def test_scratch_never_takes_the_pools_share_of_a_low_lock_limit() -> None:
     probe = (
         "import resource\n"
         "from edge_agent.device.pipeline import AudioPools, PipelineConfig\n"
-        "from edge_agent.speakers.frontend import MelFrontend\n"
+        "from edge_agent.audio.speaker_frontend import MelFrontend\n"
         "resource.setrlimit(resource.RLIMIT_MEMLOCK, (8 * 2**20, resource.getrlimit(resource.RLIMIT_MEMLOCK)[1]))\n"
         "scratch = [MelFrontend() for _ in range(3)]  # 22 MB of speaker-mel scratch, made before any pool\n"
         "pools = AudioPools(PipelineConfig())\n"

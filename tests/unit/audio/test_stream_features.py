@@ -10,8 +10,8 @@ import pytest
 
 from edge_agent.asr.features import LogMel
 from edge_agent.audio.featurize import ArrayFeatures, FeatureLayout, StreamFeaturizer, speaker_span, whisper_window
+from edge_agent.audio.speaker_frontend import MelFrontend, SpeakerFeatures
 from edge_agent.audio.stft import HOP, N_FFT
-from edge_agent.speakers.frontend import MelFrontend, SpeakerFeatures
 
 FRAME = 480
 
@@ -60,7 +60,7 @@ def test_speaker_features_match_the_ge2e_front_end_inside_the_span(jfk_16k: np.n
 def test_raw_audio_is_zeroed_within_a_chunk_and_the_ring_never_holds_it(jfk_16k: np.ndarray, filters: np.ndarray) -> None:
     """Fed frame by frame, the featurizer never holds more raw samples than a chunk plus the STFT overlap
     and a frame, and each zeroing records its oldest sample's age; seal() leaves no raw sample at all."""
-    from edge_agent.speakers.frontend import mel_filterbank
+    from edge_agent.audio.speaker_frontend import mel_filterbank
 
     chunk = 1600
     frames = len(jfk_16k) // HOP + 64
@@ -84,7 +84,7 @@ def test_raw_audio_is_zeroed_within_a_chunk_and_the_ring_never_holds_it(jfk_16k:
 def test_a_seal_is_a_seam_like_a_segment_edge(jfk_16k: np.ndarray, filters: np.ndarray) -> None:
     """Sealed mid-stream (a recording waiting for its decoder), the frames around the seam see silence on one
     side; frames a window away from it are the continuous stream's, unchanged."""
-    from edge_agent.speakers.frontend import mel_filterbank
+    from edge_agent.audio.speaker_frontend import mel_filterbank
 
     samples = _int16(jfk_16k[: 4 * 16000])
     frames = len(samples) // HOP + 64
@@ -113,7 +113,7 @@ def test_a_seal_is_a_seam_like_a_segment_edge(jfk_16k: np.ndarray, filters: np.n
 def test_a_partial_at_the_stream_edge_ends_as_a_per_window_extractor_ends_it(jfk_16k: np.ndarray, filters: np.ndarray) -> None:
     """A partial decodes up to the newest audio: its last frames' windows reach past the edge, and are there
     (the end variants need only the audio before the edge) as the per-window extractor computes them."""
-    from edge_agent.speakers.frontend import mel_filterbank
+    from edge_agent.audio.speaker_frontend import mel_filterbank
 
     samples = _int16(jfk_16k[: 5 * 16000])
     audio = samples.astype(np.float32) / 32768.0

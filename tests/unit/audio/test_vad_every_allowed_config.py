@@ -21,6 +21,7 @@ import soundfile as sf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from edge_agent.audio.featurize import StreamFeaturizer
 from edge_agent.audio.file_source import FileSource
 from edge_agent.audio.pool import BufferPool
 from edge_agent.audio.vad import SegmentClosed, VadConfig, VadSegmenter
@@ -37,20 +38,16 @@ def speech(shared: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _segment(path: Path, cfg: VadConfig) -> list[SegmentClosed]:
     frames = BufferPool("frames", max(8, 3000 // cfg.frame_ms), cfg.frame_samples, np.int16)  # the pipeline's default 3 s
-    segs = BufferPool("segments", 2, cfg.segment_capacity, np.float32)
-    vad = VadSegmenter(cfg, segs, block_when_full=False)
+    vad = VadSegmenter(cfg, StreamFeaturizer.standalone(cfg.frame_samples, cfg.segment_capacity))
     closed: list[SegmentClosed] = []
 
     def handle(events) -> None:  # type: ignore[no-untyped-def]
-        for ev in events:
-            if isinstance(ev, SegmentClosed):
-                closed.append(ev)
-                ev.segment.buf.release()
+        closed.extend(ev for ev in events if isinstance(ev, SegmentClosed))
 
     for frame in FileSource(path).frames(frames):
         handle(vad.process(frame))
     handle(vad.flush())
-    assert segs.all_zero() and segs.in_use() == 0
+    assert frames.all_zero() and frames.in_use() == 0 and not vad.featurizer.holds_audio()
     return closed
 
 

@@ -93,3 +93,18 @@ def test_a_plain_notes_led_opening_keeps_its_wording():
     obs = {o.behaviour: o for o in candidates(ev)}["notes_led_opening"]
     assert obs.happened.startswith("you opened with the problem from the booking notes")
     assert obs.alternative.startswith("Start with an open invitation before the notes")
+
+
+def test_a_note_mentioned_long_after_the_patient_opened_is_not_the_opening():
+    # Found on a real-voice visit (tests/unit/device/test_quote_gate_real_voices.py): the patient had talked for
+    # over a minute when the clinician said "it says…", and the report told the clinician they had "opened with the
+    # problem from the booking notes" — a false statement that also crowded out the visit's strength and quote.
+    ev = detect_events(dialogue([
+        (C, "Hello, good morning.", 2),
+        (P, "Morning. So I've been getting these headaches behind my eyes, mostly in the afternoons, for about a month.", 12),
+        (P, "They get worse when I'm at the computer and paracetamol only takes the edge off, and I've been sleeping badly.", 12),
+        (P, "My mum had migraines so I was wondering whether it's that, and I'm worried because it's affecting work.", 12),
+        (C, "OK. It says here you had your eyes tested last year. How often do the headaches come?", 5),
+        (P, "Most days now.", 1.5),
+    ]))
+    assert ev.opening_question is None or not ev.opening_question.notes_led, ev.opening_question

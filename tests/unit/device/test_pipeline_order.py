@@ -55,7 +55,7 @@ def test_closed_segments_go_first_then_look_aheads_then_partials() -> None:
 
 def _whole_windows(feats) -> bool:  # type: ignore[no-untyped-def]
     """Every 1.6 s window the speaker encoder takes over these features is whole."""
-    from edge_agent.speakers.frontend import HOP, PARTIAL_FRAMES
+    from edge_agent.audio.speaker_frontend import HOP, PARTIAL_FRAMES
 
     n_frames = 1 + feats.n_samples // HOP
     return all(len(feats.mel[s : s + PARTIAL_FRAMES]) == PARTIAL_FRAMES for s in range(max(1, n_frames - PARTIAL_FRAMES + 1)))
@@ -67,8 +67,8 @@ def test_a_piece_committed_past_the_segments_split_is_described_by_audio_the_seg
     crashed the worker: the speaker encoder's windows ran off the features)."""
     import numpy as np
 
+    from edge_agent.audio.speaker_frontend import MelFrontend, SpeakerFeatures
     from edge_agent.device.pipeline import _piece_speaker
-    from edge_agent.speakers.frontend import MelFrontend, SpeakerFeatures
 
     n = 5 * SAMPLE_RATE
     audio = (np.random.default_rng(3).standard_normal(n) * 0.05).astype(np.float32)

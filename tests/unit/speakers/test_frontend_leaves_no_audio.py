@@ -13,7 +13,7 @@ import gc
 
 import numpy as np
 
-from edge_agent.speakers.frontend import MelFrontend, SpeakerFeatures, volume_gain
+from edge_agent.audio.speaker_frontend import MelFrontend, SpeakerFeatures, volume_gain
 from tests.memory_probe import hits_in_memory, keep_freed_heap
 
 

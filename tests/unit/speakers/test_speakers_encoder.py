@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from edge_agent.audio.speaker_frontend import MelFrontend, partial_slices, volume_gain
 from edge_agent.models import verify_model
 from edge_agent.speakers.encoder import SpeakerEncoder
-from edge_agent.speakers.frontend import MelFrontend, partial_slices, volume_gain
 
 
 @pytest.fixture(scope="module")
