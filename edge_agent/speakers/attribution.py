@@ -147,6 +147,7 @@ class AttributionConfig:
     # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
     # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
     room_floor: float = 0.55
+    heard_min_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -202,6 +203,9 @@ class SpeakerAttributor:
             self._voiceprint = np.array(voiceprint.embedding, np.float32, copy=True)
         self._history = _History()
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
+        # enrolled: the visit's two voices as the un-enrolled clustering sees them (None while one voice), so the
+        # splits it would make are still found where the voiceprint-anchored voices miss them
+        self._visit_voices: np.ndarray | None = None
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
         self._unheard = False  # final_decision: enrolled, but the voiceprint named none of the visit's voices
@@ -333,15 +337,40 @@ class SpeakerAttributor:
         llr, tau = self._window_scores(embeds, centres)
         if llr is None:
             return self._single_change_point(feats, embeds, centres), None
-        labels = _viterbi(llr, cfg.switch_penalty)
-        change = np.flatnonzero(labels[1:] != labels[:-1])
-        points = [self._place(feats, i, labels, llr, centres, words) for i in change]
+        points = self._viterbi_points(feats, llr, centres, words)
+        visit_llr = self._visit_llr(embeds) if tau is None else None
+        if visit_llr is not None:
+            points = sorted({*points, *self._viterbi_points(feats, visit_llr, centres, words)})
         min_part = int((cfg.min_word_part_s if words else cfg.min_part_s) * SAMPLE_RATE)
         kept: list[int] = []
         for p in points:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
         return kept, tau
+
+    def _viterbi_points(
+        self, feats: SpeakerFeatures, llr: np.ndarray, centres: np.ndarray, words: Sequence[WordTime] | None
+    ) -> list[int]:
+        """Change points where the two-state Viterbi over the window scores ``llr`` changes state, placed (:meth:`_place`)."""
+        labels = _viterbi(llr, self.config.switch_penalty)
+        return [self._place(feats, int(i), labels, llr, centres, words) for i in np.flatnonzero(labels[1:] != labels[:-1])]
+
+    def _visit_llr(self, embeds: np.ndarray) -> np.ndarray | None:
+        """Enrolled: window scores against the visit's own two voices, as the un-enrolled path scores them (None without).
+
+        The voiceprint-anchored clinician voice is the enrolment recording's more than the
+        visit's: early in a visit (the clinician has said one sentence) it is the voiceprint
+        itself, which every in-visit window matches less well than the in-visit patient
+        centroid, so short clinician turns inside a patient's segment did not outweigh the
+        switch penalty and stayed unsplit (docs/realvoice.md 13, seed 101 visit 06: four
+        1-2 s turns in one segment, split without enrolment, not with it). The visit's own
+        two voices are compared on equal terms; their change points are added to the
+        enrolled ones and every part is still named by the enrolled decision.
+        """
+        v = self._visit_voices
+        if v is None or self._voiceprint is None:
+            return None
+        return (embeds @ v[0] - embeds @ v[1]) * self.config.viterbi_scale
 
     def _edge_changes(
         self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, points: list[int],
@@ -588,6 +617,12 @@ class SpeakerAttributor:
         llr, tau = self._window_scores(coarse, np.arange(len(coarse)) * step)
         if llr is None or len(coarse) < 2 or tau is not None:
             return np.ones(gaps, bool)
+        need = self._unclear_gaps(llr)
+        visit_llr = self._visit_llr(coarse)
+        return need if visit_llr is None else need | self._unclear_gaps(visit_llr)
+
+    def _unclear_gaps(self, llr: np.ndarray) -> np.ndarray:
+        """Gaps between windows not both clearly on the same side of ``llr``."""
         clear = np.abs(llr) > self.config.refine_margin
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
         return ~(clear[:-1] & clear[1:] & same_side)
@@ -768,6 +803,9 @@ class SpeakerAttributor:
         if self._named is not None:
             self._named.fill(0.0)
         self._named = None
+        if self._visit_voices is not None:
+            self._visit_voices.fill(0.0)
+        self._visit_voices = None
         self._vp_heard = False
         self._unheard = False
 
@@ -856,6 +894,9 @@ class SpeakerAttributor:
         """
         cfg = self.config
         self._vp_heard = self._voiceprint_heard(x, w, vp)
+        labels, voices = self._cluster(x, w, None)
+        two = labels.min() != labels.max() and float(voices[0] @ voices[1]) < cfg.same_voice_cos
+        self._visit_voices = voices if two else None
         if cfg.enrolled_method == "clusters" or not self._vp_heard:
             clin, pat = self._named_by_voiceprint(x, w, vp)
         else:
@@ -881,7 +922,7 @@ class SpeakerAttributor:
         anchor pulls the clinician's centroid away from the clinician's real voice in the
         room, so the two voices collapse into one (docs/speakers.md, "Real voices").
         """
-        long = w >= self.config.min_cluster_s
+        long = w >= self.config.heard_min_s
         return bool(long.any() and float((x[long] @ vp).max()) >= self.config.threshold)
 
     def _named_by_voiceprint(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
