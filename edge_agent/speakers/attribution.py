@@ -341,8 +341,6 @@ class SpeakerAttributor:
         visit_llr = self._visit_llr(embeds) if tau is None else None
         if visit_llr is not None:
             points = sorted({*points, *self._viterbi_points(feats, visit_llr, centres, words)})
-        elif tau is None and self._models() is None:  # the voiceprint alone: also the change the un-enrolled path finds
-            points = sorted({*points, *self._single_change_point(feats, embeds, centres)})
         min_part = int((cfg.min_word_part_s if words else cfg.min_part_s) * SAMPLE_RATE)
         kept: list[int] = []
         for p in points:
