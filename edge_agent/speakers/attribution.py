@@ -147,6 +147,9 @@ class AttributionConfig:
     # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
     # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
     room_floor: float = 0.55
+    # the voiceprint counts as heard (its channel matches) once a part at least this long reaches ``threshold``: the
+    # clinician's one opening sentence cut to 0.96 s was too short to shape clusters, but not to be the clinician
+    # (patients' turns 0.46-0.66 close-talk, everyone under 0.72 far-field; docs/speakers.md "Enrolment no worse")
     heard_min_s: float = 0.3
 
 
@@ -941,7 +944,7 @@ class SpeakerAttributor:
         return voices if two else None
 
     def _voiceprint_heard(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> bool:
-        """Whether the voiceprint is in this visit's channel: some segment long enough to shape the clusters reaches ``threshold``.
+        """Whether the voiceprint is in this visit's channel: some part of ``heard_min_s`` or more reaches ``threshold``.
 
         A voiceprint recorded close-talk is 0.2-0.3 lower in cosine for everyone through a
         room microphone (docs/realvoice.md 5.3): there no clinician segment reaches the
