@@ -35,7 +35,7 @@ class PartialTranscript:
 @dataclass(frozen=True)
 class FinalTranscript:
     utterance: Utterance
-    residency_s: float  # last raw sample in -> segment buffer zeroed
+    residency_s: float  # age of the segment's oldest raw sample when it was zeroed (as audio became features)
     latency_s: float  # end of speech -> this final emitted (wall time)
 
     def to_json(self) -> dict[str, Any]:

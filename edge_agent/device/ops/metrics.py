@@ -101,7 +101,7 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef("edge_agent_failed_open_decodes_total", "counter",
               "Partial or sentence-commit decodes of an open segment that failed (its final still covers the audio)."),
     MetricDef("edge_agent_queue_depth", "gauge", "Closed segments waiting for the ASR worker."),
-    MetricDef("edge_agent_residency_seconds", "histogram", "Raw-audio residency per segment: last sample to zeroed.",
+    MetricDef("edge_agent_residency_seconds", "histogram", "Raw-audio residency per segment: age of its oldest raw sample when zeroed.",
               buckets=_SECONDS),
     MetricDef("edge_agent_final_latency_seconds", "histogram", "End of speech to final transcript, per segment.",
               buckets=_SECONDS),
