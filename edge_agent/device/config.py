@@ -445,6 +445,10 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         " count as heard through a room microphone; otherwise the report's labels are decided without it and say so",
         min=-1, max=1, live=True,
     ),
+    "speakers.heard_min_s": _doc(
+        "enrolled: the voiceprint counts as heard in this visit's channel once a part this long (seconds) reaches threshold",
+        min=0, live=True,
+    ),
     "speakers.edge_min_s": _doc("shortest part of the other voice split off at a segment's start or end (seconds of words)", min=0, live=True),
     "speakers.edge_max_s": _doc("longest part tested at a segment's start or end (0 = no edge test)", min=0, max=10, live=True),
     "speakers.edge_margin": _doc(

@@ -147,6 +147,10 @@ class AttributionConfig:
     # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
     # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
     room_floor: float = 0.55
+    # the voiceprint counts as heard (its channel matches) once a part at least this long reaches ``threshold``: the
+    # clinician's one opening sentence cut to 0.96 s was too short to shape clusters, but not to be the clinician
+    # (patients' turns 0.46-0.66 close-talk, everyone under 0.72 far-field; docs/speakers.md "Enrolment no worse")
+    heard_min_s: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,9 @@ class SpeakerAttributor:
             self._voiceprint = np.array(voiceprint.embedding, np.float32, copy=True)
         self._history = _History()
         self._centroids: np.ndarray | None = None  # the visit's two voices, once established
+        # enrolled: the visit's two voices as the un-enrolled clustering sees them (None while one voice), so the
+        # splits it would make are still found where the voiceprint-anchored voices miss them
+        self._visit_voices: np.ndarray | None = None
         self._named: np.ndarray | None = None  # (clinician, patient) centroids when the live names were last set
         self._vp_heard = False  # some segment of this visit reached the voiceprint threshold (its channel matches)
         self._unheard = False  # final_decision: enrolled, but the voiceprint named none of the visit's voices
@@ -333,15 +340,40 @@ class SpeakerAttributor:
         llr, tau = self._window_scores(embeds, centres)
         if llr is None:
             return self._single_change_point(feats, embeds, centres), None
-        labels = _viterbi(llr, cfg.switch_penalty)
-        change = np.flatnonzero(labels[1:] != labels[:-1])
-        points = [self._place(feats, i, labels, llr, centres, words) for i in change]
+        points = self._viterbi_points(feats, llr, centres, words)
+        visit_llr = self._visit_llr(embeds) if tau is None else None
+        if visit_llr is not None:
+            points = sorted({*points, *self._viterbi_points(feats, visit_llr, centres, words)})
         min_part = int((cfg.min_word_part_s if words else cfg.min_part_s) * SAMPLE_RATE)
         kept: list[int] = []
         for p in points:
             if p - (kept[-1] if kept else 0) >= min_part and n - p >= min_part:
                 kept.append(p)
         return kept, tau
+
+    def _viterbi_points(
+        self, feats: SpeakerFeatures, llr: np.ndarray, centres: np.ndarray, words: Sequence[WordTime] | None
+    ) -> list[int]:
+        """Change points where the two-state Viterbi over the window scores ``llr`` changes state, placed (:meth:`_place`)."""
+        labels = _viterbi(llr, self.config.switch_penalty)
+        return [self._place(feats, int(i), labels, llr, centres, words) for i in np.flatnonzero(labels[1:] != labels[:-1])]
+
+    def _visit_llr(self, embeds: np.ndarray) -> np.ndarray | None:
+        """Enrolled: window scores against the visit's own two voices, as the un-enrolled path scores them (None without).
+
+        The voiceprint-anchored clinician voice is the enrolment recording's more than the
+        visit's: early in a visit (the clinician has said one sentence) it is the voiceprint
+        itself, which every in-visit window matches less well than the in-visit patient
+        centroid, so short clinician turns inside a patient's segment did not outweigh the
+        switch penalty and stayed unsplit (docs/realvoice.md 13, seed 101 visit 06: four
+        1-2 s turns in one segment, split without enrolment, not with it). The visit's own
+        two voices are compared on equal terms; their change points are added to the
+        enrolled ones and every part is still named by the enrolled decision.
+        """
+        v = self._visit_voices
+        if v is None or self._voiceprint is None:
+            return None
+        return (embeds @ v[0] - embeds @ v[1]) * self.config.viterbi_scale
 
     def _edge_changes(
         self, feats: SpeakerFeatures, embeds: np.ndarray, centres: np.ndarray, points: list[int],
@@ -490,6 +522,14 @@ class SpeakerAttributor:
                 tau = self._relative_step(cos, centres)
                 if tau is not None:
                     return (cos - tau) * cfg.viterbi_scale, tau
+            above = llr > 0
+            if centres is not None and above.any() and not above.all() and float(cos[above].mean()) >= cfg.threshold:
+                # the voiceprint heard in this segment, and another voice after or before it: the change is placed
+                # between the two sides' own levels, not at the window threshold, which a window of one second of
+                # the clinician and half a second of the patient misses (seed 101 visit 06: the opening question
+                # cut 1 s early, its part too short to count as the clinician's voice; docs/realvoice.md 13)
+                mid = (float(np.median(cos[above])) + float(np.median(cos[~above]))) / 2  # medians: a mixed window is in neither level
+                return (cos - mid) * cfg.viterbi_scale, None
             # an absolute reference only where the voiceprint is heard at all: through a room microphone no
             # window reaches the threshold, every window would read "patient" and the clinician's opening
             # question would never be cut from the patient's answer; the caller then looks for a change unaided
@@ -588,6 +628,12 @@ class SpeakerAttributor:
         llr, tau = self._window_scores(coarse, np.arange(len(coarse)) * step)
         if llr is None or len(coarse) < 2 or tau is not None:
             return np.ones(gaps, bool)
+        need = self._unclear_gaps(llr)
+        visit_llr = self._visit_llr(coarse)
+        return need if visit_llr is None else need | self._unclear_gaps(visit_llr)
+
+    def _unclear_gaps(self, llr: np.ndarray) -> np.ndarray:
+        """Gaps between windows not both clearly on the same side of ``llr``."""
         clear = np.abs(llr) > self.config.refine_margin
         same_side = np.sign(llr[:-1]) == np.sign(llr[1:])
         return ~(clear[:-1] & clear[1:] & same_side)
@@ -768,6 +814,9 @@ class SpeakerAttributor:
         if self._named is not None:
             self._named.fill(0.0)
         self._named = None
+        if self._visit_voices is not None:
+            self._visit_voices.fill(0.0)
+        self._visit_voices = None
         self._vp_heard = False
         self._unheard = False
 
@@ -860,6 +909,7 @@ class SpeakerAttributor:
             clin, pat = self._named_by_voiceprint(x, w, vp)
         else:
             clin, pat = self._anchored(x, w, vp)
+        self._visit_voices = self._weak_anchor_voices(x, w, clin, pat) if pat is not None else None
         if pat is None:
             self._centroids = None
             score = float(embed @ vp) - cfg.threshold if step is None else step
@@ -872,8 +922,29 @@ class SpeakerAttributor:
         z = (float(cos_c[0] - cos_c[1]) - cfg.enrolled_bias) * 30 + cfg.text_weight * self._history.role_logit[-1]
         return (CLINICIAN if z > 0 else PATIENT), round(_sigmoid(abs(z)) * 2 - 1, 4)
 
+    def _weak_anchor_voices(self, x: np.ndarray, w: np.ndarray, clin: np.ndarray, pat: np.ndarray) -> np.ndarray | None:
+        """The visit's own two voices while the enrolled clinician voice is mostly the voiceprint, else None.
+
+        The anchored clinician centroid weighs the voiceprint like ``anchor_seconds`` of speech;
+        while the visit has given it less clinician speech than that, it is the enrolment
+        recording's voice more than the visit's, and window scores against it lose short
+        in-visit clinician turns to the in-visit patient centroid (:meth:`_visit_llr`). Once
+        the clinician's own speech outweighs the anchor, the enrolled voices are the visit's
+        and no second opinion is asked (the demo's close espeak pair: its un-enrolled
+        clustering would add false splits, 0.09 -> 0.12 turn-end words to the next speaker).
+        """
+        cfg = self.config
+        wl = np.where(w >= cfg.min_cluster_s, w, 0.0)
+        if float(wl[(x @ clin) > (x @ pat)].sum()) >= cfg.anchor_seconds:
+            return None
+        labels, voices = self._cluster(x, w, None)
+        # two voices at least as far apart as two people (``separation_ref``): the clustering of a closer pair
+        # (the demo's espeak voices, 0.09-0.15) is not trusted to place a change
+        two = labels.min() != labels.max() and 1.0 - float(voices[0] @ voices[1]) >= cfg.separation_ref
+        return voices if two else None
+
     def _voiceprint_heard(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> bool:
-        """Whether the voiceprint is in this visit's channel: some segment long enough to shape the clusters reaches ``threshold``.
+        """Whether the voiceprint is in this visit's channel: some part of ``heard_min_s`` or more reaches ``threshold``.
 
         A voiceprint recorded close-talk is 0.2-0.3 lower in cosine for everyone through a
         room microphone (docs/realvoice.md 5.3): there no clinician segment reaches the
@@ -881,7 +952,7 @@ class SpeakerAttributor:
         anchor pulls the clinician's centroid away from the clinician's real voice in the
         room, so the two voices collapse into one (docs/speakers.md, "Real voices").
         """
-        long = w >= self.config.min_cluster_s
+        long = w >= self.config.heard_min_s
         return bool(long.any() and float((x[long] @ vp).max()) >= self.config.threshold)
 
     def _named_by_voiceprint(self, x: np.ndarray, w: np.ndarray, vp: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
