@@ -445,6 +445,11 @@ EXTERNAL_DOCS: dict[str, dict[str, Any]] = {
         " count as heard through a room microphone; otherwise the report's labels are decided without it and say so",
         min=-1, max=1, live=True,
     ),
+    "speakers.room_lean": _doc(
+        "enrolled, no segment at threshold: a voiceprint this much nearer (cosine) to one of the visit's two voices than to"
+        " the other is heard through the room even below room_floor (that voice is the clinician)",
+        min=0, max=2, live=True,
+    ),
     "speakers.heard_min_s": _doc(
         "enrolled: the voiceprint counts as heard in this visit's channel once a part this long (seconds) reaches threshold",
         min=0, live=True,

@@ -147,6 +147,10 @@ class AttributionConfig:
     # when the visit's voice nearer to it averages at least this (the clinician's own cluster in simulated rooms at 1-2 m:
     # 0.57-0.66; another clinician's voiceprint against a patient alone: 0.48-0.68, docs/speakers.md "A voiceprint never heard")
     room_floor: float = 0.55
+    # ... unless it leans this much (cosine) nearer to one of the visit's two voices than to the other: then that voice is
+    # the clinician heard through the room (seed 101 visit 4 far-field: 0.50 against 0.35, flagged and named backwards
+    # without the voiceprint, 0.000 -> 1.000 with this; docs/speakers.md "A voiceprint never heard")
+    room_lean: float = 0.10
     # the voiceprint counts as heard (its channel matches) once a part at least this long reaches ``threshold``: the
     # clinician's one opening sentence cut to 0.96 s was too short to shape clusters, but not to be the clinician
     # (patients' turns 0.46-0.66 close-talk, everyone under 0.72 far-field; docs/speakers.md "Enrolment no worse")
@@ -748,7 +752,8 @@ class SpeakerAttributor:
         if not two_voices:
             return True
         evidence = self._voiceprint_evidence(x, w, labels, vp)
-        return bool(float(evidence.max() - evidence.min()) < self.config.one_voice_spread or float(evidence.max()) < self.config.room_floor)
+        spread = float(evidence.max() - evidence.min())
+        return bool(spread < self.config.one_voice_spread or (float(evidence.max()) < self.config.room_floor and spread < self.config.room_lean))
 
     def _named_labels(self, x: np.ndarray, w: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> list[tuple[str, float]]:
         """Clinician / patient / other for every history entry, given the whole-visit clustering."""
