@@ -36,15 +36,12 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edge_agent.audio.speaker_frontend import SpeakerFeatures, mel_filterbank
 from edge_agent.audio.stft import HALF, HOP, N_FFT, hann_window, power_frames
 from edge_agent.hardening import locked_zeros
-
-if TYPE_CHECKING:
-    from edge_agent.audio.speaker_frontend import SpeakerFeatures
 
 WHISPER_BINS = 80
 SPEAKER_BINS = 40
@@ -244,8 +241,6 @@ class StreamFeaturizer:
     @classmethod
     def standalone(cls, frame_samples: int, max_samples: int, whisper_filters: np.ndarray | None = None) -> StreamFeaturizer:
         """A featurizer with a ring of its own (tools and tests that run the VAD without a pipeline)."""
-        from edge_agent.audio.speaker_frontend import mel_filterbank
-
         if whisper_filters is None:
             from faster_whisper.feature_extractor import FeatureExtractor
 
@@ -445,8 +440,6 @@ class RowsView:
         return span_energy(self.rows, first, (self.start_sample + stop) // HOP - first)
 
     def speaker(self, start: int, stop: int) -> SpeakerFeatures:
-        from edge_agent.audio.speaker_frontend import SpeakerFeatures
-
         mel, energy = speaker_span(self.rows, self._frame(start), stop - start)
         return SpeakerFeatures(mel, energy, stop - start)
 
@@ -465,8 +458,6 @@ class ArrayFeatures(RowsView):
     zeroes them."""
 
     def __init__(self, audio: np.ndarray, whisper_filters: np.ndarray, window_pad: Callable[[bool], int]) -> None:
-        from edge_agent.audio.speaker_frontend import mel_filterbank
-
         frames = len(audio) // HOP + 4
         self._store = np.zeros(FeatureLayout.ring(frames).slot_len, np.float32)
         featurizer = StreamFeaturizer(whisper_filters, mel_filterbank(), self._store, frames, 4800, 480)

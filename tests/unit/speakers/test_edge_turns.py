@@ -16,14 +16,12 @@ scored as ``tools.realvoice.bench`` does; unpaced, nothing timed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_agent.speakers.enrol import voiceprint_from
-from tests.streamed_words import final_words
+from tests.streamed_words import scored_generated_visit
 from tools.realvoice import metrics as M
 from tools.realvoice.generate import PlanSettings, generate_visit
 
@@ -38,11 +36,7 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("enrolled", [False, True], ids=["no-enrolment", "enrolled"])
 def test_turn_edges_inside_a_segment_keep_their_speaker(session_with_speakers: Any, visit: Path, enrolled: bool) -> None:
-    ref = json.loads(visit.read_text())
-    voiceprint = voiceprint_from(visit.parent / ref["enrolment"]["file"]) if enrolled else None
-    words = final_words(session_with_speakers, visit.parent / ref["audio"], voiceprint)
-    intervals = [M.Interval(i["speaker"], i["start_s"], i["stop_s"], i["kind"]) for i in ref["intervals"]]
-    scored = M.score_words(words, intervals)
+    scored = scored_generated_visit(session_with_speakers, visit, enrolled)
     attr = M.attribution(scored)
     accuracy = attr.labelled if enrolled else attr.mapped
     assert accuracy is not None and accuracy >= FLOOR, accuracy  # before: 0.960 with and without enrolment

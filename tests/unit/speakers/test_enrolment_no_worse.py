@@ -15,14 +15,12 @@ nothing timed.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_agent.speakers.enrol import voiceprint_from
-from tests.streamed_words import final_words
+from tests.streamed_words import scored_generated_visit
 from tools.realvoice import metrics as M
 from tools.realvoice.generate import PlanSettings, generate_visit
 
@@ -39,10 +37,7 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _accuracy(session: Any, visit: Path, enrolled: bool) -> float:
-    ref = json.loads(visit.read_text())
-    voiceprint = voiceprint_from(visit.parent / ref["enrolment"]["file"]) if enrolled else None
-    words = final_words(session, visit.parent / ref["audio"], voiceprint)
-    scored = M.score_words(words, [M.Interval(i["speaker"], i["start_s"], i["stop_s"], i["kind"]) for i in ref["intervals"]])
+    scored = scored_generated_visit(session, visit, enrolled)
     assert M.identity_swaps(scored).swaps == 0
     attr = M.attribution(scored)
     accuracy = attr.labelled if enrolled else attr.mapped

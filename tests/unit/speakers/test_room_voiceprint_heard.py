@@ -11,14 +11,12 @@ deterministically here (tools/realvoice/generate.py); real Whisper, real encoder
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from edge_agent.speakers.enrol import voiceprint_from
-from tests.streamed_words import final_words
+from tests.streamed_words import scored_generated_visit
 from tools.realvoice import metrics as M
 from tools.realvoice.generate import PlanSettings, generate_visit
 
@@ -32,8 +30,5 @@ def visit(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_clinicians_voiceprint_through_a_room_microphone_names_the_voices(session_with_speakers: Any, visit: Path) -> None:
-    ref = json.loads(visit.read_text())
-    words = final_words(session_with_speakers, visit.parent / ref["audio"], voiceprint_from(visit.parent / ref["enrolment"]["file"]))
-    scored = M.score_words(words, [M.Interval(i["speaker"], i["start_s"], i["stop_s"], i["kind"]) for i in ref["intervals"]])
-    labelled = M.attribution(scored).labelled
+    labelled = M.attribution(scored_generated_visit(session_with_speakers, visit, enrolled=True)).labelled
     assert labelled is not None and labelled >= FLOOR, labelled
