@@ -32,6 +32,7 @@ from edge_agent.errors import ConfigError
 from edge_agent.feedback.quality import audio_gap
 from edge_agent.phone.client import render_report
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from tests.slow_decoder import SlowDecoder
 
 MAX_ALLOWED_S = 28.0
 MIN_ALLOWED_S = 5.0
@@ -323,16 +324,6 @@ def test_continuous_speech_at_the_largest_limit_needs_no_retry(session, shared: 
     assert sum(len(e.utterance.words) for e in events if isinstance(e, FinalTranscript)) >= 150
 
 
-class _SlowWhisper(_Wrapped):
-    """The real recogniser on a slow or loaded machine: every decode takes 0.3 s longer."""
-
-    def decode_features(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        import time
-
-        time.sleep(0.3)
-        return self._real.decode_features(*args, **kwargs)
-
-
 def test_a_recording_never_leaves_raw_audio_waiting_for_a_slow_decoder(session, shared: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """A slow decoder delays text, never the wipe, also for a recording (unpaced): read ahead of the decoder,
     closed segments held their raw audio until a feature buffer came free (unpaced real continuous speech:
@@ -354,4 +345,4 @@ def test_a_recording_never_leaves_raw_audio_waiting_for_a_slow_decoder(session, 
 
 class _SlowSession:
     def __init__(self, session) -> None:  # type: ignore[no-untyped-def]
-        self.engine = _SlowWhisper(session.engine)
+        self.engine = SlowDecoder(session.engine, 0.3)

@@ -22,6 +22,7 @@ from edge_agent.audio.vad import SegmentClosed
 from edge_agent.device import pipeline as pipeline_module
 from edge_agent.device.session import CaptureLost, RunFault
 from edge_agent.errors import AudioInputError
+from tests.slow_decoder import SlowDecoder
 
 BOUND_S = 0.5  # every raw sample zeroed within this of its arrival (a 0.1 s chunk, the STFT overlap, a loaded machine)
 
@@ -58,22 +59,6 @@ def test_a_segment_closer_fault_leaves_no_closed_segment_unzeroed_or_unmeasured(
     assert fault.value.pools_clean, "a closed segment's features were left for the end-of-run wipe (the ALARM path)"
     assert len(fault.value.stats.residency_s) == len(handed), (fault.value.stats.residency_s, handed)
     assert np.all(np.isfinite(fault.value.stats.residency_s))
-
-
-class _SlowWhisper:
-    """The real recogniser on a slow or loaded machine: every decode takes 0.3 s longer."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def decode_features(self, *args: Any, **kwargs: Any) -> Any:
-        import time
-
-        time.sleep(0.3)
-        return self._real.decode_features(*args, **kwargs)
 
 
 class _SplitOnce:
@@ -131,7 +116,7 @@ def test_every_raw_sample_is_zeroed_within_half_a_second_across_both_kinds_of_sp
     monkeypatch.setattr(attributor, "open_watcher", lambda: _SplitOnce(open_watcher()))
     cfg = session_with_speakers.config
     events: list[Any] = []
-    pipeline = pipeline_module.StreamingPipeline(cfg, _SlowWhisper(session_with_speakers.engine), events.append, attributor,
+    pipeline = pipeline_module.StreamingPipeline(cfg, SlowDecoder(session_with_speakers.engine, 0.3), events.append, attributor,
                                                  max_segment_samples=session_with_speakers.engine.max_samples)
     try:
         stats = pipeline.run(FileSource(path, realtime=realtime))

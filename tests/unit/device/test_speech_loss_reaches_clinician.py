@@ -21,6 +21,7 @@ from edge_agent.device.session import TranscriptionSession
 from edge_agent.device.visit import PipelineVisitRunner, VisitPolicy, file_factory
 from edge_agent.phone.client import render_report
 from edge_agent.proto.edge_agent.v1 import feedback_pb2
+from tests.slow_decoder import SlowDecoder
 
 
 class _FirstFinalsFail:
@@ -90,21 +91,6 @@ class _LiveFile:
         self._src.close()
 
 
-class _SlowFinals:
-    """The real recogniser, a slow machine's: every final decode takes half a second longer."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._real, name)
-
-    def decode_features(self, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("final"):
-            time.sleep(0.5)
-        return self._real.decode_features(*args, **kwargs)
-
-
 def test_speech_dropped_for_want_of_a_buffer_is_reported_as_dropped_not_as_a_failed_decode(session: Any) -> None:
     """A live source with the decoder behind: speech is lost for want of a feature buffer. It must be a
     ``discarded`` event whose reason says so, counted once in dropped_segments, not also as a failed decode."""
@@ -115,7 +101,7 @@ def test_speech_dropped_for_want_of_a_buffer_is_reported_as_dropped_not_as_a_fai
     events: list[PipelineEvent] = []
     registry = Registry()
     cfg = replace(PipelineConfig(), segment_buffers=2, partials=False)
-    pipeline = StreamingPipeline(cfg, _SlowFinals(session.engine), events.append, metrics=registry,
+    pipeline = StreamingPipeline(cfg, SlowDecoder(session.engine, 0.5, finals_only=True), events.append, metrics=registry,
                                  max_segment_samples=session.engine.max_samples)
     stats = pipeline.run(_LiveFile(path))  # type: ignore[arg-type]
     discarded = [e for e in events if isinstance(e, SegmentDiscarded)]
