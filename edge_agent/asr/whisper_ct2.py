@@ -19,6 +19,7 @@ shape, and unbounded shapes grew RSS by ~300 MB over a 30-minute visit.
 from __future__ import annotations
 
 import base64
+import functools
 import importlib.metadata
 import logging
 import time
@@ -218,11 +219,7 @@ class WhisperCT2:
         self.tokenizer = Tokenizer(self.model.hf_tokenizer, multilingual, task="transcribe", language=language)
         self.pad_samples = int(config.pad_s * SAMPLE_RATE)
         self.max_samples = max_segment_samples
-        filters = self.model.feature_extractor.mel_filters
-        self.mel_filters = np.ascontiguousarray(filters, dtype=np.float32)  # the stream featurizer's Whisper bands
-        # one scratch per thread that extracts features: the worker (open segments) and the closer
-        self._live_mel = LogMel(filters, max_segment_samples + self.pad_samples)
-        self._close_mel = LogMel(filters, max_segment_samples + self.pad_samples)
+        self.mel_filters = np.ascontiguousarray(self.model.feature_extractor.mel_filters, dtype=np.float32)  # the stream featurizer's Whisper bands
         max_frames = bucket_frames((max_segment_samples + self.pad_samples) // HOP + 1)
         # owned and zeroed after each encode; a flat buffer, so every bucket's (1, 80, frames) view is
         # contiguous and CTranslate2 reads it in place (a non-contiguous slice would be copied to the heap)
@@ -232,6 +229,17 @@ class WhisperCT2:
         self._suppress = list(get_suppressed_tokens(self.tokenizer, (-1,)) or [])
 
     # -- features -------------------------------------------------------------------------------------
+
+    # The device reads its features from the stream featurizer (audio/featurize.py); these extractors of audio held
+    # whole serve only tools and tests (decode_audio, window_features, features), so their locked scratch (~5 MB each
+    # at the default limit, ~13 MB at 28 s) is made on first use, not at every device start. One per caller thread.
+    @functools.cached_property
+    def _live_mel(self) -> LogMel:
+        return LogMel(self.mel_filters, self.max_samples + self.pad_samples)
+
+    @functools.cached_property
+    def _close_mel(self) -> LogMel:
+        return LogMel(self.mel_filters, self.max_samples + self.pad_samples)
 
     def feature_shape(self, max_samples: int) -> tuple[int, int]:
         return whisper_feature_shape(max_samples, self.cfg.pad_s)
