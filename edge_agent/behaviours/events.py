@@ -39,6 +39,7 @@ from edge_agent.behaviours.conversation import (
     sentence_act,
     tokens,
 )
+from edge_agent.behaviours.floor import FloorParams, holds_floor
 from edge_agent.behaviours.functions import SentenceFunctions, anything_wording, ice_components
 from edge_agent.transcript import Utterance
 
@@ -53,6 +54,9 @@ SILENT_FLOOR_S = 1.7
 PATIENT_STOPS_S = 2.0
 # Rule 5 (attempted interruption): the patient "goes on with new content for more than about one second" and the clinician stops.
 KEEPS_FLOOR_S = 1.0
+# The interruption detector's three numbers, chosen by leave-one-visit-out CV on the development half
+# (python3 -m tools.bench.interruption_cv; docs/coaching.md "Interruptions").
+FLOOR = FloorParams()
 MONOLOGUE_REPORT_S = 60.0
 STACK_SILENCE_S = 1.0  # consecutive clinician turns closer than this are one stretch of speech
 STACK_BREAK_S = 0.5  # a patient turn starting this soon after the next question answered the first
@@ -400,8 +404,13 @@ def detect_opening(turns: Sequence[Turn]) -> tuple[OpeningQuestion | None, Openi
 # ---- overlaps ------------------------------------------------------------------------------
 
 
-def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, bool]:
+def _classify(turns: Sequence[Turn], c: Turn, floor: FloorParams | None = None) -> tuple[str | None, Turn | None, bool]:
     """(kind, patient turn, overlap) for clinician turn ``c``; kind None: not an overlap.
+
+    ``floor`` None: the opening statement's reading (the last-word lists of ``ends_open`` and
+    ``SILENT_FLOOR_S`` / ``PATIENT_STOPS_S``). With ``floor``: the interruption detector's
+    reading, whose incomplete endings are grammatical word classes and whose three numbers
+    were chosen by leave-one-visit-out CV (edge_agent/behaviours/floor.py).
 
     docs/gold-events.md §2(c), after Mulder-Vos et al. 2023: back-channels, empathy
     tokens, echoes, continuers and fragments are back-channels; repairs are repairs; a
@@ -413,6 +422,12 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
     was only attempted (rule 5). Thresholds: cross-validated inside the development half
     (``python3 -m tools.bench.interruption_cv``; docs/coaching.md §4).
     """
+    if floor is None:
+        holds, silent_s, stops_s = ends_open, SILENT_FLOOR_S, PATIENT_STOPS_S
+    else:
+        def holds(text: str) -> bool:
+            return holds_floor(text, floor.level)
+        silent_s, stops_s = floor.silent_s, floor.stop_s
     p = overlapping_patient_turn(list(turns), c)
     overlapped = True
     if p is None:
@@ -421,7 +436,7 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
             return None, None, False
         between = [t for t in turns[prev.index + 1 : c.index] if t.clinician and t.act not in _NON_FLOOR_ACTS and t.t0 >= prev.t1]
         gap = c.t0 - prev.t1
-        if between or not (0.0 <= gap <= SILENT_FLOOR_S) or not ends_open(prev.text):
+        if between or not (0.0 <= gap <= silent_s) or not holds(prev.text):
             return None, None, False
         p, overlapped = prev, False
     if c.act in _NON_FLOOR_ACTS:
@@ -430,10 +445,10 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
         return "repair", p, overlapped
     if c.act == "admin" or p.act != "content":
         return "turn_end_overlap", p, overlapped
-    if not ends_open(p.text):
+    if not holds(p.text):
         return "turn_end_overlap", p, overlapped
     went_on = p.t1 - c.t0  # how long the patient kept talking after the clinician's onset
-    if overlapped and (went_on > PATIENT_STOPS_S or (c.t1 < p.t1 and went_on > KEEPS_FLOOR_S)):
+    if overlapped and (went_on > stops_s or (c.t1 < p.t1 and went_on > KEEPS_FLOOR_S)):
         # rule 5: the patient went on well past the onset, or went on for more than about a
         # second and the clinician stopped first; a short clinician question over the patient's
         # last half-second, after which the patient stops unfinished, is rule 4 (interruption)
@@ -444,12 +459,12 @@ def _classify(turns: Sequence[Turn], c: Turn) -> tuple[str | None, Turn | None, 
     return "interruption", p, overlapped
 
 
-def detect_overlaps(turns: Sequence[Turn]) -> list[Overlap]:
+def detect_overlaps(turns: Sequence[Turn], floor: FloorParams = FLOOR) -> list[Overlap]:
     out = []
     for c in turns:
         if not c.clinician:
             continue
-        kind, p, overlapped = _classify(turns, c)
+        kind, p, overlapped = _classify(turns, c, floor)
         if kind is not None and p is not None:
             out.append(Overlap(c.index, c.t0, p.index, kind, overlapped))
     return out
