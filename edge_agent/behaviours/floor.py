@@ -22,7 +22,7 @@ they project, and *how many* classes count is one ordinal parameter (``level``):
    strand at a complete clause end ("what I'm referring to"), discourse "like", and
    degree words that need a head ("very", "quite");
 3. + a clause stopped at its auxiliary after a conjunction ("…but I can"), a bare copula
-   ("it seems to be") and "not" after a conjunction ("but not").
+   ("…seems to be") and "not" after a conjunction ("but not").
 
 A clause-final preposition after a word that fronts its object ("what", "how", "that":
 "what's going on", "not that I know of") is stranded and completes the clause.
@@ -70,15 +70,18 @@ _CLOSING = re.compile(
 )
 _ASKS = re.compile(r"^(?:(?:um|uh|so|and|or|but|well|okay|ok|yeah)\s)*(?:should|shall|can|could|do|does|did|is|are|will|would|"
                    r"what|how|why|when|where|which|who)\s(?:i|you|it|we|that|this|there|they)\b")
+# An auxiliary before its subject starts a question inside a sentence too ("…, um, should I be taking…").
+_INVERTED = re.compile(r"^(?:(?:um|uh|so|and|or|but|well|okay|ok|yeah)\s)*(?:should|shall|can|could|do|does|did|is|are|will|would)\s"
+                       r"(?:i|you|it|we|they)\b")
 
 
 @dataclass(frozen=True)
 class FloorParams:
     """The detector's only free numbers (chosen by leave-one-visit-out CV on the development half)."""
 
-    level: int = 2  # how many of the nested incomplete-ending word classes count (1-3)
+    level: int = 3  # how many of the nested incomplete-ending word classes count (1-3)
     stop_s: float = 2.0  # the patient's turn ends within this long after the clinician's onset
-    silent_s: float = 1.5  # a pause after an incomplete ending shorter than this is still the patient's floor
+    silent_s: float = 2.0  # a pause after an incomplete ending shorter than this is still the patient's floor
 
 
 def _words(text: str) -> list[str]:
@@ -106,8 +109,9 @@ def ending_class(text: str) -> int:
         ws.pop()
     if not ws:
         return 0
-    if any(_ASKS.match(" ".join(_words(clause))) for clause in last.split(",")):
-        return 0  # a question, also one trailing off in its alternatives ("should I be taking any drugs or, um")
+    clauses = [" ".join(_words(c)) for c in last.split(",")]
+    if _ASKS.match(clauses[0]) or any(_INVERTED.match(c) for c in clauses[1:]):
+        return 0  # a question, also one trailing off in its alternatives ("…, should I be taking any drugs or, um")
     w = ws[-1]
     prev = ws[-2] if len(ws) > 1 else ""
     if w == "so" and prev in ("and", "but"):
@@ -117,10 +121,10 @@ def ending_class(text: str) -> int:
     if w in DETERMINERS or w in CONJUNCTIONS or w in SUBJECT_PRONOUNS or w in SEMI_MODALS:
         return 1
     if w in PREPOSITIONS:
-        return 0 if any(x in EXTRACTORS for x in ws[:-1]) else 2
+        return 0 if any(x in EXTRACTORS for x in _words(clauses[-1])[:-1]) else 2
     if w in DEGREE:
         return 2
-    if w in COPULA or w == "not" and prev in CONJUNCTIONS:
+    if w in COPULA and prev == "to" or w == "not" and prev in CONJUNCTIONS:
         return 3  # "it seems to be", "but not": a complement still to come
     if w in AUXILIARIES and prev in _SUBJECTS and len(ws) > 2 and ws[-3] in CONJUNCTIONS:
         return 3

@@ -24,7 +24,7 @@ from tools.bench.coaching import INTERRUPTION_TOL_S, PR, gold_ids, load_gold, ma
 
 LEVELS = (1, 2, 3)
 STOPS = (1.0, 1.5, 2.0, 2.5, 3.0)
-SILENT = (0.0, 0.5, 1.0, 1.5, 2.0)
+SILENT = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
 
 
 def _interruptions(doc: dict[str, Any]) -> list[float]:
@@ -81,6 +81,73 @@ def ceiling(cids: list[str]) -> dict[str, PR]:
     return out
 
 
+def _category(turns: Any, c: Any, silent_s: float) -> tuple[str, str, str, str] | None:
+    """(clinician content, overlap length, patient ending, patient continues?) for a candidate clinician turn."""
+    from edge_agent.behaviours.conversation import WINDOW, overlapping_patient_turn
+    from edge_agent.behaviours.floor import ending_class
+
+    p = overlapping_patient_turn(list(turns), c)
+    if p is None:
+        p = next((t for t in reversed(turns[max(0, c.index - WINDOW) : c.index]) if t.patient), None)
+        if p is None or not 0.0 <= c.t0 - p.t1 <= silent_s:
+            return None
+    if c.act in ("backchannel", "empathy", "continuer", "social", "fragment"):
+        content = "back-channel/empathy"
+    elif c.act in ("repair", "admin"):
+        content = c.act
+    else:
+        content = "question" if any(s.question for s in c.sentences) else "statement"
+    went_on = p.t1 - c.t0
+    length = ("silent" if went_on < 0 else "0-0.5 s" if went_on < 0.5 else "0.5-1 s" if went_on < 1 else
+              "1-2 s" if went_on < 2 else "> 2 s")
+    ending = "incomplete" if ending_class(p.text) else "complete"
+    nxt = next((t for t in turns[c.index + 1 :] if t.patient and t.t0 > c.t0), None)
+    goes_on = went_on > 2.0 or (nxt is not None and nxt.act == "content" and nxt.t0 < c.t1)
+    return content, length, ending, "patient goes on" if goes_on else "patient yields"
+
+
+def table(data: dict[str, tuple[Any, dict[str, Any]]]) -> None:
+    """Gold kinds and each annotator's interruptions by category, and the detectors' errors by category."""
+    from edge_agent.behaviours.events import FLOOR, _classify, detect_overlaps
+
+    rows: dict[tuple[int, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    names = ("clinician turn", "patient still talking after onset", "patient's words", "then")
+    for c, (turns, gold) in data.items():
+        kinds = {o["turn"]: o["kind"] for o in gold["overlaps"]}
+        ann = {}
+        for who in ("a", "b"):
+            import json
+
+            from tools.gold.agreement import ANNOTATIONS
+
+            path = ANNOTATIONS / f"annotator-{who}" / "events" / f"{c}.json"
+            doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"overlaps": []}
+            ann[who] = {o["turn"] for o in doc["overlaps"] if o["kind"] == "interruption"}
+        new = {o.turn for o in detect_overlaps(turns, FLOOR) if o.kind == "interruption"}
+        for t in turns:
+            if not t.clinician:
+                continue
+            cat = _category(turns, t, 2.0)
+            if cat is None:
+                continue
+            old = _classify(turns, t)[0] == "interruption"
+            g = kinds.get(t.index) == "interruption"
+            for i, v in enumerate(cat):
+                k = rows[(i, v)]
+                k["n"] += 1
+                k["gold"] += g
+                k["a"] += t.index in ann["a"]
+                k["b"] += t.index in ann["b"]
+                k["old fp"] += old and not g
+                k["old fn"] += g and not old
+                k["new fp"] += t.index in new and not g
+                k["new fn"] += g and t.index not in new
+    cols = ("n", "gold", "a", "b", "old fp", "old fn", "new fp", "new fn")
+    print(f"  {'category':<44}" + "".join(f"{h:>8}" for h in cols))
+    for (i, v), k in sorted(rows.items()):
+        print(f"  {names[i] + ': ' + v:<44}" + "".join(f"{k[h]:>8}" for h in cols))
+
+
 def _line(name: str, pr: PR) -> str:
     f = lambda v: "  n/a" if v is None else f"{v:.3f}"  # noqa: E731
     return f"  {name:<36} P {f(pr.precision)}  R {f(pr.recall)}  F1 {f(pr.f1)}  (tp/fp/fn {pr.tp}/{pr.fp}/{pr.fn})"
@@ -107,6 +174,9 @@ def main(argv: list[str]) -> int:
     print(f"  chosen (level, stop_s, silent_s): {chosen.most_common(4)}")
     fixed = (FLOOR.level, FLOOR.stop_s, FLOOR.silent_s)
     print(_line(f"as shipped {fixed}, all dev visits", full[fixed]))
+    if "--table" in argv:
+        print("development candidates by category (clinician turns starting in a patient turn or <= 2 s after one):")
+        table(data)
     if "--ceiling" in argv:
         for name, cids in (("development", dev), ("held-out", held)):
             print(f"annotators, {name} half (interruptions matched within {INTERRUPTION_TOL_S} s):")
