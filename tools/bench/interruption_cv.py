@@ -25,6 +25,7 @@ from tools.bench.coaching import INTERRUPTION_TOL_S, PR, gold_ids, load_gold, ma
 LEVELS = (1, 2, 3)
 STOPS = (1.0, 1.5, 2.0, 2.5, 3.0)
 SILENT = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0)
+_ACK = frozenset({"ok", "okay", "k", "right", "yeah", "yes", "alright", "sure", "fine"})
 
 
 def _interruptions(doc: dict[str, Any]) -> list[float]:
@@ -51,12 +52,40 @@ def loo(data: dict[str, tuple[Any, dict[str, Any]]]) -> tuple[PR, collections.Co
 
     ids = sorted(data)
     total, chosen = PR(), collections.Counter[tuple[int, float, float]]()
+    LEFT_OUT.clear()
     for left in ids:
         train = [c for c in ids if c != left]
         best = max(grid, key=lambda g: (score(train, g).f1 or 0.0, -g[0], -abs(g[1] - 1.0) - abs(g[2] - 1.0)))
         chosen[best] += 1
         total.add(per[(left, best)])
+        LEFT_OUT.append(per[(left, best)])
     return total, chosen, {g: score(ids, g) for g in grid}
+
+
+LEFT_OUT: list[PR] = []  # the last loo()'s per-visit left-out counts, for the interval below
+
+
+def visit_interval(per_visit: list[PR], reps: int = 2000, seed: int = 0) -> tuple[tuple[float, float], tuple[float, float]]:
+    """90 % bootstrap intervals of pooled precision and recall, resampling visits (events in a visit are not independent)."""
+    import random
+
+    rng = random.Random(seed)
+    ps, rs = [], []
+    for _ in range(reps):
+        pr = PR()
+        for _ in per_visit:
+            pr.add(rng.choice(per_visit))
+        if pr.precision is not None:
+            ps.append(pr.precision)
+        if pr.recall is not None:
+            rs.append(pr.recall)
+    ps.sort()
+    rs.sort()
+
+    def q(xs: list[float], f: float) -> float:
+        return xs[min(len(xs) - 1, int(f * len(xs)))]
+
+    return (q(ps, 0.05), q(ps, 0.95)), (q(rs, 0.05), q(rs, 0.95))
 
 
 def ceiling(cids: list[str]) -> dict[str, PR]:
@@ -81,9 +110,9 @@ def ceiling(cids: list[str]) -> dict[str, PR]:
     return out
 
 
-def _category(turns: Any, c: Any, silent_s: float) -> tuple[str, str, str, str] | None:
-    """(clinician content, overlap length, patient ending, patient continues?) for a candidate clinician turn."""
-    from edge_agent.behaviours.conversation import WINDOW, overlapping_patient_turn
+def _category(turns: Any, c: Any, silent_s: float) -> tuple[str, str, str, str, str] | None:
+    """(clinician content, overlap length, patient ending, patient continues?, how the clinician turn opens)."""
+    from edge_agent.behaviours.conversation import WINDOW, overlapping_patient_turn, tokens
     from edge_agent.behaviours.floor import ending_class
 
     p = overlapping_patient_turn(list(turns), c)
@@ -103,7 +132,9 @@ def _category(turns: Any, c: Any, silent_s: float) -> tuple[str, str, str, str] 
     ending = "incomplete" if ending_class(p.text) else "complete"
     nxt = next((t for t in turns[c.index + 1 :] if t.patient and t.t0 > c.t0), None)
     goes_on = went_on > 2.0 or (nxt is not None and nxt.act == "content" and nxt.t0 < c.t1)
-    return content, length, ending, "patient goes on" if goes_on else "patient yields"
+    first = tokens(c.text)[:1]
+    opens = "acknowledgement token" if first and first[0] in _ACK else "other"  # gold gap 1: "OK. And …" over the patient
+    return content, length, ending, "patient goes on" if goes_on else "patient yields", opens
 
 
 def table(data: dict[str, tuple[Any, dict[str, Any]]]) -> None:
@@ -111,7 +142,7 @@ def table(data: dict[str, tuple[Any, dict[str, Any]]]) -> None:
     from edge_agent.behaviours.events import FLOOR, _classify, detect_overlaps
 
     rows: dict[tuple[int, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
-    names = ("clinician turn", "patient still talking after onset", "patient's words", "then")
+    names = ("clinician turn", "patient still talking after onset", "patient's words", "then", "clinician turn opens with")
     for c, (turns, gold) in data.items():
         kinds = {o["turn"]: o["kind"] for o in gold["overlaps"]}
         ann = {}
@@ -171,6 +202,8 @@ def main(argv: list[str]) -> int:
             cells.append(f"{st:>4}:{full[(lv, st, best)].f1 or 0:.3f}@{best}")
         print(f"    level {lv}  " + "  ".join(cells))
     print(_line("leave-one-visit-out (pooled)", total))
+    (p_lo, p_hi), (r_lo, r_hi) = visit_interval(LEFT_OUT)
+    print(f"  90 % interval, visits resampled: P {p_lo:.2f}-{p_hi:.2f}  R {r_lo:.2f}-{r_hi:.2f}")
     print(f"  chosen (level, stop_s, silent_s): {chosen.most_common(4)}")
     fixed = (FLOOR.level, FLOOR.stop_s, FLOOR.silent_s)
     print(_line(f"as shipped {fixed}, all dev visits", full[fixed]))
