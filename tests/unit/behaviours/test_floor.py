@@ -106,3 +106,9 @@ def test_ending_class(text, level):
 def test_level_counts_the_nested_classes():
     assert not holds_floor("a bit of", 1) and holds_floor("a bit of", 2)
     assert FloorParams().level == 3
+
+
+@pytest.mark.parametrize("text", ["", " ", "?", "...", "<unk>", "um", "so", "Ok", "and", "-", "\u2019", ", ,", "I'M", "And\u2019"])
+def test_ending_class_on_fragments(text):
+    # live transcripts hand over anything: a class in 0-3, never an exception
+    assert ending_class(text) in (0, 1, 2, 3)
